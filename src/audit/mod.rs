@@ -1,0 +1,1 @@
+//! The audit log: every security event, hash-chained in the store.

@@ -1,0 +1,332 @@
+//! The configuration file (TOML), read into serde structs that refuse unknown keys, then
+//! checked. Relative paths are taken relative to the file's folder. Secrets are named here
+//! (an environment variable or a file), never written here: see [`secret`].
+
+mod gateway;
+mod secret;
+
+pub use gateway::*;
+pub use secret::{Secret, SecretError, SecretSource};
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ca::KeyAlgorithm;
+
+/// The commented example printed by `certgate config example`.
+pub const EXAMPLE: &str = include_str!("example.toml");
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {0}")]
+    Read(String, #[source] std::io::Error),
+    #[error("the configuration file {0} is not valid: {1}")]
+    Parse(String, String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    pub hsm: HsmConfig,
+    pub ca: CaConfig,
+    #[serde(default)]
+    pub issuance: IssuanceConfig,
+    #[serde(default)]
+    pub renewal: RenewalConfig,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The folder relative paths were resolved against (the config file's folder).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://certgate.db` (relative to the config file) or `postgres://user@host/db`.
+    #[serde(default = "default_database_url")]
+    pub url: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: default_database_url(),
+        }
+    }
+}
+
+fn default_database_url() -> String {
+    "sqlite://certgate.db".into()
+}
+
+/// `[hsm]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HsmConfig {
+    #[serde(default = "default_module")]
+    pub module: PathBuf,
+    pub token_label: String,
+    /// Environment variable holding the user PIN.
+    #[serde(default)]
+    pub pin_env: Option<String>,
+    /// File holding the user PIN (e.g. a systemd credential).
+    #[serde(default)]
+    pub pin_file: Option<PathBuf>,
+    /// Label of the CA key object.
+    #[serde(default = "default_key_label")]
+    pub key_label: String,
+    /// Algorithm of a key created by `init` or `hsm keygen`.
+    #[serde(default = "default_key_algorithm")]
+    pub key_algorithm: KeyAlgorithm,
+    /// Signing sessions kept open.
+    #[serde(default = "default_sessions")]
+    pub sessions: usize,
+}
+
+fn default_module() -> PathBuf {
+    "/usr/lib/softhsm/libsofthsm2.so".into()
+}
+fn default_key_label() -> String {
+    "certgate-ca".into()
+}
+fn default_key_algorithm() -> KeyAlgorithm {
+    KeyAlgorithm::EcP256
+}
+fn default_sessions() -> usize {
+    4
+}
+
+impl HsmConfig {
+    /// Where the PIN is read from.
+    pub fn pin_source(&self) -> Result<SecretSource, ConfigError> {
+        match (&self.pin_env, &self.pin_file) {
+            (Some(var), None) => Ok(SecretSource::Env(var.clone())),
+            (None, Some(path)) => Ok(SecretSource::File(path.clone())),
+            (None, None) => Ok(SecretSource::Env("CERTGATE_HSM_PIN".into())),
+            (Some(_), Some(_)) => Err(ConfigError::Invalid(
+                "[hsm] sets both pin_env and pin_file; keep one".into(),
+            )),
+        }
+    }
+}
+
+/// `[ca]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaConfig {
+    /// Distinguished name of the CA, e.g. `CN=certgate Customer CA,O=Example Bank`.
+    pub subject: String,
+    /// Validity of client certificates, from the moment they are obtained.
+    #[serde(default = "default_validity_days")]
+    pub validity_days: u32,
+    /// Validity of a self-signed CA certificate made by `init`.
+    #[serde(default = "default_ca_validity_days")]
+    pub ca_validity_days: u32,
+    /// Base URL of the CRL and OCSP endpoints written into certificates.
+    pub public_url: String,
+    /// Organisation written into client certificates (O=), beside the contract (OU=).
+    #[serde(default = "default_organization")]
+    pub organization: String,
+}
+
+fn default_validity_days() -> u32 {
+    365
+}
+fn default_ca_validity_days() -> u32 {
+    3650
+}
+fn default_organization() -> String {
+    "certgate customers".into()
+}
+
+/// `[issuance]`: one-time issuance codes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuanceConfig {
+    /// Days a code stays valid after staff authorize it.
+    #[serde(default = "default_code_ttl_days")]
+    pub code_ttl_days: u32,
+    /// Wrong tries before a code locks (staff must authorize again).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+impl Default for IssuanceConfig {
+    fn default() -> Self {
+        Self {
+            code_ttl_days: default_code_ttl_days(),
+            max_attempts: default_max_attempts(),
+        }
+    }
+}
+
+fn default_code_ttl_days() -> u32 {
+    80
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+
+/// `[renewal]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewalConfig {
+    /// Renewal opens this many days before expiry (and the notice shows from then).
+    #[serde(default = "default_window_days")]
+    pub window_days: u32,
+    /// Days after expiry during which the expired certificate may still renew itself.
+    #[serde(default = "default_grace_days")]
+    pub grace_after_expiry_days: u32,
+    /// Days the replaced certificate stays valid when the new one is not used.
+    #[serde(default = "default_overlap_days")]
+    pub overlap_days: u32,
+}
+
+impl Default for RenewalConfig {
+    fn default() -> Self {
+        Self {
+            window_days: default_window_days(),
+            grace_after_expiry_days: default_grace_days(),
+            overlap_days: default_overlap_days(),
+        }
+    }
+}
+
+fn default_window_days() -> u32 {
+    30
+}
+fn default_grace_days() -> u32 {
+    0
+}
+fn default_overlap_days() -> u32 {
+    7
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Log lines as JSON objects instead of text.
+    #[serde(default)]
+    pub json: bool,
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read(path.display().to_string(), e))?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::parse(&text, &path.display().to_string(), &base)
+    }
+
+    /// Parses and checks TOML text; `origin` names it in errors, `base` anchors relative paths.
+    pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(origin.into(), e.to_string()))?;
+        cfg.base_dir = base.to_path_buf();
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// A path from the file, anchored at the file's folder when relative.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The database URL with a relative SQLite path anchored at the config file's folder.
+    pub fn database_url(&self) -> String {
+        let url = &self.database.url;
+        match url.strip_prefix("sqlite://") {
+            Some(rest) if !rest.starts_with('/') && !rest.starts_with(':') => {
+                format!("sqlite://{}", self.base_dir.join(rest).display())
+            }
+            _ => url.clone(),
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
+        {
+            return invalid(format!(
+                "[database] url must start with sqlite: or postgres://, not {:?}",
+                self.database.url
+            ));
+        }
+        self.hsm.pin_source()?;
+        if self.hsm.sessions == 0 || self.hsm.sessions > 64 {
+            return invalid("[hsm] sessions must be between 1 and 64".into());
+        }
+        if self.ca.validity_days == 0 || self.ca.validity_days > 825 {
+            return invalid("[ca] validity_days must be between 1 and 825".into());
+        }
+        if !(self.ca.public_url.starts_with("https://")
+            || self.ca.public_url.starts_with("http://"))
+        {
+            return invalid(format!(
+                "[ca] public_url must be an http(s) URL, not {:?}",
+                self.ca.public_url
+            ));
+        }
+        crate::ca::parse_distinguished_name(&self.ca.subject)
+            .map_err(|e| ConfigError::Invalid(format!("[ca] subject: {e}")))?;
+        if self.issuance.max_attempts == 0 {
+            return invalid("[issuance] max_attempts must be at least 1".into());
+        }
+        if self.renewal.window_days >= self.ca.validity_days {
+            return invalid("[renewal] window_days must be shorter than [ca] validity_days".into());
+        }
+        gateway::check(self)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses_and_checks() {
+        let cfg = Config::parse(EXAMPLE, "example", Path::new("/etc/certgate")).unwrap();
+        assert_eq!(cfg.ca.validity_days, 365);
+        assert_eq!(cfg.database_url(), "sqlite:///etc/certgate/certgate.db");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let text = EXAMPLE.replace("[ca]", "[ca]\npin = \"1234\"");
+        let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("pin"), "{err}");
+    }
+
+    #[test]
+    fn both_pin_sources_are_refused() {
+        let text = EXAMPLE.replace("pin_env = ", "pin_file = \"/x\"\npin_env = ");
+        let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("pin_env and pin_file"), "{err}");
+    }
+}

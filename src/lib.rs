@@ -1,0 +1,34 @@
+//! # certgate
+//!
+//! certgate is the authentication gateway of a bank's corporate internet banking and the CA
+//! for the client certificates it accepts. A customer reaches the banking apps behind it only
+//! from a PC holding the certificate issued to their login ID.
+//!
+//! ## How data flows
+//! ```text
+//! browser ──TLS(+client cert)──▶ tls (rustls) ──▶ status (live check per request) ──▶ proxy
+//!    proxy ─ public:      web (landing, obtain, EST, CRL, OCSP)
+//!          ─ certificate: web (renewal, contract admin), upstream banking apps (hyper)
+//! lifecycle (the scheme's rules) ──▶ ca (profiles, CSR checks) ──▶ hsm (PKCS#11 signer)
+//! lifecycle ──▶ store (SQLite or PostgreSQL) ──▶ status cache
+//! notify (expiry notices) ──▶ SMTP;  every security event ──▶ audit (hash chain)
+//! ```
+//!
+//! ## Modules, one concern each
+//! - [`config`]: the TOML configuration, checked, with secrets kept out of it.
+//! - [`hsm`]: the only code that talks to PKCS#11 (cryptoki).
+//! - [`ca`]: certificate profiles, CSR checks, signing through a [`ca::KeyBackend`].
+//! - [`store`]: persistence (sqlx), migrations for SQLite and PostgreSQL.
+//! - [`lifecycle`]: the rules of the scheme (who may obtain, renew, re-issue, revoke).
+//! - [`audit`]: the append-only, hash-chained audit log.
+//! - [`cli`]: the `certgate` command line for bank staff and operators.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod ca;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod hsm;
+pub mod lifecycle;
+pub mod store;
