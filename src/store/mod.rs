@@ -39,7 +39,7 @@ pub enum CodeClaim {
     Fresh,
     /// The code was already redeemed for this same public key (a retried request whose
     /// response was lost): answer with this certificate again.
-    AlreadyIssued(CertRecord),
+    AlreadyIssued(Box<CertRecord>),
     /// Refused; the attempt has been counted.
     Refused(CodeRefusal),
 }
