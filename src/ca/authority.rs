@@ -38,7 +38,9 @@ pub struct IssuancePolicy {
 pub struct Authority {
     ca_id: i64,
     ca_der: Vec<u8>,
-    issuer: Issuer<'static, RcgenKey>,
+    /// The CA certificate's subject key identifier (the CRL's authority key identifier).
+    pub(super) key_id: Vec<u8>,
+    pub(super) issuer: Issuer<'static, RcgenKey>,
     key: Arc<dyn KeyBackend>,
     urls: StatusUrls,
     policy: IssuancePolicy,
@@ -68,9 +70,11 @@ impl Authority {
         )
         .map_err(CaError::Rcgen)?;
         let urls = StatusUrls::for_ca(&policy.public_url, ca_id);
+        let key_id = subject_key_id(&ca_der)?;
         Ok(Self {
             ca_id,
             ca_der,
+            key_id,
             issuer,
             key,
             urls,
@@ -135,6 +139,20 @@ pub fn self_signed_ca(
     let der = cert.der().to_vec();
     check_key_matches(&der, key.as_ref())?;
     Ok(der)
+}
+
+/// The subjectKeyIdentifier of a CA certificate.
+fn subject_key_id(cert_der: &[u8]) -> Result<Vec<u8>, CaError> {
+    use x509_parser::extensions::ParsedExtension;
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| CaError::CaCert(e.to_string()))?;
+    cert.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+            _ => None,
+        })
+        .ok_or_else(|| CaError::CaCert("the CA certificate has no subject key identifier".into()))
 }
 
 /// Checks that the certificate `cert_der` certifies the public key of `key`.

@@ -5,9 +5,12 @@
 //! reaches a certificate.
 
 mod authority;
+pub mod crl;
 pub mod csr;
 mod key;
+pub mod ocsp;
 pub mod pem;
+pub mod pkcs7;
 pub mod profile;
 mod revocation;
 
