@@ -7,12 +7,18 @@
 //   2. /certgate/obtain: fill login ID, issuance code, password; submit;
 //      save the PKCS#12 the page offers;
 //   3. close Chromium, import the PKCS#12 with pk12util, start Chromium
-//      again, open `/` and print {"status":..., "body":...} on stdout.
+//      again, open `/` and print {"status":..., "body":...} on stdout;
+//   4. with --renew, also open /certgate/renew in that browser (reached
+//      with the imported certificate), renew, and save the new PKCS#12 as
+//      renewed-<login>.p12 (its path is added to the JSON as "renewed").
 // Exits non-zero with a message on stderr on any failure; a screenshot of
 // each step is saved in --out. The PKCS#12 password never reaches the logs.
 //
 // node tests/browser/obtain-and-login.mjs --base https://127.0.0.1:PORT \
-//   --login L --code C --ca-pem FILE --out DIR [--lang ja|en] [--chromium PATH]
+//   --login L --code C --ca-pem FILE --out DIR [--lang ja|en] [--renew]
+//   [--password-file FILE] [--chromium PATH]
+// --password-file writes the (random) PKCS#12 password to FILE, mode 0600,
+// so a test can open the saved files with openssl.
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
@@ -48,6 +54,8 @@ function parse() {
       "ca-pem": { type: "string" },
       out: { type: "string" },
       lang: { type: "string", default: "ja" },
+      renew: { type: "boolean", default: false },
+      "password-file": { type: "string" },
       chromium: { type: "string", default: "/usr/bin/chromium" },
     },
   });
@@ -134,36 +142,51 @@ function watchPage(page) {
   page.on("pageerror", (err) => log(`page error: ${err.message}`));
 }
 
-async function obtain(opts, page, password) {
-  const url = `${opts.origin}/certgate/obtain?lang=${encodeURIComponent(opts.lang)}`;
-  const resp = await page.goto(url, { timeout: STEP_TIMEOUT_MS });
-  if (!resp || resp.status() !== 200) fail(`GET ${url} answered ${resp ? resp.status() : "nothing"}`);
-  await shot(page, opts.out, "1-obtain-page");
-
-  await page.fill("#login", opts.login);
-  await page.fill("#code", opts.code);
-  await page.fill("#password", password);
-  await page.fill("#password2", password);
-  await shot(page, opts.out, "2-obtain-filled");
-
+// Submits the page's form and returns the saved PKCS#12 path; fails if the
+// page shows an error instead of offering the file.
+async function submitAndSave(opts, page, saveAs, shotName) {
   const error = page.locator("#certgate-error");
   const download = page.waitForEvent("download", { timeout: STEP_TIMEOUT_MS });
   const refused = error.waitFor({ state: "visible", timeout: STEP_TIMEOUT_MS }).then(async () => {
     fail(`the page shows an error: ${(await error.textContent()) || ""}`.trim());
   });
+  refused.catch(() => {});
   await page.click('button[type="submit"]');
   const file = await Promise.race([download, refused]);
   const suggested = file.suggestedFilename();
   if (suggested !== `${opts.login}.p12`) fail(`download is named ${suggested}, expected ${opts.login}.p12`);
-  const saved = path.join(opts.out, suggested);
+  const saved = path.join(opts.out, saveAs);
   await file.saveAs(saved);
-  refused.catch(() => {});
   await page.locator("#certgate-done").waitFor({ state: "visible", timeout: STEP_TIMEOUT_MS });
-  await shot(page, opts.out, "3-obtain-done");
+  await shot(page, opts.out, shotName);
   const size = fs.statSync(saved).size;
   if (size < 200) fail(`the PKCS#12 file is only ${size} bytes`);
   log(`saved ${saved} (${size} bytes)`);
   return saved;
+}
+
+async function open(opts, page, pathname, shotName) {
+  const url = `${opts.origin}${pathname}?lang=${encodeURIComponent(opts.lang)}`;
+  const resp = await page.goto(url, { timeout: STEP_TIMEOUT_MS });
+  if (!resp || resp.status() !== 200) fail(`GET ${url} answered ${resp ? resp.status() : "nothing"}`);
+  await shot(page, opts.out, shotName);
+}
+
+async function obtain(opts, page, password) {
+  await open(opts, page, "/certgate/obtain", "1-obtain-page");
+  await page.fill("#login", opts.login);
+  await page.fill("#code", opts.code);
+  await page.fill("#password", password);
+  await page.fill("#password2", password);
+  await shot(page, opts.out, "2-obtain-filled");
+  return submitAndSave(opts, page, `${opts.login}.p12`, "3-obtain-done");
+}
+
+async function renew(opts, page, password) {
+  await open(opts, page, "/certgate/renew", "5-renew-page");
+  await page.fill("#password", password);
+  await page.fill("#password2", password);
+  return submitAndSave(opts, page, `renewed-${opts.login}.p12`, "6-renew-done");
 }
 
 function importPkcs12(nss, p12, password, out) {
@@ -202,6 +225,7 @@ async function main() {
   const nss = prepareNss(opts, home);
   writePreferences(profile, opts.origin);
   const password = randomBytes(12).toString("base64url");
+  if (opts["password-file"]) fs.writeFileSync(opts["password-file"], password, { mode: 0o600 });
 
   log(`obtaining a certificate for ${opts.login} at ${opts.origin}`);
   let context = await launch(opts, profile, nss.env);
@@ -223,6 +247,10 @@ async function main() {
     const page = context.pages()[0] || (await context.newPage());
     watchPage(page);
     result = await login(opts, page);
+    if (opts.renew && result.status === 200) {
+      log("renewing with the imported certificate");
+      result.renewed = await renew(opts, page, password);
+    }
   } finally {
     await context.close();
   }
