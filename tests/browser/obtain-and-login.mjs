@@ -165,9 +165,19 @@ async function submitAndSave(opts, page, saveAs, shotName) {
   return saved;
 }
 
+// Network and TLS failures (e.g. net::ERR_CERT_AUTHORITY_INVALID when
+// --ca-pem is not the server's CA) as one readable line.
+async function goto(page, url) {
+  try {
+    return await page.goto(url, { timeout: STEP_TIMEOUT_MS });
+  } catch (err) {
+    return fail(`GET ${url} failed: ${String(err.message).split("\n")[0]}`);
+  }
+}
+
 async function open(opts, page, pathname, shotName) {
   const url = `${opts.origin}${pathname}?lang=${encodeURIComponent(opts.lang)}`;
-  const resp = await page.goto(url, { timeout: STEP_TIMEOUT_MS });
+  const resp = await goto(page, url);
   if (!resp || resp.status() !== 200) fail(`GET ${url} answered ${resp ? resp.status() : "nothing"}`);
   await shot(page, opts.out, shotName);
 }
@@ -206,7 +216,7 @@ function importPkcs12(nss, p12, password, out) {
 
 async function login(opts, page) {
   const url = `${opts.origin}/`;
-  const resp = await page.goto(url, { timeout: STEP_TIMEOUT_MS });
+  const resp = await goto(page, url);
   if (!resp) fail(`GET ${url} gave no answer`);
   await shot(page, opts.out, "4-login");
   const body = await resp.text();
