@@ -185,7 +185,7 @@ impl Store {
         now: UnixTime,
     ) -> Result<Vec<String>, StoreError> {
         let login = cert.login.as_str();
-        let changed = on_backend!(self, |pool, PG| {
+        let revoked = on_backend!(self, |pool, PG| {
             use sqlx::Row as _;
             let mut tx = pool.begin_write().await?;
             // Lock the code row first: a concurrent redemption waits here, then sees `used_at`.
@@ -248,14 +248,12 @@ impl Store {
                 )));
             }
 
-            let mut changed = revoked;
-            changed.push(cert.serial.clone());
-            pg_notify!(PG, tx, &changed);
+            pg_notify!(PG, tx, revoked.iter().chain([&cert.serial]));
             tx.commit().await?;
-            Ok::<_, StoreError>(changed)
+            Ok::<_, StoreError>(revoked)
         })?;
-        self.announce(&changed);
-        let revoked = changed[..changed.len() - 1].to_vec();
+        self.announce(&revoked);
+        self.announce(std::slice::from_ref(&cert.serial));
         Ok(revoked)
     }
 }
