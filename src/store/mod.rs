@@ -8,6 +8,11 @@
 //!
 //! Every change to a certificate's status is announced to [`Store::subscribe_changes`] on
 //! this instance and, on PostgreSQL, through `NOTIFY certgate_cert` to the other instances.
+//!
+//! Layout: `backend` (pools, write transactions, migrations, the `on_backend!` macro that
+//! writes each operation once for both pools), `rows` (row decoding), one file per topic
+//! (`accounts`, `codes`, `certs`, `cas`, `audit_chain`) and `changes` (the broadcast
+//! channel and the PostgreSQL listener).
 
 mod accounts;
 mod audit_chain;
