@@ -32,3 +32,4 @@ pub mod config;
 pub mod hsm;
 pub mod lifecycle;
 pub mod store;
+pub mod web;

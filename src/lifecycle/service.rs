@@ -399,6 +399,90 @@ impl Lifecycle {
         self.finish_reissue(&actor, target_login, result).await
     }
 
+    /// A contract administrator adds an approver or general login ID to its contract.
+    pub async fn admin_add_user(
+        &self,
+        admin_login: &str,
+        login: &str,
+        role: crate::store::Role,
+        email: &str,
+    ) -> Result<User, LifecycleError> {
+        let actor = Actor::User(admin_login.into());
+        let result = async {
+            let admin = self.enabled_user(admin_login).await?;
+            rules::may_admin_add_user(&admin, &admin.contract_id, role)?;
+            rules::check_identifier("a login ID", login)?;
+            if !email.contains('@') || email.chars().any(char::is_whitespace) || email.len() > 254 {
+                return Err(Refusal::new("bad_email", "that is not an e-mail address").into());
+            }
+            let user = User {
+                login: login.into(),
+                contract_id: admin.contract_id.clone(),
+                role,
+                email: email.into(),
+                enabled: true,
+                created_at: self.now(),
+            };
+            self.store.insert_user(&user).await?;
+            Ok(user)
+        }
+        .await;
+        match result {
+            Ok(u) => {
+                self.audit_ok(
+                    &actor,
+                    "user.add",
+                    login,
+                    json!({"contract": u.contract_id, "role": u.role.as_str()}),
+                )
+                .await;
+                Ok(u)
+            }
+            Err(e) => self.refuse(&actor, "user.add", login, e).await,
+        }
+    }
+
+    /// A contract administrator authorizes the first issuance for an approver or general
+    /// login ID of its contract.
+    pub async fn admin_authorize(
+        &self,
+        admin_login: &str,
+        target_login: &str,
+    ) -> Result<Authorized, LifecycleError> {
+        let admin = match self.enabled_user(admin_login).await {
+            Ok(a) => a,
+            Err(e) => {
+                return self
+                    .refuse(
+                        &Actor::User(admin_login.into()),
+                        "code.authorize",
+                        target_login,
+                        e,
+                    )
+                    .await;
+            }
+        };
+        let target = self.store.user(target_login).await?;
+        let allowed = match &target {
+            Some(t) => rules::may_admin_reissue(&admin, t).map_err(LifecycleError::from),
+            None => {
+                Err(Refusal::new("other_contract", "that login ID is not in your contract").into())
+            }
+        };
+        if let Err(e) = allowed {
+            return self
+                .refuse(
+                    &Actor::User(admin_login.into()),
+                    "code.authorize",
+                    target_login,
+                    e,
+                )
+                .await;
+        }
+        self.authorize(&Actor::User(admin_login.into()), target_login)
+            .await
+    }
+
     async fn reissue_unchecked(
         &self,
         login: &str,

@@ -109,9 +109,15 @@ mod tests {
 
     #[test]
     fn api_rules() {
-        assert_eq!(check_api(&req(&[("content-type", "application/json")])), Ok(()));
         assert_eq!(
-            check_api(&req(&[("content-type", "application/x-www-form-urlencoded")])),
+            check_api(&req(&[("content-type", "application/json")])),
+            Ok(())
+        );
+        assert_eq!(
+            check_api(&req(&[(
+                "content-type",
+                "application/x-www-form-urlencoded"
+            )])),
             Err(CrossSite::ContentType)
         );
         assert_eq!(
@@ -154,7 +160,10 @@ mod tests {
             ("cookie", &format!("{COOKIE}={token}")),
         ]);
         assert_eq!(check_page(&bad), Err(CrossSite::Token));
-        let missing = req(&[("content-type", "application/json"), ("x-certgate-csrf", &token)]);
+        let missing = req(&[
+            ("content-type", "application/json"),
+            ("x-certgate-csrf", &token),
+        ]);
         assert_eq!(check_page(&missing), Err(CrossSite::Token));
     }
 }

@@ -30,9 +30,10 @@ pub async fn handle(lifecycle: &Lifecycle, ca_chain: &[Vec<u8>], req: &WebReques
         (&Method::GET, "csrattrs") => csrattrs(),
         (&Method::POST, "simpleenroll") => simpleenroll(lifecycle, req).await,
         (&Method::POST, "simplereenroll") => simplereenroll(lifecycle, req).await,
-        (_, "cacerts" | "csrattrs" | "simpleenroll" | "simplereenroll") => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed for this EST operation")
-        }
+        (_, "cacerts" | "csrattrs" | "simpleenroll" | "simplereenroll") => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed for this EST operation",
+        ),
         _ => text(StatusCode::NOT_FOUND, "unknown EST operation"),
     }
 }
@@ -51,8 +52,10 @@ fn base64_body(content_type: &'static str, der: &[u8]) -> WebResponse {
     let mut b64 = base64::engine::general_purpose::STANDARD.encode(der);
     b64.push('\n');
     let mut r = with_type(StatusCode::OK, content_type, Bytes::from(b64));
-    r.headers_mut()
-        .insert("content-transfer-encoding", HeaderValue::from_static("base64"));
+    r.headers_mut().insert(
+        "content-transfer-encoding",
+        HeaderValue::from_static("base64"),
+    );
     r
 }
 
@@ -60,9 +63,9 @@ fn base64_body(content_type: &'static str, der: &[u8]) -> WebResponse {
 fn csrattrs() -> WebResponse {
     // SEQUENCE { OID ecdsa-with-SHA256, SEQUENCE { OID id-ecPublicKey, SET { OID P-256 } } }
     const ATTRS: &[u8] = &[
-        0x30, 0x23, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02, 0x30, 0x17,
-        0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x31, 0x0c, 0x06, 0x08, 0x2a,
-        0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+        0x30, 0x23, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02, 0x30, 0x17, 0x06,
+        0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x31, 0x0c, 0x06, 0x08, 0x2a, 0x86, 0x48,
+        0xce, 0x3d, 0x03, 0x01, 0x07,
     ];
     base64_body("application/csrattrs", ATTRS)
 }
@@ -77,7 +80,12 @@ fn csr_from_body(req: &WebRequest) -> Result<Vec<u8>, WebResponse> {
             "EST enrollment needs Content-Type: application/pkcs10 (base64 DER)",
         ));
     }
-    let compact: Vec<u8> = req.body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    let compact: Vec<u8> = req
+        .body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
     base64::engine::general_purpose::STANDARD
         .decode(&compact)
         .map_err(|_| text(StatusCode::BAD_REQUEST, "the EST body is not base64"))
@@ -89,7 +97,9 @@ fn basic_credentials(req: &WebRequest) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, pass) = text.split_once(':')?;
     Some((user.to_owned(), pass.to_owned()))
@@ -111,14 +121,17 @@ fn lifecycle_error(e: &LifecycleError) -> WebResponse {
     }
     let mut r = text(status, &e.to_string());
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
     }
     r
 }
 
 async fn simpleenroll(lifecycle: &Lifecycle, req: &WebRequest) -> WebResponse {
     let Some((login, code)) = basic_credentials(req) else {
-        return unauthorized("EST enrollment needs HTTP Basic authentication: login ID and issuance code");
+        return unauthorized(
+            "EST enrollment needs HTTP Basic authentication: login ID and issuance code",
+        );
     };
     let csr = match csr_from_body(req) {
         Ok(c) => c,

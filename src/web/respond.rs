@@ -17,21 +17,31 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> WebResponse 
 
 /// A JSON body with 200.
 pub fn json_ok(value: &serde_json::Value) -> WebResponse {
-    with_type(StatusCode::OK, "application/json", Bytes::from(value.to_string()))
+    with_type(
+        StatusCode::OK,
+        "application/json",
+        Bytes::from(value.to_string()),
+    )
 }
 
 /// A body with a content type.
 pub fn with_type(status: StatusCode, content_type: &'static str, body: Bytes) -> WebResponse {
     let mut r = Response::new(body);
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
 /// Plain text (EST errors are text per RFC 7030 §4.2.3).
 pub fn text(status: StatusCode, message: &str) -> WebResponse {
-    with_type(status, "text/plain; charset=utf-8", Bytes::from(format!("{message}\n")))
+    with_type(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from(format!("{message}\n")),
+    )
 }
 
 /// The HTTP status for a lifecycle error.
@@ -67,7 +77,8 @@ pub fn lifecycle_json(e: &LifecycleError) -> WebResponse {
     };
     let mut r = json_error(status, e.code(), &message);
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
     }
     r
 }

@@ -114,7 +114,10 @@ impl Revocation {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot produce the CRL");
-                text(StatusCode::SERVICE_UNAVAILABLE, "the CRL is temporarily unavailable")
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the CRL is temporarily unavailable",
+                )
             }
         }
     }
@@ -134,9 +137,17 @@ impl Revocation {
             .await
             .map_err(|e| e.to_string())?
             .into_iter()
-            .map(|(serial, revoked_at, reason)| RevokedEntry { serial, revoked_at, reason })
+            .map(|(serial, revoked_at, reason)| RevokedEntry {
+                serial,
+                revoked_at,
+                reason,
+            })
             .collect::<Vec<_>>();
-        let number = self.store.next_crl_number(ca_id).await.map_err(|e| e.to_string())?;
+        let number = self
+            .store
+            .next_crl_number(ca_id)
+            .await
+            .map_err(|e| e.to_string())?;
         let authority = signer.authority.clone();
         let der = tokio::task::spawn_blocking(move || {
             authority.sign_crl(&revoked, number, now, now + CRL_VALIDITY)
@@ -145,7 +156,13 @@ impl Revocation {
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
         let der = Bytes::from(der);
-        crls.insert(ca_id, CachedCrl { der: der.clone(), made_at: now });
+        crls.insert(
+            ca_id,
+            CachedCrl {
+                der: der.clone(),
+                made_at: now,
+            },
+        );
         Ok(der)
     }
 
@@ -183,7 +200,11 @@ impl Revocation {
         }
         let now = self.clock.now();
         let cache_key = (parsed.nonce.is_none() && parsed.cert_ids.len() == 1).then(|| {
-            format!("{}:{}", hex::encode(&der), ocsp::serial_hex(&parsed.cert_ids[0]))
+            format!(
+                "{}:{}",
+                hex::encode(&der),
+                ocsp::serial_hex(&parsed.cert_ids[0])
+            )
         });
         if let Some(key) = &cache_key {
             if let Some(hit) = self.ocsp_cached(key, now) {
@@ -192,7 +213,10 @@ impl Revocation {
         }
         let mut answers = Vec::with_capacity(parsed.cert_ids.len());
         for id in &parsed.cert_ids {
-            match self.status(signer.authority.ca_id(), &ocsp::serial_hex(id)).await {
+            match self
+                .status(signer.authority.ca_id(), &ocsp::serial_hex(id))
+                .await
+            {
                 Ok(status) => answers.push((id.clone(), status)),
                 Err(()) => return ocsp_error(OcspResponseStatus::TryLater),
             }
@@ -218,7 +242,10 @@ impl Revocation {
 
     fn ocsp_cached(&self, key: &str, now: UnixTime) -> Option<Bytes> {
         let cache = self.ocsp.lock().ok()?;
-        cache.get(key).filter(|(_, at)| now - at < OCSP_CACHE).map(|(d, _)| d.clone())
+        cache
+            .get(key)
+            .filter(|(_, at)| now - at < OCSP_CACHE)
+            .map(|(d, _)| d.clone())
     }
 
     fn ocsp_store(&self, key: String, der: Bytes, now: UnixTime) {
@@ -275,11 +302,17 @@ fn decode_get(s: &str) -> Option<Vec<u8>> {
 
 fn ocsp_ok(der: Bytes) -> WebResponse {
     let mut r = with_type(StatusCode::OK, "application/ocsp-response", der);
-    r.headers_mut()
-        .insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("max-age=300"));
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("max-age=300"),
+    );
     r
 }
 
 fn ocsp_error(status: OcspResponseStatus) -> WebResponse {
-    with_type(StatusCode::OK, "application/ocsp-response", Bytes::from(ocsp::error_response(status)))
+    with_type(
+        StatusCode::OK,
+        "application/ocsp-response",
+        Bytes::from(ocsp::error_response(status)),
+    )
 }
