@@ -1,6 +1,10 @@
 //! The audit log: every security event (issuance, refusal, revocation, admin action) goes
 //! here, hash-chained in the store. Details are JSON and never contain a secret.
 
+mod verify;
+
+pub use verify::{ChainReport, VerifyError, export, verify_chain};
+
 use crate::clock::UnixTime;
 use crate::store::{NewAudit, Store};
 

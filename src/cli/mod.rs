@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub use args::Cli;
-use args::{CaCmd, Command, ConfigCmd};
+use args::{AuditCmd, CaCmd, Command, ConfigCmd};
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
@@ -70,7 +70,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Issue(cmd) => staff::issue(cfg, cmd).await,
         Command::Cert(cmd) => staff::cert(cfg, cmd).await,
         Command::Ca(CaCmd::Cert) => staff::ca_cert(&cfg).await,
-        Command::Audit(_) => anyhow::bail!("audit commands are not available yet"),
+        Command::Audit(cmd) => audit(&cfg, cmd).await,
         Command::Serve => anyhow::bail!("serve is not available yet"),
     }
+}
+
+async fn audit(cfg: &crate::config::Config, cmd: AuditCmd) -> anyhow::Result<()> {
+    let store = context::open_store(cfg).await?;
+    match cmd {
+        AuditCmd::Verify => {
+            let report = crate::audit::verify_chain(&store).await?;
+            println!(
+                "audit chain intact: {} entries, last hash {}",
+                report.entries, report.last_hash
+            );
+        }
+        AuditCmd::Export { from } => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            crate::audit::export(&store, from, &mut lock).await?;
+        }
+    }
+    Ok(())
 }
