@@ -117,7 +117,8 @@ mod tests {
 
     #[test]
     fn each_unsafe_attribute_is_named() {
-        let cases: [(fn(&mut KeyAttributes), &str); 7] = [
+        type Spoil = fn(&mut KeyAttributes);
+        let cases: [(Spoil, &str); 7] = [
             (|a| a.extractable = true, "CKA_EXTRACTABLE"),
             (|a| a.sensitive = false, "CKA_SENSITIVE"),
             (|a| a.token = false, "CKA_TOKEN"),

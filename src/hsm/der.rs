@@ -67,7 +67,7 @@ fn unsigned_integer(magnitude: &[u8]) -> Vec<u8> {
 /// Converts `CKM_ECDSA`'s raw `r‖s` (two halves of equal length) into the DER
 /// `ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }`. `None` on an empty or odd input.
 pub(crate) fn ecdsa_signature_from_raw(raw: &[u8]) -> Option<Vec<u8>> {
-    if raw.is_empty() || raw.len() % 2 != 0 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return None;
     }
     let (r, s) = raw.split_at(raw.len() / 2);
