@@ -365,3 +365,51 @@ fn concurrent_signing_survives_sessions_closed_underneath() {
         key.sign(&[i]).expect("sign after the resets");
     }
 }
+
+#[test]
+fn setup_token_script_creates_a_usable_token_without_printing_the_pin() {
+    if !token::softhsm_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hsm-config/setup-token.sh");
+    let run = || {
+        Command::new("sh")
+            .arg(script)
+            .arg(dir.path().join("hsm"))
+            .arg("scripted")
+            .env("CERTGATE_HSM_PIN", "pin-4711")
+            .env("CERTGATE_HSM_SO_PIN", "so-pin-0815")
+            .output()
+            .expect("run setup-token.sh")
+    };
+    let out = run();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    for secret in ["pin-4711", "so-pin-0815"] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret));
+    }
+    let conf = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("export SOFTHSM2_CONF="))
+        .expect("the export line comes last");
+    assert!(std::path::Path::new(conf).is_file());
+    // Running it again keeps the token (and its keys).
+    assert!(run().status.success());
+
+    // SAFETY: this test's own process (nextest), before any PKCS#11 call or thread.
+    unsafe { std::env::set_var("SOFTHSM2_CONF", conf) };
+    let hsm = Hsm::open(&certgate::hsm::HsmSettings {
+        module: token::MODULE.into(),
+        token_label: "scripted".into(),
+        pin: Secret::new("pin-4711".into()),
+        sessions: 1,
+    })
+    .expect("the script's token opens with its PIN");
+    let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    key.sign(b"scripted").unwrap();
+}

@@ -75,12 +75,7 @@ pub fn create(label: &str) -> Option<TestToken> {
         )
         .with_test_writer()
         .try_init();
-    if let Some(missing) = missing_tools() {
-        let why = format!("SoftHSM2 test skipped: {missing}");
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{why} (CI=true: SoftHSM2 must be installed)");
-        }
-        eprintln!("{why}");
+    if !softhsm_available() {
         return None;
     }
     let dir = tempfile::tempdir().expect("temp dir");
@@ -122,6 +117,20 @@ pub fn create(label: &str) -> Option<TestToken> {
         conf,
         label: label.to_owned(),
     })
+}
+
+/// Whether SoftHSM2 and its tools are installed; if not, fails under `CI=true`, else says
+/// why the test is skipped.
+pub fn softhsm_available() -> bool {
+    let Some(missing) = missing_tools() else {
+        return true;
+    };
+    let why = format!("SoftHSM2 test skipped: {missing}");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{why} (CI=true: SoftHSM2 must be installed)");
+    }
+    eprintln!("{why}");
+    false
 }
 
 fn missing_tools() -> Option<String> {
