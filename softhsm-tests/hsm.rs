@@ -413,3 +413,23 @@ fn setup_token_script_creates_a_usable_token_without_printing_the_pin() {
     let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
     key.sign(b"scripted").unwrap();
 }
+
+#[test]
+fn a_key_deleted_underneath_makes_signing_unusable_not_unavailable() {
+    let Some((tok, hsm)) = open("deleted", 2) else {
+        return;
+    };
+    let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    key.sign(b"before").unwrap();
+    // Another process (an operator) deletes the private key; SoftHSM here re-reads the store.
+    tok.pkcs11_tool(&["--delete-object", "--type", "privkey", "--label", "ca-key"]);
+    for _ in 0..3 {
+        match key.sign(b"after") {
+            Err(SignError::Unusable(reason)) => assert!(reason.contains("ca-key"), "{reason}"),
+            other => panic!("expected Unusable, got {other:?}"),
+        }
+    }
+    // The sessions survived the stale handle: the token itself is healthy.
+    hsm.health().unwrap();
+    key.health().unwrap();
+}

@@ -9,12 +9,18 @@ use std::fmt;
 
 use cryptoki::error::{Error as CkError, RvError};
 
-/// What a failed call means for the caller.
+/// What a failed call means for the caller. The first three are the "retry once" class,
+/// told apart by what must be replaced before the retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Disposition {
-    /// The session (or its login, or a handle) is gone: drop the session, open a new one, log
+    /// The session (or the device behind it) is gone: drop the session, open a new one, log
     /// in, retry once. If no session can be opened, the library is re-initialised.
     NewSession,
+    /// The session is open but no longer logged in: close it, open a new one (which logs in
+    /// again), retry once. Its handle is still valid, so closing it is safe.
+    Relogin,
+    /// An object handle went stale; the session is fine: look the key up again, retry once.
+    Relookup,
     /// The token is busy or short of resources: report "unavailable" now, try on a later call.
     Unavailable,
     /// Retrying will not help; an operator must act (wrong PIN, bad key, bad mechanism).
@@ -27,13 +33,12 @@ pub(crate) fn classify(rv: RvError) -> Disposition {
     use Disposition::*;
     use RvError as R;
     match rv {
-        // The session, its login or an object handle no longer exists, or the device behind
-        // it went away: a new session (after re-initialisation if needed) may work.
+        R::UserNotLoggedIn => Relogin,
+        R::KeyHandleInvalid | R::ObjectHandleInvalid => Relookup,
+        // The session no longer exists, or the device behind it went away: a new session
+        // (after re-initialisation if needed) may work.
         R::SessionHandleInvalid
         | R::SessionClosed
-        | R::UserNotLoggedIn
-        | R::KeyHandleInvalid
-        | R::ObjectHandleInvalid
         | R::OperationActive
         | R::OperationNotInitialized
         | R::DeviceError
@@ -160,14 +165,18 @@ mod tests {
         for rv in [
             RvError::SessionHandleInvalid,
             RvError::SessionClosed,
-            RvError::UserNotLoggedIn,
             RvError::DeviceError,
             RvError::DeviceRemoved,
             RvError::TokenNotPresent,
-            RvError::KeyHandleInvalid,
         ] {
             assert_eq!(classify(rv), Disposition::NewSession, "{rv:?}");
         }
+        assert_eq!(classify(RvError::UserNotLoggedIn), Disposition::Relogin);
+        assert_eq!(classify(RvError::KeyHandleInvalid), Disposition::Relookup);
+        assert_eq!(
+            classify(RvError::ObjectHandleInvalid),
+            Disposition::Relookup
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The pool of logged-in sessions on one token, and the recovery policy around each use.
 //!
 //! Sessions are opened one after another, never in parallel. Each operation borrows one
-//! ([`Pool::run`]); when a call reports a lost session (see [`super::ckr::classify`]) every
-//! session of that generation is given up, a new one is opened and logged in, and the
-//! operation is retried once. When no session can be opened, the library is re-initialised
-//! (with backoff, see [`super::context`]) and the caller hears `Unavailable` meanwhile.
+//! ([`Pool::run`]) and is retried at most once, after replacing what the failure code says
+//! is broken (see [`super::ckr::classify`]): a lost session gives up every session of its
+//! generation and a new one is opened and logged in; a session that lost its login is closed
+//! and replaced; a stale object handle keeps the session and the key is looked up again. When
+//! no session can be opened, the library is re-initialised (with backoff, see
+//! [`super::context`]) and the caller hears `Unavailable` meanwhile.
 //!
 //! Given-up sessions are abandoned, not closed: after a device reset their handle numbers
 //! may already name newer sessions. If only one session of a generation had died, the others
@@ -148,7 +150,7 @@ impl Pool {
             let session = match self.checkout(&live) {
                 Ok(s) => s,
                 Err(OpError::Call(e))
-                    if e.disposition() == Disposition::NewSession && !reinitialised =>
+                    if !reinitialised && e.disposition() == Disposition::NewSession =>
                 {
                     tracing::warn!(function = e.function, code = %e.code(),
                         "cannot open a session; re-initialising the PKCS#11 library");
@@ -170,22 +172,25 @@ impl Pool {
                     return Ok(value);
                 }
                 Err(OpError::Call(e)) => match e.disposition() {
-                    Disposition::NewSession if !retried => {
-                        tracing::warn!(function = e.function, code = %e.code(),
-                            "PKCS#11 session lost; retrying once on a new session");
-                        self.give_up_generation(session);
-                        retried = true;
-                    }
-                    Disposition::NewSession => {
-                        tracing::error!(function = e.function, code = %e.code(),
-                            "PKCS#11 session lost again after a retry");
-                        self.give_up_generation(session);
-                        return Err(HsmError::Unavailable(e.to_string()));
-                    }
                     Disposition::Unavailable | Disposition::Permanent => {
                         tracing::warn!(function = e.function, code = %e.code(), "PKCS#11 call failed");
                         self.checkin(&live, session);
                         return Err(e.into());
+                    }
+                    retry => {
+                        match retry {
+                            Disposition::Relookup => self.checkin(&live, session),
+                            Disposition::Relogin => self.close(session),
+                            _ => self.give_up_generation(session),
+                        }
+                        if retried {
+                            tracing::error!(function = e.function, code = %e.code(),
+                                "PKCS#11 call failed again after a retry");
+                            return Err(HsmError::Unavailable(e.to_string()));
+                        }
+                        tracing::warn!(function = e.function, code = %e.code(), disposition = ?retry,
+                            "PKCS#11 call failed; retrying once");
+                        retried = true;
                     }
                 },
                 Err(OpError::Hsm(e)) => {
@@ -260,6 +265,15 @@ impl Pool {
             st.owned -= 1;
             session.abandon();
         }
+        drop(st);
+        self.returned.notify_one();
+    }
+
+    /// Closes a session whose handle is still valid (it only lost its login).
+    fn close(&self, session: HsmSession) {
+        let mut st = self.lock();
+        st.owned -= 1;
+        drop(session);
         drop(st);
         self.returned.notify_one();
     }

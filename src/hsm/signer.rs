@@ -138,9 +138,11 @@ impl Signer {
         {
             return Ok(h);
         }
-        let h = find_private_key(session, &self.label, Some(&self.id))?;
-        *self.handle.lock().unwrap_or_else(PoisonError::into_inner) = Some((epoch, h));
-        Ok(h)
+        let found = find_private_key(session, &self.label, Some(&self.id));
+        // A failed lookup also forgets the old handle: it must not be tried again.
+        *self.handle.lock().unwrap_or_else(PoisonError::into_inner) =
+            found.as_ref().ok().map(|h| (epoch, *h));
+        found
     }
 }
 
