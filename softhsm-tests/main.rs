@@ -2,3 +2,5 @@
 
 mod cli;
 mod fixture;
+mod hsm;
+mod support;

@@ -21,6 +21,10 @@ pub enum HsmError {
     /// A key with this label already exists.
     #[error("a key labelled {0:?} already exists in the token")]
     KeyExists(String),
+    /// The key is of a type or shape this CA does not use (curve, size, missing public key,
+    /// several keys under one label).
+    #[error("key {label:?} cannot be used: {reason}")]
+    UnsupportedKey { label: String, reason: String },
     /// The key's attributes allow it to leave the token or be misused.
     #[error("key {label:?} is not safe as a CA key: {reason}")]
     UnsafeKey { label: String, reason: String },
@@ -33,4 +37,18 @@ pub enum HsmError {
         function: &'static str,
         detail: String,
     },
+}
+
+impl From<super::ckr::CallError> for HsmError {
+    /// A failed call is "unavailable" when it may pass by itself, else a plain PKCS#11 error.
+    /// Only the function and the CKR code are kept: no argument can leak into the text.
+    fn from(e: super::ckr::CallError) -> Self {
+        match e.disposition() {
+            super::ckr::Disposition::Permanent => Self::Pkcs11 {
+                function: e.function,
+                detail: e.code(),
+            },
+            _ => Self::Unavailable(e.to_string()),
+        }
+    }
 }

@@ -9,8 +9,18 @@
 //! What this module must not do: retry a wrong PIN (a real HSM locks the token), log or echo
 //! the PIN, or release a signature that does not verify.
 
+mod attributes;
+mod ckr;
+mod context;
+mod der;
 mod error;
+mod keygen;
+mod objects;
+mod pool;
+mod session;
+mod signer;
 
+pub use attributes::KeyAttributes;
 pub use error::HsmError;
 
 use std::path::PathBuf;
@@ -18,6 +28,11 @@ use std::sync::Arc;
 
 use crate::ca::{KeyAlgorithm, KeyBackend, SignError};
 use crate::config::Secret;
+
+use ckr::{CallError, call};
+use context::Context;
+use pool::{OpError, Pool};
+use signer::{SignFailure, Signer};
 
 /// What is needed to open a token.
 #[derive(Debug, Clone)]
@@ -32,76 +47,203 @@ pub struct HsmSettings {
     pub sessions: usize,
 }
 
-/// Security-relevant attributes of a private key object, as the token reports them.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct KeyAttributes {
-    pub label: String,
-    pub id_hex: String,
-    pub algorithm: Option<KeyAlgorithm>,
-    pub token: bool,
-    pub private: bool,
-    pub sensitive: bool,
-    pub always_sensitive: bool,
-    pub extractable: bool,
-    pub never_extractable: bool,
-    pub local: bool,
-    pub decrypt: bool,
-    pub unwrap: bool,
-    pub derive: bool,
-}
-
-impl KeyAttributes {
-    /// Why this key must not be used as a CA key, if it must not.
-    pub fn unsafe_reason(&self) -> Option<String> {
-        todo!()
-    }
-}
-
 /// An open PKCS#11 module with a logged-in session pool on one token.
 #[derive(Debug, Clone)]
 pub struct Hsm {
-    _private: Arc<()>,
+    inner: Arc<HsmInner>,
 }
 
-#[allow(unused_variables)]
+#[derive(Debug)]
+struct HsmInner {
+    module: PathBuf,
+    pool: Pool,
+}
+
+/// A fixed message signed when a key is opened, to prove that its public key object belongs
+/// to its private key.
+const KEY_CHECK_MESSAGE: &[u8] = b"certgate: does the public key match the private key?";
+
 impl Hsm {
-    /// Loads the module, finds the token by label and logs in. Blocking.
+    /// Loads the module (once per process), finds the token by label and logs in. Blocking.
+    ///
+    /// Login state belongs to the process, not the session: if this process is already
+    /// logged in to the token, the PIN is not checked again.
     pub fn open(settings: &HsmSettings) -> Result<Self, HsmError> {
-        todo!()
+        let ctx = Context::get(&settings.module)?;
+        let pool = Pool::open(
+            ctx,
+            settings.token_label.clone(),
+            settings.pin.clone(),
+            settings.sessions,
+        )?;
+        tracing::info!(token = %settings.token_label, sessions = settings.sessions.max(1),
+            "logged in to the token");
+        Ok(Self {
+            inner: Arc::new(HsmInner {
+                module: settings.module.clone(),
+                pool,
+            }),
+        })
     }
+
     /// Opens the private key labelled `label` (with its public key) as a signer.
-    /// `KeyNotFound` when absent; `UnsafeKey` when it is extractable or not sensitive.
+    /// `KeyNotFound` when absent; `UnsafeKey` when it is extractable or not sensitive (or
+    /// otherwise unfit, see [`KeyAttributes::unsafe_reason`]), or when its public key object
+    /// does not match it; `UnsupportedKey` for other curves and sizes.
     pub fn key(&self, label: &str) -> Result<HsmKey, HsmError> {
-        todo!()
+        let (key, spki, epoch) = self.inner.pool.run(|session, attempt| {
+            let key = objects::read_private_key(session, label)?;
+            if let Some(reason) = key.attributes.unsafe_reason() {
+                return Err(HsmError::UnsafeKey {
+                    label: label.to_owned(),
+                    reason,
+                }
+                .into());
+            }
+            let algorithm = key
+                .attributes
+                .algorithm
+                .ok_or_else(|| HsmError::UnsupportedKey {
+                    label: label.to_owned(),
+                    reason: "not an EC P-256/P-384 or RSA 2048/3072 key".into(),
+                })?;
+            let spki = objects::public_key_der(session, &key, algorithm)?;
+            Ok((key, spki, attempt.epoch))
+        })?;
+        if let Some(warning) = key.attributes.history_warning() {
+            tracing::warn!(label, warning, "CA key history");
+        }
+        let algorithm = key
+            .attributes
+            .algorithm
+            .ok_or_else(|| HsmError::UnsupportedKey {
+                label: label.to_owned(),
+                reason: "unknown algorithm".into(),
+            })?;
+        let hsm_key = HsmKey {
+            inner: Arc::new(KeyInner {
+                hsm: self.clone(),
+                signer: Signer::new(
+                    label.to_owned(),
+                    key.id,
+                    algorithm,
+                    spki,
+                    (epoch, key.handle),
+                ),
+            }),
+        };
+        match hsm_key.sign_checked(KEY_CHECK_MESSAGE) {
+            Ok(_) => Ok(hsm_key),
+            Err(SignFailure::BadSignature) => Err(HsmError::UnsafeKey {
+                label: label.to_owned(),
+                reason: "its public key object does not match the private key".into(),
+            }),
+            Err(SignFailure::Hsm(e)) => Err(e),
+        }
     }
+
     /// Generates a key pair inside the token: token object, private, sensitive, never
     /// extractable, no decrypt/unwrap/derive. Refuses (`KeyExists`) when the label is taken.
     pub fn generate_key(&self, label: &str, algorithm: KeyAlgorithm) -> Result<HsmKey, HsmError> {
-        todo!()
+        self.inner
+            .pool
+            .with_rw_session(|session| keygen::generate(session, label, algorithm))?;
+        self.key(label)
     }
+
     /// The attributes of the private key labelled `label`.
     pub fn key_attributes(&self, label: &str) -> Result<KeyAttributes, HsmError> {
-        todo!()
+        self.inner
+            .pool
+            .run(|session, _| Ok(objects::read_private_key(session, label)?.attributes))
+    }
+
+    /// Whether a pooled session answers and is logged in; recovers a lost session on the way.
+    pub fn health(&self) -> Result<(), HsmError> {
+        use cryptoki::session::SessionState;
+        self.inner.pool.run(|session, _| {
+            let info = call("C_GetSessionInfo", session.get_session_info())?;
+            match info.session_state() {
+                SessionState::RoUser | SessionState::RwUser => Ok(()),
+                // Treated like the library saying so: a new session and login follow.
+                _ => Err(OpError::Call(CallError::synthetic(
+                    "C_GetSessionInfo",
+                    cryptoki::error::RvError::UserNotLoggedIn,
+                    cryptoki::context::Function::GetSessionInfo,
+                ))),
+            }
+        })
+    }
+
+    /// The module path this HSM was opened with.
+    pub fn module(&self) -> &std::path::Path {
+        &self.inner.module
+    }
+
+    /// Test support: ends every session of the PKCS#11 library behind the pool's back, as a
+    /// device reset would (cryptoki has no safe `C_CloseAllSessions`, so this finalises and
+    /// re-initialises the library without telling the pool).
+    #[doc(hidden)]
+    pub fn close_all_sessions_for_tests(&self) {
+        self.inner.pool.kill_sessions_for_tests();
     }
 }
 
 /// A CA private key in the token, usable for signing from any thread.
 #[derive(Debug, Clone)]
 pub struct HsmKey {
-    _private: Arc<()>,
+    inner: Arc<KeyInner>,
+}
+
+#[derive(Debug)]
+struct KeyInner {
+    hsm: Hsm,
+    signer: Signer,
+}
+
+impl HsmKey {
+    /// The key's `CKA_LABEL`.
+    pub fn label(&self) -> &str {
+        &self.inner.signer.label
+    }
+
+    /// The key's `CKA_ID`, hex.
+    pub fn id_hex(&self) -> String {
+        hex::encode(&self.inner.signer.id)
+    }
+
+    fn sign_checked(&self, message: &[u8]) -> Result<Vec<u8>, SignFailure> {
+        self.inner.signer.sign(&self.inner.hsm.inner.pool, message)
+    }
 }
 
 impl KeyBackend for HsmKey {
     fn algorithm(&self) -> KeyAlgorithm {
-        todo!()
+        self.inner.signer.algorithm
     }
     fn public_key_der(&self) -> &[u8] {
-        todo!()
+        &self.inner.signer.spki
     }
-    fn sign(&self, _message: &[u8]) -> Result<Vec<u8>, SignError> {
-        todo!()
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        self.sign_checked(message).map_err(SignError::from)
     }
     fn health(&self) -> Result<(), SignError> {
-        todo!()
+        self.inner
+            .hsm
+            .health()
+            .map_err(|e| SignError::from(SignFailure::Hsm(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn handles_cross_threads() {
+        assert_send_sync_clone::<Hsm>();
+        assert_send_sync_clone::<HsmKey>();
     }
 }

@@ -1,0 +1,435 @@
+//! The PKCS#11 layer against a real SoftHSM2 token: key generation of every algorithm with
+//! sign-then-verify (also by OpenSSL), key attributes as certgate and as `pkcs11-tool` see
+//! them, refusals (label reuse, wrong PIN, missing token, unsafe keys), recovery after every
+//! session was closed, and concurrent signing.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use certgate::ca::{KeyAlgorithm, KeyBackend, SignError, verify_signature};
+use certgate::config::Secret;
+use certgate::hsm::{Hsm, HsmError, HsmKey};
+
+use crate::support::token::{self, PIN, TestToken};
+
+fn open(label: &str, sessions: usize) -> Option<(TestToken, Hsm)> {
+    let tok = token::create(label)?;
+    let hsm = Hsm::open(&tok.settings(sessions)).expect("open the token");
+    Some((tok, hsm))
+}
+
+/// Signs, checks the signature with certgate's verifier and with OpenSSL, and checks that a
+/// different message does not verify (so the checks can fail).
+fn sign_and_verify(tok: &TestToken, key: &HsmKey, algorithm: KeyAlgorithm) {
+    assert_eq!(key.algorithm(), algorithm);
+    let message = format!("to be signed by {algorithm}").into_bytes();
+    let signature = key.sign(&message).expect("sign");
+    verify_signature(algorithm, key.public_key_der(), &message, &signature).expect("verifies");
+    assert!(matches!(
+        verify_signature(
+            algorithm,
+            key.public_key_der(),
+            b"another message",
+            &signature
+        ),
+        Err(SignError::BadSignature)
+    ));
+    openssl_verifies(tok, algorithm, key.public_key_der(), &message, &signature);
+}
+
+/// An independent check of the DER public key and the signature encoding.
+fn openssl_verifies(
+    tok: &TestToken,
+    algorithm: KeyAlgorithm,
+    spki: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) {
+    let dir = tok.conf.parent().expect("token dir");
+    let (pk, msg, sig) = (dir.join("pub.der"), dir.join("msg"), dir.join("sig"));
+    std::fs::write(&pk, spki).unwrap();
+    std::fs::write(&msg, message).unwrap();
+    std::fs::write(&sig, signature).unwrap();
+    let digest = match algorithm {
+        KeyAlgorithm::EcP384 => "-sha384",
+        _ => "-sha256",
+    };
+    let out = Command::new("openssl")
+        .args(["dgst", digest, "-keyform", "DER", "-verify"])
+        .arg(&pk)
+        .arg("-signature")
+        .arg(&sig)
+        .arg(&msg)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK"),
+        "openssl: {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn generate_sign_verify(algorithm: KeyAlgorithm) {
+    let Some((tok, hsm)) = open("gen", 2) else {
+        return;
+    };
+    let key = hsm.generate_key("ca-key", algorithm).expect("generate");
+    assert_eq!(key.label(), "ca-key");
+    sign_and_verify(&tok, &key, algorithm);
+    // Opening the key again (as `serve` does) gives the same public key and signs too.
+    let again = hsm.key("ca-key").expect("open the key");
+    assert_eq!(again.public_key_der(), key.public_key_der());
+    assert_eq!(again.id_hex(), key.id_hex());
+    sign_and_verify(&tok, &again, algorithm);
+}
+
+#[test]
+fn ec_p256_key_generates_and_signs() {
+    generate_sign_verify(KeyAlgorithm::EcP256);
+}
+
+#[test]
+fn ec_p384_key_generates_and_signs() {
+    generate_sign_verify(KeyAlgorithm::EcP384);
+}
+
+#[test]
+fn rsa_2048_key_generates_and_signs() {
+    generate_sign_verify(KeyAlgorithm::Rsa2048);
+}
+
+#[test]
+fn rsa_3072_key_generates_and_signs() {
+    generate_sign_verify(KeyAlgorithm::Rsa3072);
+}
+
+#[test]
+fn generated_key_attributes_as_certgate_and_pkcs11_tool_see_them() {
+    let Some((tok, hsm)) = open("attrs", 1) else {
+        return;
+    };
+    let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    let a = hsm.key_attributes("ca-key").unwrap();
+    assert_eq!(a.label, "ca-key");
+    assert_eq!(a.id_hex, key.id_hex());
+    assert_eq!(a.id_hex.len(), 32, "a 16-byte random CKA_ID");
+    assert_eq!(a.algorithm, Some(KeyAlgorithm::EcP256));
+    assert!(a.token && a.private && a.sensitive && a.always_sensitive && a.local);
+    assert!(!a.extractable && a.never_extractable);
+    assert!(!a.decrypt && !a.unwrap && !a.derive);
+    assert_eq!(a.unsafe_reason(), None);
+
+    let listing = tok.pkcs11_tool(&["-O"]);
+    let private = listing
+        .split("Private Key Object")
+        .nth(1)
+        .expect("pkcs11-tool lists the private key");
+    let private = private.split("Object;").next().unwrap_or(private);
+    assert!(private.contains("label:      ca-key"), "{private}");
+    assert!(
+        private.contains("Access:     sensitive, always sensitive, never extractable, local"),
+        "{private}"
+    );
+    let usage = private
+        .lines()
+        .find(|l| l.trim_start().starts_with("Usage:"))
+        .expect("usage line");
+    assert_eq!(usage.trim(), "Usage:      sign", "{private}");
+    // The public key shares the CKA_ID.
+    let public = listing
+        .split("Public Key Object")
+        .nth(1)
+        .expect("public key listed");
+    assert!(
+        public.contains(&format!("ID:         {}", a.id_hex)),
+        "{public}"
+    );
+}
+
+#[test]
+fn a_taken_label_is_refused() {
+    let Some((_tok, hsm)) = open("reuse", 1) else {
+        return;
+    };
+    let first = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    let err = hsm
+        .generate_key("ca-key", KeyAlgorithm::Rsa2048)
+        .unwrap_err();
+    assert!(
+        matches!(err, HsmError::KeyExists(ref l) if l == "ca-key"),
+        "{err}"
+    );
+    // The existing key is untouched.
+    let still = hsm.key("ca-key").unwrap();
+    assert_eq!(still.public_key_der(), first.public_key_der());
+    assert_eq!(still.algorithm(), KeyAlgorithm::EcP256);
+}
+
+#[test]
+fn a_wrong_pin_is_refused_once_and_the_right_one_still_works() {
+    let Some(tok) = token::create("pins") else {
+        return;
+    };
+    let mut settings = tok.settings(2);
+    settings.pin = Secret::new("not-the-pin".into());
+    let err = Hsm::open(&settings).unwrap_err();
+    assert!(matches!(err, HsmError::PinIncorrect), "{err}");
+    assert!(!err.to_string().contains("not-the-pin"));
+    // One wrong try did not lock the token.
+    let hsm = Hsm::open(&tok.settings(2)).expect("the right PIN works");
+    hsm.health().unwrap();
+    let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    key.sign(b"after a wrong PIN").unwrap();
+    assert!(
+        !format!("{:?}", tok.settings(1)).contains(PIN),
+        "settings redact the PIN"
+    );
+}
+
+#[test]
+fn a_missing_token_label_is_token_not_found() {
+    let Some(tok) = token::create("present") else {
+        return;
+    };
+    let mut settings = tok.settings(1);
+    settings.token_label = "absent".into();
+    let err = Hsm::open(&settings).unwrap_err();
+    assert!(
+        matches!(err, HsmError::TokenNotFound(ref l) if l == "absent"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_key_is_key_not_found() {
+    let Some((_tok, hsm)) = open("nokey", 1) else {
+        return;
+    };
+    assert!(matches!(hsm.key("nothing"), Err(HsmError::KeyNotFound(_))));
+    assert!(matches!(
+        hsm.key_attributes("nothing"),
+        Err(HsmError::KeyNotFound(_))
+    ));
+}
+
+#[test]
+fn keys_that_can_leave_the_token_or_decrypt_are_refused() {
+    let Some((tok, hsm)) = open("unsafe", 1) else {
+        return;
+    };
+    // pkcs11-tool's defaults allow decrypt, unwrap and derive.
+    tok.pkcs11_tool(&[
+        "--keypairgen",
+        "--key-type",
+        "EC:prime256v1",
+        "--label",
+        "loose",
+    ]);
+    let err = hsm.key("loose").unwrap_err();
+    match &err {
+        HsmError::UnsafeKey { label, reason } => {
+            assert_eq!(label, "loose");
+            assert!(
+                reason.contains("CKA_DECRYPT") || reason.contains("CKA_DERIVE"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected UnsafeKey, got {other}"),
+    }
+    assert!(
+        hsm.key_attributes("loose")
+            .unwrap()
+            .unsafe_reason()
+            .is_some()
+    );
+
+    tok.pkcs11_tool(&[
+        "--keypairgen",
+        "--key-type",
+        "EC:prime256v1",
+        "--label",
+        "exportable",
+        "--usage-sign",
+        "--extractable",
+    ]);
+    let attrs = hsm.key_attributes("exportable").unwrap();
+    assert!(attrs.extractable);
+    match hsm.key("exportable").unwrap_err() {
+        HsmError::UnsafeKey { reason, .. } => {
+            assert!(reason.contains("CKA_EXTRACTABLE"), "{reason}")
+        }
+        other => panic!("expected UnsafeKey, got {other}"),
+    }
+}
+
+#[test]
+fn signing_recovers_after_all_sessions_are_closed() {
+    let Some((tok, hsm)) = open("recover", 3) else {
+        return;
+    };
+    let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    key.sign(b"before").unwrap();
+    hsm.close_all_sessions_for_tests();
+    // Every pooled session is dead now; the next signatures open new ones and log in again.
+    for i in 0..6u8 {
+        let msg = [b'm', i];
+        let sig = key.sign(&msg).expect("sign after the sessions were closed");
+        verify_signature(KeyAlgorithm::EcP256, key.public_key_der(), &msg, &sig).unwrap();
+    }
+    key.health().unwrap();
+    // Twice in a row works too, and health recovers by itself.
+    hsm.close_all_sessions_for_tests();
+    hsm.health().unwrap();
+    hsm.close_all_sessions_for_tests();
+    sign_and_verify(&tok, &key, KeyAlgorithm::EcP256);
+}
+
+#[test]
+fn eight_threads_sign_concurrently_and_every_signature_verifies() {
+    let Some((_tok, hsm)) = open("threads", 4) else {
+        return;
+    };
+    let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    let handles: Vec<_> = (0..8u8)
+        .map(|t| {
+            let key = key.clone();
+            std::thread::spawn(move || {
+                for i in 0..40u8 {
+                    let msg = [b't', t, i];
+                    let sig = key.sign(&msg).expect("sign");
+                    verify_signature(KeyAlgorithm::EcP256, key.public_key_der(), &msg, &sig)
+                        .expect("every signature verifies");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("signing thread");
+    }
+}
+
+#[test]
+fn concurrent_signing_survives_sessions_closed_underneath() {
+    let Some((_tok, hsm)) = open("chaos", 4) else {
+        return;
+    };
+    let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles: Vec<_> = (0..8u8)
+        .map(|t| {
+            let (key, stop) = (key.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let (mut ok, mut unavailable) = (0u32, 0u32);
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) || i < 20 {
+                    let msg = [&[t][..], &i.to_be_bytes()].concat();
+                    match key.sign(&msg) {
+                        Ok(sig) => {
+                            verify_signature(
+                                KeyAlgorithm::EcP256,
+                                key.public_key_der(),
+                                &msg,
+                                &sig,
+                            )
+                            .expect("a released signature verifies");
+                            ok += 1;
+                        }
+                        // A thread whose retry also met a reset may hear "unavailable".
+                        Err(SignError::Unavailable(_)) => unavailable += 1,
+                        Err(other) => panic!("thread {t}: {other}"),
+                    }
+                    i += 1;
+                }
+                (ok, unavailable)
+            })
+        })
+        .collect();
+    for _ in 0..5 {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        hsm.close_all_sessions_for_tests();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut total_ok = 0;
+    for h in handles {
+        let (ok, _unavailable) = h.join().expect("signing thread");
+        total_ok += ok;
+    }
+    assert!(
+        total_ok >= 8 * 20 / 2,
+        "most signatures succeed ({total_ok})"
+    );
+    // Afterwards everything works again.
+    for i in 0..8u8 {
+        key.sign(&[i]).expect("sign after the resets");
+    }
+}
+
+#[test]
+fn setup_token_script_creates_a_usable_token_without_printing_the_pin() {
+    if !token::softhsm_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hsm-config/setup-token.sh");
+    let run = || {
+        Command::new("sh")
+            .arg(script)
+            .arg(dir.path().join("hsm"))
+            .arg("scripted")
+            .env("CERTGATE_HSM_PIN", "pin-4711")
+            .env("CERTGATE_HSM_SO_PIN", "so-pin-0815")
+            .output()
+            .expect("run setup-token.sh")
+    };
+    let out = run();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    for secret in ["pin-4711", "so-pin-0815"] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret));
+    }
+    let conf = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("export SOFTHSM2_CONF="))
+        .expect("the export line comes last");
+    assert!(std::path::Path::new(conf).is_file());
+    // Running it again keeps the token (and its keys).
+    assert!(run().status.success());
+
+    // SAFETY: this test's own process (nextest), before any PKCS#11 call or thread.
+    unsafe { std::env::set_var("SOFTHSM2_CONF", conf) };
+    let hsm = Hsm::open(&certgate::hsm::HsmSettings {
+        module: token::MODULE.into(),
+        token_label: "scripted".into(),
+        pin: Secret::new("pin-4711".into()),
+        sessions: 1,
+    })
+    .expect("the script's token opens with its PIN");
+    let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    key.sign(b"scripted").unwrap();
+}
+
+#[test]
+fn a_key_deleted_underneath_makes_signing_unusable_not_unavailable() {
+    let Some((tok, hsm)) = open("deleted", 2) else {
+        return;
+    };
+    let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    key.sign(b"before").unwrap();
+    // Another process (an operator) deletes the private key; SoftHSM here re-reads the store.
+    tok.pkcs11_tool(&["--delete-object", "--type", "privkey", "--label", "ca-key"]);
+    for _ in 0..3 {
+        match key.sign(b"after") {
+            Err(SignError::Unusable(reason)) => assert!(reason.contains("ca-key"), "{reason}"),
+            other => panic!("expected Unusable, got {other:?}"),
+        }
+    }
+    // The sessions survived the stale handle: the token itself is healthy.
+    hsm.health().unwrap();
+    key.health().unwrap();
+}

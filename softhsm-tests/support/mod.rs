@@ -1,0 +1,3 @@
+//! Helpers shared by the SoftHSM2 tests.
+
+pub mod token;

@@ -1,0 +1,125 @@
+//! Key pair generation inside the token, for the operator's key ceremony.
+//!
+//! The private key is a token object behind the login, sensitive and never extractable, and
+//! allowed to sign only: decrypt, unwrap and derive are set false explicitly because tokens
+//! default them to true. Both halves share the label and a random `CKA_ID`.
+//!
+//! What this module must not do: overwrite or reuse an existing label, or run on the online
+//! signing path.
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::Attribute;
+use cryptoki::session::Session;
+
+use super::HsmError;
+use super::ckr::call;
+use super::der;
+use super::objects::label_taken;
+use super::pool::OpError;
+use crate::ca::KeyAlgorithm;
+
+/// Length of the random `CKA_ID`.
+const ID_LEN: usize = 16;
+
+/// Generates the pair labelled `label`. `KeyExists` if any object carries the label.
+pub(crate) fn generate(
+    session: &Session,
+    label: &str,
+    algorithm: KeyAlgorithm,
+) -> Result<(), OpError> {
+    if label_taken(session, label)? {
+        return Err(HsmError::KeyExists(label.to_owned()).into());
+    }
+    let mut id = [0u8; ID_LEN];
+    aws_lc_rs::rand::fill(&mut id).map_err(|_| HsmError::Pkcs11 {
+        function: "random",
+        detail: "the system random generator failed".into(),
+    })?;
+    let (mechanism, public, private) = templates(label, &id, algorithm);
+    call(
+        "C_GenerateKeyPair",
+        session.generate_key_pair(&mechanism, &public, &private),
+    )?;
+    tracing::info!(label, algorithm = %algorithm, id = %hex::encode(id), "generated a key pair in the token");
+    Ok(())
+}
+
+/// The mechanism and the public and private templates for `algorithm`.
+fn templates(
+    label: &str,
+    id: &[u8],
+    algorithm: KeyAlgorithm,
+) -> (Mechanism<'static>, Vec<Attribute>, Vec<Attribute>) {
+    let common = |attrs: &mut Vec<Attribute>| {
+        attrs.push(Attribute::Token(true));
+        attrs.push(Attribute::Label(label.as_bytes().to_vec()));
+        attrs.push(Attribute::Id(id.to_vec()));
+    };
+    let mut public = Vec::new();
+    common(&mut public);
+    public.extend([
+        Attribute::Private(false),
+        Attribute::Verify(true),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+    ]);
+    let mut private = Vec::new();
+    common(&mut private);
+    private.extend([
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
+    ]);
+    let mechanism = match algorithm {
+        KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384 => {
+            let params = if algorithm == KeyAlgorithm::EcP256 {
+                der::EC_PARAMS_P256
+            } else {
+                der::EC_PARAMS_P384
+            };
+            public.push(Attribute::EcParams(params.to_vec()));
+            Mechanism::EccKeyPairGen
+        }
+        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => {
+            let bits: u64 = if algorithm == KeyAlgorithm::Rsa2048 {
+                2048
+            } else {
+                3072
+            };
+            public.push(Attribute::ModulusBits(bits.into()));
+            public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
+            Mechanism::RsaPkcsKeyPairGen
+        }
+    };
+    (mechanism, public, private)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_template_forbids_every_other_use() {
+        for alg in [KeyAlgorithm::EcP256, KeyAlgorithm::Rsa3072] {
+            let (_, _, private) = templates("ca", &[1, 2], alg);
+            for must in [
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Sign(true),
+                Attribute::Decrypt(false),
+                Attribute::Unwrap(false),
+                Attribute::Derive(false),
+                Attribute::Id(vec![1, 2]),
+                Attribute::Label(b"ca".to_vec()),
+            ] {
+                assert!(private.contains(&must), "{alg}: {must:?} missing");
+            }
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! The pool of logged-in sessions on one token, and the recovery policy around each use.
+//!
+//! Sessions are opened one after another, never in parallel. Each operation borrows one
+//! ([`Pool::run`]) and is retried at most once, after replacing what the failure code says
+//! is broken (see [`super::ckr::classify`]): a lost session gives up every session of its
+//! generation and a new one is opened and logged in; a session that lost its login is closed
+//! and replaced; a stale object handle keeps the session and the key is looked up again. When
+//! no session can be opened, the library is re-initialised (with backoff, see
+//! [`super::context`]) and the caller hears `Unavailable` meanwhile.
+//!
+//! Given-up sessions are abandoned, not closed: after a device reset their handle numbers
+//! may already name newer sessions. If only one session of a generation had died, the others
+//! leak; that is rare and far cheaper than closing a stranger's session.
+//!
+//! A refused PIN is latched: no later call logs in again (a real HSM locks after a few tries).
+//!
+//! What this module must not do: know about keys or signatures, or log the PIN.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use cryptoki::session::Session;
+use cryptoki::slot::Slot;
+
+use super::HsmError;
+use super::ckr::{CallError, Disposition, call};
+use super::context::{Context, Live};
+use super::session::{HsmSession, LoginError};
+use crate::config::Secret;
+
+/// What went wrong inside an operation run on a pooled session.
+#[derive(Debug)]
+pub(crate) enum OpError {
+    /// A PKCS#11 call failed; the pool decides on retries from its code.
+    Call(CallError),
+    /// A failure that is already final (key missing, key unsafe, PIN refused).
+    Hsm(HsmError),
+}
+
+impl From<CallError> for OpError {
+    fn from(e: CallError) -> Self {
+        Self::Call(e)
+    }
+}
+
+impl From<HsmError> for OpError {
+    fn from(e: HsmError) -> Self {
+        Self::Hsm(e)
+    }
+}
+
+impl From<OpError> for HsmError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Call(e) => e.into(),
+            OpError::Hsm(e) => e,
+        }
+    }
+}
+
+/// What an operation learns about the session it was given.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attempt {
+    /// Set when this is a retry: object handles cached before must be looked up again.
+    pub(crate) retry: bool,
+    /// The context epoch: object handles are valid only within one.
+    pub(crate) epoch: u64,
+}
+
+const PIN_OK: u8 = 0;
+const PIN_INCORRECT: u8 = 1;
+const PIN_LOCKED: u8 = 2;
+
+/// Logged-in sessions on the token labelled `token_label`.
+pub(crate) struct Pool {
+    ctx: Arc<Context>,
+    token_label: String,
+    pin: Secret,
+    size: usize,
+    state: Mutex<State>,
+    returned: Condvar,
+    pin_refused: AtomicU8,
+}
+
+struct State {
+    idle: Vec<HsmSession>,
+    /// Sessions of this pool in existence (idle or borrowed).
+    owned: usize,
+    /// Bumped when sessions were found lost: older ones are abandoned.
+    generation: u64,
+    /// The token's slot, found by label, with the epoch it was found in.
+    slot: Option<(u64, Slot)>,
+}
+
+impl Pool {
+    /// Finds the token, opens `size` sessions one after another and logs in.
+    pub(crate) fn open(
+        ctx: Arc<Context>,
+        token_label: String,
+        pin: Secret,
+        size: usize,
+    ) -> Result<Self, HsmError> {
+        let pool = Self {
+            ctx,
+            token_label,
+            pin,
+            size: size.max(1),
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                owned: 0,
+                generation: 0,
+                slot: None,
+            }),
+            returned: Condvar::new(),
+            pin_refused: AtomicU8::new(PIN_OK),
+        };
+        let filled = {
+            let live = pool.ctx.read();
+            let mut st = pool.lock();
+            let mut filled = Ok(());
+            for _ in 0..pool.size {
+                match pool.open_session(&live, &mut st, false) {
+                    Ok(s) => {
+                        st.owned += 1;
+                        st.idle.push(s);
+                    }
+                    Err(e) => {
+                        filled = Err(e);
+                        break;
+                    }
+                }
+            }
+            filled
+            // `st` and `live` end here, before `pool` may be dropped (its Drop reads `live`).
+        };
+        filled?;
+        Ok(pool)
+    }
+
+    /// Runs `op` on a borrowed session, with the recovery described in the module docs.
+    pub(crate) fn run<T>(
+        &self,
+        mut op: impl FnMut(&Session, Attempt) -> Result<T, OpError>,
+    ) -> Result<T, HsmError> {
+        let mut retried = false;
+        let mut reinitialised = false;
+        loop {
+            self.check_pin()?;
+            let live = self.ctx.read();
+            let session = match self.checkout(&live) {
+                Ok(s) => s,
+                Err(OpError::Call(e))
+                    if !reinitialised && e.disposition() == Disposition::NewSession =>
+                {
+                    tracing::warn!(function = e.function, code = %e.code(),
+                        "cannot open a session; re-initialising the PKCS#11 library");
+                    let epoch = live.epoch;
+                    drop(live);
+                    reinitialised = true;
+                    self.ctx.reinitialize(epoch)?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let attempt = Attempt {
+                retry: retried || reinitialised,
+                epoch: live.epoch,
+            };
+            match op(session.get(), attempt) {
+                Ok(value) => {
+                    self.checkin(&live, session);
+                    return Ok(value);
+                }
+                Err(OpError::Call(e)) => match e.disposition() {
+                    Disposition::Unavailable | Disposition::Permanent => {
+                        tracing::warn!(function = e.function, code = %e.code(), "PKCS#11 call failed");
+                        self.checkin(&live, session);
+                        return Err(e.into());
+                    }
+                    retry => {
+                        match retry {
+                            Disposition::Relookup => self.checkin(&live, session),
+                            Disposition::Relogin => self.close(session),
+                            _ => self.give_up_generation(session),
+                        }
+                        if retried {
+                            tracing::error!(function = e.function, code = %e.code(),
+                                "PKCS#11 call failed again after a retry");
+                            return Err(HsmError::Unavailable(e.to_string()));
+                        }
+                        tracing::warn!(function = e.function, code = %e.code(), disposition = ?retry,
+                            "PKCS#11 call failed; retrying once");
+                        retried = true;
+                    }
+                },
+                Err(OpError::Hsm(e)) => {
+                    self.checkin(&live, session);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Runs `op` on a fresh read-write session (key generation), closed afterwards. No retry:
+    /// the operator runs the command again.
+    pub(crate) fn with_rw_session<T>(
+        &self,
+        op: impl FnOnce(&Session) -> Result<T, OpError>,
+    ) -> Result<T, HsmError> {
+        self.check_pin()?;
+        let live = self.ctx.read();
+        let session = {
+            let mut st = self.lock();
+            self.open_session(&live, &mut st, true)?
+        };
+        let result = op(session.get());
+        drop(session);
+        Ok(result?)
+    }
+
+    /// Test support: kills every session of the library behind the pool's back.
+    pub(crate) fn kill_sessions_for_tests(&self) {
+        self.ctx.kill_sessions_for_tests();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn check_pin(&self) -> Result<(), HsmError> {
+        match self.pin_refused.load(Ordering::Acquire) {
+            PIN_OK => Ok(()),
+            PIN_LOCKED => Err(HsmError::PinLocked),
+            _ => Err(HsmError::PinIncorrect),
+        }
+    }
+
+    fn checkout(&self, live: &Live) -> Result<HsmSession, OpError> {
+        let mut st = self.lock();
+        loop {
+            while let Some(s) = st.idle.pop() {
+                if s.epoch == live.epoch && s.generation == st.generation {
+                    return Ok(s);
+                }
+                st.owned -= 1;
+                s.abandon();
+            }
+            if st.owned < self.size {
+                let s = self.open_session(live, &mut st, false)?;
+                st.owned += 1;
+                return Ok(s);
+            }
+            st = self
+                .returned
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn checkin(&self, live: &Live, session: HsmSession) {
+        let mut st = self.lock();
+        if session.epoch == live.epoch && session.generation == st.generation {
+            st.idle.push(session);
+        } else {
+            st.owned -= 1;
+            session.abandon();
+        }
+        drop(st);
+        self.returned.notify_one();
+    }
+
+    /// Closes a session whose handle is still valid (it only lost its login).
+    fn close(&self, session: HsmSession) {
+        let mut st = self.lock();
+        st.owned -= 1;
+        drop(session);
+        drop(st);
+        self.returned.notify_one();
+    }
+
+    /// `session` was found lost: give it and every other session of its generation up.
+    fn give_up_generation(&self, session: HsmSession) {
+        let mut st = self.lock();
+        // Only the first thread to notice moves the generation; later ones only drop theirs,
+        // or they would also give up the sessions opened in recovery.
+        if session.generation == st.generation {
+            st.generation += 1;
+            let stale: Vec<_> = st.idle.drain(..).collect();
+            st.owned -= stale.len();
+            stale.into_iter().for_each(HsmSession::abandon);
+        }
+        st.owned -= 1;
+        session.abandon();
+        drop(st);
+        self.returned.notify_all();
+    }
+
+    /// Opens and logs in one session. Called with the state lock held, so sessions are
+    /// opened strictly one at a time.
+    fn open_session(
+        &self,
+        live: &Live,
+        st: &mut State,
+        read_write: bool,
+    ) -> Result<HsmSession, OpError> {
+        let slot = self.slot(live, st)?;
+        let session = HsmSession::open(live, slot, read_write, st.generation)?;
+        match session.login(&self.pin) {
+            Ok(()) => {}
+            Err(LoginError::Pin(e)) => {
+                let latch = if matches!(e, HsmError::PinLocked) {
+                    PIN_LOCKED
+                } else {
+                    PIN_INCORRECT
+                };
+                self.pin_refused.store(latch, Ordering::Release);
+                return Err(e.into());
+            }
+            Err(LoginError::Call(e)) => return Err(e.into()),
+        }
+        self.ctx.note_healthy();
+        Ok(session)
+    }
+
+    /// The token's slot, looked up by label once per epoch (slot ids change when tokens are
+    /// initialised or the library restarts).
+    fn slot(&self, live: &Live, st: &mut State) -> Result<Slot, OpError> {
+        if let Some((epoch, slot)) = st.slot
+            && epoch == live.epoch
+        {
+            return Ok(slot);
+        }
+        for slot in call("C_GetSlotList", live.pkcs11.get_slots_with_token())? {
+            let info = call("C_GetTokenInfo", live.pkcs11.get_token_info(slot))?;
+            if info.label() == self.token_label {
+                st.slot = Some((live.epoch, slot));
+                return Ok(slot);
+            }
+        }
+        Err(HsmError::TokenNotFound(self.token_label.clone()).into())
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let live = self.ctx.read();
+        let mut st = self.lock();
+        let generation = st.generation;
+        for s in st.idle.drain(..) {
+            if s.epoch == live.epoch && s.generation == generation {
+                drop(s);
+            } else {
+                s.abandon();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("token_label", &self.token_label)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,157 @@
+//! Signing with a token key: hashing where the token cannot (SoftHSM lacks
+//! `CKM_ECDSA_SHA256`), the mechanism per algorithm, raw `r‖s` to DER, and the software check
+//! of every signature before it leaves (SoftHSMv2#901): a bad one is retried once, then
+//! refused.
+//!
+//! What this module must not do: release a signature that does not verify, or keep an object
+//! handle across a retry or a library re-initialisation.
+
+use std::borrow::Cow;
+use std::sync::{Mutex, PoisonError};
+
+use aws_lc_rs::digest;
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::ObjectHandle;
+
+use super::HsmError;
+use super::ckr::call;
+use super::der;
+use super::objects::find_private_key;
+use super::pool::Pool;
+use crate::ca::{KeyAlgorithm, SignError, verify_signature};
+
+/// Why a signature was not released.
+#[derive(Debug)]
+pub(crate) enum SignFailure {
+    Hsm(HsmError),
+    /// Two signatures in a row did not verify against the public key.
+    BadSignature,
+}
+
+impl From<SignFailure> for SignError {
+    /// The edge to the CA: what may pass by itself is `Unavailable`, the rest `Unusable`.
+    fn from(f: SignFailure) -> Self {
+        match f {
+            SignFailure::BadSignature => SignError::BadSignature,
+            // A token that went away after start-up is an outage, not a configuration error.
+            SignFailure::Hsm(e @ (HsmError::Unavailable(_) | HsmError::TokenNotFound(_))) => {
+                SignError::Unavailable(e.to_string())
+            }
+            SignFailure::Hsm(e) => SignError::Unusable(e.to_string()),
+        }
+    }
+}
+
+/// A private key in the token and what is known of it.
+pub(crate) struct Signer {
+    pub(crate) label: String,
+    pub(crate) id: Vec<u8>,
+    pub(crate) algorithm: KeyAlgorithm,
+    pub(crate) spki: Vec<u8>,
+    /// The key's object handle with the context epoch it belongs to.
+    handle: Mutex<Option<(u64, ObjectHandle)>>,
+}
+
+impl Signer {
+    pub(crate) fn new(
+        label: String,
+        id: Vec<u8>,
+        algorithm: KeyAlgorithm,
+        spki: Vec<u8>,
+        handle: (u64, ObjectHandle),
+    ) -> Self {
+        Self {
+            label,
+            id,
+            algorithm,
+            spki,
+            handle: Mutex::new(Some(handle)),
+        }
+    }
+
+    /// Signs `message` and checks the signature in software; retries once on a bad one.
+    pub(crate) fn sign(&self, pool: &Pool, message: &[u8]) -> Result<Vec<u8>, SignFailure> {
+        for attempt in 0..2 {
+            let signature = self
+                .sign_in_token(pool, message, attempt > 0)
+                .map_err(SignFailure::Hsm)?;
+            match verify_signature(self.algorithm, &self.spki, message, &signature) {
+                Ok(()) => return Ok(signature),
+                Err(_) => tracing::warn!(label = %self.label, attempt,
+                    "the token's signature does not verify; not released"),
+            }
+        }
+        tracing::error!(label = %self.label, "two signatures in a row did not verify");
+        Err(SignFailure::BadSignature)
+    }
+
+    /// One signature from the token, in the form X.509 carries it.
+    fn sign_in_token(
+        &self,
+        pool: &Pool,
+        message: &[u8],
+        refind: bool,
+    ) -> Result<Vec<u8>, HsmError> {
+        let (mechanism, data, raw_len): (Mechanism<'_>, Cow<'_, [u8]>, Option<usize>) =
+            match self.algorithm {
+                KeyAlgorithm::EcP256 => (
+                    Mechanism::Ecdsa,
+                    Cow::Owned(digest::digest(&digest::SHA256, message).as_ref().to_vec()),
+                    Some(64),
+                ),
+                KeyAlgorithm::EcP384 => (
+                    Mechanism::Ecdsa,
+                    Cow::Owned(digest::digest(&digest::SHA384, message).as_ref().to_vec()),
+                    Some(96),
+                ),
+                KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => {
+                    (Mechanism::Sha256RsaPkcs, Cow::Borrowed(message), None)
+                }
+            };
+        let raw = pool.run(|session, attempt| {
+            let handle = self.handle(session, attempt.epoch, refind || attempt.retry)?;
+            Ok(call("C_Sign", session.sign(&mechanism, handle, &data))?)
+        })?;
+        match raw_len {
+            None => Ok(raw),
+            Some(len) => (raw.len() == len)
+                .then(|| der::ecdsa_signature_from_raw(&raw))
+                .flatten()
+                .ok_or_else(|| HsmError::Pkcs11 {
+                    function: "C_Sign",
+                    detail: format!("{}-byte ECDSA signature, expected {len}", raw.len()),
+                }),
+        }
+    }
+
+    /// The key's handle: cached within one epoch, looked up again (by label, class and
+    /// `CKA_ID`, so it is the same key) on a retry or in a new epoch.
+    fn handle(
+        &self,
+        session: &cryptoki::session::Session,
+        epoch: u64,
+        refind: bool,
+    ) -> Result<ObjectHandle, super::pool::OpError> {
+        if !refind
+            && let Some((e, h)) = *self.handle.lock().unwrap_or_else(PoisonError::into_inner)
+            && e == epoch
+        {
+            return Ok(h);
+        }
+        let found = find_private_key(session, &self.label, Some(&self.id));
+        // A failed lookup also forgets the old handle: it must not be tried again.
+        *self.handle.lock().unwrap_or_else(PoisonError::into_inner) =
+            found.as_ref().ok().map(|h| (epoch, *h));
+        found
+    }
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("label", &self.label)
+            .field("id", &hex::encode(&self.id))
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
