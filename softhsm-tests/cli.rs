@@ -189,8 +189,10 @@ fn sign_follows_the_profile_and_the_code_rules(db: Db) {
     let parse = |key: &str| {
         let line = dates.lines().find(|l| l.starts_with(key)).unwrap();
         let v = line.split_once('=').unwrap().1.trim();
-        time::OffsetDateTime::parse(v, &time::format_description::well_known::Iso8601::DEFAULT)
-            .unwrap_or_else(|e| panic!("{v}: {e}"))
+        // openssl prints e.g. "2027-11-25 01:43:16Z".
+        let format =
+            time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
+        time::PrimitiveDateTime::parse(v, format).unwrap_or_else(|e| panic!("{v}: {e}"))
     };
     assert_eq!(
         (parse("notAfter") - parse("notBefore")).whole_days(),
@@ -441,12 +443,12 @@ fn pkilint_is_clean() {
     .unwrap();
     for file in [&ca, &cert] {
         let out = Command::new("lint_pkix_cert")
-            .args(["lint", "-s", "WARNING"])
+            .args(["lint", "-s", "NOTICE"])
             .arg(file)
             .output()
             .unwrap();
         assert!(
-            out.status.success() && out.stdout.is_empty(),
+            out.status.success() && String::from_utf8_lossy(&out.stdout).trim().is_empty(),
             "pkilint on {}:\n{}{}",
             file.display(),
             String::from_utf8_lossy(&out.stdout),

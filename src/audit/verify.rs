@@ -28,7 +28,10 @@ pub async fn verify_chain(store: &Store) -> Result<ChainReport, VerifyError> {
     loop {
         let page = store.audit_records(next, PAGE).await?;
         if page.is_empty() {
-            return Ok(ChainReport { entries, last_hash: prev });
+            return Ok(ChainReport {
+                entries,
+                last_hash: prev,
+            });
         }
         if page[0].seq != next {
             return Err(VerifyError::Broken(AuditChainBroken {
@@ -43,12 +46,18 @@ pub async fn verify_chain(store: &Store) -> Result<ChainReport, VerifyError> {
 }
 
 /// Writes every entry from `from` on as one JSON object per line.
-pub async fn export(store: &Store, from: i64, out: &mut impl std::io::Write) -> anyhow::Result<i64> {
+pub async fn export(
+    store: &Store,
+    from: i64,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<i64> {
     let mut next = from;
     let mut written = 0;
     loop {
         let page = store.audit_records(next, PAGE).await?;
-        let Some(last) = page.last() else { return Ok(written) };
+        let Some(last) = page.last() else {
+            return Ok(written);
+        };
         next = last.seq + 1;
         for r in &page {
             serde_json::to_writer(&mut *out, r)?;

@@ -105,8 +105,14 @@ impl Authority {
         now: UnixTime,
     ) -> Result<IssuedCert, CaError> {
         let (serial, serial_hex) = profile::random_serial()?;
-        let params =
-            profile::client_params(subject, &self.urls, now, self.policy.validity_days, serial)?;
+        let params = profile::client_params(
+            &csr.spki_der,
+            subject,
+            &self.urls,
+            now,
+            self.policy.validity_days,
+            serial,
+        )?;
         let public_key =
             rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der).map_err(CaError::Rcgen)?;
         let cert = params
@@ -133,7 +139,7 @@ pub fn self_signed_ca(
 ) -> Result<Vec<u8>, CaError> {
     let dn = super::parse_distinguished_name(subject).map_err(CaError::Profile)?;
     let (serial, _) = profile::random_serial()?;
-    let params = profile::ca_params(dn, now, validity_days, serial)?;
+    let params = profile::ca_params(key.public_key_der(), dn, now, validity_days, serial)?;
     let signer = RcgenKey(key.clone());
     let cert = params.self_signed(&signer).map_err(CaError::Rcgen)?;
     let der = cert.der().to_vec();

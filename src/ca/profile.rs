@@ -48,12 +48,22 @@ pub fn random_serial() -> Result<(SerialNumber, String), crate::ca::CaError> {
     Ok((SerialNumber::from_slice(&bytes), hex::encode(bytes)))
 }
 
+/// RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits, the identifier every
+/// relying party and linter recognises.
+pub fn key_identifier(spki_der: &[u8]) -> Vec<u8> {
+    let bits = crate::ca::subject_public_key_bits(spki_der).unwrap_or(spki_der);
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, bits)
+        .as_ref()
+        .to_vec()
+}
+
 fn at(t: UnixTime) -> Result<OffsetDateTime, crate::ca::CaError> {
     OffsetDateTime::from_unix_timestamp(t).map_err(|_| crate::ca::CaError::Time(t))
 }
 
 /// The self-signed CA certificate's parameters.
 pub fn ca_params(
+    spki_der: &[u8],
     subject: rcgen::DistinguishedName,
     now: UnixTime,
     validity_days: u32,
@@ -72,11 +82,13 @@ pub fn ca_params(
         KeyUsagePurpose::CrlSign,
     ];
     p.use_authority_key_identifier_extension = true;
+    p.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(key_identifier(spki_der));
     Ok(p)
 }
 
 /// A client certificate's parameters. The subject comes from the store, never from a CSR.
 pub fn client_params(
+    spki_der: &[u8],
     subject: &ClientSubject<'_>,
     urls: &StatusUrls,
     now: UnixTime,
@@ -84,6 +96,8 @@ pub fn client_params(
     serial: SerialNumber,
 ) -> Result<CertificateParams, crate::ca::CaError> {
     let mut p = CertificateParams::default();
+    // The default parameters carry a placeholder CN; start from an empty name.
+    p.distinguished_name = rcgen::DistinguishedName::new();
     p.distinguished_name
         .push(DnType::OrganizationName, subject.organization);
     p.distinguished_name
@@ -100,6 +114,7 @@ pub fn client_params(
         uris: vec![urls.crl.clone()],
     }];
     p.custom_extensions = vec![authority_info_access(&urls.ocsp)?];
+    p.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(key_identifier(spki_der));
     Ok(p)
 }
 

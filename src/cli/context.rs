@@ -81,9 +81,6 @@ pub async fn open_authority(
 
 /// Everything a signing command needs.
 pub struct Opened {
-    pub config: Config,
-    pub store: Store,
-    pub hsm: Hsm,
     pub lifecycle: Lifecycle,
 }
 
@@ -99,10 +96,5 @@ pub async fn open_all(cfg: Config) -> anyhow::Result<Opened> {
         clock,
         LifecycleSettings::from_config(&cfg),
     );
-    Ok(Opened {
-        config: cfg,
-        store,
-        hsm,
-        lifecycle,
-    })
+    Ok(Opened { lifecycle })
 }

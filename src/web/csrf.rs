@@ -28,15 +28,16 @@ pub enum CrossSite {
 
 /// Checks Sec-Fetch-Site, Origin and the JSON content type.
 pub fn check_api(req: &WebRequest) -> Result<(), CrossSite> {
-    if let Some(site) = req.header("sec-fetch-site") {
-        if site != "same-origin" && site != "none" {
-            return Err(CrossSite::FetchSite);
-        }
+    if let Some(site) = req.header("sec-fetch-site")
+        && site != "same-origin"
+        && site != "none"
+    {
+        return Err(CrossSite::FetchSite);
     }
-    if let Some(origin) = req.header("origin") {
-        if !origin.eq_ignore_ascii_case(&req.origin) {
-            return Err(CrossSite::Origin);
-        }
+    if let Some(origin) = req.header("origin")
+        && !origin.eq_ignore_ascii_case(&req.origin)
+    {
+        return Err(CrossSite::Origin);
     }
     let json = req
         .header("content-type")

@@ -126,10 +126,10 @@ impl Revocation {
         let ca_id = signer.authority.ca_id();
         let mut crls = self.crls.lock().await;
         let now = self.clock.now();
-        if let Some(c) = crls.get(&ca_id) {
-            if now - c.made_at < CRL_REFRESH {
-                return Ok(c.der.clone());
-            }
+        if let Some(c) = crls.get(&ca_id)
+            && now - c.made_at < CRL_REFRESH
+        {
+            return Ok(c.der.clone());
         }
         let revoked = self
             .store
@@ -206,10 +206,10 @@ impl Revocation {
                 ocsp::serial_hex(&parsed.cert_ids[0])
             )
         });
-        if let Some(key) = &cache_key {
-            if let Some(hit) = self.ocsp_cached(key, now) {
-                return ocsp_ok(hit);
-            }
+        if let Some(key) = &cache_key
+            && let Some(hit) = self.ocsp_cached(key, now)
+        {
+            return ocsp_ok(hit);
         }
         let mut answers = Vec::with_capacity(parsed.cert_ids.len());
         for id in &parsed.cert_ids {
