@@ -29,6 +29,7 @@ pub mod ca;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod hsm;
 pub mod lifecycle;
 pub mod store;

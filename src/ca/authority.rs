@@ -130,6 +130,41 @@ impl Authority {
     }
 }
 
+impl Authority {
+    /// Signs a TLS server certificate for `names` (DNS names or IP addresses) over the DER
+    /// SubjectPublicKeyInfo `spki_der`.
+    pub fn issue_server(
+        &self,
+        spki_der: &[u8],
+        names: &[String],
+        now: UnixTime,
+        validity_days: u32,
+    ) -> Result<IssuedCert, CaError> {
+        let (serial, serial_hex) = profile::random_serial()?;
+        let params = profile::server_params(
+            spki_der,
+            names,
+            &self.policy.organization,
+            now,
+            validity_days,
+            serial,
+        )?;
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der).map_err(CaError::Rcgen)?;
+        let cert = params
+            .signed_by(&public_key, &self.issuer)
+            .map_err(CaError::Rcgen)?;
+        let der = cert.der().to_vec();
+        Ok(IssuedCert {
+            serial: serial_hex,
+            sha256: sha256_hex(&der),
+            spki_sha256: sha256_hex(spki_der),
+            not_before: params.not_before.unix_timestamp(),
+            not_after: params.not_after.unix_timestamp(),
+            der,
+        })
+    }
+}
+
 /// Makes a self-signed CA certificate for `key`. Returns the DER.
 pub fn self_signed_ca(
     key: Arc<dyn KeyBackend>,

@@ -118,6 +118,35 @@ pub fn client_params(
     Ok(p)
 }
 
+/// A TLS server certificate's parameters (for the gateway's own listener when no other CA
+/// provides one, e.g. the demo and tests).
+pub fn server_params(
+    spki_der: &[u8],
+    names: &[String],
+    organization: &str,
+    now: UnixTime,
+    validity_days: u32,
+    serial: SerialNumber,
+) -> Result<CertificateParams, crate::ca::CaError> {
+    let mut p = CertificateParams::new(names.to_vec()).map_err(crate::ca::CaError::Rcgen)?;
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name
+        .push(DnType::OrganizationName, organization);
+    if let Some(first) = names.first() {
+        p.distinguished_name
+            .push(DnType::CommonName, first.as_str());
+    }
+    p.serial_number = Some(serial);
+    p.not_before = at(now)?;
+    p.not_after = at(now + i64::from(validity_days) * DAY)?;
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.use_authority_key_identifier_extension = true;
+    p.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(key_identifier(spki_der));
+    Ok(p)
+}
+
 /// authorityInfoAccess with one OCSP access description (RFC 5280 §4.2.2.1).
 fn authority_info_access(ocsp_url: &str) -> Result<CustomExtension, crate::ca::CaError> {
     use der::Encode;

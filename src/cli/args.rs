@@ -49,6 +49,18 @@ pub enum Command {
     Audit(AuditCmd),
     /// Run the gateway.
     Serve,
+    /// Set up and start a demo on embedded defaults in a folder: a SoftHSM2 token, SQLite,
+    /// a server certificate for localhost and a sample banking app behind the gateway.
+    Demo {
+        #[arg(long, default_value = "demo")]
+        dir: PathBuf,
+    },
+    /// The demo's sample banking app (shows the identity headers it receives).
+    #[command(hide = true)]
+    DemoUpstream {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +154,21 @@ pub enum CertCmd {
 pub enum CaCmd {
     /// Print the active CA certificate (PEM).
     Cert,
+    /// Issue a TLS server certificate for the gateway's listener (software key written
+    /// beside it, readable by the owner only).
+    IssueServer {
+        /// DNS name or IP address; repeat for several. The first is also the CN.
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Where to write the certificate chain (PEM).
+        #[arg(long)]
+        cert_out: PathBuf,
+        /// Where to write the private key (PEM).
+        #[arg(long)]
+        key_out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,7 +3,9 @@
 
 mod args;
 mod context;
+mod demo;
 mod init;
+mod server_cert;
 mod staff;
 
 use std::process::ExitCode;
@@ -16,7 +18,10 @@ use args::{AuditCmd, CaCmd, Command, ConfigCmd};
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Serve));
+    init_logging(matches!(
+        cli.command,
+        Command::Serve | Command::DemoUpstream { .. }
+    ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,13 +57,20 @@ fn init_logging(serving: bool) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Config(ConfigCmd::Example) = cli.command {
-        print!("{}", crate::config::EXAMPLE);
-        return Ok(());
+    match &cli.command {
+        Command::Config(ConfigCmd::Example) => {
+            print!("{}", crate::config::EXAMPLE);
+            return Ok(());
+        }
+        Command::Demo { dir } => return demo::run(dir).await,
+        Command::DemoUpstream { addr } => return Ok(crate::demo::upstream::serve(*addr).await?),
+        _ => {}
     }
     let cfg = context::load_config(&cli.config)?;
     match cli.command {
-        Command::Config(ConfigCmd::Example) => Ok(()),
+        Command::Config(ConfigCmd::Example)
+        | Command::Demo { .. }
+        | Command::DemoUpstream { .. } => Ok(()),
         Command::Config(ConfigCmd::Check) => {
             cfg.hsm.pin_source()?.read("HSM PIN")?;
             println!("{}: configuration is valid", cli.config.display());
@@ -70,6 +82,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Issue(cmd) => staff::issue(cfg, cmd).await,
         Command::Cert(cmd) => staff::cert(cfg, cmd).await,
         Command::Ca(CaCmd::Cert) => staff::ca_cert(&cfg).await,
+        Command::Ca(CaCmd::IssueServer {
+            names,
+            days,
+            cert_out,
+            key_out,
+        }) => server_cert::run(cfg, &names, days, &cert_out, &key_out).await,
         Command::Audit(cmd) => audit(&cfg, cmd).await,
         Command::Serve => anyhow::bail!("serve is not available yet"),
     }

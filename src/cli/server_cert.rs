@@ -1,0 +1,65 @@
+//! `certgate ca issue-server`: a TLS server certificate for the gateway's listener, signed
+//! by the active CA in the HSM, with a software key written next to it. For the demo, tests
+//! and closed networks; a bank's public login host usually has its server certificate from
+//! a public CA.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use rcgen::PublicKeyData;
+
+use crate::ca::pem;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+
+use super::context;
+
+pub async fn run(
+    cfg: Config,
+    names: &[String],
+    days: u32,
+    cert_out: &Path,
+    key_out: &Path,
+) -> anyhow::Result<()> {
+    let store = context::open_store(&cfg).await?;
+    let hsm = context::open_hsm(&cfg).await?;
+    let authority = context::open_authority(&cfg, &store, &hsm).await?;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .context("cannot generate the server key")?;
+    let spki = key.subject_public_key_info();
+    let names = names.to_vec();
+    let now = SystemClock.now();
+    let signer = authority.clone();
+    let issued = tokio::task::spawn_blocking(move || signer.issue_server(&spki, &names, now, days))
+        .await?
+        .context("cannot sign the server certificate")?;
+    let chain = format!(
+        "{}{}",
+        pem::certificate(&issued.der),
+        pem::certificate(authority.ca_der())
+    );
+    std::fs::write(cert_out, chain)
+        .with_context(|| format!("cannot write {}", cert_out.display()))?;
+    write_private(key_out, key.serialize_pem().as_bytes())
+        .with_context(|| format!("cannot write {}", key_out.display()))?;
+    println!(
+        "server certificate {} written to {} (key: {})",
+        issued.serial,
+        cert_out.display(),
+        key_out.display()
+    );
+    Ok(())
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)
+}
