@@ -40,3 +40,4 @@ pub mod proxy;
 pub mod status;
 pub mod store;
 pub mod tls;
+pub mod web;

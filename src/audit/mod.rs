@@ -1,1 +1,95 @@
-//! The audit log: every security event, hash-chained in the store.
+//! The audit log: every security event (issuance, refusal, revocation, admin action) goes
+//! here, hash-chained in the store. Details are JSON and never contain a secret.
+
+use crate::clock::UnixTime;
+use crate::store::{NewAudit, Store};
+
+/// Who caused an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// Bank staff at the command line (the OS user name).
+    Staff(String),
+    /// A customer, authenticated by certificate or by login ID and code.
+    User(String),
+    /// An anonymous caller (e.g. a wrong code for an unknown login ID), by address.
+    Anonymous(String),
+    /// certgate itself (scheduler, retirement of superseded certificates).
+    System,
+}
+
+impl Actor {
+    /// The staff member running the command line.
+    pub fn current_staff() -> Self {
+        let name = std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "unknown".into());
+        Self::Staff(name)
+    }
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Staff(n) => write!(f, "staff:{n}"),
+            Self::User(n) => write!(f, "user:{n}"),
+            Self::Anonymous(a) => write!(f, "anonymous:{a}"),
+            Self::System => f.write_str("system"),
+        }
+    }
+}
+
+/// Writes audit entries.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    store: Store,
+}
+
+impl Audit {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Appends an entry. A failure is logged loudly and returned; callers decide whether
+    /// the operation may go on (refusals still refuse).
+    pub async fn record(
+        &self,
+        at: UnixTime,
+        actor: &Actor,
+        action: &str,
+        subject: &str,
+        outcome: Outcome,
+        detail: serde_json::Value,
+    ) -> Result<(), crate::store::StoreError> {
+        let entry = NewAudit {
+            at,
+            actor: actor.to_string(),
+            action: action.into(),
+            subject: subject.into(),
+            outcome: outcome.as_str().into(),
+            detail,
+        };
+        match self.store.append_audit(&entry).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!(action, subject, error = %e, "cannot write the audit log");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Whether the audited action happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Refused,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Refused => "refused",
+        }
+    }
+}

@@ -122,16 +122,17 @@ pub fn verify_signature(
 pub fn subject_public_key_bits(spki_der: &[u8]) -> Option<&[u8]> {
     use x509_parser::prelude::FromDer;
     let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).ok()?;
-    let bits = spki.subject_public_key.data;
-    // Re-borrow from the input so the slice outlives the parsed structure.
-    let offset = bits.as_ptr() as usize - spki_der.as_ptr() as usize;
-    spki_der.get(offset..offset + bits.len())
+    match spki.subject_public_key.data {
+        std::borrow::Cow::Borrowed(bits) => Some(bits),
+        std::borrow::Cow::Owned(_) => None,
+    }
 }
 
 /// Adapts a [`KeyBackend`] to rcgen's signing interface.
-pub struct RcgenKey<'a>(pub &'a dyn KeyBackend);
+#[derive(Debug, Clone)]
+pub struct RcgenKey(pub std::sync::Arc<dyn KeyBackend>);
 
-impl rcgen::PublicKeyData for RcgenKey<'_> {
+impl rcgen::PublicKeyData for RcgenKey {
     fn der_bytes(&self) -> &[u8] {
         subject_public_key_bits(self.0.public_key_der()).unwrap_or_default()
     }
@@ -140,7 +141,7 @@ impl rcgen::PublicKeyData for RcgenKey<'_> {
     }
 }
 
-impl rcgen::SigningKey for RcgenKey<'_> {
+impl rcgen::SigningKey for RcgenKey {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
         self.0.sign(msg).map_err(|_| rcgen::Error::RemoteKeyError)
     }

@@ -4,11 +4,49 @@
 //! decides every field of an issued certificate itself: nothing of a CSR but its public key
 //! reaches a certificate.
 
+mod authority;
+pub mod crl;
+pub mod csr;
 mod key;
+pub mod ocsp;
+pub mod pem;
+pub mod pkcs7;
+pub mod profile;
+mod revocation;
 
+pub use authority::{Authority, IssuancePolicy, IssuedCert, check_key_matches, self_signed_ca};
+pub use csr::{CheckedCsr, ClientKeyKind, CsrError};
 pub use key::{
     KeyAlgorithm, KeyBackend, RcgenKey, SignError, subject_public_key_bits, verify_signature,
 };
+pub use profile::ClientSubject;
+pub use revocation::RevocationReason;
+
+/// Why the CA could not produce a certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// The key could not sign.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    /// rcgen refused the parameters or the signature failed (see the key backend's log).
+    #[error("certificate generation failed: {0}")]
+    Rcgen(#[source] rcgen::Error),
+    /// The CA certificate does not certify the key in the HSM.
+    #[error("the CA certificate's public key is not the HSM key's public key")]
+    KeyMismatch,
+    /// The CA certificate cannot be parsed.
+    #[error("the CA certificate cannot be parsed: {0}")]
+    CaCert(String),
+    /// The system random generator failed.
+    #[error("the random number generator failed")]
+    Random,
+    /// A time outside what certificates can carry.
+    #[error("time {0} cannot be encoded in a certificate")]
+    Time(i64),
+    /// A profile value cannot be encoded.
+    #[error("{0}")]
+    Profile(String),
+}
 
 /// Parses `CN=...,O=...` into rcgen's form.
 pub fn parse_distinguished_name(s: &str) -> Result<rcgen::DistinguishedName, String> {

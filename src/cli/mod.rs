@@ -1,6 +1,76 @@
-//! The `certgate` command line.
+//! The `certgate` command line: parses arguments, sets up logging, runs one command, and
+//! reports a failure as one sentence (with its causes) on stderr and a non-zero exit.
+
+mod args;
+mod context;
+mod init;
+mod staff;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use args::Cli;
+use args::{CaCmd, Command, ConfigCmd};
 
 /// Entry point of the binary.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Serve));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let json = std::env::var("CERTGATE_LOG_JSON").is_ok_and(|v| v == "1" || v == "true");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Config(ConfigCmd::Example) = cli.command {
+        print!("{}", crate::config::EXAMPLE);
+        return Ok(());
+    }
+    let cfg = context::load_config(&cli.config)?;
+    match cli.command {
+        Command::Config(ConfigCmd::Example) => Ok(()),
+        Command::Config(ConfigCmd::Check) => {
+            cfg.hsm.pin_source()?.read("HSM PIN")?;
+            println!("{}: configuration is valid", cli.config.display());
+            Ok(())
+        }
+        Command::Init => init::run(&cfg).await,
+        Command::Contract(cmd) => staff::contract(&cfg, cmd).await,
+        Command::User(cmd) => staff::user(&cfg, cmd).await,
+        Command::Issue(cmd) => staff::issue(cfg, cmd).await,
+        Command::Cert(cmd) => staff::cert(cfg, cmd).await,
+        Command::Ca(CaCmd::Cert) => staff::ca_cert(&cfg).await,
+        Command::Audit(_) => anyhow::bail!("audit commands are not available yet"),
+        Command::Serve => anyhow::bail!("serve is not available yet"),
+    }
 }

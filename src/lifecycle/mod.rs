@@ -1,2 +1,13 @@
-//! The rules of the scheme, as plain functions over plain data, and the service that applies
-//! them with the store and the CA.
+//! The rules of the scheme ([`rules`], pure) and the service that applies them with the
+//! store, the CA and the audit log ([`Lifecycle`]). Every way in (command line, pages, EST,
+//! admin API) calls the same service, so a rule cannot be skipped by choosing the door.
+
+mod codes;
+mod error;
+pub mod rules;
+mod service;
+
+pub use codes::{IssuanceCode, hash_code};
+pub use error::LifecycleError;
+pub use rules::{Refusal, Rejection, RenewalWindow};
+pub use service::{Authorized, Lifecycle, LifecycleSettings, format_date, normalize_serial};

@@ -10,12 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 
 use super::{Refusal, StatusSource, Verdict, decide};
 use crate::clock::Clock;
-use crate::store::{CertStatus, CertStatusView};
+use crate::store::{CertChange, CertStatus, CertStatusView};
 
 /// How long answers are trusted.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +64,9 @@ pub struct StatusCache {
     clock: Arc<dyn Clock>,
     settings: StatusCacheSettings,
     entries: Mutex<HashMap<String, Entry>>,
+    // Drained before every lookup, so a change announced before a request started is
+    // applied to that request even if the background task has not run yet.
+    pending: Mutex<broadcast::Receiver<CertChange>>,
     // Bumped on every invalidation so a read that started before it is not stored after it.
     generation: AtomicU64,
 }
@@ -82,7 +86,9 @@ impl StatusCache {
         clock: Arc<dyn Clock>,
         settings: StatusCacheSettings,
     ) -> Arc<Self> {
+        let pending = Mutex::new(source.changes());
         Arc::new(Self {
+            pending,
             source,
             clock,
             settings,
@@ -102,6 +108,7 @@ impl StatusCache {
         self: &Arc<Self>,
         serial: &str,
     ) -> (Verdict, Option<Arc<CertStatusView>>, CacheOutcome) {
+        self.apply_pending();
         let fresh = {
             let entries = self.lock();
             entries
@@ -148,6 +155,7 @@ impl StatusCache {
     /// Whether the cache knows `serial` to be revoked. Memory only: called inside the TLS
     /// handshake, which must not wait for the store. A revocation is final, so any age counts.
     pub fn known_revoked(&self, serial: &str) -> bool {
+        self.apply_pending();
         self.lock().get(serial).is_some_and(|e| {
             e.view
                 .as_ref()
@@ -155,11 +163,23 @@ impl StatusCache {
         })
     }
 
+    /// Applies the change announcements received since the last call (memory only).
+    fn apply_pending(&self) {
+        let mut rx = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match rx.try_recv() {
+                Ok(change) => self.invalidate(&change.serial),
+                Err(TryRecvError::Lagged(_)) => self.invalidate(CertChange::RESYNC),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+            }
+        }
+    }
+
     /// Drops one entry (or all, for `"*"`).
     pub fn invalidate(&self, serial: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let mut entries = self.lock();
-        if serial == "*" {
+        if serial == CertChange::RESYNC {
             entries.clear();
         } else {
             entries.remove(serial);
@@ -177,7 +197,7 @@ impl StatusCache {
                     Ok(change) => {
                         tracing::debug!(serial = %change.serial, "certificate status changed");
                         cache.invalidate(&change.serial);
-                        if change.serial != "*" {
+                        if !change.is_resync() {
                             let c = Arc::clone(&cache);
                             tokio::spawn(async move {
                                 let _ = c.fetch(&change.serial).await;
@@ -186,7 +206,7 @@ impl StatusCache {
                     }
                     Err(RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "missed status changes; dropping the cache");
-                        cache.invalidate("*");
+                        cache.invalidate(CertChange::RESYNC);
                     }
                     Err(RecvError::Closed) => {
                         tracing::warn!("status change announcements ended; relying on max age");

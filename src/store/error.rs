@@ -1,4 +1,9 @@
 //! Errors of the store, split by what the caller can do about them.
+//!
+//! Owns the mapping from `sqlx` errors to [`StoreError`]. Messages name the thing concerned
+//! (a login ID, a serial) but never carry SQL text or secrets.
+
+use sqlx::error::ErrorKind;
 
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -18,4 +23,40 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("database migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// The fallback mapping. Operations that insert map unique and foreign-key violations
+    /// themselves (see [`on_violation`]) so the message can name the thing.
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation => {
+                Self::Conflict("a record with the same key already exists".into())
+            }
+            sqlx::Error::ColumnDecode { index, .. } => {
+                Self::Corrupt(format!("column {index} cannot be decoded"))
+            }
+            sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+                Self::Corrupt("a stored row cannot be decoded".into())
+            }
+            _ => Self::Unavailable(e),
+        }
+    }
+}
+
+/// Maps a unique violation to `Conflict(conflict)` and a foreign-key violation to
+/// `NotFound(missing)`; anything else goes through the fallback mapping.
+pub(crate) fn on_violation(
+    e: sqlx::Error,
+    conflict: impl FnOnce() -> String,
+    missing: impl FnOnce() -> String,
+) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        match db.kind() {
+            ErrorKind::UniqueViolation => return StoreError::Conflict(conflict()),
+            ErrorKind::ForeignKeyViolation => return StoreError::NotFound(missing()),
+            _ => {}
+        }
+    }
+    StoreError::from(e)
 }

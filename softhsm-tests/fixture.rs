@@ -1,0 +1,335 @@
+//! A throwaway certgate installation for end-to-end tests: a SoftHSM2 token in a temp
+//! folder, a configuration file, a database (SQLite file or a fresh PostgreSQL database),
+//! and the real `certgate` binary run as bank staff would run it.
+//!
+//! Every command's output is kept so a test can check that the PIN never appears in it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+pub const PIN: &str = "4821-pin-sentinel-7391";
+const SO_PIN: &str = "so-secret-5550";
+
+/// Which database a fixture uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// True when running in CI: missing services are failures, not skips.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// Skips (outside CI) or fails (in CI) for a missing prerequisite.
+pub fn missing(what: &str) -> Option<std::convert::Infallible> {
+    assert!(!in_ci(), "CI=true but {what}");
+    eprintln!("SKIPPED: {what}");
+    None
+}
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub softhsm_conf: PathBuf,
+    pg: Option<PgDatabase>,
+    transcript: Mutex<String>,
+}
+
+impl Fixture {
+    /// A fresh installation (not yet `init`ed). None when a prerequisite is missing outside CI.
+    pub fn new(db: Db) -> Option<Self> {
+        Self::with_config(db, |_| {})
+    }
+
+    /// Like [`Fixture::new`], letting the test edit the configuration text.
+    pub fn with_config(db: Db, edit: impl FnOnce(&mut String)) -> Option<Self> {
+        if Command::new("softhsm2-util")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            missing("softhsm2-util is not installed")?;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir_all(&tokens).expect("token dir");
+        let softhsm_conf = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &softhsm_conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .expect("softhsm conf");
+        let out = Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", &softhsm_conf)
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                "certgate",
+                "--so-pin",
+                SO_PIN,
+                "--pin",
+                PIN,
+            ])
+            .output()
+            .expect("softhsm2-util runs");
+        assert!(
+            out.status.success(),
+            "init-token: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let (db_url, pg) = match db {
+            Db::Sqlite => (
+                format!("sqlite://{}", dir.path().join("certgate.db").display()),
+                None,
+            ),
+            Db::Postgres => {
+                let pg = PgDatabase::create()?;
+                (pg.url.clone(), Some(pg))
+            }
+        };
+        let mut text = format!(
+            r#"
+[database]
+url = "{db_url}"
+
+[hsm]
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token_label = "certgate"
+pin_env = "CERTGATE_HSM_PIN"
+key_label = "certgate-ca"
+
+[ca]
+subject = "CN=certgate Test Customer CA,O=Example Bank"
+validity_days = 365
+public_url = "https://127.0.0.1:8443"
+organization = "Example Bank corporate customers"
+"#
+        );
+        edit(&mut text);
+        let config = dir.path().join("certgate.toml");
+        std::fs::write(&config, text).expect("config");
+        Some(Self {
+            dir,
+            config,
+            softhsm_conf,
+            pg,
+            transcript: Mutex::new(String::new()),
+        })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `certgate --config <cfg> args...` with the PIN in the environment.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_certgate"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("SOFTHSM2_CONF", &self.softhsm_conf)
+            .env("CERTGATE_HSM_PIN", PIN)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("certgate runs");
+        let mut t = self.transcript.lock().expect("transcript");
+        t.push_str(&String::from_utf8_lossy(&out.stdout));
+        t.push_str(&String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "certgate {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "certgate {args:?} should have failed; stdout:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Everything every command printed so far.
+    pub fn transcript(&self) -> String {
+        self.transcript.lock().expect("transcript").clone()
+    }
+
+    /// `init`, one contract and one user of each role; returns nothing.
+    pub fn init_with_users(&self) {
+        self.ok(&["init"]);
+        self.ok(&["contract", "add", "corp1", "--name", "Example Trading Co."]);
+        self.ok(&["contract", "add", "corp2", "--name", "Other Corp"]);
+        for (login, contract, role) in [
+            ("alice", "corp1", "admin"),
+            ("bob", "corp1", "approver"),
+            ("carol", "corp1", "general"),
+            ("dave", "corp2", "admin"),
+        ] {
+            self.ok(&[
+                "user",
+                "add",
+                login,
+                "--contract",
+                contract,
+                "--role",
+                role,
+                "--email",
+                &format!("{login}@example.com"),
+            ]);
+        }
+    }
+
+    /// The code printed on the last line of `issue authorize|reissue`.
+    pub fn authorize(&self, login: &str) -> String {
+        last_line(&self.ok(&["issue", "authorize", login]))
+    }
+
+    /// Writes the CA certificate PEM to a file and returns its path.
+    pub fn ca_pem(&self) -> PathBuf {
+        let p = self.path("ca.pem");
+        std::fs::write(&p, self.ok(&["ca", "cert"])).expect("write ca");
+        p
+    }
+
+    /// A key and CSR made by openssl. `key` is an `openssl req -newkey` argument such as
+    /// `ec:P-256`, `rsa:2048`, `ed25519`. The CSR asks for a foreign subject on purpose.
+    pub fn openssl_csr(&self, name: &str, newkey: &str) -> (PathBuf, PathBuf) {
+        let key = self.path(&format!("{name}.key"));
+        let csr = self.path(&format!("{name}.csr"));
+        let mut cmd = Command::new("openssl");
+        cmd.args(["req", "-new", "-nodes", "-subj", "/CN=mallory/O=Evil Corp"]);
+        cmd.args([
+            "-addext",
+            "subjectAltName=DNS:evil.example",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ]);
+        match newkey.split_once(':') {
+            Some(("ec", curve)) => {
+                let out = Command::new("openssl")
+                    .args([
+                        "ecparam",
+                        "-genkey",
+                        "-name",
+                        &curve
+                            .replace("P-256", "prime256v1")
+                            .replace("P-384", "secp384r1"),
+                        "-out",
+                    ])
+                    .arg(&key)
+                    .output()
+                    .expect("openssl ecparam");
+                assert!(out.status.success());
+                cmd.arg("-key").arg(&key);
+            }
+            _ => {
+                cmd.args(["-newkey", newkey, "-keyout"]).arg(&key);
+            }
+        }
+        let out = cmd.arg("-out").arg(&csr).output().expect("openssl req");
+        assert!(
+            out.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (key, csr)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        drop(self.pg.take());
+    }
+}
+
+pub fn last_line(s: &str) -> String {
+    s.lines().last().unwrap_or_default().trim().to_owned()
+}
+
+/// Runs a command and returns stdout, asserting success.
+pub fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("command runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A PostgreSQL database made for one test and dropped after it.
+pub struct PgDatabase {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl PgDatabase {
+    pub fn create() -> Option<Self> {
+        let admin = std::env::var("CERTGATE_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
+        let mut rnd = [0u8; 6];
+        getrandom(&mut rnd);
+        let name = format!("certgate_t_{}", hex::encode(rnd));
+        let (base, _) = admin.rsplit_once('/')?;
+        let url = format!("{base}/{name}");
+        match psql(&admin, &format!("CREATE DATABASE {name}")) {
+            Ok(()) => Some(Self { url, admin, name }),
+            Err(e) => {
+                missing(&format!("PostgreSQL at {admin} is not usable: {e}"))?;
+                None
+            }
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = psql(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn psql(url: &str, sql: &str) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .map_err(|e| e.to_string())?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
+fn getrandom(buf: &mut [u8]) {
+    aws_lc_rs::rand::fill(buf).expect("random");
+}

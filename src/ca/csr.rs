@@ -1,0 +1,277 @@
+//! PKCS#10 requests: parsed, proof of possession checked, key type policed.
+//!
+//! The only thing a CSR contributes to a certificate is its public key: the subject,
+//! extensions and attributes a CSR asks for are ignored by design (the CA decides them).
+
+use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::der_parser::oid::Oid;
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+
+/// Largest CSR accepted, PEM or DER. An RSA-8192 request is about 2.5 KiB of PEM.
+pub const MAX_CSR_BYTES: usize = 16 * 1024;
+
+/// The kinds of client key the CA certifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKeyKind {
+    EcP256,
+    EcP384,
+    /// RSA with this many modulus bits (2048 or more).
+    Rsa(usize),
+}
+
+impl std::fmt::Display for ClientKeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::EcP256 => f.write_str("EC P-256"),
+            Self::EcP384 => f.write_str("EC P-384"),
+            Self::Rsa(bits) => write!(f, "RSA-{bits}"),
+        }
+    }
+}
+
+/// A request that passed every check: what remains of it is the public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedCsr {
+    /// DER SubjectPublicKeyInfo of the key to certify.
+    pub spki_der: Vec<u8>,
+    /// Lowercase hex SHA-256 of `spki_der`.
+    pub spki_sha256: String,
+    pub key_kind: ClientKeyKind,
+}
+
+/// Why a CSR was refused. Messages are safe to show to the customer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CsrError {
+    #[error("the certificate request is larger than {MAX_CSR_BYTES} bytes")]
+    TooLarge,
+    #[error("the certificate request is not valid PEM or DER: {0}")]
+    Malformed(String),
+    #[error("the certificate request's signature does not verify (proof of possession failed)")]
+    BadSignature,
+    #[error(
+        "the certificate request uses an unsupported key type: {0}; use EC P-256, EC P-384 or RSA of at least 2048 bits"
+    )]
+    UnsupportedKey(String),
+    #[error("the certificate request's RSA key has {0} bits; at least 2048 are required")]
+    WeakKey(usize),
+    #[error("the certificate request is signed with an unsupported algorithm ({0})")]
+    UnsupportedSignatureAlgorithm(String),
+}
+
+const OID_EC_PUBLIC_KEY: &[u64] = &[1, 2, 840, 10045, 2, 1];
+const OID_P256: &[u64] = &[1, 2, 840, 10045, 3, 1, 7];
+const OID_P384: &[u64] = &[1, 3, 132, 0, 34];
+const OID_RSA: &[u64] = &[1, 2, 840, 113549, 1, 1, 1];
+const OID_ECDSA_SHA256: &[u64] = &[1, 2, 840, 10045, 4, 3, 2];
+const OID_ECDSA_SHA384: &[u64] = &[1, 2, 840, 10045, 4, 3, 3];
+const OID_RSA_SHA256: &[u64] = &[1, 2, 840, 113549, 1, 1, 11];
+const OID_RSA_SHA384: &[u64] = &[1, 2, 840, 113549, 1, 1, 12];
+const OID_RSA_SHA512: &[u64] = &[1, 2, 840, 113549, 1, 1, 13];
+
+fn is(oid: &Oid<'_>, arcs: &[u64]) -> bool {
+    oid.iter().is_some_and(|it| it.eq(arcs.iter().copied()))
+}
+
+/// Decodes PEM (`CERTIFICATE REQUEST` or `NEW CERTIFICATE REQUEST`) or raw DER.
+pub fn decode(input: &[u8]) -> Result<Vec<u8>, CsrError> {
+    if input.len() > MAX_CSR_BYTES {
+        return Err(CsrError::TooLarge);
+    }
+    let trimmed = input.trim_ascii_start();
+    if !trimmed.starts_with(b"-----BEGIN") {
+        return Ok(input.to_vec());
+    }
+    let text = std::str::from_utf8(trimmed)
+        .map_err(|_| CsrError::Malformed("the PEM text is not UTF-8".into()))?;
+    let block = pem_block(text)?;
+    Ok(block)
+}
+
+fn pem_block(text: &str) -> Result<Vec<u8>, CsrError> {
+    use base64::Engine;
+    let mut lines = text.lines().map(str::trim);
+    let begin = lines.next().unwrap_or_default();
+    let label = begin
+        .strip_prefix("-----BEGIN ")
+        .and_then(|l| l.strip_suffix("-----"))
+        .ok_or_else(|| CsrError::Malformed("bad PEM header".into()))?;
+    if label != "CERTIFICATE REQUEST" && label != "NEW CERTIFICATE REQUEST" {
+        return Err(CsrError::Malformed(format!(
+            "expected a CERTIFICATE REQUEST, found {label}"
+        )));
+    }
+    let end = format!("-----END {label}-----");
+    let mut body = String::new();
+    for line in lines.by_ref() {
+        if line == end {
+            return base64::engine::general_purpose::STANDARD
+                .decode(body.as_bytes())
+                .map_err(|_| CsrError::Malformed("the PEM body is not base64".into()));
+        }
+        body.push_str(line);
+    }
+    Err(CsrError::Malformed("the PEM block has no END line".into()))
+}
+
+/// Parses `input` (PEM or DER), checks its signature and key, and keeps only the key.
+pub fn check(input: &[u8]) -> Result<CheckedCsr, CsrError> {
+    let der = decode(input)?;
+    let (rest, csr) =
+        X509CertificationRequest::from_der(&der).map_err(|e| CsrError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(CsrError::Malformed(
+            "trailing bytes after the request".into(),
+        ));
+    }
+    let info = &csr.certification_request_info;
+    let spki = &info.subject_pki;
+    let key_kind = key_kind(spki)?;
+    let algorithm = verification_algorithm(&csr.signature_algorithm.algorithm, key_kind)?;
+    UnparsedPublicKey::new(algorithm, spki.subject_public_key.data.as_ref())
+        .verify(info.raw, csr.signature_value.data.as_ref())
+        .map_err(|_| CsrError::BadSignature)?;
+    let spki_der = spki.raw.to_vec();
+    Ok(CheckedCsr {
+        spki_sha256: sha256_hex(&spki_der),
+        spki_der,
+        key_kind,
+    })
+}
+
+fn key_kind(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<ClientKeyKind, CsrError> {
+    let alg = &spki.algorithm.algorithm;
+    if is(alg, OID_EC_PUBLIC_KEY) {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .ok_or_else(|| CsrError::UnsupportedKey("EC key without a named curve".into()))?;
+        return if is(&curve, OID_P256) {
+            Ok(ClientKeyKind::EcP256)
+        } else if is(&curve, OID_P384) {
+            Ok(ClientKeyKind::EcP384)
+        } else {
+            Err(CsrError::UnsupportedKey(format!("EC curve {curve}")))
+        };
+    }
+    if is(alg, OID_RSA) {
+        let Ok(PublicKey::RSA(rsa)) = spki.parsed() else {
+            return Err(CsrError::Malformed(
+                "the RSA public key cannot be parsed".into(),
+            ));
+        };
+        let bits = rsa.key_size();
+        if bits < 2048 {
+            return Err(CsrError::WeakKey(bits));
+        }
+        if bits > 8192 {
+            return Err(CsrError::UnsupportedKey(format!(
+                "RSA-{bits} (at most 8192 bits)"
+            )));
+        }
+        return Ok(ClientKeyKind::Rsa(bits));
+    }
+    Err(CsrError::UnsupportedKey(format!("algorithm {alg}")))
+}
+
+fn verification_algorithm(
+    sig_alg: &Oid<'_>,
+    key: ClientKeyKind,
+) -> Result<&'static dyn VerificationAlgorithm, CsrError> {
+    let alg: &'static dyn VerificationAlgorithm = match key {
+        ClientKeyKind::EcP256 if is(sig_alg, OID_ECDSA_SHA256) => {
+            &signature::ECDSA_P256_SHA256_ASN1
+        }
+        ClientKeyKind::EcP256 if is(sig_alg, OID_ECDSA_SHA384) => {
+            &signature::ECDSA_P256_SHA384_ASN1
+        }
+        ClientKeyKind::EcP384 if is(sig_alg, OID_ECDSA_SHA256) => {
+            &signature::ECDSA_P384_SHA256_ASN1
+        }
+        ClientKeyKind::EcP384 if is(sig_alg, OID_ECDSA_SHA384) => {
+            &signature::ECDSA_P384_SHA384_ASN1
+        }
+        ClientKeyKind::Rsa(_) if is(sig_alg, OID_RSA_SHA256) => {
+            &signature::RSA_PKCS1_2048_8192_SHA256
+        }
+        ClientKeyKind::Rsa(_) if is(sig_alg, OID_RSA_SHA384) => {
+            &signature::RSA_PKCS1_2048_8192_SHA384
+        }
+        ClientKeyKind::Rsa(_) if is(sig_alg, OID_RSA_SHA512) => {
+            &signature::RSA_PKCS1_2048_8192_SHA512
+        }
+        _ => {
+            return Err(CsrError::UnsupportedSignatureAlgorithm(
+                sig_alg.to_id_string(),
+            ));
+        }
+    };
+    Ok(alg)
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::PublicKeyData;
+
+    fn csr_for(alg: &'static rcgen::SignatureAlgorithm) -> (rcgen::KeyPair, String) {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["evil.example".into()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "someone-else");
+        let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+        (key, pem)
+    }
+
+    #[test]
+    fn accepts_p256_p384_and_rsa2048() {
+        for alg in [
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+        ] {
+            let (key, pem) = csr_for(alg);
+            let checked = check(pem.as_bytes()).unwrap();
+            assert_eq!(checked.spki_der, key.subject_public_key_info());
+        }
+    }
+
+    #[test]
+    fn refuses_ed25519() {
+        let (_, pem) = csr_for(&rcgen::PKCS_ED25519);
+        assert!(matches!(
+            check(pem.as_bytes()),
+            Err(CsrError::UnsupportedKey(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_a_broken_signature() {
+        let (_, pem) = csr_for(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let mut der = decode(pem.as_bytes()).unwrap();
+        let last = der.len() - 3;
+        der[last] ^= 0x01;
+        assert_eq!(check(&der), Err(CsrError::BadSignature));
+    }
+
+    #[test]
+    fn refuses_garbage_and_oversize() {
+        assert!(matches!(check(b"hello"), Err(CsrError::Malformed(_))));
+        assert!(matches!(
+            check(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+            Err(CsrError::Malformed(_))
+        ));
+        assert_eq!(
+            check(&vec![0u8; MAX_CSR_BYTES + 1]),
+            Err(CsrError::TooLarge)
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! The command-line grammar (clap). Handlers live in the sibling modules.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// certgate: mTLS authentication gateway and HSM-backed CA for corporate internet banking.
+#[derive(Debug, Parser)]
+#[command(name = "certgate", version, about)]
+pub struct Cli {
+    /// Configuration file (TOML).
+    #[arg(
+        long,
+        short = 'c',
+        env = "CERTGATE_CONFIG",
+        default_value = "certgate.toml",
+        global = true
+    )]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print or check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Create the database schema and, if absent, the CA key in the HSM and the CA
+    /// certificate. Safe to run again.
+    Init,
+    /// Customer contracts (the tenant boundary).
+    #[command(subcommand)]
+    Contract(ContractCmd),
+    /// Login IDs.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Issuance codes: authorize a first issuance or re-issue.
+    #[command(subcommand)]
+    Issue(IssueCmd),
+    /// Client certificates.
+    #[command(subcommand)]
+    Cert(CertCmd),
+    /// The CA itself.
+    #[command(subcommand)]
+    Ca(CaCmd),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Run the gateway.
+    Serve,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print a complete, commented example configuration.
+    Example,
+    /// Read and check the configuration file (and that the HSM PIN can be read).
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContractCmd {
+    /// Register a contract.
+    Add {
+        id: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// List contracts.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Register a login ID in a contract.
+    Add {
+        login: String,
+        #[arg(long)]
+        contract: String,
+        /// admin, approver or general.
+        #[arg(long)]
+        role: crate::store::Role,
+        #[arg(long)]
+        email: String,
+    },
+    /// List the login IDs of a contract.
+    List {
+        #[arg(long)]
+        contract: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IssueCmd {
+    /// Authorize the first issuance for a login ID; prints the one-time code on the last line.
+    Authorize { login: String },
+    /// Staff re-issue: revoke the current certificate and print a new code on the last line.
+    Reissue {
+        login: String,
+        /// RFC 5280 reason for revoking the current certificate.
+        #[arg(long, default_value = "superseded")]
+        reason: crate::ca::RevocationReason,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCmd {
+    /// Sign a CSR for a login ID with its issuance code (the same rules as obtaining
+    /// online); prints the certificate PEM.
+    Sign {
+        login: String,
+        #[arg(long)]
+        csr: PathBuf,
+        /// The one-time issuance code. Prefer --code-file or CERTGATE_CODE: a command line
+        /// is visible to other users of the machine.
+        #[arg(long, env = "CERTGATE_CODE", hide_env_values = true)]
+        code: Option<String>,
+        /// File holding the issuance code.
+        #[arg(long, conflicts_with = "code")]
+        code_file: Option<PathBuf>,
+    },
+    /// List certificates.
+    List {
+        #[arg(long)]
+        login: Option<String>,
+        /// current, superseded or revoked.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Print one certificate (PEM).
+    Show { serial: String },
+    /// Revoke a certificate. SERIAL in hex as `openssl x509 -serial` prints it.
+    Revoke {
+        serial: String,
+        #[arg(long)]
+        reason: crate::ca::RevocationReason,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCmd {
+    /// Print the active CA certificate (PEM).
+    Cert,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Check the hash chain of the whole audit log; names the first broken record.
+    Verify,
+    /// Write the audit log as JSON lines to stdout.
+    Export {
+        #[arg(long, default_value_t = 1)]
+        from: i64,
+    },
+}

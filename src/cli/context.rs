@@ -1,0 +1,108 @@
+//! Opening what a command needs: the configuration, the store, the HSM and the CA.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+
+use crate::ca::{Authority, IssuancePolicy, KeyBackend};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::hsm::{Hsm, HsmSettings};
+use crate::lifecycle::{Lifecycle, LifecycleSettings};
+use crate::store::Store;
+
+/// Loads and checks the configuration file.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+/// Connects to the database and applies pending migrations.
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let url = cfg.database_url();
+    let store = Store::connect(&url)
+        .await
+        .context("cannot open the database")?;
+    store
+        .migrate()
+        .await
+        .context("cannot prepare the database schema")?;
+    Ok(store)
+}
+
+/// Opens the HSM token named in the configuration (blocking: PKCS#11).
+pub async fn open_hsm(cfg: &Config) -> anyhow::Result<Hsm> {
+    let pin = cfg.hsm.pin_source()?.read("HSM PIN")?;
+    let settings = HsmSettings {
+        module: cfg.resolve(&cfg.hsm.module),
+        token_label: cfg.hsm.token_label.clone(),
+        pin,
+        sessions: cfg.hsm.sessions,
+    };
+    tokio::task::spawn_blocking(move || Hsm::open(&settings))
+        .await?
+        .context("cannot open the HSM")
+}
+
+/// The issuance policy from the configuration.
+pub fn issuance_policy(cfg: &Config) -> IssuancePolicy {
+    IssuancePolicy {
+        validity_days: cfg.ca.validity_days,
+        organization: cfg.ca.organization.clone(),
+        public_url: cfg.ca.public_url.clone(),
+    }
+}
+
+/// Opens the active CA: its record from the store and its key from the HSM, checked to match.
+pub async fn open_authority(
+    cfg: &Config,
+    store: &Store,
+    hsm: &Hsm,
+) -> anyhow::Result<Arc<Authority>> {
+    let ca = store
+        .active_ca()
+        .await?
+        .ok_or_else(|| anyhow!("no CA certificate yet: run `certgate init` first"))?;
+    let hsm = hsm.clone();
+    let label = ca.key_label.clone();
+    let key = tokio::task::spawn_blocking(move || hsm.key(&label))
+        .await?
+        .with_context(|| format!("cannot open the CA key {:?}", ca.key_label))?;
+    let key: Arc<dyn KeyBackend> = Arc::new(key);
+    let authority = Authority::new(ca.id, ca.cert_der.clone(), key, issuance_policy(cfg))
+        .with_context(|| {
+            format!(
+                "the CA certificate does not match the HSM key {:?}",
+                ca.key_label
+            )
+        })?;
+    Ok(Arc::new(authority))
+}
+
+/// Everything a signing command needs.
+pub struct Opened {
+    pub config: Config,
+    pub store: Store,
+    pub hsm: Hsm,
+    pub lifecycle: Lifecycle,
+}
+
+/// Opens the store, the HSM and the CA, and builds the lifecycle service.
+pub async fn open_all(cfg: Config) -> anyhow::Result<Opened> {
+    let store = open_store(&cfg).await?;
+    let hsm = open_hsm(&cfg).await?;
+    let authority = open_authority(&cfg, &store, &hsm).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let lifecycle = Lifecycle::new(
+        store.clone(),
+        authority,
+        clock,
+        LifecycleSettings::from_config(&cfg),
+    );
+    Ok(Opened {
+        config: cfg,
+        store,
+        hsm,
+        lifecycle,
+    })
+}

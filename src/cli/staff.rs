@@ -1,0 +1,208 @@
+//! Commands for bank staff: contracts, users, codes, certificates.
+
+use anyhow::{Context, bail};
+
+use crate::audit::{Actor, Audit, Outcome};
+use crate::ca::pem;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::lifecycle::{Authorized, format_date, normalize_serial, rules};
+use crate::store::{CertFilter, Contract, User};
+
+use super::args::{CertCmd, ContractCmd, IssueCmd, UserCmd};
+use super::context;
+
+pub async fn contract(cfg: &Config, cmd: ContractCmd) -> anyhow::Result<()> {
+    let store = context::open_store(cfg).await?;
+    match cmd {
+        ContractCmd::Add { id, name } => {
+            rules::check_identifier("a contract ID", &id)?;
+            let now = SystemClock.now();
+            store
+                .insert_contract(&Contract {
+                    id: id.clone(),
+                    name: name.clone(),
+                    enabled: true,
+                    created_at: now,
+                })
+                .await?;
+            Audit::new(store)
+                .record(
+                    now,
+                    &Actor::current_staff(),
+                    "contract.add",
+                    &id,
+                    Outcome::Ok,
+                    serde_json::json!({"name": name}),
+                )
+                .await?;
+            println!("contract {id} added");
+        }
+        ContractCmd::List => {
+            for c in store.contracts().await? {
+                println!(
+                    "{}\t{}\t{}",
+                    c.id,
+                    if c.enabled { "enabled" } else { "disabled" },
+                    c.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn user(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
+    let store = context::open_store(cfg).await?;
+    match cmd {
+        UserCmd::Add {
+            login,
+            contract,
+            role,
+            email,
+        } => {
+            rules::check_identifier("a login ID", &login)?;
+            if !email.contains('@') || email.chars().any(char::is_whitespace) {
+                bail!("{email:?} is not an e-mail address");
+            }
+            let now = SystemClock.now();
+            store
+                .insert_user(&User {
+                    login: login.clone(),
+                    contract_id: contract.clone(),
+                    role,
+                    email: email.clone(),
+                    enabled: true,
+                    created_at: now,
+                })
+                .await?;
+            Audit::new(store)
+                .record(
+                    now,
+                    &Actor::current_staff(),
+                    "user.add",
+                    &login,
+                    Outcome::Ok,
+                    serde_json::json!({"contract": contract, "role": role.as_str()}),
+                )
+                .await?;
+            println!("user {login} ({role}) added to contract {contract}");
+        }
+        UserCmd::List { contract } => {
+            for u in store.users_of_contract(&contract).await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    u.login,
+                    u.role,
+                    if u.enabled { "enabled" } else { "disabled" },
+                    u.email
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_code(a: &Authorized) {
+    if let Some(serial) = &a.revoked_serial {
+        println!("revoked the previous certificate {serial}");
+    }
+    println!(
+        "one-time issuance code for {} (valid until {} UTC; shown only this once):",
+        a.login,
+        format_date(a.expires_at)
+    );
+    println!("{}", a.code.reveal());
+}
+
+pub async fn issue(cfg: Config, cmd: IssueCmd) -> anyhow::Result<()> {
+    let opened = context::open_all(cfg).await?;
+    let actor = Actor::current_staff();
+    let authorized = match cmd {
+        IssueCmd::Authorize { login } => opened.lifecycle.authorize(&actor, &login).await?,
+        IssueCmd::Reissue { login, reason } => {
+            opened
+                .lifecycle
+                .staff_reissue(&actor, &login, reason)
+                .await?
+        }
+    };
+    print_code(&authorized);
+    Ok(())
+}
+
+pub async fn cert(cfg: Config, cmd: CertCmd) -> anyhow::Result<()> {
+    match cmd {
+        CertCmd::Sign {
+            login,
+            csr,
+            code,
+            code_file,
+        } => {
+            let code = match (code, code_file) {
+                (Some(c), None) => c,
+                (None, Some(path)) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read the code file {}", path.display()))?
+                    .trim()
+                    .to_owned(),
+                _ => bail!("give the issuance code with --code, --code-file or CERTGATE_CODE"),
+            };
+            let csr_bytes = std::fs::read(&csr)
+                .with_context(|| format!("cannot read the CSR file {}", csr.display()))?;
+            let opened = context::open_all(cfg).await?;
+            let cert = opened
+                .lifecycle
+                .obtain(&Actor::current_staff(), &login, &code, &csr_bytes)
+                .await?;
+            print!("{}", pem::certificate(&cert.der));
+        }
+        CertCmd::List { login, status } => {
+            let store = context::open_store(&cfg).await?;
+            let status = status
+                .map(|s| s.parse())
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let certs = store.certificates(&CertFilter { login, status }).await?;
+            println!("SERIAL\tLOGIN\tCONTRACT\tSTATUS\tNOT_AFTER");
+            for c in certs {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    c.serial,
+                    c.login,
+                    c.contract_id,
+                    c.status.as_str(),
+                    format_date(c.not_after)
+                );
+            }
+        }
+        CertCmd::Show { serial } => {
+            let store = context::open_store(&cfg).await?;
+            let serial = normalize_serial(&serial);
+            let c = store
+                .certificate(&serial)
+                .await?
+                .with_context(|| format!("no certificate with serial {serial}"))?;
+            print!("{}", pem::certificate(&c.der));
+        }
+        CertCmd::Revoke { serial, reason } => {
+            let opened = context::open_all(cfg).await?;
+            let c = opened
+                .lifecycle
+                .revoke(&Actor::current_staff(), &serial, reason)
+                .await?;
+            println!("revoked {} ({}) with reason {}", c.serial, c.login, reason);
+        }
+    }
+    Ok(())
+}
+
+pub async fn ca_cert(cfg: &Config) -> anyhow::Result<()> {
+    let store = context::open_store(cfg).await?;
+    let ca = store
+        .active_ca()
+        .await?
+        .context("no CA certificate yet: run `certgate init` first")?;
+    print!("{}", pem::certificate(&ca.cert_der));
+    print!("{}", ca.chain_pem);
+    Ok(())
+}

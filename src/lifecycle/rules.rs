@@ -1,0 +1,324 @@
+//! The scheme's rules as pure functions: no I/O, exhaustively testable.
+
+use crate::clock::{DAY, UnixTime};
+use crate::store::{CertRecord, CertStatus, Role, User};
+
+/// A rule said no. `message` is safe to show to the person who asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    /// Stable machine-readable code (e.g. `renewal_not_open`).
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// May `actor`, logged in with its certificate, re-issue `target`'s certificate?
+/// Seed: the contract's admin re-issues approver and general IDs of that contract; an
+/// admin's own re-issue goes through the bank.
+pub fn may_admin_reissue(actor: &User, target: &User) -> Result<(), Refusal> {
+    if actor.role != Role::Admin {
+        return Err(Refusal::new(
+            "not_admin",
+            "only the contract's administrator may re-issue certificates",
+        ));
+    }
+    if actor.login == target.login {
+        return Err(Refusal::new(
+            "self_reissue",
+            "an administrator's own certificate is re-issued by the bank: please contact your branch",
+        ));
+    }
+    if actor.contract_id != target.contract_id {
+        return Err(Refusal::new(
+            "other_contract",
+            "that login ID is not in your contract",
+        ));
+    }
+    if target.role == Role::Admin {
+        return Err(Refusal::new(
+            "target_admin",
+            "an administrator's certificate is re-issued by the bank: please contact your branch",
+        ));
+    }
+    if !actor.enabled || !target.enabled {
+        return Err(Refusal::new("user_disabled", "that login ID is disabled"));
+    }
+    Ok(())
+}
+
+/// May the contract admin `actor` add a user with `role` to its contract?
+pub fn may_admin_add_user(actor: &User, contract_id: &str, role: Role) -> Result<(), Refusal> {
+    if actor.role != Role::Admin || !actor.enabled {
+        return Err(Refusal::new(
+            "not_admin",
+            "only the contract's administrator may add login IDs",
+        ));
+    }
+    if actor.contract_id != contract_id {
+        return Err(Refusal::new(
+            "other_contract",
+            "you may add login IDs to your own contract only",
+        ));
+    }
+    if role == Role::Admin {
+        return Err(Refusal::new(
+            "target_admin",
+            "administrator IDs are registered by the bank",
+        ));
+    }
+    Ok(())
+}
+
+/// Where a certificate stands with respect to renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewalWindow {
+    /// Too early; renewal opens at this time.
+    NotYet { opens_at: UnixTime },
+    /// Renewal is possible now.
+    Open,
+    /// Expired past the grace period: only a re-issue helps.
+    Closed,
+}
+
+/// The renewal window of a certificate expiring at `not_after`.
+pub fn renewal_window(
+    not_after: UnixTime,
+    now: UnixTime,
+    window_days: u32,
+    grace_days: u32,
+) -> RenewalWindow {
+    let opens_at = not_after - i64::from(window_days) * DAY;
+    if now < opens_at {
+        RenewalWindow::NotYet { opens_at }
+    } else if now <= not_after + i64::from(grace_days) * DAY {
+        RenewalWindow::Open
+    } else {
+        RenewalWindow::Closed
+    }
+}
+
+/// Whether the customer should be told to renew (login screen, identity header).
+pub fn renewal_due(not_after: UnixTime, now: UnixTime, window_days: u32) -> bool {
+    now >= not_after - i64::from(window_days) * DAY
+}
+
+/// Why a presented certificate may not pass the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    Unknown,
+    Revoked,
+    Expired,
+    NotYetValid,
+    Superseded,
+    UserDisabled,
+    ContractDisabled,
+}
+
+impl Rejection {
+    /// Stable name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown_certificate",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::Superseded => "superseded",
+            Self::UserDisabled => "user_disabled",
+            Self::ContractDisabled => "contract_disabled",
+        }
+    }
+}
+
+/// The live check of a certificate the store knows: current (or superseded within its
+/// overlap), within its validity, of an enabled user in an enabled contract.
+pub fn certificate_acceptable(
+    cert: &CertRecord,
+    user_enabled: bool,
+    contract_enabled: bool,
+    now: UnixTime,
+    overlap_days: u32,
+) -> Result<(), Rejection> {
+    match cert.status {
+        CertStatus::Revoked => return Err(Rejection::Revoked),
+        CertStatus::Superseded => {
+            let since = cert.superseded_at.unwrap_or(cert.created_at);
+            if now > since + i64::from(overlap_days) * DAY {
+                return Err(Rejection::Superseded);
+            }
+        }
+        CertStatus::Current => {}
+    }
+    if now < cert.not_before {
+        return Err(Rejection::NotYetValid);
+    }
+    if now > cert.not_after {
+        return Err(Rejection::Expired);
+    }
+    if !contract_enabled {
+        return Err(Rejection::ContractDisabled);
+    }
+    if !user_enabled {
+        return Err(Rejection::UserDisabled);
+    }
+    Ok(())
+}
+
+/// Checks a login ID or contract ID typed by staff or a customer: 1–64 characters of
+/// letters, digits and `._-@`, so it is safe in a certificate subject, a header and a log.
+pub fn check_identifier(kind: &str, s: &str) -> Result<(), Refusal> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            "bad_identifier",
+            format!("{kind} must be 1 to 64 characters of letters, digits and . _ - @"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(login: &str, contract: &str, role: Role) -> User {
+        User {
+            login: login.into(),
+            contract_id: contract.into(),
+            role,
+            email: format!("{login}@example.com"),
+            enabled: true,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn reissue_matrix() {
+        let roles = [Role::Admin, Role::Approver, Role::General];
+        for actor_role in roles {
+            for target_role in roles {
+                for same_contract in [true, false] {
+                    let actor = user("a", "c1", actor_role);
+                    let target = user("t", if same_contract { "c1" } else { "c2" }, target_role);
+                    let allowed =
+                        actor_role == Role::Admin && same_contract && target_role != Role::Admin;
+                    assert_eq!(
+                        may_admin_reissue(&actor, &target).is_ok(),
+                        allowed,
+                        "{actor_role:?} -> {target_role:?} same={same_contract}"
+                    );
+                }
+            }
+        }
+        let admin = user("a", "c1", Role::Admin);
+        assert_eq!(
+            may_admin_reissue(&admin, &admin).unwrap_err().code,
+            "self_reissue"
+        );
+        let mut disabled = user("t", "c1", Role::General);
+        disabled.enabled = false;
+        assert!(may_admin_reissue(&admin, &disabled).is_err());
+    }
+
+    #[test]
+    fn renewal_window_edges() {
+        let exp = 1_000 * DAY;
+        assert_eq!(
+            renewal_window(exp, exp - 31 * DAY, 30, 0),
+            RenewalWindow::NotYet {
+                opens_at: exp - 30 * DAY
+            }
+        );
+        assert_eq!(
+            renewal_window(exp, exp - 30 * DAY, 30, 0),
+            RenewalWindow::Open
+        );
+        assert_eq!(renewal_window(exp, exp, 30, 0), RenewalWindow::Open);
+        assert_eq!(renewal_window(exp, exp + 1, 30, 0), RenewalWindow::Closed);
+        assert_eq!(
+            renewal_window(exp, exp + 2 * DAY, 30, 3),
+            RenewalWindow::Open
+        );
+        assert!(!renewal_due(exp, exp - 31 * DAY, 30));
+        assert!(renewal_due(exp, exp - 30 * DAY, 30));
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(check_identifier("login ID", "corp-01.alice").is_ok());
+        for bad in ["", "a b", "ä", "x\r\nX-Certgate-User: y", &"a".repeat(65)] {
+            assert!(check_identifier("login ID", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn cert(status: CertStatus) -> CertRecord {
+        CertRecord {
+            serial: "01".into(),
+            login: "a".into(),
+            contract_id: "c".into(),
+            ca_id: 1,
+            der: vec![],
+            sha256: String::new(),
+            spki_sha256: String::new(),
+            not_before: 100,
+            not_after: 100 + 365 * DAY,
+            status,
+            superseded_at: None,
+            revoked_at: None,
+            revocation_reason: None,
+            first_used_at: None,
+            created_at: 100,
+        }
+    }
+
+    #[test]
+    fn acceptance() {
+        let now = 200;
+        assert_eq!(
+            certificate_acceptable(&cert(CertStatus::Current), true, true, now, 7),
+            Ok(())
+        );
+        assert_eq!(
+            certificate_acceptable(&cert(CertStatus::Revoked), true, true, now, 7),
+            Err(Rejection::Revoked)
+        );
+        assert_eq!(
+            certificate_acceptable(&cert(CertStatus::Current), true, true, 50, 7),
+            Err(Rejection::NotYetValid)
+        );
+        assert_eq!(
+            certificate_acceptable(&cert(CertStatus::Current), true, true, 101 + 365 * DAY, 7),
+            Err(Rejection::Expired)
+        );
+        assert_eq!(
+            certificate_acceptable(&cert(CertStatus::Current), false, true, now, 7),
+            Err(Rejection::UserDisabled)
+        );
+        assert_eq!(
+            certificate_acceptable(&cert(CertStatus::Current), true, false, now, 7),
+            Err(Rejection::ContractDisabled)
+        );
+        let mut s = cert(CertStatus::Superseded);
+        s.superseded_at = Some(now);
+        assert_eq!(
+            certificate_acceptable(&s, true, true, now + 6 * DAY, 7),
+            Ok(())
+        );
+        assert_eq!(
+            certificate_acceptable(&s, true, true, now + 8 * DAY, 7),
+            Err(Rejection::Superseded)
+        );
+    }
+}

@@ -1,0 +1,597 @@
+//! The lifecycle service: applies the rules with the store, the CA and the audit log.
+//! Every entry point (command line, web pages, EST, admin API) goes through here, so the
+//! rules hold the same way everywhere.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::audit::{Actor, Audit, Outcome};
+use crate::ca::{Authority, ClientSubject, RevocationReason, csr};
+use crate::clock::{Clock, DAY};
+use crate::store::{CertRecord, CertStatus, CodeClaim, Store, User};
+
+use super::codes::{IssuanceCode, hash_code};
+use super::error::LifecycleError;
+use super::rules::{self, Refusal, RenewalWindow};
+
+/// Settings of the lifecycle, from the configuration.
+#[derive(Debug, Clone)]
+pub struct LifecycleSettings {
+    pub code_ttl_days: u32,
+    pub max_attempts: u32,
+    pub renewal_window_days: u32,
+    pub renewal_grace_days: u32,
+    pub overlap_days: u32,
+    pub organization: String,
+}
+
+impl LifecycleSettings {
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        Self {
+            code_ttl_days: cfg.issuance.code_ttl_days,
+            max_attempts: cfg.issuance.max_attempts,
+            renewal_window_days: cfg.renewal.window_days,
+            renewal_grace_days: cfg.renewal.grace_after_expiry_days,
+            overlap_days: cfg.renewal.overlap_days,
+            organization: cfg.ca.organization.clone(),
+        }
+    }
+}
+
+/// A code just authorized: show it once.
+#[derive(Debug)]
+pub struct Authorized {
+    pub login: String,
+    pub code: IssuanceCode,
+    pub expires_at: i64,
+    /// The certificate revoked by a re-issue, if there was one.
+    pub revoked_serial: Option<String>,
+}
+
+/// Applies the scheme's rules.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    store: Store,
+    authority: Arc<Authority>,
+    audit: Audit,
+    clock: Arc<dyn Clock>,
+    settings: LifecycleSettings,
+}
+
+impl Lifecycle {
+    pub fn new(
+        store: Store,
+        authority: Arc<Authority>,
+        clock: Arc<dyn Clock>,
+        settings: LifecycleSettings,
+    ) -> Self {
+        Self {
+            audit: Audit::new(store.clone()),
+            store,
+            authority,
+            clock,
+            settings,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn authority(&self) -> &Arc<Authority> {
+        &self.authority
+    }
+
+    pub fn settings(&self) -> &LifecycleSettings {
+        &self.settings
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    async fn enabled_user(&self, login: &str) -> Result<User, LifecycleError> {
+        let user = self
+            .store
+            .user(login)
+            .await?
+            .ok_or_else(|| LifecycleError::NotFound(format!("login ID {login:?}")))?;
+        let contract = self
+            .store
+            .contract(&user.contract_id)
+            .await?
+            .ok_or_else(|| LifecycleError::NotFound(format!("contract {:?}", user.contract_id)))?;
+        if !user.enabled || !contract.enabled {
+            return Err(
+                Refusal::new("user_disabled", format!("login ID {login:?} is disabled")).into(),
+            );
+        }
+        Ok(user)
+    }
+
+    async fn refuse<T>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        subject: &str,
+        err: LifecycleError,
+    ) -> Result<T, LifecycleError> {
+        let _ = self
+            .audit
+            .record(
+                self.now(),
+                actor,
+                action,
+                subject,
+                Outcome::Refused,
+                json!({"code": err.code(), "reason": err.to_string()}),
+            )
+            .await;
+        Err(err)
+    }
+
+    fn new_code(&self) -> Result<(IssuanceCode, i64), LifecycleError> {
+        let code = IssuanceCode::generate()
+            .map_err(|_| LifecycleError::Internal("the random number generator failed".into()))?;
+        Ok((
+            code,
+            self.now() + i64::from(self.settings.code_ttl_days) * DAY,
+        ))
+    }
+
+    /// Staff authorize a first issuance for `login`: a new one-time code.
+    pub async fn authorize(
+        &self,
+        actor: &Actor,
+        login: &str,
+    ) -> Result<Authorized, LifecycleError> {
+        let result = async {
+            self.enabled_user(login).await?;
+            if let Some(cert) = self.store.current_certificate(login).await? {
+                return Err(Refusal::new(
+                    "has_certificate",
+                    format!(
+                        "login ID {login:?} already has a current certificate (serial {}); use `certgate issue reissue` to replace it",
+                        cert.serial
+                    ),
+                )
+                .into());
+            }
+            let (code, expires_at) = self.new_code()?;
+            self.store.set_code(login, &code.hash(), self.now(), expires_at).await?;
+            Ok(Authorized { login: login.into(), code, expires_at, revoked_serial: None })
+        }
+        .await;
+        match result {
+            Ok(a) => {
+                self.audit_ok(
+                    actor,
+                    "code.authorize",
+                    login,
+                    json!({"expires_at": a.expires_at}),
+                )
+                .await;
+                Ok(a)
+            }
+            Err(e) => self.refuse(actor, "code.authorize", login, e).await,
+        }
+    }
+
+    /// Obtains a certificate with a login ID and issuance code (web page, EST, `cert sign`).
+    /// A request repeated with the same code and key returns the same certificate.
+    pub async fn obtain(
+        &self,
+        actor: &Actor,
+        login: &str,
+        code: &str,
+        csr_input: &[u8],
+    ) -> Result<CertRecord, LifecycleError> {
+        match self.obtain_inner(login, code, csr_input).await {
+            Ok((cert, repeated)) => {
+                let action = if repeated {
+                    "cert.obtain.repeat"
+                } else {
+                    "cert.obtain"
+                };
+                self.audit_ok(actor, action, login, json!({"serial": cert.serial}))
+                    .await;
+                Ok(cert)
+            }
+            Err(e) => {
+                let action = match e {
+                    LifecycleError::Code(_) => "code.refused",
+                    _ => "cert.obtain",
+                };
+                self.refuse(actor, action, login, e).await
+            }
+        }
+    }
+
+    async fn obtain_inner(
+        &self,
+        login: &str,
+        code: &str,
+        csr_input: &[u8],
+    ) -> Result<(CertRecord, bool), LifecycleError> {
+        let checked = csr::check(csr_input)?;
+        let code_hash = hash_code(code);
+        let user = match self.enabled_user(login).await {
+            Ok(u) => u,
+            // Unknown login IDs look like wrong codes from outside.
+            Err(LifecycleError::NotFound(_)) => {
+                return Err(LifecycleError::Code(crate::store::CodeRefusal::NoCode));
+            }
+            Err(e) => return Err(e),
+        };
+        let now = self.now();
+        let claim = self
+            .store
+            .claim_code(
+                login,
+                &code_hash,
+                &checked.spki_sha256,
+                now,
+                i64::from(self.settings.max_attempts),
+            )
+            .await?;
+        match claim {
+            CodeClaim::Refused(r) => Err(LifecycleError::Code(r)),
+            CodeClaim::AlreadyIssued(cert) => Ok((*cert, true)),
+            CodeClaim::Fresh => {
+                let record = self.sign(&user, &checked, now).await?;
+                self.store.complete_issue(&code_hash, &record, now).await?;
+                Ok((record, false))
+            }
+        }
+    }
+
+    /// Signs a certificate for `user` off the async executor (the HSM blocks).
+    async fn sign(
+        &self,
+        user: &User,
+        checked: &csr::CheckedCsr,
+        now: i64,
+    ) -> Result<CertRecord, LifecycleError> {
+        let authority = self.authority.clone();
+        let checked = checked.clone();
+        let login = user.login.clone();
+        let contract = user.contract_id.clone();
+        let org = self.settings.organization.clone();
+        let issued = tokio::task::spawn_blocking(move || {
+            let subject = ClientSubject {
+                login: &login,
+                contract_id: &contract,
+                organization: &org,
+            };
+            authority.issue_client(&checked, &subject, now)
+        })
+        .await
+        .map_err(|e| LifecycleError::Internal(format!("signing task failed: {e}")))??;
+        Ok(CertRecord {
+            serial: issued.serial,
+            login: user.login.clone(),
+            contract_id: user.contract_id.clone(),
+            ca_id: self.authority.ca_id(),
+            der: issued.der,
+            sha256: issued.sha256,
+            spki_sha256: issued.spki_sha256,
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+            status: CertStatus::Current,
+            superseded_at: None,
+            revoked_at: None,
+            revocation_reason: None,
+            first_used_at: None,
+            created_at: now,
+        })
+    }
+
+    /// Renews the certificate `current_serial` (authenticated by it) with a new key.
+    pub async fn renew(
+        &self,
+        current_serial: &str,
+        csr_input: &[u8],
+    ) -> Result<CertRecord, LifecycleError> {
+        let old = self
+            .store
+            .certificate(current_serial)
+            .await?
+            .ok_or_else(|| LifecycleError::NotFound(format!("certificate {current_serial}")))?;
+        let actor = Actor::User(old.login.clone());
+        let result = async {
+            if old.status != CertStatus::Current {
+                return Err(Refusal::new(
+                    "not_current",
+                    "only the current certificate can be renewed",
+                )
+                .into());
+            }
+            let now = self.now();
+            match rules::renewal_window(
+                old.not_after,
+                now,
+                self.settings.renewal_window_days,
+                self.settings.renewal_grace_days,
+            ) {
+                RenewalWindow::Open => {}
+                RenewalWindow::NotYet { opens_at } => {
+                    return Err(Refusal::new(
+                        "renewal_not_open",
+                        format!("renewal opens on {} (UTC)", format_date(opens_at)),
+                    )
+                    .into());
+                }
+                RenewalWindow::Closed => {
+                    return Err(Refusal::new(
+                        "renewal_closed",
+                        "this certificate expired too long ago to be renewed; please ask your administrator or the bank to re-issue it",
+                    )
+                    .into());
+                }
+            }
+            let checked = csr::check(csr_input)?;
+            if checked.spki_sha256 == old.spki_sha256 {
+                return Err(Refusal::new("same_key", "a renewal needs a new key pair").into());
+            }
+            let user = self.enabled_user(&old.login).await?;
+            let record = self.sign(&user, &checked, now).await?;
+            self.store.complete_renewal(&old.serial, &record, now).await?;
+            Ok(record)
+        }
+        .await;
+        match result {
+            Ok(cert) => {
+                self.audit_ok(
+                    &actor,
+                    "cert.renew",
+                    &old.login,
+                    json!({"old": old.serial, "new": cert.serial}),
+                )
+                .await;
+                Ok(cert)
+            }
+            Err(e) => self.refuse(&actor, "cert.renew", &old.login, e).await,
+        }
+    }
+
+    /// Staff re-issue (PC replaced, certificate lost): revokes the current certificate and
+    /// authorizes a new code. The only way to re-issue an administrator's certificate.
+    pub async fn staff_reissue(
+        &self,
+        actor: &Actor,
+        login: &str,
+        reason: RevocationReason,
+    ) -> Result<Authorized, LifecycleError> {
+        let result = async {
+            self.enabled_user(login).await?;
+            self.reissue_unchecked(login, reason).await
+        }
+        .await;
+        self.finish_reissue(actor, login, result).await
+    }
+
+    /// A contract administrator re-issues an approver's or general user's certificate.
+    pub async fn admin_reissue(
+        &self,
+        admin_login: &str,
+        target_login: &str,
+    ) -> Result<Authorized, LifecycleError> {
+        let actor = Actor::User(admin_login.into());
+        let result = async {
+            let admin = self.enabled_user(admin_login).await?;
+            let target = match self.store.user(target_login).await? {
+                Some(t) => t,
+                // Same answer as another contract's user: no probing of login IDs.
+                None => {
+                    return Err(Refusal::new(
+                        "other_contract",
+                        "that login ID is not in your contract",
+                    )
+                    .into());
+                }
+            };
+            rules::may_admin_reissue(&admin, &target)?;
+            self.reissue_unchecked(target_login, RevocationReason::Superseded)
+                .await
+        }
+        .await;
+        self.finish_reissue(&actor, target_login, result).await
+    }
+
+    /// A contract administrator adds an approver or general login ID to its contract.
+    pub async fn admin_add_user(
+        &self,
+        admin_login: &str,
+        login: &str,
+        role: crate::store::Role,
+        email: &str,
+    ) -> Result<User, LifecycleError> {
+        let actor = Actor::User(admin_login.into());
+        let result = async {
+            let admin = self.enabled_user(admin_login).await?;
+            rules::may_admin_add_user(&admin, &admin.contract_id, role)?;
+            rules::check_identifier("a login ID", login)?;
+            if !email.contains('@') || email.chars().any(char::is_whitespace) || email.len() > 254 {
+                return Err(Refusal::new("bad_email", "that is not an e-mail address").into());
+            }
+            let user = User {
+                login: login.into(),
+                contract_id: admin.contract_id.clone(),
+                role,
+                email: email.into(),
+                enabled: true,
+                created_at: self.now(),
+            };
+            self.store.insert_user(&user).await?;
+            Ok(user)
+        }
+        .await;
+        match result {
+            Ok(u) => {
+                self.audit_ok(
+                    &actor,
+                    "user.add",
+                    login,
+                    json!({"contract": u.contract_id, "role": u.role.as_str()}),
+                )
+                .await;
+                Ok(u)
+            }
+            Err(e) => self.refuse(&actor, "user.add", login, e).await,
+        }
+    }
+
+    /// A contract administrator authorizes the first issuance for an approver or general
+    /// login ID of its contract.
+    pub async fn admin_authorize(
+        &self,
+        admin_login: &str,
+        target_login: &str,
+    ) -> Result<Authorized, LifecycleError> {
+        let admin = match self.enabled_user(admin_login).await {
+            Ok(a) => a,
+            Err(e) => {
+                return self
+                    .refuse(
+                        &Actor::User(admin_login.into()),
+                        "code.authorize",
+                        target_login,
+                        e,
+                    )
+                    .await;
+            }
+        };
+        let target = self.store.user(target_login).await?;
+        let allowed = match &target {
+            Some(t) => rules::may_admin_reissue(&admin, t).map_err(LifecycleError::from),
+            None => {
+                Err(Refusal::new("other_contract", "that login ID is not in your contract").into())
+            }
+        };
+        if let Err(e) = allowed {
+            return self
+                .refuse(
+                    &Actor::User(admin_login.into()),
+                    "code.authorize",
+                    target_login,
+                    e,
+                )
+                .await;
+        }
+        self.authorize(&Actor::User(admin_login.into()), target_login)
+            .await
+    }
+
+    async fn reissue_unchecked(
+        &self,
+        login: &str,
+        reason: RevocationReason,
+    ) -> Result<Authorized, LifecycleError> {
+        let (code, expires_at) = self.new_code()?;
+        let revoked = self
+            .store
+            .reissue(login, reason.as_str(), &code.hash(), self.now(), expires_at)
+            .await?;
+        Ok(Authorized {
+            login: login.into(),
+            code,
+            expires_at,
+            revoked_serial: revoked.map(|c| c.serial),
+        })
+    }
+
+    async fn finish_reissue(
+        &self,
+        actor: &Actor,
+        login: &str,
+        result: Result<Authorized, LifecycleError>,
+    ) -> Result<Authorized, LifecycleError> {
+        match result {
+            Ok(a) => {
+                self.audit_ok(
+                    actor,
+                    "cert.reissue",
+                    login,
+                    json!({"revoked": a.revoked_serial, "expires_at": a.expires_at}),
+                )
+                .await;
+                Ok(a)
+            }
+            Err(e) => self.refuse(actor, "cert.reissue", login, e).await,
+        }
+    }
+
+    /// Revokes a certificate by serial (any hex form).
+    pub async fn revoke(
+        &self,
+        actor: &Actor,
+        serial: &str,
+        reason: RevocationReason,
+    ) -> Result<CertRecord, LifecycleError> {
+        let serial = normalize_serial(serial);
+        match self
+            .store
+            .revoke(&serial, reason.as_str(), self.now())
+            .await
+        {
+            Ok(cert) => {
+                self.audit_ok(
+                    actor,
+                    "cert.revoke",
+                    &serial,
+                    json!({"login": cert.login, "reason": reason.as_str()}),
+                )
+                .await;
+                Ok(cert)
+            }
+            Err(e) => self.refuse(actor, "cert.revoke", &serial, e.into()).await,
+        }
+    }
+
+    async fn audit_ok(
+        &self,
+        actor: &Actor,
+        action: &str,
+        subject: &str,
+        detail: serde_json::Value,
+    ) {
+        let _ = self
+            .audit
+            .record(self.now(), actor, action, subject, Outcome::Ok, detail)
+            .await;
+    }
+}
+
+/// A serial as the store keeps it: lowercase hex, no colons or spaces, no leading `0x`,
+/// leading zero bytes as `openssl x509 -serial` prints them kept (they are part of the DER).
+pub fn normalize_serial(s: &str) -> String {
+    let s = s.trim();
+    let s = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    s.chars()
+        .filter(|c| !matches!(c, ':' | ' '))
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+/// `YYYY-MM-DD` of a Unix time.
+pub fn format_date(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .map(|d| format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day()))
+        .unwrap_or_else(|_| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_normalize() {
+        assert_eq!(normalize_serial("4A:0B:FF"), "4a0bff");
+        assert_eq!(normalize_serial(" 0x4A0BFF "), "4a0bff");
+        assert_eq!(format_date(0), "1970-01-01");
+    }
+}

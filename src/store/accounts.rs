@@ -1,0 +1,125 @@
+//! Contracts and users: plain inserts and reads.
+//!
+//! Owns the mapping of duplicate ids to `Conflict` and of a missing contract to `NotFound`.
+//! Who may create which user is decided in `lifecycle`, not here.
+
+use super::backend::on_backend;
+use super::error::on_violation;
+use super::rows::{contract_from_row, user_from_row};
+use super::{Contract, Store, StoreError, User};
+
+impl Store {
+    /// Adds a contract; `Conflict` when the id exists.
+    pub async fn insert_contract(&self, c: &Contract) -> Result<(), StoreError> {
+        on_backend!(self, |pool, _PG| {
+            sqlx::query(
+                "INSERT INTO contracts (id, name, enabled, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(c.id.as_str())
+            .bind(c.name.as_str())
+            .bind(c.enabled)
+            .bind(c.created_at)
+            .execute(pool)
+            .await
+            .map_err(|e| {
+                on_violation(
+                    e,
+                    || format!("contract {:?} already exists", c.id),
+                    || format!("contract {:?}", c.id),
+                )
+            })?;
+            Ok(())
+        })
+    }
+
+    /// The contract `id`, if any.
+    pub async fn contract(&self, id: &str) -> Result<Option<Contract>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let row =
+                sqlx::query("SELECT id, name, enabled, created_at FROM contracts WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(match row {
+                Some(r) => Some(contract_from_row!(r)),
+                None => None,
+            })
+        })
+    }
+
+    /// Every contract, by id.
+    pub async fn contracts(&self) -> Result<Vec<Contract>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let rows =
+                sqlx::query("SELECT id, name, enabled, created_at FROM contracts ORDER BY id")
+                    .fetch_all(pool)
+                    .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(contract_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Adds a user; `Conflict` when the login exists, `NotFound` when the contract does not.
+    pub async fn insert_user(&self, u: &User) -> Result<(), StoreError> {
+        on_backend!(self, |pool, _PG| {
+            sqlx::query(
+                "INSERT INTO users (login, contract_id, role, email, enabled, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(u.login.as_str())
+            .bind(u.contract_id.as_str())
+            .bind(u.role.as_str())
+            .bind(u.email.as_str())
+            .bind(u.enabled)
+            .bind(u.created_at)
+            .execute(pool)
+            .await
+            .map_err(|e| {
+                on_violation(
+                    e,
+                    || format!("login ID {:?} already exists", u.login),
+                    || format!("contract {:?}", u.contract_id),
+                )
+            })?;
+            Ok(())
+        })
+    }
+
+    /// The user `login`, if any.
+    pub async fn user(&self, login: &str) -> Result<Option<User>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let row = sqlx::query(
+                "SELECT login, contract_id, role, email, enabled, created_at \
+                 FROM users WHERE login = $1",
+            )
+            .bind(login)
+            .fetch_optional(pool)
+            .await?;
+            Ok(match row {
+                Some(r) => Some(user_from_row!(r)),
+                None => None,
+            })
+        })
+    }
+
+    /// The users of one contract, by login.
+    pub async fn users_of_contract(&self, contract_id: &str) -> Result<Vec<User>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let rows = sqlx::query(
+                "SELECT login, contract_id, role, email, enabled, created_at \
+                 FROM users WHERE contract_id = $1 ORDER BY login",
+            )
+            .bind(contract_id)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(user_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+}

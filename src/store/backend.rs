@@ -1,0 +1,161 @@
+//! The two database backends behind one handle: connecting, migrating, write transactions,
+//! and the macros that write each operation once for both pools.
+//!
+//! This file owns backend differences (connection options, how a write transaction begins,
+//! the migrations of each). It must not hold operation logic: that lives in the topic files.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Postgres, SqlSafeStr, Sqlite, Transaction};
+
+use super::StoreError;
+
+/// One pool of either kind.
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Expands one operation body for both pools. Inside the body, `$pool` is the concrete pool
+/// and the constant `$pg` tells whether it is PostgreSQL (for the few statements that differ).
+macro_rules! on_backend {
+    ($store:expr, |$pool:ident, $pg:ident| $body:block) => {
+        match &$store.inner.backend {
+            $crate::store::backend::Backend::Sqlite($pool) => {
+                #[allow(dead_code)]
+                const $pg: bool = false;
+                $body
+            }
+            $crate::store::backend::Backend::Postgres($pool) => {
+                #[allow(dead_code)]
+                const $pg: bool = true;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_backend;
+
+/// How a transaction that will write begins on each backend.
+pub(crate) trait WritePool {
+    type Db: sqlx::Database;
+    /// SQLite: `BEGIN IMMEDIATE`, so the write lock is taken up front (a deferred transaction
+    /// that later writes fails with SQLITE_BUSY under concurrency instead of waiting).
+    /// PostgreSQL: a plain `BEGIN`; operations lock the rows they decide on.
+    async fn begin_write(&self) -> Result<Transaction<'static, Self::Db>, sqlx::Error>;
+}
+
+impl WritePool for SqlitePool {
+    type Db = Sqlite;
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl WritePool for PgPool {
+    type Db = Postgres;
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
+/// How long a SQLite writer waits for the lock held by another.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens a pool for `url`. SQLite: the file is created when absent; WAL, foreign keys on,
+/// busy timeout, full fsync. PostgreSQL: a plain pool.
+pub(crate) async fn connect(url: &str) -> Result<Backend, StoreError> {
+    if url.starts_with("sqlite:") {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(StoreError::Unavailable)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = if in_memory {
+            // A shared in-memory database lives as long as one connection does, and its
+            // table locks do not honour busy_timeout: keep exactly one connection forever.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(opts)
+                .await
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(opts)
+                .await
+        }
+        .map_err(StoreError::Unavailable)?;
+        Ok(Backend::Sqlite(pool))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let opts = PgConnectOptions::from_str(url).map_err(StoreError::Unavailable)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect_with(opts)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        Ok(Backend::Postgres(pool))
+    } else {
+        Err(StoreError::Unavailable(sqlx::Error::Configuration(
+            "the database URL must start with sqlite: or postgres:".into(),
+        )))
+    }
+}
+
+/// The migrations of one backend, compiled into the binary.
+struct Source {
+    version: i64,
+    description: &'static str,
+    sql: &'static str,
+}
+
+const SQLITE_MIGRATIONS: &[Source] = &[Source {
+    version: 1,
+    description: "schema",
+    sql: include_str!("migrations/sqlite/0001_schema.sql"),
+}];
+
+const POSTGRES_MIGRATIONS: &[Source] = &[Source {
+    version: 1,
+    description: "schema",
+    sql: include_str!("migrations/postgres/0001_schema.sql"),
+}];
+
+fn migrator(sources: &[Source]) -> Migrator {
+    Migrator::with_migrations(
+        sources
+            .iter()
+            .map(|s| {
+                Migration::new(
+                    s.version,
+                    Cow::Borrowed(s.description),
+                    MigrationType::Simple,
+                    s.sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Applies pending migrations (idempotent; sqlx records what ran and locks concurrent runs).
+pub(crate) async fn migrate(backend: &Backend) -> Result<(), StoreError> {
+    match backend {
+        Backend::Sqlite(pool) => migrator(SQLITE_MIGRATIONS).run(pool).await,
+        Backend::Postgres(pool) => migrator(POSTGRES_MIGRATIONS).run(pool).await,
+    }
+    .map_err(StoreError::Migrate)
+}

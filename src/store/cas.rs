@@ -1,0 +1,114 @@
+//! CA records and CRL numbers.
+//!
+//! Owns "exactly one active CA" (also enforced by a partial unique index) and monotonic CRL
+//! numbers. It never touches keys: `key_label` only names the key object in the HSM.
+
+use super::backend::{WritePool, on_backend};
+use super::error::on_violation;
+use super::rows::ca_from_row;
+use super::{CaRecord, Store, StoreError};
+use crate::clock::UnixTime;
+
+impl Store {
+    /// Stores a CA certificate; when `active`, every other CA becomes inactive.
+    pub async fn insert_ca(
+        &self,
+        key_label: &str,
+        cert_der: &[u8],
+        chain_pem: &str,
+        active: bool,
+        now: UnixTime,
+    ) -> Result<CaRecord, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let mut tx = pool.begin_write().await?;
+            if active {
+                sqlx::query("UPDATE cas SET active = FALSE WHERE active")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO cas (key_label, cert_der, chain_pem, active, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            )
+            .bind(key_label)
+            .bind(cert_der)
+            .bind(chain_pem)
+            .bind(active)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| {
+                on_violation(
+                    e,
+                    || "another CA was activated meanwhile".to_owned(),
+                    || "CA".to_owned(),
+                )
+            })?;
+            tx.commit().await?;
+            tracing::info!(ca_id = id, key_label, active, "CA certificate stored");
+            Ok(CaRecord {
+                id,
+                key_label: key_label.to_owned(),
+                cert_der: cert_der.to_vec(),
+                chain_pem: chain_pem.to_owned(),
+                active,
+                created_at: now,
+            })
+        })
+    }
+
+    /// Every CA record, oldest first.
+    pub async fn cas(&self) -> Result<Vec<CaRecord>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let rows = sqlx::query(
+                "SELECT id, key_label, cert_der, chain_pem, active, created_at FROM cas ORDER BY id",
+            )
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(ca_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The CA that issues new certificates, if one is set up.
+    pub async fn active_ca(&self) -> Result<Option<CaRecord>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let row = sqlx::query(
+                "SELECT id, key_label, cert_der, chain_pem, active, created_at FROM cas \
+                 WHERE active",
+            )
+            .fetch_optional(pool)
+            .await?;
+            Ok(match row {
+                Some(r) => Some(ca_from_row!(r)),
+                None => None,
+            })
+        })
+    }
+
+    /// The next CRL number for a CA, starting at 1; monotonic, never reused (one atomic
+    /// upsert). `NotFound` when the CA does not exist.
+    pub async fn next_crl_number(&self, ca_id: i64) -> Result<i64, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let n: i64 = sqlx::query_scalar(
+                "INSERT INTO crl_numbers (ca_id, last_number) VALUES ($1, 1) \
+                 ON CONFLICT (ca_id) DO UPDATE SET last_number = crl_numbers.last_number + 1 \
+                 RETURNING last_number",
+            )
+            .bind(ca_id)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| {
+                on_violation(
+                    e,
+                    || format!("CRL number of CA {ca_id} changed meanwhile"),
+                    || format!("CA {ca_id}"),
+                )
+            })?;
+            Ok(n)
+        })
+    }
+}

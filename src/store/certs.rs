@@ -1,0 +1,373 @@
+//! Certificates: renewal, revocation, re-issue, retirement of superseded certificates, and
+//! the reads the gateway, the CRL and the CLI need.
+//!
+//! Owns the atomicity of each status change and its announcement (`pg_notify` inside the
+//! transaction, the local broadcast after commit). Whether a change is allowed (who may
+//! revoke, when renewal opens) is decided in `lifecycle`, not here. Serials are matched
+//! exactly as stored (lowercase hex): callers normalise what users type.
+
+use super::backend::{WritePool, on_backend};
+use super::changes::pg_notify;
+use super::codes::upsert_code;
+use super::rows::{cert_cols, cert_cols_c, cert_from_row};
+use super::{CertFilter, CertRecord, CertStatus, CertStatusView, Store, StoreError};
+use crate::clock::UnixTime;
+
+/// Inserts `cert` as the login's current certificate, naming the thing on a violation.
+macro_rules! insert_current {
+    ($ex:expr, $cert:expr) => {{
+        let cert: &$crate::store::CertRecord = $cert;
+        sqlx::query(
+            "INSERT INTO certificates (serial, login, contract_id, ca_id, der, sha256, \
+             spki_sha256, not_before, not_after, status, superseded_at, revoked_at, \
+             revocation_reason, first_used_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'current', NULL, NULL, NULL, NULL, $10)",
+        )
+        .bind(cert.serial.as_str())
+        .bind(cert.login.as_str())
+        .bind(cert.contract_id.as_str())
+        .bind(cert.ca_id)
+        .bind(cert.der.as_slice())
+        .bind(cert.sha256.as_str())
+        .bind(cert.spki_sha256.as_str())
+        .bind(cert.not_before)
+        .bind(cert.not_after)
+        .bind(cert.created_at)
+        .execute($ex)
+        .await
+        .map_err(|e| {
+            $crate::store::error::on_violation(
+                e,
+                || {
+                    format!(
+                        "certificate {} (or one with the same SHA-256, or another current \
+                         certificate of login ID {:?}) already exists",
+                        cert.serial, cert.login
+                    )
+                },
+                || {
+                    format!(
+                        "login ID {:?}, contract {:?} or CA {} of certificate {}",
+                        cert.login, cert.contract_id, cert.ca_id, cert.serial
+                    )
+                },
+            )
+        })
+    }};
+}
+pub(crate) use insert_current;
+
+impl Store {
+    /// In one transaction: `old_serial` (must be current) becomes superseded at `now`, and
+    /// `cert` becomes the current certificate. `Conflict` when `old_serial` is not current
+    /// or belongs to another login ID, `NotFound` when it does not exist.
+    pub async fn complete_renewal(
+        &self,
+        old_serial: &str,
+        cert: &CertRecord,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let changed = on_backend!(self, |pool, PG| {
+            use sqlx::Row as _;
+            let mut tx = pool.begin_write().await?;
+            let row = sqlx::query(if PG {
+                "SELECT login, status FROM certificates WHERE serial = $1 FOR UPDATE"
+            } else {
+                "SELECT login, status FROM certificates WHERE serial = $1"
+            })
+            .bind(old_serial)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                return Err(StoreError::NotFound(format!("certificate {old_serial}")));
+            };
+            let login: String = row.try_get("login")?;
+            let status = super::rows::status(&row.try_get::<String, _>("status")?)?;
+            if status != CertStatus::Current {
+                return Err(StoreError::Conflict(format!(
+                    "certificate {old_serial} is not current"
+                )));
+            }
+            if login != cert.login {
+                return Err(StoreError::Conflict(format!(
+                    "certificate {old_serial} belongs to another login ID"
+                )));
+            }
+            sqlx::query(
+                "UPDATE certificates SET status = 'superseded', superseded_at = $2 \
+                 WHERE serial = $1",
+            )
+            .bind(old_serial)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            insert_current!(&mut *tx, cert)?;
+            let changed = vec![old_serial.to_owned(), cert.serial.clone()];
+            pg_notify!(PG, tx, &changed);
+            tx.commit().await?;
+            Ok::<_, StoreError>(changed)
+        })?;
+        self.announce(&changed);
+        Ok(())
+    }
+
+    /// Revokes a current or superseded certificate. `NotFound` for an unknown serial,
+    /// `Conflict` when it is already revoked. Returns the revoked record.
+    pub async fn revoke(
+        &self,
+        serial: &str,
+        reason: &str,
+        now: UnixTime,
+    ) -> Result<CertRecord, StoreError> {
+        let cert = on_backend!(self, |pool, PG| {
+            let mut tx = pool.begin_write().await?;
+            // The condition re-checks the row under its lock: a concurrent revocation of
+            // the same serial makes this one update nothing.
+            let row = sqlx::query(concat!(
+                "UPDATE certificates SET status = 'revoked', revoked_at = $2, \
+                 revocation_reason = $3 WHERE serial = $1 AND status <> 'revoked' RETURNING ",
+                cert_cols!()
+            ))
+            .bind(serial)
+            .bind(now)
+            .bind(reason)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                let exists: Option<String> =
+                    sqlx::query_scalar("SELECT serial FROM certificates WHERE serial = $1")
+                        .bind(serial)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                return Err(match exists {
+                    Some(_) => {
+                        StoreError::Conflict(format!("certificate {serial} is already revoked"))
+                    }
+                    None => StoreError::NotFound(format!("certificate {serial}")),
+                });
+            };
+            let cert = cert_from_row!(row);
+            pg_notify!(PG, tx, [&cert.serial]);
+            tx.commit().await?;
+            Ok::<_, StoreError>(cert)
+        })?;
+        self.announce(std::slice::from_ref(&cert.serial));
+        Ok(cert)
+    }
+
+    /// In one transaction: revokes the login's current certificate (if any) with `reason`
+    /// and stores a new code. Returns the revoked certificate. `NotFound` when the login ID
+    /// does not exist.
+    pub async fn reissue(
+        &self,
+        login: &str,
+        reason: &str,
+        code_hash: &str,
+        now: UnixTime,
+        expires_at: UnixTime,
+    ) -> Result<Option<CertRecord>, StoreError> {
+        let revoked = on_backend!(self, |pool, PG| {
+            let mut tx = pool.begin_write().await?;
+            let row = sqlx::query(concat!(
+                "UPDATE certificates SET status = 'revoked', revoked_at = $2, \
+                 revocation_reason = $3 WHERE login = $1 AND status = 'current' RETURNING ",
+                cert_cols!()
+            ))
+            .bind(login)
+            .bind(now)
+            .bind(reason)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let revoked = match row {
+                Some(r) => Some(cert_from_row!(r)),
+                None => None,
+            };
+            upsert_code!(&mut *tx, login, code_hash, now, expires_at)?;
+            if let Some(c) = &revoked {
+                pg_notify!(PG, tx, [&c.serial]);
+            }
+            tx.commit().await?;
+            Ok::<_, StoreError>(revoked)
+        })?;
+        if let Some(c) = &revoked {
+            self.announce(std::slice::from_ref(&c.serial));
+        }
+        Ok(revoked)
+    }
+
+    /// Records the first time the gateway saw `serial` in use; a no-op after the first call.
+    /// Returns true when this call set it.
+    pub async fn mark_first_used(&self, serial: &str, now: UnixTime) -> Result<bool, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let done = sqlx::query(
+                "UPDATE certificates SET first_used_at = $2 \
+                 WHERE serial = $1 AND first_used_at IS NULL",
+            )
+            .bind(serial)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Revokes (reason `superseded`) every superseded certificate whose successor has been
+    /// used, or that was superseded before `superseded_before`. Returns their serials.
+    ///
+    /// A successor is a certificate of the same login ID created at or after the moment the
+    /// old one was superseded; "used" means its `first_used_at` is set.
+    pub async fn retire_superseded(
+        &self,
+        superseded_before: UnixTime,
+        now: UnixTime,
+    ) -> Result<Vec<String>, StoreError> {
+        let retired = on_backend!(self, |pool, PG| {
+            let mut tx = pool.begin_write().await?;
+            let retired: Vec<String> = sqlx::query_scalar(
+                "UPDATE certificates SET status = 'revoked', revoked_at = $1, \
+                 revocation_reason = 'superseded' \
+                 WHERE status = 'superseded' AND (superseded_at < $2 OR EXISTS ( \
+                     SELECT 1 FROM certificates n \
+                     WHERE n.login = certificates.login \
+                       AND n.serial <> certificates.serial \
+                       AND n.first_used_at IS NOT NULL \
+                       AND n.created_at >= certificates.superseded_at)) \
+                 RETURNING serial",
+            )
+            .bind(now)
+            .bind(superseded_before)
+            .fetch_all(&mut *tx)
+            .await?;
+            pg_notify!(PG, tx, &retired);
+            tx.commit().await?;
+            Ok::<_, StoreError>(retired)
+        })?;
+        self.announce(&retired);
+        Ok(retired)
+    }
+
+    /// The certificate `serial`, if any.
+    pub async fn certificate(&self, serial: &str) -> Result<Option<CertRecord>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                cert_cols!(),
+                " FROM certificates WHERE serial = $1"
+            ))
+            .bind(serial)
+            .fetch_optional(pool)
+            .await?;
+            Ok(match row {
+                Some(r) => Some(cert_from_row!(r)),
+                None => None,
+            })
+        })
+    }
+
+    /// The login's current certificate, if any.
+    pub async fn current_certificate(&self, login: &str) -> Result<Option<CertRecord>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                cert_cols!(),
+                " FROM certificates WHERE login = $1 AND status = 'current'"
+            ))
+            .bind(login)
+            .fetch_optional(pool)
+            .await?;
+            Ok(match row {
+                Some(r) => Some(cert_from_row!(r)),
+                None => None,
+            })
+        })
+    }
+
+    /// Certificates matching `filter`, oldest first.
+    pub async fn certificates(&self, filter: &CertFilter) -> Result<Vec<CertRecord>, StoreError> {
+        let status = filter.status.map(CertStatus::as_str);
+        on_backend!(self, |pool, _PG| {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                cert_cols!(),
+                " FROM certificates WHERE ($1 IS NULL OR login = $1) \
+                  AND ($2 IS NULL OR status = $2) ORDER BY created_at, serial"
+            ))
+            .bind(filter.login.as_deref())
+            .bind(status)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(cert_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The certificate with its user's and contract's state, for the gateway's live check.
+    pub async fn certificate_status(
+        &self,
+        serial: &str,
+    ) -> Result<Option<CertStatusView>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            use sqlx::Row as _;
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                cert_cols_c!(),
+                ", u.role AS role, u.enabled AS user_enabled, k.enabled AS contract_enabled \
+                 FROM certificates c \
+                 JOIN users u ON u.login = c.login \
+                 JOIN contracts k ON k.id = c.contract_id \
+                 WHERE c.serial = $1"
+            ))
+            .bind(serial)
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            Ok(Some(CertStatusView {
+                cert: cert_from_row!(row),
+                role: super::rows::role(&row.try_get::<String, _>("role")?)?,
+                user_enabled: row.try_get("user_enabled")?,
+                contract_enabled: row.try_get("contract_enabled")?,
+            }))
+        })
+    }
+
+    /// Revoked certificates of one CA whose `not_after` is later than `not_after_after`, for
+    /// the CRL: (serial, revoked_at, reason), in order of revocation.
+    pub async fn revoked_for_crl(
+        &self,
+        ca_id: i64,
+        not_after_after: UnixTime,
+    ) -> Result<Vec<(String, UnixTime, String)>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            use sqlx::Row as _;
+            let rows = sqlx::query(
+                "SELECT serial, revoked_at, revocation_reason FROM certificates \
+                 WHERE ca_id = $1 AND status = 'revoked' AND not_after > $2 \
+                 ORDER BY revoked_at, serial",
+            )
+            .bind(ca_id)
+            .bind(not_after_after)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let serial: String = r.try_get("serial")?;
+                let at: Option<i64> = r.try_get("revoked_at")?;
+                let reason: Option<String> = r.try_get("revocation_reason")?;
+                match (at, reason) {
+                    (Some(at), Some(reason)) => out.push((serial, at, reason)),
+                    _ => {
+                        return Err(StoreError::Corrupt(format!(
+                            "revoked certificate {serial} lacks its revocation time or reason"
+                        )));
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+}

@@ -1,0 +1,162 @@
+//! EST (RFC 7030) under `/.well-known/est/`: `cacerts`, `simpleenroll` (HTTP Basic: login ID
+//! and issuance code), `simplereenroll` (the current client certificate) and `csrattrs`.
+//! Bodies are base64 DER both ways (§4.1.3, §4.2.1); certificates go back as a PKCS#7
+//! certs-only message.
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, header};
+
+use crate::audit::Actor;
+use crate::ca::pkcs7;
+use crate::lifecycle::{Lifecycle, LifecycleError};
+
+use super::request::WebRequest;
+use super::respond::{WebResponse, status_of, text, with_type};
+
+/// The path prefix EST lives under.
+pub const PREFIX: &str = "/.well-known/est/";
+
+const PKCS7: &str = "application/pkcs7-mime; smime-type=certs-only";
+
+/// Answers one EST request. `ca_chain` is the active CA certificate and its chain (DER).
+pub async fn handle(lifecycle: &Lifecycle, ca_chain: &[Vec<u8>], req: &WebRequest) -> WebResponse {
+    let op = req.path.strip_prefix(PREFIX).unwrap_or_default();
+    match (&req.method, op) {
+        (&Method::GET, "cacerts") => {
+            let refs: Vec<&[u8]> = ca_chain.iter().map(Vec::as_slice).collect();
+            certs_response(&refs)
+        }
+        (&Method::GET, "csrattrs") => csrattrs(),
+        (&Method::POST, "simpleenroll") => simpleenroll(lifecycle, req).await,
+        (&Method::POST, "simplereenroll") => simplereenroll(lifecycle, req).await,
+        (_, "cacerts" | "csrattrs" | "simpleenroll" | "simplereenroll") => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed for this EST operation",
+        ),
+        _ => text(StatusCode::NOT_FOUND, "unknown EST operation"),
+    }
+}
+
+fn certs_response(certs: &[&[u8]]) -> WebResponse {
+    match pkcs7::certs_only(certs) {
+        Ok(der) => base64_body(PKCS7, &der),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode an EST response");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
+}
+
+fn base64_body(content_type: &'static str, der: &[u8]) -> WebResponse {
+    let mut b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    b64.push('\n');
+    let mut r = with_type(StatusCode::OK, content_type, Bytes::from(b64));
+    r.headers_mut().insert(
+        "content-transfer-encoding",
+        HeaderValue::from_static("base64"),
+    );
+    r
+}
+
+/// The attributes a client should use: an EC P-256 key signed with ECDSA-SHA256.
+fn csrattrs() -> WebResponse {
+    // SEQUENCE { OID ecdsa-with-SHA256, SEQUENCE { OID id-ecPublicKey, SET { OID P-256 } } }
+    const ATTRS: &[u8] = &[
+        0x30, 0x23, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02, 0x30, 0x17, 0x06,
+        0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x31, 0x0c, 0x06, 0x08, 0x2a, 0x86, 0x48,
+        0xce, 0x3d, 0x03, 0x01, 0x07,
+    ];
+    base64_body("application/csrattrs", ATTRS)
+}
+
+/// The DER CSR from an EST body: base64 (line breaks allowed), `application/pkcs10`.
+fn csr_from_body(req: &WebRequest) -> Result<Vec<u8>, WebResponse> {
+    let ctype = req.header("content-type").unwrap_or_default();
+    let base = ctype.split(';').next().unwrap_or_default().trim();
+    if !base.eq_ignore_ascii_case("application/pkcs10") {
+        return Err(text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "EST enrollment needs Content-Type: application/pkcs10 (base64 DER)",
+        ));
+    }
+    let compact: Vec<u8> = req
+        .body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(&compact)
+        .map_err(|_| text(StatusCode::BAD_REQUEST, "the EST body is not base64"))
+}
+
+fn basic_credentials(req: &WebRequest) -> Option<(String, String)> {
+    let value = req.header("authorization")?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_owned(), pass.to_owned()))
+}
+
+fn unauthorized(message: &str) -> WebResponse {
+    let mut r = text(StatusCode::UNAUTHORIZED, message);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"certgate EST\", charset=\"UTF-8\""),
+    );
+    r
+}
+
+fn lifecycle_error(e: &LifecycleError) -> WebResponse {
+    let status = status_of(e);
+    if status == StatusCode::UNAUTHORIZED {
+        return unauthorized(&e.to_string());
+    }
+    let mut r = text(status, &e.to_string());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+    }
+    r
+}
+
+async fn simpleenroll(lifecycle: &Lifecycle, req: &WebRequest) -> WebResponse {
+    let Some((login, code)) = basic_credentials(req) else {
+        return unauthorized(
+            "EST enrollment needs HTTP Basic authentication: login ID and issuance code",
+        );
+    };
+    let csr = match csr_from_body(req) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let actor = Actor::Anonymous(req.remote.clone());
+    match lifecycle.obtain(&actor, &login, &code, &csr).await {
+        Ok(cert) => certs_response(&[&cert.der]),
+        Err(e) => lifecycle_error(&e),
+    }
+}
+
+async fn simplereenroll(lifecycle: &Lifecycle, req: &WebRequest) -> WebResponse {
+    let Some(peer) = &req.peer else {
+        return text(
+            StatusCode::FORBIDDEN,
+            "re-enrollment needs the current client certificate at the TLS handshake",
+        );
+    };
+    let csr = match csr_from_body(req) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match lifecycle.renew(&peer.serial, &csr).await {
+        Ok(cert) => certs_response(&[&cert.der]),
+        Err(e) => lifecycle_error(&e),
+    }
+}

@@ -1,0 +1,959 @@
+//! The store against real databases: every case runs on SQLite (a temp file) and on
+//! PostgreSQL (a fresh database, dropped afterwards).
+
+#[path = "support/db.rs"]
+mod db;
+
+use std::time::Duration;
+
+use certgate::store::{
+    AuditRecord, CertChange, CertFilter, CertRecord, CertStatus, CodeClaim, CodeRefusal, Contract,
+    GENESIS_HASH, NewAudit, Role, Store, StoreError, User, audit_hash, verify_audit_chain,
+};
+use db::{Kind, TestDb};
+
+const T0: i64 = 1_750_000_000;
+const DAY: i64 = 86_400;
+
+/// Runs each named case on both backends, as separate tests.
+macro_rules! on_both {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let db = super::TestDb::sqlite();
+                    super::$case(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(db) = super::TestDb::postgres().await else { return };
+                    super::$case(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    migrate_twice,
+    contracts_and_users,
+    code_lifecycle,
+    complete_issue_revokes_previous_current,
+    schema_refuses_second_current,
+    concurrent_complete_issue_one_wins,
+    renewal,
+    revoke,
+    reissue,
+    retire_superseded,
+    certificate_status_joins_user_and_contract,
+    revoked_for_crl,
+    cas_and_crl_numbers,
+    audit_chain,
+    changes_announced_after_revoke,
+);
+
+// ---------------------------------------------------------------- helpers
+
+async fn open(db: &TestDb) -> Store {
+    let s = Store::connect(&db.url).await.expect("connect");
+    s.migrate().await.expect("migrate");
+    s
+}
+
+fn contract(id: &str) -> Contract {
+    Contract {
+        id: id.into(),
+        name: format!("{id} Ltd."),
+        enabled: true,
+        created_at: T0,
+    }
+}
+
+fn user(login: &str, contract_id: &str, role: Role) -> User {
+    User {
+        login: login.into(),
+        contract_id: contract_id.into(),
+        role,
+        email: format!("{login}@example.com"),
+        enabled: true,
+        created_at: T0,
+    }
+}
+
+fn cert(serial: &str, login: &str, ca_id: i64, spki: &str, at: i64) -> CertRecord {
+    CertRecord {
+        serial: serial.into(),
+        login: login.into(),
+        contract_id: "c1".into(),
+        ca_id,
+        der: vec![0x30, 0x03, 0x02, 0x01, 0x01],
+        sha256: format!("sha-of-{serial}"),
+        spki_sha256: spki.into(),
+        not_before: at,
+        not_after: at + 365 * DAY,
+        status: CertStatus::Current,
+        superseded_at: None,
+        revoked_at: None,
+        revocation_reason: None,
+        first_used_at: None,
+        created_at: at,
+    }
+}
+
+/// A contract `c1` with users alice (admin) and bob (general), and an active CA.
+async fn setup(db: &TestDb) -> (Store, i64) {
+    let s = open(db).await;
+    s.insert_contract(&contract("c1")).await.unwrap();
+    s.insert_user(&user("alice", "c1", Role::Admin))
+        .await
+        .unwrap();
+    s.insert_user(&user("bob", "c1", Role::General))
+        .await
+        .unwrap();
+    let ca = s
+        .insert_ca("certgate-ca", b"ca-der", "", true, T0)
+        .await
+        .unwrap();
+    (s, ca.id)
+}
+
+/// Issues `serial` to `login` through a fresh code, as obtaining does.
+async fn issue(s: &Store, login: &str, serial: &str, ca: i64, at: i64) -> Vec<String> {
+    let code = format!("code-{serial}");
+    s.set_code(login, &code, at, at + DAY).await.unwrap();
+    let spki = format!("spki-{serial}");
+    assert_eq!(
+        s.claim_code(login, &code, &spki, at, 5).await.unwrap(),
+        CodeClaim::Fresh
+    );
+    s.complete_issue(&code, &cert(serial, login, ca, &spki, at), at)
+        .await
+        .unwrap()
+}
+
+async fn status_of(s: &Store, serial: &str) -> CertStatus {
+    s.certificate(serial).await.unwrap().unwrap().status
+}
+
+/// Waits (bounded, so a lost announcement fails instead of hanging) for `serial`.
+async fn expect_change(rx: &mut tokio::sync::broadcast::Receiver<CertChange>, serial: &str) {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Ok(c) if c.serial == serial => return,
+                Ok(_) => continue,
+                Err(e) => panic!("change channel: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no announcement for {serial}"));
+}
+
+// ---------------------------------------------------------------- cases
+
+async fn migrate_twice(db: &TestDb) {
+    let s = open(db).await;
+    s.migrate().await.expect("second migrate is a no-op");
+    // A second handle on the same database migrates too, without error.
+    let again = Store::connect(&db.url).await.unwrap();
+    again.migrate().await.unwrap();
+    s.ping().await.unwrap();
+    let want = match db.kind {
+        Kind::Sqlite => "sqlite",
+        Kind::Postgres => "postgres",
+    };
+    assert_eq!(s.backend_name(), want);
+    if db.kind == Kind::Sqlite {
+        // WAL mode leaves its log file next to the database while a handle is open.
+        let path = db.url.trim_start_matches("sqlite://");
+        assert!(std::path::Path::new(&format!("{path}-wal")).exists());
+    }
+    assert!(s.contracts().await.unwrap().is_empty());
+}
+
+async fn contracts_and_users(db: &TestDb) {
+    let s = open(db).await;
+    s.insert_contract(&contract("c1")).await.unwrap();
+    let mut off = contract("c2");
+    off.enabled = false;
+    s.insert_contract(&off).await.unwrap();
+    assert_eq!(s.contract("c2").await.unwrap(), Some(off.clone()));
+    assert_eq!(s.contract("nope").await.unwrap(), None);
+    assert_eq!(s.contracts().await.unwrap(), vec![contract("c1"), off]);
+
+    match s.insert_contract(&contract("c1")).await {
+        Err(StoreError::Conflict(m)) => assert_eq!(m, "contract \"c1\" already exists"),
+        other => panic!("duplicate contract: {other:?}"),
+    }
+
+    let alice = user("alice", "c1", Role::Admin);
+    s.insert_user(&alice).await.unwrap();
+    let mut bob = user("bob", "c1", Role::Approver);
+    bob.enabled = false;
+    s.insert_user(&bob).await.unwrap();
+    assert_eq!(s.user("alice").await.unwrap(), Some(alice.clone()));
+    assert_eq!(s.user("bob").await.unwrap().unwrap().role, Role::Approver);
+    assert_eq!(s.user("carol").await.unwrap(), None);
+    assert_eq!(
+        s.users_of_contract("c1").await.unwrap(),
+        vec![alice.clone(), bob]
+    );
+    assert!(s.users_of_contract("c2").await.unwrap().is_empty());
+
+    match s.insert_user(&user("alice", "c2", Role::General)).await {
+        Err(StoreError::Conflict(m)) => assert_eq!(m, "login ID \"alice\" already exists"),
+        other => panic!("duplicate login: {other:?}"),
+    }
+    match s.insert_user(&user("dave", "nope", Role::General)).await {
+        Err(e @ StoreError::NotFound(_)) => {
+            assert_eq!(e.to_string(), "contract \"nope\" not found")
+        }
+        other => panic!("missing contract: {other:?}"),
+    }
+    assert_eq!(s.user("dave").await.unwrap(), None);
+}
+
+async fn code_lifecycle(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    let now = T0 + 100;
+
+    assert_eq!(
+        s.claim_code("alice", "h", "k1", now, 3).await.unwrap(),
+        CodeClaim::Refused(CodeRefusal::NoCode)
+    );
+    match s.set_code("ghost", "h", now, now + DAY).await {
+        Err(StoreError::NotFound(m)) => assert_eq!(m, "login ID \"ghost\""),
+        other => panic!("code for unknown login: {other:?}"),
+    }
+
+    // Wrong tries count, are committed although refused, and lock at the maximum.
+    s.set_code("alice", "right", now, now + DAY).await.unwrap();
+    assert_eq!(
+        s.claim_code("alice", "wrong", "k1", now, 3).await.unwrap(),
+        CodeClaim::Refused(CodeRefusal::Wrong { remaining: 2 })
+    );
+    assert_eq!(s.code("alice").await.unwrap().unwrap().failed_attempts, 1);
+    assert_eq!(
+        s.claim_code("alice", "wrong", "k1", now, 3).await.unwrap(),
+        CodeClaim::Refused(CodeRefusal::Wrong { remaining: 1 })
+    );
+    assert_eq!(
+        s.claim_code("alice", "wrong", "k1", now, 3).await.unwrap(),
+        CodeClaim::Refused(CodeRefusal::Locked)
+    );
+    let locked = s.code("alice").await.unwrap().unwrap();
+    assert!(locked.locked);
+    assert_eq!(locked.failed_attempts, 3);
+    // Even the right code is refused now, and nothing more is counted.
+    assert_eq!(
+        s.claim_code("alice", "right", "k1", now, 3).await.unwrap(),
+        CodeClaim::Refused(CodeRefusal::Locked)
+    );
+    assert_eq!(s.code("alice").await.unwrap().unwrap().failed_attempts, 3);
+    match s
+        .complete_issue("right", &cert("01", "alice", ca, "k1", now), now)
+        .await
+    {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("redeeming a locked code: {other:?}"),
+    }
+
+    // A new code replaces the locked one.
+    s.set_code("alice", "right2", now, now + 10).await.unwrap();
+    let fresh = s.code("alice").await.unwrap().unwrap();
+    assert_eq!(
+        (fresh.failed_attempts, fresh.locked, fresh.used_at),
+        (0, false, None)
+    );
+    assert_eq!(fresh.code_hash, "right2");
+    // Expired from expires_at on.
+    assert_eq!(
+        s.claim_code("alice", "right2", "k1", now + 10, 3)
+            .await
+            .unwrap(),
+        CodeClaim::Refused(CodeRefusal::Expired)
+    );
+
+    // Fresh, then redeemed; the same key again gets the same certificate back.
+    s.set_code("alice", "right3", now, now + DAY).await.unwrap();
+    assert_eq!(
+        s.claim_code("alice", "right3", "k1", now, 3).await.unwrap(),
+        CodeClaim::Fresh
+    );
+    let issued = cert("02", "alice", ca, "k1", now);
+    assert_eq!(
+        s.complete_issue("right3", &issued, now).await.unwrap(),
+        Vec::<String>::new()
+    );
+    let used = s.code("alice").await.unwrap().unwrap();
+    assert_eq!(used.used_at, Some(now));
+    assert_eq!(used.used_serial.as_deref(), Some("02"));
+    match s
+        .claim_code("alice", "right3", "k1", now + 5, 3)
+        .await
+        .unwrap()
+    {
+        CodeClaim::AlreadyIssued(c) => assert_eq!(*c, issued),
+        other => panic!("retry with the same key: {other:?}"),
+    }
+    assert_eq!(
+        s.claim_code("alice", "right3", "k2", now + 5, 3)
+            .await
+            .unwrap(),
+        CodeClaim::Refused(CodeRefusal::Used)
+    );
+    assert_eq!(
+        s.claim_code("alice", "wrong", "k1", now + 5, 3)
+            .await
+            .unwrap(),
+        CodeClaim::Refused(CodeRefusal::Used)
+    );
+    assert_eq!(s.code("alice").await.unwrap().unwrap().failed_attempts, 0);
+    // Redeeming again is a conflict and inserts nothing.
+    match s
+        .complete_issue("right3", &cert("03", "alice", ca, "k1", now), now)
+        .await
+    {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("second redemption: {other:?}"),
+    }
+    assert_eq!(s.certificate("03").await.unwrap(), None);
+    assert_eq!(status_of(&s, "02").await, CertStatus::Current);
+
+    // Once revoked, the certificate is no longer handed out to a retry.
+    s.revoke("02", "keyCompromise", now + 6).await.unwrap();
+    assert_eq!(
+        s.claim_code("alice", "right3", "k1", now + 7, 3)
+            .await
+            .unwrap(),
+        CodeClaim::Refused(CodeRefusal::Used)
+    );
+}
+
+async fn complete_issue_revokes_previous_current(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    assert!(issue(&s, "alice", "0a", ca, T0).await.is_empty());
+    assert_eq!(
+        issue(&s, "alice", "0b", ca, T0 + 50).await,
+        vec!["0a".to_owned()]
+    );
+    let old = s.certificate("0a").await.unwrap().unwrap();
+    assert_eq!(old.status, CertStatus::Revoked);
+    assert_eq!(old.revoked_at, Some(T0 + 50));
+    assert_eq!(old.revocation_reason.as_deref(), Some("superseded"));
+    assert_eq!(
+        s.current_certificate("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .serial,
+        "0b"
+    );
+    // Another login's certificate is untouched.
+    assert!(issue(&s, "bob", "0c", ca, T0 + 60).await.is_empty());
+    assert_eq!(status_of(&s, "0b").await, CertStatus::Current);
+
+    // A duplicate serial is a conflict that leaves the code unused.
+    s.set_code("bob", "dup", T0, T0 + DAY).await.unwrap();
+    match s
+        .complete_issue("dup", &cert("0b", "bob", ca, "k", T0 + 70), T0 + 70)
+        .await
+    {
+        Err(StoreError::Conflict(m)) => assert!(m.contains("0b"), "{m}"),
+        other => panic!("duplicate serial: {other:?}"),
+    }
+    assert_eq!(s.code("bob").await.unwrap().unwrap().used_at, None);
+    assert_eq!(status_of(&s, "0c").await, CertStatus::Current);
+
+    let all = s
+        .certificates(&CertFilter {
+            login: Some("alice".into()),
+            status: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|c| c.serial.as_str()).collect::<Vec<_>>(),
+        ["0a", "0b"]
+    );
+    let current = s
+        .certificates(&CertFilter {
+            login: None,
+            status: Some(CertStatus::Current),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        current
+            .iter()
+            .map(|c| c.serial.as_str())
+            .collect::<Vec<_>>(),
+        ["0b", "0c"]
+    );
+    assert_eq!(
+        s.certificates(&CertFilter::default()).await.unwrap().len(),
+        3
+    );
+}
+
+async fn schema_refuses_second_current(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    issue(&s, "alice", "a1", ca, T0).await;
+    s.complete_renewal("a1", &cert("a2", "alice", ca, "k2", T0 + 10), T0 + 10)
+        .await
+        .unwrap();
+    drop(s);
+
+    // Making the superseded one current again, or inserting a second current row, bypassing
+    // the store: the partial unique index refuses both.
+    let e = db
+        .raw("UPDATE certificates SET status = 'current' WHERE serial = 'a1'")
+        .await
+        .expect_err("second current by UPDATE");
+    assert!(unique_violation(&e), "{e}");
+    let e = db
+        .raw(
+            "INSERT INTO certificates (serial, login, contract_id, ca_id, der, sha256, \
+             spki_sha256, not_before, not_after, status, created_at) \
+             SELECT 'a3', login, contract_id, ca_id, der, 'other-sha', spki_sha256, \
+             not_before, not_after, 'current', created_at FROM certificates WHERE serial = 'a2'",
+        )
+        .await
+        .expect_err("second current by INSERT");
+    assert!(unique_violation(&e), "{e}");
+    // The same insert as superseded is fine: only `current` is unique per login.
+    let n = db
+        .raw(
+            "INSERT INTO certificates (serial, login, contract_id, ca_id, der, sha256, \
+             spki_sha256, not_before, not_after, status, superseded_at, created_at) \
+             SELECT 'a4', login, contract_id, ca_id, der, 'other-sha', spki_sha256, \
+             not_before, not_after, 'superseded', created_at, created_at \
+             FROM certificates WHERE serial = 'a2'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    // And an unknown status is refused by the CHECK.
+    assert!(
+        db.raw("UPDATE certificates SET status = 'expired' WHERE serial = 'a4'")
+            .await
+            .is_err()
+    );
+}
+
+fn unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+async fn concurrent_complete_issue_one_wins(db: &TestDb) {
+    let (s1, ca) = setup(db).await;
+    // A second handle (its own pool), as another gateway instance would have.
+    let s2 = Store::connect(&db.url).await.unwrap();
+    for round in 0..6 {
+        let at = T0 + round * 100;
+        let code = format!("code-{round}");
+        s1.set_code("alice", &code, at, at + DAY).await.unwrap();
+        let c1 = cert(&format!("{round}1"), "alice", ca, "k1", at);
+        let c2 = cert(&format!("{round}2"), "alice", ca, "k2", at);
+        let (a, b) = {
+            let (s1, s2, code1, code2) = (s1.clone(), s2.clone(), code.clone(), code.clone());
+            let t1 = tokio::spawn(async move { s1.complete_issue(&code1, &c1, at).await });
+            let t2 = tokio::spawn(async move { s2.complete_issue(&code2, &c2, at).await });
+            (t1.await.unwrap(), t2.await.unwrap())
+        };
+        let wins = [&a, &b].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(wins, 1, "round {round}: {a:?} / {b:?}");
+        for r in [&a, &b] {
+            if let Err(e) = r {
+                assert!(matches!(e, StoreError::Conflict(_)), "round {round}: {e:?}");
+            }
+        }
+        let current = s1.current_certificate("alice").await.unwrap().unwrap();
+        let winner = if a.is_ok() { "1" } else { "2" };
+        assert_eq!(current.serial, format!("{round}{winner}"));
+        let loser = if a.is_ok() { "2" } else { "1" };
+        assert_eq!(
+            s1.certificate(&format!("{round}{loser}")).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            s1.code("alice").await.unwrap().unwrap().used_serial,
+            Some(current.serial)
+        );
+    }
+    let current = s1
+        .certificates(&CertFilter {
+            login: Some("alice".into()),
+            status: Some(CertStatus::Current),
+        })
+        .await
+        .unwrap();
+    assert_eq!(current.len(), 1);
+}
+
+async fn renewal(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    issue(&s, "alice", "r1", ca, T0).await;
+    s.complete_renewal("r1", &cert("r2", "alice", ca, "k2", T0 + 10), T0 + 10)
+        .await
+        .unwrap();
+    let old = s.certificate("r1").await.unwrap().unwrap();
+    assert_eq!(old.status, CertStatus::Superseded);
+    assert_eq!(old.superseded_at, Some(T0 + 10));
+    assert_eq!(old.revoked_at, None);
+    assert_eq!(
+        s.current_certificate("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .serial,
+        "r2"
+    );
+
+    // Renewing from a certificate that is no longer current.
+    match s
+        .complete_renewal("r1", &cert("r3", "alice", ca, "k3", T0 + 20), T0 + 20)
+        .await
+    {
+        Err(StoreError::Conflict(m)) => assert_eq!(m, "certificate r1 is not current"),
+        other => panic!("renewal from superseded: {other:?}"),
+    }
+    assert_eq!(s.certificate("r3").await.unwrap(), None);
+    match s
+        .complete_renewal("ff", &cert("r3", "alice", ca, "k3", T0 + 20), T0 + 20)
+        .await
+    {
+        Err(StoreError::NotFound(m)) => assert_eq!(m, "certificate ff"),
+        other => panic!("renewal from unknown: {other:?}"),
+    }
+    // A renewal must stay with the same login ID.
+    match s
+        .complete_renewal("r2", &cert("r3", "bob", ca, "k3", T0 + 20), T0 + 20)
+        .await
+    {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("renewal for another login: {other:?}"),
+    }
+    assert_eq!(status_of(&s, "r2").await, CertStatus::Current);
+}
+
+async fn revoke(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    match s.revoke("ff", "keyCompromise", T0).await {
+        Err(StoreError::NotFound(m)) => assert_eq!(m, "certificate ff"),
+        other => panic!("unknown serial: {other:?}"),
+    }
+    issue(&s, "alice", "v1", ca, T0).await;
+    let r = s.revoke("v1", "keyCompromise", T0 + 5).await.unwrap();
+    assert_eq!(r.status, CertStatus::Revoked);
+    assert_eq!(r.revoked_at, Some(T0 + 5));
+    assert_eq!(r.revocation_reason.as_deref(), Some("keyCompromise"));
+    assert_eq!(s.certificate("v1").await.unwrap(), Some(r));
+    assert_eq!(s.current_certificate("alice").await.unwrap(), None);
+    match s.revoke("v1", "keyCompromise", T0 + 6).await {
+        Err(StoreError::Conflict(m)) => assert_eq!(m, "certificate v1 is already revoked"),
+        other => panic!("second revoke: {other:?}"),
+    }
+    assert_eq!(
+        s.certificate("v1").await.unwrap().unwrap().revoked_at,
+        Some(T0 + 5)
+    );
+    // A superseded certificate can be revoked too.
+    issue(&s, "alice", "v2", ca, T0 + 10).await;
+    s.complete_renewal("v2", &cert("v3", "alice", ca, "k", T0 + 20), T0 + 20)
+        .await
+        .unwrap();
+    let r = s
+        .revoke("v2", "cessationOfOperation", T0 + 30)
+        .await
+        .unwrap();
+    assert_eq!(r.status, CertStatus::Revoked);
+    assert_eq!(r.superseded_at, Some(T0 + 20));
+}
+
+async fn reissue(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    issue(&s, "bob", "e1", ca, T0).await;
+    s.claim_code("bob", "wrong", "k", T0, 5).await.unwrap();
+    let revoked = s
+        .reissue("bob", "cessationOfOperation", "new-code", T0 + 10, T0 + DAY)
+        .await
+        .unwrap()
+        .expect("bob had a current certificate");
+    assert_eq!(revoked.serial, "e1");
+    assert_eq!(revoked.status, CertStatus::Revoked);
+    assert_eq!(
+        revoked.revocation_reason.as_deref(),
+        Some("cessationOfOperation")
+    );
+    assert_eq!(status_of(&s, "e1").await, CertStatus::Revoked);
+    let code = s.code("bob").await.unwrap().unwrap();
+    assert_eq!(code.code_hash, "new-code");
+    assert_eq!(
+        (
+            code.created_at,
+            code.expires_at,
+            code.used_at,
+            code.failed_attempts
+        ),
+        (T0 + 10, T0 + DAY, None, 0)
+    );
+    assert_eq!(
+        s.claim_code("bob", "new-code", "k2", T0 + 11, 5)
+            .await
+            .unwrap(),
+        CodeClaim::Fresh
+    );
+
+    // No current certificate: only the code is replaced.
+    assert_eq!(
+        s.reissue("alice", "cessationOfOperation", "a-code", T0, T0 + DAY)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.code("alice").await.unwrap().unwrap().code_hash, "a-code");
+    match s
+        .reissue("ghost", "cessationOfOperation", "x", T0, T0 + DAY)
+        .await
+    {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("unknown login: {other:?}"),
+    }
+}
+
+async fn retire_superseded(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    // alice renews at T0+100; her new certificate is not used yet.
+    issue(&s, "alice", "s1", ca, T0).await;
+    s.complete_renewal("s1", &cert("s2", "alice", ca, "k", T0 + 100), T0 + 100)
+        .await
+        .unwrap();
+    // bob renews at T0+200.
+    issue(&s, "bob", "s3", ca, T0).await;
+    s.complete_renewal("s3", &cert("s4", "bob", ca, "k", T0 + 200), T0 + 200)
+        .await
+        .unwrap();
+
+    // Nothing is old enough and no successor was used.
+    assert!(
+        s.retire_superseded(T0 + 100, T0 + 300)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(status_of(&s, "s1").await, CertStatus::Superseded);
+
+    // alice's successor is used: her old certificate goes.
+    assert!(s.mark_first_used("s2", T0 + 310).await.unwrap());
+    assert!(!s.mark_first_used("s2", T0 + 320).await.unwrap());
+    assert_eq!(
+        s.certificate("s2").await.unwrap().unwrap().first_used_at,
+        Some(T0 + 310)
+    );
+    assert_eq!(
+        s.retire_superseded(T0 + 100, T0 + 330).await.unwrap(),
+        vec!["s1".to_owned()]
+    );
+    let s1 = s.certificate("s1").await.unwrap().unwrap();
+    assert_eq!(s1.status, CertStatus::Revoked);
+    assert_eq!(s1.revocation_reason.as_deref(), Some("superseded"));
+    assert_eq!(s1.revoked_at, Some(T0 + 330));
+    assert_eq!(status_of(&s, "s3").await, CertStatus::Superseded);
+
+    // bob's grace ends by time.
+    assert_eq!(
+        s.retire_superseded(T0 + 201, T0 + 400).await.unwrap(),
+        vec!["s3".to_owned()]
+    );
+    assert_eq!(status_of(&s, "s3").await, CertStatus::Revoked);
+    assert_eq!(status_of(&s, "s4").await, CertStatus::Current);
+    assert!(
+        s.retire_superseded(T0 + 1000, T0 + 500)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn certificate_status_joins_user_and_contract(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    let mut off = contract("c2");
+    off.enabled = false;
+    s.insert_contract(&off).await.unwrap();
+    let mut carol = user("carol", "c2", Role::Approver);
+    carol.enabled = false;
+    s.insert_user(&carol).await.unwrap();
+
+    issue(&s, "alice", "d1", ca, T0).await;
+    let v = s.certificate_status("d1").await.unwrap().unwrap();
+    assert_eq!(v.cert, s.certificate("d1").await.unwrap().unwrap());
+    assert_eq!(v.role, Role::Admin);
+    assert!(v.user_enabled && v.contract_enabled);
+
+    s.set_code("carol", "cc", T0, T0 + DAY).await.unwrap();
+    let mut c = cert("d2", "carol", ca, "k", T0);
+    c.contract_id = "c2".into();
+    s.complete_issue("cc", &c, T0).await.unwrap();
+    let v = s.certificate_status("d2").await.unwrap().unwrap();
+    assert_eq!(v.role, Role::Approver);
+    assert!(!v.user_enabled);
+    assert!(!v.contract_enabled);
+    assert_eq!(v.cert.contract_id, "c2");
+
+    assert_eq!(s.certificate_status("ff").await.unwrap(), None);
+}
+
+async fn revoked_for_crl(db: &TestDb) {
+    let (s, ca1) = setup(db).await;
+    issue(&s, "alice", "l1", ca1, T0).await; // not_after = T0 + 365 days
+    issue(&s, "bob", "l2", ca1, T0 + 10 * DAY).await;
+    s.revoke("l2", "keyCompromise", T0 + 11 * DAY)
+        .await
+        .unwrap();
+    s.revoke("l1", "affiliationChanged", T0 + 12 * DAY)
+        .await
+        .unwrap();
+    // A certificate of another CA.
+    let ca2 = s.insert_ca("ca-2", b"ca2", "", true, T0).await.unwrap().id;
+    issue(&s, "alice", "l3", ca2, T0 + 20 * DAY).await;
+    s.revoke("l3", "keyCompromise", T0 + 21 * DAY)
+        .await
+        .unwrap();
+    // Current certificates are never listed.
+    issue(&s, "bob", "l4", ca1, T0 + 30 * DAY).await;
+
+    assert_eq!(
+        s.revoked_for_crl(ca1, T0 + 100 * DAY).await.unwrap(),
+        vec![
+            ("l2".to_owned(), T0 + 11 * DAY, "keyCompromise".to_owned()),
+            (
+                "l1".to_owned(),
+                T0 + 12 * DAY,
+                "affiliationChanged".to_owned()
+            ),
+        ]
+    );
+    // l1 expired at T0+365d: past that, only l2 (until T0+375d) remains.
+    assert_eq!(
+        s.revoked_for_crl(ca1, T0 + 365 * DAY).await.unwrap(),
+        vec![("l2".to_owned(), T0 + 11 * DAY, "keyCompromise".to_owned())]
+    );
+    assert_eq!(
+        s.revoked_for_crl(ca2, T0).await.unwrap(),
+        vec![("l3".to_owned(), T0 + 21 * DAY, "keyCompromise".to_owned())]
+    );
+    assert!(
+        s.revoked_for_crl(ca1, T0 + 400 * DAY)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn cas_and_crl_numbers(db: &TestDb) {
+    let s = open(db).await;
+    assert_eq!(s.active_ca().await.unwrap(), None);
+    let a = s.insert_ca("key-a", b"der-a", "", true, T0).await.unwrap();
+    assert!(a.active);
+    assert_eq!(s.active_ca().await.unwrap(), Some(a.clone()));
+    // An inactive CA (e.g. prepared for a rollover) leaves the active one alone.
+    let b = s
+        .insert_ca(
+            "key-b",
+            b"der-b",
+            "-----BEGIN CERTIFICATE-----\n",
+            false,
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.active_ca().await.unwrap().unwrap().id, a.id);
+    let c = s
+        .insert_ca("key-c", b"der-c", "", true, T0 + 2)
+        .await
+        .unwrap();
+    assert_eq!(s.active_ca().await.unwrap(), Some(c.clone()));
+    let all = s.cas().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(
+        all.iter().map(|x| (x.id, x.active)).collect::<Vec<_>>(),
+        vec![(a.id, false), (b.id, false), (c.id, true)]
+    );
+    assert_eq!(all[1], b);
+
+    let mut last = 0;
+    for _ in 0..5 {
+        let n = s.next_crl_number(a.id).await.unwrap();
+        assert!(n > last, "{n} after {last}");
+        last = n;
+    }
+    assert_eq!(last, 5);
+    assert_eq!(s.next_crl_number(c.id).await.unwrap(), 1);
+    assert_eq!(s.next_crl_number(a.id).await.unwrap(), 6);
+
+    // Concurrent callers never get the same number.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        let id = c.id;
+        tasks.push(tokio::spawn(async move { s.next_crl_number(id).await }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.unwrap().unwrap());
+    }
+    got.sort();
+    assert_eq!(got, (2..=9).collect::<Vec<_>>());
+
+    match s.next_crl_number(9999).await {
+        Err(StoreError::NotFound(m)) => assert_eq!(m, "CA 9999"),
+        other => panic!("unknown CA: {other:?}"),
+    }
+}
+
+async fn audit_chain(db: &TestDb) {
+    let s = open(db).await;
+    let entry = |i: i64| NewAudit {
+        at: T0 + i,
+        actor: "staff:ops".into(),
+        action: "cert.revoke".into(),
+        subject: format!("serial-{i}"),
+        outcome: if i % 2 == 0 { "ok" } else { "refused" }.into(),
+        detail: serde_json::json!({ "reason": "keyCompromise", "n": i }),
+    };
+    let first = s.append_audit(&entry(0)).await.unwrap();
+    assert_eq!(first.seq, 1);
+    assert_eq!(first.prev_hash, GENESIS_HASH);
+    assert_eq!(first.hash, audit_hash(GENESIS_HASH, &first));
+    assert_eq!(first.detail, r#"{"n":0,"reason":"keyCompromise"}"#);
+
+    // Concurrent appends from two handles: serialized, no fork, no gap.
+    let s2 = Store::connect(&db.url).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 1..=12 {
+        let s = if i % 2 == 0 { s.clone() } else { s2.clone() };
+        let e = entry(i);
+        tasks.push(tokio::spawn(async move { s.append_audit(&e).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let records = s.audit_records(1, 100).await.unwrap();
+    assert_eq!(records.len(), 13);
+    assert_eq!(
+        records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=13).collect::<Vec<_>>()
+    );
+    let last = verify_audit_chain(GENESIS_HASH, &records).expect("chain verifies");
+    assert_eq!(last, records[12].hash);
+    // Paging continues the chain from the previous page's last hash.
+    let page = s.audit_records(5, 3).await.unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![5, 6, 7]
+    );
+    verify_audit_chain(&records[3].hash, &page).unwrap();
+    // A tampered copy does not verify.
+    let mut forged: Vec<AuditRecord> = records.clone();
+    forged[6].actor = "system".into();
+    assert_eq!(
+        verify_audit_chain(GENESIS_HASH, &forged).unwrap_err().seq,
+        7
+    );
+
+    // The table itself refuses changes.
+    assert!(
+        db.raw("UPDATE audit_log SET outcome = 'ok' WHERE seq = 2")
+            .await
+            .is_err()
+    );
+    assert!(
+        db.raw("DELETE FROM audit_log WHERE seq = 13")
+            .await
+            .is_err()
+    );
+    assert!(db.raw("DELETE FROM audit_log").await.is_err());
+    if db.kind == Kind::Postgres {
+        assert!(db.raw("TRUNCATE audit_log").await.is_err());
+    }
+    assert_eq!(s.audit_records(1, 100).await.unwrap(), records);
+    // Appending still works and chains on.
+    let next = s.append_audit(&entry(99)).await.unwrap();
+    assert_eq!((next.seq, next.prev_hash.as_str()), (14, last.as_str()));
+}
+
+async fn changes_announced_after_revoke(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    let other = Store::connect(&db.url).await.unwrap();
+    let mut rx = s.subscribe_changes();
+    let mut rx_other = other.subscribe_changes();
+
+    issue(&s, "alice", "n1", ca, T0).await;
+    expect_change(&mut rx, "n1").await;
+    s.revoke("n1", "keyCompromise", T0 + 1).await.unwrap();
+    expect_change(&mut rx, "n1").await;
+
+    issue(&s, "bob", "n2", ca, T0).await;
+    s.complete_renewal("n2", &cert("n3", "bob", ca, "k", T0 + 5), T0 + 5)
+        .await
+        .unwrap();
+    expect_change(&mut rx, "n2").await;
+    expect_change(&mut rx, "n3").await;
+    s.reissue("bob", "keyCompromise", "c", T0 + 6, T0 + DAY)
+        .await
+        .unwrap();
+    expect_change(&mut rx, "n3").await;
+
+    match db.kind {
+        Kind::Postgres => {
+            // Another instance hears about it through NOTIFY.
+            expect_change(&mut rx_other, "n1").await;
+            expect_change(&mut rx_other, "n3").await;
+            // ...also for changes made on the other side.
+            s.revoke("n2", "superseded", T0 + 7).await.unwrap();
+            expect_change(&mut rx_other, "n2").await;
+        }
+        Kind::Sqlite => {
+            // One file, one instance: nothing crosses handles.
+            assert!(matches!(
+                rx_other.try_recv(),
+                Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+            ));
+        }
+    }
+}
+
+/// PostgreSQL only: when the listener's connection dies, it comes back, announces a resync,
+/// and forwards notifications again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_listener_resyncs_after_connection_loss() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let (s, ca) = setup(&db).await;
+    let listener = Store::connect(&db.url).await.unwrap();
+    let mut rx = listener.subscribe_changes();
+
+    // Kill every LISTEN connection of this database (the listeners of both handles).
+    let killed = db
+        .raw(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%' \
+             AND pid <> pg_backend_pid()",
+        )
+        .await
+        .unwrap();
+    assert!(killed >= 1, "no listener connection found");
+    expect_change(&mut rx, CertChange::RESYNC).await;
+
+    issue(&s, "alice", "z1", ca, T0).await;
+    expect_change(&mut rx, "z1").await;
+}

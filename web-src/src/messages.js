@@ -1,0 +1,41 @@
+// Texts the script shows, in the page's language (<html lang>). Owns wording
+// only; texts of the server's errors come from the server.
+
+const TEXTS = {
+  ja: {
+    needLogin: "ログインIDを入力してください。",
+    needCode: "発行コードを入力してください。",
+    passwordShort: "パスワードは8文字以上で入力してください。",
+    passwordMismatch: "確認用のパスワードが一致しません。",
+    noCrypto: "このブラウザーでは証明書を作成できません。最新のMicrosoft Edge、Google Chrome、Firefox、Safariをご利用ください。",
+    generating: "このパソコンで鍵を作成しています…",
+    requesting: "証明書を申請しています…",
+    packaging: "証明書ファイルを作成しています…",
+    done: "証明書ファイルを作成しました。",
+    network: "通信に失敗しました。時間をおいて、もう一度お試しください。",
+    badAnswer: "サーバーの応答を処理できませんでした。時間をおいて、もう一度お試しください。",
+    keyMismatch: "受け取った証明書がこのパソコンの鍵と一致しません。お取引店にお問い合わせください。",
+    failed: "証明書を作成できませんでした。",
+  },
+  en: {
+    needLogin: "Enter your login ID.",
+    needCode: "Enter your issuance code.",
+    passwordShort: "The password must be at least 8 characters long.",
+    passwordMismatch: "The two passwords do not match.",
+    noCrypto: "This browser cannot create the certificate. Please use a current Microsoft Edge, Google Chrome, Firefox or Safari.",
+    generating: "Creating the key on this PC…",
+    requesting: "Requesting the certificate…",
+    packaging: "Creating the certificate file…",
+    done: "The certificate file has been created.",
+    network: "The connection failed. Please try again later.",
+    badAnswer: "The server's answer could not be processed. Please try again later.",
+    keyMismatch: "The certificate received does not match the key on this PC. Please contact your branch.",
+    failed: "The certificate could not be created.",
+  },
+};
+
+export function text(key) {
+  const lang = (document.documentElement.getAttribute("lang") || "ja").slice(0, 2);
+  const table = TEXTS[lang] || TEXTS.ja;
+  return table[key] || TEXTS.en[key] || key;
+}
