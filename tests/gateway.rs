@@ -577,3 +577,69 @@ async fn an_unknown_status_fails_closed() {
     assert_eq!(c.get("/").await.unwrap().status, 200);
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_route_cannot_be_used_to_climb_into_a_protected_one() {
+    let h = Harness::sqlite().await;
+    for path in [
+        "/public/../ib/top",
+        "/public/%2e%2e/ib/top",
+        "/public/..%2Fib",
+    ] {
+        let mut c = h.h1(None).await;
+        let a = c.get(path).await.unwrap();
+        assert_eq!(a.status, 400, "{path}");
+    }
+    assert_eq!(h.upstream.hits(), 0);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_use_is_recorded_in_the_store() {
+    let h = Harness::sqlite().await;
+    let mut c = h.h1(Some(&h.alice)).await;
+    assert_eq!(c.get("/").await.unwrap().status, 200);
+    let mut recorded = None;
+    for _ in 0..50 {
+        recorded = h
+            .store
+            .certificate(&h.alice.serial)
+            .await
+            .unwrap()
+            .unwrap()
+            .first_used_at;
+        if recorded.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recorded.is_some(), "first use was never recorded");
+    h.shutdown().await;
+}
+
+/// Another instance sharing PostgreSQL revokes: LISTEN/NOTIFY reaches this gateway's cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_another_instance_stops_requests_here() {
+    let Some(h) = Harness::postgres().await else {
+        return;
+    };
+    let mut c = h.h1(Some(&h.alice)).await;
+    assert_eq!(c.get("/").await.unwrap().status, 200);
+    let other = certgate::store::Store::connect(&h.db.url).await.unwrap();
+    other
+        .revoke(&h.alice.serial, "keyCompromise", now())
+        .await
+        .unwrap();
+    let mut refused = false;
+    for _ in 0..100 {
+        let a = c.get("/").await.unwrap();
+        if a.status == 403 {
+            assert_eq!(a.json()["error"], "revoked");
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the other instance's revocation never arrived");
+    h.shutdown().await;
+}

@@ -110,6 +110,9 @@ async fn pipeline(
         return Err(Problem::Misdirected);
     }
     let path = req.uri().path().to_string();
+    if !is_plain_path(&path) {
+        return Err(Problem::BadRequest);
+    }
     if path == JWKS_PATH {
         out.route = "jwks".into();
         return Ok(json_response(shared.signer.jwks()));
@@ -249,6 +252,19 @@ fn host_without_port(authority: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// Whether `path` is free of dot segments and encoded separators. Routing decides on the
+/// path as sent; an upstream that normalized `/public/../ib` to `/ib` would otherwise be
+/// reached through a public route.
+fn is_plain_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    path.starts_with('/')
+        && !path.contains('\\')
+        && !["%2e", "%2f", "%5c", "%00"]
+            .iter()
+            .any(|e| lower.contains(e))
+        && path.split('/').all(|seg| seg != "." && seg != "..")
+}
+
 fn content_length<B>(req: &Request<B>) -> Option<u64> {
     req.headers()
         .get(header::CONTENT_LENGTH)
@@ -269,6 +285,22 @@ fn json_response(v: serde_json::Value) -> Response<ProxyBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_segments_and_encoded_separators_are_refused() {
+        assert!(is_plain_path("/ib/top"));
+        assert!(is_plain_path("/ib/a.b/..c"));
+        for bad in [
+            "/public/../ib",
+            "/public/./x",
+            "/x/..",
+            "/a%2e%2e/b",
+            "/a%2Fb",
+            "/a\\b",
+        ] {
+            assert!(!is_plain_path(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn hosts_lose_port_and_case() {
