@@ -643,3 +643,25 @@ async fn a_revocation_on_another_instance_stops_requests_here() {
     assert!(refused, "the other instance's revocation never arrived");
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certgate_own_paths_come_first_with_the_verified_identity() {
+    let h = Harness::sqlite().await;
+    let spoof = [("x_certgate_user", "mallory")];
+    let mut c = h.h1(Some(&h.alice)).await;
+    let me = c
+        .send("GET", "/certgate/me", &spoof, "")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(me["login"], "alice");
+    assert_eq!(me["spoofed_header_seen"], false);
+    let mut anon = h.h1(None).await;
+    let page = anon.get("/certgate/obtain").await.unwrap().json();
+    assert_eq!(page["login"], serde_json::Value::Null);
+    assert_eq!(page["presented"], false);
+    let mut anon = h.h1(None).await;
+    assert_eq!(anon.get("/certgate/me").await.unwrap().status, 401);
+    assert_eq!(h.upstream.hits(), 0, "local paths never reach the app");
+    h.shutdown().await;
+}

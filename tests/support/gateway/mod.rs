@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use certgate::clock::{DAY, SystemClock};
-use certgate::proxy::{Gateway, GatewayDeps, NoLocalService};
+use certgate::config::RouteAuth;
+use certgate::proxy::{Gateway, GatewayDeps, LocalContext, LocalService, body::ProxyBody};
 use certgate::store::{CertRecord, CertStatus, Contract, Role, Store, User};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::oneshot;
@@ -117,7 +118,7 @@ impl Harness {
         let mut deps = GatewayDeps::new(
             config_path,
             store.clone(),
-            Arc::new(NoLocalService),
+            Arc::new(EchoLocal),
             Arc::new(SystemClock),
         );
         deps.source = h.source.clone();
@@ -330,5 +331,38 @@ impl StatusSource for Switchable {
     }
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move { StatusSource::ping(self.up()?).await })
+    }
+}
+
+/// Stands in for certgate's own pages: `/certgate/me` needs a certificate, the rest of
+/// `/certgate/` is public; answers with what the gateway told it.
+pub struct EchoLocal;
+
+impl LocalService for EchoLocal {
+    fn owns(&self, path: &str) -> Option<RouteAuth> {
+        if path == "/certgate/me" {
+            Some(RouteAuth::Certificate)
+        } else if path.starts_with("/certgate/") {
+            Some(RouteAuth::Public)
+        } else {
+            None
+        }
+    }
+
+    fn call(
+        &self,
+        req: http::Request<ProxyBody>,
+        ctx: LocalContext,
+    ) -> BoxFuture<'static, http::Response<ProxyBody>> {
+        let spoofed = req
+            .headers()
+            .keys()
+            .any(|k| k.as_str().replace('_', "-").starts_with("x-certgate-"));
+        let body = serde_json::json!({
+            "login": ctx.identity.as_ref().map(|i| i.login.clone()),
+            "presented": ctx.presented.is_some(),
+            "spoofed_header_seen": spoofed,
+        });
+        Box::pin(async move { http::Response::new(certgate::proxy::body::full(body.to_string())) })
     }
 }
