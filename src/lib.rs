@@ -22,8 +22,13 @@
 //! - [`lifecycle`]: the rules of the scheme (who may obtain, renew, re-issue, revoke).
 //! - [`audit`]: the append-only, hash-chained audit log.
 //! - [`cli`]: the `certgate` command line for bank staff and operators.
+//! - [`tls`]: rustls listeners' configuration and the status-aware client verifier.
+//! - [`status`]: the live certificate status cache (fail closed).
+//! - [`proxy`]: the gateway: routing, identity headers, forwarding, refusals, reload.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
 pub mod ca;
 pub mod cli;
@@ -32,5 +37,8 @@ pub mod config;
 pub mod demo;
 pub mod hsm;
 pub mod lifecycle;
+pub mod proxy;
+pub mod status;
 pub mod store;
+pub mod tls;
 pub mod web;

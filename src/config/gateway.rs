@@ -1,20 +1,64 @@
-//! Configuration of the gateway side: listeners, routes and the admin listener.
+//! Configuration of the gateway side: `[[listener]]`, `[[route]]`, `[admin]` and `[gateway]`.
+//!
+//! Every key has a default named by a function so the example and the code cannot drift.
+//! This module only parses and checks; it must not open files or sockets.
+
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
 use super::{Config, ConfigError};
 
-/// `[[listener]]`
+/// `[[listener]]`: one TLS listener.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     pub addr: std::net::SocketAddr,
-    /// Server certificate chain, PEM.
-    pub cert: std::path::PathBuf,
-    /// Server private key, PEM.
-    pub key: std::path::PathBuf,
+    /// Server certificate chain, PEM (end-entity first).
+    pub cert: PathBuf,
+    /// Server private key, PEM (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+    /// `none | optional | required` (default `optional`). With `required` every certificate
+    /// problem (none, foreign CA, expired, known revoked) fails the handshake; with
+    /// `optional` the handshake lets such a certificate through and each request on a
+    /// `certificate` route is refused with a page that explains the problem.
     #[serde(default)]
     pub client_auth: ClientAuth,
+    /// Seconds a client has to finish the TLS handshake (default 10).
+    #[serde(default = "default_handshake_timeout_secs")]
+    pub handshake_timeout_secs: u64,
+    /// Seconds to receive a request's headers; for HTTP/1.1 also the idle time allowed
+    /// between two requests on a kept-alive connection (default 30).
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// Largest request head (request line and headers) accepted, in bytes (default 16384;
+    /// at least 8192). Larger heads get 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Open connections accepted at once; further clients wait in the kernel backlog
+    /// (default 4096).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds between HTTP/2 keep-alive pings; an unanswered ping closes the connection
+    /// (default 60).
+    #[serde(default = "default_h2_keepalive_secs")]
+    pub h2_keepalive_secs: u64,
+}
+
+fn default_handshake_timeout_secs() -> u64 {
+    10
+}
+fn default_header_read_timeout_secs() -> u64 {
+    30
+}
+fn default_max_header_bytes() -> usize {
+    16 * 1024
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_h2_keepalive_secs() -> u64 {
+    60
 }
 
 /// Whether a listener asks for a client certificate at the handshake.
@@ -27,14 +71,72 @@ pub enum ClientAuth {
     Required,
 }
 
-/// `[[route]]`
+/// `[[route]]`: requests whose path starts with `prefix` (and whose host is `host`, when
+/// set) go to `upstream`. The longest matching prefix wins; at equal length a route with a
+/// host wins over one without. A prefix matches whole path segments: `/app` matches `/app`
+/// and `/app/x`, not `/apple`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub prefix: String,
+    /// `http://host:port[/base]`; the request path is appended to the base.
     pub upstream: String,
+    /// `public | certificate` (default `certificate`).
     #[serde(default)]
     pub auth: RouteAuth,
+    /// Only requests for this host name (without port, case-insensitive).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Seconds to open a connection to the upstream (default 5).
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+    /// Seconds for the upstream to answer with its response head (default 60).
+    #[serde(default = "default_response_timeout_secs")]
+    pub response_timeout_secs: u64,
+    /// Largest request body forwarded, in bytes (default 10 MiB). Larger bodies get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Also send RFC 9440 `Client-Cert` and `Client-Cert-Chain` (default false).
+    #[serde(default)]
+    pub client_cert_header: bool,
+    /// Also send Envoy-style `X-Forwarded-Client-Cert` (default false).
+    #[serde(default)]
+    pub xfcc: bool,
+    /// Also send a short-lived ES256 JWT in the assertion header (default false); the keys
+    /// are published at `/.well-known/certgate/jwks.json`.
+    #[serde(default)]
+    pub assertion: bool,
+    /// Refuse a login form naming another login ID than the certificate's.
+    #[serde(default)]
+    pub login_binding: Option<LoginBindingConfig>,
+}
+
+fn default_connect_timeout_secs() -> u64 {
+    5
+}
+fn default_response_timeout_secs() -> u64 {
+    60
+}
+fn default_max_body_bytes() -> u64 {
+    10 * 1024 * 1024
+}
+
+/// `[route.login_binding]`: a POST to `path` must be an urlencoded form whose `field`
+/// equals the certificate's login ID.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBindingConfig {
+    /// The exact path of the login form's target, e.g. `/ib/login`.
+    pub path: String,
+    /// The form field holding the login ID, e.g. `loginId`.
+    pub field: String,
+    /// Largest login form read, in bytes (default 65536).
+    #[serde(default = "default_max_form_bytes")]
+    pub max_form_bytes: usize,
+}
+
+fn default_max_form_bytes() -> usize {
+    64 * 1024
 }
 
 /// Who may use a route.
@@ -50,17 +152,185 @@ pub enum RouteAuth {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
+    /// Plain HTTP address of `/healthz`, `/readyz`, `/metrics`; keep it on a private network.
     pub addr: std::net::SocketAddr,
 }
 
+/// `[gateway]`: behaviour shared by all listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Seconds a cached certificate status is used before it is read again from the store
+    /// (default 30). Changes announced by the store drop entries at once.
+    #[serde(default = "default_status_max_age_secs")]
+    pub status_max_age_secs: u64,
+    /// Seconds an entry may still be used while the store cannot answer; past this the
+    /// request is refused (fail closed; default 300).
+    #[serde(default = "default_status_fail_closed_secs")]
+    pub status_fail_closed_secs: u64,
+    /// Seconds between checks of the configuration, certificate and key files for changes
+    /// (default 2). SIGHUP reloads at once.
+    #[serde(default = "default_reload_poll_secs")]
+    pub reload_poll_secs: u64,
+    /// Seconds between reads of the CA certificates (trust anchors) from the store
+    /// (default 60).
+    #[serde(default = "default_anchors_refresh_secs")]
+    pub anchors_refresh_secs: u64,
+    /// Seconds open connections get to finish at shutdown (default 30).
+    #[serde(default = "default_drain_secs")]
+    pub drain_secs: u64,
+    /// PKCS#8 PEM P-256 key signing the assertion JWTs. When absent, a key is made at start
+    /// (fine for one instance; several instances need a shared key).
+    #[serde(default)]
+    pub assertion_key: Option<PathBuf>,
+    /// Lifetime of an assertion JWT in seconds (default 60).
+    #[serde(default = "default_assertion_ttl_secs")]
+    pub assertion_ttl_secs: u64,
+    /// Header carrying the assertion (default `X-Certgate-Assertion`).
+    #[serde(default = "default_assertion_header")]
+    pub assertion_header: String,
+    /// `iss` of the assertion (default `certgate`).
+    #[serde(default = "default_assertion_issuer")]
+    pub assertion_issuer: String,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            status_max_age_secs: default_status_max_age_secs(),
+            status_fail_closed_secs: default_status_fail_closed_secs(),
+            reload_poll_secs: default_reload_poll_secs(),
+            anchors_refresh_secs: default_anchors_refresh_secs(),
+            drain_secs: default_drain_secs(),
+            assertion_key: None,
+            assertion_ttl_secs: default_assertion_ttl_secs(),
+            assertion_header: default_assertion_header(),
+            assertion_issuer: default_assertion_issuer(),
+        }
+    }
+}
+
+fn default_status_max_age_secs() -> u64 {
+    30
+}
+fn default_status_fail_closed_secs() -> u64 {
+    300
+}
+fn default_reload_poll_secs() -> u64 {
+    2
+}
+fn default_anchors_refresh_secs() -> u64 {
+    60
+}
+fn default_drain_secs() -> u64 {
+    30
+}
+fn default_assertion_ttl_secs() -> u64 {
+    60
+}
+fn default_assertion_header() -> String {
+    "X-Certgate-Assertion".into()
+}
+fn default_assertion_issuer() -> String {
+    "certgate".into()
+}
+
 pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
+    let invalid = |m: String| Err(ConfigError::Invalid(m));
+    for l in &cfg.listeners {
+        if l.max_header_bytes < 8192 {
+            return invalid(format!(
+                "[[listener]] {}: max_header_bytes must be at least 8192",
+                l.addr
+            ));
+        }
+        if l.max_connections == 0 {
+            return invalid(format!(
+                "[[listener]] {}: max_connections must be at least 1",
+                l.addr
+            ));
+        }
+        if l.handshake_timeout_secs == 0 || l.header_read_timeout_secs == 0 {
+            return invalid(format!(
+                "[[listener]] {}: timeouts must be at least 1 s",
+                l.addr
+            ));
+        }
+    }
+    for (i, a) in cfg.listeners.iter().enumerate() {
+        // Port 0 (any free port, for tests) may appear several times.
+        if a.addr.port() != 0 && cfg.listeners[..i].iter().any(|b| b.addr == a.addr) {
+            return invalid(format!("[[listener]] {} is configured twice", a.addr));
+        }
+    }
     for r in &cfg.routes {
         if !r.prefix.starts_with('/') {
-            return Err(ConfigError::Invalid(format!(
-                "[[route]] prefix {:?} must start with /",
-                r.prefix
-            )));
+            return invalid(format!("[[route]] prefix {:?} must start with /", r.prefix));
         }
+        let uri: http::Uri = r.upstream.parse().map_err(|_| {
+            ConfigError::Invalid(format!("[[route]] upstream {:?} is not a URL", r.upstream))
+        })?;
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            return invalid(format!(
+                "[[route]] upstream {:?} must be http://host:port (TLS to upstreams is not \
+                 supported)",
+                r.upstream
+            ));
+        }
+        if uri.query().is_some() {
+            return invalid(format!(
+                "[[route]] upstream {:?} must not have a query",
+                r.upstream
+            ));
+        }
+        if r.connect_timeout_secs == 0 || r.response_timeout_secs == 0 {
+            return invalid(format!(
+                "[[route]] {}: timeouts must be at least 1 s",
+                r.prefix
+            ));
+        }
+        if let Some(b) = &r.login_binding {
+            if !b.path.starts_with('/') || b.field.is_empty() {
+                return invalid(format!(
+                    "[[route]] {}: login_binding needs a path starting with / and a field",
+                    r.prefix
+                ));
+            }
+            if r.auth != RouteAuth::Certificate {
+                return invalid(format!(
+                    "[[route]] {}: login_binding needs auth = \"certificate\"",
+                    r.prefix
+                ));
+            }
+        }
+    }
+    for (i, a) in cfg.routes.iter().enumerate() {
+        let same = |b: &RouteConfig| {
+            b.prefix == a.prefix
+                && b.host.as_deref().map(str::to_ascii_lowercase)
+                    == a.host.as_deref().map(str::to_ascii_lowercase)
+        };
+        if cfg.routes[..i].iter().any(same) {
+            return invalid(format!("[[route]] {} is configured twice", a.prefix));
+        }
+    }
+    let g = &cfg.gateway;
+    if g.status_max_age_secs == 0 || g.reload_poll_secs == 0 || g.anchors_refresh_secs == 0 {
+        return invalid("[gateway] intervals must be at least 1 s".into());
+    }
+    if g.status_fail_closed_secs < g.status_max_age_secs {
+        return invalid(
+            "[gateway] status_fail_closed_secs must not be shorter than status_max_age_secs".into(),
+        );
+    }
+    if http::HeaderName::from_bytes(g.assertion_header.as_bytes()).is_err() {
+        return invalid(format!(
+            "[gateway] assertion_header {:?} is not a header name",
+            g.assertion_header
+        ));
+    }
+    if g.assertion_ttl_secs == 0 || g.assertion_ttl_secs > 3600 {
+        return invalid("[gateway] assertion_ttl_secs must be between 1 and 3600".into());
     }
     Ok(())
 }

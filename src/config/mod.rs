@@ -47,6 +47,8 @@ pub struct Config {
     #[serde(default)]
     pub admin: Option<AdminConfig>,
     #[serde(default)]
+    pub gateway: GatewayConfig,
+    #[serde(default)]
     pub log: LogConfig,
     /// The folder relative paths were resolved against (the config file's folder).
     #[serde(skip)]

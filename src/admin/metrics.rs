@@ -1,0 +1,188 @@
+//! The gateway's Prometheus metrics, one registry per gateway. Other modules count through
+//! the helpers here; only this file knows metric names and labels.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteStatus {
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheResult {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~33 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Counters and histograms of one gateway.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RouteStatus, Counter>,
+    handshake_failures: Family<Reason, Counter>,
+    upstream_latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    status_cache: Family<CacheResult, Counter>,
+    refusals: Family<Reason, Counter>,
+    reloads: Family<Outcome, Counter>,
+    connections: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every family registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("certgate");
+        let requests = Family::<RouteStatus, Counter>::default();
+        let handshake_failures = Family::<Reason, Counter>::default();
+        let upstream_latency =
+            Family::<RouteLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        let status_cache = Family::<CacheResult, Counter>::default();
+        let refusals = Family::<Reason, Counter>::default();
+        let reloads = Family::<Outcome, Counter>::default();
+        let connections = Gauge::default();
+        registry.register(
+            "requests",
+            "Requests answered, by route and HTTP status",
+            requests.clone(),
+        );
+        registry.register(
+            "handshake_failures",
+            "TLS handshakes that failed, by reason",
+            handshake_failures.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time until the upstream's response head, by route",
+            upstream_latency.clone(),
+        );
+        registry.register(
+            "status_cache_lookups",
+            "Certificate status lookups, by result (hit, miss, stale)",
+            status_cache.clone(),
+        );
+        registry.register(
+            "refusals",
+            "Requests refused by the gateway, by reason",
+            refusals.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Configuration and certificate reloads, by outcome",
+            reloads.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Client connections open now",
+            connections.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            handshake_failures,
+            upstream_latency,
+            status_cache,
+            refusals,
+            reloads,
+            connections,
+        }
+    }
+
+    pub fn request(&self, route: &str, status: u16) {
+        self.requests
+            .get_or_create(&RouteStatus {
+                route: route.into(),
+                status,
+            })
+            .inc();
+    }
+
+    pub fn handshake_failure(&self, reason: &str) {
+        self.handshake_failures
+            .get_or_create(&Reason {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn upstream_latency(&self, route: &str, seconds: f64) {
+        self.upstream_latency
+            .get_or_create(&RouteLabel {
+                route: route.into(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn status_lookup(&self, result: &str) {
+        self.status_cache
+            .get_or_create(&CacheResult {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn refusal(&self, reason: &str) {
+        self.refusals
+            .get_or_create(&Reason {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn reload(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "refused" };
+        self.reloads
+            .get_or_create(&Outcome {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.dec();
+    }
+
+    /// The text exposition (OpenMetrics, which Prometheus reads).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

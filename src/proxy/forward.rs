@@ -1,0 +1,179 @@
+//! Sending a request to a route's upstream and streaming the answer back: pooled keep-alive
+//! HTTP/1.1 connections, hop-by-hop headers removed both ways, `X-Forwarded-*` set by the
+//! gateway (the edge, so a client's own are never trusted), connect and response timeouts,
+//! and WebSocket (HTTP/1.1 Upgrade) tunnels. Identity decisions are made before this.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use super::body::ProxyBody;
+use super::refusal::Problem;
+use crate::config::{ConfigError, RouteConfig};
+
+/// Headers meaningful only for one connection (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// The client side of one route.
+#[derive(Debug)]
+pub struct Upstream {
+    scheme: Scheme,
+    authority: Authority,
+    base_path: String,
+    client: Client<HttpConnector, ProxyBody>,
+    response_timeout: Duration,
+}
+
+impl Upstream {
+    /// A pooled client for `route.upstream` (checked to be `http://host:port[/base]`).
+    pub fn new(route: &RouteConfig) -> Result<Self, ConfigError> {
+        let bad = || ConfigError::Invalid(format!("[[route]] upstream {:?}", route.upstream));
+        let uri: Uri = route.upstream.parse().map_err(|_| bad())?;
+        let authority = uri.authority().cloned().ok_or_else(bad)?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(route.connect_timeout_secs)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Ok(Self {
+            scheme: Scheme::HTTP,
+            authority,
+            base_path: uri.path().trim_end_matches('/').to_string(),
+            client,
+            response_timeout: Duration::from_secs(route.response_timeout_secs),
+        })
+    }
+
+    /// Sends `req` (whose headers the caller has sanitized) and returns the upstream's
+    /// answer. `client_upgrade` is the client side of an HTTP/1.1 Upgrade; on `101` both
+    /// sides are joined in a background tunnel.
+    pub async fn send(
+        &self,
+        mut req: Request<ProxyBody>,
+        client_upgrade: Option<OnUpgrade>,
+    ) -> Result<Response<ProxyBody>, Problem> {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(PathAndQuery::as_str)
+            .unwrap_or("/");
+        let target: PathAndQuery = format!("{}{}", self.base_path, pq)
+            .parse()
+            .map_err(|_| Problem::BadRequest)?;
+        *req.uri_mut() = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(target)
+            .build()
+            .map_err(|_| Problem::BadRequest)?;
+        *req.version_mut() = Version::HTTP_11;
+        let host = HeaderValue::from_str(self.authority.as_str()).map_err(|_| Problem::Internal)?;
+        req.headers_mut().insert(header::HOST, host);
+
+        let sent = tokio::time::timeout(self.response_timeout, self.client.request(req)).await;
+        let mut resp = match sent {
+            Err(_) => return Err(Problem::UpstreamTimeout),
+            Ok(Err(e)) => {
+                tracing::warn!(upstream = %self.authority, error = %super::error_chain(&e), "upstream request failed");
+                return Err(Problem::UpstreamFailed);
+            }
+            Ok(Ok(r)) => r,
+        };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_side) = client_upgrade else {
+                return Err(Problem::UpstreamFailed);
+            };
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            tokio::spawn(tunnel(client_side, upstream_side));
+            let (parts, _) = resp.into_parts();
+            return Ok(Response::from_parts(parts, super::body::empty()));
+        }
+        remove_hop_by_hop(resp.headers_mut());
+        Ok(resp.map(super::body::from_incoming))
+    }
+}
+
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
+    match tokio::try_join!(client, upstream) {
+        Ok((c, u)) => {
+            let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+            if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                tracing::debug!(error = %e, "upgraded connection ended");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+    }
+}
+
+/// Whether a request asks for an HTTP/1.1 protocol upgrade (WebSocket).
+pub fn is_upgrade(req: &Request<hyper::body::Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && connection_tokens(req.headers()).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = &str> {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes hop-by-hop headers, including those the Connection header names.
+pub fn remove_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = connection_tokens(h)
+        .filter_map(|t| HeaderName::from_bytes(t.to_ascii_lowercase().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+/// Prepares the request headers for the upstream: hop-by-hop removed (an Upgrade is carried
+/// over), and the gateway's own forwarding headers set.
+pub fn set_forwarding_headers(
+    h: &mut HeaderMap,
+    remote: SocketAddr,
+    host: Option<&str>,
+    upgrade: bool,
+) {
+    let upgrade_value = h.get(header::UPGRADE).cloned();
+    remove_hop_by_hop(h);
+    if let (true, Some(v)) = (upgrade, upgrade_value) {
+        h.insert(header::UPGRADE, v);
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&remote.ip().to_string()) {
+        h.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    h.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("https"),
+    );
+    if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        h.insert(HeaderName::from_static("x-forwarded-host"), v);
+    }
+}

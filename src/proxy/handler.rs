@@ -1,0 +1,311 @@
+//! The per-request pipeline: SNI/Host check, routing (certgate's own paths first), the live
+//! certificate check on every request, header sanitation, login binding, identity headers,
+//! forwarding; then one access-log line and the metrics. Problems become responses only in
+//! [`super::refusal`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::body::{ProxyBody, full};
+use super::identity::{self, PeerIdentity};
+use super::local::LocalContext;
+use super::login_binding;
+use super::refusal::{Problem, wants_html};
+use super::{Runtime, Shared, forward};
+use crate::config::{ClientAuth, RouteAuth};
+use crate::status::{Refusal, Verdict};
+use crate::tls::PresentedCert;
+
+/// The JWKS of the assertion signer.
+pub const JWKS_PATH: &str = "/.well-known/certgate/jwks.json";
+
+/// What the connection learned at the handshake.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub remote: SocketAddr,
+    pub client_auth: ClientAuth,
+    /// Lower-cased SNI, when the client sent one.
+    pub sni: Option<String>,
+    pub presented: Option<Arc<PresentedCert>>,
+}
+
+/// What the access log line says about a request.
+#[derive(Default)]
+struct Outcome {
+    route: String,
+    user: Option<String>,
+    serial: Option<String>,
+    problem: Option<Problem>,
+}
+
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let start = Instant::now();
+    let runtime = shared.runtime.borrow().clone();
+    let html = wants_html(req.headers());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut out = Outcome::default();
+    let resp = match pipeline(&shared, &runtime, &conn, req, &mut out).await {
+        Ok(r) => r,
+        Err(p) => {
+            out.problem = Some(p);
+            if p.is_refusal() {
+                shared.metrics.refusal(p.code());
+            }
+            p.respond(html)
+        }
+    };
+    let status = resp.status().as_u16();
+    let route = if out.route.is_empty() {
+        "none"
+    } else {
+        out.route.as_str()
+    };
+    shared.metrics.request(route, status);
+    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let reason = out.problem.map(Problem::code);
+    tracing::info!(
+        target: "certgate::access",
+        remote = %conn.remote,
+        %method,
+        path,
+        route,
+        status,
+        user = out.user.as_deref(),
+        serial = out.serial.as_deref(),
+        reason,
+        latency_ms,
+        "request"
+    );
+    Ok(resp)
+}
+
+enum Target {
+    Local(RouteAuth),
+    Upstream(Arc<super::routes::Route>),
+}
+
+async fn pipeline(
+    shared: &Shared,
+    runtime: &Runtime,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+    out: &mut Outcome,
+) -> Result<Response<ProxyBody>, Problem> {
+    let raw_host = request_host(&req);
+    let host = raw_host.as_deref().map(host_without_port);
+    if let (ClientAuth::Optional | ClientAuth::Required, Some(sni), Some(host)) =
+        (conn.client_auth, &conn.sni, &host)
+        && sni != host
+    {
+        return Err(Problem::Misdirected);
+    }
+    let path = req.uri().path().to_string();
+    if !is_plain_path(&path) {
+        return Err(Problem::BadRequest);
+    }
+    if path == JWKS_PATH {
+        out.route = "jwks".into();
+        return Ok(json_response(shared.signer.jwks()));
+    }
+    let target = match shared.local.owns(&path) {
+        Some(auth) => {
+            out.route = "local".into();
+            Target::Local(auth)
+        }
+        None => {
+            let route = runtime
+                .routes
+                .find(host.as_deref(), &path)
+                .ok_or(Problem::NoRoute)?;
+            out.route = route.label.clone();
+            Target::Upstream(route)
+        }
+    };
+    let auth = match &target {
+        Target::Local(a) => *a,
+        Target::Upstream(r) => r.config.auth,
+    };
+    let identity = match auth {
+        RouteAuth::Certificate => Some(verify(shared, runtime, conn).await?),
+        // A local public page may still show who is there; an upstream public route gets
+        // no identity at all.
+        RouteAuth::Public if matches!(target, Target::Local(_)) && conn.presented.is_some() => {
+            verify(shared, runtime, conn).await.ok()
+        }
+        RouteAuth::Public => None,
+    };
+    if let Some(id) = &identity {
+        out.user = Some(id.login.clone());
+        out.serial = Some(id.serial.clone());
+    }
+    identity::strip_reserved(req.headers_mut(), shared.signer.header().as_str());
+
+    match target {
+        Target::Local(_) => {
+            let (parts, body) = req.into_parts();
+            let req = Request::from_parts(parts, super::body::from_incoming(body));
+            let ctx = LocalContext {
+                identity,
+                presented: conn.presented.clone(),
+                remote_addr: conn.remote,
+            };
+            Ok(shared.local.call(req, ctx).await)
+        }
+        Target::Upstream(route) => {
+            let cfg = &route.config;
+            if content_length(&req).is_some_and(|len| len > cfg.max_body_bytes) {
+                return Err(Problem::BodyTooLarge);
+            }
+            let upgrade = forward::is_upgrade(&req);
+            let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+            forward::set_forwarding_headers(
+                req.headers_mut(),
+                conn.remote,
+                raw_host.as_deref(),
+                upgrade,
+            );
+            let limit = usize::try_from(cfg.max_body_bytes).unwrap_or(usize::MAX);
+            let (parts, body) = req.into_parts();
+            let mut req = Request::from_parts(parts, super::body::limited(body, limit));
+            if let Some(id) = &identity {
+                if let Some(binding) = &cfg.login_binding {
+                    req = login_binding::check(binding, &id.login, req).await?;
+                }
+                let now = shared.clock.now();
+                identity::apply(req.headers_mut(), id, cfg, &shared.signer, now).map_err(|e| {
+                    tracing::error!(error = %super::error_chain(&e), "cannot write identity headers");
+                    Problem::Internal
+                })?;
+            }
+            let started = Instant::now();
+            let result = route.upstream.send(req, client_upgrade).await;
+            shared
+                .metrics
+                .upstream_latency(&route.label, started.elapsed().as_secs_f64());
+            result
+        }
+    }
+}
+
+/// The live check, on every request: the chain as judged after the handshake, then the
+/// store's status of that exact certificate (serial and DER hash).
+async fn verify(
+    shared: &Shared,
+    runtime: &Runtime,
+    conn: &ConnInfo,
+) -> Result<PeerIdentity, Problem> {
+    let refuse = |r| Err(Problem::Certificate(r));
+    let Some(presented) = &conn.presented else {
+        return refuse(Refusal::NoCertificate);
+    };
+    if let Some(p) = presented.problem {
+        return refuse(p);
+    }
+    let (verdict, view, outcome) = shared.cache.check(&presented.serial).await;
+    shared.metrics.status_lookup(outcome.as_str());
+    if let Verdict::Refuse(r) = verdict {
+        return refuse(r);
+    }
+    let Some(view) = view else {
+        return refuse(Refusal::Unknown);
+    };
+    if !view.cert.sha256.eq_ignore_ascii_case(&presented.sha256) {
+        // Same serial, other certificate: not one certgate issued.
+        return refuse(Refusal::Unknown);
+    }
+    Ok(PeerIdentity::new(
+        &view,
+        presented.clone(),
+        shared.clock.now(),
+        runtime.config.renewal.window_days,
+    ))
+}
+
+/// The host the client asked for: the URI authority (HTTP/2, absolute form) or Host.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    if let Some(a) = req.uri().authority() {
+        return Some(a.as_str().to_string());
+    }
+    req.headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn host_without_port(authority: &str) -> String {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        // [v6]:port
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether `path` is free of dot segments and encoded separators. Routing decides on the
+/// path as sent; an upstream that normalized `/public/../ib` to `/ib` would otherwise be
+/// reached through a public route.
+fn is_plain_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    path.starts_with('/')
+        && !path.contains('\\')
+        && !["%2e", "%2f", "%5c", "%00"]
+            .iter()
+            .any(|e| lower.contains(e))
+        && path.split('/').all(|seg| seg != "." && seg != "..")
+}
+
+fn content_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn json_response(v: serde_json::Value) -> Response<ProxyBody> {
+    let mut r = Response::new(full(v.to_string()));
+    *r.status_mut() = StatusCode::OK;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_and_encoded_separators_are_refused() {
+        assert!(is_plain_path("/ib/top"));
+        assert!(is_plain_path("/ib/a.b/..c"));
+        for bad in [
+            "/public/../ib",
+            "/public/./x",
+            "/x/..",
+            "/a%2e%2e/b",
+            "/a%2Fb",
+            "/a\\b",
+        ] {
+            assert!(!is_plain_path(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hosts_lose_port_and_case() {
+        assert_eq!(host_without_port("IB.Example:8443"), "ib.example");
+        assert_eq!(host_without_port("localhost"), "localhost");
+        assert_eq!(host_without_port("[::1]:443"), "::1");
+    }
+}

@@ -1,0 +1,221 @@
+//! Identity to the upstream: first remove every header a client could use to pretend an
+//! identity (names compared lower-cased with `_` and `-` alike, as CGI-style apps read them),
+//! then write the verified identity. Nothing here decides *whether* a caller is allowed.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use rustls_pki_types::CertificateDer;
+
+use super::assertion::AssertionSigner;
+use crate::clock::{DAY, UnixTime};
+use crate::config::RouteConfig;
+use crate::store::{CertStatusView, Role};
+use crate::tls::PresentedCert;
+
+/// The identity headers, always set on certificate routes.
+pub const USER: &str = "x-certgate-user";
+pub const CONTRACT: &str = "x-certgate-contract";
+pub const ROLE: &str = "x-certgate-role";
+pub const CERT_SERIAL: &str = "x-certgate-cert-serial";
+pub const CERT_SHA256: &str = "x-certgate-cert-sha256";
+pub const CERT_NOT_AFTER: &str = "x-certgate-cert-not-after";
+pub const RENEWAL_DUE: &str = "x-certgate-renewal-due";
+/// RFC 9440.
+pub const CLIENT_CERT: &str = "client-cert";
+pub const CLIENT_CERT_CHAIN: &str = "client-cert-chain";
+/// Envoy.
+pub const XFCC: &str = "x-forwarded-client-cert";
+
+/// A caller whose certificate passed the live check.
+#[derive(Debug, Clone)]
+pub struct PeerIdentity {
+    pub login: String,
+    pub contract: String,
+    pub role: Role,
+    /// Lowercase hex, as the store keeps it.
+    pub serial: String,
+    /// Lowercase hex SHA-256 of the certificate DER.
+    pub sha256: String,
+    pub not_after: UnixTime,
+    /// True from `window_days` before expiry.
+    pub renewal_due: bool,
+    pub presented: Arc<PresentedCert>,
+}
+
+impl PeerIdentity {
+    /// The identity from the store's view of the presented certificate.
+    pub fn new(
+        view: &CertStatusView,
+        presented: Arc<PresentedCert>,
+        now: UnixTime,
+        window_days: u32,
+    ) -> Self {
+        let c = &view.cert;
+        Self {
+            login: c.login.clone(),
+            contract: c.contract_id.clone(),
+            role: view.role,
+            serial: c.serial.clone(),
+            sha256: c.sha256.clone(),
+            not_after: c.not_after,
+            renewal_due: now >= c.not_after - i64::from(window_days) * DAY,
+            presented,
+        }
+    }
+}
+
+/// The names a client must never set, normalized (lowercase, `_` → `-`).
+fn is_reserved(normalized: &str, assertion_header: &str) -> bool {
+    normalized.starts_with("x-certgate-")
+        || normalized.starts_with("x-forwarded-")
+        || matches!(
+            normalized,
+            CLIENT_CERT | CLIENT_CERT_CHAIN | XFCC | "forwarded" | "x-real-ip" | "x-client-cert"
+        )
+        || normalized == assertion_header
+}
+
+/// Removes every header whose name, lower-cased with `_` read as `-`, is an identity or
+/// forwarding header. `assertion_header` is the configured assertion header, lower-cased.
+pub fn strip_reserved(headers: &mut HeaderMap, assertion_header: &str) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            let normalized = n.as_str().to_ascii_lowercase().replace('_', "-");
+            is_reserved(&normalized, assertion_header)
+        })
+        .cloned()
+        .collect();
+    for n in doomed {
+        headers.remove(&n);
+    }
+}
+
+/// Why identity headers could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("the value of {0} cannot be sent in a header")]
+    Value(&'static str),
+    #[error("cannot sign the assertion")]
+    Assertion(#[source] super::assertion::AssertionError),
+}
+
+fn value(name: &'static str, v: &str) -> Result<HeaderValue, IdentityError> {
+    HeaderValue::from_bytes(v.as_bytes()).map_err(|_| IdentityError::Value(name))
+}
+
+/// Writes the identity headers (and the route's optional formats) for `id`.
+pub fn apply(
+    headers: &mut HeaderMap,
+    id: &PeerIdentity,
+    route: &RouteConfig,
+    signer: &AssertionSigner,
+    now: UnixTime,
+) -> Result<(), IdentityError> {
+    let not_after = time::OffsetDateTime::from_unix_timestamp(id.not_after)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .ok_or(IdentityError::Value(CERT_NOT_AFTER))?;
+    let set = |h: &mut HeaderMap, n: &'static str, v: &str| -> Result<(), IdentityError> {
+        h.insert(HeaderName::from_static(n), value(n, v)?);
+        Ok(())
+    };
+    set(headers, USER, &id.login)?;
+    set(headers, CONTRACT, &id.contract)?;
+    set(headers, ROLE, id.role.as_str())?;
+    set(headers, CERT_SERIAL, &id.serial)?;
+    set(headers, CERT_SHA256, &id.sha256)?;
+    set(headers, CERT_NOT_AFTER, &not_after)?;
+    set(
+        headers,
+        RENEWAL_DUE,
+        if id.renewal_due { "true" } else { "false" },
+    )?;
+    let chain = &id.presented.chain;
+    if route.client_cert_header {
+        if let Some(leaf) = chain.first() {
+            set(headers, CLIENT_CERT, &sf_binary(leaf))?;
+        }
+        if chain.len() > 1 {
+            let list: Vec<String> = chain[1..].iter().map(sf_binary).collect();
+            set(headers, CLIENT_CERT_CHAIN, &list.join(", "))?;
+        }
+    }
+    if route.xfcc {
+        set(headers, XFCC, &xfcc(&id.presented))?;
+    }
+    if route.assertion {
+        let jwt = signer
+            .sign(id, &route.upstream, now)
+            .map_err(IdentityError::Assertion)?;
+        headers.insert(signer.header().clone(), value("assertion", &jwt)?);
+    }
+    Ok(())
+}
+
+/// RFC 8941 byte sequence: `:base64:`.
+fn sf_binary(der: &CertificateDer<'_>) -> String {
+    format!(":{}:", STANDARD.encode(der.as_ref()))
+}
+
+/// Envoy's `X-Forwarded-Client-Cert` element: `Hash=..;Cert="..";Subject=".."`.
+fn xfcc(p: &PresentedCert) -> String {
+    let pem = p
+        .chain
+        .first()
+        .map(|der| {
+            let b64 = STANDARD.encode(der.as_ref());
+            let mut s = String::from("-----BEGIN CERTIFICATE-----\n");
+            for line in b64.as_bytes().chunks(64) {
+                s.push_str(&String::from_utf8_lossy(line));
+                s.push('\n');
+            }
+            s.push_str("-----END CERTIFICATE-----\n");
+            s
+        })
+        .unwrap_or_default();
+    let cert: String = form_urlencoded::byte_serialize(pem.as_bytes()).collect();
+    let subject = p.subject.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        "Hash={};Cert=\"{}\";Subject=\"{}\"",
+        p.sha256, cert, subject
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spoofed_variants_are_stripped_and_others_kept() {
+        let mut h = HeaderMap::new();
+        for n in [
+            "x-certgate-user",
+            "x_certgate_user",
+            "X_Certgate_Role",
+            "x-certgate_cert-serial",
+            "client_cert",
+            "x-forwarded-client-cert",
+            "x_forwarded_for",
+            "forwarded",
+            "x-certgate-assertion",
+        ] {
+            h.insert(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                "mallory".parse().unwrap(),
+            );
+        }
+        h.insert("accept", "text/html".parse().unwrap());
+        h.insert("x-app-thing", "1".parse().unwrap());
+        strip_reserved(&mut h, "x-certgate-assertion");
+        let left: Vec<_> = h.keys().map(|k| k.as_str().to_string()).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(h.contains_key("accept") && h.contains_key("x-app-thing"));
+    }
+}

@@ -1,0 +1,202 @@
+//! The one place where the gateway's own refusals and failures become HTTP responses: an
+//! HTML page for browsers (`Accept: text/html`), JSON for everything else. Texts are fixed
+//! here and never echo request data, so a page cannot carry an injection.
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use super::body::{ProxyBody, full};
+use crate::status::Refusal;
+
+/// Why the gateway answered instead of the app behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// The client certificate (or its absence) does not let the request through.
+    Certificate(Refusal),
+    /// A login form named another login ID than the certificate's.
+    LoginMismatch,
+    /// A login form the gateway cannot read (not urlencoded, unreadable).
+    LoginFormUnreadable,
+    /// SNI and Host name different servers on a listener that authenticates clients.
+    Misdirected,
+    /// No route for this path.
+    NoRoute,
+    /// The request body is larger than the route allows.
+    BodyTooLarge,
+    /// The request is malformed.
+    BadRequest,
+    /// The upstream could not be reached or failed.
+    UpstreamFailed,
+    /// The upstream did not answer in time.
+    UpstreamTimeout,
+    /// The gateway failed (e.g. an identity header could not be written).
+    Internal,
+}
+
+impl Problem {
+    /// Whether this refusal is about who the caller is (counted as a refusal in metrics).
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            Self::Certificate(_) | Self::LoginMismatch | Self::LoginFormUnreadable
+        )
+    }
+
+    /// The stable code: JSON `error`, log `reason`, metric label.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Certificate(r) => r.as_str(),
+            Self::LoginMismatch => "login_id_mismatch",
+            Self::LoginFormUnreadable => "login_form_unreadable",
+            Self::Misdirected => "misdirected_request",
+            Self::NoRoute => "no_route",
+            Self::BodyTooLarge => "body_too_large",
+            Self::BadRequest => "bad_request",
+            Self::UpstreamFailed => "upstream_failed",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::Certificate(Refusal::NoCertificate) => StatusCode::UNAUTHORIZED,
+            Self::Certificate(Refusal::StatusUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Certificate(_) | Self::LoginMismatch => StatusCode::FORBIDDEN,
+            Self::LoginFormUnreadable => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::UpstreamFailed => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// (what happened, what to do), in plain words for the customer.
+    fn texts(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Certificate(r) => match r {
+                Refusal::NoCertificate => (
+                    "No client certificate was presented.",
+                    "Log in from the PC that holds your certificate. If you have none yet, \
+                     obtain it from the login page with the issuance code the bank gave you.",
+                ),
+                Refusal::ForeignCa => (
+                    "The certificate presented was not issued by this bank.",
+                    "Choose the certificate issued by the bank for your login ID, or obtain \
+                     one from the login page.",
+                ),
+                Refusal::InvalidCertificate => (
+                    "The certificate presented could not be checked.",
+                    "Choose the certificate issued by the bank for your login ID. If this \
+                     persists, contact the bank.",
+                ),
+                Refusal::Unknown => (
+                    "The certificate presented is not known to the bank.",
+                    "Obtain a new certificate from the login page, or contact the bank.",
+                ),
+                Refusal::Revoked => (
+                    "Your certificate has been revoked.",
+                    "Ask your contract's administrator (or the bank, for an administrator ID) \
+                     to re-issue it, then obtain the new certificate from the login page.",
+                ),
+                Refusal::Superseded => (
+                    "Your certificate has been replaced by a renewed one.",
+                    "Use the renewed certificate. If it is not on this PC, contact the bank.",
+                ),
+                Refusal::Expired => (
+                    "Your certificate has expired.",
+                    "Renew it from the login page if renewal is still open; otherwise ask \
+                     for a re-issue.",
+                ),
+                Refusal::NotYetValid => (
+                    "Your certificate is not valid yet.",
+                    "Check the PC's clock, then try again.",
+                ),
+                Refusal::UserDisabled => (
+                    "This login ID is disabled.",
+                    "Contact your contract's administrator or the bank.",
+                ),
+                Refusal::ContractDisabled => ("Your contract is disabled.", "Contact the bank."),
+                Refusal::StatusUnavailable => (
+                    "The status of your certificate cannot be checked right now.",
+                    "Please try again in a few minutes.",
+                ),
+            },
+            Self::LoginMismatch => (
+                "The login ID entered is not the one this PC's certificate was issued to.",
+                "Log in with the login ID of this certificate. Each login ID needs its own \
+                 certificate.",
+            ),
+            Self::LoginFormUnreadable => (
+                "The login form could not be checked.",
+                "Send the login form from the bank's login page.",
+            ),
+            Self::Misdirected => (
+                "This request was sent to the wrong server name.",
+                "Open the bank's address again from a new window.",
+            ),
+            Self::NoRoute => ("This page does not exist.", "Check the address."),
+            Self::BodyTooLarge => ("The request is too large.", "Send a smaller file or form."),
+            Self::BadRequest => ("The request is malformed.", "Check the address."),
+            Self::UpstreamFailed => (
+                "The service is unavailable.",
+                "Please try again in a few minutes.",
+            ),
+            Self::UpstreamTimeout => (
+                "The service did not answer in time.",
+                "Please try again in a few minutes.",
+            ),
+            Self::Internal => (
+                "An internal error occurred.",
+                "Please try again; if it persists, contact the bank.",
+            ),
+        }
+    }
+
+    /// The response for this problem, HTML or JSON.
+    pub fn respond(self, wants_html: bool) -> Response<ProxyBody> {
+        let (what, todo) = self.texts();
+        let status = self.status();
+        let (body, content_type) = if wants_html {
+            (
+                format!(
+                    "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+                     <title>{title}</title></head>\n<body><h1>{title}</h1>\n<p>{what}</p>\n\
+                     <p>{todo}</p>\n<p><small>Code: {code}</small></p>\n\
+                     <p><a href=\"/\">Login page</a></p></body></html>\n",
+                    title = status.canonical_reason().unwrap_or("Refused"),
+                    code = self.code(),
+                ),
+                "text/html; charset=utf-8",
+            )
+        } else {
+            (
+                serde_json::json!({
+                    "error": self.code(),
+                    "message": what,
+                    "action": todo,
+                })
+                .to_string(),
+                "application/json",
+            )
+        };
+        let mut resp = Response::new(full(body));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+/// Whether the caller prefers HTML (a browser).
+pub fn wants_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}

@@ -1,0 +1,98 @@
+//! The routing table: which `[[route]]` serves a (host, path). Longest prefix wins, on whole
+//! path segments; at equal length a route bound to the host wins over one without a host.
+
+use std::sync::Arc;
+
+use super::forward::Upstream;
+use crate::config::{ConfigError, RouteConfig};
+
+/// One configured route with its upstream client.
+#[derive(Debug)]
+pub struct Route {
+    pub config: RouteConfig,
+    /// The label in metrics and logs: `prefix` or `host prefix`.
+    pub label: String,
+    pub upstream: Upstream,
+}
+
+/// All routes of the running configuration.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    /// Builds the table (and the upstream clients) from the configuration.
+    pub fn new(routes: &[RouteConfig]) -> Result<Self, ConfigError> {
+        let mut out = Vec::with_capacity(routes.len());
+        for r in routes {
+            let label = match &r.host {
+                Some(h) => format!("{} {}", h.to_ascii_lowercase(), r.prefix),
+                None => r.prefix.clone(),
+            };
+            out.push(Arc::new(Route {
+                config: r.clone(),
+                label,
+                upstream: Upstream::new(r)?,
+            }));
+        }
+        Ok(Self { routes: out })
+    }
+
+    /// The route for `host` (lower-case, without port) and `path`.
+    pub fn find(&self, host: Option<&str>, path: &str) -> Option<Arc<Route>> {
+        self.routes
+            .iter()
+            .filter(|r| match (&r.config.host, host) {
+                (None, _) => true,
+                (Some(want), Some(h)) => want.eq_ignore_ascii_case(h),
+                (Some(_), None) => false,
+            })
+            .filter(|r| prefix_matches(&r.config.prefix, path))
+            .max_by_key(|r| (r.config.prefix.len(), r.config.host.is_some()))
+            .cloned()
+    }
+}
+
+/// Whether `prefix` covers `path` on segment boundaries.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix.ends_with('/') {
+        return path.starts_with(prefix) || path == prefix.trim_end_matches('/');
+    }
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(prefix: &str, host: Option<&str>, upstream: &str) -> RouteConfig {
+        let text = format!("prefix = {prefix:?}\nupstream = {upstream:?}\n");
+        let mut r: RouteConfig = toml::from_str(&text).unwrap();
+        r.host = host.map(str::to_string);
+        r
+    }
+
+    #[tokio::test]
+    async fn longest_prefix_then_host_wins() {
+        let t = RouteTable::new(&[
+            route("/", None, "http://127.0.0.1:1"),
+            route("/app", None, "http://127.0.0.1:2"),
+            route("/app", Some("ib.example"), "http://127.0.0.1:3"),
+            route("/app/admin/", None, "http://127.0.0.1:4"),
+        ])
+        .unwrap();
+        let up = |h: Option<&str>, p: &str| t.find(h, p).unwrap().config.upstream.clone();
+        assert_eq!(up(None, "/x"), "http://127.0.0.1:1");
+        assert_eq!(up(None, "/apple"), "http://127.0.0.1:1");
+        assert_eq!(up(None, "/app/x"), "http://127.0.0.1:2");
+        assert_eq!(up(Some("IB.example"), "/app"), "http://127.0.0.1:3");
+        assert_eq!(up(Some("ib.example"), "/app/admin"), "http://127.0.0.1:4");
+        assert_eq!(up(None, "/app/admin/y"), "http://127.0.0.1:4");
+        let only_host = RouteTable::new(&[route("/", Some("a"), "http://127.0.0.1:1")]).unwrap();
+        assert!(only_host.find(Some("b"), "/").is_none());
+    }
+}

@@ -1,0 +1,144 @@
+//! The accept loop of one TLS listener: connection limit, handshake timeout, judging the
+//! presented chain once per connection, then hyper serving HTTP/1.1 and HTTP/2 (with
+//! upgrades) under the listener's limits, watched for graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+
+use super::Shared;
+use super::handler::{ConnInfo, handle};
+use crate::config::ListenerConfig;
+use crate::tls::PresentedCert;
+
+/// Accepts connections on `listener` (the `index`th configured) until `stop` turns true.
+pub(crate) async fn accept_loop(
+    shared: Arc<Shared>,
+    index: usize,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    watcher: impl Fn() -> Watcher + Send + 'static,
+) {
+    let limits = shared.runtime.borrow().config.listeners[index].clone();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = crate::proxy::stopped(&mut stop) => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = crate::proxy::stopped(&mut stop) => return,
+        };
+        let (tcp, remote) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let runtime = shared.runtime.borrow().clone();
+        let Some(tls) = runtime.listeners.get(index).cloned() else {
+            return;
+        };
+        // Limits and timeouts follow the configuration in force when the connection opens.
+        let limits = runtime.config.listeners[index].clone();
+        let shared = Arc::clone(&shared);
+        let watcher = watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let acceptor = TlsAcceptor::from(tls.server_config.clone());
+            let handshake = tokio::time::timeout(
+                Duration::from_secs(limits.handshake_timeout_secs),
+                acceptor.accept(tcp),
+            )
+            .await;
+            let stream = match handshake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    let reason = handshake_reason(&e);
+                    shared.metrics.handshake_failure(reason);
+                    tracing::info!(%remote, reason, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    shared.metrics.handshake_failure("timeout");
+                    tracing::info!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let (_, session) = stream.get_ref();
+            let sni = session.server_name().map(str::to_ascii_lowercase);
+            let presented = session
+                .peer_certificates()
+                .and_then(PresentedCert::inspect)
+                .map(|mut p| {
+                    if p.problem.is_none() {
+                        p.problem = tls.verifier.judge(&p.chain);
+                    }
+                    Arc::new(p)
+                });
+            let info = Arc::new(ConnInfo {
+                remote,
+                client_auth: tls.client_auth,
+                sni,
+                presented,
+            });
+            let svc_shared = Arc::clone(&shared);
+            let service =
+                service_fn(move |req| handle(Arc::clone(&svc_shared), Arc::clone(&info), req));
+            let builder = http_builder(&limits);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            shared.metrics.connection_opened();
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+            shared.metrics.connection_closed();
+        });
+    }
+}
+
+fn http_builder(l: &ListenerConfig) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(l.header_read_timeout_secs))
+        .max_buf_size(l.max_header_bytes)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Duration::from_secs(l.h2_keepalive_secs))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+/// A short, stable reason for a failed handshake (a metric label).
+fn handshake_reason(e: &std::io::Error) -> &'static str {
+    let Some(err) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => "eof",
+            _ => "io",
+        };
+    };
+    match err {
+        rustls::Error::NoCertificatesPresented => "no_certificate",
+        rustls::Error::InvalidCertificate(_) => {
+            crate::status::Refusal::as_str(crate::tls::classify(err))
+        }
+        rustls::Error::PeerIncompatible(_) => "incompatible",
+        rustls::Error::AlertReceived(_) => "alert_received",
+        rustls::Error::InvalidMessage(_) => "invalid_message",
+        _ => "other",
+    }
+}

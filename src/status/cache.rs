@@ -1,0 +1,274 @@
+//! The in-process cache of certificate status, shared by every connection.
+//!
+//! It owns freshness: when to read the store again, when a change announcement drops an
+//! entry, when to stop trusting an old answer (fail closed). The decision itself is
+//! [`decide`], applied on every lookup so expiry needs no invalidation. It must not block
+//! the TLS handshake: [`StatusCache::known_revoked`] only looks at memory.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::time::Instant;
+
+use super::{Refusal, StatusSource, Verdict, decide};
+use crate::clock::Clock;
+use crate::store::{CertChange, CertStatus, CertStatusView};
+
+/// How long answers are trusted.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusCacheSettings {
+    /// Entries older than this are read again from the store.
+    pub max_age: Duration,
+    /// When the store cannot answer, entries up to this age are still used; older → refuse.
+    pub fail_closed_after: Duration,
+    /// Seconds a superseded certificate still passes after `superseded_at`.
+    pub overlap_secs: i64,
+}
+
+/// Where an answer came from, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// A fresh entry.
+    Hit,
+    /// Read from the store.
+    Miss,
+    /// The store failed; an older entry was used (or none was, and the request is refused).
+    Stale,
+}
+
+impl CacheOutcome {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    view: Option<Arc<CertStatusView>>,
+    fetched: Instant,
+    first_use_sent: bool,
+}
+
+/// Serial → the store's view, with freshness rules. Cheap to share behind an `Arc`.
+pub struct StatusCache {
+    source: Arc<dyn StatusSource>,
+    clock: Arc<dyn Clock>,
+    settings: StatusCacheSettings,
+    entries: Mutex<HashMap<String, Entry>>,
+    // Drained before every lookup, so a change announced before a request started is
+    // applied to that request even if the background task has not run yet.
+    pending: Mutex<broadcast::Receiver<CertChange>>,
+    // Bumped on every invalidation so a read that started before it is not stored after it.
+    generation: AtomicU64,
+}
+
+impl std::fmt::Debug for StatusCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusCache")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StatusCache {
+    /// A cache over `source`. Call [`StatusCache::spawn_invalidator`] to follow changes.
+    pub fn new(
+        source: Arc<dyn StatusSource>,
+        clock: Arc<dyn Clock>,
+        settings: StatusCacheSettings,
+    ) -> Arc<Self> {
+        let pending = Mutex::new(source.changes());
+        Arc::new(Self {
+            pending,
+            source,
+            clock,
+            settings,
+            entries: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// The store view behind this cache.
+    pub fn source(&self) -> &Arc<dyn StatusSource> {
+        &self.source
+    }
+
+    /// Decides on `serial` now: from memory when fresh, else from the store. Returns the
+    /// verdict, the view it rests on (when known) and where the answer came from.
+    pub async fn check(
+        self: &Arc<Self>,
+        serial: &str,
+    ) -> (Verdict, Option<Arc<CertStatusView>>, CacheOutcome) {
+        self.apply_pending();
+        let fresh = {
+            let entries = self.lock();
+            entries
+                .get(serial)
+                .filter(|e| e.fetched.elapsed() < self.settings.max_age)
+                .map(|e| e.view.clone())
+        };
+        let (view, outcome) = match fresh {
+            Some(view) => (view, CacheOutcome::Hit),
+            None => match self.fetch(serial).await {
+                Ok(view) => (view, CacheOutcome::Miss),
+                Err(()) => {
+                    let usable = {
+                        let entries = self.lock();
+                        entries
+                            .get(serial)
+                            .filter(|e| e.fetched.elapsed() < self.settings.fail_closed_after)
+                            .map(|e| e.view.clone())
+                    };
+                    match usable {
+                        Some(view) => (view, CacheOutcome::Stale),
+                        None => {
+                            return (
+                                Verdict::Refuse(Refusal::StatusUnavailable),
+                                None,
+                                CacheOutcome::Stale,
+                            );
+                        }
+                    }
+                }
+            },
+        };
+        let verdict = decide(
+            view.as_deref(),
+            self.clock.now(),
+            self.settings.overlap_secs,
+        );
+        if verdict == Verdict::Allow {
+            self.note_first_use(serial, view.as_deref());
+        }
+        (verdict, view, outcome)
+    }
+
+    /// Whether the cache knows `serial` to be revoked. Memory only: called inside the TLS
+    /// handshake, which must not wait for the store. A revocation is final, so any age counts.
+    pub fn known_revoked(&self, serial: &str) -> bool {
+        self.apply_pending();
+        self.lock().get(serial).is_some_and(|e| {
+            e.view
+                .as_ref()
+                .is_some_and(|v| v.cert.status == CertStatus::Revoked)
+        })
+    }
+
+    /// Applies the change announcements received since the last call (memory only).
+    fn apply_pending(&self) {
+        let mut rx = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match rx.try_recv() {
+                Ok(change) => self.invalidate(&change.serial),
+                Err(TryRecvError::Lagged(_)) => self.invalidate(CertChange::RESYNC),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Drops one entry (or all, for `"*"`).
+    pub fn invalidate(&self, serial: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let mut entries = self.lock();
+        if serial == CertChange::RESYNC {
+            entries.clear();
+        } else {
+            entries.remove(serial);
+        }
+    }
+
+    /// Follows the store's change announcements until the channel closes: each change drops
+    /// the entry at once, then reads it again so the handshake learns of a revocation.
+    pub fn spawn_invalidator(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let cache = Arc::clone(self);
+        let mut rx = self.source.changes();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(change) => {
+                        tracing::debug!(serial = %change.serial, "certificate status changed");
+                        cache.invalidate(&change.serial);
+                        if !change.is_resync() {
+                            let c = Arc::clone(&cache);
+                            tokio::spawn(async move {
+                                let _ = c.fetch(&change.serial).await;
+                            });
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "missed status changes; dropping the cache");
+                        cache.invalidate(CertChange::RESYNC);
+                    }
+                    Err(RecvError::Closed) => {
+                        tracing::warn!("status change announcements ended; relying on max age");
+                        return;
+                    }
+                }
+            }
+        })
+    }
+
+    async fn fetch(&self, serial: &str) -> Result<Option<Arc<CertStatusView>>, ()> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        match self.source.status(serial).await {
+            Ok(view) => {
+                let view = view.map(Arc::new);
+                let mut entries = self.lock();
+                if self.generation.load(Ordering::SeqCst) == generation {
+                    let first_use_sent = entries.get(serial).is_some_and(|e| e.first_use_sent);
+                    entries.insert(
+                        serial.to_string(),
+                        Entry {
+                            view: view.clone(),
+                            fetched: Instant::now(),
+                            first_use_sent,
+                        },
+                    );
+                }
+                Ok(view)
+            }
+            Err(e) => {
+                tracing::warn!(serial, error = %crate::proxy::error_chain(&e), "certificate status unavailable");
+                Err(())
+            }
+        }
+    }
+
+    fn note_first_use(self: &Arc<Self>, serial: &str, view: Option<&CertStatusView>) {
+        if view.is_none_or(|v| v.cert.first_used_at.is_some()) {
+            return;
+        }
+        {
+            let mut entries = self.lock();
+            match entries.get_mut(serial) {
+                Some(e) if !e.first_use_sent => e.first_use_sent = true,
+                _ => return,
+            }
+        }
+        let cache = Arc::clone(self);
+        let serial = serial.to_string();
+        tokio::spawn(async move {
+            let now = cache.clock.now();
+            if let Err(e) = cache.source.mark_first_used(&serial, now).await {
+                tracing::warn!(serial, error = %crate::proxy::error_chain(&e), "cannot record first use");
+                if let Some(e) = cache.lock().get_mut(&serial) {
+                    e.first_use_sent = false;
+                }
+            }
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic while holding this lock cannot leave a half-written entry: use the map.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,172 @@
+//! The rule deciding whether a presented certificate may pass, as a plain function over the
+//! store's view and the time. No I/O here.
+
+use crate::clock::UnixTime;
+use crate::store::{CertStatus, CertStatusView};
+
+/// Why a certificate (or its absence) does not let a request through. The names are stable:
+/// they appear in logs, metrics and JSON refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// No client certificate was presented.
+    NoCertificate,
+    /// The chain does not lead to one of certgate's CAs.
+    ForeignCa,
+    /// The certificate could not be checked (bad signature, bad encoding, wrong usage).
+    InvalidCertificate,
+    /// Not a certificate certgate issued (unknown serial, or the DER differs).
+    Unknown,
+    /// Revoked.
+    Revoked,
+    /// Replaced by a renewal and past the overlap.
+    Superseded,
+    /// Past its `not_after`.
+    Expired,
+    /// Before its `not_before`.
+    NotYetValid,
+    /// The login ID is disabled.
+    UserDisabled,
+    /// The contract is disabled.
+    ContractDisabled,
+    /// The store could not answer and no recent enough answer is cached (fail closed).
+    StatusUnavailable,
+}
+
+impl Refusal {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoCertificate => "no_certificate",
+            Self::ForeignCa => "foreign_ca",
+            Self::InvalidCertificate => "invalid_certificate",
+            Self::Unknown => "unknown_certificate",
+            Self::Revoked => "revoked",
+            Self::Superseded => "superseded",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::UserDisabled => "user_disabled",
+            Self::ContractDisabled => "contract_disabled",
+            Self::StatusUnavailable => "status_unavailable",
+        }
+    }
+}
+
+/// The outcome of [`decide`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The certificate may pass.
+    Allow,
+    /// It may not, for this reason.
+    Refuse(Refusal),
+}
+
+/// Decides on a certificate's live status. `view` is `None` when the store does not know the
+/// serial. A superseded certificate passes while `superseded_at + overlap_secs > now`.
+pub fn decide(view: Option<&CertStatusView>, now: UnixTime, overlap_secs: i64) -> Verdict {
+    let Some(v) = view else {
+        return Verdict::Refuse(Refusal::Unknown);
+    };
+    let c = &v.cert;
+    let refusal = match c.status {
+        CertStatus::Revoked => Some(Refusal::Revoked),
+        CertStatus::Superseded => match c.superseded_at {
+            Some(at) if at.saturating_add(overlap_secs) > now => None,
+            _ => Some(Refusal::Superseded),
+        },
+        CertStatus::Current => None,
+    };
+    if let Some(r) = refusal {
+        return Verdict::Refuse(r);
+    }
+    if now >= c.not_after {
+        return Verdict::Refuse(Refusal::Expired);
+    }
+    if now < c.not_before {
+        return Verdict::Refuse(Refusal::NotYetValid);
+    }
+    if !v.contract_enabled {
+        return Verdict::Refuse(Refusal::ContractDisabled);
+    }
+    if !v.user_enabled {
+        return Verdict::Refuse(Refusal::UserDisabled);
+    }
+    Verdict::Allow
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{CertRecord, Role};
+
+    fn view(status: CertStatus) -> CertStatusView {
+        CertStatusView {
+            cert: CertRecord {
+                serial: "01".into(),
+                login: "alice".into(),
+                contract_id: "c1".into(),
+                ca_id: 1,
+                der: vec![],
+                sha256: String::new(),
+                spki_sha256: String::new(),
+                not_before: 100,
+                not_after: 1000,
+                status,
+                superseded_at: None,
+                revoked_at: None,
+                revocation_reason: None,
+                first_used_at: None,
+                created_at: 100,
+            },
+            role: Role::General,
+            user_enabled: true,
+            contract_enabled: true,
+        }
+    }
+
+    #[test]
+    fn current_and_valid_passes() {
+        assert_eq!(
+            decide(Some(&view(CertStatus::Current)), 500, 0),
+            Verdict::Allow
+        );
+    }
+
+    #[test]
+    fn each_problem_has_its_reason() {
+        let r = |v: &CertStatusView, now| decide(Some(v), now, 50);
+        assert_eq!(decide(None, 500, 0), Verdict::Refuse(Refusal::Unknown));
+        assert_eq!(
+            r(&view(CertStatus::Revoked), 500),
+            Verdict::Refuse(Refusal::Revoked)
+        );
+        assert_eq!(
+            r(&view(CertStatus::Current), 1000),
+            Verdict::Refuse(Refusal::Expired)
+        );
+        assert_eq!(
+            r(&view(CertStatus::Current), 99),
+            Verdict::Refuse(Refusal::NotYetValid)
+        );
+        let mut u = view(CertStatus::Current);
+        u.user_enabled = false;
+        assert_eq!(r(&u, 500), Verdict::Refuse(Refusal::UserDisabled));
+        u.contract_enabled = false;
+        assert_eq!(r(&u, 500), Verdict::Refuse(Refusal::ContractDisabled));
+    }
+
+    #[test]
+    fn superseded_passes_only_during_the_overlap() {
+        let mut s = view(CertStatus::Superseded);
+        s.cert.superseded_at = Some(400);
+        assert_eq!(decide(Some(&s), 449, 50), Verdict::Allow);
+        assert_eq!(
+            decide(Some(&s), 450, 50),
+            Verdict::Refuse(Refusal::Superseded)
+        );
+        s.cert.superseded_at = None;
+        assert_eq!(
+            decide(Some(&s), 401, 50),
+            Verdict::Refuse(Refusal::Superseded)
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! The client-certificate verifier: webpki chain validation against certgate's CAs, plus a
+//! memory-only look at the status cache so a serial known to be revoked fails at once.
+//!
+//! Two modes. *Strict* (`client_auth = required`): every problem fails the handshake.
+//! *Lenient* (`optional`): the handshake only proves possession of the key; the chain is
+//! judged again after the handshake ([`StatusAwareVerifier::judge`]) and a problem becomes
+//! a page on each request. Either way the live status is checked per request elsewhere.
+
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, Error, RootCertStore,
+    SignatureScheme,
+};
+use rustls_pki_types::{CertificateDer, UnixTime};
+
+use super::TlsError;
+use crate::status::{Refusal, StatusCache, serial_hex};
+
+/// Wraps webpki's verifier; see the module documentation for the two modes.
+#[derive(Debug)]
+pub struct StatusAwareVerifier {
+    webpki: Option<Arc<dyn ClientCertVerifier>>,
+    provider: Arc<CryptoProvider>,
+    cache: Arc<StatusCache>,
+    offer: bool,
+    strict: bool,
+    hints: Vec<DistinguishedName>,
+}
+
+impl StatusAwareVerifier {
+    /// A verifier over `anchors`. `offer = false` does not ask for certificates at all.
+    /// Strict mode needs at least one anchor.
+    pub fn new(
+        anchors: &[CertificateDer<'static>],
+        cache: Arc<StatusCache>,
+        offer: bool,
+        strict: bool,
+    ) -> Result<Self, TlsError> {
+        let provider = super::provider();
+        let mut roots = RootCertStore::empty();
+        for a in anchors {
+            // One unusable CA record must not disable the others; it is logged.
+            if let Err(e) = roots.add(a.clone()) {
+                tracing::warn!(error = %e, "a CA certificate from the store is not a usable trust anchor");
+            }
+        }
+        let webpki = if roots.is_empty() {
+            if offer && strict {
+                return Err(TlsError::NoTrustAnchors);
+            }
+            None
+        } else {
+            let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .map_err(TlsError::Anchors)?;
+            Some(v)
+        };
+        let hints = webpki
+            .as_ref()
+            .map(|v| v.root_hint_subjects().to_vec())
+            .unwrap_or_default();
+        Ok(Self {
+            webpki,
+            provider,
+            cache,
+            offer,
+            strict,
+            hints,
+        })
+    }
+
+    /// Judges a presented chain now: `None` when acceptable, else the reason. Runs webpki
+    /// against the current anchors and looks at the cache for a known revocation.
+    pub fn judge(&self, chain: &[CertificateDer<'static>]) -> Option<Refusal> {
+        let (leaf, rest) = chain.split_first()?;
+        match self.check_chain(leaf, rest, UnixTime::now()) {
+            Ok(()) => None,
+            Err(e) => Some(classify(&e)),
+        }
+    }
+
+    fn check_chain(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        let Some(webpki) = &self.webpki else {
+            return Err(Error::InvalidCertificate(CertificateError::UnknownIssuer));
+        };
+        webpki.verify_client_cert(leaf, intermediates, now)?;
+        let serial = x509_parser::parse_x509_certificate(leaf.as_ref())
+            .map(|(_, c)| serial_hex(c.raw_serial()))
+            .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if self.cache.known_revoked(&serial) {
+            return Err(Error::InvalidCertificate(CertificateError::Revoked));
+        }
+        Ok(())
+    }
+}
+
+/// Maps a rustls verification error to the refusal shown to the customer.
+pub(crate) fn classify(e: &Error) -> Refusal {
+    match e {
+        Error::InvalidCertificate(c) => match c {
+            CertificateError::UnknownIssuer => Refusal::ForeignCa,
+            CertificateError::Revoked => Refusal::Revoked,
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => Refusal::Expired,
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                Refusal::NotYetValid
+            }
+            _ => Refusal::InvalidCertificate,
+        },
+        Error::NoCertificatesPresented => Refusal::NoCertificate,
+        _ => Refusal::InvalidCertificate,
+    }
+}
+
+impl ClientCertVerifier for StatusAwareVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.offer
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.offer && self.strict
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        match self.check_chain(end_entity, intermediates, now) {
+            Ok(()) => Ok(ClientCertVerified::assertion()),
+            Err(e) if self.strict => Err(e),
+            // Lenient: judged again after the handshake, refused per request with a page.
+            Err(_) => Ok(ClientCertVerified::assertion()),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

@@ -1,0 +1,667 @@
+//! The gateway over real TLS: rustls and curl clients with client certificates, a real
+//! store (SQLite; PostgreSQL where noted, required under CI=true), an echo upstream.
+
+#[path = "support/db.rs"]
+#[allow(dead_code)]
+mod db;
+#[path = "support/gateway/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::time::Duration;
+
+use certgate::clock::DAY;
+use support::client::Conn;
+use support::pki::TestCa;
+use support::{Harness, now};
+
+const IDENTITY: [&str; 7] = [
+    "x-certgate-user",
+    "x-certgate-contract",
+    "x-certgate-role",
+    "x-certgate-cert-serial",
+    "x-certgate-cert-sha256",
+    "x-certgate-cert-not-after",
+    "x-certgate-renewal-due",
+];
+
+fn header<'a>(seen: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
+    seen["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h[0] == name)
+        .map(|h| h[1].as_str().unwrap())
+        .collect()
+}
+
+fn names(seen: &serde_json::Value) -> Vec<String> {
+    seen["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h[0].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_gets_exactly_the_identity_headers_and_no_spoofed_ones() {
+    let h = Harness::sqlite().await;
+    let mut c = h.h1(Some(&h.alice)).await;
+    let spoofed = [
+        ("x-certgate-user", "mallory"),
+        ("X_Certgate_User", "mallory"),
+        ("X-CertGate-Role", "admin"),
+        ("x_certgate_contract", "other"),
+        ("X-Certgate_Cert-Serial", "00"),
+        ("Client-Cert", ":AAAA:"),
+        ("x_forwarded_client_cert", "Hash=00"),
+        ("X-Forwarded-For", "10.9.9.9"),
+        ("x-app-header", "kept"),
+    ];
+    let a = c.send("GET", "/ib/top?x=1", &spoofed, "").await.unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    let seen = a.json();
+    assert_eq!(seen["path"], "/ib/top?x=1");
+    assert_eq!(header(&seen, "x-certgate-user"), ["alice"]);
+    assert_eq!(header(&seen, "x-certgate-contract"), ["c1"]);
+    assert_eq!(header(&seen, "x-certgate-role"), ["general"]);
+    assert_eq!(
+        header(&seen, "x-certgate-cert-serial"),
+        [h.alice.serial.as_str()]
+    );
+    assert_eq!(
+        header(&seen, "x-certgate-cert-sha256"),
+        [h.alice.sha256.as_str()]
+    );
+    let not_after = time::OffsetDateTime::from_unix_timestamp(h.alice.not_after)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert_eq!(
+        header(&seen, "x-certgate-cert-not-after"),
+        [not_after.as_str()]
+    );
+    assert_eq!(header(&seen, "x-certgate-renewal-due"), ["false"]);
+    assert_eq!(header(&seen, "x-app-header"), ["kept"]);
+    assert_eq!(header(&seen, "x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(header(&seen, "x-forwarded-proto"), ["https"]);
+    // Nothing else that looks like identity, whatever its spelling.
+    let identityish: Vec<String> = names(&seen)
+        .into_iter()
+        .map(|n| n.to_ascii_lowercase().replace('_', "-"))
+        .filter(|n| n.starts_with("x-certgate-") || n.contains("client-cert"))
+        .collect();
+    let mut expected: Vec<String> = IDENTITY.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    let mut got = identityish.clone();
+    got.sort();
+    assert_eq!(got, expected);
+
+    // A public route gets no identity, and spoofed headers are still removed.
+    let a = c.send("GET", "/public/info", &spoofed, "").await.unwrap();
+    assert_eq!(a.status, 200);
+    let seen = a.json();
+    assert!(
+        names(&seen)
+            .iter()
+            .all(|n| !n.replace('_', "-").starts_with("x-certgate-")),
+        "{seen}"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_is_due_from_thirty_days_before_expiry() {
+    let h = Harness::sqlite().await;
+    h.add_user("carol", certgate::store::Role::Approver).await;
+    let t = now();
+    let carol = h.ca.client("carol", "c1", t - 300 * DAY, t + 29 * DAY);
+    h.register(&carol, "carol").await;
+    let mut c = h.h1(Some(&carol)).await;
+    let seen = c.get("/").await.unwrap().json();
+    assert_eq!(header(&seen, "x-certgate-renewal-due"), ["true"]);
+    assert_eq!(header(&seen, "x-certgate-role"), ["approver"]);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_foreign_or_revoked_certificate_reaches_the_app() {
+    let h = Harness::sqlite().await;
+    let t = now();
+    // No certificate: JSON for an API client, HTML for a browser.
+    let mut c = h.h1(None).await;
+    let a = c.get("/ib/top").await.unwrap();
+    assert_eq!(a.status, 401);
+    assert_eq!(a.json()["error"], "no_certificate");
+    let a = c
+        .send("GET", "/ib/top", &[("accept", "text/html,*/*")], "")
+        .await
+        .unwrap();
+    assert_eq!(a.status, 401);
+    assert!(
+        a.body.contains("<html") && a.body.contains("No client certificate"),
+        "{}",
+        a.body
+    );
+
+    // A certificate from another CA.
+    let foreign = TestCa::new("Someone Else CA").client("alice", "c1", t - 60, t + DAY);
+    let mut c = h.h1(Some(&foreign)).await;
+    let a = c.get("/ib/top").await.unwrap();
+    assert_eq!(a.status, 403);
+    assert_eq!(a.json()["error"], "foreign_ca");
+
+    // Our CA, but not a certificate the store knows.
+    let stray = h.ca.client("alice", "c1", t - 60, t + DAY);
+    let mut c = h.h1(Some(&stray)).await;
+    assert_eq!(
+        c.get("/").await.unwrap().json()["error"],
+        "unknown_certificate"
+    );
+
+    // Revoked.
+    h.add_user("dave", certgate::store::Role::General).await;
+    let dave = h.ca.client("dave", "c1", t - 60, t + DAY);
+    h.register(&dave, "dave").await;
+    h.store
+        .revoke(&dave.serial, "keyCompromise", now())
+        .await
+        .unwrap();
+    let mut c = h.h1(Some(&dave)).await;
+    let a = c.get("/ib/top").await.unwrap();
+    assert_eq!(a.status, 403);
+    assert_eq!(a.json()["error"], "revoked");
+
+    // On the `required` listener, the handshake itself refuses them.
+    for cert in [None, Some(&foreign), Some(&dave)] {
+        let refused = match Conn::h1(h.required, h.client_config(cert)).await {
+            Err(_) => true,
+            Ok(mut c) => c.get("/").await.is_err(),
+        };
+        assert!(refused);
+    }
+    assert_eq!(h.upstream.hits(), 0, "nothing reached the app");
+    assert!(
+        h.metric("certgate_refusals_total{reason=\"revoked\"}")
+            .await
+            >= 1.0
+    );
+    assert!(
+        h.metric("certgate_refusals_total{reason=\"foreign_ca\"}")
+            .await
+            >= 1.0
+    );
+    assert!(h.metric("certgate_handshake_failures_total").await >= 3.0);
+    h.shutdown().await;
+}
+
+async fn revocation_stops_an_open_connection(h: Harness) {
+    let mut c = h.h1(Some(&h.alice)).await;
+    assert_eq!(c.get("/one").await.unwrap().status, 200);
+    assert_eq!(c.get("/two").await.unwrap().status, 200);
+    h.store
+        .revoke(&h.alice.serial, "keyCompromise", now())
+        .await
+        .unwrap();
+    // Same kept-alive connection, next request.
+    let a = c.get("/three").await.unwrap();
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(a.json()["error"], "revoked");
+    assert_eq!(h.upstream.hits(), 2);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_stops_the_next_request_on_a_kept_alive_connection_sqlite() {
+    revocation_stops_an_open_connection(Harness::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_stops_the_next_request_on_a_kept_alive_connection_postgres() {
+    let Some(h) = Harness::postgres().await else {
+        return;
+    };
+    revocation_stops_an_open_connection(h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_passes_with_identity() {
+    let h = Harness::sqlite().await;
+    let cfg = support::client::config(&h.server_ca.der, Some(&h.alice), &[b"h2", b"http/1.1"]);
+    let mut c = Conn::h2(h.optional, cfg).await.unwrap();
+    for _ in 0..3 {
+        let a = c.get("/h2").await.unwrap();
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(header(&a.json(), "x-certgate-user"), ["alice"]);
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_passes() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let h = Harness::sqlite().await;
+    let stream = support::client::tls(h.optional, h.client_config(Some(&h.alice)))
+        .await
+        .unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async("wss://localhost/ws", stream)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("hello bank")).await.unwrap();
+    let echoed = ws.next().await.unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "hello bank");
+    // Without a certificate the upgrade is refused before the app.
+    let stream = support::client::tls(h.optional, h.client_config(None))
+        .await
+        .unwrap();
+    assert!(
+        tokio_tungstenite::client_async("wss://localhost/ws", stream)
+            .await
+            .is_err()
+    );
+    assert_eq!(h.upstream.hits(), 1);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_kb_header_is_refused_and_the_gateway_keeps_serving() {
+    let h = Harness::sqlite().await;
+    let big = "a".repeat(200 * 1024);
+    let mut c = h.h1(Some(&h.alice)).await;
+    match c.send("GET", "/", &[("x-big", &big)], "").await {
+        Ok(a) => assert_eq!(a.status, 431),
+        Err(e) => eprintln!("connection closed on the large header: {e}"),
+    }
+    let cfg = support::client::config(&h.server_ca.der, Some(&h.alice), &[b"h2"]);
+    let mut c2 = Conn::h2(h.optional, cfg).await.unwrap();
+    let refused = match c2.send("GET", "/", &[("x-big", &big)], "").await {
+        Ok(a) => a.status.is_client_error(),
+        Err(_) => true,
+    };
+    assert!(refused);
+    let mut c = h.h1(Some(&h.alice)).await;
+    assert_eq!(c.get("/after").await.unwrap().status, 200);
+    assert_eq!(h.upstream.hits(), 1);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_1_1_is_refused() {
+    let h = Harness::sqlite().await;
+    let addr = h.optional.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &addr,
+                "-tls1_1",
+                "-cipher",
+                "DEFAULT@SECLEVEL=0",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("openssl is installed");
+    assert!(!out.status.success(), "TLS 1.1 handshake succeeded");
+    // The refusal came from the gateway (it saw the ClientHello), not from the client.
+    assert!(h.metric("certgate_handshake_failures_total").await >= 1.0);
+    let addr = h.optional.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-sk", "--tls-max", "1.1", &format!("https://{addr}/")])
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("curl is installed");
+    assert!(!out.status.success());
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_with_a_client_certificate_gets_through() {
+    let h = Harness::sqlite().await;
+    let dir = h.dir.path();
+    std::fs::write(dir.join("alice.pem"), &h.alice.cert_pem).unwrap();
+    std::fs::write(dir.join("alice.key"), &h.alice.key_pem).unwrap();
+    std::fs::write(dir.join("server-ca.pem"), &h.server_ca.pem).unwrap();
+    let port = h.required.port();
+    let d = dir.to_path_buf();
+    let run = move |with_cert: bool| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.arg("-s")
+            .arg("--cacert")
+            .arg(d.join("server-ca.pem"))
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+            .args(["-H", "X_Certgate_User: mallory"]);
+        if with_cert {
+            cmd.arg("--cert")
+                .arg(d.join("alice.pem"))
+                .arg("--key")
+                .arg(d.join("alice.key"));
+        }
+        cmd.arg(format!("https://localhost:{port}/curl"))
+            .output()
+            .unwrap()
+    };
+    let out = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(true)
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(header(&seen, "x-certgate-user"), ["alice"]);
+    assert!(names(&seen).iter().all(|n| n != "x_certgate_user"));
+    let out = tokio::task::spawn_blocking(move || run(false))
+        .await
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "required listener let curl in without a certificate"
+    );
+    assert_eq!(h.upstream.hits(), 1);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health_answer() {
+    let h = Harness::sqlite().await;
+    assert_eq!(h.admin_get("/healthz").await.0, 200);
+    let (status, body) = h.admin_get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let mut c = h.h1(Some(&h.alice)).await;
+    c.get("/m").await.unwrap();
+    c.get("/m").await.unwrap();
+    let (status, text) = h.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("certgate_requests_total{route=\"/\",status=\"200\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("certgate_upstream_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains("certgate_status_cache_lookups_total{result=\"hit\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("certgate_status_cache_lookups_total{result=\"miss\"} 1"),
+        "{text}"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_and_host_must_agree() {
+    let h = Harness::sqlite().await;
+    let mut c = h.h1(Some(&h.alice)).await;
+    let a = c
+        .send("GET", "/", &[("host", "other.example")], "")
+        .await
+        .unwrap();
+    assert_eq!(a.status, 421);
+    assert_eq!(h.upstream.hits(), 0);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_certificate_change_on_disk_is_picked_up_without_restart() {
+    let h = Harness::sqlite().await;
+    let first = support::client::tls(h.optional, h.client_config(Some(&h.alice)))
+        .await
+        .unwrap();
+    let first_cert = first.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let mut old = h.h1(Some(&h.alice)).await;
+    assert_eq!(old.get("/before").await.unwrap().status, 200);
+
+    // A bad key is refused and the running certificate kept.
+    std::fs::write(h.dir.path().join("server.key"), "not a key").unwrap();
+    let (cert_pem, key_pem, new_der) = h.server_ca.server();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let still = support::client::tls(h.optional, h.client_config(Some(&h.alice)))
+        .await
+        .unwrap();
+    assert_eq!(
+        still.get_ref().1.peer_certificates().unwrap()[0],
+        first_cert
+    );
+
+    std::fs::write(h.dir.path().join("server.key"), key_pem).unwrap();
+    std::fs::write(h.dir.path().join("server.pem"), cert_pem).unwrap();
+    let mut seen_new = false;
+    for _ in 0..100 {
+        let s = support::client::tls(h.optional, h.client_config(Some(&h.alice)))
+            .await
+            .unwrap();
+        if s.get_ref().1.peer_certificates().unwrap()[0] == new_der {
+            seen_new = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(seen_new, "the new server certificate was never served");
+    // The connection opened before the change still works.
+    assert_eq!(old.get("/after").await.unwrap().status, 200);
+    assert!(
+        h.metric("certgate_reloads_total{outcome=\"refused\"}")
+            .await
+            >= 1.0
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optional_formats_and_a_verifiable_assertion() {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let h = Harness::sqlite().await;
+    let mut c = h.h1(Some(&h.alice)).await;
+    let seen = c.get("/extras/page").await.unwrap().json();
+    let cc = header(&seen, "client-cert");
+    assert_eq!(
+        cc,
+        [format!(":{}:", STANDARD.encode(&h.alice.der)).as_str()]
+    );
+    let xfcc = header(&seen, "x-forwarded-client-cert");
+    assert!(
+        xfcc[0].starts_with(&format!("Hash={};Cert=", h.alice.sha256)),
+        "{xfcc:?}"
+    );
+    let jwt = header(&seen, "x-certgate-assertion")[0].to_string();
+
+    let jwks = c.get(certgate::proxy::JWKS_PATH).await.unwrap().json();
+    let key = &jwks["keys"][0];
+    let mut point = vec![4u8];
+    point.extend(URL_SAFE_NO_PAD.decode(key["x"].as_str().unwrap()).unwrap());
+    point.extend(URL_SAFE_NO_PAD.decode(key["y"].as_str().unwrap()).unwrap());
+    let (signed, sig) = jwt.rsplit_once('.').unwrap();
+    let pk = aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+        &point,
+    );
+    pk.verify(signed.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).unwrap())
+        .expect("the assertion verifies with the published key");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(signed.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["cert_serial"], h.alice.serial.as_str());
+    let ttl = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert!(ttl > 0 && ttl <= 60);
+    // A tampered token does not verify.
+    let mut bad = signed.as_bytes().to_vec();
+    bad[10] ^= 1;
+    assert!(
+        pk.verify(&bad, &URL_SAFE_NO_PAD.decode(sig).unwrap())
+            .is_err()
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_form_for_another_id_is_refused() {
+    let h = Harness::sqlite().await;
+    let form = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("accept", "text/html"),
+    ];
+    let mut c = h.h1(Some(&h.alice)).await;
+    let a = c
+        .send("POST", "/extras/login", &form, "loginId=bob&password=x")
+        .await
+        .unwrap();
+    assert_eq!(a.status, 403);
+    assert!(a.body.contains("not the one this PC"), "{}", a.body);
+    let a = c
+        .send("POST", "/extras/login", &form, "loginId=alice&loginId=bob")
+        .await
+        .unwrap();
+    assert_eq!(a.status, 403);
+    let json = [("content-type", "application/json")];
+    let a = c
+        .send("POST", "/extras/login", &json, "{\"loginId\":\"bob\"}")
+        .await
+        .unwrap();
+    assert_eq!(a.status, 415);
+    assert_eq!(h.upstream.hits(), 0);
+    // A refusal before the body was read closes the connection: open another.
+    let mut c = h.h1(Some(&h.alice)).await;
+    let a = c
+        .send("POST", "/extras/login", &form, "loginId=alice&password=x")
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["body_len"], 24);
+    // Bodies past the route's limit are refused before the app.
+    let big = "a".repeat(200_000);
+    let a = c.send("POST", "/extras/upload", &[], &big).await.unwrap();
+    assert_eq!(a.status, 413);
+    assert_eq!(h.upstream.hits(), 1);
+    assert!(
+        h.metric("certgate_refusals_total{reason=\"login_id_mismatch\"}")
+            .await
+            >= 2.0
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_status_fails_closed() {
+    let h = Harness::sqlite().await;
+    // Make the store unreachable: the status of a certificate never seen cannot be known.
+    h.source.set_down(true);
+    let mut c = h.h1(Some(&h.alice)).await;
+    let a = c.get("/").await.unwrap();
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert_eq!(a.json()["error"], "status_unavailable");
+    assert_eq!(h.admin_get("/readyz").await.0, 503);
+    assert_eq!(h.upstream.hits(), 0);
+    h.source.set_down(false);
+    assert_eq!(c.get("/").await.unwrap().status, 200);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_route_cannot_be_used_to_climb_into_a_protected_one() {
+    let h = Harness::sqlite().await;
+    for path in [
+        "/public/../ib/top",
+        "/public/%2e%2e/ib/top",
+        "/public/..%2Fib",
+    ] {
+        let mut c = h.h1(None).await;
+        let a = c.get(path).await.unwrap();
+        assert_eq!(a.status, 400, "{path}");
+    }
+    assert_eq!(h.upstream.hits(), 0);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_use_is_recorded_in_the_store() {
+    let h = Harness::sqlite().await;
+    let mut c = h.h1(Some(&h.alice)).await;
+    assert_eq!(c.get("/").await.unwrap().status, 200);
+    let mut recorded = None;
+    for _ in 0..50 {
+        recorded = h
+            .store
+            .certificate(&h.alice.serial)
+            .await
+            .unwrap()
+            .unwrap()
+            .first_used_at;
+        if recorded.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recorded.is_some(), "first use was never recorded");
+    h.shutdown().await;
+}
+
+/// Another instance sharing PostgreSQL revokes: LISTEN/NOTIFY reaches this gateway's cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_another_instance_stops_requests_here() {
+    let Some(h) = Harness::postgres().await else {
+        return;
+    };
+    let mut c = h.h1(Some(&h.alice)).await;
+    assert_eq!(c.get("/").await.unwrap().status, 200);
+    let other = certgate::store::Store::connect(&h.db.url).await.unwrap();
+    other
+        .revoke(&h.alice.serial, "keyCompromise", now())
+        .await
+        .unwrap();
+    let mut refused = false;
+    for _ in 0..100 {
+        let a = c.get("/").await.unwrap();
+        if a.status == 403 {
+            assert_eq!(a.json()["error"], "revoked");
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the other instance's revocation never arrived");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certgate_own_paths_come_first_with_the_verified_identity() {
+    let h = Harness::sqlite().await;
+    let spoof = [("x_certgate_user", "mallory")];
+    let mut c = h.h1(Some(&h.alice)).await;
+    let me = c
+        .send("GET", "/certgate/me", &spoof, "")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(me["login"], "alice");
+    assert_eq!(me["spoofed_header_seen"], false);
+    let mut anon = h.h1(None).await;
+    let page = anon.get("/certgate/obtain").await.unwrap().json();
+    assert_eq!(page["login"], serde_json::Value::Null);
+    assert_eq!(page["presented"], false);
+    let mut anon = h.h1(None).await;
+    assert_eq!(anon.get("/certgate/me").await.unwrap().status, 401);
+    assert_eq!(h.upstream.hits(), 0, "local paths never reach the app");
+    h.shutdown().await;
+}
