@@ -98,3 +98,40 @@ pub async fn open_all(cfg: Config) -> anyhow::Result<Opened> {
     );
     Ok(Opened { lifecycle })
 }
+
+/// Opens every CA in the store (the active one first), each with its HSM key. A CA whose key
+/// is missing is left out with a warning: its certificates then get no fresh CRL or OCSP
+/// answers, which `/readyz` does not hide from the log.
+pub async fn open_cas(
+    cfg: &Config,
+    store: &Store,
+    hsm: &Hsm,
+) -> anyhow::Result<Vec<Arc<Authority>>> {
+    let mut records = store.cas().await?;
+    records.sort_by_key(|c| (!c.active, -c.id));
+    let mut out = Vec::with_capacity(records.len());
+    for ca in records {
+        let opener = hsm.clone();
+        let label = ca.key_label.clone();
+        let key = match tokio::task::spawn_blocking(move || opener.key(&label)).await? {
+            Ok(k) => k,
+            Err(e) if !ca.active => {
+                tracing::warn!(ca = ca.id, label = %ca.key_label, error = %e, "cannot open the key of an inactive CA");
+                continue;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot open the CA key {:?}", ca.key_label));
+            }
+        };
+        let key: Arc<dyn KeyBackend> = Arc::new(key);
+        let authority = Authority::new(ca.id, ca.cert_der.clone(), key, issuance_policy(cfg))
+            .with_context(|| {
+                format!("CA {} does not match the HSM key {:?}", ca.id, ca.key_label)
+            })?;
+        out.push(Arc::new(authority));
+    }
+    if out.first().is_none() {
+        anyhow::bail!("no CA certificate yet: run `certgate init` first");
+    }
+    Ok(out)
+}

@@ -32,7 +32,9 @@ impl Demo {
 
     fn certgate(&self) -> Command {
         let mut cmd = Command::new(&self.exe);
-        cmd.arg("--config")
+        // Relative paths in commands (server.pem, ...) land in the demo folder.
+        cmd.current_dir(&self.dir)
+            .arg("--config")
             .arg(self.path("certgate.toml"))
             .env("SOFTHSM2_CONF", &self.softhsm_conf);
         cmd
@@ -218,12 +220,29 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let result = tokio::select! {
         status = gateway.wait() => status.map(|s| format!("certgate serve exited: {s}")),
         status = upstream.wait() => status.map(|s| format!("the sample app exited: {s}")),
-        _ = tokio::signal::ctrl_c() => Ok("stopped".to_owned()),
+        _ = terminated() => Ok("stopped".to_owned()),
     };
     stop(&mut gateway).await;
     stop(&mut upstream).await;
     println!("{}", result?);
     Ok(())
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM: either way the children are stopped before the demo exits.
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut i), Ok(mut t)) => {
+            tokio::select! {
+                _ = i.recv() => {}
+                _ = t.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }
 
 async fn stop(child: &mut Child) {

@@ -5,6 +5,7 @@ mod args;
 mod context;
 mod demo;
 mod init;
+mod serve;
 mod server_cert;
 mod staff;
 
@@ -89,7 +90,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             key_out,
         }) => server_cert::run(cfg, &names, days, &cert_out, &key_out).await,
         Command::Audit(cmd) => audit(&cfg, cmd).await,
-        Command::Serve => anyhow::bail!("serve is not available yet"),
+        Command::Serve => serve::run(&cli.config, cfg).await,
     }
 }
 

@@ -246,6 +246,8 @@ impl Config {
         let mut cfg: Config =
             toml::from_str(text).map_err(|e| ConfigError::Parse(origin.into(), e.to_string()))?;
         cfg.base_dir = base.to_path_buf();
+        // A relative PIN file is relative to this file, like every other path in it.
+        cfg.hsm.pin_file = cfg.hsm.pin_file.take().map(|p| cfg.resolve(&p));
         cfg.check()?;
         Ok(cfg)
     }

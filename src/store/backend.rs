@@ -122,11 +122,18 @@ struct Source {
     sql: &'static str,
 }
 
-const SQLITE_MIGRATIONS: &[Source] = &[Source {
-    version: 1,
-    description: "schema",
-    sql: include_str!("migrations/sqlite/0001_schema.sql"),
-}];
+const SQLITE_MIGRATIONS: &[Source] = &[
+    Source {
+        version: 1,
+        description: "schema",
+        sql: include_str!("migrations/sqlite/0001_schema.sql"),
+    },
+    Source {
+        version: 2,
+        description: "cert changes",
+        sql: include_str!("migrations/sqlite/0002_cert_changes.sql"),
+    },
+];
 
 const POSTGRES_MIGRATIONS: &[Source] = &[Source {
     version: 1,

@@ -47,10 +47,16 @@ pub(crate) struct Changes {
 }
 
 impl Changes {
-    /// Announcements of this instance only (SQLite: a single instance owns the file).
-    pub(crate) fn local() -> Self {
+    /// SQLite: this instance's announcements, plus a poller of the `cert_changes` log that
+    /// the schema's triggers fill, for changes made by other processes on the same file
+    /// (e.g. staff revoking from the command line while `serve` runs).
+    pub(crate) fn with_sqlite_poller(pool: sqlx::SqlitePool) -> Self {
         let (tx, _) = broadcast::channel(CAPACITY);
-        Self { tx, listener: None }
+        let task = tokio::spawn(poll_sqlite(pool, tx.clone()));
+        Self {
+            tx,
+            listener: Some(task.abort_handle()),
+        }
     }
 
     /// Starts listening on PostgreSQL before returning, so that no change committed after
@@ -131,6 +137,53 @@ async fn forward(listener: PgListener, url: String, tx: broadcast::Sender<CertCh
                 tracing::warn!(error = %e, "certificate change listener lost its connection");
                 listener = None;
             }
+        }
+    }
+}
+
+/// How often SQLite's change log is read.
+const SQLITE_POLL: Duration = Duration::from_millis(500);
+/// Change-log rows older than this are deleted (every process has long read them).
+const SQLITE_KEEP_SECS: i64 = 86_400;
+
+async fn poll_sqlite(pool: sqlx::SqlitePool, tx: broadcast::Sender<CertChange>) {
+    // Until the table exists (before `migrate`) there is nothing to read.
+    let mut last: Option<i64> = None;
+    let mut tick = tokio::time::interval(SQLITE_POLL);
+    let mut rounds: u32 = 0;
+    loop {
+        tick.tick().await;
+        rounds = rounds.wrapping_add(1);
+        let Some(since) = last else {
+            last = sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(seq), 0) FROM cert_changes")
+                .fetch_one(&pool)
+                .await
+                .ok();
+            continue;
+        };
+        let rows = sqlx::query_as::<_, (i64, String)>(
+            "SELECT seq, serial FROM cert_changes WHERE seq > $1 ORDER BY seq LIMIT 1000",
+        )
+        .bind(since)
+        .fetch_all(&pool)
+        .await;
+        match rows {
+            Ok(rows) => {
+                for (seq, serial) in rows {
+                    last = Some(seq);
+                    let _ = tx.send(CertChange { serial });
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the certificate change log");
+                let _ = tx.send(resync());
+            }
+        }
+        if rounds % 7200 == 0 {
+            let _ = sqlx::query("DELETE FROM cert_changes WHERE at < unixepoch() - $1")
+                .bind(SQLITE_KEEP_SECS)
+                .execute(&pool)
+                .await;
         }
     }
 }

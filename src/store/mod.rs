@@ -104,7 +104,7 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let backend = backend::connect(url).await?;
         let changes = match &backend {
-            Backend::Sqlite(_) => changes::Changes::local(),
+            Backend::Sqlite(pool) => changes::Changes::with_sqlite_poller(pool.clone()),
             Backend::Postgres(_) => changes::Changes::with_pg_listener(url).await?,
         };
         tracing::debug!(backend = backend_name(&backend), "store connected");

@@ -16,6 +16,7 @@ pub mod pages;
 pub mod request;
 pub mod respond;
 pub mod revocation;
+mod service;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use http::{Method, StatusCode};
 pub use request::{PeerCert, WebRequest};
 pub use respond::WebResponse;
 pub use revocation::{CaSigner, Revocation};
+pub use service::WebService;
 
 use crate::lifecycle::Lifecycle;
 use pages::{Lang, Page};

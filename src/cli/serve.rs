@@ -1,0 +1,136 @@
+//! `certgate serve`: opens the store, the HSM and every CA, builds certgate's own web
+//! surface, and runs the gateway until SIGTERM or SIGINT (then drains connections).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::future::BoxFuture;
+use rustls_pki_types::pem::PemObject;
+
+use crate::ca::{KeyBackend, ocsp::OcspIssuer};
+use crate::clock::{Clock, DAY, SystemClock};
+use crate::config::Config;
+use crate::lifecycle::{Lifecycle, LifecycleSettings};
+use crate::proxy::GatewayDeps;
+use crate::store::Store;
+use crate::web::{CaSigner, Revocation, Web, WebService};
+
+use super::context;
+
+/// How often superseded certificates past their overlap are revoked.
+const RETIRE_EVERY: Duration = Duration::from_secs(600);
+
+/// `/readyz` reports whether the CA key can sign.
+struct HsmReady(Arc<dyn KeyBackend>);
+
+impl crate::admin::Readiness for HsmReady {
+    fn name(&self) -> &str {
+        "hsm"
+    }
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        let key = self.0.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || key.health())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+pub async fn run(config_path: &Path, cfg: Config) -> anyhow::Result<()> {
+    let store = context::open_store(&cfg).await?;
+    let hsm = context::open_hsm(&cfg).await?;
+    let cas = context::open_cas(&cfg, &store, &hsm).await?;
+    let active = cas[0].clone();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let settings = LifecycleSettings::from_config(&cfg);
+    let overlap_days = settings.overlap_days;
+    let lifecycle = Lifecycle::new(store.clone(), active.clone(), clock.clone(), settings);
+
+    let mut signers = Vec::with_capacity(cas.len());
+    for authority in &cas {
+        let ocsp = OcspIssuer::new(
+            authority.ca_id(),
+            authority.ca_der(),
+            authority.key().clone(),
+        )
+        .context("cannot prepare the OCSP responder")?;
+        signers.push(CaSigner {
+            authority: authority.clone(),
+            ocsp,
+        });
+    }
+    let revocation = Revocation::new(store.clone(), clock.clone(), signers);
+    let _follow = revocation.follow_changes();
+
+    let active_record = store
+        .active_ca()
+        .await?
+        .context("no active CA: run `certgate init` first")?;
+    let mut ca_chain = vec![active.ca_der().to_vec()];
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(active_record.chain_pem.as_bytes())
+    {
+        ca_chain.push(
+            cert.context("the stored CA chain is not valid PEM")?
+                .to_vec(),
+        );
+    }
+    let web = Arc::new(Web::new(lifecycle, revocation, ca_chain));
+
+    let _retire = tokio::spawn(retire_superseded(
+        store.clone(),
+        clock.clone(),
+        overlap_days,
+    ));
+
+    let mut deps = GatewayDeps::new(
+        config_path.to_path_buf(),
+        store,
+        Arc::new(WebService(web)),
+        clock,
+    );
+    deps.readiness
+        .push(Arc::new(HsmReady(active.key().clone())));
+    crate::proxy::run(deps, shutdown_signal()).await
+}
+
+/// Revokes superseded certificates whose successor is in use or whose overlap has passed.
+async fn retire_superseded(store: Store, clock: Arc<dyn Clock>, overlap_days: u32) {
+    let mut tick = tokio::time::interval(RETIRE_EVERY);
+    loop {
+        tick.tick().await;
+        let now = clock.now();
+        match store
+            .retire_superseded(now - i64::from(overlap_days) * DAY, now)
+            .await
+        {
+            Ok(serials) if !serials.is_empty() => {
+                tracing::info!(count = serials.len(), "revoked superseded certificates");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot retire superseded certificates"),
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => tracing::info!("SIGTERM: draining and stopping"),
+                _ = i.recv() => tracing::info!("SIGINT: draining and stopping"),
+            }
+        }
+        _ => {
+            tracing::error!("cannot listen for termination signals; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
