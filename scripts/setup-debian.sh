@@ -11,6 +11,8 @@ have certutil || need_apt+=(libnss3-tools)
 have openssl || need_apt+=(openssl)
 have curl || need_apt+=(curl)
 have pki || need_apt+=(strongswan-pki)
+# pki --est fetches over HTTP through strongSwan's curl plugin.
+[ -e /usr/lib/ipsec/plugins/libstrongswan-curl.so ] || need_apt+=(libstrongswan-extra-plugins)
 have chromium || need_apt+=(chromium)
 have nginx || need_apt+=(nginx)
 have haproxy || need_apt+=(haproxy)

@@ -333,3 +333,155 @@ fn psql(url: &str, sql: &str) -> Result<(), String> {
 fn getrandom(buf: &mut [u8]) {
     aws_lc_rs::rand::fill(buf).expect("random");
 }
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the child to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `certgate serve` and the sample upstream app, running as child processes.
+pub struct Running {
+    pub https: u16,
+    pub admin: u16,
+    pub ca: PathBuf,
+    children: Vec<std::process::Child>,
+    log: PathBuf,
+}
+
+impl Running {
+    /// `https://127.0.0.1:<port><path>`
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.https)
+    }
+
+    /// What `serve` logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Fixture {
+    /// Issues a server certificate, adds a listener, a route to the sample upstream and an
+    /// admin listener to the configuration, starts both processes and waits until
+    /// `/readyz` answers 200. Call after `init`.
+    pub fn serve(&self) -> Running {
+        let (https, admin, upstream) = (free_port(), free_port(), free_port());
+        let cert = self.path("server.pem");
+        let key = self.path("server.key");
+        self.ok(&[
+            "ca",
+            "issue-server",
+            "--name",
+            "localhost",
+            "--name",
+            "127.0.0.1",
+            "--cert-out",
+            cert.to_str().unwrap(),
+            "--key-out",
+            key.to_str().unwrap(),
+        ]);
+        let mut text = std::fs::read_to_string(&self.config).expect("config");
+        text.push_str(&format!(
+            r#"
+[[listener]]
+addr = "127.0.0.1:{https}"
+cert = "server.pem"
+key = "server.key"
+client_auth = "optional"
+
+[[route]]
+prefix = "/"
+upstream = "http://127.0.0.1:{upstream}"
+auth = "certificate"
+
+[admin]
+addr = "127.0.0.1:{admin}"
+"#
+        ));
+        std::fs::write(&self.config, text).expect("config");
+        let log = self.path("serve.log");
+        let upstream_child = Command::new(env!("CARGO_BIN_EXE_certgate"))
+            .args(["demo-upstream", "--addr", &format!("127.0.0.1:{upstream}")])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("upstream starts");
+        let serve_child = Command::new(env!("CARGO_BIN_EXE_certgate"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .env("SOFTHSM2_CONF", &self.softhsm_conf)
+            .env("CERTGATE_HSM_PIN", PIN)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("serve starts");
+        let running = Running {
+            https,
+            admin,
+            ca: self.ca_pem(),
+            children: vec![serve_child, upstream_child],
+            log,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if http_status(admin, "/readyz") == Some(200) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "serve did not become ready:\n{}",
+                running.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        running
+    }
+}
+
+/// The status of a plain HTTP GET on 127.0.0.1 (the admin listener).
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// curl with the test CA; returns (status, body). `args` are extra curl arguments.
+pub fn curl(ca: &std::path::Path, args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+        ])
+        .arg(ca)
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}

@@ -120,7 +120,8 @@ pub async fn open_cas(
                 continue;
             }
             Err(e) => {
-                return Err(e).with_context(|| format!("cannot open the CA key {:?}", ca.key_label));
+                return Err(e)
+                    .with_context(|| format!("cannot open the CA key {:?}", ca.key_label));
             }
         };
         let key: Arc<dyn KeyBackend> = Arc::new(key);

@@ -301,8 +301,10 @@ impl Config {
         if self.issuance.max_attempts == 0 {
             return invalid("[issuance] max_attempts must be at least 1".into());
         }
-        if self.renewal.window_days >= self.ca.validity_days {
-            return invalid("[renewal] window_days must be shorter than [ca] validity_days".into());
+        if self.renewal.window_days > self.ca.validity_days {
+            return invalid(
+                "[renewal] window_days must not be longer than [ca] validity_days".into(),
+            );
         }
         gateway::check(self)?;
         Ok(())

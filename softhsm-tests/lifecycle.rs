@@ -1,0 +1,478 @@
+//! The customer's certificate lifecycle through the running gateway, against a SoftHSM2
+//! token: EST with curl and strongSwan, codes that cannot be reused or guessed, the
+//! re-issue rules of the admin API, revocation seen by the proxy, the CRL and OCSP, and
+//! the renewal window.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+
+use crate::fixture::{Db, Fixture, Running, curl, sh};
+
+/// An EC P-256 key and a DER CSR for it (subject chosen by the test; the CA ignores it).
+fn key_and_der_csr(fx: &Fixture, name: &str) -> (PathBuf, PathBuf) {
+    let (key, csr) = fx.openssl_csr(name, "ec:P-256");
+    let der = fx.path(&format!("{name}.csr.der"));
+    sh(Command::new("openssl")
+        .args(["req", "-outform", "DER", "-in"])
+        .arg(&csr)
+        .arg("-out")
+        .arg(&der));
+    (key, der)
+}
+
+/// Enrolls through EST `simpleenroll` with curl; returns (status, PEM of the certificate).
+fn est_enroll(
+    run: &Running,
+    fx: &Fixture,
+    login: &str,
+    code: &str,
+    der_csr: &Path,
+) -> (u16, String) {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(der_csr).unwrap());
+    let body = fx.path("est-body.b64");
+    std::fs::write(&body, b64).unwrap();
+    let (status, text) = curl(
+        &run.ca,
+        &[
+            "--user",
+            &format!("{login}:{code}"),
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &format!("@{}", body.display()),
+            &run.url("/.well-known/est/simpleenroll"),
+        ],
+    );
+    if status != 200 {
+        return (status, text);
+    }
+    (status, pkcs7_to_pem(fx, &text))
+}
+
+fn pkcs7_to_pem(fx: &Fixture, b64: &str) -> String {
+    let compact: String = b64.split_whitespace().collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .expect("base64 PKCS#7");
+    let p7 = fx.path("resp.p7");
+    std::fs::write(&p7, der).unwrap();
+    sh(Command::new("openssl")
+        .args(["pkcs7", "-inform", "DER", "-print_certs", "-in"])
+        .arg(&p7))
+}
+
+fn write(fx: &Fixture, name: &str, text: &str) -> PathBuf {
+    let p = fx.path(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The app behind the gateway, called with a client certificate; (status, body).
+fn call_app(run: &Running, cert: &Path, key: &Path) -> (u16, String) {
+    curl(
+        &run.ca,
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "-H",
+            "Accept: application/json",
+            &run.url("/"),
+        ],
+    )
+}
+
+fn serial_of(cert: &Path) -> String {
+    let s = sh(Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(cert));
+    s.trim().trim_start_matches("serial=").to_lowercase()
+}
+
+fn ocsp_status(run: &Running, cert: &Path) -> String {
+    sh(Command::new("openssl")
+        .args(["ocsp", "-issuer"])
+        .arg(&run.ca)
+        .arg("-cert")
+        .arg(cert)
+        .args(["-url", &run.url("/ocsp"), "-CAfile"])
+        .arg(&run.ca)
+        .arg("-verify_other")
+        .arg(&run.ca))
+}
+
+fn est_with_curl_and_strongswan(db: Db) {
+    let Some(fx) = Fixture::new(db) else { return };
+    fx.init_with_users();
+    let run = fx.serve();
+
+    // cacerts: the CA in a base64 PKCS#7 certs-only message.
+    let (status, body) = curl(&run.ca, &[&run.url("/.well-known/est/cacerts")]);
+    assert_eq!(status, 200, "{body}");
+    let cacerts = pkcs7_to_pem(&fx, &body);
+    assert!(cacerts.contains("certgate Test Customer CA"), "{cacerts}");
+
+    // simpleenroll with curl; the certificate opens the app.
+    let code = fx.authorize("carol");
+    let (key, csr) = key_and_der_csr(&fx, "carol");
+    let (status, pem) = est_enroll(&run, &fx, "carol", &code, &csr);
+    assert_eq!(status, 200, "{pem}");
+    let cert = write(&fx, "carol.pem", &pem);
+    let (status, body) = call_app(&run, &cert, &key);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""x-certgate-user":"carol""#), "{body}");
+
+    // A wrong code answers 401 with a Basic challenge, and the app is never reached.
+    let (status, _) = est_enroll(&run, &fx, "bob", "AAAA-AAAA-AAAA-AAAA-AAAA", &csr);
+    assert_eq!(status, 401);
+
+    // strongSwan's EST client.
+    let code = fx.authorize("bob");
+    let (bob_key, bob_csr) = key_and_der_csr(&fx, "bob");
+    let bob_cert = fx.path("bob.der");
+    let out = Command::new("pki")
+        .args(["--est", "--url", &run.url("/"), "--cacert"])
+        .arg(&run.ca)
+        .arg("--in")
+        .arg(&bob_csr)
+        .args(["--userpass", &format!("bob:{code}"), "--outform", "der"])
+        .output()
+        .expect("pki runs");
+    std::fs::write(&bob_cert, &out.stdout).unwrap();
+    assert!(
+        out.status.success() && !out.stdout.is_empty(),
+        "pki --est failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bob_pem = fx.path("bob.pem");
+    sh(Command::new("openssl")
+        .args(["x509", "-inform", "DER", "-in"])
+        .arg(&bob_cert)
+        .arg("-out")
+        .arg(&bob_pem));
+    let verify = sh(Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(&run.ca)
+        .arg(&bob_pem));
+    assert!(verify.contains("OK"), "{verify}");
+    let (status, body) = call_app(&run, &bob_pem, &bob_key);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""x-certgate-user":"bob""#), "{body}");
+}
+
+#[test]
+fn est_sqlite() {
+    est_with_curl_and_strongswan(Db::Sqlite);
+}
+
+#[test]
+fn est_postgres() {
+    est_with_curl_and_strongswan(Db::Postgres);
+}
+
+/// A code works once; a second key with it is refused; guessing locks it.
+#[test]
+fn codes_cannot_be_reused_or_guessed() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let run = fx.serve();
+    let code = fx.authorize("carol");
+    let (_, csr) = key_and_der_csr(&fx, "carol");
+    assert_eq!(est_enroll(&run, &fx, "carol", &code, &csr).0, 200);
+    // The same request again (a lost answer) gets the same certificate...
+    let (status, again) = est_enroll(&run, &fx, "carol", &code, &csr);
+    assert_eq!(status, 200);
+    // ... but another key with the used code is refused.
+    let (_, other) = key_and_der_csr(&fx, "carol-other");
+    let (status, body) = est_enroll(&run, &fx, "carol", &code, &other);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("already been used"), "{body}");
+    assert!(!again.is_empty());
+
+    let code = fx.authorize("bob");
+    let (_, csr) = key_and_der_csr(&fx, "bob");
+    for guess in 0..4 {
+        let (status, _) = est_enroll(
+            &run,
+            &fx,
+            "bob",
+            &format!("{guess:04}-0000-0000-0000-0000"),
+            &csr,
+        );
+        assert_eq!(status, 401);
+    }
+    // The fifth wrong try locks the code.
+    let (status, body) = est_enroll(&run, &fx, "bob", "0005-0000-0000-0000-0000", &csr);
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = est_enroll(&run, &fx, "bob", &code, &csr);
+    assert_eq!(
+        status, 403,
+        "the right code after 5 wrong ones must be locked: {body}"
+    );
+    assert!(body.contains("locked"), "{body}");
+    let audit = fx.ok(&["audit", "export"]);
+    assert!(audit.matches("code.refused").count() >= 6, "{audit}");
+    fx.ok(&["audit", "verify"]);
+}
+
+fn api(run: &Running, cert: &Path, key: &Path, path: &str, extra: &[&str]) -> (u16, String) {
+    let mut args = vec![
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "-X",
+        "POST",
+    ];
+    args.extend_from_slice(extra);
+    let url = run.url(path);
+    args.push(&url);
+    curl(&run.ca, &args)
+}
+
+const JSON: [&str; 2] = ["-H", "Content-Type: application/json"];
+
+fn obtain(fx: &Fixture, login: &str) -> (PathBuf, PathBuf) {
+    let code = fx.authorize(login);
+    let (key, csr) = fx.openssl_csr(login, "ec:P-256");
+    let pem = fx.ok(&[
+        "cert",
+        "sign",
+        login,
+        "--csr",
+        csr.to_str().unwrap(),
+        "--code",
+        &code,
+    ]);
+    (write(fx, &format!("{login}.pem"), &pem), key)
+}
+
+fn reissue_rules_and_revocation(db: Db) {
+    let Some(fx) = Fixture::new(db) else { return };
+    fx.init_with_users();
+    let run = fx.serve();
+    let (alice, alice_key) = obtain(&fx, "alice");
+    let (carol, carol_key) = obtain(&fx, "carol");
+    let (dave, dave_key) = obtain(&fx, "dave");
+    assert_eq!(call_app(&run, &carol, &carol_key).0, 200);
+    assert!(ocsp_status(&run, &carol).contains(": good"));
+
+    // A general user may not re-issue anyone.
+    let (status, body) = api(&run, &carol, &carol_key, "/api/v1/users/bob/reissue", &JSON);
+    assert_eq!(status, 403, "{body}");
+    // An admin may not re-issue itself, nor another contract's user.
+    let (status, body) = api(
+        &run,
+        &alice,
+        &alice_key,
+        "/api/v1/users/alice/reissue",
+        &JSON,
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("self_reissue"), "{body}");
+    let (status, body) = api(
+        &run,
+        &alice,
+        &alice_key,
+        "/api/v1/users/dave/reissue",
+        &JSON,
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = api(&run, &dave, &dave_key, "/api/v1/users/carol/reissue", &JSON);
+    assert_eq!(status, 403);
+    // Cross-site requests are refused whoever sends them.
+    let (status, body) = api(
+        &run,
+        &alice,
+        &alice_key,
+        "/api/v1/users/carol/reissue",
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "Origin: https://evil.example",
+        ],
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("cross_site"), "{body}");
+    let (status, _) = api(
+        &run,
+        &alice,
+        &alice_key,
+        "/api/v1/users/carol/reissue",
+        &[
+            "-H",
+            "Content-Type: application/x-www-form-urlencoded",
+            "--data",
+            "x=1",
+        ],
+    );
+    assert_eq!(status, 403);
+    assert_eq!(
+        call_app(&run, &carol, &carol_key).0,
+        200,
+        "refused calls changed nothing"
+    );
+
+    // The admin re-issues its own contract's general user: a new code, the old certificate
+    // revoked — refused by the gateway, on the CRL, and revoked for OCSP.
+    let (status, body) = api(
+        &run,
+        &alice,
+        &alice_key,
+        "/api/v1/users/carol/reissue",
+        &JSON,
+    );
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let new_code = answer["code"].as_str().unwrap().to_owned();
+    assert_eq!(
+        answer["revoked_serial"].as_str().unwrap(),
+        serial_of(&carol)
+    );
+    let (status, body) = call_app(&run, &carol, &carol_key);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("revoked"), "{body}");
+
+    let crl = fx.path("ca.crl");
+    let (status, _) = curl(
+        &run.ca,
+        &["-o", crl.to_str().unwrap(), &run.url("/crl/1.crl")],
+    );
+    assert_eq!(status, 200);
+    let text = sh(Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-text", "-CAfile"])
+        .arg(&run.ca)
+        .arg("-in")
+        .arg(&crl));
+    assert!(text.to_lowercase().contains(&serial_of(&carol)), "{text}");
+    let verified = Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-CAfile"])
+        .arg(&run.ca)
+        .arg("-in")
+        .arg(&crl)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&verified.stderr).contains("verify OK"));
+    assert!(ocsp_status(&run, &carol).contains(": revoked"));
+    if Command::new("lint_crl").arg("--help").output().is_ok() {
+        let out = Command::new("lint_crl")
+            .args(["lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING"])
+            .arg(&crl)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    // Carol obtains again with the new code.
+    let (key, csr) = fx.openssl_csr("carol-new", "ec:P-256");
+    let pem = fx.ok(&[
+        "cert",
+        "sign",
+        "carol",
+        "--csr",
+        csr.to_str().unwrap(),
+        "--code",
+        &new_code,
+    ]);
+    let fresh = write(&fx, "carol-new.pem", &pem);
+    assert_eq!(call_app(&run, &fresh, &key).0, 200);
+
+    // Staff re-issue the administrator: its certificate stops working too.
+    fx.ok(&["issue", "reissue", "alice"]);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(call_app(&run, &alice, &alice_key).0, 403);
+}
+
+#[test]
+fn reissue_sqlite() {
+    reissue_rules_and_revocation(Db::Sqlite);
+}
+
+#[test]
+fn reissue_postgres() {
+    reissue_rules_and_revocation(Db::Postgres);
+}
+
+/// EST re-enrollment with the current certificate: refused before the window opens (with
+/// the date), accepted inside it; the new certificate works.
+#[test]
+fn renewal_window() {
+    // 60-day certificates: a fresh one is 60 days from expiry, before the 30-day window.
+    let Some(early) = Fixture::with_config(Db::Sqlite, |t| {
+        *t = t.replace("validity_days = 365", "validity_days = 60");
+    }) else {
+        return;
+    };
+    early.init_with_users();
+    let run = early.serve();
+    let (cert, key) = obtain(&early, "carol");
+    let (_, csr) = key_and_der_csr(&early, "carol-renew");
+    let (status, body) = reenroll(&run, &early, &cert, &key, &csr);
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("renewal opens on"), "{body}");
+    drop(run);
+
+    // 30-day certificates with a 30-day window: renewal is open from issuance.
+    let Some(fx) = Fixture::with_config(Db::Sqlite, |t| {
+        *t = t.replace("validity_days = 365", "validity_days = 30");
+    }) else {
+        return;
+    };
+    fx.init_with_users();
+    let run = fx.serve();
+    let (cert, key) = obtain(&fx, "carol");
+    let (status, body) = call_app(&run, &cert, &key);
+    assert!(
+        body.contains(r#""x-certgate-renewal-due":"true""#),
+        "{status} {body}"
+    );
+    let (new_key, csr) = key_and_der_csr(&fx, "carol-renew");
+    let (status, pem) = reenroll(&run, &fx, &cert, &key, &csr);
+    assert_eq!(status, 200, "{pem}");
+    let renewed = write(&fx, "carol-renewed.pem", &pem);
+    assert_ne!(serial_of(&renewed), serial_of(&cert));
+    assert_eq!(call_app(&run, &renewed, &new_key).0, 200);
+    let list = fx.ok(&["cert", "list", "--login", "carol"]);
+    assert!(
+        list.contains("\tsuperseded\t") && list.contains("\tcurrent\t"),
+        "{list}"
+    );
+    // Renewing the superseded certificate again is refused.
+    let (_, csr2) = key_and_der_csr(&fx, "carol-renew2");
+    let (status, _) = reenroll(&run, &fx, &cert, &key, &csr2);
+    assert_ne!(status, 200);
+}
+
+fn reenroll(run: &Running, fx: &Fixture, cert: &Path, key: &Path, der_csr: &Path) -> (u16, String) {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(der_csr).unwrap());
+    let body = write(fx, "reenroll.b64", &b64);
+    let (status, text) = curl(
+        &run.ca,
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &format!("@{}", body.display()),
+            &run.url("/.well-known/est/simplereenroll"),
+        ],
+    );
+    if status == 200 {
+        (status, pkcs7_to_pem(fx, &text))
+    } else {
+        (status, text)
+    }
+}
