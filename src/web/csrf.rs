@@ -10,8 +10,9 @@ use super::request::WebRequest;
 
 /// The cookie holding the page's CSRF token.
 pub const COOKIE: &str = "certgate_csrf";
-/// The header a page's script echoes the token in.
-pub const HEADER: &str = "x-certgate-csrf";
+/// The header a page's script echoes the token in. Not an `X-Certgate-*` name: the gateway
+/// strips that whole namespace from incoming requests.
+pub const HEADER: &str = "x-csrf-token";
 
 /// Why a request was refused as cross-site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -150,20 +151,20 @@ mod tests {
         let (token, _) = new_token();
         let ok = req(&[
             ("content-type", "application/json"),
-            ("x-certgate-csrf", &token),
+            ("x-csrf-token", &token),
             ("cookie", &format!("a=b; {COOKIE}={token}")),
         ]);
         assert_eq!(check_page(&ok), Ok(()));
         let (other, _) = new_token();
         let bad = req(&[
             ("content-type", "application/json"),
-            ("x-certgate-csrf", &other),
+            ("x-csrf-token", &other),
             ("cookie", &format!("{COOKIE}={token}")),
         ]);
         assert_eq!(check_page(&bad), Err(CrossSite::Token));
         let missing = req(&[
             ("content-type", "application/json"),
-            ("x-certgate-csrf", &token),
+            ("x-csrf-token", &token),
         ]);
         assert_eq!(check_page(&missing), Err(CrossSite::Token));
     }

@@ -159,7 +159,7 @@ async function api(req, res, url, lang) {
   const origin = req.headers.origin;
   const sameOrigin = !origin || origin === `https://${req.headers.host}`;
   const jsonType = String(req.headers["content-type"] || "").startsWith("application/json");
-  if (!sameOrigin || !jsonType || req.headers["x-certgate-csrf"] !== csrf) {
+  if (!sameOrigin || !jsonType || req.headers["x-csrf-token"] !== csrf) {
     return json(res, 403, { error: "csrf", message: ERR.csrf[lang] });
   }
   let body;

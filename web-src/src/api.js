@@ -21,7 +21,7 @@ export async function postJson(path, body) {
       credentials: "same-origin",
       headers: {
         "Content-Type": "application/json",
-        "X-Certgate-CSRF": csrfToken(),
+        "X-CSRF-Token": csrfToken(),
       },
       body: JSON.stringify(body),
     });

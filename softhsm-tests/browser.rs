@@ -1,0 +1,82 @@
+//! The whole customer flow in a real browser (headless Chromium, driven by playwright-core
+//! through `tests/browser/obtain-and-login.mjs`) against the running gateway: obtain on the
+//! page with the issuance code, import the PKCS#12 into the browser's NSS store, log in
+//! through the gateway and see the app, then renew from the renewal page.
+
+use std::process::Command;
+
+use crate::fixture::{Db, Fixture, missing};
+
+#[test]
+fn obtain_import_login_and_renew_in_chromium() {
+    let harness = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/browser/obtain-and-login.mjs"
+    );
+    let modules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/browser/node_modules/playwright-core"
+    );
+    if !std::path::Path::new(modules).exists()
+        || Command::new("chromium").arg("--version").output().is_err()
+    {
+        missing("the browser harness (tests/browser: npm ci) or chromium is not installed");
+        return;
+    }
+    // Renewal opens at issuance with 30-day certificates and the default 30-day window.
+    let Some(fx) = Fixture::with_config(Db::Sqlite, |t| {
+        *t = t.replace("validity_days = 365", "validity_days = 30");
+    }) else {
+        return;
+    };
+    fx.init_with_users();
+    let run = fx.serve();
+    let code = fx.authorize("carol");
+    let out_dir = fx.path("browser");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = Command::new("node")
+        .arg(harness)
+        .args([
+            "--base",
+            &run.url(""),
+            "--login",
+            "carol",
+            "--code",
+            &code,
+            "--ca-pem",
+        ])
+        .arg(&run.ca)
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--renew")
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser flow failed:\n{stdout}\n{}\nserve log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        run.log()
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.trim().lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("harness output is not JSON ({e}): {stdout}"));
+    assert_eq!(result["status"], 200, "{result}");
+    let body = result["body"].as_str().unwrap_or_default();
+    assert!(
+        body.contains(r#"<strong id="user">carol</strong>"#),
+        "{body}"
+    );
+
+    // The store saw what the browser did: one obtain, one renewal.
+    let list = fx.ok(&["cert", "list", "--login", "carol"]);
+    assert!(
+        list.contains("\tcurrent\t") && list.contains("\tsuperseded\t"),
+        "{list}"
+    );
+    let audit = fx.ok(&["audit", "export"]);
+    assert!(
+        audit.contains("cert.obtain") && audit.contains("cert.renew"),
+        "{audit}"
+    );
+}
