@@ -109,6 +109,11 @@ fn est_with_curl_and_strongswan(db: Db) {
     fx.init_with_users();
     let run = fx.serve();
 
+    assert_eq!(
+        crate::fixture::http_status(run.admin, "/metrics"),
+        Some(200)
+    );
+
     // cacerts: the CA in a base64 PKCS#7 certs-only message.
     let (status, body) = curl(&run.ca, &[&run.url("/.well-known/est/cacerts")]);
     assert_eq!(status, 200, "{body}");

@@ -131,7 +131,7 @@ pub async fn open_cas(
             })?;
         out.push(Arc::new(authority));
     }
-    if out.first().is_none() {
+    if out.is_empty() {
         anyhow::bail!("no CA certificate yet: run `certgate init` first");
     }
     Ok(out)

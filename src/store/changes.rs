@@ -179,7 +179,7 @@ async fn poll_sqlite(pool: sqlx::SqlitePool, tx: broadcast::Sender<CertChange>) 
                 let _ = tx.send(resync());
             }
         }
-        if rounds % 7200 == 0 {
+        if rounds.is_multiple_of(7200) {
             let _ = sqlx::query("DELETE FROM cert_changes WHERE at < unixepoch() - $1")
                 .bind(SQLITE_KEEP_SECS)
                 .execute(&pool)

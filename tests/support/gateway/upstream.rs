@@ -71,10 +71,8 @@ async fn answer(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyp
             )
             .await;
             while let Some(Ok(msg)) = ws.next().await {
-                if msg.is_text() || msg.is_binary() {
-                    if ws.send(msg).await.is_err() {
-                        return;
-                    }
+                if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                    return;
                 }
             }
         });
