@@ -156,17 +156,104 @@ impl Problem {
         }
     }
 
+    /// The same texts in Japanese (shown first on HTML pages: the customers are Japanese).
+    fn texts_ja(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Certificate(r) => match r {
+                Refusal::NoCertificate => (
+                    "電子証明書が提示されませんでした。",
+                    "電子証明書をインストールしたパソコンからログインしてください。まだお持ちでない場合は、当金庫からお知らせした発行コードでログイン画面から電子証明書を取得してください。",
+                ),
+                Refusal::ForeignCa => (
+                    "提示された電子証明書は当金庫が発行したものではありません。",
+                    "ログインIDに発行された電子証明書を選択するか、ログイン画面から電子証明書を取得してください。",
+                ),
+                Refusal::InvalidCertificate => (
+                    "提示された電子証明書を確認できませんでした。",
+                    "ログインIDに発行された電子証明書を選択してください。解決しない場合は当金庫へお問い合わせください。",
+                ),
+                Refusal::Unknown => (
+                    "提示された電子証明書は当金庫に登録されていません。",
+                    "ログイン画面から電子証明書を取得し直すか、当金庫へお問い合わせください。",
+                ),
+                Refusal::Revoked => (
+                    "この電子証明書は失効しています。",
+                    "管理者ID（管理者IDの場合は当金庫）に再発行を依頼し、ログイン画面から新しい電子証明書を取得してください。",
+                ),
+                Refusal::Superseded => (
+                    "この電子証明書は更新済みの新しい電子証明書に置き換えられました。",
+                    "更新後の電子証明書をご利用ください。このパソコンにない場合は当金庫へお問い合わせください。",
+                ),
+                Refusal::Expired => (
+                    "電子証明書の有効期限が切れています。",
+                    "更新期間内であればログイン画面から更新してください。期間を過ぎた場合は再発行を依頼してください。",
+                ),
+                Refusal::NotYetValid => (
+                    "電子証明書の有効期間がまだ始まっていません。",
+                    "パソコンの時計を確認してから、もう一度お試しください。",
+                ),
+                Refusal::UserDisabled => (
+                    "このログインIDは利用停止中です。",
+                    "管理者IDまたは当金庫へお問い合わせください。",
+                ),
+                Refusal::ContractDisabled => {
+                    ("ご契約は利用停止中です。", "当金庫へお問い合わせください。")
+                }
+                Refusal::StatusUnavailable => (
+                    "現在、電子証明書の状態を確認できません。",
+                    "しばらくしてからもう一度お試しください。",
+                ),
+            },
+            Self::LoginMismatch => (
+                "入力されたログインIDは、このパソコンの電子証明書のログインIDと異なります。",
+                "この電子証明書のログインIDでログインしてください。ログインIDごとに電子証明書が必要です。",
+            ),
+            Self::LoginFormUnreadable => (
+                "ログインフォームを確認できませんでした。",
+                "当金庫のログイン画面からログインしてください。",
+            ),
+            Self::Misdirected => (
+                "誤ったサーバー名にリクエストが送信されました。",
+                "新しいウィンドウで当金庫のアドレスを開き直してください。",
+            ),
+            Self::NoRoute => ("このページは存在しません。", "アドレスをご確認ください。"),
+            Self::BodyTooLarge => (
+                "リクエストが大きすぎます。",
+                "より小さなファイルやフォームで送信してください。",
+            ),
+            Self::BadRequest => (
+                "リクエストの形式が正しくありません。",
+                "アドレスをご確認ください。",
+            ),
+            Self::UpstreamFailed => (
+                "サービスを利用できません。",
+                "しばらくしてからもう一度お試しください。",
+            ),
+            Self::UpstreamTimeout => (
+                "サービスが時間内に応答しませんでした。",
+                "しばらくしてからもう一度お試しください。",
+            ),
+            Self::Internal => (
+                "内部エラーが発生しました。",
+                "もう一度お試しください。解決しない場合は当金庫へお問い合わせください。",
+            ),
+        }
+    }
+
     /// The response for this problem, HTML or JSON.
     pub fn respond(self, wants_html: bool) -> Response<ProxyBody> {
         let (what, todo) = self.texts();
+        let (what_ja, todo_ja) = self.texts_ja();
         let status = self.status();
         let (body, content_type) = if wants_html {
             (
                 format!(
-                    "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-                     <title>{title}</title></head>\n<body><h1>{title}</h1>\n<p>{what}</p>\n\
-                     <p>{todo}</p>\n<p><small>Code: {code}</small></p>\n\
-                     <p><a href=\"/\">Login page</a></p></body></html>\n",
+                    "<!doctype html>\n<html lang=\"ja\"><head><meta charset=\"utf-8\">\
+                     <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+                     <title>{title}</title></head>\n<body>\n<h1>{what_ja}</h1>\n<p>{todo_ja}</p>\n\
+                     <div lang=\"en\"><h2>{what}</h2>\n<p>{todo}</p></div>\n\
+                     <p><small>Code: {code}</small></p>\n\
+                     <p><a href=\"/certgate/\">ログイン画面へ / Login screen</a></p></body></html>\n",
                     title = status.canonical_reason().unwrap_or("Refused"),
                     code = self.code(),
                 ),
