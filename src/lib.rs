@@ -21,6 +21,7 @@
 //! - [`store`]: persistence (sqlx), migrations for SQLite and PostgreSQL.
 //! - [`lifecycle`]: the rules of the scheme (who may obtain, renew, re-issue, revoke).
 //! - [`audit`]: the append-only, hash-chained audit log.
+//! - [`notify`]: expiry notices by e-mail, each sent exactly once.
 //! - [`cli`]: the `certgate` command line for bank staff and operators.
 #![forbid(unsafe_code)]
 
@@ -31,5 +32,6 @@ pub mod clock;
 pub mod config;
 pub mod hsm;
 pub mod lifecycle;
+pub mod notify;
 pub mod store;
 pub mod web;

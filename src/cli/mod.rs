@@ -4,6 +4,7 @@
 mod args;
 mod context;
 mod init;
+mod notify;
 mod staff;
 
 use std::process::ExitCode;
@@ -70,6 +71,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Issue(cmd) => staff::issue(cfg, cmd).await,
         Command::Cert(cmd) => staff::cert(cfg, cmd).await,
         Command::Ca(CaCmd::Cert) => staff::ca_cert(&cfg).await,
+        Command::Notify(cmd) => notify::run(&cfg, cmd).await,
         Command::Audit(_) => anyhow::bail!("audit commands are not available yet"),
         Command::Serve => anyhow::bail!("serve is not available yet"),
     }
