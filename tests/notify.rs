@@ -60,6 +60,16 @@ on_both!(
 // ---------------------------------------------------------------- helpers
 
 fn config_text(db_url: &str, smtp_port: u16, language: &str) -> String {
+    config_with(
+        db_url,
+        &format!("smtp://127.0.0.1:{smtp_port}"),
+        language,
+        "",
+    )
+}
+
+/// A configuration whose `[notify]` section talks to `smtp_url`, plus `extra` lines.
+fn config_with(db_url: &str, smtp_url: &str, language: &str, extra: &str) -> String {
     format!(
         r#"
 [database]
@@ -70,12 +80,13 @@ token_label = "certgate"
 subject = "CN=Test CA,O=Example Bank"
 public_url = "https://gw.bank.example"
 [notify]
-smtp_url = "smtp://127.0.0.1:{smtp_port}"
+smtp_url = "{smtp_url}"
 from = "Example Bank <certgate@bank.example>"
 language = "{language}"
 retry_initial_secs = 60
 retry_max_secs = 3600
 timeout_secs = 10
+{extra}
 "#
     )
 }
@@ -87,8 +98,11 @@ fn context(
     port: u16,
     lang: &str,
 ) -> NotifyContext {
-    let cfg = Config::parse(&config_text(&db.url, port, lang), "test", Path::new("/tmp"))
-        .expect("config");
+    context_from(&config_text(&db.url, port, lang), store, clock)
+}
+
+fn context_from(text: &str, store: Store, clock: &Arc<ManualClock>) -> NotifyContext {
+    let cfg = Config::parse(text, "test", Path::new("/tmp")).expect("config");
     let clock: Arc<dyn Clock> = clock.clone();
     NotifyContext::from_config(&cfg, store, clock)
         .expect("notify context")
@@ -504,6 +518,96 @@ async fn permanent_refusal_is_failed_and_listed_temporary_is_retried(db: &TestDb
     let d = &s.outbox(Some(OutboxState::Pending)).await.unwrap()[0];
     assert_eq!(d.attempts, 2);
     assert!(sink.messages().is_empty());
+}
+
+// ---------------------------------------------------------------- TLS relays
+
+/// A CA and a relay certificate for 127.0.0.1 signed by it: (CA PEM, relay PEM, key PEM).
+fn relay_pki() -> (String, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Test relay CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "relay");
+    let leaf = params.signed_by(&key, &ca).unwrap();
+    (ca.pem(), leaf.pem(), key.serialize_pem())
+}
+
+/// STARTTLS and smtps:// with authentication: a wrong password and an untrusted relay
+/// certificate leave the notice pending (nothing lost), the right set-up delivers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_relays_with_authentication() {
+    let pki = tempfile::tempdir().unwrap();
+    let (ca_pem, relay_pem, key_pem) = relay_pki();
+    let path = |name: &str| pki.path().join(name).display().to_string();
+    std::fs::write(path("ca.pem"), ca_pem).unwrap();
+    std::fs::write(path("relay.pem"), relay_pem).unwrap();
+    std::fs::write(path("relay.key"), key_pem).unwrap();
+    std::fs::write(path("good-pw"), "s3cret-pw\n").unwrap();
+    std::fs::write(path("bad-pw"), "guess\n").unwrap();
+
+    for mode in ["starttls", "wrapper"] {
+        let sink = Sink::start_with(&[
+            "--tls",
+            mode,
+            "--cert",
+            &path("relay.pem"),
+            "--key",
+            &path("relay.key"),
+            "--auth",
+            "certgate:s3cret-pw",
+        ]);
+        let url = match mode {
+            "starttls" => format!("smtp://127.0.0.1:{}?tls=starttls", sink.port),
+            _ => format!("smtps://127.0.0.1:{}", sink.port),
+        };
+        let db = TestDb::sqlite();
+        let s = open(&db).await;
+        let ca = setup(&s).await;
+        user_with_cert(&s, ca, "alice", "a1", END).await;
+        let clock = ManualClock::new(END - 30 * DAY);
+        let with = |pw: &str, ca_file: bool| {
+            let mut extra = format!("user = \"certgate\"\npassword_file = \"{}\"\n", path(pw));
+            if ca_file {
+                extra.push_str(&format!("ca_file = \"{}\"\n", path("ca.pem")));
+            }
+            context_from(&config_with(&db.url, &url, "en", &extra), s.clone(), &clock)
+        };
+
+        let r = run_once(&with("bad-pw", true)).await.unwrap();
+        assert_eq!((r.sent, r.retried, r.failed), (0, 1, 0), "{mode}");
+        let row = &s.outbox(None).await.unwrap()[0];
+        assert_eq!(row.state, OutboxState::Pending);
+        let err = row.last_error.clone().unwrap();
+        assert!(err.contains("535"), "{mode}: {err}");
+        assert!(!err.contains("guess") && !err.contains("s3cret"), "{err}");
+
+        clock.advance(3600);
+        let r = run_once(&with("good-pw", false)).await.unwrap();
+        assert_eq!(
+            (r.sent, r.retried),
+            (0, 1),
+            "{mode}: relay certificate not trusted"
+        );
+
+        clock.advance(3600);
+        let r = run_once(&with("good-pw", true)).await.unwrap();
+        assert_eq!((r.sent, r.retried), (1, 0), "{mode}");
+        let mails = sink.messages();
+        assert_eq!(mails.len(), 1, "{mode}");
+        assert!(mails[0].tls, "{mode}");
+        assert_eq!(mails[0].auth_user.as_deref(), Some("certgate"));
+        assert_eq!(s.outbox(None).await.unwrap()[0].attempts, 3);
+    }
 }
 
 // ---------------------------------------------------------------- the real binary

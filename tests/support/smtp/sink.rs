@@ -16,12 +16,17 @@ pub struct Mail {
     pub body: String,
     #[allow(dead_code)]
     pub raw: String,
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default)]
+    pub auth_user: Option<String>,
 }
 
 /// A running (or stopped) sink and the folder it writes to.
 pub struct Sink {
     pub port: u16,
     dir: PathBuf,
+    args: Vec<String>,
     child: Option<Child>,
     _tmp: tempfile::TempDir,
 }
@@ -29,12 +34,19 @@ pub struct Sink {
 impl Sink {
     /// Starts a sink on a free loopback port.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a sink with extra options of `sink.py` (`--tls`, `--cert`, `--key`, `--auth`).
+    pub fn start_with(args: &[&str]) -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().join("mail");
-        let (child, port) = spawn(&dir, 0);
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let (child, port) = spawn(&dir, 0, &args);
         Self {
             port,
             dir,
+            args,
             child: Some(child),
             _tmp: tmp,
         }
@@ -51,6 +63,7 @@ impl Sink {
         Self {
             port,
             dir: tmp.path().join("mail"),
+            args: Vec::new(),
             child: None,
             _tmp: tmp,
         }
@@ -67,7 +80,7 @@ impl Sink {
     /// Starts the sink again on the same port, keeping the messages received so far.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "the sink is already running");
-        let (child, port) = spawn(&self.dir, self.port);
+        let (child, port) = spawn(&self.dir, self.port, &self.args);
         assert_eq!(port, self.port);
         self.child = Some(child);
     }
@@ -98,13 +111,14 @@ impl Drop for Sink {
     }
 }
 
-fn spawn(dir: &Path, port: u16) -> (Child, u16) {
+fn spawn(dir: &Path, port: u16, args: &[String]) -> (Child, u16) {
     let mut child = Command::new("python3")
         .arg(SCRIPT)
         .arg("--dir")
         .arg(dir)
         .arg("--port")
         .arg(port.to_string())
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
