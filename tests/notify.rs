@@ -11,10 +11,11 @@ mod sink;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use certgate::clock::{Clock, DAY, ManualClock};
 use certgate::config::Config;
-use certgate::notify::{NotifyContext, run_once};
+use certgate::notify::{NotifyContext, run_forever, run_once};
 use certgate::store::{
     CertRecord, CertStatus, CodeClaim, Contract, OutboxState, Role, Store, User,
 };
@@ -518,6 +519,37 @@ async fn permanent_refusal_is_failed_and_listed_temporary_is_retried(db: &TestDb
     let d = &s.outbox(Some(OutboxState::Pending)).await.unwrap()[0];
     assert_eq!(d.attempts, 2);
     assert!(sink.messages().is_empty());
+}
+
+/// The periodic runner `serve` uses: it passes at once, and stops when told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_forever_passes_and_stops_on_shutdown() {
+    let sink = Sink::start();
+    let db = TestDb::sqlite();
+    let s = open(&db).await;
+    let ca = setup(&s).await;
+    user_with_cert(&s, ca, "alice", "a1", END).await;
+    let clock = ManualClock::new(END - 30 * DAY);
+    let ctx = context(&db, s.clone(), &clock, sink.port, "en");
+    let metrics = ctx.metrics();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(run_forever(ctx, Duration::from_secs(3600), stopped));
+
+    // Bounded wait for the first pass (a lost pass fails instead of hanging).
+    let wait = async {
+        while metrics.snapshot().sent_total == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .expect("the first pass runs at once");
+    assert_eq!(sink.messages().len(), 1);
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("run_forever stops on shutdown")
+        .unwrap();
 }
 
 // ---------------------------------------------------------------- TLS relays
