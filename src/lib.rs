@@ -21,6 +21,7 @@
 //! - [`store`]: persistence (sqlx), migrations for SQLite and PostgreSQL.
 //! - [`lifecycle`]: the rules of the scheme (who may obtain, renew, re-issue, revoke).
 //! - [`audit`]: the append-only, hash-chained audit log.
+//! - [`notify`]: expiry notices by e-mail, each sent exactly once.
 //! - [`cli`]: the `certgate` command line for bank staff and operators.
 //! - [`tls`]: rustls listeners' configuration and the status-aware client verifier.
 //! - [`status`]: the live certificate status cache (fail closed).
@@ -39,6 +40,7 @@ pub mod hsm;
 pub mod lifecycle;
 pub mod proxy;
 pub mod status;
+pub mod notify;
 pub mod store;
 pub mod tls;
 pub mod web;

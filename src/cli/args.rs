@@ -47,6 +47,9 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Expiry notices by e-mail.
+    #[command(subcommand)]
+    Notify(NotifyCmd),
     /// Run the gateway.
     Serve,
     /// Set up and start a demo on embedded defaults in a folder: a SoftHSM2 token, SQLite,
@@ -179,5 +182,17 @@ pub enum AuditCmd {
     Export {
         #[arg(long, default_value_t = 1)]
         from: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCmd {
+    /// One pass: queue the notices due now, then send the outbox.
+    Run,
+    /// List the outbox: state, attempts and last error of each e-mail.
+    List {
+        /// pending, sent, failed or cancelled.
+        #[arg(long)]
+        state: Option<String>,
     },
 }

@@ -7,6 +7,7 @@ mod demo;
 mod init;
 mod serve;
 mod server_cert;
+mod notify;
 mod staff;
 
 use std::process::ExitCode;
@@ -91,6 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => server_cert::run(cfg, &names, days, &cert_out, &key_out).await,
         Command::Audit(cmd) => audit(&cfg, cmd).await,
         Command::Serve => serve::run(&cli.config, cfg).await,
+        Command::Notify(cmd) => notify::run(&cfg, cmd).await,
     }
 }
 

@@ -3,9 +3,11 @@
 //! (an environment variable or a file), never written here: see [`secret`].
 
 mod gateway;
+mod notify;
 mod secret;
 
 pub use gateway::*;
+pub use notify::NotifyConfig;
 pub use secret::{Secret, SecretError, SecretSource};
 
 use std::path::{Path, PathBuf};
@@ -50,6 +52,9 @@ pub struct Config {
     pub gateway: GatewayConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// `[notify]`: expiry notices by e-mail; absent means no notices are sent.
+    #[serde(default)]
+    pub notify: Option<NotifyConfig>,
     /// The folder relative paths were resolved against (the config file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -307,6 +312,9 @@ impl Config {
             );
         }
         gateway::check(self)?;
+        if let Some(n) = &self.notify {
+            n.check()?;
+        }
         Ok(())
     }
 }

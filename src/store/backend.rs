@@ -133,13 +133,25 @@ const SQLITE_MIGRATIONS: &[Source] = &[
         description: "cert changes",
         sql: include_str!("migrations/sqlite/0002_cert_changes.sql"),
     },
+    Source {
+        version: 3,
+        description: "notices",
+        sql: include_str!("migrations/sqlite/0003_notices.sql"),
+    },
 ];
 
-const POSTGRES_MIGRATIONS: &[Source] = &[Source {
-    version: 1,
-    description: "schema",
-    sql: include_str!("migrations/postgres/0001_schema.sql"),
-}];
+const POSTGRES_MIGRATIONS: &[Source] = &[
+    Source {
+        version: 1,
+        description: "schema",
+        sql: include_str!("migrations/postgres/0001_schema.sql"),
+    },
+    Source {
+        version: 3,
+        description: "notices",
+        sql: include_str!("migrations/postgres/0003_notices.sql"),
+    },
+];
 
 fn migrator(sources: &[Source]) -> Migrator {
     Migrator::with_migrations(

@@ -11,7 +11,7 @@
 //!
 //! Layout: `backend` (pools, write transactions, migrations, the `on_backend!` macro that
 //! writes each operation once for both pools), `rows` (row decoding), one file per topic
-//! (`accounts`, `codes`, `certs`, `cas`, `audit_chain`) and `changes` (the broadcast
+//! (`accounts`, `codes`, `certs`, `cas`, `audit_chain`, `notices`) and `changes` (the broadcast
 //! channel and the PostgreSQL listener).
 
 mod accounts;
@@ -23,11 +23,13 @@ mod changes;
 mod codes;
 mod error;
 pub mod model;
+mod notices;
 pub(crate) mod rows;
 
 pub use audit_chain::{AuditChainBroken, GENESIS_HASH, audit_hash, verify_audit_chain};
 pub use error::StoreError;
 pub use model::*;
+pub use notices::{NewNotice, NoticeCandidate, OutboxCounts, OutboxRow, OutboxState};
 
 use std::sync::Arc;
 

@@ -1,0 +1,72 @@
+//! Counters of the notice machinery, for `/metrics` and for tests.
+//!
+//! Owns plain atomics only: what to count is decided by the passes, how to expose it
+//! (Prometheus text) by the admin listener.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters since this process started, plus the outbox backlog seen at the last pass.
+#[derive(Debug, Default)]
+pub struct NotifyMetrics {
+    scheduled: AtomicU64,
+    sent: AtomicU64,
+    retried: AtomicU64,
+    failed: AtomicU64,
+    cancelled: AtomicU64,
+    pass_errors: AtomicU64,
+    pending: AtomicU64,
+    failed_in_outbox: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MetricsSnapshot {
+    /// Notices queued by this process.
+    pub scheduled_total: u64,
+    /// E-mails the relay accepted from this process.
+    pub sent_total: u64,
+    /// Delivery attempts that failed temporarily and were put back.
+    pub retried_total: u64,
+    /// E-mails refused permanently.
+    pub failed_total: u64,
+    /// E-mails cancelled because their certificate was renewed, revoked or expired first.
+    pub cancelled_total: u64,
+    /// Passes that stopped on an error (store unavailable).
+    pub pass_errors_total: u64,
+    /// Outbox rows waiting for delivery, at the end of the last pass.
+    pub pending: u64,
+    /// Outbox rows in state `failed`, at the end of the last pass.
+    pub failed_in_outbox: u64,
+}
+
+impl NotifyMetrics {
+    /// The current values.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            scheduled_total: get(&self.scheduled),
+            sent_total: get(&self.sent),
+            retried_total: get(&self.retried),
+            failed_total: get(&self.failed),
+            cancelled_total: get(&self.cancelled),
+            pass_errors_total: get(&self.pass_errors),
+            pending: get(&self.pending),
+            failed_in_outbox: get(&self.failed_in_outbox),
+        }
+    }
+
+    pub(super) fn add_pass(&self, r: &super::PassReport) {
+        self.scheduled.fetch_add(r.scheduled, Ordering::Relaxed);
+        self.sent.fetch_add(r.sent, Ordering::Relaxed);
+        self.retried.fetch_add(r.retried, Ordering::Relaxed);
+        self.failed.fetch_add(r.failed, Ordering::Relaxed);
+        self.cancelled.fetch_add(r.cancelled, Ordering::Relaxed);
+        self.pending.store(r.outbox.pending, Ordering::Relaxed);
+        self.failed_in_outbox
+            .store(r.outbox.failed, Ordering::Relaxed);
+    }
+
+    pub(super) fn add_pass_error(&self) {
+        self.pass_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}

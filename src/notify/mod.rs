@@ -1,0 +1,211 @@
+//! Expiry notices: the scheme's e-mails 30 and 10 days before a certificate expires, each
+//! sent exactly once, also across restarts and with several instances on PostgreSQL.
+//!
+//! ```text
+//! run_once ─▶ schedule: due notice? ─▶ store: decide N + outbox row (one transaction)
+//!          ─▶ deliver:  cancel stale rows ─▶ claim (lease) ─▶ smtp ─▶ sent | retry | failed
+//! ```
+//! `serve` calls [`run_forever`]; `certgate notify run` calls [`run_once`].
+//!
+//! Layout: `schedule` (which notice is due, catch-up), `deliver` (claims, retries),
+//! `smtp` (lettre), `template` (ja/en texts), `metrics`, `error`. This module must not
+//! decide whether a certificate may be renewed (that is `lifecycle`), nor talk SQL (that
+//! is `store::notices`). Time comes from a [`Clock`], so tests move it by hand.
+
+mod deliver;
+mod error;
+mod metrics;
+mod schedule;
+mod smtp;
+mod template;
+
+pub use deliver::backoff;
+pub use error::NotifyError;
+pub use metrics::{MetricsSnapshot, NotifyMetrics};
+pub use schedule::{Decision, decide};
+pub use smtp::{Mailer, RelayUrl, SendOutcome, TlsMode};
+pub use template::{Language, NoticeFacts, Rendered, Templates};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::config::{Config, NotifyConfig};
+use crate::store::{OutboxCounts, Store};
+
+/// Everything a pass needs: store, clock, relay, templates and settings. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct NotifyContext {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    mailer: Mailer,
+    templates: Templates,
+    language: Language,
+    /// Distinct, largest first.
+    notice_days: Vec<u32>,
+    renew_url: String,
+    interval: Duration,
+    retry_initial_secs: i64,
+    retry_max_secs: i64,
+    lease_secs: i64,
+    batch: i64,
+    metrics: Arc<NotifyMetrics>,
+}
+
+impl NotifyContext {
+    /// The context for `[notify]` of `cfg`, or `None` when the section is absent (no
+    /// notices are sent). Reads the SMTP password and the templates now.
+    pub fn from_config(
+        cfg: &Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Option<Self>, NotifyError> {
+        match &cfg.notify {
+            Some(n) => Self::new(cfg, n, store, clock).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The context for the section `n` of `cfg`.
+    pub fn new(
+        cfg: &Config,
+        n: &NotifyConfig,
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, NotifyError> {
+        let mailer = Mailer::from_config(cfg, n)?;
+        let dir = n.template_dir.as_ref().map(|d| cfg.resolve(d));
+        let templates = Templates::load(dir.as_deref(), n.utc_offset_minutes)?;
+        let mut notice_days = n.notice_days.clone();
+        notice_days.sort_unstable_by(|a, b| b.cmp(a));
+        notice_days.dedup();
+        let renew_url = n.renew_url.clone().unwrap_or_else(|| {
+            format!("{}/certgate/renew", cfg.ca.public_url.trim_end_matches('/'))
+        });
+        let secs = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                mailer,
+                templates,
+                language: Language::parse(&n.language)?,
+                notice_days,
+                renew_url,
+                interval: Duration::from_secs(n.interval_secs),
+                retry_initial_secs: secs(n.retry_initial_secs),
+                retry_max_secs: secs(n.retry_max_secs),
+                lease_secs: secs(n.lease_secs),
+                batch: i64::from(n.batch),
+                metrics: Arc::default(),
+            }),
+        })
+    }
+
+    /// The counters, to be exposed on `/metrics`.
+    pub fn metrics(&self) -> Arc<NotifyMetrics> {
+        Arc::clone(&self.inner.metrics)
+    }
+
+    /// The configured time between two passes (`interval_secs`).
+    pub fn interval(&self) -> Duration {
+        self.inner.interval
+    }
+
+    /// The store this context works on.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PassReport {
+    /// Notices queued by this pass.
+    pub scheduled: u64,
+    /// E-mails the relay accepted.
+    pub sent: u64,
+    /// E-mails put back after a temporary failure.
+    pub retried: u64,
+    /// E-mails refused permanently.
+    pub failed: u64,
+    /// E-mails cancelled (certificate renewed, revoked, re-issued or expired first).
+    pub cancelled: u64,
+    /// E-mails whose claim ran out before their outcome was recorded.
+    pub lost_claims: u64,
+    /// The outbox after the pass.
+    pub outbox: OutboxCounts,
+}
+
+/// One pass: queue the notices due now, then deliver the outbox.
+pub async fn run_once(ctx: &NotifyContext) -> Result<PassReport, NotifyError> {
+    let result = pass(ctx).await;
+    match &result {
+        Ok(r) => ctx.inner.metrics.add_pass(r),
+        Err(_) => ctx.inner.metrics.add_pass_error(),
+    }
+    result
+}
+
+async fn pass(ctx: &NotifyContext) -> Result<PassReport, NotifyError> {
+    let now = ctx.inner.clock.now();
+    let scheduled = schedule::schedule(ctx, now).await?;
+    let d = deliver::deliver(ctx, now).await?;
+    let outbox = ctx.inner.store.outbox_counts().await?;
+    Ok(PassReport {
+        scheduled,
+        sent: d.sent,
+        retried: d.retried,
+        failed: d.failed,
+        cancelled: d.cancelled,
+        lost_claims: d.lost,
+        outbox,
+    })
+}
+
+/// Runs a pass now and then every `every`, until `shutdown` turns true or its sender goes.
+/// A failed pass is logged and counted; the next one starts over.
+pub async fn run_forever(ctx: NotifyContext, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(every.max(Duration::from_secs(1)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        tokio::select! {
+            _ = ticks.tick() => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() { break; }
+                continue;
+            }
+        }
+        // A pass is not interrupted: a half-recorded delivery would be sent again.
+        match run_once(&ctx).await {
+            Ok(r) => {
+                if r.scheduled + r.sent + r.retried + r.failed + r.cancelled > 0 {
+                    tracing::info!(?r, "expiry notice pass");
+                }
+            }
+            Err(e) => tracing::error!(error = %error_chain(&e), "expiry notice pass failed"),
+        }
+    }
+    tracing::debug!("expiry notices stopped");
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}

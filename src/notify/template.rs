@@ -1,0 +1,278 @@
+//! Notice texts: the built-in Japanese and English templates, their replacement from files,
+//! and rendering (placeholders, the expiry date in the configured time zone).
+//!
+//! Owns the wording and the date format. It must not read the store or send anything.
+//!
+//! A template's first line is the subject, the rest the body. Placeholders: `{login}`,
+//! `{contract}` (the contract id), `{contract_name}`, `{expiry}`, `{days}` (whole days left,
+//! rounded up), `{renew_url}`. Unknown `{...}` are left as written.
+
+use std::path::Path;
+
+use time::{OffsetDateTime, UtcOffset};
+
+use super::NotifyError;
+use crate::clock::{DAY, UnixTime};
+
+/// A language notices are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    Ja,
+    En,
+}
+
+impl Language {
+    /// `ja` or `en`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ja => "ja",
+            Self::En => "en",
+        }
+    }
+
+    /// Parses `ja` or `en`.
+    pub fn parse(s: &str) -> Result<Self, NotifyError> {
+        match s {
+            "ja" => Ok(Self::Ja),
+            "en" => Ok(Self::En),
+            other => Err(NotifyError::Config(format!(
+                "unknown notice language {other:?}: expected ja or en"
+            ))),
+        }
+    }
+}
+
+/// One template: subject line and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Template {
+    subject: String,
+    body: String,
+}
+
+impl Template {
+    fn parse(text: &str, origin: &str) -> Result<Self, NotifyError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let (subject, body) = text.split_once('\n').unwrap_or((text, ""));
+        let subject = subject.trim();
+        if subject.is_empty() {
+            return Err(NotifyError::Config(format!(
+                "the notice template {origin} must start with a subject line"
+            )));
+        }
+        if body.trim().is_empty() {
+            return Err(NotifyError::Config(format!(
+                "the notice template {origin} has no body"
+            )));
+        }
+        Ok(Self {
+            subject: subject.to_owned(),
+            body: body.replace("\r\n", "\n"),
+        })
+    }
+}
+
+/// The values written into a notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeFacts<'a> {
+    pub login: &'a str,
+    pub contract_id: &'a str,
+    pub contract_name: &'a str,
+    pub not_after: UnixTime,
+    pub now: UnixTime,
+    pub renew_url: &'a str,
+}
+
+/// A rendered e-mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub body: String,
+}
+
+/// The templates of both languages and the time zone of dates.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    ja: Template,
+    en: Template,
+    offset: UtcOffset,
+}
+
+const BUILTIN_JA: &str = include_str!("templates/notice.ja.txt");
+const BUILTIN_EN: &str = include_str!("templates/notice.en.txt");
+
+impl Templates {
+    /// The built-in texts, or those of `dir` (`notice.ja.txt`, `notice.en.txt`) where the
+    /// file exists. Dates are written at `utc_offset_minutes` from UTC.
+    pub fn load(dir: Option<&Path>, utc_offset_minutes: i32) -> Result<Self, NotifyError> {
+        let offset = UtcOffset::from_whole_seconds(utc_offset_minutes.saturating_mul(60))
+            .map_err(|_| NotifyError::Config("utc_offset_minutes is out of range".into()))?;
+        let pick = |lang: &str, builtin: &str| -> Result<Template, NotifyError> {
+            let Some(dir) = dir else {
+                return Template::parse(builtin, "built-in");
+            };
+            let path = dir.join(format!("notice.{lang}.txt"));
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Template::parse(&text, &path.display().to_string()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Template::parse(builtin, "built-in")
+                }
+                Err(e) => Err(NotifyError::Template(path.display().to_string(), e)),
+            }
+        };
+        Ok(Self {
+            ja: pick("ja", BUILTIN_JA)?,
+            en: pick("en", BUILTIN_EN)?,
+            offset,
+        })
+    }
+
+    /// Renders the notice in `lang`.
+    pub fn render(&self, lang: Language, facts: &NoticeFacts<'_>) -> Rendered {
+        let t = match lang {
+            Language::Ja => &self.ja,
+            Language::En => &self.en,
+        };
+        let left = facts.not_after.saturating_sub(facts.now).max(0);
+        let days = (left + DAY - 1) / DAY;
+        let expiry = format_expiry(facts.not_after, self.offset, lang);
+        let fill = |s: &str| {
+            s.replace("{login}", facts.login)
+                .replace("{contract_name}", facts.contract_name)
+                .replace("{contract}", facts.contract_id)
+                .replace("{expiry}", &expiry)
+                .replace("{days}", &days.to_string())
+                .replace("{renew_url}", facts.renew_url)
+        };
+        // A subject is one header line: values with line breaks must not split it.
+        let subject = fill(&t.subject).replace(['\r', '\n'], " ");
+        Rendered {
+            subject,
+            body: fill(&t.body),
+        }
+    }
+}
+
+/// `2026年6月15日 09:00（JST）` or `2026-06-15 09:00 JST`.
+fn format_expiry(at: UnixTime, offset: UtcOffset, lang: Language) -> String {
+    let Ok(t) = OffsetDateTime::from_unix_timestamp(at) else {
+        return at.to_string();
+    };
+    let t = t.to_offset(offset);
+    let zone = match offset.whole_minutes() {
+        540 => "JST".to_owned(),
+        0 => "UTC".to_owned(),
+        m => {
+            let sign = if m < 0 { '-' } else { '+' };
+            format!("UTC{sign}{:02}:{:02}", m.abs() / 60, m.abs() % 60)
+        }
+    };
+    match lang {
+        Language::Ja => format!(
+            "{}年{}月{}日 {:02}:{:02}（{zone}）",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
+        Language::En => format!(
+            "{}-{:02}-{:02} {:02}:{:02} {zone}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // 2026-06-15 00:00:00 UTC
+    const EXPIRY: UnixTime = 1_781_481_600;
+
+    fn facts() -> NoticeFacts<'static> {
+        NoticeFacts {
+            login: "alice01",
+            contract_id: "C-1001",
+            contract_name: "山田商事株式会社",
+            not_after: EXPIRY,
+            now: EXPIRY - 10 * DAY + 3600,
+            renew_url: "https://ib.bank.example/certgate/renew",
+        }
+    }
+
+    #[test]
+    fn builtin_japanese_names_everything_the_customer_needs() {
+        let t = Templates::load(None, 540).unwrap();
+        let r = t.render(Language::Ja, &facts());
+        assert!(r.subject.contains("alice01"), "{}", r.subject);
+        assert!(r.subject.contains("有効期限"));
+        for needle in [
+            "alice01",
+            "C-1001",
+            "山田商事株式会社",
+            "2026年6月15日 09:00（JST）",
+            "残り10日",
+            "https://ib.bank.example/certgate/renew",
+            "ログイン画面",
+        ] {
+            assert!(r.body.contains(needle), "missing {needle:?} in {}", r.body);
+        }
+        assert!(!r.body.contains('{'), "unfilled placeholder: {}", r.body);
+    }
+
+    #[test]
+    fn builtin_english_names_everything_the_customer_needs() {
+        let t = Templates::load(None, 0).unwrap();
+        let r = t.render(Language::En, &facts());
+        assert!(r.subject.contains("alice01"));
+        for needle in [
+            "C-1001",
+            "2026-06-15 00:00 UTC",
+            "10 days left",
+            "/certgate/renew",
+            "login screen",
+        ] {
+            assert!(r.body.contains(needle), "missing {needle:?} in {}", r.body);
+        }
+    }
+
+    #[test]
+    fn files_replace_the_builtin_text_per_language() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("notice.en.txt"),
+            "Renew {login}\r\nExpires {expiry}; {unknown} stays\r\n",
+        )
+        .unwrap();
+        let t = Templates::load(Some(dir.path()), -300).unwrap();
+        let r = t.render(Language::En, &facts());
+        assert_eq!(r.subject, "Renew alice01");
+        assert_eq!(
+            r.body,
+            "Expires 2026-06-14 19:00 UTC-05:00; {unknown} stays\n"
+        );
+        // No Japanese file in the folder: the built-in one is used.
+        assert!(t.render(Language::Ja, &facts()).body.contains("ログインID"));
+    }
+
+    #[test]
+    fn a_template_without_a_body_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notice.ja.txt"), "件名だけ\n").unwrap();
+        let err = Templates::load(Some(dir.path()), 540).unwrap_err();
+        assert!(err.to_string().contains("no body"), "{err}");
+    }
+
+    #[test]
+    fn line_breaks_in_values_cannot_split_the_subject() {
+        let t = Templates::load(None, 540).unwrap();
+        let mut f = facts();
+        f.login = "a\r\nBcc: x@evil.example";
+        let r = t.render(Language::En, &f);
+        assert!(!r.subject.contains('\n') && !r.subject.contains('\r'));
+    }
+}

@@ -1,0 +1,462 @@
+//! Expiry notices: which notice of which certificate was decided, and the outbox of e-mails
+//! to send, with claims (leases) so that several workers never send the same row twice.
+//!
+//! Owns the atomicity of "decide notice N for a certificate and queue its e-mail" and of a
+//! claim. It must not decide which notice is due or render anything: that is `notify`'s.
+//!
+//! Claiming: inside a write transaction (SQLite `BEGIN IMMEDIATE`; PostgreSQL rows picked
+//! with `FOR UPDATE SKIP LOCKED`) pending rows that are due and not leased get a fresh
+//! `claim_token` and a lease until `claimed_until`. Only the holder of the token can settle
+//! the row; a lease that ran out (a worker died mid-send) lets another worker claim it again.
+
+use super::backend::{WritePool, on_backend};
+use super::{Store, StoreError};
+use crate::clock::UnixTime;
+
+/// A current certificate inside the notice window, with what is needed to write to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeCandidate {
+    pub serial: String,
+    pub login: String,
+    pub contract_id: String,
+    pub contract_name: String,
+    pub email: String,
+    pub not_after: UnixTime,
+    /// The smallest notice (in days) already decided for this certificate, if any.
+    pub decided_min: Option<i64>,
+}
+
+/// A notice to record as scheduled, with its rendered e-mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNotice {
+    pub serial: String,
+    /// N of "N days before expiry".
+    pub notice_days: i64,
+    pub login: String,
+    pub recipient: String,
+    pub language: String,
+    pub subject: String,
+    pub body: String,
+    pub now: UnixTime,
+}
+
+/// Where an outbox row stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxState {
+    /// Waiting for (another) delivery attempt.
+    Pending,
+    /// Accepted by the SMTP server.
+    Sent,
+    /// Refused permanently (5xx, bad address); `last_error` says why.
+    Failed,
+    /// Not sent: the certificate was renewed, revoked, re-issued or expired first.
+    Cancelled,
+}
+
+impl OutboxState {
+    /// The name stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::str::FromStr for OutboxState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "sent" => Ok(Self::Sent),
+            "failed" => Ok(Self::Failed),
+            "cancelled" => Ok(Self::Cancelled),
+            other => Err(format!(
+                "unknown outbox state {other:?}: expected pending, sent, failed or cancelled"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for OutboxState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One e-mail of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub serial: String,
+    pub notice_days: i64,
+    pub login: String,
+    pub recipient: String,
+    pub language: String,
+    pub subject: String,
+    pub body: String,
+    pub state: OutboxState,
+    /// Delivery attempts started so far.
+    pub attempts: i64,
+    pub next_attempt_at: UnixTime,
+    pub last_error: Option<String>,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+    pub sent_at: Option<UnixTime>,
+}
+
+/// Outbox rows per state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OutboxCounts {
+    pub pending: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+}
+
+macro_rules! outbox_cols {
+    () => {
+        "id, serial, notice_days, login, recipient, language, subject, body, state, attempts, \
+         next_attempt_at, last_error, created_at, updated_at, sent_at"
+    };
+}
+
+macro_rules! outbox_from_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+        let row = &$row;
+        OutboxRow {
+            id: row.try_get("id")?,
+            serial: row.try_get("serial")?,
+            notice_days: row.try_get("notice_days")?,
+            login: row.try_get("login")?,
+            recipient: row.try_get("recipient")?,
+            language: row.try_get("language")?,
+            subject: row.try_get("subject")?,
+            body: row.try_get("body")?,
+            state: row
+                .try_get::<String, _>("state")?
+                .parse()
+                .map_err(StoreError::Corrupt)?,
+            attempts: row.try_get("attempts")?,
+            next_attempt_at: row.try_get("next_attempt_at")?,
+            last_error: row.try_get("last_error")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            sent_at: row.try_get("sent_at")?,
+        }
+    }};
+}
+
+/// Why a pending row is cancelled, computed from its certificate inside the UPDATE.
+const CANCEL_REASON: &str = "(SELECT CASE WHEN c.status = 'current' \
+     THEN 'certificate expired before delivery' \
+     ELSE 'certificate is ' || c.status || ' (renewed, revoked or re-issued)' END \
+     FROM certificates c WHERE c.serial = notice_outbox.serial)";
+
+impl Store {
+    /// Current certificates of enabled users and contracts with `now < not_after <= until`,
+    /// soonest expiry first.
+    pub async fn notice_candidates(
+        &self,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> Result<Vec<NoticeCandidate>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            use sqlx::Row as _;
+            let rows = sqlx::query(
+                "SELECT c.serial, c.login, c.contract_id, k.name AS contract_name, u.email, \
+                 c.not_after, \
+                 (SELECT MIN(n.notice_days) FROM notices n WHERE n.serial = c.serial) \
+                   AS decided_min \
+                 FROM certificates c \
+                 JOIN users u ON u.login = c.login \
+                 JOIN contracts k ON k.id = c.contract_id \
+                 WHERE c.status = 'current' AND c.not_after > $1 AND c.not_after <= $2 \
+                   AND u.enabled AND k.enabled \
+                 ORDER BY c.not_after, c.serial",
+            )
+            .bind(now)
+            .bind(until)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(NoticeCandidate {
+                    serial: r.try_get("serial")?,
+                    login: r.try_get("login")?,
+                    contract_id: r.try_get("contract_id")?,
+                    contract_name: r.try_get("contract_name")?,
+                    email: r.try_get("email")?,
+                    not_after: r.try_get("not_after")?,
+                    decided_min: r.try_get("decided_min")?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// In one transaction: records `notice` as scheduled, records each of `skipped` as
+    /// skipped, and queues its e-mail (due at once). Returns false, changing nothing, when
+    /// this notice or a more urgent one was already decided, or when the certificate is no
+    /// longer current or has expired.
+    pub async fn schedule_notice(
+        &self,
+        notice: &NewNotice,
+        skipped: &[i64],
+    ) -> Result<bool, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let mut tx = pool.begin_write().await?;
+            // The unique key (serial, notice_days) makes a concurrent second decision a no-op
+            // (PostgreSQL: it waits for the first to commit, then conflicts).
+            let decided = sqlx::query(
+                "INSERT INTO notices (serial, notice_days, state, decided_at) \
+                 SELECT $1, $2, 'scheduled', $3 \
+                 WHERE NOT EXISTS (SELECT 1 FROM notices \
+                                   WHERE serial = $1 AND notice_days <= $2) \
+                   AND EXISTS (SELECT 1 FROM certificates \
+                               WHERE serial = $1 AND status = 'current' AND not_after > $3) \
+                 ON CONFLICT (serial, notice_days) DO NOTHING",
+            )
+            .bind(notice.serial.as_str())
+            .bind(notice.notice_days)
+            .bind(notice.now)
+            .execute(&mut *tx)
+            .await?;
+            if decided.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            for days in skipped {
+                sqlx::query(
+                    "INSERT INTO notices (serial, notice_days, state, decided_at) \
+                     VALUES ($1, $2, 'skipped', $3) \
+                     ON CONFLICT (serial, notice_days) DO NOTHING",
+                )
+                .bind(notice.serial.as_str())
+                .bind(*days)
+                .bind(notice.now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(
+                "INSERT INTO notice_outbox (serial, notice_days, login, recipient, language, \
+                 subject, body, state, attempts, next_attempt_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8, $8)",
+            )
+            .bind(notice.serial.as_str())
+            .bind(notice.notice_days)
+            .bind(notice.login.as_str())
+            .bind(notice.recipient.as_str())
+            .bind(notice.language.as_str())
+            .bind(notice.subject.as_str())
+            .bind(notice.body.as_str())
+            .bind(notice.now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// The decisions recorded for `serial`: (notice days, `scheduled` or `skipped`), most
+    /// urgent first.
+    pub async fn notice_decisions(&self, serial: &str) -> Result<Vec<(i64, String)>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            use sqlx::Row as _;
+            let rows = sqlx::query(
+                "SELECT notice_days, state FROM notices WHERE serial = $1 ORDER BY notice_days",
+            )
+            .bind(serial)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push((r.try_get("notice_days")?, r.try_get("state")?));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Cancels the pending, unleased rows whose certificate is no longer current or has
+    /// expired. Returns how many.
+    pub async fn cancel_stale_notices(&self, now: UnixTime) -> Result<u64, StoreError> {
+        on_backend!(self, |pool, PG| {
+            let mut tx = pool.begin_write().await?;
+            let sql = format!(
+                "UPDATE notice_outbox SET state = 'cancelled', last_error = {CANCEL_REASON}, \
+                 updated_at = $1, claim_token = NULL, claimed_until = NULL \
+                 WHERE id IN (SELECT o.id FROM notice_outbox o \
+                              JOIN certificates c ON c.serial = o.serial \
+                              WHERE o.state = 'pending' \
+                                AND (o.claimed_until IS NULL OR o.claimed_until <= $1) \
+                                AND (c.status <> 'current' OR c.not_after <= $1){})",
+                if PG {
+                    " FOR UPDATE OF o SKIP LOCKED"
+                } else {
+                    ""
+                }
+            );
+            let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    /// Claims up to `limit` pending rows due at `now` and not leased by another worker:
+    /// each gets `token` and a lease until `lease_until`, and its attempt is counted.
+    /// Returns them oldest first.
+    pub async fn claim_notices(
+        &self,
+        now: UnixTime,
+        lease_until: UnixTime,
+        token: &str,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        on_backend!(self, |pool, PG| {
+            let mut tx = pool.begin_write().await?;
+            let sql = format!(
+                "UPDATE notice_outbox SET claim_token = $2, claimed_until = $3, \
+                 attempts = attempts + 1, updated_at = $1 \
+                 WHERE id IN (SELECT id FROM notice_outbox \
+                              WHERE state = 'pending' AND next_attempt_at <= $1 \
+                                AND (claimed_until IS NULL OR claimed_until <= $1) \
+                              ORDER BY id LIMIT $4{}) \
+                 RETURNING {}",
+                if PG { " FOR UPDATE SKIP LOCKED" } else { "" },
+                outbox_cols!()
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .bind(token)
+                .bind(lease_until)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(outbox_from_row!(r));
+            }
+            tx.commit().await?;
+            out.sort_by_key(|r| r.id);
+            Ok(out)
+        })
+    }
+
+    /// Marks a claimed row sent. False when the claim was lost (the lease ran out and
+    /// another worker took the row).
+    pub async fn mark_notice_sent(
+        &self,
+        id: i64,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.settle(id, token, "sent", now, now, None).await
+    }
+
+    /// Puts a claimed row back for another attempt at `next_attempt_at`, keeping `error`.
+    pub async fn mark_notice_retry(
+        &self,
+        id: i64,
+        token: &str,
+        now: UnixTime,
+        next_attempt_at: UnixTime,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        self.settle(id, token, "pending", now, next_attempt_at, Some(error))
+            .await
+    }
+
+    /// Marks a claimed row failed for good, keeping `error`.
+    pub async fn mark_notice_failed(
+        &self,
+        id: i64,
+        token: &str,
+        now: UnixTime,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        self.settle(id, token, "failed", now, now, Some(error))
+            .await
+    }
+
+    async fn settle(
+        &self,
+        id: i64,
+        token: &str,
+        state: &str,
+        now: UnixTime,
+        next_attempt_at: UnixTime,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let sent_at = (state == "sent").then_some(now);
+        on_backend!(self, |pool, _PG| {
+            let done = sqlx::query(
+                "UPDATE notice_outbox SET state = $3, updated_at = $4, next_attempt_at = $5, \
+                 last_error = COALESCE($6, last_error), sent_at = $7, \
+                 claim_token = NULL, claimed_until = NULL \
+                 WHERE id = $1 AND claim_token = $2 AND state = 'pending'",
+            )
+            .bind(id)
+            .bind(token)
+            .bind(state)
+            .bind(now)
+            .bind(next_attempt_at)
+            .bind(error)
+            .bind(sent_at)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Outbox rows, optionally of one state, oldest first.
+    pub async fn outbox(&self, state: Option<OutboxState>) -> Result<Vec<OutboxRow>, StoreError> {
+        let state = state.map(OutboxState::as_str);
+        on_backend!(self, |pool, _PG| {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                outbox_cols!(),
+                " FROM notice_outbox WHERE ($1 IS NULL OR state = $1) ORDER BY id"
+            ))
+            .bind(state)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(outbox_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    /// How many outbox rows are in each state.
+    pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            use sqlx::Row as _;
+            let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM notice_outbox GROUP BY state")
+                .fetch_all(pool)
+                .await?;
+            let mut counts = OutboxCounts::default();
+            for r in rows {
+                let n = u64::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0);
+                let state: OutboxState = r
+                    .try_get::<String, _>("state")?
+                    .parse()
+                    .map_err(StoreError::Corrupt)?;
+                match state {
+                    OutboxState::Pending => counts.pending = n,
+                    OutboxState::Sent => counts.sent = n,
+                    OutboxState::Failed => counts.failed = n,
+                    OutboxState::Cancelled => counts.cancelled = n,
+                }
+            }
+            Ok(counts)
+        })
+    }
+}

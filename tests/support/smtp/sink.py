@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""A tiny SMTP sink for certgate's notice tests (standard library only).
+
+Listens on 127.0.0.1, speaks enough SMTP for a client like lettre (EHLO/HELO, MAIL, RCPT,
+DATA, RSET, NOOP, QUIT) and writes each accepted message to DIR as NNNNNN.json:
+{"mail_from", "rcpt_to", "subject", "body", "raw"} with subject and body decoded.
+
+Recipients whose local part starts with "reject" get 550 (permanent), with "defer" 451
+(temporary). Prints "PORT <n>" on stdout once listening.
+
+TLS: --tls wrapper (TLS from the first byte, like smtps://) or --tls starttls (STARTTLS
+offered; with it, nothing but EHLO/STARTTLS/QUIT is accepted before TLS), with --cert and
+--key (PEM). --auth USER:PASS requires AUTH PLAIN or LOGIN (offered only under TLS) before
+MAIL; a wrong password gets 535. The JSON then also says "tls" and "auth_user".
+
+usage: sink.py --dir DIR [--port N] [--tls wrapper|starttls --cert PEM --key PEM]
+               [--auth USER:PASS]
+"""
+
+import argparse
+import asyncio
+import base64
+import email
+import email.policy
+import json
+import os
+import ssl
+import sys
+
+
+class Session:
+    def __init__(self, reader, writer, out_dir, counter, opts):
+        self.r = reader
+        self.w = writer
+        self.out_dir = out_dir
+        self.counter = counter
+        self.opts = opts
+        self.tls = opts.tls == "wrapper"
+        self.auth_user = None
+        self.reset()
+
+    def reset(self):
+        self.mail_from = None
+        self.rcpt_to = []
+
+    async def reply(self, line):
+        self.w.write(line.encode() + b"\r\n")
+        await self.w.drain()
+
+    async def run(self):
+        await self.reply("220 sink ESMTP ready")
+        while True:
+            line = await self.r.readline()
+            if not line:
+                return
+            text = line.decode("utf-8", "replace").rstrip("\r\n")
+            verb = text[:4].upper()
+            arg = text[4:].strip()
+            if (
+                self.opts.tls == "starttls"
+                and not self.tls
+                and verb not in ("EHLO", "HELO", "STAR", "QUIT", "NOOP", "RSET")
+            ):
+                await self.reply("530 5.7.0 must issue STARTTLS first")
+                continue
+            if verb == "EHLO":
+                self.reset()
+                await self.reply("250-sink greets " + arg)
+                if self.opts.tls == "starttls" and not self.tls:
+                    await self.reply("250-STARTTLS")
+                if self.opts.auth and self.tls:
+                    await self.reply("250-AUTH PLAIN LOGIN")
+                await self.reply("250-8BITMIME")
+                await self.reply("250 SMTPUTF8")
+            elif text.upper() == "STARTTLS":
+                if self.opts.tls != "starttls" or self.tls:
+                    await self.reply("503 STARTTLS not available")
+                    continue
+                await self.reply("220 go ahead")
+                await self.w.start_tls(self.opts.ssl_context)
+                self.tls = True
+                self.reset()
+            elif verb == "AUTH":
+                await self.authenticate(arg)
+            elif verb == "HELO":
+                self.reset()
+                await self.reply("250 sink")
+            elif verb == "MAIL":
+                if self.opts.auth and self.auth_user is None:
+                    await self.reply("530 5.7.0 authentication required")
+                    continue
+                self.reset()
+                self.mail_from = address(arg)
+                await self.reply("250 sender ok")
+            elif verb == "RCPT":
+                if self.mail_from is None:
+                    await self.reply("503 MAIL first")
+                    continue
+                rcpt = address(arg)
+                local = rcpt.split("@", 1)[0].lower()
+                if local.startswith("reject"):
+                    await self.reply("550 5.1.1 no such user here")
+                elif local.startswith("defer"):
+                    await self.reply("451 4.3.0 try again later")
+                else:
+                    self.rcpt_to.append(rcpt)
+                    await self.reply("250 recipient ok")
+            elif verb == "DATA":
+                if not self.rcpt_to:
+                    await self.reply("503 no valid recipients")
+                    continue
+                await self.reply("354 end with <CRLF>.<CRLF>")
+                raw = await self.read_data()
+                if raw is None:
+                    return
+                self.store(raw)
+                self.reset()
+                await self.reply("250 queued")
+            elif verb == "RSET":
+                self.reset()
+                await self.reply("250 ok")
+            elif verb == "NOOP":
+                await self.reply("250 ok")
+            elif verb == "QUIT":
+                await self.reply("221 bye")
+                return
+            else:
+                await self.reply("502 command not implemented")
+
+    async def authenticate(self, arg):
+        parts = arg.split()
+        mech = parts[0].upper() if parts else ""
+        if not self.opts.auth or not self.tls:
+            await self.reply("503 AUTH not available")
+            return
+        if mech == "PLAIN":
+            data = parts[1] if len(parts) > 1 else await self.challenge("")
+            try:
+                _, user, password = base64.b64decode(data).decode().split("\0")
+            except ValueError:
+                await self.reply("501 malformed")
+                return
+        elif mech == "LOGIN":
+            user = base64.b64decode(await self.challenge("VXNlcm5hbWU6")).decode()
+            password = base64.b64decode(await self.challenge("UGFzc3dvcmQ6")).decode()
+        else:
+            await self.reply("504 mechanism not supported")
+            return
+        if "%s:%s" % (user, password) == self.opts.auth:
+            self.auth_user = user
+            await self.reply("235 2.7.0 authenticated")
+        else:
+            await self.reply("535 5.7.8 authentication credentials invalid")
+
+    async def challenge(self, prompt):
+        await self.reply("334 " + prompt)
+        return (await self.r.readline()).decode().strip()
+
+    async def read_data(self):
+        lines = []
+        while True:
+            line = await self.r.readline()
+            if not line:
+                return None
+            if line in (b".\r\n", b".\n"):
+                return b"".join(lines)
+            if line.startswith(b".."):
+                line = line[1:]
+            lines.append(line)
+
+    def store(self, raw):
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        body_part = msg.get_body(preferencelist=("plain",))
+        record = {
+            "mail_from": self.mail_from,
+            "rcpt_to": self.rcpt_to,
+            "subject": str(msg.get("subject", "")),
+            "body": body_part.get_content() if body_part is not None else "",
+            "raw": raw.decode("utf-8", "replace"),
+            "tls": self.tls,
+            "auth_user": self.auth_user,
+        }
+        self.counter[0] += 1
+        name = "%06d-%d" % (self.counter[0], os.getpid())
+        tmp = os.path.join(self.out_dir, "." + name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(record, f, ensure_ascii=False)
+        os.rename(tmp, os.path.join(self.out_dir, name + ".json"))
+
+
+def address(arg):
+    # "FROM:<a@b> SIZE=1" or "TO:<a@b>"
+    start = arg.find("<")
+    end = arg.find(">", start + 1)
+    if start >= 0 and end > start:
+        return arg[start + 1 : end]
+    return arg.split(":", 1)[-1].strip()
+
+
+async def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--dir", required=True)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--tls", choices=["wrapper", "starttls"])
+    p.add_argument("--cert")
+    p.add_argument("--key")
+    p.add_argument("--auth")
+    a = p.parse_args()
+    a.ssl_context = None
+    if a.tls:
+        a.ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        a.ssl_context.load_cert_chain(a.cert, a.key)
+    os.makedirs(a.dir, exist_ok=True)
+    counter = [len([n for n in os.listdir(a.dir) if n.endswith(".json")])]
+
+    async def handle(reader, writer):
+        try:
+            await Session(reader, writer, a.dir, counter, a).run()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(
+        handle,
+        "127.0.0.1",
+        a.port,
+        reuse_address=True,
+        ssl=a.ssl_context if a.tls == "wrapper" else None,
+    )
+    port = server.sockets[0].getsockname()[1]
+    print("PORT %d" % port, flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(0)
