@@ -122,17 +122,31 @@ struct Source {
     sql: &'static str,
 }
 
-const SQLITE_MIGRATIONS: &[Source] = &[Source {
-    version: 1,
-    description: "schema",
-    sql: include_str!("migrations/sqlite/0001_schema.sql"),
-}];
+const SQLITE_MIGRATIONS: &[Source] = &[
+    Source {
+        version: 1,
+        description: "schema",
+        sql: include_str!("migrations/sqlite/0001_schema.sql"),
+    },
+    Source {
+        version: 2,
+        description: "audit checkpoints",
+        sql: include_str!("migrations/sqlite/0002_audit_checkpoints.sql"),
+    },
+];
 
-const POSTGRES_MIGRATIONS: &[Source] = &[Source {
-    version: 1,
-    description: "schema",
-    sql: include_str!("migrations/postgres/0001_schema.sql"),
-}];
+const POSTGRES_MIGRATIONS: &[Source] = &[
+    Source {
+        version: 1,
+        description: "schema",
+        sql: include_str!("migrations/postgres/0001_schema.sql"),
+    },
+    Source {
+        version: 2,
+        description: "audit checkpoints",
+        sql: include_str!("migrations/postgres/0002_audit_checkpoints.sql"),
+    },
+];
 
 fn migrator(sources: &[Source]) -> Migrator {
     Migrator::with_migrations(
