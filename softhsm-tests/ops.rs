@@ -1002,3 +1002,20 @@ fn ci_gateway_script_issues_verifiable_certificates() {
     assert!(users.contains("bob\tapprover"), "{users}");
     assert!(last_line(&stdout).starts_with("CERTGATE_"), "{stdout}");
 }
+
+#[test]
+fn hsm_examples_parse() {
+    for name in ["yubihsm2", "thales-luna", "aws-cloudhsm", "utimaco"] {
+        let path = repo(&format!("hsm-config/examples/{name}.toml"));
+        let hsm = std::fs::read_to_string(&path).expect("example exists");
+        let text = format!(
+            "{hsm}\n[ca]\nsubject = \"CN=x,O=y\"\npublic_url = \"https://127.0.0.1:8443\"\n"
+        );
+        let cfg = certgate::config::Config::parse(&text, name, Path::new("/etc/certgate"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            cfg.hsm.pin_file.is_some(),
+            "{name}: the PIN comes from a file"
+        );
+    }
+}
