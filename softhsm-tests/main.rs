@@ -5,4 +5,5 @@ mod cli;
 mod fixture;
 mod hsm;
 mod lifecycle;
+mod ops;
 mod support;

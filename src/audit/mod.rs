@@ -1,9 +1,12 @@
 //! The audit log: every security event (issuance, refusal, revocation, admin action) goes
-//! here, hash-chained in the store. Details are JSON and never contain a secret.
+//! here, hash-chained in the store, and pinned from time to time by checkpoints signed in
+//! the HSM (`checkpoint`). Details are JSON and never contain a secret.
 
+mod checkpoint;
 mod verify;
 
-pub use verify::{ChainReport, VerifyError, export, verify_chain};
+pub use checkpoint::{CheckpointError, CheckpointKeys, checkpoint_message, make_checkpoint};
+pub use verify::{ChainReport, VerifyError, export, verify_chain, verify_with_checkpoints};
 
 use crate::clock::UnixTime;
 use crate::store::{NewAudit, Store};

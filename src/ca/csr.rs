@@ -140,7 +140,9 @@ pub fn check(input: &[u8]) -> Result<CheckedCsr, CsrError> {
     })
 }
 
-fn key_kind(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<ClientKeyKind, CsrError> {
+pub(crate) fn key_kind(
+    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+) -> Result<ClientKeyKind, CsrError> {
     let alg = &spki.algorithm.algorithm;
     if is(alg, OID_EC_PUBLIC_KEY) {
         let curve = spki
@@ -177,7 +179,7 @@ fn key_kind(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<Client
     Err(CsrError::UnsupportedKey(format!("algorithm {alg}")))
 }
 
-fn verification_algorithm(
+pub(crate) fn verification_algorithm(
     sig_alg: &Oid<'_>,
     key: ClientKeyKind,
 ) -> Result<&'static dyn VerificationAlgorithm, CsrError> {

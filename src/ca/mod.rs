@@ -7,6 +7,7 @@
 mod authority;
 pub mod crl;
 pub mod csr;
+pub mod intermediate;
 mod key;
 pub mod ocsp;
 pub mod pem;

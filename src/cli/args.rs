@@ -41,9 +41,12 @@ pub enum Command {
     /// Client certificates.
     #[command(subcommand)]
     Cert(CertCmd),
-    /// The CA itself.
+    /// The CA itself: certificates, intermediate set-up, rollover, CRLs.
     #[command(subcommand)]
     Ca(CaCmd),
+    /// The HSM: what the module and token offer, key generation (key ceremony).
+    #[command(subcommand)]
+    Hsm(HsmCmd),
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -155,8 +158,71 @@ pub enum CertCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum CaCmd {
-    /// Print the active CA certificate (PEM).
-    Cert,
+    /// Print the active CA certificate and its chain (PEM).
+    Cert {
+        /// Print this CA (see `ca list`) instead of the active one.
+        #[arg(long)]
+        id: Option<i64>,
+    },
+    /// List every CA (active and retired) with its key label and validity.
+    List,
+    /// Write a PKCS#10 request for an HSM key, for an offline root to sign.
+    Csr {
+        /// Label of the key in the token (make one with `hsm keygen`).
+        #[arg(long)]
+        key_label: String,
+        /// Subject DN; defaults to [ca] subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Output file (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Install a CA certificate signed by an outside root, after checking it.
+    Import {
+        /// Label of the HSM key the certificate must certify.
+        #[arg(long)]
+        key_label: String,
+        /// The CA certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// The chain above it up to the root (PEM, nearest issuer first).
+        #[arg(long)]
+        chain: PathBuf,
+        /// Make it the CA that issues new certificates.
+        #[arg(long)]
+        activate: bool,
+    },
+    /// Roll over to a new self-signed CA: new key (unless it exists), new certificate,
+    /// activated. The old CA stays for its certificates, CRLs and OCSP.
+    Rollover {
+        /// Label of the new key.
+        #[arg(long)]
+        key_label: String,
+        /// Algorithm of the new key; defaults to [hsm] key_algorithm.
+        #[arg(long)]
+        algorithm: Option<crate::ca::KeyAlgorithm>,
+        /// Subject DN of the new CA; must differ from every existing CA's.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Validity of the new CA certificate; defaults to [ca] ca_validity_days.
+        #[arg(long)]
+        validity_days: Option<u32>,
+    },
+    /// Make the CA `ID` (see `ca list`) the one that issues new certificates.
+    Activate { id: i64 },
+    /// Sign a fresh CRL for a CA (DER), e.g. to publish it offline.
+    Crl {
+        /// The CA; defaults to the active one.
+        #[arg(long)]
+        id: Option<i64>,
+        /// Output file (DER).
+        #[arg(long)]
+        out: PathBuf,
+        /// Hours until nextUpdate.
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+    },
     /// Issue a TLS server certificate for the gateway's listener (software key written
     /// beside it, readable by the owner only).
     IssueServer {
@@ -175,9 +241,38 @@ pub enum CaCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum HsmCmd {
+    /// Describe the PKCS#11 module, its tokens, the mechanisms the CA needs, and whether
+    /// the CA key's attributes are safe. The PIN is never printed.
+    Info {
+        /// The key to describe; defaults to the active CA's key, else [hsm] key_label.
+        #[arg(long)]
+        key_label: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a key pair in the token: sensitive, never extractable, sign only.
+    Keygen {
+        #[arg(long)]
+        label: String,
+        /// ec-p256, ec-p384, rsa-2048 or rsa-3072.
+        #[arg(long)]
+        algorithm: crate::ca::KeyAlgorithm,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AuditCmd {
-    /// Check the hash chain of the whole audit log; names the first broken record.
+    /// Check the hash chain of the whole audit log and every signed checkpoint; names the
+    /// first broken record.
     Verify,
+    /// Sign the newest audit entry's hash in the HSM and store the checkpoint.
+    Checkpoint {
+        /// The signing key; defaults to the active CA's key.
+        #[arg(long)]
+        key_label: Option<String>,
+    },
     /// Write the audit log as JSON lines to stdout.
     Export {
         #[arg(long, default_value_t = 1)]

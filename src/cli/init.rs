@@ -15,7 +15,11 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     let store = context::open_store(cfg).await?;
     println!("database schema ready ({})", store.backend_name());
     let hsm = context::open_hsm(cfg).await?;
-    let label = cfg.hsm.key_label.clone();
+    // After a rollover the active CA's key is no longer [hsm] key_label: the store decides.
+    let label = match store.active_ca().await? {
+        Some(active) => active.key_label,
+        None => cfg.hsm.key_label.clone(),
+    };
     let algorithm = cfg.hsm.key_algorithm;
 
     let opener = hsm.clone();

@@ -2,12 +2,15 @@
 //! reports a failure as one sentence (with its causes) on stderr and a non-zero exit.
 
 mod args;
+mod audit_ops;
+mod ca_ops;
 mod context;
 mod demo;
+mod hsm;
 mod init;
+mod notify;
 mod serve;
 mod server_cert;
-mod notify;
 mod staff;
 
 use std::process::ExitCode;
@@ -15,7 +18,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub use args::Cli;
-use args::{AuditCmd, CaCmd, Command, ConfigCmd};
+use args::{Command, ConfigCmd};
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
@@ -83,34 +86,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => staff::user(&cfg, cmd).await,
         Command::Issue(cmd) => staff::issue(cfg, cmd).await,
         Command::Cert(cmd) => staff::cert(cfg, cmd).await,
-        Command::Ca(CaCmd::Cert) => staff::ca_cert(&cfg).await,
-        Command::Ca(CaCmd::IssueServer {
-            names,
-            days,
-            cert_out,
-            key_out,
-        }) => server_cert::run(cfg, &names, days, &cert_out, &key_out).await,
-        Command::Audit(cmd) => audit(&cfg, cmd).await,
+        Command::Ca(cmd) => ca_ops::run(&cfg, cmd).await,
+        Command::Hsm(cmd) => hsm::run(&cfg, cmd).await,
+        Command::Audit(cmd) => audit_ops::run(&cfg, cmd).await,
         Command::Serve => serve::run(&cli.config, cfg).await,
         Command::Notify(cmd) => notify::run(&cfg, cmd).await,
     }
-}
-
-async fn audit(cfg: &crate::config::Config, cmd: AuditCmd) -> anyhow::Result<()> {
-    let store = context::open_store(cfg).await?;
-    match cmd {
-        AuditCmd::Verify => {
-            let report = crate::audit::verify_chain(&store).await?;
-            println!(
-                "audit chain intact: {} entries, last hash {}",
-                report.entries, report.last_hash
-            );
-        }
-        AuditCmd::Export { from } => {
-            let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            crate::audit::export(&store, from, &mut lock).await?;
-        }
-    }
-    Ok(())
 }

@@ -14,6 +14,7 @@ mod ckr;
 mod context;
 mod der;
 mod error;
+mod info;
 mod keygen;
 mod objects;
 mod pool;
@@ -22,6 +23,7 @@ mod signer;
 
 pub use attributes::KeyAttributes;
 pub use error::HsmError;
+pub use info::{AlgorithmSupport, MechanismSupport, ModuleInfo, TokenInfo, inspect};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -138,6 +138,11 @@ const SQLITE_MIGRATIONS: &[Source] = &[
         description: "notices",
         sql: include_str!("migrations/sqlite/0003_notices.sql"),
     },
+    Source {
+        version: 4,
+        description: "audit checkpoints",
+        sql: include_str!("migrations/sqlite/0004_audit_checkpoints.sql"),
+    },
 ];
 
 const POSTGRES_MIGRATIONS: &[Source] = &[
@@ -150,6 +155,11 @@ const POSTGRES_MIGRATIONS: &[Source] = &[
         version: 3,
         description: "notices",
         sql: include_str!("migrations/postgres/0003_notices.sql"),
+    },
+    Source {
+        version: 4,
+        description: "audit checkpoints",
+        sql: include_str!("migrations/postgres/0004_audit_checkpoints.sql"),
     },
 ];
 

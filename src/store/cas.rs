@@ -57,6 +57,28 @@ impl Store {
         })
     }
 
+    /// Makes the CA `id` the one that issues; every other CA becomes inactive. `NotFound`
+    /// when there is no such CA.
+    pub async fn activate_ca(&self, id: i64) -> Result<(), StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query("UPDATE cas SET active = FALSE WHERE active AND id <> $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let done = sqlx::query("UPDATE cas SET active = TRUE WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("CA {id}")));
+            }
+            tx.commit().await?;
+            tracing::info!(ca_id = id, "CA activated");
+            Ok(())
+        })
+    }
+
     /// Every CA record, oldest first.
     pub async fn cas(&self) -> Result<Vec<CaRecord>, StoreError> {
         on_backend!(self, |pool, _PG| {

@@ -11,7 +11,7 @@
 //!
 //! Layout: `backend` (pools, write transactions, migrations, the `on_backend!` macro that
 //! writes each operation once for both pools), `rows` (row decoding), one file per topic
-//! (`accounts`, `codes`, `certs`, `cas`, `audit_chain`, `notices`) and `changes` (the broadcast
+//! (`accounts`, `codes`, `certs`, `cas`, `audit_chain`, `notices`, `checkpoints`) and `changes` (the broadcast
 //! channel and the PostgreSQL listener).
 
 mod accounts;
@@ -20,6 +20,7 @@ pub(crate) mod backend;
 mod cas;
 mod certs;
 mod changes;
+mod checkpoints;
 mod codes;
 mod error;
 pub mod model;
@@ -27,6 +28,7 @@ mod notices;
 pub(crate) mod rows;
 
 pub use audit_chain::{AuditChainBroken, GENESIS_HASH, audit_hash, verify_audit_chain};
+pub use checkpoints::AuditCheckpoint;
 pub use error::StoreError;
 pub use model::*;
 pub use notices::{NewNotice, NoticeCandidate, OutboxCounts, OutboxRow, OutboxState};

@@ -1,0 +1,399 @@
+//! `certgate ca ...`: the CA's certificates for the security team — listing, an
+//! intermediate signed by an offline root (`csr`, `import`), rollover to a new key,
+//! activation, and offline CRLs.
+//!
+//! Every CA ever used stays in the store: its certificates keep verifying and it keeps
+//! signing CRLs and OCSP answers for them. Only the active one issues. This file must not
+//! judge certificates itself (see [`crate::ca::intermediate`]).
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow, bail};
+
+use crate::audit::{Actor, Audit, Outcome};
+use crate::ca::crl::RevokedEntry;
+use crate::ca::{self, Authority, KeyBackend, intermediate};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::hsm::HsmError;
+use crate::store::{CaRecord, Store};
+
+use super::args::CaCmd;
+use super::audit_ops::open_key;
+use super::{context, staff};
+
+pub async fn run(cfg: &Config, cmd: CaCmd) -> anyhow::Result<()> {
+    match cmd {
+        CaCmd::IssueServer {
+            names,
+            days,
+            cert_out,
+            key_out,
+        } => super::server_cert::run(cfg.clone(), &names, days, &cert_out, &key_out).await,
+        CaCmd::Cert { id: None } => staff::ca_cert(cfg).await,
+        CaCmd::Cert { id: Some(id) } => {
+            let store = context::open_store(cfg).await?;
+            let ca = find(&store, id).await?;
+            print!("{}", ca::pem::certificate(&ca.cert_der));
+            print!("{}", ca.chain_pem);
+            Ok(())
+        }
+        CaCmd::List => list(cfg).await,
+        CaCmd::Csr {
+            key_label,
+            subject,
+            out,
+        } => csr(cfg, &key_label, subject, &out).await,
+        CaCmd::Import {
+            key_label,
+            cert,
+            chain,
+            activate,
+        } => import(cfg, &key_label, &cert, &chain, activate).await,
+        CaCmd::Rollover {
+            key_label,
+            algorithm,
+            subject,
+            validity_days,
+        } => rollover(cfg, &key_label, algorithm, subject, validity_days).await,
+        CaCmd::Activate { id } => activate(cfg, id).await,
+        CaCmd::Crl { id, out, hours } => crl(cfg, id, &out, hours).await,
+    }
+}
+
+async fn find(store: &Store, id: i64) -> anyhow::Result<CaRecord> {
+    store
+        .cas()
+        .await?
+        .into_iter()
+        .find(|c| c.id == id)
+        .ok_or_else(|| anyhow!("no CA with id {id} (see `certgate ca list`)"))
+}
+
+/// Subject text and notAfter of a certificate.
+fn describe(der: &[u8]) -> (String, String) {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok((_, c)) => (c.subject().to_string(), c.validity().not_after.to_string()),
+        Err(_) => ("(unparsable certificate)".into(), "?".into()),
+    }
+}
+
+async fn list(cfg: &Config) -> anyhow::Result<()> {
+    let store = context::open_store(cfg).await?;
+    println!("ID\tACTIVE\tKEY_LABEL\tNOT_AFTER\tISSUED_BY\tSUBJECT");
+    for c in store.cas().await? {
+        let (subject, not_after) = describe(&c.cert_der);
+        let issued_by = if c.chain_pem.is_empty() {
+            "self"
+        } else {
+            "chain"
+        };
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            c.id,
+            if c.active { "active" } else { "retired" },
+            c.key_label,
+            not_after,
+            issued_by,
+            subject
+        );
+    }
+    Ok(())
+}
+
+/// Writes `data` to a file that must not exist yet (a ceremony never overwrites).
+fn write_new(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist)", path.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+async fn audit(
+    store: &Store,
+    action: &str,
+    subject: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    Audit::new(store.clone())
+        .record(
+            SystemClock.now(),
+            &Actor::current_staff(),
+            action,
+            subject,
+            Outcome::Ok,
+            detail,
+        )
+        .await?;
+    Ok(())
+}
+
+async fn csr(cfg: &Config, label: &str, subject: Option<String>, out: &Path) -> anyhow::Result<()> {
+    let store = context::open_store(cfg).await?;
+    let hsm = context::open_hsm(cfg).await?;
+    let key = open_key(&hsm, label).await?;
+    let subject = subject.unwrap_or_else(|| cfg.ca.subject.clone());
+    let s = subject.clone();
+    let pem = tokio::task::spawn_blocking(move || intermediate::request_pem(key, &s))
+        .await?
+        .context("cannot make the certificate request")?;
+    write_new(out, pem.as_bytes())?;
+    audit(
+        &store,
+        "ca.csr",
+        label,
+        serde_json::json!({"subject": subject}),
+    )
+    .await?;
+    println!(
+        "certificate request for key {label:?} ({subject}) written to {}",
+        out.display()
+    );
+    Ok(())
+}
+
+async fn import(
+    cfg: &Config,
+    label: &str,
+    cert: &Path,
+    chain: &Path,
+    activate: bool,
+) -> anyhow::Result<()> {
+    let store = context::open_store(cfg).await?;
+    let cert_text =
+        std::fs::read_to_string(cert).with_context(|| format!("cannot read {}", cert.display()))?;
+    let chain_text = std::fs::read_to_string(chain)
+        .with_context(|| format!("cannot read {}", chain.display()))?;
+    let cert_der = intermediate::pem_certificates(&cert_text)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("{} holds no PEM certificate", cert.display()))?;
+    if store.cas().await?.iter().any(|c| c.cert_der == cert_der) {
+        bail!("this CA certificate is already installed (see `certgate ca list`)");
+    }
+    let hsm = context::open_hsm(cfg).await?;
+    let key = open_key(&hsm, label).await?;
+    let now = SystemClock.now();
+    let checked = intermediate::check_import(&cert_der, &chain_text, key.as_ref(), label, now)
+        .context("the CA certificate was refused")?;
+    // rcgen must be able to issue under it, exactly as `serve` will.
+    Authority::new(0, checked.der.clone(), key, context::issuance_policy(cfg))
+        .context("the CA certificate cannot be used for issuing")?;
+    let record = store
+        .insert_ca(label, &checked.der, &checked.chain_pem, activate, now)
+        .await?;
+    audit(
+        &store,
+        "ca.import",
+        &record.id.to_string(),
+        serde_json::json!({"key_label": label, "subject": checked.subject, "active": activate}),
+    )
+    .await?;
+    println!(
+        "CA {} installed ({}, key {label:?}, valid until {}){}",
+        record.id,
+        checked.subject,
+        crate::lifecycle::format_date(checked.not_after),
+        if activate {
+            "; it now issues new certificates"
+        } else {
+            "; inactive: `certgate ca activate ID` to issue with it"
+        }
+    );
+    Ok(())
+}
+
+async fn rollover(
+    cfg: &Config,
+    label: &str,
+    algorithm: Option<ca::KeyAlgorithm>,
+    subject: Option<String>,
+    validity_days: Option<u32>,
+) -> anyhow::Result<()> {
+    let store = context::open_store(cfg).await?;
+    let cas = store.cas().await?;
+    if cas.iter().any(|c| c.key_label == label) {
+        bail!("the key {label:?} already belongs to a CA; a rollover needs a new key label");
+    }
+    let old = cas.iter().find(|c| c.active);
+    let subject = match subject {
+        Some(s) => s,
+        None => derived_subject(&cfg.ca.subject, label),
+    };
+    let dn = ca::parse_distinguished_name(&subject).map_err(anyhow::Error::msg)?;
+    let dn_der = dn_der(&dn)?;
+    for c in &cas {
+        if let Ok((_, x)) = x509_parser::parse_x509_certificate(&c.cert_der)
+            && x.subject().as_raw() == dn_der.as_slice()
+        {
+            bail!(
+                "CA {} already has the subject {subject:?}; give the new CA its own --subject \
+                 (CRLs are matched to CAs by name)",
+                c.id
+            );
+        }
+    }
+    let hsm = context::open_hsm(cfg).await?;
+    let algorithm = algorithm.unwrap_or(cfg.hsm.key_algorithm);
+    let (h, l) = (hsm.clone(), label.to_owned());
+    let key = match tokio::task::spawn_blocking(move || h.key(&l)).await? {
+        Ok(k) => {
+            println!("using the existing key {label:?} ({})", k.algorithm());
+            k
+        }
+        Err(HsmError::KeyNotFound(_)) => {
+            let (h, l) = (hsm.clone(), label.to_owned());
+            let k = tokio::task::spawn_blocking(move || h.generate_key(&l, algorithm))
+                .await?
+                .with_context(|| format!("cannot generate the key {label:?}"))?;
+            println!(
+                "generated {algorithm} key {label:?} in token {:?}",
+                cfg.hsm.token_label
+            );
+            k
+        }
+        Err(e) => return Err(e).context(format!("cannot open the key {label:?}")),
+    };
+    let key: Arc<dyn KeyBackend> = Arc::new(key);
+    let now = SystemClock.now();
+    let validity = validity_days.unwrap_or(cfg.ca.ca_validity_days);
+    let (signer, s) = (key.clone(), subject.clone());
+    let der = tokio::task::spawn_blocking(move || ca::self_signed_ca(signer, &s, now, validity))
+        .await?
+        .context("cannot make the new CA certificate")?;
+    Authority::new(0, der.clone(), key, context::issuance_policy(cfg))
+        .context("the new CA certificate cannot be used for issuing")?;
+    let record = store.insert_ca(label, &der, "", true, now).await?;
+    audit(
+        &store,
+        "ca.rollover",
+        &record.id.to_string(),
+        serde_json::json!({"key_label": label, "subject": subject,
+            "previous": old.map(|c| c.id)}),
+    )
+    .await?;
+    println!(
+        "CA {} created and active: {subject} (key {label:?})",
+        record.id
+    );
+    if let Some(o) = old {
+        println!(
+            "CA {} (key {:?}) is retired: its certificates stay valid until they expire, and it \
+             keeps signing their CRLs and OCSP answers",
+            o.id, o.key_label
+        );
+    }
+    println!(
+        "distribute the new CA certificate (`certgate ca cert --id {}`) to every relying party",
+        record.id
+    );
+    Ok(())
+}
+
+/// `[ca] subject` with the key label added to its CN, so two generations differ by name.
+fn derived_subject(subject: &str, label: &str) -> String {
+    subject
+        .split(',')
+        .map(|part| match part.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("CN") => {
+                format!("{}={} {label}", k.trim(), v.trim())
+            }
+            _ => part.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The DER of a distinguished name as rcgen would write it into a certificate.
+fn dn_der(dn: &rcgen::DistinguishedName) -> anyhow::Result<Vec<u8>> {
+    // rcgen has no public DN encoder: make a throwaway self-signed certificate and read it.
+    let key = rcgen::KeyPair::generate().context("throwaway key")?;
+    let mut p = rcgen::CertificateParams::default();
+    p.distinguished_name = dn.clone();
+    let cert = p.self_signed(&key).context("throwaway certificate")?;
+    let (_, x) = x509_parser::parse_x509_certificate(cert.der())
+        .map_err(|e| anyhow!("throwaway certificate: {e}"))?;
+    Ok(x.subject().as_raw().to_vec())
+}
+
+async fn activate(cfg: &Config, id: i64) -> anyhow::Result<()> {
+    let store = context::open_store(cfg).await?;
+    let record = find(&store, id).await?;
+    // Refuse a CA whose key is missing, unsafe or does not match before it issues anything.
+    let hsm = context::open_hsm(cfg).await?;
+    let key = open_key(&hsm, &record.key_label).await?;
+    Authority::new(
+        record.id,
+        record.cert_der.clone(),
+        key,
+        context::issuance_policy(cfg),
+    )
+    .with_context(|| format!("CA {id} cannot issue with the key {:?}", record.key_label))?;
+    store.activate_ca(id).await?;
+    audit(
+        &store,
+        "ca.activate",
+        &id.to_string(),
+        serde_json::json!({"key_label": record.key_label}),
+    )
+    .await?;
+    println!(
+        "CA {id} (key {:?}) now issues new certificates",
+        record.key_label
+    );
+    Ok(())
+}
+
+async fn crl(cfg: &Config, id: Option<i64>, out: &Path, hours: u32) -> anyhow::Result<()> {
+    let store = context::open_store(cfg).await?;
+    let record = match id {
+        Some(id) => find(&store, id).await?,
+        None => store
+            .active_ca()
+            .await?
+            .ok_or_else(|| anyhow!("no CA yet: run `certgate init` first"))?,
+    };
+    let hsm = context::open_hsm(cfg).await?;
+    let key = open_key(&hsm, &record.key_label).await?;
+    let authority = Authority::new(
+        record.id,
+        record.cert_der.clone(),
+        key,
+        context::issuance_policy(cfg),
+    )
+    .with_context(|| {
+        format!(
+            "CA {} does not match its key {:?}",
+            record.id, record.key_label
+        )
+    })?;
+    let now = SystemClock.now();
+    let revoked: Vec<RevokedEntry> = store
+        .revoked_for_crl(record.id, now)
+        .await?
+        .into_iter()
+        .map(|(serial, revoked_at, reason)| RevokedEntry {
+            serial,
+            revoked_at,
+            reason,
+        })
+        .collect();
+    let number = store.next_crl_number(record.id).await?;
+    let next = now + i64::from(hours.max(1)) * 3600;
+    let count = revoked.len();
+    let der = tokio::task::spawn_blocking(move || authority.sign_crl(&revoked, number, now, next))
+        .await?
+        .context("cannot sign the CRL")?;
+    write_new(out, &der)?;
+    println!(
+        "CRL {number} of CA {} ({count} revoked) written to {}",
+        record.id,
+        out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! What the PKCS#11 module and its tokens say about themselves, for `certgate hsm info`:
+//! library, slots and tokens, and whether the token offers the mechanisms the CA needs for
+//! each key algorithm. Needs no login and never sees the PIN.
+//!
+//! What this module must not do: open sessions, log in, or judge keys (see `attributes`).
+
+use std::path::Path;
+
+use cryptoki::error::RvError;
+use cryptoki::mechanism::MechanismType;
+use cryptoki::slot::{Limit, Slot};
+
+use super::HsmError;
+use super::ckr::call;
+use super::context::Context;
+use crate::ca::KeyAlgorithm;
+
+/// The module and every token it shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModuleInfo {
+    pub module: String,
+    pub cryptoki_version: String,
+    pub manufacturer: String,
+    pub description: String,
+    pub library_version: String,
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// One slot with a token.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenInfo {
+    pub slot_id: u64,
+    pub label: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub serial_number: String,
+    pub initialized: bool,
+    pub user_pin_initialized: bool,
+    pub user_pin_count_low: bool,
+    pub user_pin_final_try: bool,
+    pub user_pin_locked: bool,
+    /// Open sessions / the most the token allows, as the token reports them.
+    pub sessions: String,
+    /// Mechanism support per CA key algorithm; filled for the configured token only.
+    pub algorithms: Vec<AlgorithmSupport>,
+}
+
+/// Whether a token can generate and sign with one kind of CA key.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AlgorithmSupport {
+    pub algorithm: KeyAlgorithm,
+    pub mechanisms: Vec<MechanismSupport>,
+    /// True when every mechanism needed is present and allows the key size.
+    pub usable: bool,
+}
+
+/// One mechanism the CA needs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MechanismSupport {
+    pub name: String,
+    /// What certgate uses it for.
+    pub purpose: &'static str,
+    pub present: bool,
+    /// The key sizes the token reports for it (bits), when present.
+    pub key_sizes: Option<(u64, u64)>,
+    /// False when present but the needed size is outside `key_sizes` or the flag is missing.
+    pub fits: bool,
+}
+
+/// The mechanisms each algorithm needs: key pair generation, then signing. The EC signer
+/// hashes in software and uses `CKM_ECDSA` (SoftHSM2 has no `CKM_ECDSA_SHA256`).
+fn needs(algorithm: KeyAlgorithm) -> ([(MechanismType, &'static str); 2], u64) {
+    match algorithm {
+        KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384 => (
+            [
+                (MechanismType::ECC_KEY_PAIR_GEN, "generate the key"),
+                (MechanismType::ECDSA, "sign (hash computed in software)"),
+            ],
+            if algorithm == KeyAlgorithm::EcP256 {
+                256
+            } else {
+                384
+            },
+        ),
+        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => (
+            [
+                (MechanismType::RSA_PKCS_KEY_PAIR_GEN, "generate the key"),
+                (MechanismType::SHA256_RSA_PKCS, "sign"),
+            ],
+            if algorithm == KeyAlgorithm::Rsa2048 {
+                2048
+            } else {
+                3072
+            },
+        ),
+    }
+}
+
+const ALGORITHMS: [KeyAlgorithm; 4] = [
+    KeyAlgorithm::EcP256,
+    KeyAlgorithm::EcP384,
+    KeyAlgorithm::Rsa2048,
+    KeyAlgorithm::Rsa3072,
+];
+
+/// Describes the module at `module`; mechanisms are listed for the token labelled
+/// `token_label` (`TokenNotFound` when no token carries it). Blocking.
+pub fn inspect(module: &Path, token_label: &str) -> Result<ModuleInfo, HsmError> {
+    let ctx = Context::get(module)?;
+    let live = ctx.read();
+    let p = &live.pkcs11;
+    let lib = call("C_GetInfo", p.get_library_info())?;
+    let mut tokens = Vec::new();
+    let mut found = false;
+    for slot in call("C_GetSlotList", p.get_slots_with_token())? {
+        let t = call("C_GetTokenInfo", p.get_token_info(slot))?;
+        let mut info = TokenInfo {
+            slot_id: slot.id(),
+            label: t.label().to_owned(),
+            manufacturer: t.manufacturer_id().to_owned(),
+            model: t.model().to_owned(),
+            serial_number: t.serial_number().to_owned(),
+            initialized: t.token_initialized(),
+            user_pin_initialized: t.user_pin_initialized(),
+            user_pin_count_low: t.user_pin_count_low(),
+            user_pin_final_try: t.user_pin_final_try(),
+            user_pin_locked: t.user_pin_locked(),
+            sessions: format!(
+                "{} open, max {}",
+                t.session_count()
+                    .map_or_else(|| "?".to_owned(), |n| n.to_string()),
+                limit(t.max_session_count())
+            ),
+            algorithms: Vec::new(),
+        };
+        if info.label == token_label {
+            found = true;
+            info.algorithms = algorithms(p, slot)?;
+        }
+        tokens.push(info);
+    }
+    if !found {
+        return Err(HsmError::TokenNotFound(token_label.to_owned()));
+    }
+    Ok(ModuleInfo {
+        module: module.display().to_string(),
+        cryptoki_version: lib.cryptoki_version().to_string(),
+        manufacturer: lib.manufacturer_id().to_owned(),
+        description: lib.library_description().to_owned(),
+        library_version: lib.library_version().to_string(),
+        tokens,
+    })
+}
+
+fn limit(l: Limit) -> String {
+    match l {
+        Limit::Max(n) => n.to_string(),
+        Limit::Unavailable => "unknown".into(),
+        Limit::Infinite => "unlimited".into(),
+    }
+}
+
+fn algorithms(
+    p: &cryptoki::context::Pkcs11,
+    slot: Slot,
+) -> Result<Vec<AlgorithmSupport>, HsmError> {
+    let mut out = Vec::new();
+    for algorithm in ALGORITHMS {
+        let (wanted, bits) = needs(algorithm);
+        let mut mechanisms = Vec::new();
+        for (i, (mech, purpose)) in wanted.into_iter().enumerate() {
+            // Asked one by one rather than through C_GetMechanismList: cryptoki logs an
+            // error for every vendor mechanism of a list it does not know.
+            let info = match call("C_GetMechanismInfo", p.get_mechanism_info(slot, mech)) {
+                Ok(mi) => Some(mi),
+                Err(e) if e.rv() == Some(RvError::MechanismInvalid) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let present = info.is_some();
+            let (key_sizes, fits) = match info {
+                Some(mi) => {
+                    let (lo, hi) = (mi.min_key_size() as u64, mi.max_key_size() as u64);
+                    let flag = if i == 0 {
+                        mi.generate_key_pair()
+                    } else {
+                        mi.sign()
+                    };
+                    // Some modules report EC sizes in bytes, or 0 for "not stated": only a
+                    // stated range that excludes the size counts against it.
+                    let in_range =
+                        hi == 0 || (lo..=hi).contains(&bits) || (lo..=hi).contains(&(bits / 8));
+                    (Some((lo, hi)), flag && in_range)
+                }
+                None => (None, false),
+            };
+            mechanisms.push(MechanismSupport {
+                name: mech.to_string(),
+                purpose,
+                present,
+                key_sizes,
+                fits,
+            });
+        }
+        let usable = mechanisms.iter().all(|m| m.fits);
+        out.push(AlgorithmSupport {
+            algorithm,
+            mechanisms,
+            usable,
+        });
+    }
+    Ok(out)
+}
