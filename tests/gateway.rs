@@ -551,8 +551,12 @@ async fn a_login_form_for_another_id_is_refused() {
     assert_eq!(a.json()["body_len"], 24);
     // Bodies past the route's limit are refused before the app.
     let big = "a".repeat(200_000);
-    let a = c.send("POST", "/extras/upload", &[], &big).await.unwrap();
-    assert_eq!(a.status, 413);
+    // The gateway answers 413 as soon as it sees the length and closes the connection; a
+    // client still writing the body may see the close first. Either way the app never
+    // receives it.
+    if let Ok(a) = c.send("POST", "/extras/upload", &[], &big).await {
+        assert_eq!(a.status, 413);
+    }
     assert_eq!(h.upstream.hits(), 1);
     assert!(
         h.metric("certgate_refusals_total{reason=\"login_id_mismatch\"}")
