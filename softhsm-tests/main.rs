@@ -5,5 +5,6 @@ mod cli;
 mod fixture;
 mod hsm;
 mod lifecycle;
+mod notices;
 mod ops;
 mod support;

@@ -178,6 +178,14 @@ impl Metrics {
     }
 
     /// The text exposition (OpenMetrics, which Prometheus reads).
+    /// Adds a collector read at each scrape (e.g. the notice counters).
+    pub fn register_collector(
+        &mut self,
+        collector: Box<dyn prometheus_client::collector::Collector>,
+    ) {
+        self.registry.register_collector(collector);
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {

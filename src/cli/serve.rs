@@ -13,6 +13,7 @@ use crate::ca::{KeyBackend, ocsp::OcspIssuer};
 use crate::clock::{Clock, DAY, SystemClock};
 use crate::config::Config;
 use crate::lifecycle::{Lifecycle, LifecycleSettings};
+use crate::notify::{NotifyCollector, NotifyContext};
 use crate::proxy::GatewayDeps;
 use crate::store::Store;
 use crate::web::{CaSigner, Revocation, Web, WebService};
@@ -88,13 +89,26 @@ pub async fn run(config_path: &Path, cfg: Config) -> anyhow::Result<()> {
 
     let mut deps = GatewayDeps::new(
         config_path.to_path_buf(),
-        store,
+        store.clone(),
         Arc::new(WebService(web)),
-        clock,
+        clock.clone(),
     );
     deps.readiness
         .push(Arc::new(HsmReady(active.key().clone())));
-    crate::proxy::run(deps, shutdown_signal()).await
+
+    // Expiry notices: one pass at start, then every `[notify] interval_secs`.
+    let (stop_notices, stopped) = tokio::sync::watch::channel(false);
+    if let Some(notices) = NotifyContext::from_config(&cfg, store, clock)
+        .context("the [notify] section cannot be used")?
+    {
+        deps.collectors
+            .push(Box::new(NotifyCollector(notices.metrics())));
+        let every = notices.interval();
+        tokio::spawn(crate::notify::run_forever(notices, every, stopped));
+    }
+    let result = crate::proxy::run(deps, shutdown_signal()).await;
+    let _ = stop_notices.send(true);
+    result
 }
 
 /// Revokes superseded certificates whose successor is in use or whose overlap has passed.

@@ -70,3 +70,72 @@ impl NotifyMetrics {
         self.pass_errors.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+/// Exposes [`NotifyMetrics`] on the gateway's `/metrics` (read at each scrape).
+#[derive(Debug)]
+pub struct NotifyCollector(pub std::sync::Arc<NotifyMetrics>);
+
+impl prometheus_client::collector::Collector for NotifyCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let s = self.0.snapshot();
+        let counters = [
+            (
+                "notices_scheduled",
+                "Expiry notices queued",
+                s.scheduled_total,
+            ),
+            (
+                "notices_sent",
+                "Expiry notices the SMTP relay accepted",
+                s.sent_total,
+            ),
+            (
+                "notices_retried",
+                "Deliveries put back after a temporary failure",
+                s.retried_total,
+            ),
+            (
+                "notices_failed",
+                "Deliveries refused permanently",
+                s.failed_total,
+            ),
+            (
+                "notices_cancelled",
+                "Notices cancelled (renewed, revoked or expired)",
+                s.cancelled_total,
+            ),
+            (
+                "notice_pass_errors",
+                "Scheduler passes that stopped on an error",
+                s.pass_errors_total,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let c = ConstCounter::new(value);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        let gauges = [
+            (
+                "notices_pending",
+                "Outbox rows waiting for delivery",
+                s.pending,
+            ),
+            (
+                "notices_failed_in_outbox",
+                "Outbox rows that failed permanently",
+                s.failed_in_outbox,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let g = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        Ok(())
+    }
+}

@@ -21,7 +21,7 @@ mod template;
 
 pub use deliver::backoff;
 pub use error::NotifyError;
-pub use metrics::{MetricsSnapshot, NotifyMetrics};
+pub use metrics::{MetricsSnapshot, NotifyCollector, NotifyMetrics};
 pub use schedule::{Decision, decide};
 pub use smtp::{Mailer, RelayUrl, SendOutcome, TlsMode};
 pub use template::{Language, NoticeFacts, Rendered, Templates};

@@ -83,6 +83,8 @@ pub struct GatewayDeps {
     pub clock: Arc<dyn Clock>,
     /// Extra checks for `/readyz` (e.g. the HSM); the store is always checked.
     pub readiness: Vec<Arc<dyn Readiness>>,
+    /// More metrics for `/metrics`, read at each scrape (e.g. the notice counters).
+    pub collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,
 }
 
 impl GatewayDeps {
@@ -99,6 +101,7 @@ impl GatewayDeps {
             local,
             clock,
             readiness: Vec::new(),
+            collectors: Vec::new(),
         }
     }
 }
@@ -185,7 +188,11 @@ impl Gateway {
             None => None,
         };
         let (tx, rx) = watch::channel(Arc::new(runtime));
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        for collector in deps.collectors {
+            metrics.register_collector(collector);
+        }
+        let metrics = Arc::new(metrics);
         let trigger = Arc::new(Notify::new());
         let reloader = reload::Reloader {
             config_path: deps.config_path,
