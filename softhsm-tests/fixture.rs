@@ -377,6 +377,11 @@ impl Fixture {
     /// admin listener to the configuration, starts both processes and waits until
     /// `/readyz` answers 200. Call after `init`.
     pub fn serve(&self) -> Running {
+        self.serve_with("")
+    }
+
+    /// [`Fixture::serve`] with extra settings for the `[[route]]` to the sample app.
+    pub fn serve_with(&self, route_settings: &str) -> Running {
         let (https, admin, upstream) = (free_port(), free_port(), free_port());
         let cert = self.path("server.pem");
         let key = self.path("server.key");
@@ -405,6 +410,7 @@ client_auth = "optional"
 prefix = "/"
 upstream = "http://127.0.0.1:{upstream}"
 auth = "certificate"
+{route_settings}
 
 [admin]
 addr = "127.0.0.1:{admin}"

@@ -48,7 +48,7 @@ fn serve_sends_the_30_day_notice_once_and_the_login_screen_shows_it() {
     ]);
     let cert = fx.path("carol.pem");
     std::fs::write(&cert, pem).unwrap();
-    let run = fx.serve();
+    let run = fx.serve_with("renewal_interstitial = true");
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while smtp.messages().is_empty() {
@@ -100,5 +100,65 @@ fn serve_sends_the_30_day_notice_once_and_the_login_screen_shows_it() {
     assert!(
         !anonymous.contains("The certificate of login ID"),
         "{anonymous}"
+    );
+}
+
+/// The app's HTML pages are preceded by a "renew now / later" page while renewal is due;
+/// "later" is remembered for a day; API calls (JSON) are never interrupted.
+#[test]
+fn the_renewal_interstitial_asks_once_a_day() {
+    let Some(fx) = Fixture::with_config(Db::Sqlite, |t| {
+        *t = t.replace("validity_days = 365", "validity_days = 30");
+    }) else {
+        return;
+    };
+    fx.init_with_users();
+    let code = fx.authorize("carol");
+    let (key, csr) = fx.openssl_csr("carol", "ec:P-256");
+    let pem = fx.ok(&[
+        "cert",
+        "sign",
+        "carol",
+        "--csr",
+        csr.to_str().unwrap(),
+        "--code",
+        &code,
+    ]);
+    let cert = fx.path("carol.pem");
+    std::fs::write(&cert, pem).unwrap();
+    let run = fx.serve_with("renewal_interstitial = true");
+    let jar = fx.path("cookies.txt");
+    let with_cert = |extra: &[&str]| {
+        let mut args = vec![
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "-b",
+            jar.to_str().unwrap(),
+            "-c",
+            jar.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        curl(&run.ca, &args)
+    };
+    let page_url = run.url("/ib/home?tab=1");
+    let (status, page) = with_cert(&["-H", "Accept: text/html", &page_url]);
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("id=\"renew-now\"") && !page.contains("Sample corporate banking app"),
+        "{page}"
+    );
+    let (_, json) = with_cert(&["-H", "Accept: application/json", &page_url]);
+    assert!(json.contains("\"x-certgate-user\":\"carol\""), "{json}");
+
+    let later = run.url("/certgate/renew-later?next=%2Fib%2Fhome%3Ftab%3D1");
+    let (status, _) = with_cert(&["-o", "/dev/null", &later]);
+    assert_eq!(status, 303);
+    let (status, page) = with_cert(&["-H", "Accept: text/html", &page_url]);
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Sample corporate banking app") && page.contains("/ib/home"),
+        "{page}"
     );
 }

@@ -109,6 +109,10 @@ pub struct RouteConfig {
     /// Refuse a login form naming another login ID than the certificate's.
     #[serde(default)]
     pub login_binding: Option<LoginBindingConfig>,
+    /// From `[renewal] window_days` before expiry, show a "renew now / later" page before
+    /// this route's pages, at most once a day (default false).
+    #[serde(default)]
+    pub renewal_interstitial: bool,
 }
 
 fn default_connect_timeout_secs() -> u64 {

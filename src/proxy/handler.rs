@@ -166,6 +166,22 @@ async fn pipeline(
             if content_length(&req).is_some_and(|len| len > cfg.max_body_bytes) {
                 return Err(Problem::BodyTooLarge);
             }
+            if cfg.renewal_interstitial
+                && let Some(id) = &identity
+                && super::interstitial::applies(
+                    req.method(),
+                    wants_html(req.headers()),
+                    req.headers(),
+                    id,
+                )
+            {
+                let target = req
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned();
+                return Ok(super::interstitial::page(id, &target));
+            }
             let upgrade = forward::is_upgrade(&req);
             let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
             forward::set_forwarding_headers(

@@ -19,6 +19,7 @@ pub mod body;
 mod forward;
 mod handler;
 pub mod identity;
+mod interstitial;
 mod local;
 mod login_binding;
 mod refusal;

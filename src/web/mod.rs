@@ -107,6 +107,7 @@ impl Web {
             (&Method::GET, "/certgate" | "/certgate/") => self.page(Page::Landing, req).await,
             (&Method::GET, "/certgate/obtain") => self.page(Page::Obtain, req).await,
             (&Method::GET, "/certgate/renew") => self.page(Page::Renew, req).await,
+            (&Method::GET, "/certgate/renew-later") => pages::renew_later(req),
             _ => respond::text(StatusCode::NOT_FOUND, "not found"),
         }
     }

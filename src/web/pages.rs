@@ -133,6 +133,42 @@ pub async fn renewal_notice(
     }
 }
 
+/// `GET /certgate/renew-later?next=/path`: remembers for a day that the customer chose to
+/// renew later (no more renewal interstitial), then goes on to `next`. Only paths on this
+/// site are followed, so the link cannot send anyone elsewhere.
+pub fn renew_later(req: &WebRequest) -> WebResponse {
+    let next = req
+        .query_param("next")
+        .map(|n| {
+            form_urlencoded::parse(format!("n={n}").as_bytes())
+                .map(|(_, v)| v.into_owned())
+                .next()
+        })
+        .unwrap_or_default()
+        .filter(|n| {
+            n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.contains(['\r', '\n'])
+        })
+        .unwrap_or_else(|| "/".to_owned());
+    let mut r = with_type(
+        StatusCode::SEE_OTHER,
+        "text/plain; charset=utf-8",
+        Bytes::new(),
+    );
+    if let Ok(v) = HeaderValue::from_str(&next) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "certgate_renewal_later=1; Max-Age=86400; Path=/; Secure; HttpOnly; SameSite=Lax",
+        ),
+    );
+    r
+}
+
 /// Which page.
 #[derive(Debug, Clone, Copy)]
 pub enum Page {
@@ -193,5 +229,39 @@ mod tests {
             StatusCode::NOT_FOUND
         );
         assert_eq!(asset("/certgate/assets/style.css").status(), StatusCode::OK);
+    }
+
+    fn later(query: &str) -> Option<String> {
+        let req = WebRequest {
+            method: http::Method::GET,
+            path: "/certgate/renew-later".into(),
+            query: Some(query.into()),
+            headers: http::HeaderMap::new(),
+            body: Bytes::new(),
+            peer: None,
+            remote: "127.0.0.1".into(),
+            origin: "https://bank.example".into(),
+        };
+        let r = renew_later(&req);
+        assert!(r.headers().get(header::SET_COOKIE).is_some());
+        r.headers()
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn renew_later_only_follows_local_paths() {
+        assert_eq!(
+            later("next=%2Fib%2Fhome%3Fa%3D1").as_deref(),
+            Some("/ib/home?a=1")
+        );
+        for hostile in [
+            "next=https%3A%2F%2Fevil.example",
+            "next=%2F%2Fevil.example",
+            "next=%2F%5Cevil.example",
+            "x=1",
+        ] {
+            assert_eq!(later(hostile).as_deref(), Some("/"), "{hostile}");
+        }
     }
 }
