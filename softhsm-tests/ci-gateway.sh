@@ -9,6 +9,7 @@
 # `certgate cert sign`). Prints shell assignments on stdout, one per line, e.g.
 #   CERTGATE_DIR=/tmp/cg.x  CERTGATE_CONFIG=...  SOFTHSM2_CONF=...  CERTGATE_CA=.../ca.pem
 #   CERTGATE_CERT_ALICE=.../alice.pem  CERTGATE_KEY_ALICE=.../alice.key  CERTGATE_P12_ALICE=...
+#   CERTGATE_URL=https://127.0.0.1:8443  CERTGATE_PID=1234   (unless --no-serve)
 # so a pipeline can `eval "$(softhsm-tests/ci-gateway.sh alice:admin)"`. Logs go to stderr.
 #
 # Environment: CERTGATE_BIN (default: certgate on PATH, else target/debug/certgate),
@@ -59,10 +60,6 @@ CONF
 export SOFTHSM2_CONF="$dir/softhsm2.conf"
 softhsm2-util --init-token --free --label certgate-ci --so-pin "$(rand)" --pin "$pin" >/dev/null
 
-# Throwaway server certificate for the gateway's listener (not from the customer CA).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-  -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-  -keyout "$dir/server.key" -out "$dir/server.pem" 2>/dev/null
 
 cat >"$dir/certgate.toml" <<CONF
 [database]
@@ -96,6 +93,9 @@ CONF
 
 cg() { "$bin" --config "$dir/certgate.toml" "$@"; }
 cg init >&2
+# The listener's certificate comes from the same CA, so CERTGATE_CA trusts both sides.
+cg ca issue-server --name localhost --name 127.0.0.1 --days 30 \
+  --cert-out "$dir/server.pem" --key-out "$dir/server.key" >&2
 cg ca cert >"$dir/ca.pem"
 cg contract add "$contract" --name "CI contract $contract" >&2
 
@@ -127,16 +127,29 @@ for spec in "${users[@]}"; do
         "CERTGATE_P12_$var=$dir/certs/$login.p12")
 done
 
-# ---------------------------------------------------------------------------------------
-# STEP FOR THE LEAD: start the gateway once `certgate serve` exists. Until then --no-serve
-# is the only working mode and the default only prints a note.
+# Start the gateway in the background (unless --no-serve) and wait until it is ready.
+# Its output goes to $dir/serve.log; stop it with: kill "$CERTGATE_PID".
 if [ "$serve" = 1 ]; then
-  # TODO(lead): start "$bin" --config "$dir/certgate.toml" serve in the background, write
-  # its PID to $dir/certgate.pid, wait until http://${CERTGATE_ADMIN:-127.0.0.1:9090}/readyz
-  # answers 200, then add CERTGATE_PID=... and
-  # CERTGATE_URL=https://${CERTGATE_LISTEN:-127.0.0.1:8443} to "out".
-  echo "ci-gateway: starting the gateway is not wired yet; certificates only" >&2
+  "$bin" --config "$dir/certgate.toml" serve </dev/null >"$dir/serve.log" 2>&1 &
+  pid=$!
+  printf '%s\n' "$pid" >"$dir/certgate.pid"
+  admin="${CERTGATE_ADMIN:-127.0.0.1:9090}"
+  ready=0
+  for _ in $(seq 1 150); do
+    if curl -fsS -o /dev/null "http://$admin/readyz" 2>/dev/null; then ready=1; break; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "ci-gateway: certgate serve exited; its log:" >&2
+      tail -n 20 "$dir/serve.log" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+  if [ "$ready" != 1 ]; then
+    echo "ci-gateway: certgate serve not ready after 30 s; see $dir/serve.log" >&2
+    kill "$pid" 2>/dev/null || true
+    exit 1
+  fi
+  out+=("CERTGATE_PID=$pid" "CERTGATE_URL=https://${CERTGATE_LISTEN:-127.0.0.1:8443}")
 fi
-# ---------------------------------------------------------------------------------------
 
 printf '%s\n' "${out[@]}"

@@ -1003,6 +1003,71 @@ fn ci_gateway_script_issues_verifiable_certificates() {
     assert!(last_line(&stdout).starts_with("CERTGATE_"), "{stdout}");
 }
 
+/// Without `--no-serve` the script starts the gateway in front of the app under test and
+/// prints its URL and PID; a certificate it issued gets through, and the PID stops it.
+#[test]
+fn ci_gateway_script_serves() {
+    if Command::new("softhsm2-util")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        missing("softhsm2-util is not installed");
+        return;
+    }
+    let free = || crate::fixture::free_port();
+    let (https, admin, app) = (free(), free(), free());
+    let mut upstream = Command::new(env!("CARGO_BIN_EXE_certgate"))
+        .args(["demo-upstream", "--addr", &format!("127.0.0.1:{app}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sample app");
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = Command::new("bash")
+        .arg(repo("softhsm-tests/ci-gateway.sh"))
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("alice:general")
+        .env("CERTGATE_BIN", env!("CARGO_BIN_EXE_certgate"))
+        .env("CERTGATE_LISTEN", format!("127.0.0.1:{https}"))
+        .env("CERTGATE_ADMIN", format!("127.0.0.1:{admin}"))
+        .env("CERTGATE_UPSTREAM", format!("http://127.0.0.1:{app}"))
+        .output()
+        .expect("run ci-gateway.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let var = |name: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{name} not printed:\n{stdout}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .to_owned()
+    };
+    let pid: u32 = var("CERTGATE_PID").parse().expect("a PID");
+    let (status, body) = crate::fixture::curl(
+        Path::new(&var("CERTGATE_CA")),
+        &[
+            "--cert",
+            &var("CERTGATE_CERT_ALICE"),
+            "--key",
+            &var("CERTGATE_KEY_ALICE"),
+            "-H",
+            "Accept: application/json",
+            &format!("{}/", var("CERTGATE_URL")),
+        ],
+    );
+    // Stop what was started, by PID, before asserting.
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let _ = upstream.kill();
+    let _ = upstream.wait();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"x-certgate-user\":\"alice\""), "{body}");
+}
+
 #[test]
 fn hsm_examples_parse() {
     for name in ["yubihsm2", "thales-luna", "aws-cloudhsm", "utimaco"] {
