@@ -9,5 +9,5 @@ mod service;
 
 pub use codes::{IssuanceCode, hash_code};
 pub use error::LifecycleError;
-pub use rules::{Refusal, Rejection, RenewalWindow};
+pub use rules::{Refusal, RenewalWindow};
 pub use service::{Authorized, Lifecycle, LifecycleSettings, format_date, normalize_serial};

@@ -1,7 +1,7 @@
 //! The scheme's rules as pure functions: no I/O, exhaustively testable.
 
 use crate::clock::{DAY, UnixTime};
-use crate::store::{CertRecord, CertStatus, Role, User};
+use crate::store::{Role, User};
 
 /// A rule said no. `message` is safe to show to the person who asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,67 +111,6 @@ pub fn renewal_due(not_after: UnixTime, now: UnixTime, window_days: u32) -> bool
     now >= not_after - i64::from(window_days) * DAY
 }
 
-/// Why a presented certificate may not pass the gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Rejection {
-    Unknown,
-    Revoked,
-    Expired,
-    NotYetValid,
-    Superseded,
-    UserDisabled,
-    ContractDisabled,
-}
-
-impl Rejection {
-    /// Stable name for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown_certificate",
-            Self::Revoked => "revoked",
-            Self::Expired => "expired",
-            Self::NotYetValid => "not_yet_valid",
-            Self::Superseded => "superseded",
-            Self::UserDisabled => "user_disabled",
-            Self::ContractDisabled => "contract_disabled",
-        }
-    }
-}
-
-/// The live check of a certificate the store knows: current (or superseded within its
-/// overlap), within its validity, of an enabled user in an enabled contract.
-pub fn certificate_acceptable(
-    cert: &CertRecord,
-    user_enabled: bool,
-    contract_enabled: bool,
-    now: UnixTime,
-    overlap_days: u32,
-) -> Result<(), Rejection> {
-    match cert.status {
-        CertStatus::Revoked => return Err(Rejection::Revoked),
-        CertStatus::Superseded => {
-            let since = cert.superseded_at.unwrap_or(cert.created_at);
-            if now > since + i64::from(overlap_days) * DAY {
-                return Err(Rejection::Superseded);
-            }
-        }
-        CertStatus::Current => {}
-    }
-    if now < cert.not_before {
-        return Err(Rejection::NotYetValid);
-    }
-    if now > cert.not_after {
-        return Err(Rejection::Expired);
-    }
-    if !contract_enabled {
-        return Err(Rejection::ContractDisabled);
-    }
-    if !user_enabled {
-        return Err(Rejection::UserDisabled);
-    }
-    Ok(())
-}
-
 /// Checks a login ID or contract ID typed by staff or a customer: 1–64 characters of
 /// letters, digits and `._-@`, so it is safe in a certificate subject, a header and a log.
 pub fn check_identifier(kind: &str, s: &str) -> Result<(), Refusal> {
@@ -261,64 +200,5 @@ mod tests {
         for bad in ["", "a b", "ä", "x\r\nX-Certgate-User: y", &"a".repeat(65)] {
             assert!(check_identifier("login ID", bad).is_err(), "{bad:?}");
         }
-    }
-
-    fn cert(status: CertStatus) -> CertRecord {
-        CertRecord {
-            serial: "01".into(),
-            login: "a".into(),
-            contract_id: "c".into(),
-            ca_id: 1,
-            der: vec![],
-            sha256: String::new(),
-            spki_sha256: String::new(),
-            not_before: 100,
-            not_after: 100 + 365 * DAY,
-            status,
-            superseded_at: None,
-            revoked_at: None,
-            revocation_reason: None,
-            first_used_at: None,
-            created_at: 100,
-        }
-    }
-
-    #[test]
-    fn acceptance() {
-        let now = 200;
-        assert_eq!(
-            certificate_acceptable(&cert(CertStatus::Current), true, true, now, 7),
-            Ok(())
-        );
-        assert_eq!(
-            certificate_acceptable(&cert(CertStatus::Revoked), true, true, now, 7),
-            Err(Rejection::Revoked)
-        );
-        assert_eq!(
-            certificate_acceptable(&cert(CertStatus::Current), true, true, 50, 7),
-            Err(Rejection::NotYetValid)
-        );
-        assert_eq!(
-            certificate_acceptable(&cert(CertStatus::Current), true, true, 101 + 365 * DAY, 7),
-            Err(Rejection::Expired)
-        );
-        assert_eq!(
-            certificate_acceptable(&cert(CertStatus::Current), false, true, now, 7),
-            Err(Rejection::UserDisabled)
-        );
-        assert_eq!(
-            certificate_acceptable(&cert(CertStatus::Current), true, false, now, 7),
-            Err(Rejection::ContractDisabled)
-        );
-        let mut s = cert(CertStatus::Superseded);
-        s.superseded_at = Some(now);
-        assert_eq!(
-            certificate_acceptable(&s, true, true, now + 6 * DAY, 7),
-            Ok(())
-        );
-        assert_eq!(
-            certificate_acceptable(&s, true, true, now + 8 * DAY, 7),
-            Err(Rejection::Superseded)
-        );
     }
 }
