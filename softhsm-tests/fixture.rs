@@ -203,6 +203,25 @@ organization = "Example Bank corporate customers"
         last_line(&self.ok(&["issue", "authorize", login]))
     }
 
+    /// Authorizes `login`, makes an EC P-256 key and CSR with openssl and signs it with
+    /// `cert sign`; returns the certificate and key files.
+    pub fn obtain(&self, login: &str) -> (PathBuf, PathBuf) {
+        let code = self.authorize(login);
+        let (key, csr) = self.openssl_csr(login, "ec:P-256");
+        let pem = self.ok(&[
+            "cert",
+            "sign",
+            login,
+            "--csr",
+            csr.to_str().unwrap(),
+            "--code",
+            &code,
+        ]);
+        let cert = self.path(&format!("{login}.pem"));
+        std::fs::write(&cert, pem).expect("write certificate");
+        (cert, key)
+    }
+
     /// Writes the CA certificate PEM to a file and returns its path.
     pub fn ca_pem(&self) -> PathBuf {
         let p = self.path("ca.pem");

@@ -242,28 +242,13 @@ fn api(run: &Running, cert: &Path, key: &Path, path: &str, extra: &[&str]) -> (u
 
 const JSON: [&str; 2] = ["-H", "Content-Type: application/json"];
 
-fn obtain(fx: &Fixture, login: &str) -> (PathBuf, PathBuf) {
-    let code = fx.authorize(login);
-    let (key, csr) = fx.openssl_csr(login, "ec:P-256");
-    let pem = fx.ok(&[
-        "cert",
-        "sign",
-        login,
-        "--csr",
-        csr.to_str().unwrap(),
-        "--code",
-        &code,
-    ]);
-    (write(fx, &format!("{login}.pem"), &pem), key)
-}
-
 fn reissue_rules_and_revocation(db: Db) {
     let Some(fx) = Fixture::new(db) else { return };
     fx.init_with_users();
     let run = fx.serve();
-    let (alice, alice_key) = obtain(&fx, "alice");
-    let (carol, carol_key) = obtain(&fx, "carol");
-    let (dave, dave_key) = obtain(&fx, "dave");
+    let (alice, alice_key) = fx.obtain("alice");
+    let (carol, carol_key) = fx.obtain("carol");
+    let (dave, dave_key) = fx.obtain("dave");
     assert_eq!(call_app(&run, &carol, &carol_key).0, 200);
     assert!(ocsp_status(&run, &carol).contains(": good"));
 
@@ -420,7 +405,7 @@ fn renewal_window() {
     };
     early.init_with_users();
     let run = early.serve();
-    let (cert, key) = obtain(&early, "carol");
+    let (cert, key) = early.obtain("carol");
     let (_, csr) = key_and_der_csr(&early, "carol-renew");
     let (status, body) = reenroll(&run, &early, &cert, &key, &csr);
     assert_eq!(status, 409, "{body}");
@@ -435,7 +420,7 @@ fn renewal_window() {
     };
     fx.init_with_users();
     let run = fx.serve();
-    let (cert, key) = obtain(&fx, "carol");
+    let (cert, key) = fx.obtain("carol");
     let (status, body) = call_app(&run, &cert, &key);
     assert!(
         body.contains(r#""x-certgate-renewal-due":"true""#),

@@ -35,19 +35,7 @@ fn serve_sends_the_30_day_notice_once_and_the_login_screen_shows_it() {
         return;
     };
     fx.init_with_users();
-    let code = fx.authorize("carol");
-    let (key, csr) = fx.openssl_csr("carol", "ec:P-256");
-    let pem = fx.ok(&[
-        "cert",
-        "sign",
-        "carol",
-        "--csr",
-        csr.to_str().unwrap(),
-        "--code",
-        &code,
-    ]);
-    let cert = fx.path("carol.pem");
-    std::fs::write(&cert, pem).unwrap();
+    let (cert, key) = fx.obtain("carol");
     let run = fx.serve_with("renewal_interstitial = true");
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -113,19 +101,7 @@ fn the_renewal_interstitial_asks_once_a_day() {
         return;
     };
     fx.init_with_users();
-    let code = fx.authorize("carol");
-    let (key, csr) = fx.openssl_csr("carol", "ec:P-256");
-    let pem = fx.ok(&[
-        "cert",
-        "sign",
-        "carol",
-        "--csr",
-        csr.to_str().unwrap(),
-        "--code",
-        &code,
-    ]);
-    let cert = fx.path("carol.pem");
-    std::fs::write(&cert, pem).unwrap();
+    let (cert, key) = fx.obtain("carol");
     let run = fx.serve_with("renewal_interstitial = true");
     let jar = fx.path("cookies.txt");
     let with_cert = |extra: &[&str]| {
