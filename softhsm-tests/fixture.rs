@@ -401,22 +401,38 @@ impl Fixture {
 
     /// [`Fixture::serve`] with extra settings for the `[[route]]` to the sample app.
     pub fn serve_with(&self, route_settings: &str) -> Running {
+        self.start_instance(&self.config, route_settings)
+    }
+
+    /// Another `serve` process on the same database and token, with its own configuration
+    /// file `name` (the base configuration plus its own ports) — a second gateway instance.
+    pub fn serve_another(&self, name: &str) -> Running {
+        let config = self.path(name);
+        let base = std::fs::read_to_string(&self.config).expect("config");
+        let base = base.split("\n[[listener]]").next().unwrap_or_default();
+        std::fs::write(&config, base).expect("config");
+        self.start_instance(&config, "")
+    }
+
+    fn start_instance(&self, config: &std::path::Path, route_settings: &str) -> Running {
         let (https, admin, upstream) = (free_port(), free_port(), free_port());
         let cert = self.path("server.pem");
         let key = self.path("server.key");
-        self.ok(&[
-            "ca",
-            "issue-server",
-            "--name",
-            "localhost",
-            "--name",
-            "127.0.0.1",
-            "--cert-out",
-            cert.to_str().unwrap(),
-            "--key-out",
-            key.to_str().unwrap(),
-        ]);
-        let mut text = std::fs::read_to_string(&self.config).expect("config");
+        if !cert.exists() {
+            self.ok(&[
+                "ca",
+                "issue-server",
+                "--name",
+                "localhost",
+                "--name",
+                "127.0.0.1",
+                "--cert-out",
+                cert.to_str().unwrap(),
+                "--key-out",
+                key.to_str().unwrap(),
+            ]);
+        }
+        let mut text = std::fs::read_to_string(config).expect("config");
         text.push_str(&format!(
             r#"
 [[listener]]
@@ -435,8 +451,8 @@ auth = "certificate"
 addr = "127.0.0.1:{admin}"
 "#
         ));
-        std::fs::write(&self.config, text).expect("config");
-        let log = self.path("serve.log");
+        std::fs::write(config, text).expect("config");
+        let log = config.with_extension("log");
         let upstream_child = Command::new(env!("CARGO_BIN_EXE_certgate"))
             .args(["demo-upstream", "--addr", &format!("127.0.0.1:{upstream}")])
             .stderr(std::process::Stdio::null())
@@ -444,7 +460,7 @@ addr = "127.0.0.1:{admin}"
             .expect("upstream starts");
         let serve_child = Command::new(env!("CARGO_BIN_EXE_certgate"))
             .arg("--config")
-            .arg(&self.config)
+            .arg(config)
             .arg("serve")
             .env("SOFTHSM2_CONF", &self.softhsm_conf)
             .env("CERTGATE_HSM_PIN", PIN)

@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod fixture;
 mod hsm;
+mod instances;
 mod lifecycle;
 mod notices;
 mod ops;

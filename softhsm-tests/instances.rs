@@ -1,0 +1,136 @@
+//! Two `certgate serve` processes on one PostgreSQL database behave as one gateway: a
+//! re-issue made through one is enforced by the other (LISTEN/NOTIFY), a code works once
+//! across both, and each expiry notice is sent once although both run the scheduler.
+
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine;
+
+use crate::fixture::{Db, Fixture, Running, curl, sh};
+
+#[path = "../tests/support/smtp/sink.rs"]
+#[allow(dead_code)]
+mod sink;
+
+fn app(run: &Running, cert: &Path, key: &Path) -> u16 {
+    curl(
+        &run.ca,
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "-H",
+            "Accept: application/json",
+            &run.url("/"),
+        ],
+    )
+    .0
+}
+
+fn est(run: &Running, fx: &Fixture, login: &str, code: &str, name: &str) -> u16 {
+    let (_, csr) = fx.openssl_csr(name, "ec:P-256");
+    let der = sh(Command::new("openssl")
+        .args(["req", "-outform", "DER", "-in"])
+        .arg(&csr)
+        .arg("-out")
+        .arg(fx.path(&format!("{name}.der"))));
+    assert!(der.is_empty());
+    let b64 = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(fx.path(&format!("{name}.der"))).unwrap());
+    let body = fx.path(&format!("{name}.b64"));
+    std::fs::write(&body, b64).unwrap();
+    curl(
+        &run.ca,
+        &[
+            "--user",
+            &format!("{login}:{code}"),
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &format!("@{}", body.display()),
+            &run.url("/.well-known/est/simpleenroll"),
+        ],
+    )
+    .0
+}
+
+#[test]
+fn two_gateway_processes_on_postgres_act_as_one() {
+    let smtp = sink::Sink::start();
+    // 30-day certificates: the 30-day notice is due at once.
+    let Some(fx) = Fixture::with_config(Db::Postgres, |t| {
+        *t = t.replace("validity_days = 365", "validity_days = 30");
+        t.push_str(&format!(
+            "\n[notify]\nsmtp_url = \"smtp://127.0.0.1:{}\"\nfrom = \"certgate@bank.example\"\ninterval_secs = 1\n",
+            smtp.port
+        ));
+    }) else {
+        return;
+    };
+    fx.init_with_users();
+    let a = fx.serve();
+    let b = fx.serve_another("instance-b.toml");
+    let (alice, alice_key) = fx.obtain("alice");
+    let (carol, carol_key) = fx.obtain("carol");
+    assert_eq!(app(&a, &carol, &carol_key), 200);
+    assert_eq!(app(&b, &carol, &carol_key), 200);
+
+    // Both instances run the scheduler every second: each certificate's notice goes out once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while smtp.messages().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "notices did not arrive:\n{}",
+            a.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let mut to: Vec<String> = smtp
+        .messages()
+        .iter()
+        .flat_map(|m| m.rcpt_to.clone())
+        .collect();
+    to.sort();
+    assert_eq!(
+        to,
+        vec![
+            "alice@example.com".to_owned(),
+            "carol@example.com".to_owned()
+        ]
+    );
+
+    // A code redeemed through A cannot be redeemed again (another key) through B.
+    let code = fx.authorize("bob");
+    assert_eq!(est(&a, &fx, "bob", &code, "bob-a"), 200);
+    assert_eq!(est(&b, &fx, "bob", &code, "bob-b"), 403);
+
+    // The contract admin re-issues carol through A; B refuses carol's old certificate
+    // within a second (its cache learns of the change through NOTIFY; its own cache
+    // entry would otherwise live 30 s).
+    let (status, body) = curl(
+        &a.ca,
+        &[
+            "--cert",
+            alice.to_str().unwrap(),
+            "--key",
+            alice_key.to_str().unwrap(),
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            &a.url("/api/v1/users/carol/reissue"),
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(
+        app(&b, &carol, &carol_key),
+        403,
+        "instance B still lets the re-issued certificate through"
+    );
+    assert_eq!(app(&a, &carol, &carol_key), 403);
+    assert_eq!(app(&b, &alice, &alice_key), 200);
+}
