@@ -9,9 +9,7 @@ use base64::Engine;
 
 use crate::fixture::{Db, Fixture, Running, curl, sh};
 
-#[path = "../tests/support/smtp/sink.rs"]
-#[allow(dead_code)]
-mod sink;
+use crate::sink;
 
 fn app(run: &Running, cert: &Path, key: &Path) -> u16 {
     curl(

@@ -9,3 +9,8 @@ mod lifecycle;
 mod notices;
 mod ops;
 mod support;
+
+/// The SMTP sink process shared with the notice tests in `tests/`.
+#[path = "../tests/support/smtp/sink.rs"]
+#[allow(dead_code)]
+mod sink;

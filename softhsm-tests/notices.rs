@@ -4,9 +4,7 @@
 
 use crate::fixture::{Db, Fixture, curl};
 
-#[path = "../tests/support/smtp/sink.rs"]
-#[allow(dead_code)]
-mod sink;
+use crate::sink;
 
 fn metrics(admin: u16) -> String {
     use std::io::{Read, Write};
