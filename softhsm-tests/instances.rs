@@ -132,3 +132,47 @@ fn two_gateway_processes_on_postgres_act_as_one() {
     assert_eq!(app(&a, &carol, &carol_key), 403);
     assert_eq!(app(&b, &alice, &alice_key), 200);
 }
+
+/// After a CA rollover the gateway accepts certificates of the old CA and of the new one,
+/// and answers OCSP for both.
+#[test]
+fn rollover_keeps_old_and_new_certificates_working() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let (old_cert, old_key) = fx.obtain("carol");
+    let old_ca = fx.ca_pem();
+    let old_ca_copy = fx.path("ca-1.pem");
+    std::fs::copy(&old_ca, &old_ca_copy).unwrap();
+    fx.ok(&["ca", "rollover", "--key-label", "certgate-ca-2"]);
+    let (new_cert, new_key) = fx.obtain("bob");
+    let new_ca = fx.path("ca-2.pem");
+    std::fs::write(&new_ca, fx.ok(&["ca", "cert"])).unwrap();
+    let issuer_of = |cert: &Path| {
+        sh(Command::new("openssl")
+            .args(["x509", "-noout", "-issuer", "-in"])
+            .arg(cert))
+    };
+    assert_ne!(
+        issuer_of(&old_cert),
+        issuer_of(&new_cert),
+        "bob's certificate must come from the new CA"
+    );
+
+    let run = fx.serve();
+    assert_eq!(app(&run, &old_cert, &old_key), 200);
+    assert_eq!(app(&run, &new_cert, &new_key), 200);
+    for (cert, ca) in [(&old_cert, &old_ca_copy), (&new_cert, &new_ca)] {
+        let out = sh(Command::new("openssl")
+            .args(["ocsp", "-issuer"])
+            .arg(ca)
+            .arg("-cert")
+            .arg(cert)
+            .args(["-url", &run.url("/ocsp"), "-CAfile"])
+            .arg(ca)
+            .arg("-verify_other")
+            .arg(ca));
+        assert!(out.contains(": good"), "{out}");
+    }
+}

@@ -350,7 +350,35 @@ fn reissue_rules_and_revocation(db: Db) {
         .unwrap();
     assert!(String::from_utf8_lossy(&verified.stderr).contains("verify OK"));
     assert!(ocsp_status(&run, &carol).contains(": revoked"));
-    if Command::new("lint_crl").arg("--help").output().is_ok() {
+    // The signed OCSP response itself is clean for pkilint.
+    let resp = fx.path("ocsp.der");
+    sh(Command::new("openssl")
+        .args(["ocsp", "-issuer"])
+        .arg(&run.ca)
+        .arg("-cert")
+        .arg(&carol)
+        .args(["-url", &run.url("/ocsp"), "-noverify", "-respout"])
+        .arg(&resp));
+    if Command::new("lint_ocsp_response")
+        .arg("--help")
+        .output()
+        .is_ok()
+    {
+        let out = Command::new("lint_ocsp_response")
+            .args(["lint", "-s", "WARNING"])
+            .arg(&resp)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+            "pkilint on the OCSP response:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if Command::new("lint_crl").arg("--help").output().is_err() {
+        crate::fixture::missing("pkilint (lint_crl) is not installed");
+    } else {
         let out = Command::new("lint_crl")
             .args(["lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING"])
             .arg(&crl)
