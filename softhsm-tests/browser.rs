@@ -80,3 +80,100 @@ fn obtain_import_login_and_renew_in_chromium() {
         "{audit}"
     );
 }
+
+/// The contract administrator's page in Chromium, with the administrator's certificate:
+/// re-issue a general user's certificate (it stops working), add a user and make its code.
+#[test]
+fn contract_admin_page_in_chromium() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/admin-page.mjs");
+    let modules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/browser/node_modules/playwright-core"
+    );
+    if !std::path::Path::new(modules).exists()
+        || Command::new("chromium").arg("--version").output().is_err()
+    {
+        missing("the browser harness (tests/browser: npm ci) or chromium is not installed");
+        return;
+    }
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let (alice, alice_key) = fx.obtain("alice");
+    let (carol, carol_key) = fx.obtain("carol");
+    let run = fx.serve();
+    let pw = fx.path("p12-password");
+    std::fs::write(&pw, "admin-test-pass").unwrap();
+    let p12 = fx.path("alice.p12");
+    crate::fixture::sh(
+        Command::new("openssl")
+            .args(["pkcs12", "-export", "-name", "alice", "-inkey"])
+            .arg(&alice_key)
+            .arg("-in")
+            .arg(&alice)
+            .arg("-certfile")
+            .arg(&run.ca)
+            .arg("-passout")
+            .arg(format!("file:{}", pw.display()))
+            .arg("-out")
+            .arg(&p12),
+    );
+    let out_dir = fx.path("admin-browser");
+    let out = Command::new("node")
+        .arg(script)
+        .args(["--base", &run.url(""), "--ca-pem"])
+        .arg(&run.ca)
+        .arg("--p12")
+        .arg(&p12)
+        .arg("--p12-password-file")
+        .arg(&pw)
+        .args(["--reissue", "carol", "--add", "erin", "--out"])
+        .arg(&out_dir)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "admin page flow failed:\n{stdout}\n{}\nserve log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        run.log()
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    let reissue_code = result["reissue_code"].as_str().unwrap_or_default();
+    let added_code = result["added_code"].as_str().unwrap_or_default();
+    assert_eq!(reissue_code.len(), 24, "{result}");
+    assert_eq!(added_code.len(), 24, "{result}");
+
+    // Carol's old certificate is revoked and refused; the new codes work.
+    let (status, _) = crate::fixture::curl(
+        &run.ca,
+        &[
+            "--cert",
+            carol.to_str().unwrap(),
+            "--key",
+            carol_key.to_str().unwrap(),
+            &run.url("/"),
+        ],
+    );
+    assert_eq!(status, 403);
+    let list = fx.ok(&["user", "list", "--contract", "corp1"]);
+    assert!(list.contains("erin\tgeneral"), "{list}");
+    for (login, code) in [("carol", reissue_code), ("erin", added_code)] {
+        let (_, csr) = fx.openssl_csr(&format!("{login}-new"), "ec:P-256");
+        fx.ok(&[
+            "cert",
+            "sign",
+            login,
+            "--csr",
+            csr.to_str().unwrap(),
+            "--code",
+            code,
+        ]);
+    }
+    let audit = fx.ok(&["audit", "export"]);
+    assert!(
+        audit.contains("\"actor\":\"user:alice\"") && audit.contains("user.add"),
+        "{audit}"
+    );
+}

@@ -62,6 +62,9 @@ impl Web {
 
     /// Whether `path` belongs to certgate rather than to an upstream app, and who may call it.
     pub fn owns(path: &str) -> Option<Access> {
+        if path == "/certgate/admin" {
+            return Some(Access::Certificate);
+        }
         let public = path == "/certgate"
             || path.starts_with("/certgate/")
             || path.starts_with(est::PREFIX)
@@ -107,6 +110,7 @@ impl Web {
             (&Method::GET, "/certgate" | "/certgate/") => self.page(Page::Landing, req).await,
             (&Method::GET, "/certgate/obtain") => self.page(Page::Obtain, req).await,
             (&Method::GET, "/certgate/renew") => self.page(Page::Renew, req).await,
+            (&Method::GET, "/certgate/admin") => self.page(Page::Admin, req).await,
             (&Method::GET, "/certgate/renew-later") => pages::renew_later(req),
             _ => respond::text(StatusCode::NOT_FOUND, "not found"),
         }

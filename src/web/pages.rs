@@ -58,8 +58,14 @@ const RENEW: Template = Template {
     en: include_str!("assets/renew.en.html"),
 };
 
+const ADMIN: Template = Template {
+    ja: include_str!("assets/admin.ja.html"),
+    en: include_str!("assets/admin.en.html"),
+};
+
 const STYLE: &str = include_str!("assets/style.css");
 const SCRIPT: &str = include_str!("assets/certgate.js");
+const ADMIN_SCRIPT: &str = include_str!("assets/admin.js");
 
 /// The content security policy of every page: nothing but certgate's own files.
 const CSP: &str = "default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -69,6 +75,7 @@ pub fn asset(path: &str) -> WebResponse {
     let (body, ctype) = match path.strip_prefix("/certgate/assets/") {
         Some("style.css") => (STYLE, "text/css; charset=utf-8"),
         Some("certgate.js") => (SCRIPT, "text/javascript; charset=utf-8"),
+        Some("admin.js") => (ADMIN_SCRIPT, "text/javascript; charset=utf-8"),
         _ => return text(StatusCode::NOT_FOUND, "not found"),
     };
     let mut r = with_type(StatusCode::OK, ctype, Bytes::from_static(body.as_bytes()));
@@ -175,6 +182,8 @@ pub enum Page {
     Landing,
     Obtain,
     Renew,
+    /// The contract administrator's user management.
+    Admin,
 }
 
 /// Renders a page with a fresh CSRF token (also set as a cookie).
@@ -183,6 +192,7 @@ pub fn render(page: Page, lang: Lang, notice: &str, login: &str) -> WebResponse 
         Page::Landing => &LANDING,
         Page::Obtain => &OBTAIN,
         Page::Renew => &RENEW,
+        Page::Admin => &ADMIN,
     };
     let template = if lang == Lang::En { t.en } else { t.ja };
     let (token, cookie) = csrf::new_token();
@@ -215,7 +225,7 @@ mod tests {
 
     #[test]
     fn pages_fill_every_placeholder_and_escape() {
-        for page in [Page::Landing, Page::Obtain, Page::Renew] {
+        for page in [Page::Landing, Page::Obtain, Page::Renew, Page::Admin] {
             for lang in [Lang::Ja, Lang::En] {
                 let r = render(page, lang, "", "<b>x</b>");
                 let body = std::str::from_utf8(r.body()).unwrap();

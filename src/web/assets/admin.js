@@ -1,0 +1,99 @@
+// The contract administrator's page: lists the contract's login IDs and calls the JSON API
+// (/api/v1/users...) with the page's CSRF token. No libraries; served under CSP 'self'.
+(function () {
+  "use strict";
+  var csrf = (document.querySelector('meta[name="certgate-csrf"]') || {}).content || "";
+  var texts = document.getElementById("admin-texts").dataset;
+  var statusEl = document.getElementById("admin-status");
+  var errorEl = document.getElementById("admin-error");
+  var codeBox = document.getElementById("admin-code");
+  var tbody = document.querySelector("#admin-users tbody");
+
+  function api(method, path, body) {
+    return fetch(path, {
+      method: method,
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: body ? JSON.stringify(body) : undefined,
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (j) {
+        if (!r.ok) { throw new Error(j.message || "HTTP " + r.status); }
+        return j;
+      });
+    });
+  }
+
+  function showError(e) {
+    errorEl.textContent = e.message;
+    errorEl.hidden = false;
+    statusEl.textContent = "";
+  }
+
+  function showCode(answer) {
+    document.getElementById("admin-code-login").textContent = answer.login;
+    document.getElementById("admin-code-value").textContent = answer.code;
+    codeBox.hidden = false;
+  }
+
+  function cell(row, text) {
+    var td = document.createElement("td");
+    td.textContent = text;
+    row.appendChild(td);
+    return td;
+  }
+
+  function act(path, confirmText) {
+    if (confirmText && !window.confirm(confirmText)) { return; }
+    errorEl.hidden = true;
+    api("POST", path).then(function (answer) { showCode(answer); load(); }).catch(showError);
+  }
+
+  function render(list) {
+    tbody.textContent = "";
+    list.users.forEach(function (u) {
+      var row = document.createElement("tr");
+      row.dataset.login = u.login;
+      cell(row, u.login);
+      cell(row, texts["role" + u.role.charAt(0).toUpperCase() + u.role.slice(1)] || u.role);
+      cell(row, u.certificate
+        ? texts.until + " " + new Date(u.certificate.not_after * 1000).toISOString().slice(0, 10)
+        : texts.none);
+      var action = cell(row, "");
+      if (u.role !== "admin") {
+        var b = document.createElement("button");
+        b.type = "button";
+        var path = "/api/v1/users/" + encodeURIComponent(u.login);
+        if (u.certificate) {
+          b.textContent = texts.reissue;
+          b.className = "reissue";
+          b.addEventListener("click", function () { act(path + "/reissue", texts.confirm); });
+        } else {
+          b.textContent = texts.authorize;
+          b.className = "authorize";
+          b.addEventListener("click", function () { act(path + "/authorize"); });
+        }
+        action.appendChild(b);
+      }
+      tbody.appendChild(row);
+    });
+    statusEl.textContent = "";
+  }
+
+  function load() {
+    statusEl.textContent = texts.loading;
+    return api("GET", "/api/v1/users").then(render).catch(showError);
+  }
+
+  document.getElementById("admin-add").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var f = ev.target;
+    errorEl.hidden = true;
+    api("POST", "/api/v1/users", {
+      login: f.login.value.trim(),
+      role: f.role.value,
+      email: f.email.value.trim(),
+    }).then(function () { f.reset(); statusEl.textContent = texts.done; return load(); }).catch(showError);
+  });
+
+  load();
+})();
