@@ -10,6 +10,9 @@ echo "== format and lint"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "== page tests (headless Chromium: both languages, CSP, PKCS#12 contents)"
+node --test tests/browser/
+
 echo "== tests"
 # CI=true makes tests that need PostgreSQL, SoftHSM2 or Chromium fail instead of skipping.
 cargo nextest run --locked --no-fail-fast "$@"
