@@ -24,6 +24,17 @@ fn init_makes_a_safe_key_and_matching_ca(db: Db) {
         "{again}"
     );
     assert_eq!(fx.ok(&["ca", "cert"]), ca1, "init must be idempotent");
+    let audit = fx.ok(&["audit", "export"]);
+    assert_eq!(
+        audit.matches("\"action\":\"hsm.keygen\"").count(),
+        1,
+        "{audit}"
+    );
+    assert_eq!(
+        audit.matches("\"action\":\"ca.create\"").count(),
+        1,
+        "{audit}"
+    );
 
     // The token itself describes the key.
     let objects = sh(Command::new("pkcs11-tool")

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
+use crate::audit::{Actor, Audit, Outcome};
 use crate::ca::{self, KeyBackend};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -45,6 +46,16 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
                 "CA key {label:?} ({algorithm}) generated in token {:?}",
                 cfg.hsm.token_label
             );
+            Audit::new(store.clone())
+                .record(
+                    SystemClock.now(),
+                    &Actor::current_staff(),
+                    "hsm.keygen",
+                    &label,
+                    Outcome::Ok,
+                    serde_json::json!({"algorithm": algorithm.as_str(), "token": cfg.hsm.token_label}),
+                )
+                .await?;
             key
         }
         Err(e) => return Err(e).context("cannot open the CA key"),
@@ -70,6 +81,16 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
             .await?
             .context("cannot make the CA certificate")?;
     let record = store.insert_ca(&label, &der, "", true, now).await?;
+    Audit::new(store.clone())
+        .record(
+            now,
+            &Actor::current_staff(),
+            "ca.create",
+            &record.id.to_string(),
+            Outcome::Ok,
+            serde_json::json!({"subject": cfg.ca.subject, "key_label": label, "self_signed": true}),
+        )
+        .await?;
     println!(
         "CA certificate created (id {}): {}",
         record.id, cfg.ca.subject
