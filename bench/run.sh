@@ -7,7 +7,8 @@
 # (interleaved rounds, 2), BENCH_IDLE_CONNS (1000), BENCH_ISSUE_COUNT (certificates per
 # concurrency level, 300), BENCH_WORK (work folder, default a fresh /tmp one),
 # BENCH_NO_BUILD=1 (use the binaries already built), BENCH_WRITE=0 (do not touch
-# BENCHMARKS.md), BENCH_WAIT_RUSTC (seconds to wait for other compilations, 600).
+# BENCHMARKS.md), BENCH_WAIT_RUSTC (seconds to wait for other compilations, 600),
+# BENCH_PROFILE=1 (perf profiles of certgate under keep-alive and handshake load).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -137,6 +138,7 @@ wait_port() {
 }
 children() { pgrep -P "$1" | paste -sd, -; }
 
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 log "starting upstream, certgate, nginx, HAProxy (pinned to CPU $SRV_CPU)"
 taskset -c "$SRV_CPU" nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" \
     -g 'daemon off;' 2>"$WORK/upstream/stderr.log" &
@@ -184,10 +186,9 @@ load() { # target concurrency mode(keepalive|handshake)
     [[ $target != direct ]] && extra+=("${PKI_ARGS[@]}")
     lg load --url "${URL[$target]}" --pids "${PIDS[$target]}" --concurrency "$conc" \
         --secs "$SECS" --warmup 1 --label "$target" "${extra[@]}" >>"$RESULTS"
-    tail -n1 "$RESULTS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"  {r["label"]:9} {r["mode"]:9} c={r["concurrency"]:<3} {r["rps"]:9.0f} req/s  p50 {r["p50_us"]/1000:6.2f} ms  p99 {r["p99_us"]/1000:6.2f} ms  server CPU {r["server_cpu_us_per_req"]:7.1f} us/req  errors {r["errors"]}")' >&2
+    tail -n1 "$RESULTS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  %-9s %-9s c=%-3d %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  server CPU %7.1f us/req  errors %d" % (r["label"], r["mode"], r["concurrency"], r["rps"], r["p50_us"]/1000, r["p99_us"]/1000, r["server_cpu_us_per_req"], r["errors"]))' >&2
 }
 
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 log "load: $ROUNDS interleaved rounds of ${SECS}s runs"
 for round in $(seq "$ROUNDS"); do
     for conc in 16 64; do
@@ -217,6 +218,24 @@ for round in $(seq "$ROUNDS"); do
         --body-file "$WORK/pki/ocsp.req" --header 'Content-Type: application/ocsp-request' \
         --concurrency 16 --secs "$SECS" --warmup 1 --label ocsp >>"$RESULTS"
 done
+
+if [[ ${BENCH_PROFILE:-0} == 1 ]] && command -v perf >/dev/null; then
+    # cpu-clock sampling (hardware counters are often missing in VMs), DWARF call graphs.
+    for mode in keepalive handshake; do
+        log "profiling certgate under $mode load (perf, cpu-clock)"
+        extra=(); [[ $mode == handshake ]] && extra=(--handshake)
+        perf record -q -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$CG_PID" \
+            -o "$WORK/perf-$mode.data" -- sleep "$((SECS + 1))" 2>/dev/null &
+        perf_pid=$!
+        lg load --url "${URL[certgate]}" "${PKI_ARGS[@]}" --pids "$CG_PIDS" --concurrency 64 \
+            --secs "$SECS" --warmup 1 --label "certgate-profiled" "${extra[@]}" >"$WORK/perf-$mode.load.json"
+        wait "$perf_pid" || true
+        perf report -i "$WORK/perf-$mode.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
+            | grep -v '^$' | head -n 400 >"$WORK/perf-$mode.flat.txt" || true
+        perf report -i "$WORK/perf-$mode.data" --children --sort symbol --stdio -g none 2>/dev/null \
+            | grep -v '^$' | head -n 400 >"$WORK/perf-$mode.children.txt" || true
+    done
+fi
 
 log "stopping the servers"
 for pid in "$HA_PID" "$NG_PID" "$CG_PID" "$UP_PID"; do stop_pid "$pid"; done

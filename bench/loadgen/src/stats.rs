@@ -16,10 +16,6 @@ impl Samples {
         self.us.extend(other.us);
     }
 
-    pub fn len(&self) -> usize {
-        self.us.len()
-    }
-
     /// (p50, p99, max) in microseconds.
     pub fn percentiles(&mut self) -> (u32, u32, u32) {
         if self.us.is_empty() {
