@@ -230,7 +230,7 @@ if [[ ${BENCH_PROFILE:-0} == 1 ]] && command -v perf >/dev/null; then
         lg load --url "${URL[certgate]}" "${PKI_ARGS[@]}" --pids "$CG_PIDS" --concurrency 64 \
             --secs "$SECS" --warmup 1 --label "certgate-profiled" "${extra[@]}" >"$WORK/perf-$mode.load.json"
         wait "$perf_pid" || true
-        perf report -i "$WORK/perf-$mode.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
+        perf report -i "$WORK/perf-$mode.data" --no-children -g none --sort dso,symbol --stdio 2>/dev/null \
             | grep -v '^$' | head -n 400 >"$WORK/perf-$mode.flat.txt" || true
         perf report -i "$WORK/perf-$mode.data" --children --sort symbol --stdio -g none 2>/dev/null \
             | grep -v '^$' | head -n 400 >"$WORK/perf-$mode.children.txt" || true
