@@ -34,7 +34,8 @@ pub struct HsmRawArgs {
 }
 
 pub fn run(args: &HsmRawArgs) -> anyhow::Result<serde_json::Value> {
-    let pin = std::env::var(&args.pin_env).with_context(|| format!("{} is not set", args.pin_env))?;
+    let pin =
+        std::env::var(&args.pin_env).with_context(|| format!("{} is not set", args.pin_env))?;
     let pkcs11 = Arc::new(Pkcs11::new(&args.module)?);
     pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
     let mut slot = None;
@@ -93,9 +94,12 @@ pub fn run(args: &HsmRawArgs) -> anyhow::Result<serde_json::Value> {
         let secs = t0.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
         for h in handles {
-            h.join().map_err(|_| anyhow::anyhow!("a signing thread panicked"))??;
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a signing thread panicked"))??;
         }
-        results.push(json!({"threads": threads, "signatures": n, "secs": secs, "per_sec": n as f64 / secs}));
+        results.push(
+            json!({"threads": threads, "signatures": n, "secs": secs, "per_sec": n as f64 / secs}),
+        );
     }
     Ok(json!({"kind": "hsm_raw", "results": results}))
 }

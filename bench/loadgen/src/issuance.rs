@@ -42,7 +42,10 @@ pub struct IssueArgs {
 
 pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
     let cfg = Config::load(&args.config)?;
-    let url = args.database_url.clone().unwrap_or_else(|| cfg.database_url());
+    let url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| cfg.database_url());
     let store = Store::connect(&url).await?;
     store.migrate().await?;
     let settings = HsmSettings {
@@ -132,8 +135,10 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
                 bail!("{login} has no stored certificate after obtain returned");
             }
         }
-        obtain_rates.push(json!({"concurrency": c, "certificates": args.count, "secs": secs,
-            "per_sec": args.count as f64 / secs}));
+        obtain_rates.push(
+            json!({"concurrency": c, "certificates": args.count, "secs": secs,
+            "per_sec": args.count as f64 / secs}),
+        );
     }
     Ok(json!({
         "kind": "issuance",
@@ -170,7 +175,8 @@ fn timed_threads(
     let elapsed = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for h in handles {
-        h.join().map_err(|_| anyhow::anyhow!("a thread panicked"))??;
+        h.join()
+            .map_err(|_| anyhow::anyhow!("a thread panicked"))??;
     }
     Ok(n as f64 / elapsed)
 }
