@@ -1,0 +1,228 @@
+//! Issuance in-process, the way `cert sign`, EST and the obtain page run it:
+//! `Lifecycle::obtain` checks the CSR, claims the one-time code, signs in the HSM through
+//! `Authority::issue_client`, stores the certificate (committed before it is returned) and
+//! writes the audit record. For the breakdown it also times the CA key alone
+//! (`KeyBackend::sign`, which verifies each signature) and `issue_client` alone (no store).
+//!
+//! It creates its own contract and login IDs (prefixed `bench-`) in the configured store;
+//! use it on a throwaway installation only.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use certgate::audit::Actor;
+use certgate::ca::{Authority, ClientSubject, IssuancePolicy, KeyBackend, csr};
+use certgate::clock::{Clock, SystemClock};
+use certgate::config::Config;
+use certgate::hsm::{Hsm, HsmSettings};
+use certgate::lifecycle::{Lifecycle, LifecycleSettings};
+use certgate::store::{CertStatus, Contract, Role, Store, User};
+use serde_json::json;
+
+#[derive(clap::Args, Debug)]
+pub struct IssueArgs {
+    /// certgate configuration of the throwaway installation (already `init`ed).
+    #[arg(long)]
+    config: std::path::PathBuf,
+    /// Use this database instead of the configuration's (e.g. a fresh PostgreSQL database).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Certificates obtained per concurrency level.
+    #[arg(long, default_value_t = 400)]
+    count: usize,
+    /// Concurrency levels for obtain (tasks calling it at once).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,8")]
+    concurrency: Vec<usize>,
+    /// Seconds for each timed signing loop (key alone, issue_client alone).
+    #[arg(long, default_value_t = 2.0)]
+    secs: f64,
+}
+
+pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
+    let cfg = Config::load(&args.config)?;
+    let url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| cfg.database_url());
+    let store = Store::connect(&url).await?;
+    store.migrate().await?;
+    let settings = HsmSettings {
+        module: cfg.resolve(&cfg.hsm.module),
+        token_label: cfg.hsm.token_label.clone(),
+        pin: cfg.hsm.pin_source()?.read("HSM PIN")?,
+        sessions: cfg.hsm.sessions,
+    };
+    let hsm = tokio::task::spawn_blocking(move || Hsm::open(&settings)).await??;
+    let ca = store
+        .active_ca()
+        .await?
+        .context("no active CA: run certgate init first")?;
+    let label = ca.key_label.clone();
+    let opener = hsm.clone();
+    let key: Arc<dyn KeyBackend> =
+        Arc::new(tokio::task::spawn_blocking(move || opener.key(&label)).await??);
+    let authority = Arc::new(Authority::new(
+        ca.id,
+        ca.cert_der.clone(),
+        key.clone(),
+        IssuancePolicy {
+            validity_days: cfg.ca.validity_days,
+            organization: cfg.ca.organization.clone(),
+            public_url: cfg.ca.public_url.clone(),
+        },
+    )?);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let lifecycle = Lifecycle::new(
+        store.clone(),
+        authority.clone(),
+        clock.clone(),
+        LifecycleSettings::from_config(&cfg),
+    );
+
+    let mut key_rates = Vec::new();
+    let mut issue_rates = Vec::new();
+    let sample_csr = csr::check(make_csr("bench-sample")?.as_bytes())?;
+    for threads in [1usize, 2] {
+        let k = key.clone();
+        key_rates.push(json!({"threads": threads,
+            "per_sec": timed_threads(threads, args.secs, move || k.sign(b"certgate bench message").map(|_| ()).map_err(anyhow::Error::from))?}));
+        let a = authority.clone();
+        let c = sample_csr.clone();
+        let org = cfg.ca.organization.clone();
+        let now = clock.now();
+        issue_rates.push(json!({"threads": threads,
+            "per_sec": timed_threads(threads, args.secs, move || {
+                let subject = ClientSubject { login: "bench-sample", contract_id: "bench", organization: &org };
+                a.issue_client(&c, &subject, now).map(|_| ()).map_err(anyhow::Error::from)
+            })?}));
+    }
+
+    let mut obtain_rates = Vec::new();
+    let run_id = format!("{:x}", clock.now());
+    for &c in &args.concurrency {
+        let contract = format!("bench-{run_id}-c{c}");
+        let jobs = prepare(&lifecycle, &store, &contract, args.count, clock.now()).await?;
+        let jobs = Arc::new(jobs);
+        let next = Arc::new(AtomicUsize::new(0));
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..c {
+            let (jobs, next, lc) = (jobs.clone(), next.clone(), lifecycle.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((login, code, csr)) = jobs.get(i) else {
+                        return Ok::<_, anyhow::Error>(());
+                    };
+                    let cert = lc
+                        .obtain(&Actor::User(login.clone()), login, code, csr.as_bytes())
+                        .await?;
+                    if cert.status != CertStatus::Current {
+                        bail!("obtain returned a certificate that is not current");
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        // Durability check: every certificate is in the store after obtain returned.
+        for (login, _, _) in jobs.iter() {
+            if store.current_certificate(login).await?.is_none() {
+                bail!("{login} has no stored certificate after obtain returned");
+            }
+        }
+        obtain_rates.push(
+            json!({"concurrency": c, "certificates": args.count, "secs": secs,
+            "per_sec": args.count as f64 / secs}),
+        );
+    }
+    Ok(json!({
+        "kind": "issuance",
+        "store": store.backend_name(),
+        "key_sign_verified": key_rates,
+        "issue_client_no_store": issue_rates,
+        "obtain_stored": obtain_rates,
+    }))
+}
+
+/// Runs `op` on `threads` threads for `secs`; returns operations per second.
+fn timed_threads(
+    threads: usize,
+    secs: f64,
+    op: impl Fn() -> anyhow::Result<()> + Send + Sync + Clone + 'static,
+) -> anyhow::Result<f64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (stop, count, op) = (stop.clone(), count.clone(), op.clone());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                while !stop.load(Ordering::Relaxed) {
+                    op()?;
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let n = count.load(Ordering::Relaxed);
+    let elapsed = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join()
+            .map_err(|_| anyhow::anyhow!("a thread panicked"))??;
+    }
+    Ok(n as f64 / elapsed)
+}
+
+/// A contract with `count` general users, each authorized (code) and with a fresh P-256 CSR.
+async fn prepare(
+    lifecycle: &Lifecycle,
+    store: &Store,
+    contract: &str,
+    count: usize,
+    now: i64,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    store
+        .insert_contract(&Contract {
+            id: contract.to_owned(),
+            name: "benchmark".into(),
+            enabled: true,
+            created_at: now,
+        })
+        .await?;
+    let staff = Actor::Staff("bench".into());
+    let mut jobs = Vec::with_capacity(count);
+    for i in 0..count {
+        let login = format!("{contract}-u{i}");
+        store
+            .insert_user(&User {
+                login: login.clone(),
+                contract_id: contract.to_owned(),
+                role: Role::General,
+                email: format!("{login}@bench.example"),
+                enabled: true,
+                created_at: now,
+            })
+            .await?;
+        let code = lifecycle.authorize(&staff, &login).await?;
+        let csr = make_csr(&login)?;
+        jobs.push((login, code.code.reveal().to_owned(), csr));
+    }
+    Ok(jobs)
+}
+
+fn make_csr(cn: &str) -> anyhow::Result<String> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    Ok(params.serialize_request(&key)?.pem()?)
+}

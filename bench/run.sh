@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# bench/run.sh: certgate against nginx and HAProxy on one machine, and issuance against the
+# raw PKCS#11 signing rate (issue 8). One command, loopback only, bounded in time; stops
+# every process it started, by PID. See BENCHMARKS.md.
+#
+# Knobs (environment): BENCH_SECS (measured seconds per load run, 5), BENCH_ROUNDS
+# (interleaved rounds, 2), BENCH_IDLE_CONNS (1000), BENCH_ISSUE_COUNT (certificates per
+# concurrency level, 300), BENCH_WORK (work folder, default a fresh /tmp one),
+# BENCH_NO_BUILD=1 (use the binaries already built), BENCH_WRITE=0 (do not touch
+# BENCHMARKS.md), BENCH_WAIT_RUSTC (seconds to wait for other compilations, 600),
+# BENCH_PROFILE=1 (perf profiles of certgate under keep-alive and handshake load).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SECS=${BENCH_SECS:-5}
+ROUNDS=${BENCH_ROUNDS:-2}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
+ISSUE_COUNT=${BENCH_ISSUE_COUNT:-300}
+WAIT_RUSTC=${BENCH_WAIT_RUSTC:-600}
+WORK=${BENCH_WORK:-$(mktemp -d /tmp/certgate-bench.XXXXXX)}
+RESULTS=$WORK/results.jsonl
+LG_CPU=0   # the load generator's core
+SRV_CPU=1  # proxies and upstream share the other core
+CG=$ROOT/target/release/certgate
+LG=$ROOT/target/release/loadgen
+
+STARTED=()
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+stop_pid() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+cleanup() {
+    local pid
+    for pid in "${STARTED[@]}"; do stop_pid "$pid"; done
+    if [[ -n ${PG_DB:-} ]]; then
+        psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $PG_DB" >/dev/null 2>&1 || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for tool in nginx haproxy softhsm2-util openssl taskset python3 cargo; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
+done
+NCPU=$(nproc)
+if (( NCPU < 2 )); then LG_CPU=0; SRV_CPU=0; fi
+
+# ---------------------------------------------------------------- build
+if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
+    log "building release binaries (certgate, loadgen)"
+    (cd "$ROOT" && cargo build --release --bin certgate)
+    CARGO_TARGET_DIR=$ROOT/target cargo build --release \
+        --manifest-path "$ROOT/bench/loadgen/Cargo.toml"
+fi
+
+# ---------------------------------------------------------------- quiet machine
+waited=0
+while pgrep -x rustc >/dev/null && (( waited < WAIT_RUSTC )); do
+    (( waited == 0 )) && log "waiting for other compilations (rustc) to finish"
+    sleep 10; waited=$((waited + 10))
+done
+OTHER_LOAD="none seen"
+if pgrep -x rustc >/dev/null; then OTHER_LOAD="rustc still running after ${WAIT_RUSTC}s"; fi
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------- ports and folders
+used_ports=" "
+free_port() {
+    local p=$1
+    while ss -Htln "sport = :$p" | grep -q . || [[ $used_ports == *" $p "* ]]; do p=$((p + 1)); done
+    used_ports+="$p "
+    echo "$p"
+}
+UPSTREAM_PORT=$(free_port 18080)
+CERTGATE_PORT=$(free_port 18443)
+ADMIN_PORT=$(free_port 18090)
+NGINX_PORT=$(free_port 18444)
+HAPROXY_PORT=$(free_port 18445)
+mkdir -p "$WORK"/{tokens,pki,upstream/tmp,nginx/tmp,haproxy}
+: >"$RESULTS"
+log "work folder $WORK"
+
+fill() {
+    sed -e "s#@WORK@#$WORK#g" -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" \
+        -e "s#@CERTGATE_PORT@#$CERTGATE_PORT#g" -e "s#@ADMIN_PORT@#$ADMIN_PORT#g" \
+        -e "s#@NGINX_PORT@#$NGINX_PORT#g" -e "s#@HAPROXY_PORT@#$HAPROXY_PORT#g" "$1" >"$2"
+}
+fill "$ROOT/bench/conf/certgate.toml" "$WORK/certgate.toml"
+fill "$ROOT/bench/conf/nginx-upstream.conf" "$WORK/upstream/nginx.conf"
+fill "$ROOT/bench/conf/nginx-proxy.conf" "$WORK/nginx/nginx.conf"
+fill "$ROOT/bench/conf/haproxy.cfg" "$WORK/haproxy/haproxy.cfg"
+
+# ---------------------------------------------------------------- PKI through certgate
+export SOFTHSM2_CONF=$WORK/softhsm2.conf
+printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+    "$WORK/tokens" >"$SOFTHSM2_CONF"
+CERTGATE_HSM_PIN=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+export CERTGATE_HSM_PIN
+so_pin=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+# A throwaway token: softhsm2-util takes its PINs only as arguments.
+softhsm2-util --init-token --free --label certgate-bench --so-pin "$so_pin" \
+    --pin "$CERTGATE_HSM_PIN" >/dev/null
+cg() { "$CG" --config "$WORK/certgate.toml" "$@"; }
+log "PKI: certgate init, server certificate, client certificates, CRL"
+cg init >/dev/null
+cg ca issue-server --name 127.0.0.1 --name localhost \
+    --cert-out "$WORK/pki/server.pem" --key-out "$WORK/pki/server.key" >/dev/null
+cg ca cert >"$WORK/pki/ca.pem"
+cat "$WORK/pki/server.pem" "$WORK/pki/server.key" >"$WORK/pki/server-with-key.pem"
+cg contract add bench-corp --name "Bench Trading Co." >/dev/null
+client_cert() { # login -> pki/<login>.pem and .key, signed through `cert sign`
+    local login=$1 code
+    cg user add "$login" --contract bench-corp --role general --email "$login@bench.example" >/dev/null
+    code=$(cg issue authorize "$login" | tail -n1)
+    openssl ecparam -genkey -name prime256v1 -noout -out "$WORK/pki/$login.key" 2>/dev/null
+    openssl req -new -key "$WORK/pki/$login.key" -subj "/CN=$login" -out "$WORK/pki/$login.csr"
+    cg cert sign "$login" --csr "$WORK/pki/$login.csr" --code "$code" >"$WORK/pki/$login.pem"
+}
+client_cert bench-user
+client_cert bench-revoked
+revoked_serial=$(openssl x509 -in "$WORK/pki/bench-revoked.pem" -noout -serial | cut -d= -f2)
+cg cert revoke "$revoked_serial" --reason keyCompromise >/dev/null
+cg ca crl --out "$WORK/pki/crl.der" >/dev/null
+openssl crl -inform DER -in "$WORK/pki/crl.der" -out "$WORK/pki/crl.pem"
+PKI_ARGS=(--cacert "$WORK/pki/ca.pem" --cert "$WORK/pki/bench-user.pem" --key "$WORK/pki/bench-user.key")
+
+# ---------------------------------------------------------------- servers
+wait_port() {
+    local port=$1 i
+    for i in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "bench: nothing listens on port $port" >&2; return 1
+}
+children() { pgrep -P "$1" | paste -sd, -; }
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+log "starting upstream, certgate, nginx, HAProxy (pinned to CPU $SRV_CPU)"
+taskset -c "$SRV_CPU" nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" \
+    -g 'daemon off;' 2>"$WORK/upstream/stderr.log" &
+UP_PID=$!; STARTED+=("$UP_PID")
+# certgate has no worker-thread setting; tokio takes TOKIO_WORKER_THREADS (else one worker
+# per CPU it may run on, which is 1 under taskset).
+TOKIO_WORKER_THREADS=2 RUST_LOG=warn taskset -c "$SRV_CPU" "$CG" --config "$WORK/certgate.toml" \
+    serve 2>"$WORK/certgate.log" &
+CG_PID=$!; STARTED+=("$CG_PID")
+taskset -c "$SRV_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" \
+    -g 'daemon off;' 2>"$WORK/nginx/stderr.log" &
+NG_PID=$!; STARTED+=("$NG_PID")
+taskset -c "$SRV_CPU" haproxy -db -f "$WORK/haproxy/haproxy.cfg" 2>"$WORK/haproxy/stderr.log" &
+HA_PID=$!; STARTED+=("$HA_PID")
+for p in "$UPSTREAM_PORT" "$CERTGATE_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do wait_port "$p"; done
+sleep 0.5
+UP_PIDS="$UP_PID,$(children "$UP_PID")"
+NG_PIDS="$NG_PID,$(children "$NG_PID")"
+HA_PIDS=$HA_PID
+CG_PIDS=$CG_PID
+
+declare -A URL=(
+    [direct]="http://127.0.0.1:$UPSTREAM_PORT/"
+    [certgate]="https://127.0.0.1:$CERTGATE_PORT/"
+    [nginx]="https://127.0.0.1:$NGINX_PORT/"
+    [haproxy]="https://127.0.0.1:$HAPROXY_PORT/"
+)
+declare -A PIDS=([direct]=$UP_PIDS [certgate]=$CG_PIDS [nginx]=$NG_PIDS [haproxy]=$HA_PIDS)
+
+# Sanity: the good certificate passes, the revoked one does not, everywhere.
+for proxy in certgate nginx haproxy; do
+    good=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$WORK/pki/ca.pem" \
+        --cert "$WORK/pki/bench-user.pem" --key "$WORK/pki/bench-user.key" "${URL[$proxy]}" || true)
+    bad=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$WORK/pki/ca.pem" \
+        --cert "$WORK/pki/bench-revoked.pem" --key "$WORK/pki/bench-revoked.key" "${URL[$proxy]}" || true)
+    log "check $proxy: valid certificate -> $good, revoked certificate -> $bad"
+    echo "{\"kind\":\"check\",\"proxy\":\"$proxy\",\"valid\":\"$good\",\"revoked\":\"$bad\"}" >>"$RESULTS"
+    if [[ $good != 200 || $bad == 200 ]]; then echo "bench: $proxy fails the sanity check" >&2; exit 1; fi
+done
+
+lg() { timeout 300 taskset -c "$LG_CPU" "$LG" "$@"; }
+load() { # target concurrency mode(keepalive|handshake)
+    local target=$1 conc=$2 mode=$3 extra=()
+    [[ $mode == handshake ]] && extra+=(--handshake)
+    [[ $target != direct ]] && extra+=("${PKI_ARGS[@]}")
+    lg load --url "${URL[$target]}" --pids "${PIDS[$target]}" --concurrency "$conc" \
+        --secs "$SECS" --warmup 1 --label "$target" "${extra[@]}" >>"$RESULTS"
+    tail -n1 "$RESULTS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  %-9s %-9s c=%-3d %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  server CPU %7.1f us/req  errors %d" % (r["label"], r["mode"], r["concurrency"], r["rps"], r["p50_us"]/1000, r["p99_us"]/1000, r["server_cpu_us_per_req"], r["errors"]))' >&2
+}
+
+log "load: $ROUNDS interleaved rounds of ${SECS}s runs"
+for round in $(seq "$ROUNDS"); do
+    for conc in 16 64; do
+        for target in direct certgate nginx haproxy; do load "$target" "$conc" keepalive; done
+    done
+    for target in direct certgate nginx haproxy; do load "$target" 16 handshake; done
+done
+
+log "memory per idle connection ($IDLE_CONNS connections each)"
+for target in certgate nginx haproxy; do
+    lg idle --url "${URL[$target]}" "${PKI_ARGS[@]}" --pids "${PIDS[$target]}" \
+        --connections "$IDLE_CONNS" --label "$target" >>"$RESULTS"
+    sleep 1
+done
+
+log "OCSP from cache: POST /ocsp for the same certificate"
+openssl ocsp -issuer "$WORK/pki/ca.pem" -cert "$WORK/pki/bench-user.pem" -no_nonce \
+    -reqout "$WORK/pki/ocsp.req" >/dev/null
+curl -s --cacert "$WORK/pki/ca.pem" --cert "$WORK/pki/bench-user.pem" \
+    --key "$WORK/pki/bench-user.key" -H 'Content-Type: application/ocsp-request' \
+    --data-binary @"$WORK/pki/ocsp.req" -o "$WORK/pki/ocsp.resp" "${URL[certgate]}ocsp"
+ocsp_status=$(openssl ocsp -respin "$WORK/pki/ocsp.resp" -issuer "$WORK/pki/ca.pem" \
+    -CAfile "$WORK/pki/ca.pem" -cert "$WORK/pki/bench-user.pem" 2>&1 | grep -c ': good' || true)
+echo "{\"kind\":\"check\",\"proxy\":\"ocsp\",\"valid\":\"$ocsp_status\",\"revoked\":\"\"}" >>"$RESULTS"
+for round in $(seq "$ROUNDS"); do
+    lg load --url "${URL[certgate]}ocsp" "${PKI_ARGS[@]}" --pids "$CG_PIDS" --method POST \
+        --body-file "$WORK/pki/ocsp.req" --header 'Content-Type: application/ocsp-request' \
+        --concurrency 16 --secs "$SECS" --warmup 1 --label ocsp >>"$RESULTS"
+done
+
+if [[ ${BENCH_PROFILE:-0} == 1 ]] && command -v perf >/dev/null; then
+    # cpu-clock sampling (hardware counters are often missing in VMs), DWARF call graphs.
+    for mode in keepalive handshake; do
+        log "profiling certgate under $mode load (perf, cpu-clock)"
+        extra=(); [[ $mode == handshake ]] && extra=(--handshake)
+        perf record -q -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$CG_PID" \
+            -o "$WORK/perf-$mode.data" -- sleep "$((SECS + 1))" 2>/dev/null &
+        perf_pid=$!
+        lg load --url "${URL[certgate]}" "${PKI_ARGS[@]}" --pids "$CG_PIDS" --concurrency 64 \
+            --secs "$SECS" --warmup 1 --label "certgate-profiled" "${extra[@]}" >"$WORK/perf-$mode.load.json"
+        wait "$perf_pid" || true
+        perf report -i "$WORK/perf-$mode.data" --no-children -g none --sort dso,symbol --stdio 2>/dev/null \
+            | grep -v '^$' | head -n 400 >"$WORK/perf-$mode.flat.txt" || true
+        perf report -i "$WORK/perf-$mode.data" --children --sort symbol --stdio -g none 2>/dev/null \
+            | grep -v '^$' | head -n 400 >"$WORK/perf-$mode.children.txt" || true
+    done
+fi
+
+log "stopping the servers"
+for pid in "$HA_PID" "$NG_PID" "$CG_PID" "$UP_PID"; do stop_pid "$pid"; done
+STARTED=()
+
+log "raw PKCS#11 signing rate (1 and 2 threads)"
+timeout 120 "$LG" hsm-raw --token-label certgate-bench --secs 3 >>"$RESULTS"
+log "issuance through Lifecycle::obtain on SQLite ($ISSUE_COUNT per concurrency level)"
+timeout 600 "$LG" issue --config "$WORK/certgate.toml" --count "$ISSUE_COUNT" >>"$RESULTS"
+if psql -q -h 127.0.0.1 -U postgres -c 'SELECT 1' >/dev/null 2>&1; then
+    PG_DB=certgate_bench_$$
+    psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $PG_DB" >/dev/null
+    sed "s#^url = .*#url = \"postgres://postgres@127.0.0.1/$PG_DB\"#" "$WORK/certgate.toml" \
+        >"$WORK/certgate-pg.toml"
+    "$CG" --config "$WORK/certgate-pg.toml" init >/dev/null
+    log "issuance through Lifecycle::obtain on PostgreSQL"
+    timeout 600 "$LG" issue --config "$WORK/certgate-pg.toml" --count "$ISSUE_COUNT" >>"$RESULTS"
+else
+    log "PostgreSQL at 127.0.0.1:5432 not reachable: issuance measured on SQLite only"
+fi
+
+# ---------------------------------------------------------------- report
+META=$WORK/meta.json
+python3 - "$META" <<PY
+import json, sys, subprocess, platform, datetime
+def out(*cmd):
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        return (r.stdout + r.stderr).strip().splitlines()[0]
+    except Exception as e:
+        return f"unknown ({e})"
+cpu = next((l.split(":",1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "?")
+json.dump({
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    "machine": f"{cpu}, {$NCPU} CPUs, {int(mem)//1024} MiB RAM",
+    "os": out("uname", "-srm"),
+    "certgate": out("git", "-C", "$ROOT", "describe", "--always", "--dirty"),
+    "rustc": out("rustc", "-V"),
+    "nginx": out("nginx", "-v"),
+    "haproxy": out("haproxy", "-v"),
+    "openssl": out("openssl", "version"),
+    "softhsm": out("softhsm2-util", "--version"),
+    "command": "bench/run.sh (BENCH_SECS=$SECS BENCH_ROUNDS=$ROUNDS BENCH_IDLE_CONNS=$IDLE_CONNS BENCH_ISSUE_COUNT=$ISSUE_COUNT)",
+    "other_load": "$OTHER_LOAD; load average at start $LOADAVG_START",
+    "pinning": "load generator on CPU $LG_CPU; proxies and upstream on CPU $SRV_CPU",
+}, open(sys.argv[1], "w"))
+PY
+write=()
+[[ ${BENCH_WRITE:-1} == 1 ]] && write=(--write "$ROOT/BENCHMARKS.md")
+python3 "$ROOT/bench/report.py" "$RESULTS" "$META" "${write[@]}"
+log "raw results: $RESULTS"
