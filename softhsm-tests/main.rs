@@ -2,6 +2,7 @@
 
 mod browser;
 mod cli;
+mod faults;
 mod fixture;
 mod hsm;
 mod lifecycle;
