@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod faults;
 mod fixture;
+mod hostile;
 mod hsm;
 mod lifecycle;
 mod ops;
