@@ -300,6 +300,9 @@ pub fn issue_offline(fx: &Fixture, login: &str) -> (PathBuf, PathBuf) {
 // ---------------------------------------------------------------------------------------
 // 1. SIGKILL during concurrent enrollments
 
+/// What curl got: (status, body).
+type Answer = (u16, String);
+
 fn crash_during_enrollments(db: Db) {
     const CLIENTS: usize = 20;
     let Some(fx) = Fixture::new(db) else { return };
@@ -327,7 +330,7 @@ fn crash_during_enrollments(db: Db) {
     let mut gate = Gate::start(&fx, "");
 
     // All clients at once; SIGKILL as soon as the first certificate is out.
-    let answers: Arc<Mutex<Vec<Option<(u16, String)>>>> = Arc::new(Mutex::new(vec![None; CLIENTS]));
+    let answers: Arc<Mutex<Vec<Option<Answer>>>> = Arc::new(Mutex::new(vec![None; CLIENTS]));
     let delivered = Arc::new(AtomicUsize::new(0));
     let go = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();

@@ -675,7 +675,8 @@ async fn past_max_connections_clients_get_503_and_the_gateway_recovers() {
 #[test]
 fn fuzz_corpus_replays_without_findings() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-    let targets: [(&str, fn(&[u8])); 4] = [
+    type Check = fn(&[u8]);
+    let targets: [(&str, Check); 4] = [
         ("csr", fuzz_checks::csr),
         ("est_body", fuzz_checks::est_body),
         ("ocsp_request", fuzz_checks::ocsp_request),
