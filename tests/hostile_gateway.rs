@@ -641,7 +641,9 @@ async fn past_max_connections_clients_get_503_and_the_gateway_recovers() {
     }
     // More clients are shed with a clear 503, not left hanging or reset.
     for _ in 0..5 {
-        let mut s = gw.raw().await;
+        let mut s = tokio::time::timeout(Duration::from_secs(15), gw.raw())
+            .await
+            .expect("a client past max_connections waited for a handshake");
         let resp = exchange(
             &mut s,
             b"GET /extra HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n",
