@@ -16,3 +16,10 @@ node --test tests/browser/
 echo "== tests"
 # CI=true makes tests that need PostgreSQL, SoftHSM2 or Chromium fail instead of skipping.
 cargo nextest run --locked --no-fail-fast "$@"
+
+if [ "${CI:-}" = "true" ]; then
+  # The fuzz targets' seed corpus also runs as a plain test above; this is a short fuzzing
+  # run of each target (20 s each) with libFuzzer and AddressSanitizer.
+  echo "== fuzz"
+  bash fuzz/run.sh
+fi

@@ -429,7 +429,7 @@ fn a_key_deleted_underneath_makes_signing_unusable_not_unavailable() {
             other => panic!("expected Unusable, got {other:?}"),
         }
     }
-    // The sessions survived the stale handle: the token itself is healthy.
+    // The sessions survived the stale handle: the token itself is healthy, the key is not.
     hsm.health().unwrap();
-    key.health().unwrap();
+    assert!(matches!(key.health(), Err(SignError::Unusable(_))));
 }

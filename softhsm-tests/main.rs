@@ -2,7 +2,9 @@
 
 mod browser;
 mod cli;
+mod faults;
 mod fixture;
+mod hostile;
 mod hsm;
 mod instances;
 mod lifecycle;

@@ -35,8 +35,9 @@ pub struct ListenerConfig {
     /// at least 8192). Larger heads get 431.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
-    /// Open connections accepted at once; further clients wait in the kernel backlog
-    /// (default 4096).
+    /// Open connections served at once (default 4096). Further clients are answered 503
+    /// (`overloaded`, with `Retry-After`) and closed, so the gateway sheds load instead of
+    /// running out of memory or file descriptors.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Seconds between HTTP/2 keep-alive pings; an unanswered ping closes the connection

@@ -229,11 +229,13 @@ impl KeyBackend for HsmKey {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         self.sign_checked(message).map_err(SignError::from)
     }
+    /// A session that answers is not enough: a token whose object store is gone still
+    /// answers `C_GetSessionInfo`. Only a signature (verified) shows that the key signs, and
+    /// it takes the signing path's recovery (a token put back is found again).
     fn health(&self) -> Result<(), SignError> {
-        self.inner
-            .hsm
-            .health()
-            .map_err(|e| SignError::from(SignFailure::Hsm(e)))
+        self.sign_checked(KEY_CHECK_MESSAGE)
+            .map(|_| ())
+            .map_err(SignError::from)
     }
 }
 

@@ -218,6 +218,13 @@ impl Pool {
         Ok(result?)
     }
 
+    /// Finalises and re-initialises the library (subject to its backoff), e.g. because the
+    /// token or key vanished: a token put back is only seen after `C_Initialize`.
+    pub(crate) fn reinitialize(&self) -> Result<(), HsmError> {
+        let epoch = self.ctx.read().epoch;
+        self.ctx.reinitialize(epoch)
+    }
+
     /// Test support: kills every session of the library behind the pool's back.
     pub(crate) fn kill_sessions_for_tests(&self) {
         self.ctx.kill_sessions_for_tests();

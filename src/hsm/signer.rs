@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
 use cryptoki::mechanism::Mechanism;
@@ -50,7 +51,12 @@ pub(crate) struct Signer {
     pub(crate) spki: Vec<u8>,
     /// The key's object handle with the context epoch it belongs to.
     handle: Mutex<Option<(u64, ObjectHandle)>>,
+    /// When the library was last re-initialised because the key was missing.
+    last_reinit: Mutex<Option<Instant>>,
 }
+
+/// Shortest time between two re-initialisations because the key went missing.
+const MISSING_KEY_REINIT_EVERY: Duration = Duration::from_secs(5);
 
 impl Signer {
     pub(crate) fn new(
@@ -66,6 +72,7 @@ impl Signer {
             algorithm,
             spki,
             handle: Mutex::new(Some(handle)),
+            last_reinit: Mutex::new(None),
         }
     }
 
@@ -108,10 +115,26 @@ impl Signer {
                     (Mechanism::Sha256RsaPkcs, Cow::Borrowed(message), None)
                 }
             };
-        let raw = pool.run(|session, attempt| {
-            let handle = self.handle(session, attempt.epoch, refind || attempt.retry)?;
-            Ok(call("C_Sign", session.sign(&mechanism, handle, &data))?)
-        })?;
+        let once = |refind: bool| {
+            pool.run(|session, attempt| {
+                let handle = self.handle(session, attempt.epoch, refind || attempt.retry)?;
+                Ok(call("C_Sign", session.sign(&mechanism, handle, &data))?)
+            })
+        };
+        let raw = match once(refind) {
+            // The token (or its key) vanished after start-up: maybe removed and put back,
+            // which the library only sees after re-initialising. A key truly deleted stays
+            // missing and the error stands; the interval keeps this from hammering the HSM.
+            Err(HsmError::KeyNotFound(_) | HsmError::TokenNotFound(_))
+                if self.may_reinitialize() =>
+            {
+                tracing::warn!(label = %self.label,
+                    "the CA key is no longer found; re-initialising the PKCS#11 library");
+                pool.reinitialize()?;
+                once(true)?
+            }
+            other => other?,
+        };
         match raw_len {
             None => Ok(raw),
             Some(len) => (raw.len() == len)
@@ -122,6 +145,20 @@ impl Signer {
                     detail: format!("{}-byte ECDSA signature, expected {len}", raw.len()),
                 }),
         }
+    }
+
+    /// Whether a re-initialisation for a missing key is allowed now (and notes it).
+    fn may_reinitialize(&self) -> bool {
+        let mut last = self
+            .last_reinit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < MISSING_KEY_REINIT_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// The key's handle: cached within one epoch, looked up again (by label, class and

@@ -92,6 +92,10 @@ impl Upstream {
         let mut resp = match sent {
             Err(_) => return Err(Problem::UpstreamTimeout),
             Ok(Err(e)) => {
+                if let Some(p) = client_body_problem(&e) {
+                    tracing::info!(upstream = %self.authority, error = %super::error_chain(&e), "the client's request body failed");
+                    return Err(p);
+                }
                 tracing::warn!(upstream = %self.authority, error = %super::error_chain(&e), "upstream request failed");
                 return Err(Problem::UpstreamFailed);
             }
@@ -109,6 +113,26 @@ impl Upstream {
         remove_hop_by_hop(resp.headers_mut());
         Ok(resp.map(super::body::from_incoming))
     }
+}
+
+/// When forwarding failed because the client's body did (malformed chunking, cut off, over
+/// the route's limit), the client's problem rather than the upstream's: 400 or 413, not 502.
+fn client_body_problem(e: &(dyn std::error::Error + 'static)) -> Option<Problem> {
+    let mut body_failed = false;
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return Some(Problem::BodyTooLarge);
+        }
+        // hyper reports a failing request body stream as a user error.
+        if c.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user)
+        {
+            body_failed = true;
+        }
+        cur = c.source();
+    }
+    body_failed.then_some(Problem::BadRequest)
 }
 
 async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {

@@ -30,6 +30,8 @@ pub enum Problem {
     UpstreamTimeout,
     /// The gateway failed (e.g. an identity header could not be written).
     Internal,
+    /// The listener holds `max_connections` already: this connection is shed.
+    Overloaded,
 }
 
 impl Problem {
@@ -54,6 +56,7 @@ impl Problem {
             Self::UpstreamFailed => "upstream_failed",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::Internal => "internal_error",
+            Self::Overloaded => "overloaded",
         }
     }
 
@@ -71,6 +74,7 @@ impl Problem {
             Self::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -153,6 +157,7 @@ impl Problem {
                 "An internal error occurred.",
                 "Please try again; if it persists, contact the bank.",
             ),
+            Self::Overloaded => ("The service is busy.", "Please try again in a few minutes."),
         }
     }
 
@@ -236,6 +241,10 @@ impl Problem {
             Self::Internal => (
                 "内部エラーが発生しました。",
                 "もう一度お試しください。解決しない場合は当金庫へお問い合わせください。",
+            ),
+            Self::Overloaded => (
+                "現在、混み合っています。",
+                "しばらくしてからもう一度お試しください。",
             ),
         }
     }

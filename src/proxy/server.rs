@@ -1,6 +1,7 @@
-//! The accept loop of one TLS listener: connection limit, handshake timeout, judging the
-//! presented chain once per connection, then hyper serving HTTP/1.1 and HTTP/2 (with
-//! upgrades) under the listener's limits, watched for graceful shutdown.
+//! The accept loop of one TLS listener: connection limit (shedding with 503 past it),
+//! handshake timeout, judging the presented chain once per connection, then hyper serving
+//! HTTP/1.1 and HTTP/2 (with upgrades) under the listener's limits, watched for graceful
+//! shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +16,16 @@ use tokio_rustls::TlsAcceptor;
 
 use super::Shared;
 use super::handler::{ConnInfo, handle};
+use super::refusal::{Problem, wants_html};
 use crate::config::ListenerConfig;
 use crate::tls::PresentedCert;
+
+/// Connections past `max_connections` still complete the handshake and get a 503, this
+/// many at a time; beyond that they are closed at once. Either way the gateway keeps its
+/// memory bounded and the clients it serves are not slowed.
+const SHED_SLOTS: usize = 64;
+/// Longest a shed connection may take for its handshake and request head.
+const SHED_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts connections on `listener` (the `index`th configured) until `stop` turns true.
 pub(crate) async fn accept_loop(
@@ -28,11 +37,8 @@ pub(crate) async fn accept_loop(
 ) {
     let limits = shared.runtime.borrow().config.listeners[index].clone();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let shed_slots = Arc::new(Semaphore::new(SHED_SLOTS));
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = crate::proxy::stopped(&mut stop) => return,
-        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = crate::proxy::stopped(&mut stop) => return,
@@ -45,6 +51,10 @@ pub(crate) async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            shed(&shared, index, tcp, remote, &shed_slots);
+            continue;
         };
         let _ = tcp.set_nodelay(true);
         let runtime = shared.runtime.borrow().clone();
@@ -106,6 +116,54 @@ pub(crate) async fn accept_loop(
             shared.metrics.connection_closed();
         });
     }
+}
+
+/// Answers a connection over the limit with 503 (`overloaded`) and closes it; closes it at
+/// once when too many are being shed already.
+fn shed(
+    shared: &Arc<Shared>,
+    index: usize,
+    tcp: tokio::net::TcpStream,
+    remote: std::net::SocketAddr,
+    shed_slots: &Arc<Semaphore>,
+) {
+    shared.metrics.request("overloaded", 503);
+    let Ok(permit) = shed_slots.clone().try_acquire_owned() else {
+        tracing::debug!(%remote, "over max_connections and shedding capacity: closed");
+        return;
+    };
+    let Some(tls) = shared.runtime.borrow().listeners.get(index).cloned() else {
+        return;
+    };
+    tracing::warn!(%remote, "over max_connections: answering 503");
+    tokio::spawn(async move {
+        let _permit = permit;
+        let acceptor = TlsAcceptor::from(tls.server_config.clone());
+        let Ok(Ok(stream)) = tokio::time::timeout(SHED_TIMEOUT, acceptor.accept(tcp)).await else {
+            return;
+        };
+        let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+            let mut resp = Problem::Overloaded.respond(wants_html(req.headers()));
+            let h = resp.headers_mut();
+            h.insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("5"),
+            );
+            h.insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            Ok::<_, std::convert::Infallible>(resp)
+        });
+        let mut b = auto::Builder::new(TokioExecutor::new());
+        b.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(SHED_TIMEOUT)
+            .keep_alive(false);
+        b.http2().timer(TokioTimer::new()).max_concurrent_streams(1);
+        let conn = b.serve_connection(TokioIo::new(stream), service);
+        let _ = tokio::time::timeout(SHED_TIMEOUT, conn).await;
+    });
 }
 
 fn http_builder(l: &ListenerConfig) -> auto::Builder<TokioExecutor> {

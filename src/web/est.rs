@@ -71,7 +71,8 @@ fn csrattrs() -> WebResponse {
 }
 
 /// The DER CSR from an EST body: base64 (line breaks allowed), `application/pkcs10`.
-fn csr_from_body(req: &WebRequest) -> Result<Vec<u8>, WebResponse> {
+/// Public for the fuzz targets; the error is the response to send.
+pub fn csr_from_body(req: &WebRequest) -> Result<Vec<u8>, WebResponse> {
     let ctype = req.header("content-type").unwrap_or_default();
     let base = ctype.split(';').next().unwrap_or_default().trim();
     if !base.eq_ignore_ascii_case("application/pkcs10") {
@@ -91,7 +92,8 @@ fn csr_from_body(req: &WebRequest) -> Result<Vec<u8>, WebResponse> {
         .map_err(|_| text(StatusCode::BAD_REQUEST, "the EST body is not base64"))
 }
 
-fn basic_credentials(req: &WebRequest) -> Option<(String, String)> {
+/// Login ID and code from `Authorization: Basic` (public for the fuzz targets).
+pub fn basic_credentials(req: &WebRequest) -> Option<(String, String)> {
     let value = req.header("authorization")?;
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {

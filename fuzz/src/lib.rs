@@ -1,0 +1,150 @@
+//! The checks behind each fuzz target: feed untrusted bytes to one of certgate's parsers and
+//! assert what must hold for every input (no panic, and the properties named per function).
+//!
+//! Shared by the cargo-fuzz binaries in `fuzz_targets/` and by a plain test that replays
+//! the committed corpus (`tests/hostile_gateway.rs`), so the corpus runs in every test run
+//! even where libFuzzer cannot. Depends only on certgate, `http` and `bytes`; must not do
+//! I/O.
+
+use bytes::Bytes;
+use certgate::ca::csr::{self, ClientKeyKind, CsrError};
+use certgate::ca::ocsp::{self, MAX_CERTS_PER_REQUEST, MAX_REQUEST_BYTES};
+use certgate::web::WebRequest;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+/// CSR parsing and validation: an accepted request names a supported key whose hash is the
+/// hash of the key kept; a refusal has a message (shown to customers) without raw input.
+pub fn csr(data: &[u8]) {
+    match csr::check(data) {
+        Ok(c) => {
+            assert_eq!(c.spki_sha256, csr::sha256_hex(&c.spki_der));
+            if let ClientKeyKind::Rsa(bits) = c.key_kind {
+                assert!((2048..=8192).contains(&bits), "RSA-{bits} accepted");
+            }
+            assert!(data.len() <= csr::MAX_CSR_BYTES);
+        }
+        Err(e) => {
+            let text = e.to_string();
+            assert!(!text.is_empty());
+            if data.len() > csr::MAX_CSR_BYTES {
+                assert_eq!(e, CsrError::TooLarge);
+            }
+        }
+    }
+}
+
+/// EST body decoding: the first byte picks a content type, the rest is the body. Whatever
+/// decodes is handed to the CSR checks, as `simpleenroll` does.
+pub fn est_body(data: &[u8]) {
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    const TYPES: [&str; 6] = [
+        "application/pkcs10",
+        "APPLICATION/PKCS10; charset=binary",
+        "application/pkcs10 ;",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "",
+    ];
+    let mut headers = HeaderMap::new();
+    let ctype = TYPES[usize::from(pick) % TYPES.len()];
+    if !ctype.is_empty() {
+        headers.insert("content-type", HeaderValue::from_static(ctype));
+    }
+    // The body's first line doubles as an Authorization value, as a hostile client sends it.
+    let first_line = body.split(|b| *b == b'\n').next().unwrap_or_default();
+    if let Ok(v) = HeaderValue::from_bytes(first_line) {
+        headers.insert("authorization", v);
+    }
+    let req = WebRequest {
+        method: Method::POST,
+        path: "/.well-known/est/simpleenroll".into(),
+        query: None,
+        headers,
+        body: Bytes::copy_from_slice(body),
+        peer: None,
+        remote: "127.0.0.1:1".into(),
+        origin: "https://localhost".into(),
+    };
+    if let Some((user, _code)) = certgate::web::est::basic_credentials(&req) {
+        assert!(!user.contains(':'), "the login ID ends at the first colon");
+    }
+    match certgate::web::est::csr_from_body(&req) {
+        Ok(der) => {
+            assert!(ctype.to_ascii_lowercase().starts_with("application/pkcs10"));
+            csr(&der);
+        }
+        Err(resp) => assert!(resp.status().is_client_error()),
+    }
+}
+
+/// OCSP request parsing: an accepted request is within the size limit and asks about 1 to
+/// [`MAX_CERTS_PER_REQUEST`] certificates.
+pub fn ocsp_request(data: &[u8]) {
+    match ocsp::parse_request(data) {
+        Ok(p) => {
+            assert!(data.len() <= MAX_REQUEST_BYTES);
+            assert!((1..=MAX_CERTS_PER_REQUEST).contains(&p.cert_ids.len()));
+        }
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+        }
+    }
+}
+
+/// Identity headers: after `strip_reserved`, no header a client sent may pass for an
+/// identity or forwarding header, however it is spelled. Input: `name: value` lines.
+pub fn identity_headers(data: &[u8]) {
+    let mut headers = HeaderMap::new();
+    for line in data.split(|b| *b == b'\n') {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.trim_ascii()),
+            HeaderValue::from_bytes(value),
+        ) else {
+            continue;
+        };
+        headers.append(n, v);
+    }
+    let kept_before: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| !spoofable(n.as_str()))
+        .cloned()
+        .collect();
+    certgate::proxy::identity::strip_reserved(&mut headers, "x-certgate-assertion");
+    for name in headers.keys() {
+        assert!(!spoofable(name.as_str()), "{name} survived stripping");
+    }
+    // Nothing else is removed.
+    for n in kept_before {
+        assert!(headers.contains_key(&n), "{n} was removed");
+    }
+}
+
+/// An independent statement of which header names a client must never set.
+fn spoofable(name: &str) -> bool {
+    let n: String = name
+        .chars()
+        .map(|c| {
+            if c == '_' {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    n.starts_with("x-certgate-")
+        || n.starts_with("x-forwarded-")
+        || [
+            "client-cert",
+            "client-cert-chain",
+            "forwarded",
+            "x-real-ip",
+            "x-client-cert",
+        ]
+        .contains(&n.as_str())
+}
