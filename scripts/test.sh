@@ -13,13 +13,14 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== page tests (headless Chromium: both languages, CSP, PKCS#12 contents)"
 node --test tests/browser/
 
+if [ "${CI:-}" = "true" ]; then
+  # The fuzz targets' seed corpus also runs as a plain test below; this is a short
+  # libFuzzer run of each target. It comes before the tests so their summary ends the log.
+  echo "== fuzz"
+  bash fuzz/run.sh
+fi
+
 echo "== tests"
 # CI=true makes tests that need PostgreSQL, SoftHSM2 or Chromium fail instead of skipping.
 cargo nextest run --locked --no-fail-fast "$@"
 
-if [ "${CI:-}" = "true" ]; then
-  # The fuzz targets' seed corpus also runs as a plain test above; this is a short fuzzing
-  # run of each target (20 s each) with libFuzzer and AddressSanitizer.
-  echo "== fuzz"
-  bash fuzz/run.sh
-fi
