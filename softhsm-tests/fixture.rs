@@ -4,7 +4,9 @@
 //!
 //! Every command's output is kept so a test can check that the PIN never appears in it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
@@ -525,4 +527,75 @@ pub fn curl(ca: &std::path::Path, args: &[&str]) -> (u16, String) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
     (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+// --- Helpers for tests against a running gateway
+
+/// An EC P-256 key and a DER CSR for it (subject chosen by the test; the CA ignores it).
+pub fn key_and_der_csr(fx: &Fixture, name: &str) -> (PathBuf, PathBuf) {
+    let (key, csr) = fx.openssl_csr(name, "ec:P-256");
+    let der = fx.path(&format!("{name}.csr.der"));
+    sh(Command::new("openssl")
+        .args(["req", "-outform", "DER", "-in"])
+        .arg(&csr)
+        .arg("-out")
+        .arg(&der));
+    (key, der)
+}
+
+/// Enrolls through EST `simpleenroll` with curl; returns (status, PEM of the certificate).
+pub fn est_enroll(
+    run: &Running,
+    fx: &Fixture,
+    login: &str,
+    code: &str,
+    der_csr: &Path,
+) -> (u16, String) {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(der_csr).unwrap());
+    let body = fx.path("est-body.b64");
+    std::fs::write(&body, b64).unwrap();
+    let (status, text) = curl(
+        &run.ca,
+        &[
+            "--user",
+            &format!("{login}:{code}"),
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &format!("@{}", body.display()),
+            &run.url("/.well-known/est/simpleenroll"),
+        ],
+    );
+    if status != 200 {
+        return (status, text);
+    }
+    (status, pkcs7_to_pem(fx, &text))
+}
+
+pub fn pkcs7_to_pem(fx: &Fixture, b64: &str) -> String {
+    let compact: String = b64.split_whitespace().collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .expect("base64 PKCS#7");
+    let p7 = fx.path("resp.p7");
+    std::fs::write(&p7, der).unwrap();
+    sh(Command::new("openssl")
+        .args(["pkcs7", "-inform", "DER", "-print_certs", "-in"])
+        .arg(&p7))
+}
+
+/// The app behind the gateway, called with a client certificate; (status, body).
+pub fn call_app(run: &Running, cert: &Path, key: &Path) -> (u16, String) {
+    curl(
+        &run.ca,
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "-H",
+            "Accept: application/json",
+            &run.url("/"),
+        ],
+    )
 }

@@ -5,53 +5,17 @@
 use std::path::Path;
 use std::process::Command;
 
-use base64::Engine;
-
-use crate::fixture::{Db, Fixture, Running, curl, sh};
+use crate::fixture::{Db, Fixture, Running, call_app, curl, est_enroll, key_and_der_csr, sh};
 
 use crate::sink;
 
 fn app(run: &Running, cert: &Path, key: &Path) -> u16 {
-    curl(
-        &run.ca,
-        &[
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "-H",
-            "Accept: application/json",
-            &run.url("/"),
-        ],
-    )
-    .0
+    call_app(run, cert, key).0
 }
 
 fn est(run: &Running, fx: &Fixture, login: &str, code: &str, name: &str) -> u16 {
-    let (_, csr) = fx.openssl_csr(name, "ec:P-256");
-    let der = sh(Command::new("openssl")
-        .args(["req", "-outform", "DER", "-in"])
-        .arg(&csr)
-        .arg("-out")
-        .arg(fx.path(&format!("{name}.der"))));
-    assert!(der.is_empty());
-    let b64 = base64::engine::general_purpose::STANDARD
-        .encode(std::fs::read(fx.path(&format!("{name}.der"))).unwrap());
-    let body = fx.path(&format!("{name}.b64"));
-    std::fs::write(&body, b64).unwrap();
-    curl(
-        &run.ca,
-        &[
-            "--user",
-            &format!("{login}:{code}"),
-            "-H",
-            "Content-Type: application/pkcs10",
-            "--data-binary",
-            &format!("@{}", body.display()),
-            &run.url("/.well-known/est/simpleenroll"),
-        ],
-    )
-    .0
+    let (_, csr) = key_and_der_csr(fx, name);
+    est_enroll(run, fx, login, code, &csr).0
 }
 
 #[test]

@@ -8,81 +8,14 @@ use std::process::Command;
 
 use base64::Engine;
 
-use crate::fixture::{Db, Fixture, Running, curl, sh};
-
-/// An EC P-256 key and a DER CSR for it (subject chosen by the test; the CA ignores it).
-fn key_and_der_csr(fx: &Fixture, name: &str) -> (PathBuf, PathBuf) {
-    let (key, csr) = fx.openssl_csr(name, "ec:P-256");
-    let der = fx.path(&format!("{name}.csr.der"));
-    sh(Command::new("openssl")
-        .args(["req", "-outform", "DER", "-in"])
-        .arg(&csr)
-        .arg("-out")
-        .arg(&der));
-    (key, der)
-}
-
-/// Enrolls through EST `simpleenroll` with curl; returns (status, PEM of the certificate).
-fn est_enroll(
-    run: &Running,
-    fx: &Fixture,
-    login: &str,
-    code: &str,
-    der_csr: &Path,
-) -> (u16, String) {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(der_csr).unwrap());
-    let body = fx.path("est-body.b64");
-    std::fs::write(&body, b64).unwrap();
-    let (status, text) = curl(
-        &run.ca,
-        &[
-            "--user",
-            &format!("{login}:{code}"),
-            "-H",
-            "Content-Type: application/pkcs10",
-            "--data-binary",
-            &format!("@{}", body.display()),
-            &run.url("/.well-known/est/simpleenroll"),
-        ],
-    );
-    if status != 200 {
-        return (status, text);
-    }
-    (status, pkcs7_to_pem(fx, &text))
-}
-
-fn pkcs7_to_pem(fx: &Fixture, b64: &str) -> String {
-    let compact: String = b64.split_whitespace().collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(compact)
-        .expect("base64 PKCS#7");
-    let p7 = fx.path("resp.p7");
-    std::fs::write(&p7, der).unwrap();
-    sh(Command::new("openssl")
-        .args(["pkcs7", "-inform", "DER", "-print_certs", "-in"])
-        .arg(&p7))
-}
+use crate::fixture::{
+    Db, Fixture, Running, call_app, curl, est_enroll, key_and_der_csr, pkcs7_to_pem, sh,
+};
 
 fn write(fx: &Fixture, name: &str, text: &str) -> PathBuf {
     let p = fx.path(name);
     std::fs::write(&p, text).unwrap();
     p
-}
-
-/// The app behind the gateway, called with a client certificate; (status, body).
-fn call_app(run: &Running, cert: &Path, key: &Path) -> (u16, String) {
-    curl(
-        &run.ca,
-        &[
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "-H",
-            "Accept: application/json",
-            &run.url("/"),
-        ],
-    )
 }
 
 fn serial_of(cert: &Path) -> String {
