@@ -279,24 +279,6 @@ pub fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// Issues a certificate with `cert sign` (before serve runs); (cert path, key path).
-pub fn issue_offline(fx: &Fixture, login: &str) -> (PathBuf, PathBuf) {
-    let code = fx.authorize(login);
-    let (key, csr) = fx.openssl_csr(login, "ec:P-256");
-    let pem = fx.ok(&[
-        "cert",
-        "sign",
-        login,
-        "--csr",
-        csr.to_str().unwrap(),
-        "--code",
-        &code,
-    ]);
-    let cert = fx.path(&format!("{login}.pem"));
-    std::fs::write(&cert, pem).unwrap();
-    (cert, key)
-}
-
 // ---------------------------------------------------------------------------------------
 // 1. SIGKILL during concurrent enrollments
 
@@ -451,7 +433,7 @@ fn token_removed_while_serving_then_restored_without_restart() {
     };
     fx.init_with_users();
     // carol's certificate is issued before the fault.
-    let (carol_cert, carol_key) = issue_offline(&fx, "carol");
+    let (carol_cert, carol_key) = fx.obtain("carol");
     // The code is made while the token is there (the command line opens the HSM too).
     let code = fx.authorize("bob");
     let (_, body) = est_body(&fx, "bob");
@@ -624,7 +606,7 @@ fn postgres_unreachable_fails_closed_then_recovers() {
             .contains(&port.to_string())
     );
     fx.init_with_users();
-    let (carol_cert, carol_key) = issue_offline(&fx, "carol");
+    let (carol_cert, carol_key) = fx.obtain("carol");
     let code = fx.authorize("bob");
     let (_, body) = est_body(&fx, "bob");
     let gate = Gate::start(

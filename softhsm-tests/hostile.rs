@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-use crate::faults::{Gate, cert_of, cert_rows, enroll, est_body, issue_offline};
+use crate::faults::{Gate, cert_of, cert_rows, enroll, est_body};
 use crate::fixture::{Db, Fixture, curl, sh};
 
 /// The EST body (base64 DER) of a PEM CSR file.
@@ -200,7 +200,7 @@ fn bad_ocsp_requests_get_ocsp_errors_and_good_ones_still_work() {
         return;
     };
     fx.init_with_users();
-    let (carol, _) = issue_offline(&fx, "carol");
+    let (carol, _) = fx.obtain("carol");
     let gate = Gate::start(&fx, "");
     // malformedRequest (1) and unauthorized (6), as RFC 6960 OCSPResponse DER.
     const MALFORMED: &str = "\x30\x03\x0a\x01\x01";
@@ -403,8 +403,8 @@ fn cross_site_calls_to_the_admin_api_change_nothing() {
         return;
     };
     fx.init_with_users();
-    let (alice, alice_key) = issue_offline(&fx, "alice");
-    let (_carol, _) = issue_offline(&fx, "carol");
+    let (alice, alice_key) = fx.obtain("alice");
+    let (_carol, _) = fx.obtain("carol");
     let gate = Gate::start(&fx, "");
     let origin = format!("https://127.0.0.1:{}", gate.https);
     let call = |extra: &[&str]| {
