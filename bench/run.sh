@@ -8,7 +8,9 @@
 # concurrency level, 300), BENCH_WORK (work folder, default a fresh /tmp one),
 # BENCH_NO_BUILD=1 (use the binaries already built), BENCH_WRITE=0 (do not touch
 # BENCHMARKS.md), BENCH_WAIT_RUSTC (seconds to wait for other compilations, 600),
-# BENCH_PROFILE=1 (perf profiles of certgate under keep-alive and handshake load).
+# BENCH_PROFILE=1 (perf profiles of certgate under keep-alive and handshake load),
+# BENCH_TARGETS (the load targets, "direct certgate nginx haproxy"), BENCH_PARTS (what to
+# measure, "load idle ocsp issue"; a partial run is for looking, not for BENCHMARKS.md).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +19,9 @@ ROUNDS=${BENCH_ROUNDS:-2}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 ISSUE_COUNT=${BENCH_ISSUE_COUNT:-300}
 WAIT_RUSTC=${BENCH_WAIT_RUSTC:-600}
+read -r -a TARGETS <<<"${BENCH_TARGETS:-direct certgate nginx haproxy}"
+PARTS=" ${BENCH_PARTS:-load idle ocsp issue} "
+part() { [[ $PARTS == *" $1 "* ]]; }
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/certgate-bench.XXXXXX)}
 RESULTS=$WORK/results.jsonl
 LG_CPU=0   # the load generator's core
@@ -130,7 +135,7 @@ PKI_ARGS=(--cacert "$WORK/pki/ca.pem" --cert "$WORK/pki/bench-user.pem" --key "$
 # ---------------------------------------------------------------- servers
 wait_port() {
     local port=$1 i
-    for i in $(seq 100); do
+    for i in $(seq 600); do
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
         sleep 0.1
     done
@@ -143,9 +148,12 @@ log "starting upstream, certgate, nginx, HAProxy (pinned to CPU $SRV_CPU)"
 taskset -c "$SRV_CPU" nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" \
     -g 'daemon off;' 2>"$WORK/upstream/stderr.log" &
 UP_PID=$!; STARTED+=("$UP_PID")
-# certgate has no worker-thread setting; tokio takes TOKIO_WORKER_THREADS (else one worker
-# per CPU it may run on, which is 1 under taskset).
-TOKIO_WORKER_THREADS=2 RUST_LOG=warn taskset -c "$SRV_CPU" "$CG" --config "$WORK/certgate.toml" \
+# certgate's 2 workers come from `[gateway] worker_threads` in its configuration; its main
+# runtime (admin port, reloads, status-change invalidation) keeps the default of one thread
+# per CPU it may run on, which is 1 under taskset.
+# BENCH_CG_WRAPPER runs certgate under a tool (e.g. "valgrind --tool=massif"); not for figures.
+read -r -a CG_WRAPPER <<<"${BENCH_CG_WRAPPER:-}"
+RUST_LOG=warn taskset -c "$SRV_CPU" "${CG_WRAPPER[@]}" "$CG" --config "$WORK/certgate.toml" \
     serve 2>"$WORK/certgate.log" &
 CG_PID=$!; STARTED+=("$CG_PID")
 taskset -c "$SRV_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" \
@@ -169,7 +177,8 @@ declare -A URL=(
 declare -A PIDS=([direct]=$UP_PIDS [certgate]=$CG_PIDS [nginx]=$NG_PIDS [haproxy]=$HA_PIDS)
 
 # Sanity: the good certificate passes, the revoked one does not, everywhere.
-for proxy in certgate nginx haproxy; do
+for proxy in "${TARGETS[@]}"; do
+    [[ $proxy == direct ]] && continue
     good=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$WORK/pki/ca.pem" \
         --cert "$WORK/pki/bench-user.pem" --key "$WORK/pki/bench-user.key" "${URL[$proxy]}" || true)
     bad=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$WORK/pki/ca.pem" \
@@ -189,21 +198,25 @@ load() { # target concurrency mode(keepalive|handshake)
     tail -n1 "$RESULTS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  %-9s %-9s c=%-3d %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  server CPU %7.1f us/req  errors %d" % (r["label"], r["mode"], r["concurrency"], r["rps"], r["p50_us"]/1000, r["p99_us"]/1000, r["server_cpu_us_per_req"], r["errors"]))' >&2
 }
 
-log "load: $ROUNDS interleaved rounds of ${SECS}s runs"
+part load && log "load: $ROUNDS interleaved rounds of ${SECS}s runs"
 for round in $(seq "$ROUNDS"); do
+    part load || break
     for conc in 16 64; do
-        for target in direct certgate nginx haproxy; do load "$target" "$conc" keepalive; done
+        for target in "${TARGETS[@]}"; do load "$target" "$conc" keepalive; done
     done
-    for target in direct certgate nginx haproxy; do load "$target" 16 handshake; done
+    for target in "${TARGETS[@]}"; do load "$target" 16 handshake; done
 done
 
-log "memory per idle connection ($IDLE_CONNS connections each)"
-for target in certgate nginx haproxy; do
+part idle && log "memory per idle connection ($IDLE_CONNS connections each)"
+for target in "${TARGETS[@]}"; do
+    part idle || break
+    [[ $target == direct ]] && continue
     lg idle --url "${URL[$target]}" "${PKI_ARGS[@]}" --pids "${PIDS[$target]}" \
         --connections "$IDLE_CONNS" --label "$target" >>"$RESULTS"
     sleep 1
 done
 
+if part ocsp; then
 log "OCSP from cache: POST /ocsp for the same certificate"
 openssl ocsp -issuer "$WORK/pki/ca.pem" -cert "$WORK/pki/bench-user.pem" -no_nonce \
     -reqout "$WORK/pki/ocsp.req" >/dev/null
@@ -218,21 +231,24 @@ for round in $(seq "$ROUNDS"); do
         --body-file "$WORK/pki/ocsp.req" --header 'Content-Type: application/ocsp-request' \
         --concurrency 16 --secs "$SECS" --warmup 1 --label ocsp >>"$RESULTS"
 done
+fi
 
 if [[ ${BENCH_PROFILE:-0} == 1 ]] && command -v perf >/dev/null; then
     # cpu-clock sampling (hardware counters are often missing in VMs), DWARF call graphs.
     for mode in keepalive handshake; do
         log "profiling certgate under $mode load (perf, cpu-clock)"
         extra=(); [[ $mode == handshake ]] && extra=(--handshake)
-        perf record -q -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$CG_PID" \
+        # The whole server core, filtered to certgate's threads when reporting: attaching
+        # to the process by PID does not follow its worker threads on every perf version.
+        perf record -q -e cpu-clock -F 499 --call-graph dwarf,16384 -C "$SRV_CPU" \
             -o "$WORK/perf-$mode.data" -- sleep "$((SECS + 1))" 2>/dev/null &
         perf_pid=$!
         lg load --url "${URL[certgate]}" "${PKI_ARGS[@]}" --pids "$CG_PIDS" --concurrency 64 \
             --secs "$SECS" --warmup 1 --label "certgate-profiled" "${extra[@]}" >"$WORK/perf-$mode.load.json"
         wait "$perf_pid" || true
-        perf report -i "$WORK/perf-$mode.data" --no-children -g none --sort dso,symbol --stdio 2>/dev/null \
+        perf report -i "$WORK/perf-$mode.data" --pid "$CG_PID" --no-children -g none --sort dso,symbol --stdio 2>/dev/null \
             | grep -v '^$' | head -n 400 >"$WORK/perf-$mode.flat.txt" || true
-        perf report -i "$WORK/perf-$mode.data" --children --sort symbol --stdio -g none 2>/dev/null \
+        perf report -i "$WORK/perf-$mode.data" --pid "$CG_PID" --children --sort symbol --stdio -g none 2>/dev/null \
             | grep -v '^$' | head -n 400 >"$WORK/perf-$mode.children.txt" || true
     done
 fi
@@ -241,6 +257,7 @@ log "stopping the servers"
 for pid in "$HA_PID" "$NG_PID" "$CG_PID" "$UP_PID"; do stop_pid "$pid"; done
 STARTED=()
 
+if part issue; then
 log "raw PKCS#11 signing rate (1 and 2 threads)"
 timeout 120 "$LG" hsm-raw --token-label certgate-bench --secs 3 >>"$RESULTS"
 log "issuance through Lifecycle::obtain on SQLite ($ISSUE_COUNT per concurrency level)"
@@ -255,6 +272,7 @@ if psql -q -h 127.0.0.1 -U postgres -c 'SELECT 1' >/dev/null 2>&1; then
     timeout 600 "$LG" issue --config "$WORK/certgate-pg.toml" --count "$ISSUE_COUNT" >>"$RESULTS"
 else
     log "PostgreSQL at 127.0.0.1:5432 not reachable: issuance measured on SQLite only"
+fi
 fi
 
 # ---------------------------------------------------------------- report

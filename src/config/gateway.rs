@@ -191,6 +191,10 @@ pub struct GatewayConfig {
     /// Lifetime of an assertion JWT in seconds (default 60).
     #[serde(default = "default_assertion_ttl_secs")]
     pub assertion_ttl_secs: u64,
+    /// Threads serving the listeners, each with its own event loop, connections and upstream
+    /// connection pool (0, the default: one per CPU this process may run on).
+    #[serde(default)]
+    pub worker_threads: usize,
     /// Header carrying the assertion (default `X-Certgate-Assertion`).
     #[serde(default = "default_assertion_header")]
     pub assertion_header: String,
@@ -209,9 +213,24 @@ impl Default for GatewayConfig {
             drain_secs: default_drain_secs(),
             assertion_key: None,
             assertion_ttl_secs: default_assertion_ttl_secs(),
+            worker_threads: 0,
             assertion_header: default_assertion_header(),
             assertion_issuer: default_assertion_issuer(),
         }
+    }
+}
+
+/// Most worker threads accepted; more only adds context switches.
+pub const MAX_WORKER_THREADS: usize = 256;
+
+impl GatewayConfig {
+    /// The number of worker threads to start: the configured number, or one per CPU this
+    /// process may run on (its affinity and CPU quota count).
+    pub fn effective_worker_threads(&self) -> usize {
+        if self.worker_threads > 0 {
+            return self.worker_threads;
+        }
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     }
 }
 
@@ -242,6 +261,11 @@ fn default_assertion_issuer() -> String {
 
 pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
     let invalid = |m: String| Err(ConfigError::Invalid(m));
+    if cfg.gateway.worker_threads > MAX_WORKER_THREADS {
+        return invalid(format!(
+            "[gateway] worker_threads must be at most {MAX_WORKER_THREADS} (0 means one per CPU)"
+        ));
+    }
     for l in &cfg.listeners {
         if l.max_header_bytes < 8192 {
             return invalid(format!(

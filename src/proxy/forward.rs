@@ -35,31 +35,47 @@ const HOP_BY_HOP: [&str; 8] = [
 pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
+    /// The Host header sent upstream (the upstream's authority), made once.
+    host: HeaderValue,
     base_path: String,
-    client: Client<HttpConnector, ProxyBody>,
+    /// One pool per worker thread: a request is sent on a connection owned by its own
+    /// thread's event loop (see `workers`).
+    clients: Vec<Client<HttpConnector, ProxyBody>>,
     response_timeout: Duration,
 }
 
 impl Upstream {
-    /// A pooled client for `route.upstream` (checked to be `http://host:port[/base]`).
-    pub fn new(route: &RouteConfig) -> Result<Self, ConfigError> {
+    /// Pooled clients for `route.upstream` (checked to be `http://host:port[/base]`), one
+    /// per worker thread.
+    pub fn new(route: &RouteConfig, workers: usize) -> Result<Self, ConfigError> {
         let bad = || ConfigError::Invalid(format!("[[route]] upstream {:?}", route.upstream));
         let uri: Uri = route.upstream.parse().map_err(|_| bad())?;
         let authority = uri.authority().cloned().ok_or_else(bad)?;
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(route.connect_timeout_secs)));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
+        let clients = (0..workers.max(1))
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .build(connector.clone())
+            })
+            .collect();
         Ok(Self {
             scheme: Scheme::HTTP,
             authority,
+            host,
             base_path: uri.path().trim_end_matches('/').to_string(),
-            client,
+            clients,
             response_timeout: Duration::from_secs(route.response_timeout_secs),
         })
+    }
+
+    fn client(&self) -> &Client<HttpConnector, ProxyBody> {
+        let i = super::workers::current_index() % self.clients.len();
+        &self.clients[i]
     }
 
     /// Sends `req` (whose headers the caller has sanitized) and returns the upstream's
@@ -70,14 +86,17 @@ impl Upstream {
         mut req: Request<ProxyBody>,
         client_upgrade: Option<OnUpgrade>,
     ) -> Result<Response<ProxyBody>, Problem> {
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map(PathAndQuery::as_str)
-            .unwrap_or("/");
-        let target: PathAndQuery = format!("{}{}", self.base_path, pq)
-            .parse()
-            .map_err(|_| Problem::BadRequest)?;
+        let pq = req.uri().path_and_query().cloned();
+        let target: PathAndQuery = match pq {
+            // The common case: no base path, the client's path and query as they are.
+            Some(pq) if self.base_path.is_empty() => pq,
+            pq => {
+                let pq = pq.as_ref().map_or("/", PathAndQuery::as_str);
+                format!("{}{}", self.base_path, pq)
+                    .parse()
+                    .map_err(|_| Problem::BadRequest)?
+            }
+        };
         *req.uri_mut() = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -85,10 +104,9 @@ impl Upstream {
             .build()
             .map_err(|_| Problem::BadRequest)?;
         *req.version_mut() = Version::HTTP_11;
-        let host = HeaderValue::from_str(self.authority.as_str()).map_err(|_| Problem::Internal)?;
-        req.headers_mut().insert(header::HOST, host);
+        req.headers_mut().insert(header::HOST, self.host.clone());
 
-        let sent = tokio::time::timeout(self.response_timeout, self.client.request(req)).await;
+        let sent = tokio::time::timeout(self.response_timeout, self.client().request(req)).await;
         let mut resp = match sent {
             Err(_) => return Err(Problem::UpstreamTimeout),
             Ok(Err(e)) => {

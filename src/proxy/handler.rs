@@ -37,10 +37,31 @@ pub(crate) struct ConnInfo {
 /// What the access log line says about a request.
 #[derive(Default)]
 struct Outcome {
-    route: String,
+    /// Filled only when the access log is on (no copies per request otherwise).
+    log: bool,
+    route: RouteLabel,
     user: Option<String>,
     serial: Option<String>,
     problem: Option<Problem>,
+}
+
+/// The route a request took, for metrics and the log (no copy of the label per request).
+#[derive(Default)]
+enum RouteLabel {
+    #[default]
+    None,
+    Own(&'static str),
+    Upstream(Arc<super::routes::Route>),
+}
+
+impl RouteLabel {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::None => "none",
+            Self::Own(s) => s,
+            Self::Upstream(r) => &r.label,
+        }
+    }
 }
 
 pub(crate) async fn handle(
@@ -51,9 +72,12 @@ pub(crate) async fn handle(
     let start = Instant::now();
     let runtime = shared.runtime.borrow().clone();
     let html = wants_html(req.headers());
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let mut out = Outcome::default();
+    let log = tracing::enabled!(target: "certgate::access", tracing::Level::INFO);
+    let request_line = log.then(|| (req.method().clone(), req.uri().path().to_owned()));
+    let mut out = Outcome {
+        log,
+        ..Outcome::default()
+    };
     let resp = match pipeline(&shared, &runtime, &conn, req, &mut out).await {
         Ok(r) => r,
         Err(p) => {
@@ -65,27 +89,25 @@ pub(crate) async fn handle(
         }
     };
     let status = resp.status().as_u16();
-    let route = if out.route.is_empty() {
-        "none"
-    } else {
-        out.route.as_str()
-    };
+    let route = out.route.as_str();
     shared.metrics.request(route, status);
-    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
-    let reason = out.problem.map(Problem::code);
-    tracing::info!(
-        target: "certgate::access",
-        remote = %conn.remote,
-        %method,
-        path,
-        route,
-        status,
-        user = out.user.as_deref(),
-        serial = out.serial.as_deref(),
-        reason,
-        latency_ms,
-        "request"
-    );
+    if let Some((method, path)) = request_line {
+        let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+        let reason = out.problem.map(Problem::code);
+        tracing::info!(
+            target: "certgate::access",
+            remote = %conn.remote,
+            %method,
+            path,
+            route,
+            status,
+            user = out.user.as_deref(),
+            serial = out.serial.as_deref(),
+            reason,
+            latency_ms,
+            "request"
+        );
+    }
     Ok(resp)
 }
 
@@ -114,12 +136,12 @@ async fn pipeline(
         return Err(Problem::BadRequest);
     }
     if path == JWKS_PATH {
-        out.route = "jwks".into();
+        out.route = RouteLabel::Own("jwks");
         return Ok(json_response(shared.signer.jwks()));
     }
     let target = match shared.local.owns(&path) {
         Some(auth) => {
-            out.route = "local".into();
+            out.route = RouteLabel::Own("local");
             Target::Local(auth)
         }
         None => {
@@ -127,7 +149,7 @@ async fn pipeline(
                 .routes
                 .find(host.as_deref(), &path)
                 .ok_or(Problem::NoRoute)?;
-            out.route = route.label.clone();
+            out.route = RouteLabel::Upstream(Arc::clone(&route));
             Target::Upstream(route)
         }
     };
@@ -144,7 +166,7 @@ async fn pipeline(
         }
         RouteAuth::Public => None,
     };
-    if let Some(id) = &identity {
+    if let Some(id) = identity.as_ref().filter(|_| out.log) {
         out.user = Some(id.login.clone());
         out.serial = Some(id.serial.clone());
     }
@@ -272,12 +294,16 @@ fn host_without_port(authority: &str) -> String {
 /// path as sent; an upstream that normalized `/public/../ib` to `/ib` would otherwise be
 /// reached through a public route.
 fn is_plain_path(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
+    let encoded_separator = path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                (w[1], w[2].to_ascii_lowercase()),
+                (b'2', b'e' | b'f') | (b'5', b'c') | (b'0', b'0')
+            )
+    });
     path.starts_with('/')
         && !path.contains('\\')
-        && !["%2e", "%2f", "%5c", "%00"]
-            .iter()
-            .any(|e| lower.contains(e))
+        && !encoded_separator
         && path.split('/').all(|seg| seg != "." && seg != "..")
 }
 
@@ -312,6 +338,9 @@ mod tests {
             "/x/..",
             "/a%2e%2e/b",
             "/a%2Fb",
+            "/a%5C",
+            "/a%00",
+            "/a%2E.",
             "/a\\b",
         ] {
             assert!(!is_plain_path(bad), "{bad}");

@@ -67,26 +67,47 @@ impl PeerIdentity {
     }
 }
 
-/// The names a client must never set, normalized (lowercase, `_` → `-`).
-fn is_reserved(normalized: &str, assertion_header: &str) -> bool {
-    normalized.starts_with("x-certgate-")
-        || normalized.starts_with("x-forwarded-")
-        || matches!(
-            normalized,
-            CLIENT_CERT | CLIENT_CERT_CHAIN | XFCC | "forwarded" | "x-real-ip" | "x-client-cert"
-        )
-        || normalized == assertion_header
+/// Whether `name`, read lower-case with `_` as `-`, is a name a client must never set.
+/// `assertion_header` is the configured assertion header, lower-cased. Compared without
+/// allocating: this runs for every header of every request.
+fn is_reserved(name: &str, assertion_header: &str) -> bool {
+    const PREFIXES: [&str; 2] = ["x-certgate-", "x-forwarded-"];
+    const EXACT: [&str; 6] = [
+        CLIENT_CERT,
+        CLIENT_CERT_CHAIN,
+        XFCC,
+        "forwarded",
+        "x-real-ip",
+        "x-client-cert",
+    ];
+    PREFIXES
+        .iter()
+        .any(|p| name.len() >= p.len() && same_name(&name.as_bytes()[..p.len()], p))
+        || EXACT.iter().any(|e| same_name(name.as_bytes(), e))
+        || same_name(name.as_bytes(), assertion_header)
+}
+
+/// `presented == wanted` with ASCII case ignored and `_` in `presented` read as `-`.
+fn same_name(presented: &[u8], wanted: &str) -> bool {
+    presented.len() == wanted.len()
+        && presented.iter().zip(wanted.bytes()).all(|(&p, w)| {
+            let p = if p == b'_' { b'-' } else { p };
+            p.eq_ignore_ascii_case(&w)
+        })
 }
 
 /// Removes every header whose name, lower-cased with `_` read as `-`, is an identity or
 /// forwarding header. `assertion_header` is the configured assertion header, lower-cased.
 pub fn strip_reserved(headers: &mut HeaderMap, assertion_header: &str) {
+    if !headers
+        .keys()
+        .any(|n| is_reserved(n.as_str(), assertion_header))
+    {
+        return;
+    }
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| {
-            let normalized = n.as_str().to_ascii_lowercase().replace('_', "-");
-            is_reserved(&normalized, assertion_header)
-        })
+        .filter(|n| is_reserved(n.as_str(), assertion_header))
         .cloned()
         .collect();
     for n in doomed {
@@ -214,6 +235,9 @@ mod tests {
         h.insert("accept", "text/html".parse().unwrap());
         h.insert("x-app-thing", "1".parse().unwrap());
         strip_reserved(&mut h, "x-certgate-assertion");
+        assert!(is_reserved("X_FORWARDED_HOST", "x-certgate-assertion"));
+        assert!(!is_reserved("x-forwarded", "x-certgate-assertion"));
+        assert!(!is_reserved("x-certgate", "x-certgate-assertion"));
         let left: Vec<_> = h.keys().map(|k| k.as_str().to_string()).collect();
         assert_eq!(left.len(), 2, "{left:?}");
         assert!(h.contains_key("accept") && h.contains_key("x-app-thing"));

@@ -26,6 +26,7 @@ mod refusal;
 mod reload;
 mod routes;
 mod server;
+mod workers;
 
 pub use assertion::{AssertionError, AssertionSigner};
 pub use handler::JWKS_PATH;
@@ -70,6 +71,8 @@ pub enum GatewayError {
     Assertion(#[source] AssertionError),
     #[error("the configuration has no [[listener]]")]
     NoListener,
+    #[error("cannot start the gateway's worker threads")]
+    Worker(#[source] Box<std::io::Error>),
     #[error("listener addresses changed; that needs a restart")]
     ListenersChanged,
 }
@@ -243,22 +246,34 @@ impl Gateway {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
-        let drain = Duration::from_secs(self.shared.runtime.borrow().config.gateway.drain_secs);
+        let (drain, worker_count) = {
+            let runtime = self.shared.runtime.borrow();
+            let g = &runtime.config.gateway;
+            (
+                Duration::from_secs(g.drain_secs),
+                g.effective_worker_threads(),
+            )
+        };
         let invalidator = self.shared.cache.spawn_invalidator();
-        let mut tasks = Vec::new();
-        for (i, l) in self.listeners.into_iter().enumerate() {
-            if let Ok(a) = l.local_addr() {
-                tracing::info!(addr = %a, "gateway listening");
-            }
-            let g = Arc::clone(&graceful);
-            tasks.push(tokio::spawn(server::accept_loop(
-                Arc::clone(&self.shared),
-                i,
-                l,
-                stop_rx.clone(),
-                move || g.watcher(),
-            )));
+        let mut listeners = Vec::with_capacity(self.listeners.len());
+        for l in self.listeners {
+            let addr = l
+                .local_addr()
+                .map_err(|e| GatewayError::Worker(Box::new(e)))?;
+            tracing::info!(%addr, "gateway listening");
+            listeners.push(l.into_std().map_err(|e| GatewayError::Bind(addr, e))?);
         }
+        let mut workers = workers::Workers::start(
+            worker_count,
+            workers::WorkerSetup {
+                shared: Arc::clone(&self.shared),
+                listeners,
+                stop: stop_rx.clone(),
+                graceful: Arc::clone(&graceful),
+            },
+        )
+        .map_err(|e| GatewayError::Worker(Box::new(e)))?;
+        let mut tasks = Vec::new();
         if let Some(l) = self.admin {
             let state = admin::AdminState {
                 metrics: Arc::clone(&self.shared.metrics),
@@ -276,6 +291,7 @@ impl Gateway {
         for t in tasks {
             let _ = t.await;
         }
+        workers.stopped_accepting().await;
         invalidator.abort();
         match Arc::try_unwrap(graceful) {
             Ok(g) => {
@@ -285,6 +301,7 @@ impl Gateway {
             }
             Err(_) => tracing::warn!("connections still being accepted; not draining"),
         }
+        workers.finish().await;
         Ok(())
     }
 }

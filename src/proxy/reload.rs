@@ -42,7 +42,8 @@ pub(crate) fn build_runtime(
         )?;
         listeners.push(tls);
     }
-    let routes = RouteTable::new(&config.routes).map_err(GatewayError::Config)?;
+    let routes = RouteTable::new(&config.routes, config.gateway.effective_worker_threads())
+        .map_err(GatewayError::Config)?;
     Ok(Runtime {
         config: Arc::new(config),
         routes,

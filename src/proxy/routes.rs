@@ -22,8 +22,9 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Builds the table (and the upstream clients) from the configuration.
-    pub fn new(routes: &[RouteConfig]) -> Result<Self, ConfigError> {
+    /// Builds the table (and the upstream clients, one pool per worker thread) from the
+    /// configuration.
+    pub fn new(routes: &[RouteConfig], workers: usize) -> Result<Self, ConfigError> {
         let mut out = Vec::with_capacity(routes.len());
         for r in routes {
             let label = match &r.host {
@@ -33,7 +34,7 @@ impl RouteTable {
             out.push(Arc::new(Route {
                 config: r.clone(),
                 label,
-                upstream: Upstream::new(r)?,
+                upstream: Upstream::new(r, workers)?,
             }));
         }
         Ok(Self { routes: out })
@@ -78,12 +79,15 @@ mod tests {
 
     #[tokio::test]
     async fn longest_prefix_then_host_wins() {
-        let t = RouteTable::new(&[
-            route("/", None, "http://127.0.0.1:1"),
-            route("/app", None, "http://127.0.0.1:2"),
-            route("/app", Some("ib.example"), "http://127.0.0.1:3"),
-            route("/app/admin/", None, "http://127.0.0.1:4"),
-        ])
+        let t = RouteTable::new(
+            &[
+                route("/", None, "http://127.0.0.1:1"),
+                route("/app", None, "http://127.0.0.1:2"),
+                route("/app", Some("ib.example"), "http://127.0.0.1:3"),
+                route("/app/admin/", None, "http://127.0.0.1:4"),
+            ],
+            1,
+        )
         .unwrap();
         let up = |h: Option<&str>, p: &str| t.find(h, p).unwrap().config.upstream.clone();
         assert_eq!(up(None, "/x"), "http://127.0.0.1:1");
@@ -92,7 +96,7 @@ mod tests {
         assert_eq!(up(Some("IB.example"), "/app"), "http://127.0.0.1:3");
         assert_eq!(up(Some("ib.example"), "/app/admin"), "http://127.0.0.1:4");
         assert_eq!(up(None, "/app/admin/y"), "http://127.0.0.1:4");
-        let only_host = RouteTable::new(&[route("/", Some("a"), "http://127.0.0.1:1")]).unwrap();
+        let only_host = RouteTable::new(&[route("/", Some("a"), "http://127.0.0.1:1")], 1).unwrap();
         assert!(only_host.find(Some("b"), "/").is_none());
     }
 }

@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use super::Shared;
 use super::handler::{ConnInfo, handle};
 use super::refusal::{Problem, wants_html};
-use crate::config::ListenerConfig;
+use crate::config::{ClientAuth, ListenerConfig};
 use crate::tls::PresentedCert;
 
 /// Connections past `max_connections` still complete the handshake and get a 503, this
@@ -89,15 +89,19 @@ pub(crate) async fn accept_loop(
             };
             let (_, session) = stream.get_ref();
             let sni = session.server_name().map(str::to_ascii_lowercase);
+            // Under `required` the handshake has already judged the chain and refused any
+            // problem; only a lenient handshake (`optional`) needs the verdict again.
+            let strict = tls.client_auth == ClientAuth::Required;
             let presented = session
                 .peer_certificates()
                 .and_then(PresentedCert::inspect)
                 .map(|mut p| {
-                    if p.problem.is_none() {
+                    if p.problem.is_none() && !strict {
                         p.problem = tls.verifier.judge(&p.chain);
                     }
                     Arc::new(p)
                 });
+            let alpn = Alpn::of(session.alpn_protocol());
             let info = Arc::new(ConnInfo {
                 remote,
                 client_auth: tls.client_auth,
@@ -105,9 +109,13 @@ pub(crate) async fn accept_loop(
                 presented,
             });
             let svc_shared = Arc::clone(&shared);
-            let service =
-                service_fn(move |req| handle(Arc::clone(&svc_shared), Arc::clone(&info), req));
-            let builder = http_builder(&limits);
+            // Boxed: hyper keeps room for the service's future in every connection, idle
+            // or not; boxed, that room is a pointer and the request's state exists only
+            // while a request is in flight.
+            let service = service_fn(move |req| {
+                Box::pin(handle(Arc::clone(&svc_shared), Arc::clone(&info), req))
+            });
+            let builder = http_builder(&limits, alpn);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             shared.metrics.connection_opened();
             if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -166,19 +174,45 @@ fn shed(
     });
 }
 
-fn http_builder(l: &ListenerConfig) -> auto::Builder<TokioExecutor> {
+/// The HTTP version the client chose with ALPN, when it did.
+#[derive(Debug, Clone, Copy)]
+enum Alpn {
+    Http1,
+    H2,
+    /// No ALPN: the version is read from the first bytes.
+    None,
+}
+
+impl Alpn {
+    fn of(protocol: Option<&[u8]>) -> Self {
+        match protocol {
+            Some(b"h2") => Self::H2,
+            Some(_) => Self::Http1,
+            None => Self::None,
+        }
+    }
+}
+
+fn http_builder(l: &ListenerConfig, alpn: Alpn) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(l.header_read_timeout_secs))
         .max_buf_size(l.max_header_bytes)
+        // One buffer, so head and body of a response leave in one TLS record.
+        .writev(false)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Duration::from_secs(l.h2_keepalive_secs))
         .keep_alive_timeout(Duration::from_secs(20));
-    b
+    // With the version known from ALPN, skip sniffing the first bytes (and its buffer).
+    match alpn {
+        Alpn::Http1 => b.http1_only(),
+        Alpn::H2 => b.http2_only(),
+        Alpn::None => b,
+    }
 }
 
 /// A short, stable reason for a failed handshake (a metric label).
