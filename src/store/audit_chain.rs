@@ -96,6 +96,17 @@ pub(crate) struct ChainHead {
     pub hash: String,
 }
 
+impl ChainHead {
+    /// Chains `entry` on this head and moves the head to it. Pure: the caller inserts the
+    /// record in the transaction whose audit lock it holds.
+    pub(crate) fn advance(&mut self, entry: &PreparedAudit) -> AuditRecord {
+        let rec = entry.chain(self);
+        self.seq = rec.seq;
+        self.hash = rec.hash.clone();
+        rec
+    }
+}
+
 /// An audit entry whose detail is already serialized: ready to be chained inside a
 /// transaction without any step that can fail before the insert.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,7 +186,9 @@ pub(crate) use lock_chain_head;
 macro_rules! append_chained {
     ($tx:expr, $head:expr, $prepared:expr) => {{
         let head: &mut $crate::store::audit_chain::ChainHead = $head;
-        let rec = $crate::store::audit_chain::PreparedAudit::chain($prepared, head);
+        // Chain on a copy: the head moves only once the insert succeeded.
+        let mut next = head.clone();
+        let rec = next.advance($prepared);
         sqlx::query(
             "INSERT INTO audit_log (seq, at, actor, action, subject, outcome, detail, \
              prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -191,8 +204,7 @@ macro_rules! append_chained {
         .bind(rec.hash.as_str())
         .execute(&mut *$tx)
         .await?;
-        head.seq = rec.seq;
-        head.hash = rec.hash.clone();
+        *head = next;
         rec
     }};
 }

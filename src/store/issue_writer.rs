@@ -10,8 +10,9 @@
 //!
 //! - Each job runs inside its own `SAVEPOINT`: a job that conflicts (code redeemed
 //!   meanwhile, duplicate serial) is rolled back alone and refused; the others commit.
-//! - The audit records of a job are appended in the job's savepoint, chained on the head
-//!   the batch read under the audit lock, so an audit record exists iff its change does.
+//! - The audit records of the jobs that succeeded are chained on the head the batch read
+//!   under the audit lock and inserted in the same transaction, so an audit record exists
+//!   iff its change does.
 //! - No timers: the writer commits as soon as it has a job; jobs that arrive while a commit
 //!   runs form the next batch. With one caller this adds no wait.
 //! - If anything outside a job's savepoint fails (begin, lock, commit), every job of the
@@ -26,10 +27,9 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::audit_chain::{ChainHead, PreparedAudit, append_chained, lock_chain_head};
+use super::audit_chain::{ChainHead, PreparedAudit, lock_chain_head};
 use super::backend::{Backend, WritePool};
 use super::certs::insert_current;
-use super::changes::pg_notify;
 use super::codes::hash_eq;
 use super::rows::{cert_cols, cert_from_row};
 use super::{AuditRecord, CertRecord, CertStatus, StoreError};
@@ -176,8 +176,14 @@ fn deliver(
 }
 
 /// The batch transaction, written once for both pools: `$pg` is true on PostgreSQL.
+///
+/// Round trips are what a batch costs (the writer runs its statements one after another),
+/// so per job only the statements that decide it run inside its savepoint; its audit rows
+/// and change notifications, which cannot conflict, are written once for the whole batch
+/// just before the commit. They are in the same transaction, so an audit record still
+/// exists iff its change does; if writing them fails, the whole batch fails.
 macro_rules! commit_batch {
-    ($name:ident, $pool:ty, $pg:expr) => {
+    ($name:ident, $pool:ty, $db:ty, $pg:expr) => {
         async fn $name(
             pool: &$pool,
             jobs: &[Pending],
@@ -187,59 +193,117 @@ macro_rules! commit_batch {
             let mut tx = pool.begin_write().await?;
             // The audit lock first, before any row lock (see `lock_chain_head!`).
             let mut head: ChainHead = lock_chain_head!(PG, tx);
+            let mut audit_rows: Vec<AuditRecord> = Vec::new();
+            let mut changed_serials: Vec<String> = Vec::new();
+            // Whether the previous job's savepoint is still open (it succeeded): releasing
+            // it and opening the next one share a round trip.
+            let mut open = false;
             for (job, slot) in jobs.iter().zip(results.iter_mut()) {
-                sqlx::query("SAVEPOINT issue_job").execute(&mut *tx).await?;
-                let mut next = head.clone();
-                let result: Result<JobDone, StoreError> = async {
-                    let outcome = match &job.work {
-                        Some(IssueWork::Fresh {
+                let Some(work) = &job.work else {
+                    // An audit append: nothing in it can conflict.
+                    let mut audit = Vec::with_capacity(job.audit.len());
+                    for entry in &job.audit {
+                        audit.push(head.advance(entry));
+                    }
+                    audit_rows.extend(audit.iter().cloned());
+                    *slot = Some(Ok(JobDone {
+                        outcome: JobOutcome::AuditOnly,
+                        audit,
+                    }));
+                    continue;
+                };
+                sqlx::raw_sql(if open {
+                    "RELEASE SAVEPOINT issue_job; SAVEPOINT issue_job"
+                } else {
+                    "SAVEPOINT issue_job"
+                })
+                .execute(&mut *tx)
+                .await?;
+                open = true;
+                let result: Result<JobOutcome, StoreError> = async {
+                    Ok(match work {
+                        IssueWork::Fresh {
                             code_hash,
                             cert,
                             now,
-                        }) => apply_fresh!(PG, tx, code_hash.as_str(), cert, *now),
-                        Some(IssueWork::Renewal {
+                        } => apply_fresh!(PG, tx, code_hash.as_str(), cert, *now),
+                        IssueWork::Renewal {
                             old_serial,
                             cert,
                             now,
-                        }) => apply_renewal!(PG, tx, old_serial.as_str(), cert, *now),
-                        None => JobOutcome::AuditOnly,
-                    };
-                    // (A repeat returned early above: it stores nothing, not even audit.)
-                    let mut audit = Vec::new();
-                    for entry in &job.audit {
-                        audit.push(append_chained!(tx, &mut next, entry));
-                    }
-                    if let JobOutcome::Stored { changed, .. } = &outcome {
-                        pg_notify!(PG, tx, changed);
-                    }
-                    Ok(JobDone { outcome, audit })
+                        } => apply_renewal!(PG, tx, old_serial.as_str(), cert, *now),
+                    })
                 }
                 .await;
                 match result {
-                    Ok(done) => {
-                        sqlx::query("RELEASE SAVEPOINT issue_job")
-                            .execute(&mut *tx)
-                            .await?;
-                        head = next;
-                        *slot = Some(Ok(done));
+                    Ok(outcome) => {
+                        let mut audit = Vec::new();
+                        // A repeat stored nothing: its audit is the caller's (`.repeat`).
+                        if let JobOutcome::Stored { changed, .. } = &outcome {
+                            changed_serials.extend(changed.iter().cloned());
+                            for entry in &job.audit {
+                                audit.push(head.advance(entry));
+                            }
+                            audit_rows.extend(audit.iter().cloned());
+                        }
+                        *slot = Some(Ok(JobDone { outcome, audit }));
                     }
                     Err(e) => {
                         // Undo only this job; if even that fails, the batch fails.
-                        sqlx::query("ROLLBACK TO SAVEPOINT issue_job")
-                            .execute(&mut *tx)
-                            .await?;
-                        sqlx::query("RELEASE SAVEPOINT issue_job")
-                            .execute(&mut *tx)
-                            .await?;
+                        sqlx::raw_sql(
+                            "ROLLBACK TO SAVEPOINT issue_job; RELEASE SAVEPOINT issue_job",
+                        )
+                        .execute(&mut *tx)
+                        .await?;
+                        open = false;
                         *slot = Some(Err(e));
                     }
                 }
+            }
+            if open {
+                sqlx::raw_sql("RELEASE SAVEPOINT issue_job")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            // At most MAX_BATCH jobs of a few records each: far below either database's
+            // limit on bound parameters (9 per row).
+            for rows in audit_rows.chunks(AUDIT_ROWS_PER_INSERT) {
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO audit_log (seq, at, actor, action, subject, outcome, detail, \
+                     prev_hash, hash) ",
+                );
+                insert.push_values(rows, |mut b, r| {
+                    b.push_bind(r.seq)
+                        .push_bind(r.at)
+                        .push_bind(r.actor.clone())
+                        .push_bind(r.action.clone())
+                        .push_bind(r.subject.clone())
+                        .push_bind(r.outcome.clone())
+                        .push_bind(r.detail.clone())
+                        .push_bind(r.prev_hash.clone())
+                        .push_bind(r.hash.clone());
+                });
+                insert.build().execute(&mut *tx).await?;
+            }
+            if PG && !changed_serials.is_empty() {
+                // Delivered to the other instances only if this transaction commits.
+                let mut notify = sqlx::QueryBuilder::<$db>::new("SELECT ");
+                let mut list = notify.separated(", ");
+                for serial in &changed_serials {
+                    list.push("pg_notify('certgate_cert', ");
+                    list.push_bind_unseparated(serial.clone());
+                    list.push_unseparated(")");
+                }
+                notify.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(())
         }
     };
 }
+
+/// Audit rows per multi-row insert (9 parameters each; SQLite allows 32,766 per statement).
+const AUDIT_ROWS_PER_INSERT: usize = 500;
 
 /// A fresh issuance inside the job's savepoint; evaluates to its [`JobOutcome`].
 macro_rules! apply_fresh {
@@ -290,10 +354,7 @@ macro_rules! apply_fresh {
                 if let Some(row) = row {
                     let stored_cert = cert_from_row!(row);
                     if stored_cert.status == CertStatus::Current {
-                        return Ok(JobDone {
-                            outcome: JobOutcome::AlreadyIssued(Box::new(stored_cert)),
-                            audit: Vec::new(),
-                        });
+                        return Ok(JobOutcome::AlreadyIssued(Box::new(stored_cert)));
                     }
                 }
             }
@@ -387,5 +448,5 @@ macro_rules! apply_renewal {
     }};
 }
 
-commit_batch!(commit_sqlite, SqlitePool, false);
-commit_batch!(commit_pg, PgPool, true);
+commit_batch!(commit_sqlite, SqlitePool, sqlx::Sqlite, false);
+commit_batch!(commit_pg, PgPool, sqlx::Postgres, true);
