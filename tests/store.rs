@@ -59,6 +59,7 @@ on_both!(
     group_commit_concurrent_issuances,
     group_commit_isolates_a_conflicting_job,
     audited_changes_commit_with_their_record,
+    failed_group_commit_fails_every_job_and_stores_nothing,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -1201,6 +1202,84 @@ async fn group_commit_isolates_a_conflicting_job(db: &TestDb) {
         .len(),
         logins.len() + 1
     );
+}
+
+async fn failed_group_commit_fails_every_job_and_stores_nothing(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    let logins = users_with_codes(&s, "f", 4).await;
+    // The writer's transaction cannot get the audit lock: on SQLite its busy timeout runs
+    // out; on PostgreSQL its connection is killed while it waits. Either way the batch
+    // fails as a whole.
+    let holder = LockHolder::take(db).await;
+    let first = {
+        let s = s.clone();
+        tokio::spawn(async move { s.append_audit(&obtain_entry("x", "none")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut jobs = Vec::new();
+    for login in &logins {
+        let (s, c) = (
+            s.clone(),
+            cert(&format!("{login}-x"), login, ca, &format!("k-{login}"), T0),
+        );
+        jobs.push(tokio::spawn(async move {
+            let entry = obtain_entry(&c.login, &c.serial);
+            s.complete_issue_audited(&format!("code-{}", c.login), &c, T0, &[entry])
+                .await
+        }));
+    }
+    let all = async {
+        let mut out = vec![first.await.unwrap().map(|_| ())];
+        for j in jobs {
+            out.push(j.await.unwrap().map(|_| ()));
+        }
+        out
+    };
+    let results = match db.kind {
+        Kind::Sqlite => all.await,
+        Kind::Postgres => {
+            let killer = async {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let _ = db
+                        .raw(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                             WHERE datname = current_database() AND wait_event_type = 'Lock' \
+                             AND pid <> pg_backend_pid()",
+                        )
+                        .await;
+                }
+            };
+            tokio::select! {
+                r = all => r,
+                _ = killer => unreachable!(),
+            }
+        }
+    };
+    holder.release().await;
+    for r in &results {
+        match r {
+            Err(StoreError::Unavailable(_)) | Err(StoreError::Batch(_)) => {}
+            other => panic!("a job of a failed batch: {other:?}"),
+        }
+    }
+    // Nothing of any job: no certificate, no audit record, every code still unused.
+    assert!(
+        s.certificates(&CertFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.audit_records(1, 100).await.unwrap().is_empty());
+    for login in &logins {
+        assert_eq!(s.code(login).await.unwrap().unwrap().used_at, None);
+    }
+    // The writer carries on afterwards.
+    let c = cert("f0-y", "f0", ca, "k-f0", T0);
+    s.complete_issue_audited("code-f0", &c, T0, &[obtain_entry("f0", "f0-y")])
+        .await
+        .unwrap();
+    assert_eq!(verified_log(&s).await.len(), 1);
 }
 
 async fn audited_changes_commit_with_their_record(db: &TestDb) {

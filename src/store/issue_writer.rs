@@ -8,8 +8,9 @@
 //! guarantee per certificate (nobody is answered before the commit containing their
 //! certificate succeeded) while the HSM, not the disk, sets the rate.
 //!
-//! - Each job runs inside its own `SAVEPOINT`: a job that conflicts (code redeemed
-//!   meanwhile, duplicate serial) is rolled back alone and refused; the others commit.
+//! - Each issuance or renewal runs inside its own `SAVEPOINT`: a job that conflicts (code
+//!   redeemed meanwhile, duplicate serial) is rolled back alone and refused; the others
+//!   commit. (An audit append cannot conflict and needs none.)
 //! - The audit records of the jobs that succeeded are chained on the head the batch read
 //!   under the audit lock and inserted in the same transaction, so an audit record exists
 //!   iff its change does.
