@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use certgate::store::{
     AuditRecord, CertChange, CertFilter, CertRecord, CertStatus, CodeClaim, CodeRefusal, Contract,
-    GENESIS_HASH, NewAudit, Role, Store, StoreError, User, audit_hash, verify_audit_chain,
+    GENESIS_HASH, NewAudit, Redeemed, Role, Store, StoreError, User, audit_hash,
+    verify_audit_chain,
 };
 use db::{Kind, TestDb};
 
@@ -55,6 +56,10 @@ on_both!(
     cas_and_crl_numbers,
     audit_chain,
     changes_announced_after_revoke,
+    group_commit_concurrent_issuances,
+    group_commit_isolates_a_conflicting_job,
+    audited_changes_commit_with_their_record,
+    failed_group_commit_fails_every_job_and_stores_nothing,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -929,6 +934,431 @@ async fn changes_announced_after_revoke(db: &TestDb) {
             ));
         }
     }
+}
+
+/// The audit entry obtaining writes for `serial`.
+fn obtain_entry(login: &str, serial: &str) -> NewAudit {
+    NewAudit {
+        at: T0,
+        actor: format!("user:{login}"),
+        action: "cert.obtain".into(),
+        subject: login.into(),
+        outcome: "ok".into(),
+        detail: serde_json::json!({ "serial": serial }),
+    }
+}
+
+/// The whole audit log, checked to chain from the genesis without a gap.
+async fn verified_log(s: &Store) -> Vec<AuditRecord> {
+    let records = s.audit_records(1, 100_000).await.unwrap();
+    verify_audit_chain(GENESIS_HASH, &records).expect("the audit chain verifies");
+    assert_eq!(
+        records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=records.len() as i64).collect::<Vec<_>>()
+    );
+    records
+}
+
+/// The `cert.obtain` records naming `serial`.
+fn obtain_records<'a>(log: &'a [AuditRecord], serial: &str) -> Vec<&'a AuditRecord> {
+    let detail = serde_json::json!({ "serial": serial }).to_string();
+    log.iter()
+        .filter(|r| r.action == "cert.obtain" && r.detail == detail)
+        .collect()
+}
+
+/// Login IDs `{prefix}0..n` in contract c1, each with the code `code-{login}`.
+async fn users_with_codes(s: &Store, prefix: &str, n: usize) -> Vec<String> {
+    let mut logins = Vec::new();
+    for i in 0..n {
+        let login = format!("{prefix}{i}");
+        s.insert_user(&user(&login, "c1", Role::General))
+            .await
+            .unwrap();
+        s.set_code(&login, &format!("code-{login}"), T0, T0 + DAY)
+            .await
+            .unwrap();
+        logins.push(login);
+    }
+    logins
+}
+
+async fn group_commit_concurrent_issuances(db: &TestDb) {
+    let (s1, ca) = setup(db).await;
+    // A second handle has its own writer, as another gateway instance would.
+    let s2 = Store::connect(&db.url).await.unwrap();
+    let logins = users_with_codes(&s1, "g", 40).await;
+    let mut tasks = Vec::new();
+    for (i, login) in logins.iter().enumerate() {
+        let s = if i % 4 == 3 { s2.clone() } else { s1.clone() };
+        let login = login.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = cert(&format!("9{i:03}"), &login, ca, &format!("k-{login}"), T0);
+            let r = s
+                .complete_issue_audited(
+                    &format!("code-{login}"),
+                    &c,
+                    T0,
+                    &[obtain_entry(&login, &c.serial)],
+                )
+                .await;
+            (c, r)
+        }));
+    }
+    // Plain audit appends share the chain (and the writer) meanwhile.
+    let mut appends = Vec::new();
+    for i in 0..8 {
+        let s = if i % 2 == 0 { s1.clone() } else { s2.clone() };
+        appends.push(tokio::spawn(async move {
+            s.append_audit(&NewAudit {
+                at: T0,
+                actor: "system".into(),
+                action: "notice.sent".into(),
+                subject: format!("n{i}"),
+                outcome: "ok".into(),
+                detail: serde_json::json!({}),
+            })
+            .await
+        }));
+    }
+    let mut issued = Vec::new();
+    for t in tasks {
+        let (c, r) = t.await.unwrap();
+        assert_eq!(
+            r.unwrap(),
+            Redeemed::Stored {
+                revoked: Vec::new()
+            }
+        );
+        issued.push(c);
+    }
+    for t in appends {
+        t.await.unwrap().unwrap();
+    }
+
+    let log = verified_log(&s1).await;
+    assert_eq!(log.len(), issued.len() + 8);
+    for c in &issued {
+        // Stored byte for byte, the code redeemed for it, exactly one audit record.
+        assert_eq!(s1.certificate(&c.serial).await.unwrap().as_ref(), Some(c));
+        let code = s1.code(&c.login).await.unwrap().unwrap();
+        assert_eq!(code.used_serial.as_deref(), Some(c.serial.as_str()));
+        let recs = obtain_records(&log, &c.serial);
+        assert_eq!(recs.len(), 1, "audit records of {}", c.serial);
+        assert_eq!(recs[0].subject, c.login);
+        assert_eq!(recs[0].actor, format!("user:{}", c.login));
+    }
+}
+
+/// Holds the audit lock (PostgreSQL: the advisory lock; SQLite: the write lock) from a
+/// connection of its own, so that jobs submitted meanwhile queue up and commit together.
+enum LockHolder {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl LockHolder {
+    async fn take(db: &TestDb) -> Self {
+        use sqlx::Connection as _;
+        match db.kind {
+            Kind::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                Self::Sqlite(c)
+            }
+            Kind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                sqlx::query("SELECT pg_advisory_lock(7162256626678854757)")
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                Self::Postgres(c)
+            }
+        }
+    }
+
+    async fn release(self) {
+        use sqlx::Connection as _;
+        match self {
+            Self::Sqlite(mut c) => {
+                sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+                c.close().await.unwrap();
+            }
+            Self::Postgres(mut c) => {
+                sqlx::query("SELECT pg_advisory_unlock(7162256626678854757)")
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                c.close().await.unwrap();
+            }
+        }
+    }
+}
+
+async fn group_commit_isolates_a_conflicting_job(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    let logins = users_with_codes(&s, "b", 8).await;
+    // b3's code is redeemed beforehand, for another key.
+    let taken = cert("b3-first", "b3", ca, "k-other", T0);
+    s.complete_issue_audited("code-b3", &taken, T0, &[obtain_entry("b3", "b3-first")])
+        .await
+        .unwrap();
+    // "twin" is requested twice at once with the same code and key (a retried request).
+    s.insert_user(&user("twin", "c1", Role::General))
+        .await
+        .unwrap();
+    s.set_code("twin", "code-twin", T0, T0 + DAY).await.unwrap();
+
+    // While the lock is held, a first job waits inside the writer; the rest queue behind it
+    // and are committed as one batch when the lock goes. (If the scheduler splits them
+    // differently, every assertion below still holds.)
+    let holder = LockHolder::take(db).await;
+    let first = {
+        let s = s.clone();
+        tokio::spawn(async move { s.append_audit(&obtain_entry("x", "none")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut jobs = Vec::new();
+    let mut requests: Vec<CertRecord> = logins
+        .iter()
+        .map(|l| cert(&format!("{l}-new"), l, ca, &format!("k-{l}"), T0 + 1))
+        .collect();
+    requests.push(cert("twin-a", "twin", ca, "k-twin", T0 + 1));
+    requests.push(cert("twin-b", "twin", ca, "k-twin", T0 + 1));
+    for c in requests.clone() {
+        let s = s.clone();
+        jobs.push(tokio::spawn(async move {
+            let code = format!("code-{}", c.login);
+            let entry = obtain_entry(&c.login, &c.serial);
+            s.complete_issue_audited(&code, &c, T0 + 1, &[entry]).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holder.release().await;
+    first.await.unwrap().unwrap();
+
+    let mut twin_answers = Vec::new();
+    for (c, job) in requests.iter().zip(jobs) {
+        let r = job.await.unwrap();
+        match c.login.as_str() {
+            "b3" => match r {
+                Err(StoreError::Conflict(m)) => assert!(m.contains("already redeemed"), "{m}"),
+                other => panic!("a redeemed code redeemed again: {other:?}"),
+            },
+            "twin" => twin_answers.push((c.serial.clone(), r.unwrap())),
+            _ => assert_eq!(
+                r.unwrap(),
+                Redeemed::Stored {
+                    revoked: Vec::new()
+                }
+            ),
+        }
+    }
+
+    let log = verified_log(&s).await;
+    // The refused job left nothing: no certificate, no audit record, the code untouched.
+    assert_eq!(s.certificate("b3-new").await.unwrap(), None);
+    assert!(obtain_records(&log, "b3-new").is_empty());
+    assert_eq!(
+        s.code("b3").await.unwrap().unwrap().used_serial.as_deref(),
+        Some("b3-first")
+    );
+    assert_eq!(status_of(&s, "b3-first").await, CertStatus::Current);
+    // The twins: one stored, the other answered with that same certificate.
+    let stored: Vec<&String> = twin_answers
+        .iter()
+        .filter(|(_, r)| matches!(r, Redeemed::Stored { .. }))
+        .map(|(serial, _)| serial)
+        .collect();
+    assert_eq!(stored.len(), 1, "{twin_answers:?}");
+    let winner = stored[0].clone();
+    for (serial, r) in &twin_answers {
+        if let Redeemed::AlreadyIssued(c) = r {
+            assert_eq!(c.serial, winner);
+            assert_eq!(s.certificate(serial).await.unwrap(), None);
+            assert!(obtain_records(&log, serial).is_empty());
+        }
+    }
+    // Audit record present iff certificate present, for every request.
+    for c in &requests {
+        let stored = s.certificate(&c.serial).await.unwrap().is_some();
+        assert_eq!(
+            obtain_records(&log, &c.serial).len(),
+            usize::from(stored),
+            "{}",
+            c.serial
+        );
+    }
+    assert_eq!(
+        s.certificates(&CertFilter {
+            login: None,
+            status: Some(CertStatus::Current)
+        })
+        .await
+        .unwrap()
+        .len(),
+        logins.len() + 1
+    );
+}
+
+async fn failed_group_commit_fails_every_job_and_stores_nothing(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    let logins = users_with_codes(&s, "f", 4).await;
+    // The writer's transaction cannot get the audit lock: on SQLite its busy timeout runs
+    // out; on PostgreSQL its connection is killed while it waits. Either way the batch
+    // fails as a whole.
+    let holder = LockHolder::take(db).await;
+    let first = {
+        let s = s.clone();
+        tokio::spawn(async move { s.append_audit(&obtain_entry("x", "none")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut jobs = Vec::new();
+    for login in &logins {
+        let (s, c) = (
+            s.clone(),
+            cert(&format!("{login}-x"), login, ca, &format!("k-{login}"), T0),
+        );
+        jobs.push(tokio::spawn(async move {
+            let entry = obtain_entry(&c.login, &c.serial);
+            s.complete_issue_audited(&format!("code-{}", c.login), &c, T0, &[entry])
+                .await
+        }));
+    }
+    let all = async {
+        let mut out = vec![first.await.unwrap().map(|_| ())];
+        for j in jobs {
+            out.push(j.await.unwrap().map(|_| ()));
+        }
+        out
+    };
+    let results = match db.kind {
+        Kind::Sqlite => all.await,
+        Kind::Postgres => {
+            let killer = async {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let _ = db
+                        .raw(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                             WHERE datname = current_database() AND wait_event_type = 'Lock' \
+                             AND pid <> pg_backend_pid()",
+                        )
+                        .await;
+                }
+            };
+            tokio::select! {
+                r = all => r,
+                _ = killer => unreachable!(),
+            }
+        }
+    };
+    holder.release().await;
+    for r in &results {
+        match r {
+            Err(StoreError::Unavailable(_)) | Err(StoreError::Batch(_)) => {}
+            other => panic!("a job of a failed batch: {other:?}"),
+        }
+    }
+    // Nothing of any job: no certificate, no audit record, every code still unused.
+    assert!(
+        s.certificates(&CertFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.audit_records(1, 100).await.unwrap().is_empty());
+    for login in &logins {
+        assert_eq!(s.code(login).await.unwrap().unwrap().used_at, None);
+    }
+    // The writer carries on afterwards.
+    let c = cert("f0-y", "f0", ca, "k-f0", T0);
+    s.complete_issue_audited("code-f0", &c, T0, &[obtain_entry("f0", "f0-y")])
+        .await
+        .unwrap();
+    assert_eq!(verified_log(&s).await.len(), 1);
+}
+
+async fn audited_changes_commit_with_their_record(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    issue(&s, "alice", "w1", ca, T0).await;
+    let entry = |action: &str, subject: &str| NewAudit {
+        at: T0,
+        actor: "staff:ops".into(),
+        action: action.into(),
+        subject: subject.into(),
+        outcome: "ok".into(),
+        detail: serde_json::json!({}),
+    };
+
+    // Renewal and its record.
+    s.complete_renewal_audited(
+        "w1",
+        &cert("w2", "alice", ca, "k2", T0 + 1),
+        T0 + 1,
+        &[entry("cert.renew", "alice")],
+    )
+    .await
+    .unwrap();
+    // A refused renewal stores neither.
+    assert!(
+        s.complete_renewal_audited(
+            "w1",
+            &cert("w3", "alice", ca, "k3", T0 + 2),
+            T0 + 2,
+            &[entry("cert.renew", "refused-one")],
+        )
+        .await
+        .is_err()
+    );
+    // Revocation and its record, made from the revoked certificate.
+    let revoked = s
+        .revoke_audited("w2", "keyCompromise", T0 + 3, |c| {
+            entry("cert.revoke", &c.serial)
+        })
+        .await
+        .unwrap();
+    assert_eq!(revoked.status, CertStatus::Revoked);
+    assert!(
+        s.revoke_audited("w2", "keyCompromise", T0 + 4, |c| entry(
+            "cert.revoke",
+            &format!("again-{}", c.serial)
+        ))
+        .await
+        .is_err()
+    );
+    // Re-issue and its record.
+    issue(&s, "bob", "w4", ca, T0 + 5).await;
+    let r = s
+        .reissue_audited("bob", "superseded", "new", T0 + 6, T0 + DAY, |c| {
+            entry("cert.reissue", c.map_or("none", |c| c.serial.as_str()))
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.map(|c| c.serial), Some("w4".to_owned()));
+    assert!(
+        s.reissue_audited("ghost", "superseded", "new", T0 + 6, T0 + DAY, |_| {
+            entry("cert.reissue", "ghost")
+        })
+        .await
+        .is_err()
+    );
+
+    let log = verified_log(&s).await;
+    assert_eq!(
+        log.iter()
+            .map(|r| (r.action.as_str(), r.subject.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("cert.renew", "alice"),
+            ("cert.revoke", "w2"),
+            ("cert.reissue", "w4"),
+        ]
+    );
+    assert_eq!(s.certificate("w3").await.unwrap(), None);
 }
 
 /// PostgreSQL only: when the listener's connection dies, it comes back, announces a resync,

@@ -68,6 +68,10 @@ impl From<StoreError> for LifecycleError {
             StoreError::NotFound(what) => Self::NotFound(what),
             StoreError::Conflict(msg) => Self::Refused(Refusal::new("conflict", msg)),
             StoreError::Unavailable(_) => Self::Unavailable("database".into()),
+            StoreError::Batch(shared) => match &*shared {
+                StoreError::Unavailable(_) => Self::Unavailable("database".into()),
+                other => Self::Internal(other.to_string()),
+            },
             other => Self::Internal(other.to_string()),
         }
     }

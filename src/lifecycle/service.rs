@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::audit::{Actor, Audit, Outcome};
 use crate::ca::{Authority, ClientSubject, RevocationReason, csr};
 use crate::clock::{Clock, DAY};
-use crate::store::{CertRecord, CertStatus, CodeClaim, Store, User};
+use crate::store::{CertRecord, CertStatus, CodeClaim, NewAudit, Redeemed, Store, User};
 
 use super::codes::{IssuanceCode, hash_code};
 use super::error::LifecycleError;
@@ -180,6 +180,10 @@ impl Lifecycle {
 
     /// Obtains a certificate with a login ID and issuance code (web page, EST, `cert sign`).
     /// A request repeated with the same code and key returns the same certificate.
+    ///
+    /// A fresh certificate, the redemption of the code and its `cert.obtain` audit record
+    /// are committed in one transaction (shared with concurrent issuances) before it is
+    /// returned; a repeat is audited as `cert.obtain.repeat` on its own.
     pub async fn obtain(
         &self,
         actor: &Actor,
@@ -187,15 +191,17 @@ impl Lifecycle {
         code: &str,
         csr_input: &[u8],
     ) -> Result<CertRecord, LifecycleError> {
-        match self.obtain_inner(login, code, csr_input).await {
+        match self.obtain_inner(actor, login, code, csr_input).await {
             Ok((cert, repeated)) => {
-                let action = if repeated {
-                    "cert.obtain.repeat"
-                } else {
-                    "cert.obtain"
-                };
-                self.audit_ok(actor, action, login, json!({"serial": cert.serial}))
+                if repeated {
+                    self.audit_ok(
+                        actor,
+                        "cert.obtain.repeat",
+                        login,
+                        json!({"serial": cert.serial}),
+                    )
                     .await;
+                }
                 Ok(cert)
             }
             Err(e) => {
@@ -210,6 +216,7 @@ impl Lifecycle {
 
     async fn obtain_inner(
         &self,
+        actor: &Actor,
         login: &str,
         code: &str,
         csr_input: &[u8],
@@ -225,6 +232,8 @@ impl Lifecycle {
             Err(e) => return Err(e),
         };
         let now = self.now();
+        // Only a wrong code is committed here (its attempt counter); an accepted code is
+        // redeemed below, in the transaction that stores the certificate.
         let claim = self
             .store
             .claim_code(
@@ -240,8 +249,22 @@ impl Lifecycle {
             CodeClaim::AlreadyIssued(cert) => Ok((*cert, true)),
             CodeClaim::Fresh => {
                 let record = self.sign(&user, &checked, now).await?;
-                self.store.complete_issue(&code_hash, &record, now).await?;
-                Ok((record, false))
+                let audit = self.ok_entry(
+                    actor,
+                    "cert.obtain",
+                    login,
+                    json!({"serial": record.serial}),
+                );
+                match self
+                    .store
+                    .complete_issue_audited(&code_hash, &record, now, &[audit])
+                    .await?
+                {
+                    Redeemed::Stored { .. } => Ok((record, false)),
+                    // A concurrent request with the same code and key won: its certificate
+                    // is the answer, and the one signed here was never stored.
+                    Redeemed::AlreadyIssued(cert) => Ok((*cert, true)),
+                }
             }
         }
     }
@@ -336,21 +359,21 @@ impl Lifecycle {
             }
             let user = self.enabled_user(&old.login).await?;
             let record = self.sign(&user, &checked, now).await?;
-            self.store.complete_renewal(&old.serial, &record, now).await?;
+            // The renewal and its audit record commit together.
+            let audit = self.ok_entry(
+                &actor,
+                "cert.renew",
+                &old.login,
+                json!({"old": old.serial, "new": record.serial}),
+            );
+            self.store
+                .complete_renewal_audited(&old.serial, &record, now, &[audit])
+                .await?;
             Ok(record)
         }
         .await;
         match result {
-            Ok(cert) => {
-                self.audit_ok(
-                    &actor,
-                    "cert.renew",
-                    &old.login,
-                    json!({"old": old.serial, "new": cert.serial}),
-                )
-                .await;
-                Ok(cert)
-            }
+            Ok(cert) => Ok(cert),
             Err(e) => self.refuse(&actor, "cert.renew", &old.login, e).await,
         }
     }
@@ -365,7 +388,7 @@ impl Lifecycle {
     ) -> Result<Authorized, LifecycleError> {
         let result = async {
             self.enabled_user(login).await?;
-            self.reissue_unchecked(login, reason).await
+            self.reissue_unchecked(actor, login, reason).await
         }
         .await;
         self.finish_reissue(actor, login, result).await
@@ -392,7 +415,7 @@ impl Lifecycle {
                 }
             };
             rules::may_admin_reissue(&admin, &target)?;
-            self.reissue_unchecked(target_login, RevocationReason::Superseded)
+            self.reissue_unchecked(&actor, target_login, RevocationReason::Superseded)
                 .await
         }
         .await;
@@ -483,15 +506,32 @@ impl Lifecycle {
             .await
     }
 
+    /// Revokes the current certificate (if any) and stores a new code; the `cert.reissue`
+    /// audit record commits in the same transaction.
     async fn reissue_unchecked(
         &self,
+        actor: &Actor,
         login: &str,
         reason: RevocationReason,
     ) -> Result<Authorized, LifecycleError> {
         let (code, expires_at) = self.new_code()?;
         let revoked = self
             .store
-            .reissue(login, reason.as_str(), &code.hash(), self.now(), expires_at)
+            .reissue_audited(
+                login,
+                reason.as_str(),
+                &code.hash(),
+                self.now(),
+                expires_at,
+                |revoked| {
+                    self.ok_entry(
+                        actor,
+                        "cert.reissue",
+                        login,
+                        json!({"revoked": revoked.map(|c| c.serial.as_str()), "expires_at": expires_at}),
+                    )
+                },
+            )
             .await?;
         Ok(Authorized {
             login: login.into(),
@@ -501,6 +541,7 @@ impl Lifecycle {
         })
     }
 
+    /// Audits a refused re-issue; a done one was audited with its change.
     async fn finish_reissue(
         &self,
         actor: &Actor,
@@ -508,21 +549,13 @@ impl Lifecycle {
         result: Result<Authorized, LifecycleError>,
     ) -> Result<Authorized, LifecycleError> {
         match result {
-            Ok(a) => {
-                self.audit_ok(
-                    actor,
-                    "cert.reissue",
-                    login,
-                    json!({"revoked": a.revoked_serial, "expires_at": a.expires_at}),
-                )
-                .await;
-                Ok(a)
-            }
+            Ok(a) => Ok(a),
             Err(e) => self.refuse(actor, "cert.reissue", login, e).await,
         }
     }
 
-    /// Revokes a certificate by serial (any hex form).
+    /// Revokes a certificate by serial (any hex form). The `cert.revoke` audit record
+    /// commits in the same transaction as the revocation.
     pub async fn revoke(
         &self,
         actor: &Actor,
@@ -532,20 +565,36 @@ impl Lifecycle {
         let serial = normalize_serial(serial);
         match self
             .store
-            .revoke(&serial, reason.as_str(), self.now())
-            .await
-        {
-            Ok(cert) => {
-                self.audit_ok(
+            .revoke_audited(&serial, reason.as_str(), self.now(), |cert| {
+                self.ok_entry(
                     actor,
                     "cert.revoke",
                     &serial,
                     json!({"login": cert.login, "reason": reason.as_str()}),
                 )
-                .await;
-                Ok(cert)
-            }
+            })
+            .await
+        {
+            Ok(cert) => Ok(cert),
             Err(e) => self.refuse(actor, "cert.revoke", &serial, e.into()).await,
+        }
+    }
+
+    /// An `ok` audit entry, for operations that append it in their own transaction.
+    fn ok_entry(
+        &self,
+        actor: &Actor,
+        action: &str,
+        subject: &str,
+        detail: serde_json::Value,
+    ) -> NewAudit {
+        NewAudit {
+            at: self.now(),
+            actor: actor.to_string(),
+            action: action.into(),
+            subject: subject.into(),
+            outcome: Outcome::Ok.as_str().into(),
+            detail,
         }
     }
 

@@ -8,7 +8,7 @@
 
 use aws_lc_rs::digest;
 
-use super::backend::{WritePool, on_backend};
+use super::backend::on_backend;
 use super::rows::audit_from_row;
 use super::{AuditRecord, NewAudit, Store, StoreError};
 
@@ -16,7 +16,7 @@ use super::{AuditRecord, NewAudit, Store, StoreError};
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// PostgreSQL advisory lock key that serializes appends ("certgate" in ASCII).
-const AUDIT_LOCK_KEY: i64 = 0x6365_7274_6761_7465;
+pub(crate) const AUDIT_LOCK_KEY: i64 = 0x6365_7274_6761_7465;
 
 /// The hash of `record` chained to `prev_hash`. Ignores `record.prev_hash` and
 /// `record.hash`, so a verifier can recompute a stored entry's hash and compare.
@@ -89,63 +89,140 @@ pub fn verify_audit_chain(
     Ok(prev)
 }
 
+/// The last entry of the chain as a transaction sees it: what the next entry chains to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChainHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl ChainHead {
+    /// Chains `entry` on this head and moves the head to it. Pure: the caller inserts the
+    /// record in the transaction whose audit lock it holds.
+    pub(crate) fn advance(&mut self, entry: &PreparedAudit) -> AuditRecord {
+        let rec = entry.chain(self);
+        self.seq = rec.seq;
+        self.hash = rec.hash.clone();
+        rec
+    }
+}
+
+/// An audit entry whose detail is already serialized: ready to be chained inside a
+/// transaction without any step that can fail before the insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PreparedAudit {
+    pub at: crate::clock::UnixTime,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+impl PreparedAudit {
+    pub(crate) fn new(entry: &NewAudit) -> Result<Self, StoreError> {
+        let detail = serde_json::to_string(&entry.detail)
+            .map_err(|_| StoreError::Corrupt("the audit detail cannot be serialized".into()))?;
+        Ok(Self {
+            at: entry.at,
+            actor: entry.actor.clone(),
+            action: entry.action.clone(),
+            subject: entry.subject.clone(),
+            outcome: entry.outcome.clone(),
+            detail,
+        })
+    }
+
+    /// The record that follows `head`, with its hash. Pure: the caller inserts it and
+    /// advances the head only once the insert succeeded.
+    pub(crate) fn chain(&self, head: &ChainHead) -> AuditRecord {
+        let mut rec = AuditRecord {
+            seq: head.seq.saturating_add(1),
+            at: self.at,
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            subject: self.subject.clone(),
+            outcome: self.outcome.clone(),
+            detail: self.detail.clone(),
+            prev_hash: head.hash.clone(),
+            hash: String::new(),
+        };
+        rec.hash = audit_hash(&rec.prev_hash, &rec);
+        rec
+    }
+}
+
+/// Inside a write transaction: serializes audit appends (PostgreSQL: the transaction-level
+/// advisory lock; SQLite: the write lock the transaction already holds) and reads the
+/// chain's head. Every transaction that appends takes this lock *first*, before any row
+/// lock, so appenders cannot deadlock with each other.
+macro_rules! lock_chain_head {
+    ($pg:expr, $tx:expr) => {{
+        use sqlx::Row as _;
+        if $pg {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind($crate::store::audit_chain::AUDIT_LOCK_KEY)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *$tx)
+            .await?;
+        match last {
+            Some(r) => $crate::store::audit_chain::ChainHead {
+                seq: r.try_get::<i64, _>("seq")?,
+                hash: r.try_get::<String, _>("hash")?,
+            },
+            None => $crate::store::audit_chain::ChainHead {
+                seq: 0,
+                hash: $crate::store::audit_chain::GENESIS_HASH.to_owned(),
+            },
+        }
+    }};
+}
+pub(crate) use lock_chain_head;
+
+/// Inserts the entry that follows `$head` and advances `$head`. Evaluates to the record.
+macro_rules! append_chained {
+    ($tx:expr, $head:expr, $prepared:expr) => {{
+        let head: &mut $crate::store::audit_chain::ChainHead = $head;
+        // Chain on a copy: the head moves only once the insert succeeded.
+        let mut next = head.clone();
+        let rec = next.advance($prepared);
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, actor, action, subject, outcome, detail, \
+             prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(rec.seq)
+        .bind(rec.at)
+        .bind(rec.actor.as_str())
+        .bind(rec.action.as_str())
+        .bind(rec.subject.as_str())
+        .bind(rec.outcome.as_str())
+        .bind(rec.detail.as_str())
+        .bind(rec.prev_hash.as_str())
+        .bind(rec.hash.as_str())
+        .execute(&mut *$tx)
+        .await?;
+        *head = next;
+        rec
+    }};
+}
+pub(crate) use append_chained;
+
 impl Store {
     /// Appends an entry, chaining it to the previous one: `hash = SHA-256(prev_hash ‖
     /// canonical entry)`. Appends are serialized so the chain never forks (SQLite: the
     /// write lock of `BEGIN IMMEDIATE`; PostgreSQL: a transaction-level advisory lock; and
-    /// on both, `prev_hash` is unique).
+    /// on both, `prev_hash` is unique). Goes through this store's group writer, so it
+    /// shares a commit with concurrent issuances instead of queueing for the lock.
     pub async fn append_audit(&self, entry: &NewAudit) -> Result<AuditRecord, StoreError> {
-        let detail = serde_json::to_string(&entry.detail)
-            .map_err(|_| StoreError::Corrupt("the audit detail cannot be serialized".into()))?;
-        on_backend!(self, |pool, PG| {
-            use sqlx::Row as _;
-            let mut tx = pool.begin_write().await?;
-            if PG {
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(AUDIT_LOCK_KEY)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?;
-            let (seq, prev_hash) = match last {
-                Some(r) => (
-                    r.try_get::<i64, _>("seq")?.saturating_add(1),
-                    r.try_get::<String, _>("hash")?,
-                ),
-                None => (1, GENESIS_HASH.to_owned()),
-            };
-            let mut rec = AuditRecord {
-                seq,
-                at: entry.at,
-                actor: entry.actor.clone(),
-                action: entry.action.clone(),
-                subject: entry.subject.clone(),
-                outcome: entry.outcome.clone(),
-                detail: detail.clone(),
-                prev_hash,
-                hash: String::new(),
-            };
-            rec.hash = audit_hash(&rec.prev_hash, &rec);
-            sqlx::query(
-                "INSERT INTO audit_log (seq, at, actor, action, subject, outcome, detail, \
-                 prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(rec.seq)
-            .bind(rec.at)
-            .bind(rec.actor.as_str())
-            .bind(rec.action.as_str())
-            .bind(rec.subject.as_str())
-            .bind(rec.outcome.as_str())
-            .bind(rec.detail.as_str())
-            .bind(rec.prev_hash.as_str())
-            .bind(rec.hash.as_str())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(rec)
-        })
+        let prepared = PreparedAudit::new(entry)?;
+        let done = self.inner.writer.submit(None, vec![prepared]).await?;
+        done.audit
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("the group writer returned no audit record".into()))
     }
 
     /// Entries with `seq >= from`, oldest first, at most `limit`.

@@ -6,11 +6,13 @@
 //! revoke, when renewal opens) is decided in `lifecycle`, not here. Serials are matched
 //! exactly as stored (lowercase hex): callers normalise what users type.
 
+use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head};
 use super::backend::{WritePool, on_backend};
 use super::changes::pg_notify;
 use super::codes::upsert_code;
+use super::issue_writer::{IssueWork, JobOutcome};
 use super::rows::{cert_cols, cert_cols_c, cert_from_row};
-use super::{CertFilter, CertRecord, CertStatus, CertStatusView, Store, StoreError};
+use super::{CertFilter, CertRecord, CertStatus, CertStatusView, NewAudit, Store, StoreError};
 use crate::clock::UnixTime;
 
 /// Inserts `cert` as the login's current certificate, naming the thing on a violation.
@@ -67,48 +69,39 @@ impl Store {
         cert: &CertRecord,
         now: UnixTime,
     ) -> Result<(), StoreError> {
-        let changed = on_backend!(self, |pool, PG| {
-            use sqlx::Row as _;
-            let mut tx = pool.begin_write().await?;
-            let row = sqlx::query(if PG {
-                "SELECT login, status FROM certificates WHERE serial = $1 FOR UPDATE"
-            } else {
-                "SELECT login, status FROM certificates WHERE serial = $1"
-            })
-            .bind(old_serial)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = row else {
-                return Err(StoreError::NotFound(format!("certificate {old_serial}")));
-            };
-            let login: String = row.try_get("login")?;
-            let status = super::rows::status(&row.try_get::<String, _>("status")?)?;
-            if status != CertStatus::Current {
-                return Err(StoreError::Conflict(format!(
-                    "certificate {old_serial} is not current"
-                )));
+        self.complete_renewal_audited(old_serial, cert, now, &[])
+            .await
+    }
+
+    /// [`Store::complete_renewal`] with `audit` appended to the audit chain in the same
+    /// transaction, which the group writer may share with other issuances. Returns once it
+    /// committed; on an error nothing of it is stored.
+    pub async fn complete_renewal_audited(
+        &self,
+        old_serial: &str,
+        cert: &CertRecord,
+        now: UnixTime,
+        audit: &[NewAudit],
+    ) -> Result<(), StoreError> {
+        let audit = audit
+            .iter()
+            .map(PreparedAudit::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let work = IssueWork::Renewal {
+            old_serial: old_serial.to_owned(),
+            cert: cert.clone(),
+            now,
+        };
+        let done = self.inner.writer.submit(Some(work), audit).await?;
+        match done.outcome {
+            JobOutcome::Stored { changed, .. } => {
+                self.announce(&changed);
+                Ok(())
             }
-            if login != cert.login {
-                return Err(StoreError::Conflict(format!(
-                    "certificate {old_serial} belongs to another login ID"
-                )));
-            }
-            sqlx::query(
-                "UPDATE certificates SET status = 'superseded', superseded_at = $2 \
-                 WHERE serial = $1",
-            )
-            .bind(old_serial)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            insert_current!(&mut *tx, cert)?;
-            let changed = vec![old_serial.to_owned(), cert.serial.clone()];
-            pg_notify!(PG, tx, &changed);
-            tx.commit().await?;
-            Ok::<_, StoreError>(changed)
-        })?;
-        self.announce(&changed);
-        Ok(())
+            other => Err(StoreError::Corrupt(format!(
+                "the group writer answered a renewal with {other:?}"
+            ))),
+        }
     }
 
     /// Revokes a current or superseded certificate. `NotFound` for an unknown serial,
@@ -119,8 +112,36 @@ impl Store {
         reason: &str,
         now: UnixTime,
     ) -> Result<CertRecord, StoreError> {
+        self.revoke_inner(serial, reason, now, None::<fn(&CertRecord) -> NewAudit>)
+            .await
+    }
+
+    /// [`Store::revoke`] with the audit record `audit` makes from the revoked certificate
+    /// appended in the same transaction: both are stored or neither.
+    pub async fn revoke_audited(
+        &self,
+        serial: &str,
+        reason: &str,
+        now: UnixTime,
+        audit: impl FnOnce(&CertRecord) -> NewAudit,
+    ) -> Result<CertRecord, StoreError> {
+        self.revoke_inner(serial, reason, now, Some(audit)).await
+    }
+
+    async fn revoke_inner(
+        &self,
+        serial: &str,
+        reason: &str,
+        now: UnixTime,
+        audit: Option<impl FnOnce(&CertRecord) -> NewAudit>,
+    ) -> Result<CertRecord, StoreError> {
         let cert = on_backend!(self, |pool, PG| {
             let mut tx = pool.begin_write().await?;
+            // The audit lock before the row lock, as every appender does.
+            let mut head = match audit {
+                Some(_) => Some(lock_chain_head!(PG, tx)),
+                None => None,
+            };
             // The condition re-checks the row under its lock: a concurrent revocation of
             // the same serial makes this one update nothing.
             let row = sqlx::query(concat!(
@@ -147,6 +168,10 @@ impl Store {
                 });
             };
             let cert = cert_from_row!(row);
+            if let (Some(make), Some(head)) = (audit, head.as_mut()) {
+                let entry = PreparedAudit::new(&make(&cert))?;
+                append_chained!(tx, head, &entry);
+            }
             pg_notify!(PG, tx, [&cert.serial]);
             tx.commit().await?;
             Ok::<_, StoreError>(cert)
@@ -166,8 +191,48 @@ impl Store {
         now: UnixTime,
         expires_at: UnixTime,
     ) -> Result<Option<CertRecord>, StoreError> {
+        self.reissue_inner(
+            login,
+            reason,
+            code_hash,
+            now,
+            expires_at,
+            None::<fn(Option<&CertRecord>) -> NewAudit>,
+        )
+        .await
+    }
+
+    /// [`Store::reissue`] with the audit record `audit` makes from the revoked certificate
+    /// (if any) appended in the same transaction: all of it is stored or none.
+    pub async fn reissue_audited(
+        &self,
+        login: &str,
+        reason: &str,
+        code_hash: &str,
+        now: UnixTime,
+        expires_at: UnixTime,
+        audit: impl FnOnce(Option<&CertRecord>) -> NewAudit,
+    ) -> Result<Option<CertRecord>, StoreError> {
+        self.reissue_inner(login, reason, code_hash, now, expires_at, Some(audit))
+            .await
+    }
+
+    async fn reissue_inner(
+        &self,
+        login: &str,
+        reason: &str,
+        code_hash: &str,
+        now: UnixTime,
+        expires_at: UnixTime,
+        audit: Option<impl FnOnce(Option<&CertRecord>) -> NewAudit>,
+    ) -> Result<Option<CertRecord>, StoreError> {
         let revoked = on_backend!(self, |pool, PG| {
             let mut tx = pool.begin_write().await?;
+            // The audit lock before the row locks, as every appender does.
+            let mut head = match audit {
+                Some(_) => Some(lock_chain_head!(PG, tx)),
+                None => None,
+            };
             let row = sqlx::query(concat!(
                 "UPDATE certificates SET status = 'revoked', revoked_at = $2, \
                  revocation_reason = $3 WHERE login = $1 AND status = 'current' RETURNING ",
@@ -183,6 +248,10 @@ impl Store {
                 None => None,
             };
             upsert_code!(&mut *tx, login, code_hash, now, expires_at)?;
+            if let (Some(make), Some(head)) = (audit, head.as_mut()) {
+                let entry = PreparedAudit::new(&make(revoked.as_ref()))?;
+                append_chained!(tx, head, &entry);
+            }
             if let Some(c) = &revoked {
                 pg_notify!(PG, tx, [&c.serial]);
             }

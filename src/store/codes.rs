@@ -1,6 +1,7 @@
 //! One-time issuance codes: storing, claiming (with attempt counting) and redeeming.
 //!
-//! Owns the atomicity of a claim and of a redemption. The code itself never reaches the
+//! Owns the atomicity of a claim; a redemption's SQL runs in `issue_writer` (group commit),
+//! started from here. The code itself never reaches the
 //! store, only its hash (hashing and code generation are the caller's). What counts as a
 //! wrong try is decided by [`decide`], a pure function:
 //! - a used code answers `AlreadyIssued` (same code, same key, certificate still current)
@@ -11,11 +12,13 @@
 //!
 //! A code is expired from `expires_at` on (`now >= expires_at`).
 
+use super::audit_chain::PreparedAudit;
 use super::backend::{WritePool, on_backend};
-use super::certs::insert_current;
-use super::changes::pg_notify;
+use super::issue_writer::{IssueWork, JobOutcome};
 use super::rows::{cert_cols, cert_from_row, code_from_row};
-use super::{CertRecord, CodeClaim, CodeRecord, CodeRefusal, Store, StoreError};
+use super::{
+    CertRecord, CodeClaim, CodeRecord, CodeRefusal, NewAudit, Redeemed, Store, StoreError,
+};
 use crate::clock::UnixTime;
 
 /// Replaces any earlier code of the login by a fresh one.
@@ -82,7 +85,9 @@ impl Store {
 
     /// Checks a presented code (by its hash, compared in constant time) for `login`. A wrong
     /// code increments the attempt counter and locks the code at `max_attempts`; this is
-    /// committed even though the claim is refused. An accepted claim records `spki_sha256`.
+    /// committed even though the claim is refused. Any other answer writes nothing: an
+    /// accepted code is redeemed (and checked again) by [`Store::complete_issue_audited`],
+    /// in the transaction that stores the certificate.
     /// See the module documentation for which refusals count.
     pub async fn claim_code(
         &self,
@@ -94,19 +99,12 @@ impl Store {
     ) -> Result<CodeClaim, StoreError> {
         on_backend!(self, |pool, PG| {
             use sqlx::Row as _;
-            let mut tx = pool.begin_write().await?;
-            let row = sqlx::query(if PG {
-                "SELECT login, code_hash, created_at, expires_at, failed_attempts, locked, \
-                 used_at, used_serial, claim_spki_sha256 \
-                 FROM issuance_codes WHERE login = $1 FOR UPDATE"
-            } else {
-                "SELECT login, code_hash, created_at, expires_at, failed_attempts, locked, \
-                 used_at, used_serial, claim_spki_sha256 \
-                 FROM issuance_codes WHERE login = $1"
-            })
-            .bind(login)
-            .fetch_optional(&mut *tx)
-            .await?;
+            // First a plain read: most claims are accepted (or dead) and need no write
+            // lock, so they never queue behind the issuance writer for SQLite's lock.
+            let row = sqlx::query(CLAIM_SELECT)
+                .bind(login)
+                .fetch_optional(pool)
+                .await?;
             let Some(row) = row else {
                 return Ok(CodeClaim::Refused(CodeRefusal::NoCode));
             };
@@ -117,20 +115,31 @@ impl Store {
                 claim_spki_sha256: claimed.as_deref(),
             };
             let matches = hash_eq(&code.code_hash, presented_hash);
-            match decide(&view, matches, spki_sha256, now, max_attempts) {
-                Decision::Refuse(r) => Ok(CodeClaim::Refused(r)),
-                Decision::Fresh => {
-                    sqlx::query(
-                        "UPDATE issuance_codes SET claim_spki_sha256 = $2 WHERE login = $1",
-                    )
-                    .bind(login)
-                    .bind(spki_sha256)
-                    .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await?;
-                    Ok(CodeClaim::Fresh)
-                }
-                Decision::Wrong { lock, remaining } => {
+            let mut decision = decide(&view, matches, spki_sha256, now, max_attempts);
+            if let Decision::Wrong { .. } = decision {
+                // Counting writes: decide again under the row's write lock, so concurrent
+                // wrong tries all count and the lock lands exactly at the maximum.
+                let mut tx = pool.begin_write().await?;
+                let row = sqlx::query(if PG {
+                    CLAIM_SELECT_FOR_UPDATE
+                } else {
+                    CLAIM_SELECT
+                })
+                .bind(login)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    return Ok(CodeClaim::Refused(CodeRefusal::NoCode));
+                };
+                let code = code_from_row!(row);
+                let claimed: Option<String> = row.try_get("claim_spki_sha256")?;
+                let view = CodeView {
+                    code: &code,
+                    claim_spki_sha256: claimed.as_deref(),
+                };
+                let matches = hash_eq(&code.code_hash, presented_hash);
+                decision = decide(&view, matches, spki_sha256, now, max_attempts);
+                if let Decision::Wrong { lock, .. } = decision {
                     sqlx::query(
                         "UPDATE issuance_codes SET failed_attempts = failed_attempts + 1, \
                          locked = $2 WHERE login = $1",
@@ -141,12 +150,17 @@ impl Store {
                     .await?;
                     tx.commit().await?;
                     tracing::debug!(login, lock, "wrong issuance code counted");
-                    Ok(CodeClaim::Refused(if lock {
-                        CodeRefusal::Locked
-                    } else {
-                        CodeRefusal::Wrong { remaining }
-                    }))
                 }
+                // Any other decision drops `tx`: rolled back, nothing written.
+            }
+            match decision {
+                Decision::Refuse(r) => Ok(CodeClaim::Refused(r)),
+                Decision::Fresh => Ok(CodeClaim::Fresh),
+                Decision::Wrong { lock, remaining } => Ok(CodeClaim::Refused(if lock {
+                    CodeRefusal::Locked
+                } else {
+                    CodeRefusal::Wrong { remaining }
+                })),
                 Decision::AlreadyIssued(serial) => {
                     let row = sqlx::query(concat!(
                         "SELECT ",
@@ -154,7 +168,7 @@ impl Store {
                         " FROM certificates WHERE serial = $1"
                     ))
                     .bind(serial)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(pool)
                     .await?;
                     let cert = match row {
                         Some(r) => cert_from_row!(r),
@@ -174,89 +188,71 @@ impl Store {
         })
     }
 
-    /// In one transaction: checks the code is still unused and matches, revokes (reason
-    /// `superseded`) any current certificate of the login, inserts `cert` as current and
-    /// marks the code used for it. `Conflict` when the code was redeemed meanwhile (or is
-    /// no longer valid), `NotFound` when the login has no code. Returns the serials it revoked.
+    /// Redeems the login's code for `cert` without audit records; see
+    /// [`Store::complete_issue_audited`]. A code already redeemed, even for this same key,
+    /// is a `Conflict` here. Returns the serials it revoked.
     pub async fn complete_issue(
         &self,
         code_hash: &str,
         cert: &CertRecord,
         now: UnixTime,
     ) -> Result<Vec<String>, StoreError> {
-        let login = cert.login.as_str();
-        let revoked = on_backend!(self, |pool, PG| {
-            use sqlx::Row as _;
-            let mut tx = pool.begin_write().await?;
-            // Lock the code row first: a concurrent redemption waits here, then sees `used_at`.
-            let row = sqlx::query(if PG {
-                "SELECT code_hash, expires_at, locked, used_at \
-                 FROM issuance_codes WHERE login = $1 FOR UPDATE"
-            } else {
-                "SELECT code_hash, expires_at, locked, used_at \
-                 FROM issuance_codes WHERE login = $1"
-            })
-            .bind(login)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = row else {
-                return Err(StoreError::NotFound(format!(
-                    "issuance code for login ID {login:?}"
-                )));
-            };
-            let stored: String = row.try_get("code_hash")?;
-            let expires_at: i64 = row.try_get("expires_at")?;
-            let locked: bool = row.try_get("locked")?;
-            let used_at: Option<i64> = row.try_get("used_at")?;
-            if used_at.is_some() {
-                return Err(StoreError::Conflict(format!(
-                    "the issuance code of login ID {login:?} was already redeemed"
-                )));
+        match self
+            .complete_issue_audited(code_hash, cert, now, &[])
+            .await?
+        {
+            Redeemed::Stored { revoked } => Ok(revoked),
+            Redeemed::AlreadyIssued(_) => Err(StoreError::Conflict(format!(
+                "the issuance code of login ID {:?} was already redeemed",
+                cert.login
+            ))),
+        }
+    }
+
+    /// In one transaction, shared with other issuances through the group writer: checks the
+    /// code is still unused, valid, unlocked and matches; revokes (reason `superseded`) any
+    /// current certificate of the login; inserts `cert` as current; marks the code used for
+    /// it; and appends `audit` to the audit chain. Returns once that transaction committed.
+    ///
+    /// `Conflict` when the code was redeemed meanwhile for another key (or is no longer
+    /// valid), `NotFound` when the login has no code; then nothing of it is stored.
+    /// [`Redeemed::AlreadyIssued`] when it was redeemed meanwhile for this same code and key.
+    pub async fn complete_issue_audited(
+        &self,
+        code_hash: &str,
+        cert: &CertRecord,
+        now: UnixTime,
+        audit: &[NewAudit],
+    ) -> Result<Redeemed, StoreError> {
+        let audit = audit
+            .iter()
+            .map(PreparedAudit::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let work = IssueWork::Fresh {
+            code_hash: code_hash.to_owned(),
+            cert: cert.clone(),
+            now,
+        };
+        let done = self.inner.writer.submit(Some(work), audit).await?;
+        match done.outcome {
+            JobOutcome::Stored { revoked, changed } => {
+                self.announce(&changed);
+                Ok(Redeemed::Stored { revoked })
             }
-            if locked || now >= expires_at || !hash_eq(&stored, code_hash) {
-                return Err(StoreError::Conflict(format!(
-                    "the issuance code of login ID {login:?} is no longer valid"
-                )));
-            }
-
-            let revoked: Vec<String> = sqlx::query_scalar(
-                "UPDATE certificates SET status = 'revoked', revoked_at = $2, \
-                 revocation_reason = 'superseded' \
-                 WHERE login = $1 AND status = 'current' RETURNING serial",
-            )
-            .bind(login)
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?;
-
-            insert_current!(&mut *tx, cert)?;
-
-            let done = sqlx::query(
-                "UPDATE issuance_codes SET used_at = $2, used_serial = $3, \
-                 claim_spki_sha256 = $4 WHERE login = $1 AND used_at IS NULL",
-            )
-            .bind(login)
-            .bind(now)
-            .bind(cert.serial.as_str())
-            .bind(cert.spki_sha256.as_str())
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() != 1 {
-                // Dropping the transaction rolls the insert back.
-                return Err(StoreError::Conflict(format!(
-                    "the issuance code of login ID {login:?} was already redeemed"
-                )));
-            }
-
-            pg_notify!(PG, tx, revoked.iter().chain([&cert.serial]));
-            tx.commit().await?;
-            Ok::<_, StoreError>(revoked)
-        })?;
-        self.announce(&revoked);
-        self.announce(std::slice::from_ref(&cert.serial));
-        Ok(revoked)
+            JobOutcome::AlreadyIssued(c) => Ok(Redeemed::AlreadyIssued(c)),
+            JobOutcome::AuditOnly => Err(StoreError::Corrupt(
+                "the group writer answered an issuance with an audit-only outcome".into(),
+            )),
+        }
     }
 }
+
+/// The code row as a claim reads it.
+const CLAIM_SELECT: &str = "SELECT login, code_hash, created_at, expires_at, failed_attempts, \
+     locked, used_at, used_serial, claim_spki_sha256 FROM issuance_codes WHERE login = $1";
+const CLAIM_SELECT_FOR_UPDATE: &str = "SELECT login, code_hash, created_at, expires_at, \
+     failed_attempts, locked, used_at, used_serial, claim_spki_sha256 \
+     FROM issuance_codes WHERE login = $1 FOR UPDATE";
 
 /// The parts of a code row a claim decides on.
 #[derive(Debug, Clone, Copy)]

@@ -20,6 +20,10 @@ pub enum StoreError {
     /// Stored data violates an invariant (e.g. an unknown status string).
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// The group commit that carried this operation failed as a whole (see
+    /// `issue_writer`): every operation in it got this error and none of them was stored.
+    #[error(transparent)]
+    Batch(std::sync::Arc<StoreError>),
     /// Migrations failed.
     #[error("database migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),

@@ -11,8 +11,9 @@
 //!
 //! Layout: `backend` (pools, write transactions, migrations, the `on_backend!` macro that
 //! writes each operation once for both pools), `rows` (row decoding), one file per topic
-//! (`accounts`, `codes`, `certs`, `cas`, `audit_chain`, `notices`, `checkpoints`) and `changes` (the broadcast
-//! channel and the PostgreSQL listener).
+//! (`accounts`, `codes`, `certs`, `cas`, `audit_chain`, `notices`, `checkpoints`), `changes` (the broadcast
+//! channel and the PostgreSQL listener) and `issue_writer` (the group commit that issuance,
+//! renewal and audit appends go through).
 
 mod accounts;
 mod audit_chain;
@@ -23,6 +24,7 @@ mod changes;
 mod checkpoints;
 mod codes;
 mod error;
+mod issue_writer;
 pub mod model;
 mod notices;
 pub(crate) mod rows;
@@ -55,13 +57,24 @@ pub enum CodeRefusal {
 /// The outcome of presenting an issuance code with the public key to certify.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeClaim {
-    /// The code is valid and unused: sign, then call [`Store::complete_issue`].
+    /// The code is valid and unused: sign, then call [`Store::complete_issue_audited`]
+    /// (which checks the code again: nothing was written for this answer).
     Fresh,
     /// The code was already redeemed for this same public key (a retried request whose
     /// response was lost): answer with this certificate again.
     AlreadyIssued(Box<CertRecord>),
     /// Refused; the attempt has been counted.
     Refused(CodeRefusal),
+}
+
+/// The outcome of [`Store::complete_issue_audited`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeemed {
+    /// The certificate is stored; these serials were revoked (reason `superseded`) for it.
+    Stored { revoked: Vec<String> },
+    /// A concurrent request with the same code and key redeemed the code first: this is
+    /// its certificate. Nothing of this request was stored, not even its audit records.
+    AlreadyIssued(Box<CertRecord>),
 }
 
 /// A status change of one certificate, announced to the status caches.
@@ -99,6 +112,7 @@ pub struct Store {
 struct Inner {
     backend: Backend,
     changes: changes::Changes,
+    writer: issue_writer::IssueWriter,
 }
 
 impl Store {
@@ -112,8 +126,13 @@ impl Store {
             Backend::Postgres(_) => changes::Changes::with_pg_listener(url).await?,
         };
         tracing::debug!(backend = backend_name(&backend), "store connected");
+        let writer = issue_writer::IssueWriter::spawn(backend.clone());
         Ok(Self {
-            inner: Arc::new(Inner { backend, changes }),
+            inner: Arc::new(Inner {
+                backend,
+                changes,
+                writer,
+            }),
         })
     }
 

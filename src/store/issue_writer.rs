@@ -1,0 +1,453 @@
+//! Group commit for issuance: one writer task per [`Store`](super::Store) takes pending
+//! issuance transactions (a fresh issuance, a renewal, an audit append) from a channel and
+//! commits whatever has queued, up to [`MAX_BATCH`], in one database transaction.
+//!
+//! Why: every certificate must be durable before it is returned, and a commit costs an
+//! fsync (SQLite `synchronous = FULL`, PostgreSQL WAL flush). One commit per certificate
+//! capped issuance at a few hundred per second; one commit per *batch* keeps the same
+//! guarantee per certificate (nobody is answered before the commit containing their
+//! certificate succeeded) while the HSM, not the disk, sets the rate.
+//!
+//! - Each issuance or renewal runs inside its own `SAVEPOINT`: a job that conflicts (code
+//!   redeemed meanwhile, duplicate serial) is rolled back alone and refused; the others
+//!   commit. (An audit append cannot conflict and needs none.)
+//! - The audit records of the jobs that succeeded are chained on the head the batch read
+//!   under the audit lock and inserted in the same transaction, so an audit record exists
+//!   iff its change does.
+//! - No timers: the writer commits as soon as it has a job; jobs that arrive while a commit
+//!   runs form the next batch. With one caller this adds no wait.
+//! - If anything outside a job's savepoint fails (begin, lock, commit), every job of the
+//!   batch gets the error and none of them is stored.
+//!
+//! This file owns the queue, the batch transaction and the SQL of each job. Callers
+//! (`codes`, `certs`, `audit_chain`) announce changed serials after the reply came back.
+
+use std::sync::Arc;
+
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::audit_chain::{ChainHead, PreparedAudit, lock_chain_head};
+use super::backend::{Backend, WritePool};
+use super::certs::insert_current;
+use super::codes::hash_eq;
+use super::rows::{cert_cols, cert_from_row};
+use super::{AuditRecord, CertRecord, CertStatus, StoreError};
+use crate::clock::UnixTime;
+
+/// Most jobs committed together. Bounds the time one commit holds the write lock and the
+/// work lost to a failed commit.
+pub(crate) const MAX_BATCH: usize = 128;
+
+/// Jobs waiting for the writer; a full queue makes submitters wait (back-pressure).
+const QUEUE: usize = 1024;
+
+/// The change a job makes, besides its audit records.
+#[derive(Debug, Clone)]
+pub(crate) enum IssueWork {
+    /// Redeem the login's code for `cert`: re-check the code, revoke (reason
+    /// `superseded`) any current certificate, insert `cert`, mark the code used.
+    Fresh {
+        code_hash: String,
+        cert: CertRecord,
+        now: UnixTime,
+    },
+    /// `old_serial` (current, same login) becomes superseded; `cert` becomes current.
+    Renewal {
+        old_serial: String,
+        cert: CertRecord,
+        now: UnixTime,
+    },
+}
+
+/// What a committed job did.
+#[derive(Debug)]
+pub(crate) enum JobOutcome {
+    /// Nothing but the audit records (an audit append).
+    AuditOnly,
+    /// The certificate is stored; `revoked` lists serials this revoked, `changed` every
+    /// serial whose status changed (to announce).
+    Stored {
+        revoked: Vec<String>,
+        changed: Vec<String>,
+    },
+    /// The code had meanwhile been redeemed by a concurrent request for this same key and
+    /// code: that certificate is the answer. Nothing of this job was stored.
+    AlreadyIssued(Box<CertRecord>),
+}
+
+/// A committed job: its outcome and the audit records it appended.
+#[derive(Debug)]
+pub(crate) struct JobDone {
+    pub outcome: JobOutcome,
+    pub audit: Vec<AuditRecord>,
+}
+
+struct Pending {
+    work: Option<IssueWork>,
+    audit: Vec<PreparedAudit>,
+    reply: oneshot::Sender<Result<JobDone, StoreError>>,
+}
+
+/// The submitting side of a store's writer task. Dropping it (with the store) ends the task
+/// once the queued jobs are committed.
+#[derive(Debug)]
+pub(crate) struct IssueWriter {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl IssueWriter {
+    /// Starts the writer task for `backend`. Needs a tokio runtime (as `Store::connect` does).
+    pub(crate) fn spawn(backend: Backend) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(backend, rx));
+        Self { tx }
+    }
+
+    /// Queues a job and waits until the commit that holds it succeeded (or failed).
+    pub(crate) async fn submit(
+        &self,
+        work: Option<IssueWork>,
+        audit: Vec<PreparedAudit>,
+    ) -> Result<JobDone, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Pending { work, audit, reply };
+        // Either side gone means the writer task ended (runtime shutting down).
+        if self.tx.send(job).await.is_err() {
+            return Err(writer_gone());
+        }
+        answer.await.map_err(|_| writer_gone())?
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable(sqlx::Error::WorkerCrashed)
+}
+
+async fn run(backend: Backend, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    // Waits for at least one job, then takes every job already queued (up to the bound):
+    // a lone caller is committed at once, a crowd shares one commit.
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut results: Vec<Option<Result<JobDone, StoreError>>> =
+            batch.iter().map(|_| None).collect();
+        let committed = match &backend {
+            Backend::Sqlite(pool) => commit_sqlite(pool, &batch, &mut results).await,
+            Backend::Postgres(pool) => commit_pg(pool, &batch, &mut results).await,
+        };
+        if let Err(e) = &committed {
+            tracing::warn!(jobs = batch.len(), error = %e, "issuance group commit failed");
+        }
+        deliver(batch.drain(..), results, committed);
+    }
+}
+
+/// Answers every job of a batch: its own result when the batch committed, the batch's error
+/// otherwise (a job's own success means nothing when the commit failed).
+fn deliver(
+    jobs: impl ExactSizeIterator<Item = Pending>,
+    results: Vec<Option<Result<JobDone, StoreError>>>,
+    committed: Result<(), StoreError>,
+) {
+    match committed {
+        Ok(()) => {
+            for (job, result) in jobs.zip(results) {
+                let result = result.unwrap_or_else(|| {
+                    Err(StoreError::Corrupt(
+                        "the group writer lost a job's result".into(),
+                    ))
+                });
+                // The caller may have gone away (cancelled); its job is stored anyway.
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) if jobs.len() == 1 => {
+            if let Some(job) = jobs.into_iter().next() {
+                let _ = job.reply.send(Err(e));
+            }
+        }
+        Err(e) => {
+            let shared = Arc::new(e);
+            for job in jobs {
+                let _ = job.reply.send(Err(StoreError::Batch(shared.clone())));
+            }
+        }
+    }
+}
+
+/// The batch transaction, written once for both pools: `$pg` is true on PostgreSQL.
+///
+/// Round trips are what a batch costs (the writer runs its statements one after another),
+/// so per job only the statements that decide it run inside its savepoint; its audit rows
+/// and change notifications, which cannot conflict, are written once for the whole batch
+/// just before the commit. They are in the same transaction, so an audit record still
+/// exists iff its change does; if writing them fails, the whole batch fails.
+macro_rules! commit_batch {
+    ($name:ident, $pool:ty, $db:ty, $pg:expr) => {
+        async fn $name(
+            pool: &$pool,
+            jobs: &[Pending],
+            results: &mut [Option<Result<JobDone, StoreError>>],
+        ) -> Result<(), StoreError> {
+            const PG: bool = $pg;
+            let mut tx = pool.begin_write().await?;
+            // The audit lock first, before any row lock (see `lock_chain_head!`).
+            let mut head: ChainHead = lock_chain_head!(PG, tx);
+            let mut audit_rows: Vec<AuditRecord> = Vec::new();
+            let mut changed_serials: Vec<String> = Vec::new();
+            // Whether the previous job's savepoint is still open (it succeeded): releasing
+            // it and opening the next one share a round trip.
+            let mut open = false;
+            for (job, slot) in jobs.iter().zip(results.iter_mut()) {
+                let Some(work) = &job.work else {
+                    // An audit append: nothing in it can conflict.
+                    let mut audit = Vec::with_capacity(job.audit.len());
+                    for entry in &job.audit {
+                        audit.push(head.advance(entry));
+                    }
+                    audit_rows.extend(audit.iter().cloned());
+                    *slot = Some(Ok(JobDone {
+                        outcome: JobOutcome::AuditOnly,
+                        audit,
+                    }));
+                    continue;
+                };
+                sqlx::raw_sql(if open {
+                    "RELEASE SAVEPOINT issue_job; SAVEPOINT issue_job"
+                } else {
+                    "SAVEPOINT issue_job"
+                })
+                .execute(&mut *tx)
+                .await?;
+                open = true;
+                let result: Result<JobOutcome, StoreError> = async {
+                    Ok(match work {
+                        IssueWork::Fresh {
+                            code_hash,
+                            cert,
+                            now,
+                        } => apply_fresh!(PG, tx, code_hash.as_str(), cert, *now),
+                        IssueWork::Renewal {
+                            old_serial,
+                            cert,
+                            now,
+                        } => apply_renewal!(PG, tx, old_serial.as_str(), cert, *now),
+                    })
+                }
+                .await;
+                match result {
+                    Ok(outcome) => {
+                        let mut audit = Vec::new();
+                        // A repeat stored nothing: its audit is the caller's (`.repeat`).
+                        if let JobOutcome::Stored { changed, .. } = &outcome {
+                            changed_serials.extend(changed.iter().cloned());
+                            for entry in &job.audit {
+                                audit.push(head.advance(entry));
+                            }
+                            audit_rows.extend(audit.iter().cloned());
+                        }
+                        *slot = Some(Ok(JobDone { outcome, audit }));
+                    }
+                    Err(e) => {
+                        // Undo only this job; if even that fails, the batch fails.
+                        sqlx::raw_sql(
+                            "ROLLBACK TO SAVEPOINT issue_job; RELEASE SAVEPOINT issue_job",
+                        )
+                        .execute(&mut *tx)
+                        .await?;
+                        open = false;
+                        *slot = Some(Err(e));
+                    }
+                }
+            }
+            if open {
+                sqlx::raw_sql("RELEASE SAVEPOINT issue_job")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            // At most MAX_BATCH jobs of a few records each: far below either database's
+            // limit on bound parameters (9 per row).
+            for rows in audit_rows.chunks(AUDIT_ROWS_PER_INSERT) {
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO audit_log (seq, at, actor, action, subject, outcome, detail, \
+                     prev_hash, hash) ",
+                );
+                insert.push_values(rows, |mut b, r| {
+                    b.push_bind(r.seq)
+                        .push_bind(r.at)
+                        .push_bind(r.actor.clone())
+                        .push_bind(r.action.clone())
+                        .push_bind(r.subject.clone())
+                        .push_bind(r.outcome.clone())
+                        .push_bind(r.detail.clone())
+                        .push_bind(r.prev_hash.clone())
+                        .push_bind(r.hash.clone());
+                });
+                insert.build().execute(&mut *tx).await?;
+            }
+            if PG && !changed_serials.is_empty() {
+                // Delivered to the other instances only if this transaction commits.
+                let mut notify = sqlx::QueryBuilder::<$db>::new("SELECT ");
+                let mut list = notify.separated(", ");
+                for serial in &changed_serials {
+                    list.push("pg_notify('certgate_cert', ");
+                    list.push_bind_unseparated(serial.clone());
+                    list.push_unseparated(")");
+                }
+                notify.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+    };
+}
+
+/// Audit rows per multi-row insert (9 parameters each; SQLite allows 32,766 per statement).
+const AUDIT_ROWS_PER_INSERT: usize = 500;
+
+/// A fresh issuance inside the job's savepoint; evaluates to its [`JobOutcome`].
+macro_rules! apply_fresh {
+    ($pg:expr, $tx:expr, $code_hash:expr, $cert:expr, $now:expr) => {{
+        use sqlx::Row as _;
+        let cert: &CertRecord = $cert;
+        let code_hash: &str = $code_hash;
+        let now: UnixTime = $now;
+        let login = cert.login.as_str();
+        // Lock the code row: another instance's redemption waits here, then sees `used_at`.
+        let row = sqlx::query(if $pg {
+            "SELECT code_hash, expires_at, locked, used_at, used_serial, claim_spki_sha256 \
+             FROM issuance_codes WHERE login = $1 FOR UPDATE"
+        } else {
+            "SELECT code_hash, expires_at, locked, used_at, used_serial, claim_spki_sha256 \
+             FROM issuance_codes WHERE login = $1"
+        })
+        .bind(login)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound(format!(
+                "issuance code for login ID {login:?}"
+            )));
+        };
+        let stored: String = row.try_get("code_hash")?;
+        let expires_at: i64 = row.try_get("expires_at")?;
+        let locked: bool = row.try_get("locked")?;
+        let used_at: Option<i64> = row.try_get("used_at")?;
+        let used_serial: Option<String> = row.try_get("used_serial")?;
+        let claimed: Option<String> = row.try_get("claim_spki_sha256")?;
+        let matches = hash_eq(&stored, code_hash);
+        if used_at.is_some() {
+            // The same code and key won a race with this request: answer with that
+            // certificate, as a retried request would get it, if it is still current.
+            let same_key = claimed
+                .as_deref()
+                .is_some_and(|c| hash_eq(c, &cert.spki_sha256));
+            if let (true, true, Some(serial)) = (matches, same_key, used_serial) {
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    cert_cols!(),
+                    " FROM certificates WHERE serial = $1"
+                ))
+                .bind(serial.as_str())
+                .fetch_optional(&mut *$tx)
+                .await?;
+                if let Some(row) = row {
+                    let stored_cert = cert_from_row!(row);
+                    if stored_cert.status == CertStatus::Current {
+                        return Ok(JobOutcome::AlreadyIssued(Box::new(stored_cert)));
+                    }
+                }
+            }
+            return Err(StoreError::Conflict(format!(
+                "the issuance code of login ID {login:?} was already redeemed"
+            )));
+        }
+        if locked || now >= expires_at || !matches {
+            return Err(StoreError::Conflict(format!(
+                "the issuance code of login ID {login:?} is no longer valid"
+            )));
+        }
+
+        let revoked: Vec<String> = sqlx::query_scalar(
+            "UPDATE certificates SET status = 'revoked', revoked_at = $2, \
+             revocation_reason = 'superseded' \
+             WHERE login = $1 AND status = 'current' RETURNING serial",
+        )
+        .bind(login)
+        .bind(now)
+        .fetch_all(&mut *$tx)
+        .await?;
+
+        insert_current!(&mut *$tx, cert)?;
+
+        let done = sqlx::query(
+            "UPDATE issuance_codes SET used_at = $2, used_serial = $3, \
+             claim_spki_sha256 = $4 WHERE login = $1 AND used_at IS NULL",
+        )
+        .bind(login)
+        .bind(now)
+        .bind(cert.serial.as_str())
+        .bind(cert.spki_sha256.as_str())
+        .execute(&mut *$tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            // The savepoint rollback undoes the insert.
+            return Err(StoreError::Conflict(format!(
+                "the issuance code of login ID {login:?} was already redeemed"
+            )));
+        }
+        let mut changed = revoked.clone();
+        changed.push(cert.serial.clone());
+        JobOutcome::Stored { revoked, changed }
+    }};
+}
+
+/// A renewal inside the job's savepoint; evaluates to its [`JobOutcome`].
+macro_rules! apply_renewal {
+    ($pg:expr, $tx:expr, $old_serial:expr, $cert:expr, $now:expr) => {{
+        use sqlx::Row as _;
+        let cert: &CertRecord = $cert;
+        let old_serial: &str = $old_serial;
+        let now: UnixTime = $now;
+        let row = sqlx::query(if $pg {
+            "SELECT login, status FROM certificates WHERE serial = $1 FOR UPDATE"
+        } else {
+            "SELECT login, status FROM certificates WHERE serial = $1"
+        })
+        .bind(old_serial)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound(format!("certificate {old_serial}")));
+        };
+        let login: String = row.try_get("login")?;
+        let status = super::rows::status(&row.try_get::<String, _>("status")?)?;
+        if status != CertStatus::Current {
+            return Err(StoreError::Conflict(format!(
+                "certificate {old_serial} is not current"
+            )));
+        }
+        if login != cert.login {
+            return Err(StoreError::Conflict(format!(
+                "certificate {old_serial} belongs to another login ID"
+            )));
+        }
+        sqlx::query(
+            "UPDATE certificates SET status = 'superseded', superseded_at = $2 \
+             WHERE serial = $1",
+        )
+        .bind(old_serial)
+        .bind(now)
+        .execute(&mut *$tx)
+        .await?;
+        insert_current!(&mut *$tx, cert)?;
+        JobOutcome::Stored {
+            revoked: Vec::new(),
+            changed: vec![old_serial.to_owned(), cert.serial.clone()],
+        }
+    }};
+}
+
+commit_batch!(commit_sqlite, SqlitePool, sqlx::Sqlite, false);
+commit_batch!(commit_pg, PgPool, sqlx::Postgres, true);
