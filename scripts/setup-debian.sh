@@ -13,6 +13,8 @@ have curl || need_apt+=(curl)
 have pki || need_apt+=(strongswan-pki)
 # pki --est fetches over HTTP through strongSwan's curl plugin.
 [ -e /usr/lib/ipsec/plugins/libstrongswan-curl.so ] || need_apt+=(libstrongswan-extra-plugins)
+# ... and parses the EC (P-256) CA certificate through its openssl plugin.
+[ -e /usr/lib/ipsec/plugins/libstrongswan-openssl.so ] || need_apt+=(libstrongswan-standard-plugins)
 have chromium || need_apt+=(chromium)
 have nginx || need_apt+=(nginx)
 have haproxy || need_apt+=(haproxy)

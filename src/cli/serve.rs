@@ -61,7 +61,7 @@ pub async fn run(config_path: &Path, cfg: Config) -> anyhow::Result<()> {
         .context("cannot prepare the OCSP responder")?;
         signers.push(CaSigner {
             authority: authority.clone(),
-            ocsp,
+            ocsp: std::sync::Arc::new(ocsp),
         });
     }
     let revocation = Revocation::new(store.clone(), clock.clone(), signers);

@@ -343,4 +343,17 @@ mod tests {
         let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("pin_env and pin_file"), "{err}");
     }
+
+    #[test]
+    fn worker_threads_default_to_the_cpus_and_are_bounded() {
+        let cfg = Config::parse(EXAMPLE, "example", Path::new(".")).unwrap();
+        assert_eq!(cfg.gateway.worker_threads, 0);
+        assert!(cfg.gateway.effective_worker_threads() >= 1);
+        let two = EXAMPLE.replace("worker_threads = 0", "worker_threads = 2");
+        let cfg = Config::parse(&two, "t", Path::new(".")).unwrap();
+        assert_eq!(cfg.gateway.effective_worker_threads(), 2);
+        let many = EXAMPLE.replace("worker_threads = 0", "worker_threads = 100000");
+        let err = Config::parse(&many, "t", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("worker_threads"), "{err}");
+    }
 }

@@ -263,11 +263,21 @@ impl Gateway {
             tracing::info!(%addr, "gateway listening");
             listeners.push(l.into_std().map_err(|e| GatewayError::Bind(addr, e))?);
         }
+        let slots = self
+            .shared
+            .runtime
+            .borrow()
+            .config
+            .listeners
+            .iter()
+            .map(|l| server::ListenerSlots::new(l.max_connections))
+            .collect();
         let mut workers = workers::Workers::start(
             worker_count,
             workers::WorkerSetup {
                 shared: Arc::clone(&self.shared),
                 listeners,
+                slots,
                 stop: stop_rx.clone(),
                 graceful: Arc::clone(&graceful),
             },

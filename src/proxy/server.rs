@@ -27,17 +27,37 @@ const SHED_SLOTS: usize = 64;
 /// Longest a shed connection may take for its handshake and request head.
 const SHED_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The connection limits of one listener, shared by every worker accepting on it.
+#[derive(Clone)]
+pub(crate) struct ListenerSlots {
+    /// `max_connections` permits; a connection holds one while open.
+    pub open: Arc<Semaphore>,
+    /// Connections being answered 503 at once.
+    pub shedding: Arc<Semaphore>,
+}
+
+impl ListenerSlots {
+    pub(crate) fn new(max_connections: usize) -> Self {
+        Self {
+            open: Arc::new(Semaphore::new(max_connections)),
+            shedding: Arc::new(Semaphore::new(SHED_SLOTS)),
+        }
+    }
+}
+
 /// Accepts connections on `listener` (the `index`th configured) until `stop` turns true.
 pub(crate) async fn accept_loop(
     shared: Arc<Shared>,
     index: usize,
     listener: TcpListener,
+    limits: ListenerSlots,
     mut stop: watch::Receiver<bool>,
     watcher: impl Fn() -> Watcher + Send + 'static,
 ) {
-    let limits = shared.runtime.borrow().config.listeners[index].clone();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let shed_slots = Arc::new(Semaphore::new(SHED_SLOTS));
+    let ListenerSlots {
+        open: slots,
+        shedding: shed_slots,
+    } = limits;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,

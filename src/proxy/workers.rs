@@ -13,6 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use super::server::ListenerSlots;
 use super::{Shared, server};
 
 thread_local! {
@@ -38,6 +39,8 @@ pub(crate) struct Workers {
 pub(crate) struct WorkerSetup {
     pub shared: Arc<Shared>,
     pub listeners: Vec<std::net::TcpListener>,
+    /// One per listener, same order: limits shared by all workers.
+    pub slots: Vec<ListenerSlots>,
     pub stop: watch::Receiver<bool>,
     pub graceful: Arc<GracefulShutdown>,
 }
@@ -57,6 +60,7 @@ impl Workers {
                 index,
                 shared: Arc::clone(&setup.shared),
                 listeners,
+                slots: setup.slots.clone(),
                 stop: setup.stop.clone(),
                 graceful: Arc::clone(&setup.graceful),
                 accepting: accepting_tx.clone(),
@@ -104,6 +108,7 @@ struct Worker {
     index: usize,
     shared: Arc<Shared>,
     listeners: Vec<std::net::TcpListener>,
+    slots: Vec<ListenerSlots>,
     stop: watch::Receiver<bool>,
     graceful: Arc<GracefulShutdown>,
     accepting: mpsc::Sender<()>,
@@ -127,6 +132,7 @@ impl Worker {
             index,
             shared,
             listeners,
+            slots,
             stop,
             graceful,
             accepting,
@@ -134,7 +140,7 @@ impl Worker {
         } = self;
         runtime.block_on(async move {
             let mut loops = tokio::task::JoinSet::new();
-            for (i, l) in listeners.into_iter().enumerate() {
+            for (i, (l, limits)) in listeners.into_iter().zip(slots).enumerate() {
                 let listener = match TcpListener::from_std(l) {
                     Ok(l) => l,
                     Err(e) => {
@@ -147,6 +153,7 @@ impl Worker {
                     Arc::clone(&shared),
                     i,
                     listener,
+                    limits,
                     stop.clone(),
                     move || g.watcher(),
                 ));

@@ -35,7 +35,7 @@ const OCSP_CACHE_MAX: usize = 100_000;
 /// One CA's signers for status information.
 pub struct CaSigner {
     pub authority: Arc<Authority>,
-    pub ocsp: OcspIssuer,
+    pub ocsp: Arc<OcspIssuer>,
 }
 
 struct CachedCrl {
@@ -221,10 +221,21 @@ impl Revocation {
                 Err(()) => return ocsp_error(OcspResponseStatus::TryLater),
             }
         }
-        let issuer = &signer.ocsp;
-        let signed = tokio::task::block_in_place(|| {
-            issuer.sign(&answers, parsed.nonce.as_ref(), now, now + OCSP_VALIDITY)
-        });
+        // The HSM blocks: sign off the event loop (gateway workers are single-threaded, so
+        // `block_in_place` is not available there).
+        let issuer = Arc::clone(&signer.ocsp);
+        let nonce = parsed.nonce.clone();
+        let signed = tokio::task::spawn_blocking(move || {
+            issuer.sign(&answers, nonce.as_ref(), now, now + OCSP_VALIDITY)
+        })
+        .await;
+        let signed = match signed {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "the OCSP signing task failed");
+                return ocsp_error(OcspResponseStatus::InternalError);
+            }
+        };
         match signed {
             Ok(der) => {
                 let der = Bytes::from(der);
