@@ -45,6 +45,26 @@ impl std::fmt::Display for Actor {
     }
 }
 
+/// An audit entry, for [`Audit::record`] or for an operation that appends it in its own
+/// transaction.
+pub fn entry(
+    at: UnixTime,
+    actor: &Actor,
+    action: &str,
+    subject: &str,
+    outcome: Outcome,
+    detail: serde_json::Value,
+) -> NewAudit {
+    NewAudit {
+        at,
+        actor: actor.to_string(),
+        action: action.into(),
+        subject: subject.into(),
+        outcome: outcome.as_str().into(),
+        detail,
+    }
+}
+
 /// Writes audit entries.
 #[derive(Debug, Clone)]
 pub struct Audit {
@@ -67,14 +87,7 @@ impl Audit {
         outcome: Outcome,
         detail: serde_json::Value,
     ) -> Result<(), crate::store::StoreError> {
-        let entry = NewAudit {
-            at,
-            actor: actor.to_string(),
-            action: action.into(),
-            subject: subject.into(),
-            outcome: outcome.as_str().into(),
-            detail,
-        };
+        let entry = entry(at, actor, action, subject, outcome, detail);
         match self.store.append_audit(&entry).await {
             Ok(_) => Ok(()),
             Err(e) => {

@@ -373,8 +373,8 @@ impl Lifecycle {
         }
         .await;
         match result {
-            Ok(cert) => Ok(cert),
             Err(e) => self.refuse(&actor, "cert.renew", &old.login, e).await,
+            done => done,
         }
     }
 
@@ -549,8 +549,8 @@ impl Lifecycle {
         result: Result<Authorized, LifecycleError>,
     ) -> Result<Authorized, LifecycleError> {
         match result {
-            Ok(a) => Ok(a),
             Err(e) => self.refuse(actor, "cert.reissue", login, e).await,
+            done => done,
         }
     }
 
@@ -575,8 +575,8 @@ impl Lifecycle {
             })
             .await
         {
-            Ok(cert) => Ok(cert),
             Err(e) => self.refuse(actor, "cert.revoke", &serial, e.into()).await,
+            Ok(cert) => Ok(cert),
         }
     }
 
@@ -588,14 +588,7 @@ impl Lifecycle {
         subject: &str,
         detail: serde_json::Value,
     ) -> NewAudit {
-        NewAudit {
-            at: self.now(),
-            actor: actor.to_string(),
-            action: action.into(),
-            subject: subject.into(),
-            outcome: Outcome::Ok.as_str().into(),
-            detail,
-        }
+        crate::audit::entry(self.now(), actor, action, subject, Outcome::Ok, detail)
     }
 
     async fn audit_ok(

@@ -257,11 +257,14 @@ impl Gateway {
         let invalidator = self.shared.cache.spawn_invalidator();
         let mut listeners = Vec::with_capacity(self.listeners.len());
         for l in self.listeners {
-            let addr = l
-                .local_addr()
-                .map_err(|e| GatewayError::Worker(Box::new(e)))?;
-            tracing::info!(%addr, "gateway listening");
-            listeners.push(l.into_std().map_err(|e| GatewayError::Bind(addr, e))?);
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(%addr, "gateway listening");
+            }
+            // Each worker registers its own copy of the socket with its event loop.
+            listeners.push(
+                l.into_std()
+                    .map_err(|e| GatewayError::Worker(Box::new(e)))?,
+            );
         }
         let slots = self
             .shared
