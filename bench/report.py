@@ -159,6 +159,13 @@ def main():
                     r = ob[conc] / raw_by[threads]
                     p(f"| obtain ({iss['store']}), {conc} at once vs raw {threads} thread(s) | {ob[conc]:,.0f} | "
                       f"{raw_by[threads]:,.0f} | {r:.3f} | ≥ 0.8 | {'yes' if r >= 0.8 else 'NO'} |")
+            # What storing costs: the same issuance without the store, on both threads.
+            nostore = {x["threads"]: x["per_sec"] for x in iss["issue_client_no_store"]}
+            if ob and 2 in nostore:
+                conc = max(ob)
+                r = ob[conc] / nostore[2]
+                p(f"| obtain ({iss['store']}), {conc} at once vs issue_client without store, 2 threads "
+                  f"(for reading, no target) | {ob[conc]:,.0f} | {nostore[2]:,.0f} | {r:.3f} | | |")
         if ocsp:
             p(f"| OCSP from cache | {ocsp['rps']:,.0f} | | | ≥ 20,000/s | {'yes' if ocsp['rps'] >= 20000 else 'NO'} |")
         p("")

@@ -5,7 +5,7 @@
 #
 # Knobs (environment): BENCH_SECS (measured seconds per load run, 5), BENCH_ROUNDS
 # (interleaved rounds, 2), BENCH_IDLE_CONNS (1000), BENCH_ISSUE_COUNT (certificates per
-# concurrency level, 300), BENCH_WORK (work folder, default a fresh /tmp one),
+# concurrency level, 1000), BENCH_WORK (work folder, default a fresh /tmp one),
 # BENCH_NO_BUILD=1 (use the binaries already built), BENCH_WRITE=0 (do not touch
 # BENCHMARKS.md), BENCH_WAIT_RUSTC (seconds to wait for other compilations, 600),
 # BENCH_PROFILE=1 (perf profiles of certgate under keep-alive and handshake load),
@@ -17,7 +17,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${BENCH_SECS:-5}
 ROUNDS=${BENCH_ROUNDS:-2}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
-ISSUE_COUNT=${BENCH_ISSUE_COUNT:-300}
+ISSUE_COUNT=${BENCH_ISSUE_COUNT:-1000}
 WAIT_RUSTC=${BENCH_WAIT_RUSTC:-600}
 read -r -a TARGETS <<<"${BENCH_TARGETS:-direct certgate nginx haproxy}"
 PARTS=" ${BENCH_PARTS:-load idle ocsp issue} "

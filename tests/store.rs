@@ -58,6 +58,7 @@ on_both!(
     changes_announced_after_revoke,
     group_commit_concurrent_issuances,
     group_commit_isolates_a_conflicting_job,
+    group_commit_decides_a_set_and_falls_back_one_by_one,
     audited_changes_commit_with_their_record,
     failed_group_commit_fails_every_job_and_stores_nothing,
 );
@@ -1202,6 +1203,150 @@ async fn group_commit_isolates_a_conflicting_job(db: &TestDb) {
         .len(),
         logins.len() + 1
     );
+}
+
+/// Submits `jobs` (code, certificate) while the audit lock is held elsewhere, so that they
+/// queue up and the writer commits them together; returns each job's answer, in order.
+async fn queued_issuances(
+    db: &TestDb,
+    s: &Store,
+    jobs: Vec<(String, CertRecord)>,
+) -> Vec<Result<Redeemed, StoreError>> {
+    let holder = LockHolder::take(db).await;
+    // A first job waits inside the writer for the lock; the rest queue behind it.
+    let first = {
+        let s = s.clone();
+        tokio::spawn(async move { s.append_audit(&obtain_entry("x", "none")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut tasks = Vec::new();
+    for (code, c) in jobs {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let entry = obtain_entry(&c.login, &c.serial);
+            s.complete_issue_audited(&code, &c, c.created_at, &[entry])
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holder.release().await;
+    first.await.unwrap().unwrap();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    answers
+}
+
+/// Fresh issuances of distinct login IDs are decided and written as a set; what the set
+/// refuses is refused per job, and a set write that fails (here a duplicate serial) is redone
+/// one job at a time, so only the culprit is refused. Either way an audit record exists iff
+/// the certificate does.
+async fn group_commit_decides_a_set_and_falls_back_one_by_one(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    let logins = users_with_codes(&s, "s", 6).await;
+    // s1 already holds a current certificate; its new code is s1's usual one.
+    issue(&s, "s1", "s1-old", ca, T0).await;
+    s.set_code("s1", "code-s1", T0, T0 + DAY).await.unwrap();
+    // "nocode" has no code at all.
+    s.insert_user(&user("nocode", "c1", Role::General))
+        .await
+        .unwrap();
+
+    // Batch 1: nothing in it makes the set write fail.
+    let t1 = T0 + 10;
+    let answers = queued_issuances(
+        db,
+        &s,
+        vec![
+            ("code-s0".into(), cert("s0-a", "s0", ca, "k-s0", t1)),
+            ("code-s1".into(), cert("s1-a", "s1", ca, "k-s1", t1)),
+            ("wrong-code".into(), cert("s2-a", "s2", ca, "k-s2", t1)),
+            (
+                "code-nocode".into(),
+                cert("nocode-a", "nocode", ca, "k-n", t1),
+            ),
+        ],
+    )
+    .await;
+    let mut answers = answers.into_iter();
+    assert_eq!(
+        answers.next().unwrap().unwrap(),
+        Redeemed::Stored {
+            revoked: Vec::new()
+        }
+    );
+    assert_eq!(
+        answers.next().unwrap().unwrap(),
+        Redeemed::Stored {
+            revoked: vec!["s1-old".into()]
+        }
+    );
+    match answers.next().unwrap() {
+        Err(StoreError::Conflict(m)) => assert!(m.contains("no longer valid"), "{m}"),
+        other => panic!("a wrong code redeemed: {other:?}"),
+    }
+    assert!(matches!(
+        answers.next().unwrap(),
+        Err(StoreError::NotFound(_))
+    ));
+    let old = s.certificate("s1-old").await.unwrap().unwrap();
+    assert_eq!(old.status, CertStatus::Revoked);
+    assert_eq!(old.revoked_at, Some(t1));
+    assert_eq!(old.revocation_reason.as_deref(), Some("superseded"));
+    assert_eq!(status_of(&s, "s1-a").await, CertStatus::Current);
+    assert_eq!(s.certificate("s2-a").await.unwrap(), None);
+    assert_eq!(s.code("s2").await.unwrap().unwrap().used_at, None);
+
+    // Batch 2: s4's certificate reuses the serial of s0's, so the set's insert fails.
+    let t2 = T0 + 20;
+    let answers = queued_issuances(
+        db,
+        &s,
+        vec![
+            ("code-s3".into(), cert("s3-a", "s3", ca, "k-s3", t2)),
+            ("code-s4".into(), cert("s0-a", "s4", ca, "k-s4", t2)),
+            ("code-s5".into(), cert("s5-a", "s5", ca, "k-s5", t2)),
+        ],
+    )
+    .await;
+    let mut answers = answers.into_iter();
+    assert!(matches!(
+        answers.next().unwrap(),
+        Ok(Redeemed::Stored { .. })
+    ));
+    match answers.next().unwrap() {
+        Err(StoreError::Conflict(m)) => assert!(m.contains("s0-a"), "{m}"),
+        other => panic!("a duplicate serial stored: {other:?}"),
+    }
+    assert!(matches!(
+        answers.next().unwrap(),
+        Ok(Redeemed::Stored { .. })
+    ));
+    assert_eq!(s.certificate("s0-a").await.unwrap().unwrap().login, "s0");
+    assert_eq!(s.code("s4").await.unwrap().unwrap().used_at, None);
+    for (login, serial) in [("s3", "s3-a"), ("s5", "s5-a")] {
+        assert_eq!(status_of(&s, serial).await, CertStatus::Current);
+        let code = s.code(login).await.unwrap().unwrap();
+        assert_eq!(code.used_serial.as_deref(), Some(serial));
+        assert_eq!(code.used_at, Some(t2));
+    }
+
+    // One audit record per stored certificate, none for the refused ones.
+    let log = verified_log(&s).await;
+    for (serial, stored) in [
+        ("s0-a", 1),
+        ("s1-a", 1),
+        ("s2-a", 0),
+        ("nocode-a", 0),
+        ("s3-a", 1),
+        ("s5-a", 1),
+    ] {
+        assert_eq!(obtain_records(&log, serial).len(), stored, "{serial}");
+    }
+    // s0-a's one record is s0's, not the refused s4's.
+    assert_eq!(obtain_records(&log, "s0-a")[0].subject, "s0");
+    assert_eq!(logins.len(), 6);
 }
 
 async fn failed_group_commit_fails_every_job_and_stores_nothing(db: &TestDb) {

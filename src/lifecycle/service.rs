@@ -92,17 +92,14 @@ impl Lifecycle {
     }
 
     async fn enabled_user(&self, login: &str) -> Result<User, LifecycleError> {
-        let user = self
+        let (user, contract_enabled) = self
             .store
-            .user(login)
+            .user_with_contract_state(login)
             .await?
             .ok_or_else(|| LifecycleError::NotFound(format!("login ID {login:?}")))?;
-        let contract = self
-            .store
-            .contract(&user.contract_id)
-            .await?
+        let contract_enabled = contract_enabled
             .ok_or_else(|| LifecycleError::NotFound(format!("contract {:?}", user.contract_id)))?;
-        if !user.enabled || !contract.enabled {
+        if !user.enabled || !contract_enabled {
             return Err(
                 Refusal::new("user_disabled", format!("login ID {login:?} is disabled")).into(),
             );

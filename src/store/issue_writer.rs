@@ -22,6 +22,7 @@
 //! This file owns the queue, the batch transaction and the SQL of each job. Callers
 //! (`codes`, `certs`, `audit_chain`) announce changed serials after the reply came back.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::postgres::PgPool;
@@ -59,6 +60,15 @@ pub(crate) enum IssueWork {
         cert: CertRecord,
         now: UnixTime,
     },
+}
+
+impl IssueWork {
+    /// The login ID whose certificates the job changes.
+    fn login(&self) -> &str {
+        match self {
+            Self::Fresh { cert, .. } | Self::Renewal { cert, .. } => &cert.login,
+        }
+    }
 }
 
 /// What a committed job did.
@@ -178,11 +188,15 @@ fn deliver(
 
 /// The batch transaction, written once for both pools: `$pg` is true on PostgreSQL.
 ///
-/// Round trips are what a batch costs (the writer runs its statements one after another),
-/// so per job only the statements that decide it run inside its savepoint; its audit rows
-/// and change notifications, which cannot conflict, are written once for the whole batch
-/// just before the commit. They are in the same transaction, so an audit record still
-/// exists iff its change does; if writing them fails, the whole batch fails.
+/// Round trips are what a batch costs (the writer runs its statements one after another), so
+/// the common case is written as a set: the fresh issuances of distinct login IDs are decided
+/// from one read of their code rows and written with one statement per table
+/// ([`apply_fresh_set!`]). What the set cannot settle (renewals, a login ID twice in the batch,
+/// a code already redeemed, a set write that failed) runs one job at a time, each in its own
+/// savepoint, so a job that conflicts is rolled back alone and named. Audit rows and change
+/// notifications, which cannot conflict, are written once for the whole batch just before the
+/// commit. They are in the same transaction, so an audit record still exists iff its change
+/// does; if writing them fails, the whole batch fails.
 macro_rules! commit_batch {
     ($name:ident, $pool:ty, $db:ty, $pg:expr) => {
         async fn $name(
@@ -194,23 +208,20 @@ macro_rules! commit_batch {
             let mut tx = pool.begin_write().await?;
             // The audit lock first, before any row lock (see `lock_chain_head!`).
             let mut head: ChainHead = lock_chain_head!(PG, tx);
-            let mut audit_rows: Vec<AuditRecord> = Vec::new();
-            let mut changed_serials: Vec<String> = Vec::new();
+            // What each job's change came to; `None` while undecided.
+            let mut outcomes: Vec<Option<Result<JobOutcome, StoreError>>> = jobs
+                .iter()
+                .map(|job| job.work.is_none().then_some(Ok(JobOutcome::AuditOnly)))
+                .collect();
+            let set = set_candidates(jobs);
+            if !set.is_empty() {
+                apply_fresh_set!(PG, $db, tx, jobs, &set, &mut outcomes);
+            }
             // Whether the previous job's savepoint is still open (it succeeded): releasing
             // it and opening the next one share a round trip.
             let mut open = false;
-            for (job, slot) in jobs.iter().zip(results.iter_mut()) {
-                let Some(work) = &job.work else {
-                    // An audit append: nothing in it can conflict.
-                    let mut audit = Vec::with_capacity(job.audit.len());
-                    for entry in &job.audit {
-                        audit.push(head.advance(entry));
-                    }
-                    audit_rows.extend(audit.iter().cloned());
-                    *slot = Some(Ok(JobDone {
-                        outcome: JobOutcome::AuditOnly,
-                        audit,
-                    }));
+            for (job, decided) in jobs.iter().zip(outcomes.iter_mut()) {
+                let (None, Some(work)) = (&decided, &job.work) else {
                     continue;
                 };
                 sqlx::raw_sql(if open {
@@ -236,35 +247,46 @@ macro_rules! commit_batch {
                     })
                 }
                 .await;
-                match result {
-                    Ok(outcome) => {
-                        let mut audit = Vec::new();
-                        // A repeat stored nothing: its audit is the caller's (`.repeat`).
-                        if let JobOutcome::Stored { changed, .. } = &outcome {
-                            changed_serials.extend(changed.iter().cloned());
-                            for entry in &job.audit {
-                                audit.push(head.advance(entry));
-                            }
-                            audit_rows.extend(audit.iter().cloned());
-                        }
-                        *slot = Some(Ok(JobDone { outcome, audit }));
-                    }
-                    Err(e) => {
-                        // Undo only this job; if even that fails, the batch fails.
-                        sqlx::raw_sql(
-                            "ROLLBACK TO SAVEPOINT issue_job; RELEASE SAVEPOINT issue_job",
-                        )
+                if result.is_err() {
+                    // Undo only this job; if even that fails, the batch fails.
+                    sqlx::raw_sql("ROLLBACK TO SAVEPOINT issue_job; RELEASE SAVEPOINT issue_job")
                         .execute(&mut *tx)
                         .await?;
-                        open = false;
-                        *slot = Some(Err(e));
-                    }
+                    open = false;
                 }
+                *decided = Some(result);
             }
             if open {
                 sqlx::raw_sql("RELEASE SAVEPOINT issue_job")
                     .execute(&mut *tx)
                     .await?;
+            }
+            // Audit records in job order, for the jobs that changed something. A repeat
+            // stored nothing: its audit is the caller's (`.repeat`).
+            let mut audit_rows: Vec<AuditRecord> = Vec::new();
+            let mut changed_serials: Vec<String> = Vec::new();
+            for ((job, decided), slot) in jobs.iter().zip(outcomes).zip(results.iter_mut()) {
+                let outcome = decided.unwrap_or_else(|| {
+                    Err(StoreError::Corrupt(
+                        "the group writer left a job undecided".into(),
+                    ))
+                });
+                *slot = Some(outcome.map(|outcome| {
+                    let audited = match &outcome {
+                        JobOutcome::AuditOnly => true,
+                        JobOutcome::Stored { changed, .. } => {
+                            changed_serials.extend(changed.iter().cloned());
+                            true
+                        }
+                        JobOutcome::AlreadyIssued(_) => false,
+                    };
+                    let mut audit = Vec::new();
+                    if audited {
+                        audit = job.audit.iter().map(|entry| head.advance(entry)).collect();
+                        audit_rows.extend(audit.iter().cloned());
+                    }
+                    JobDone { outcome, audit }
+                }));
             }
             // At most MAX_BATCH jobs of a few records each: far below either database's
             // limit on bound parameters (9 per row).
@@ -301,6 +323,221 @@ macro_rules! commit_batch {
             Ok(())
         }
     };
+}
+
+/// The jobs [`apply_fresh_set!`] may settle: fresh issuances whose login ID no other job of
+/// the batch touches (two jobs for one login ID depend on their order, which one at a time
+/// keeps).
+fn set_candidates(jobs: &[Pending]) -> Vec<usize> {
+    let mut per_login: HashMap<&str, usize> = HashMap::with_capacity(jobs.len());
+    for work in jobs.iter().filter_map(|j| j.work.as_ref()) {
+        *per_login.entry(work.login()).or_default() += 1;
+    }
+    jobs.iter()
+        .enumerate()
+        .filter_map(|(i, job)| match &job.work {
+            Some(work @ IssueWork::Fresh { .. }) if per_login.get(work.login()) == Some(&1) => {
+                Some(i)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The fresh issuances at `$set` (indices into `$jobs`, distinct login IDs) as a set:
+/// one read of their code rows (locked on PostgreSQL), the same decisions as
+/// [`apply_fresh!`], then one statement each to revoke the current certificates, insert the
+/// new ones and mark the codes used, inside a savepoint. Decided jobs get their outcome in
+/// `$outcomes`. A code already redeemed (a retry may be owed the stored certificate) and
+/// every accepted job of a set write that failed stay undecided, for the one-at-a-time path
+/// to settle and name the culprit.
+macro_rules! apply_fresh_set {
+    ($pg:expr, $db:ty, $tx:expr, $jobs:expr, $set:expr, $outcomes:expr) => {{
+        use sqlx::Row as _;
+        let jobs: &[Pending] = $jobs;
+        let outcomes: &mut Vec<Option<Result<JobOutcome, StoreError>>> = $outcomes;
+        let fresh: Vec<(usize, &str, &CertRecord, UnixTime)> = $set
+            .iter()
+            .filter_map(|&i| match &jobs[i].work {
+                Some(IssueWork::Fresh {
+                    code_hash,
+                    cert,
+                    now,
+                }) => Some((i, code_hash.as_str(), cert, *now)),
+                _ => None,
+            })
+            .collect();
+
+        let mut read = sqlx::QueryBuilder::<$db>::new(
+            "SELECT login, code_hash, expires_at, locked, used_at FROM issuance_codes \
+             WHERE login IN (",
+        );
+        let mut list = read.separated(", ");
+        for (_, _, cert, _) in &fresh {
+            list.push_bind(cert.login.clone());
+        }
+        list.push_unseparated(")");
+        if $pg {
+            read.push(" FOR UPDATE");
+        }
+        let mut codes: HashMap<String, SetCode> = HashMap::with_capacity(fresh.len());
+        for row in read.build().fetch_all(&mut *$tx).await? {
+            let used_at: Option<i64> = row.try_get("used_at")?;
+            codes.insert(
+                row.try_get("login")?,
+                SetCode {
+                    code_hash: row.try_get("code_hash")?,
+                    expires_at: row.try_get("expires_at")?,
+                    locked: row.try_get("locked")?,
+                    used: used_at.is_some(),
+                },
+            );
+        }
+
+        let mut accepted: Vec<(usize, &CertRecord, UnixTime)> = Vec::with_capacity(fresh.len());
+        for (i, code_hash, cert, now) in fresh {
+            let login = cert.login.as_str();
+            match codes.get(login) {
+                None => {
+                    outcomes[i] = Some(Err(StoreError::NotFound(format!(
+                        "issuance code for login ID {login:?}"
+                    ))));
+                }
+                Some(code) if code.used => {}
+                Some(code)
+                    if code.locked || now >= code.expires_at || !hash_eq(&code.code_hash, code_hash) =>
+                {
+                    outcomes[i] = Some(Err(StoreError::Conflict(format!(
+                        "the issuance code of login ID {login:?} is no longer valid"
+                    ))));
+                }
+                Some(_) => accepted.push((i, cert, now)),
+            }
+        }
+
+        if !accepted.is_empty() {
+            sqlx::raw_sql("SAVEPOINT issue_set").execute(&mut *$tx).await?;
+            let written: Result<Vec<(String, String)>, StoreError> = async {
+                // The login IDs' current certificates, each revoked at its own job's time.
+                // SQLite's planner, without statistics, would walk every current
+                // certificate through the index on `status` once the list is long.
+                let mut revoke = sqlx::QueryBuilder::<$db>::new(if $pg {
+                    "UPDATE certificates SET status = 'revoked', \
+                     revocation_reason = 'superseded', revoked_at = CASE login"
+                } else {
+                    "UPDATE certificates INDEXED BY certificates_one_current \
+                     SET status = 'revoked', revocation_reason = 'superseded', \
+                     revoked_at = CASE login"
+                });
+                for (_, cert, now) in &accepted {
+                    revoke.push(" WHEN ");
+                    revoke.push_bind(cert.login.clone());
+                    revoke.push(" THEN ");
+                    revoke.push_bind(*now);
+                }
+                revoke.push(" END WHERE status = 'current' AND login IN (");
+                let mut list = revoke.separated(", ");
+                for (_, cert, _) in &accepted {
+                    list.push_bind(cert.login.clone());
+                }
+                list.push_unseparated(") RETURNING login, serial");
+                let mut revoked = Vec::new();
+                for row in revoke.build().fetch_all(&mut *$tx).await? {
+                    revoked.push((row.try_get("login")?, row.try_get("serial")?));
+                }
+
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO certificates (serial, login, contract_id, ca_id, der, sha256, \
+                     spki_sha256, not_before, not_after, status, superseded_at, revoked_at, \
+                     revocation_reason, first_used_at, created_at) ",
+                );
+                insert.push_values(&accepted, |mut b, (_, cert, _)| {
+                    b.push_bind(cert.serial.clone())
+                        .push_bind(cert.login.clone())
+                        .push_bind(cert.contract_id.clone())
+                        .push_bind(cert.ca_id)
+                        .push_bind(cert.der.clone())
+                        .push_bind(cert.sha256.clone())
+                        .push_bind(cert.spki_sha256.clone())
+                        .push_bind(cert.not_before)
+                        .push_bind(cert.not_after)
+                        .push("'current', NULL, NULL, NULL, NULL")
+                        .push_bind(cert.created_at);
+                });
+                insert.build().execute(&mut *$tx).await?;
+
+                let mut redeem = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE issuance_codes SET used_at = CASE login",
+                );
+                for (_, cert, now) in &accepted {
+                    redeem.push(" WHEN ");
+                    redeem.push_bind(cert.login.clone());
+                    redeem.push(" THEN ");
+                    redeem.push_bind(*now);
+                }
+                redeem.push(" END, used_serial = CASE login");
+                for (_, cert, _) in &accepted {
+                    redeem.push(" WHEN ");
+                    redeem.push_bind(cert.login.clone());
+                    redeem.push(" THEN ");
+                    redeem.push_bind(cert.serial.clone());
+                }
+                redeem.push(" END, claim_spki_sha256 = CASE login");
+                for (_, cert, _) in &accepted {
+                    redeem.push(" WHEN ");
+                    redeem.push_bind(cert.login.clone());
+                    redeem.push(" THEN ");
+                    redeem.push_bind(cert.spki_sha256.clone());
+                }
+                redeem.push(" END WHERE used_at IS NULL AND login IN (");
+                let mut list = redeem.separated(", ");
+                for (_, cert, _) in &accepted {
+                    list.push_bind(cert.login.clone());
+                }
+                list.push_unseparated(")");
+                let done = redeem.build().execute(&mut *$tx).await?;
+                if done.rows_affected() != accepted.len() as u64 {
+                    return Err(StoreError::Conflict(
+                        "an issuance code of the batch was redeemed meanwhile".into(),
+                    ));
+                }
+                Ok(revoked)
+            }
+            .await;
+            match written {
+                Ok(revoked) => {
+                    sqlx::raw_sql("RELEASE SAVEPOINT issue_set")
+                        .execute(&mut *$tx)
+                        .await?;
+                    for (i, cert, _) in accepted {
+                        let revoked: Vec<String> = revoked
+                            .iter()
+                            .filter(|(login, _)| *login == cert.login)
+                            .map(|(_, serial)| serial.clone())
+                            .collect();
+                        let mut changed = revoked.clone();
+                        changed.push(cert.serial.clone());
+                        outcomes[i] = Some(Ok(JobOutcome::Stored { revoked, changed }));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, jobs = accepted.len(),
+                        "issuance set write failed; its jobs run one at a time");
+                    sqlx::raw_sql("ROLLBACK TO SAVEPOINT issue_set; RELEASE SAVEPOINT issue_set")
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+            }
+        }
+    }};
+}
+
+/// A code row as [`apply_fresh_set!`] reads it.
+struct SetCode {
+    code_hash: String,
+    expires_at: i64,
+    locked: bool,
+    used: bool,
 }
 
 /// Audit rows per multi-row insert (9 parameters each; SQLite allows 32,766 per statement).

@@ -33,7 +33,7 @@ pub struct IssueArgs {
     #[arg(long, default_value_t = 400)]
     count: usize,
     /// Concurrency levels for obtain (tasks calling it at once).
-    #[arg(long, value_delimiter = ',', default_value = "1,2,8")]
+    #[arg(long, value_delimiter = ',', default_value = "1,2,8,64")]
     concurrency: Vec<usize>,
     /// Seconds for each timed signing loop (key alone, issue_client alone).
     #[arg(long, default_value_t = 2.0)]
