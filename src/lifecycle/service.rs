@@ -97,13 +97,7 @@ impl Lifecycle {
             .user_with_contract_state(login)
             .await?
             .ok_or_else(|| LifecycleError::NotFound(format!("login ID {login:?}")))?;
-        let contract_enabled = contract_enabled
-            .ok_or_else(|| LifecycleError::NotFound(format!("contract {:?}", user.contract_id)))?;
-        if !user.enabled || !contract_enabled {
-            return Err(
-                Refusal::new("user_disabled", format!("login ID {login:?} is disabled")).into(),
-            );
-        }
+        check_enabled(&user, contract_enabled)?;
         Ok(user)
     }
 
@@ -220,21 +214,28 @@ impl Lifecycle {
     ) -> Result<(CertRecord, bool), LifecycleError> {
         let checked = csr::check(csr_input)?;
         let code_hash = hash_code(code);
-        let user = match self.enabled_user(login).await {
-            Ok(u) => u,
+        // User, contract and code in one read.
+        let subject = self.store.issuance_subject(login).await?;
+        let checked_subject = match &subject {
+            Some(s) => check_enabled(&s.user, s.contract_enabled).map(|()| s),
+            None => Err(LifecycleError::NotFound(format!("login ID {login:?}"))),
+        };
+        let subject = match checked_subject {
+            Ok(s) => s,
             // Unknown login IDs look like wrong codes from outside.
             Err(LifecycleError::NotFound(_)) => {
                 return Err(LifecycleError::Code(crate::store::CodeRefusal::NoCode));
             }
             Err(e) => return Err(e),
         };
+        let user = &subject.user;
         let now = self.now();
         // Only a wrong code is committed here (its attempt counter); an accepted code is
         // redeemed below, in the transaction that stores the certificate.
         let claim = self
             .store
-            .claim_code(
-                login,
+            .claim_subject_code(
+                subject,
                 &code_hash,
                 &checked.spki_sha256,
                 now,
@@ -245,7 +246,7 @@ impl Lifecycle {
             CodeClaim::Refused(r) => Err(LifecycleError::Code(r)),
             CodeClaim::AlreadyIssued(cert) => Ok((*cert, true)),
             CodeClaim::Fresh => {
-                let record = self.sign(&user, &checked, now).await?;
+                let record = self.sign(user, &checked, now).await?;
                 let audit = self.ok_entry(
                     actor,
                     "cert.obtain",
@@ -621,6 +622,20 @@ pub fn format_date(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .map(|d| format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day()))
         .unwrap_or_else(|_| t.to_string())
+}
+
+/// Refuses a disabled user or contract; a missing contract row is `NotFound`.
+fn check_enabled(user: &User, contract_enabled: Option<bool>) -> Result<(), LifecycleError> {
+    let contract_enabled = contract_enabled
+        .ok_or_else(|| LifecycleError::NotFound(format!("contract {:?}", user.contract_id)))?;
+    if !user.enabled || !contract_enabled {
+        return Err(Refusal::new(
+            "user_disabled",
+            format!("login ID {:?} is disabled", user.login),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -15,9 +15,9 @@
 use super::audit_chain::PreparedAudit;
 use super::backend::{WritePool, on_backend};
 use super::issue_writer::{IssueWork, JobOutcome};
-use super::rows::{cert_cols, cert_from_row, code_from_row};
+use super::rows::{cert_cols, cert_from_row, code_from_row, user_from_row};
 use super::{
-    CertRecord, CodeClaim, CodeRecord, CodeRefusal, NewAudit, Redeemed, Store, StoreError,
+    CertRecord, CodeClaim, CodeRecord, CodeRefusal, NewAudit, Redeemed, Store, StoreError, User,
 };
 use crate::clock::UnixTime;
 
@@ -97,25 +97,117 @@ impl Store {
         now: UnixTime,
         max_attempts: i64,
     ) -> Result<CodeClaim, StoreError> {
-        on_backend!(self, |pool, PG| {
+        let code = on_backend!(self, |pool, _PG| {
             use sqlx::Row as _;
-            // First a plain read: most claims are accepted (or dead) and need no write
-            // lock, so they never queue behind the issuance writer for SQLite's lock.
             let row = sqlx::query(CLAIM_SELECT)
                 .bind(login)
                 .fetch_optional(pool)
                 .await?;
+            match row {
+                Some(row) => Some(ReadCode {
+                    code: code_from_row!(row),
+                    claim_spki_sha256: row.try_get("claim_spki_sha256")?,
+                }),
+                None => None,
+            }
+        });
+        self.claim_read_code(login, code, presented_hash, spki_sha256, now, max_attempts)
+            .await
+    }
+
+    /// The user `login`, whether its contract is enabled and its code, in one read: what an
+    /// issuance request checks before anything is signed. `None` when the login ID does not
+    /// exist.
+    pub async fn issuance_subject(
+        &self,
+        login: &str,
+    ) -> Result<Option<IssuanceSubject>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            use sqlx::Row as _;
+            let row = sqlx::query(
+                "SELECT u.login, u.contract_id, u.role, u.email, u.enabled, u.created_at, \
+                 c.enabled AS contract_enabled, k.login AS code_login, k.code_hash, \
+                 k.created_at AS code_created_at, k.expires_at, k.failed_attempts, k.locked, \
+                 k.used_at, k.used_serial, k.claim_spki_sha256 \
+                 FROM users u LEFT JOIN contracts c ON c.id = u.contract_id \
+                 LEFT JOIN issuance_codes k ON k.login = u.login WHERE u.login = $1",
+            )
+            .bind(login)
+            .fetch_optional(pool)
+            .await?;
             let Some(row) = row else {
-                return Ok(CodeClaim::Refused(CodeRefusal::NoCode));
+                return Ok(None);
             };
-            let code = code_from_row!(row);
-            let claimed: Option<String> = row.try_get("claim_spki_sha256")?;
-            let view = CodeView {
-                code: &code,
-                claim_spki_sha256: claimed.as_deref(),
+            let code_login: Option<String> = row.try_get("code_login")?;
+            let code = match code_login {
+                Some(code_login) => Some(ReadCode {
+                    code: CodeRecord {
+                        login: code_login,
+                        code_hash: row.try_get("code_hash")?,
+                        created_at: row.try_get("code_created_at")?,
+                        expires_at: row.try_get("expires_at")?,
+                        failed_attempts: row.try_get("failed_attempts")?,
+                        locked: row.try_get("locked")?,
+                        used_at: row.try_get("used_at")?,
+                        used_serial: row.try_get("used_serial")?,
+                    },
+                    claim_spki_sha256: row.try_get("claim_spki_sha256")?,
+                }),
+                None => None,
             };
-            let matches = hash_eq(&code.code_hash, presented_hash);
-            let mut decision = decide(&view, matches, spki_sha256, now, max_attempts);
+            Ok(Some(IssuanceSubject {
+                user: user_from_row!(row),
+                contract_enabled: row.try_get("contract_enabled")?,
+                code,
+            }))
+        })
+    }
+
+    /// [`Store::claim_code`] on the code row `subject` was read with: the same decisions and
+    /// counting, one read fewer.
+    pub async fn claim_subject_code(
+        &self,
+        subject: &IssuanceSubject,
+        presented_hash: &str,
+        spki_sha256: &str,
+        now: UnixTime,
+        max_attempts: i64,
+    ) -> Result<CodeClaim, StoreError> {
+        self.claim_read_code(
+            &subject.user.login,
+            subject.code.clone(),
+            presented_hash,
+            spki_sha256,
+            now,
+            max_attempts,
+        )
+        .await
+    }
+
+    /// Decides a claim on a code row already read (without a lock); only a wrong code is
+    /// decided again under the row's write lock before its try is counted.
+    async fn claim_read_code(
+        &self,
+        login: &str,
+        code: Option<ReadCode>,
+        presented_hash: &str,
+        spki_sha256: &str,
+        now: UnixTime,
+        max_attempts: i64,
+    ) -> Result<CodeClaim, StoreError> {
+        // Most claims are accepted (or dead) and need no write lock, so they never queue
+        // behind the issuance writer for SQLite's lock.
+        let Some(read) = code else {
+            return Ok(CodeClaim::Refused(CodeRefusal::NoCode));
+        };
+        let view = CodeView {
+            code: &read.code,
+            claim_spki_sha256: read.claim_spki_sha256.as_deref(),
+        };
+        let matches = hash_eq(&read.code.code_hash, presented_hash);
+        let mut decision = decide(&view, matches, spki_sha256, now, max_attempts);
+        on_backend!(self, |pool, PG| {
+            use sqlx::Row as _;
             if let Decision::Wrong { .. } = decision {
                 // Counting writes: decide again under the row's write lock, so concurrent
                 // wrong tries all count and the lock lands exactly at the maximum.
@@ -245,6 +337,23 @@ impl Store {
             )),
         }
     }
+}
+
+/// A login ID as an issuance request checks it, from [`Store::issuance_subject`].
+#[derive(Debug, Clone)]
+pub struct IssuanceSubject {
+    pub user: User,
+    /// Whether the user's contract is enabled; `None` when its row is missing.
+    pub contract_enabled: Option<bool>,
+    /// The login's code row, for [`Store::claim_subject_code`].
+    code: Option<ReadCode>,
+}
+
+/// A code row and the key it was claimed for, read without a lock.
+#[derive(Debug, Clone)]
+struct ReadCode {
+    code: CodeRecord,
+    claim_spki_sha256: Option<String>,
 }
 
 /// The code row as a claim reads it.

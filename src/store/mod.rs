@@ -31,6 +31,7 @@ pub(crate) mod rows;
 
 pub use audit_chain::{AuditChainBroken, GENESIS_HASH, audit_hash, verify_audit_chain};
 pub use checkpoints::AuditCheckpoint;
+pub use codes::IssuanceSubject;
 pub use error::StoreError;
 pub use model::*;
 pub use notices::{NewNotice, NoticeCandidate, OutboxCounts, OutboxRow, OutboxState};

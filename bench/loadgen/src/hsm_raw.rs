@@ -89,16 +89,19 @@ pub fn run(args: &HsmRawArgs) -> anyhow::Result<serde_json::Value> {
         }
         ready.wait();
         let t0 = Instant::now();
+        let cpu0 = crate::procstat::cpu(std::process::id());
         std::thread::sleep(Duration::from_secs_f64(args.secs));
         let n = count.load(Ordering::Relaxed);
         let secs = t0.elapsed().as_secs_f64();
+        let cpu = (crate::procstat::cpu(std::process::id()) - cpu0).as_secs_f64();
         stop.store(true, Ordering::Relaxed);
         for h in handles {
             h.join()
                 .map_err(|_| anyhow::anyhow!("a signing thread panicked"))??;
         }
         results.push(
-            json!({"threads": threads, "signatures": n, "secs": secs, "per_sec": n as f64 / secs}),
+            json!({"threads": threads, "signatures": n, "secs": secs, "per_sec": n as f64 / secs,
+                "cpu_us_per_op": cpu * 1e6 / (n.max(1) as f64)}),
         );
     }
     Ok(json!({"kind": "hsm_raw", "results": results}))

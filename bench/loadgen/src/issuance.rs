@@ -86,17 +86,31 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
     let sample_csr = csr::check(make_csr("bench-sample")?.as_bytes())?;
     for threads in [1usize, 2] {
         let k = key.clone();
-        key_rates.push(json!({"threads": threads,
-            "per_sec": timed_threads(threads, args.secs, move || k.sign(b"certgate bench message").map(|_| ()).map_err(anyhow::Error::from))?}));
+        let t = timed_threads(threads, args.secs, move || {
+            k.sign(b"certgate bench message")
+                .map(|_| ())
+                .map_err(anyhow::Error::from)
+        })?;
+        key_rates.push(
+            json!({"threads": threads, "per_sec": t.per_sec, "cpu_us_per_op": t.cpu_us_per_op}),
+        );
         let a = authority.clone();
         let c = sample_csr.clone();
         let org = cfg.ca.organization.clone();
         let now = clock.now();
-        issue_rates.push(json!({"threads": threads,
-            "per_sec": timed_threads(threads, args.secs, move || {
-                let subject = ClientSubject { login: "bench-sample", contract_id: "bench", organization: &org };
-                a.issue_client(&c, &subject, now).map(|_| ()).map_err(anyhow::Error::from)
-            })?}));
+        let t = timed_threads(threads, args.secs, move || {
+            let subject = ClientSubject {
+                login: "bench-sample",
+                contract_id: "bench",
+                organization: &org,
+            };
+            a.issue_client(&c, &subject, now)
+                .map(|_| ())
+                .map_err(anyhow::Error::from)
+        })?;
+        issue_rates.push(
+            json!({"threads": threads, "per_sec": t.per_sec, "cpu_us_per_op": t.cpu_us_per_op}),
+        );
     }
 
     let mut obtain_rates = Vec::new();
@@ -107,6 +121,7 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
         let jobs = Arc::new(jobs);
         let next = Arc::new(AtomicUsize::new(0));
         let t0 = Instant::now();
+        let cpu0 = own_cpu();
         let mut tasks = Vec::new();
         for _ in 0..c {
             let (jobs, next, lc) = (jobs.clone(), next.clone(), lifecycle.clone());
@@ -129,6 +144,7 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
             t.await??;
         }
         let secs = t0.elapsed().as_secs_f64();
+        let cpu = own_cpu() - cpu0;
         // Durability check: every certificate is in the store after obtain returned.
         for (login, _, _) in jobs.iter() {
             if store.current_certificate(login).await?.is_none() {
@@ -137,7 +153,8 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
         }
         obtain_rates.push(
             json!({"concurrency": c, "certificates": args.count, "secs": secs,
-            "per_sec": args.count as f64 / secs}),
+            "per_sec": args.count as f64 / secs,
+            "cpu_us_per_op": cpu * 1e6 / (args.count.max(1) as f64)}),
         );
     }
     Ok(json!({
@@ -154,7 +171,7 @@ fn timed_threads(
     threads: usize,
     secs: f64,
     op: impl Fn() -> anyhow::Result<()> + Send + Sync + Clone + 'static,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Timed> {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let handles: Vec<_> = (0..threads)
@@ -170,15 +187,31 @@ fn timed_threads(
         })
         .collect();
     let t0 = Instant::now();
+    let cpu0 = own_cpu();
     std::thread::sleep(Duration::from_secs_f64(secs));
     let n = count.load(Ordering::Relaxed);
     let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = own_cpu() - cpu0;
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         h.join()
             .map_err(|_| anyhow::anyhow!("a thread panicked"))??;
     }
-    Ok(n as f64 / elapsed)
+    Ok(Timed {
+        per_sec: n as f64 / elapsed,
+        cpu_us_per_op: cpu * 1e6 / (n.max(1) as f64),
+    })
+}
+
+/// A timed loop's rate and this process's CPU time per operation.
+struct Timed {
+    per_sec: f64,
+    cpu_us_per_op: f64,
+}
+
+/// CPU seconds this process has used so far (all threads; 10 ms resolution).
+fn own_cpu() -> f64 {
+    crate::procstat::cpu(std::process::id()).as_secs_f64()
 }
 
 /// A contract with `count` general users, each authorized (code) and with a fresh P-256 CSR.
