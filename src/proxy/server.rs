@@ -87,58 +87,67 @@ pub(crate) async fn accept_loop(
         let watcher = watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let acceptor = TlsAcceptor::from(tls.server_config.clone());
-            let handshake = tokio::time::timeout(
-                Duration::from_secs(limits.handshake_timeout_secs),
-                acceptor.accept(tcp),
-            )
-            .await;
-            let stream = match handshake {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    let reason = handshake_reason(&e);
-                    shared.metrics.handshake_failure(reason);
-                    tracing::info!(%remote, reason, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    shared.metrics.handshake_failure("timeout");
-                    tracing::info!(%remote, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let (_, session) = stream.get_ref();
-            let sni = session.server_name().map(str::to_ascii_lowercase);
-            // Under `required` the handshake has already judged the chain and refused any
-            // problem; only a lenient handshake (`optional`) needs the verdict again.
-            let strict = tls.client_auth == ClientAuth::Required;
-            let presented = session
-                .peer_certificates()
-                .and_then(PresentedCert::inspect)
-                .map(|mut p| {
-                    if p.problem.is_none() && !strict {
-                        p.problem = tls.verifier.judge(&p.chain);
+            // A connection's task is as large as its largest state, for as long as the
+            // connection lives: the handshake and the served connection are boxed, and
+            // everything between them is scoped to the block, so an idle connection's task
+            // holds little more than pointers.
+            let served = {
+                let acceptor = TlsAcceptor::from(tls.server_config.clone());
+                let handshake = tokio::time::timeout(
+                    Duration::from_secs(limits.handshake_timeout_secs),
+                    Box::pin(acceptor.accept(tcp)),
+                )
+                .await;
+                let stream = match handshake {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        let reason = handshake_reason(&e);
+                        shared.metrics.handshake_failure(reason);
+                        tracing::info!(%remote, reason, error = %e, "TLS handshake failed");
+                        return;
                     }
-                    Arc::new(p)
+                    Err(_) => {
+                        shared.metrics.handshake_failure("timeout");
+                        tracing::info!(%remote, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let (_, session) = stream.get_ref();
+                let sni = session.server_name().map(str::to_ascii_lowercase);
+                // Under `required` the handshake has already judged the chain and refused
+                // any problem; only a lenient handshake (`optional`) needs the verdict again.
+                let strict = tls.client_auth == ClientAuth::Required;
+                let presented = session
+                    .peer_certificates()
+                    .and_then(PresentedCert::inspect)
+                    .map(|mut p| {
+                        if p.problem.is_none() && !strict {
+                            p.problem = tls.verifier.judge(&p.chain);
+                        }
+                        Arc::new(p)
+                    });
+                let alpn = Alpn::of(session.alpn_protocol());
+                let info = Arc::new(ConnInfo {
+                    remote,
+                    client_auth: tls.client_auth,
+                    sni,
+                    presented,
                 });
-            let alpn = Alpn::of(session.alpn_protocol());
-            let info = Arc::new(ConnInfo {
-                remote,
-                client_auth: tls.client_auth,
-                sni,
-                presented,
-            });
-            let svc_shared = Arc::clone(&shared);
-            // Boxed: hyper keeps room for the service's future in every connection, idle
-            // or not; boxed, that room is a pointer and the request's state exists only
-            // while a request is in flight.
-            let service = service_fn(move |req| {
-                Box::pin(handle(Arc::clone(&svc_shared), Arc::clone(&info), req))
-            });
-            let builder = http_builder(&limits, alpn);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let svc_shared = Arc::clone(&shared);
+                // Boxed: hyper keeps room for the service's future in every connection,
+                // idle or not; boxed, that room is a pointer and the request's state exists
+                // only while a request is in flight.
+                let service = service_fn(move |req| {
+                    Box::pin(handle(Arc::clone(&svc_shared), Arc::clone(&info), req))
+                });
+                let builder = http_builder(&limits, alpn);
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                Box::pin(watcher.watch(conn))
+            };
             shared.metrics.connection_opened();
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            if let Err(e) = served.await {
                 tracing::debug!(%remote, error = %e, "connection ended with an error");
             }
             shared.metrics.connection_closed();
