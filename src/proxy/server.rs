@@ -82,7 +82,9 @@ pub(crate) async fn accept_loop(
             return;
         };
         // Limits and timeouts follow the configuration in force when the connection opens.
-        let limits = runtime.config.listeners[index].clone();
+        // (The configuration itself, not a copy of the listener's part: a copy would keep
+        // its paths on the heap for as long as the connection lives.)
+        let config = Arc::clone(&runtime.config);
         let shared = Arc::clone(&shared);
         let watcher = watcher();
         tokio::spawn(async move {
@@ -92,6 +94,7 @@ pub(crate) async fn accept_loop(
             // everything between them is scoped to the block, so an idle connection's task
             // holds little more than pointers.
             let served = {
+                let limits = &config.listeners[index];
                 let acceptor = TlsAcceptor::from(tls.server_config.clone());
                 let handshake = tokio::time::timeout(
                     Duration::from_secs(limits.handshake_timeout_secs),
@@ -140,7 +143,7 @@ pub(crate) async fn accept_loop(
                 let service = service_fn(move |req| {
                     Box::pin(handle(Arc::clone(&svc_shared), Arc::clone(&info), req))
                 });
-                let builder = http_builder(&limits, alpn);
+                let builder = http_builder(limits, alpn);
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned();
