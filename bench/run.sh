@@ -4,7 +4,7 @@
 # every process it started, by PID. See BENCHMARKS.md.
 #
 # Knobs (environment): BENCH_SECS (measured seconds per load run, 5), BENCH_ROUNDS
-# (interleaved rounds, 2), BENCH_IDLE_CONNS (1000), BENCH_ISSUE_COUNT (certificates per
+# (interleaved rounds, 3), BENCH_IDLE_CONNS (1000), BENCH_ISSUE_COUNT (certificates per
 # concurrency level, 1000), BENCH_WORK (work folder, default a fresh /tmp one),
 # BENCH_NO_BUILD=1 (use the binaries already built), BENCH_WRITE=0 (do not touch
 # BENCHMARKS.md), BENCH_WAIT_RUSTC (seconds to wait for other compilations, 600),
@@ -15,7 +15,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${BENCH_SECS:-5}
-ROUNDS=${BENCH_ROUNDS:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 ISSUE_COUNT=${BENCH_ISSUE_COUNT:-1000}
 WAIT_RUSTC=${BENCH_WAIT_RUSTC:-600}
