@@ -44,6 +44,7 @@ on_both!(
     migrate_twice,
     contracts_and_users,
     code_lifecycle,
+    issuance_subject_reads_user_contract_and_code,
     complete_issue_revokes_previous_current,
     schema_refuses_second_current,
     concurrent_complete_issue_one_wins,
@@ -341,6 +342,65 @@ async fn code_lifecycle(db: &TestDb) {
             .unwrap(),
         CodeClaim::Refused(CodeRefusal::Used)
     );
+}
+
+/// The one read before signing: user, contract state and code together, and a claim
+/// decided on it exactly as `claim_code` decides (a wrong try still counts).
+async fn issuance_subject_reads_user_contract_and_code(db: &TestDb) {
+    let (s, _) = setup(db).await;
+    assert!(s.issuance_subject("nobody").await.unwrap().is_none());
+
+    // bob: enabled, in an enabled contract, no code yet.
+    let bob = s.issuance_subject("bob").await.unwrap().unwrap();
+    assert_eq!(bob.user, user("bob", "c1", Role::General));
+    assert_eq!(bob.contract_enabled, Some(true));
+    assert_eq!(
+        s.claim_subject_code(&bob, "code-bob", "k-bob", T0, 5)
+            .await
+            .unwrap(),
+        CodeClaim::Refused(CodeRefusal::NoCode)
+    );
+
+    // With a code: the right one is accepted, a wrong one counted as in `claim_code`.
+    s.set_code("bob", "code-bob", T0, T0 + DAY).await.unwrap();
+    let bob = s.issuance_subject("bob").await.unwrap().unwrap();
+    assert_eq!(
+        s.claim_subject_code(&bob, "code-bob", "k-bob", T0 + 1, 5)
+            .await
+            .unwrap(),
+        CodeClaim::Fresh
+    );
+    assert_eq!(
+        s.claim_subject_code(&bob, "not-it", "k-bob", T0 + 1, 5)
+            .await
+            .unwrap(),
+        CodeClaim::Refused(CodeRefusal::Wrong { remaining: 4 })
+    );
+    assert_eq!(s.code("bob").await.unwrap().unwrap().failed_attempts, 1);
+    // An expired code, read before it expired, is judged at the time of the claim.
+    assert_eq!(
+        s.claim_subject_code(&bob, "code-bob", "k-bob", T0 + DAY, 5)
+            .await
+            .unwrap(),
+        CodeClaim::Refused(CodeRefusal::Expired)
+    );
+
+    // A disabled user and a user of a disabled contract are read as such.
+    let mut off = user("off", "c1", Role::General);
+    off.enabled = false;
+    s.insert_user(&off).await.unwrap();
+    let read = s.issuance_subject("off").await.unwrap().unwrap();
+    assert!(!read.user.enabled);
+    assert_eq!(read.contract_enabled, Some(true));
+    let mut closed = contract("c2");
+    closed.enabled = false;
+    s.insert_contract(&closed).await.unwrap();
+    s.insert_user(&user("eve", "c2", Role::General))
+        .await
+        .unwrap();
+    let read = s.issuance_subject("eve").await.unwrap().unwrap();
+    assert!(read.user.enabled);
+    assert_eq!(read.contract_enabled, Some(false));
 }
 
 async fn complete_issue_revokes_previous_current(db: &TestDb) {
