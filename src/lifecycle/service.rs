@@ -92,13 +92,13 @@ impl Lifecycle {
     }
 
     async fn enabled_user(&self, login: &str) -> Result<User, LifecycleError> {
-        let (user, contract_enabled) = self
+        let subject = self
             .store
-            .user_with_contract_state(login)
+            .issuance_subject(login)
             .await?
             .ok_or_else(|| LifecycleError::NotFound(format!("login ID {login:?}")))?;
-        check_enabled(&user, contract_enabled)?;
-        Ok(user)
+        check_enabled(&subject.user, subject.contract_enabled)?;
+        Ok(subject.user)
     }
 
     async fn refuse<T>(
@@ -214,20 +214,16 @@ impl Lifecycle {
     ) -> Result<(CertRecord, bool), LifecycleError> {
         let checked = csr::check(csr_input)?;
         let code_hash = hash_code(code);
-        // User, contract and code in one read.
-        let subject = self.store.issuance_subject(login).await?;
-        let checked_subject = match &subject {
-            Some(s) => check_enabled(&s.user, s.contract_enabled).map(|()| s),
-            None => Err(LifecycleError::NotFound(format!("login ID {login:?}"))),
+        // User, contract and code in one read. Unknown login IDs (and a missing contract)
+        // look like wrong codes from outside.
+        let no_code = || LifecycleError::Code(crate::store::CodeRefusal::NoCode);
+        let Some(subject) = self.store.issuance_subject(login).await? else {
+            return Err(no_code());
         };
-        let subject = match checked_subject {
-            Ok(s) => s,
-            // Unknown login IDs look like wrong codes from outside.
-            Err(LifecycleError::NotFound(_)) => {
-                return Err(LifecycleError::Code(crate::store::CodeRefusal::NoCode));
-            }
-            Err(e) => return Err(e),
-        };
+        match check_enabled(&subject.user, subject.contract_enabled) {
+            Err(LifecycleError::NotFound(_)) => return Err(no_code()),
+            checked => checked?,
+        }
         let user = &subject.user;
         let now = self.now();
         // Only a wrong code is committed here (its attempt counter); an accepted code is
@@ -235,7 +231,7 @@ impl Lifecycle {
         let claim = self
             .store
             .claim_subject_code(
-                subject,
+                &subject,
                 &code_hash,
                 &checked.spki_sha256,
                 now,

@@ -105,32 +105,6 @@ impl Store {
         })
     }
 
-    /// The user `login` and whether its contract is enabled (`None` when the contract row is
-    /// missing), in one read: the issuance paths need both before every signature.
-    pub async fn user_with_contract_state(
-        &self,
-        login: &str,
-    ) -> Result<Option<(User, Option<bool>)>, StoreError> {
-        on_backend!(self, |pool, _PG| {
-            use sqlx::Row as _;
-            let row = sqlx::query(
-                "SELECT u.login, u.contract_id, u.role, u.email, u.enabled, u.created_at, \
-                 c.enabled AS contract_enabled \
-                 FROM users u LEFT JOIN contracts c ON c.id = u.contract_id WHERE u.login = $1",
-            )
-            .bind(login)
-            .fetch_optional(pool)
-            .await?;
-            Ok(match row {
-                Some(r) => {
-                    let contract_enabled: Option<bool> = r.try_get("contract_enabled")?;
-                    Some((user_from_row!(r), contract_enabled))
-                }
-                None => None,
-            })
-        })
-    }
-
     /// The users of one contract, by login.
     pub async fn users_of_contract(&self, contract_id: &str) -> Result<Vec<User>, StoreError> {
         on_backend!(self, |pool, _PG| {

@@ -19,12 +19,11 @@ use crate::clock::UnixTime;
 macro_rules! insert_current {
     ($ex:expr, $cert:expr) => {{
         let cert: &$crate::store::CertRecord = $cert;
-        sqlx::query(
-            "INSERT INTO certificates (serial, login, contract_id, ca_id, der, sha256, \
-             spki_sha256, not_before, not_after, status, superseded_at, revoked_at, \
-             revocation_reason, first_used_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'current', NULL, NULL, NULL, NULL, $10)",
-        )
+        sqlx::query(concat!(
+            "INSERT INTO certificates (",
+            $crate::store::rows::cert_cols!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'current', NULL, NULL, NULL, NULL, $10)"
+        ))
         .bind(cert.serial.as_str())
         .bind(cert.login.as_str())
         .bind(cert.contract_id.as_str())

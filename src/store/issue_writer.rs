@@ -370,13 +370,9 @@ macro_rules! apply_fresh_set {
 
         let mut read = sqlx::QueryBuilder::<$db>::new(
             "SELECT login, code_hash, expires_at, locked, used_at FROM issuance_codes \
-             WHERE login IN (",
+             WHERE login IN ",
         );
-        let mut list = read.separated(", ");
-        for (_, _, cert, _) in &fresh {
-            list.push_bind(cert.login.clone());
-        }
-        list.push_unseparated(")");
+        push_logins(&mut read, fresh.iter().map(|(_, _, cert, _)| *cert));
         if $pg {
             read.push(" FOR UPDATE");
         }
@@ -423,34 +419,25 @@ macro_rules! apply_fresh_set {
                 // certificate through the index on `status` once the list is long.
                 let mut revoke = sqlx::QueryBuilder::<$db>::new(if $pg {
                     "UPDATE certificates SET status = 'revoked', \
-                     revocation_reason = 'superseded', revoked_at = CASE login"
+                     revocation_reason = 'superseded', revoked_at ="
                 } else {
                     "UPDATE certificates INDEXED BY certificates_one_current \
-                     SET status = 'revoked', revocation_reason = 'superseded', \
-                     revoked_at = CASE login"
+                     SET status = 'revoked', revocation_reason = 'superseded', revoked_at ="
                 });
-                for (_, cert, now) in &accepted {
-                    revoke.push(" WHEN ");
-                    revoke.push_bind(cert.login.clone());
-                    revoke.push(" THEN ");
-                    revoke.push_bind(*now);
-                }
-                revoke.push(" END WHERE status = 'current' AND login IN (");
-                let mut list = revoke.separated(", ");
-                for (_, cert, _) in &accepted {
-                    list.push_bind(cert.login.clone());
-                }
-                list.push_unseparated(") RETURNING login, serial");
+                push_case_by_login(&mut revoke, &accepted, |_, now| now);
+                revoke.push(" WHERE status = 'current' AND login IN ");
+                push_logins(&mut revoke, accepted.iter().map(|(_, cert, _)| *cert));
+                revoke.push(" RETURNING login, serial");
                 let mut revoked = Vec::new();
                 for row in revoke.build().fetch_all(&mut *$tx).await? {
                     revoked.push((row.try_get("login")?, row.try_get("serial")?));
                 }
 
-                let mut insert = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO certificates (serial, login, contract_id, ca_id, der, sha256, \
-                     spki_sha256, not_before, not_after, status, superseded_at, revoked_at, \
-                     revocation_reason, first_used_at, created_at) ",
-                );
+                let mut insert = sqlx::QueryBuilder::<$db>::new(concat!(
+                    "INSERT INTO certificates (",
+                    cert_cols!(),
+                    ") "
+                ));
                 insert.push_values(&accepted, |mut b, (_, cert, _)| {
                     b.push_bind(cert.serial.clone())
                         .push_bind(cert.login.clone())
@@ -466,35 +453,15 @@ macro_rules! apply_fresh_set {
                 });
                 insert.build().execute(&mut *$tx).await?;
 
-                let mut redeem = sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE issuance_codes SET used_at = CASE login",
-                );
-                for (_, cert, now) in &accepted {
-                    redeem.push(" WHEN ");
-                    redeem.push_bind(cert.login.clone());
-                    redeem.push(" THEN ");
-                    redeem.push_bind(*now);
-                }
-                redeem.push(" END, used_serial = CASE login");
-                for (_, cert, _) in &accepted {
-                    redeem.push(" WHEN ");
-                    redeem.push_bind(cert.login.clone());
-                    redeem.push(" THEN ");
-                    redeem.push_bind(cert.serial.clone());
-                }
-                redeem.push(" END, claim_spki_sha256 = CASE login");
-                for (_, cert, _) in &accepted {
-                    redeem.push(" WHEN ");
-                    redeem.push_bind(cert.login.clone());
-                    redeem.push(" THEN ");
-                    redeem.push_bind(cert.spki_sha256.clone());
-                }
-                redeem.push(" END WHERE used_at IS NULL AND login IN (");
-                let mut list = redeem.separated(", ");
-                for (_, cert, _) in &accepted {
-                    list.push_bind(cert.login.clone());
-                }
-                list.push_unseparated(")");
+                let mut redeem =
+                    sqlx::QueryBuilder::<$db>::new("UPDATE issuance_codes SET used_at =");
+                push_case_by_login(&mut redeem, &accepted, |_, now| now);
+                redeem.push(", used_serial =");
+                push_case_by_login(&mut redeem, &accepted, |cert, _| cert.serial.clone());
+                redeem.push(", claim_spki_sha256 =");
+                push_case_by_login(&mut redeem, &accepted, |cert, _| cert.spki_sha256.clone());
+                redeem.push(" WHERE used_at IS NULL AND login IN ");
+                push_logins(&mut redeem, accepted.iter().map(|(_, cert, _)| *cert));
                 let done = redeem.build().execute(&mut *$tx).await?;
                 if done.rows_affected() != accepted.len() as u64 {
                     return Err(StoreError::Conflict(
@@ -530,6 +497,43 @@ macro_rules! apply_fresh_set {
             }
         }
     }};
+}
+
+/// ` CASE login WHEN <login> THEN <value> … END` over the accepted jobs: a value per
+/// login ID within one statement.
+fn push_case_by_login<'t, DB, T>(
+    q: &mut sqlx::QueryBuilder<DB>,
+    accepted: &[(usize, &CertRecord, UnixTime)],
+    value: impl Fn(&CertRecord, UnixTime) -> T,
+) where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    T: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    q.push(" CASE login");
+    for (_, cert, now) in accepted {
+        q.push(" WHEN ");
+        q.push_bind(cert.login.clone());
+        q.push(" THEN ");
+        q.push_bind(value(cert, *now));
+    }
+    q.push(" END");
+}
+
+/// `(<login>, …)` of `certs`, for `login IN`.
+fn push_logins<'c, 't, DB>(
+    q: &mut sqlx::QueryBuilder<DB>,
+    certs: impl Iterator<Item = &'c CertRecord>,
+) where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    q.push("(");
+    let mut list = q.separated(", ");
+    for cert in certs {
+        list.push_bind(cert.login.clone());
+    }
+    list.push_unseparated(")");
 }
 
 /// A code row as [`apply_fresh_set!`] reads it.
