@@ -38,6 +38,8 @@ def main():
             "p50": median([r["p50_us"] for r in rs]) / 1000,
             "p99": median([r["p99_us"] for r in rs]) / 1000,
             "cpu": median([r["server_cpu_us_per_req"] for r in rs]),
+            # Older result files lack the kernel share.
+            "sys": median([r.get("server_sys_us_per_req", float("nan")) for r in rs]),
             "util": median([r["server_cpu_util"] for r in rs]),
             "client": median([r["client_cpu_util"] for r in rs]),
             "pss": max(r["peak_pss_kib"] for r in rs) / 1024,
@@ -61,15 +63,27 @@ def main():
     for t in tests:
         p(f"### {names[t]}")
         p("")
-        p("| target | req/s | p50 ms | p99 ms | server CPU µs/req | server CPU (cores) | loadgen CPU (cores) | peak PSS MiB | errors | runs |")
-        p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        p("| target | req/s | p50 ms | p99 ms | server CPU µs/req | of which kernel | server CPU (cores) | loadgen CPU (cores) | peak PSS MiB | errors | runs |")
+        p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for label in ["direct"] + PROXIES:
             a = agg(label, *t)
             if a is None:
                 continue
             summary[(label,) + t] = a
             p(f"| {label} | {a['rps']:,.0f} | {a['p50']:.2f} | {a['p99']:.2f} | {a['cpu']:.1f} | "
-              f"{a['util']:.2f} | {a['client']:.2f} | {a['pss']:.1f} | {a['errors']} | {a['runs']} |")
+              f"{a['sys']:.1f} | {a['util']:.2f} | {a['client']:.2f} | {a['pss']:.1f} | {a['errors']} | {a['runs']} |")
+        p("")
+
+    calls = {r["label"]: r for r in rows if r.get("kind") == "syscalls"}
+    if calls:
+        p("### System calls per keep-alive request (c=16, a separate run counted by perf)")
+        p("")
+        p("| target | requests | system calls | per request |")
+        p("|---|---:|---:|---:|")
+        for label in ["direct"] + PROXIES:
+            r = calls.get(label)
+            if r and r["requests"]:
+                p(f"| {label} | {r['requests']:,} | {r['syscalls']:,} | {r['syscalls'] / r['requests']:.2f} |")
         p("")
 
     idle = {r["label"]: r for r in rows if "pss_per_conn_bytes" in r}

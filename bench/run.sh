@@ -8,7 +8,8 @@
 # concurrency level, 1000), BENCH_WORK (work folder, default a fresh /tmp one),
 # BENCH_NO_BUILD=1 (use the binaries already built), BENCH_WRITE=0 (do not touch
 # BENCHMARKS.md), BENCH_WAIT_RUSTC (seconds to wait for other compilations, 600),
-# BENCH_PROFILE=1 (perf profiles of certgate under keep-alive and handshake load),
+# BENCH_PROFILE=1 (perf profiles of certgate under keep-alive and handshake load; with
+# perf present, a count of system calls per keep-alive request is always taken),
 # BENCH_TARGETS (the load targets, "direct certgate nginx haproxy"), BENCH_PARTS (what to
 # measure, "load idle ocsp issue"; a partial run is for looking, not for BENCHMARKS.md).
 set -euo pipefail
@@ -206,6 +207,31 @@ for round in $(seq "$ROUNDS"); do
     done
     for target in "${TARGETS[@]}"; do load "$target" 16 handshake; done
 done
+
+# System calls per request (keep-alive, c=16): a run of its own, not used for throughput,
+# because counting them costs a little. perf counts the raw_syscalls tracepoint in every
+# process of the target; the load runs without warm-up so all its requests are counted.
+if part load && command -v perf >/dev/null; then
+    log "system calls per keep-alive request (perf stat)"
+    for target in "${TARGETS[@]}"; do
+        perf stat -x, -e raw_syscalls:sys_enter -p "${PIDS[$target]}" -o "$WORK/syscalls-$target.txt" \
+            -- sleep "$((SECS + 1))" 2>/dev/null &
+        perf_pid=$!
+        sleep 0.2
+        extra=(); [[ $target != direct ]] && extra+=("${PKI_ARGS[@]}")
+        lg load --url "${URL[$target]}" --concurrency 16 --secs "$SECS" --warmup 0 \
+            --label "$target" "${extra[@]}" >"$WORK/syscalls-$target.load.json"
+        wait "$perf_pid" || true
+        python3 - "$target" "$WORK/syscalls-$target.txt" "$WORK/syscalls-$target.load.json" >>"$RESULTS" <<'PY'
+import json, sys
+target, counts, load = sys.argv[1], sys.argv[2], sys.argv[3]
+calls = sum(int(l.split(",")[0]) for l in open(counts)
+            if "raw_syscalls:sys_enter" in l and l.split(",")[0].isdigit())
+requests = json.load(open(load))["ok"]
+print(json.dumps({"kind": "syscalls", "label": target, "syscalls": calls, "requests": requests}))
+PY
+    done
+fi
 
 part idle && log "memory per idle connection ($IDLE_CONNS connections each)"
 for target in "${TARGETS[@]}"; do

@@ -55,6 +55,7 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
     let sampler = local.spawn_local(async move {
         tokio::time::sleep_until(measure_from.into()).await;
         let cpu0 = procstat::cpu_sum(&pids);
+        let sys0 = procstat::system_cpu_sum(&pids);
         let own0 = procstat::own_cpu();
         let t0 = Instant::now();
         let mut peak_pss = 0;
@@ -68,6 +69,7 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
         let wall = t0.elapsed();
         (
             procstat::cpu_sum(&pids) - cpu0,
+            procstat::system_cpu_sum(&pids) - sys0,
             procstat::own_cpu() - own0,
             wall,
             peak_rss,
@@ -83,7 +85,7 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
             Ok::<_, anyhow::Error>((results, sampler.await?))
         })
         .await?;
-    let (server_cpu, own_cpu, wall, peak_rss, peak_pss) = watched;
+    let (server_cpu, server_sys, own_cpu, wall, peak_rss, peak_pss) = watched;
     let mut all = Samples::default();
     let (mut ok, mut errors) = (0u64, 0u64);
     let mut first_error = None;
@@ -117,6 +119,8 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
         "p99_us": p99,
         "max_us": max,
         "server_cpu_us_per_req": per_req(server_cpu),
+        // The kernel's share: on loopback most of it is TCP, the same work for every proxy.
+        "server_sys_us_per_req": per_req(server_sys),
         "server_cpu_util": server_cpu.as_secs_f64() / measured,
         "client_cpu_util": own_cpu.as_secs_f64() / measured,
         "peak_rss_kib": peak_rss,

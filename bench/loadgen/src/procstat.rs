@@ -5,27 +5,38 @@ use std::time::Duration;
 /// Clock ticks per second of /proc/PID/stat times (USER_HZ, 100 on Linux).
 const TICKS_PER_SEC: f64 = 100.0;
 
-/// User+system CPU time of `pid` (all its threads), or 0 when it is gone.
-pub fn cpu(pid: u32) -> Duration {
+/// CPU time of `pid` (all its threads) as (user, system), or zeros when it is gone.
+pub fn cpu_split(pid: u32) -> (Duration, Duration) {
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
+        return (Duration::ZERO, Duration::ZERO);
     };
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let Some(rest) = text.rsplit_once(')').map(|(_, r)| r) else {
-        return Duration::ZERO;
+        return (Duration::ZERO, Duration::ZERO);
     };
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ')'.
-    let ticks: f64 = [11usize, 12]
-        .iter()
-        .filter_map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
-        .sum();
-    Duration::from_secs_f64(ticks / TICKS_PER_SEC)
+    let ticks = |i: usize| {
+        let t = f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        Duration::from_secs_f64(t / TICKS_PER_SEC)
+    };
+    (ticks(11), ticks(12))
+}
+
+/// User+system CPU time of `pid` (all its threads), or 0 when it is gone.
+pub fn cpu(pid: u32) -> Duration {
+    let (user, system) = cpu_split(pid);
+    user + system
 }
 
 /// Sum of CPU time over `pids`.
 pub fn cpu_sum(pids: &[u32]) -> Duration {
     pids.iter().map(|&p| cpu(p)).sum()
+}
+
+/// Sum of system (kernel) CPU time over `pids`.
+pub fn system_cpu_sum(pids: &[u32]) -> Duration {
+    pids.iter().map(|&p| cpu_split(p).1).sum()
 }
 
 /// RSS and PSS of `pid` in KiB, from smaps_rollup.
