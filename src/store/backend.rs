@@ -95,6 +95,9 @@ pub(crate) async fn connect(url: &str) -> Result<Backend, StoreError> {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(8)
+                // A local file does not drop connections the way a server does, and the
+                // ping before every acquire is one more hop to sqlx's connection thread.
+                .test_before_acquire(false)
                 .connect_with(opts)
                 .await
         }

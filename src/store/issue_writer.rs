@@ -218,7 +218,8 @@ macro_rules! commit_batch {
                 apply_fresh_set!(PG, $db, tx, jobs, &set, &mut outcomes);
             }
             // Whether the previous job's savepoint is still open (it succeeded): releasing
-            // it and opening the next one share a round trip.
+            // it and opening the next one share a round trip. The last one is left open for
+            // the COMMIT to end.
             let mut open = false;
             for (job, decided) in jobs.iter().zip(outcomes.iter_mut()) {
                 let (None, Some(work)) = (&decided, &job.work) else {
@@ -255,11 +256,6 @@ macro_rules! commit_batch {
                     open = false;
                 }
                 *decided = Some(result);
-            }
-            if open {
-                sqlx::raw_sql("RELEASE SAVEPOINT issue_job")
-                    .execute(&mut *tx)
-                    .await?;
             }
             // Audit records in job order, for the jobs that changed something. A repeat
             // stored nothing: its audit is the caller's (`.repeat`).
@@ -472,10 +468,8 @@ macro_rules! apply_fresh_set {
             }
             .await;
             match written {
+                // The savepoint stays open: the batch's COMMIT ends it, one round trip fewer.
                 Ok(revoked) => {
-                    sqlx::raw_sql("RELEASE SAVEPOINT issue_set")
-                        .execute(&mut *$tx)
-                        .await?;
                     for (i, cert, _) in accepted {
                         let revoked: Vec<String> = revoked
                             .iter()

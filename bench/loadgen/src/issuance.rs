@@ -38,6 +38,20 @@ pub struct IssueArgs {
     /// Seconds for each timed signing loop (key alone, issue_client alone).
     #[arg(long, default_value_t = 2.0)]
     secs: f64,
+    /// A `perf record --control fifo:...` control FIFO: perf is enabled for the obtain
+    /// phases only (not the set-up of login IDs and codes, nor the signing loops).
+    #[arg(long)]
+    perf_ctl: Option<std::path::PathBuf>,
+}
+
+/// Sends `command` (`enable` or `disable`) to perf's control FIFO, if one was given.
+fn perf_ctl(fifo: Option<&std::path::Path>, command: &str) -> anyhow::Result<()> {
+    if let Some(fifo) = fifo {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).open(fifo)?;
+        writeln!(f, "{command}")?;
+    }
+    Ok(())
 }
 
 pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
@@ -120,6 +134,7 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
         let jobs = prepare(&lifecycle, &store, &contract, args.count, clock.now()).await?;
         let jobs = Arc::new(jobs);
         let next = Arc::new(AtomicUsize::new(0));
+        perf_ctl(args.perf_ctl.as_deref(), "enable")?;
         let t0 = Instant::now();
         let cpu0 = own_cpu();
         let mut tasks = Vec::new();
@@ -145,6 +160,7 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
         }
         let secs = t0.elapsed().as_secs_f64();
         let cpu = own_cpu() - cpu0;
+        perf_ctl(args.perf_ctl.as_deref(), "disable")?;
         // Durability check: every certificate is in the store after obtain returned.
         for (login, _, _) in jobs.iter() {
             if store.current_certificate(login).await?.is_none() {
