@@ -127,7 +127,7 @@ impl Store {
             Backend::Postgres(_) => changes::Changes::with_pg_listener(url).await?,
         };
         tracing::debug!(backend = backend_name(&backend), "store connected");
-        let writer = issue_writer::IssueWriter::spawn(backend.clone());
+        let writer = issue_writer::IssueWriter::spawn(backend.clone())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 backend,
