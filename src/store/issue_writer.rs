@@ -25,8 +25,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
+use sqlx::{Connection, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit_chain::{ChainHead, PreparedAudit, lock_chain_head};
@@ -161,17 +163,93 @@ fn writer_gone() -> StoreError {
     StoreError::Unavailable(sqlx::Error::WorkerCrashed)
 }
 
+/// Where the writer's batch transactions begin.
+trait BatchSource {
+    type Db: sqlx::Database;
+    async fn begin_batch(&mut self) -> Result<Transaction<'_, Self::Db>, sqlx::Error>;
+}
+
+impl BatchSource for PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_batch(&mut self) -> Result<Transaction<'_, sqlx::Postgres>, sqlx::Error> {
+        self.begin_write().await
+    }
+}
+
+/// SQLite: the writer keeps one of the pool's connections from batch to batch. Taking it
+/// from the pool and giving it back cost a round trip to sqlx's connection thread each (the
+/// pool checks a returned connection), and the pool had the next batch wait for it.
+/// A single-connection pool (in-memory databases) is not held: readers need it too.
+struct HeldSqlite {
+    pool: SqlitePool,
+    held: Option<PoolConnection<sqlx::Sqlite>>,
+    hold: bool,
+}
+
+impl HeldSqlite {
+    fn new(pool: SqlitePool) -> Self {
+        let hold = pool.options().get_max_connections() > 1;
+        Self {
+            pool,
+            held: None,
+            hold,
+        }
+    }
+}
+
+impl BatchSource for HeldSqlite {
+    type Db = sqlx::Sqlite;
+    async fn begin_batch(&mut self) -> Result<Transaction<'_, sqlx::Sqlite>, sqlx::Error> {
+        if !self.hold {
+            return self.pool.begin_write().await;
+        }
+        let conn = match self.held.take() {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        // `BEGIN IMMEDIATE`, as `WritePool::begin_write`: the write lock up front.
+        self.held.insert(conn).begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+/// The database the writer commits to.
+enum BatchTarget {
+    Sqlite(HeldSqlite),
+    Postgres(PgPool),
+}
+
+impl BatchTarget {
+    async fn commit(
+        &mut self,
+        jobs: &[Pending],
+        results: &mut [Option<Result<JobDone, StoreError>>],
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(held) => {
+                let committed = commit_sqlite(held, jobs, results).await;
+                if committed.is_err() {
+                    // Its connection may be broken: the next batch takes another.
+                    held.held = None;
+                }
+                committed
+            }
+            Self::Postgres(pool) => commit_pg(pool, jobs, results).await,
+        }
+    }
+}
+
 async fn run(backend: Backend, mut rx: mpsc::Receiver<Pending>) {
+    let mut target = match backend {
+        Backend::Sqlite(pool) => BatchTarget::Sqlite(HeldSqlite::new(pool)),
+        Backend::Postgres(pool) => BatchTarget::Postgres(pool),
+    };
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     // Waits for at least one job, then takes every job already queued (up to the bound):
     // a lone caller is committed at once, a crowd shares one commit.
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut results: Vec<Option<Result<JobDone, StoreError>>> =
             batch.iter().map(|_| None).collect();
-        let committed = match &backend {
-            Backend::Sqlite(pool) => commit_sqlite(pool, &batch, &mut results).await,
-            Backend::Postgres(pool) => commit_pg(pool, &batch, &mut results).await,
-        };
+        let committed = target.commit(&batch, &mut results).await;
         if let Err(e) = &committed {
             tracing::warn!(jobs = batch.len(), error = %e, "issuance group commit failed");
         }
@@ -224,14 +302,14 @@ fn deliver(
 /// commit. They are in the same transaction, so an audit record still exists iff its change
 /// does; if writing them fails, the whole batch fails.
 macro_rules! commit_batch {
-    ($name:ident, $pool:ty, $db:ty, $pg:expr) => {
+    ($name:ident, $source:ty, $db:ty, $pg:expr) => {
         async fn $name(
-            pool: &$pool,
+            source: &mut $source,
             jobs: &[Pending],
             results: &mut [Option<Result<JobDone, StoreError>>],
         ) -> Result<(), StoreError> {
             const PG: bool = $pg;
-            let mut tx = pool.begin_write().await?;
+            let mut tx = source.begin_batch().await?;
             // The audit lock first, before any row lock (see `lock_chain_head!`).
             let mut head: ChainHead = lock_chain_head!(PG, tx);
             // What each job's change came to; `None` while undecided.
@@ -710,5 +788,5 @@ macro_rules! apply_renewal {
     }};
 }
 
-commit_batch!(commit_sqlite, SqlitePool, sqlx::Sqlite, false);
+commit_batch!(commit_sqlite, HeldSqlite, sqlx::Sqlite, false);
 commit_batch!(commit_pg, PgPool, sqlx::Postgres, true);
