@@ -53,6 +53,7 @@ on_both!(
     reissue,
     retire_superseded,
     certificate_status_joins_user_and_contract,
+    users_and_contracts_switch_off_and_on,
     revoked_for_crl,
     cas_and_crl_numbers,
     audit_chain,
@@ -775,6 +776,86 @@ async fn certificate_status_joins_user_and_contract(db: &TestDb) {
     assert_eq!(v.cert.contract_id, "c2");
 
     assert_eq!(s.certificate_status("ff").await.unwrap(), None);
+}
+
+async fn users_and_contracts_switch_off_and_on(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    issue(&s, "bob", "e1", ca, T0).await;
+    let mut rx = s.subscribe_changes();
+    let staff = |action: &str, subject: &str| NewAudit {
+        at: T0,
+        actor: "staff:ops".into(),
+        action: action.into(),
+        subject: subject.into(),
+        outcome: "ok".into(),
+        detail: serde_json::json!({}),
+    };
+    let before = verified_log(&s).await.len();
+
+    // Off: stored, recorded, bob's certificate announced, the gateway's view follows.
+    assert!(
+        s.set_user_enabled_audited("bob", false, &staff("user.disable", "bob"))
+            .await
+            .unwrap()
+    );
+    expect_change(&mut rx, "e1").await;
+    assert!(!s.user("bob").await.unwrap().unwrap().enabled);
+    let v = s.certificate_status("e1").await.unwrap().unwrap();
+    assert!(!v.user_enabled && v.contract_enabled);
+    assert_eq!(v.cert.status, CertStatus::Current);
+    // Off again: nothing changes and nothing is recorded.
+    assert!(
+        !s.set_user_enabled_audited("bob", false, &staff("user.disable", "bob"))
+            .await
+            .unwrap()
+    );
+    let log = verified_log(&s).await;
+    assert_eq!(log.len(), before + 1);
+    assert_eq!(
+        (log[before].action.as_str(), log[before].subject.as_str()),
+        ("user.disable", "bob")
+    );
+    // On: the same certificate is accepted again.
+    assert!(
+        s.set_user_enabled_audited("bob", true, &staff("user.enable", "bob"))
+            .await
+            .unwrap()
+    );
+    expect_change(&mut rx, "e1").await;
+    assert!(
+        s.certificate_status("e1")
+            .await
+            .unwrap()
+            .unwrap()
+            .user_enabled
+    );
+
+    // Unknown names: an error, and nothing recorded.
+    assert!(matches!(
+        s.set_user_enabled_audited("nobody", false, &staff("user.disable", "nobody"))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.set_contract_enabled_audited("c9", false, &staff("contract.disable", "c9"))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(verified_log(&s).await.len(), before + 2);
+
+    // A contract off: every cache starts over, and its users' view follows.
+    assert!(
+        s.set_contract_enabled_audited("c1", false, &staff("contract.disable", "c1"))
+            .await
+            .unwrap()
+    );
+    expect_change(&mut rx, CertChange::RESYNC).await;
+    assert!(!s.contract("c1").await.unwrap().unwrap().enabled);
+    let v = s.certificate_status("e1").await.unwrap().unwrap();
+    assert!(v.user_enabled && !v.contract_enabled);
+    let log = verified_log(&s).await;
+    assert_eq!(log.len(), before + 3);
+    assert_eq!(log[before + 2].action, "contract.disable");
 }
 
 async fn revoked_for_crl(db: &TestDb) {

@@ -87,6 +87,10 @@ pub enum ContractCmd {
     },
     /// List contracts.
     List,
+    /// Refuse the certificates of every login ID of a contract (from the next request).
+    Disable { id: String },
+    /// Accept the certificates of a contract's login IDs again.
+    Enable { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +111,10 @@ pub enum UserCmd {
         #[arg(long)]
         contract: String,
     },
+    /// Refuse a login ID's certificates (from the next request); they stay issued.
+    Disable { login: String },
+    /// Accept a login ID's certificates again.
+    Enable { login: String },
 }
 
 #[derive(Debug, Subcommand)]

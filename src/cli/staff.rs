@@ -2,12 +2,12 @@
 
 use anyhow::{Context, bail};
 
-use crate::audit::{Actor, Audit, Outcome};
+use crate::audit::{self, Actor, Audit, Outcome};
 use crate::ca::pem;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::lifecycle::{Authorized, format_date, normalize_serial, rules};
-use crate::store::{CertFilter, Contract, User};
+use crate::store::{CertFilter, Contract, Store, User};
 
 use super::args::{CertCmd, ContractCmd, IssueCmd, UserCmd};
 use super::context;
@@ -48,6 +48,8 @@ pub async fn contract(cfg: &Config, cmd: ContractCmd) -> anyhow::Result<()> {
                 );
             }
         }
+        ContractCmd::Disable { id } => switch(&store, Switch::Contract, &id, false).await?,
+        ContractCmd::Enable { id } => switch(&store, Switch::Contract, &id, true).await?,
     }
     Ok(())
 }
@@ -99,6 +101,51 @@ pub async fn user(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
                 );
             }
         }
+        UserCmd::Disable { login } => switch(&store, Switch::User, &login, false).await?,
+        UserCmd::Enable { login } => switch(&store, Switch::User, &login, true).await?,
+    }
+    Ok(())
+}
+
+/// What `user`/`contract` `enable`/`disable` apply to.
+#[derive(Debug, Clone, Copy)]
+enum Switch {
+    User,
+    Contract,
+}
+
+/// Enables or disables a login ID or a contract, audited in the same transaction, and says
+/// what changed. Unknown names are an error; a switch to the state it already has is not.
+async fn switch(store: &Store, what: Switch, key: &str, enabled: bool) -> anyhow::Result<()> {
+    let (noun, action) = match (what, enabled) {
+        (Switch::User, true) => ("login ID", "user.enable"),
+        (Switch::User, false) => ("login ID", "user.disable"),
+        (Switch::Contract, true) => ("contract", "contract.enable"),
+        (Switch::Contract, false) => ("contract", "contract.disable"),
+    };
+    let entry = audit::entry(
+        SystemClock.now(),
+        &Actor::current_staff(),
+        action,
+        key,
+        Outcome::Ok,
+        serde_json::json!({}),
+    );
+    let changed = match what {
+        Switch::User => store.set_user_enabled_audited(key, enabled, &entry).await?,
+        Switch::Contract => {
+            store
+                .set_contract_enabled_audited(key, enabled, &entry)
+                .await?
+        }
+    };
+    let state = if enabled { "enabled" } else { "disabled" };
+    if !changed {
+        println!("{noun} {key} was already {state}");
+    } else if enabled {
+        println!("{noun} {key} enabled: its certificates are accepted again");
+    } else {
+        println!("{noun} {key} disabled: its certificates are refused from the next request");
     }
     Ok(())
 }

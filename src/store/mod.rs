@@ -23,6 +23,7 @@ mod certs;
 mod changes;
 mod checkpoints;
 mod codes;
+mod enablement;
 mod error;
 mod issue_writer;
 pub mod model;
