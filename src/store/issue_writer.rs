@@ -24,9 +24,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Connection, Transaction};
 use tokio::sync::{mpsc, oneshot};
@@ -110,32 +109,23 @@ pub(crate) struct IssueWriter {
 }
 
 impl IssueWriter {
-    /// Starts the writer task for `backend`. Needs a tokio runtime (as `Store::connect` does).
+    /// Starts the writer task for `backend` on a thread and event loop of its own.
     ///
-    /// On SQLite the task gets a thread and an event loop of its own: every statement is a
-    /// round trip to sqlx's connection thread, and on the shared runtime each reply would
-    /// wait its turn behind whatever the callers' tasks are doing (parsing and verifying
-    /// CSRs). With 64 issuances at once a `SAVEPOINT` took ≈ 0.29 ms that way, 0.12 ms
-    /// here, and a batch of 32 certificates 6.6 ms instead of 4.9 (bench/loadgen). (A
-    /// PostgreSQL connection belongs to the event loop that opened it, so there the task
-    /// stays on the caller's runtime.)
+    /// Every statement of a batch is a round trip (to sqlx's SQLite connection thread, or to
+    /// PostgreSQL), and on the shared runtime each reply would wait its turn behind whatever
+    /// the callers' tasks are doing (parsing and verifying CSRs). On SQLite with 64
+    /// issuances at once a `SAVEPOINT` took ≈ 0.29 ms that way, 0.12 ms here, and a batch of
+    /// 32 certificates 6.6 ms instead of 4.9 (bench/loadgen).
     pub(crate) fn spawn(backend: Backend) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        match backend {
-            Backend::Sqlite(_) => {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(writer_not_started)?;
-                std::thread::Builder::new()
-                    .name("certgate-issue-writer".into())
-                    .spawn(move || runtime.block_on(run(backend, rx)))
-                    .map_err(writer_not_started)?;
-            }
-            Backend::Postgres(_) => {
-                tokio::spawn(run(backend, rx));
-            }
-        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(writer_not_started)?;
+        std::thread::Builder::new()
+            .name("certgate-issue-writer".into())
+            .spawn(move || runtime.block_on(run(backend, rx)))
+            .map_err(writer_not_started)?;
         Ok(Self { tx })
     }
 
@@ -169,80 +159,105 @@ trait BatchSource {
     async fn begin_batch(&mut self) -> Result<Transaction<'_, Self::Db>, sqlx::Error>;
 }
 
-impl BatchSource for PgPool {
-    type Db = sqlx::Postgres;
-    async fn begin_batch(&mut self) -> Result<Transaction<'_, sqlx::Postgres>, sqlx::Error> {
+/// An in-memory SQLite database lives in its pool's one connection: the writer borrows it
+/// for each batch, as every other operation does.
+impl BatchSource for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_batch(&mut self) -> Result<Transaction<'_, sqlx::Sqlite>, sqlx::Error> {
         self.begin_write().await
     }
 }
 
-/// SQLite: the writer keeps one of the pool's connections from batch to batch. Taking it
-/// from the pool and giving it back cost a round trip to sqlx's connection thread each (the
-/// pool checks a returned connection), and the pool had the next batch wait for it.
-/// A single-connection pool (in-memory databases) is not held: readers need it too.
-struct HeldSqlite {
-    pool: SqlitePool,
-    held: Option<PoolConnection<sqlx::Sqlite>>,
-    hold: bool,
+/// How long the writer's connection may sit unused before it is checked (a ping) ahead of
+/// the next batch: a server restarted meanwhile then costs a reconnect, not a failed batch.
+const WRITER_IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// The writer's own connection, opened with the pool's options on the writer's thread and
+/// kept from batch to batch. Taking one from the pool and giving it back cost a round trip
+/// each (sqlx pings a returned connection), and the next batch waited for it. After a
+/// failed batch the connection is dropped (it may be broken) and the next one opens anew.
+struct WriterConn<DB: sqlx::Database> {
+    options: <DB::Connection as Connection>::Options,
+    /// SQLite: `BEGIN IMMEDIATE`, the write lock up front (see `WritePool`).
+    begin: &'static str,
+    held: Option<DB::Connection>,
+    last_used: Instant,
 }
 
-impl HeldSqlite {
-    fn new(pool: SqlitePool) -> Self {
-        let hold = pool.options().get_max_connections() > 1;
+impl<DB: sqlx::Database> WriterConn<DB> {
+    fn new(options: <DB::Connection as Connection>::Options, begin: &'static str) -> Self {
         Self {
-            pool,
+            options,
+            begin,
             held: None,
-            hold,
+            last_used: Instant::now(),
         }
     }
 }
 
-impl BatchSource for HeldSqlite {
-    type Db = sqlx::Sqlite;
-    async fn begin_batch(&mut self) -> Result<Transaction<'_, sqlx::Sqlite>, sqlx::Error> {
-        if !self.hold {
-            return self.pool.begin_write().await;
-        }
-        let conn = match self.held.take() {
+impl<DB: sqlx::Database> BatchSource for WriterConn<DB> {
+    type Db = DB;
+    async fn begin_batch(&mut self) -> Result<Transaction<'_, DB>, sqlx::Error> {
+        let mut conn = match self.held.take() {
             Some(conn) => conn,
-            None => self.pool.acquire().await?,
+            None => DB::Connection::connect_with(&self.options).await?,
         };
-        // `BEGIN IMMEDIATE`, as `WritePool::begin_write`: the write lock up front.
-        self.held.insert(conn).begin_with("BEGIN IMMEDIATE").await
+        if self.last_used.elapsed() > WRITER_IDLE_CHECK && conn.ping().await.is_err() {
+            conn = DB::Connection::connect_with(&self.options).await?;
+        }
+        self.last_used = Instant::now();
+        self.held.insert(conn).begin_with(self.begin).await
     }
 }
 
 /// The database the writer commits to.
 enum BatchTarget {
-    Sqlite(HeldSqlite),
-    Postgres(PgPool),
+    Sqlite(WriterConn<sqlx::Sqlite>),
+    SqliteInMemory(SqlitePool),
+    Postgres(WriterConn<sqlx::Postgres>),
 }
 
 impl BatchTarget {
+    fn new(backend: Backend) -> Self {
+        match backend {
+            // Only an in-memory database's pool has a single connection (`backend::connect`).
+            Backend::Sqlite(pool) if pool.options().get_max_connections() == 1 => {
+                Self::SqliteInMemory(pool)
+            }
+            Backend::Sqlite(pool) => Self::Sqlite(WriterConn::new(
+                (*pool.connect_options()).clone(),
+                "BEGIN IMMEDIATE",
+            )),
+            Backend::Postgres(pool) => {
+                Self::Postgres(WriterConn::new((*pool.connect_options()).clone(), "BEGIN"))
+            }
+        }
+    }
+
     async fn commit(
         &mut self,
         jobs: &[Pending],
         results: &mut [Option<Result<JobDone, StoreError>>],
     ) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(held) => {
-                let committed = commit_sqlite(held, jobs, results).await;
-                if committed.is_err() {
-                    // Its connection may be broken: the next batch takes another.
-                    held.held = None;
-                }
-                committed
+        let committed = match self {
+            Self::Sqlite(conn) => commit_sqlite(conn, jobs, results).await,
+            Self::SqliteInMemory(pool) => commit_sqlite(pool, jobs, results).await,
+            Self::Postgres(conn) => commit_pg(conn, jobs, results).await,
+        };
+        if committed.is_err() {
+            // Its connection may be broken: the next batch opens another.
+            match self {
+                Self::Sqlite(conn) => conn.held = None,
+                Self::Postgres(conn) => conn.held = None,
+                Self::SqliteInMemory(_) => {}
             }
-            Self::Postgres(pool) => commit_pg(pool, jobs, results).await,
         }
+        committed
     }
 }
 
 async fn run(backend: Backend, mut rx: mpsc::Receiver<Pending>) {
-    let mut target = match backend {
-        Backend::Sqlite(pool) => BatchTarget::Sqlite(HeldSqlite::new(pool)),
-        Backend::Postgres(pool) => BatchTarget::Postgres(pool),
-    };
+    let mut target = BatchTarget::new(backend);
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     // Waits for at least one job, then takes every job already queued (up to the bound):
     // a lone caller is committed at once, a crowd shares one commit.
@@ -302,9 +317,9 @@ fn deliver(
 /// commit. They are in the same transaction, so an audit record still exists iff its change
 /// does; if writing them fails, the whole batch fails.
 macro_rules! commit_batch {
-    ($name:ident, $source:ty, $db:ty, $pg:expr) => {
-        async fn $name(
-            source: &mut $source,
+    ($name:ident, $db:ty, $pg:expr) => {
+        async fn $name<S: BatchSource<Db = $db>>(
+            source: &mut S,
             jobs: &[Pending],
             results: &mut [Option<Result<JobDone, StoreError>>],
         ) -> Result<(), StoreError> {
@@ -788,5 +803,5 @@ macro_rules! apply_renewal {
     }};
 }
 
-commit_batch!(commit_sqlite, HeldSqlite, sqlx::Sqlite, false);
-commit_batch!(commit_pg, PgPool, sqlx::Postgres, true);
+commit_batch!(commit_sqlite, sqlx::Sqlite, false);
+commit_batch!(commit_pg, sqlx::Postgres, true);
