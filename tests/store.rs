@@ -63,6 +63,7 @@ on_both!(
     group_commit_decides_a_set_and_falls_back_one_by_one,
     audited_changes_commit_with_their_record,
     failed_group_commit_fails_every_job_and_stores_nothing,
+    writer_reconnects_after_its_connection_was_closed,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -1566,6 +1567,29 @@ async fn failed_group_commit_fails_every_job_and_stores_nothing(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(verified_log(&s).await.len(), 1);
+}
+
+async fn writer_reconnects_after_its_connection_was_closed(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    issue(&s, "alice", "r1", ca, T0).await;
+    if db.kind == Kind::Postgres {
+        // Every other session of the database ends, the issuance writer's among them, as
+        // when the server restarts.
+        db.raw(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .await
+        .unwrap();
+    }
+    // Longer than the writer leaves its connection unchecked: the next batch pings it first
+    // and opens a new one instead of failing.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    issue(&s, "bob", "r2", ca, T0 + 1).await;
+    assert_eq!(
+        s.current_certificate("bob").await.unwrap().unwrap().serial,
+        "r2"
+    );
 }
 
 async fn audited_changes_commit_with_their_record(db: &TestDb) {
