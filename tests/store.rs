@@ -783,14 +783,7 @@ async fn users_and_contracts_switch_off_and_on(db: &TestDb) {
     let (s, ca) = setup(db).await;
     issue(&s, "bob", "e1", ca, T0).await;
     let mut rx = s.subscribe_changes();
-    let staff = |action: &str, subject: &str| NewAudit {
-        at: T0,
-        actor: "staff:ops".into(),
-        action: action.into(),
-        subject: subject.into(),
-        outcome: "ok".into(),
-        detail: serde_json::json!({}),
-    };
+    let staff = staff_entry;
     let before = verified_log(&s).await.len();
 
     // Off: stored, recorded, bob's certificate announced, the gateway's view follows.
@@ -1088,6 +1081,18 @@ fn obtain_entry(login: &str, serial: &str) -> NewAudit {
         subject: login.into(),
         outcome: "ok".into(),
         detail: serde_json::json!({ "serial": serial }),
+    }
+}
+
+/// An audit entry of a staff action on `subject`.
+fn staff_entry(action: &str, subject: &str) -> NewAudit {
+    NewAudit {
+        at: T0,
+        actor: "staff:ops".into(),
+        action: action.into(),
+        subject: subject.into(),
+        outcome: "ok".into(),
+        detail: serde_json::json!({}),
     }
 }
 
@@ -1595,14 +1600,7 @@ async fn writer_reconnects_after_its_connection_was_closed(db: &TestDb) {
 async fn audited_changes_commit_with_their_record(db: &TestDb) {
     let (s, ca) = setup(db).await;
     issue(&s, "alice", "w1", ca, T0).await;
-    let entry = |action: &str, subject: &str| NewAudit {
-        at: T0,
-        actor: "staff:ops".into(),
-        action: action.into(),
-        subject: subject.into(),
-        outcome: "ok".into(),
-        detail: serde_json::json!({}),
-    };
+    let entry = staff_entry;
 
     // Renewal and its record.
     s.complete_renewal_audited(
