@@ -47,23 +47,27 @@ pub(crate) use on_backend;
 /// How a transaction that will write begins on each backend.
 pub(crate) trait WritePool {
     type Db: sqlx::Database;
-    /// SQLite: `BEGIN IMMEDIATE`, so the write lock is taken up front (a deferred transaction
-    /// that later writes fails with SQLITE_BUSY under concurrency instead of waiting).
-    /// PostgreSQL: a plain `BEGIN`; operations lock the rows they decide on.
+    /// The statement: [`SQLITE_BEGIN_WRITE`] or [`PG_BEGIN_WRITE`].
     async fn begin_write(&self) -> Result<Transaction<'static, Self::Db>, sqlx::Error>;
 }
+
+/// SQLite: the write lock is taken up front (a deferred transaction that later writes fails
+/// with SQLITE_BUSY under concurrency instead of waiting).
+pub(crate) const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+/// PostgreSQL: a plain `BEGIN`; operations lock the rows they decide on.
+pub(crate) const PG_BEGIN_WRITE: &str = "BEGIN";
 
 impl WritePool for SqlitePool {
     type Db = Sqlite;
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.begin_with("BEGIN IMMEDIATE").await
+        self.begin_with(SQLITE_BEGIN_WRITE).await
     }
 }
 
 impl WritePool for PgPool {
     type Db = Postgres;
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.begin().await
+        self.begin_with(PG_BEGIN_WRITE).await
     }
 }
 
@@ -84,7 +88,8 @@ pub(crate) async fn connect(url: &str) -> Result<Backend, StoreError> {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let pool = if in_memory {
             // A shared in-memory database lives as long as one connection does, and its
-            // table locks do not honour busy_timeout: keep exactly one connection forever.
+            // table locks do not honour busy_timeout: keep exactly one connection forever
+            // (which is what `is_single_connection` recognises).
             SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
@@ -116,6 +121,12 @@ pub(crate) async fn connect(url: &str) -> Result<Backend, StoreError> {
             "the database URL must start with sqlite: or postgres:".into(),
         )))
     }
+}
+
+/// Whether `pool` is the one-connection pool of an in-memory database (see [`connect`]):
+/// everything, the issuance writer included, must share that connection.
+pub(crate) fn is_single_connection(pool: &SqlitePool) -> bool {
+    pool.options().get_max_connections() == 1
 }
 
 /// The migrations of one backend, compiled into the binary.

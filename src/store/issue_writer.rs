@@ -31,7 +31,9 @@ use sqlx::{Connection, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit_chain::{ChainHead, PreparedAudit, lock_chain_head};
-use super::backend::{Backend, WritePool};
+use super::backend::{
+    Backend, PG_BEGIN_WRITE, SQLITE_BEGIN_WRITE, WritePool, is_single_connection,
+};
 use super::certs::insert_current;
 use super::codes::hash_eq;
 use super::rows::{cert_cols, cert_from_row};
@@ -178,7 +180,7 @@ const WRITER_IDLE_CHECK: Duration = Duration::from_secs(1);
 /// failed batch the connection is dropped (it may be broken) and the next one opens anew.
 struct WriterConn<DB: sqlx::Database> {
     options: <DB::Connection as Connection>::Options,
-    /// SQLite: `BEGIN IMMEDIATE`, the write lock up front (see `WritePool`).
+    /// As `WritePool::begin_write` begins.
     begin: &'static str,
     held: Option<DB::Connection>,
     last_used: Instant,
@@ -192,6 +194,15 @@ impl<DB: sqlx::Database> WriterConn<DB> {
             held: None,
             last_used: Instant::now(),
         }
+    }
+
+    /// After a batch: a failed one may have left the connection broken, so the next batch
+    /// opens another.
+    fn settle(&mut self, committed: Result<(), StoreError>) -> Result<(), StoreError> {
+        if committed.is_err() {
+            self.held = None;
+        }
+        committed
     }
 }
 
@@ -220,17 +231,15 @@ enum BatchTarget {
 impl BatchTarget {
     fn new(backend: Backend) -> Self {
         match backend {
-            // Only an in-memory database's pool has a single connection (`backend::connect`).
-            Backend::Sqlite(pool) if pool.options().get_max_connections() == 1 => {
-                Self::SqliteInMemory(pool)
-            }
+            Backend::Sqlite(pool) if is_single_connection(&pool) => Self::SqliteInMemory(pool),
             Backend::Sqlite(pool) => Self::Sqlite(WriterConn::new(
                 (*pool.connect_options()).clone(),
-                "BEGIN IMMEDIATE",
+                SQLITE_BEGIN_WRITE,
             )),
-            Backend::Postgres(pool) => {
-                Self::Postgres(WriterConn::new((*pool.connect_options()).clone(), "BEGIN"))
-            }
+            Backend::Postgres(pool) => Self::Postgres(WriterConn::new(
+                (*pool.connect_options()).clone(),
+                PG_BEGIN_WRITE,
+            )),
         }
     }
 
@@ -239,20 +248,17 @@ impl BatchTarget {
         jobs: &[Pending],
         results: &mut [Option<Result<JobDone, StoreError>>],
     ) -> Result<(), StoreError> {
-        let committed = match self {
-            Self::Sqlite(conn) => commit_sqlite(conn, jobs, results).await,
+        match self {
+            Self::Sqlite(conn) => {
+                let committed = commit_sqlite(conn, jobs, results).await;
+                conn.settle(committed)
+            }
             Self::SqliteInMemory(pool) => commit_sqlite(pool, jobs, results).await,
-            Self::Postgres(conn) => commit_pg(conn, jobs, results).await,
-        };
-        if committed.is_err() {
-            // Its connection may be broken: the next batch opens another.
-            match self {
-                Self::Sqlite(conn) => conn.held = None,
-                Self::Postgres(conn) => conn.held = None,
-                Self::SqliteInMemory(_) => {}
+            Self::Postgres(conn) => {
+                let committed = commit_pg(conn, jobs, results).await;
+                conn.settle(committed)
             }
         }
-        committed
     }
 }
 
