@@ -669,3 +669,204 @@ async fn certgate_own_paths_come_first_with_the_verified_identity() {
     assert_eq!(h.upstream.hits(), 0, "local paths never reach the app");
     h.shutdown().await;
 }
+
+/// Polls a metric until `ok` holds, for up to ten seconds.
+async fn metric_reaches(h: &Harness, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let mut last = 0.0;
+    for _ in 0..100 {
+        last = h.metric(name).await;
+        if ok(last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name} stayed at {last}");
+}
+
+/// Reads one HTTP/1.1 response (with Content-Length) from a raw stream: (status, body).
+async fn read_response(
+    s: &mut (impl tokio::io::AsyncRead + Unpin),
+    buf: &mut Vec<u8>,
+) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let status: u16 = head[9..12].parse().unwrap();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            while buf.len() < end + 4 + len {
+                let mut chunk = [0u8; 4096];
+                let n = s.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "connection closed inside a response");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned();
+            buf.drain(..end + 4 + len);
+            return (status, body);
+        }
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed before a response");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+const PARKED: &str = "certgate_parked_connections";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_gives_its_buffers_back_and_serves_its_next_request() {
+    let h = Harness::sqlite().await;
+    let mut c = h.h1(Some(&h.alice)).await;
+    assert_eq!(c.get("/before").await.unwrap().status, 200);
+    metric_reaches(&h, PARKED, |v| v == 1.0).await;
+    // The same connection, woken by the next request, with the identity as before.
+    let a = c.get("/after").await.unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(header(&a.json(), "x-certgate-user"), ["alice"]);
+    assert_eq!(h.metric("certgate_open_connections").await, 1.0);
+    // Parked again once quiet, and again woken.
+    metric_reaches(&h, PARKED, |v| v == 1.0).await;
+    assert_eq!(c.get("/again").await.unwrap().status, 200);
+    assert_eq!(h.upstream.hits(), 3);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_split_or_pipelined_around_a_parked_wait_are_answered_in_order() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::sqlite().await;
+    // No ALPN: the gateway tells HTTP/1.1 from HTTP/2 by the first bytes.
+    let cfg = support::client::config(&h.server_ca.der, Some(&h.alice), &[]);
+    let mut s = support::client::tls(h.optional, cfg).await.unwrap();
+    let mut buf = Vec::new();
+    let req = |path: &str| format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n");
+    s.write_all(req("/one").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s, &mut buf).await.0, 200);
+    metric_reaches(&h, PARKED, |v| v == 1.0).await;
+    // Half a request head wakes the connection; the rest comes after a longer pause than
+    // the parking delay, and the head is still read as one.
+    let two = req("/two");
+    let (first, rest) = two.split_at(10);
+    s.write_all(first.as_bytes()).await.unwrap();
+    metric_reaches(&h, PARKED, |v| v == 0.0).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(rest.as_bytes()).await.unwrap();
+    let (status, body) = read_response(&mut s, &mut buf).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("/two"), "{body}");
+    // Two pipelined requests in one write after another parked wait: both answered, in order.
+    metric_reaches(&h, PARKED, |v| v == 1.0).await;
+    s.write_all(format!("{}{}", req("/three"), req("/four")).as_bytes())
+        .await
+        .unwrap();
+    let (s3, b3) = read_response(&mut s, &mut buf).await;
+    let (s4, b4) = read_response(&mut s, &mut buf).await;
+    assert_eq!((s3, s4), (200, 200));
+    assert!(b3.contains("/three") && b4.contains("/four"), "{b3} {b4}");
+    assert_eq!(h.upstream.hits(), 4);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_connection_is_closed_after_the_idle_limit_and_at_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::sqlite().await;
+    let req = b"GET /x HTTP/1.1\r\nhost: localhost\r\n\r\n";
+    // The `required` listener allows 4 s between requests (header_read_timeout_secs).
+    let mut idle = support::client::tls(h.required, h.client_config(Some(&h.alice)))
+        .await
+        .unwrap();
+    idle.write_all(req).await.unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_response(&mut idle, &mut buf).await.0, 200);
+    metric_reaches(&h, PARKED, |v| v >= 1.0).await;
+    // Closed (with close_notify, so a clean end of stream) once the limit passes; the bound
+    // only keeps a broken build from hanging.
+    let mut rest = Vec::new();
+    let end = tokio::time::timeout(Duration::from_secs(30), idle.read_to_end(&mut rest)).await;
+    assert!(matches!(end, Ok(Ok(0))), "{end:?}");
+    metric_reaches(&h, PARKED, |v| v == 0.0).await;
+
+    // A parked connection does not hold up a shutdown: it is closed at once.
+    let mut parked = support::client::tls(h.optional, h.client_config(Some(&h.alice)))
+        .await
+        .unwrap();
+    parked.write_all(req).await.unwrap();
+    assert_eq!(read_response(&mut parked, &mut buf).await.0, 200);
+    metric_reaches(&h, PARKED, |v| v == 1.0).await;
+    let closed = tokio::spawn(async move {
+        let mut rest = Vec::new();
+        parked.read_to_end(&mut rest).await
+    });
+    h.shutdown().await;
+    let end = tokio::time::timeout(Duration::from_secs(30), closed).await;
+    assert!(matches!(end, Ok(Ok(Ok(0)))), "{end:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_without_alpn_is_told_by_its_preface() {
+    let h = Harness::sqlite().await;
+    let cfg = support::client::config(&h.server_ca.der, Some(&h.alice), &[]);
+    let stream = support::client::tls(h.optional, cfg).await.unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), None);
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("https://localhost/h2-no-alpn")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_a_large_answer_slowly_keeps_its_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::sqlite().await;
+    let mut s = support::client::tls(h.optional, h.client_config(Some(&h.alice)))
+        .await
+        .unwrap();
+    const SIZE: usize = 32 << 20;
+    // A small answer first, so the connection has answered a request when the large one
+    // stalls (a connection becomes a candidate for parking only then).
+    s.write_all(
+        format!(
+            "GET /warm HTTP/1.1\r\nhost: localhost\r\n\r\n\
+             GET /big/{SIZE} HTTP/1.1\r\nhost: localhost\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_response(&mut s, &mut buf).await.0, 200);
+    // Far more than the socket buffers hold: the gateway's writes wait on the client.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut head = std::mem::take(&mut buf);
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        head.push(s.read_u8().await.unwrap());
+    }
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(!text.contains("connection: close"), "{text}");
+    let mut body = vec![0u8; SIZE - (head.len() - end)];
+    s.read_exact(&mut body).await.unwrap();
+    // The same connection serves the next request.
+    s.write_all(b"GET /next HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, body) = read_response(&mut s, &mut buf).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("/next"), "{body}");
+    h.shutdown().await;
+}

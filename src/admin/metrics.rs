@@ -50,6 +50,7 @@ pub struct Metrics {
     refusals: Family<Reason, Counter>,
     reloads: Family<Outcome, Counter>,
     connections: Gauge,
+    parked: Gauge,
 }
 
 impl Default for Metrics {
@@ -72,6 +73,7 @@ impl Metrics {
         let refusals = Family::<Reason, Counter>::default();
         let reloads = Family::<Outcome, Counter>::default();
         let connections = Gauge::default();
+        let parked = Gauge::default();
         registry.register(
             "requests",
             "Requests answered, by route and HTTP status",
@@ -107,6 +109,11 @@ impl Metrics {
             "Client connections open now",
             connections.clone(),
         );
+        registry.register(
+            "parked_connections",
+            "HTTP/1.1 connections waiting for a request with no HTTP buffers held",
+            parked.clone(),
+        );
         Self {
             registry,
             requests,
@@ -116,6 +123,7 @@ impl Metrics {
             refusals,
             reloads,
             connections,
+            parked,
         }
     }
 
@@ -175,6 +183,14 @@ impl Metrics {
 
     pub fn connection_closed(&self) {
         self.connections.dec();
+    }
+
+    pub fn connection_parked(&self) {
+        self.parked.inc();
+    }
+
+    pub fn connection_unparked(&self) {
+        self.parked.dec();
     }
 
     /// The text exposition (OpenMetrics, which Prometheus reads).

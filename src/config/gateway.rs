@@ -32,8 +32,8 @@ pub struct ListenerConfig {
     #[serde(default = "default_header_read_timeout_secs")]
     pub header_read_timeout_secs: u64,
     /// Largest request head (request line and headers) accepted, in bytes (default 16384;
-    /// at least 8192). Larger heads get 431. HTTP/1.1 connections keep a read buffer of
-    /// this size while idle, so it also sets most of an idle connection's memory.
+    /// at least 8192). Larger heads get 431. An HTTP/1.1 connection's read buffer grows to
+    /// this size while it serves requests; an idle one gives it back.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
     /// Open connections served at once (default 4096). Further clients are answered 503

@@ -18,6 +18,7 @@ mod assertion;
 pub mod body;
 mod forward;
 mod handler;
+mod http1_idle;
 pub mod identity;
 mod interstitial;
 mod local;

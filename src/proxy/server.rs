@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::Shared;
 use super::handler::{ConnInfo, handle};
+use super::http1_idle::{self, ConnIo, Http1Setup, Served};
 use super::refusal::{Problem, wants_html};
 use crate::config::{ClientAuth, ListenerConfig};
 use crate::tls::PresentedCert;
@@ -87,6 +88,7 @@ pub(crate) async fn accept_loop(
         let config = Arc::clone(&runtime.config);
         let shared = Arc::clone(&shared);
         let watcher = watcher();
+        let stop = stop.clone();
         tokio::spawn(async move {
             let _permit = permit;
             // A connection's task is as large as its largest state, for as long as the
@@ -136,25 +138,67 @@ pub(crate) async fn accept_loop(
                     sni,
                     presented,
                 });
-                let svc_shared = Arc::clone(&shared);
-                // Boxed: hyper keeps room for the service's future in every connection,
-                // idle or not; boxed, that room is a pointer and the request's state exists
-                // only while a request is in flight.
-                let service = service_fn(move |req| {
-                    Box::pin(handle(Arc::clone(&svc_shared), Arc::clone(&info), req))
-                });
-                let builder = http_builder(limits, alpn);
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                Box::pin(watcher.watch(conn))
+                let conn = Conn {
+                    io: Box::new(ConnIo::new(stream)),
+                    shared: Arc::clone(&shared),
+                    info,
+                    watcher,
+                    stop,
+                };
+                Box::pin(serve(conn, Arc::clone(&config), index, alpn))
             };
             shared.metrics.connection_opened();
-            if let Err(e) = served.await {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
-            }
+            served.await;
             shared.metrics.connection_closed();
         });
+    }
+}
+
+/// An accepted connection after its handshake.
+struct Conn {
+    io: Box<ConnIo>,
+    shared: Arc<Shared>,
+    info: Arc<ConnInfo>,
+    /// Keeps the gateway's drain waiting for this connection.
+    watcher: Watcher,
+    stop: watch::Receiver<bool>,
+}
+
+/// Serves HTTP on a connection until it ends: HTTP/1.1 in rounds that release their
+/// buffers while idle ([`http1_idle`]), HTTP/2 with hyper's own connection.
+async fn serve(conn: Conn, config: Arc<crate::config::Config>, index: usize, alpn: Alpn) {
+    let limits = &config.listeners[index];
+    let Conn {
+        io,
+        shared,
+        info,
+        watcher,
+        stop,
+    } = conn;
+    let io = match alpn {
+        Alpn::H2 => io,
+        Alpn::Http1 | Alpn::None => {
+            let setup = Http1Setup {
+                shared: Arc::clone(&shared),
+                info: Arc::clone(&info),
+                stop,
+            };
+            match http1_idle::serve(io, limits, setup, matches!(alpn, Alpn::None)).await {
+                Served::Closed => return,
+                Served::Http2(io) => io,
+            }
+        }
+    };
+    // Boxed: hyper keeps room for the service's future in every connection, idle or not;
+    // boxed, that room is a pointer and the request's state exists only while a request is
+    // in flight.
+    let service =
+        service_fn(move |req| Box::pin(handle(Arc::clone(&shared), Arc::clone(&info), req)));
+    let conn = http2_builder(limits)
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
+    if let Err(e) = Box::pin(watcher.watch(conn)).await {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
@@ -225,26 +269,14 @@ impl Alpn {
     }
 }
 
-fn http_builder(l: &ListenerConfig, alpn: Alpn) -> auto::Builder<TokioExecutor> {
+fn http2_builder(l: &ListenerConfig) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(l.header_read_timeout_secs))
-        .max_buf_size(l.max_header_bytes)
-        // One buffer, so head and body of a response leave in one TLS record.
-        .writev(false)
-        .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Duration::from_secs(l.h2_keepalive_secs))
         .keep_alive_timeout(Duration::from_secs(20));
-    // With the version known from ALPN, skip sniffing the first bytes (and its buffer).
-    match alpn {
-        Alpn::Http1 => b.http1_only(),
-        Alpn::H2 => b.http2_only(),
-        Alpn::None => b,
-    }
+    b.http2_only()
 }
 
 /// A short, stable reason for a failed handshake (a metric label).

@@ -258,6 +258,8 @@ addr = "127.0.0.1:0"
 cert = "server.pem"
 key = "server.key"
 client_auth = "required"
+# Short, so a test can watch an idle (parked) connection being closed.
+header_read_timeout_secs = 4
 
 [[route]]
 prefix = "/"

@@ -84,6 +84,11 @@ async fn answer(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyp
             .body(Full::new(Bytes::new()))
             .unwrap());
     }
+    if let Some(size) = req.uri().path().strip_prefix("/big/") {
+        // A large body, for clients that read slowly.
+        let size: usize = size.parse().unwrap_or(0);
+        return Ok(Response::new(Full::new(Bytes::from(vec![b'x'; size]))));
+    }
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
