@@ -29,6 +29,9 @@ pub struct StatusCacheSettings {
     pub overlap_secs: i64,
 }
 
+/// How often entries too old to be used are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 /// Where an answer came from, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
@@ -186,14 +189,58 @@ impl StatusCache {
         }
     }
 
+    /// Drops the entries fetched `fail_closed_after` or longer before `now`: no lookup can
+    /// use them any more, not even while the store is down. Without this the cache would
+    /// hold every certificate ever presented since start. Returns how many were dropped.
+    ///
+    /// A dropped revoked entry only means the handshake no longer refuses that certificate
+    /// early; the per-request check reads the store and still refuses it.
+    pub fn prune(&self, now: Instant) -> usize {
+        let max = self.settings.fail_closed_after;
+        let mut entries = self.lock();
+        let before = entries.len();
+        entries.retain(|_, e| now.saturating_duration_since(e.fetched) < max);
+        let dropped = before - entries.len();
+        if entries.capacity() > 2 * entries.len().max(64) {
+            // A burst of distinct certificates has passed: give its memory back.
+            entries.shrink_to_fit();
+        }
+        dropped
+    }
+
+    /// Entries held now (for metrics and tests).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether the cache holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Follows the store's change announcements until the channel closes: each change drops
     /// the entry at once, then reads it again so the handshake learns of a revocation.
+    /// Every [`PRUNE_EVERY`] it also drops entries too old to be used ([`Self::prune`]).
     pub fn spawn_invalidator(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let cache = Arc::clone(self);
         let mut rx = self.source.changes();
         tokio::spawn(async move {
+            let mut prune = tokio::time::interval(PRUNE_EVERY);
+            prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Pruning goes on after the announcements end.
+            let mut following = true;
             loop {
-                match rx.recv().await {
+                let received = tokio::select! {
+                    r = rx.recv(), if following => r,
+                    _ = prune.tick() => {
+                        let dropped = cache.prune(Instant::now());
+                        if dropped > 0 {
+                            tracing::debug!(dropped, "old certificate status entries dropped");
+                        }
+                        continue;
+                    }
+                };
+                match received {
                     Ok(change) => {
                         tracing::debug!(serial = %change.serial, "certificate status changed");
                         cache.invalidate(&change.serial);
@@ -210,7 +257,7 @@ impl StatusCache {
                     }
                     Err(RecvError::Closed) => {
                         tracing::warn!("status change announcements ended; relying on max age");
-                        return;
+                        following = false;
                     }
                 }
             }
@@ -270,5 +317,63 @@ impl StatusCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         // A panic while holding this lock cannot leave a half-written entry: use the map.
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::status::MemorySource;
+
+    fn view(serial: &str, status: CertStatus) -> CertStatusView {
+        crate::status::test_view(serial, status)
+    }
+
+    fn cache_over(source: &Arc<MemorySource>) -> Arc<StatusCache> {
+        StatusCache::new(
+            Arc::clone(source) as Arc<dyn StatusSource>,
+            ManualClock::new(500),
+            StatusCacheSettings {
+                max_age: Duration::from_secs(30),
+                fail_closed_after: Duration::from_secs(300),
+                overlap_secs: 0,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn prune_drops_only_entries_no_lookup_could_use() {
+        let source = Arc::new(MemorySource::default());
+        for serial in ["01", "02", "03"] {
+            source.put(view(serial, CertStatus::Current));
+        }
+        source.put(view("04", CertStatus::Revoked));
+        let cache = cache_over(&source);
+        for serial in ["01", "02", "03", "04"] {
+            cache.check(serial).await;
+        }
+        assert_eq!(cache.len(), 4);
+        assert!(cache.known_revoked("04"));
+
+        let mid = Instant::now();
+        // Younger than fail_closed_after: still usable while the store is down.
+        assert_eq!(cache.prune(mid + Duration::from_secs(299)), 0);
+        assert_eq!(cache.len(), 4);
+
+        // "02" is read again after `mid`, so it is younger than the others.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cache.invalidate("02");
+        cache.check("02").await;
+        let dropped = cache.prune(mid + Duration::from_secs(300));
+        assert_eq!(dropped, 3, "01, 03 and 04 are too old to be used");
+        assert_eq!(cache.len(), 1);
+        assert!(!cache.known_revoked("04"));
+
+        // A pruned certificate is simply read again, with the same verdict.
+        let (verdict, _, outcome) = cache.check("04").await;
+        assert_eq!(verdict, Verdict::Refuse(Refusal::Revoked));
+        assert_eq!(outcome, CacheOutcome::Miss);
+        assert!(cache.known_revoked("04"));
     }
 }

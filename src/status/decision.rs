@@ -96,31 +96,9 @@ pub fn decide(view: Option<&CertStatusView>, now: UnixTime, overlap_secs: i64) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{CertRecord, Role};
 
     fn view(status: CertStatus) -> CertStatusView {
-        CertStatusView {
-            cert: CertRecord {
-                serial: "01".into(),
-                login: "alice".into(),
-                contract_id: "c1".into(),
-                ca_id: 1,
-                der: vec![],
-                sha256: String::new(),
-                spki_sha256: String::new(),
-                not_before: 100,
-                not_after: 1000,
-                status,
-                superseded_at: None,
-                revoked_at: None,
-                revocation_reason: None,
-                first_used_at: None,
-                created_at: 100,
-            },
-            role: Role::General,
-            user_enabled: true,
-            contract_enabled: true,
-        }
+        crate::status::test_view("01", status)
     }
 
     #[test]

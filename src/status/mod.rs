@@ -100,6 +100,34 @@ pub fn normalize_serial(text: &str) -> String {
     }
 }
 
+/// A current certificate's view for unit tests: valid from 100 to 1000, never used yet.
+#[cfg(test)]
+pub(crate) fn test_view(serial: &str, status: crate::store::CertStatus) -> CertStatusView {
+    use crate::store::{CertRecord, Role};
+    CertStatusView {
+        cert: CertRecord {
+            serial: serial.into(),
+            login: format!("user-{serial}"),
+            contract_id: "c1".into(),
+            ca_id: 1,
+            der: vec![],
+            sha256: String::new(),
+            spki_sha256: String::new(),
+            not_before: 100,
+            not_after: 1000,
+            status,
+            superseded_at: None,
+            revoked_at: None,
+            revocation_reason: None,
+            first_used_at: None,
+            created_at: 100,
+        },
+        role: Role::General,
+        user_enabled: true,
+        contract_enabled: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
