@@ -51,6 +51,26 @@ pub struct Metrics {
     reloads: Family<Outcome, Counter>,
     connections: Gauge,
     parked: Gauge,
+    /// The status cache's three series, resolved once (looked up on every request).
+    status_hit: Counter,
+    status_miss: Counter,
+    status_stale: Counter,
+}
+
+/// One route's series, resolved when the route table is built, so that a request counts
+/// without building label strings or looking them up.
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    label: String,
+    answered_ok: Counter,
+    latency: Histogram,
+}
+
+impl RouteMetrics {
+    /// Records the time until the upstream's response head.
+    pub fn upstream_latency(&self, seconds: f64) {
+        self.latency.observe(seconds);
+    }
 }
 
 impl Default for Metrics {
@@ -114,6 +134,15 @@ impl Metrics {
             "HTTP/1.1 connections waiting for a request with no HTTP buffers held",
             parked.clone(),
         );
+        let status = |result: &str| {
+            status_cache
+                .get_or_create(&CacheResult {
+                    result: result.into(),
+                })
+                .clone()
+        };
+        let (status_hit, status_miss, status_stale) =
+            (status("hit"), status("miss"), status("stale"));
         Self {
             registry,
             requests,
@@ -124,6 +153,38 @@ impl Metrics {
             reloads,
             connections,
             parked,
+            status_hit,
+            status_miss,
+            status_stale,
+        }
+    }
+
+    /// The series of the route labelled `label` (made now if new).
+    pub fn route(&self, label: &str) -> RouteMetrics {
+        RouteMetrics {
+            label: label.to_string(),
+            answered_ok: self
+                .requests
+                .get_or_create(&RouteStatus {
+                    route: label.to_string(),
+                    status: 200,
+                })
+                .clone(),
+            latency: self
+                .upstream_latency
+                .get_or_create(&RouteLabel {
+                    route: label.to_string(),
+                })
+                .clone(),
+        }
+    }
+
+    /// Counts a request answered on `route`.
+    pub fn route_request(&self, route: &RouteMetrics, status: u16) {
+        if status == 200 {
+            route.answered_ok.inc();
+        } else {
+            self.request(&route.label, status);
         }
     }
 
@@ -144,20 +205,18 @@ impl Metrics {
             .inc();
     }
 
-    pub fn upstream_latency(&self, route: &str, seconds: f64) {
-        self.upstream_latency
-            .get_or_create(&RouteLabel {
-                route: route.into(),
-            })
-            .observe(seconds);
-    }
-
     pub fn status_lookup(&self, result: &str) {
-        self.status_cache
-            .get_or_create(&CacheResult {
-                result: result.into(),
-            })
-            .inc();
+        match result {
+            "hit" => self.status_hit.inc(),
+            "miss" => self.status_miss.inc(),
+            "stale" => self.status_stale.inc(),
+            other => self
+                .status_cache
+                .get_or_create(&CacheResult {
+                    result: other.into(),
+                })
+                .inc(),
+        };
     }
 
     pub fn refusal(&self, reason: &str) {

@@ -5,7 +5,7 @@
 
 mod metrics;
 
-pub use metrics::Metrics;
+pub use metrics::{Metrics, RouteMetrics};
 
 use std::sync::Arc;
 use std::time::Duration;

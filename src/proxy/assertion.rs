@@ -121,20 +121,20 @@ impl AssertionSigner {
         let mut jti = [0u8; 16];
         aws_lc_rs::rand::fill(&mut jti).map_err(|_| AssertionError::Sign)?;
         let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
-        let x5t = hex::decode(&id.sha256)
+        let x5t = hex::decode(id.sha256())
             .map(|raw| B64.encode(raw))
             .unwrap_or_default();
         let claims = serde_json::json!({
             "iss": self.issuer,
-            "sub": id.login,
+            "sub": id.login(),
             "aud": audience,
             "iat": now,
             "nbf": now,
             "exp": now + self.ttl,
             "jti": B64.encode(jti),
-            "contract": id.contract,
+            "contract": id.contract(),
             "role": id.role.as_str(),
-            "cert_serial": id.serial,
+            "cert_serial": id.serial(),
             "renewal_due": id.renewal_due,
             "cnf": { "x5t#S256": x5t },
         });

@@ -18,17 +18,21 @@ use super::body::ProxyBody;
 use super::refusal::Problem;
 use crate::config::{ConfigError, RouteConfig};
 
-/// Headers meaningful only for one connection (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
+/// Headers meaningful only for one connection (RFC 9110 §7.6.1). Parsed names, so a
+/// message's names are compared with them without parsing or hashing anything.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
 ];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// The client side of one route.
 #[derive(Debug)]
@@ -181,41 +185,113 @@ fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Removes hop-by-hop headers, including those the Connection header names.
+/// Removes hop-by-hop headers, including those the Connection header names. One pass over
+/// the message's names: most messages carry none of them, or only Connection.
 pub fn remove_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = connection_tokens(h)
-        .filter_map(|t| HeaderName::from_bytes(t.to_ascii_lowercase().as_bytes()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
-    }
-    for n in HOP_BY_HOP {
-        h.remove(n);
+    let doomed: Vec<HeaderName> = {
+        let listed: Vec<&str> = connection_tokens(h).collect();
+        h.keys()
+            .filter(|name| {
+                HOP_BY_HOP.contains(name)
+                    || listed.iter().any(|t| t.eq_ignore_ascii_case(name.as_str()))
+            })
+            .cloned()
+            .collect()
+    };
+    for name in doomed {
+        h.remove(name);
     }
 }
 
 /// Prepares the request headers for the upstream: hop-by-hop removed (an Upgrade is carried
-/// over), and the gateway's own forwarding headers set.
+/// over), and the gateway's own forwarding headers set. `forwarded_for` is the client's
+/// address as a header value (made once per connection).
 pub fn set_forwarding_headers(
     h: &mut HeaderMap,
-    remote: SocketAddr,
+    forwarded_for: &HeaderValue,
     host: Option<&str>,
     upgrade: bool,
 ) {
-    let upgrade_value = h.get(header::UPGRADE).cloned();
+    let upgrade_value = if upgrade {
+        h.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
     remove_hop_by_hop(h);
-    if let (true, Some(v)) = (upgrade, upgrade_value) {
+    if let Some(v) = upgrade_value {
         h.insert(header::UPGRADE, v);
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    if let Ok(v) = HeaderValue::from_str(&remote.ip().to_string()) {
-        h.insert(HeaderName::from_static("x-forwarded-for"), v);
-    }
-    h.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("https"),
-    );
+    h.insert(X_FORWARDED_FOR, forwarded_for.clone());
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        h.insert(HeaderName::from_static("x-forwarded-host"), v);
+        h.insert(X_FORWARDED_HOST, v);
+    }
+}
+
+/// The client's address as the value of `X-Forwarded-For`.
+pub fn forwarded_for(remote: SocketAddr) -> HeaderValue {
+    HeaderValue::from_str(&remote.ip().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, X-Private-Hop"),
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("trailer", "x-sum"),
+            ("upgrade", "websocket"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy-authenticate", "Basic"),
+            ("x-private-hop", "1"),
+            ("x-app", "kept"),
+            ("content-type", "text/plain"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "x-app"]);
+    }
+
+    #[test]
+    fn forwarding_headers_replace_the_clients_and_keep_an_upgrade() {
+        let mut h = headers(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "http"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        let ip = forwarded_for("192.0.2.7:50000".parse().unwrap());
+        set_forwarding_headers(&mut h, &ip, Some("ib.example"), true);
+        assert_eq!(h.get_all(X_FORWARDED_FOR).iter().count(), 1);
+        assert_eq!(h[X_FORWARDED_FOR], "192.0.2.7");
+        assert_eq!(h[X_FORWARDED_PROTO], "https");
+        assert_eq!(h[X_FORWARDED_HOST], "ib.example");
+        assert_eq!(h[header::UPGRADE], "websocket");
+        assert_eq!(h[header::CONNECTION], "upgrade");
+
+        let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        set_forwarding_headers(&mut h, &ip, None, false);
+        assert!(!h.contains_key(header::UPGRADE) && !h.contains_key(header::CONNECTION));
+        assert!(!h.contains_key(X_FORWARDED_HOST));
     }
 }

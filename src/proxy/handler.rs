@@ -5,20 +5,21 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::body::{ProxyBody, full};
-use super::identity::{self, PeerIdentity};
+use super::identity::{self, IdentityError, IdentityHeaders, PeerIdentity};
 use super::local::LocalContext;
 use super::login_binding;
 use super::refusal::{Problem, wants_html};
 use super::{Runtime, Shared, forward};
 use crate::config::{ClientAuth, RouteAuth};
 use crate::status::{Refusal, Verdict};
+use crate::store::CertStatusView;
 use crate::tls::PresentedCert;
 
 /// The JWKS of the assertion signer.
@@ -28,10 +29,41 @@ pub const JWKS_PATH: &str = "/.well-known/certgate/jwks.json";
 #[derive(Debug)]
 pub(crate) struct ConnInfo {
     pub remote: SocketAddr,
+    /// `remote`'s address as the value of `X-Forwarded-For`.
+    pub forwarded_for: HeaderValue,
     pub client_auth: ClientAuth,
     /// Lower-cased SNI, when the client sent one.
     pub sni: Option<String>,
     pub presented: Option<Arc<PresentedCert>>,
+    /// The identity header values of the status view last seen on this connection.
+    pub identity_headers: Mutex<Option<(Arc<CertStatusView>, Arc<IdentityHeaders>)>>,
+}
+
+impl ConnInfo {
+    /// Drops what was kept for the next request (a parked connection holds no more than it
+    /// must; the values are made again on its next request).
+    pub(crate) fn forget_request_state(&self) {
+        *self
+            .identity_headers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The identity header values for `id`: made once per status view and connection.
+    fn identity_headers(&self, id: &PeerIdentity) -> Result<Arc<IdentityHeaders>, IdentityError> {
+        let mut cached = self
+            .identity_headers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((view, values)) = cached.as_ref()
+            && Arc::ptr_eq(view, id.view())
+        {
+            return Ok(Arc::clone(values));
+        }
+        let values = Arc::new(IdentityHeaders::of(id)?);
+        *cached = Some((Arc::clone(id.view()), Arc::clone(&values)));
+        Ok(values)
+    }
 }
 
 /// What the access log line says about a request.
@@ -90,7 +122,10 @@ pub(crate) async fn handle(
     };
     let status = resp.status().as_u16();
     let route = out.route.as_str();
-    shared.metrics.request(route, status);
+    match &out.route {
+        RouteLabel::Upstream(r) => shared.metrics.route_request(&r.metrics, status),
+        _ => shared.metrics.request(route, status),
+    }
     if let Some((method, path)) = request_line {
         let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
         let reason = out.problem.map(Problem::code);
@@ -167,8 +202,8 @@ async fn pipeline(
         RouteAuth::Public => None,
     };
     if let Some(id) = identity.as_ref().filter(|_| out.log) {
-        out.user = Some(id.login.clone());
-        out.serial = Some(id.serial.clone());
+        out.user = Some(id.login().to_owned());
+        out.serial = Some(id.serial().to_owned());
     }
     identity::strip_reserved(req.headers_mut(), shared.signer.header().as_str());
 
@@ -208,7 +243,7 @@ async fn pipeline(
             let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
             forward::set_forwarding_headers(
                 req.headers_mut(),
-                conn.remote,
+                &conn.forwarded_for,
                 raw_host.as_deref(),
                 upgrade,
             );
@@ -217,19 +252,23 @@ async fn pipeline(
             let mut req = Request::from_parts(parts, super::body::limited(body, limit));
             if let Some(id) = &identity {
                 if let Some(binding) = &cfg.login_binding {
-                    req = login_binding::check(binding, &id.login, req).await?;
+                    req = login_binding::check(binding, id.login(), req).await?;
                 }
                 let now = shared.clock.now();
-                identity::apply(req.headers_mut(), id, cfg, &shared.signer, now).map_err(|e| {
-                    tracing::error!(error = %super::error_chain(&e), "cannot write identity headers");
-                    Problem::Internal
-                })?;
+                conn.identity_headers(id)
+                    .and_then(|values| {
+                        identity::apply(req.headers_mut(), id, &values, cfg, &shared.signer, now)
+                    })
+                    .map_err(|e| {
+                        tracing::error!(error = %super::error_chain(&e), "cannot write identity headers");
+                        Problem::Internal
+                    })?;
             }
             let started = Instant::now();
             let result = route.upstream.send(req, client_upgrade).await;
-            shared
+            route
                 .metrics
-                .upstream_latency(&route.label, started.elapsed().as_secs_f64());
+                .upstream_latency(started.elapsed().as_secs_f64());
             result
         }
     }
@@ -262,7 +301,7 @@ async fn verify(
         return refuse(Refusal::Unknown);
     }
     Ok(PeerIdentity::new(
-        &view,
+        view,
         presented.clone(),
         shared.clock.now(),
         runtime.config.renewal.window_days,

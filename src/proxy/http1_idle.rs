@@ -224,7 +224,7 @@ impl Drop for Ticket {
 /// A response body that holds its request's [`Ticket`].
 pub(crate) struct CountedBody {
     inner: ProxyBody,
-    _ticket: Ticket,
+    _ticket: Option<Ticket>,
 }
 
 impl Body for CountedBody {
@@ -244,6 +244,31 @@ impl Body for CountedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The handler's future, whose response body takes its request's [`Ticket`].
+struct Counted<F> {
+    handler: F,
+    ticket: Option<Ticket>,
+}
+
+impl<F> Future for Counted<F>
+where
+    F: Future<Output = Result<http::Response<ProxyBody>, Infallible>> + Unpin,
+{
+    type Output = Result<http::Response<CountedBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Poll::Ready(resp) = Pin::new(&mut this.handler).poll(cx) else {
+            return Poll::Pending;
+        };
+        let Ok(resp) = resp;
+        Poll::Ready(Ok(resp.map(|inner| CountedBody {
+            inner,
+            _ticket: this.ticket.take(),
+        })))
     }
 }
 
@@ -282,16 +307,15 @@ pub(crate) async fn serve(
     let builder = http1_builder(limits);
     let activity = Arc::clone(&io.activity);
     let svc_activity = Arc::clone(&activity);
+    let conn_info = Arc::clone(&info);
     let mut service = service_fn(move |req: http::Request<Incoming>| {
         let ticket = svc_activity.request_started();
-        let fut = handle(Arc::clone(&shared), Arc::clone(&info), req);
-        Box::pin(async move {
-            let resp = fut.await?;
-            Ok::<_, Infallible>(resp.map(|inner| CountedBody {
-                inner,
-                _ticket: ticket,
-            }))
-        })
+        // Boxed where it is made (the handler's future is large; moving it into another
+        // future would copy it per request), and hyper keeps only a pointer per connection.
+        Counted {
+            handler: Box::pin(handle(Arc::clone(&shared), Arc::clone(&info), req)),
+            ticket: Some(ticket),
+        }
     });
     // When the connection last went idle: the idle limit counts from here.
     let mut idle_since = Instant::now();
@@ -323,10 +347,10 @@ pub(crate) async fn serve(
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades(),
         );
-        let Some(parts) = run_round(conn, &activity, idle_since + idle_limit, &mut stop).await
-        else {
+        let Some(parts) = run_round(conn, &activity, idle_since + idle_limit, &stop).await else {
             return Served::Closed;
         };
+        conn_info.forget_request_state();
         let now = Instant::now();
         idle_since = now.checked_sub(PARK_AFTER).unwrap_or(now);
         service = parts.service;
@@ -347,7 +371,7 @@ async fn run_round<S, B>(
     mut conn: Box<http1::UpgradeableConnection<Io, S>>,
     activity: &Activity,
     head_deadline: Instant,
-    stop: &mut watch::Receiver<bool>,
+    stop: &watch::Receiver<bool>,
 ) -> Option<http1::Parts<Io, S>>
 where
     S: hyper::service::HttpService<Incoming, ResBody = B> + Unpin,
@@ -358,54 +382,67 @@ where
     B::Error: Into<BoxError>,
 {
     let mut tick = Box::pin(tokio::time::sleep(PARK_AFTER));
+    // Whether the timer has been polled since it was last set, so its waker is registered.
+    let mut armed = false;
     let mut seen = activity.events();
     // Set once the round is to end with its current exchange: no parking after that.
     let mut ending = false;
     loop {
-        tokio::select! {
-            done = &mut conn => {
-                if let Err(e) = done {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-                return None;
+        // The connection is polled on every wake-up; the timer only when it has fired or
+        // has not registered its waker yet (a task's waker does not change), and the stop
+        // signal is read at each tick, so a request pays for neither.
+        let fired = std::future::poll_fn(|cx| {
+            if let Poll::Ready(done) = Pin::new(&mut *conn).poll(cx) {
+                return Poll::Ready(Err(done));
             }
-            () = &mut tick => {
-                let now = Instant::now();
-                if !activity.head_seen.load(Ordering::Relaxed) && now >= head_deadline {
-                    tracing::debug!("no request head within header_read_timeout_secs");
-                    return None;
+            if !armed || tick.is_elapsed() {
+                armed = true;
+                if tick.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Ok(()));
                 }
-                let events = activity.events();
-                if !ending && events == seen && activity.settled() {
-                    activity.parking.store(true, Ordering::Relaxed);
-                    Pin::new(&mut *conn).graceful_shutdown();
-                    // Only an idle connection finishes in this very poll without any I/O.
-                    let before = activity.events();
-                    let polled = std::future::poll_fn(|cx| {
-                        Poll::Ready(Pin::new(&mut conn).poll(cx))
-                    })
-                    .await;
-                    match polled {
-                        Poll::Ready(Ok(())) if activity.events() == before => {
-                            return (*conn).into_parts();
-                        }
-                        Poll::Ready(_) => return None,
-                        Poll::Pending => {
-                            // Not idle after all: keep-alive is now off, so the connection
-                            // closes (for real) after its current exchange.
-                            activity.parking.store(false, Ordering::Relaxed);
-                            ending = true;
-                        }
-                    }
-                }
-                seen = events;
-                tick.as_mut().reset(now + PARK_AFTER);
             }
-            () = super::stopped(stop), if !ending => {
-                ending = true;
-                Pin::new(&mut *conn).graceful_shutdown();
+            Poll::Pending
+        })
+        .await;
+        if let Err(done) = fired {
+            if let Err(e) = done {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            return None;
+        }
+        let now = Instant::now();
+        if !activity.head_seen.load(Ordering::Relaxed) && now >= head_deadline {
+            tracing::debug!("no request head within header_read_timeout_secs");
+            return None;
+        }
+        if !ending && *stop.borrow() {
+            // Shutting down: finish the current exchange, then close (noticed within a tick).
+            ending = true;
+            Pin::new(&mut *conn).graceful_shutdown();
+        }
+        let events = activity.events();
+        if !ending && events == seen && activity.settled() {
+            activity.parking.store(true, Ordering::Relaxed);
+            Pin::new(&mut *conn).graceful_shutdown();
+            // Only an idle connection finishes in this very poll without any I/O.
+            let before = activity.events();
+            let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut conn).poll(cx))).await;
+            match polled {
+                Poll::Ready(Ok(())) if activity.events() == before => {
+                    return (*conn).into_parts();
+                }
+                Poll::Ready(_) => return None,
+                Poll::Pending => {
+                    // Not idle after all: keep-alive is now off, so the connection closes
+                    // (for real) after its current exchange.
+                    activity.parking.store(false, Ordering::Relaxed);
+                    ending = true;
+                }
             }
         }
+        seen = events;
+        tick.as_mut().reset(now + PARK_AFTER);
+        armed = false;
     }
 }
 

@@ -29,41 +29,104 @@ pub const CLIENT_CERT_CHAIN: &str = "client-cert-chain";
 /// Envoy.
 pub const XFCC: &str = "x-forwarded-client-cert";
 
-/// A caller whose certificate passed the live check.
+/// The names above, parsed once: inserting them parses and validates nothing per request.
+const IDENTITY_NAMES: [HeaderName; 6] = [
+    HeaderName::from_static(USER),
+    HeaderName::from_static(CONTRACT),
+    HeaderName::from_static(ROLE),
+    HeaderName::from_static(CERT_SERIAL),
+    HeaderName::from_static(CERT_SHA256),
+    HeaderName::from_static(CERT_NOT_AFTER),
+];
+const RENEWAL_DUE_NAME: HeaderName = HeaderName::from_static(RENEWAL_DUE);
+
+/// The identity header values of one certificate (all but `Renewal-Due`, which depends on
+/// the day), made once per status view and cloned into each request (a reference count,
+/// not a copy).
+#[derive(Debug)]
+pub struct IdentityHeaders {
+    /// In the order of [`IDENTITY_NAMES`].
+    values: [HeaderValue; 6],
+}
+
+impl IdentityHeaders {
+    /// The values for the certificate `id` was made from.
+    pub fn of(id: &PeerIdentity) -> Result<Self, IdentityError> {
+        let not_after = time::OffsetDateTime::from_unix_timestamp(id.not_after)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .ok_or(IdentityError::Value(CERT_NOT_AFTER))?;
+        Ok(Self {
+            values: [
+                value(USER, id.login())?,
+                value(CONTRACT, id.contract())?,
+                value(ROLE, id.role.as_str())?,
+                value(CERT_SERIAL, id.serial())?,
+                value(CERT_SHA256, id.sha256())?,
+                value(CERT_NOT_AFTER, &not_after)?,
+            ],
+        })
+    }
+}
+
+/// A caller whose certificate passed the live check. Its names are read from the status
+/// view it was made from (no copies per request).
 #[derive(Debug, Clone)]
 pub struct PeerIdentity {
-    pub login: String,
-    pub contract: String,
     pub role: Role,
-    /// Lowercase hex, as the store keeps it.
-    pub serial: String,
-    /// Lowercase hex SHA-256 of the certificate DER.
-    pub sha256: String,
     pub not_after: UnixTime,
     /// True from `window_days` before expiry.
     pub renewal_due: bool,
     pub presented: Arc<PresentedCert>,
+    /// The status cache hands out the same view until it reads the store again, so header
+    /// values made from it can be reused while it does.
+    view: Arc<CertStatusView>,
 }
 
 impl PeerIdentity {
     /// The identity from the store's view of the presented certificate.
     pub fn new(
-        view: &CertStatusView,
+        view: Arc<CertStatusView>,
         presented: Arc<PresentedCert>,
         now: UnixTime,
         window_days: u32,
     ) -> Self {
-        let c = &view.cert;
+        let not_after = view.cert.not_after;
         Self {
-            login: c.login.clone(),
-            contract: c.contract_id.clone(),
             role: view.role,
-            serial: c.serial.clone(),
-            sha256: c.sha256.clone(),
-            not_after: c.not_after,
-            renewal_due: now >= c.not_after - i64::from(window_days) * DAY,
+            not_after,
+            renewal_due: now >= not_after - i64::from(window_days) * DAY,
             presented,
+            view,
         }
+    }
+
+    /// The login ID.
+    pub fn login(&self) -> &str {
+        &self.view.cert.login
+    }
+
+    /// The contract the login ID belongs to.
+    pub fn contract(&self) -> &str {
+        &self.view.cert.contract_id
+    }
+
+    /// The certificate's serial, lowercase hex as the store keeps it.
+    pub fn serial(&self) -> &str {
+        &self.view.cert.serial
+    }
+
+    /// Lowercase hex SHA-256 of the certificate DER.
+    pub fn sha256(&self) -> &str {
+        &self.view.cert.sha256
+    }
+
+    /// The status view this identity was made from.
+    pub fn view(&self) -> &Arc<CertStatusView> {
+        &self.view
     }
 }
 
@@ -128,36 +191,28 @@ fn value(name: &'static str, v: &str) -> Result<HeaderValue, IdentityError> {
     HeaderValue::from_bytes(v.as_bytes()).map_err(|_| IdentityError::Value(name))
 }
 
-/// Writes the identity headers (and the route's optional formats) for `id`.
+/// Writes the identity headers (and the route's optional formats) for `id`, whose values
+/// not depending on the day are `values` (see [`IdentityHeaders::of`]).
 pub fn apply(
     headers: &mut HeaderMap,
     id: &PeerIdentity,
+    values: &IdentityHeaders,
     route: &RouteConfig,
     signer: &AssertionSigner,
     now: UnixTime,
 ) -> Result<(), IdentityError> {
-    let not_after = time::OffsetDateTime::from_unix_timestamp(id.not_after)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .ok_or(IdentityError::Value(CERT_NOT_AFTER))?;
+    headers.reserve(IDENTITY_NAMES.len() + 1);
+    for (name, v) in IDENTITY_NAMES.into_iter().zip(&values.values) {
+        headers.insert(name, v.clone());
+    }
+    headers.insert(
+        RENEWAL_DUE_NAME,
+        HeaderValue::from_static(if id.renewal_due { "true" } else { "false" }),
+    );
     let set = |h: &mut HeaderMap, n: &'static str, v: &str| -> Result<(), IdentityError> {
         h.insert(HeaderName::from_static(n), value(n, v)?);
         Ok(())
     };
-    set(headers, USER, &id.login)?;
-    set(headers, CONTRACT, &id.contract)?;
-    set(headers, ROLE, id.role.as_str())?;
-    set(headers, CERT_SERIAL, &id.serial)?;
-    set(headers, CERT_SHA256, &id.sha256)?;
-    set(headers, CERT_NOT_AFTER, &not_after)?;
-    set(
-        headers,
-        RENEWAL_DUE,
-        if id.renewal_due { "true" } else { "false" },
-    )?;
     let chain = &id.presented.chain;
     if route.client_cert_header {
         if let Some(leaf) = chain.first() {

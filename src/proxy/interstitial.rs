@@ -33,7 +33,7 @@ fn has_later_cookie(headers: &HeaderMap) -> bool {
 pub fn page(id: &PeerIdentity, path_and_query: &str) -> Response<ProxyBody> {
     let expiry = crate::lifecycle::format_date(id.not_after);
     let next = percent_encode(path_and_query);
-    let login = crate::web::pages::escape(&id.login);
+    let login = crate::web::pages::escape(id.login());
     let html = format!(
         "<!doctype html>\n<html lang=\"ja\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\

@@ -175,7 +175,12 @@ impl Gateway {
             .map_err(GatewayError::Store)?;
         let addrs: Vec<SocketAddr> = config.listeners.iter().map(|l| l.addr).collect();
         let admin_addr = config.admin.as_ref().map(|a| a.addr);
-        let runtime = reload::build_runtime(config, &anchors, &cache)?;
+        let mut metrics = Metrics::new();
+        for collector in deps.collectors {
+            metrics.register_collector(collector);
+        }
+        let metrics = Arc::new(metrics);
+        let runtime = reload::build_runtime(config, &anchors, &cache, &metrics)?;
         let mut listeners = Vec::with_capacity(addrs.len());
         for a in &addrs {
             listeners.push(
@@ -193,11 +198,6 @@ impl Gateway {
             None => None,
         };
         let (tx, rx) = watch::channel(Arc::new(runtime));
-        let mut metrics = Metrics::new();
-        for collector in deps.collectors {
-            metrics.register_collector(collector);
-        }
-        let metrics = Arc::new(metrics);
         let trigger = Arc::new(Notify::new());
         let reloader = reload::Reloader {
             config_path: deps.config_path,

@@ -26,6 +26,7 @@ pub(crate) fn build_runtime(
     config: Config,
     anchors: &[CertificateDer<'static>],
     cache: &Arc<StatusCache>,
+    metrics: &Metrics,
 ) -> Result<Runtime, GatewayError> {
     let mut listeners = Vec::with_capacity(config.listeners.len());
     for l in &config.listeners {
@@ -42,8 +43,12 @@ pub(crate) fn build_runtime(
         )?;
         listeners.push(tls);
     }
-    let routes = RouteTable::new(&config.routes, config.gateway.effective_worker_threads())
-        .map_err(GatewayError::Config)?;
+    let routes = RouteTable::new(
+        &config.routes,
+        config.gateway.effective_worker_threads(),
+        metrics,
+    )
+    .map_err(GatewayError::Config)?;
     Ok(Runtime {
         config: Arc::new(config),
         routes,
@@ -145,7 +150,7 @@ impl Reloader {
         }
         tracing::info!(count = anchors.len(), "CA certificates changed");
         let config = (*self.tx.borrow().config).clone();
-        match build_runtime(config, &anchors, &self.cache) {
+        match build_runtime(config, &anchors, &self.cache, &self.metrics) {
             Ok(rt) => {
                 self.tx.send_replace(Arc::new(rt));
                 self.metrics.reload(true);
@@ -163,7 +168,7 @@ impl Reloader {
         if addrs != self.addrs {
             return Err(GatewayError::ListenersChanged);
         }
-        build_runtime(config, anchors, &self.cache)
+        build_runtime(config, anchors, &self.cache, &self.metrics)
     }
 
     /// A digest of the watched files' contents (a missing file counts as a state too).

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::forward::Upstream;
+use crate::admin::{Metrics, RouteMetrics};
 use crate::config::{ConfigError, RouteConfig};
 
 /// One configured route with its upstream client.
@@ -13,6 +14,8 @@ pub struct Route {
     /// The label in metrics and logs: `prefix` or `host prefix`.
     pub label: String,
     pub upstream: Upstream,
+    /// Its request counter and latency histogram.
+    pub metrics: RouteMetrics,
 }
 
 /// All routes of the running configuration.
@@ -24,7 +27,11 @@ pub struct RouteTable {
 impl RouteTable {
     /// Builds the table (and the upstream clients, one pool per worker thread) from the
     /// configuration.
-    pub fn new(routes: &[RouteConfig], workers: usize) -> Result<Self, ConfigError> {
+    pub fn new(
+        routes: &[RouteConfig],
+        workers: usize,
+        metrics: &Metrics,
+    ) -> Result<Self, ConfigError> {
         let mut out = Vec::with_capacity(routes.len());
         for r in routes {
             let label = match &r.host {
@@ -33,6 +40,7 @@ impl RouteTable {
             };
             out.push(Arc::new(Route {
                 config: r.clone(),
+                metrics: metrics.route(&label),
                 label,
                 upstream: Upstream::new(r, workers)?,
             }));
@@ -87,6 +95,7 @@ mod tests {
                 route("/app/admin/", None, "http://127.0.0.1:4"),
             ],
             1,
+            &Metrics::new(),
         )
         .unwrap();
         let up = |h: Option<&str>, p: &str| t.find(h, p).unwrap().config.upstream.clone();
@@ -96,7 +105,12 @@ mod tests {
         assert_eq!(up(Some("IB.example"), "/app"), "http://127.0.0.1:3");
         assert_eq!(up(Some("ib.example"), "/app/admin"), "http://127.0.0.1:4");
         assert_eq!(up(None, "/app/admin/y"), "http://127.0.0.1:4");
-        let only_host = RouteTable::new(&[route("/", Some("a"), "http://127.0.0.1:1")], 1).unwrap();
+        let only_host = RouteTable::new(
+            &[route("/", Some("a"), "http://127.0.0.1:1")],
+            1,
+            &Metrics::new(),
+        )
+        .unwrap();
         assert!(only_host.find(Some("b"), "/").is_none());
     }
 }

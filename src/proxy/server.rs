@@ -134,9 +134,11 @@ pub(crate) async fn accept_loop(
                 let alpn = Alpn::of(session.alpn_protocol());
                 let info = Arc::new(ConnInfo {
                     remote,
+                    forwarded_for: super::forward::forwarded_for(remote),
                     client_auth: tls.client_auth,
                     sni,
                     presented,
+                    identity_headers: std::sync::Mutex::default(),
                 });
                 let conn = Conn {
                     io: Box::new(ConnIo::new(stream)),

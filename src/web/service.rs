@@ -66,8 +66,8 @@ impl LocalService for WebService {
                 headers: parts.headers,
                 body,
                 peer: ctx.identity.map(|i| PeerCert {
-                    serial: i.serial,
-                    login: i.login,
+                    serial: i.serial().to_owned(),
+                    login: i.login().to_owned(),
                 }),
                 remote: ctx.remote_addr.ip().to_string(),
                 origin: format!("https://{host}"),

@@ -361,7 +361,7 @@ impl LocalService for EchoLocal {
             .keys()
             .any(|k| k.as_str().replace('_', "-").starts_with("x-certgate-"));
         let body = serde_json::json!({
-            "login": ctx.identity.as_ref().map(|i| i.login.clone()),
+            "login": ctx.identity.as_ref().map(|i| i.login().to_owned()),
             "presented": ctx.presented.is_some(),
             "spoofed_header_seen": spoofed,
         });
