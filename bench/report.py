@@ -86,6 +86,21 @@ def main():
                 p(f"| {label} | {r['requests']:,} | {r['syscalls']:,} | {r['syscalls'] / r['requests']:.2f} |")
         p("")
 
+    instr = {r["label"]: r for r in rows if r.get("kind") == "instr" and r["requests"]}
+    if instr:
+        p("### User-space instructions per keep-alive request (callgrind, c=16)")
+        p("")
+        p("Counted by valgrind's callgrind from the first to the last request of the measured "
+          "window (handshakes left out); the kernel's part, the same TCP work for all three, is not in it.")
+        p("")
+        p("| proxy | requests | instructions | per request |")
+        p("|---|---:|---:|---:|")
+        for label in PROXIES:
+            r = instr.get(label)
+            if r:
+                p(f"| {label} | {r['requests']:,} | {r['instructions']:,} | {r['instructions'] / r['requests']:,.0f} |")
+        p("")
+
     idle = {r["label"]: r for r in rows if "pss_per_conn_bytes" in r}
     if idle:
         p("### Memory per idle connection")
@@ -161,6 +176,13 @@ def main():
         if others:
             b, who = min(others)
             line("RSS per idle connection KiB", idle["certgate"]["rss_per_conn_bytes"] / 1024, b, who, False, 1.0)
+    if instr.get("certgate"):
+        per = {x: instr[x]["instructions"] / instr[x]["requests"] for x in instr}
+        others = [(per[x], x) for x in ("nginx", "haproxy") if x in per]
+        if others:
+            b, who = min(others)
+            line("user-space instructions per keep-alive request (for reading, no target)",
+                 per["certgate"], b, who, False, 1.0)
     pk = [(summary[(x, "keepalive", 64)]["pss"], x) for x in ("nginx", "haproxy") if (x, "keepalive", 64) in summary]
     if ("certgate", "keepalive", 64) in summary and pk:
         b, who = min(pk)

@@ -11,7 +11,8 @@
 # BENCH_PROFILE=1 (perf profiles of certgate under keep-alive and handshake load; with
 # perf present, a count of system calls per keep-alive request is always taken),
 # BENCH_TARGETS (the load targets, "direct certgate nginx haproxy"), BENCH_PARTS (what to
-# measure, "load idle ocsp issue"; a partial run is for looking, not for BENCHMARKS.md).
+# measure, "load idle ocsp instr issue"; a partial run is for looking, not for BENCHMARKS.md),
+# BENCH_INSTR_SECS (seconds of load per proxy under callgrind, 10).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,7 +22,8 @@ IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 ISSUE_COUNT=${BENCH_ISSUE_COUNT:-1000}
 WAIT_RUSTC=${BENCH_WAIT_RUSTC:-600}
 read -r -a TARGETS <<<"${BENCH_TARGETS:-direct certgate nginx haproxy}"
-PARTS=" ${BENCH_PARTS:-load idle ocsp issue} "
+PARTS=" ${BENCH_PARTS:-load idle ocsp instr issue} "
+INSTR_SECS=${BENCH_INSTR_SECS:-10}
 part() { [[ $PARTS == *" $1 "* ]]; }
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/certgate-bench.XXXXXX)}
 RESULTS=$WORK/results.jsonl
@@ -257,6 +259,52 @@ for round in $(seq "$ROUNDS"); do
         --body-file "$WORK/pki/ocsp.req" --header 'Content-Type: application/ocsp-request' \
         --concurrency 16 --secs "$SECS" --warmup 1 --label ocsp >>"$RESULTS"
 done
+fi
+
+# User-space instructions per keep-alive request, counted by callgrind: exact and the same
+# from run to run (CPU time on a shared machine is not), though blind to the kernel's part,
+# which is the same loopback TCP work for every proxy. Each proxy runs alone under valgrind
+# on a port of its own (nginx in one process); loadgen zeroes the counters when its
+# measured window opens, after the handshakes, and dumps them when it closes.
+if part instr; then
+  if command -v valgrind >/dev/null && command -v callgrind_control >/dev/null; then
+    log "user-space instructions per keep-alive request (callgrind, c=16, ${INSTR_SECS}s each)"
+    VG_PORT=$(free_port 18446)
+    VG_ADMIN_PORT=$(free_port 18091)
+    mkdir -p "$WORK/vg/nginx/tmp" "$WORK/vg/haproxy"
+    CERTGATE_PORT=$VG_PORT ADMIN_PORT=$VG_ADMIN_PORT fill "$ROOT/bench/conf/certgate.toml" "$WORK/vg/certgate.toml"
+    NGINX_PORT=$VG_PORT fill "$ROOT/bench/conf/nginx-proxy.conf" "$WORK/vg/nginx/nginx.conf"
+    HAPROXY_PORT=$VG_PORT fill "$ROOT/bench/conf/haproxy.cfg" "$WORK/vg/haproxy/haproxy.cfg"
+    sed -i "s#$WORK/nginx/#$WORK/vg/nginx/#g" "$WORK/vg/nginx/nginx.conf"
+    sed -i "s#$WORK/haproxy/#$WORK/vg/haproxy/#g" "$WORK/vg/haproxy/haproxy.cfg"
+    for target in "${TARGETS[@]}"; do
+        [[ $target == direct ]] && continue
+        vg=(taskset -c "$SRV_CPU" valgrind -q --tool=callgrind --callgrind-out-file="$WORK/vg/callgrind-$target.%p")
+        case $target in
+            certgate) RUST_LOG=warn "${vg[@]}" "$CG" --config "$WORK/vg/certgate.toml" serve 2>"$WORK/vg/certgate.log" & ;;
+            nginx) "${vg[@]}" nginx -p "$WORK/vg/nginx" -c "$WORK/vg/nginx/nginx.conf" \
+                       -g 'daemon off; master_process off;' 2>"$WORK/vg/nginx.log" & ;;
+            haproxy) "${vg[@]}" haproxy -db -f "$WORK/vg/haproxy/haproxy.cfg" 2>"$WORK/vg/haproxy.log" & ;;
+        esac
+        vg_pid=$!; STARTED+=("$vg_pid")
+        wait_port "$VG_PORT"
+        lg load --url "https://127.0.0.1:$VG_PORT/" "${PKI_ARGS[@]}" --concurrency 16 \
+            --secs "$INSTR_SECS" --warmup 3 --label "$target" \
+            --on-window-start "callgrind_control -z $vg_pid" \
+            --on-window-end "callgrind_control -d $vg_pid" >"$WORK/vg/load-$target.json"
+        stop_pid "$vg_pid"
+        python3 - "$target" "$WORK/vg/load-$target.json" "$WORK/vg/callgrind-$target.$vg_pid.1" >>"$RESULTS" <<'PY'
+import json, sys
+target, load, dump = sys.argv[1:4]
+instr = next(int(l.split()[1]) for l in open(dump) if l.startswith(("summary:", "totals:")))
+print(json.dumps({"kind": "instr", "label": target, "instructions": instr,
+                  "requests": json.load(open(load))["ok"]}))
+PY
+        while ss -Htln "sport = :$VG_PORT" | grep -q .; do sleep 0.2; done
+    done
+  else
+    log "valgrind (callgrind_control) is missing: instructions per request not counted"
+  fi
 fi
 
 if [[ ${BENCH_PROFILE:-0} == 1 ]] && command -v perf >/dev/null; then

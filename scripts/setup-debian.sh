@@ -19,6 +19,8 @@ have chromium || need_apt+=(chromium)
 have nginx || need_apt+=(nginx)
 have haproxy || need_apt+=(haproxy)
 have ab || need_apt+=(apache2-utils)
+# bench/run.sh counts instructions per request with callgrind.
+have callgrind_control || need_apt+=(valgrind)
 have systemd-analyze || need_apt+=(systemd)
 
 SUDO=""

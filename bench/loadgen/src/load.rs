@@ -23,6 +23,30 @@ pub struct LoadPlan {
     pub handshake: bool,
     pub max_requests: u64,
     pub label: String,
+    pub hooks: WindowHooks,
+}
+
+/// Shell commands run at the edges of the measured window (instruction counting zeroes
+/// and dumps callgrind's counters there, so handshakes and warm-up are left out).
+#[derive(Default)]
+pub struct WindowHooks {
+    pub start: Option<String>,
+    pub end: Option<String>,
+}
+
+async fn run_hook(cmd: Option<&str>) -> anyhow::Result<()> {
+    let Some(cmd) = cmd else { return Ok(()) };
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .with_context(|| format!("run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
 }
 
 /// What one task saw during the measured window.
@@ -52,8 +76,10 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
     }
     // Memory sampler and CPU window run beside the workers.
     let pids = plan.watch.pids.clone();
+    let hooks = plan.hooks;
     let sampler = local.spawn_local(async move {
         tokio::time::sleep_until(measure_from.into()).await;
+        run_hook(hooks.start.as_deref()).await?;
         let cpu0 = procstat::cpu_sum(&pids);
         let sys0 = procstat::system_cpu_sum(&pids);
         let own0 = procstat::own_cpu();
@@ -64,17 +90,19 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
             let (rss, pss) = procstat::mem_sum(&pids);
             peak_rss = peak_rss.max(rss);
             peak_pss = peak_pss.max(pss);
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            let left = until.saturating_duration_since(Instant::now());
+            tokio::time::sleep(Duration::from_millis(250).min(left)).await;
         }
         let wall = t0.elapsed();
-        (
+        run_hook(hooks.end.as_deref()).await?;
+        Ok::<_, anyhow::Error>((
             procstat::cpu_sum(&pids) - cpu0,
             procstat::system_cpu_sum(&pids) - sys0,
             procstat::own_cpu() - own0,
             wall,
             peak_rss,
             peak_pss,
-        )
+        ))
     });
     let (results, watched) = local
         .run_until(async move {
@@ -82,7 +110,7 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<serde_json::Value> {
             for h in handles {
                 results.push(h.await?);
             }
-            Ok::<_, anyhow::Error>((results, sampler.await?))
+            Ok::<_, anyhow::Error>((results, sampler.await??))
         })
         .await?;
     let (server_cpu, server_sys, own_cpu, wall, peak_rss, peak_pss) = watched;

@@ -89,6 +89,13 @@ enum Cmd {
         /// Label echoed in the output.
         #[arg(long, default_value = "")]
         label: String,
+        /// A shell command run (and waited for) when the measured window opens, e.g. to
+        /// zero a profiler's counters while the connections stay open.
+        #[arg(long)]
+        on_window_start: Option<String>,
+        /// A shell command run when the measured window closes, before any connection is.
+        #[arg(long)]
+        on_window_end: Option<String>,
     },
     /// Opens N TLS connections, one request on each, holds them idle and reports the
     /// servers' RSS/PSS growth per connection.
@@ -126,6 +133,8 @@ fn main() -> anyhow::Result<()> {
             handshake,
             max_requests,
             label,
+            on_window_start,
+            on_window_end,
         } => {
             // One thread: the generator is pinned to one core by the harness.
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -140,6 +149,10 @@ fn main() -> anyhow::Result<()> {
                 handshake,
                 max_requests,
                 label,
+                hooks: load::WindowHooks {
+                    start: on_window_start,
+                    end: on_window_end,
+                },
             }))?
         }
         Cmd::Idle {
