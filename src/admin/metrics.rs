@@ -8,6 +8,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::status::CacheOutcome;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteStatus {
     route: String,
@@ -46,7 +48,6 @@ pub struct Metrics {
     requests: Family<RouteStatus, Counter>,
     handshake_failures: Family<Reason, Counter>,
     upstream_latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
-    status_cache: Family<CacheResult, Counter>,
     refusals: Family<Reason, Counter>,
     reloads: Family<Outcome, Counter>,
     connections: Gauge,
@@ -61,7 +62,6 @@ pub struct Metrics {
 /// without building label strings or looking them up.
 #[derive(Debug, Clone)]
 pub struct RouteMetrics {
-    label: String,
     answered_ok: Counter,
     latency: Histogram,
 }
@@ -134,21 +134,23 @@ impl Metrics {
             "HTTP/1.1 connections waiting for a request with no HTTP buffers held",
             parked.clone(),
         );
-        let status = |result: &str| {
+        let status = |outcome: CacheOutcome| {
             status_cache
                 .get_or_create(&CacheResult {
-                    result: result.into(),
+                    result: outcome.as_str().into(),
                 })
                 .clone()
         };
-        let (status_hit, status_miss, status_stale) =
-            (status("hit"), status("miss"), status("stale"));
+        let (status_hit, status_miss, status_stale) = (
+            status(CacheOutcome::Hit),
+            status(CacheOutcome::Miss),
+            status(CacheOutcome::Stale),
+        );
         Self {
             registry,
             requests,
             handshake_failures,
             upstream_latency,
-            status_cache,
             refusals,
             reloads,
             connections,
@@ -162,7 +164,6 @@ impl Metrics {
     /// The series of the route labelled `label` (made now if new).
     pub fn route(&self, label: &str) -> RouteMetrics {
         RouteMetrics {
-            label: label.to_string(),
             answered_ok: self
                 .requests
                 .get_or_create(&RouteStatus {
@@ -179,12 +180,12 @@ impl Metrics {
         }
     }
 
-    /// Counts a request answered on `route`.
-    pub fn route_request(&self, route: &RouteMetrics, status: u16) {
+    /// Counts a request answered on the route labelled `label`, whose series are `route`.
+    pub fn route_request(&self, route: &RouteMetrics, label: &str, status: u16) {
         if status == 200 {
             route.answered_ok.inc();
         } else {
-            self.request(&route.label, status);
+            self.request(label, status);
         }
     }
 
@@ -205,17 +206,11 @@ impl Metrics {
             .inc();
     }
 
-    pub fn status_lookup(&self, result: &str) {
-        match result {
-            "hit" => self.status_hit.inc(),
-            "miss" => self.status_miss.inc(),
-            "stale" => self.status_stale.inc(),
-            other => self
-                .status_cache
-                .get_or_create(&CacheResult {
-                    result: other.into(),
-                })
-                .inc(),
+    pub fn status_lookup(&self, outcome: CacheOutcome) {
+        match outcome {
+            CacheOutcome::Hit => self.status_hit.inc(),
+            CacheOutcome::Miss => self.status_miss.inc(),
+            CacheOutcome::Stale => self.status_stale.inc(),
         };
     }
 

@@ -133,7 +133,7 @@ impl AssertionSigner {
             "exp": now + self.ttl,
             "jti": B64.encode(jti),
             "contract": id.contract(),
-            "role": id.role.as_str(),
+            "role": id.role().as_str(),
             "cert_serial": id.serial(),
             "renewal_due": id.renewal_due,
             "cnf": { "x5t#S256": x5t },

@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -36,33 +36,37 @@ pub(crate) struct ConnInfo {
     pub sni: Option<String>,
     pub presented: Option<Arc<PresentedCert>>,
     /// The identity header values of the status view last seen on this connection.
-    pub identity_headers: Mutex<Option<(Arc<CertStatusView>, Arc<IdentityHeaders>)>>,
+    pub identity_headers: Mutex<CachedIdentityHeaders>,
 }
+
+/// A status view and the identity header values made from it.
+type CachedIdentityHeaders = Option<(Arc<CertStatusView>, Arc<IdentityHeaders>)>;
 
 impl ConnInfo {
     /// Drops what was kept for the next request (a parked connection holds no more than it
     /// must; the values are made again on its next request).
     pub(crate) fn forget_request_state(&self) {
-        *self
-            .identity_headers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = None;
+        *self.cached_identity_headers() = None;
     }
 
     /// The identity header values for `id`: made once per status view and connection.
     fn identity_headers(&self, id: &PeerIdentity) -> Result<Arc<IdentityHeaders>, IdentityError> {
-        let mut cached = self
-            .identity_headers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut cached = self.cached_identity_headers();
         if let Some((view, values)) = cached.as_ref()
             && Arc::ptr_eq(view, id.view())
         {
             return Ok(Arc::clone(values));
         }
-        let values = Arc::new(IdentityHeaders::of(id)?);
+        let values = Arc::new(IdentityHeaders::of(id.view())?);
         *cached = Some((Arc::clone(id.view()), Arc::clone(&values)));
         Ok(values)
+    }
+
+    fn cached_identity_headers(&self) -> MutexGuard<'_, CachedIdentityHeaders> {
+        // Holds no invariant a panic could break: use the value as it is.
+        self.identity_headers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -123,7 +127,7 @@ pub(crate) async fn handle(
     let status = resp.status().as_u16();
     let route = out.route.as_str();
     match &out.route {
-        RouteLabel::Upstream(r) => shared.metrics.route_request(&r.metrics, status),
+        RouteLabel::Upstream(r) => shared.metrics.route_request(&r.metrics, &r.label, status),
         _ => shared.metrics.request(route, status),
     }
     if let Some((method, path)) = request_line {
@@ -289,7 +293,7 @@ async fn verify(
         return refuse(p);
     }
     let (verdict, view, outcome) = shared.cache.check(&presented.serial).await;
-    shared.metrics.status_lookup(outcome.as_str());
+    shared.metrics.status_lookup(outcome);
     if let Verdict::Refuse(r) = verdict {
         return refuse(r);
     }

@@ -50,9 +50,10 @@ pub struct IdentityHeaders {
 }
 
 impl IdentityHeaders {
-    /// The values for the certificate `id` was made from.
-    pub fn of(id: &PeerIdentity) -> Result<Self, IdentityError> {
-        let not_after = time::OffsetDateTime::from_unix_timestamp(id.not_after)
+    /// The values for the certificate of `view`.
+    pub fn of(view: &CertStatusView) -> Result<Self, IdentityError> {
+        let c = &view.cert;
+        let not_after = time::OffsetDateTime::from_unix_timestamp(c.not_after)
             .ok()
             .and_then(|t| {
                 t.format(&time::format_description::well_known::Rfc3339)
@@ -61,11 +62,11 @@ impl IdentityHeaders {
             .ok_or(IdentityError::Value(CERT_NOT_AFTER))?;
         Ok(Self {
             values: [
-                value(USER, id.login())?,
-                value(CONTRACT, id.contract())?,
-                value(ROLE, id.role.as_str())?,
-                value(CERT_SERIAL, id.serial())?,
-                value(CERT_SHA256, id.sha256())?,
+                value(USER, &c.login)?,
+                value(CONTRACT, &c.contract_id)?,
+                value(ROLE, view.role.as_str())?,
+                value(CERT_SERIAL, &c.serial)?,
+                value(CERT_SHA256, &c.sha256)?,
                 value(CERT_NOT_AFTER, &not_after)?,
             ],
         })
@@ -76,8 +77,6 @@ impl IdentityHeaders {
 /// view it was made from (no copies per request).
 #[derive(Debug, Clone)]
 pub struct PeerIdentity {
-    pub role: Role,
-    pub not_after: UnixTime,
     /// True from `window_days` before expiry.
     pub renewal_due: bool,
     pub presented: Arc<PresentedCert>,
@@ -94,11 +93,8 @@ impl PeerIdentity {
         now: UnixTime,
         window_days: u32,
     ) -> Self {
-        let not_after = view.cert.not_after;
         Self {
-            role: view.role,
-            not_after,
-            renewal_due: now >= not_after - i64::from(window_days) * DAY,
+            renewal_due: now >= view.cert.not_after - i64::from(window_days) * DAY,
             presented,
             view,
         }
@@ -112,6 +108,16 @@ impl PeerIdentity {
     /// The contract the login ID belongs to.
     pub fn contract(&self) -> &str {
         &self.view.cert.contract_id
+    }
+
+    /// The login ID's role in its contract.
+    pub fn role(&self) -> Role {
+        self.view.role
+    }
+
+    /// When the certificate expires.
+    pub fn not_after(&self) -> UnixTime {
+        self.view.cert.not_after
     }
 
     /// The certificate's serial, lowercase hex as the store keeps it.

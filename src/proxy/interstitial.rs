@@ -31,7 +31,7 @@ fn has_later_cookie(headers: &HeaderMap) -> bool {
 
 /// The page, in Japanese and English, for a request to `path_and_query`.
 pub fn page(id: &PeerIdentity, path_and_query: &str) -> Response<ProxyBody> {
-    let expiry = crate::lifecycle::format_date(id.not_after);
+    let expiry = crate::lifecycle::format_date(id.not_after());
     let next = percent_encode(path_and_query);
     let login = crate::web::pages::escape(id.login());
     let html = format!(

@@ -208,14 +208,10 @@ impl StatusCache {
         dropped
     }
 
-    /// Entries held now (for metrics and tests).
-    pub fn len(&self) -> usize {
+    /// Entries held now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    /// Whether the cache holds no entry.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Follows the store's change announcements until the channel closes: each change drops
