@@ -14,22 +14,28 @@
 //! notify (expiry notices) ──▶ SMTP;  every security event ──▶ audit (hash chain)
 //! ```
 //!
-//! ## Modules, one concern each
+//! ## Modules, one concern each, in layers
+//! Each module uses only modules of lower layers (checked by a test in `app::layers`).
+//! - Leaves: [`clock`] (time, injectable), [`telemetry`] (metrics, error chains),
+//!   [`http_common`] (bodies, escaping, the stop signal).
 //! - [`config`]: the TOML configuration, checked, with secrets kept out of it.
 //! - [`hsm`]: the only code that talks to PKCS#11 (cryptoki).
-//! - [`ca`]: certificate profiles, CSR checks, signing through a [`ca::KeyBackend`].
-//! - [`store`]: persistence (sqlx), migrations for SQLite and PostgreSQL.
-//! - [`lifecycle`]: the rules of the scheme (who may obtain, renew, re-issue, revoke).
+//! - [`ca`]: certificate profiles, CSR checks, signing through a [`ca::KeyBackend`];
+//!   [`store`]: persistence (sqlx), migrations for SQLite and PostgreSQL.
 //! - [`audit`]: the append-only, hash-chained audit log.
-//! - [`notify`]: expiry notices by e-mail, each sent exactly once.
-//! - [`cli`]: the `certgate` command line for bank staff and operators.
+//! - [`lifecycle`]: the rules of the scheme (who may obtain, renew, re-issue, revoke);
+//!   [`status`]: the live certificate status cache (fail closed).
 //! - [`tls`]: rustls listeners' configuration and the status-aware client verifier.
-//! - [`status`]: the live certificate status cache (fail closed).
-//! - [`proxy`]: the gateway: routing, identity headers, forwarding, refusals, reload.
-//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
+//! - What serves: [`proxy`] (the gateway: routing, identity headers, forwarding, refusals,
+//!   reload), [`web`] (certgate's own pages, API, EST, CRL, OCSP), [`admin`] (`/healthz`,
+//!   `/readyz`, `/metrics`), [`notify`] (expiry notices, each sent exactly once), [`demo`]
+//!   (the sample banking app of the demo).
+//! - [`app`]: the composition root, the one place that builds and wires the parts.
+//! - [`cli`]: the `certgate` command line for bank staff and operators.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod app;
 pub mod audit;
 pub mod ca;
 pub mod cli;
@@ -37,10 +43,12 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod hsm;
+pub mod http_common;
 pub mod lifecycle;
 pub mod notify;
 pub mod proxy;
 pub mod status;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub mod web;

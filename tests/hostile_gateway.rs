@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use certgate::app::{Server, ServerDeps};
 use certgate::clock::{DAY, SystemClock};
-use certgate::proxy::{Gateway, GatewayDeps, NoLocalService};
+use certgate::proxy::NoLocalService;
 use certgate::store::{CertRecord, CertStatus, Contract, Role, Store, User};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -197,13 +198,13 @@ addr = "127.0.0.1:0"
             ),
         )
         .unwrap();
-        let deps = GatewayDeps::new(
+        let deps = ServerDeps::new(
             config,
             store,
             Arc::new(NoLocalService),
             Arc::new(SystemClock),
         );
-        let gateway = Gateway::bind(deps).await.unwrap();
+        let gateway = Server::bind(deps).await.unwrap();
         let addr = gateway.listener_addrs()[0];
         let admin = gateway.admin_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

@@ -3,10 +3,6 @@
 //! `/metrics` (Prometheus text) and the assertion JWKS. It must not expose anything secret
 //! nor change state.
 
-mod metrics;
-
-pub use metrics::{Metrics, RouteMetrics};
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +13,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::proxy::body::{ProxyBody, full};
+use crate::http_common::body::{ProxyBody, full};
 use crate::proxy::{AssertionSigner, JWKS_PATH};
 use crate::status::StatusSource;
+use crate::telemetry::Metrics;
 
 /// A dependency `/readyz` checks, e.g. the HSM.
 pub trait Readiness: Send + Sync {
@@ -30,7 +27,7 @@ pub trait Readiness: Send + Sync {
 }
 
 /// What the admin listener reads.
-pub(crate) struct AdminState {
+pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub source: Arc<dyn StatusSource>,
     pub readiness: Vec<Arc<dyn Readiness>>,
@@ -40,11 +37,7 @@ pub(crate) struct AdminState {
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Serves the admin endpoints until `stop` turns true.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    state: AdminState,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: TcpListener, state: AdminState, mut stop: watch::Receiver<bool>) {
     if let Ok(a) = listener.local_addr() {
         tracing::info!(addr = %a, "admin listening");
     }
@@ -59,7 +52,7 @@ pub(crate) async fn serve(
                     continue;
                 }
             },
-            _ = crate::proxy::stopped(&mut stop) => return,
+            _ = crate::http_common::stopped(&mut stop) => return,
         };
         let state = Arc::clone(&state);
         tokio::spawn(async move {

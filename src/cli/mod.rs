@@ -4,7 +4,6 @@
 mod args;
 mod audit_ops;
 mod ca_ops;
-mod context;
 mod demo;
 mod hsm;
 mod init;
@@ -19,6 +18,8 @@ use clap::Parser;
 
 pub use args::Cli;
 use args::{Command, ConfigCmd};
+
+use crate::app::open as context;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {

@@ -12,6 +12,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 
+use crate::http_common::escape;
+
 /// Serves the sample app on `addr` until the process ends.
 pub async fn serve(addr: SocketAddr) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -25,10 +27,6 @@ pub async fn serve(addr: SocketAddr) -> std::io::Result<()> {
                 .await;
         });
     }
-}
-
-fn escape(s: &str) -> String {
-    crate::web::pages::escape(s)
 }
 
 fn answer(req: &Request<Incoming>) -> Response<Full<Bytes>> {

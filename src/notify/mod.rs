@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::config::{Config, NotifyConfig};
 use crate::store::{OutboxCounts, Store};
+use crate::telemetry::error_chain;
 
 /// Everything a pass needs: store, clock, relay, templates and settings. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -197,15 +198,4 @@ pub async fn run_forever(ctx: NotifyContext, every: Duration, mut shutdown: watc
         }
     }
     tracing::debug!("expiry notices stopped");
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }

@@ -14,9 +14,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::body::ProxyBody;
 use super::refusal::Problem;
 use crate::config::{ConfigError, RouteConfig};
+use crate::http_common::body::ProxyBody;
 
 /// Headers meaningful only for one connection (RFC 9110 §7.6.1). Parsed names, so a
 /// message's names are compared with them without parsing or hashing anything.
@@ -115,10 +115,10 @@ impl Upstream {
             Err(_) => return Err(Problem::UpstreamTimeout),
             Ok(Err(e)) => {
                 if let Some(p) = client_body_problem(&e) {
-                    tracing::info!(upstream = %self.authority, error = %super::error_chain(&e), "the client's request body failed");
+                    tracing::info!(upstream = %self.authority, error = %crate::telemetry::error_chain(&e), "the client's request body failed");
                     return Err(p);
                 }
-                tracing::warn!(upstream = %self.authority, error = %super::error_chain(&e), "upstream request failed");
+                tracing::warn!(upstream = %self.authority, error = %crate::telemetry::error_chain(&e), "upstream request failed");
                 return Err(Problem::UpstreamFailed);
             }
             Ok(Ok(r)) => r,
@@ -130,10 +130,13 @@ impl Upstream {
             let upstream_side = hyper::upgrade::on(&mut resp);
             tokio::spawn(tunnel(client_side, upstream_side));
             let (parts, _) = resp.into_parts();
-            return Ok(Response::from_parts(parts, super::body::empty()));
+            return Ok(Response::from_parts(
+                parts,
+                crate::http_common::body::empty(),
+            ));
         }
         remove_hop_by_hop(resp.headers_mut());
-        Ok(resp.map(super::body::from_incoming))
+        Ok(resp.map(crate::http_common::body::from_incoming))
     }
 }
 

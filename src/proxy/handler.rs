@@ -11,13 +11,13 @@ use std::time::Instant;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::body::{ProxyBody, full};
 use super::identity::{self, IdentityError, IdentityHeaders, PeerIdentity};
 use super::local::LocalContext;
 use super::login_binding;
 use super::refusal::{Problem, wants_html};
 use super::{Runtime, Shared, forward};
 use crate::config::{ClientAuth, RouteAuth};
+use crate::http_common::body::{ProxyBody, full};
 use crate::status::{Refusal, Verdict};
 use crate::store::CertStatusView;
 use crate::tls::PresentedCert;
@@ -214,7 +214,7 @@ async fn pipeline(
     match target {
         Target::Local(_) => {
             let (parts, body) = req.into_parts();
-            let req = Request::from_parts(parts, super::body::from_incoming(body));
+            let req = Request::from_parts(parts, crate::http_common::body::from_incoming(body));
             let ctx = LocalContext {
                 identity,
                 presented: conn.presented.clone(),
@@ -253,7 +253,8 @@ async fn pipeline(
             );
             let limit = usize::try_from(cfg.max_body_bytes).unwrap_or(usize::MAX);
             let (parts, body) = req.into_parts();
-            let mut req = Request::from_parts(parts, super::body::limited(body, limit));
+            let mut req =
+                Request::from_parts(parts, crate::http_common::body::limited(body, limit));
             if let Some(id) = &identity {
                 if let Some(binding) = &cfg.login_binding {
                     req = login_binding::check(binding, id.login(), req).await?;
@@ -264,7 +265,7 @@ async fn pipeline(
                         identity::apply(req.headers_mut(), id, &values, cfg, &shared.signer, now)
                     })
                     .map_err(|e| {
-                        tracing::error!(error = %super::error_chain(&e), "cannot write identity headers");
+                        tracing::error!(error = %crate::telemetry::error_chain(&e), "cannot write identity headers");
                         Problem::Internal
                     })?;
             }

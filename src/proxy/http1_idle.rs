@@ -35,9 +35,9 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
 use super::Shared;
-use super::body::{BoxError, ProxyBody};
 use super::handler::{ConnInfo, handle};
 use crate::config::ListenerConfig;
+use crate::http_common::body::{BoxError, ProxyBody};
 
 /// How long a round's connection must be quiet (no request in flight, nothing read or
 /// written) before it is parked. Checked on a timer of this period, so parking happens

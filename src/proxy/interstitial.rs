@@ -5,8 +5,8 @@
 
 use http::{HeaderMap, Method, Response, StatusCode, header};
 
-use super::body::{self, ProxyBody};
 use super::identity::PeerIdentity;
+use crate::http_common::body::{self, ProxyBody};
 
 /// The cookie that says "asked today, the customer chose later".
 pub const LATER_COOKIE: &str = "certgate_renewal_later";
@@ -33,7 +33,7 @@ fn has_later_cookie(headers: &HeaderMap) -> bool {
 pub fn page(id: &PeerIdentity, path_and_query: &str) -> Response<ProxyBody> {
     let expiry = crate::lifecycle::format_date(id.not_after());
     let next = percent_encode(path_and_query);
-    let login = crate::web::pages::escape(id.login());
+    let login = crate::http_common::escape(id.login());
     let html = format!(
         "<!doctype html>\n<html lang=\"ja\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\

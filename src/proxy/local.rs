@@ -9,9 +9,9 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
 
-use super::body::ProxyBody;
 use super::identity::PeerIdentity;
 use crate::config::RouteAuth;
+use crate::http_common::body::ProxyBody;
 use crate::tls::PresentedCert;
 
 /// What the gateway knows about the caller of a local path.
@@ -56,7 +56,7 @@ impl LocalService for NoLocalService {
         _ctx: LocalContext,
     ) -> BoxFuture<'static, Response<ProxyBody>> {
         Box::pin(async {
-            let mut r = Response::new(super::body::empty());
+            let mut r = Response::new(crate::http_common::body::empty());
             *r.status_mut() = http::StatusCode::NOT_FOUND;
             r
         })

@@ -5,9 +5,9 @@
 use bytes::Bytes;
 use http::{Method, Request, header};
 
-use super::body::{ProxyBody, collect_limited, full};
 use super::refusal::Problem;
 use crate::config::LoginBindingConfig;
+use crate::http_common::body::{ProxyBody, collect_limited, full};
 
 /// Checks `req` against `binding` for the certificate's `login`; returns the request to
 /// forward (with its body buffered when it was read).

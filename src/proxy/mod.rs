@@ -9,13 +9,12 @@
 //! reload: config / cert / key files, SIGHUP, CA records → validated Runtime → watch channel
 //! ```
 //!
-//! Entry points: [`run`] (what `certgate serve` calls), or [`Gateway::bind`] then
-//! [`Gateway::serve`] to learn the bound addresses first (tests, port 0). This module owns
-//! listening, routing and forwarding; it must not decide lifecycle rules or sign anything
-//! but the identity assertion.
+//! The composition root (`crate::app`) builds the parts ([`GatewayParts`]: bound sockets,
+//! status cache, metrics, own paths, assertion signer) and calls [`Gateway::new`] then
+//! [`Gateway::serve`]. This module owns serving, routing and forwarding; it builds none of
+//! its parts, must not decide lifecycle rules, and signs nothing but the identity assertion.
 
 mod assertion;
-pub mod body;
 mod forward;
 mod handler;
 mod http1_idle;
@@ -35,7 +34,6 @@ pub use identity::PeerIdentity;
 pub use local::{LocalContext, LocalService, NoLocalService};
 pub use refusal::Problem;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,11 +44,12 @@ use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
-use crate::admin::{self, Metrics, Readiness};
-use crate::clock::{Clock, DAY};
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
-use crate::status::{StatusCache, StatusCacheSettings, StatusSource};
-use crate::store::{Store, StoreError};
+use crate::http_common::stopped;
+use crate::status::StatusCache;
+use crate::store::StoreError;
+use crate::telemetry::Metrics;
 use crate::tls::{ListenerTls, TlsError};
 
 /// Why the gateway cannot start or a reload was refused.
@@ -64,51 +63,35 @@ pub enum GatewayError {
         #[source]
         source: Box<TlsError>,
     },
-    #[error("cannot listen on {0}")]
-    Bind(SocketAddr, #[source] std::io::Error),
     #[error("cannot read the CA certificates from the store")]
     Store(#[source] StoreError),
-    #[error("the assertion signer cannot be set up")]
-    Assertion(#[source] AssertionError),
     #[error("the configuration has no [[listener]]")]
     NoListener,
+    #[error("{configured} [[listener]] sections but {bound} bound sockets")]
+    ListenerCount { configured: usize, bound: usize },
     #[error("cannot start the gateway's worker threads")]
     Worker(#[source] Box<std::io::Error>),
     #[error("listener addresses changed; that needs a restart")]
     ListenersChanged,
 }
 
-/// What `certgate serve` hands the gateway.
-pub struct GatewayDeps {
+/// What the composition root hands the gateway: everything is built elsewhere; the gateway
+/// only serves with it.
+pub struct GatewayParts {
+    /// The configuration file, watched for reloads.
     pub config_path: PathBuf,
-    /// The store, seen through the gateway's narrow view.
-    pub source: Arc<dyn StatusSource>,
+    /// The checked configuration loaded from it.
+    pub config: Config,
+    /// One bound socket per `[[listener]]`, in configuration order.
+    pub listeners: Vec<TcpListener>,
+    /// The live status of certificates (its store view answers the trust anchors too).
+    pub cache: Arc<StatusCache>,
+    pub metrics: Arc<Metrics>,
     /// certgate's own paths.
     pub local: Arc<dyn LocalService>,
     pub clock: Arc<dyn Clock>,
-    /// Extra checks for `/readyz` (e.g. the HSM); the store is always checked.
-    pub readiness: Vec<Arc<dyn Readiness>>,
-    /// More metrics for `/metrics`, read at each scrape (e.g. the notice counters).
-    pub collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,
-}
-
-impl GatewayDeps {
-    /// Dependencies over the real store.
-    pub fn new(
-        config_path: PathBuf,
-        store: Store,
-        local: Arc<dyn LocalService>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
-            config_path,
-            source: Arc::new(store),
-            local,
-            clock,
-            readiness: Vec::new(),
-            collectors: Vec::new(),
-        }
-    }
+    /// Signs the identity assertion of routes that send one.
+    pub signer: Arc<AssertionSigner>,
 }
 
 /// Everything a request needs that a reload may replace.
@@ -131,95 +114,57 @@ pub(crate) struct Shared {
     pub signer: Arc<AssertionSigner>,
 }
 
-/// A gateway whose sockets are bound, ready to serve.
+/// A gateway over bound sockets, ready to serve.
 pub struct Gateway {
     shared: Arc<Shared>,
     listeners: Vec<TcpListener>,
-    admin: Option<TcpListener>,
     reloader: reload::Reloader,
-    readiness: Vec<Arc<dyn Readiness>>,
     trigger: Arc<Notify>,
 }
 
 impl Gateway {
-    /// Loads the configuration, reads the trust anchors, builds TLS and binds every socket.
-    pub async fn bind(deps: GatewayDeps) -> Result<Self, GatewayError> {
+    /// Reads the trust anchors and builds TLS and routes for the bound sockets.
+    pub async fn new(parts: GatewayParts) -> Result<Self, GatewayError> {
         crate::tls::install_default_provider();
-        let config = Config::load(&deps.config_path).map_err(GatewayError::Config)?;
+        let config = parts.config;
         if config.listeners.is_empty() {
             return Err(GatewayError::NoListener);
         }
-        let g = &config.gateway;
-        let cache = StatusCache::new(
-            Arc::clone(&deps.source),
-            Arc::clone(&deps.clock),
-            StatusCacheSettings {
-                max_age: Duration::from_secs(g.status_max_age_secs),
-                fail_closed_after: Duration::from_secs(g.status_fail_closed_secs),
-                overlap_secs: i64::from(config.renewal.overlap_days) * DAY,
-            },
-        );
-        let key_path = g.assertion_key.as_ref().map(|p| config.resolve(p));
-        let signer = AssertionSigner::from_config(g, key_path.as_deref())
-            .map_err(GatewayError::Assertion)?;
-        if key_path.is_none() && config.routes.iter().any(|r| r.assertion) {
-            tracing::warn!(
-                "[gateway] assertion_key is not set: assertions are signed by a key made at \
-                 start; several instances need a shared key"
-            );
+        if config.listeners.len() != parts.listeners.len() {
+            return Err(GatewayError::ListenerCount {
+                configured: config.listeners.len(),
+                bound: parts.listeners.len(),
+            });
         }
-        let anchors = deps
-            .source
+        let anchors = parts
+            .cache
+            .source()
             .trust_anchors()
             .await
             .map_err(GatewayError::Store)?;
         let addrs: Vec<SocketAddr> = config.listeners.iter().map(|l| l.addr).collect();
-        let admin_addr = config.admin.as_ref().map(|a| a.addr);
-        let mut metrics = Metrics::new();
-        for collector in deps.collectors {
-            metrics.register_collector(collector);
-        }
-        let metrics = Arc::new(metrics);
-        let runtime = reload::build_runtime(config, &anchors, &cache, &metrics)?;
-        let mut listeners = Vec::with_capacity(addrs.len());
-        for a in &addrs {
-            listeners.push(
-                TcpListener::bind(a)
-                    .await
-                    .map_err(|e| GatewayError::Bind(*a, e))?,
-            );
-        }
-        let admin = match admin_addr {
-            Some(a) => Some(
-                TcpListener::bind(a)
-                    .await
-                    .map_err(|e| GatewayError::Bind(a, e))?,
-            ),
-            None => None,
-        };
+        let runtime = reload::build_runtime(config, &anchors, &parts.cache, &parts.metrics)?;
         let (tx, rx) = watch::channel(Arc::new(runtime));
         let trigger = Arc::new(Notify::new());
         let reloader = reload::Reloader {
-            config_path: deps.config_path,
+            config_path: parts.config_path,
             tx,
-            cache: Arc::clone(&cache),
-            metrics: Arc::clone(&metrics),
+            cache: Arc::clone(&parts.cache),
+            metrics: Arc::clone(&parts.metrics),
             trigger: Arc::clone(&trigger),
             addrs,
         };
         Ok(Self {
             shared: Arc::new(Shared {
                 runtime: rx,
-                cache,
-                metrics,
-                local: deps.local,
-                clock: deps.clock,
-                signer: Arc::new(signer),
+                cache: parts.cache,
+                metrics: parts.metrics,
+                local: parts.local,
+                clock: parts.clock,
+                signer: parts.signer,
             }),
-            listeners,
-            admin,
+            listeners: parts.listeners,
             reloader,
-            readiness: deps.readiness,
             trigger,
         })
     }
@@ -232,20 +177,14 @@ impl Gateway {
             .collect()
     }
 
-    /// The bound admin address, when `[admin]` is configured.
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().and_then(|l| l.local_addr().ok())
-    }
-
     /// A handle that reloads like SIGHUP when notified.
     pub fn reload_trigger(&self) -> Arc<Notify> {
         Arc::clone(&self.trigger)
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets open connections finish
+    /// Serves until `stop` turns true, then stops accepting, lets open connections finish
     /// for up to `[gateway] drain_secs`, and returns.
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
-        let (stop_tx, stop_rx) = watch::channel(false);
+    pub async fn serve(self, mut stop: watch::Receiver<bool>) -> Result<(), GatewayError> {
         let graceful = Arc::new(GracefulShutdown::new());
         let (drain, worker_count) = {
             let runtime = self.shared.runtime.borrow();
@@ -255,7 +194,6 @@ impl Gateway {
                 g.effective_worker_threads(),
             )
         };
-        let invalidator = self.shared.cache.spawn_invalidator();
         let mut listeners = Vec::with_capacity(self.listeners.len());
         for l in self.listeners {
             if let Ok(addr) = l.local_addr() {
@@ -282,31 +220,17 @@ impl Gateway {
                 shared: Arc::clone(&self.shared),
                 listeners,
                 slots,
-                stop: stop_rx.clone(),
+                stop: stop.clone(),
                 graceful: Arc::clone(&graceful),
             },
         )
         .map_err(|e| GatewayError::Worker(Box::new(e)))?;
-        let mut tasks = Vec::new();
-        if let Some(l) = self.admin {
-            let state = admin::AdminState {
-                metrics: Arc::clone(&self.shared.metrics),
-                source: Arc::clone(self.shared.cache.source()),
-                readiness: self.readiness,
-                signer: Arc::clone(&self.shared.signer),
-            };
-            tasks.push(tokio::spawn(admin::serve(l, state, stop_rx.clone())));
-        }
-        tasks.push(tokio::spawn(self.reloader.run(stop_rx.clone())));
+        let reloader = tokio::spawn(self.reloader.run(stop.clone()));
 
-        shutdown.await;
+        stopped(&mut stop).await;
         tracing::info!("shutting down: no new connections, draining open ones");
-        let _ = stop_tx.send(true);
-        for t in tasks {
-            let _ = t.await;
-        }
+        let _ = reloader.await;
         workers.stopped_accepting().await;
-        invalidator.abort();
         match Arc::try_unwrap(graceful) {
             Ok(g) => {
                 if tokio::time::timeout(drain, g.shutdown()).await.is_err() {
@@ -318,27 +242,4 @@ impl Gateway {
         workers.finish().await;
         Ok(())
     }
-}
-
-/// Runs the gateway until `shutdown` completes (see [`Gateway::serve`]).
-pub async fn run(deps: GatewayDeps, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    Gateway::bind(deps).await?.serve(shutdown).await?;
-    Ok(())
-}
-
-/// An error with its sources, for one log field.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
-/// Completes when `stop` turns true (or its sender is gone).
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }

@@ -4,7 +4,7 @@
 
 use http::{HeaderValue, Response, StatusCode, header};
 
-use super::body::{ProxyBody, full};
+use crate::http_common::body::{ProxyBody, full};
 use crate::status::Refusal;
 
 /// Why the gateway answered instead of the app behind it.

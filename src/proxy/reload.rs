@@ -15,10 +15,11 @@ use rustls_pki_types::CertificateDer;
 use tokio::sync::{Notify, watch};
 
 use super::routes::RouteTable;
-use super::{GatewayError, Runtime, error_chain};
-use crate::admin::Metrics;
+use super::{GatewayError, Runtime};
 use crate::config::Config;
 use crate::status::StatusCache;
+use crate::telemetry::Metrics;
+use crate::telemetry::error_chain;
 use crate::tls::{build_listener_tls, load_server_key_pair};
 
 /// Builds a complete runtime from a checked configuration and the trust anchors.
@@ -91,7 +92,7 @@ impl Reloader {
         let mut seen = self.fingerprint();
         loop {
             tokio::select! {
-                _ = crate::proxy::stopped(&mut stop) => return,
+                _ = crate::http_common::stopped(&mut stop) => return,
                 _ = async { match hangup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => {
                     tracing::info!("SIGHUP: reloading");
                     seen = self.fingerprint();

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::forward::Upstream;
-use crate::admin::{Metrics, RouteMetrics};
 use crate::config::{ConfigError, RouteConfig};
+use crate::telemetry::{Metrics, RouteMetrics};
 
 /// One configured route with its upstream client.
 #[derive(Debug)]

@@ -62,7 +62,7 @@ pub(crate) async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = crate::proxy::stopped(&mut stop) => return,
+            _ = crate::http_common::stopped(&mut stop) => return,
         };
         let (tcp, remote) = match accepted {
             Ok(a) => a,

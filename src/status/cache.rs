@@ -17,6 +17,8 @@ use tokio::time::Instant;
 use super::{Refusal, StatusSource, Verdict, decide};
 use crate::clock::Clock;
 use crate::store::{CertChange, CertStatus, CertStatusView};
+pub use crate::telemetry::CacheOutcome;
+use crate::telemetry::error_chain;
 
 /// How long answers are trusted.
 #[derive(Debug, Clone, Copy)]
@@ -31,28 +33,6 @@ pub struct StatusCacheSettings {
 
 /// How often entries too old to be used are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
-
-/// Where an answer came from, for metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheOutcome {
-    /// A fresh entry.
-    Hit,
-    /// Read from the store.
-    Miss,
-    /// The store failed; an older entry was used (or none was, and the request is refused).
-    Stale,
-}
-
-impl CacheOutcome {
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hit => "hit",
-            Self::Miss => "miss",
-            Self::Stale => "stale",
-        }
-    }
-}
 
 #[derive(Debug)]
 struct Entry {
@@ -280,7 +260,7 @@ impl StatusCache {
                 Ok(view)
             }
             Err(e) => {
-                tracing::warn!(serial, error = %crate::proxy::error_chain(&e), "certificate status unavailable");
+                tracing::warn!(serial, error = %error_chain(&e), "certificate status unavailable");
                 Err(())
             }
         }
@@ -302,7 +282,7 @@ impl StatusCache {
         tokio::spawn(async move {
             let now = cache.clock.now();
             if let Err(e) = cache.source.mark_first_used(&serial, now).await {
-                tracing::warn!(serial, error = %crate::proxy::error_chain(&e), "cannot record first use");
+                tracing::warn!(serial, error = %error_chain(&e), "cannot record first use");
                 if let Some(e) = cache.lock().get_mut(&serial) {
                     e.first_use_sent = false;
                 }

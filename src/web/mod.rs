@@ -16,7 +16,6 @@ pub mod pages;
 pub mod request;
 pub mod respond;
 pub mod revocation;
-mod service;
 
 use std::sync::Arc;
 
@@ -25,7 +24,6 @@ use http::{Method, StatusCode};
 pub use request::{PeerCert, WebRequest};
 pub use respond::WebResponse;
 pub use revocation::{CaSigner, Revocation};
-pub use service::WebService;
 
 use crate::lifecycle::Lifecycle;
 use pages::{Lang, Page};

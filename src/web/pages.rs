@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 
+use crate::http_common::escape;
 use crate::lifecycle::{format_date, rules};
 use crate::store::Store;
 
@@ -88,22 +89,6 @@ pub fn asset(path: &str) -> WebResponse {
         HeaderValue::from_static("nosniff"),
     );
     r
-}
-
-/// Escapes text for HTML.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The renewal notice for the presented certificate, when renewal is due (HTML, may be empty).

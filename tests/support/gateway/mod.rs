@@ -10,9 +10,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use certgate::app::{Server, ServerDeps};
 use certgate::clock::{DAY, SystemClock};
 use certgate::config::RouteAuth;
-use certgate::proxy::{Gateway, GatewayDeps, LocalContext, LocalService, body::ProxyBody};
+use certgate::http_common::body::ProxyBody;
+use certgate::proxy::{LocalContext, LocalService};
 use certgate::store::{CertRecord, CertStatus, Contract, Role, Store, User};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::oneshot;
@@ -115,14 +117,14 @@ impl Harness {
         let alice = h.alice.clone();
         h.register(&alice, "alice").await;
 
-        let mut deps = GatewayDeps::new(
+        let mut deps = ServerDeps::new(
             config_path,
             store.clone(),
             Arc::new(EchoLocal),
             Arc::new(SystemClock),
         );
         deps.source = h.source.clone();
-        let gateway = Gateway::bind(deps).await.unwrap();
+        let gateway = Server::bind(deps).await.unwrap();
         let addrs = gateway.listener_addrs();
         h.optional = addrs[0];
         h.required = addrs[1];
@@ -365,6 +367,8 @@ impl LocalService for EchoLocal {
             "presented": ctx.presented.is_some(),
             "spoofed_header_seen": spoofed,
         });
-        Box::pin(async move { http::Response::new(certgate::proxy::body::full(body.to_string())) })
+        Box::pin(
+            async move { http::Response::new(certgate::http_common::body::full(body.to_string())) },
+        )
     }
 }

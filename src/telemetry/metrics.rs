@@ -8,8 +8,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::status::CacheOutcome;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteStatus {
     route: String,
@@ -262,5 +260,27 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// Where an answer came from, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// A fresh entry.
+    Hit,
+    /// Read from the store.
+    Miss,
+    /// The store failed; an older entry was used (or none was, and the request is refused).
+    Stale,
+}
+
+impl CacheOutcome {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Stale => "stale",
+        }
     }
 }

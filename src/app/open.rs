@@ -1,4 +1,6 @@
-//! Opening what a command needs: the configuration, the store, the HSM and the CA.
+//! Opening what a command or `serve` needs: the configuration, the store, the HSM and the
+//! CAs, each checked (a CA certificate must match its HSM key). An edge like the CLI: errors
+//! carry context for the operator (anyhow).
 
 use std::path::Path;
 use std::sync::Arc;

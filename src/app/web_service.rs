@@ -1,6 +1,7 @@
-//! [`Web`] behind the gateway: the proxy's [`LocalService`] seam. Reads the body within
-//! [`MAX_BODY`], turns the verified identity into a [`PeerCert`], and hands the request to
-//! the handlers.
+//! certgate's own paths ([`Web`]) plugged into the gateway's [`LocalService`] seam: reads
+//! the body within [`MAX_BODY`], turns the verified identity into a [`PeerCert`], and hands
+//! the request to the handlers. It lives in the composition root so that neither `web` nor
+//! `proxy` depends on the other.
 
 use std::sync::Arc;
 
@@ -8,10 +9,9 @@ use futures_util::future::BoxFuture;
 use http::{Request, Response, StatusCode};
 
 use crate::config::RouteAuth;
-use crate::proxy::body::{self, ProxyBody};
+use crate::http_common::body::{self, ProxyBody};
 use crate::proxy::{LocalContext, LocalService};
-
-use super::{Access, MAX_BODY, PeerCert, Web, WebRequest, respond};
+use crate::web::{Access, MAX_BODY, PeerCert, Web, WebRequest, respond};
 
 /// certgate's own paths as a [`LocalService`].
 pub struct WebService(pub Arc<Web>);

@@ -1,4 +1,5 @@
-//! The one body type the gateway passes around (boxed, streaming), and small constructors.
+//! The one body type every HTTP surface passes around (boxed, streaming), and small
+//! constructors.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};

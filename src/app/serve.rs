@@ -1,0 +1,139 @@
+//! What `certgate serve` runs: opens the store, the HSM and every CA, builds the lifecycle,
+//! the CRL/OCSP responder, certgate's own web surface, the expiry-notice scheduler and the
+//! retirement of superseded certificates, and hands them to the [`Server`] until
+//! `shutdown` completes (then drains connections).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::future::BoxFuture;
+use rustls_pki_types::pem::PemObject;
+
+use crate::ca::{KeyBackend, ocsp::OcspIssuer};
+use crate::clock::{Clock, DAY, SystemClock};
+use crate::config::Config;
+use crate::lifecycle::{Lifecycle, LifecycleSettings};
+use crate::notify::{NotifyCollector, NotifyContext};
+use crate::store::Store;
+use crate::web::{CaSigner, Revocation, Web};
+
+use super::open as context;
+use super::server::{Server, ServerDeps};
+use super::web_service::WebService;
+
+/// How often superseded certificates past their overlap are revoked.
+const RETIRE_EVERY: Duration = Duration::from_secs(600);
+
+/// `/readyz` reports whether the CA key can sign.
+struct HsmReady(Arc<dyn KeyBackend>);
+
+impl crate::admin::Readiness for HsmReady {
+    fn name(&self) -> &str {
+        "hsm"
+    }
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        let key = self.0.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || key.health())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Runs everything `certgate serve` runs until `shutdown` completes.
+pub async fn run(
+    config_path: &Path,
+    cfg: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let store = context::open_store(&cfg).await?;
+    let hsm = context::open_hsm(&cfg).await?;
+    let cas = context::open_cas(&cfg, &store, &hsm).await?;
+    let active = cas[0].clone();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let settings = LifecycleSettings::from_config(&cfg);
+    let overlap_days = settings.overlap_days;
+    let lifecycle = Lifecycle::new(store.clone(), active.clone(), clock.clone(), settings);
+
+    let mut signers = Vec::with_capacity(cas.len());
+    for authority in &cas {
+        let ocsp = OcspIssuer::new(
+            authority.ca_id(),
+            authority.ca_der(),
+            authority.key().clone(),
+        )
+        .context("cannot prepare the OCSP responder")?;
+        signers.push(CaSigner {
+            authority: authority.clone(),
+            ocsp: std::sync::Arc::new(ocsp),
+        });
+    }
+    let revocation = Revocation::new(store.clone(), clock.clone(), signers);
+    let _follow = revocation.follow_changes();
+
+    let active_record = store
+        .active_ca()
+        .await?
+        .context("no active CA: run `certgate init` first")?;
+    let mut ca_chain = vec![active.ca_der().to_vec()];
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(active_record.chain_pem.as_bytes())
+    {
+        ca_chain.push(
+            cert.context("the stored CA chain is not valid PEM")?
+                .to_vec(),
+        );
+    }
+    let web = Arc::new(Web::new(lifecycle, revocation, ca_chain));
+
+    let _retire = tokio::spawn(retire_superseded(
+        store.clone(),
+        clock.clone(),
+        overlap_days,
+    ));
+
+    let mut deps = ServerDeps::new(
+        config_path.to_path_buf(),
+        store.clone(),
+        Arc::new(WebService(web)),
+        clock.clone(),
+    );
+    deps.readiness
+        .push(Arc::new(HsmReady(active.key().clone())));
+
+    // Expiry notices: one pass at start, then every `[notify] interval_secs`.
+    let (stop_notices, stopped) = tokio::sync::watch::channel(false);
+    if let Some(notices) = NotifyContext::from_config(&cfg, store, clock)
+        .context("the [notify] section cannot be used")?
+    {
+        deps.collectors
+            .push(Box::new(NotifyCollector(notices.metrics())));
+        let every = notices.interval();
+        tokio::spawn(crate::notify::run_forever(notices, every, stopped));
+    }
+    let result = async { Server::bind(deps).await?.serve(shutdown).await }.await;
+    let _ = stop_notices.send(true);
+    Ok(result?)
+}
+
+/// Revokes superseded certificates whose successor is in use or whose overlap has passed.
+async fn retire_superseded(store: Store, clock: Arc<dyn Clock>, overlap_days: u32) {
+    let mut tick = tokio::time::interval(RETIRE_EVERY);
+    loop {
+        tick.tick().await;
+        let now = clock.now();
+        match store
+            .retire_superseded(now - i64::from(overlap_days) * DAY, now)
+            .await
+        {
+            Ok(serials) if !serials.is_empty() => {
+                tracing::info!(count = serials.len(), "revoked superseded certificates");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot retire superseded certificates"),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The serving side of the process, assembled in one place: the status cache over the
+//! store's view, the metrics registry, the assertion signer, a bound socket for every
+//! `[[listener]]` and for `[admin]`; then the gateway and the admin listener run side by
+//! side until shutdown, on one stop signal.
+//!
+//! Tests build a [`Server`] directly (port 0, then [`Server::listener_addrs`]); `serve` does
+//! it through [`super::serve`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::admin::{self, AdminState, Readiness};
+use crate::clock::{Clock, DAY};
+use crate::config::{Config, ConfigError};
+use crate::proxy::{
+    AssertionError, AssertionSigner, Gateway, GatewayError, GatewayParts, LocalService,
+};
+use crate::status::{StatusCache, StatusCacheSettings, StatusSource};
+use crate::store::Store;
+use crate::telemetry::Metrics;
+
+/// Why the servers cannot start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(ConfigError),
+    #[error("cannot listen on {0}")]
+    Bind(SocketAddr, #[source] std::io::Error),
+    #[error("the assertion signer cannot be set up")]
+    Assertion(#[source] AssertionError),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+}
+
+/// What the servers are built from.
+pub struct ServerDeps {
+    pub config_path: PathBuf,
+    /// The store, seen through the gateway's narrow view.
+    pub source: Arc<dyn StatusSource>,
+    /// certgate's own paths.
+    pub local: Arc<dyn LocalService>,
+    pub clock: Arc<dyn Clock>,
+    /// Extra checks for `/readyz` (e.g. the HSM); the store is always checked.
+    pub readiness: Vec<Arc<dyn Readiness>>,
+    /// More metrics for `/metrics`, read at each scrape (e.g. the notice counters).
+    pub collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,
+}
+
+impl ServerDeps {
+    /// Dependencies over the real store.
+    pub fn new(
+        config_path: PathBuf,
+        store: Store,
+        local: Arc<dyn LocalService>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            config_path,
+            source: Arc::new(store),
+            local,
+            clock,
+            readiness: Vec::new(),
+            collectors: Vec::new(),
+        }
+    }
+}
+
+/// The gateway and the admin listener over bound sockets, ready to serve.
+pub struct Server {
+    gateway: Gateway,
+    admin: Option<(TcpListener, AdminState)>,
+    cache: Arc<StatusCache>,
+}
+
+impl Server {
+    /// Loads the configuration, builds the shared parts and binds every socket.
+    pub async fn bind(deps: ServerDeps) -> Result<Self, ServerError> {
+        crate::tls::install_default_provider();
+        let config = Config::load(&deps.config_path).map_err(ServerError::Config)?;
+        let g = &config.gateway;
+        let cache = StatusCache::new(
+            Arc::clone(&deps.source),
+            Arc::clone(&deps.clock),
+            StatusCacheSettings {
+                max_age: Duration::from_secs(g.status_max_age_secs),
+                fail_closed_after: Duration::from_secs(g.status_fail_closed_secs),
+                overlap_secs: i64::from(config.renewal.overlap_days) * DAY,
+            },
+        );
+        let signer = Arc::new(assertion_signer(&config)?);
+        let mut metrics = Metrics::new();
+        for collector in deps.collectors {
+            metrics.register_collector(collector);
+        }
+        let metrics = Arc::new(metrics);
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        for l in &config.listeners {
+            listeners.push(bind(l.addr).await?);
+        }
+        let admin = match config.admin.as_ref().map(|a| a.addr) {
+            Some(addr) => Some((
+                bind(addr).await?,
+                AdminState {
+                    metrics: Arc::clone(&metrics),
+                    source: deps.source,
+                    readiness: deps.readiness,
+                    signer: Arc::clone(&signer),
+                },
+            )),
+            None => None,
+        };
+        let gateway = Gateway::new(GatewayParts {
+            config_path: deps.config_path,
+            config,
+            listeners,
+            cache: Arc::clone(&cache),
+            metrics,
+            local: deps.local,
+            clock: deps.clock,
+            signer,
+        })
+        .await?;
+        Ok(Self {
+            gateway,
+            admin,
+            cache,
+        })
+    }
+
+    /// The bound address of each listener, in configuration order.
+    pub fn listener_addrs(&self) -> Vec<SocketAddr> {
+        self.gateway.listener_addrs()
+    }
+
+    /// The bound admin address, when `[admin]` is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// A handle that reloads like SIGHUP when notified.
+    pub fn reload_trigger(&self) -> Arc<Notify> {
+        self.gateway.reload_trigger()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, drains open connections for
+    /// up to `[gateway] drain_secs`, and returns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let invalidator = self.cache.spawn_invalidator();
+        let admin = self
+            .admin
+            .map(|(l, state)| tokio::spawn(admin::serve(l, state, stop_rx.clone())));
+        let serving = self.gateway.serve(stop_rx);
+        tokio::pin!(serving);
+        let result = tokio::select! {
+            // The gateway ends by itself only when it cannot start its workers.
+            r = &mut serving => r,
+            () = shutdown => {
+                let _ = stop_tx.send(true);
+                serving.await
+            }
+        };
+        let _ = stop_tx.send(true);
+        if let Some(a) = admin {
+            let _ = a.await;
+        }
+        invalidator.abort();
+        Ok(result?)
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServerError::Bind(addr, e))
+}
+
+/// The signer `[gateway]` describes, with a warning when several instances could not share
+/// its key.
+fn assertion_signer(config: &Config) -> Result<AssertionSigner, ServerError> {
+    let g = &config.gateway;
+    let key_path = g.assertion_key.as_ref().map(|p| config.resolve(p));
+    let signer =
+        AssertionSigner::from_config(g, key_path.as_deref()).map_err(ServerError::Assertion)?;
+    if key_path.is_none() && config.routes.iter().any(|r| r.assertion) {
+        tracing::warn!(
+            "[gateway] assertion_key is not set: assertions are signed by a key made at \
+             start; several instances need a shared key"
+        );
+    }
+    Ok(signer)
+}
