@@ -25,7 +25,9 @@
 //! - [`cli`]: the `certgate` command line for bank staff and operators.
 //! - [`tls`]: rustls listeners' configuration and the status-aware client verifier.
 //! - [`status`]: the live certificate status cache (fail closed).
-//! - [`proxy`]: the gateway: routing, identity headers, forwarding, refusals, reload.
+//! - [`identity`]: the verified caller and the identity header formats (certgate, RFC 9440,
+//!   XFCC, JWT), and the stripping of spoofable headers.
+//! - [`proxy`]: the gateway: routing, forwarding, refusals, reload.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
 #![forbid(unsafe_code)]
 
@@ -37,6 +39,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod hsm;
+pub mod identity;
 pub mod lifecycle;
 pub mod notify;
 pub mod proxy;

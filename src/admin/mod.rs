@@ -17,8 +17,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::identity::{AssertionSigner, JWKS_PATH};
 use crate::proxy::body::{ProxyBody, full};
-use crate::proxy::{AssertionSigner, JWKS_PATH};
 use crate::status::StatusSource;
 
 /// A dependency `/readyz` checks, e.g. the HSM.

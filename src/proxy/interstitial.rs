@@ -6,7 +6,7 @@
 use http::{HeaderMap, Method, Response, StatusCode, header};
 
 use super::body::{self, ProxyBody};
-use super::identity::PeerIdentity;
+use crate::identity::PeerIdentity;
 
 /// The cookie that says "asked today, the customer chose later".
 pub const LATER_COOKIE: &str = "certgate_renewal_later";

@@ -10,8 +10,8 @@ use futures_util::future::BoxFuture;
 use http::{Request, Response};
 
 use super::body::ProxyBody;
-use super::identity::PeerIdentity;
 use crate::config::RouteAuth;
+use crate::identity::PeerIdentity;
 use crate::tls::PresentedCert;
 
 /// What the gateway knows about the caller of a local path.

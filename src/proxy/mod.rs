@@ -3,23 +3,21 @@
 //! ```text
 //! accept (server) ─▶ TLS handshake (tls) ─▶ chain judged once per connection
 //!   each request (handler): SNI = Host? ─▶ route (local paths first, then [[route]])
-//!     ─▶ live status check (status cache) ─▶ strip spoofable headers (identity)
-//!     ─▶ login binding ─▶ identity headers ─▶ upstream (forward) or LocalService
+//!     ─▶ live status check (status cache) ─▶ strip spoofable headers (crate::identity)
+//!     ─▶ login binding ─▶ the route's identity formats ─▶ upstream (forward) or LocalService
 //!   refusals → one place (refusal): HTML for browsers, JSON otherwise
 //! reload: config / cert / key files, SIGHUP, CA records → validated Runtime → watch channel
 //! ```
 //!
 //! Entry points: [`run`] (what `certgate serve` calls), or [`Gateway::bind`] then
 //! [`Gateway::serve`] to learn the bound addresses first (tests, port 0). This module owns
-//! listening, routing and forwarding; it must not decide lifecycle rules or sign anything
-//! but the identity assertion.
+//! listening, routing and forwarding; it must not decide lifecycle rules nor write identity
+//! headers itself (that is `crate::identity`).
 
-mod assertion;
 pub mod body;
 mod forward;
 mod handler;
 mod http1_idle;
-pub mod identity;
 mod interstitial;
 mod local;
 mod login_binding;
@@ -29,9 +27,6 @@ mod routes;
 mod server;
 mod workers;
 
-pub use assertion::{AssertionError, AssertionSigner};
-pub use handler::JWKS_PATH;
-pub use identity::PeerIdentity;
 pub use local::{LocalContext, LocalService, NoLocalService};
 pub use refusal::Problem;
 
@@ -48,7 +43,8 @@ use tokio::sync::{Notify, watch};
 
 use crate::admin::{self, Metrics, Readiness};
 use crate::clock::{Clock, DAY};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, IdentityFormatName};
+use crate::identity::{AssertionError, AssertionSigner, IdentityFormats};
 use crate::status::{StatusCache, StatusCacheSettings, StatusSource};
 use crate::store::{Store, StoreError};
 use crate::tls::{ListenerTls, TlsError};
@@ -129,6 +125,8 @@ pub(crate) struct Shared {
     pub local: Arc<dyn LocalService>,
     pub clock: Arc<dyn Clock>,
     pub signer: Arc<AssertionSigner>,
+    /// The identity formats and the header names stripped from every request.
+    pub identity: IdentityFormats,
 }
 
 /// A gateway whose sockets are bound, ready to serve.
@@ -160,9 +158,16 @@ impl Gateway {
             },
         );
         let key_path = g.assertion_key.as_ref().map(|p| config.resolve(p));
-        let signer = AssertionSigner::from_config(g, key_path.as_deref())
-            .map_err(GatewayError::Assertion)?;
-        if key_path.is_none() && config.routes.iter().any(|r| r.assertion) {
+        let signer = Arc::new(
+            AssertionSigner::from_config(g, key_path.as_deref())
+                .map_err(GatewayError::Assertion)?,
+        );
+        if key_path.is_none()
+            && config
+                .routes
+                .iter()
+                .any(|r| r.sends(IdentityFormatName::Jwt))
+        {
             tracing::warn!(
                 "[gateway] assertion_key is not set: assertions are signed by a key made at \
                  start; several instances need a shared key"
@@ -214,7 +219,8 @@ impl Gateway {
                 metrics,
                 local: deps.local,
                 clock: deps.clock,
-                signer: Arc::new(signer),
+                identity: IdentityFormats::new(Arc::clone(&signer)),
+                signer,
             }),
             listeners,
             admin,
