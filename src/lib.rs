@@ -26,8 +26,9 @@
 //! - [`lifecycle`]: the rules of the scheme (who may obtain, renew, re-issue, revoke);
 //!   [`status`]: the live certificate status cache (fail closed).
 //! - [`tls`]: rustls listeners' configuration and the status-aware client verifier.
-//! - What serves: [`proxy`] (the gateway: routing, identity headers, forwarding, refusals,
-//!   reload), [`web`] (certgate's own pages, API, EST, CRL, OCSP), [`admin`] (`/healthz`,
+//! - [`identity`]: the verified caller, the identity header formats (certgate, RFC 9440,
+//!   XFCC, JWT) and the stripping of spoofable headers.
+//! - What serves: [`proxy`] (the gateway: routing, forwarding, refusals, reload), [`web`] (certgate's own pages, API, EST, CRL, OCSP), [`admin`] (`/healthz`,
 //!   `/readyz`, `/metrics`), [`notify`] (expiry notices, each sent exactly once), [`demo`]
 //!   (the sample banking app of the demo).
 //! - [`app`]: the composition root, the one place that builds and wires the parts.
@@ -44,6 +45,7 @@ pub mod config;
 pub mod demo;
 pub mod hsm;
 pub mod http_common;
+pub mod identity;
 pub mod lifecycle;
 pub mod notify;
 pub mod proxy;

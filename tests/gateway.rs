@@ -7,6 +7,8 @@ mod db;
 #[path = "support/gateway/mod.rs"]
 #[allow(dead_code)]
 mod support;
+#[path = "support/xfcc_consumer.rs"]
+mod xfcc_consumer;
 
 use std::time::Duration;
 
@@ -483,7 +485,7 @@ async fn optional_formats_and_a_verifiable_assertion() {
     );
     let jwt = header(&seen, "x-certgate-assertion")[0].to_string();
 
-    let jwks = c.get(certgate::proxy::JWKS_PATH).await.unwrap().json();
+    let jwks = c.get(certgate::identity::JWKS_PATH).await.unwrap().json();
     let key = &jwks["keys"][0];
     let mut point = vec![4u8];
     point.extend(URL_SAFE_NO_PAD.decode(key["x"].as_str().unwrap()).unwrap());
@@ -512,6 +514,61 @@ async fn optional_formats_and_a_verifiable_assertion() {
         pk.verify(&bad, &URL_SAFE_NO_PAD.decode(sig).unwrap())
             .is_err()
     );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_sends_exactly_the_formats_it_lists() {
+    use base64::Engine;
+    let h = Harness::sqlite().await;
+    let client_cert = format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(&h.alice.der)
+    );
+    // Names of formats the route does not send are removed too.
+    let answer = h
+        .h1(Some(&h.alice))
+        .await
+        .send(
+            "GET",
+            "/formats/page",
+            &[
+                ("X-Certgate-User", "mallory"),
+                ("x_certgate_assertion", "e30.e30.x"),
+                ("Client_Cert", ":AAAA:"),
+                ("X-Forwarded-Client-Cert", "Hash=00;Subject=\"CN=mallory\""),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let seen = answer.json();
+    let certgate_names: Vec<String> = names(&seen)
+        .into_iter()
+        .filter(|n| n.replace('_', "-").starts_with("x-certgate-"))
+        .collect();
+    assert!(certgate_names.is_empty(), "{seen}");
+    assert_eq!(header(&seen, "client-cert"), [client_cert.as_str()]);
+    let xfcc = header(&seen, "x-forwarded-client-cert");
+    assert_eq!(xfcc.len(), 1, "{xfcc:?}");
+    let elements = xfcc_consumer::consume(xfcc[0]);
+    assert_eq!(elements.len(), 1, "{xfcc:?}");
+    let e = &elements[0];
+    let one = |k: &str| -> &str {
+        assert_eq!(e[k].len(), 1, "{k}: {xfcc:?}");
+        &e[k][0]
+    };
+    assert_eq!(one("By"), "spiffe://bank.example/certgate");
+    assert_eq!(one("Hash"), h.alice.sha256);
+    assert_eq!(
+        xfcc_consumer::certificates(one("Cert")),
+        std::slice::from_ref(&h.alice.der)
+    );
+    assert_eq!(xfcc_consumer::certificates(one("Chain"))[0], h.alice.der);
+    assert_eq!(one("Subject"), "OU=c1,CN=alice");
+    // The test certificate has no SANs, so no URI or DNS pair.
+    assert!(!e.contains_key("URI") && !e.contains_key("DNS"), "{xfcc:?}");
     h.shutdown().await;
 }
 

@@ -6,9 +6,13 @@
 //! even where libFuzzer cannot. Depends only on certgate, `http` and `bytes`; must not do
 //! I/O.
 
+use std::sync::{Arc, OnceLock};
+
 use bytes::Bytes;
 use certgate::ca::csr::{self, ClientKeyKind, CsrError};
 use certgate::ca::ocsp::{self, MAX_CERTS_PER_REQUEST, MAX_REQUEST_BYTES};
+use certgate::config::GatewayConfig;
+use certgate::identity::{AssertionSigner, IdentityFormats, ReservedNames};
 use certgate::web::WebRequest;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
@@ -93,8 +97,9 @@ pub fn ocsp_request(data: &[u8]) {
     }
 }
 
-/// Identity headers: after `strip_reserved`, no header a client sent may pass for an
-/// identity or forwarding header, however it is spelled. Input: `name: value` lines.
+/// Identity headers: once the gateway's reserved names are stripped, no header a client
+/// sent may pass for an identity or forwarding header, however it is spelled. Input:
+/// `name: value` lines.
 pub fn identity_headers(data: &[u8]) {
     let mut headers = HeaderMap::new();
     for line in data.split(|b| *b == b'\n') {
@@ -115,7 +120,7 @@ pub fn identity_headers(data: &[u8]) {
         .filter(|n| !spoofable(n.as_str()))
         .cloned()
         .collect();
-    certgate::proxy::identity::strip_reserved(&mut headers, "x-certgate-assertion");
+    reserved_names().strip(&mut headers);
     for name in headers.keys() {
         assert!(!spoofable(name.as_str()), "{name} survived stripping");
     }
@@ -123,6 +128,16 @@ pub fn identity_headers(data: &[u8]) {
     for n in kept_before {
         assert!(headers.contains_key(&n), "{n} was removed");
     }
+}
+
+/// The names the gateway strips with the default `[gateway]` settings, derived once.
+fn reserved_names() -> &'static ReservedNames {
+    static NAMES: OnceLock<ReservedNames> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let signer = AssertionSigner::from_config(&GatewayConfig::default(), None)
+            .expect("a signer with a fresh key");
+        IdentityFormats::new(Arc::new(signer)).reserved().clone()
+    })
 }
 
 /// An independent statement of which header names a client must never set.

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::http_common::body::{ProxyBody, full};
-use crate::proxy::{AssertionSigner, JWKS_PATH};
+use crate::identity::{AssertionSigner, JWKS_PATH};
 use crate::status::StatusSource;
 use crate::telemetry::Metrics;
 

@@ -17,10 +17,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::admin::{self, AdminState, Readiness};
 use crate::clock::{Clock, DAY};
-use crate::config::{Config, ConfigError};
-use crate::proxy::{
-    AssertionError, AssertionSigner, Gateway, GatewayError, GatewayParts, LocalService,
-};
+use crate::config::{Config, ConfigError, IdentityFormatName};
+use crate::identity::{AssertionError, AssertionSigner};
+use crate::proxy::{Gateway, GatewayError, GatewayParts, LocalService};
 use crate::status::{StatusCache, StatusCacheSettings, StatusSource};
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -188,7 +187,12 @@ fn assertion_signer(config: &Config) -> Result<AssertionSigner, ServerError> {
     let key_path = g.assertion_key.as_ref().map(|p| config.resolve(p));
     let signer =
         AssertionSigner::from_config(g, key_path.as_deref()).map_err(ServerError::Assertion)?;
-    if key_path.is_none() && config.routes.iter().any(|r| r.assertion) {
+    if key_path.is_none()
+        && config
+            .routes
+            .iter()
+            .any(|r| r.sends(IdentityFormatName::Jwt))
+    {
         tracing::warn!(
             "[gateway] assertion_key is not set: assertions are signed by a key made at \
              start; several instances need a shared key"

@@ -98,16 +98,28 @@ pub struct RouteConfig {
     /// Largest request body forwarded, in bytes (default 10 MiB). Larger bodies get 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
-    /// Also send RFC 9440 `Client-Cert` and `Client-Cert-Chain` (default false).
+    /// The identity formats sent to the upstream of a `certificate` route (default
+    /// `["certgate"]`); see [`IdentityFormatName`]. Use [`RouteConfig::identity_formats`],
+    /// which adds what the deprecated flags below ask for.
+    #[serde(default = "default_identity")]
+    pub identity: Vec<IdentityFormatName>,
+    /// Deprecated spelling of adding `"rfc9440"` to `identity`.
     #[serde(default)]
     pub client_cert_header: bool,
-    /// Also send Envoy-style `X-Forwarded-Client-Cert` (default false).
+    /// Deprecated spelling of adding `"xfcc"` to `identity`.
     #[serde(default)]
     pub xfcc: bool,
-    /// Also send a short-lived ES256 JWT in the assertion header (default false); the keys
-    /// are published at `/.well-known/certgate/jwks.json`.
+    /// Deprecated spelling of adding `"jwt"` to `identity`.
     #[serde(default)]
     pub assertion: bool,
+    /// The keys of the `X-Forwarded-Client-Cert` element (default `["Hash", "Cert",
+    /// "Subject"]`); always written in Envoy's order, whatever the order here.
+    #[serde(default = "default_xfcc_fields")]
+    pub xfcc_fields: Vec<XfccField>,
+    /// The value of the XFCC `By` key (Envoy sends the URI SAN of its own certificate);
+    /// needed when `xfcc_fields` lists `By`.
+    #[serde(default)]
+    pub xfcc_by: Option<String>,
     /// Refuse a login form naming another login ID than the certificate's.
     #[serde(default)]
     pub login_binding: Option<LoginBindingConfig>,
@@ -117,8 +129,119 @@ pub struct RouteConfig {
     pub renewal_interstitial: bool,
 }
 
+fn default_identity() -> Vec<IdentityFormatName> {
+    vec![IdentityFormatName::Certgate]
+}
+fn default_xfcc_fields() -> Vec<XfccField> {
+    vec![XfccField::Hash, XfccField::Cert, XfccField::Subject]
+}
 fn default_connect_timeout_secs() -> u64 {
     5
+}
+
+impl RouteConfig {
+    /// Whether the route sends `format`, listed in `identity` or asked for by its
+    /// deprecated flag.
+    pub fn sends(&self, format: IdentityFormatName) -> bool {
+        self.identity.contains(&format)
+            || match format {
+                IdentityFormatName::Certgate => false,
+                IdentityFormatName::Rfc9440 => self.client_cert_header,
+                IdentityFormatName::Xfcc => self.xfcc,
+                IdentityFormatName::Jwt => self.assertion,
+            }
+    }
+
+    /// The formats the route sends, each once, in [`IdentityFormatName::ALL`] order.
+    pub fn identity_formats(&self) -> Vec<IdentityFormatName> {
+        IdentityFormatName::ALL
+            .into_iter()
+            .filter(|f| self.sends(*f))
+            .collect()
+    }
+}
+
+/// A way of telling an upstream who the caller is (`[[route]] identity`). Unknown names
+/// are refused by the parser, which lists these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityFormatName {
+    /// `X-Certgate-User`, `-Contract`, `-Role`, `-Cert-Serial`, `-Cert-Sha256`,
+    /// `-Cert-Not-After`, `-Renewal-Due`.
+    Certgate = 0,
+    /// RFC 9440 `Client-Cert` and `Client-Cert-Chain`.
+    Rfc9440 = 1,
+    /// Envoy's `X-Forwarded-Client-Cert`.
+    Xfcc = 2,
+    /// A short-lived ES256 JWT in `[gateway] assertion_header`.
+    Jwt = 3,
+}
+
+impl IdentityFormatName {
+    /// Every format, in the order headers are written (the order of [`Self::index`]).
+    pub const ALL: [Self; 4] = [Self::Certgate, Self::Rfc9440, Self::Xfcc, Self::Jwt];
+
+    /// The name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Certgate => "certgate",
+            Self::Rfc9440 => "rfc9440",
+            Self::Xfcc => "xfcc",
+            Self::Jwt => "jwt",
+        }
+    }
+
+    /// The position in [`Self::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A key of Envoy's `X-Forwarded-Client-Cert` element, spelled as Envoy spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum XfccField {
+    /// The URI SAN of the proxy's own certificate (here: `xfcc_by`).
+    By,
+    /// Lowercase hex SHA-256 of the client certificate.
+    Hash,
+    /// The client certificate, URL-encoded PEM.
+    Cert,
+    /// The presented chain, leaf first, URL-encoded PEM.
+    Chain,
+    /// The client certificate's subject (RFC 4514), always quoted.
+    Subject,
+    /// One pair per URI SAN of the client certificate.
+    #[serde(rename = "URI")]
+    Uri,
+    /// One pair per DNS SAN of the client certificate.
+    #[serde(rename = "DNS")]
+    Dns,
+}
+
+impl XfccField {
+    /// Every key, in the order Envoy writes them.
+    pub const ALL: [Self; 7] = [
+        Self::By,
+        Self::Hash,
+        Self::Cert,
+        Self::Chain,
+        Self::Subject,
+        Self::Uri,
+        Self::Dns,
+    ];
+
+    /// The key as written in the header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::By => "By",
+            Self::Hash => "Hash",
+            Self::Cert => "Cert",
+            Self::Chain => "Chain",
+            Self::Subject => "Subject",
+            Self::Uri => "URI",
+            Self::Dns => "DNS",
+        }
+    }
 }
 fn default_response_timeout_secs() -> u64 {
     60
@@ -260,6 +383,22 @@ fn default_assertion_issuer() -> String {
     "certgate".into()
 }
 
+fn check_xfcc(r: &RouteConfig) -> Result<(), ConfigError> {
+    let invalid = |m: &str| Err(ConfigError::Invalid(format!("[[route]] {}: {m}", r.prefix)));
+    if r.xfcc_fields.is_empty() {
+        return invalid("xfcc_fields must list at least one key");
+    }
+    match (&r.xfcc_by, r.xfcc_fields.contains(&XfccField::By)) {
+        (None, true) => invalid("xfcc_fields lists \"By\" but xfcc_by is not set"),
+        (Some(_), false) => invalid("xfcc_by is set but xfcc_fields does not list \"By\""),
+        // Sent in a header: printable ASCII only.
+        (Some(by), true) if by.is_empty() || !by.bytes().all(|b| (0x20..0x7f).contains(&b)) => {
+            invalid("xfcc_by must be printable ASCII and not empty")
+        }
+        _ => Ok(()),
+    }
+}
+
 pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
     let invalid = |m: String| Err(ConfigError::Invalid(m));
     if cfg.gateway.worker_threads > MAX_WORKER_THREADS {
@@ -319,6 +458,7 @@ pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
                 r.prefix
             ));
         }
+        check_xfcc(r)?;
         if let Some(b) = &r.login_binding {
             if !b.path.starts_with('/') || b.field.is_empty() {
                 return invalid(format!(
@@ -363,4 +503,124 @@ pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
         return invalid("[gateway] assertion_ttl_secs must be between 1 and 3600".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::EXAMPLE;
+    use IdentityFormatName::{Certgate, Jwt, Rfc9440, Xfcc};
+
+    fn route(extra: &str) -> RouteConfig {
+        let text = format!("prefix = \"/\"\nupstream = \"http://127.0.0.1:1\"\n{extra}");
+        toml::from_str(&text).unwrap()
+    }
+
+    /// The example with its route's `identity` and `xfcc_fields` replaced by `lines`.
+    fn example_with(lines: &str) -> Result<Config, ConfigError> {
+        let (identity, fields) = (
+            "identity = [\"certgate\"]\n",
+            "xfcc_fields = [\"Hash\", \"Cert\", \"Subject\"]\n",
+        );
+        assert!(EXAMPLE.contains(identity) && EXAMPLE.contains(fields));
+        let text = EXAMPLE
+            .replace(identity, &format!("{lines}\n"))
+            .replace(fields, "");
+        Config::parse(&text, "t", Path::new("."))
+    }
+
+    #[test]
+    fn a_route_sends_the_certgate_headers_by_default() {
+        assert_eq!(route("").identity_formats(), [Certgate]);
+        let cfg = Config::parse(EXAMPLE, "example", Path::new(".")).unwrap();
+        assert_eq!(cfg.routes[0].identity_formats(), [Certgate]);
+        assert_eq!(
+            cfg.routes[0].xfcc_fields,
+            [XfccField::Hash, XfccField::Cert, XfccField::Subject]
+        );
+    }
+
+    #[test]
+    fn the_old_flags_add_their_format() {
+        let r = route("client_cert_header = true\nxfcc = true\nassertion = true\n");
+        assert_eq!(r.identity_formats(), [Certgate, Rfc9440, Xfcc, Jwt]);
+        assert_eq!(route("xfcc = true").identity_formats(), [Certgate, Xfcc]);
+        // Added to a list that leaves the certgate headers out.
+        let r = route("identity = [\"jwt\"]\nclient_cert_header = true\n");
+        assert_eq!(r.identity_formats(), [Rfc9440, Jwt]);
+        assert!(!r.sends(Certgate) && r.sends(Rfc9440) && r.sends(Jwt) && !r.sends(Xfcc));
+    }
+
+    #[test]
+    fn the_list_is_sent_once_each_in_a_fixed_order() {
+        let r = route("identity = [\"jwt\", \"xfcc\", \"certgate\", \"jwt\", \"rfc9440\"]");
+        assert_eq!(r.identity_formats(), [Certgate, Rfc9440, Xfcc, Jwt]);
+        assert!(route("identity = []").identity_formats().is_empty());
+        let cfg = example_with("identity = [\"certgate\", \"xfcc\"]").unwrap();
+        assert_eq!(cfg.routes[0].identity_formats(), [Certgate, Xfcc]);
+    }
+
+    #[test]
+    fn an_unknown_format_is_refused_with_the_valid_names() {
+        let err = example_with("identity = [\"certgate\", \"spiffe\"]")
+            .unwrap_err()
+            .to_string();
+        for name in ["spiffe", "certgate", "rfc9440", "xfcc", "jwt"] {
+            assert!(err.contains(name), "{name} not in {err}");
+        }
+        // Names are lower-case, as documented.
+        assert!(example_with("identity = [\"XFCC\"]").is_err());
+    }
+
+    #[test]
+    fn xfcc_fields_are_checked() {
+        let r = route("xfcc_fields = [\"DNS\", \"By\", \"URI\", \"Chain\"]\nxfcc_by = \"x\"");
+        assert_eq!(
+            r.xfcc_fields,
+            [
+                XfccField::Dns,
+                XfccField::By,
+                XfccField::Uri,
+                XfccField::Chain
+            ]
+        );
+        let err = example_with("xfcc_fields = [\"Hash\", \"Serial\"]")
+            .unwrap_err()
+            .to_string();
+        for name in [
+            "Serial", "By", "Hash", "Cert", "Chain", "Subject", "URI", "DNS",
+        ] {
+            assert!(err.contains(name), "{name} not in {err}");
+        }
+        for (lines, says) in [
+            ("xfcc_fields = [\"By\", \"Hash\"]", "xfcc_by is not set"),
+            ("xfcc_by = \"spiffe://gw\"", "does not list \"By\""),
+            ("xfcc_fields = []", "at least one"),
+            (
+                "xfcc_fields = [\"By\"]\nxfcc_by = \"a\\u0001b\"",
+                "printable ASCII",
+            ),
+        ] {
+            let err = example_with(lines).unwrap_err().to_string();
+            assert!(err.contains(says), "{lines}: {err}");
+        }
+        let ok =
+            example_with("xfcc_fields = [\"By\", \"Cert\"]\nxfcc_by = \"spiffe://gw\"").unwrap();
+        assert_eq!(ok.routes[0].xfcc_by.as_deref(), Some("spiffe://gw"));
+    }
+
+    #[test]
+    fn format_names_sit_at_their_index() {
+        for (i, f) in IdentityFormatName::ALL.into_iter().enumerate() {
+            assert_eq!(f.index(), i);
+            let parsed: RouteConfig = route(&format!("identity = [\"{}\"]", f.as_str()));
+            assert_eq!(parsed.identity, [f]);
+        }
+        for f in XfccField::ALL {
+            let parsed = route(&format!("xfcc_fields = [\"{}\"]", f.as_str()));
+            assert_eq!(parsed.xfcc_fields, [f]);
+        }
+    }
 }

@@ -11,19 +11,16 @@ use std::time::Instant;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::identity::{self, IdentityError, IdentityHeaders, PeerIdentity};
 use super::local::LocalContext;
 use super::login_binding;
 use super::refusal::{Problem, wants_html};
 use super::{Runtime, Shared, forward};
 use crate::config::{ClientAuth, RouteAuth};
 use crate::http_common::body::{ProxyBody, full};
+use crate::identity::{self, IdentityError, JWKS_PATH, PeerIdentity, ViewHeaders, WriteContext};
 use crate::status::{Refusal, Verdict};
 use crate::store::CertStatusView;
 use crate::tls::PresentedCert;
-
-/// The JWKS of the assertion signer.
-pub const JWKS_PATH: &str = "/.well-known/certgate/jwks.json";
 
 /// What the connection learned at the handshake.
 #[derive(Debug)]
@@ -40,7 +37,7 @@ pub(crate) struct ConnInfo {
 }
 
 /// A status view and the identity header values made from it.
-type CachedIdentityHeaders = Option<(Arc<CertStatusView>, Arc<IdentityHeaders>)>;
+type CachedIdentityHeaders = Option<(Arc<CertStatusView>, Arc<ViewHeaders>)>;
 
 impl ConnInfo {
     /// Drops what was kept for the next request (a parked connection holds no more than it
@@ -50,14 +47,14 @@ impl ConnInfo {
     }
 
     /// The identity header values for `id`: made once per status view and connection.
-    fn identity_headers(&self, id: &PeerIdentity) -> Result<Arc<IdentityHeaders>, IdentityError> {
+    fn identity_headers(&self, id: &PeerIdentity) -> Result<Arc<ViewHeaders>, IdentityError> {
         let mut cached = self.cached_identity_headers();
         if let Some((view, values)) = cached.as_ref()
             && Arc::ptr_eq(view, id.view())
         {
             return Ok(Arc::clone(values));
         }
-        let values = Arc::new(IdentityHeaders::of(id.view())?);
+        let values = Arc::new(identity::view_headers(id.view())?);
         *cached = Some((Arc::clone(id.view()), Arc::clone(&values)));
         Ok(values)
     }
@@ -209,7 +206,7 @@ async fn pipeline(
         out.user = Some(id.login().to_owned());
         out.serial = Some(id.serial().to_owned());
     }
-    identity::strip_reserved(req.headers_mut(), shared.signer.header().as_str());
+    shared.identity.strip_reserved(req.headers_mut());
 
     match target {
         Target::Local(_) => {
@@ -261,8 +258,14 @@ async fn pipeline(
                 }
                 let now = shared.clock.now();
                 conn.identity_headers(id)
-                    .and_then(|values| {
-                        identity::apply(req.headers_mut(), id, &values, cfg, &shared.signer, now)
+                    .and_then(|view_headers| {
+                        let cx = WriteContext {
+                            identity: id,
+                            view_headers: &view_headers,
+                            route: cfg,
+                            now,
+                        };
+                        shared.identity.write(&route.identity, req.headers_mut(), &cx)
                     })
                     .map_err(|e| {
                         tracing::error!(error = %crate::telemetry::error_chain(&e), "cannot write identity headers");

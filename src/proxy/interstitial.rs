@@ -5,8 +5,8 @@
 
 use http::{HeaderMap, Method, Response, StatusCode, header};
 
-use super::identity::PeerIdentity;
 use crate::http_common::body::{self, ProxyBody};
+use crate::identity::PeerIdentity;
 
 /// The cookie that says "asked today, the customer chose later".
 pub const LATER_COOKIE: &str = "certgate_renewal_later";

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
 
-use super::identity::PeerIdentity;
 use crate::config::RouteAuth;
 use crate::http_common::body::ProxyBody;
+use crate::identity::PeerIdentity;
 use crate::tls::PresentedCert;
 
 /// What the gateway knows about the caller of a local path.

@@ -3,8 +3,8 @@
 //! ```text
 //! accept (server) ─▶ TLS handshake (tls) ─▶ chain judged once per connection
 //!   each request (handler): SNI = Host? ─▶ route (local paths first, then [[route]])
-//!     ─▶ live status check (status cache) ─▶ strip spoofable headers (identity)
-//!     ─▶ login binding ─▶ identity headers ─▶ upstream (forward) or LocalService
+//!     ─▶ live status check (status cache) ─▶ strip spoofable headers (crate::identity)
+//!     ─▶ login binding ─▶ the route's identity formats ─▶ upstream (forward) or LocalService
 //!   refusals → one place (refusal): HTML for browsers, JSON otherwise
 //! reload: config / cert / key files, SIGHUP, CA records → validated Runtime → watch channel
 //! ```
@@ -12,13 +12,12 @@
 //! The composition root (`crate::app`) builds the parts ([`GatewayParts`]: bound sockets,
 //! status cache, metrics, own paths, assertion signer) and calls [`Gateway::new`] then
 //! [`Gateway::serve`]. This module owns serving, routing and forwarding; it builds none of
-//! its parts, must not decide lifecycle rules, and signs nothing but the identity assertion.
+//! its parts, must not decide lifecycle rules, and writes no identity header itself (that is
+//! `crate::identity`).
 
-mod assertion;
 mod forward;
 mod handler;
 mod http1_idle;
-pub mod identity;
 mod interstitial;
 mod local;
 mod login_binding;
@@ -28,9 +27,6 @@ mod routes;
 mod server;
 mod workers;
 
-pub use assertion::{AssertionError, AssertionSigner};
-pub use handler::JWKS_PATH;
-pub use identity::PeerIdentity;
 pub use local::{LocalContext, LocalService, NoLocalService};
 pub use refusal::Problem;
 
@@ -47,6 +43,7 @@ use tokio::sync::{Notify, watch};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::http_common::stopped;
+use crate::identity::{AssertionSigner, IdentityFormats};
 use crate::status::StatusCache;
 use crate::store::StoreError;
 use crate::telemetry::Metrics;
@@ -112,6 +109,8 @@ pub(crate) struct Shared {
     pub local: Arc<dyn LocalService>,
     pub clock: Arc<dyn Clock>,
     pub signer: Arc<AssertionSigner>,
+    /// The identity formats and the header names stripped from every request.
+    pub identity: IdentityFormats,
 }
 
 /// A gateway over bound sockets, ready to serve.
@@ -161,6 +160,7 @@ impl Gateway {
                 metrics: parts.metrics,
                 local: parts.local,
                 clock: parts.clock,
+                identity: IdentityFormats::new(Arc::clone(&parts.signer)),
                 signer: parts.signer,
             }),
             listeners: parts.listeners,

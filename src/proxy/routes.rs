@@ -4,13 +4,15 @@
 use std::sync::Arc;
 
 use super::forward::Upstream;
-use crate::config::{ConfigError, RouteConfig};
+use crate::config::{ConfigError, IdentityFormatName, RouteConfig};
 use crate::telemetry::{Metrics, RouteMetrics};
 
 /// One configured route with its upstream client.
 #[derive(Debug)]
 pub struct Route {
     pub config: RouteConfig,
+    /// The identity formats it sends ([`RouteConfig::identity_formats`], resolved once).
+    pub identity: Box<[IdentityFormatName]>,
     /// The label in metrics and logs: `prefix` or `host prefix`.
     pub label: String,
     pub upstream: Upstream,
@@ -40,6 +42,7 @@ impl RouteTable {
             };
             out.push(Arc::new(Route {
                 config: r.clone(),
+                identity: r.identity_formats().into(),
                 metrics: metrics.route(&label),
                 label,
                 upstream: Upstream::new(r, workers)?,

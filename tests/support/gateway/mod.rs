@@ -280,6 +280,15 @@ max_body_bytes = 100000
 path = "/extras/login"
 field = "loginId"
 
+# The formats as a list: no X-Certgate-* headers, every XFCC key.
+[[route]]
+prefix = "/formats"
+upstream = "{upstream}"
+auth = "certificate"
+identity = ["xfcc", "rfc9440"]
+xfcc_fields = ["DNS", "URI", "Subject", "Chain", "Cert", "Hash", "By"]
+xfcc_by = "spiffe://bank.example/certgate"
+
 [[route]]
 prefix = "/public"
 upstream = "{upstream}"

@@ -1,20 +1,25 @@
-//! The signed identity assertion: a short-lived ES256 JWT an upstream can verify against
-//! the gateway's JWKS (`/.well-known/certgate/jwks.json`) to know the identity headers came
-//! from the gateway. Owns the signing key; must not log it or the tokens.
+//! The `jwt` format: a short-lived ES256 JWT (the identity assertion) an upstream can verify
+//! against the gateway's JWKS ([`JWKS_PATH`]) to know the identity came from the gateway.
+//! Owns the signing key; must not log it or the tokens.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use http::HeaderName;
+use http::{HeaderMap, HeaderName};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 
-use super::identity::PeerIdentity;
+use super::format::{IdentityError, IdentityFormat, OwnedName, WriteContext, header_value};
+use super::peer::PeerIdentity;
 use crate::clock::UnixTime;
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, IdentityFormatName};
+
+/// Where the JWKS of the assertion signer is published (gateway listeners and admin port).
+pub const JWKS_PATH: &str = "/.well-known/certgate/jwks.json";
 
 /// Why the assertion key cannot be used or a token not made.
 #[derive(Debug, thiserror::Error)]
@@ -148,5 +153,44 @@ impl AssertionSigner {
             .sign(&self.rng, signing_input.as_bytes())
             .map_err(|_| AssertionError::Sign)?;
         Ok(format!("{signing_input}.{}", B64.encode(sig.as_ref())))
+    }
+}
+
+/// The assertion in `[gateway] assertion_header`, addressed to the route's upstream.
+#[derive(Debug)]
+pub struct Jwt {
+    signer: Arc<AssertionSigner>,
+}
+
+impl Jwt {
+    pub fn new(signer: Arc<AssertionSigner>) -> Self {
+        Self { signer }
+    }
+}
+
+impl IdentityFormat for Jwt {
+    fn name(&self) -> IdentityFormatName {
+        IdentityFormatName::Jwt
+    }
+
+    fn owned_names(&self) -> Vec<OwnedName> {
+        vec![OwnedName::Exact(
+            self.signer.header().as_str().to_owned().into(),
+        )]
+    }
+
+    fn write(&self, headers: &mut HeaderMap, cx: &WriteContext<'_>) -> Result<(), IdentityError> {
+        let jwt = self
+            .signer
+            .sign(cx.identity, &cx.route.upstream, cx.now)
+            .map_err(|e| IdentityError::Format {
+                format: IdentityFormatName::Jwt.as_str(),
+                source: Box::new(e),
+            })?;
+        headers.insert(
+            self.signer.header().clone(),
+            header_value("assertion", &jwt)?,
+        );
+        Ok(())
     }
 }
