@@ -71,10 +71,10 @@ pub fn est_body(data: &[u8]) {
         remote: "127.0.0.1:1".into(),
         origin: "https://localhost".into(),
     };
-    if let Some((user, _code)) = certgate::web::est::basic_credentials(&req) {
+    if let Some((user, _code)) = certgate::web::enroll::est::basic_credentials(&req) {
         assert!(!user.contains(':'), "the login ID ends at the first colon");
     }
-    match certgate::web::est::csr_from_body(&req) {
+    match certgate::web::enroll::est::csr_from_body(&req) {
         Ok(der) => {
             assert!(ctype.to_ascii_lowercase().starts_with("application/pkcs10"));
             csr(&der);

@@ -18,10 +18,7 @@ pub struct WebService(pub Arc<Web>);
 
 impl LocalService for WebService {
     fn owns(&self, path: &str) -> Option<RouteAuth> {
-        Web::owns(path).map(|a| match a {
-            Access::Public => RouteAuth::Public,
-            Access::Certificate => RouteAuth::Certificate,
-        })
+        Web::owns(path).map(gateway_auth)
     }
 
     fn call(
@@ -77,6 +74,39 @@ impl LocalService for WebService {
     }
 }
 
+/// What the gateway enforces for an access before the handler runs.
+fn gateway_auth(access: Access) -> RouteAuth {
+    match access {
+        // Renewal answers a missing certificate in its protocol's own words.
+        Access::Public | Access::Renewal => RouteAuth::Public,
+        // The administrator's role is checked by the lifecycle rules, per action.
+        Access::Customer | Access::ContractAdmin => RouteAuth::Certificate,
+    }
+}
+
 fn into_proxy(r: respond::WebResponse) -> Response<ProxyBody> {
     r.map(body::full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_checks_certificates_where_it_did_before_the_table() {
+        let auth = |path| Web::owns(path).map(gateway_auth);
+        for path in ["/certgate/admin", "/api/v1/users", "/api/v1/anything"] {
+            assert_eq!(auth(path), Some(RouteAuth::Certificate), "{path}");
+        }
+        for path in [
+            "/certgate",
+            "/certgate/api/renew",
+            "/certgate/renew",
+            "/.well-known/est/simplereenroll",
+            "/ocsp",
+        ] {
+            assert_eq!(auth(path), Some(RouteAuth::Public), "{path}");
+        }
+        assert_eq!(auth("/ib/top"), None);
+    }
 }

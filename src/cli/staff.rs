@@ -6,7 +6,7 @@ use crate::audit::{self, Actor, Audit, Outcome};
 use crate::ca::pem;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::lifecycle::{Authorized, format_date, normalize_serial, rules};
+use crate::lifecycle::{Authorization, Authorized, format_date, normalize_serial, rules};
 use crate::store::{CertFilter, Contract, Store, User};
 
 use super::args::{CertCmd, ContractCmd, IssueCmd, UserCmd};
@@ -197,10 +197,13 @@ pub async fn cert(cfg: Config, cmd: CertCmd) -> anyhow::Result<()> {
             let csr_bytes = std::fs::read(&csr)
                 .with_context(|| format!("cannot read the CSR file {}", csr.display()))?;
             let opened = context::open_all(cfg).await?;
-            let cert = opened
-                .lifecycle
-                .obtain(&Actor::current_staff(), &login, &code, &csr_bytes)
-                .await?;
+            let staff = Actor::current_staff();
+            let authorization = Authorization::IssuanceCode {
+                login: &login,
+                code: &code,
+                requester: &staff,
+            };
+            let cert = opened.lifecycle.enroll(authorization, &csr_bytes).await?;
             print!("{}", pem::certificate(&cert.der));
         }
         CertCmd::List { login, status } => {

@@ -1,19 +1,20 @@
 //! The lifecycle service: applies the rules with the store, the CA and the audit log.
 //! Every entry point (command line, web pages, EST, admin API) goes through here, so the
-//! rules hold the same way everywhere.
+//! rules hold the same way everywhere. Issuing a certificate is in `enroll.rs`; this file
+//! holds the service itself and the staff's and administrator's actions.
 
 use std::sync::Arc;
 
 use serde_json::json;
 
 use crate::audit::{Actor, Audit, Outcome};
-use crate::ca::{Authority, ClientSubject, RevocationReason, csr};
+use crate::ca::{Authority, RevocationReason};
 use crate::clock::{Clock, DAY};
-use crate::store::{CertRecord, CertStatus, CodeClaim, NewAudit, Redeemed, Store, User};
+use crate::store::{CertRecord, NewAudit, Store, User};
 
-use super::codes::{IssuanceCode, hash_code};
+use super::codes::IssuanceCode;
 use super::error::LifecycleError;
-use super::rules::{self, Refusal, RenewalWindow};
+use super::rules::{self, Refusal};
 
 /// Settings of the lifecycle, from the configuration.
 #[derive(Debug, Clone)]
@@ -91,7 +92,7 @@ impl Lifecycle {
         self.clock.now()
     }
 
-    async fn enabled_user(&self, login: &str) -> Result<User, LifecycleError> {
+    pub(super) async fn enabled_user(&self, login: &str) -> Result<User, LifecycleError> {
         let subject = self
             .store
             .issuance_subject(login)
@@ -101,7 +102,7 @@ impl Lifecycle {
         Ok(subject.user)
     }
 
-    async fn refuse<T>(
+    pub(super) async fn refuse<T>(
         &self,
         actor: &Actor,
         action: &str,
@@ -166,209 +167,6 @@ impl Lifecycle {
                 Ok(a)
             }
             Err(e) => self.refuse(actor, "code.authorize", login, e).await,
-        }
-    }
-
-    /// Obtains a certificate with a login ID and issuance code (web page, EST, `cert sign`).
-    /// A request repeated with the same code and key returns the same certificate.
-    ///
-    /// A fresh certificate, the redemption of the code and its `cert.obtain` audit record
-    /// are committed in one transaction (shared with concurrent issuances) before it is
-    /// returned; a repeat is audited as `cert.obtain.repeat` on its own.
-    pub async fn obtain(
-        &self,
-        actor: &Actor,
-        login: &str,
-        code: &str,
-        csr_input: &[u8],
-    ) -> Result<CertRecord, LifecycleError> {
-        match self.obtain_inner(actor, login, code, csr_input).await {
-            Ok((cert, repeated)) => {
-                if repeated {
-                    self.audit_ok(
-                        actor,
-                        "cert.obtain.repeat",
-                        login,
-                        json!({"serial": cert.serial}),
-                    )
-                    .await;
-                }
-                Ok(cert)
-            }
-            Err(e) => {
-                let action = match e {
-                    LifecycleError::Code(_) => "code.refused",
-                    _ => "cert.obtain",
-                };
-                self.refuse(actor, action, login, e).await
-            }
-        }
-    }
-
-    async fn obtain_inner(
-        &self,
-        actor: &Actor,
-        login: &str,
-        code: &str,
-        csr_input: &[u8],
-    ) -> Result<(CertRecord, bool), LifecycleError> {
-        let checked = csr::check(csr_input)?;
-        let code_hash = hash_code(code);
-        // User, contract and code in one read. Unknown login IDs (and a missing contract)
-        // look like wrong codes from outside.
-        let no_code = || LifecycleError::Code(crate::store::CodeRefusal::NoCode);
-        let Some(subject) = self.store.issuance_subject(login).await? else {
-            return Err(no_code());
-        };
-        match check_enabled(&subject.user, subject.contract_enabled) {
-            Err(LifecycleError::NotFound(_)) => return Err(no_code()),
-            checked => checked?,
-        }
-        let user = &subject.user;
-        let now = self.now();
-        // Only a wrong code is committed here (its attempt counter); an accepted code is
-        // redeemed below, in the transaction that stores the certificate.
-        let claim = self
-            .store
-            .claim_subject_code(
-                &subject,
-                &code_hash,
-                &checked.spki_sha256,
-                now,
-                i64::from(self.settings.max_attempts),
-            )
-            .await?;
-        match claim {
-            CodeClaim::Refused(r) => Err(LifecycleError::Code(r)),
-            CodeClaim::AlreadyIssued(cert) => Ok((*cert, true)),
-            CodeClaim::Fresh => {
-                let record = self.sign(user, &checked, now).await?;
-                let audit = self.ok_entry(
-                    actor,
-                    "cert.obtain",
-                    login,
-                    json!({"serial": record.serial}),
-                );
-                match self
-                    .store
-                    .complete_issue_audited(&code_hash, &record, now, &[audit])
-                    .await?
-                {
-                    Redeemed::Stored { .. } => Ok((record, false)),
-                    // A concurrent request with the same code and key won: its certificate
-                    // is the answer, and the one signed here was never stored.
-                    Redeemed::AlreadyIssued(cert) => Ok((*cert, true)),
-                }
-            }
-        }
-    }
-
-    /// Signs a certificate for `user` off the async executor (the HSM blocks).
-    async fn sign(
-        &self,
-        user: &User,
-        checked: &csr::CheckedCsr,
-        now: i64,
-    ) -> Result<CertRecord, LifecycleError> {
-        let authority = self.authority.clone();
-        let checked = checked.clone();
-        let login = user.login.clone();
-        let contract = user.contract_id.clone();
-        let org = self.settings.organization.clone();
-        let issued = tokio::task::spawn_blocking(move || {
-            let subject = ClientSubject {
-                login: &login,
-                contract_id: &contract,
-                organization: &org,
-            };
-            authority.issue_client(&checked, &subject, now)
-        })
-        .await
-        .map_err(|e| LifecycleError::Internal(format!("signing task failed: {e}")))??;
-        Ok(CertRecord {
-            serial: issued.serial,
-            login: user.login.clone(),
-            contract_id: user.contract_id.clone(),
-            ca_id: self.authority.ca_id(),
-            der: issued.der,
-            sha256: issued.sha256,
-            spki_sha256: issued.spki_sha256,
-            not_before: issued.not_before,
-            not_after: issued.not_after,
-            status: CertStatus::Current,
-            superseded_at: None,
-            revoked_at: None,
-            revocation_reason: None,
-            first_used_at: None,
-            created_at: now,
-        })
-    }
-
-    /// Renews the certificate `current_serial` (authenticated by it) with a new key.
-    pub async fn renew(
-        &self,
-        current_serial: &str,
-        csr_input: &[u8],
-    ) -> Result<CertRecord, LifecycleError> {
-        let old = self
-            .store
-            .certificate(current_serial)
-            .await?
-            .ok_or_else(|| LifecycleError::NotFound(format!("certificate {current_serial}")))?;
-        let actor = Actor::User(old.login.clone());
-        let result = async {
-            if old.status != CertStatus::Current {
-                return Err(Refusal::new(
-                    "not_current",
-                    "only the current certificate can be renewed",
-                )
-                .into());
-            }
-            let now = self.now();
-            match rules::renewal_window(
-                old.not_after,
-                now,
-                self.settings.renewal_window_days,
-                self.settings.renewal_grace_days,
-            ) {
-                RenewalWindow::Open => {}
-                RenewalWindow::NotYet { opens_at } => {
-                    return Err(Refusal::new(
-                        "renewal_not_open",
-                        format!("renewal opens on {} (UTC)", format_date(opens_at)),
-                    )
-                    .into());
-                }
-                RenewalWindow::Closed => {
-                    return Err(Refusal::new(
-                        "renewal_closed",
-                        "this certificate expired too long ago to be renewed; please ask your administrator or the bank to re-issue it",
-                    )
-                    .into());
-                }
-            }
-            let checked = csr::check(csr_input)?;
-            if checked.spki_sha256 == old.spki_sha256 {
-                return Err(Refusal::new("same_key", "a renewal needs a new key pair").into());
-            }
-            let user = self.enabled_user(&old.login).await?;
-            let record = self.sign(&user, &checked, now).await?;
-            // The renewal and its audit record commit together.
-            let audit = self.ok_entry(
-                &actor,
-                "cert.renew",
-                &old.login,
-                json!({"old": old.serial, "new": record.serial}),
-            );
-            self.store
-                .complete_renewal_audited(&old.serial, &record, now, &[audit])
-                .await?;
-            Ok(record)
-        }
-        .await;
-        match result {
-            Err(e) => self.refuse(&actor, "cert.renew", &old.login, e).await,
-            done => done,
         }
     }
 
@@ -575,7 +373,7 @@ impl Lifecycle {
     }
 
     /// An `ok` audit entry, for operations that append it in their own transaction.
-    fn ok_entry(
+    pub(super) fn ok_entry(
         &self,
         actor: &Actor,
         action: &str,
@@ -585,7 +383,7 @@ impl Lifecycle {
         crate::audit::entry(self.now(), actor, action, subject, Outcome::Ok, detail)
     }
 
-    async fn audit_ok(
+    pub(super) async fn audit_ok(
         &self,
         actor: &Actor,
         action: &str,
@@ -621,7 +419,10 @@ pub fn format_date(t: i64) -> String {
 }
 
 /// Refuses a disabled user or contract; a missing contract row is `NotFound`.
-fn check_enabled(user: &User, contract_enabled: Option<bool>) -> Result<(), LifecycleError> {
+pub(super) fn check_enabled(
+    user: &User,
+    contract_enabled: Option<bool>,
+) -> Result<(), LifecycleError> {
     let contract_enabled = contract_enabled
         .ok_or_else(|| LifecycleError::NotFound(format!("contract {:?}", user.contract_id)))?;
     if !user.enabled || !contract_enabled {

@@ -1,32 +1,19 @@
-//! The JSON API: the customer's obtain and renew calls (from certgate's pages) and the
-//! contract administrator's calls (`/api/v1/`), each behind the cross-site checks.
+//! The contract administrator's JSON API under `/api/v1/`, authenticated by the caller's
+//! client certificate. Every change is checked against cross-site requests; whether the
+//! caller is the administrator, and of which contract, is the lifecycle rules' decision.
+//! Which method and path reach which call is declared in `web/routes.rs`.
 
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::audit::Actor;
-use crate::ca::pem;
 use crate::lifecycle::Lifecycle;
-use crate::store::{CertRecord, Role};
+use crate::store::Role;
 
 use super::csrf;
-use super::request::WebRequest;
+use super::json_call::{cross_site, need_peer, parse};
+use super::request::{PeerCert, WebRequest};
 use super::respond::{WebResponse, json_error, json_ok, lifecycle_json};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ObtainBody {
-    login: String,
-    code: String,
-    csr: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RenewBody {
-    csr: String,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,132 +23,78 @@ struct AddUserBody {
     email: String,
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(req: &WebRequest) -> Result<T, WebResponse> {
-    serde_json::from_slice(&req.body).map_err(|e| {
-        json_error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            &format!("the request body is not valid: {e}"),
-        )
-    })
+/// A path under `/api/v1/` that is no call.
+pub fn not_found() -> WebResponse {
+    json_error(StatusCode::NOT_FOUND, "not_found", "no such API")
 }
 
-fn cross_site(e: csrf::CrossSite) -> WebResponse {
-    json_error(StatusCode::FORBIDDEN, "cross_site", &e.to_string())
+/// A call asked with a method it does not take.
+pub fn method_not_allowed() -> WebResponse {
+    json_error(StatusCode::METHOD_NOT_ALLOWED, "method", "use POST")
 }
 
-fn cert_answer(cert: &CertRecord, ca_chain: &[Vec<u8>]) -> WebResponse {
-    let chain: Vec<String> = ca_chain.iter().map(|c| pem::certificate(c)).collect();
-    json_ok(&json!({
-        "certificate": pem::certificate(&cert.der),
-        "chain": chain,
-        "serial": cert.serial,
-        "not_after": cert.not_after,
-    }))
+/// The certificate of a state-changing call that passed the cross-site checks.
+fn change_by(req: &WebRequest) -> Result<&PeerCert, WebResponse> {
+    let peer = need_peer(req)?;
+    csrf::check_api(req).map_err(cross_site)?;
+    Ok(peer)
 }
 
-fn need_peer(req: &WebRequest) -> Result<&super::request::PeerCert, WebResponse> {
-    req.peer.as_ref().ok_or_else(|| {
-        json_error(
-            StatusCode::UNAUTHORIZED,
-            "certificate_required",
-            "this call needs your current client certificate",
-        )
-    })
-}
-
-/// `POST /certgate/api/obtain`
-pub async fn obtain(lifecycle: &Lifecycle, ca_chain: &[Vec<u8>], req: &WebRequest) -> WebResponse {
-    if let Err(e) = csrf::check_page(req) {
-        return cross_site(e);
+/// `GET /api/v1/users`: the contract's login IDs and their current certificates.
+pub async fn users(lifecycle: &Lifecycle, req: &WebRequest) -> WebResponse {
+    match need_peer(req) {
+        Ok(peer) => list_users(lifecycle, &peer.login).await,
+        Err(r) => r,
     }
-    let body: ObtainBody = match parse(req) {
+}
+
+/// `POST /api/v1/users/{login}/reissue`: revokes the user's certificate, answers a new code.
+pub async fn reissue(lifecycle: &Lifecycle, req: &WebRequest, target: &str) -> WebResponse {
+    let peer = match change_by(req) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match lifecycle.admin_reissue(&peer.login, target).await {
+        Ok(a) => json_ok(&json!({
+            "login": a.login,
+            "code": a.code.reveal(),
+            "expires_at": a.expires_at,
+            "revoked_serial": a.revoked_serial,
+        })),
+        Err(e) => lifecycle_json(&e),
+    }
+}
+
+/// `POST /api/v1/users/{login}/authorize`: a code for the user's first issuance.
+pub async fn authorize(lifecycle: &Lifecycle, req: &WebRequest, target: &str) -> WebResponse {
+    let peer = match change_by(req) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match lifecycle.admin_authorize(&peer.login, target).await {
+        Ok(a) => {
+            json_ok(&json!({"login": a.login, "code": a.code.reveal(), "expires_at": a.expires_at}))
+        }
+        Err(e) => lifecycle_json(&e),
+    }
+}
+
+/// `POST /api/v1/users` `{"login", "role", "email"}`: a new login ID in the caller's contract.
+pub async fn add_user(lifecycle: &Lifecycle, req: &WebRequest) -> WebResponse {
+    let peer = match change_by(req) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let body: AddUserBody = match parse(req) {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let actor = Actor::Anonymous(req.remote.clone());
     match lifecycle
-        .obtain(&actor, body.login.trim(), &body.code, body.csr.as_bytes())
+        .admin_add_user(&peer.login, &body.login, body.role, &body.email)
         .await
     {
-        Ok(cert) => cert_answer(&cert, ca_chain),
+        Ok(u) => json_ok(&json!({"login": u.login, "role": u.role, "contract": u.contract_id})),
         Err(e) => lifecycle_json(&e),
-    }
-}
-
-/// `POST /certgate/api/renew`
-pub async fn renew(lifecycle: &Lifecycle, ca_chain: &[Vec<u8>], req: &WebRequest) -> WebResponse {
-    if let Err(e) = csrf::check_page(req) {
-        return cross_site(e);
-    }
-    let peer = match need_peer(req) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let body: RenewBody = match parse(req) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    match lifecycle.renew(&peer.serial, body.csr.as_bytes()).await {
-        Ok(cert) => cert_answer(&cert, ca_chain),
-        Err(e) => lifecycle_json(&e),
-    }
-}
-
-/// `/api/v1/...`: the contract administrator's calls.
-pub async fn admin(lifecycle: &Lifecycle, req: &WebRequest) -> WebResponse {
-    let peer = match need_peer(req) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let rest = req.path.strip_prefix("/api/v1/").unwrap_or_default();
-    let parts: Vec<&str> = rest.split('/').collect();
-    if req.method == http::Method::GET {
-        return match parts.as_slice() {
-            ["users"] => list_users(lifecycle, &peer.login).await,
-            _ => json_error(StatusCode::NOT_FOUND, "not_found", "no such API"),
-        };
-    }
-    if req.method != http::Method::POST {
-        return json_error(StatusCode::METHOD_NOT_ALLOWED, "method", "use POST");
-    }
-    if let Err(e) = csrf::check_api(req) {
-        return cross_site(e);
-    }
-    match parts.as_slice() {
-        ["users", target, "reissue"] => match lifecycle.admin_reissue(&peer.login, target).await {
-            Ok(a) => json_ok(&json!({
-                "login": a.login,
-                "code": a.code.reveal(),
-                "expires_at": a.expires_at,
-                "revoked_serial": a.revoked_serial,
-            })),
-            Err(e) => lifecycle_json(&e),
-        },
-        ["users", target, "authorize"] => {
-            match lifecycle.admin_authorize(&peer.login, target).await {
-                Ok(a) => json_ok(
-                    &json!({"login": a.login, "code": a.code.reveal(), "expires_at": a.expires_at}),
-                ),
-                Err(e) => lifecycle_json(&e),
-            }
-        }
-        ["users"] => {
-            let body: AddUserBody = match parse(req) {
-                Ok(b) => b,
-                Err(r) => return r,
-            };
-            match lifecycle
-                .admin_add_user(&peer.login, &body.login, body.role, &body.email)
-                .await
-            {
-                Ok(u) => {
-                    json_ok(&json!({"login": u.login, "role": u.role, "contract": u.contract_id}))
-                }
-                Err(e) => lifecycle_json(&e),
-            }
-        }
-        _ => json_error(StatusCode::NOT_FOUND, "not_found", "no such API"),
     }
 }
 

@@ -1,9 +1,11 @@
 //! certgate's own HTTP surface: the landing, obtain and renew pages, the JSON API, EST,
 //! the CRL distribution point and the OCSP responder.
 //!
-//! Handlers take a [`WebRequest`] whose body the listener has already read within a size
-//! limit, and whose client certificate (if any) the gateway has verified and status-checked.
-//! Errors become responses in one place ([`respond`]).
+//! Every own path is declared once, in the table in [`routes`]; the gateway's ownership
+//! question and the dispatch both read it. Enrollment protocols are adapters in [`enroll`]
+//! over `Lifecycle::enroll`. Handlers take a [`WebRequest`] whose body the listener has
+//! already read within a size limit, and whose client certificate (if any) the gateway has
+//! verified and status-checked. Errors become responses in one place ([`respond`]).
 
 // Handlers return a ready response as their error value to exit early; boxing it would
 // add an allocation on every refusal and buy nothing.
@@ -11,41 +13,36 @@
 
 mod api;
 pub mod csrf;
-pub mod est;
+pub mod enroll;
+mod json_call;
 pub mod pages;
 pub mod request;
 pub mod respond;
 pub mod revocation;
+pub mod route_table;
+pub mod routes;
 
 use std::sync::Arc;
 
-use http::{Method, StatusCode};
+use http::{StatusCode, header};
 
 pub use request::{PeerCert, WebRequest};
 pub use respond::WebResponse;
 pub use revocation::{CaSigner, Revocation};
+pub use route_table::Access;
 
 use crate::lifecycle::Lifecycle;
 use pages::{Lang, Page};
-
-/// Who may call a path of certgate's own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone; a client certificate is used when present (landing page notice, EST
-    /// re-enrollment).
-    Public,
-    /// Only with a verified, current client certificate.
-    Certificate,
-}
+use route_table::Resolved;
 
 /// Largest request body certgate's own paths accept.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// certgate's own paths and their handlers.
+/// certgate's own paths and what their handlers need.
 pub struct Web {
     lifecycle: Lifecycle,
     revocation: Arc<Revocation>,
-    /// The active CA certificate, then its chain (DER).
+    /// The active CA certificate, then its chain (DER), sent with enrolled certificates.
     ca_chain: Vec<Vec<u8>>,
 }
 
@@ -58,59 +55,24 @@ impl Web {
         }
     }
 
-    /// Whether `path` belongs to certgate rather than to an upstream app, and who may call it.
+    /// Whether `path` belongs to certgate rather than to an upstream app, and who may call
+    /// it. Asked for every request: reads the table without allocating.
     pub fn owns(path: &str) -> Option<Access> {
-        if path == "/certgate/admin" {
-            return Some(Access::Certificate);
-        }
-        let public = path == "/certgate"
-            || path.starts_with("/certgate/")
-            || path.starts_with(est::PREFIX)
-            || path.starts_with("/crl/")
-            || path == "/ocsp"
-            || path.starts_with("/ocsp/");
-        if public {
-            // Renewal pages and re-enrollment read the certificate when one is presented;
-            // they refuse by themselves without one.
-            return Some(Access::Public);
-        }
-        if path.starts_with("/api/v1/") {
-            return Some(Access::Certificate);
-        }
-        None
+        route_table::owns(&routes::OWN_PATHS, path)
     }
 
     /// Answers a request for one of certgate's own paths.
     pub async fn handle(&self, req: &WebRequest) -> WebResponse {
-        let path = req.path.as_str();
-        if path.starts_with(est::PREFIX) {
-            return est::handle(&self.lifecycle, &self.ca_chain, req).await;
-        }
-        if path.starts_with("/crl/") {
-            return self.revocation.crl(req).await;
-        }
-        if path == "/ocsp" || path.starts_with("/ocsp/") {
-            return self.revocation.ocsp(req).await;
-        }
-        if path.starts_with("/api/v1/") {
-            return api::admin(&self.lifecycle, req).await;
-        }
-        if path.starts_with("/certgate/assets/") {
-            return pages::asset(path);
-        }
-        match (&req.method, path) {
-            (&Method::POST, "/certgate/api/obtain") => {
-                api::obtain(&self.lifecycle, &self.ca_chain, req).await
+        match route_table::resolve(&routes::OWN_PATHS, &req.method, &req.path) {
+            Resolved::Route(route, rest) => (route.handler)(self, req, rest).await,
+            Resolved::NotAllowed(mount, allow) => {
+                let mut r = (mount.not_allowed)();
+                r.headers_mut().insert(header::ALLOW, allow.allow_header());
+                r
             }
-            (&Method::POST, "/certgate/api/renew") => {
-                api::renew(&self.lifecycle, &self.ca_chain, req).await
-            }
-            (&Method::GET, "/certgate" | "/certgate/") => self.page(Page::Landing, req).await,
-            (&Method::GET, "/certgate/obtain") => self.page(Page::Obtain, req).await,
-            (&Method::GET, "/certgate/renew") => self.page(Page::Renew, req).await,
-            (&Method::GET, "/certgate/admin") => self.page(Page::Admin, req).await,
-            (&Method::GET, "/certgate/renew-later") => pages::renew_later(req),
-            _ => respond::text(StatusCode::NOT_FOUND, "not found"),
+            Resolved::NotFound(mount) => (mount.not_found)(),
+            // The gateway hands over only paths `owns` claims.
+            Resolved::NotOurs => respond::text(StatusCode::NOT_FOUND, "not found"),
         }
     }
 

@@ -1,41 +1,41 @@
 //! EST (RFC 7030) under `/.well-known/est/`: `cacerts`, `simpleenroll` (HTTP Basic: login ID
 //! and issuance code), `simplereenroll` (the current client certificate) and `csrattrs`.
 //! Bodies are base64 DER both ways (§4.1.3, §4.2.1); certificates go back as a PKCS#7
-//! certs-only message.
+//! certs-only message. Which method reaches which operation is declared in `web/routes.rs`.
 
 use base64::Engine;
 use bytes::Bytes;
-use http::{HeaderValue, Method, StatusCode, header};
+use http::{HeaderValue, StatusCode, header};
 
 use crate::audit::Actor;
 use crate::ca::pkcs7;
-use crate::lifecycle::{Lifecycle, LifecycleError};
+use crate::lifecycle::{Authorization, Lifecycle, LifecycleError};
 
-use super::request::WebRequest;
-use super::respond::{WebResponse, status_of, text, with_type};
+use crate::web::request::WebRequest;
+use crate::web::respond::{WebResponse, status_of, text, with_type};
 
 /// The path prefix EST lives under.
 pub const PREFIX: &str = "/.well-known/est/";
 
 const PKCS7: &str = "application/pkcs7-mime; smime-type=certs-only";
 
-/// Answers one EST request. `ca_chain` is the active CA certificate and its chain (DER).
-pub async fn handle(lifecycle: &Lifecycle, ca_chain: &[Vec<u8>], req: &WebRequest) -> WebResponse {
-    let op = req.path.strip_prefix(PREFIX).unwrap_or_default();
-    match (&req.method, op) {
-        (&Method::GET, "cacerts") => {
-            let refs: Vec<&[u8]> = ca_chain.iter().map(Vec::as_slice).collect();
-            certs_response(&refs)
-        }
-        (&Method::GET, "csrattrs") => csrattrs(),
-        (&Method::POST, "simpleenroll") => simpleenroll(lifecycle, req).await,
-        (&Method::POST, "simplereenroll") => simplereenroll(lifecycle, req).await,
-        (_, "cacerts" | "csrattrs" | "simpleenroll" | "simplereenroll") => text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed for this EST operation",
-        ),
-        _ => text(StatusCode::NOT_FOUND, "unknown EST operation"),
-    }
+/// `GET cacerts`: the active CA certificate and its chain (DER).
+pub fn cacerts(ca_chain: &[Vec<u8>]) -> WebResponse {
+    let refs: Vec<&[u8]> = ca_chain.iter().map(Vec::as_slice).collect();
+    certs_response(&refs)
+}
+
+/// An operation EST does not have, or certgate does not offer (`serverkeygen`).
+pub fn unknown_operation() -> WebResponse {
+    text(StatusCode::NOT_FOUND, "unknown EST operation")
+}
+
+/// An EST operation asked with the wrong method.
+pub fn method_not_allowed() -> WebResponse {
+    text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed for this EST operation",
+    )
 }
 
 fn certs_response(certs: &[&[u8]]) -> WebResponse {
@@ -59,8 +59,8 @@ fn base64_body(content_type: &'static str, der: &[u8]) -> WebResponse {
     r
 }
 
-/// The attributes a client should use: an EC P-256 key signed with ECDSA-SHA256.
-fn csrattrs() -> WebResponse {
+/// `GET csrattrs`: the attributes a client should use: an EC P-256 key signed with ECDSA-SHA256.
+pub fn csrattrs() -> WebResponse {
     // SEQUENCE { OID ecdsa-with-SHA256, SEQUENCE { OID id-ecPublicKey, SET { OID P-256 } } }
     const ATTRS: &[u8] = &[
         0x30, 0x23, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02, 0x30, 0x17, 0x06,
@@ -129,7 +129,9 @@ fn lifecycle_error(e: &LifecycleError) -> WebResponse {
     r
 }
 
-async fn simpleenroll(lifecycle: &Lifecycle, req: &WebRequest) -> WebResponse {
+/// `POST simpleenroll`: a first issuance with the login ID and issuance code as HTTP Basic
+/// credentials.
+pub async fn simpleenroll(lifecycle: &Lifecycle, req: &WebRequest) -> WebResponse {
     let Some((login, code)) = basic_credentials(req) else {
         return unauthorized(
             "EST enrollment needs HTTP Basic authentication: login ID and issuance code",
@@ -139,14 +141,17 @@ async fn simpleenroll(lifecycle: &Lifecycle, req: &WebRequest) -> WebResponse {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let actor = Actor::Anonymous(req.remote.clone());
-    match lifecycle.obtain(&actor, &login, &code, &csr).await {
-        Ok(cert) => certs_response(&[&cert.der]),
-        Err(e) => lifecycle_error(&e),
-    }
+    let requester = Actor::Anonymous(req.remote.clone());
+    let authorization = Authorization::IssuanceCode {
+        login: &login,
+        code: &code,
+        requester: &requester,
+    };
+    enroll(lifecycle, authorization, &csr).await
 }
 
-async fn simplereenroll(lifecycle: &Lifecycle, req: &WebRequest) -> WebResponse {
+/// `POST simplereenroll`: a renewal authenticated by the current client certificate.
+pub async fn simplereenroll(lifecycle: &Lifecycle, req: &WebRequest) -> WebResponse {
     let Some(peer) = &req.peer else {
         return text(
             StatusCode::FORBIDDEN,
@@ -157,7 +162,19 @@ async fn simplereenroll(lifecycle: &Lifecycle, req: &WebRequest) -> WebResponse 
         Ok(c) => c,
         Err(r) => return r,
     };
-    match lifecycle.renew(&peer.serial, &csr).await {
+    let authorization = Authorization::CurrentCertificate {
+        serial: &peer.serial,
+    };
+    enroll(lifecycle, authorization, &csr).await
+}
+
+/// The new certificate alone (RFC 7030 §4.2.3), or the refusal as text.
+async fn enroll(
+    lifecycle: &Lifecycle,
+    authorization: Authorization<'_>,
+    csr: &[u8],
+) -> WebResponse {
+    match lifecycle.enroll(authorization, csr).await {
         Ok(cert) => certs_response(&[&cert.der]),
         Err(e) => lifecycle_error(&e),
     }

@@ -1,0 +1,296 @@
+//! The one way to a certificate: [`Lifecycle::enroll`] with an [`Authorization`] and a CSR.
+//!
+//! Every enrollment protocol (the pages' JSON calls, EST, `certgate cert sign`; SCEP later,
+//! whose challenge password is the issuance code) is an adapter that turns its request into
+//! these two and the answer into its own format. The rules live here and in
+//! [`rules`](super::rules), never in an adapter, so no protocol can skip one.
+
+use serde_json::json;
+
+use crate::audit::Actor;
+use crate::ca::{ClientSubject, csr};
+use crate::store::{CertRecord, CertStatus, CodeClaim, Redeemed, User};
+
+use super::codes::hash_code;
+use super::error::LifecycleError;
+use super::rules::{self, Refusal, RenewalWindow};
+use super::service::{Lifecycle, check_enabled, format_date};
+
+/// What entitles a caller to a certificate. Its `Debug` leaves the code out.
+#[derive(Clone, Copy)]
+pub enum Authorization<'a> {
+    /// A first issuance (or one after a re-issue): the login ID and the one-time issuance
+    /// code staff or the contract administrator authorized. `requester` is who is audited
+    /// as asking (the client's address on the web, the staff member at the command line).
+    IssuanceCode {
+        login: &'a str,
+        code: &'a str,
+        requester: &'a Actor,
+    },
+    /// A renewal, authenticated by the certificate being renewed (its serial as the store
+    /// keeps it). The certificate's login ID is audited as asking.
+    CurrentCertificate { serial: &'a str },
+}
+
+impl std::fmt::Debug for Authorization<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::IssuanceCode {
+                login, requester, ..
+            } => f
+                .debug_struct("IssuanceCode")
+                .field("login", login)
+                .field("requester", requester)
+                .finish_non_exhaustive(),
+            Self::CurrentCertificate { serial } => f
+                .debug_struct("CurrentCertificate")
+                .field("serial", serial)
+                .finish(),
+        }
+    }
+}
+
+impl Lifecycle {
+    /// Issues a certificate for the public key of `csr` (PEM or DER PKCS#10) to whoever
+    /// `authorization` names, applying the scheme's rules; refusals are audited.
+    ///
+    /// With an issuance code, a request repeated with the same code and key returns the
+    /// same certificate. A renewal needs a new key and an open renewal window, and
+    /// supersedes the renewed certificate.
+    pub async fn enroll(
+        &self,
+        authorization: Authorization<'_>,
+        csr: &[u8],
+    ) -> Result<CertRecord, LifecycleError> {
+        match authorization {
+            Authorization::IssuanceCode {
+                login,
+                code,
+                requester,
+            } => self.obtain(requester, login, code, csr).await,
+            Authorization::CurrentCertificate { serial } => self.renew(serial, csr).await,
+        }
+    }
+
+    /// Obtains a certificate with a login ID and issuance code (web page, EST, `cert sign`).
+    /// A request repeated with the same code and key returns the same certificate.
+    ///
+    /// A fresh certificate, the redemption of the code and its `cert.obtain` audit record
+    /// are committed in one transaction (shared with concurrent issuances) before it is
+    /// returned; a repeat is audited as `cert.obtain.repeat` on its own.
+    async fn obtain(
+        &self,
+        actor: &Actor,
+        login: &str,
+        code: &str,
+        csr_input: &[u8],
+    ) -> Result<CertRecord, LifecycleError> {
+        match self.obtain_inner(actor, login, code, csr_input).await {
+            Ok((cert, repeated)) => {
+                if repeated {
+                    self.audit_ok(
+                        actor,
+                        "cert.obtain.repeat",
+                        login,
+                        json!({"serial": cert.serial}),
+                    )
+                    .await;
+                }
+                Ok(cert)
+            }
+            Err(e) => {
+                let action = match e {
+                    LifecycleError::Code(_) => "code.refused",
+                    _ => "cert.obtain",
+                };
+                self.refuse(actor, action, login, e).await
+            }
+        }
+    }
+
+    async fn obtain_inner(
+        &self,
+        actor: &Actor,
+        login: &str,
+        code: &str,
+        csr_input: &[u8],
+    ) -> Result<(CertRecord, bool), LifecycleError> {
+        let checked = csr::check(csr_input)?;
+        let code_hash = hash_code(code);
+        // User, contract and code in one read. Unknown login IDs (and a missing contract)
+        // look like wrong codes from outside.
+        let no_code = || LifecycleError::Code(crate::store::CodeRefusal::NoCode);
+        let Some(subject) = self.store().issuance_subject(login).await? else {
+            return Err(no_code());
+        };
+        match check_enabled(&subject.user, subject.contract_enabled) {
+            Err(LifecycleError::NotFound(_)) => return Err(no_code()),
+            checked => checked?,
+        }
+        let user = &subject.user;
+        let now = self.now();
+        // Only a wrong code is committed here (its attempt counter); an accepted code is
+        // redeemed below, in the transaction that stores the certificate.
+        let claim = self
+            .store()
+            .claim_subject_code(
+                &subject,
+                &code_hash,
+                &checked.spki_sha256,
+                now,
+                i64::from(self.settings().max_attempts),
+            )
+            .await?;
+        match claim {
+            CodeClaim::Refused(r) => Err(LifecycleError::Code(r)),
+            CodeClaim::AlreadyIssued(cert) => Ok((*cert, true)),
+            CodeClaim::Fresh => {
+                let record = self.sign(user, &checked, now).await?;
+                let audit = self.ok_entry(
+                    actor,
+                    "cert.obtain",
+                    login,
+                    json!({"serial": record.serial}),
+                );
+                match self
+                    .store()
+                    .complete_issue_audited(&code_hash, &record, now, &[audit])
+                    .await?
+                {
+                    Redeemed::Stored { .. } => Ok((record, false)),
+                    // A concurrent request with the same code and key won: its certificate
+                    // is the answer, and the one signed here was never stored.
+                    Redeemed::AlreadyIssued(cert) => Ok((*cert, true)),
+                }
+            }
+        }
+    }
+
+    /// Signs a certificate for `user` off the async executor (the HSM blocks).
+    async fn sign(
+        &self,
+        user: &User,
+        checked: &csr::CheckedCsr,
+        now: i64,
+    ) -> Result<CertRecord, LifecycleError> {
+        let authority = self.authority().clone();
+        let checked = checked.clone();
+        let login = user.login.clone();
+        let contract = user.contract_id.clone();
+        let org = self.settings().organization.clone();
+        let issued = tokio::task::spawn_blocking(move || {
+            let subject = ClientSubject {
+                login: &login,
+                contract_id: &contract,
+                organization: &org,
+            };
+            authority.issue_client(&checked, &subject, now)
+        })
+        .await
+        .map_err(|e| LifecycleError::Internal(format!("signing task failed: {e}")))??;
+        Ok(CertRecord {
+            serial: issued.serial,
+            login: user.login.clone(),
+            contract_id: user.contract_id.clone(),
+            ca_id: self.authority().ca_id(),
+            der: issued.der,
+            sha256: issued.sha256,
+            spki_sha256: issued.spki_sha256,
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+            status: CertStatus::Current,
+            superseded_at: None,
+            revoked_at: None,
+            revocation_reason: None,
+            first_used_at: None,
+            created_at: now,
+        })
+    }
+
+    /// Renews the certificate `current_serial` (authenticated by it) with a new key.
+    async fn renew(
+        &self,
+        current_serial: &str,
+        csr_input: &[u8],
+    ) -> Result<CertRecord, LifecycleError> {
+        let old = self
+            .store()
+            .certificate(current_serial)
+            .await?
+            .ok_or_else(|| LifecycleError::NotFound(format!("certificate {current_serial}")))?;
+        let actor = Actor::User(old.login.clone());
+        let result = async {
+            if old.status != CertStatus::Current {
+                return Err(Refusal::new(
+                    "not_current",
+                    "only the current certificate can be renewed",
+                )
+                .into());
+            }
+            let now = self.now();
+            match rules::renewal_window(
+                old.not_after,
+                now,
+                self.settings().renewal_window_days,
+                self.settings().renewal_grace_days,
+            ) {
+                RenewalWindow::Open => {}
+                RenewalWindow::NotYet { opens_at } => {
+                    return Err(Refusal::new(
+                        "renewal_not_open",
+                        format!("renewal opens on {} (UTC)", format_date(opens_at)),
+                    )
+                    .into());
+                }
+                RenewalWindow::Closed => {
+                    return Err(Refusal::new(
+                        "renewal_closed",
+                        "this certificate expired too long ago to be renewed; please ask your administrator or the bank to re-issue it",
+                    )
+                    .into());
+                }
+            }
+            let checked = csr::check(csr_input)?;
+            if checked.spki_sha256 == old.spki_sha256 {
+                return Err(Refusal::new("same_key", "a renewal needs a new key pair").into());
+            }
+            let user = self.enabled_user(&old.login).await?;
+            let record = self.sign(&user, &checked, now).await?;
+            // The renewal and its audit record commit together.
+            let audit = self.ok_entry(
+                &actor,
+                "cert.renew",
+                &old.login,
+                json!({"old": old.serial, "new": record.serial}),
+            );
+            self.store()
+                .complete_renewal_audited(&old.serial, &record, now, &[audit])
+                .await?;
+            Ok(record)
+        }
+        .await;
+        match result {
+            Err(e) => self.refuse(&actor, "cert.renew", &old.login, e).await,
+            done => done,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_authorization_never_shows_its_code() {
+        let requester = Actor::Anonymous("192.0.2.1".into());
+        let shown = format!(
+            "{:?}",
+            Authorization::IssuanceCode {
+                login: "bob",
+                code: "ABCD-EFGH-JKMN-PQRS-TVWX",
+                requester: &requester,
+            }
+        );
+        assert!(shown.contains("bob") && !shown.contains("ABCD"), "{shown}");
+    }
+}
