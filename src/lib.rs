@@ -16,8 +16,10 @@
 //!
 //! ## Modules, one concern each
 //! - [`config`]: the TOML configuration, checked, with secrets kept out of it.
+//! - [`keys`]: the key seam: [`keys::KeyBackend`] signs, [`keys::KeyStore`] opens, describes
+//!   and creates keys; PKCS#11 in [`hsm`] is its implementation.
 //! - [`hsm`]: the only code that talks to PKCS#11 (cryptoki).
-//! - [`ca`]: certificate profiles, CSR checks, signing through a [`ca::KeyBackend`].
+//! - [`ca`]: certificate profiles, CSR checks, signing through a [`keys::KeyBackend`].
 //! - [`store`]: persistence (sqlx), migrations for SQLite and PostgreSQL.
 //! - [`lifecycle`]: the rules of the scheme (who may obtain, renew, re-issue, revoke).
 //! - [`audit`]: the append-only, hash-chained audit log.
@@ -37,6 +39,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod hsm;
+pub mod keys;
 pub mod lifecycle;
 pub mod notify;
 pub mod proxy;

@@ -43,8 +43,8 @@ impl crate::admin::Readiness for HsmReady {
 
 pub async fn run(config_path: &Path, cfg: Config) -> anyhow::Result<()> {
     let store = context::open_store(&cfg).await?;
-    let hsm = context::open_hsm(&cfg).await?;
-    let cas = context::open_cas(&cfg, &store, &hsm).await?;
+    let keys = context::open_key_store(&cfg).await?;
+    let cas = context::open_cas(&cfg, &store, &keys).await?;
     let active = cas[0].clone();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let settings = LifecycleSettings::from_config(&cfg);

@@ -16,7 +16,7 @@ use super::ckr::call;
 use super::der;
 use super::objects::label_taken;
 use super::pool::OpError;
-use crate::ca::KeyAlgorithm;
+use crate::keys::KeyAlgorithm;
 
 /// Length of the random `CKA_ID`.
 const ID_LEN: usize = 16;

@@ -12,7 +12,7 @@ use super::attributes::KeyAttributes;
 use super::ckr::call;
 use super::der;
 use super::pool::OpError;
-use crate::ca::KeyAlgorithm;
+use crate::keys::KeyAlgorithm;
 
 /// A private key as read from the token.
 #[derive(Debug)]

@@ -19,7 +19,7 @@ use super::ckr::call;
 use super::der;
 use super::objects::find_private_key;
 use super::pool::Pool;
-use crate::ca::{KeyAlgorithm, SignError, verify_signature};
+use crate::keys::{KeyAlgorithm, SignError, verify_signature};
 
 /// Why a signature was not released.
 #[derive(Debug)]
