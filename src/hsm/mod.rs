@@ -11,10 +11,10 @@
 //! What this module must not do: retry a wrong PIN (a real HSM locks the token), log or echo
 //! the PIN, or release a signature that does not verify.
 
+mod asn1;
 mod attributes;
 mod ckr;
 mod context;
-mod der;
 mod error;
 mod info;
 mod keygen;
