@@ -8,6 +8,7 @@ mod fixture;
 mod hostile;
 mod hsm;
 mod instances;
+mod keystore;
 mod lifecycle;
 mod notices;
 mod ops;

@@ -19,8 +19,10 @@
 //! - Leaves: [`clock`] (time, injectable), [`telemetry`] (metrics, error chains),
 //!   [`http_common`] (bodies, escaping, the stop signal).
 //! - [`config`]: the TOML configuration, checked, with secrets kept out of it.
+//! - [`keys`]: the key seam: [`keys::KeyBackend`] signs, [`keys::KeyStore`] opens, describes
+//!   and creates keys; PKCS#11 in [`hsm`] is its implementation.
 //! - [`hsm`]: the only code that talks to PKCS#11 (cryptoki).
-//! - [`ca`]: certificate profiles, CSR checks, signing through a [`ca::KeyBackend`];
+//! - [`ca`]: certificate profiles, CSR checks, signing through a [`keys::KeyBackend`];
 //!   [`store`]: persistence (sqlx), migrations for SQLite and PostgreSQL.
 //! - [`audit`]: the append-only, hash-chained audit log.
 //! - [`lifecycle`]: the rules of the scheme (who may obtain, renew, re-issue, revoke);
@@ -46,6 +48,7 @@ pub mod demo;
 pub mod hsm;
 pub mod http_common;
 pub mod identity;
+pub mod keys;
 pub mod lifecycle;
 pub mod notify;
 pub mod proxy;

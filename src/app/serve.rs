@@ -51,8 +51,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let store = context::open_store(&cfg).await?;
-    let hsm = context::open_hsm(&cfg).await?;
-    let cas = context::open_cas(&cfg, &store, &hsm).await?;
+    let keys = context::open_key_store(&cfg).await?;
+    let cas = context::open_cas(&cfg, &store, &keys).await?;
     let active = cas[0].clone();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let settings = LifecycleSettings::from_config(&cfg);

@@ -1,8 +1,8 @@
 //! `certgate audit verify|checkpoint|export`: the audit log for the security team.
 //!
-//! Checkpoint signatures are checked with public keys read from the HSM, never with keys
-//! stored in the database. This file must not decide what a valid chain is (see
-//! [`crate::audit`]).
+//! Checkpoint signatures are checked with public keys read from the key store (the HSM),
+//! never with keys stored in the database. This file must not decide what a valid chain is
+//! (see [`crate::audit`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,10 +10,9 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 
 use crate::audit::{self, Actor, CheckpointKeys};
-use crate::ca::KeyBackend;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::hsm::{Hsm, HsmError};
+use crate::keys::{KeyRef, KeyStore, KeyStoreError};
 
 use super::args::AuditCmd;
 use super::context;
@@ -26,13 +25,13 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
             let report = if checkpoints.is_empty() {
                 audit::verify_chain(&store).await?
             } else {
-                let hsm = context::open_hsm(cfg)
+                let keys = context::open_key_store(cfg)
                     .await
                     .context("checkpoint signatures are checked with keys from the HSM")?;
                 let labels: BTreeSet<String> =
                     checkpoints.iter().map(|c| c.key_label.clone()).collect();
-                let keys = checkpoint_keys(&hsm, labels).await?;
-                audit::verify_with_checkpoints(&store, &keys).await?
+                let public_keys = checkpoint_keys(&keys, labels).await?;
+                audit::verify_with_checkpoints(&store, &public_keys).await?
             };
             println!(
                 "audit chain intact: {} entries, last hash {}",
@@ -59,8 +58,8 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
                         .key_label
                 }
             };
-            let hsm = context::open_hsm(cfg).await?;
-            let key = open_key(&hsm, &label).await?;
+            let keys = context::open_key_store(cfg).await?;
+            let key = context::open_key(&keys, &label).await?;
             let c = audit::make_checkpoint(
                 &store,
                 key,
@@ -81,31 +80,23 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the key `label` as a signer (checked safe and matching its public key).
-pub async fn open_key(hsm: &Hsm, label: &str) -> anyhow::Result<Arc<dyn KeyBackend>> {
-    let hsm = hsm.clone();
-    let l = label.to_owned();
-    let key = tokio::task::spawn_blocking(move || hsm.key(&l))
-        .await?
-        .with_context(|| format!("cannot open the key {label:?}"))?;
-    Ok(Arc::new(key))
-}
-
-/// The public keys of `labels` from the HSM; a key that is gone is left out (its
+/// The public keys of `labels` from the key store; a key that is gone is left out (its
 /// checkpoints then fail, naming it).
-async fn checkpoint_keys(hsm: &Hsm, labels: BTreeSet<String>) -> anyhow::Result<CheckpointKeys> {
-    let hsm = hsm.clone();
-    let keys = tokio::task::spawn_blocking(move || -> Result<CheckpointKeys, HsmError> {
-        let mut keys = CheckpointKeys::default();
+async fn checkpoint_keys(
+    keys: &Arc<dyn KeyStore>,
+    labels: BTreeSet<String>,
+) -> anyhow::Result<CheckpointKeys> {
+    let found = context::with_keys(keys, move |k| -> Result<CheckpointKeys, KeyStoreError> {
+        let mut found = CheckpointKeys::default();
         for label in labels {
-            match hsm.key(&label) {
-                Ok(k) => keys.insert(&label, k.algorithm(), k.public_key_der().to_vec()),
-                Err(HsmError::KeyNotFound(_)) => {}
+            match k.open(&KeyRef::label(&label)) {
+                Ok(key) => found.insert(&label, key.algorithm(), key.public_key_der().to_vec()),
+                Err(KeyStoreError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(keys)
+        Ok(found)
     })
     .await??;
-    Ok(keys)
+    Ok(found)
 }

@@ -8,20 +8,19 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
 
 use crate::audit::{Actor, Audit, Outcome};
 use crate::ca::crl::RevokedEntry;
-use crate::ca::{self, Authority, KeyBackend, intermediate};
+use crate::ca::{self, Authority, intermediate};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::hsm::HsmError;
+use crate::keys::{KeyRef, KeyStoreError};
 use crate::store::{CaRecord, Store};
 
 use super::args::CaCmd;
-use super::audit_ops::open_key;
+use super::context::open_key;
 use super::{context, staff};
 
 pub async fn run(cfg: &Config, cmd: CaCmd) -> anyhow::Result<()> {
@@ -135,8 +134,8 @@ async fn audit(
 
 async fn csr(cfg: &Config, label: &str, subject: Option<String>, out: &Path) -> anyhow::Result<()> {
     let store = context::open_store(cfg).await?;
-    let hsm = context::open_hsm(cfg).await?;
-    let key = open_key(&hsm, label).await?;
+    let keys = context::open_key_store(cfg).await?;
+    let key = open_key(&keys, label).await?;
     let subject = subject.unwrap_or_else(|| cfg.ca.subject.clone());
     let s = subject.clone();
     let pem = tokio::task::spawn_blocking(move || intermediate::request_pem(key, &s))
@@ -176,8 +175,8 @@ async fn import(
     if store.cas().await?.iter().any(|c| c.cert_der == cert_der) {
         bail!("this CA certificate is already installed (see `certgate ca list`)");
     }
-    let hsm = context::open_hsm(cfg).await?;
-    let key = open_key(&hsm, label).await?;
+    let keys = context::open_key_store(cfg).await?;
+    let key = open_key(&keys, label).await?;
     let now = SystemClock.now();
     let checked = intermediate::check_import(&cert_der, &chain_text, key.as_ref(), label, now)
         .context("the CA certificate was refused")?;
@@ -238,19 +237,21 @@ async fn rollover(
             );
         }
     }
-    let hsm = context::open_hsm(cfg).await?;
+    let keys = context::open_key_store(cfg).await?;
     let algorithm = algorithm.unwrap_or(cfg.hsm.key_algorithm);
-    let (h, l) = (hsm.clone(), label.to_owned());
-    let key = match tokio::task::spawn_blocking(move || h.key(&l)).await? {
+    let key_ref = KeyRef::label(label);
+    let r = key_ref.clone();
+    let key = match context::with_keys(&keys, move |k| k.open(&r)).await? {
         Ok(k) => {
             println!("using the existing key {label:?} ({})", k.algorithm());
             k
         }
-        Err(HsmError::KeyNotFound(_)) => {
-            let (h, l) = (hsm.clone(), label.to_owned());
-            let k = tokio::task::spawn_blocking(move || h.generate_key(&l, algorithm))
-                .await?
-                .with_context(|| format!("cannot generate the key {label:?}"))?;
+        Err(KeyStoreError::NotFound(_)) => {
+            let k = context::with_keys(&keys, move |k| {
+                context::generate_key(k, &key_ref, algorithm)
+            })
+            .await?
+            .with_context(|| format!("cannot generate the key {label:?}"))?;
             println!(
                 "generated {algorithm} key {label:?} in token {:?}",
                 cfg.hsm.token_label
@@ -259,7 +260,6 @@ async fn rollover(
         }
         Err(e) => return Err(e).context(format!("cannot open the key {label:?}")),
     };
-    let key: Arc<dyn KeyBackend> = Arc::new(key);
     let now = SystemClock.now();
     let validity = validity_days.unwrap_or(cfg.ca.ca_validity_days);
     let (signer, s) = (key.clone(), subject.clone());
@@ -325,8 +325,8 @@ async fn activate(cfg: &Config, id: i64) -> anyhow::Result<()> {
     let store = context::open_store(cfg).await?;
     let record = find(&store, id).await?;
     // Refuse a CA whose key is missing, unsafe or does not match before it issues anything.
-    let hsm = context::open_hsm(cfg).await?;
-    let key = open_key(&hsm, &record.key_label).await?;
+    let keys = context::open_key_store(cfg).await?;
+    let key = open_key(&keys, &record.key_label).await?;
     Authority::new(
         record.id,
         record.cert_der.clone(),
@@ -358,8 +358,8 @@ async fn crl(cfg: &Config, id: Option<i64>, out: &Path, hours: u32) -> anyhow::R
             .await?
             .ok_or_else(|| anyhow!("no CA yet: run `certgate init` first"))?,
     };
-    let hsm = context::open_hsm(cfg).await?;
-    let key = open_key(&hsm, &record.key_label).await?;
+    let keys = context::open_key_store(cfg).await?;
+    let key = open_key(&keys, &record.key_label).await?;
     let authority = Authority::new(
         record.id,
         record.cert_der.clone(),

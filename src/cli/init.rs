@@ -1,21 +1,19 @@
 //! `certgate init`: schema, CA key and CA certificate, each created only when absent.
 
-use std::sync::Arc;
-
 use anyhow::{Context, bail};
 
 use crate::audit::{Actor, Audit, Outcome};
-use crate::ca::{self, KeyBackend};
+use crate::ca;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::hsm::HsmError;
+use crate::keys::{KeyRef, KeyStoreError};
 
 use super::context;
 
 pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     let store = context::open_store(cfg).await?;
     println!("database schema ready ({})", store.backend_name());
-    let hsm = context::open_hsm(cfg).await?;
+    let keys = context::open_key_store(cfg).await?;
     // After a rollover the active CA's key is no longer [hsm] key_label: the store decides.
     let label = match store.active_ca().await? {
         Some(active) => active.key_label,
@@ -23,25 +21,24 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     };
     let algorithm = cfg.hsm.key_algorithm;
 
-    let opener = hsm.clone();
-    let open_label = label.clone();
-    let key = match tokio::task::spawn_blocking(move || opener.key(&open_label)).await? {
+    let key_ref = KeyRef::label(&label);
+    let r = key_ref.clone();
+    let key = match context::with_keys(&keys, move |k| k.open(&r)).await? {
         Ok(key) => {
             println!("CA key {label:?} found in token {:?}", cfg.hsm.token_label);
             key
         }
-        Err(HsmError::KeyNotFound(_)) => {
+        Err(KeyStoreError::NotFound(_)) => {
             if store.active_ca().await?.is_some() {
                 bail!(
                     "the database has a CA certificate but the token has no key {label:?}: wrong token or key label; refusing to create a new key"
                 );
             }
-            let generator = hsm.clone();
-            let gen_label = label.clone();
-            let key =
-                tokio::task::spawn_blocking(move || generator.generate_key(&gen_label, algorithm))
-                    .await?
-                    .context("cannot generate the CA key in the HSM")?;
+            let key = context::with_keys(&keys, move |k| {
+                context::generate_key(k, &key_ref, algorithm)
+            })
+            .await?
+            .context("cannot generate the CA key in the HSM")?;
             println!(
                 "CA key {label:?} ({algorithm}) generated in token {:?}",
                 cfg.hsm.token_label
@@ -60,7 +57,6 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e).context("cannot open the CA key"),
     };
-    let key: Arc<dyn KeyBackend> = Arc::new(key);
 
     if let Some(active) = store.active_ca().await? {
         ca::check_key_matches(&active.cert_der, key.as_ref()).with_context(|| {

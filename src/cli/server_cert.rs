@@ -23,8 +23,8 @@ pub async fn run(
     key_out: &Path,
 ) -> anyhow::Result<()> {
     let store = context::open_store(&cfg).await?;
-    let hsm = context::open_hsm(&cfg).await?;
-    let authority = context::open_authority(&cfg, &store, &hsm).await?;
+    let keys = context::open_key_store(&cfg).await?;
+    let authority = context::open_authority(&cfg, &store, &keys).await?;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .context("cannot generate the server key")?;
     let spki = key.subject_public_key_info();

@@ -5,16 +5,18 @@
 mod gateway;
 mod notify;
 mod secret;
+mod subject;
 
 pub use gateway::*;
 pub use notify::NotifyConfig;
 pub use secret::{Secret, SecretError, SecretSource};
+pub use subject::parse_distinguished_name;
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::ca::KeyAlgorithm;
+use crate::keys::KeyAlgorithm;
 
 /// The commented example printed by `certgate config example`.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -301,7 +303,7 @@ impl Config {
                 self.ca.public_url
             ));
         }
-        crate::ca::parse_distinguished_name(&self.ca.subject)
+        parse_distinguished_name(&self.ca.subject)
             .map_err(|e| ConfigError::Invalid(format!("[ca] subject: {e}")))?;
         if self.issuance.max_attempts == 0 {
             return invalid("[issuance] max_attempts must be at least 1".into());

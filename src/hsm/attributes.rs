@@ -6,7 +6,7 @@
 //!
 //! What this module must not do: talk to the token (see `objects`).
 
-use crate::ca::KeyAlgorithm;
+use crate::keys::KeyAlgorithm;
 
 /// Security-relevant attributes of a private key object, as the token reports them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -68,6 +68,23 @@ impl KeyAttributes {
             reasons.push("it may derive keys (CKA_DERIVE is true)");
         }
         (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
+    /// The yes/no attributes by their names without `CKA_`, in the order `hsm info` shows
+    /// them.
+    pub fn flags(&self) -> [(&'static str, bool); 10] {
+        [
+            ("token", self.token),
+            ("private", self.private),
+            ("sensitive", self.sensitive),
+            ("always_sensitive", self.always_sensitive),
+            ("extractable", self.extractable),
+            ("never_extractable", self.never_extractable),
+            ("local", self.local),
+            ("decrypt", self.decrypt),
+            ("unwrap", self.unwrap),
+            ("derive", self.derive),
+        ]
     }
 
     /// A note for the log when the key is safe now but was not always.

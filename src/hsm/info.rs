@@ -1,9 +1,10 @@
 //! What the PKCS#11 module and its tokens say about themselves, for `certgate hsm info`:
 //! library, slots and tokens, and whether the token offers the mechanisms the CA needs for
-//! each key algorithm. Needs no login and never sees the PIN.
+//! each key algorithm, as data and as text for people. Needs no login and never sees the PIN.
 //!
 //! What this module must not do: open sessions, log in, or judge keys (see `attributes`).
 
+use std::fmt::{self, Write};
 use std::path::Path;
 
 use cryptoki::error::RvError;
@@ -13,7 +14,7 @@ use cryptoki::slot::{Limit, Slot};
 use super::HsmError;
 use super::ckr::call;
 use super::context::Context;
-use crate::ca::KeyAlgorithm;
+use crate::keys::KeyAlgorithm;
 
 /// The module and every token it shows.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -96,13 +97,6 @@ fn needs(algorithm: KeyAlgorithm) -> ([(MechanismType, &'static str); 2], u64) {
     }
 }
 
-const ALGORITHMS: [KeyAlgorithm; 4] = [
-    KeyAlgorithm::EcP256,
-    KeyAlgorithm::EcP384,
-    KeyAlgorithm::Rsa2048,
-    KeyAlgorithm::Rsa3072,
-];
-
 /// Describes the module at `module`; mechanisms are listed for the token labelled
 /// `token_label` (`TokenNotFound` when no token carries it). Blocking.
 pub fn inspect(module: &Path, token_label: &str) -> Result<ModuleInfo, HsmError> {
@@ -152,6 +146,90 @@ pub fn inspect(module: &Path, token_label: &str) -> Result<ModuleInfo, HsmError>
     })
 }
 
+impl ModuleInfo {
+    /// The description as lines of text; the token labelled `configured` is marked.
+    pub fn render(&self, configured: &str) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = self.write_text(&mut out, configured);
+        out
+    }
+
+    fn write_text(&self, out: &mut impl Write, configured: &str) -> fmt::Result {
+        writeln!(out, "module:       {}", self.module)?;
+        writeln!(
+            out,
+            "library:      {} {} ({}), Cryptoki {}",
+            self.manufacturer, self.description, self.library_version, self.cryptoki_version
+        )?;
+        writeln!(out, "tokens:")?;
+        for t in &self.tokens {
+            let mark = if t.label == configured {
+                " (configured)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "  slot {:<10} label {:?}{mark}; {} {} serial {}; sessions {}",
+                t.slot_id, t.label, t.manufacturer, t.model, t.serial_number, t.sessions
+            )?;
+            let warnings = t.pin_warnings();
+            if !warnings.is_empty() {
+                writeln!(out, "    warning: {}", warnings.join("; "))?;
+            }
+            for a in &t.algorithms {
+                writeln!(
+                    out,
+                    "    {:<9} {}",
+                    a.algorithm.as_str(),
+                    if a.usable { "usable" } else { "NOT usable" }
+                )?;
+                for mech in &a.mechanisms {
+                    let sizes = mech
+                        .key_sizes
+                        .map(|(lo, hi)| format!(" key sizes {lo}-{hi}"))
+                        .unwrap_or_default();
+                    let state = match (mech.present, mech.fits) {
+                        (false, _) => "missing",
+                        (true, false) => "present but unfit",
+                        (true, true) => "present",
+                    };
+                    writeln!(
+                        out,
+                        "      {:<24} {state}{sizes} ({})",
+                        mech.name, mech.purpose
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TokenInfo {
+    /// What an operator must know about the token and its user PIN before logging in.
+    fn pin_warnings(&self) -> Vec<&'static str> {
+        let mut warnings = Vec::new();
+        if !self.initialized {
+            warnings.push("token not initialised");
+        }
+        if !self.user_pin_initialized {
+            warnings.push("user PIN not set");
+        }
+        if self.user_pin_count_low {
+            warnings.push("a wrong user PIN was entered recently");
+        }
+        if self.user_pin_final_try {
+            warnings.push("ONE user PIN try left");
+        }
+        if self.user_pin_locked {
+            warnings.push("USER PIN LOCKED");
+        }
+        warnings
+    }
+}
+
 fn limit(l: Limit) -> String {
     match l {
         Limit::Max(n) => n.to_string(),
@@ -165,7 +243,7 @@ fn algorithms(
     slot: Slot,
 ) -> Result<Vec<AlgorithmSupport>, HsmError> {
     let mut out = Vec::new();
-    for algorithm in ALGORITHMS {
+    for algorithm in KeyAlgorithm::ALL {
         let (wanted, bits) = needs(algorithm);
         let mut mechanisms = Vec::new();
         for (i, (mech, purpose)) in wanted.into_iter().enumerate() {
@@ -209,4 +287,79 @@ fn algorithms(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(slot_id: u64, label: &str, algorithms: Vec<AlgorithmSupport>) -> TokenInfo {
+        TokenInfo {
+            slot_id,
+            label: label.into(),
+            manufacturer: "SoftHSM project".into(),
+            model: "SoftHSM v2".into(),
+            serial_number: "0badc0de".into(),
+            initialized: true,
+            user_pin_initialized: true,
+            user_pin_count_low: false,
+            user_pin_final_try: false,
+            user_pin_locked: false,
+            sessions: "0 open, max unlimited".into(),
+            algorithms,
+        }
+    }
+
+    #[test]
+    fn the_text_marks_the_configured_token_warnings_and_each_mechanism() {
+        let mut configured = token(
+            5,
+            "certgate",
+            vec![AlgorithmSupport {
+                algorithm: KeyAlgorithm::EcP256,
+                mechanisms: vec![
+                    MechanismSupport {
+                        name: "CKM_EC_KEY_PAIR_GEN".into(),
+                        purpose: "generate the key",
+                        present: true,
+                        key_sizes: Some((256, 521)),
+                        fits: true,
+                    },
+                    MechanismSupport {
+                        name: "CKM_ECDSA".into(),
+                        purpose: "sign",
+                        present: false,
+                        key_sizes: None,
+                        fits: false,
+                    },
+                ],
+                usable: false,
+            }],
+        );
+        configured.user_pin_count_low = true;
+        let mut other = token(7, "other", Vec::new());
+        other.initialized = false;
+        other.user_pin_locked = true;
+        let info = ModuleInfo {
+            module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            cryptoki_version: "2.40".into(),
+            manufacturer: "SoftHSM".into(),
+            description: "Implementation of PKCS11".into(),
+            library_version: "2.6".into(),
+            tokens: vec![configured, other],
+        };
+        let expected = "\
+module:       /usr/lib/softhsm/libsofthsm2.so
+library:      SoftHSM Implementation of PKCS11 (2.6), Cryptoki 2.40
+tokens:
+  slot 5          label \"certgate\" (configured); SoftHSM project SoftHSM v2 serial 0badc0de; sessions 0 open, max unlimited
+    warning: a wrong user PIN was entered recently
+    ec-p256   NOT usable
+      CKM_EC_KEY_PAIR_GEN      present key sizes 256-521 (generate the key)
+      CKM_ECDSA                missing (sign)
+  slot 7          label \"other\"; SoftHSM project SoftHSM v2 serial 0badc0de; sessions 0 open, max unlimited
+    warning: token not initialised; USER PIN LOCKED
+";
+        assert_eq!(info.render("certgate"), expected);
+    }
 }

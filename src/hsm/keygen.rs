@@ -12,11 +12,11 @@ use cryptoki::object::Attribute;
 use cryptoki::session::Session;
 
 use super::HsmError;
+use super::asn1;
 use super::ckr::call;
-use super::der;
 use super::objects::label_taken;
 use super::pool::OpError;
-use crate::ca::KeyAlgorithm;
+use crate::keys::KeyAlgorithm;
 
 /// Length of the random `CKA_ID`.
 const ID_LEN: usize = 16;
@@ -35,7 +35,7 @@ pub(crate) fn generate(
         function: "random",
         detail: "the system random generator failed".into(),
     })?;
-    let (mechanism, public, private) = templates(label, &id, algorithm);
+    let (mechanism, public, private) = templates(label, &id, algorithm)?;
     call(
         "C_GenerateKeyPair",
         session.generate_key_pair(&mechanism, &public, &private),
@@ -49,7 +49,7 @@ fn templates(
     label: &str,
     id: &[u8],
     algorithm: KeyAlgorithm,
-) -> (Mechanism<'static>, Vec<Attribute>, Vec<Attribute>) {
+) -> Result<(Mechanism<'static>, Vec<Attribute>, Vec<Attribute>), HsmError> {
     let common = |attrs: &mut Vec<Attribute>| {
         attrs.push(Attribute::Token(true));
         attrs.push(Attribute::Label(label.as_bytes().to_vec()));
@@ -76,12 +76,11 @@ fn templates(
     ]);
     let mechanism = match algorithm {
         KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384 => {
-            let params = if algorithm == KeyAlgorithm::EcP256 {
-                der::EC_PARAMS_P256
-            } else {
-                der::EC_PARAMS_P384
-            };
-            public.push(Attribute::EcParams(params.to_vec()));
+            let params = asn1::ec_params(algorithm).ok_or_else(|| HsmError::UnsupportedKey {
+                label: label.to_owned(),
+                reason: format!("no named curve for {algorithm}"),
+            })?;
+            public.push(Attribute::EcParams(params));
             Mechanism::EccKeyPairGen
         }
         KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => {
@@ -95,7 +94,7 @@ fn templates(
             Mechanism::RsaPkcsKeyPairGen
         }
     };
-    (mechanism, public, private)
+    Ok((mechanism, public, private))
 }
 
 #[cfg(test)]
@@ -105,7 +104,7 @@ mod tests {
     #[test]
     fn private_template_forbids_every_other_use() {
         for alg in [KeyAlgorithm::EcP256, KeyAlgorithm::Rsa3072] {
-            let (_, _, private) = templates("ca", &[1, 2], alg);
+            let (_, _, private) = templates("ca", &[1, 2], alg).unwrap();
             for must in [
                 Attribute::Token(true),
                 Attribute::Private(true),
@@ -121,5 +120,13 @@ mod tests {
                 assert!(private.contains(&must), "{alg}: {must:?} missing");
             }
         }
+    }
+
+    #[test]
+    fn ec_public_templates_name_their_curve() {
+        let (_, public, _) = templates("ca", &[1], KeyAlgorithm::EcP384).unwrap();
+        assert!(public.contains(&Attribute::EcParams(vec![
+            0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22
+        ])));
     }
 }

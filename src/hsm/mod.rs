@@ -2,17 +2,19 @@
 //!
 //! One [`Hsm`] per process loads the module once, finds the token by label (slot numbers
 //! change after token initialisation), logs in with the PIN from the environment or a file,
-//! and keeps a pool of sessions. [`HsmKey`] implements [`crate::ca::KeyBackend`]: the CA
-//! signs through it without ever seeing a cryptoki type. Key generation is a separate,
-//! operator-only path ([`Hsm::generate_key`]).
+//! and keeps a pool of sessions. [`HsmKey`] implements [`crate::keys::KeyBackend`]: the CA
+//! signs through it without ever seeing a cryptoki type. [`Pkcs11KeyStore`] is the token as
+//! the seam's [`crate::keys::KeyStore`], built from `[hsm]` by [`open_key_store`]; the rest of
+//! certgate reaches the token only through it. Key generation is a separate, operator-only
+//! path ([`Hsm::generate_key`], the store's [`crate::keys::KeyGenerator`]).
 //!
 //! What this module must not do: retry a wrong PIN (a real HSM locks the token), log or echo
 //! the PIN, or release a signature that does not verify.
 
+mod asn1;
 mod attributes;
 mod ckr;
 mod context;
-mod der;
 mod error;
 mod info;
 mod keygen;
@@ -20,16 +22,18 @@ mod objects;
 mod pool;
 mod session;
 mod signer;
+mod store;
 
 pub use attributes::KeyAttributes;
 pub use error::HsmError;
 pub use info::{AlgorithmSupport, MechanismSupport, ModuleInfo, TokenInfo, inspect};
+pub use store::{Pkcs11KeyStore, open_key_store};
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::ca::{KeyAlgorithm, KeyBackend, SignError};
 use crate::config::Secret;
+use crate::keys::{KeyAlgorithm, KeyBackend, SignError};
 
 use ckr::{CallError, call};
 use context::Context;

@@ -8,11 +8,11 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::Session;
 
 use super::HsmError;
+use super::asn1;
 use super::attributes::KeyAttributes;
 use super::ckr::call;
-use super::der;
 use super::pool::OpError;
-use crate::ca::KeyAlgorithm;
+use crate::keys::KeyAlgorithm;
 
 /// A private key as read from the token.
 #[derive(Debug)]
@@ -155,11 +155,7 @@ fn algorithm_of(
     modulus: Option<&[u8]>,
 ) -> Option<KeyAlgorithm> {
     match key_type? {
-        t if t == KeyType::EC => match ec_params? {
-            p if p == der::EC_PARAMS_P256 => Some(KeyAlgorithm::EcP256),
-            p if p == der::EC_PARAMS_P384 => Some(KeyAlgorithm::EcP384),
-            _ => None,
-        },
+        t if t == KeyType::EC => asn1::curve_of(ec_params?),
         t if t == KeyType::RSA => match modulus_bits(modulus?) {
             2048 => Some(KeyAlgorithm::Rsa2048),
             3072 => Some(KeyAlgorithm::Rsa3072),
@@ -231,7 +227,8 @@ pub(crate) fn public_key_der(
                 point.ok_or_else(|| unsupported("the public key has no CKA_EC_POINT".into()))?;
             let point = uncompressed_point(&point, algorithm)
                 .ok_or_else(|| unsupported("CKA_EC_POINT is not an uncompressed point".into()))?;
-            Ok(der::ec_spki(&params, point))
+            asn1::ec_spki(&params, point)
+                .map_err(|e| unsupported(format!("its public key cannot be encoded: {e}")))
         }
         KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => {
             let (modulus, exponent) = match public {
@@ -262,7 +259,8 @@ pub(crate) fn public_key_der(
                     "the public key's modulus differs from the private key's".into(),
                 ));
             }
-            Ok(der::rsa_spki(&modulus, &exponent))
+            asn1::rsa_spki(&modulus, &exponent)
+                .map_err(|e| unsupported(format!("its public key cannot be encoded: {e}")))
         }
     }
 }
@@ -278,7 +276,7 @@ fn uncompressed_point(value: &[u8], algorithm: KeyAlgorithm) -> Option<&[u8]> {
     let point = if value.len() == len {
         value
     } else {
-        der::octet_string_content(value)?
+        asn1::octet_string_content(value)?
     };
     (point.len() == len && point.first() == Some(&0x04)).then_some(point)
 }
@@ -317,7 +315,11 @@ mod tests {
     #[test]
     fn algorithms_are_recognised_by_curve_and_size() {
         assert_eq!(
-            algorithm_of(Some(KeyType::EC), Some(der::EC_PARAMS_P384), None),
+            algorithm_of(
+                Some(KeyType::EC),
+                asn1::ec_params(KeyAlgorithm::EcP384).as_deref(),
+                None
+            ),
             Some(KeyAlgorithm::EcP384)
         );
         assert_eq!(

@@ -15,11 +15,11 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectHandle;
 
 use super::HsmError;
+use super::asn1;
 use super::ckr::call;
-use super::der;
 use super::objects::find_private_key;
 use super::pool::Pool;
-use crate::ca::{KeyAlgorithm, SignError, verify_signature};
+use crate::keys::{KeyAlgorithm, SignError, verify_signature};
 
 /// Why a signature was not released.
 #[derive(Debug)]
@@ -138,7 +138,7 @@ impl Signer {
         match raw_len {
             None => Ok(raw),
             Some(len) => (raw.len() == len)
-                .then(|| der::ecdsa_signature_from_raw(&raw))
+                .then(|| asn1::ecdsa_signature_from_raw(&raw))
                 .flatten()
                 .ok_or_else(|| HsmError::Pkcs11 {
                     function: "C_Sign",

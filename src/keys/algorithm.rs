@@ -1,0 +1,82 @@
+//! The kinds of key a CA key may be, and how each one's signatures are checked in software.
+//!
+//! What this module must not do: name a certificate builder's types (the CA maps these to
+//! rcgen's in `ca::key`).
+
+use std::fmt;
+
+/// Key types the CA key may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyAlgorithm {
+    /// ECDSA on NIST P-256, signing with SHA-256 (the default).
+    EcP256,
+    /// ECDSA on NIST P-384, signing with SHA-384.
+    EcP384,
+    /// RSA 2048-bit, PKCS#1 v1.5 with SHA-256.
+    Rsa2048,
+    /// RSA 3072-bit, PKCS#1 v1.5 with SHA-256.
+    Rsa3072,
+}
+
+impl KeyAlgorithm {
+    /// Every algorithm, in the order `hsm info` lists them.
+    pub const ALL: [KeyAlgorithm; 4] = [Self::EcP256, Self::EcP384, Self::Rsa2048, Self::Rsa3072];
+
+    /// The name used in configuration and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EcP256 => "ec-p256",
+            Self::EcP384 => "ec-p384",
+            Self::Rsa2048 => "rsa-2048",
+            Self::Rsa3072 => "rsa-3072",
+        }
+    }
+
+    /// The aws-lc-rs verification algorithm for this key's signatures (DER `ECDSA-Sig-Value`
+    /// for EC, PKCS#1 v1.5 for RSA), used to check every signature before it is released.
+    pub fn verification_algorithm(
+        self,
+    ) -> &'static dyn aws_lc_rs::signature::VerificationAlgorithm {
+        match self {
+            Self::EcP256 => &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+            Self::EcP384 => &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1,
+            Self::Rsa2048 | Self::Rsa3072 => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for KeyAlgorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ec-p256" => Ok(Self::EcP256),
+            "ec-p384" => Ok(Self::EcP384),
+            "rsa-2048" => Ok(Self::Rsa2048),
+            "rsa-3072" => Ok(Self::Rsa3072),
+            other => Err(format!(
+                "unknown key algorithm {other:?}: expected ec-p256, ec-p384, rsa-2048 or rsa-3072"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for a in KeyAlgorithm::ALL {
+            assert_eq!(a.as_str().parse::<KeyAlgorithm>(), Ok(a));
+            assert_eq!(a.to_string(), a.as_str());
+        }
+        assert!("ed25519".parse::<KeyAlgorithm>().is_err());
+    }
+}
