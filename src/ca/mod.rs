@@ -1,4 +1,6 @@
-//! The certificate authority: the CA certificate, client certificate profiles, CSR checks.
+//! The certificate authority: the CA certificate, client certificate profiles, CSR checks,
+//! CA names (`name`), CRLs (`crl`, the one builder the web and the CLI share), OCSP answers,
+//! and the checks a rollover to a new key passes (`rollover`).
 //!
 //! Keys are reached only through [`KeyBackend`]; this module never touches PKCS#11. It
 //! decides every field of an issued certificate itself: nothing of a CSR but its public key
@@ -9,17 +11,20 @@ pub mod crl;
 pub mod csr;
 pub mod intermediate;
 mod key;
+pub mod name;
 pub mod ocsp;
 pub mod pem;
 pub mod pkcs7;
 pub mod profile;
 mod revocation;
+pub mod rollover;
 
 pub use authority::{Authority, IssuancePolicy, IssuedCert, check_key_matches, self_signed_ca};
 pub use csr::{CheckedCsr, ClientKeyKind, CsrError};
 pub use key::{
     KeyAlgorithm, KeyBackend, RcgenKey, SignError, subject_public_key_bits, verify_signature,
 };
+pub use name::{CaName, NameError};
 pub use profile::ClientSubject;
 pub use revocation::RevocationReason;
 
@@ -47,36 +52,7 @@ pub enum CaError {
     /// A profile value cannot be encoded.
     #[error("{0}")]
     Profile(String),
-}
-
-/// Parses `CN=...,O=...` into rcgen's form.
-pub fn parse_distinguished_name(s: &str) -> Result<rcgen::DistinguishedName, String> {
-    let mut dn = rcgen::DistinguishedName::new();
-    for part in s.split(',') {
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| format!("{part:?} is not KEY=VALUE"))?;
-        let ty = match k.trim().to_ascii_uppercase().as_str() {
-            "CN" => rcgen::DnType::CommonName,
-            "O" => rcgen::DnType::OrganizationName,
-            "OU" => rcgen::DnType::OrganizationalUnitName,
-            "C" => rcgen::DnType::CountryName,
-            "L" => rcgen::DnType::LocalityName,
-            "ST" => rcgen::DnType::StateOrProvinceName,
-            other => {
-                return Err(format!(
-                    "unsupported attribute {other:?} (use CN, O, OU, C, L, ST)"
-                ));
-            }
-        };
-        let v = v.trim();
-        if v.is_empty() {
-            return Err(format!("{k} has an empty value"));
-        }
-        dn.push(ty, v);
-    }
-    if dn.get(&rcgen::DnType::CommonName).is_none() {
-        return Err("a CN is required".into());
-    }
-    Ok(dn)
+    /// The CA name cannot be written.
+    #[error(transparent)]
+    Name(#[from] NameError),
 }

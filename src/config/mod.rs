@@ -301,8 +301,6 @@ impl Config {
                 self.ca.public_url
             ));
         }
-        crate::ca::parse_distinguished_name(&self.ca.subject)
-            .map_err(|e| ConfigError::Invalid(format!("[ca] subject: {e}")))?;
         if self.issuance.max_attempts == 0 {
             return invalid("[issuance] max_attempts must be at least 1".into());
         }
