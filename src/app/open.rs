@@ -8,16 +8,20 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 
-use crate::ca::{Authority, IssuancePolicy};
+use crate::ca::{Authority, CaName, IssuancePolicy};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::keys::{KeyAlgorithm, KeyBackend, KeyRef, KeyStore, KeyStoreError};
 use crate::lifecycle::{Lifecycle, LifecycleSettings};
 use crate::store::Store;
 
-/// Loads and checks the configuration file.
+/// Loads and checks the configuration file, `[ca] subject` included: whether a name can be
+/// a CA's is `ca`'s to judge, which `config` (below it) does not ask.
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
-    Ok(Config::load(path)?)
+    let cfg = Config::load(path)?;
+    CaName::parse(&cfg.ca.subject)
+        .map_err(|e| ConfigError::Invalid(format!("[ca] subject: {e}")))?;
+    Ok(cfg)
 }
 
 /// Connects to the database and applies pending migrations.

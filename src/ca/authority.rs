@@ -11,7 +11,7 @@ use rustls_pki_types::CertificateDer;
 
 use super::csr::{CheckedCsr, sha256_hex};
 use super::profile::{self, ClientSubject, StatusUrls};
-use super::{CaError, KeyBackend, RcgenKey};
+use super::{CaError, CaName, KeyBackend, RcgenKey};
 use crate::clock::UnixTime;
 
 /// A certificate just signed, with the facts the store keeps about it.
@@ -165,14 +165,14 @@ impl Authority {
     }
 }
 
-/// Makes a self-signed CA certificate for `key`. Returns the DER.
+/// Makes a self-signed CA certificate for `key` named `subject`. Returns the DER.
 pub fn self_signed_ca(
     key: Arc<dyn KeyBackend>,
-    subject: &str,
+    subject: &CaName,
     now: UnixTime,
     validity_days: u32,
 ) -> Result<Vec<u8>, CaError> {
-    let dn = super::parse_distinguished_name(subject).map_err(CaError::Profile)?;
+    let dn = subject.to_rcgen()?;
     let (serial, _) = profile::random_serial()?;
     let params = profile::ca_params(key.public_key_der(), dn, now, validity_days, serial)?;
     let signer = RcgenKey(key.clone());

@@ -1,4 +1,11 @@
-//! CRLs (RFC 5280 §5), signed by the CA key through the same issuer as certificates.
+//! CRLs (RFC 5280 §5): the one place a CRL is assembled and signed, for the distribution
+//! point (`web`) and the offline `certgate ca crl` alike. Signed by the CA key through the
+//! same issuer as certificates.
+//!
+//! What a CRL says is a [`CrlContents`]: the caller reads the revoked entries and the next
+//! CRL number from the store and chooses the validity; [`Authority::sign_crl`] turns it into
+//! DER. Further kinds of CRL (a delta CRL, one partition of a large CRL) belong here too, as
+//! further fields of [`CrlContents`].
 
 use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
 use time::OffsetDateTime;
@@ -14,6 +21,48 @@ pub struct RevokedEntry {
     pub revoked_at: UnixTime,
     /// RFC 5280 reason name as stored.
     pub reason: String,
+}
+
+impl From<(String, UnixTime, String)> for RevokedEntry {
+    /// From the store's form: (serial, revoked at, reason).
+    fn from((serial, revoked_at, reason): (String, UnixTime, String)) -> Self {
+        Self {
+            serial,
+            revoked_at,
+            reason,
+        }
+    }
+}
+
+/// What a CRL says, before it is signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlContents {
+    /// The CRL number (RFC 5280 §5.2.3): increasing for each CRL of one CA, never reused.
+    pub number: i64,
+    /// thisUpdate: when the CRL is made.
+    pub this_update: UnixTime,
+    /// nextUpdate: the latest time the next CRL will be made.
+    pub next_update: UnixTime,
+    /// Every certificate listed, in the order given.
+    pub revoked: Vec<RevokedEntry>,
+}
+
+impl CrlContents {
+    /// A complete CRL numbered `number`, made at `now` and valid for `validity` seconds,
+    /// listing `revoked` as the store returns it: (serial, revoked at, reason).
+    pub fn complete(
+        number: i64,
+        now: UnixTime,
+        validity: i64,
+        revoked: impl IntoIterator<Item = (String, UnixTime, String)>,
+    ) -> Self {
+        Self {
+            number,
+            this_update: now,
+            next_update: now.saturating_add(validity),
+            revoked: revoked.into_iter().map(RevokedEntry::from).collect(),
+        }
+    }
 }
 
 fn rcgen_reason(name: &str) -> Option<rcgen::RevocationReason> {
@@ -35,17 +84,11 @@ fn at(t: UnixTime) -> Result<OffsetDateTime, CaError> {
 }
 
 impl Authority {
-    /// Signs a CRL numbered `number` listing `revoked`, valid from `now` to `next_update`.
-    /// Blocking (the key is in the HSM).
-    pub fn sign_crl(
-        &self,
-        revoked: &[RevokedEntry],
-        number: i64,
-        now: UnixTime,
-        next_update: UnixTime,
-    ) -> Result<Vec<u8>, CaError> {
-        let mut revoked_certs = Vec::with_capacity(revoked.len());
-        for r in revoked {
+    /// Signs the CRL `crl` says, as this CA. Returns the DER. Blocking (the key is in the
+    /// HSM).
+    pub fn sign_crl(&self, crl: &CrlContents) -> Result<Vec<u8>, CaError> {
+        let mut revoked_certs = Vec::with_capacity(crl.revoked.len());
+        for r in &crl.revoked {
             let bytes = hex::decode(&r.serial).map_err(|_| {
                 CaError::Profile(format!("stored serial {:?} is not hex", r.serial))
             })?;
@@ -56,11 +99,11 @@ impl Authority {
                 invalidity_date: None,
             });
         }
-        let number = u64::try_from(number)
-            .map_err(|_| CaError::Profile(format!("CRL number {number} is negative")))?;
+        let number = u64::try_from(crl.number)
+            .map_err(|_| CaError::Profile(format!("CRL number {} is negative", crl.number)))?;
         let params = CertificateRevocationListParams {
-            this_update: at(now)?,
-            next_update: at(next_update)?,
+            this_update: at(crl.this_update)?,
+            next_update: at(crl.next_update)?,
             crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
             issuing_distribution_point: None,
             revoked_certs,

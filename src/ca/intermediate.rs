@@ -12,7 +12,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 
-use super::{CaError, KeyBackend, RcgenKey, check_key_matches, csr};
+use super::{CaError, CaName, KeyBackend, RcgenKey, check_key_matches, csr};
 use crate::clock::UnixTime;
 
 /// Why an outside CA certificate was refused.
@@ -47,11 +47,11 @@ pub struct CheckedCa {
     pub not_after: UnixTime,
 }
 
-/// A PEM PKCS#10 request for `key` with `subject` (`CN=...,O=...`), asking for a CA that
-/// issues end-entity certificates only (pathLen 0, keyCertSign, cRLSign). The root decides;
-/// the request only states what certgate needs.
-pub fn request_pem(key: Arc<dyn KeyBackend>, subject: &str) -> Result<String, CaError> {
-    let dn = super::parse_distinguished_name(subject).map_err(CaError::Profile)?;
+/// A PEM PKCS#10 request for `key` with `subject`, asking for a CA that issues end-entity
+/// certificates only (pathLen 0, keyCertSign, cRLSign). The root decides; the request only
+/// states what certgate needs.
+pub fn request_pem(key: Arc<dyn KeyBackend>, subject: &CaName) -> Result<String, CaError> {
+    let dn = subject.to_rcgen()?;
     let mut params = CertificateParams::default();
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));

@@ -1,4 +1,6 @@
-//! The certificate authority: the CA certificate, client certificate profiles, CSR checks.
+//! The certificate authority: the CA certificate, client certificate profiles, CSR checks,
+//! CA names (`name`), CRLs (`crl`, the one builder the web and the CLI share), OCSP answers,
+//! and the checks a rollover to a new key passes (`rollover`).
 //!
 //! Keys are reached only through [`KeyBackend`] (the seam in [`crate::keys`], re-exported
 //! here); this module never touches PKCS#11 or any other key store. It
@@ -10,19 +12,21 @@ pub mod crl;
 pub mod csr;
 pub mod intermediate;
 mod key;
+pub mod name;
 pub mod ocsp;
 pub mod pem;
 pub mod pkcs7;
 pub mod profile;
 mod revocation;
+pub mod rollover;
 
-pub use crate::config::parse_distinguished_name;
 pub use crate::keys::{
     KeyAlgorithm, KeyBackend, SignError, subject_public_key_bits, verify_signature,
 };
 pub use authority::{Authority, IssuancePolicy, IssuedCert, check_key_matches, self_signed_ca};
 pub use csr::{CheckedCsr, ClientKeyKind, CsrError};
 pub use key::{RcgenKey, rcgen_signature_algorithm};
+pub use name::{CaName, NameError};
 pub use profile::ClientSubject;
 pub use revocation::RevocationReason;
 
@@ -50,4 +54,7 @@ pub enum CaError {
     /// A profile value cannot be encoded.
     #[error("{0}")]
     Profile(String),
+    /// The CA name cannot be written.
+    #[error(transparent)]
+    Name(#[from] NameError),
 }

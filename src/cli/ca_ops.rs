@@ -12,7 +12,8 @@ use std::path::Path;
 use anyhow::{Context, anyhow, bail};
 
 use crate::audit::{Actor, Audit, Outcome};
-use crate::ca::crl::RevokedEntry;
+use crate::ca::crl::CrlContents;
+use crate::ca::rollover::{self, InstalledCa};
 use crate::ca::{self, Authority, intermediate};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -137,8 +138,8 @@ async fn csr(cfg: &Config, label: &str, subject: Option<String>, out: &Path) -> 
     let keys = context::open_key_store(cfg).await?;
     let key = open_key(&keys, label).await?;
     let subject = subject.unwrap_or_else(|| cfg.ca.subject.clone());
-    let s = subject.clone();
-    let pem = tokio::task::spawn_blocking(move || intermediate::request_pem(key, &s))
+    let name = ca::CaName::parse(&subject).context("the CA subject")?;
+    let pem = tokio::task::spawn_blocking(move || intermediate::request_pem(key, &name))
         .await?
         .context("cannot make the certificate request")?;
     write_new(out, pem.as_bytes())?;
@@ -216,27 +217,17 @@ async fn rollover(
 ) -> anyhow::Result<()> {
     let store = context::open_store(cfg).await?;
     let cas = store.cas().await?;
-    if cas.iter().any(|c| c.key_label == label) {
-        bail!("the key {label:?} already belongs to a CA; a rollover needs a new key label");
-    }
+    let installed: Vec<InstalledCa<'_>> = cas
+        .iter()
+        .map(|c| InstalledCa {
+            id: c.id,
+            key_label: &c.key_label,
+            cert_der: &c.cert_der,
+        })
+        .collect();
+    let name = rollover::rollover_subject(&installed, label, subject.as_deref(), &cfg.ca.subject)?;
+    let subject = name.to_string();
     let old = cas.iter().find(|c| c.active);
-    let subject = match subject {
-        Some(s) => s,
-        None => derived_subject(&cfg.ca.subject, label),
-    };
-    let dn = ca::parse_distinguished_name(&subject).map_err(anyhow::Error::msg)?;
-    let dn_der = dn_der(&dn)?;
-    for c in &cas {
-        if let Ok((_, x)) = x509_parser::parse_x509_certificate(&c.cert_der)
-            && x.subject().as_raw() == dn_der.as_slice()
-        {
-            bail!(
-                "CA {} already has the subject {subject:?}; give the new CA its own --subject \
-                 (CRLs are matched to CAs by name)",
-                c.id
-            );
-        }
-    }
     let keys = context::open_key_store(cfg).await?;
     let algorithm = algorithm.unwrap_or(cfg.hsm.key_algorithm);
     let key_ref = KeyRef::label(label);
@@ -262,8 +253,8 @@ async fn rollover(
     };
     let now = SystemClock.now();
     let validity = validity_days.unwrap_or(cfg.ca.ca_validity_days);
-    let (signer, s) = (key.clone(), subject.clone());
-    let der = tokio::task::spawn_blocking(move || ca::self_signed_ca(signer, &s, now, validity))
+    let signer = key.clone();
+    let der = tokio::task::spawn_blocking(move || ca::self_signed_ca(signer, &name, now, validity))
         .await?
         .context("cannot make the new CA certificate")?;
     Authority::new(0, der.clone(), key, context::issuance_policy(cfg))
@@ -293,32 +284,6 @@ async fn rollover(
         record.id
     );
     Ok(())
-}
-
-/// `[ca] subject` with the key label added to its CN, so two generations differ by name.
-fn derived_subject(subject: &str, label: &str) -> String {
-    subject
-        .split(',')
-        .map(|part| match part.split_once('=') {
-            Some((k, v)) if k.trim().eq_ignore_ascii_case("CN") => {
-                format!("{}={} {label}", k.trim(), v.trim())
-            }
-            _ => part.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The DER of a distinguished name as rcgen would write it into a certificate.
-fn dn_der(dn: &rcgen::DistinguishedName) -> anyhow::Result<Vec<u8>> {
-    // rcgen has no public DN encoder: make a throwaway self-signed certificate and read it.
-    let key = rcgen::KeyPair::generate().context("throwaway key")?;
-    let mut p = rcgen::CertificateParams::default();
-    p.distinguished_name = dn.clone();
-    let cert = p.self_signed(&key).context("throwaway certificate")?;
-    let (_, x) = x509_parser::parse_x509_certificate(cert.der())
-        .map_err(|e| anyhow!("throwaway certificate: {e}"))?;
-    Ok(x.subject().as_raw().to_vec())
 }
 
 async fn activate(cfg: &Config, id: i64) -> anyhow::Result<()> {
@@ -373,20 +338,11 @@ async fn crl(cfg: &Config, id: Option<i64>, out: &Path, hours: u32) -> anyhow::R
         )
     })?;
     let now = SystemClock.now();
-    let revoked: Vec<RevokedEntry> = store
-        .revoked_for_crl(record.id, now)
-        .await?
-        .into_iter()
-        .map(|(serial, revoked_at, reason)| RevokedEntry {
-            serial,
-            revoked_at,
-            reason,
-        })
-        .collect();
+    let revoked = store.revoked_for_crl(record.id, now).await?;
     let number = store.next_crl_number(record.id).await?;
-    let next = now + i64::from(hours.max(1)) * 3600;
-    let count = revoked.len();
-    let der = tokio::task::spawn_blocking(move || authority.sign_crl(&revoked, number, now, next))
+    let contents = CrlContents::complete(number, now, i64::from(hours.max(1)) * 3600, revoked);
+    let count = contents.revoked.len();
+    let der = tokio::task::spawn_blocking(move || authority.sign_crl(&contents))
         .await?
         .context("cannot sign the CRL")?;
     write_new(out, &der)?;

@@ -70,7 +70,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     }
     let now = SystemClock.now();
     let signer = key.clone();
-    let subject = cfg.ca.subject.clone();
+    let subject = ca::CaName::parse(&cfg.ca.subject).context("[ca] subject")?;
     let validity = cfg.ca.ca_validity_days;
     let der =
         tokio::task::spawn_blocking(move || ca::self_signed_ca(signer, &subject, now, validity))

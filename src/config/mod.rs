@@ -5,12 +5,10 @@
 mod gateway;
 mod notify;
 mod secret;
-mod subject;
 
 pub use gateway::*;
 pub use notify::NotifyConfig;
 pub use secret::{Secret, SecretError, SecretSource};
-pub use subject::parse_distinguished_name;
 
 use std::path::{Path, PathBuf};
 
@@ -303,8 +301,6 @@ impl Config {
                 self.ca.public_url
             ));
         }
-        parse_distinguished_name(&self.ca.subject)
-            .map_err(|e| ConfigError::Invalid(format!("[ca] subject: {e}")))?;
         if self.issuance.max_attempts == 0 {
             return invalid("[issuance] max_attempts must be at least 1".into());
         }

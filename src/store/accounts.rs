@@ -5,7 +5,6 @@
 
 use super::backend::on_backend;
 use super::error::on_violation;
-use super::rows::{contract_from_row, user_from_row};
 use super::{Contract, Store, StoreError, User};
 
 impl Store {
@@ -35,30 +34,23 @@ impl Store {
     /// The contract `id`, if any.
     pub async fn contract(&self, id: &str) -> Result<Option<Contract>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            let row =
-                sqlx::query("SELECT id, name, enabled, created_at FROM contracts WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(pool)
-                    .await?;
-            Ok(match row {
-                Some(r) => Some(contract_from_row!(r)),
-                None => None,
-            })
+            Ok(sqlx::query_as::<_, Contract>(
+                "SELECT id, name, enabled, created_at FROM contracts WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?)
         })
     }
 
     /// Every contract, by id.
     pub async fn contracts(&self) -> Result<Vec<Contract>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            let rows =
-                sqlx::query("SELECT id, name, enabled, created_at FROM contracts ORDER BY id")
-                    .fetch_all(pool)
-                    .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push(contract_from_row!(r));
-            }
-            Ok(out)
+            Ok(sqlx::query_as::<_, Contract>(
+                "SELECT id, name, enabled, created_at FROM contracts ORDER BY id",
+            )
+            .fetch_all(pool)
+            .await?)
         })
     }
 
@@ -91,35 +83,26 @@ impl Store {
     /// The user `login`, if any.
     pub async fn user(&self, login: &str) -> Result<Option<User>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            let row = sqlx::query(
+            Ok(sqlx::query_as::<_, User>(
                 "SELECT login, contract_id, role, email, enabled, created_at \
                  FROM users WHERE login = $1",
             )
             .bind(login)
             .fetch_optional(pool)
-            .await?;
-            Ok(match row {
-                Some(r) => Some(user_from_row!(r)),
-                None => None,
-            })
+            .await?)
         })
     }
 
     /// The users of one contract, by login.
     pub async fn users_of_contract(&self, contract_id: &str) -> Result<Vec<User>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            let rows = sqlx::query(
+            Ok(sqlx::query_as::<_, User>(
                 "SELECT login, contract_id, role, email, enabled, created_at \
                  FROM users WHERE contract_id = $1 ORDER BY login",
             )
             .bind(contract_id)
             .fetch_all(pool)
-            .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push(user_from_row!(r));
-            }
-            Ok(out)
+            .await?)
         })
     }
 }

@@ -9,7 +9,6 @@
 use aws_lc_rs::digest;
 
 use super::backend::on_backend;
-use super::rows::audit_from_row;
 use super::{AuditRecord, NewAudit, Store, StoreError};
 
 /// The `prev_hash` of the first entry.
@@ -158,21 +157,19 @@ impl PreparedAudit {
 /// lock, so appenders cannot deadlock with each other.
 macro_rules! lock_chain_head {
     ($pg:expr, $tx:expr) => {{
-        use sqlx::Row as _;
         if $pg {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind($crate::store::audit_chain::AUDIT_LOCK_KEY)
                 .execute(&mut *$tx)
                 .await?;
         }
-        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *$tx)
-            .await?;
+        let last = sqlx::query_as::<_, (i64, String)>(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *$tx)
+        .await?;
         match last {
-            Some(r) => $crate::store::audit_chain::ChainHead {
-                seq: r.try_get::<i64, _>("seq")?,
-                hash: r.try_get::<String, _>("hash")?,
-            },
+            Some((seq, hash)) => $crate::store::audit_chain::ChainHead { seq, hash },
             None => $crate::store::audit_chain::ChainHead {
                 seq: 0,
                 hash: $crate::store::audit_chain::GENESIS_HASH.to_owned(),
@@ -232,19 +229,14 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<AuditRecord>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            let rows = sqlx::query(
+            Ok(sqlx::query_as::<_, AuditRecord>(
                 "SELECT seq, at, actor, action, subject, outcome, detail, prev_hash, hash \
                  FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2",
             )
             .bind(from)
             .bind(limit)
             .fetch_all(pool)
-            .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push(audit_from_row!(r));
-            }
-            Ok(out)
+            .await?)
         })
     }
 }

@@ -5,7 +5,6 @@
 
 use super::backend::{WritePool, on_backend};
 use super::error::on_violation;
-use super::rows::ca_from_row;
 use super::{CaRecord, Store, StoreError};
 use crate::clock::UnixTime;
 
@@ -82,32 +81,23 @@ impl Store {
     /// Every CA record, oldest first.
     pub async fn cas(&self) -> Result<Vec<CaRecord>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            let rows = sqlx::query(
+            Ok(sqlx::query_as::<_, CaRecord>(
                 "SELECT id, key_label, cert_der, chain_pem, active, created_at FROM cas ORDER BY id",
             )
             .fetch_all(pool)
-            .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push(ca_from_row!(r));
-            }
-            Ok(out)
+            .await?)
         })
     }
 
     /// The CA that issues new certificates, if one is set up.
     pub async fn active_ca(&self) -> Result<Option<CaRecord>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            let row = sqlx::query(
+            Ok(sqlx::query_as::<_, CaRecord>(
                 "SELECT id, key_label, cert_der, chain_pem, active, created_at FROM cas \
                  WHERE active",
             )
             .fetch_optional(pool)
-            .await?;
-            Ok(match row {
-                Some(r) => Some(ca_from_row!(r)),
-                None => None,
-            })
+            .await?)
         })
     }
 

@@ -9,54 +9,11 @@
 use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head};
 use super::backend::{WritePool, on_backend};
 use super::changes::pg_notify;
-use super::codes::upsert_code;
+use super::issuance_parts::upsert_code;
 use super::issue_writer::{IssueWork, JobOutcome};
-use super::rows::{cert_cols, cert_cols_c, cert_from_row};
+use super::rows::{cert_cols, cert_cols_c};
 use super::{CertFilter, CertRecord, CertStatus, CertStatusView, NewAudit, Store, StoreError};
 use crate::clock::UnixTime;
-
-/// Inserts `cert` as the login's current certificate, naming the thing on a violation.
-macro_rules! insert_current {
-    ($ex:expr, $cert:expr) => {{
-        let cert: &$crate::store::CertRecord = $cert;
-        sqlx::query(concat!(
-            "INSERT INTO certificates (",
-            $crate::store::rows::cert_cols!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'current', NULL, NULL, NULL, NULL, $10)"
-        ))
-        .bind(cert.serial.as_str())
-        .bind(cert.login.as_str())
-        .bind(cert.contract_id.as_str())
-        .bind(cert.ca_id)
-        .bind(cert.der.as_slice())
-        .bind(cert.sha256.as_str())
-        .bind(cert.spki_sha256.as_str())
-        .bind(cert.not_before)
-        .bind(cert.not_after)
-        .bind(cert.created_at)
-        .execute($ex)
-        .await
-        .map_err(|e| {
-            $crate::store::error::on_violation(
-                e,
-                || {
-                    format!(
-                        "certificate {} (or one with the same SHA-256, or another current \
-                         certificate of login ID {:?}) already exists",
-                        cert.serial, cert.login
-                    )
-                },
-                || {
-                    format!(
-                        "login ID {:?}, contract {:?} or CA {} of certificate {}",
-                        cert.login, cert.contract_id, cert.ca_id, cert.serial
-                    )
-                },
-            )
-        })
-    }};
-}
-pub(crate) use insert_current;
 
 impl Store {
     /// In one transaction: `old_serial` (must be current) becomes superseded at `now`, and
@@ -143,7 +100,7 @@ impl Store {
             };
             // The condition re-checks the row under its lock: a concurrent revocation of
             // the same serial makes this one update nothing.
-            let row = sqlx::query(concat!(
+            let revoked = sqlx::query_as::<_, CertRecord>(concat!(
                 "UPDATE certificates SET status = 'revoked', revoked_at = $2, \
                  revocation_reason = $3 WHERE serial = $1 AND status <> 'revoked' RETURNING ",
                 cert_cols!()
@@ -153,7 +110,7 @@ impl Store {
             .bind(reason)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(row) = row else {
+            let Some(cert) = revoked else {
                 let exists: Option<String> =
                     sqlx::query_scalar("SELECT serial FROM certificates WHERE serial = $1")
                         .bind(serial)
@@ -166,7 +123,6 @@ impl Store {
                     None => StoreError::NotFound(format!("certificate {serial}")),
                 });
             };
-            let cert = cert_from_row!(row);
             if let (Some(make), Some(head)) = (audit, head.as_mut()) {
                 let entry = PreparedAudit::new(&make(&cert))?;
                 append_chained!(tx, head, &entry);
@@ -232,7 +188,7 @@ impl Store {
                 Some(_) => Some(lock_chain_head!(PG, tx)),
                 None => None,
             };
-            let row = sqlx::query(concat!(
+            let revoked = sqlx::query_as::<_, CertRecord>(concat!(
                 "UPDATE certificates SET status = 'revoked', revoked_at = $2, \
                  revocation_reason = $3 WHERE login = $1 AND status = 'current' RETURNING ",
                 cert_cols!()
@@ -242,10 +198,6 @@ impl Store {
             .bind(reason)
             .fetch_optional(&mut *tx)
             .await?;
-            let revoked = match row {
-                Some(r) => Some(cert_from_row!(r)),
-                None => None,
-            };
             upsert_code!(&mut *tx, login, code_hash, now, expires_at)?;
             if let (Some(make), Some(head)) = (audit, head.as_mut()) {
                 let entry = PreparedAudit::new(&make(revoked.as_ref()))?;
@@ -317,36 +269,28 @@ impl Store {
     /// The certificate `serial`, if any.
     pub async fn certificate(&self, serial: &str) -> Result<Option<CertRecord>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            let row = sqlx::query(concat!(
+            Ok(sqlx::query_as::<_, CertRecord>(concat!(
                 "SELECT ",
                 cert_cols!(),
                 " FROM certificates WHERE serial = $1"
             ))
             .bind(serial)
             .fetch_optional(pool)
-            .await?;
-            Ok(match row {
-                Some(r) => Some(cert_from_row!(r)),
-                None => None,
-            })
+            .await?)
         })
     }
 
     /// The login's current certificate, if any.
     pub async fn current_certificate(&self, login: &str) -> Result<Option<CertRecord>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            let row = sqlx::query(concat!(
+            Ok(sqlx::query_as::<_, CertRecord>(concat!(
                 "SELECT ",
                 cert_cols!(),
                 " FROM certificates WHERE login = $1 AND status = 'current'"
             ))
             .bind(login)
             .fetch_optional(pool)
-            .await?;
-            Ok(match row {
-                Some(r) => Some(cert_from_row!(r)),
-                None => None,
-            })
+            .await?)
         })
     }
 
@@ -354,7 +298,7 @@ impl Store {
     pub async fn certificates(&self, filter: &CertFilter) -> Result<Vec<CertRecord>, StoreError> {
         let status = filter.status.map(CertStatus::as_str);
         on_backend!(self, |pool, _PG| {
-            let rows = sqlx::query(concat!(
+            Ok(sqlx::query_as::<_, CertRecord>(concat!(
                 "SELECT ",
                 cert_cols!(),
                 " FROM certificates WHERE ($1 IS NULL OR login = $1) \
@@ -363,12 +307,7 @@ impl Store {
             .bind(filter.login.as_deref())
             .bind(status)
             .fetch_all(pool)
-            .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push(cert_from_row!(r));
-            }
-            Ok(out)
+            .await?)
         })
     }
 
@@ -378,8 +317,7 @@ impl Store {
         serial: &str,
     ) -> Result<Option<CertStatusView>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            use sqlx::Row as _;
-            let row = sqlx::query(concat!(
+            Ok(sqlx::query_as::<_, CertStatusView>(concat!(
                 "SELECT ",
                 cert_cols_c!(),
                 ", u.role AS role, u.enabled AS user_enabled, k.enabled AS contract_enabled \
@@ -390,16 +328,7 @@ impl Store {
             ))
             .bind(serial)
             .fetch_optional(pool)
-            .await?;
-            let Some(row) = row else {
-                return Ok(None);
-            };
-            Ok(Some(CertStatusView {
-                cert: cert_from_row!(row),
-                role: super::rows::role(&row.try_get::<String, _>("role")?)?,
-                user_enabled: row.try_get("user_enabled")?,
-                contract_enabled: row.try_get("contract_enabled")?,
-            }))
+            .await?)
         })
     }
 
@@ -411,8 +340,7 @@ impl Store {
         not_after_after: UnixTime,
     ) -> Result<Vec<(String, UnixTime, String)>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            use sqlx::Row as _;
-            let rows = sqlx::query(
+            let rows: Vec<(String, Option<UnixTime>, Option<String>)> = sqlx::query_as(
                 "SELECT serial, revoked_at, revocation_reason FROM certificates \
                  WHERE ca_id = $1 AND status = 'revoked' AND not_after > $2 \
                  ORDER BY revoked_at, serial",
@@ -422,10 +350,7 @@ impl Store {
             .fetch_all(pool)
             .await?;
             let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                let serial: String = r.try_get("serial")?;
-                let at: Option<i64> = r.try_get("revoked_at")?;
-                let reason: Option<String> = r.try_get("revocation_reason")?;
+            for (serial, at, reason) in rows {
                 match (at, reason) {
                     (Some(at), Some(reason)) => out.push((serial, at, reason)),
                     _ => {

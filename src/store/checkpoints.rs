@@ -8,7 +8,7 @@ use super::{Store, StoreError};
 use crate::clock::UnixTime;
 
 /// A checkpoint as stored: "audit entry `seq` had hash `hash`", signed at `at`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct AuditCheckpoint {
     pub id: i64,
     /// The audit entry checkpointed.
@@ -64,41 +64,23 @@ impl Store {
     /// Every checkpoint, by audit entry then by id.
     pub async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            use sqlx::Row as _;
-            let rows = sqlx::query(
+            Ok(sqlx::query_as::<_, AuditCheckpoint>(
                 "SELECT id, seq, hash, at, key_label, algorithm, public_key, signature \
                  FROM audit_checkpoints ORDER BY seq, id",
             )
             .fetch_all(pool)
-            .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push(AuditCheckpoint {
-                    id: r.try_get("id")?,
-                    seq: r.try_get("seq")?,
-                    hash: r.try_get("hash")?,
-                    at: r.try_get("at")?,
-                    key_label: r.try_get("key_label")?,
-                    algorithm: r.try_get("algorithm")?,
-                    public_key: r.try_get("public_key")?,
-                    signature: r.try_get("signature")?,
-                });
-            }
-            Ok(out)
+            .await?)
         })
     }
 
     /// The newest audit entry's number and hash, if the log is not empty.
     pub async fn last_audit(&self) -> Result<Option<(i64, String)>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            use sqlx::Row as _;
-            let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(pool)
-                .await?;
-            Ok(match row {
-                Some(r) => Some((r.try_get("seq")?, r.try_get("hash")?)),
-                None => None,
-            })
+            Ok(sqlx::query_as::<_, (i64, String)>(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+            )
+            .fetch_optional(pool)
+            .await?)
         })
     }
 }

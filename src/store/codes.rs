@@ -1,7 +1,8 @@
 //! One-time issuance codes: storing, claiming (with attempt counting) and redeeming.
 //!
 //! Owns the atomicity of a claim; a redemption's SQL runs in `issue_writer` (group commit),
-//! started from here. The code itself never reaches the
+//! started from here. What this file shares with the writer (replacing a code, comparing
+//! hashes) lives below both, in `issuance_parts`. The code itself never reaches the
 //! store, only its hash (hashing and code generation are the caller's). What counts as a
 //! wrong try is decided by [`decide`], a pure function:
 //! - a used code answers `AlreadyIssued` (same code, same key, certificate still current)
@@ -14,41 +15,13 @@
 
 use super::audit_chain::PreparedAudit;
 use super::backend::{WritePool, on_backend};
+use super::issuance_parts::{hash_eq, upsert_code};
 use super::issue_writer::{IssueWork, JobOutcome};
-use super::rows::{cert_cols, cert_from_row, code_from_row, user_from_row};
+use super::rows::cert_cols;
 use super::{
     CertRecord, CodeClaim, CodeRecord, CodeRefusal, NewAudit, Redeemed, Store, StoreError, User,
 };
 use crate::clock::UnixTime;
-
-/// Replaces any earlier code of the login by a fresh one.
-macro_rules! upsert_code {
-    ($ex:expr, $login:expr, $hash:expr, $now:expr, $expires:expr) => {
-        sqlx::query(
-            "INSERT INTO issuance_codes (login, code_hash, created_at, expires_at, \
-             failed_attempts, locked, used_at, used_serial, claim_spki_sha256) \
-             VALUES ($1, $2, $3, $4, 0, FALSE, NULL, NULL, NULL) \
-             ON CONFLICT (login) DO UPDATE SET code_hash = excluded.code_hash, \
-             created_at = excluded.created_at, expires_at = excluded.expires_at, \
-             failed_attempts = 0, locked = FALSE, used_at = NULL, used_serial = NULL, \
-             claim_spki_sha256 = NULL",
-        )
-        .bind($login)
-        .bind($hash)
-        .bind($now)
-        .bind($expires)
-        .execute($ex)
-        .await
-        .map_err(|e| {
-            $crate::store::error::on_violation(
-                e,
-                || "the issuance code changed meanwhile".to_owned(),
-                || format!("login ID {:?}", $login),
-            )
-        })
-    };
-}
-pub(crate) use upsert_code;
 
 impl Store {
     /// Stores a new code for `login`, replacing any earlier one (used, locked or not).
@@ -69,17 +42,13 @@ impl Store {
     /// The stored side of the login's code, if any.
     pub async fn code(&self, login: &str) -> Result<Option<CodeRecord>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            let row = sqlx::query(
+            Ok(sqlx::query_as::<_, CodeRecord>(
                 "SELECT login, code_hash, created_at, expires_at, failed_attempts, locked, \
                  used_at, used_serial FROM issuance_codes WHERE login = $1",
             )
             .bind(login)
             .fetch_optional(pool)
-            .await?;
-            Ok(match row {
-                Some(r) => Some(code_from_row!(r)),
-                None => None,
-            })
+            .await?)
         })
     }
 
@@ -98,18 +67,10 @@ impl Store {
         max_attempts: i64,
     ) -> Result<CodeClaim, StoreError> {
         let code = on_backend!(self, |pool, _PG| {
-            use sqlx::Row as _;
-            let row = sqlx::query(CLAIM_SELECT)
+            sqlx::query_as::<_, ReadCode>(CLAIM_SELECT)
                 .bind(login)
                 .fetch_optional(pool)
-                .await?;
-            match row {
-                Some(row) => Some(ReadCode {
-                    code: code_from_row!(row),
-                    claim_spki_sha256: row.try_get("claim_spki_sha256")?,
-                }),
-                None => None,
-            }
+                .await?
         });
         self.claim_read_code(login, code, presented_hash, spki_sha256, now, max_attempts)
             .await
@@ -123,8 +84,7 @@ impl Store {
         login: &str,
     ) -> Result<Option<IssuanceSubject>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            use sqlx::Row as _;
-            let row = sqlx::query(
+            let row = sqlx::query_as::<_, SubjectRow>(
                 "SELECT u.login, u.contract_id, u.role, u.email, u.enabled, u.created_at, \
                  c.enabled AS contract_enabled, k.login AS code_login, k.code_hash, \
                  k.created_at AS code_created_at, k.expires_at, k.failed_attempts, k.locked, \
@@ -135,31 +95,7 @@ impl Store {
             .bind(login)
             .fetch_optional(pool)
             .await?;
-            let Some(row) = row else {
-                return Ok(None);
-            };
-            let code_login: Option<String> = row.try_get("code_login")?;
-            let code = match code_login {
-                Some(code_login) => Some(ReadCode {
-                    code: CodeRecord {
-                        login: code_login,
-                        code_hash: row.try_get("code_hash")?,
-                        created_at: row.try_get("code_created_at")?,
-                        expires_at: row.try_get("expires_at")?,
-                        failed_attempts: row.try_get("failed_attempts")?,
-                        locked: row.try_get("locked")?,
-                        used_at: row.try_get("used_at")?,
-                        used_serial: row.try_get("used_serial")?,
-                    },
-                    claim_spki_sha256: row.try_get("claim_spki_sha256")?,
-                }),
-                None => None,
-            };
-            Ok(Some(IssuanceSubject {
-                user: user_from_row!(row),
-                contract_enabled: row.try_get("contract_enabled")?,
-                code,
-            }))
+            row.map(SubjectRow::into_subject).transpose()
         })
     }
 
@@ -207,12 +143,11 @@ impl Store {
         let matches = hash_eq(&read.code.code_hash, presented_hash);
         let mut decision = decide(&view, matches, spki_sha256, now, max_attempts);
         on_backend!(self, |pool, PG| {
-            use sqlx::Row as _;
             if let Decision::Wrong { .. } = decision {
                 // Counting writes: decide again under the row's write lock, so concurrent
                 // wrong tries all count and the lock lands exactly at the maximum.
                 let mut tx = pool.begin_write().await?;
-                let row = sqlx::query(if PG {
+                let row = sqlx::query_as::<_, ReadCode>(if PG {
                     CLAIM_SELECT_FOR_UPDATE
                 } else {
                     CLAIM_SELECT
@@ -220,16 +155,14 @@ impl Store {
                 .bind(login)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let Some(row) = row else {
+                let Some(locked_read) = row else {
                     return Ok(CodeClaim::Refused(CodeRefusal::NoCode));
                 };
-                let code = code_from_row!(row);
-                let claimed: Option<String> = row.try_get("claim_spki_sha256")?;
                 let view = CodeView {
-                    code: &code,
-                    claim_spki_sha256: claimed.as_deref(),
+                    code: &locked_read.code,
+                    claim_spki_sha256: locked_read.claim_spki_sha256.as_deref(),
                 };
-                let matches = hash_eq(&code.code_hash, presented_hash);
+                let matches = hash_eq(&locked_read.code.code_hash, presented_hash);
                 decision = decide(&view, matches, spki_sha256, now, max_attempts);
                 if let Decision::Wrong { lock, .. } = decision {
                     sqlx::query(
@@ -254,7 +187,7 @@ impl Store {
                     CodeRefusal::Wrong { remaining }
                 })),
                 Decision::AlreadyIssued(serial) => {
-                    let row = sqlx::query(concat!(
+                    let row = sqlx::query_as::<_, CertRecord>(concat!(
                         "SELECT ",
                         cert_cols!(),
                         " FROM certificates WHERE serial = $1"
@@ -263,7 +196,7 @@ impl Store {
                     .fetch_optional(pool)
                     .await?;
                     let cert = match row {
-                        Some(r) => cert_from_row!(r),
+                        Some(cert) => cert,
                         None => {
                             return Err(StoreError::Corrupt(format!(
                                 "the code of login ID {login:?} names a missing certificate"
@@ -349,11 +282,62 @@ pub struct IssuanceSubject {
     code: Option<ReadCode>,
 }
 
-/// A code row and the key it was claimed for, read without a lock.
-#[derive(Debug, Clone)]
+/// A code row and the key it was claimed for (as [`CLAIM_SELECT`] reads it).
+#[derive(Debug, Clone, sqlx::FromRow)]
 struct ReadCode {
+    #[sqlx(flatten)]
     code: CodeRecord,
     claim_spki_sha256: Option<String>,
+}
+
+/// The row [`Store::issuance_subject`] reads: a user, its contract's flag, and the columns
+/// of its code, all NULL when it has none (a LEFT JOIN, so every code column is optional
+/// here; `code_login` tells whether the code row exists).
+#[derive(sqlx::FromRow)]
+struct SubjectRow {
+    #[sqlx(flatten)]
+    user: User,
+    contract_enabled: Option<bool>,
+    code_login: Option<String>,
+    code_hash: Option<String>,
+    code_created_at: Option<UnixTime>,
+    expires_at: Option<UnixTime>,
+    failed_attempts: Option<i64>,
+    locked: Option<bool>,
+    used_at: Option<UnixTime>,
+    used_serial: Option<String>,
+    claim_spki_sha256: Option<String>,
+}
+
+impl SubjectRow {
+    fn into_subject(self) -> Result<IssuanceSubject, StoreError> {
+        let code = match self.code_login {
+            None => None,
+            Some(login) => {
+                // NOT NULL columns of an existing code row.
+                let missing =
+                    || StoreError::Corrupt(format!("the code row of {login:?} is incomplete"));
+                Some(ReadCode {
+                    code: CodeRecord {
+                        code_hash: self.code_hash.ok_or_else(missing)?,
+                        created_at: self.code_created_at.ok_or_else(missing)?,
+                        expires_at: self.expires_at.ok_or_else(missing)?,
+                        failed_attempts: self.failed_attempts.ok_or_else(missing)?,
+                        locked: self.locked.ok_or_else(missing)?,
+                        used_at: self.used_at,
+                        used_serial: self.used_serial,
+                        login,
+                    },
+                    claim_spki_sha256: self.claim_spki_sha256,
+                })
+            }
+        };
+        Ok(IssuanceSubject {
+            user: self.user,
+            contract_enabled: self.contract_enabled,
+            code,
+        })
+    }
 }
 
 /// The code row as a claim reads it.
@@ -417,21 +401,6 @@ pub(crate) fn decide(
     }
 }
 
-/// Compares two hashes in time independent of where they differ.
-pub(crate) fn hash_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let len_diff = (a.len() ^ b.len()) as u64;
-    // Walk the longer input whole so the time depends only on the lengths.
-    let n = a.len().max(b.len());
-    let mut diff = 0u8;
-    for i in 0..n {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0xff);
-        diff |= x ^ y;
-    }
-    len_diff == 0 && diff == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,15 +416,6 @@ mod tests {
             used_at: used.then_some(10),
             used_serial: used.then(|| "0a".to_owned()),
         }
-    }
-
-    #[test]
-    fn hash_eq_compares_whole_strings() {
-        assert!(hash_eq("abcd", "abcd"));
-        assert!(!hash_eq("abcd", "abce"));
-        assert!(!hash_eq("abcd", "abc"));
-        assert!(!hash_eq("", "a"));
-        assert!(hash_eq("", ""));
     }
 
     #[test]

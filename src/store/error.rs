@@ -37,8 +37,10 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation => {
                 Self::Conflict("a record with the same key already exists".into())
             }
-            sqlx::Error::ColumnDecode { index, .. } => {
-                Self::Corrupt(format!("column {index} cannot be decoded"))
+            // The source says why (e.g. an unknown status name); decoders never quote
+            // secrets, and the store keeps none in clear.
+            sqlx::Error::ColumnDecode { index, source } => {
+                Self::Corrupt(format!("column {index} cannot be decoded: {source}"))
             }
             sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
                 Self::Corrupt("a stored row cannot be decoded".into())

@@ -10,10 +10,13 @@
 //! this instance and, on PostgreSQL, through `NOTIFY certgate_cert` to the other instances.
 //!
 //! Layout: `backend` (pools, write transactions, migrations, the `on_backend!` macro that
-//! writes each operation once for both pools), `rows` (row decoding), one file per topic
-//! (`accounts`, `codes`, `certs`, `cas`, `audit_chain`, `notices`, `checkpoints`), `changes` (the broadcast
-//! channel and the PostgreSQL listener) and `issue_writer` (the group commit that issuance,
-//! renewal and audit appends go through).
+//! writes each operation once for both pools), `model` (the records, decoded from rows with
+//! `sqlx::FromRow`), `rows` (column lists), one file per topic (`accounts`, `codes`, `certs`,
+//! `cas`, `audit_chain`, `notices`, `checkpoints`, `enablement`), `changes` (the broadcast
+//! channel and the PostgreSQL listener), `issue_writer` (the group commit that issuance,
+//! renewal and audit appends go through) and `issuance_parts` (what the writer shares with
+//! `certs` and `codes`, below all three). Imports between these files run one way: the
+//! `import_order` test fails on a cycle.
 
 mod accounts;
 mod audit_chain;
@@ -25,6 +28,9 @@ mod checkpoints;
 mod codes;
 mod enablement;
 mod error;
+#[cfg(test)]
+mod import_order;
+mod issuance_parts;
 mod issue_writer;
 pub mod model;
 mod notices;

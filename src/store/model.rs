@@ -1,5 +1,10 @@
 //! Plain records as the store keeps them. Timestamps are Unix seconds (UTC); serials are
 //! lowercase hex without separators; hashes are lowercase hex SHA-256.
+//!
+//! The records decode from rows with `#[derive(sqlx::FromRow)]`, the same code for SQLite and
+//! PostgreSQL (integers are `i64` on both: the PostgreSQL columns are `BIGINT`; statuses and
+//! roles are stored as text and parsed through `TryFrom<String>`, an unknown one surfacing as
+//! `StoreError::Corrupt`).
 
 use crate::clock::UnixTime;
 
@@ -46,8 +51,16 @@ impl std::str::FromStr for Role {
     }
 }
 
+impl TryFrom<String> for Role {
+    type Error = String;
+    /// Decoding a stored role (`#[sqlx(try_from = "String")]`).
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 /// A customer contract: the tenant boundary.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Contract {
     pub id: String,
     pub name: String,
@@ -56,10 +69,11 @@ pub struct Contract {
 }
 
 /// A login ID. One current certificate at most, on one PC.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct User {
     pub login: String,
     pub contract_id: String,
+    #[sqlx(try_from = "String")]
     pub role: Role,
     pub email: String,
     pub enabled: bool,
@@ -102,8 +116,17 @@ impl std::str::FromStr for CertStatus {
     }
 }
 
+impl TryFrom<String> for CertStatus {
+    type Error = String;
+    /// Decoding a stored status (`#[sqlx(try_from = "String")]`).
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 /// An issued certificate with everything needed to check it without parsing the DER again.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Decoded from the columns of `rows::cert_cols!`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CertRecord {
     pub serial: String,
     pub login: String,
@@ -117,6 +140,7 @@ pub struct CertRecord {
     pub spki_sha256: String,
     pub not_before: UnixTime,
     pub not_after: UnixTime,
+    #[sqlx(try_from = "String")]
     pub status: CertStatus,
     pub superseded_at: Option<UnixTime>,
     pub revoked_at: Option<UnixTime>,
@@ -129,7 +153,7 @@ pub struct CertRecord {
 
 /// A CA certificate whose key lives in the HSM. Several exist during a rollover; exactly one
 /// is active (issues new certificates).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CaRecord {
     pub id: i64,
     /// Label of the key object in the token.
@@ -142,7 +166,7 @@ pub struct CaRecord {
 }
 
 /// The stored side of a one-time issuance code. The code itself is never stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CodeRecord {
     pub login: String,
     pub code_hash: String,
@@ -158,16 +182,18 @@ pub struct CodeRecord {
 
 /// Everything the gateway needs to decide whether a presented certificate may pass,
 /// read in one query.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CertStatusView {
+    #[sqlx(flatten)]
     pub cert: CertRecord,
+    #[sqlx(try_from = "String")]
     pub role: Role,
     pub user_enabled: bool,
     pub contract_enabled: bool,
 }
 
 /// One audit entry as written. `prev_hash` and `hash` chain every entry to the one before.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct AuditRecord {
     pub seq: i64,
     pub at: UnixTime,

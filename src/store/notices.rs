@@ -14,7 +14,7 @@ use super::{Store, StoreError};
 use crate::clock::UnixTime;
 
 /// A current certificate inside the notice window, with what is needed to write to its owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct NoticeCandidate {
     pub serial: String,
     pub login: String,
@@ -81,14 +81,22 @@ impl std::str::FromStr for OutboxState {
     }
 }
 
+impl TryFrom<String> for OutboxState {
+    type Error = String;
+    /// Decoding a stored state (`#[sqlx(try_from = "String")]`).
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 impl std::fmt::Display for OutboxState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-/// One e-mail of the outbox.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One e-mail of the outbox, decoded from the columns of `outbox_cols!`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct OutboxRow {
     pub id: i64,
     pub serial: String,
@@ -98,6 +106,7 @@ pub struct OutboxRow {
     pub language: String,
     pub subject: String,
     pub body: String,
+    #[sqlx(try_from = "String")]
     pub state: OutboxState,
     /// Delivery attempts started so far.
     pub attempts: i64,
@@ -117,38 +126,12 @@ pub struct OutboxCounts {
     pub cancelled: u64,
 }
 
+/// The columns [`OutboxRow`] decodes (a macro: spliced into statements with `concat!`).
 macro_rules! outbox_cols {
     () => {
         "id, serial, notice_days, login, recipient, language, subject, body, state, attempts, \
          next_attempt_at, last_error, created_at, updated_at, sent_at"
     };
-}
-
-macro_rules! outbox_from_row {
-    ($row:expr) => {{
-        use sqlx::Row as _;
-        let row = &$row;
-        OutboxRow {
-            id: row.try_get("id")?,
-            serial: row.try_get("serial")?,
-            notice_days: row.try_get("notice_days")?,
-            login: row.try_get("login")?,
-            recipient: row.try_get("recipient")?,
-            language: row.try_get("language")?,
-            subject: row.try_get("subject")?,
-            body: row.try_get("body")?,
-            state: row
-                .try_get::<String, _>("state")?
-                .parse()
-                .map_err(StoreError::Corrupt)?,
-            attempts: row.try_get("attempts")?,
-            next_attempt_at: row.try_get("next_attempt_at")?,
-            last_error: row.try_get("last_error")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-            sent_at: row.try_get("sent_at")?,
-        }
-    }};
 }
 
 /// Why a pending row is cancelled, computed from its certificate inside the UPDATE.
@@ -166,8 +149,7 @@ impl Store {
         until: UnixTime,
     ) -> Result<Vec<NoticeCandidate>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            use sqlx::Row as _;
-            let rows = sqlx::query(
+            Ok(sqlx::query_as::<_, NoticeCandidate>(
                 "SELECT c.serial, c.login, c.contract_id, k.name AS contract_name, u.email, \
                  c.not_after, \
                  (SELECT MIN(n.notice_days) FROM notices n WHERE n.serial = c.serial) \
@@ -182,20 +164,7 @@ impl Store {
             .bind(now)
             .bind(until)
             .fetch_all(pool)
-            .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push(NoticeCandidate {
-                    serial: r.try_get("serial")?,
-                    login: r.try_get("login")?,
-                    contract_id: r.try_get("contract_id")?,
-                    contract_name: r.try_get("contract_name")?,
-                    email: r.try_get("email")?,
-                    not_after: r.try_get("not_after")?,
-                    decided_min: r.try_get("decided_min")?,
-                });
-            }
-            Ok(out)
+            .await?)
         })
     }
 
@@ -266,18 +235,12 @@ impl Store {
     /// urgent first.
     pub async fn notice_decisions(&self, serial: &str) -> Result<Vec<(i64, String)>, StoreError> {
         on_backend!(self, |pool, _PG| {
-            use sqlx::Row as _;
-            let rows = sqlx::query(
+            Ok(sqlx::query_as::<_, (i64, String)>(
                 "SELECT notice_days, state FROM notices WHERE serial = $1 ORDER BY notice_days",
             )
             .bind(serial)
             .fetch_all(pool)
-            .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push((r.try_get("notice_days")?, r.try_get("state")?));
-            }
-            Ok(out)
+            .await?)
         })
     }
 
@@ -332,17 +295,13 @@ impl Store {
                 if PG { " FOR UPDATE SKIP LOCKED" } else { "" },
                 outbox_cols!()
             );
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            let mut out = sqlx::query_as::<_, OutboxRow>(sqlx::AssertSqlSafe(sql))
                 .bind(now)
                 .bind(token)
                 .bind(lease_until)
                 .bind(limit)
                 .fetch_all(&mut *tx)
                 .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push(outbox_from_row!(r));
-            }
             tx.commit().await?;
             out.sort_by_key(|r| r.id);
             Ok(out)
@@ -419,36 +378,28 @@ impl Store {
     pub async fn outbox(&self, state: Option<OutboxState>) -> Result<Vec<OutboxRow>, StoreError> {
         let state = state.map(OutboxState::as_str);
         on_backend!(self, |pool, _PG| {
-            let rows = sqlx::query(concat!(
+            Ok(sqlx::query_as::<_, OutboxRow>(concat!(
                 "SELECT ",
                 outbox_cols!(),
                 " FROM notice_outbox WHERE ($1 IS NULL OR state = $1) ORDER BY id"
             ))
             .bind(state)
             .fetch_all(pool)
-            .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push(outbox_from_row!(r));
-            }
-            Ok(out)
+            .await?)
         })
     }
 
     /// How many outbox rows are in each state.
     pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
         on_backend!(self, |pool, _PG| {
-            use sqlx::Row as _;
-            let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM notice_outbox GROUP BY state")
-                .fetch_all(pool)
-                .await?;
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as("SELECT state, COUNT(*) AS n FROM notice_outbox GROUP BY state")
+                    .fetch_all(pool)
+                    .await?;
             let mut counts = OutboxCounts::default();
-            for r in rows {
-                let n = u64::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0);
-                let state: OutboxState = r
-                    .try_get::<String, _>("state")?
-                    .parse()
-                    .map_err(StoreError::Corrupt)?;
+            for (state, n) in rows {
+                let n = u64::try_from(n).unwrap_or(0);
+                let state: OutboxState = state.parse().map_err(StoreError::Corrupt)?;
                 match state {
                     OutboxState::Pending => counts.pending = n,
                     OutboxState::Sent => counts.sent = n,

@@ -13,7 +13,7 @@ use http::{Method, StatusCode};
 use tokio::sync::Mutex;
 use x509_ocsp::OcspResponseStatus;
 
-use crate::ca::crl::RevokedEntry;
+use crate::ca::crl::CrlContents;
 use crate::ca::ocsp::{self, OcspIssuer, OcspStatus};
 use crate::ca::{Authority, RevocationReason};
 use crate::clock::{Clock, UnixTime};
@@ -135,26 +135,18 @@ impl Revocation {
             .store
             .revoked_for_crl(ca_id, now)
             .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|(serial, revoked_at, reason)| RevokedEntry {
-                serial,
-                revoked_at,
-                reason,
-            })
-            .collect::<Vec<_>>();
+            .map_err(|e| e.to_string())?;
         let number = self
             .store
             .next_crl_number(ca_id)
             .await
             .map_err(|e| e.to_string())?;
+        let contents = CrlContents::complete(number, now, CRL_VALIDITY, revoked);
         let authority = signer.authority.clone();
-        let der = tokio::task::spawn_blocking(move || {
-            authority.sign_crl(&revoked, number, now, now + CRL_VALIDITY)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        let der = tokio::task::spawn_blocking(move || authority.sign_crl(&contents))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         let der = Bytes::from(der);
         crls.insert(
             ca_id,
