@@ -17,7 +17,7 @@ use certgate::ca::{Authority, ClientSubject, IssuancePolicy, KeyBackend, csr};
 use certgate::clock::{Clock, SystemClock};
 use certgate::config::Config;
 use certgate::hsm::{Hsm, HsmSettings};
-use certgate::lifecycle::{Lifecycle, LifecycleSettings};
+use certgate::lifecycle::{Authorization, Lifecycle, LifecycleSettings};
 use certgate::store::{CertStatus, Contract, Role, Store, User};
 use serde_json::json;
 
@@ -146,9 +146,13 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
                     let Some((login, code, csr)) = jobs.get(i) else {
                         return Ok::<_, anyhow::Error>(());
                     };
-                    let cert = lc
-                        .obtain(&Actor::User(login.clone()), login, code, csr.as_bytes())
-                        .await?;
+                    let requester = Actor::User(login.clone());
+                    let authorization = Authorization::IssuanceCode {
+                        login,
+                        code,
+                        requester: &requester,
+                    };
+                    let cert = lc.enroll(authorization, csr.as_bytes()).await?;
                     if cert.status != CertStatus::Current {
                         bail!("obtain returned a certificate that is not current");
                     }
