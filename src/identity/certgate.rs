@@ -6,7 +6,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::format::{IdentityError, IdentityFormat, OwnedName, WriteContext, header_value};
-use super::peer::ViewHeaders;
+use super::peer::{VIEW_HEADERS, ViewHeaders};
 use crate::config::IdentityFormatName;
 use crate::store::CertStatusView;
 
@@ -21,8 +21,17 @@ pub const RENEWAL_DUE: &str = "x-certgate-renewal-due";
 /// The namespace this format owns.
 const PREFIX: &str = "x-certgate-";
 
-/// Parsed once: inserting it parses and validates nothing per request.
+/// Parsed at compile time: inserting them parses, validates and clones nothing per request.
 const RENEWAL_DUE_NAME: HeaderName = HeaderName::from_static(RENEWAL_DUE);
+/// The names of the values [`view_headers`] makes, in its order.
+const VIEW_NAMES: [HeaderName; VIEW_HEADERS] = [
+    HeaderName::from_static(USER),
+    HeaderName::from_static(CONTRACT),
+    HeaderName::from_static(ROLE),
+    HeaderName::from_static(CERT_SERIAL),
+    HeaderName::from_static(CERT_SHA256),
+    HeaderName::from_static(CERT_NOT_AFTER),
+];
 
 /// The values of the headers that depend only on the view of one certificate.
 pub fn view_headers(view: &CertStatusView) -> Result<ViewHeaders, IdentityError> {
@@ -34,16 +43,14 @@ pub fn view_headers(view: &CertStatusView) -> Result<ViewHeaders, IdentityError>
                 .ok()
         })
         .ok_or(IdentityError::Value(CERT_NOT_AFTER))?;
-    let pair =
-        |name: &'static str, v: &str| Ok((HeaderName::from_static(name), header_value(name, v)?));
-    Ok(ViewHeaders::new(Box::new([
-        pair(USER, &c.login)?,
-        pair(CONTRACT, &c.contract_id)?,
-        pair(ROLE, view.role.as_str())?,
-        pair(CERT_SERIAL, &c.serial)?,
-        pair(CERT_SHA256, &c.sha256)?,
-        pair(CERT_NOT_AFTER, &not_after)?,
-    ])))
+    Ok(ViewHeaders::new([
+        header_value(USER, &c.login)?,
+        header_value(CONTRACT, &c.contract_id)?,
+        header_value(ROLE, view.role.as_str())?,
+        header_value(CERT_SERIAL, &c.serial)?,
+        header_value(CERT_SHA256, &c.sha256)?,
+        header_value(CERT_NOT_AFTER, &not_after)?,
+    ]))
 }
 
 /// The `X-Certgate-*` headers.
@@ -60,10 +67,10 @@ impl IdentityFormat for Certgate {
     }
 
     fn write(&self, headers: &mut HeaderMap, cx: &WriteContext<'_>) -> Result<(), IdentityError> {
-        let pairs = cx.view_headers.pairs();
-        headers.reserve(pairs.len() + 1);
-        for (name, value) in pairs {
-            headers.insert(name.clone(), value.clone());
+        let values = cx.view_headers.values();
+        headers.reserve(VIEW_HEADERS + 1);
+        for (name, value) in VIEW_NAMES.into_iter().zip(values) {
+            headers.insert(name, value.clone());
         }
         headers.insert(
             RENEWAL_DUE_NAME,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 
 use crate::clock::{DAY, UnixTime};
 use crate::store::{CertStatusView, Role};
@@ -78,16 +78,20 @@ impl PeerIdentity {
 /// reference count, not a copy).
 #[derive(Debug)]
 pub struct ViewHeaders {
-    pairs: Box<[(HeaderName, HeaderValue)]>,
+    /// In the order of the names the `certgate` format writes them under.
+    values: [HeaderValue; VIEW_HEADERS],
 }
 
+/// How many header values depend only on the view.
+pub(super) const VIEW_HEADERS: usize = 6;
+
 impl ViewHeaders {
-    pub(super) fn new(pairs: Box<[(HeaderName, HeaderValue)]>) -> Self {
-        Self { pairs }
+    pub(super) fn new(values: [HeaderValue; VIEW_HEADERS]) -> Self {
+        Self { values }
     }
 
-    /// The names and values, in the order they were made.
-    pub fn pairs(&self) -> &[(HeaderName, HeaderValue)] {
-        &self.pairs
+    /// The values, in the order they were made.
+    pub(super) fn values(&self) -> &[HeaderValue; VIEW_HEADERS] {
+        &self.values
     }
 }
