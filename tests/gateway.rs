@@ -927,3 +927,71 @@ async fn a_client_that_reads_a_large_answer_slowly_keeps_its_connection() {
     assert!(body.contains("/next"), "{body}");
     h.shutdown().await;
 }
+
+/// An app that closes each connection after one answer (as one whose keep-alive ran out
+/// does) sends no `Connection: close`: the gateway notices the pooled connection is gone and
+/// every request still gets through, each on a new connection, none answered 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_closing_each_connection_still_answers_every_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let h = Harness::sqlite().await;
+    let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_addr = app.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let seen = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = app.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nclosed")
+                    .await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    let mut text = std::fs::read_to_string(&h.config_path).unwrap();
+    text = text.replace(
+        "[admin]",
+        &format!(
+            "[[route]]\nprefix = \"/closing\"\nupstream = \"http://{app_addr}\"\nauth = \"public\"\n\n[admin]"
+        ),
+    );
+    std::fs::write(&h.config_path, text).unwrap();
+    let mut conn = h.h1(None).await;
+    let mut reloaded = false;
+    for _ in 0..50 {
+        if conn.get("/closing/x").await.unwrap().body == "closed" {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(reloaded, "the new route was never served");
+
+    let before = connections.load(Ordering::SeqCst);
+    for i in 0..20 {
+        let a = conn.get(&format!("/closing/{i}")).await.unwrap();
+        assert_eq!(
+            (a.status.as_u16(), a.body.as_str()),
+            (200, "closed"),
+            "request {i}"
+        );
+        // As between a person's clicks: the pooled connection's task reads the app's close
+        // before the next request (one written into a closing socket fails, as anywhere).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(connections.load(Ordering::SeqCst) - before, 20);
+    h.shutdown().await;
+}

@@ -10,11 +10,10 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use super::refusal::Problem;
+use super::upstream_pool::{PoolSettings, SendError, UpstreamPool};
 use crate::config::{ConfigError, RouteConfig};
 use crate::http_common::body::ProxyBody;
 
@@ -34,17 +33,21 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Idle upstream connections kept per worker thread and route.
+const MAX_IDLE_PER_WORKER: usize = 64;
+/// An idle upstream connection older than this is closed, not used (apps commonly close
+/// theirs after 60 s or more; a shorter one is noticed as closed and not used either).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+
 /// The client side of one route.
 #[derive(Debug)]
 pub struct Upstream {
-    scheme: Scheme,
     authority: Authority,
     /// The Host header sent upstream (the upstream's authority), made once.
     host: HeaderValue,
     base_path: String,
-    /// One pool per worker thread: a request is sent on a connection owned by its own
-    /// thread's event loop (see `workers`).
-    clients: Vec<Client<HttpConnector, ProxyBody>>,
+    /// Connections owned by each worker thread's event loop (see `workers`).
+    pool: UpstreamPool,
     response_timeout: Duration,
 }
 
@@ -56,30 +59,26 @@ impl Upstream {
         let uri: Uri = route.upstream.parse().map_err(|_| bad())?;
         let authority = uri.authority().cloned().ok_or_else(bad)?;
         let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(route.connect_timeout_secs)));
-        connector.set_nodelay(true);
-        let clients = (0..workers.max(1))
-            .map(|_| {
-                Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(Duration::from_secs(90))
-                    .build(connector.clone())
-            })
-            .collect();
+        if uri.scheme() != Some(&Scheme::HTTP) {
+            return Err(bad());
+        }
+        let settings = PoolSettings {
+            addr: format!(
+                "{}:{}",
+                authority.host(),
+                authority.port_u16().unwrap_or(80)
+            ),
+            connect_timeout: Duration::from_secs(route.connect_timeout_secs),
+            idle_timeout: IDLE_TIMEOUT,
+            max_idle_per_worker: MAX_IDLE_PER_WORKER,
+        };
         Ok(Self {
-            scheme: Scheme::HTTP,
             authority,
             host,
             base_path: uri.path().trim_end_matches('/').to_string(),
-            clients,
+            pool: UpstreamPool::new(settings, workers),
             response_timeout: Duration::from_secs(route.response_timeout_secs),
         })
-    }
-
-    fn client(&self) -> &Client<HttpConnector, ProxyBody> {
-        let i = super::workers::current_index() % self.clients.len();
-        &self.clients[i]
     }
 
     /// Sends `req` (whose headers the caller has sanitized) and returns the upstream's
@@ -101,20 +100,18 @@ impl Upstream {
                     .map_err(|_| Problem::BadRequest)?
             }
         };
-        *req.uri_mut() = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(target)
-            .build()
-            .map_err(|_| Problem::BadRequest)?;
+        // Origin form: the request line carries the path, the Host header the authority.
+        *req.uri_mut() = Uri::from(target);
         *req.version_mut() = Version::HTTP_11;
         req.headers_mut().insert(header::HOST, self.host.clone());
 
-        let sent = tokio::time::timeout(self.response_timeout, self.client().request(req)).await;
+        let sent = tokio::time::timeout(self.response_timeout, self.pool.send(req)).await;
         let mut resp = match sent {
             Err(_) => return Err(Problem::UpstreamTimeout),
             Ok(Err(e)) => {
-                if let Some(p) = client_body_problem(&e) {
+                if let SendError::Exchange(he) = &e
+                    && let Some(p) = client_body_problem(he)
+                {
                     tracing::info!(upstream = %self.authority, error = %crate::telemetry::error_chain(&e), "the client's request body failed");
                     return Err(p);
                 }

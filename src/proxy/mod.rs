@@ -25,6 +25,7 @@ mod refusal;
 mod reload;
 mod routes;
 mod server;
+mod upstream_pool;
 mod workers;
 
 pub use local::{LocalContext, LocalService, NoLocalService};
@@ -145,14 +146,18 @@ impl Gateway {
         let runtime = reload::build_runtime(config, &anchors, &parts.cache, &parts.metrics)?;
         let (tx, rx) = watch::channel(Arc::new(runtime));
         let trigger = Arc::new(Notify::new());
-        let reloader = reload::Reloader {
+        let mut reloader = reload::Reloader {
             config_path: parts.config_path,
             tx,
             cache: Arc::clone(&parts.cache),
             metrics: Arc::clone(&parts.metrics),
             trigger: Arc::clone(&trigger),
             addrs,
+            loaded: 0,
         };
+        // Taken now, not when the reloader's task first runs: a change made in between
+        // would otherwise count as already seen and never be loaded.
+        reloader.loaded = reloader.fingerprint();
         Ok(Self {
             shared: Arc::new(Shared {
                 runtime: rx,

@@ -67,6 +67,8 @@ pub(crate) struct Reloader {
     pub trigger: Arc<Notify>,
     /// The listener addresses as configured at start; they cannot change without a restart.
     pub addrs: Vec<SocketAddr>,
+    /// The watched files' fingerprint when the running configuration was built.
+    pub loaded: u64,
 }
 
 impl Reloader {
@@ -89,7 +91,7 @@ impl Reloader {
         let mut files_tick = tokio::time::interval(poll);
         let mut anchors_tick = tokio::time::interval(anchors_every);
         anchors_tick.reset();
-        let mut seen = self.fingerprint();
+        let mut seen = self.loaded;
         loop {
             tokio::select! {
                 _ = crate::http_common::stopped(&mut stop) => return,
@@ -173,7 +175,7 @@ impl Reloader {
     }
 
     /// A digest of the watched files' contents (a missing file counts as a state too).
-    fn fingerprint(&self) -> u64 {
+    pub(crate) fn fingerprint(&self) -> u64 {
         let rt = self.tx.borrow();
         let mut files = vec![self.config_path.clone()];
         for l in &rt.config.listeners {
