@@ -288,6 +288,43 @@ fn renew(fx: &Fixture, run: &Running, name: &str, cert: &Path, key: &Path) -> (P
     (renewed, new_key)
 }
 
+/// pkilint (when installed; required under CI) finds nothing at WARNING on the CRL, which
+/// now lists held, superseded and revoked entries, nor on the OCSP answer for `held`.
+fn pkilint_clean(fx: &Fixture, run: &Running, held: &Path) {
+    if Command::new("lint_crl").arg("--help").output().is_err() {
+        crate::fixture::missing("pkilint (lint_crl) is not installed");
+        return;
+    }
+    let crl = fx.path(&format!("crl-{}.der", run.https));
+    let resp = fx.path("held-ocsp.der");
+    let (ok, out) = run_ok(
+        Command::new("openssl")
+            .args(["ocsp", "-no_nonce", "-issuer"])
+            .arg(&run.ca)
+            .arg("-cert")
+            .arg(held)
+            .args(["-url", &run.url("/ocsp"), "-respout"])
+            .arg(&resp)
+            .args(["-noverify"]),
+    );
+    assert!(ok && out.contains("Reason: certificateHold"), "{out}");
+    for (tool, args, file) in [
+        (
+            "lint_crl",
+            &["lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING"][..],
+            &crl,
+        ),
+        ("lint_ocsp_response", &["lint", "-s", "WARNING"][..], &resp),
+    ] {
+        let (ok, out) = run_ok(Command::new(tool).args(args).arg(file));
+        assert!(
+            ok && out.trim().is_empty(),
+            "{tool} {}:\n{out}",
+            file.display()
+        );
+    }
+}
+
 fn check_all(fx: &Fixture, runs: &[&Running], cases: &[Case]) {
     for run in runs {
         for case in cases {
@@ -378,6 +415,7 @@ fn one_verdict_everywhere(db: Db) {
         },
     ];
     check_all(&fx, &[&a, &b], &cases);
+    pkilint_clean(&fx, &a, &frank);
 
     // A hold is lifted: good again everywhere, and off the next CRL.
     fx.ok(&["user", "enable", "frank"]);
