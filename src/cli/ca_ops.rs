@@ -314,7 +314,8 @@ async fn activate(cfg: &Config, id: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn crl(cfg: &Config, id: Option<i64>, out: &Path, hours: u32) -> anyhow::Result<()> {
+async fn crl(cfg: &Config, id: Option<i64>, out: &Path, hours: Option<u32>) -> anyhow::Result<()> {
+    let hours = hours.unwrap_or(cfg.revocation.crl_validity_hours);
     let store = context::open_store(cfg).await?;
     let record = match id {
         Some(id) => find(&store, id).await?,
