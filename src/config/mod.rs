@@ -393,6 +393,19 @@ mod tests {
     }
 
     #[test]
+    fn revocation_validity_must_outlast_its_refresh() {
+        let cfg = Config::parse(EXAMPLE, "example", Path::new(".")).unwrap();
+        assert_eq!(cfg.revocation.crl_validity_hours, 24);
+        assert_eq!(cfg.revocation.ocsp_validity_secs, 3600);
+        let text = EXAMPLE.replace("crl_validity_hours = 24", "crl_validity_hours = 1");
+        let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("crl_refresh_secs"), "{err}");
+        let text = EXAMPLE.replace("ocsp_validity_secs = 3600", "ocsp_validity_secs = 10");
+        let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("ocsp_validity_secs"), "{err}");
+    }
+
+    #[test]
     fn both_pin_sources_are_refused() {
         let text = EXAMPLE.replace("pin_env = ", "pin_file = \"/x\"\npin_env = ");
         let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
