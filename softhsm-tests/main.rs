@@ -12,6 +12,7 @@ mod keystore;
 mod lifecycle;
 mod notices;
 mod ops;
+mod status_agreement;
 mod support;
 
 /// The SMTP sink process shared with the notice tests in `tests/`.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use certgate::store::{
     AuditRecord, CertChange, CertFilter, CertRecord, CertStatus, CodeClaim, CodeRefusal, Contract,
-    GENESIS_HASH, NewAudit, Redeemed, Role, Store, StoreError, User, audit_hash,
-    verify_audit_chain,
+    GENESIS_HASH, NewAudit, Redeemed, Role, ServerCertRecord, StatusFacts, Store, StoreError, User,
+    audit_hash, verify_audit_chain,
 };
 use db::{Kind, TestDb};
 
@@ -54,7 +54,7 @@ on_both!(
     retire_superseded,
     certificate_status_joins_user_and_contract,
     users_and_contracts_switch_off_and_on,
-    revoked_for_crl,
+    crl_candidates,
     cas_and_crl_numbers,
     audit_chain,
     changes_announced_after_revoke,
@@ -797,6 +797,11 @@ async fn users_and_contracts_switch_off_and_on(db: &TestDb) {
     let v = s.certificate_status("e1").await.unwrap().unwrap();
     assert!(!v.user_enabled && v.contract_enabled);
     assert_eq!(v.cert.status, CertStatus::Current);
+    // When it was switched off: the hold's start for OCSP and the CRL.
+    assert_eq!(
+        (v.user_disabled_at, v.contract_disabled_at),
+        (Some(T0), None)
+    );
     // Off again: nothing changes and nothing is recorded.
     assert!(
         !s.set_user_enabled_audited("bob", false, &staff("user.disable", "bob"))
@@ -816,13 +821,9 @@ async fn users_and_contracts_switch_off_and_on(db: &TestDb) {
             .unwrap()
     );
     expect_change(&mut rx, "e1").await;
-    assert!(
-        s.certificate_status("e1")
-            .await
-            .unwrap()
-            .unwrap()
-            .user_enabled
-    );
+    let v = s.certificate_status("e1").await.unwrap().unwrap();
+    assert!(v.user_enabled);
+    assert_eq!(v.user_disabled_at, None);
 
     // Unknown names: an error, and nothing recorded.
     assert!(matches!(
@@ -852,8 +853,20 @@ async fn users_and_contracts_switch_off_and_on(db: &TestDb) {
     assert_eq!(log[before + 2].action, "contract.disable");
 }
 
-async fn revoked_for_crl(db: &TestDb) {
+/// The CRL's candidates through the one status rule: revoked, superseded past the overlap,
+/// held (disabled login ID) and revoked server certificates; current, overlapping and
+/// expired ones are not listed; each CA has its own.
+async fn crl_candidates(db: &TestDb) {
+    let entries = |facts: &[StatusFacts], now, overlap| -> Vec<(String, i64, Option<u8>)> {
+        certgate::status::crl_entries(facts, now, overlap)
+            .into_iter()
+            .map(|e| (e.serial, e.revoked_at, e.reason_code))
+            .collect()
+    };
     let (s, ca1) = setup(db).await;
+    s.insert_user(&user("carol", "c1", Role::General))
+        .await
+        .unwrap();
     issue(&s, "alice", "l1", ca1, T0).await; // not_after = T0 + 365 days
     issue(&s, "bob", "l2", ca1, T0 + 10 * DAY).await;
     s.revoke("l2", "keyCompromise", T0 + 11 * DAY)
@@ -868,31 +881,102 @@ async fn revoked_for_crl(db: &TestDb) {
     s.revoke("l3", "keyCompromise", T0 + 21 * DAY)
         .await
         .unwrap();
-    // Current certificates are never listed.
+    // bob renews l4 into l5 at T0+31d: l4 is good for the 7-day overlap, then superseded.
     issue(&s, "bob", "l4", ca1, T0 + 30 * DAY).await;
-
+    s.complete_renewal(
+        "l4",
+        &cert("l5", "bob", ca1, "k5", T0 + 31 * DAY),
+        T0 + 31 * DAY,
+    )
+    .await
+    .unwrap();
+    // carol is disabled at T0 (staff_entry's time): her certificate is on hold from then.
+    issue(&s, "carol", "l6", ca1, T0 + 40 * DAY).await;
+    s.set_user_enabled_audited("carol", false, &staff_entry("user.disable", "carol"))
+        .await
+        .unwrap();
+    // A server certificate, revoked.
+    let server = ServerCertRecord {
+        serial: "a1".into(),
+        ca_id: ca1,
+        names: "gw.example".into(),
+        der: vec![0x30, 0x03, 0x02, 0x01, 0x02],
+        sha256: "sha-of-a1".into(),
+        not_before: T0,
+        not_after: T0 + 200 * DAY,
+        status: CertStatus::Current,
+        revoked_at: None,
+        revocation_reason: None,
+        created_at: T0,
+    };
+    s.insert_server_certificate_audited(&server, &staff_entry("server_cert.issue", "a1"))
+        .await
+        .unwrap();
+    assert!(
+        entries(
+            &s.facts_for_crl(ca1, T0 + 50 * DAY).await.unwrap(),
+            T0 + 50 * DAY,
+            7 * DAY
+        )
+        .iter()
+        .all(|(serial, _, _)| serial != "a1")
+    );
+    s.revoke_server_certificate_audited("a1", "cessationOfOperation", T0 + 60 * DAY, |_| {
+        staff_entry("server_cert.revoke", "a1")
+    })
+    .await
+    .unwrap();
     assert_eq!(
-        s.revoked_for_crl(ca1, T0 + 100 * DAY).await.unwrap(),
+        s.status_facts("a1").await.unwrap().map(|f| f.revoked_at),
+        Some(Some(T0 + 60 * DAY))
+    );
+
+    let week = 7 * DAY;
+    let at = T0 + 36 * DAY; // l4 still within its overlap: not listed
+    assert_eq!(
+        entries(&s.facts_for_crl(ca1, at).await.unwrap(), at, week),
         vec![
-            ("l2".to_owned(), T0 + 11 * DAY, "keyCompromise".to_owned()),
-            (
-                "l1".to_owned(),
-                T0 + 12 * DAY,
-                "affiliationChanged".to_owned()
-            ),
+            ("l6".to_owned(), T0, Some(6)),
+            ("l2".to_owned(), T0 + 11 * DAY, Some(1)),
+            ("l1".to_owned(), T0 + 12 * DAY, Some(3)),
+            ("a1".to_owned(), T0 + 60 * DAY, Some(5)),
         ]
     );
-    // l1 expired at T0+365d: past that, only l2 (until T0+375d) remains.
+    let at = T0 + 100 * DAY; // l4 past its overlap, a1 revoked
     assert_eq!(
-        s.revoked_for_crl(ca1, T0 + 365 * DAY).await.unwrap(),
-        vec![("l2".to_owned(), T0 + 11 * DAY, "keyCompromise".to_owned())]
+        entries(&s.facts_for_crl(ca1, at).await.unwrap(), at, week),
+        vec![
+            ("l6".to_owned(), T0, Some(6)),
+            ("l2".to_owned(), T0 + 11 * DAY, Some(1)),
+            ("l1".to_owned(), T0 + 12 * DAY, Some(3)),
+            ("l4".to_owned(), T0 + 38 * DAY, Some(4)),
+            ("a1".to_owned(), T0 + 60 * DAY, Some(5)),
+        ]
+    );
+    // Enabled again: carol's certificate leaves the next CRL.
+    s.set_user_enabled_audited("carol", true, &staff_entry("user.enable", "carol"))
+        .await
+        .unwrap();
+    assert!(
+        entries(&s.facts_for_crl(ca1, at).await.unwrap(), at, week)
+            .iter()
+            .all(|(serial, _, _)| serial != "l6")
+    );
+    // l1 expired at T0+365d (a1 at T0+200d): dropped; l2 stays until T0+375d.
+    let at = T0 + 366 * DAY;
+    assert_eq!(
+        entries(&s.facts_for_crl(ca1, at).await.unwrap(), at, week),
+        vec![
+            ("l2".to_owned(), T0 + 11 * DAY, Some(1)),
+            ("l4".to_owned(), T0 + 38 * DAY, Some(4)),
+        ]
     );
     assert_eq!(
-        s.revoked_for_crl(ca2, T0).await.unwrap(),
-        vec![("l3".to_owned(), T0 + 21 * DAY, "keyCompromise".to_owned())]
+        entries(&s.facts_for_crl(ca2, T0).await.unwrap(), T0, week),
+        vec![("l3".to_owned(), T0 + 21 * DAY, Some(1))]
     );
     assert!(
-        s.revoked_for_crl(ca1, T0 + 400 * DAY)
+        s.facts_for_crl(ca1, T0 + 800 * DAY)
             .await
             .unwrap()
             .is_empty()

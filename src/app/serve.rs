@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::lifecycle::{Lifecycle, LifecycleSettings};
 use crate::notify::{NotifyCollector, NotifyContext};
 use crate::store::Store;
-use crate::web::{CaSigner, Revocation, Web};
+use crate::web::{CaSigner, Revocation, RevocationSettings, Web};
 
 use super::open as context;
 use super::server::{Server, ServerDeps};
@@ -72,7 +72,12 @@ pub async fn run(
             ocsp: std::sync::Arc::new(ocsp),
         });
     }
-    let revocation = Revocation::new(store.clone(), clock.clone(), signers);
+    let revocation = Revocation::new(
+        store.clone(),
+        clock.clone(),
+        signers,
+        RevocationSettings::from_config(&cfg),
+    );
     let _follow = revocation.follow_changes();
 
     let active_record = store

@@ -10,7 +10,7 @@
 use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
 use time::OffsetDateTime;
 
-use super::{Authority, CaError, RevocationReason};
+use super::{Authority, CaError};
 use crate::clock::UnixTime;
 
 /// One revoked certificate as the CRL lists it.
@@ -19,19 +19,8 @@ pub struct RevokedEntry {
     /// Lowercase hex serial.
     pub serial: String,
     pub revoked_at: UnixTime,
-    /// RFC 5280 reason name as stored.
-    pub reason: String,
-}
-
-impl From<(String, UnixTime, String)> for RevokedEntry {
-    /// From the store's form: (serial, revoked at, reason).
-    fn from((serial, revoked_at, reason): (String, UnixTime, String)) -> Self {
-        Self {
-            serial,
-            revoked_at,
-            reason,
-        }
-    }
+    /// The CRLReason code (RFC 5280 §5.3.1), `None` for no reason extension.
+    pub reason_code: Option<u8>,
 }
 
 /// What a CRL says, before it is signed.
@@ -49,34 +38,40 @@ pub struct CrlContents {
 
 impl CrlContents {
     /// A complete CRL numbered `number`, made at `now` and valid for `validity` seconds,
-    /// listing `revoked` as the store returns it: (serial, revoked at, reason).
+    /// listing `revoked`.
     pub fn complete(
         number: i64,
         now: UnixTime,
         validity: i64,
-        revoked: impl IntoIterator<Item = (String, UnixTime, String)>,
+        revoked: impl IntoIterator<Item = RevokedEntry>,
     ) -> Self {
         Self {
             number,
             this_update: now,
             next_update: now.saturating_add(validity),
-            revoked: revoked.into_iter().map(RevokedEntry::from).collect(),
+            revoked: revoked.into_iter().collect(),
         }
     }
 }
 
-fn rcgen_reason(name: &str) -> Option<rcgen::RevocationReason> {
+fn rcgen_reason(code: Option<u8>) -> Result<Option<rcgen::RevocationReason>, CaError> {
     use rcgen::RevocationReason as R;
     // RFC 5280 §5.3.1: the reason code "unspecified" should be absent rather than listed.
-    match name.parse::<RevocationReason>().ok()? {
-        RevocationReason::Unspecified => None,
-        RevocationReason::KeyCompromise => Some(R::KeyCompromise),
-        RevocationReason::CaCompromise => Some(R::CaCompromise),
-        RevocationReason::AffiliationChanged => Some(R::AffiliationChanged),
-        RevocationReason::Superseded => Some(R::Superseded),
-        RevocationReason::CessationOfOperation => Some(R::CessationOfOperation),
-        RevocationReason::PrivilegeWithdrawn => Some(R::PrivilegeWithdrawn),
-    }
+    Ok(Some(match code {
+        None | Some(0) => return Ok(None),
+        Some(1) => R::KeyCompromise,
+        Some(2) => R::CaCompromise,
+        Some(3) => R::AffiliationChanged,
+        Some(4) => R::Superseded,
+        Some(5) => R::CessationOfOperation,
+        Some(6) => R::CertificateHold,
+        Some(9) => R::PrivilegeWithdrawn,
+        Some(other) => {
+            return Err(CaError::Profile(format!(
+                "CRL reason code {other} is not one certgate gives"
+            )));
+        }
+    }))
 }
 
 fn at(t: UnixTime) -> Result<OffsetDateTime, CaError> {
@@ -95,7 +90,7 @@ impl Authority {
             revoked_certs.push(RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&bytes),
                 revocation_time: at(r.revoked_at)?,
-                reason_code: rcgen_reason(&r.reason),
+                reason_code: rcgen_reason(r.reason_code)?,
                 invalidity_date: None,
             });
         }

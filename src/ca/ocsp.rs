@@ -231,6 +231,7 @@ fn crl_reason(code: u8) -> Option<CrlReason> {
         3 => CrlReason::AffiliationChanged,
         4 => CrlReason::Superseded,
         5 => CrlReason::CessationOfOperation,
+        6 => CrlReason::CertificateHold,
         9 => CrlReason::PrivilegeWithdrawn,
         _ => return None,
     })

@@ -1,7 +1,8 @@
 //! RFC 5280 revocation reasons (§5.3.1), by the names operators type.
 
-/// A reason code certgate accepts. `certificateHold` and `removeFromCRL` are not offered:
-/// revocation here is final.
+/// A reason code staff may revoke with. `certificateHold` and `removeFromCRL` are not
+/// offered: revocation here is final. A hold follows only from disabling a login ID or a
+/// contract (`status::standing`), and ends when it is enabled again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevocationReason {
     Unspecified,

@@ -227,9 +227,9 @@ pub enum CaCmd {
         /// Output file (DER).
         #[arg(long)]
         out: PathBuf,
-        /// Hours until nextUpdate.
-        #[arg(long, default_value_t = 24)]
-        hours: u32,
+        /// Hours until nextUpdate; defaults to `[revocation] crl_validity_hours`.
+        #[arg(long)]
+        hours: Option<u32>,
     },
     /// Issue a TLS server certificate for the gateway's listener (software key written
     /// beside it, readable by the owner only).

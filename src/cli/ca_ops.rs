@@ -314,7 +314,8 @@ async fn activate(cfg: &Config, id: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn crl(cfg: &Config, id: Option<i64>, out: &Path, hours: u32) -> anyhow::Result<()> {
+async fn crl(cfg: &Config, id: Option<i64>, out: &Path, hours: Option<u32>) -> anyhow::Result<()> {
+    let hours = hours.unwrap_or(cfg.revocation.crl_validity_hours);
     let store = context::open_store(cfg).await?;
     let record = match id {
         Some(id) => find(&store, id).await?,
@@ -338,7 +339,10 @@ async fn crl(cfg: &Config, id: Option<i64>, out: &Path, hours: u32) -> anyhow::R
         )
     })?;
     let now = SystemClock.now();
-    let revoked = store.revoked_for_crl(record.id, now).await?;
+    // The same rule and candidates as the distribution point `serve` runs.
+    let facts = store.facts_for_crl(record.id, now).await?;
+    let overlap = i64::from(cfg.renewal.overlap_days) * crate::clock::DAY;
+    let revoked = crate::status::crl_entries(&facts, now, overlap);
     let number = store.next_crl_number(record.id).await?;
     let contents = CrlContents::complete(number, now, i64::from(hours.max(1)) * 3600, revoked);
     let count = contents.revoked.len();

@@ -2,6 +2,10 @@
 //! by the active CA in the HSM, with a software key written next to it. For the demo, tests
 //! and closed networks; a bank's public login host usually has its server certificate from
 //! a public CA.
+//!
+//! What it signs is stored (with its audit record, in one transaction) before the files are
+//! written, so OCSP and the CRL answer for it and `cert revoke` can revoke it; a certificate
+//! the store did not take is never written out.
 
 use std::io::Write;
 use std::path::Path;
@@ -9,9 +13,11 @@ use std::path::Path;
 use anyhow::Context;
 use rcgen::PublicKeyData;
 
+use crate::audit::{Actor, Outcome};
 use crate::ca::pem;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::store::{CertStatus, ServerCertRecord};
 
 use super::context;
 
@@ -29,11 +35,42 @@ pub async fn run(
         .context("cannot generate the server key")?;
     let spki = key.subject_public_key_info();
     let names = names.to_vec();
+    let names_text = names.join(",");
     let now = SystemClock.now();
     let signer = authority.clone();
     let issued = tokio::task::spawn_blocking(move || signer.issue_server(&spki, &names, now, days))
         .await?
         .context("cannot sign the server certificate")?;
+    let record = ServerCertRecord {
+        serial: issued.serial.clone(),
+        ca_id: authority.ca_id(),
+        names: names_text,
+        der: issued.der.clone(),
+        sha256: issued.sha256.clone(),
+        not_before: issued.not_before,
+        not_after: issued.not_after,
+        status: CertStatus::Current,
+        revoked_at: None,
+        revocation_reason: None,
+        created_at: now,
+    };
+    let audit = crate::audit::entry(
+        now,
+        &Actor::current_staff(),
+        "server_cert.issue",
+        &record.serial,
+        Outcome::Ok,
+        serde_json::json!({
+            "names": record.names,
+            "ca_id": record.ca_id,
+            "sha256": record.sha256,
+            "not_after": record.not_after,
+        }),
+    );
+    store
+        .insert_server_certificate_audited(&record, &audit)
+        .await
+        .context("cannot store the server certificate (nothing was written)")?;
     let chain = format!(
         "{}{}",
         pem::certificate(&issued.der),

@@ -236,11 +236,26 @@ pub async fn cert(cfg: Config, cmd: CertCmd) -> anyhow::Result<()> {
         }
         CertCmd::Revoke { serial, reason } => {
             let opened = context::open_all(cfg).await?;
-            let c = opened
-                .lifecycle
-                .revoke(&Actor::current_staff(), &serial, reason)
+            let lifecycle = &opened.lifecycle;
+            // A server certificate (`ca issue-server`) is revoked the same way.
+            let server = lifecycle
+                .store()
+                .server_certificate(&normalize_serial(&serial))
                 .await?;
-            println!("revoked {} ({}) with reason {}", c.serial, c.login, reason);
+            if server.is_some() {
+                let c = lifecycle
+                    .revoke_server(&Actor::current_staff(), &serial, reason)
+                    .await?;
+                println!(
+                    "revoked server certificate {} ({}) with reason {}",
+                    c.serial, c.names, reason
+                );
+            } else {
+                let c = lifecycle
+                    .revoke(&Actor::current_staff(), &serial, reason)
+                    .await?;
+                println!("revoked {} ({}) with reason {}", c.serial, c.login, reason);
+            }
         }
     }
     Ok(())

@@ -42,6 +42,8 @@ pub struct Config {
     pub issuance: IssuanceConfig,
     #[serde(default)]
     pub renewal: RenewalConfig,
+    #[serde(default)]
+    pub revocation: RevocationConfig,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
     #[serde(default, rename = "route")]
@@ -224,6 +226,44 @@ fn default_overlap_days() -> u32 {
     7
 }
 
+/// `[revocation]`: how long the CRL and OCSP answers say they are valid. A change of status
+/// (revocation, a disabled login ID or contract) replaces certgate's own cached copies at
+/// once; a relying party that keeps a copy may rely on it until its nextUpdate, so these are
+/// the longest a change can take to reach it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// CRL nextUpdate, in hours after its thisUpdate.
+    #[serde(default = "default_crl_validity_hours")]
+    pub crl_validity_hours: u32,
+    /// Without a change, a CRL is remade after this many seconds (less than its validity).
+    #[serde(default = "default_crl_refresh_secs")]
+    pub crl_refresh_secs: u32,
+    /// OCSP nextUpdate, in seconds after the answer's thisUpdate.
+    #[serde(default = "default_ocsp_validity_secs")]
+    pub ocsp_validity_secs: u32,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        Self {
+            crl_validity_hours: default_crl_validity_hours(),
+            crl_refresh_secs: default_crl_refresh_secs(),
+            ocsp_validity_secs: default_ocsp_validity_secs(),
+        }
+    }
+}
+
+fn default_crl_validity_hours() -> u32 {
+    24
+}
+fn default_crl_refresh_secs() -> u32 {
+    3600
+}
+fn default_ocsp_validity_secs() -> u32 {
+    3600
+}
+
 /// `[log]`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -309,6 +349,23 @@ impl Config {
                 "[renewal] window_days must not be longer than [ca] validity_days".into(),
             );
         }
+        let r = &self.revocation;
+        if r.crl_validity_hours == 0 || r.crl_validity_hours > 24 * 31 {
+            return invalid("[revocation] crl_validity_hours must be between 1 and 744".into());
+        }
+        if r.crl_refresh_secs == 0
+            || u64::from(r.crl_refresh_secs) >= u64::from(r.crl_validity_hours) * 3600
+        {
+            return invalid(
+                "[revocation] crl_refresh_secs must be at least 1 and less than crl_validity_hours"
+                    .into(),
+            );
+        }
+        if r.ocsp_validity_secs < 60 || r.ocsp_validity_secs > 7 * 86_400 {
+            return invalid(
+                "[revocation] ocsp_validity_secs must be between 60 and 604800 (7 days)".into(),
+            );
+        }
         gateway::check(self)?;
         if let Some(n) = &self.notify {
             n.check()?;
@@ -333,6 +390,19 @@ mod tests {
         let text = EXAMPLE.replace("[ca]", "[ca]\npin = \"1234\"");
         let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("pin"), "{err}");
+    }
+
+    #[test]
+    fn revocation_validity_must_outlast_its_refresh() {
+        let cfg = Config::parse(EXAMPLE, "example", Path::new(".")).unwrap();
+        assert_eq!(cfg.revocation.crl_validity_hours, 24);
+        assert_eq!(cfg.revocation.ocsp_validity_secs, 3600);
+        let text = EXAMPLE.replace("crl_validity_hours = 24", "crl_validity_hours = 1");
+        let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("crl_refresh_secs"), "{err}");
+        let text = EXAMPLE.replace("ocsp_validity_secs = 3600", "ocsp_validity_secs = 10");
+        let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("ocsp_validity_secs"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::audit::{Actor, Audit, Outcome};
 use crate::ca::{Authority, RevocationReason};
 use crate::clock::{Clock, DAY};
-use crate::store::{CertRecord, NewAudit, Store, User};
+use crate::store::{CertRecord, NewAudit, ServerCertRecord, Store, User};
 
 use super::codes::IssuanceCode;
 use super::error::LifecycleError;
@@ -368,6 +368,35 @@ impl Lifecycle {
             .await
         {
             Err(e) => self.refuse(actor, "cert.revoke", &serial, e.into()).await,
+            Ok(cert) => Ok(cert),
+        }
+    }
+
+    /// Revokes the server certificate `serial` (signed by `ca issue-server`), audited in the
+    /// same transaction. OCSP and the CRL give it as revoked from then.
+    pub async fn revoke_server(
+        &self,
+        actor: &Actor,
+        serial: &str,
+        reason: RevocationReason,
+    ) -> Result<ServerCertRecord, LifecycleError> {
+        let serial = normalize_serial(serial);
+        match self
+            .store
+            .revoke_server_certificate_audited(&serial, reason.as_str(), self.now(), |cert| {
+                self.ok_entry(
+                    actor,
+                    "server_cert.revoke",
+                    &serial,
+                    json!({"names": cert.names, "reason": reason.as_str()}),
+                )
+            })
+            .await
+        {
+            Err(e) => {
+                self.refuse(actor, "server_cert.revoke", &serial, e.into())
+                    .await
+            }
             Ok(cert) => Ok(cert),
         }
     }

@@ -1,8 +1,9 @@
 //! The rule deciding whether a presented certificate may pass, as a plain function over the
 //! store's view and the time. No I/O here.
 
+use super::standing::{HoldCause, Standing, standing};
 use crate::clock::UnixTime;
-use crate::store::{CertStatus, CertStatusView};
+use crate::store::CertStatusView;
 
 /// Why a certificate (or its absence) does not let a request through. The names are stable:
 /// they appear in logs, metrics and JSON refusals.
@@ -61,41 +62,37 @@ pub enum Verdict {
 }
 
 /// Decides on a certificate's live status. `view` is `None` when the store does not know the
-/// serial. A superseded certificate passes while `superseded_at + overlap_secs > now`.
+/// serial. The standing comes from [`standing`], the rule OCSP and the CRL read too; only the
+/// validity dates are added here. A superseded certificate passes while
+/// `superseded_at + overlap_secs > now`.
 pub fn decide(view: Option<&CertStatusView>, now: UnixTime, overlap_secs: i64) -> Verdict {
     let Some(v) = view else {
         return Verdict::Refuse(Refusal::Unknown);
     };
-    let c = &v.cert;
-    let refusal = match c.status {
-        CertStatus::Revoked => Some(Refusal::Revoked),
-        CertStatus::Superseded => match c.superseded_at {
-            Some(at) if at.saturating_add(overlap_secs) > now => None,
-            _ => Some(Refusal::Superseded),
-        },
-        CertStatus::Current => None,
+    let held = match standing(&v.facts(), now, overlap_secs) {
+        Standing::Revoked { .. } => return Verdict::Refuse(Refusal::Revoked),
+        Standing::Superseded { .. } => return Verdict::Refuse(Refusal::Superseded),
+        Standing::Held { cause, .. } => Some(cause),
+        Standing::Good => None,
     };
-    if let Some(r) = refusal {
-        return Verdict::Refuse(r);
-    }
+    let c = &v.cert;
     if now >= c.not_after {
         return Verdict::Refuse(Refusal::Expired);
     }
     if now < c.not_before {
         return Verdict::Refuse(Refusal::NotYetValid);
     }
-    if !v.contract_enabled {
-        return Verdict::Refuse(Refusal::ContractDisabled);
+    match held {
+        Some(HoldCause::Contract) => Verdict::Refuse(Refusal::ContractDisabled),
+        Some(HoldCause::User) => Verdict::Refuse(Refusal::UserDisabled),
+        None => Verdict::Allow,
     }
-    if !v.user_enabled {
-        return Verdict::Refuse(Refusal::UserDisabled);
-    }
-    Verdict::Allow
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::CertStatus;
 
     fn view(status: CertStatus) -> CertStatusView {
         crate::status::test_view("01", status)

@@ -11,10 +11,14 @@
 mod cache;
 mod decision;
 mod memory;
+mod standing;
 
 pub use cache::{CacheOutcome, StatusCache, StatusCacheSettings};
 pub use decision::{Refusal, Verdict, decide};
 pub use memory::MemorySource;
+pub use standing::{
+    CERTIFICATE_HOLD, HoldCause, Standing, changes_at, crl_entries, on_crl, standing,
+};
 
 use futures_util::future::BoxFuture;
 use rustls_pki_types::CertificateDer;
@@ -125,6 +129,8 @@ pub(crate) fn test_view(serial: &str, status: crate::store::CertStatus) -> CertS
         role: Role::General,
         user_enabled: true,
         contract_enabled: true,
+        user_disabled_at: None,
+        contract_disabled_at: None,
     }
 }
 

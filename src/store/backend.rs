@@ -157,6 +157,11 @@ const SQLITE_MIGRATIONS: &[Source] = &[
         description: "audit checkpoints",
         sql: include_str!("migrations/sqlite/0004_audit_checkpoints.sql"),
     },
+    Source {
+        version: 5,
+        description: "status sources",
+        sql: include_str!("migrations/sqlite/0005_status_sources.sql"),
+    },
 ];
 
 const POSTGRES_MIGRATIONS: &[Source] = &[
@@ -174,6 +179,11 @@ const POSTGRES_MIGRATIONS: &[Source] = &[
         version: 4,
         description: "audit checkpoints",
         sql: include_str!("migrations/postgres/0004_audit_checkpoints.sql"),
+    },
+    Source {
+        version: 5,
+        description: "status sources",
+        sql: include_str!("migrations/postgres/0005_status_sources.sql"),
     },
 ];
 

@@ -11,8 +11,10 @@ use super::backend::{WritePool, on_backend};
 use super::changes::pg_notify;
 use super::issuance_parts::upsert_code;
 use super::issue_writer::{IssueWork, JobOutcome};
-use super::rows::{cert_cols, cert_cols_c};
-use super::{CertFilter, CertRecord, CertStatus, CertStatusView, NewAudit, Store, StoreError};
+use super::rows::{cert_cols, cert_cols_c, facts_cols};
+use super::{
+    CertFilter, CertRecord, CertStatus, CertStatusView, NewAudit, StatusFacts, Store, StoreError,
+};
 use crate::clock::UnixTime;
 
 impl Store {
@@ -244,7 +246,11 @@ impl Store {
         let retired = on_backend!(self, |pool, PG| {
             let mut tx = pool.begin_write().await?;
             let retired: Vec<String> = sqlx::query_scalar(
-                "UPDATE certificates SET status = 'revoked', revoked_at = $1, \
+                // Past the overlap: revoked from the overlap's end, the time OCSP and the
+                // CRL gave before this ran (status::standing); successor used: from now.
+                "UPDATE certificates SET status = 'revoked', \
+                 revoked_at = CASE WHEN superseded_at < $2 THEN superseded_at + ($1 - $2) \
+                 ELSE $1 END, \
                  revocation_reason = 'superseded' \
                  WHERE status = 'superseded' AND (superseded_at < $2 OR EXISTS ( \
                      SELECT 1 FROM certificates n \
@@ -320,7 +326,8 @@ impl Store {
             Ok(sqlx::query_as::<_, CertStatusView>(concat!(
                 "SELECT ",
                 cert_cols_c!(),
-                ", u.role AS role, u.enabled AS user_enabled, k.enabled AS contract_enabled \
+                ", u.role AS role, u.enabled AS user_enabled, k.enabled AS contract_enabled, \
+                 u.disabled_at AS user_disabled_at, k.disabled_at AS contract_disabled_at \
                  FROM certificates c \
                  JOIN users u ON u.login = c.login \
                  JOIN contracts k ON k.id = c.contract_id \
@@ -332,35 +339,58 @@ impl Store {
         })
     }
 
-    /// Revoked certificates of one CA whose `not_after` is later than `not_after_after`, for
-    /// the CRL: (serial, revoked_at, reason), in order of revocation.
-    pub async fn revoked_for_crl(
+    /// What decides the status of `serial`, client or server certificate, for OCSP.
+    pub async fn status_facts(&self, serial: &str) -> Result<Option<StatusFacts>, StoreError> {
+        let client = on_backend!(self, |pool, _PG| {
+            Ok::<_, StoreError>(
+                sqlx::query_as::<_, StatusFacts>(concat!(
+                    "SELECT ",
+                    facts_cols!(),
+                    " FROM certificates c JOIN users u ON u.login = c.login \
+                     JOIN contracts k ON k.id = c.contract_id WHERE c.serial = $1"
+                ))
+                .bind(serial)
+                .fetch_optional(pool)
+                .await?,
+            )
+        })?;
+        if client.is_some() {
+            return Ok(client);
+        }
+        Ok(self.server_certificate(serial).await?.map(|s| s.facts()))
+    }
+
+    /// What decides the status of every certificate of CA `ca_id` that may be on its CRL at
+    /// `now`: not expired, and revoked, superseded or of a disabled login ID or contract.
+    /// Server certificates included. The caller applies `status::on_crl`.
+    pub async fn facts_for_crl(
         &self,
         ca_id: i64,
-        not_after_after: UnixTime,
-    ) -> Result<Vec<(String, UnixTime, String)>, StoreError> {
-        on_backend!(self, |pool, _PG| {
-            let rows: Vec<(String, Option<UnixTime>, Option<String>)> = sqlx::query_as(
-                "SELECT serial, revoked_at, revocation_reason FROM certificates \
-                 WHERE ca_id = $1 AND status = 'revoked' AND not_after > $2 \
-                 ORDER BY revoked_at, serial",
+        now: UnixTime,
+    ) -> Result<Vec<StatusFacts>, StoreError> {
+        let mut out = on_backend!(self, |pool, _PG| {
+            Ok::<_, StoreError>(
+                sqlx::query_as::<_, StatusFacts>(concat!(
+                    "SELECT ",
+                    facts_cols!(),
+                    " FROM certificates c JOIN users u ON u.login = c.login \
+                     JOIN contracts k ON k.id = c.contract_id \
+                     WHERE c.ca_id = $1 AND c.not_after > $2 \
+                       AND (c.status <> 'current' OR NOT u.enabled OR NOT k.enabled) \
+                     ORDER BY c.serial"
+                ))
+                .bind(ca_id)
+                .bind(now)
+                .fetch_all(pool)
+                .await?,
             )
-            .bind(ca_id)
-            .bind(not_after_after)
-            .fetch_all(pool)
-            .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for (serial, at, reason) in rows {
-                match (at, reason) {
-                    (Some(at), Some(reason)) => out.push((serial, at, reason)),
-                    _ => {
-                        return Err(StoreError::Corrupt(format!(
-                            "revoked certificate {serial} lacks its revocation time or reason"
-                        )));
-                    }
-                }
-            }
-            Ok(out)
-        })
+        })?;
+        out.extend(
+            self.revoked_server_certificates(ca_id, now)
+                .await?
+                .iter()
+                .map(|s| s.facts()),
+        );
+        Ok(out)
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! The gateway refuses the certificates of a disabled login ID, or of any login ID of a
 //! disabled contract, on the next request; the certificates themselves stay as they are,
-//! so enabling again restores access without a new issuance.
+//! so enabling again restores access without a new issuance. While disabled, OCSP and the
+//! CRL give them as revoked with reason `certificateHold` since `disabled_at`.
 
 use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head};
 use super::backend::{WritePool, on_backend};
@@ -52,11 +53,15 @@ impl Store {
         let entry = PreparedAudit::new(audit)?;
         let (update, exists) = match what {
             Switched::User => (
-                "UPDATE users SET enabled = $2 WHERE login = $1 AND enabled <> $2",
+                "UPDATE users SET enabled = $2, \
+                 disabled_at = CASE WHEN $2 THEN NULL ELSE $3 END \
+                 WHERE login = $1 AND enabled <> $2",
                 "SELECT login FROM users WHERE login = $1",
             ),
             Switched::Contract => (
-                "UPDATE contracts SET enabled = $2 WHERE id = $1 AND enabled <> $2",
+                "UPDATE contracts SET enabled = $2, \
+                 disabled_at = CASE WHEN $2 THEN NULL ELSE $3 END \
+                 WHERE id = $1 AND enabled <> $2",
                 "SELECT id FROM contracts WHERE id = $1",
             ),
         };
@@ -67,6 +72,8 @@ impl Store {
             let done = sqlx::query(update)
                 .bind(key)
                 .bind(enabled)
+                // The hold's start, as OCSP and the CRL give it (status::standing).
+                .bind(audit.at)
                 .execute(&mut *tx)
                 .await?;
             if done.rows_affected() == 0 {

@@ -28,6 +28,7 @@ const STORE_FILES: &[(&str, &str)] = &[
     ("model", include_str!("model.rs")),
     ("notices", include_str!("notices.rs")),
     ("rows", include_str!("rows.rs")),
+    ("server_certs", include_str!("server_certs.rs")),
 ];
 
 /// The group writer's files by module name, `mod.rs` excepted.

@@ -190,6 +190,94 @@ pub struct CertStatusView {
     pub role: Role,
     pub user_enabled: bool,
     pub contract_enabled: bool,
+    /// When the login ID was disabled (set while it is).
+    pub user_disabled_at: Option<UnixTime>,
+    /// When the contract was disabled (set while it is).
+    pub contract_disabled_at: Option<UnixTime>,
+}
+
+impl CertStatusView {
+    /// The facts the status rule reads.
+    pub fn facts(&self) -> StatusFacts {
+        let c = &self.cert;
+        StatusFacts {
+            serial: c.serial.clone(),
+            ca_id: c.ca_id,
+            not_before: c.not_before,
+            not_after: c.not_after,
+            status: c.status,
+            superseded_at: c.superseded_at,
+            revoked_at: c.revoked_at,
+            revocation_reason: c.revocation_reason.clone(),
+            created_at: c.created_at,
+            user_enabled: self.user_enabled,
+            user_disabled_at: self.user_disabled_at,
+            contract_enabled: self.contract_enabled,
+            contract_disabled_at: self.contract_disabled_at,
+        }
+    }
+}
+
+/// What decides a certificate's status (gateway, OCSP and CRL alike), without its DER: the
+/// CRL reads one per listed certificate. A server certificate has no login ID or contract:
+/// both count as enabled.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StatusFacts {
+    pub serial: String,
+    pub ca_id: i64,
+    pub not_before: UnixTime,
+    pub not_after: UnixTime,
+    #[sqlx(try_from = "String")]
+    pub status: CertStatus,
+    pub superseded_at: Option<UnixTime>,
+    pub revoked_at: Option<UnixTime>,
+    pub revocation_reason: Option<String>,
+    pub created_at: UnixTime,
+    pub user_enabled: bool,
+    pub user_disabled_at: Option<UnixTime>,
+    pub contract_enabled: bool,
+    pub contract_disabled_at: Option<UnixTime>,
+}
+
+/// A TLS server certificate signed by `ca issue-server`: stored so that OCSP and the CRL
+/// answer for it like for any certificate the CA key signed.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ServerCertRecord {
+    pub serial: String,
+    pub ca_id: i64,
+    /// The DNS names and IP addresses, comma-separated.
+    pub names: String,
+    pub der: Vec<u8>,
+    pub sha256: String,
+    pub not_before: UnixTime,
+    pub not_after: UnixTime,
+    /// `Current` or `Revoked` (a server certificate is never superseded).
+    #[sqlx(try_from = "String")]
+    pub status: CertStatus,
+    pub revoked_at: Option<UnixTime>,
+    pub revocation_reason: Option<String>,
+    pub created_at: UnixTime,
+}
+
+impl ServerCertRecord {
+    /// The facts the status rule reads.
+    pub fn facts(&self) -> StatusFacts {
+        StatusFacts {
+            serial: self.serial.clone(),
+            ca_id: self.ca_id,
+            not_before: self.not_before,
+            not_after: self.not_after,
+            status: self.status,
+            superseded_at: None,
+            revoked_at: self.revoked_at,
+            revocation_reason: self.revocation_reason.clone(),
+            created_at: self.created_at,
+            user_enabled: true,
+            user_disabled_at: None,
+            contract_enabled: true,
+            contract_disabled_at: None,
+        }
+    }
 }
 
 /// One audit entry as written. `prev_hash` and `hash` chain every entry to the one before.

@@ -24,3 +24,15 @@ macro_rules! cert_cols_c {
     };
 }
 pub(crate) use cert_cols_c;
+
+/// The columns of [`super::StatusFacts`] from `certificates c` joined with `users u` and
+/// `contracts k`.
+macro_rules! facts_cols {
+    () => {
+        "c.serial, c.ca_id, c.not_before, c.not_after, c.status, c.superseded_at, \
+         c.revoked_at, c.revocation_reason, c.created_at, u.enabled AS user_enabled, \
+         u.disabled_at AS user_disabled_at, k.enabled AS contract_enabled, \
+         k.disabled_at AS contract_disabled_at"
+    };
+}
+pub(crate) use facts_cols;

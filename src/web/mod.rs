@@ -28,7 +28,7 @@ use http::{StatusCode, header};
 
 pub use request::{PeerCert, WebRequest};
 pub use respond::WebResponse;
-pub use revocation::{CaSigner, Revocation};
+pub use revocation::{CaSigner, Revocation, RevocationSettings};
 pub use route_table::Access;
 
 use crate::lifecycle::Lifecycle;

@@ -1,11 +1,14 @@
 //! The CRL distribution point and the OCSP responder, both signed in the HSM and cached.
 //!
-//! Caches are dropped when a certificate's status changes (on this instance at once, on
-//! others through the store's change feed), so an answer is never older than the change
-//! that made it wrong. OCSP requests with a nonce are signed fresh each time.
+//! What both say comes from `status::standing`, the rule the gateway's live check reads, so
+//! a certificate the gateway refuses is revoked (or on hold) here too. Caches are dropped
+//! when a status changes (on this instance at once, on others through the store's change
+//! feed, the same feed the gateway's status cache follows), so an answer is never older than
+//! the change that made it wrong. OCSP requests with a nonce are signed fresh each time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use bytes::Bytes;
@@ -13,24 +16,51 @@ use http::{Method, StatusCode};
 use tokio::sync::Mutex;
 use x509_ocsp::OcspResponseStatus;
 
+use crate::ca::Authority;
 use crate::ca::crl::CrlContents;
 use crate::ca::ocsp::{self, OcspIssuer, OcspStatus};
-use crate::ca::{Authority, RevocationReason};
-use crate::clock::{Clock, UnixTime};
-use crate::store::{CertStatus, Store};
+use crate::clock::{Clock, DAY, UnixTime};
+use crate::config::Config;
+use crate::status::{changes_at, crl_entries, standing};
+use crate::store::Store;
 
 use super::request::WebRequest;
 use super::respond::{WebResponse, text, with_type};
 
-/// How long a CRL is valid after it is made.
-const CRL_VALIDITY: i64 = 24 * 3600;
-/// A cached CRL is remade after this long even without a change (well before nextUpdate).
-const CRL_REFRESH: i64 = 3600;
-/// How long an OCSP answer is valid, and how long it may be served from cache.
-const OCSP_VALIDITY: i64 = 3600;
+/// Longest an OCSP answer is served from cache without a change (at most half its
+/// validity, so a relying party always gets most of it; sooner when the answer changes by
+/// time alone, see `status::changes_at`).
 const OCSP_CACHE: i64 = 600;
 /// Most cached OCSP answers kept; the cache is emptied when full.
 const OCSP_CACHE_MAX: usize = 100_000;
+/// Longest a relying party's HTTP cache is told to keep an answer (never past nextUpdate).
+const HTTP_MAX_AGE: i64 = 300;
+
+/// Validity of what is signed, and the overlap the status rule needs (`[revocation]`,
+/// `[renewal] overlap_days`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevocationSettings {
+    /// CRL nextUpdate − thisUpdate, seconds.
+    pub crl_validity: i64,
+    /// A cached CRL is remade after this long even without a change.
+    pub crl_refresh: i64,
+    /// OCSP nextUpdate − thisUpdate, seconds.
+    pub ocsp_validity: i64,
+    /// How long a superseded certificate stays good.
+    pub overlap_secs: i64,
+}
+
+impl RevocationSettings {
+    pub fn from_config(cfg: &Config) -> Self {
+        let r = &cfg.revocation;
+        Self {
+            crl_validity: i64::from(r.crl_validity_hours) * 3600,
+            crl_refresh: i64::from(r.crl_refresh_secs),
+            ocsp_validity: i64::from(r.ocsp_validity_secs),
+            overlap_secs: i64::from(cfg.renewal.overlap_days) * DAY,
+        }
+    }
+}
 
 /// One CA's signers for status information.
 pub struct CaSigner {
@@ -41,30 +71,47 @@ pub struct CaSigner {
 struct CachedCrl {
     der: Bytes,
     made_at: UnixTime,
+    /// Remade from then on: the refresh period, or sooner when a listed certificate's
+    /// standing changes by time alone (an overlap ending).
+    stale_at: UnixTime,
 }
+
+/// A cached OCSP answer: the DER, when it was made, and when it goes stale.
+type CachedOcsp = (Bytes, UnixTime, UnixTime);
 
 /// Serves CRLs and OCSP answers for every CA in the store.
 pub struct Revocation {
     store: Store,
     clock: Arc<dyn Clock>,
     cas: Vec<CaSigner>,
+    settings: RevocationSettings,
     crls: Mutex<HashMap<i64, CachedCrl>>,
-    ocsp: std::sync::Mutex<HashMap<String, (Bytes, UnixTime)>>,
+    ocsp: std::sync::Mutex<HashMap<String, CachedOcsp>>,
+    /// Counts invalidations: an OCSP answer read before one is not cached after it.
+    generation: AtomicU64,
 }
 
 impl Revocation {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, cas: Vec<CaSigner>) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        cas: Vec<CaSigner>,
+        settings: RevocationSettings,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             clock,
             cas,
+            settings,
             crls: Mutex::new(HashMap::new()),
             ocsp: std::sync::Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         })
     }
 
     /// Drops cached answers for `serial` (`*`: all) and marks every CRL stale.
     pub async fn invalidate(&self, serial: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut cache) = self.ocsp.lock() {
             if serial == "*" {
                 cache.clear();
@@ -104,12 +151,11 @@ impl Revocation {
             return text(StatusCode::NOT_FOUND, "no such CRL");
         };
         match self.current_crl(signer).await {
-            Ok(der) => {
+            Ok((der, made_at)) => {
+                let left = made_at + self.settings.crl_validity - self.clock.now();
                 let mut r = with_type(StatusCode::OK, "application/pkix-crl", der);
-                r.headers_mut().insert(
-                    http::header::CACHE_CONTROL,
-                    http::HeaderValue::from_static("public, max-age=300"),
-                );
+                r.headers_mut()
+                    .insert(http::header::CACHE_CONTROL, max_age("public, ", left));
                 r
             }
             Err(e) => {
@@ -122,26 +168,34 @@ impl Revocation {
         }
     }
 
-    async fn current_crl(&self, signer: &CaSigner) -> Result<Bytes, String> {
+    /// The CA's CRL and when it was made: the cached one unless a change or its age made
+    /// it stale. Lists what `status::on_crl` says, held certificates included.
+    async fn current_crl(&self, signer: &CaSigner) -> Result<(Bytes, UnixTime), String> {
         let ca_id = signer.authority.ca_id();
         let mut crls = self.crls.lock().await;
         let now = self.clock.now();
         if let Some(c) = crls.get(&ca_id)
-            && now - c.made_at < CRL_REFRESH
+            && now < c.stale_at
         {
-            return Ok(c.der.clone());
+            return Ok((c.der.clone(), c.made_at));
         }
-        let revoked = self
+        let facts = self
             .store
-            .revoked_for_crl(ca_id, now)
+            .facts_for_crl(ca_id, now)
             .await
             .map_err(|e| e.to_string())?;
+        let overlap = self.settings.overlap_secs;
+        let revoked = crl_entries(&facts, now, overlap);
+        let stale_at = facts
+            .iter()
+            .filter_map(|f| changes_at(f, now, overlap))
+            .fold(now + self.settings.crl_refresh, UnixTime::min);
         let number = self
             .store
             .next_crl_number(ca_id)
             .await
             .map_err(|e| e.to_string())?;
-        let contents = CrlContents::complete(number, now, CRL_VALIDITY, revoked);
+        let contents = CrlContents::complete(number, now, self.settings.crl_validity, revoked);
         let authority = signer.authority.clone();
         let der = tokio::task::spawn_blocking(move || authority.sign_crl(&contents))
             .await
@@ -153,9 +207,10 @@ impl Revocation {
             CachedCrl {
                 der: der.clone(),
                 made_at: now,
+                stale_at,
             },
         );
-        Ok(der)
+        Ok((der, now))
     }
 
     /// `POST /ocsp` (body DER) or `GET /ocsp/{base64 DER}`.
@@ -199,17 +254,23 @@ impl Revocation {
             )
         });
         if let Some(key) = &cache_key
-            && let Some(hit) = self.ocsp_cached(key, now)
+            && let Some((hit, stale_at)) = self.ocsp_cached(key, now)
         {
-            return ocsp_ok(hit);
+            return ocsp_ok(hit, stale_at - now);
         }
+        let generation = self.generation.load(Ordering::SeqCst);
         let mut answers = Vec::with_capacity(parsed.cert_ids.len());
+        // Served from cache until then at the latest.
+        let mut stale_at = now + OCSP_CACHE.min(self.settings.ocsp_validity / 2);
         for id in &parsed.cert_ids {
             match self
-                .status(signer.authority.ca_id(), &ocsp::serial_hex(id))
+                .status(signer.authority.ca_id(), &ocsp::serial_hex(id), now)
                 .await
             {
-                Ok(status) => answers.push((id.clone(), status)),
+                Ok((status, changes)) => {
+                    answers.push((id.clone(), status));
+                    stale_at = changes.map_or(stale_at, |t| stale_at.min(t));
+                }
                 Err(()) => return ocsp_error(OcspResponseStatus::TryLater),
             }
         }
@@ -217,8 +278,9 @@ impl Revocation {
         // `block_in_place` is not available there).
         let issuer = Arc::clone(&signer.ocsp);
         let nonce = parsed.nonce.clone();
+        let validity = self.settings.ocsp_validity;
         let signed = tokio::task::spawn_blocking(move || {
-            issuer.sign(&answers, nonce.as_ref(), now, now + OCSP_VALIDITY)
+            issuer.sign(&answers, nonce.as_ref(), now, now + validity)
         })
         .await;
         let signed = match signed {
@@ -232,9 +294,9 @@ impl Revocation {
             Ok(der) => {
                 let der = Bytes::from(der);
                 if let Some(key) = cache_key {
-                    self.ocsp_store(key, der.clone(), now);
+                    self.ocsp_store(key, der.clone(), now, stale_at, generation);
                 }
-                ocsp_ok(der)
+                ocsp_ok(der, stale_at - now)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot sign an OCSP response");
@@ -243,41 +305,58 @@ impl Revocation {
         }
     }
 
-    fn ocsp_cached(&self, key: &str, now: UnixTime) -> Option<Bytes> {
+    /// A cached answer still fresh at `now`, and when it goes stale.
+    fn ocsp_cached(&self, key: &str, now: UnixTime) -> Option<(Bytes, UnixTime)> {
         let cache = self.ocsp.lock().ok()?;
         cache
             .get(key)
-            .filter(|(_, at)| now - at < OCSP_CACHE)
-            .map(|(d, _)| d.clone())
+            .filter(|(_, _, stale_at)| now < *stale_at)
+            .map(|(d, _, stale_at)| (d.clone(), *stale_at))
     }
 
-    fn ocsp_store(&self, key: String, der: Bytes, now: UnixTime) {
+    /// Caches an answer unless the caches were invalidated since its status was read
+    /// (`generation` taken before): it may be stale already.
+    fn ocsp_store(
+        &self,
+        key: String,
+        der: Bytes,
+        now: UnixTime,
+        stale_at: UnixTime,
+        generation: u64,
+    ) {
         if let Ok(mut cache) = self.ocsp.lock() {
+            if self.generation.load(Ordering::SeqCst) != generation {
+                return;
+            }
             if cache.len() >= OCSP_CACHE_MAX {
                 cache.clear();
             }
-            cache.insert(key, (der, now));
+            cache.insert(key, (der, now, stale_at));
         }
     }
 
-    async fn status(&self, ca_id: i64, serial: &str) -> Result<OcspStatus, ()> {
-        let cert = self.store.certificate(serial).await.map_err(|e| {
+    /// The answer for one certificate of CA `ca_id`: `status::standing` of what the store
+    /// knows (client or server certificate), `unknown` for a serial it never stored; and
+    /// when that answer changes by time alone, if it does.
+    async fn status(
+        &self,
+        ca_id: i64,
+        serial: &str,
+        now: UnixTime,
+    ) -> Result<(OcspStatus, Option<UnixTime>), ()> {
+        let facts = self.store.status_facts(serial).await.map_err(|e| {
             tracing::warn!(error = %e, "OCSP status lookup failed");
         })?;
-        Ok(match cert {
-            Some(c) if c.ca_id == ca_id => match c.status {
-                CertStatus::Current | CertStatus::Superseded => OcspStatus::Good,
-                CertStatus::Revoked => OcspStatus::Revoked {
-                    at: c.revoked_at.unwrap_or(c.created_at),
-                    reason_code: c
-                        .revocation_reason
-                        .as_deref()
-                        .and_then(|r| r.parse::<RevocationReason>().ok())
-                        .filter(|r| *r != RevocationReason::Unspecified)
-                        .map(RevocationReason::code),
-                },
-            },
-            _ => OcspStatus::Unknown,
+        let overlap = self.settings.overlap_secs;
+        Ok(match facts {
+            Some(f) if f.ca_id == ca_id => {
+                let status = match standing(&f, now, overlap).revocation() {
+                    None => OcspStatus::Good,
+                    Some((at, reason_code)) => OcspStatus::Revoked { at, reason_code },
+                };
+                (status, changes_at(&f, now, overlap))
+            }
+            _ => (OcspStatus::Unknown, None),
         })
     }
 }
@@ -303,13 +382,20 @@ fn decode_get(s: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-fn ocsp_ok(der: Bytes) -> WebResponse {
+/// A signed answer, cacheable for at most `left` seconds (what remains until its
+/// nextUpdate, RFC 5019 §6.2).
+fn ocsp_ok(der: Bytes, left: i64) -> WebResponse {
     let mut r = with_type(StatusCode::OK, "application/ocsp-response", der);
-    r.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("max-age=300"),
-    );
+    r.headers_mut()
+        .insert(http::header::CACHE_CONTROL, max_age("", left));
     r
+}
+
+/// `Cache-Control` for something valid `left` more seconds: never past its nextUpdate.
+fn max_age(prefix: &str, left: i64) -> http::HeaderValue {
+    let secs = left.clamp(0, HTTP_MAX_AGE);
+    http::HeaderValue::from_str(&format!("{prefix}max-age={secs}"))
+        .unwrap_or(http::HeaderValue::from_static("no-cache"))
 }
 
 fn ocsp_error(status: OcspResponseStatus) -> WebResponse {
