@@ -37,6 +37,13 @@ if ! have lint_pkix_cert; then
   python3 -m pip install --quiet pkilint
 fi
 
+# kubernetes-validate checks deploy/kubernetes offline against the schemas it ships
+# (deploy/check.sh).
+if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
+  echo "setup: installing kubernetes-validate"
+  python3 -m pip install --quiet kubernetes-validate
+fi
+
 if ! have cargo-nextest && ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"
   cargo install --locked cargo-nextest

@@ -10,6 +10,10 @@ echo "== format and lint"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "== deployment files (Kubernetes schemas and cross-checks, systemd-analyze verify)"
+cargo build --locked --bin certgate
+bash deploy/check.sh
+
 echo "== page tests (headless Chromium: both languages, CSP, PKCS#12 contents)"
 node --test tests/browser/
 

@@ -38,6 +38,8 @@ pub struct Fixture {
     pub softhsm_conf: PathBuf,
     pg: Option<PgDatabase>,
     transcript: Mutex<String>,
+    /// Set for every command and `serve` this fixture runs (e.g. `PGPASSFILE`).
+    env: Vec<(String, PathBuf)>,
 }
 
 impl Fixture {
@@ -124,7 +126,14 @@ organization = "Example Bank corporate customers"
             softhsm_conf,
             pg,
             transcript: Mutex::new(String::new()),
+            env: Vec::new(),
         })
+    }
+
+    /// Sets `name` to `path` for every command and `serve` run from now on.
+    pub fn with_env(mut self, name: &str, path: PathBuf) -> Self {
+        self.env.push((name.to_owned(), path));
+        self
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -139,6 +148,7 @@ organization = "Example Bank corporate customers"
             .args(args)
             .env("SOFTHSM2_CONF", &self.softhsm_conf)
             .env("CERTGATE_HSM_PIN", PIN)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("RUST_LOG")
             .output()
             .expect("certgate runs");
@@ -372,6 +382,16 @@ pub struct Running {
     log: PathBuf,
 }
 
+/// How [`Fixture::start`] runs `serve`.
+pub struct ServeAs<'a> {
+    /// The program and its arguments; `None` runs `certgate --config <file> serve`.
+    pub argv: Option<Vec<std::ffi::OsString>>,
+    /// More environment (beside the fixture's), e.g. `NOTIFY_SOCKET`.
+    pub env: Vec<(&'a str, std::ffi::OsString)>,
+    /// Wait until `/readyz` answers 200 before returning.
+    pub wait_ready: bool,
+}
+
 impl Running {
     /// `https://127.0.0.1:<port><path>`
     pub fn url(&self, path: &str) -> String {
@@ -381,6 +401,27 @@ impl Running {
     /// What `serve` logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id of `serve`.
+    pub fn pid(&self) -> u32 {
+        self.children[0].id()
+    }
+
+    /// Waits up to 30 s for `/readyz` to answer 200.
+    pub fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if http_status(self.admin, "/readyz") == Some(200) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "serve did not become ready:\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 }
 
@@ -417,6 +458,24 @@ impl Fixture {
     }
 
     fn start_instance(&self, config: &std::path::Path, route_settings: &str) -> Running {
+        self.start(
+            config,
+            route_settings,
+            ServeAs {
+                argv: None,
+                env: Vec::new(),
+                wait_ready: true,
+            },
+        )
+    }
+
+    /// Like [`Fixture::serve`], running `serve` as `how` says.
+    pub fn start(
+        &self,
+        config: &std::path::Path,
+        route_settings: &str,
+        how: ServeAs<'_>,
+    ) -> Running {
         let (https, admin, upstream) = (free_port(), free_port(), free_port());
         let cert = self.path("server.pem");
         let key = self.path("server.key");
@@ -460,10 +519,19 @@ addr = "127.0.0.1:{admin}"
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("upstream starts");
-        let serve_child = Command::new(env!("CARGO_BIN_EXE_certgate"))
-            .arg("--config")
-            .arg(config)
-            .arg("serve")
+        let argv = match how.argv {
+            Some(argv) => argv,
+            None => vec![
+                env!("CARGO_BIN_EXE_certgate").into(),
+                "--config".into(),
+                config.into(),
+                "serve".into(),
+            ],
+        };
+        let serve_child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_os_str())))
+            .envs(how.env.iter().map(|(k, v)| (*k, v.as_os_str())))
             .env("SOFTHSM2_CONF", &self.softhsm_conf)
             .env("CERTGATE_HSM_PIN", PIN)
             .stdout(std::process::Stdio::null())
@@ -477,17 +545,8 @@ addr = "127.0.0.1:{admin}"
             children: vec![serve_child, upstream_child],
             log,
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            if http_status(admin, "/readyz") == Some(200) {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "serve did not become ready:\n{}",
-                running.log()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
+        if how.wait_ready {
+            running.wait_ready();
         }
         running
     }

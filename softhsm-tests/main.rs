@@ -2,6 +2,7 @@
 
 mod browser;
 mod cli;
+mod deploy;
 mod enablement;
 mod faults;
 mod fixture;

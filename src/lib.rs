@@ -17,7 +17,8 @@
 //! ## Modules, one concern each, in layers
 //! Each module uses only modules of lower layers (checked by a test in `app::layers`).
 //! - Leaves: [`clock`] (time, injectable), [`telemetry`] (metrics, error chains),
-//!   [`http_common`] (bodies, escaping, the stop signal).
+//!   [`http_common`] (bodies, escaping, the stop signal), [`sd_notify`] (readiness and
+//!   watchdog for systemd).
 //! - [`config`]: the TOML configuration, checked, with secrets kept out of it.
 //! - [`keys`]: the key seam: [`keys::KeyBackend`] signs, [`keys::KeyStore`] opens, describes
 //!   and creates keys; PKCS#11 in [`hsm`] is its implementation.
@@ -52,6 +53,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod notify;
 pub mod proxy;
+pub mod sd_notify;
 pub mod status;
 pub mod store;
 pub mod telemetry;

@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("telemetry", 0),
     ("http_common", 0),
     ("keys", 0),
+    ("sd_notify", 0),
     ("config", 1),
     ("hsm", 2),
     ("ca", 3),

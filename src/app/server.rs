@@ -152,6 +152,17 @@ impl Server {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let invalidator = self.cache.spawn_invalidator();
+        let watchdog = crate::sd_notify::watchdog_interval().map(|every| {
+            // Pinged from the main runtime: a stuck runtime misses the pings and systemd
+            // restarts the process.
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    crate::sd_notify::watchdog();
+                }
+            })
+        });
         let admin = self
             .admin
             .map(|(l, state)| tokio::spawn(admin::serve(l, state, stop_rx.clone())));
@@ -170,6 +181,9 @@ impl Server {
             let _ = a.await;
         }
         invalidator.abort();
+        if let Some(w) = watchdog {
+            w.abort();
+        }
         Ok(result?)
     }
 }

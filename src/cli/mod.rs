@@ -20,14 +20,11 @@ pub use args::Cli;
 use args::{Command, ConfigCmd};
 
 use crate::app::open as context;
+use crate::config::LogConfig;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(matches!(
-        cli.command,
-        Command::Serve | Command::DemoUpstream { .. }
-    ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -47,11 +44,26 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(serving: bool) {
+/// Starts logging to stderr. The level: `RUST_LOG`, else `[log] level` (for `serve`), else
+/// `info` for the long-running commands and `warn` for the others. The format:
+/// `CERTGATE_LOG_JSON`, else `[log] json`.
+fn init_logging(serving: bool, log: Option<&LogConfig>) {
+    use tracing_subscriber::EnvFilter;
     let default = if serving { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let json = std::env::var("CERTGATE_LOG_JSON").is_ok_and(|v| v == "1" || v == "true");
+    let from_file = log
+        .filter(|_| serving)
+        .and_then(|l| l.filter().ok().flatten());
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::try_new(v).ok(),
+        _ => None,
+    }
+    .or(from_file)
+    .unwrap_or_else(|| EnvFilter::new(default));
+    let json = match std::env::var("CERTGATE_LOG_JSON").as_deref() {
+        Ok("1" | "true") => true,
+        Ok("0" | "false") => false,
+        _ => log.is_some_and(|l| l.json),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -63,6 +75,13 @@ fn init_logging(serving: bool) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let serving = matches!(cli.command, Command::Serve | Command::DemoUpstream { .. });
+    if matches!(
+        cli.command,
+        Command::Config(ConfigCmd::Example) | Command::Demo { .. } | Command::DemoUpstream { .. }
+    ) {
+        init_logging(serving, None);
+    }
     match &cli.command {
         Command::Config(ConfigCmd::Example) => {
             print!("{}", crate::config::EXAMPLE);
@@ -73,6 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     let cfg = context::load_config(&cli.config)?;
+    init_logging(serving, Some(&cfg.log));
     match cli.command {
         Command::Config(ConfigCmd::Example)
         | Command::Demo { .. }

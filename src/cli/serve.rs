@@ -9,11 +9,19 @@ pub async fn run(config_path: &Path, cfg: Config) -> anyhow::Result<()> {
     crate::app::serve::run(config_path, cfg, shutdown_signal()).await
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed now, before the listeners
+/// start and READY=1 is sent, so an early SIGTERM drains instead of killing the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
+    async move { wait(term, int).await }
+}
+
+async fn wait(
+    term: std::io::Result<tokio::signal::unix::Signal>,
+    int: std::io::Result<tokio::signal::unix::Signal>,
+) {
     match (term, int) {
         (Ok(mut t), Ok(mut i)) => {
             tokio::select! {

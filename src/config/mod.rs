@@ -264,13 +264,33 @@ fn default_ocsp_validity_secs() -> u32 {
     3600
 }
 
-/// `[log]`
+/// `[log]`. The environment overrides the file: `RUST_LOG` the level, `CERTGATE_LOG_JSON`
+/// (`1`/`true` or `0`/`false`) the format.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// Log lines as JSON objects instead of text.
     #[serde(default)]
     pub json: bool,
+    /// What `serve` logs, in `RUST_LOG` syntax: `info` (the default), `warn`,
+    /// `info,certgate::proxy=debug`. Other commands log warnings only.
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+impl LogConfig {
+    /// The `level` as a tracing filter, checked when the file is read so a typo is reported
+    /// as a configuration error, not silently logged at another level.
+    pub fn filter(&self) -> Result<Option<tracing_subscriber::EnvFilter>, ConfigError> {
+        self.level
+            .as_deref()
+            .map(|l| {
+                tracing_subscriber::EnvFilter::builder()
+                    .parse(l)
+                    .map_err(|e| ConfigError::Invalid(format!("[log] level {l:?}: {e}")))
+            })
+            .transpose()
+    }
 }
 
 impl Config {
@@ -366,6 +386,7 @@ impl Config {
                 "[revocation] ocsp_validity_secs must be between 60 and 604800 (7 days)".into(),
             );
         }
+        self.log.filter()?;
         gateway::check(self)?;
         if let Some(n) = &self.notify {
             n.check()?;
@@ -410,6 +431,16 @@ mod tests {
         let text = EXAMPLE.replace("pin_env = ", "pin_file = \"/x\"\npin_env = ");
         let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("pin_env and pin_file"), "{err}");
+    }
+
+    #[test]
+    fn log_level_is_checked_when_read() {
+        let good = EXAMPLE.replace("level = \"info\"", "level = \"warn,certgate::proxy=debug\"");
+        let cfg = Config::parse(&good, "t", Path::new(".")).unwrap();
+        assert!(cfg.log.filter().unwrap().is_some());
+        let bad = EXAMPLE.replace("level = \"info\"", "level = \"certgate=loud\"");
+        let err = Config::parse(&bad, "t", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("[log] level"), "{err}");
     }
 
     #[test]

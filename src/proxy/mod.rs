@@ -231,8 +231,11 @@ impl Gateway {
         )
         .map_err(|e| GatewayError::Worker(Box::new(e)))?;
         let reloader = tokio::spawn(self.reloader.run(stop.clone()));
+        // The sockets listen and every worker accepts: a Type=notify unit is now started.
+        crate::sd_notify::ready();
 
         stopped(&mut stop).await;
+        crate::sd_notify::stopping();
         tracing::info!("shutting down: no new connections, draining open ones");
         let _ = reloader.await;
         workers.stopped_accepting().await;

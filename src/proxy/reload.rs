@@ -72,21 +72,34 @@ pub(crate) struct Reloader {
 }
 
 impl Reloader {
-    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Watches until `stop`. The SIGHUP handler is installed before this returns the
+    /// future, so a reload asked for right after READY=1 cannot meet SIGHUP's default
+    /// action (termination).
+    pub(crate) fn run(
+        self,
+        stop: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by file change only");
+                None
+            }
+        };
+        self.watch(stop, hangup)
+    }
+
+    async fn watch(
+        self,
+        mut stop: watch::Receiver<bool>,
+        mut hangup: Option<tokio::signal::unix::Signal>,
+    ) {
         let (poll, anchors_every) = {
             let rt = self.tx.borrow();
             (
                 Duration::from_secs(rt.config.gateway.reload_poll_secs),
                 Duration::from_secs(rt.config.gateway.anchors_refresh_secs),
             )
-        };
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by file change only");
-                None
-            }
         };
         let mut files_tick = tokio::time::interval(poll);
         let mut anchors_tick = tokio::time::interval(anchors_every);
@@ -97,8 +110,11 @@ impl Reloader {
                 _ = crate::http_common::stopped(&mut stop) => return,
                 _ = async { match hangup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => {
                     tracing::info!("SIGHUP: reloading");
+                    // systemctl reload waits for READY=1 after RELOADING=1.
+                    crate::sd_notify::reloading();
                     seen = self.fingerprint();
                     self.reload().await;
+                    crate::sd_notify::ready();
                 }
                 _ = self.trigger.notified() => {
                     seen = self.fingerprint();
