@@ -961,24 +961,11 @@ async fn an_app_closing_each_connection_still_answers_every_request() {
             });
         }
     });
-    let mut text = std::fs::read_to_string(&h.config_path).unwrap();
-    text = text.replace(
-        "[admin]",
-        &format!(
-            "[[route]]\nprefix = \"/closing\"\nupstream = \"http://{app_addr}\"\nauth = \"public\"\n\n[admin]"
-        ),
+    let route = format!(
+        "[[route]]\nprefix = \"/closing\"\nupstream = \"http://{app_addr}\"\nauth = \"public\"\n"
     );
-    std::fs::write(&h.config_path, text).unwrap();
+    add_routes(&h, &route, "/closing/x", |s| s == 200).await;
     let mut conn = h.h1(None).await;
-    let mut reloaded = false;
-    for _ in 0..50 {
-        if conn.get("/closing/x").await.unwrap().body == "closed" {
-            reloaded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(reloaded, "the new route was never served");
 
     let before = connections.load(Ordering::SeqCst);
     for i in 0..20 {
@@ -993,5 +980,119 @@ async fn an_app_closing_each_connection_still_answers_every_request() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(connections.load(Ordering::SeqCst) - before, 20);
+    h.shutdown().await;
+}
+
+/// Adds `routes` (TOML `[[route]]` tables) to the running gateway's file and waits until
+/// `probe` is answered by the new configuration (`ok` says when).
+async fn add_routes(h: &Harness, routes: &str, probe: &str, ok: impl Fn(u16) -> bool) {
+    let text = std::fs::read_to_string(&h.config_path).unwrap();
+    std::fs::write(
+        &h.config_path,
+        text.replace("[admin]", &format!("{routes}\n[admin]")),
+    )
+    .unwrap();
+    let mut conn = h.h1(None).await;
+    for _ in 0..50 {
+        if ok(conn.get(probe).await.unwrap().status.as_u16()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the new routes were never served");
+}
+
+/// An https app is reached only after its certificate checks out against `ca_file`; with a
+/// wrong trust anchor, or without the client certificate an mTLS app requires, the answer
+/// is 502, counted by reason, and the app never sees a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_apps_are_verified_and_mtls_apps_get_the_gateways_certificate() {
+    use support::tls_app::TlsApp;
+    let h = Harness::sqlite().await;
+    let app_ca = TestCa::new("Bank App CA");
+    let other_ca = TestCa::new("Some Other CA");
+    let gateway_ca = TestCa::new("Bank Gateway Client CA");
+    let (cert, key, _) = app_ca.server();
+    let app = TlsApp::start(&cert, &key, None).await;
+    let mtls_app = TlsApp::start(&cert, &key, Some(&gateway_ca.der)).await;
+    let gw = gateway_ca.client("certgate-gateway", "ops", now() - 60, now() + DAY);
+    let dir = h.dir.path();
+    std::fs::write(dir.join("app-ca.pem"), &app_ca.pem).unwrap();
+    std::fs::write(dir.join("other-ca.pem"), &other_ca.pem).unwrap();
+    std::fs::write(dir.join("gw.pem"), &gw.cert_pem).unwrap();
+    std::fs::write(dir.join("gw.key"), &gw.key_pem).unwrap();
+    let routes = format!(
+        r#"
+[[route]]
+prefix = "/tls"
+upstream = "https://localhost:{port}"
+auth = "public"
+[route.upstream_tls]
+ca_file = "app-ca.pem"
+
+[[route]]
+prefix = "/tls-wrong-ca"
+upstream = "https://localhost:{port}"
+auth = "public"
+[route.upstream_tls]
+ca_file = "other-ca.pem"
+
+[[route]]
+prefix = "/tls-wrong-name"
+upstream = "https://127.0.0.1:{port}"
+auth = "public"
+[route.upstream_tls]
+ca_file = "app-ca.pem"
+server_name = "app.bank.example"
+
+[[route]]
+prefix = "/mtls"
+upstream = "https://127.0.0.1:{mport}"
+auth = "public"
+[route.upstream_tls]
+ca_file = "app-ca.pem"
+client_cert = "gw.pem"
+client_key = "gw.key"
+
+[[route]]
+prefix = "/mtls-no-cert"
+upstream = "https://127.0.0.1:{mport}"
+auth = "public"
+[route.upstream_tls]
+ca_file = "app-ca.pem"
+"#,
+        port = app.addr.port(),
+        mport = mtls_app.addr.port()
+    );
+    add_routes(&h, &routes, "/tls/x", |s| s == 200).await;
+    let mut conn = h.h1(None).await;
+
+    let ok = conn.get("/tls/a").await.unwrap();
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.body, "tls app, client certificate: false");
+    let seen = app.requests();
+    for path in ["/tls-wrong-ca/a", "/tls-wrong-name/a"] {
+        let a = conn.get(path).await.unwrap();
+        assert_eq!(a.status, 502, "{path}");
+    }
+    assert_eq!(
+        app.requests(),
+        seen,
+        "a request reached the app over an unverified TLS hop"
+    );
+    assert!(app.failed_handshakes() >= 2);
+    let tls_failures = h
+        .metric("certgate_upstream_failures_total{route=\"/tls-wrong-ca\",reason=\"tls\"}")
+        .await;
+    assert!(tls_failures >= 1.0, "{tls_failures}");
+
+    let m = conn.get("/mtls/a").await.unwrap();
+    assert_eq!(
+        (m.status.as_u16(), m.body.as_str()),
+        (200, "tls app, client certificate: true")
+    );
+    let seen = mtls_app.requests();
+    assert_eq!(conn.get("/mtls-no-cert/a").await.unwrap().status, 502);
+    assert_eq!(mtls_app.requests(), seen);
     h.shutdown().await;
 }

@@ -14,6 +14,7 @@ mod staff;
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 
 pub use args::Cli;
@@ -99,6 +100,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::DemoUpstream { .. } => Ok(()),
         Command::Config(ConfigCmd::Check) => {
             cfg.hsm.pin_source()?.read("HSM PIN")?;
+            // The files an https upstream needs, read as `serve` will read them.
+            for r in &cfg.routes {
+                if let Some(t) = &r.upstream_tls {
+                    let host = r
+                        .upstream
+                        .parse::<http::Uri>()
+                        .ok()
+                        .and_then(|u| u.host().map(str::to_string))
+                        .unwrap_or_default();
+                    crate::tls::upstream_tls(t, &host, |p| cfg.resolve(p))
+                        .with_context(|| format!("[[route]] {}: [route.upstream_tls]", r.prefix))?;
+                }
+            }
             println!("{}: configuration is valid", cli.config.display());
             Ok(())
         }

@@ -81,8 +81,12 @@ pub enum ClientAuth {
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub prefix: String,
-    /// `http://host:port[/base]`; the request path is appended to the base.
+    /// `http://host:port[/base]` or `https://…` (then `[route.upstream_tls]` says whom to
+    /// trust); the request path is appended to the base.
     pub upstream: String,
+    /// TLS to an `https` upstream.
+    #[serde(default)]
+    pub upstream_tls: Option<UpstreamTlsConfig>,
     /// `public | certificate` (default `certificate`).
     #[serde(default)]
     pub auth: RouteAuth,
@@ -127,6 +131,28 @@ pub struct RouteConfig {
     /// this route's pages, at most once a day (default false).
     #[serde(default)]
     pub renewal_interstitial: bool,
+}
+
+/// `[route.upstream_tls]`: how the gateway checks an `https` app and, optionally, proves
+/// itself to it. Files are read again on each reload.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// PEM trust anchors for the app's certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Trust the system's roots as well (default false: a bank's internal CA is the norm).
+    #[serde(default)]
+    pub system_roots: bool,
+    /// The name the app's certificate must carry (default: the upstream URL's host).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// The gateway's own certificate chain (PEM) for apps that require mTLS.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// The key of `client_cert` (PEM).
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
 }
 
 fn default_identity() -> Vec<IdentityFormatName> {
@@ -383,6 +409,41 @@ fn default_assertion_issuer() -> String {
     "certgate".into()
 }
 
+/// An `https` upstream needs trust anchors; TLS settings on a plain upstream, or half a
+/// client key pair, are mistakes worth stopping for.
+fn check_upstream_tls(r: &RouteConfig, https: bool) -> Result<(), ConfigError> {
+    let invalid = |m: &str| Err(ConfigError::Invalid(format!("[[route]] {}: {m}", r.prefix)));
+    let Some(t) = &r.upstream_tls else {
+        return if https {
+            invalid(
+                "an https upstream needs [route.upstream_tls] with ca_file (or system_roots = true)",
+            )
+        } else {
+            Ok(())
+        };
+    };
+    if !https {
+        return invalid("[route.upstream_tls] is set but the upstream is not https");
+    }
+    if t.ca_file.is_none() && !t.system_roots {
+        return invalid(
+            "[route.upstream_tls] needs ca_file, the CA that issued the app's certificate \
+             (or system_roots = true)",
+        );
+    }
+    if t.client_cert.is_some() != t.client_key.is_some() {
+        return invalid("[route.upstream_tls] client_cert and client_key go together");
+    }
+    let bad_name = t
+        .server_name
+        .as_deref()
+        .is_some_and(|n| rustls_pki_types::ServerName::try_from(n.to_string()).is_err());
+    if bad_name {
+        return invalid("[route.upstream_tls] server_name is not a DNS name or IP address");
+    }
+    Ok(())
+}
+
 fn check_xfcc(r: &RouteConfig) -> Result<(), ConfigError> {
     let invalid = |m: &str| Err(ConfigError::Invalid(format!("[[route]] {}: {m}", r.prefix)));
     if r.xfcc_fields.is_empty() {
@@ -439,13 +500,13 @@ pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
         let uri: http::Uri = r.upstream.parse().map_err(|_| {
             ConfigError::Invalid(format!("[[route]] upstream {:?} is not a URL", r.upstream))
         })?;
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
             return invalid(format!(
-                "[[route]] upstream {:?} must be http://host:port (TLS to upstreams is not \
-                 supported)",
+                "[[route]] upstream {:?} must be http://host:port or https://host:port",
                 r.upstream
             ));
         }
+        check_upstream_tls(r, uri.scheme_str() == Some("https"))?;
         if uri.query().is_some() {
             return invalid(format!(
                 "[[route]] upstream {:?} must not have a query",

@@ -427,6 +427,53 @@ mod tests {
     }
 
     #[test]
+    fn every_wrong_upstream_tls_combination_is_explained() {
+        // The example's one route, pointed at `upstream`, with `tls` as its last table.
+        let with = |upstream: &str, tls: &str| {
+            EXAMPLE
+                .replacen(
+                    "upstream = \"http://127.0.0.1:8080\"",
+                    &format!("upstream = \"{upstream}\""),
+                    1,
+                )
+                .replacen("\n[admin]", &format!("\n{tls}\n\n[admin]"), 1)
+        };
+        let cases = [
+            ("https://app:8443", "", "needs [route.upstream_tls]"),
+            (
+                "https://app:8443",
+                "[route.upstream_tls]\nserver_name = \"app\"",
+                "needs ca_file",
+            ),
+            (
+                "http://app:8080",
+                "[route.upstream_tls]\nca_file = \"ca.pem\"",
+                "not https",
+            ),
+            (
+                "https://app:8443",
+                "[route.upstream_tls]\nca_file = \"ca.pem\"\nclient_key = \"k.pem\"",
+                "client_cert and client_key go together",
+            ),
+            (
+                "https://app:8443",
+                "[route.upstream_tls]\nca_file = \"ca.pem\"\nserver_name = \"a b\"",
+                "server_name",
+            ),
+        ];
+        for (upstream, tls, wanted) in cases {
+            let err = Config::parse(&with(upstream, tls), "t", Path::new(".")).unwrap_err();
+            assert!(err.to_string().contains(wanted), "{upstream} {tls}: {err}");
+        }
+        let good = with(
+            "https://app:8443",
+            "[route.upstream_tls]\nca_file = \"ca.pem\"",
+        );
+        let cfg = Config::parse(&good, "t", Path::new(".")).unwrap();
+        assert!(cfg.routes[0].upstream_tls.is_some());
+    }
+
+    #[test]
     fn both_pin_sources_are_refused() {
         let text = EXAMPLE.replace("pin_env = ", "pin_file = \"/x\"\npin_env = ");
         let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();

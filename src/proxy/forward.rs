@@ -4,6 +4,7 @@
 //! and WebSocket (HTTP/1.1 Upgrade) tunnels. Identity decisions are made before this.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -16,6 +17,7 @@ use super::refusal::Problem;
 use super::upstream_pool::{PoolSettings, SendError, UpstreamPool};
 use crate::config::{ConfigError, RouteConfig};
 use crate::http_common::body::ProxyBody;
+use crate::telemetry::{UpstreamFailure, UpstreamFailures};
 
 /// Headers meaningful only for one connection (RFC 9110 §7.6.1). Parsed names, so a
 /// message's names are compared with them without parsing or hashing anything.
@@ -49,28 +51,46 @@ pub struct Upstream {
     /// Connections owned by each worker thread's event loop (see `workers`).
     pool: UpstreamPool,
     response_timeout: Duration,
+    failures: UpstreamFailures,
 }
 
 impl Upstream {
-    /// Pooled clients for `route.upstream` (checked to be `http://host:port[/base]`), one
-    /// per worker thread.
-    pub fn new(route: &RouteConfig, workers: usize) -> Result<Self, ConfigError> {
+    /// Pooled connections to `route.upstream` (checked to be `http[s]://host:port[/base]`),
+    /// kept per worker thread; `resolve` anchors the TLS files' names.
+    pub fn new(
+        route: &RouteConfig,
+        workers: usize,
+        failures: UpstreamFailures,
+        resolve: &dyn Fn(&Path) -> PathBuf,
+    ) -> Result<Self, ConfigError> {
         let bad = || ConfigError::Invalid(format!("[[route]] upstream {:?}", route.upstream));
         let uri: Uri = route.upstream.parse().map_err(|_| bad())?;
         let authority = uri.authority().cloned().ok_or_else(bad)?;
         let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?;
-        if uri.scheme() != Some(&Scheme::HTTP) {
-            return Err(bad());
-        }
+        let (tls, default_port) = match (uri.scheme(), &route.upstream_tls) {
+            (Some(s), None) if *s == Scheme::HTTP => (None, 80),
+            (Some(s), Some(t)) if *s == Scheme::HTTPS => {
+                let tls = crate::tls::upstream_tls(t, authority.host(), resolve).map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "[[route]] {}: [route.upstream_tls]: {}",
+                        route.prefix,
+                        crate::telemetry::error_chain(&e)
+                    ))
+                })?;
+                (Some(tls), 443)
+            }
+            _ => return Err(bad()),
+        };
         let settings = PoolSettings {
             addr: format!(
                 "{}:{}",
                 authority.host(),
-                authority.port_u16().unwrap_or(80)
+                authority.port_u16().unwrap_or(default_port)
             ),
             connect_timeout: Duration::from_secs(route.connect_timeout_secs),
             idle_timeout: IDLE_TIMEOUT,
             max_idle_per_worker: MAX_IDLE_PER_WORKER,
+            tls,
         };
         Ok(Self {
             authority,
@@ -78,6 +98,7 @@ impl Upstream {
             base_path: uri.path().trim_end_matches('/').to_string(),
             pool: UpstreamPool::new(settings, workers),
             response_timeout: Duration::from_secs(route.response_timeout_secs),
+            failures,
         })
     }
 
@@ -107,7 +128,10 @@ impl Upstream {
 
         let sent = tokio::time::timeout(self.response_timeout, self.pool.send(req)).await;
         let mut resp = match sent {
-            Err(_) => return Err(Problem::UpstreamTimeout),
+            Err(_) => {
+                self.failures.count(UpstreamFailure::Timeout);
+                return Err(Problem::UpstreamTimeout);
+            }
             Ok(Err(e)) => {
                 if let SendError::Exchange(he) = &e
                     && let Some(p) = client_body_problem(he)
@@ -115,6 +139,7 @@ impl Upstream {
                     tracing::info!(upstream = %self.authority, error = %crate::telemetry::error_chain(&e), "the client's request body failed");
                     return Err(p);
                 }
+                self.failures.count(e.failure());
                 tracing::warn!(upstream = %self.authority, error = %crate::telemetry::error_chain(&e), "upstream request failed");
                 return Err(Problem::UpstreamFailed);
             }

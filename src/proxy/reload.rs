@@ -48,6 +48,7 @@ pub(crate) fn build_runtime(
         &config.routes,
         config.gateway.effective_worker_threads(),
         metrics,
+        &|p| config.resolve(p),
     )
     .map_err(GatewayError::Config)?;
     Ok(Runtime {
@@ -197,6 +198,15 @@ impl Reloader {
         for l in &rt.config.listeners {
             files.push(rt.config.resolve(&l.cert));
             files.push(rt.config.resolve(&l.key));
+        }
+        for t in rt
+            .config
+            .routes
+            .iter()
+            .filter_map(|r| r.upstream_tls.as_ref())
+        {
+            let named = [&t.ca_file, &t.client_cert, &t.client_key];
+            files.extend(named.into_iter().flatten().map(|p| rt.config.resolve(p)));
         }
         drop(rt);
         let mut h = DefaultHasher::new();

@@ -1,6 +1,7 @@
 //! The routing table: which `[[route]]` serves a (host, path). Longest prefix wins, on whole
 //! path segments; at equal length a route bound to the host wins over one without a host.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::forward::Upstream;
@@ -28,11 +29,12 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Builds the table (and the upstream clients, one pool per worker thread) from the
-    /// configuration.
+    /// configuration; `resolve` anchors the routes' file names (upstream TLS).
     pub fn new(
         routes: &[RouteConfig],
         workers: usize,
         metrics: &Metrics,
+        resolve: &dyn Fn(&Path) -> PathBuf,
     ) -> Result<Self, ConfigError> {
         let mut out = Vec::with_capacity(routes.len());
         for r in routes {
@@ -44,8 +46,8 @@ impl RouteTable {
                 config: r.clone(),
                 identity: r.identity_formats().into(),
                 metrics: metrics.route(&label),
+                upstream: Upstream::new(r, workers, metrics.upstream_failures(&label), resolve)?,
                 label,
-                upstream: Upstream::new(r, workers)?,
             }));
         }
         Ok(Self { routes: out })
@@ -99,6 +101,7 @@ mod tests {
             ],
             1,
             &Metrics::new(),
+            &Path::to_path_buf,
         )
         .unwrap();
         let up = |h: Option<&str>, p: &str| t.find(h, p).unwrap().config.upstream.clone();
@@ -112,6 +115,7 @@ mod tests {
             &[route("/", Some("a"), "http://127.0.0.1:1")],
             1,
             &Metrics::new(),
+            &Path::to_path_buf,
         )
         .unwrap();
         assert!(only_host.find(Some("b"), "/").is_none());

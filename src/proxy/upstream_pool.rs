@@ -12,9 +12,12 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::http_common::body::ProxyBody;
+use crate::telemetry::UpstreamFailure;
+use crate::tls::UpstreamTls;
 
 /// Why a request could not be sent or answered.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,12 @@ pub enum SendError {
     },
     #[error("connecting to {addr} timed out after {after:?}")]
     ConnectTimeout { addr: String, after: Duration },
+    #[error("TLS handshake with {addr} failed")]
+    Tls {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("HTTP/1.1 handshake with {addr} failed")]
     Handshake {
         addr: String,
@@ -35,6 +44,18 @@ pub enum SendError {
     },
     #[error("the exchange with the upstream failed")]
     Exchange(#[source] hyper::Error),
+}
+
+impl SendError {
+    /// The reason counted in the route's failure metric.
+    pub fn failure(&self) -> UpstreamFailure {
+        match self {
+            Self::Connect { .. } => UpstreamFailure::Connect,
+            Self::ConnectTimeout { .. } => UpstreamFailure::Timeout,
+            Self::Tls { .. } => UpstreamFailure::Tls,
+            Self::Handshake { .. } | Self::Exchange(_) => UpstreamFailure::Exchange,
+        }
+    }
 }
 
 /// How the connections to one upstream are made and kept.
@@ -47,6 +68,8 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     /// Idle connections kept per worker thread; more are closed after their exchange.
     pub max_idle_per_worker: usize,
+    /// For an `https` upstream.
+    pub tls: Option<UpstreamTls>,
 }
 
 struct Idle {
@@ -163,12 +186,38 @@ impl UpstreamPool {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set on an upstream connection");
         }
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| SendError::Handshake {
-                addr: s.addr.clone(),
-                source,
-            })?;
+        let Some(tls) = &s.tls else {
+            return self.start_http1(stream).await;
+        };
+        // Bounded like the TCP connect: an app that stalls the handshake is not waited for.
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::clone(&tls.config));
+        let stream = tokio::time::timeout(
+            s.connect_timeout,
+            connector.connect(tls.server_name.clone(), stream),
+        )
+        .await
+        .map_err(|_| SendError::ConnectTimeout {
+            addr: s.addr.clone(),
+            after: s.connect_timeout,
+        })?
+        .map_err(|source| SendError::Tls {
+            addr: s.addr.clone(),
+            source,
+        })?;
+        self.start_http1(stream).await
+    }
+
+    async fn start_http1<T>(&self, io: T) -> Result<SendRequest<ProxyBody>, SendError>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) =
+            http1::handshake(TokioIo::new(io))
+                .await
+                .map_err(|source| SendError::Handshake {
+                    addr: self.settings.addr.clone(),
+                    source,
+                })?;
         // Upgrades (WebSocket) need the connection driven with them.
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {

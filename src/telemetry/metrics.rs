@@ -25,6 +25,12 @@ struct RouteLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteReason {
+    route: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheResult {
     result: String,
 }
@@ -46,6 +52,7 @@ pub struct Metrics {
     requests: Family<RouteStatus, Counter>,
     handshake_failures: Family<Reason, Counter>,
     upstream_latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    upstream_failures: Family<RouteReason, Counter>,
     refusals: Family<Reason, Counter>,
     reloads: Family<Outcome, Counter>,
     connections: Gauge,
@@ -71,6 +78,44 @@ impl RouteMetrics {
     }
 }
 
+/// Why a request could not be sent to, or answered by, a route's upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    /// No TCP connection (refused, unreachable, timed out).
+    Connect,
+    /// The TLS handshake with the app failed (its certificate not trusted, wrong name).
+    Tls,
+    /// The app did not answer in time.
+    Timeout,
+    /// The exchange broke off after the request was sent.
+    Exchange,
+}
+
+impl UpstreamFailure {
+    const ALL: [Self; 4] = [Self::Connect, Self::Tls, Self::Timeout, Self::Exchange];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Tls => "tls",
+            Self::Timeout => "timeout",
+            Self::Exchange => "exchange",
+        }
+    }
+}
+
+/// One route's upstream failure series, resolved when the route table is built.
+#[derive(Debug, Clone)]
+pub struct UpstreamFailures {
+    by_reason: [Counter; 4],
+}
+
+impl UpstreamFailures {
+    pub fn count(&self, failure: UpstreamFailure) {
+        self.by_reason[failure as usize].inc();
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -87,6 +132,7 @@ impl Metrics {
             Family::<RouteLabel, Histogram, fn() -> Histogram>::new_with_constructor(
                 latency_histogram,
             );
+        let upstream_failures = Family::<RouteReason, Counter>::default();
         let status_cache = Family::<CacheResult, Counter>::default();
         let refusals = Family::<Reason, Counter>::default();
         let reloads = Family::<Outcome, Counter>::default();
@@ -106,6 +152,12 @@ impl Metrics {
             "upstream_duration_seconds",
             "Time until the upstream's response head, by route",
             upstream_latency.clone(),
+        );
+        registry.register(
+            "upstream_failures",
+            "Requests not sent to or not answered by the upstream, by route and reason \
+             (connect, tls, timeout, exchange)",
+            upstream_failures.clone(),
         );
         registry.register(
             "status_cache_lookups",
@@ -149,6 +201,7 @@ impl Metrics {
             requests,
             handshake_failures,
             upstream_latency,
+            upstream_failures,
             refusals,
             reloads,
             connections,
@@ -175,6 +228,20 @@ impl Metrics {
                     route: label.to_string(),
                 })
                 .clone(),
+        }
+    }
+
+    /// The upstream failure series of the route labelled `label` (made now if new).
+    pub fn upstream_failures(&self, label: &str) -> UpstreamFailures {
+        UpstreamFailures {
+            by_reason: UpstreamFailure::ALL.map(|f| {
+                self.upstream_failures
+                    .get_or_create(&RouteReason {
+                        route: label.to_string(),
+                        reason: f.as_str().to_string(),
+                    })
+                    .clone()
+            }),
         }
     }
 

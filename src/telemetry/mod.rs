@@ -6,7 +6,7 @@
 
 mod metrics;
 
-pub use metrics::{CacheOutcome, Metrics, RouteMetrics};
+pub use metrics::{CacheOutcome, Metrics, RouteMetrics, UpstreamFailure, UpstreamFailures};
 
 /// An error with its sources, for one log field: `outer: cause: root cause`.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -9,11 +9,13 @@
 mod files;
 mod peer;
 mod server_config;
+mod upstream;
 mod verifier;
 
 pub use files::{ServerKeyPair, load_server_key_pair};
 pub use peer::PresentedCert;
 pub use server_config::{ListenerTls, build_listener_tls};
+pub use upstream::{UpstreamTls, upstream_tls};
 pub use verifier::StatusAwareVerifier;
 pub(crate) use verifier::classify;
 
@@ -43,6 +45,14 @@ pub enum TlsError {
     Anchors(#[source] rustls::server::VerifierBuilderError),
     #[error("cannot build the TLS configuration")]
     Rustls(#[source] rustls::Error),
+    #[error("a certificate in {file} cannot be used as a trust anchor for the app")]
+    UpstreamAnchor {
+        file: String,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("{0:?} is not a name the app's certificate can be checked against")]
+    ServerName(String),
 }
 
 /// The crypto provider every TLS object of certgate uses.

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod pki;
+pub mod tls_app;
 pub mod upstream;
 
 use std::net::SocketAddr;
