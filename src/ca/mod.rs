@@ -10,6 +10,7 @@
 mod authority;
 pub mod crl;
 pub mod csr;
+pub mod csrattrs;
 pub mod intermediate;
 mod key;
 pub mod name;

@@ -17,6 +17,7 @@ use crate::ca::crl::CrlContents;
 use crate::ca::ocsp::{self, OcspIssuer, OcspStatus};
 use crate::ca::{Authority, RevocationReason};
 use crate::clock::{Clock, UnixTime};
+use crate::http_common::RETRY_AFTER_SECS;
 use crate::store::{CertStatus, Store};
 
 use super::request::WebRequest;
@@ -114,10 +115,15 @@ impl Revocation {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot produce the CRL");
-                text(
+                let mut r = text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the CRL is temporarily unavailable",
-                )
+                );
+                r.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static(RETRY_AFTER_SECS),
+                );
+                r
             }
         }
     }
@@ -174,7 +180,14 @@ impl Revocation {
                     None => return ocsp_error(OcspResponseStatus::MalformedRequest),
                 }
             }
-            _ => return text(StatusCode::METHOD_NOT_ALLOWED, "OCSP takes GET or POST"),
+            _ => {
+                let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "OCSP takes GET or POST");
+                r.headers_mut().insert(
+                    http::header::ALLOW,
+                    http::HeaderValue::from_static("GET, POST"),
+                );
+                return r;
+            }
         };
         let parsed = match ocsp::parse_request(&der) {
             Ok(p) => p,

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 
 use crate::audit::Actor;
+use crate::ca::csrattrs::csr_attributes;
 use crate::ca::pkcs7;
+use crate::http_common::RETRY_AFTER_SECS;
 use crate::lifecycle::{Authorization, Lifecycle, LifecycleError};
 
 use crate::web::request::WebRequest;
@@ -48,10 +50,13 @@ fn certs_response(certs: &[&[u8]]) -> WebResponse {
     }
 }
 
+/// base64 lines are folded at this many characters (RFC 7030 §4.1.3 points to MIME, whose
+/// limit is 76): OpenSSL's base64 BIO, which libest reads bodies with, stops at long lines.
+const BASE64_LINE: usize = 64;
+
 fn base64_body(content_type: &'static str, der: &[u8]) -> WebResponse {
-    let mut b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    b64.push('\n');
-    let mut r = with_type(StatusCode::OK, content_type, Bytes::from(b64));
+    let body = folded_base64(der);
+    let mut r = with_type(StatusCode::OK, content_type, Bytes::from(body));
     r.headers_mut().insert(
         "content-transfer-encoding",
         HeaderValue::from_static("base64"),
@@ -59,18 +64,31 @@ fn base64_body(content_type: &'static str, der: &[u8]) -> WebResponse {
     r
 }
 
-/// `GET csrattrs`: the attributes a client should use: an EC P-256 key signed with ECDSA-SHA256.
-pub fn csrattrs() -> WebResponse {
-    // SEQUENCE { OID ecdsa-with-SHA256, SEQUENCE { OID id-ecPublicKey, SET { OID P-256 } } }
-    const ATTRS: &[u8] = &[
-        0x30, 0x23, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02, 0x30, 0x17, 0x06,
-        0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x31, 0x0c, 0x06, 0x08, 0x2a, 0x86, 0x48,
-        0xce, 0x3d, 0x03, 0x01, 0x07,
-    ];
-    base64_body("application/csrattrs", ATTRS)
+/// base64 of `der` in lines of [`BASE64_LINE`] characters, each ended by CRLF.
+pub fn folded_base64(der: &[u8]) -> String {
+    let flat = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::with_capacity(flat.len() + flat.len() / BASE64_LINE * 2 + 2);
+    // base64 output is ASCII, so byte chunks are whole characters.
+    for line in flat.as_bytes().chunks(BASE64_LINE) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push_str("\r\n");
+    }
+    out
 }
 
-/// The DER CSR from an EST body: base64 (line breaks allowed), `application/pkcs10`.
+/// `GET csrattrs`: what the CA prefers (see `ca::csrattrs`).
+pub fn csrattrs() -> WebResponse {
+    match csr_attributes() {
+        Ok(der) => base64_body("application/csrattrs", &der),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the CSR attributes");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
+}
+
+/// The DER CSR from an EST body: base64, in one line or folded (any line breaks and
+/// whitespace are ignored), `application/pkcs10`.
 /// Public for the fuzz targets; the error is the response to send.
 pub fn csr_from_body(req: &WebRequest) -> Result<Vec<u8>, WebResponse> {
     let ctype = req.header("content-type").unwrap_or_default();
@@ -123,8 +141,10 @@ fn lifecycle_error(e: &LifecycleError) -> WebResponse {
     }
     let mut r = text(status, &e.to_string());
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
     }
     r
 }
@@ -177,5 +197,69 @@ async fn enroll(
     match lifecycle.enroll(authorization, csr).await {
         Ok(cert) => certs_response(&[&cert.der]),
         Err(e) => lifecycle_error(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_folded_at_64_with_crlf_and_decode_back() {
+        let der: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let body = folded_base64(&der);
+        assert!(body.ends_with("\r\n"));
+        let lines: Vec<&str> = body.split_terminator("\r\n").collect();
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.len() <= BASE64_LINE && !l.contains('\n'))
+        );
+        assert!(
+            lines[..lines.len() - 1]
+                .iter()
+                .all(|l| l.len() == BASE64_LINE)
+        );
+        let joined: String = lines.concat();
+        let back = base64::engine::general_purpose::STANDARD
+            .decode(joined)
+            .unwrap();
+        assert_eq!(back, der);
+    }
+
+    fn est_post(body: &[u8]) -> WebRequest {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/pkcs10"),
+        );
+        WebRequest {
+            method: http::Method::POST,
+            path: "/.well-known/est/simpleenroll".into(),
+            query: None,
+            headers,
+            body: Bytes::copy_from_slice(body),
+            peer: None,
+            remote: "127.0.0.1:1".into(),
+            origin: "https://127.0.0.1".into(),
+        }
+    }
+
+    #[test]
+    fn csr_bodies_are_taken_folded_or_in_one_line() {
+        let der: Vec<u8> = (0..200u8).collect();
+        let flat = base64::engine::general_purpose::STANDARD.encode(&der);
+        let crlf = folded_base64(&der);
+        let lf = crlf.replace("\r\n", "\n");
+        for body in [flat.as_str(), crlf.as_str(), lf.as_str()] {
+            assert_eq!(
+                csr_from_body(&est_post(body.as_bytes())).ok(),
+                Some(der.clone())
+            );
+        }
+        let refused = csr_from_body(&est_post(b"not*base64"))
+            .err()
+            .map(|r| r.status());
+        assert_eq!(refused, Some(StatusCode::BAD_REQUEST));
     }
 }
