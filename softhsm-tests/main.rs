@@ -3,6 +3,7 @@
 mod browser;
 mod cli;
 mod enablement;
+mod est_strict;
 mod faults;
 mod fixture;
 mod hostile;
