@@ -25,6 +25,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Sent with every request, as device clients and libraries do (RFC 9110 §10.1.5).
+const USER_AGENT: &str = "certgate-est-strict/1";
+
 /// The HTTP version to speak (chosen with ALPN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -130,8 +133,9 @@ async fn http1<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: {USER_AGENT}\r\nConnection: close\r\n"
+    );
     for (n, v) in headers {
         head.push_str(&format!("{n}: {v}\r\n"));
     }
@@ -223,7 +227,8 @@ async fn http2<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 
     tokio::spawn(conn);
     let mut req = http::Request::builder()
         .method(method)
-        .uri(format!("https://127.0.0.1{path}"));
+        .uri(format!("https://127.0.0.1{path}"))
+        .header("user-agent", USER_AGENT);
     for (n, v) in headers {
         req = req.header(*n, *v);
     }

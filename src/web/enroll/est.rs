@@ -22,9 +22,9 @@ pub const PREFIX: &str = "/.well-known/est/";
 const PKCS7: &str = "application/pkcs7-mime; smime-type=certs-only";
 
 /// `GET cacerts`: the active CA certificate and its chain (DER).
-pub fn cacerts(ca_chain: &[Vec<u8>]) -> WebResponse {
+pub fn cacerts(ca_chain: &[Vec<u8>], req: &WebRequest) -> WebResponse {
     let refs: Vec<&[u8]> = ca_chain.iter().map(Vec::as_slice).collect();
-    certs_response(&refs)
+    certs_response(&refs, Lines::for_client(req))
 }
 
 /// An operation EST does not have, or certgate does not offer (`serverkeygen`).
@@ -40,9 +40,9 @@ pub fn method_not_allowed() -> WebResponse {
     )
 }
 
-fn certs_response(certs: &[&[u8]]) -> WebResponse {
+fn certs_response(certs: &[&[u8]], lines: Lines) -> WebResponse {
     match pkcs7::certs_only(certs) {
-        Ok(der) => base64_body(PKCS7, &der),
+        Ok(der) => base64_body(PKCS7, &der, lines),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode an EST response");
             text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
@@ -54,8 +54,40 @@ fn certs_response(certs: &[&[u8]]) -> WebResponse {
 /// limit is 76): OpenSSL's base64 BIO, which libest reads bodies with, stops at long lines.
 const BASE64_LINE: usize = 64;
 
-fn base64_body(content_type: &'static str, der: &[u8]) -> WebResponse {
-    let body = folded_base64(der);
+/// How a response's base64 is laid out for the client that asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// Lines of [`BASE64_LINE`] characters ended by CRLF: MIME's form, for every client
+    /// that identifies itself.
+    Folded,
+    /// One line: for strongSwan's `pki --est`, whose decoder takes no line break.
+    Single,
+}
+
+impl Lines {
+    /// Folded, unless the request carries neither `User-Agent` nor `Accept`. That is how
+    /// strongSwan's `pki --est` asks (it sends Host, Authorization, Content-Type and
+    /// Content-Length only) and it reads base64 in groups of four characters without
+    /// skipping line breaks; libest, curl, browsers and HTTP libraries send at least one
+    /// of the two and get the folded form OpenSSL's base64 BIO needs.
+    pub fn for_client(req: &WebRequest) -> Self {
+        if req.header("user-agent").is_none() && req.header("accept").is_none() {
+            Self::Single
+        } else {
+            Self::Folded
+        }
+    }
+}
+
+fn base64_body(content_type: &'static str, der: &[u8], lines: Lines) -> WebResponse {
+    let body = match lines {
+        Lines::Folded => folded_base64(der),
+        Lines::Single => {
+            let mut flat = base64::engine::general_purpose::STANDARD.encode(der);
+            flat.push_str("\r\n");
+            flat
+        }
+    };
     let mut r = with_type(StatusCode::OK, content_type, Bytes::from(body));
     r.headers_mut().insert(
         "content-transfer-encoding",
@@ -77,9 +109,9 @@ pub fn folded_base64(der: &[u8]) -> String {
 }
 
 /// `GET csrattrs`: what the CA prefers (see `ca::csrattrs`).
-pub fn csrattrs() -> WebResponse {
+pub fn csrattrs(req: &WebRequest) -> WebResponse {
     match csr_attributes() {
-        Ok(der) => base64_body("application/csrattrs", &der),
+        Ok(der) => base64_body("application/csrattrs", &der, Lines::for_client(req)),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode the CSR attributes");
             text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
@@ -167,7 +199,7 @@ pub async fn simpleenroll(lifecycle: &Lifecycle, req: &WebRequest) -> WebRespons
         code: &code,
         requester: &requester,
     };
-    enroll(lifecycle, authorization, &csr).await
+    enroll(lifecycle, authorization, &csr, Lines::for_client(req)).await
 }
 
 /// `POST simplereenroll`: a renewal authenticated by the current client certificate.
@@ -185,7 +217,7 @@ pub async fn simplereenroll(lifecycle: &Lifecycle, req: &WebRequest) -> WebRespo
     let authorization = Authorization::CurrentCertificate {
         serial: &peer.serial,
     };
-    enroll(lifecycle, authorization, &csr).await
+    enroll(lifecycle, authorization, &csr, Lines::for_client(req)).await
 }
 
 /// The new certificate alone (RFC 7030 §4.2.3), or the refusal as text.
@@ -193,9 +225,10 @@ async fn enroll(
     lifecycle: &Lifecycle,
     authorization: Authorization<'_>,
     csr: &[u8],
+    lines: Lines,
 ) -> WebResponse {
     match lifecycle.enroll(authorization, csr).await {
-        Ok(cert) => certs_response(&[&cert.der]),
+        Ok(cert) => certs_response(&[&cert.der], lines),
         Err(e) => lifecycle_error(&e),
     }
 }
@@ -225,6 +258,23 @@ mod tests {
             .decode(joined)
             .unwrap();
         assert_eq!(back, der);
+    }
+
+    #[test]
+    fn clients_that_identify_themselves_get_folded_lines() {
+        let mut req = est_post(b"");
+        assert_eq!(Lines::for_client(&req), Lines::Single);
+        req.headers
+            .insert(header::USER_AGENT, HeaderValue::from_static("libest 3.2"));
+        assert_eq!(Lines::for_client(&req), Lines::Folded);
+        req.headers.remove(header::USER_AGENT);
+        req.headers
+            .insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        assert_eq!(Lines::for_client(&req), Lines::Folded);
+        let one = base64_body("application/csrattrs", &[7u8; 200], Lines::Single);
+        let text = std::str::from_utf8(one.body()).unwrap();
+        assert_eq!(text.matches("\r\n").count(), 1);
+        assert!(text.ends_with("\r\n"));
     }
 
     fn est_post(body: &[u8]) -> WebRequest {
