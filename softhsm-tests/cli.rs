@@ -420,7 +420,10 @@ fn revoke_and_reissue() {
     assert!(err.contains("unknown revocation reason"), "{err}");
 }
 
-/// pkilint finds nothing on the CA and client certificates.
+/// pkilint finds nothing on the CA, client and server certificates down to NOTICE, and at
+/// INFO only its note of which subject key identifier method is used (RFC 5280 method 1),
+/// which it makes on every certificate that has the extension. `ca issue-server` refuses a
+/// name pkilint calls invalid before anything is signed, and warns about `localhost`.
 #[test]
 fn pkilint_is_clean() {
     let Some(fx) = Fixture::new(Db::Sqlite) else {
@@ -452,20 +455,83 @@ fn pkilint_is_clean() {
         ]),
     )
     .unwrap();
-    for file in [&ca, &cert] {
+    let server = fx.path("server.pem");
+    let server_key = fx.path("server.key");
+    let issue_server = |name: &str, out: &std::path::Path| {
+        fx.run(&[
+            "ca",
+            "issue-server",
+            "--name",
+            name,
+            "--name",
+            "127.0.0.1",
+            "--cert-out",
+            out.to_str().unwrap(),
+            "--key-out",
+            server_key.to_str().unwrap(),
+        ])
+    };
+    let out = issue_server("gw.bank.example", &server);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Only the first certificate of the chain file is linted: the server's own.
+    let server_pem = std::fs::read_to_string(&server).unwrap();
+    let end = server_pem.find("-----END CERTIFICATE-----").unwrap() + 25;
+    std::fs::write(&server, &server_pem[..end]).unwrap();
+
+    let lint = |file: &std::path::Path, severity: &str| {
         let out = Command::new("lint_pkix_cert")
-            .args(["lint", "-s", "NOTICE"])
+            .args(["lint", "-s", severity])
             .arg(file)
             .output()
             .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    for file in [&ca, &cert, &server] {
+        let (ok, text) = lint(file, "NOTICE");
         assert!(
-            out.status.success() && String::from_utf8_lossy(&out.stdout).trim().is_empty(),
-            "pkilint on {}:\n{}{}",
-            file.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            ok && text.trim().is_empty(),
+            "pkilint on {}:\n{text}",
+            file.display()
+        );
+        let (_, text) = lint(file, "INFO");
+        let findings: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("    "))
+            .map(str::trim)
+            .collect();
+        assert_eq!(
+            findings,
+            vec!["pkix.subject_key_identifier_method_1_identified (INFO)"],
+            "pkilint at INFO on {}:\n{text}",
+            file.display()
         );
     }
+
+    // Names pkilint calls invalid are refused, and nothing is written.
+    for bad in ["foo_bar.example", "*.bank.example", "gw.bank.example."] {
+        let refused = fx.path("refused.pem");
+        let out = issue_server(bad, &refused);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad} was accepted");
+        assert!(err.contains(bad) && err.contains("DNS name"), "{err}");
+        assert!(!refused.exists());
+    }
+    // localhost (single label) is issued for the demo and tests, with a warning.
+    let local = fx.path("local.pem");
+    let out = issue_server("localhost", &local);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pkix.invalid_domain_name_syntax"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Configuration errors are one clear sentence; the PIN comes only from env or file.

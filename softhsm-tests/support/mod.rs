@@ -1,4 +1,5 @@
 //! Helpers shared by the SoftHSM2 tests.
 
+pub mod est_strict;
 pub mod private_pg;
 pub mod token;

@@ -63,6 +63,8 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut stop: watch::Re
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
+                // Conventional header-name case, as on the gateway's listeners.
+                .title_case_headers(true)
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
         });
@@ -71,7 +73,10 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut stop: watch::Re
 
 async fn answer<B>(state: &AdminState, req: Request<B>) -> Response<ProxyBody> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n", "text/plain");
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n", "text/plain");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
     }
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),
@@ -125,7 +130,14 @@ async fn readyz(state: &AdminState) -> Response<ProxyBody> {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = serde_json::json!({ "ready": ready, "checks": checks }).to_string();
-    text(status, &body, "application/json")
+    let mut r = text(status, &body, "application/json");
+    if !ready {
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(crate::http_common::RETRY_AFTER_SECS),
+        );
+    }
+    r
 }
 
 fn text(status: StatusCode, body: &str, content_type: &'static str) -> Response<ProxyBody> {

@@ -56,8 +56,8 @@ pub async fn run(
     let active = cas[0].clone();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let settings = LifecycleSettings::from_config(&cfg);
-    let overlap_days = settings.overlap_days;
     let lifecycle = Lifecycle::new(store.clone(), active.clone(), clock.clone(), settings);
+    let (reloaded, retiring) = (lifecycle.clone(), lifecycle.clone());
 
     let mut signers = Vec::with_capacity(cas.len());
     for authority in &cas {
@@ -94,11 +94,7 @@ pub async fn run(
     }
     let web = Arc::new(Web::new(lifecycle, revocation, ca_chain));
 
-    let _retire = tokio::spawn(retire_superseded(
-        store.clone(),
-        clock.clone(),
-        overlap_days,
-    ));
+    let _retire = tokio::spawn(retire_superseded(store.clone(), clock.clone(), retiring));
 
     let mut deps = ServerDeps::new(
         config_path.to_path_buf(),
@@ -108,6 +104,10 @@ pub async fn run(
     );
     deps.readiness
         .push(Arc::new(HsmReady(active.key().clone())));
+    // [issuance] and [renewal] follow reloads: the lifecycle's settings are replaced.
+    deps.on_reload.push(Box::new(move |cfg: &Config| {
+        reloaded.replace_settings(LifecycleSettings::from_config(cfg));
+    }));
 
     // Expiry notices: one pass at start, then every `[notify] interval_secs`.
     let (stop_notices, stopped) = tokio::sync::watch::channel(false);
@@ -125,11 +125,13 @@ pub async fn run(
 }
 
 /// Revokes superseded certificates whose successor is in use or whose overlap has passed.
-async fn retire_superseded(store: Store, clock: Arc<dyn Clock>, overlap_days: u32) {
+async fn retire_superseded(store: Store, clock: Arc<dyn Clock>, lifecycle: Lifecycle) {
     let mut tick = tokio::time::interval(RETIRE_EVERY);
     loop {
         tick.tick().await;
         let now = clock.now();
+        // Read each time: `[renewal] overlap_days` follows reloads.
+        let overlap_days = lifecycle.settings().overlap_days;
         match store
             .retire_superseded(now - i64::from(overlap_days) * DAY, now)
             .await

@@ -49,7 +49,12 @@ pub struct ServerDeps {
     pub readiness: Vec<Arc<dyn Readiness>>,
     /// More metrics for `/metrics`, read at each scrape (e.g. the notice counters).
     pub collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,
+    /// Called with the new configuration after each accepted reload (SIGHUP, file change).
+    pub on_reload: Vec<ReloadHook>,
 }
+
+/// Puts a reloaded configuration in force in a part built outside the gateway.
+pub type ReloadHook = Box<dyn Fn(&Config) + Send + Sync>;
 
 impl ServerDeps {
     /// Dependencies over the real store.
@@ -66,6 +71,7 @@ impl ServerDeps {
             clock,
             readiness: Vec::new(),
             collectors: Vec::new(),
+            on_reload: Vec::new(),
         }
     }
 }
@@ -75,6 +81,7 @@ pub struct Server {
     gateway: Gateway,
     admin: Option<(TcpListener, AdminState)>,
     cache: Arc<StatusCache>,
+    on_reload: Vec<ReloadHook>,
 }
 
 impl Server {
@@ -114,6 +121,7 @@ impl Server {
             )),
             None => None,
         };
+        let on_reload = deps.on_reload;
         let gateway = Gateway::new(GatewayParts {
             config_path: deps.config_path,
             config,
@@ -129,6 +137,7 @@ impl Server {
             gateway,
             admin,
             cache,
+            on_reload,
         })
     }
 
@@ -163,6 +172,15 @@ impl Server {
                 }
             })
         });
+        let mut updates = self.gateway.config_updates();
+        let hooks = self.on_reload;
+        let follower = tokio::spawn(async move {
+            while let Some(config) = updates.next().await {
+                for hook in &hooks {
+                    hook(&config);
+                }
+            }
+        });
         let admin = self
             .admin
             .map(|(l, state)| tokio::spawn(admin::serve(l, state, stop_rx.clone())));
@@ -184,6 +202,7 @@ impl Server {
         if let Some(w) = watchdog {
             w.abort();
         }
+        follower.abort();
         Ok(result?)
     }
 }

@@ -131,8 +131,8 @@ impl Authority {
 }
 
 impl Authority {
-    /// Signs a TLS server certificate for `names` (DNS names or IP addresses) over the DER
-    /// SubjectPublicKeyInfo `spki_der`.
+    /// Signs a TLS server certificate for `names` (DNS names or IP addresses, each passing
+    /// [`super::server_name::check`]) over the DER SubjectPublicKeyInfo `spki_der`.
     pub fn issue_server(
         &self,
         spki_der: &[u8],
@@ -140,6 +140,9 @@ impl Authority {
         now: UnixTime,
         validity_days: u32,
     ) -> Result<IssuedCert, CaError> {
+        for name in names {
+            super::server_name::check(name)?;
+        }
         let (serial, serial_hex) = profile::random_serial()?;
         let params = profile::server_params(
             spki_der,

@@ -10,6 +10,7 @@
 mod authority;
 pub mod crl;
 pub mod csr;
+pub mod csrattrs;
 pub mod intermediate;
 mod key;
 pub mod name;
@@ -19,6 +20,7 @@ pub mod pkcs7;
 pub mod profile;
 mod revocation;
 pub mod rollover;
+pub mod server_name;
 
 pub use crate::keys::{
     KeyAlgorithm, KeyBackend, SignError, subject_public_key_bits, verify_signature,
@@ -57,4 +59,7 @@ pub enum CaError {
     /// The CA name cannot be written.
     #[error(transparent)]
     Name(#[from] NameError),
+    /// A server certificate name that is neither an IP address nor a valid DNS name.
+    #[error(transparent)]
+    ServerName(#[from] server_name::ServerNameError),
 }

@@ -234,7 +234,10 @@ pub enum CaCmd {
     /// Issue a TLS server certificate for the gateway's listener (software key written
     /// beside it, readable by the owner only).
     IssueServer {
-        /// DNS name or IP address; repeat for several. The first is also the CN.
+        /// DNS name (preferred syntax, at least two labels) or IP address; repeat for
+        /// several. The first is also the CN. A single-label name such as `localhost` is
+        /// accepted with a warning (demo and tests only: pkilint and public clients
+        /// reject it); other malformed names are refused.
         #[arg(long = "name", required = true)]
         names: Vec<String>,
         #[arg(long, default_value_t = 365)]

@@ -15,6 +15,7 @@ use rcgen::PublicKeyData;
 
 use crate::audit::{Actor, Outcome};
 use crate::ca::pem;
+use crate::ca::server_name::{self, ServerName};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::store::{CertStatus, ServerCertRecord};
@@ -28,6 +29,16 @@ pub async fn run(
     cert_out: &Path,
     key_out: &Path,
 ) -> anyhow::Result<()> {
+    // Names are checked before the HSM is opened: a refused name changes nothing.
+    for name in names {
+        if server_name::check(name)? == ServerName::SingleLabel {
+            eprintln!(
+                "warning: {name:?} is a single-label name: fine for the demo and local tests, \
+                 but pkilint reports it (pkix.invalid_domain_name_syntax) and public clients \
+                 reject it; use the server's full DNS name in production"
+            );
+        }
+    }
     let store = context::open_store(&cfg).await?;
     let keys = context::open_key_store(&cfg).await?;
     let authority = context::open_authority(&cfg, &store, &keys).await?;

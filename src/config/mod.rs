@@ -4,6 +4,7 @@
 
 mod gateway;
 mod notify;
+pub mod reload_scope;
 mod secret;
 
 pub use gateway::*;
@@ -204,6 +205,10 @@ pub struct RenewalConfig {
     /// Days the replaced certificate stays valid when the new one is not used.
     #[serde(default = "default_overlap_days")]
     pub overlap_days: u32,
+    /// Whether a renewal may keep the certificate's key (RFC 7030 §4.2.2 allows it; device
+    /// clients such as libest always re-enroll with the same key). Off: a new key pair.
+    #[serde(default)]
+    pub allow_same_key: bool,
 }
 
 impl Default for RenewalConfig {
@@ -212,6 +217,7 @@ impl Default for RenewalConfig {
             window_days: default_window_days(),
             grace_after_expiry_days: default_grace_days(),
             overlap_days: default_overlap_days(),
+            allow_same_key: false,
         }
     }
 }

@@ -24,6 +24,15 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// The `WWW-Authenticate` challenge of a 401 that asks for a client certificate. HTTP
+/// requires a challenge on every 401 (RFC 9110 §15.5.2) and has no registered scheme for
+/// TLS client authentication; clients skip a scheme they do not know, and strict ones
+/// (libest) stop complaining that the header is missing.
+pub const CLIENT_CERTIFICATE_CHALLENGE: &str = "ClientCertificate realm=\"certgate\"";
+
+/// How many seconds a client is asked to wait after a 503 or 429 (`Retry-After`).
+pub const RETRY_AFTER_SECS: &str = "30";
+
 /// Completes when `stop` turns true (or its sender is gone).
 pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;

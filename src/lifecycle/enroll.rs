@@ -207,7 +207,8 @@ impl Lifecycle {
         })
     }
 
-    /// Renews the certificate `current_serial` (authenticated by it) with a new key.
+    /// Renews the certificate `current_serial` (authenticated by it) with a new key, or the
+    /// same one when `[renewal] allow_same_key` is on.
     async fn renew(
         &self,
         current_serial: &str,
@@ -228,11 +229,13 @@ impl Lifecycle {
                 .into());
             }
             let now = self.now();
+            // One reading of the settings for the whole renewal (a reload may replace them).
+            let settings = self.settings();
             match rules::renewal_window(
                 old.not_after,
                 now,
-                self.settings().renewal_window_days,
-                self.settings().renewal_grace_days,
+                settings.renewal_window_days,
+                settings.renewal_grace_days,
             ) {
                 RenewalWindow::Open => {}
                 RenewalWindow::NotYet { opens_at } => {
@@ -251,9 +254,11 @@ impl Lifecycle {
                 }
             }
             let checked = csr::check(csr_input)?;
-            if checked.spki_sha256 == old.spki_sha256 {
-                return Err(Refusal::new("same_key", "a renewal needs a new key pair").into());
-            }
+            rules::renewal_key_allowed(
+                &old.spki_sha256,
+                &checked.spki_sha256,
+                settings.allow_same_key,
+            )?;
             let user = self.enabled_user(&old.login).await?;
             let record = self.sign(&user, &checked, now).await?;
             // The renewal and its audit record commit together.

@@ -106,6 +106,19 @@ pub fn renewal_window(
     }
 }
 
+/// Whether a renewal may certify `new_key` for a certificate holding `old_key` (both
+/// SHA-256 of the SubjectPublicKeyInfo): a new key pair unless `[renewal] allow_same_key`.
+pub fn renewal_key_allowed(
+    old_key: &str,
+    new_key: &str,
+    allow_same_key: bool,
+) -> Result<(), Refusal> {
+    if old_key == new_key && !allow_same_key {
+        return Err(Refusal::new("same_key", "a renewal needs a new key pair"));
+    }
+    Ok(())
+}
+
 /// Whether the customer should be told to renew (login screen, identity header).
 pub fn renewal_due(not_after: UnixTime, now: UnixTime, window_days: u32) -> bool {
     now >= not_after - i64::from(window_days) * DAY
@@ -131,6 +144,15 @@ pub fn check_identifier(kind: &str, s: &str) -> Result<(), Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_renewal_needs_a_new_key_unless_the_same_key_is_allowed() {
+        let refused = renewal_key_allowed("aa", "aa", false).unwrap_err();
+        assert_eq!(refused.code, "same_key");
+        assert!(renewal_key_allowed("aa", "aa", true).is_ok());
+        assert!(renewal_key_allowed("aa", "bb", false).is_ok());
+        assert!(renewal_key_allowed("aa", "bb", true).is_ok());
+    }
 
     fn user(login: &str, contract: &str, role: Role) -> User {
         User {

@@ -3,7 +3,7 @@
 //! rules hold the same way everywhere. Issuing a certificate is in `enroll.rs`; this file
 //! holds the service itself and the staff's and administrator's actions.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use serde_json::json;
 
@@ -24,6 +24,7 @@ pub struct LifecycleSettings {
     pub renewal_window_days: u32,
     pub renewal_grace_days: u32,
     pub overlap_days: u32,
+    pub allow_same_key: bool,
     pub organization: String,
 }
 
@@ -35,6 +36,7 @@ impl LifecycleSettings {
             renewal_window_days: cfg.renewal.window_days,
             renewal_grace_days: cfg.renewal.grace_after_expiry_days,
             overlap_days: cfg.renewal.overlap_days,
+            allow_same_key: cfg.renewal.allow_same_key,
             organization: cfg.ca.organization.clone(),
         }
     }
@@ -57,7 +59,8 @@ pub struct Lifecycle {
     authority: Arc<Authority>,
     audit: Audit,
     clock: Arc<dyn Clock>,
-    settings: LifecycleSettings,
+    /// Shared by every clone, so a configuration reload reaches all of them at once.
+    settings: Arc<RwLock<Arc<LifecycleSettings>>>,
 }
 
 impl Lifecycle {
@@ -72,7 +75,7 @@ impl Lifecycle {
             store,
             authority,
             clock,
-            settings,
+            settings: Arc::new(RwLock::new(Arc::new(settings))),
         }
     }
 
@@ -84,8 +87,17 @@ impl Lifecycle {
         &self.authority
     }
 
-    pub fn settings(&self) -> &LifecycleSettings {
-        &self.settings
+    /// The settings in force now (a snapshot: a reload does not change it under a caller).
+    pub fn settings(&self) -> Arc<LifecycleSettings> {
+        Arc::clone(&self.settings.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts reloaded settings in force for every later call (on every clone).
+    pub fn replace_settings(&self, settings: LifecycleSettings) {
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(settings);
     }
 
     pub fn now(&self) -> i64 {
@@ -128,7 +140,7 @@ impl Lifecycle {
             .map_err(|_| LifecycleError::Internal("the random number generator failed".into()))?;
         Ok((
             code,
-            self.now() + i64::from(self.settings.code_ttl_days) * DAY,
+            self.now() + i64::from(self.settings().code_ttl_days) * DAY,
         ))
     }
 

@@ -168,7 +168,7 @@ async fn pipeline(
         return Err(Problem::Misdirected);
     }
     let path = req.uri().path().to_string();
-    if !is_plain_path(&path) {
+    if !is_plain_path(&path) && !is_ocsp_get_path(&path) {
         return Err(Problem::BadRequest);
     }
     if path == JWKS_PATH {
@@ -354,6 +354,33 @@ fn is_plain_path(path: &str) -> bool {
         && path.split('/').all(|seg| seg != "." && seg != "..")
 }
 
+/// The OCSP GET form (RFC 6960 A.1): base64 of the DER request, URL-encoded, as the path
+/// under `/ocsp/`, where `%2F`, `%2B` and `%3D` stand for `/`, `+` and `=` (or appear raw).
+/// Allowed past [`is_plain_path`] because certgate answers this path itself (it is never
+/// forwarded) and it holds only base64 characters and those three escapes, so no dot
+/// segment, backslash or other encoded separator can hide in it.
+fn is_ocsp_get_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/ocsp/") else {
+        return false;
+    };
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let escape = bytes.get(i + 1..i + 3).map(<[u8]>::to_ascii_uppercase);
+                if !matches!(escape.as_deref(), Some(b"2F" | b"2B" | b"3D")) {
+                    return false;
+                }
+                i += 3;
+            }
+            b if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=') => i += 1,
+            _ => return false,
+        }
+    }
+    !rest.is_empty()
+}
+
 fn content_length<B>(req: &Request<B>) -> Option<u64> {
     req.headers()
         .get(header::CONTENT_LENGTH)
@@ -391,6 +418,29 @@ mod tests {
             "/a\\b",
         ] {
             assert!(!is_plain_path(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_ocsp_get_form_may_carry_encoded_base64_and_nothing_else() {
+        for ok in [
+            "/ocsp/MEMwQTA%2FMD0wOzAJBgUrDgMCGgUABBQ%3D",
+            "/ocsp/MEMwQTA/MD0wOzAJ+BgUr%2b%2f%3d==",
+        ] {
+            assert!(is_ocsp_get_path(ok), "{ok}");
+        }
+        for bad in [
+            "/ocsp/",
+            "/ocsp/../ib",
+            "/ocsp/a%2e%2e/b",
+            "/ocsp/a%5Cb",
+            "/ocsp/a%00",
+            "/ocsp/a%2",
+            "/ocspx/a%2Fb",
+            "/ib/a%2Fb",
+            "/ocsp/a.b",
+        ] {
+            assert!(!is_ocsp_get_path(bad), "{bad}");
         }
     }
 

@@ -500,6 +500,9 @@ fn http1_builder(l: &ListenerConfig) -> http1::Builder {
         .max_buf_size(l.max_header_bytes)
         // One buffer, so head and body of a response leave in one TLS record.
         .writev(false)
+        // `Content-Type`, not `content-type`: names are case-insensitive, but EST clients in
+        // routers and phones (libest) compare them case-sensitively.
+        .title_case_headers(true)
         .keep_alive(true);
     b
 }

@@ -102,6 +102,17 @@ pub(crate) struct Runtime {
     pub anchors: Vec<CertificateDer<'static>>,
 }
 
+/// Follows the gateway's reloads; see [`Gateway::config_updates`].
+pub struct ConfigUpdates(watch::Receiver<Arc<Runtime>>);
+
+impl ConfigUpdates {
+    /// The next configuration put in force; None once the gateway is gone.
+    pub async fn next(&mut self) -> Option<Arc<Config>> {
+        self.0.changed().await.ok()?;
+        Some(Arc::clone(&self.0.borrow_and_update().config))
+    }
+}
+
 /// What every connection shares.
 pub(crate) struct Shared {
     pub runtime: watch::Receiver<Arc<Runtime>>,
@@ -185,6 +196,14 @@ impl Gateway {
     /// A handle that reloads like SIGHUP when notified.
     pub fn reload_trigger(&self) -> Arc<Notify> {
         Arc::clone(&self.trigger)
+    }
+
+    /// The configuration each accepted reload puts in force, for the parts built outside
+    /// the gateway that follow reloads (the lifecycle's renewal and issuance rules).
+    pub fn config_updates(&self) -> ConfigUpdates {
+        let mut rx = self.shared.runtime.clone();
+        rx.mark_unchanged();
+        ConfigUpdates(rx)
     }
 
     /// Serves until `stop` turns true, then stops accepting, lets open connections finish

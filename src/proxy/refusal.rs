@@ -5,6 +5,7 @@
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::http_common::body::{ProxyBody, full};
+use crate::http_common::{CLIENT_CERTIFICATE_CHALLENGE, RETRY_AFTER_SECS};
 use crate::status::Refusal;
 
 /// Why the gateway answered instead of the app behind it.
@@ -284,6 +285,20 @@ impl Problem {
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // The headers HTTP expects with these statuses: a challenge on 401, when to come
+        // back on 503 (the shed path sets a shorter wait of its own).
+        if status == StatusCode::UNAUTHORIZED {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(CLIENT_CERTIFICATE_CHALLENGE),
+            );
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+            h.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
         resp
     }
 }

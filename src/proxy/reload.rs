@@ -16,7 +16,7 @@ use tokio::sync::{Notify, watch};
 
 use super::routes::RouteTable;
 use super::{GatewayError, Runtime};
-use crate::config::Config;
+use crate::config::{Config, reload_scope};
 use crate::status::StatusCache;
 use crate::telemetry::Metrics;
 use crate::telemetry::error_chain;
@@ -146,9 +146,21 @@ impl Reloader {
         };
         match self.build(&anchors) {
             Ok(rt) => {
+                let stale =
+                    reload_scope::changed_needing_restart(&self.tx.borrow().config, &rt.config);
                 self.tx.send_replace(Arc::new(rt));
                 self.metrics.reload(true);
-                tracing::info!("reloaded configuration, certificates and trust anchors");
+                tracing::info!(
+                    applied = reload_scope::APPLIED_ON_RELOAD,
+                    needs_restart = reload_scope::NEEDS_RESTART,
+                    "reloaded configuration, certificates and trust anchors"
+                );
+                if !stale.is_empty() {
+                    tracing::warn!(
+                        changed = %stale.join(", "),
+                        "changed settings that are read only at start: they take effect after a restart"
+                    );
+                }
             }
             Err(e) => {
                 self.metrics.reload(false);

@@ -245,6 +245,7 @@ fn shed(
         b.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(SHED_TIMEOUT)
+            .title_case_headers(true)
             .keep_alive(false);
         b.http2().timer(TokioTimer::new()).max_concurrent_streams(1);
         let conn = b.serve_connection(TokioIo::new(stream), service);

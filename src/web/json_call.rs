@@ -5,6 +5,8 @@
 use http::StatusCode;
 use serde::Deserialize;
 
+use crate::http_common::CLIENT_CERTIFICATE_CHALLENGE;
+
 use super::csrf;
 use super::request::{PeerCert, WebRequest};
 use super::respond::{WebResponse, json_error};
@@ -28,10 +30,15 @@ pub fn cross_site(e: csrf::CrossSite) -> WebResponse {
 /// The verified certificate, or 401 `certificate_required`.
 pub fn need_peer(req: &WebRequest) -> Result<&PeerCert, WebResponse> {
     req.peer.as_ref().ok_or_else(|| {
-        json_error(
+        let mut r = json_error(
             StatusCode::UNAUTHORIZED,
             "certificate_required",
             "this call needs your current client certificate",
-        )
+        );
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static(CLIENT_CERTIFICATE_CHALLENGE),
+        );
+        r
     })
 }

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
+use crate::http_common::RETRY_AFTER_SECS;
 use crate::lifecycle::LifecycleError;
 
 /// A response with a body already in memory.
@@ -77,8 +78,21 @@ pub fn lifecycle_json(e: &LifecycleError) -> WebResponse {
     };
     let mut r = json_error(status, e.code(), &message);
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
+    // A lifecycle 401 is a missing or wrong issuance code (sent in the JSON body). Not
+    // `Basic`: that would make the browser show its own password dialog over the page.
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(ISSUANCE_CODE_CHALLENGE),
+        );
     }
     r
 }
+
+/// The challenge of a 401 for an issuance code given in a JSON body.
+const ISSUANCE_CODE_CHALLENGE: &str = "IssuanceCode realm=\"certgate\"";

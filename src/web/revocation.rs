@@ -21,6 +21,7 @@ use crate::ca::crl::CrlContents;
 use crate::ca::ocsp::{self, OcspIssuer, OcspStatus};
 use crate::clock::{Clock, DAY, UnixTime};
 use crate::config::Config;
+use crate::http_common::RETRY_AFTER_SECS;
 use crate::status::{changes_at, crl_entries, standing};
 use crate::store::Store;
 
@@ -160,10 +161,15 @@ impl Revocation {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot produce the CRL");
-                text(
+                let mut r = text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the CRL is temporarily unavailable",
-                )
+                );
+                r.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static(RETRY_AFTER_SECS),
+                );
+                r
             }
         }
     }
@@ -229,7 +235,14 @@ impl Revocation {
                     None => return ocsp_error(OcspResponseStatus::MalformedRequest),
                 }
             }
-            _ => return text(StatusCode::METHOD_NOT_ALLOWED, "OCSP takes GET or POST"),
+            _ => {
+                let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "OCSP takes GET or POST");
+                r.headers_mut().insert(
+                    http::header::ALLOW,
+                    http::HeaderValue::from_static("GET, POST"),
+                );
+                return r;
+            }
         };
         let parsed = match ocsp::parse_request(&der) {
             Ok(p) => p,

@@ -126,12 +126,12 @@ fn browser_renew<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
     Box::pin(browser::renew(&w.lifecycle, &w.ca_chain, r))
 }
 
-fn est_cacerts<'a>(w: &'a Web, _: &'a WebRequest, _: &'a str) -> Reply<'a> {
-    ready(est::cacerts(&w.ca_chain))
+fn est_cacerts<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
+    ready(est::cacerts(&w.ca_chain, r))
 }
 
-fn est_csrattrs<'a>(_: &'a Web, _: &'a WebRequest, _: &'a str) -> Reply<'a> {
-    ready(est::csrattrs())
+fn est_csrattrs<'a>(_: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
+    ready(est::csrattrs(r))
 }
 
 fn est_enroll<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {

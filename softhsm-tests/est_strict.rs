@@ -1,0 +1,318 @@
+//! EST, OCSP GET and configuration reload as strict clients see them, against the real
+//! binary over real TLS: the strict RFC 7030 client of `support::est_strict` on HTTP/1.1 and
+//! HTTP/2, re-enrollment with the same key (refused by default, accepted when configured),
+//! a `[renewal]` change put in force by a reload, and OCSP GET in both encodings.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+
+use crate::fixture::{Db, Fixture, Running, key_and_der_csr, sh};
+use crate::support::est_strict::{
+    Client, Reply, Version, asn1parse, certs_only, check_base64_der, check_headers, folded, pem,
+};
+
+const PKCS7: &str = "application/pkcs7-mime";
+const PKCS10: (&str, &str) = ("Content-Type", "application/pkcs10");
+
+fn serial_of(cert: &Path) -> String {
+    let s = sh(Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(cert));
+    s.trim().trim_start_matches("serial=").to_lowercase()
+}
+
+/// A DER CSR for an existing key file.
+fn der_csr_for_key(fx: &Fixture, key: &Path, name: &str) -> PathBuf {
+    let out = fx.path(name);
+    sh(Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-subj",
+            "/CN=device",
+            "-outform",
+            "DER",
+            "-key",
+        ])
+        .arg(key)
+        .arg("-out")
+        .arg(&out));
+    out
+}
+
+/// `simplereenroll` with the current certificate; the reply as the strict client saw it.
+fn reenroll(run: &Running, version: Version, cert: &Path, key: &Path, csr: &Path) -> Reply {
+    let client = Client::new(run.https, version, &run.ca, Some((cert, key)));
+    let body = folded(&std::fs::read(csr).unwrap());
+    client.send(
+        "POST",
+        "/.well-known/est/simplereenroll",
+        &[PKCS10],
+        body.as_bytes(),
+    )
+}
+
+/// The one certificate of a successful enrollment, written as PEM to `name`.
+fn enrolled(fx: &Fixture, version: Version, reply: &Reply, name: &str) -> PathBuf {
+    let der = check_base64_der(version, reply, PKCS7, fx.dir.path());
+    let certs = certs_only(&der);
+    assert_eq!(
+        certs.len(),
+        1,
+        "an enrollment returns the new certificate alone"
+    );
+    let file = fx.path(name);
+    std::fs::write(&file, pem(&certs[0])).unwrap();
+    file
+}
+
+fn strict_client_on(version: Version) {
+    // 30-day certificates with the default 30-day window: renewal is open from issuance.
+    let Some(fx) = Fixture::with_config(Db::Sqlite, |t| {
+        *t = t.replace("validity_days = 365", "validity_days = 30");
+    }) else {
+        return;
+    };
+    fx.init_with_users();
+    let run = fx.serve();
+    let anonymous = Client::new(run.https, version, &run.ca, None);
+    let dir = fx.dir.path();
+
+    // cacerts: certs-only PKCS#7 holding the CA, base64 folded at 64.
+    let reply = anonymous.send("GET", "/.well-known/est/cacerts", &[], b"");
+    let der = check_base64_der(version, &reply, PKCS7, dir);
+    let ca_der = std::fs::read_to_string(&run.ca).unwrap();
+    let certs = certs_only(&der);
+    assert!(
+        certs.iter().any(|c| ca_der.contains(&pem(c))),
+        "cacerts does not hold the CA certificate"
+    );
+    // OpenSSL's base64 BIO (what libest decodes with) reads the whole body, not a prefix.
+    let body = fx.path("cacerts.b64");
+    std::fs::write(&body, &reply.body).unwrap();
+    let decoded = fx.path("cacerts.der");
+    sh(Command::new("openssl")
+        .args(["base64", "-d", "-in"])
+        .arg(&body)
+        .arg("-out")
+        .arg(&decoded));
+    assert_eq!(std::fs::read(&decoded).unwrap(), der, "openssl base64 -d");
+
+    // csrattrs: valid DER naming the key and signature the CA prefers.
+    let reply = anonymous.send("GET", "/.well-known/est/csrattrs", &[], b"");
+    let der = check_base64_der(version, &reply, "application/csrattrs", dir);
+    let parsed = asn1parse(&der, dir);
+    for want in ["ecdsa-with-SHA256", "id-ecPublicKey", "prime256v1"] {
+        assert!(parsed.contains(want), "{parsed}");
+    }
+
+    // A wrong method: 405 with Allow.
+    let reply = anonymous.send("GET", "/.well-known/est/simpleenroll", &[], b"");
+    check_headers(version, &reply);
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("POST"));
+
+    // No credentials: 401 with a Basic challenge.
+    let (key, csr) = key_and_der_csr(&fx, "carol");
+    let body = folded(&std::fs::read(&csr).unwrap());
+    let reply = anonymous.send(
+        "POST",
+        "/.well-known/est/simpleenroll",
+        &[PKCS10],
+        body.as_bytes(),
+    );
+    check_headers(version, &reply);
+    assert_eq!(reply.status, 401);
+    assert!(
+        reply
+            .header("www-authenticate")
+            .is_some_and(|v| v.starts_with("Basic ")),
+        "{:?}",
+        reply.headers
+    );
+
+    // simpleenroll with the issuance code; the request body folded at 64 with CRLF.
+    let code = fx.authorize("carol");
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("carol:{code}"));
+    let auth = format!("Basic {basic}");
+    let reply = anonymous.send(
+        "POST",
+        "/.well-known/est/simpleenroll",
+        &[PKCS10, ("Authorization", &auth)],
+        body.as_bytes(),
+    );
+    let cert = enrolled(&fx, version, &reply, "carol-est.pem");
+    let verify = sh(Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(&run.ca)
+        .arg(&cert));
+    assert!(verify.contains("OK"), "{verify}");
+
+    // Re-enrollment with the same key is refused by default ([renewal] allow_same_key).
+    let same = der_csr_for_key(&fx, &key, "carol-same.der");
+    let reply = reenroll(&run, version, &cert, &key, &same);
+    check_headers(version, &reply);
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(reply.text().contains("new key pair"), "{}", reply.text());
+
+    // With a new key it is accepted: a new certificate.
+    let (_, fresh) = key_and_der_csr(&fx, "carol-new");
+    let reply = reenroll(&run, version, &cert, &key, &fresh);
+    let renewed = enrolled(&fx, version, &reply, "carol-renewed.pem");
+    assert_ne!(serial_of(&renewed), serial_of(&cert));
+}
+
+/// The strict client over HTTP/1.1: header names as sent are checked too.
+#[test]
+fn est_strict_client_http1() {
+    strict_client_on(Version::Http1);
+}
+
+/// The strict client over HTTP/2.
+#[test]
+fn est_strict_client_http2() {
+    strict_client_on(Version::Http2);
+}
+
+/// A `[renewal]` change reaches renewals after a reload (here by a change of the file), and
+/// `allow_same_key = true` lets a device re-enroll with its current key: a new certificate,
+/// the old one superseded.
+#[test]
+fn renewal_settings_follow_a_reload_and_same_key_can_be_allowed() {
+    // 60-day certificates, renewal from 30 days before expiry: not open after issuance.
+    let Some(fx) = Fixture::with_config(Db::Sqlite, |t| {
+        *t = t.replace("validity_days = 365", "validity_days = 60");
+        t.push_str("\n[renewal]\nwindow_days = 30\n");
+    }) else {
+        return;
+    };
+    fx.init_with_users();
+    let run = fx.serve();
+    let (cert, key) = fx.obtain("carol");
+    let same = der_csr_for_key(&fx, &key, "carol-same.der");
+    let reply = reenroll(&run, Version::Http1, &cert, &key, &same);
+    assert_eq!(reply.status, 409, "{}", reply.text());
+    assert!(
+        reply.text().contains("renewal opens on"),
+        "{}",
+        reply.text()
+    );
+
+    // Open the window from issuance and allow the same key; the file change reloads.
+    let text = std::fs::read_to_string(&fx.config).unwrap();
+    let reloads_before = run.log().matches("reloaded configuration").count();
+    std::fs::write(
+        &fx.config,
+        text.replace(
+            "window_days = 30",
+            "window_days = 60\nallow_same_key = true",
+        ),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while run.log().matches("reloaded configuration").count() == reloads_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload seen:\n{}",
+            run.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let log = run.log();
+    assert!(
+        log.contains("needs_restart") && log.contains("[issuance]; [renewal]"),
+        "the reload line names what it applied and what needs a restart:\n{log}"
+    );
+
+    let reply = reenroll(&run, Version::Http1, &cert, &key, &same);
+    let renewed = enrolled(&fx, Version::Http1, &reply, "carol-renewed.pem");
+    assert_ne!(serial_of(&renewed), serial_of(&cert));
+    let spki = |c: &Path| {
+        sh(Command::new("openssl")
+            .args(["x509", "-noout", "-pubkey", "-in"])
+            .arg(c))
+    };
+    assert_eq!(
+        spki(&renewed),
+        spki(&cert),
+        "the same key was certified again"
+    );
+    let list = fx.ok(&["cert", "list", "--login", "carol"]);
+    assert!(
+        list.contains("\tsuperseded\t") && list.contains("\tcurrent\t"),
+        "{list}"
+    );
+}
+
+/// OCSP GET (RFC 6960 A.1): the base64 request in the path, raw and percent-encoded
+/// (`%2F`, `%2B`, `%3D`), both answered with a signed response openssl accepts.
+#[test]
+fn ocsp_get_is_answered_raw_and_percent_encoded() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let run = fx.serve();
+    let (cert, _) = fx.obtain("carol");
+    // Requests with a fresh nonce each, until one's base64 holds a '/' (most do).
+    let request = fx.path("ocsp-req.der");
+    let mut found = None;
+    for _ in 0..64 {
+        sh(Command::new("openssl")
+            .args(["ocsp", "-issuer"])
+            .arg(&run.ca)
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-reqout")
+            .arg(&request));
+        let der = std::fs::read(&request).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+        if b64.contains('/') {
+            found = Some(b64);
+            break;
+        }
+    }
+    let b64 = found.expect("an OCSP request whose base64 holds a '/'");
+    let encoded = b64
+        .replace('/', "%2F")
+        .replace('+', "%2B")
+        .replace('=', "%3D");
+    assert!(encoded.contains("%2F"));
+    for version in [Version::Http1, Version::Http2] {
+        let client = Client::new(run.https, version, &run.ca, None);
+        for form in [&b64, &encoded] {
+            let reply = client.send("GET", &format!("/ocsp/{form}"), &[], b"");
+            check_headers(version, &reply);
+            assert_eq!(reply.status, 200, "{form}: {}", reply.text());
+            assert_eq!(
+                reply.header("content-type"),
+                Some("application/ocsp-response")
+            );
+            let answer = fx.path("ocsp-resp.der");
+            std::fs::write(&answer, &reply.body).unwrap();
+            let text = sh(Command::new("openssl")
+                .args(["ocsp", "-respin"])
+                .arg(&answer)
+                // With the request, openssl checks its nonce came back (-no_nonce: add none
+                // of its own to it).
+                .arg("-reqin")
+                .arg(&request)
+                .arg("-no_nonce")
+                .arg("-issuer")
+                .arg(&run.ca)
+                .arg("-cert")
+                .arg(&cert)
+                .arg("-CAfile")
+                .arg(&run.ca)
+                .arg("-verify_other")
+                .arg(&run.ca));
+            assert!(text.contains(": good"), "{form}: {text}");
+        }
+    }
+    // Anything else encoded in the OCSP path is still refused at the edge.
+    let client = Client::new(run.https, Version::Http1, &run.ca, None);
+    let reply = client.send("GET", "/ocsp/abc%2E%2E/x", &[], b"");
+    assert_eq!(reply.status, 400);
+}
