@@ -69,12 +69,16 @@ OCK_LABEL=certgate-test
 OCK_SO_PIN=5678test
 OCK_USER_PIN=1234test
 if have pkcsslotd; then
-  if ! pgrep -x pkcsslotd >/dev/null 2>&1; then
+  # pkcsconf answers only while the daemon runs (no pgrep: procps may be missing).
+  if ! pkcsconf -s >/dev/null 2>&1; then
     echo "setup: starting pkcsslotd"
     $SUDO mkdir -p /run/opencryptoki
     $SUDO pkcsslotd
   fi
-  if ! pkcsconf -t -c "$OCK_SLOT" 2>/dev/null | grep -q "Label: $OCK_LABEL "; then
+  # Into a variable first: under pipefail, grep -q closing the pipe early would count as
+  # a failure of pkcsconf.
+  ock_token=$(pkcsconf -t -c "$OCK_SLOT" 2>/dev/null || true)
+  if ! grep -q "Label: $OCK_LABEL " <<<"$ock_token"; then
     echo "setup: initialising openCryptoki's soft token as $OCK_LABEL"
     printf '87654321\n%s\n' "$OCK_LABEL" | $SUDO pkcsconf -I -c "$OCK_SLOT" >/dev/null
     $SUDO pkcsconf -c "$OCK_SLOT" -P -S 87654321 -n "$OCK_SO_PIN" >/dev/null
