@@ -26,6 +26,8 @@ pub struct ModuleInfo {
     pub description: String,
     pub library_version: String,
     pub tokens: Vec<TokenInfo>,
+    /// Slots whose token information could not be read at all, with the reason.
+    pub unreadable: Vec<String>,
 }
 
 // CK_TOKEN_INFO flags read here (PKCS#11 3.0).
@@ -130,9 +132,17 @@ pub fn inspect(module: &Path, token_label: &str) -> Result<ModuleInfo, HsmError>
     let p = &live.pkcs11;
     let lib = call("C_GetInfo", p.get_library_info())?;
     let mut tokens = Vec::new();
+    let mut unreadable = Vec::new();
     let mut found = false;
     for slot in call("C_GetSlotList", p.get_slots_with_token())? {
-        let t = token::read(ctx.module(), slot.id())?;
+        // One token that cannot be read does not hide the others.
+        let t = match token::read(ctx.module(), slot.id()) {
+            Ok(t) => t,
+            Err(e) => {
+                unreadable.push(format!("slot {}: {}", slot.id(), HsmError::from(e)));
+                continue;
+            }
+        };
         let mut info = TokenInfo {
             slot_id: slot.id(),
             initialized: t.flag(CKF_TOKEN_INITIALIZED),
@@ -171,6 +181,7 @@ pub fn inspect(module: &Path, token_label: &str) -> Result<ModuleInfo, HsmError>
         description: lib.library_description().to_owned(),
         library_version: lib.library_version().to_string(),
         tokens,
+        unreadable,
     })
 }
 
@@ -240,6 +251,9 @@ impl ModuleInfo {
                     )?;
                 }
             }
+        }
+        for u in &self.unreadable {
+            writeln!(out, "  {u}: token information unreadable")?;
         }
         Ok(())
     }
@@ -399,6 +413,7 @@ mod tests {
             description: "Implementation of PKCS11".into(),
             library_version: "2.6".into(),
             tokens: vec![configured, other],
+            unreadable: vec!["slot 9: PKCS#11 error in C_GetTokenInfo: CKR_ARGUMENTS_BAD".into()],
         };
         let expected = "\
 module:       /usr/lib/softhsm/libsofthsm2.so
@@ -414,6 +429,7 @@ tokens:
   slot 7          label \"other\"; SoftHSM project SoftHSM v2 serial 0badc0de; sessions 0 open, max unlimited
     PIN length 4-255; clock none; flags RNG TOKEN_INITIALIZED
     warning: token not initialised; USER PIN LOCKED
+  slot 9: PKCS#11 error in C_GetTokenInfo: CKR_ARGUMENTS_BAD: token information unreadable
 ";
         assert_eq!(info.render("certgate"), expected);
     }
