@@ -7,6 +7,8 @@ need_apt=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have softhsm2-util || need_apt+=(softhsm2)
 have pkcs11-tool || need_apt+=(opensc)
+# A second PKCS#11 implementation for the HSM tests: openCryptoki's software token.
+have pkcsslotd || need_apt+=(opencryptoki)
 have certutil || need_apt+=(libnss3-tools)
 have openssl || need_apt+=(openssl)
 have curl || need_apt+=(curl)
@@ -62,5 +64,39 @@ if have pg_ctlcluster && ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   if [ -n "$ver" ]; then
     echo "setup: starting PostgreSQL $ver"
     $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+  fi
+fi
+
+# openCryptoki: its slot daemon must run, and its one software token (slot 3) is the HSM
+# tests' second token, labelled certgate-test (the tests delete every object on it, so no
+# real key may live there). Its PINs are 4-8 characters; these are the tests' throwaway
+# ones (softhsm-tests/support/token.rs). The factory SO PIN is 87654321.
+OCK_SLOT=3
+OCK_LABEL=certgate-test
+OCK_SO_PIN=5678test
+OCK_USER_PIN=1234test
+if have pkcsslotd; then
+  # pkcsconf answers only while the daemon runs (no pgrep: procps may be missing).
+  if ! pkcsconf -s >/dev/null 2>&1; then
+    echo "setup: starting pkcsslotd"
+    $SUDO mkdir -p /run/opencryptoki
+    $SUDO pkcsslotd
+  fi
+  # Into a variable first: under pipefail, grep -q closing the pipe early would count as
+  # a failure of pkcsconf.
+  ock_token=$(pkcsconf -t -c "$OCK_SLOT" 2>/dev/null || true)
+  if ! grep -q "Label: $OCK_LABEL " <<<"$ock_token"; then
+    echo "setup: initialising openCryptoki's soft token as $OCK_LABEL"
+    printf '87654321\n%s\n' "$OCK_LABEL" | $SUDO pkcsconf -I -c "$OCK_SLOT" >/dev/null
+    $SUDO pkcsconf -c "$OCK_SLOT" -P -S 87654321 -n "$OCK_SO_PIN" >/dev/null
+    # The user PIN is set by the SO, then changed by the user: openCryptoki flags a PIN the
+    # SO set as "to be changed".
+    $SUDO pkcsconf -c "$OCK_SLOT" -u -S "$OCK_SO_PIN" -n 1234init >/dev/null
+    $SUDO pkcsconf -c "$OCK_SLOT" -p -U 1234init -n "$OCK_USER_PIN" >/dev/null
+  fi
+  # A non-root user reaches the daemon through the pkcs11 group.
+  if [ -n "${SUDO_USER:-}" ] && ! id -nG "$SUDO_USER" | grep -qw pkcs11; then
+    $SUDO usermod -aG pkcs11 "$SUDO_USER"
+    echo "setup: added $SUDO_USER to the pkcs11 group (log in again for it to apply)"
   fi
 fi

@@ -28,3 +28,9 @@ echo "== tests"
 # CI=true makes tests that need PostgreSQL, SoftHSM2 or Chromium fail instead of skipping.
 cargo nextest run --locked --no-fail-fast "$@"
 
+echo "== HSM tests on openCryptoki's soft token"
+# The same key, signing, recovery and refusal tests against a second PKCS#11 implementation.
+# Its one token is shared, so the profile runs them one at a time.
+CERTGATE_TEST_TOKEN=opencryptoki cargo nextest run --locked --no-fail-fast \
+  --profile opencryptoki -E 'binary(softhsm) & (test(/^hsm::/) | test(/^keystore::/) | test(=lifecycle::est_sqlite) | test(=lifecycle::reissue_sqlite))'
+

@@ -10,6 +10,8 @@ use base64::Engine;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
+use crate::support::token::{self, TestToken};
+
 pub const PIN: &str = "4821-pin-sentinel-7391";
 const SO_PIN: &str = "so-secret-5550";
 
@@ -36,6 +38,10 @@ pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub softhsm_conf: PathBuf,
+    /// The user PIN of the token (openCryptoki's is at most 8 characters).
+    pub pin: &'static str,
+    /// openCryptoki's shared token, cleaned when the fixture ends (CERTGATE_TEST_TOKEN).
+    _ock: Option<TestToken>,
     pg: Option<PgDatabase>,
     transcript: Mutex<String>,
     /// Set for every command and `serve` this fixture runs (e.g. `PGPASSFILE`).
@@ -50,6 +56,9 @@ impl Fixture {
 
     /// Like [`Fixture::new`], letting the test edit the configuration text.
     pub fn with_config(db: Db, edit: impl FnOnce(&mut String)) -> Option<Self> {
+        if token::kind() == token::Kind::OpenCryptoki {
+            return Self::on_open_cryptoki(db, edit);
+        }
         if Command::new("softhsm2-util")
             .arg("--version")
             .output()
@@ -89,6 +98,47 @@ impl Fixture {
             String::from_utf8_lossy(&out.stderr)
         );
 
+        Self::finish(db, edit, dir, softhsm_conf, None)
+    }
+
+    /// The same installation on openCryptoki's soft token: its one token, an RSA CA key (the
+    /// token has no EC), its short PIN.
+    fn on_open_cryptoki(db: Db, edit: impl FnOnce(&mut String)) -> Option<Self> {
+        let tok = token::create("certgate")?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conf = tok.conf.clone();
+        let label = tok.label.clone();
+        Self::finish(
+            db,
+            |text| {
+                *text = text
+                    .replace(
+                        "module = \"/usr/lib/softhsm/libsofthsm2.so\"",
+                        &format!(
+                            "module = \"{}\"\nkey_algorithm = \"rsa-2048\"",
+                            token::OCK_MODULE
+                        ),
+                    )
+                    .replace(
+                        "token_label = \"certgate\"",
+                        &format!("token_label = \"{label}\""),
+                    );
+                edit(text);
+            },
+            dir,
+            conf,
+            Some(tok),
+        )
+    }
+
+    fn finish(
+        db: Db,
+        edit: impl FnOnce(&mut String),
+        dir: tempfile::TempDir,
+        softhsm_conf: PathBuf,
+        ock: Option<TestToken>,
+    ) -> Option<Self> {
+        let pin = if ock.is_some() { token::PIN } else { PIN };
         let (db_url, pg) = match db {
             Db::Sqlite => (
                 format!("sqlite://{}", dir.path().join("certgate.db").display()),
@@ -124,6 +174,8 @@ organization = "Example Bank corporate customers"
             dir,
             config,
             softhsm_conf,
+            pin,
+            _ock: ock,
             pg,
             transcript: Mutex::new(String::new()),
             env: Vec::new(),
@@ -147,7 +199,7 @@ organization = "Example Bank corporate customers"
             .arg(&self.config)
             .args(args)
             .env("SOFTHSM2_CONF", &self.softhsm_conf)
-            .env("CERTGATE_HSM_PIN", PIN)
+            .env("CERTGATE_HSM_PIN", self.pin)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("RUST_LOG")
             .output()
@@ -533,7 +585,7 @@ addr = "127.0.0.1:{admin}"
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_os_str())))
             .envs(how.env.iter().map(|(k, v)| (*k, v.as_os_str())))
             .env("SOFTHSM2_CONF", &self.softhsm_conf)
-            .env("CERTGATE_HSM_PIN", PIN)
+            .env("CERTGATE_HSM_PIN", self.pin)
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()

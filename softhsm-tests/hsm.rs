@@ -72,6 +72,9 @@ fn openssl_verifies(
 }
 
 fn generate_sign_verify(algorithm: KeyAlgorithm) {
+    if !token::supports(algorithm) {
+        return;
+    }
     let Some((tok, hsm)) = open("gen", 2) else {
         return;
     };
@@ -110,12 +113,12 @@ fn generated_key_attributes_as_certgate_and_pkcs11_tool_see_them() {
     let Some((tok, hsm)) = open("attrs", 1) else {
         return;
     };
-    let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    let key = hsm.generate_key("ca-key", token::algorithm()).unwrap();
     let a = hsm.key_attributes("ca-key").unwrap();
     assert_eq!(a.label, "ca-key");
     assert_eq!(a.id_hex, key.id_hex());
     assert_eq!(a.id_hex.len(), 32, "a 16-byte random CKA_ID");
-    assert_eq!(a.algorithm, Some(KeyAlgorithm::EcP256));
+    assert_eq!(a.algorithm, Some(token::algorithm()));
     assert!(a.token && a.private && a.sensitive && a.always_sensitive && a.local);
     assert!(!a.extractable && a.never_extractable);
     assert!(!a.decrypt && !a.unwrap && !a.derive);
@@ -153,9 +156,9 @@ fn a_taken_label_is_refused() {
     let Some((_tok, hsm)) = open("reuse", 1) else {
         return;
     };
-    let first = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    let first = hsm.generate_key("ca-key", token::algorithm()).unwrap();
     let err = hsm
-        .generate_key("ca-key", KeyAlgorithm::Rsa2048)
+        .generate_key("ca-key", KeyAlgorithm::Rsa3072)
         .unwrap_err();
     assert!(
         matches!(err, HsmError::KeyExists(ref l) if l == "ca-key"),
@@ -164,7 +167,7 @@ fn a_taken_label_is_refused() {
     // The existing key is untouched.
     let still = hsm.key("ca-key").unwrap();
     assert_eq!(still.public_key_der(), first.public_key_der());
-    assert_eq!(still.algorithm(), KeyAlgorithm::EcP256);
+    assert_eq!(still.algorithm(), token::algorithm());
 }
 
 #[test]
@@ -173,14 +176,15 @@ fn a_wrong_pin_is_refused_once_and_the_right_one_still_works() {
         return;
     };
     let mut settings = tok.settings(2);
-    settings.pin = Secret::new("not-the-pin".into());
+    // Of a length both tokens accept (openCryptoki: 4-8), so it is wrong, not malformed.
+    settings.pin = Secret::new("wrong-12".into());
     let err = Hsm::open(&settings).unwrap_err();
     assert!(matches!(err, HsmError::PinIncorrect), "{err}");
-    assert!(!err.to_string().contains("not-the-pin"));
+    assert!(!err.to_string().contains("wrong-12"));
     // One wrong try did not lock the token.
     let hsm = Hsm::open(&tok.settings(2)).expect("the right PIN works");
     hsm.health().unwrap();
-    let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    let key = hsm.generate_key("ca-key", token::algorithm()).unwrap();
     key.sign(b"after a wrong PIN").unwrap();
     assert!(
         !format!("{:?}", tok.settings(1)).contains(PIN),
@@ -223,7 +227,7 @@ fn keys_that_can_leave_the_token_or_decrypt_are_refused() {
     tok.pkcs11_tool(&[
         "--keypairgen",
         "--key-type",
-        "EC:prime256v1",
+        token::tool_key_type(),
         "--label",
         "loose",
     ]);
@@ -248,7 +252,7 @@ fn keys_that_can_leave_the_token_or_decrypt_are_refused() {
     tok.pkcs11_tool(&[
         "--keypairgen",
         "--key-type",
-        "EC:prime256v1",
+        token::tool_key_type(),
         "--label",
         "exportable",
         "--usage-sign",
@@ -269,21 +273,22 @@ fn signing_recovers_after_all_sessions_are_closed() {
     let Some((tok, hsm)) = open("recover", 3) else {
         return;
     };
-    let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    let algorithm = token::algorithm();
+    let key = hsm.generate_key("ca-key", algorithm).unwrap();
     key.sign(b"before").unwrap();
     hsm.close_all_sessions_for_tests();
     // Every pooled session is dead now; the next signatures open new ones and log in again.
     for i in 0..6u8 {
         let msg = [b'm', i];
         let sig = key.sign(&msg).expect("sign after the sessions were closed");
-        verify_signature(KeyAlgorithm::EcP256, key.public_key_der(), &msg, &sig).unwrap();
+        verify_signature(algorithm, key.public_key_der(), &msg, &sig).unwrap();
     }
     key.health().unwrap();
     // Twice in a row works too, and health recovers by itself.
     hsm.close_all_sessions_for_tests();
     hsm.health().unwrap();
     hsm.close_all_sessions_for_tests();
-    sign_and_verify(&tok, &key, KeyAlgorithm::EcP256);
+    sign_and_verify(&tok, &key, algorithm);
 }
 
 #[test]
@@ -291,7 +296,7 @@ fn eight_threads_sign_concurrently_and_every_signature_verifies() {
     let Some((_tok, hsm)) = open("threads", 4) else {
         return;
     };
-    let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    let key = hsm.generate_key("ca-key", token::algorithm()).unwrap();
     let handles: Vec<_> = (0..8u8)
         .map(|t| {
             let key = key.clone();
@@ -299,7 +304,7 @@ fn eight_threads_sign_concurrently_and_every_signature_verifies() {
                 for i in 0..40u8 {
                     let msg = [b't', t, i];
                     let sig = key.sign(&msg).expect("sign");
-                    verify_signature(KeyAlgorithm::EcP256, key.public_key_der(), &msg, &sig)
+                    verify_signature(key.algorithm(), key.public_key_der(), &msg, &sig)
                         .expect("every signature verifies");
                 }
             })
@@ -315,7 +320,7 @@ fn concurrent_signing_survives_sessions_closed_underneath() {
     let Some((_tok, hsm)) = open("chaos", 4) else {
         return;
     };
-    let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    let key = hsm.generate_key("ca-key", token::algorithm()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let handles: Vec<_> = (0..8u8)
         .map(|t| {
@@ -327,13 +332,8 @@ fn concurrent_signing_survives_sessions_closed_underneath() {
                     let msg = [&[t][..], &i.to_be_bytes()].concat();
                     match key.sign(&msg) {
                         Ok(sig) => {
-                            verify_signature(
-                                KeyAlgorithm::EcP256,
-                                key.public_key_der(),
-                                &msg,
-                                &sig,
-                            )
-                            .expect("a released signature verifies");
+                            verify_signature(key.algorithm(), key.public_key_der(), &msg, &sig)
+                                .expect("a released signature verifies");
                             ok += 1;
                         }
                         // A thread whose retry also met a reset may hear "unavailable".
@@ -368,6 +368,10 @@ fn concurrent_signing_survives_sessions_closed_underneath() {
 
 #[test]
 fn setup_token_script_creates_a_usable_token_without_printing_the_pin() {
+    if token::kind() != token::Kind::SoftHsm2 {
+        eprintln!("not applicable: hsm-config/setup-token.sh creates SoftHSM2 tokens");
+        return;
+    }
     if !token::softhsm_available() {
         return;
     }
@@ -404,8 +408,9 @@ fn setup_token_script_creates_a_usable_token_without_printing_the_pin() {
     // SAFETY: this test's own process (nextest), before any PKCS#11 call or thread.
     unsafe { std::env::set_var("SOFTHSM2_CONF", conf) };
     let hsm = Hsm::open(&certgate::hsm::HsmSettings {
-        module: token::MODULE.into(),
+        module: token::SOFTHSM_MODULE.into(),
         token_label: "scripted".into(),
+        token_uri: None,
         pin: Secret::new("pin-4711".into()),
         sessions: 1,
     })
@@ -419,7 +424,7 @@ fn a_key_deleted_underneath_makes_signing_unusable_not_unavailable() {
     let Some((tok, hsm)) = open("deleted", 2) else {
         return;
     };
-    let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
+    let key = hsm.generate_key("ca-key", token::algorithm()).unwrap();
     key.sign(b"before").unwrap();
     // Another process (an operator) deletes the private key; SoftHSM here re-reads the store.
     tok.pkcs11_tool(&["--delete-object", "--type", "privkey", "--label", "ca-key"]);
@@ -432,4 +437,49 @@ fn a_key_deleted_underneath_makes_signing_unusable_not_unavailable() {
     // The sessions survived the stale handle: the token itself is healthy, the key is not.
     hsm.health().unwrap();
     assert!(matches!(key.health(), Err(SignError::Unusable(_))));
+}
+
+#[test]
+fn token_information_is_read_whatever_the_token_puts_in_it() {
+    let Some((tok, _hsm)) = open("facts", 1) else {
+        return;
+    };
+    // The lookup by label above already read CK_TOKEN_INFO; `hsm info` reads all of it.
+    let info = certgate::hsm::inspect(std::path::Path::new(token::module()), &tok.label)
+        .expect("the token is described");
+    let t = info
+        .tokens
+        .iter()
+        .find(|t| t.label == tok.label)
+        .expect("the token is listed");
+    assert!(t.initialized && t.user_pin_initialized, "{t:?}");
+    assert!(t.flags.iter().any(|f| f == "TOKEN_INITIALIZED"), "{t:?}");
+    assert!(!t.algorithms.is_empty());
+    match tok.kind {
+        token::Kind::OpenCryptoki => {
+            // openCryptoki sets CKF_CLOCK_ON_TOKEN and writes hh:mm:ss into utcTime, which
+            // is not the standard's YYYYMMDDhhmmss00: shown as unavailable, nothing refused.
+            assert!(t.flags.iter().any(|f| f == "CLOCK_ON_TOKEN"), "{t:?}");
+            assert!(t.clock.starts_with("unavailable"), "{t:?}");
+            assert_eq!(t.manufacturer, "IBM Corp.");
+            assert_eq!(t.pin_length, "4-8");
+            // No CKM_SHA256_RSA_PKCS: RSA signs with CKM_RSA_PKCS and hashing in software.
+            let rsa = t
+                .algorithms
+                .iter()
+                .find(|a| a.algorithm == KeyAlgorithm::Rsa2048)
+                .expect("rsa-2048 listed");
+            assert!(rsa.usable, "{rsa:?}");
+            assert!(
+                rsa.mechanisms.iter().any(|m| m.name == "CKM_RSA_PKCS"),
+                "{rsa:?}"
+            );
+        }
+        token::Kind::SoftHsm2 => {
+            assert_eq!(t.manufacturer, "SoftHSM project");
+            assert_eq!(t.clock, "none");
+        }
+    }
+    let text = info.render(&tok.label);
+    assert!(text.contains(&format!("clock {}", t.clock)), "{text}");
 }

@@ -73,6 +73,8 @@ fn hsm_info_describes_module_token_mechanisms_and_key() {
         "CKM_EC_KEY_PAIR_GEN",
         "CKM_SHA256_RSA_PKCS",
         "CA key \"certgate-ca\"",
+        // The key's RFC 7512 URI, ready for [hsm] key.
+        "key \"certgate-ca\": pkcs11:token=certgate;object=certgate-ca;id=%",
         "sensitive=true",
         "extractable=false",
         "safe as a CA key",

@@ -5,10 +5,12 @@
 mod gateway;
 mod notify;
 pub mod reload_scope;
+mod pkcs11_uri;
 mod secret;
 
 pub use gateway::*;
 pub use notify::NotifyConfig;
+pub use pkcs11_uri::{ObjectType, Pkcs11Uri, UriError};
 pub use secret::{Secret, SecretError, SecretSource};
 
 use std::path::{Path, PathBuf};
@@ -90,16 +92,31 @@ fn default_database_url() -> String {
 pub struct HsmConfig {
     #[serde(default = "default_module")]
     pub module: PathBuf,
+    /// Label of the token holding the CA key; or give `token`. After loading, always set.
+    #[serde(default)]
     pub token_label: String,
+    /// The token as an RFC 7512 URI (`pkcs11:token=certgate;serial=...`), instead of
+    /// `token_label`; its manufacturer, model and serial must match too. Parsed on load.
+    #[serde(default, rename = "token")]
+    token_text: Option<String>,
+    #[serde(skip)]
+    pub token_uri: Option<Pkcs11Uri>,
     /// Environment variable holding the user PIN.
     #[serde(default)]
     pub pin_env: Option<String>,
     /// File holding the user PIN (e.g. a systemd credential).
     #[serde(default)]
     pub pin_file: Option<PathBuf>,
-    /// Label of the CA key object.
-    #[serde(default = "default_key_label")]
+    /// Label of the CA key object; or give `key`. After loading, always set.
+    #[serde(default)]
     pub key_label: String,
+    /// The CA key as an RFC 7512 URI (`pkcs11:object=certgate-ca;id=%01;type=private`),
+    /// instead of `key_label`; with `id`, the key must have that `CKA_ID` (and a key
+    /// generated under this label gets it). Parsed on load.
+    #[serde(default, rename = "key")]
+    key_text: Option<String>,
+    #[serde(skip)]
+    pub key_id: Option<Vec<u8>>,
     /// Algorithm of a key created by `init` or `hsm keygen`.
     #[serde(default = "default_key_algorithm")]
     pub key_algorithm: KeyAlgorithm,
@@ -122,6 +139,65 @@ fn default_sessions() -> usize {
 }
 
 impl HsmConfig {
+    /// Turns `token`/`key` URIs into labels (and the extra constraints they carry); fills
+    /// the default key label. Refuses a name given twice, or a URI naming the wrong thing.
+    fn resolve_names(&mut self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let uri = |text: &str, what: &str| {
+            Pkcs11Uri::parse(text).map_err(|e| ConfigError::Invalid(format!("[hsm] {what}: {e}")))
+        };
+        match (self.token_text.take(), self.token_label.is_empty()) {
+            (Some(_), false) => {
+                return invalid("[hsm] sets both token_label and token; keep one".into());
+            }
+            (None, true) => return invalid("[hsm] needs token_label or token".into()),
+            (Some(text), true) => {
+                let u = uri(&text, "token")?;
+                if !u.names_token_only() {
+                    return invalid(
+                        "[hsm] token names an object (object, id or type); put the key in [hsm] key".into(),
+                    );
+                }
+                let Some(label) = u.token.clone() else {
+                    return invalid(
+                        "[hsm] token needs a token= attribute (the token label)".into(),
+                    );
+                };
+                self.token_label = label;
+                self.token_uri = Some(u);
+            }
+            (None, false) => {}
+        }
+        match (self.key_text.take(), self.key_label.is_empty()) {
+            (Some(_), false) => {
+                return invalid("[hsm] sets both key_label and key; keep one".into());
+            }
+            (None, true) => self.key_label = default_key_label(),
+            (Some(text), true) => {
+                let u = uri(&text, "key")?;
+                if !u.names_object_only() {
+                    return invalid(
+                        "[hsm] key names a token; put the token in [hsm] token or token_label"
+                            .into(),
+                    );
+                }
+                if u.object_type.is_some_and(|t| t != ObjectType::Private) {
+                    return invalid("[hsm] key must name the private key (type=private)".into());
+                }
+                let Some(label) = u.object else {
+                    return invalid("[hsm] key needs an object= attribute (the key label)".into());
+                };
+                if u.id.as_ref().is_some_and(Vec::is_empty) {
+                    return invalid("[hsm] key has an empty id=".into());
+                }
+                self.key_label = label;
+                self.key_id = u.id;
+            }
+            (None, false) => {}
+        }
+        Ok(())
+    }
+
     /// Where the PIN is read from.
     pub fn pin_source(&self) -> Result<SecretSource, ConfigError> {
         match (&self.pin_env, &self.pin_file) {
@@ -319,6 +395,7 @@ impl Config {
         cfg.base_dir = base.to_path_buf();
         // A relative PIN file is relative to this file, like every other path in it.
         cfg.hsm.pin_file = cfg.hsm.pin_file.take().map(|p| cfg.resolve(&p));
+        cfg.hsm.resolve_names()?;
         cfg.check()?;
         Ok(cfg)
     }
@@ -494,6 +571,86 @@ mod tests {
         let bad = EXAMPLE.replace("level = \"info\"", "level = \"certgate=loud\"");
         let err = Config::parse(&bad, "t", Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("[log] level"), "{err}");
+    }
+
+    #[test]
+    fn token_and_key_uris_stand_in_for_the_labels() {
+        let text = EXAMPLE
+            .replace(
+                "token_label = \"certgate\"",
+                "token = \"pkcs11:token=bank%20CA;serial=0042\"",
+            )
+            .replace(
+                "key_label = \"certgate-ca\"",
+                "key = \"pkcs11:object=ca-2026;id=%01%A0;type=private\"",
+            );
+        let cfg = Config::parse(&text, "t", Path::new(".")).unwrap();
+        assert_eq!(cfg.hsm.token_label, "bank CA");
+        let uri = cfg.hsm.token_uri.as_ref().expect("kept for matching");
+        assert_eq!(uri.serial.as_deref(), Some("0042"));
+        assert_eq!(cfg.hsm.key_label, "ca-2026");
+        assert_eq!(cfg.hsm.key_id.as_deref(), Some(&[0x01, 0xa0][..]));
+        // Without either, the key label keeps its default.
+        let plain = Config::parse(
+            &EXAMPLE.replace("key_label = \"certgate-ca\"", ""),
+            "t",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(plain.hsm.key_label, "certgate-ca");
+        assert_eq!(plain.hsm.key_id, None);
+    }
+
+    #[test]
+    fn a_name_given_twice_or_a_uri_naming_the_wrong_thing_is_refused() {
+        let cases = [
+            (
+                EXAMPLE.replace("pin_env = ", "token = \"pkcs11:token=x\"\npin_env = "),
+                "both token_label and token",
+            ),
+            (
+                EXAMPLE.replace("pin_env = ", "key = \"pkcs11:object=x\"\npin_env = "),
+                "both key_label and key",
+            ),
+            (
+                EXAMPLE.replace("token_label = \"certgate\"", ""),
+                "needs token_label or token",
+            ),
+            (
+                EXAMPLE.replace("token_label = \"certgate\"", "token = \"pkcs11:object=k\""),
+                "names an object",
+            ),
+            (
+                EXAMPLE.replace("token_label = \"certgate\"", "token = \"pkcs11:serial=1\""),
+                "token= attribute",
+            ),
+            (
+                EXAMPLE.replace(
+                    "key_label = \"certgate-ca\"",
+                    "key = \"pkcs11:token=t;object=k\"",
+                ),
+                "names a token",
+            ),
+            (
+                EXAMPLE.replace(
+                    "key_label = \"certgate-ca\"",
+                    "key = \"pkcs11:object=k;type=public\"",
+                ),
+                "type=private",
+            ),
+            (
+                EXAMPLE.replace(
+                    "token_label = \"certgate\"",
+                    "token = \"pkcs11:token=t?pin-value=9911\"",
+                ),
+                "never in a URI",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
+            assert!(err.to_string().contains(want), "{want}: {err}");
+            assert!(!err.to_string().contains("9911"));
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! What this module must not do: parse certificates (that is `ca`'s work) or write DER by
 //! hand.
 
-use const_oid::db::rfc5912::{ID_EC_PUBLIC_KEY, RSA_ENCRYPTION, SECP_256_R_1, SECP_384_R_1};
+use const_oid::db::rfc5912::{
+    ID_EC_PUBLIC_KEY, ID_SHA_256, RSA_ENCRYPTION, SECP_256_R_1, SECP_384_R_1,
+};
 use der::asn1::{AnyRef, BitStringRef, ObjectIdentifier, OctetStringRef, UintRef};
 use der::{Decode, Encode};
 use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
@@ -18,6 +20,27 @@ use crate::keys::KeyAlgorithm;
 struct EcdsaSigValue<'a> {
     r: UintRef<'a>,
     s: UintRef<'a>,
+}
+
+/// `DigestInfo ::= SEQUENCE { digestAlgorithm AlgorithmIdentifier, digest OCTET STRING }`
+/// (RFC 8017 section 9.2): what `CKM_RSA_PKCS` signs for a PKCS#1 v1.5 signature when the
+/// token cannot hash.
+#[derive(der::Sequence)]
+struct DigestInfo<'a> {
+    digest_algorithm: AlgorithmIdentifierRef<'a>,
+    digest: OctetStringRef<'a>,
+}
+
+/// The DER `DigestInfo` of a SHA-256 hash (parameters NULL, as RFC 8017 writes them).
+pub(crate) fn sha256_digest_info(hash: &[u8]) -> der::Result<Vec<u8>> {
+    DigestInfo {
+        digest_algorithm: AlgorithmIdentifierRef {
+            oid: ID_SHA_256,
+            parameters: Some(AnyRef::NULL),
+        },
+        digest: OctetStringRef::new(hash)?,
+    }
+    .to_der()
 }
 
 /// The named curve of an EC algorithm.
@@ -108,6 +131,16 @@ pub(crate) fn octet_string_content(der: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sha256_digest_info_has_rfc_8017s_prefix() {
+        // RFC 8017 section 9.2, note 1: the SHA-256 DigestInfo prefix.
+        let prefix = hex::decode("3031300d060960864801650304020105000420").unwrap();
+        let hash = [0xab; 32];
+        let info = sha256_digest_info(&hash).unwrap();
+        assert_eq!(info[..prefix.len()], prefix[..]);
+        assert_eq!(info[prefix.len()..], hash[..]);
+    }
 
     /// `raw` is `r‖s`; the expected DER of the two INTEGER contents, each as DER writes it.
     fn sig(r: &[u8], s: &[u8]) -> Vec<u8> {

@@ -77,6 +77,11 @@ impl Context {
         Ok(ctx)
     }
 
+    /// The module's path (canonical when it could be resolved).
+    pub(crate) fn module(&self) -> &Path {
+        &self.module
+    }
+
     /// Shared access to the library for the length of one operation. Never take it twice on
     /// one thread: a waiting re-initialisation would deadlock the second take.
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Live> {

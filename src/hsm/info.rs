@@ -9,11 +9,12 @@ use std::path::Path;
 
 use cryptoki::error::RvError;
 use cryptoki::mechanism::MechanismType;
-use cryptoki::slot::{Limit, Slot};
+use cryptoki::slot::Slot;
 
 use super::HsmError;
 use super::ckr::call;
 use super::context::Context;
+use super::token;
 use crate::keys::KeyAlgorithm;
 
 /// The module and every token it shows.
@@ -25,9 +26,20 @@ pub struct ModuleInfo {
     pub description: String,
     pub library_version: String,
     pub tokens: Vec<TokenInfo>,
+    /// Slots whose token information could not be read at all, with the reason.
+    pub unreadable: Vec<String>,
 }
 
-/// One slot with a token.
+// CK_TOKEN_INFO flags read here (PKCS#11 3.0).
+const CKF_CLOCK_ON_TOKEN: u64 = 0x40;
+const CKF_USER_PIN_INITIALIZED: u64 = 0x8;
+const CKF_TOKEN_INITIALIZED: u64 = 0x400;
+const CKF_USER_PIN_COUNT_LOW: u64 = 0x1_0000;
+const CKF_USER_PIN_FINAL_TRY: u64 = 0x2_0000;
+const CKF_USER_PIN_LOCKED: u64 = 0x4_0000;
+
+/// One slot with a token. Fields the token does not state (or states in a form that
+/// cannot be read) say "unavailable"; they never make the token unusable.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TokenInfo {
     pub slot_id: u64,
@@ -42,8 +54,23 @@ pub struct TokenInfo {
     pub user_pin_locked: bool,
     /// Open sessions / the most the token allows, as the token reports them.
     pub sessions: String,
+    /// Shortest and longest PIN the token accepts.
+    pub pin_length: String,
+    /// The token's clock (RFC 3339), "none", or "unavailable".
+    pub clock: String,
+    /// The `CKF_*` flags set, by name; unknown bits as hex.
+    pub flags: Vec<String>,
     /// Mechanism support per CA key algorithm; filled for the configured token only.
     pub algorithms: Vec<AlgorithmSupport>,
+    /// The private keys found on the configured token (filled when logged in).
+    pub keys: Vec<KeyUri>,
+}
+
+/// One private key and the RFC 7512 URI that names it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyUri {
+    pub label: String,
+    pub uri: String,
 }
 
 /// Whether a token can generate and sign with one kind of CA key.
@@ -105,27 +132,38 @@ pub fn inspect(module: &Path, token_label: &str) -> Result<ModuleInfo, HsmError>
     let p = &live.pkcs11;
     let lib = call("C_GetInfo", p.get_library_info())?;
     let mut tokens = Vec::new();
+    let mut unreadable = Vec::new();
     let mut found = false;
     for slot in call("C_GetSlotList", p.get_slots_with_token())? {
-        let t = call("C_GetTokenInfo", p.get_token_info(slot))?;
+        // One token that cannot be read does not hide the others.
+        let t = match token::read(ctx.module(), slot.id()) {
+            Ok(t) => t,
+            Err(e) => {
+                unreadable.push(format!("slot {}: {}", slot.id(), HsmError::from(e)));
+                continue;
+            }
+        };
         let mut info = TokenInfo {
             slot_id: slot.id(),
-            label: t.label().to_owned(),
-            manufacturer: t.manufacturer_id().to_owned(),
-            model: t.model().to_owned(),
-            serial_number: t.serial_number().to_owned(),
-            initialized: t.token_initialized(),
-            user_pin_initialized: t.user_pin_initialized(),
-            user_pin_count_low: t.user_pin_count_low(),
-            user_pin_final_try: t.user_pin_final_try(),
-            user_pin_locked: t.user_pin_locked(),
-            sessions: format!(
-                "{} open, max {}",
-                t.session_count()
-                    .map_or_else(|| "?".to_owned(), |n| n.to_string()),
-                limit(t.max_session_count())
-            ),
+            initialized: t.flag(CKF_TOKEN_INITIALIZED),
+            user_pin_initialized: t.flag(CKF_USER_PIN_INITIALIZED),
+            user_pin_count_low: t.flag(CKF_USER_PIN_COUNT_LOW),
+            user_pin_final_try: t.flag(CKF_USER_PIN_FINAL_TRY),
+            user_pin_locked: t.flag(CKF_USER_PIN_LOCKED),
+            sessions: format!("{} open, max {}", t.sessions, t.max_sessions),
+            pin_length: format!("{}-{}", t.min_pin_len, t.max_pin_len),
+            clock: match (&t.clock, t.flag(CKF_CLOCK_ON_TOKEN)) {
+                (Some(time), _) => time.clone(),
+                (None, true) => "unavailable (not in the standard's form)".into(),
+                (None, false) => "none".into(),
+            },
+            flags: t.flag_names(),
+            label: t.label,
+            manufacturer: t.manufacturer,
+            model: t.model,
+            serial_number: t.serial_number,
             algorithms: Vec::new(),
+            keys: Vec::new(),
         };
         if info.label == token_label {
             found = true;
@@ -143,6 +181,7 @@ pub fn inspect(module: &Path, token_label: &str) -> Result<ModuleInfo, HsmError>
         description: lib.library_description().to_owned(),
         library_version: lib.library_version().to_string(),
         tokens,
+        unreadable,
     })
 }
 
@@ -174,6 +213,16 @@ impl ModuleInfo {
                 "  slot {:<10} label {:?}{mark}; {} {} serial {}; sessions {}",
                 t.slot_id, t.label, t.manufacturer, t.model, t.serial_number, t.sessions
             )?;
+            writeln!(
+                out,
+                "    PIN length {}; clock {}; flags {}",
+                t.pin_length,
+                t.clock,
+                t.flags.join(" ")
+            )?;
+            for k in &t.keys {
+                writeln!(out, "    key {:?}: {}", k.label, k.uri)?;
+            }
             let warnings = t.pin_warnings();
             if !warnings.is_empty() {
                 writeln!(out, "    warning: {}", warnings.join("; "))?;
@@ -203,6 +252,9 @@ impl ModuleInfo {
                 }
             }
         }
+        for u in &self.unreadable {
+            writeln!(out, "  {u}: token information unreadable")?;
+        }
         Ok(())
     }
 }
@@ -230,14 +282,6 @@ impl TokenInfo {
     }
 }
 
-fn limit(l: Limit) -> String {
-    match l {
-        Limit::Max(n) => n.to_string(),
-        Limit::Unavailable => "unknown".into(),
-        Limit::Infinite => "unlimited".into(),
-    }
-}
-
 fn algorithms(
     p: &cryptoki::context::Pkcs11,
     slot: Slot,
@@ -246,14 +290,16 @@ fn algorithms(
     for algorithm in KeyAlgorithm::ALL {
         let (wanted, bits) = needs(algorithm);
         let mut mechanisms = Vec::new();
-        for (i, (mech, purpose)) in wanted.into_iter().enumerate() {
+        for (i, (mut mech, mut purpose)) in wanted.into_iter().enumerate() {
             // Asked one by one rather than through C_GetMechanismList: cryptoki logs an
             // error for every vendor mechanism of a list it does not know.
-            let info = match call("C_GetMechanismInfo", p.get_mechanism_info(slot, mech)) {
-                Ok(mi) => Some(mi),
-                Err(e) if e.rv() == Some(RvError::MechanismInvalid) => None,
-                Err(e) => return Err(e.into()),
-            };
+            let mut info = mechanism_info(p, slot, mech)?;
+            // The signer's fallback when the token cannot hash for RSA (openCryptoki).
+            if info.is_none() && mech == MechanismType::SHA256_RSA_PKCS {
+                mech = MechanismType::RSA_PKCS;
+                purpose = "sign (hash and DigestInfo computed in software)";
+                info = mechanism_info(p, slot, mech)?;
+            }
             let present = info.is_some();
             let (key_sizes, fits) = match info {
                 Some(mi) => {
@@ -289,6 +335,18 @@ fn algorithms(
     Ok(out)
 }
 
+fn mechanism_info(
+    p: &cryptoki::context::Pkcs11,
+    slot: Slot,
+    mech: MechanismType,
+) -> Result<Option<cryptoki::mechanism::MechanismInfo>, HsmError> {
+    match call("C_GetMechanismInfo", p.get_mechanism_info(slot, mech)) {
+        Ok(mi) => Ok(Some(mi)),
+        Err(e) if e.rv() == Some(RvError::MechanismInvalid) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,7 +364,11 @@ mod tests {
             user_pin_final_try: false,
             user_pin_locked: false,
             sessions: "0 open, max unlimited".into(),
+            pin_length: "4-255".into(),
+            clock: "none".into(),
+            flags: vec!["RNG".into(), "TOKEN_INITIALIZED".into()],
             algorithms,
+            keys: Vec::new(),
         }
     }
 
@@ -337,6 +399,10 @@ mod tests {
             }],
         );
         configured.user_pin_count_low = true;
+        configured.keys.push(KeyUri {
+            label: "certgate-ca".into(),
+            uri: "pkcs11:token=certgate;object=certgate-ca;id=%01;type=private".into(),
+        });
         let mut other = token(7, "other", Vec::new());
         other.initialized = false;
         other.user_pin_locked = true;
@@ -347,18 +413,23 @@ mod tests {
             description: "Implementation of PKCS11".into(),
             library_version: "2.6".into(),
             tokens: vec![configured, other],
+            unreadable: vec!["slot 9: PKCS#11 error in C_GetTokenInfo: CKR_ARGUMENTS_BAD".into()],
         };
         let expected = "\
 module:       /usr/lib/softhsm/libsofthsm2.so
 library:      SoftHSM Implementation of PKCS11 (2.6), Cryptoki 2.40
 tokens:
   slot 5          label \"certgate\" (configured); SoftHSM project SoftHSM v2 serial 0badc0de; sessions 0 open, max unlimited
+    PIN length 4-255; clock none; flags RNG TOKEN_INITIALIZED
+    key \"certgate-ca\": pkcs11:token=certgate;object=certgate-ca;id=%01;type=private
     warning: a wrong user PIN was entered recently
     ec-p256   NOT usable
       CKM_EC_KEY_PAIR_GEN      present key sizes 256-521 (generate the key)
       CKM_ECDSA                missing (sign)
   slot 7          label \"other\"; SoftHSM project SoftHSM v2 serial 0badc0de; sessions 0 open, max unlimited
+    PIN length 4-255; clock none; flags RNG TOKEN_INITIALIZED
     warning: token not initialised; USER PIN LOCKED
+  slot 9: PKCS#11 error in C_GetTokenInfo: CKR_ARGUMENTS_BAD: token information unreadable
 ";
         assert_eq!(info.render("certgate"), expected);
     }

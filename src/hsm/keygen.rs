@@ -21,20 +21,28 @@ use crate::keys::KeyAlgorithm;
 /// Length of the random `CKA_ID`.
 const ID_LEN: usize = 16;
 
-/// Generates the pair labelled `label`. `KeyExists` if any object carries the label.
+/// Generates the pair labelled `label`, with the `CKA_ID` given (from a key URI) or a random
+/// one. `KeyExists` if any object carries the label.
 pub(crate) fn generate(
     session: &Session,
     label: &str,
     algorithm: KeyAlgorithm,
+    id: Option<&[u8]>,
 ) -> Result<(), OpError> {
     if label_taken(session, label)? {
         return Err(HsmError::KeyExists(label.to_owned()).into());
     }
-    let mut id = [0u8; ID_LEN];
-    aws_lc_rs::rand::fill(&mut id).map_err(|_| HsmError::Pkcs11 {
-        function: "random",
-        detail: "the system random generator failed".into(),
-    })?;
+    let id = match id {
+        Some(id) => id.to_vec(),
+        None => {
+            let mut id = vec![0u8; ID_LEN];
+            aws_lc_rs::rand::fill(&mut id).map_err(|_| HsmError::Pkcs11 {
+                function: "random",
+                detail: "the system random generator failed".into(),
+            })?;
+            id
+        }
+    };
     let (mechanism, public, private) = templates(label, &id, algorithm)?;
     call(
         "C_GenerateKeyPair",

@@ -23,10 +23,11 @@ mod pool;
 mod session;
 mod signer;
 mod store;
+mod token;
 
 pub use attributes::KeyAttributes;
 pub use error::HsmError;
-pub use info::{AlgorithmSupport, MechanismSupport, ModuleInfo, TokenInfo, inspect};
+pub use info::{AlgorithmSupport, KeyUri, MechanismSupport, ModuleInfo, TokenInfo, inspect};
 pub use store::{Pkcs11KeyStore, open_key_store};
 
 use std::path::PathBuf;
@@ -39,6 +40,7 @@ use ckr::{CallError, call};
 use context::Context;
 use pool::{OpError, Pool};
 use signer::{SignFailure, Signer};
+use token::TokenMatch;
 
 /// What is needed to open a token.
 #[derive(Debug, Clone)]
@@ -47,6 +49,9 @@ pub struct HsmSettings {
     pub module: PathBuf,
     /// Label of the token holding the CA key.
     pub token_label: String,
+    /// The token's URI when configured so: its manufacturer, model and serial (when given)
+    /// must match as well as the label.
+    pub token_uri: Option<crate::config::Pkcs11Uri>,
     /// The user PIN.
     pub pin: Secret,
     /// How many sessions to keep open for signing.
@@ -78,7 +83,7 @@ impl Hsm {
         let ctx = Context::get(&settings.module)?;
         let pool = Pool::open(
             ctx,
-            settings.token_label.clone(),
+            TokenMatch::new(&settings.token_label, settings.token_uri.as_ref()),
             settings.pin.clone(),
             settings.sessions,
         )?;
@@ -92,13 +97,20 @@ impl Hsm {
         })
     }
 
-    /// Opens the private key labelled `label` (with its public key) as a signer.
+    /// Opens the private key labelled `label` (with its public key) as a signer; see
+    /// [`Hsm::key_with_id`].
+    pub fn key(&self, label: &str) -> Result<HsmKey, HsmError> {
+        self.key_with_id(label, None)
+    }
+
+    /// Opens the private key labelled `label`, and with `CKA_ID` `id` when given (a key URI's
+    /// `id=`), as a signer.
     /// `KeyNotFound` when absent; `UnsafeKey` when it is extractable or not sensitive (or
     /// otherwise unfit, see [`KeyAttributes::unsafe_reason`]), or when its public key object
     /// does not match it; `UnsupportedKey` for other curves and sizes.
-    pub fn key(&self, label: &str) -> Result<HsmKey, HsmError> {
+    pub fn key_with_id(&self, label: &str, id: Option<&[u8]>) -> Result<HsmKey, HsmError> {
         let (key, spki, epoch) = self.inner.pool.run(|session, attempt| {
-            let key = objects::read_private_key(session, label)?;
+            let key = objects::read_private_key(session, label, id)?;
             if let Some(reason) = key.attributes.unsafe_reason() {
                 return Err(HsmError::UnsafeKey {
                     label: label.to_owned(),
@@ -151,17 +163,43 @@ impl Hsm {
     /// Generates a key pair inside the token: token object, private, sensitive, never
     /// extractable, no decrypt/unwrap/derive. Refuses (`KeyExists`) when the label is taken.
     pub fn generate_key(&self, label: &str, algorithm: KeyAlgorithm) -> Result<HsmKey, HsmError> {
-        self.inner
-            .pool
-            .with_rw_session(|session| keygen::generate(session, label, algorithm))?;
-        self.key(label)
+        self.generate_key_with_id(label, algorithm, None)
     }
 
-    /// The attributes of the private key labelled `label`.
-    pub fn key_attributes(&self, label: &str) -> Result<KeyAttributes, HsmError> {
+    /// Like [`Hsm::generate_key`], with the `CKA_ID` `id` instead of a random one when given.
+    pub fn generate_key_with_id(
+        &self,
+        label: &str,
+        algorithm: KeyAlgorithm,
+        id: Option<&[u8]>,
+    ) -> Result<HsmKey, HsmError> {
         self.inner
             .pool
-            .run(|session, _| Ok(objects::read_private_key(session, label)?.attributes))
+            .with_rw_session(|session| keygen::generate(session, label, algorithm, id))?;
+        self.key_with_id(label, id)
+    }
+
+    /// Every private key on the token: its label and `CKA_ID`, for `hsm info`.
+    pub fn private_keys(&self) -> Result<Vec<(String, Vec<u8>)>, HsmError> {
+        self.inner
+            .pool
+            .run(|session, _| objects::list_private_keys(session))
+    }
+
+    /// The attributes of the private key labelled `label` (and with `CKA_ID` `id`, if given).
+    pub fn key_attributes(&self, label: &str) -> Result<KeyAttributes, HsmError> {
+        self.key_attributes_with_id(label, None)
+    }
+
+    /// Like [`Hsm::key_attributes`], for the key with `CKA_ID` `id` when given.
+    pub fn key_attributes_with_id(
+        &self,
+        label: &str,
+        id: Option<&[u8]>,
+    ) -> Result<KeyAttributes, HsmError> {
+        self.inner
+            .pool
+            .run(|session, _| Ok(objects::read_private_key(session, label, id)?.attributes))
     }
 
     /// Whether a pooled session answers and is logged in; recovers a lost session on the way.

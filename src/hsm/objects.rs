@@ -70,9 +70,39 @@ pub(crate) fn find_private_key(
         .ok_or_else(|| HsmError::KeyNotFound(label.to_owned()).into())
 }
 
-/// Reads the private key labelled `label`.
-pub(crate) fn read_private_key(session: &Session, label: &str) -> Result<PrivateKey, OpError> {
-    let handle = find_private_key(session, label, None)?;
+/// Every private key object's label and `CKA_ID` (empty when absent).
+pub(crate) fn list_private_keys(session: &Session) -> Result<Vec<(String, Vec<u8>)>, OpError> {
+    let handles = call(
+        "C_FindObjects",
+        session.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)]),
+    )?;
+    let mut keys = Vec::with_capacity(handles.len());
+    for handle in handles {
+        let attrs = call(
+            "C_GetAttributeValue",
+            session.get_attributes(handle, &[AttributeType::Label, AttributeType::Id]),
+        )?;
+        let (mut label, mut id) = (String::new(), Vec::new());
+        for attr in attrs {
+            match attr {
+                Attribute::Label(l) => label = String::from_utf8_lossy(&l).into_owned(),
+                Attribute::Id(i) => id = i,
+                _ => {}
+            }
+        }
+        keys.push((label, id));
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+/// Reads the private key labelled `label` (and, if given, with this `CKA_ID`).
+pub(crate) fn read_private_key(
+    session: &Session,
+    label: &str,
+    id: Option<&[u8]>,
+) -> Result<PrivateKey, OpError> {
+    let handle = find_private_key(session, label, id)?;
     let wanted = [
         AttributeType::KeyType,
         AttributeType::Id,

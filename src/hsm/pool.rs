@@ -26,6 +26,7 @@ use super::HsmError;
 use super::ckr::{CallError, Disposition, call};
 use super::context::{Context, Live};
 use super::session::{HsmSession, LoginError};
+use super::token::{self, ReadError, TokenMatch};
 use crate::config::Secret;
 
 /// What went wrong inside an operation run on a pooled session.
@@ -71,10 +72,10 @@ const PIN_OK: u8 = 0;
 const PIN_INCORRECT: u8 = 1;
 const PIN_LOCKED: u8 = 2;
 
-/// Logged-in sessions on the token labelled `token_label`.
+/// Logged-in sessions on the token `token` names.
 pub(crate) struct Pool {
     ctx: Arc<Context>,
-    token_label: String,
+    token: TokenMatch,
     pin: Secret,
     size: usize,
     state: Mutex<State>,
@@ -96,13 +97,13 @@ impl Pool {
     /// Finds the token, opens `size` sessions one after another and logs in.
     pub(crate) fn open(
         ctx: Arc<Context>,
-        token_label: String,
+        token: TokenMatch,
         pin: Secret,
         size: usize,
     ) -> Result<Self, HsmError> {
         let pool = Self {
             ctx,
-            token_label,
+            token,
             pin,
             size: size.max(1),
             state: Mutex::new(State {
@@ -337,14 +338,30 @@ impl Pool {
         {
             return Ok(slot);
         }
+        // A slot whose token cannot be read is passed over (it may be someone else's); its
+        // failure is reported only if no slot carries the label.
+        let mut unreadable = None;
         for slot in call("C_GetSlotList", live.pkcs11.get_slots_with_token())? {
-            let info = call("C_GetTokenInfo", live.pkcs11.get_token_info(slot))?;
-            if info.label() == self.token_label {
-                st.slot = Some((live.epoch, slot));
-                return Ok(slot);
+            match token::read(self.ctx.module(), slot.id()) {
+                Ok(facts) if self.token.matches(&facts) => {
+                    st.slot = Some((live.epoch, slot));
+                    return Ok(slot);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(
+                        slot = slot.id(),
+                        "cannot read the token information of a slot"
+                    );
+                    unreadable.get_or_insert(e);
+                }
             }
         }
-        Err(HsmError::TokenNotFound(self.token_label.clone()).into())
+        Err(match unreadable {
+            Some(ReadError::Call(e)) => OpError::Call(e),
+            Some(ReadError::Hsm(e)) => OpError::Hsm(e),
+            None => HsmError::TokenNotFound(self.token.label.clone()).into(),
+        })
     }
 }
 
@@ -366,7 +383,7 @@ impl Drop for Pool {
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("token_label", &self.token_label)
+            .field("token", &self.token.label)
             .field("size", &self.size)
             .finish_non_exhaustive()
     }

@@ -1,5 +1,5 @@
 //! Signing with a token key: hashing where the token cannot (SoftHSM lacks
-//! `CKM_ECDSA_SHA256`), the mechanism per algorithm, raw `r‖s` to DER, and the software check
+//! `CKM_ECDSA_SHA256`, openCryptoki's soft token `CKM_SHA256_RSA_PKCS`), the mechanism per algorithm, raw `r‖s` to DER, and the software check
 //! of every signature before it leaves (SoftHSMv2#901): a bad one is retried once, then
 //! refused.
 //!
@@ -7,10 +7,12 @@
 //! handle across a retry or a library re-initialisation.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
+use cryptoki::error::RvError;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectHandle;
 
@@ -53,6 +55,8 @@ pub(crate) struct Signer {
     handle: Mutex<Option<(u64, ObjectHandle)>>,
     /// When the library was last re-initialised because the key was missing.
     last_reinit: Mutex<Option<Instant>>,
+    /// Set when the token refused `CKM_SHA256_RSA_PKCS`: RSA hashes in software from then on.
+    rsa_hash_in_software: AtomicBool,
 }
 
 /// Shortest time between two re-initialisations because the key went missing.
@@ -73,6 +77,7 @@ impl Signer {
             spki,
             handle: Mutex::new(Some(handle)),
             last_reinit: Mutex::new(None),
+            rsa_hash_in_software: AtomicBool::new(false),
         }
     }
 
@@ -111,13 +116,42 @@ impl Signer {
                     Cow::Owned(digest::digest(&digest::SHA384, message).as_ref().to_vec()),
                     Some(96),
                 ),
-                KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => {
-                    (Mechanism::Sha256RsaPkcs, Cow::Borrowed(message), None)
-                }
+                // Used only once the token has refused CKM_SHA256_RSA_PKCS (see below).
+                KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => (
+                    Mechanism::RsaPkcs,
+                    Cow::Owned(
+                        asn1::sha256_digest_info(digest::digest(&digest::SHA256, message).as_ref())
+                            .map_err(|e| HsmError::Pkcs11 {
+                                function: "C_Sign",
+                                detail: format!("cannot encode the DigestInfo: {e}"),
+                            })?,
+                    ),
+                    None,
+                ),
             };
+        let is_rsa = matches!(
+            self.algorithm,
+            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072
+        );
         let once = |refind: bool| {
             pool.run(|session, attempt| {
                 let handle = self.handle(session, attempt.epoch, refind || attempt.retry)?;
+                // RSA: the token hashes when it offers CKM_SHA256_RSA_PKCS; openCryptoki's
+                // soft token does not, and then the DigestInfo is built here for CKM_RSA_PKCS
+                // (the same PKCS#1 v1.5 signature). Decided once, by the token's answer.
+                if is_rsa && !self.rsa_hash_in_software.load(Ordering::Relaxed) {
+                    match call(
+                        "C_Sign",
+                        session.sign(&Mechanism::Sha256RsaPkcs, handle, message),
+                    ) {
+                        Err(e) if e.rv() == Some(RvError::MechanismInvalid) => {
+                            tracing::info!(label = %self.label,
+                                "the token has no CKM_SHA256_RSA_PKCS; hashing in software for CKM_RSA_PKCS");
+                            self.rsa_hash_in_software.store(true, Ordering::Relaxed);
+                        }
+                        other => return Ok(other?),
+                    }
+                }
                 Ok(call("C_Sign", session.sign(&mechanism, handle, &data))?)
             })
         };

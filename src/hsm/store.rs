@@ -7,8 +7,9 @@
 
 use std::sync::Arc;
 
+use super::info::KeyUri;
 use super::{Hsm, HsmError, HsmSettings, KeyAttributes, info};
-use crate::config::Config;
+use crate::config::{Config, ObjectType, Pkcs11Uri};
 use crate::keys::{
     Cause, KeyAlgorithm, KeyBackend, KeyDescription, KeyGenerator, KeyRef, KeyStore, KeyStoreError,
     StoreDescription,
@@ -19,6 +20,8 @@ use crate::keys::{
 pub struct Pkcs11KeyStore {
     hsm: Hsm,
     token_label: String,
+    /// A key label and the `CKA_ID` its configured URI requires (`[hsm] key = "...;id=..."`).
+    pinned_id: Option<(String, Vec<u8>)>,
 }
 
 /// Opens the token `[hsm]` names as the key store: reads the PIN from its configured source,
@@ -26,7 +29,11 @@ pub struct Pkcs11KeyStore {
 pub fn open_key_store(cfg: &Config) -> Result<Pkcs11KeyStore, KeyStoreError> {
     let settings = HsmSettings::from_config(cfg)?;
     let hsm = Hsm::open(&settings).map_err(|e| kind(&e)(Box::new(OpenFailed(e))))?;
-    Ok(Pkcs11KeyStore::new(hsm, settings.token_label))
+    let mut store = Pkcs11KeyStore::new(hsm, settings.token_label);
+    if let Some(id) = &cfg.hsm.key_id {
+        store = store.with_key_id(&cfg.hsm.key_label, id);
+    }
+    Ok(store)
 }
 
 impl HsmSettings {
@@ -42,6 +49,7 @@ impl HsmSettings {
         Ok(Self {
             module: cfg.resolve(&cfg.hsm.module),
             token_label: cfg.hsm.token_label.clone(),
+            token_uri: cfg.hsm.token_uri.clone(),
             pin,
             sessions: cfg.hsm.sessions,
         })
@@ -59,7 +67,23 @@ impl Pkcs11KeyStore {
         Self {
             hsm,
             token_label: token_label.into(),
+            pinned_id: None,
         }
+    }
+
+    /// Requires the key labelled `label` to carry `CKA_ID` `id` (a key generated under the
+    /// label gets it).
+    pub fn with_key_id(mut self, label: &str, id: &[u8]) -> Self {
+        self.pinned_id = Some((label.to_owned(), id.to_vec()));
+        self
+    }
+
+    /// The `CKA_ID` required of the key labelled `label`, if any.
+    fn id_for(&self, label: &str) -> Option<&[u8]> {
+        self.pinned_id
+            .as_ref()
+            .filter(|(l, _)| l == label)
+            .map(|(_, id)| id.as_slice())
     }
 
     /// The open token underneath (tests and benchmarks reach PKCS#11 details through it).
@@ -116,15 +140,42 @@ fn describe_attributes(key: &KeyRef, a: &KeyAttributes) -> Result<KeyDescription
 
 impl KeyStore for Pkcs11KeyStore {
     fn open(&self, key: &KeyRef) -> Result<Arc<dyn KeyBackend>, KeyStoreError> {
-        Ok(Arc::new(self.hsm.key(label_of(key))?))
+        let label = label_of(key);
+        Ok(Arc::new(self.hsm.key_with_id(label, self.id_for(label))?))
     }
 
     fn describe_key(&self, key: &KeyRef) -> Result<KeyDescription, KeyStoreError> {
-        describe_attributes(key, &self.hsm.key_attributes(label_of(key))?)
+        let label = label_of(key);
+        describe_attributes(
+            key,
+            &self.hsm.key_attributes_with_id(label, self.id_for(label))?,
+        )
     }
 
     fn describe(&self) -> Result<StoreDescription, KeyStoreError> {
-        let module = info::inspect(self.hsm.module(), &self.token_label)?;
+        let mut module = info::inspect(self.hsm.module(), &self.token_label)?;
+        // The configured token is the one logged in: its private keys are visible.
+        let keys = self.hsm.private_keys()?;
+        if let Some(token) = module
+            .tokens
+            .iter_mut()
+            .find(|t| t.label == self.token_label)
+        {
+            token.keys = keys
+                .into_iter()
+                .map(|(label, id)| KeyUri {
+                    uri: Pkcs11Uri {
+                        token: Some(self.token_label.clone()),
+                        object: Some(label.clone()),
+                        id: (!id.is_empty()).then_some(id),
+                        object_type: Some(ObjectType::Private),
+                        ..Default::default()
+                    }
+                    .to_string(),
+                    label,
+                })
+                .collect();
+        }
         Ok(StoreDescription {
             details: json(&module)?,
             text: module.render(&self.token_label),
@@ -146,7 +197,12 @@ impl KeyGenerator for Pkcs11KeyStore {
         key: &KeyRef,
         algorithm: KeyAlgorithm,
     ) -> Result<Arc<dyn KeyBackend>, KeyStoreError> {
-        Ok(Arc::new(self.hsm.generate_key(label_of(key), algorithm)?))
+        let label = label_of(key);
+        Ok(Arc::new(self.hsm.generate_key_with_id(
+            label,
+            algorithm,
+            self.id_for(label),
+        )?))
     }
 }
 

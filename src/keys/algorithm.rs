@@ -14,8 +14,12 @@ pub enum KeyAlgorithm {
     /// ECDSA on NIST P-384, signing with SHA-384.
     EcP384,
     /// RSA 2048-bit, PKCS#1 v1.5 with SHA-256.
+    // kebab-case alone gives "rsa2048" (no break before digits), not the documented name;
+    // the alias keeps reading what was written that way.
+    #[serde(rename = "rsa-2048", alias = "rsa2048")]
     Rsa2048,
     /// RSA 3072-bit, PKCS#1 v1.5 with SHA-256.
+    #[serde(rename = "rsa-3072", alias = "rsa3072")]
     Rsa3072,
 }
 
@@ -70,6 +74,17 @@ impl std::str::FromStr for KeyAlgorithm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serde_names_are_the_documented_ones() {
+        for a in KeyAlgorithm::ALL {
+            let json = serde_json::to_string(&a).unwrap();
+            assert_eq!(json, format!("\"{}\"", a.as_str()));
+            assert_eq!(serde_json::from_str::<KeyAlgorithm>(&json).unwrap(), a);
+        }
+        let old: KeyAlgorithm = serde_json::from_str("\"rsa2048\"").unwrap();
+        assert_eq!(old, KeyAlgorithm::Rsa2048);
+    }
 
     #[test]
     fn names_round_trip() {

@@ -65,6 +65,7 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
     let settings = HsmSettings {
         module: cfg.resolve(&cfg.hsm.module),
         token_label: cfg.hsm.token_label.clone(),
+        token_uri: cfg.hsm.token_uri.clone(),
         pin: cfg.hsm.pin_source()?.read("HSM PIN")?,
         sessions: cfg.hsm.sessions,
     };
