@@ -286,6 +286,21 @@ async fn no_spelling_reaches_the_certificate_route_without_a_certificate() {
         &hits[before..]
     );
 
+    // The refusal says why, as a page for browsers and JSON otherwise.
+    let (_, text) = edge
+        .send(
+            false,
+            "GET /public/..;/ib/top HTTP/1.1\r\nAccept: text/html",
+            "",
+        )
+        .await;
+    assert!(
+        text.contains("text/html") && text.contains("Code: path_refused"),
+        "{text}"
+    );
+    let (_, text) = edge.send(false, "GET //ib/top HTTP/1.1", "").await;
+    assert!(text.contains("\"error\":\"path_refused\""), "{text}");
+
     // Raw control bytes never get as far as routing.
     let (status, _) = edge
         .send(false, "GET /public/\u{1}/../ib/top HTTP/1.1", "")

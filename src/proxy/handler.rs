@@ -179,7 +179,7 @@ async fn pipeline(
                 return local(shared, runtime, conn, auth, req).await;
             }
             tracing::warn!(target: "certgate::security", remote = %conn.remote, path = uri.path(), reason = %e, "request path refused");
-            return Err(Problem::BadRequest);
+            return Err(Problem::PathRefused);
         }
     };
     let path = canonical.path();
@@ -207,7 +207,7 @@ async fn pipeline(
     };
     if canonical.params().is_some() && !pass_params {
         tracing::warn!(target: "certgate::security", remote = %conn.remote, path = uri.path(), "path parameters refused");
-        return Err(Problem::BadRequest);
+        return Err(Problem::PathRefused);
     }
     if !canonical.is_unchanged() {
         *req.uri_mut() = with_path(&uri, &canonical.forwarded(pass_params))?;
