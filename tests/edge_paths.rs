@@ -599,3 +599,42 @@ async fn proxy_and_certificate_headers_from_clients_never_reach_the_app() {
     assert!(hits[1].headers.iter().any(|(k, _)| k == "x-legacy-user"));
     edge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_spellings_over_http2_are_refused_alike() {
+    let edge = Edge::start().await;
+    let cfg =
+        |cert: bool| client::config(&edge.server_ca.der, cert.then_some(&edge.alice), &[b"h2"]);
+    let mut anon = client::Conn::h2(edge.addr, cfg(false)).await.unwrap();
+    for (path, want) in [
+        ("/public/..;/ib/top", 400),
+        ("//ib/top", 400),
+        ("/ib;x/top", 400),
+        ("/public/..%2Fib/top", 400),
+        ("/public/%252e%252e/ib/top", 400),
+        ("/IB/top", 401),
+        ("/%69b/top", 401),
+        ("/public/%2e%2e/ib/top", 401),
+    ] {
+        let a = anon.get(path).await.unwrap();
+        assert_eq!(a.status.as_u16(), want, "{path}: {}", a.body);
+    }
+    assert!(edge.app.hits().is_empty(), "{:?}", edge.app.hits());
+    let mut alice = client::Conn::h2(edge.addr, cfg(true)).await.unwrap();
+    let a = alice
+        .send(
+            "POST",
+            "/IB/%6Cogin/",
+            &[("content-type", "application/json")],
+            r#"{"LOGINID":"bob"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.status, 403);
+    let a = alice.get("/%69b/./top").await.unwrap();
+    assert_eq!(a.status, 200);
+    let hits = edge.app.hits();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].target, "/ib/top");
+    edge.shutdown().await;
+}
