@@ -16,7 +16,7 @@ export RUSTC_BOOTSTRAP=1
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-targets=(csr est_body ocsp_request identity_headers)
+targets=(csr est_body ocsp_request identity_headers canonical_path)
 cargo fuzz build -s "$sanitizer"
 for t in "${targets[@]}"; do
   mkdir -p "$work/$t"

@@ -384,7 +384,9 @@ fn path_traversal_in_static_assets_finds_nothing() {
         "/certgate/assets/%c0%ae%c0%ae/etc/passwd",
     ] {
         let (status, text) = curl(&gate.ca, &["--path-as-is", &gate.url(path)]);
-        assert!(status == 400 || status == 404, "{path}: {status}");
+        // Dot segments are resolved before routing, so a climb out of the assets lands on
+        // the app's certificate route (401 without a certificate) or is refused (400).
+        assert!(matches!(status, 400 | 401 | 404), "{path}: {status}");
         for leak in [
             "root:",
             "[database]",

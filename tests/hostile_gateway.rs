@@ -679,11 +679,12 @@ async fn past_max_connections_clients_get_503_and_the_gateway_recovers() {
 fn fuzz_corpus_replays_without_findings() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     type Check = fn(&[u8]);
-    let targets: [(&str, Check); 4] = [
+    let targets: [(&str, Check); 5] = [
         ("csr", fuzz_checks::csr),
         ("est_body", fuzz_checks::est_body),
         ("ocsp_request", fuzz_checks::ocsp_request),
         ("identity_headers", fuzz_checks::identity_headers),
+        ("canonical_path", fuzz_checks::canonical_path),
     ];
     for (name, check) in targets {
         let dir = root.join(name);
@@ -728,6 +729,12 @@ fn fuzz_corpus_replays_without_findings() {
             "{f}"
         );
     }
+    // The path seeds hold both canonical paths and the refused spellings.
+    let path = |f: &str| std::fs::read_to_string(root.join("canonical_path").join(f)).unwrap();
+    use certgate::proxy::canonical::canonicalize;
+    assert!(canonicalize(&path("seed01")).is_ok_and(|c| c.is_unchanged()));
+    assert!(canonicalize(&path("seed02")).is_err());
+    assert_eq!(canonicalize(&path("seed06")).unwrap().path(), "/ib/top");
     let ocsp = |f: &str| std::fs::read(root.join("ocsp_request").join(f)).unwrap();
     assert!(certgate::ca::ocsp::parse_request(&ocsp("one.der")).is_ok());
     assert!(certgate::ca::ocsp::parse_request(&ocsp("one_nonce.der")).is_ok());

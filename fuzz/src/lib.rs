@@ -13,6 +13,8 @@ use certgate::ca::csr::{self, ClientKeyKind, CsrError};
 use certgate::ca::ocsp::{self, MAX_CERTS_PER_REQUEST, MAX_REQUEST_BYTES};
 use certgate::config::GatewayConfig;
 use certgate::identity::{AssertionSigner, IdentityFormats, ReservedNames};
+use certgate::proxy::canonical::canonicalize;
+use certgate::proxy::prefix_matches;
 use certgate::web::WebRequest;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
@@ -154,12 +156,141 @@ fn spoofable(name: &str) -> bool {
         .collect();
     n.starts_with("x-certgate-")
         || n.starts_with("x-forwarded-")
+        || n.starts_with("x-ssl-client-")
+        || n.starts_with("ssl-client-")
+        || n.starts_with("x-amzn-mtls-")
         || [
             "client-cert",
             "client-cert-chain",
             "forwarded",
             "x-real-ip",
             "x-client-cert",
+            "x-client-verify",
+            "x-client-dn",
+            "x-ssl-cert",
+            "x-original-url",
+            "x-original-uri",
+            "x-rewrite-url",
+            "x-arr-clientcert",
         ]
         .contains(&n.as_str())
+}
+
+/// Route prefixes the canonical path is matched against (`canonical_path`).
+const PREFIXES: [&str; 6] = ["/", "/ib", "/ib/", "/public", "/ib/login", "/a.b"];
+
+/// The path canonicaliser: its output is canonical (idempotent, no `..`, `//`, `;`, encoded
+/// separator, control character or non-ASCII), and every route prefix matches the output
+/// exactly when it matches the path an app that decodes everything would serve (Tomcat:
+/// `;` parameters stripped, IIS: decoded twice, `\` as `/`, trailing dots dropped, any
+/// case). So the route chosen is the route the app serves.
+pub fn canonical_path(data: &[u8]) {
+    let Ok(raw) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(c) = canonicalize(raw) else {
+        return;
+    };
+    let path = c.path();
+    assert!(path.starts_with('/'), "{raw:?} -> {path:?}");
+    assert!(
+        !path.contains("//") && !path.contains(';'),
+        "{raw:?} -> {path:?}"
+    );
+    assert!(
+        path.bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && b != b'\\'),
+        "{raw:?} -> {path:?}"
+    );
+    assert!(
+        path.split('/').all(|s| s != "." && s != ".."),
+        "{raw:?} -> {path:?}"
+    );
+    let upper = path.to_ascii_uppercase();
+    for bad in ["%2F", "%5C", "%3B", "%00", "%252", "%2E"] {
+        assert!(!upper.contains(bad), "{raw:?} -> {path:?}");
+    }
+    // Idempotent, parameters included.
+    let again = canonicalize(path).expect("the output is canonical");
+    assert!(
+        again.is_unchanged(),
+        "{raw:?} -> {path:?} -> {:?}",
+        again.path()
+    );
+    let forwarded = c.forwarded(true);
+    let again = canonicalize(&forwarded).expect("the forwarded path is canonical");
+    assert_eq!((again.path(), again.params()), (path, c.params()));
+    // Routed as the app reads it.
+    let app = app_view(&forwarded);
+    for p in PREFIXES {
+        assert_eq!(
+            prefix_matches(p, path),
+            prefix_matches(p, &app),
+            "{p}: {raw:?} -> {path:?}, the app reads {app:?}"
+        );
+    }
+}
+
+/// The path a lenient app serves for `forwarded`: decoded twice, `\` as `/`, `;` parameters
+/// and trailing dots dropped from each segment, dot segments resolved.
+fn app_view(forwarded: &str) -> String {
+    let decoded = percent_decode(&percent_decode(forwarded.as_bytes()));
+    // Java's equalsIgnoreCase and lower-casing apps read `ſ` as `s`, `K` (Kelvin) as `k`.
+    let text: String = String::from_utf8_lossy(&decoded)
+        .chars()
+        .map(|c| match c {
+            '\\' => '/',
+            c if !c.is_ascii() => {
+                let mut folded = c.to_uppercase().chain(c.to_lowercase());
+                folded.find(char::is_ascii).unwrap_or(c)
+            }
+            c => c,
+        })
+        .collect();
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = text.split('/').skip(1).collect();
+    for (i, seg) in segments.iter().enumerate() {
+        let name = seg.split(';').next().unwrap_or_default();
+        let name = if name == "." || name == ".." {
+            name
+        } else {
+            name.trim_end_matches(['.', ' '])
+        };
+        match name {
+            "." => {}
+            ".." => {
+                out.pop();
+            }
+            n if n.is_empty() && i + 1 < segments.len() => {}
+            n => out.push(n),
+        }
+    }
+    let mut app = format!("/{}", out.join("/"));
+    if segments.last().is_some_and(|s| *s == "." || *s == "..") && !app.ends_with('/') {
+        app.push('/');
+    }
+    app
+}
+
+fn percent_decode(b: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| char::from(c).to_digit(16);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h << 4 | l).unwrap_or(0));
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }

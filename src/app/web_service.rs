@@ -21,6 +21,13 @@ impl LocalService for WebService {
         Web::owns(path).map(gateway_auth)
     }
 
+    fn owns_raw(&self, raw_path: &str) -> Option<RouteAuth> {
+        if !Web::takes_raw_path(raw_path) {
+            return None;
+        }
+        Web::owns(raw_path).map(gateway_auth)
+    }
+
     fn call(
         &self,
         req: Request<ProxyBody>,

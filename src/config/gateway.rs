@@ -131,6 +131,27 @@ pub struct RouteConfig {
     /// this route's pages, at most once a day (default false).
     #[serde(default)]
     pub renewal_interstitial: bool,
+    /// What to do with `;` parameters on the last path segment (`/app/page;jsessionid=…`):
+    /// `refuse` (default) or `pass` (forwarded; the route is still chosen by the path
+    /// without them). Parameters anywhere else are always refused.
+    #[serde(default)]
+    pub path_params: PathParams,
+    /// Further request header names removed before this route's upstream sees them, e.g.
+    /// names an app once trusted behind another proxy. A trailing `*` removes every name
+    /// with that prefix. Compared case-insensitively, `_` read as `-`.
+    #[serde(default)]
+    pub strip_headers: Vec<String>,
+}
+
+/// `[[route]] path_params`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathParams {
+    /// A path with `;` parameters is answered 400.
+    #[default]
+    Refuse,
+    /// Parameters on the last segment are forwarded (for apps that need `;jsessionid`).
+    Pass,
 }
 
 /// `[route.upstream_tls]`: how the gateway checks an `https` app and, optionally, proves
@@ -276,14 +297,16 @@ fn default_max_body_bytes() -> u64 {
     10 * 1024 * 1024
 }
 
-/// `[route.login_binding]`: a POST to `path` must be an urlencoded form whose `field`
-/// equals the certificate's login ID.
+/// `[route.login_binding]`: every request to `path` (any method) may name only the
+/// certificate's login ID in `field`, in its query and in its body (urlencoded, multipart or
+/// JSON); a body that cannot be read is refused.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBindingConfig {
-    /// The exact path of the login form's target, e.g. `/ib/login`.
+    /// The path of the login form's target, e.g. `/ib/login`; compared with the canonical
+    /// request path, ignoring ASCII case and a trailing `/`.
     pub path: String,
-    /// The form field holding the login ID, e.g. `loginId`.
+    /// The field holding the login ID, e.g. `loginId` (compared ignoring ASCII case).
     pub field: String,
     /// Largest login form read, in bytes (default 65536).
     #[serde(default = "default_max_form_bytes")]
@@ -520,6 +543,15 @@ pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
             ));
         }
         check_xfcc(r)?;
+        for name in &r.strip_headers {
+            let bare = name.strip_suffix('*').unwrap_or(name);
+            if bare.is_empty() || http::HeaderName::from_bytes(bare.as_bytes()).is_err() {
+                return invalid(format!(
+                    "[[route]] {}: strip_headers {name:?} is not a header name",
+                    r.prefix
+                ));
+            }
+        }
         if let Some(b) = &r.login_binding {
             if !b.path.starts_with('/') || b.field.is_empty() {
                 return invalid(format!(

@@ -4,8 +4,8 @@
 
 mod gateway;
 mod notify;
-pub mod reload_scope;
 mod pkcs11_uri;
+pub mod reload_scope;
 mod secret;
 
 pub use gateway::*;

@@ -3,17 +3,33 @@
 //! forwarding names, so a new format is stripped without an edit here. Names are compared
 //! lower-cased with `_` read as `-`, as CGI-style apps read them.
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, HeaderName};
 
 use super::format::OwnedName;
 
 /// Names no format writes but no client may set either: what proxies say about the
-/// connection, and another common spelling of a forwarded client certificate.
-const FORWARDING: [OwnedName; 4] = [
+/// connection and the URL (`X-Original-URL` is read by IIS URL Rewrite and some Java
+/// frameworks as the path to serve), and the client-certificate headers of nginx, Apache,
+/// AWS and others. Apps moving from those proxies may still trust them.
+const FORWARDING: [OwnedName; 14] = [
     OwnedName::Prefix("x-forwarded-"),
-    OwnedName::Exact(std::borrow::Cow::Borrowed("forwarded")),
-    OwnedName::Exact(std::borrow::Cow::Borrowed("x-real-ip")),
-    OwnedName::Exact(std::borrow::Cow::Borrowed("x-client-cert")),
+    OwnedName::Exact(Cow::Borrowed("forwarded")),
+    OwnedName::Exact(Cow::Borrowed("x-real-ip")),
+    OwnedName::Exact(Cow::Borrowed("x-original-url")),
+    OwnedName::Exact(Cow::Borrowed("x-original-uri")),
+    OwnedName::Exact(Cow::Borrowed("x-rewrite-url")),
+    OwnedName::Exact(Cow::Borrowed("x-client-cert")),
+    OwnedName::Exact(Cow::Borrowed("x-client-verify")),
+    OwnedName::Exact(Cow::Borrowed("x-client-dn")),
+    OwnedName::Exact(Cow::Borrowed("x-ssl-cert")),
+    OwnedName::Prefix("x-ssl-client-"),
+    // Apache's `SSL_CLIENT_*` variables passed on as headers.
+    OwnedName::Prefix("ssl-client-"),
+    // AWS ALB mutual TLS (`X-Amzn-Mtls-Clientcert`, `-Clientcert-Subject`, ...).
+    OwnedName::Prefix("x-amzn-mtls-"),
+    OwnedName::Exact(Cow::Borrowed("x-arr-clientcert")),
 ];
 
 /// The header names stripped from every request.
@@ -46,6 +62,27 @@ impl ReservedNames {
             prefixes: prefixes.into(),
             exact: exact.into(),
         }
+    }
+
+    /// A route's own extra names (`[[route]] strip_headers`): a trailing `*` makes a prefix.
+    pub fn from_list(names: &[String]) -> Self {
+        let mut prefixes: Vec<Box<str>> = Vec::new();
+        let mut exact: Vec<Box<str>> = Vec::new();
+        for n in names {
+            match n.strip_suffix('*') {
+                Some(p) => prefixes.push(normalized(p)),
+                None => exact.push(normalized(n)),
+            }
+        }
+        Self {
+            prefixes: prefixes.into(),
+            exact: exact.into(),
+        }
+    }
+
+    /// Whether there is no name to strip.
+    pub fn is_empty(&self) -> bool {
+        self.prefixes.is_empty() && self.exact.is_empty()
     }
 
     /// Whether `name`, read lower-case with `_` as `-`, is a name a client must never set.
@@ -95,4 +132,39 @@ fn same_name(presented: &[u8], wanted: &str) -> bool {
             let p = if p == b'_' { b'-' } else { p };
             p.eq_ignore_ascii_case(&w)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_and_client_certificate_names_are_reserved() {
+        let r = ReservedNames::derive([]);
+        for n in [
+            "X-Original-URL",
+            "x_original_url",
+            "X-Rewrite-URL",
+            "X-SSL-Client-Cert",
+            "X-SSL-Client-Verify",
+            "x-ssl-client-s-dn",
+            "SSL_CLIENT_CERT",
+            "X-Client-Verify",
+            "X-Client-Cert",
+            "X-Amzn-Mtls-Clientcert",
+            "x-amzn-mtls-clientcert-subject",
+            "X-ARR-ClientCert",
+        ] {
+            assert!(r.is_reserved(n), "{n}");
+        }
+        assert!(!r.is_reserved("x-request-id") && !r.is_reserved("x-ssl"));
+    }
+
+    #[test]
+    fn a_routes_list_takes_exact_names_and_prefixes() {
+        let r = ReservedNames::from_list(&["X-Legacy-User".into(), "X-Sso-*".into()]);
+        assert!(r.is_reserved("x_legacy_user") && r.is_reserved("X-SSO-Role"));
+        assert!(!r.is_reserved("x-legacy-user-agent") && !r.is_reserved("x-ss"));
+        assert!(ReservedNames::from_list(&[]).is_empty());
+    }
 }

@@ -8,14 +8,15 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 
+use super::canonical::canonicalize;
 use super::local::LocalContext;
 use super::login_binding;
 use super::refusal::{Problem, wants_html};
 use super::{Runtime, Shared, forward};
-use crate::config::{ClientAuth, RouteAuth};
+use crate::config::{ClientAuth, PathParams, RouteAuth};
 use crate::http_common::body::{ProxyBody, full};
 use crate::identity::{self, IdentityError, JWKS_PATH, PeerIdentity, ViewHeaders, WriteContext};
 use crate::status::{Refusal, Verdict};
@@ -167,15 +168,29 @@ async fn pipeline(
     {
         return Err(Problem::Misdirected);
     }
-    let path = req.uri().path().to_string();
-    if !is_plain_path(&path) && !is_ocsp_get_path(&path) {
-        return Err(Problem::BadRequest);
-    }
+    // One canonical path decides routing, login binding and what the app receives.
+    let uri = req.uri().clone();
+    let canonical = match canonicalize(uri.path()) {
+        Ok(c) => c,
+        Err(e) => {
+            // An own path whose tail is data (OCSP GET) is served here as sent, when it is
+            // nothing but that data.
+            if is_ocsp_get_path(uri.path())
+                && let Some(auth) = shared.local.owns_raw(uri.path())
+            {
+                out.route = RouteLabel::Own("local");
+                return local(shared, runtime, conn, auth, req).await;
+            }
+            tracing::warn!(target: "certgate::security", remote = %conn.remote, path = uri.path(), reason = %e, "request path refused");
+            return Err(Problem::PathRefused);
+        }
+    };
+    let path = canonical.path();
     if path == JWKS_PATH {
         out.route = RouteLabel::Own("jwks");
         return Ok(json_response(shared.signer.jwks()));
     }
-    let target = match shared.local.owns(&path) {
+    let target = match shared.local.owns(path) {
         Some(auth) => {
             out.route = RouteLabel::Own("local");
             Target::Local(auth)
@@ -183,12 +198,23 @@ async fn pipeline(
         None => {
             let route = runtime
                 .routes
-                .find(host.as_deref(), &path)
+                .find(host.as_deref(), path)
                 .ok_or(Problem::NoRoute)?;
             out.route = RouteLabel::Upstream(Arc::clone(&route));
             Target::Upstream(route)
         }
     };
+    let pass_params = match &target {
+        Target::Upstream(r) => r.config.path_params == PathParams::Pass,
+        Target::Local(_) => false,
+    };
+    if canonical.params().is_some() && !pass_params {
+        tracing::warn!(target: "certgate::security", remote = %conn.remote, path = uri.path(), "path parameters refused");
+        return Err(Problem::PathRefused);
+    }
+    if !canonical.is_unchanged() {
+        *req.uri_mut() = with_path(&uri, &canonical.forwarded(pass_params))?;
+    }
     let auth = match &target {
         Target::Local(a) => *a,
         Target::Upstream(r) => r.config.auth,
@@ -207,6 +233,11 @@ async fn pipeline(
         out.serial = Some(id.serial().to_owned());
     }
     shared.identity.strip_reserved(req.headers_mut());
+    if let Target::Upstream(r) = &target
+        && !r.strip.is_empty()
+    {
+        r.strip.strip(req.headers_mut());
+    }
 
     match target {
         Target::Local(_) => {
@@ -254,7 +285,7 @@ async fn pipeline(
                 Request::from_parts(parts, crate::http_common::body::limited(body, limit));
             if let Some(id) = &identity {
                 if let Some(binding) = &cfg.login_binding {
-                    req = login_binding::check(binding, id.login(), req).await?;
+                    req = login_binding::check(binding, id.login(), path, req).await?;
                 }
                 let now = shared.clock.now();
                 conn.identity_headers(id)
@@ -280,6 +311,31 @@ async fn pipeline(
             result
         }
     }
+}
+
+/// Serves an own path taken as sent ([`super::LocalService::owns_raw`]): the same checks as
+/// any own path, then certgate's handler; nothing is forwarded.
+async fn local(
+    shared: &Shared,
+    runtime: &Runtime,
+    conn: &ConnInfo,
+    auth: RouteAuth,
+    mut req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Problem> {
+    let identity = match auth {
+        RouteAuth::Certificate => Some(verify(shared, runtime, conn).await?),
+        RouteAuth::Public if conn.presented.is_some() => verify(shared, runtime, conn).await.ok(),
+        RouteAuth::Public => None,
+    };
+    shared.identity.strip_reserved(req.headers_mut());
+    let (parts, body) = req.into_parts();
+    let req = Request::from_parts(parts, crate::http_common::body::from_incoming(body));
+    let ctx = LocalContext {
+        identity,
+        presented: conn.presented.clone(),
+        remote_addr: conn.remote,
+    };
+    Ok(shared.local.call(req, ctx).await)
 }
 
 /// The live check, on every request: the chain as judged after the handshake, then the
@@ -337,26 +393,20 @@ fn host_without_port(authority: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// Whether `path` is free of dot segments and encoded separators. Routing decides on the
-/// path as sent; an upstream that normalized `/public/../ib` to `/ib` would otherwise be
-/// reached through a public route.
-fn is_plain_path(path: &str) -> bool {
-    let encoded_separator = path.as_bytes().windows(3).any(|w| {
-        w[0] == b'%'
-            && matches!(
-                (w[1], w[2].to_ascii_lowercase()),
-                (b'2', b'e' | b'f') | (b'5', b'c') | (b'0', b'0')
-            )
-    });
-    path.starts_with('/')
-        && !path.contains('\\')
-        && !encoded_separator
-        && path.split('/').all(|seg| seg != "." && seg != "..")
+/// `uri` with its path replaced by `path` (its query kept).
+fn with_path(uri: &Uri, path: &str) -> Result<Uri, Problem> {
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(pq.parse().map_err(|_| Problem::BadRequest)?);
+    Uri::from_parts(parts).map_err(|_| Problem::BadRequest)
 }
 
 /// The OCSP GET form (RFC 6960 A.1): base64 of the DER request, URL-encoded, as the path
 /// under `/ocsp/`, where `%2F`, `%2B` and `%3D` stand for `/`, `+` and `=` (or appear raw).
-/// Allowed past [`is_plain_path`] because certgate answers this path itself (it is never
+/// Allowed past [`canonicalize`] because certgate answers this path itself (it is never
 /// forwarded) and it holds only base64 characters and those three escapes, so no dot
 /// segment, backslash or other encoded separator can hide in it.
 fn is_ocsp_get_path(path: &str) -> bool {
@@ -403,22 +453,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dot_segments_and_encoded_separators_are_refused() {
-        assert!(is_plain_path("/ib/top"));
-        assert!(is_plain_path("/ib/a.b/..c"));
-        for bad in [
-            "/public/../ib",
-            "/public/./x",
-            "/x/..",
-            "/a%2e%2e/b",
-            "/a%2Fb",
-            "/a%5C",
-            "/a%00",
-            "/a%2E.",
-            "/a\\b",
-        ] {
-            assert!(!is_plain_path(bad), "{bad}");
-        }
+    fn a_rewritten_path_keeps_the_query_and_authority() {
+        let uri: Uri = "https://ib.example/%69b/./top?a=1".parse().unwrap();
+        let got = with_path(&uri, "/ib/top").unwrap();
+        assert_eq!(got.to_string(), "https://ib.example/ib/top?a=1");
+        let uri: Uri = "/x".parse().unwrap();
+        assert_eq!(with_path(&uri, "/y").unwrap().to_string(), "/y");
     }
 
     #[test]

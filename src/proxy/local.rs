@@ -32,6 +32,13 @@ pub trait LocalService: Send + Sync + 'static {
     /// configured `[[route]]`s handle it. Called for every request: keep it cheap.
     fn owns(&self, path: &str) -> Option<RouteAuth>;
 
+    /// For a path that cannot be made canonical: whether it is nevertheless served here as
+    /// sent, because its tail is data rather than path segments (OCSP GET). Such a request
+    /// is never forwarded. Default: none.
+    fn owns_raw(&self, _raw_path: &str) -> Option<RouteAuth> {
+        None
+    }
+
     /// Answers a request for a path this service owns. On `certificate` paths the gateway
     /// has already refused callers without a valid identity.
     fn call(

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! accept (server) ─▶ TLS handshake (tls) ─▶ chain judged once per connection
-//!   each request (handler): SNI = Host? ─▶ route (local paths first, then [[route]])
+//!   each request (handler): SNI = Host? ─▶ canonical path (canonical) ─▶ route (local
+//!     paths first, then [[route]], prefixes and hosts ignoring case)
 //!     ─▶ live status check (status cache) ─▶ strip spoofable headers (crate::identity)
 //!     ─▶ login binding ─▶ the route's identity formats ─▶ upstream (forward) or LocalService
 //!   refusals → one place (refusal): HTML for browsers, JSON otherwise
@@ -15,6 +16,7 @@
 //! its parts, must not decide lifecycle rules, and writes no identity header itself (that is
 //! `crate::identity`).
 
+pub mod canonical;
 mod forward;
 mod handler;
 mod http1_idle;
@@ -30,6 +32,7 @@ mod workers;
 
 pub use local::{LocalContext, LocalService, NoLocalService};
 pub use refusal::Problem;
+pub use routes::prefix_matches;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -25,6 +25,9 @@ pub enum Problem {
     BodyTooLarge,
     /// The request is malformed.
     BadRequest,
+    /// The path cannot be made canonical without guessing how the app reads it
+    /// ([`super::canonical`]).
+    PathRefused,
     /// The upstream could not be reached or failed.
     UpstreamFailed,
     /// The upstream did not answer in time.
@@ -40,7 +43,10 @@ impl Problem {
     pub fn is_refusal(self) -> bool {
         matches!(
             self,
-            Self::Certificate(_) | Self::LoginMismatch | Self::LoginFormUnreadable
+            Self::Certificate(_)
+                | Self::LoginMismatch
+                | Self::LoginFormUnreadable
+                | Self::PathRefused
         )
     }
 
@@ -54,6 +60,7 @@ impl Problem {
             Self::NoRoute => "no_route",
             Self::BodyTooLarge => "body_too_large",
             Self::BadRequest => "bad_request",
+            Self::PathRefused => "path_refused",
             Self::UpstreamFailed => "upstream_failed",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::Internal => "internal_error",
@@ -71,7 +78,7 @@ impl Problem {
             Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::BadRequest | Self::PathRefused => StatusCode::BAD_REQUEST,
             Self::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -146,6 +153,10 @@ impl Problem {
             Self::NoRoute => ("This page does not exist.", "Check the address."),
             Self::BodyTooLarge => ("The request is too large.", "Send a smaller file or form."),
             Self::BadRequest => ("The request is malformed.", "Check the address."),
+            Self::PathRefused => (
+                "The address of this page is not valid.",
+                "Open the page from the bank's menus and links.",
+            ),
             Self::UpstreamFailed => (
                 "The service is unavailable.",
                 "Please try again in a few minutes.",
@@ -226,6 +237,10 @@ impl Problem {
             Self::BodyTooLarge => (
                 "リクエストが大きすぎます。",
                 "より小さなファイルやフォームで送信してください。",
+            ),
+            Self::PathRefused => (
+                "このページのアドレスの形式が正しくありません。",
+                "当金庫の画面のメニューやリンクから開いてください。",
             ),
             Self::BadRequest => (
                 "リクエストの形式が正しくありません。",

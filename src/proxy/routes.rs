@@ -1,11 +1,15 @@
-//! The routing table: which `[[route]]` serves a (host, path). Longest prefix wins, on whole
-//! path segments; at equal length a route bound to the host wins over one without a host.
+//! The routing table: which `[[route]]` serves a (host, canonical path). Longest prefix
+//! wins, on whole path segments; at equal length a route bound to the host wins over one
+//! without a host. Prefixes and hosts are compared ignoring ASCII case, so `/IB/top` is the
+//! `/ib` route's, as case-insensitive apps (IIS) would read it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::canonical::canonicalize;
 use super::forward::Upstream;
 use crate::config::{ConfigError, IdentityFormatName, RouteConfig};
+use crate::identity::ReservedNames;
 use crate::telemetry::{Metrics, RouteMetrics};
 
 /// One configured route with its upstream client.
@@ -19,6 +23,8 @@ pub struct Route {
     pub upstream: Upstream,
     /// Its request counter and latency histogram.
     pub metrics: RouteMetrics,
+    /// The route's own `strip_headers`.
+    pub strip: ReservedNames,
 }
 
 /// All routes of the running configuration.
@@ -38,6 +44,17 @@ impl RouteTable {
     ) -> Result<Self, ConfigError> {
         let mut out = Vec::with_capacity(routes.len());
         for r in routes {
+            let paths = std::iter::once(&r.prefix).chain(r.login_binding.as_ref().map(|b| &b.path));
+            for p in paths {
+                // A prefix that is not canonical would never match a canonical path.
+                if !canonicalize(p).is_ok_and(|c| c.is_unchanged()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "[[route]] {}: {p:?} is not a canonical path (no escapes, dot \
+                         segments, //, ; or trailing dots)",
+                        r.prefix
+                    )));
+                }
+            }
             let label = match &r.host {
                 Some(h) => format!("{} {}", h.to_ascii_lowercase(), r.prefix),
                 None => r.prefix.clone(),
@@ -48,6 +65,7 @@ impl RouteTable {
                 metrics: metrics.route(&label),
                 upstream: Upstream::new(r, workers, metrics.upstream_failures(&label), resolve)?,
                 label,
+                strip: ReservedNames::from_list(&r.strip_headers),
             }));
         }
         Ok(Self { routes: out })
@@ -68,15 +86,14 @@ impl RouteTable {
     }
 }
 
-/// Whether `prefix` covers `path` on segment boundaries.
+/// Whether `prefix` covers `path` on segment boundaries, ignoring ASCII case.
 pub fn prefix_matches(prefix: &str, path: &str) -> bool {
-    if prefix.ends_with('/') {
-        return path.starts_with(prefix) || path == prefix.trim_end_matches('/');
+    let (prefix, path) = (prefix.as_bytes(), path.as_bytes());
+    let starts = |p: &[u8]| path.len() >= p.len() && path[..p.len()].eq_ignore_ascii_case(p);
+    if let Some(dir) = prefix.strip_suffix(b"/") {
+        return starts(prefix) || path.eq_ignore_ascii_case(dir);
     }
-    path == prefix
-        || path
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.starts_with('/'))
+    starts(prefix) && path.get(prefix.len()).is_none_or(|b| *b == b'/')
 }
 
 #[cfg(test)]
@@ -111,6 +128,10 @@ mod tests {
         assert_eq!(up(Some("IB.example"), "/app"), "http://127.0.0.1:3");
         assert_eq!(up(Some("ib.example"), "/app/admin"), "http://127.0.0.1:4");
         assert_eq!(up(None, "/app/admin/y"), "http://127.0.0.1:4");
+        assert_eq!(up(None, "/APP/x"), "http://127.0.0.1:2");
+        assert_eq!(up(None, "/App/ADMIN"), "http://127.0.0.1:4");
+        assert_eq!(up(Some("IB.EXAMPLE"), "/aPp"), "http://127.0.0.1:3");
+        assert_eq!(up(None, "/APPLE"), "http://127.0.0.1:1");
         let only_host = RouteTable::new(
             &[route("/", Some("a"), "http://127.0.0.1:1")],
             1,
@@ -119,5 +140,18 @@ mod tests {
         )
         .unwrap();
         assert!(only_host.find(Some("b"), "/").is_none());
+    }
+
+    #[test]
+    fn a_prefix_that_is_not_canonical_is_refused() {
+        for p in ["/a/../b", "/%61", "/a;b", "//a", "/a."] {
+            let r = RouteTable::new(
+                &[route(p, None, "http://127.0.0.1:1")],
+                1,
+                &Metrics::new(),
+                &Path::to_path_buf,
+            );
+            assert!(r.is_err(), "{p}");
+        }
     }
 }

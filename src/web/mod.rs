@@ -16,6 +16,7 @@ pub mod csrf;
 pub mod enroll;
 mod json_call;
 pub mod pages;
+pub mod redirect;
 pub mod request;
 pub mod respond;
 pub mod revocation;
@@ -59,6 +60,14 @@ impl Web {
     /// it. Asked for every request: reads the table without allocating.
     pub fn owns(path: &str) -> Option<Access> {
         route_table::owns(&routes::OWN_PATHS, path)
+    }
+
+    /// Whether `path`, as sent, is an own path whose tail is data rather than path segments:
+    /// an OCSP GET carries the url-encoded base64 of its request (RFC 6960 A.1), where `/`
+    /// and `%2F` are characters of the request, not separators. The gateway serves such a
+    /// path here without making it canonical; it is never forwarded.
+    pub fn takes_raw_path(path: &str) -> bool {
+        path.starts_with("/ocsp/")
     }
 
     /// Answers a request for one of certgate's own paths.

@@ -127,7 +127,7 @@ pub async fn renewal_notice(
 
 /// `GET /certgate/renew-later?next=/path`: remembers for a day that the customer chose to
 /// renew later (no more renewal interstitial), then goes on to `next`. Only paths on this
-/// site are followed, so the link cannot send anyone elsewhere.
+/// site are followed ([`super::redirect`]), so the link cannot send anyone elsewhere.
 pub fn renew_later(req: &WebRequest) -> WebResponse {
     let next = req
         .query_param("next")
@@ -137,13 +137,10 @@ pub fn renew_later(req: &WebRequest) -> WebResponse {
                 .next()
         })
         .unwrap_or_default()
-        .filter(|n| {
-            n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.contains('\\')
-                && !n.contains(['\r', '\n'])
-        })
-        .unwrap_or_else(|| "/".to_owned());
+        .map_or_else(
+            || super::redirect::FALLBACK.to_owned(),
+            |n| super::redirect::same_origin_path(&n),
+        );
     let mut r = with_type(
         StatusCode::SEE_OTHER,
         "text/plain; charset=utf-8",
@@ -254,9 +251,14 @@ mod tests {
             "next=https%3A%2F%2Fevil.example",
             "next=%2F%2Fevil.example",
             "next=%2F%5Cevil.example",
+            "next=%2F%09%2Fevil.example",
+            "next=%2F%0D%0A%2Fevil.example",
+            "next=%5C%5Cevil.example",
+            "next=%20%2F%2Fevil.example",
+            "next=javascript%3Aalert(1)",
             "x=1",
         ] {
-            assert_eq!(later(hostile).as_deref(), Some("/"), "{hostile}");
+            assert_eq!(later(hostile).as_deref(), Some("/certgate/"), "{hostile}");
         }
     }
 }
