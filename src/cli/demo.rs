@@ -278,7 +278,7 @@ fn print_instructions(demo: &Demo, code: &str) {
     );
     println!("      --data-binary @<(openssl req -in demo-admin.csr -outform DER | base64) \\");
     println!(
-        "      https://127.0.0.1:8443/.well-known/est/simpleenroll | base64 -d | openssl pkcs7 -inform DER -print_certs > demo-admin.pem"
+        "      https://127.0.0.1:8443/.well-known/est/simpleenroll | openssl base64 -d | openssl pkcs7 -inform DER -print_certs > demo-admin.pem"
     );
     println!(
         "    curl --cacert {d}/ca.pem --cert demo-admin.pem --key demo-admin.key https://127.0.0.1:8443/"
