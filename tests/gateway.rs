@@ -1106,3 +1106,39 @@ ca_file = "app-ca.pem"
     assert_eq!(mtls_app.requests(), seen);
     h.shutdown().await;
 }
+
+/// `Upgrade: h2c` never reaches the app: the request goes on as a plain HTTP/1.1 request,
+/// its Upgrade, Connection and HTTP2-Settings removed, and no tunnel is opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_upgrade_is_never_tunnelled() {
+    let h = Harness::sqlite().await;
+    let mut conn = h.h1(None).await;
+    let a = conn
+        .send(
+            "GET",
+            "/public/h2c",
+            &[
+                ("upgrade", "h2c"),
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+    let seen = a.json();
+    let names: Vec<&str> = seen["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    for hop in ["upgrade", "connection", "http2-settings"] {
+        assert!(!names.contains(&hop), "the app got {hop}: {names:?}");
+    }
+    assert_eq!(seen["path"], "/public/h2c");
+    // The connection still speaks HTTP/1.1 with the gateway.
+    assert_eq!(conn.get("/public/after").await.unwrap().status, 200);
+    h.shutdown().await;
+}

@@ -141,6 +141,16 @@ pub struct RouteConfig {
     /// with that prefix. Compared case-insensitively, `_` read as `-`.
     #[serde(default)]
     pub strip_headers: Vec<String>,
+    /// The HTTP/1.1 `Upgrade` protocols tunnelled to the app (default `["websocket"]`); a
+    /// request asking for any other is forwarded as a plain request, its `Upgrade`
+    /// removed. `h2c` is never allowed: HTTP/2 inside the tunnel would carry requests the
+    /// gateway never saw.
+    #[serde(default = "default_upgrades")]
+    pub upgrades: Vec<String>,
+}
+
+fn default_upgrades() -> Vec<String> {
+    vec!["websocket".to_string()]
 }
 
 /// `[[route]] path_params`.
@@ -543,6 +553,22 @@ pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
             ));
         }
         check_xfcc(r)?;
+        for token in &r.upgrades {
+            if token.eq_ignore_ascii_case("h2c") {
+                return invalid(format!(
+                    "[[route]] {}: upgrades must not list h2c (HTTP/2 in a tunnel would pass \
+                     requests the gateway never checked)",
+                    r.prefix
+                ));
+            }
+            let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b);
+            if token.is_empty() || !token.bytes().all(token_char) {
+                return invalid(format!(
+                    "[[route]] {}: upgrades {token:?} is not a protocol token",
+                    r.prefix
+                ));
+            }
+        }
         for name in &r.strip_headers {
             let bare = name.strip_suffix('*').unwrap_or(name);
             if bare.is_empty() || http::HeaderName::from_bytes(bare.as_bytes()).is_err() {

@@ -201,6 +201,26 @@ pub fn is_upgrade(req: &Request<hyper::body::Incoming>) -> bool {
         && connection_tokens(req.headers()).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
+/// Whether every protocol the request's `Upgrade` names is in `allowed` (compared
+/// ignoring case; a version suffix such as `websocket/13` counts as its name). `h2c` never
+/// passes, whatever the list says.
+pub fn upgrade_allowed(h: &HeaderMap, allowed: &[String]) -> bool {
+    let mut any = false;
+    let all_allowed = h
+        .get_all(header::UPGRADE)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("\u{0}").split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .all(|t| {
+            any = true;
+            let name = t.split('/').next().unwrap_or(t);
+            !name.eq_ignore_ascii_case("h2c")
+                && allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+        });
+    any && all_allowed
+}
+
 fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = &str> {
     h.get_all(header::CONNECTION)
         .iter()
@@ -273,6 +293,23 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn only_listed_upgrades_pass_and_h2c_never() {
+        let ws = vec!["websocket".to_string()];
+        let ok =
+            |pairs: &[(&str, &str)], allowed: &[String]| upgrade_allowed(&headers(pairs), allowed);
+        assert!(ok(&[("upgrade", "websocket")], &ws));
+        assert!(ok(&[("upgrade", "WebSocket")], &ws));
+        assert!(!ok(&[("upgrade", "h2c")], &ws));
+        assert!(!ok(&[("upgrade", "websocket, h2c")], &ws));
+        assert!(!ok(&[("upgrade", "websocket"), ("upgrade", "h2c")], &ws));
+        assert!(!ok(&[("upgrade", "h2c")], &["h2c".to_string()]));
+        assert!(!ok(&[("upgrade", "TLS/1.2")], &ws));
+        assert!(!ok(&[("upgrade", "")], &ws));
+        assert!(!ok(&[], &ws));
+        assert!(!ok(&[("upgrade", "websocket")], &[]));
     }
 
     #[test]

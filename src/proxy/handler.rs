@@ -271,7 +271,10 @@ async fn pipeline(
                     .to_owned();
                 return Ok(super::interstitial::page(id, &target));
             }
-            let upgrade = forward::is_upgrade(&req);
+            // An Upgrade the route does not allow (h2c never) goes on as a plain request: the
+            // hop-by-hop removal below drops its Upgrade and Connection.
+            let upgrade =
+                forward::is_upgrade(&req) && forward::upgrade_allowed(req.headers(), &cfg.upgrades);
             let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
             forward::set_forwarding_headers(
                 req.headers_mut(),
