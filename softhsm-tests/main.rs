@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod deploy;
 mod enablement;
+mod enumeration;
 mod est_strict;
 mod faults;
 mod fixture;

@@ -103,7 +103,13 @@ impl Lifecycle {
                     LifecycleError::Code(_) => "code.refused",
                     _ => "cert.obtain",
                 };
-                self.refuse(actor, action, login, e).await
+                let refused = self.refuse(actor, action, login, e).await;
+                // The audit has the precise reason; only staff at the command line see it
+                // in the answer too (the web and EST callers are anonymous).
+                match actor {
+                    Actor::Staff(_) => refused,
+                    _ => refused.map_err(LifecycleError::hide_login_state),
+                }
             }
         }
     }

@@ -46,6 +46,19 @@ fn code_message(r: CodeRefusal) -> String {
 }
 
 impl LifecycleError {
+    /// What an anonymous caller of an issuance-code enrollment is told: one answer for an
+    /// unknown login ID, a wrong, used, expired or locked code and a disabled user or
+    /// contract, so the answer cannot tell which login IDs exist or how they stand. The
+    /// precise reason is audited before this is applied. Other errors (a bad CSR, the
+    /// service unavailable) do not depend on the login ID and pass unchanged.
+    pub fn hide_login_state(self) -> Self {
+        match self {
+            Self::Code(_) => Self::Code(CodeRefusal::NoCode),
+            Self::Refused(r) if r.code == "user_disabled" => Self::Code(CodeRefusal::NoCode),
+            other => other,
+        }
+    }
+
     /// A stable machine-readable code for APIs and audit.
     pub fn code(&self) -> &'static str {
         match self {

@@ -16,6 +16,9 @@ use super::codes::IssuanceCode;
 use super::error::LifecycleError;
 use super::rules::{self, Refusal};
 
+/// The audited refusal code of a login ID held by another contract (never answered).
+const TAKEN_ELSEWHERE: &str = "login_taken_elsewhere";
+
 /// Settings of the lifecycle, from the configuration.
 #[derive(Debug, Clone)]
 pub struct LifecycleSettings {
@@ -250,8 +253,13 @@ impl Lifecycle {
                 enabled: true,
                 created_at: self.now(),
             };
-            self.store.insert_user(&user).await?;
-            Ok(user)
+            match self.store.insert_user(&user).await {
+                Ok(()) => Ok(user),
+                Err(crate::store::StoreError::Conflict(_)) => {
+                    Err(self.taken(login, &admin.contract_id).await?)
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         .await;
         match result {
@@ -265,8 +273,39 @@ impl Lifecycle {
                 .await;
                 Ok(u)
             }
-            Err(e) => self.refuse(&actor, "user.add", login, e).await,
+            Err(e) => {
+                let refused = self.refuse(&actor, "user.add", login, e).await;
+                refused.map_err(|e| match e {
+                    // Audited as it is; answered as a plain refusal (see `taken`).
+                    LifecycleError::Refused(r) if r.code == TAKEN_ELSEWHERE => Refusal::new(
+                        "login_unavailable",
+                        "that login ID cannot be used; please choose another",
+                    )
+                    .into(),
+                    other => other,
+                })
+            }
         }
+    }
+
+    /// Why `login` could not be added to `contract`: taken in that contract (the
+    /// administrator may list its own login IDs, so this is said), or in another one. Login
+    /// IDs are unique across contracts; the other contract's ID is audited precisely but
+    /// answered without saying it exists.
+    async fn taken(&self, login: &str, contract: &str) -> Result<LifecycleError, LifecycleError> {
+        let holder = self.store.user(login).await?;
+        Ok(match holder {
+            Some(u) if u.contract_id == contract => Refusal::new(
+                "conflict",
+                format!("login ID {login:?} already exists in your contract"),
+            )
+            .into(),
+            _ => Refusal::new(
+                TAKEN_ELSEWHERE,
+                format!("login ID {login:?} is taken in another contract"),
+            )
+            .into(),
+        })
     }
 
     /// A contract administrator authorizes the first issuance for an approver or general

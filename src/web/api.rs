@@ -33,6 +33,17 @@ pub fn method_not_allowed() -> WebResponse {
     json_error(StatusCode::METHOD_NOT_ALLOWED, "method", "use POST")
 }
 
+/// The login ID of a `/api/v1/users/{login}/...` path, decoded (`%40` is `@`).
+fn target_login(segment: &str) -> Result<String, WebResponse> {
+    super::path_login::decode(segment).ok_or_else(|| {
+        json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_identifier",
+            "the path does not name a login ID",
+        )
+    })
+}
+
 /// The certificate of a state-changing call that passed the cross-site checks.
 fn change_by(req: &WebRequest) -> Result<&PeerCert, WebResponse> {
     let peer = need_peer(req)?;
@@ -54,7 +65,11 @@ pub async fn reissue(lifecycle: &Lifecycle, req: &WebRequest, target: &str) -> W
         Ok(p) => p,
         Err(r) => return r,
     };
-    match lifecycle.admin_reissue(&peer.login, target).await {
+    let target = match target_login(target) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match lifecycle.admin_reissue(&peer.login, &target).await {
         Ok(a) => json_ok(&json!({
             "login": a.login,
             "code": a.code.reveal(),
@@ -71,7 +86,11 @@ pub async fn authorize(lifecycle: &Lifecycle, req: &WebRequest, target: &str) ->
         Ok(p) => p,
         Err(r) => return r,
     };
-    match lifecycle.admin_authorize(&peer.login, target).await {
+    let target = match target_login(target) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match lifecycle.admin_authorize(&peer.login, &target).await {
         Ok(a) => {
             json_ok(&json!({"login": a.login, "code": a.code.reveal(), "expires_at": a.expires_at}))
         }

@@ -16,6 +16,7 @@ pub mod csrf;
 pub mod enroll;
 mod json_call;
 pub mod pages;
+mod path_login;
 pub mod redirect;
 pub mod request;
 pub mod respond;
