@@ -12,6 +12,8 @@ have pkcsslotd || need_apt+=(opencryptoki)
 have certutil || need_apt+=(libnss3-tools)
 have openssl || need_apt+=(openssl)
 have curl || need_apt+=(curl)
+# Tests move a code's expiry into the past directly in the SQLite file.
+have sqlite3 || need_apt+=(sqlite3)
 have pki || need_apt+=(strongswan-pki)
 # pki --est fetches over HTTP through strongSwan's curl plugin.
 [ -e /usr/lib/ipsec/plugins/libstrongswan-curl.so ] || need_apt+=(libstrongswan-extra-plugins)
