@@ -116,6 +116,9 @@ async fn proxy_headers_from_a_trusted_peer_name_the_client() {
     let mut c = proxied(h.proxied, &[&v2], cfg.clone()).await.unwrap();
     let seen = forwarded_for(&mut c, "/public/v2").await;
     assert_eq!(header(&seen, "x-forwarded-for"), ["198.51.100.23"]);
+    // certgate's own pages (which write the requester's address to the audit log) see it too.
+    let local = forwarded_for(&mut c, "/certgate/x").await;
+    assert_eq!(local["remote"], "198.51.100.23:61000");
 
     // v1 UNKNOWN and v2 LOCAL (a balancer's health check): the peer's own address stands.
     let mut c = proxied(h.proxied, &[b"PROXY UNKNOWN\r\n"], cfg.clone())

@@ -180,7 +180,11 @@ async fn client_address(
     }
     let timeout = Duration::from_secs(limits.handshake_timeout_secs);
     match tokio::time::timeout(timeout, super::proxy_protocol::read_header(tcp)).await {
-        Ok(Ok(source)) => Some(source.unwrap_or(peer)),
+        Ok(Ok(source)) => {
+            // The balancer's address appears nowhere else once the client's replaces it.
+            tracing::debug!(%peer, client = ?source, "PROXY protocol header read");
+            Some(source.unwrap_or(peer))
+        }
         Ok(Err(e)) => {
             shared.metrics.handshake_failure(e.reason());
             tracing::warn!(target: "certgate::security", %peer, error = %e, "PROXY protocol header refused: closed");

@@ -404,6 +404,8 @@ impl LocalService for EchoLocal {
             "login": ctx.identity.as_ref().map(|i| i.login().to_owned()),
             "presented": ctx.presented.is_some(),
             "spoofed_header_seen": spoofed,
+            // What certgate's own pages record as the requester (audit log).
+            "remote": ctx.remote_addr.to_string(),
         });
         Box::pin(
             async move { http::Response::new(certgate::http_common::body::full(body.to_string())) },
