@@ -232,9 +232,11 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap) {
 pub struct Forwarding<'a> {
     /// The client's address as the value of `X-Forwarded-For` (made once per connection).
     pub forwarded_for: &'a HeaderValue,
+    /// The client's address (from the PROXY header on such a listener), for `Forwarded`.
     pub client: IpAddr,
     /// The request's host as the client sent it.
     pub host: Option<&'a str>,
+    /// The route's `forwarding`.
     pub formats: &'a [ForwardingFormat],
 }
 
