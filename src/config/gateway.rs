@@ -45,6 +45,14 @@ pub struct ListenerConfig {
     /// (default 60).
     #[serde(default = "default_h2_keepalive_secs")]
     pub h2_keepalive_secs: u64,
+    /// Expect a PROXY protocol header (v1 or v2) before TLS, as sent by a layer-4 load
+    /// balancer; the client address is then taken from it (default false).
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Peers allowed to send that header (CIDR blocks or single addresses); connections
+    /// from any other peer are closed before TLS. Must not be empty with `proxy_protocol`.
+    #[serde(default)]
+    pub trusted_proxies: Vec<super::Cidr>,
 }
 
 fn default_handshake_timeout_secs() -> u64 {
@@ -147,10 +155,30 @@ pub struct RouteConfig {
     /// gateway never saw.
     #[serde(default = "default_upgrades")]
     pub upgrades: Vec<String>,
+    /// How the gateway tells the app about the client: `"x-forwarded"` (`X-Forwarded-For`,
+    /// `-Proto`, `-Host`) and/or `"forwarded"` (RFC 7239 `Forwarded: for=…;proto=https;
+    /// host=…`). Default `["x-forwarded"]`. A client's own headers of either kind are
+    /// always removed.
+    #[serde(default = "default_forwarding")]
+    pub forwarding: Vec<ForwardingFormat>,
 }
 
 fn default_upgrades() -> Vec<String> {
     vec!["websocket".to_string()]
+}
+
+/// `[[route]] forwarding`: the headers that carry the client's address to the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ForwardingFormat {
+    #[serde(rename = "x-forwarded")]
+    XForwarded,
+    /// RFC 7239.
+    #[serde(rename = "forwarded")]
+    Forwarded,
+}
+
+fn default_forwarding() -> Vec<ForwardingFormat> {
+    vec![ForwardingFormat::XForwarded]
 }
 
 /// `[[route]] path_params`.
@@ -518,6 +546,23 @@ pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
                 "[[listener]] {}: timeouts must be at least 1 s",
                 l.addr
             ));
+        }
+        match (l.proxy_protocol, l.trusted_proxies.is_empty()) {
+            (true, true) => {
+                return invalid(format!(
+                    "[[listener]] {}: proxy_protocol = true needs trusted_proxies (the load \
+                     balancers' addresses); without it every connection would be refused",
+                    l.addr
+                ));
+            }
+            (false, false) => {
+                return invalid(format!(
+                    "[[listener]] {}: trusted_proxies is set but proxy_protocol is not; \
+                     the list would have no effect",
+                    l.addr
+                ));
+            }
+            _ => {}
         }
     }
     for (i, a) in cfg.listeners.iter().enumerate() {

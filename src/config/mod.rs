@@ -2,12 +2,14 @@
 //! checked. Relative paths are taken relative to the file's folder. Secrets are named here
 //! (an environment variable or a file), never written here: see [`secret`].
 
+mod cidr;
 mod gateway;
 mod notify;
 mod pkcs11_uri;
 pub mod reload_scope;
 mod secret;
 
+pub use cidr::{Cidr, CidrError};
 pub use gateway::*;
 pub use notify::NotifyConfig;
 pub use pkcs11_uri::{ObjectType, Pkcs11Uri, UriError};
@@ -507,6 +509,43 @@ mod tests {
         let text = EXAMPLE.replace("ocsp_validity_secs = 3600", "ocsp_validity_secs = 10");
         let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("ocsp_validity_secs"), "{err}");
+    }
+
+    #[test]
+    fn proxy_protocol_needs_well_formed_trusted_proxies() {
+        let with = |lines: &str| {
+            EXAMPLE.replacen("proxy_protocol = false\ntrusted_proxies = []\n", lines, 1)
+        };
+        let ok = with("proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n");
+        let cfg = Config::parse(&ok, "t", Path::new(".")).unwrap();
+        assert!(cfg.listeners[0].proxy_protocol);
+        assert_eq!(cfg.listeners[0].trusted_proxies.len(), 2);
+        for (lines, says) in [
+            (
+                "proxy_protocol = true\ntrusted_proxies = []\n",
+                "needs trusted_proxies",
+            ),
+            ("proxy_protocol = true\n", "needs trusted_proxies"),
+            (
+                "trusted_proxies = [\"10.0.0.0/8\"]\n",
+                "proxy_protocol is not",
+            ),
+            (
+                "proxy_protocol = true\ntrusted_proxies = [\"10.0.0/8\"]\n",
+                "\"10.0.0/8\" is not",
+            ),
+            (
+                "proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+                "prefix length",
+            ),
+            (
+                "proxy_protocol = true\ntrusted_proxies = [\"10.1.0.0/8\"]\n",
+                "did you mean 10.0.0.0/8",
+            ),
+        ] {
+            let err = Config::parse(&with(lines), "t", Path::new(".")).unwrap_err();
+            assert!(err.to_string().contains(says), "{lines}: {err}");
+        }
     }
 
     #[test]

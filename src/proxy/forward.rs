@@ -3,7 +3,7 @@
 //! gateway (the edge, so a client's own are never trusted), connect and response timeouts,
 //! and WebSocket (HTTP/1.1 Upgrade) tunnels. Identity decisions are made before this.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 
 use super::refusal::Problem;
 use super::upstream_pool::{PoolSettings, SendError, UpstreamPool};
-use crate::config::{ConfigError, RouteConfig};
+use crate::config::{ConfigError, ForwardingFormat, RouteConfig};
 use crate::http_common::body::ProxyBody;
 use crate::telemetry::{UpstreamFailure, UpstreamFailures};
 
@@ -248,15 +248,21 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// What [`set_forwarding_headers`] says about the client.
+pub struct Forwarding<'a> {
+    /// The client's address as the value of `X-Forwarded-For` (made once per connection).
+    pub forwarded_for: &'a HeaderValue,
+    /// The client's address (from the PROXY header on such a listener), for `Forwarded`.
+    pub client: IpAddr,
+    /// The request's host as the client sent it.
+    pub host: Option<&'a str>,
+    /// The route's `forwarding`.
+    pub formats: &'a [ForwardingFormat],
+}
+
 /// Prepares the request headers for the upstream: hop-by-hop removed (an Upgrade is carried
-/// over), and the gateway's own forwarding headers set. `forwarded_for` is the client's
-/// address as a header value (made once per connection).
-pub fn set_forwarding_headers(
-    h: &mut HeaderMap,
-    forwarded_for: &HeaderValue,
-    host: Option<&str>,
-    upgrade: bool,
-) {
+/// over), and the gateway's own forwarding headers set in the route's formats.
+pub fn set_forwarding_headers(h: &mut HeaderMap, fwd: &Forwarding<'_>, upgrade: bool) {
     let upgrade_value = if upgrade {
         h.get(header::UPGRADE).cloned()
     } else {
@@ -267,11 +273,53 @@ pub fn set_forwarding_headers(
         h.insert(header::UPGRADE, v);
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    h.insert(X_FORWARDED_FOR, forwarded_for.clone());
-    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-    if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        h.insert(X_FORWARDED_HOST, v);
+    if fwd.formats.contains(&ForwardingFormat::XForwarded) {
+        h.insert(X_FORWARDED_FOR, fwd.forwarded_for.clone());
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        if let Some(v) = fwd.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            h.insert(X_FORWARDED_HOST, v);
+        }
     }
+    if fwd.formats.contains(&ForwardingFormat::Forwarded)
+        && let Ok(v) = HeaderValue::from_str(&forwarded_element(fwd.client, fwd.host))
+    {
+        h.insert(header::FORWARDED, v);
+    }
+}
+
+/// One RFC 7239 forwarded-element. An IPv6 node is bracketed and quoted (`:` is not a
+/// token character); a host that is not a token (a port's `:`) is quoted, and one that
+/// could not be quoted safely is left out rather than sent mangled.
+fn forwarded_element(client: IpAddr, host: Option<&str>) -> String {
+    let mut v = match client {
+        IpAddr::V4(a) => format!("for={a}"),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => format!("for={v4}"),
+            None => format!("for=\"[{a}]\""),
+        },
+    };
+    v.push_str(";proto=https");
+    if let Some(host) = host {
+        let token = !host.is_empty() && host.bytes().all(is_tchar);
+        if token {
+            v.push_str(";host=");
+            v.push_str(host);
+        } else if !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        {
+            v.push_str(";host=\"");
+            v.push_str(host);
+            v.push('"');
+        }
+    }
+    v
+}
+
+/// RFC 9110 token characters.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The client's address as the value of `X-Forwarded-For`.
@@ -342,8 +390,15 @@ mod tests {
             ("connection", "Upgrade"),
             ("upgrade", "websocket"),
         ]);
-        let ip = forwarded_for("192.0.2.7:50000".parse().unwrap());
-        set_forwarding_headers(&mut h, &ip, Some("ib.example"), true);
+        let addr: SocketAddr = "192.0.2.7:50000".parse().unwrap();
+        let ip = forwarded_for(addr);
+        let mut fwd = Forwarding {
+            forwarded_for: &ip,
+            client: addr.ip(),
+            host: Some("ib.example"),
+            formats: &[ForwardingFormat::XForwarded],
+        };
+        set_forwarding_headers(&mut h, &fwd, true);
         assert_eq!(h.get_all(X_FORWARDED_FOR).iter().count(), 1);
         assert_eq!(h[X_FORWARDED_FOR], "192.0.2.7");
         assert_eq!(h[X_FORWARDED_PROTO], "https");
@@ -352,8 +407,48 @@ mod tests {
         assert_eq!(h[header::CONNECTION], "upgrade");
 
         let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-        set_forwarding_headers(&mut h, &ip, None, false);
+        fwd.host = None;
+        set_forwarding_headers(&mut h, &fwd, false);
         assert!(!h.contains_key(header::UPGRADE) && !h.contains_key(header::CONNECTION));
         assert!(!h.contains_key(X_FORWARDED_HOST));
+        assert!(!h.contains_key(header::FORWARDED));
+    }
+
+    #[test]
+    fn forwarded_is_sent_beside_or_instead_of_x_forwarded() {
+        let addr: SocketAddr = "[2001:db8::1]:50000".parse().unwrap();
+        let ip = forwarded_for(addr);
+        let both = [ForwardingFormat::XForwarded, ForwardingFormat::Forwarded];
+        let mut fwd = Forwarding {
+            forwarded_for: &ip,
+            client: addr.ip(),
+            host: Some("ib.example:8443"),
+            formats: &both,
+        };
+        let mut h = headers(&[("forwarded", "for=203.0.113.9")]);
+        set_forwarding_headers(&mut h, &fwd, false);
+        assert_eq!(h.get_all(header::FORWARDED).iter().count(), 1);
+        assert_eq!(
+            h[header::FORWARDED],
+            "for=\"[2001:db8::1]\";proto=https;host=\"ib.example:8443\""
+        );
+        assert_eq!(h[X_FORWARDED_FOR], "2001:db8::1");
+
+        fwd.formats = &[ForwardingFormat::Forwarded];
+        fwd.client = "192.0.2.7".parse().unwrap();
+        fwd.host = Some("ib.example");
+        let mut h = HeaderMap::new();
+        set_forwarding_headers(&mut h, &fwd, false);
+        assert_eq!(
+            h[header::FORWARDED],
+            "for=192.0.2.7;proto=https;host=ib.example"
+        );
+        assert!(!h.contains_key(X_FORWARDED_FOR) && !h.contains_key(X_FORWARDED_PROTO));
+
+        // A host that cannot be quoted safely is left out, not sent mangled.
+        assert_eq!(
+            forwarded_element("::ffff:192.0.2.7".parse().unwrap(), Some("a\"b")),
+            "for=192.0.2.7;proto=https"
+        );
     }
 }

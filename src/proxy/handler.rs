@@ -276,12 +276,13 @@ async fn pipeline(
             let upgrade =
                 forward::is_upgrade(&req) && forward::upgrade_allowed(req.headers(), &cfg.upgrades);
             let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-            forward::set_forwarding_headers(
-                req.headers_mut(),
-                &conn.forwarded_for,
-                raw_host.as_deref(),
-                upgrade,
-            );
+            let fwd = forward::Forwarding {
+                forwarded_for: &conn.forwarded_for,
+                client: conn.remote.ip(),
+                host: raw_host.as_deref(),
+                formats: &cfg.forwarding,
+            };
+            forward::set_forwarding_headers(req.headers_mut(), &fwd, upgrade);
             let limit = usize::try_from(cfg.max_body_bytes).unwrap_or(usize::MAX);
             let (parts, body) = req.into_parts();
             let mut req =

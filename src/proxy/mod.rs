@@ -23,6 +23,7 @@ mod http1_idle;
 mod interstitial;
 mod local;
 mod login_binding;
+mod proxy_protocol;
 mod refusal;
 mod reload;
 mod routes;

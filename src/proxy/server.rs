@@ -91,12 +91,16 @@ pub(crate) async fn accept_loop(
         let stop = stop.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let mut tcp = tcp;
             // A connection's task is as large as its largest state, for as long as the
             // connection lives: the handshake and the served connection are boxed, and
             // everything between them is scoped to the block, so an idle connection's task
             // holds little more than pointers.
             let served = {
                 let limits = &config.listeners[index];
+                let Some(remote) = client_address(&shared, limits, &mut tcp, remote).await else {
+                    return;
+                };
                 let acceptor = TlsAcceptor::from(tls.server_config.clone());
                 let handshake = tokio::time::timeout(
                     Duration::from_secs(limits.handshake_timeout_secs),
@@ -153,6 +157,44 @@ pub(crate) async fn accept_loop(
             served.await;
             shared.metrics.connection_closed();
         });
+    }
+}
+
+/// The client's address: the peer's own, or on a `proxy_protocol` listener the one its
+/// PROXY header names, read within the handshake timeout. `None` when the connection must
+/// be closed before TLS: a peer outside `trusted_proxies`, no header, a malformed one.
+async fn client_address(
+    shared: &Shared,
+    limits: &ListenerConfig,
+    tcp: &mut tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+) -> Option<std::net::SocketAddr> {
+    if !limits.proxy_protocol {
+        return Some(peer);
+    }
+    // Judged before reading a byte: an untrusted peer's header would be a forged address.
+    if !limits.trusted_proxies.iter().any(|c| c.contains(peer.ip())) {
+        shared.metrics.handshake_failure("proxy_untrusted");
+        tracing::warn!(target: "certgate::security", %peer, "PROXY protocol connection from a peer outside trusted_proxies: closed");
+        return None;
+    }
+    let timeout = Duration::from_secs(limits.handshake_timeout_secs);
+    match tokio::time::timeout(timeout, super::proxy_protocol::read_header(tcp)).await {
+        Ok(Ok(source)) => {
+            // The balancer's address appears nowhere else once the client's replaces it.
+            tracing::debug!(%peer, client = ?source, "PROXY protocol header read");
+            Some(source.unwrap_or(peer))
+        }
+        Ok(Err(e)) => {
+            shared.metrics.handshake_failure(e.reason());
+            tracing::warn!(target: "certgate::security", %peer, error = %e, "PROXY protocol header refused: closed");
+            None
+        }
+        Err(_) => {
+            shared.metrics.handshake_failure("proxy_header_timeout");
+            tracing::info!(%peer, "PROXY protocol header timed out");
+            None
+        }
     }
 }
 
@@ -218,12 +260,26 @@ fn shed(
         tracing::debug!(%remote, "over max_connections and shedding capacity: closed");
         return;
     };
-    let Some(tls) = shared.runtime.borrow().listeners.get(index).cloned() else {
-        return;
+    let (tls, config) = {
+        let runtime = shared.runtime.borrow();
+        let Some(tls) = runtime.listeners.get(index).cloned() else {
+            return;
+        };
+        (tls, Arc::clone(&runtime.config))
     };
     tracing::warn!(%remote, "over max_connections: answering 503");
+    let shared = Arc::clone(shared);
     tokio::spawn(async move {
         let _permit = permit;
+        let mut tcp = tcp;
+        // A PROXY header comes before the handshake here too.
+        let limits = &config.listeners[index];
+        if client_address(&shared, limits, &mut tcp, remote)
+            .await
+            .is_none()
+        {
+            return;
+        }
         let acceptor = TlsAcceptor::from(tls.server_config.clone());
         let Ok(Ok(stream)) = tokio::time::timeout(SHED_TIMEOUT, acceptor.accept(tcp)).await else {
             return;

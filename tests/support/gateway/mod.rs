@@ -42,6 +42,10 @@ pub struct Harness {
     /// Listener 0: `client_auth = optional`; listener 1: `required`.
     pub optional: SocketAddr,
     pub required: SocketAddr,
+    /// Listener 2: PROXY protocol from 127.0.0.1 or ::1; listener 3: PROXY protocol with
+    /// only 10.0.0.0/8 trusted (so the tests' own connections are not).
+    pub proxied: SocketAddr,
+    pub proxied_untrusted: SocketAddr,
     pub admin: SocketAddr,
     pub alice: ClientCert,
     /// The store as the gateway sees it, with a switch to make it unreachable.
@@ -106,6 +110,8 @@ impl Harness {
             upstream,
             optional: "0.0.0.0:0".parse().unwrap(),
             required: "0.0.0.0:0".parse().unwrap(),
+            proxied: "0.0.0.0:0".parse().unwrap(),
+            proxied_untrusted: "0.0.0.0:0".parse().unwrap(),
             admin: "0.0.0.0:0".parse().unwrap(),
             stop: None,
             task: None,
@@ -129,6 +135,8 @@ impl Harness {
         let addrs = gateway.listener_addrs();
         h.optional = addrs[0];
         h.required = addrs[1];
+        h.proxied = addrs[2];
+        h.proxied_untrusted = addrs[3];
         h.admin = gateway.admin_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         h.task = Some(tokio::spawn(async move {
@@ -264,6 +272,20 @@ client_auth = "required"
 # Short, so a test can watch an idle (parked) connection being closed.
 header_read_timeout_secs = 4
 
+[[listener]]
+addr = "127.0.0.1:0"
+cert = "server.pem"
+key = "server.key"
+proxy_protocol = true
+trusted_proxies = ["127.0.0.1/32", "::1"]
+
+[[listener]]
+addr = "127.0.0.1:0"
+cert = "server.pem"
+key = "server.key"
+proxy_protocol = true
+trusted_proxies = ["10.0.0.0/8"]
+
 [[route]]
 prefix = "/"
 upstream = "{upstream}"
@@ -294,6 +316,12 @@ xfcc_by = "spiffe://bank.example/certgate"
 prefix = "/public"
 upstream = "{upstream}"
 auth = "public"
+
+[[route]]
+prefix = "/forwarded"
+upstream = "{upstream}"
+auth = "public"
+forwarding = ["x-forwarded", "forwarded"]
 
 [admin]
 addr = "127.0.0.1:0"
@@ -376,6 +404,8 @@ impl LocalService for EchoLocal {
             "login": ctx.identity.as_ref().map(|i| i.login().to_owned()),
             "presented": ctx.presented.is_some(),
             "spoofed_header_seen": spoofed,
+            // What certgate's own pages record as the requester (audit log).
+            "remote": ctx.remote_addr.to_string(),
         });
         Box::pin(
             async move { http::Response::new(certgate::http_common::body::full(body.to_string())) },

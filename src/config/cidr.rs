@@ -1,0 +1,158 @@
+//! `trusted_proxies` entries: an address block written as CIDR (`10.0.0.0/8`,
+//! `2001:db8::/32`) or a single address (read as `/32` or `/128`).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+/// One block of addresses. Host bits set below the prefix (`10.1.2.3/8`) are refused: such
+/// an entry is usually a typo for a narrower block, and trusting the wider one by accident
+/// would let unintended peers assert client addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+/// Why a `trusted_proxies` entry is not a CIDR block.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CidrError {
+    #[error("{0:?} is not an IP address or CIDR block")]
+    Syntax(String),
+    #[error("{0:?}: the prefix length is too long for the address family")]
+    Prefix(String),
+    #[error("{0:?}: address bits are set past the prefix length (did you mean {1}?)")]
+    HostBits(String, String),
+}
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(s: &str) -> Result<Self, CidrError> {
+        let syntax = || CidrError::Syntax(s.to_owned());
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let network: IpAddr = addr.parse().map_err(|_| syntax())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            // Digits only: `u8::from_str` would take a leading `+`.
+            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse::<u8>().map_err(|_| syntax())?
+            }
+            Some(_) => return Err(syntax()),
+        };
+        if prefix > max {
+            return Err(CidrError::Prefix(s.to_owned()));
+        }
+        let masked = mask(network, prefix);
+        if masked != network {
+            return Err(CidrError::HostBits(
+                s.to_owned(),
+                format!("{masked}/{prefix}"),
+            ));
+        }
+        Ok(Self { network, prefix })
+    }
+}
+
+impl TryFrom<String> for Cidr {
+    type Error = CidrError;
+    fn try_from(s: String) -> Result<Self, CidrError> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl Cidr {
+    /// Whether `ip` lies in the block. An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`, what
+    /// a dual-stack socket reports for an IPv4 peer) is compared as the IPv4 address.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        ip.is_ipv4() == self.network.is_ipv4() && mask(ip, self.prefix) == self.network
+    }
+}
+
+fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let m = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4((bits & m).into())
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let m = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6((bits & m).into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn blocks_contain_their_addresses_only() {
+        let c: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(c.contains(ip("10.255.0.1")));
+        assert!(c.contains(ip("::ffff:10.1.2.3")));
+        assert!(!c.contains(ip("11.0.0.1")));
+        assert!(!c.contains(ip("::1")));
+        let one: Cidr = "127.0.0.1".parse().unwrap();
+        assert_eq!(one.to_string(), "127.0.0.1/32");
+        assert!(one.contains(ip("127.0.0.1")) && !one.contains(ip("127.0.0.2")));
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains(ip("2001:db8:ffff::1")));
+        assert!(!v6.contains(ip("2001:db9::1")));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("192.0.2.1")) && !all.contains(ip("::2")));
+    }
+
+    #[test]
+    fn bad_blocks_are_refused_with_the_reason() {
+        for bad in [
+            "",
+            "10.0.0/8",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "10.0.0.0/x",
+            "host/8",
+        ] {
+            assert!(
+                matches!(bad.parse::<Cidr>(), Err(CidrError::Syntax(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            "10.0.0.0/33".parse::<Cidr>(),
+            Err(CidrError::Prefix(_))
+        ));
+        assert!(matches!(
+            "::/129".parse::<Cidr>(),
+            Err(CidrError::Prefix(_))
+        ));
+        let e = "10.1.2.3/8".parse::<Cidr>().unwrap_err();
+        assert_eq!(
+            e,
+            CidrError::HostBits("10.1.2.3/8".into(), "10.0.0.0/8".into())
+        );
+    }
+}
