@@ -105,6 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if let Some(t) = &r.upstream_tls {
                     let host = r
                         .upstream
+                        .first()
                         .parse::<http::Uri>()
                         .ok()
                         .and_then(|u| u.host().map(str::to_string))
