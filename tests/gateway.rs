@@ -1232,3 +1232,84 @@ async fn every_endpoint_down_is_a_502_page() {
     assert!(connect >= 6.0, "{connect}");
     h.shutdown().await;
 }
+
+/// An endpoint that reads each request and closes without answering: a written GET goes
+/// again to the other endpoint, a written POST never does (its body was streamed once), so
+/// the app behind it sees it once at most and the client gets the 502 page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_get_is_retried_elsewhere_and_a_sent_post_never() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use support::named_app::NamedApp;
+    use tokio::io::AsyncReadExt;
+
+    let h = Harness::sqlite().await;
+    let swallow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let swallow_addr = swallow.local_addr().unwrap();
+    let swallowed = Arc::new(AtomicUsize::new(0));
+    let seen = swallowed.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = swallow.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if req.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.fetch_add(1, Ordering::SeqCst);
+                // Closed with no answer.
+            });
+        }
+    });
+    let b = NamedApp::start("b").await;
+    let routes = format!(
+        "[[route]]\nprefix = \"/rt\"\nupstream = [\"http://{swallow_addr}\", \"{}\"]\n\
+         auth = \"public\"\n",
+        b.url()
+    );
+    add_routes(&h, &routes, "/rt/probe", |s| s == 200).await;
+    let mut conn = h.h1(None).await;
+
+    for i in 0..6 {
+        let r = conn.get(&format!("/rt/get/{i}")).await.unwrap();
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "b"), "GET {i}");
+    }
+    let (swallowed_before, b_before) = (swallowed.load(Ordering::SeqCst), b.hits());
+    let mut refused = 0;
+    for i in 0..6 {
+        let r = h
+            .h1(None)
+            .await
+            .send("POST", &format!("/rt/post/{i}"), &[], "amount=100")
+            .await
+            .unwrap();
+        match r.status.as_u16() {
+            200 => assert_eq!(r.body, "b"),
+            502 => refused += 1,
+            s => panic!("POST {i}: {s}"),
+        }
+    }
+    assert!(
+        refused >= 1,
+        "no POST went to the endpoint that never answers"
+    );
+    // Each refused POST was sent exactly once, to the endpoint that swallowed it.
+    assert_eq!(swallowed.load(Ordering::SeqCst) - swallowed_before, refused);
+    assert_eq!(b.hits() - b_before, 6 - refused);
+    h.shutdown().await;
+}

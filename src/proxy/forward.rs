@@ -388,6 +388,42 @@ mod tests {
     }
 
     #[test]
+    fn only_idempotent_requests_without_a_body_are_sent_twice() {
+        let req = |m: Method, body: ProxyBody| {
+            let mut r = Request::new(body);
+            *r.method_mut() = m;
+            r
+        };
+        let empty = crate::http_common::body::empty;
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ] {
+            assert!(replayable(&req(m.clone(), empty())), "{m}");
+        }
+        assert!(!replayable(&req(Method::POST, empty())));
+        assert!(!replayable(&req(Method::PATCH, empty())));
+        let with_body = req(Method::PUT, crate::http_common::body::full("x"));
+        assert!(!replayable(&with_body), "a body is read once");
+        let mut upgrade = req(Method::GET, empty());
+        upgrade
+            .headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(!replayable(&upgrade));
+
+        let mut original = req(Method::DELETE, empty());
+        original
+            .headers_mut()
+            .insert(header::HOST, HeaderValue::from_static("app"));
+        let copy = head_copy(&original);
+        assert_eq!(copy.method(), Method::DELETE);
+        assert_eq!(copy.headers()[header::HOST], "app");
+    }
+
+    #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_removed() {
         let mut h = headers(&[
             ("connection", "keep-alive, X-Private-Hop"),
