@@ -1142,3 +1142,210 @@ async fn an_h2c_upgrade_is_never_tunnelled() {
     assert_eq!(conn.get("/public/after").await.unwrap().status, 200);
     h.shutdown().await;
 }
+
+/// The `certgate_upstream_endpoint_up` sample of one endpoint.
+fn endpoint_up(route: &str, app: &support::named_app::NamedApp) -> String {
+    format!(
+        "certgate_upstream_endpoint_up{{route=\"{route}\",endpoint=\"{}\"}}",
+        app.addr
+    )
+}
+
+/// Two endpoints share a route's requests; when one dies mid-run (listener and open
+/// connections closed), every GET is still answered 200 by the other, the dead one is left
+/// out and shown down in the metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_endpoints_share_the_load_and_one_dying_loses_no_get() {
+    use support::named_app::NamedApp;
+
+    let h = Harness::sqlite().await;
+    let a = NamedApp::start("a").await;
+    let mut b = NamedApp::start("b").await;
+    let routes = format!(
+        "[[route]]\nprefix = \"/lb\"\nupstream = [\"{}\", \"{}\"]\nauth = \"public\"\n",
+        a.url(),
+        b.url()
+    );
+    add_routes(&h, &routes, "/lb/probe", |s| s == 200).await;
+    let mut conn = h.h1(None).await;
+
+    let (a0, b0) = (a.hits(), b.hits());
+    for i in 0..20 {
+        let r = conn.get(&format!("/lb/{i}")).await.unwrap();
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    let (a1, b1) = (a.hits() - a0, b.hits() - b0);
+    assert_eq!(a1 + b1, 20);
+    assert!(a1 >= 5 && b1 >= 5, "round-robin spread: a {a1}, b {b1}");
+
+    b.stop().await;
+    let before_a = a.hits();
+    for i in 0..20 {
+        let r = conn.get(&format!("/lb/after/{i}")).await.unwrap();
+        assert_eq!(
+            (r.status.as_u16(), r.body.as_str()),
+            (200, "a"),
+            "request {i}"
+        );
+    }
+    assert_eq!(a.hits() - before_a, 20);
+    metric_reaches(&h, &endpoint_up("/lb", &b), |v| v == 0.0).await;
+    assert_eq!(h.metric(&endpoint_up("/lb", &a)).await, 1.0);
+    h.shutdown().await;
+}
+
+/// With `[route.health]`, an endpoint that stops is left out by its check, and brought back
+/// by it once it listens again on the same port (long before `eject_secs` ran out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_check_brings_a_restarted_endpoint_back() {
+    use support::named_app::NamedApp;
+
+    let h = Harness::sqlite().await;
+    let a = NamedApp::start("a").await;
+    let mut b = NamedApp::start("b").await;
+    let routes = format!(
+        "[[route]]\nprefix = \"/hc\"\nupstream = [\"{}\", \"{}\"]\nauth = \"public\"\n\
+         eject_secs = 3600\n[route.health]\npath = \"/health\"\ninterval_secs = 1\n",
+        a.url(),
+        b.url()
+    );
+    add_routes(&h, &routes, "/hc/probe", |s| s == 200).await;
+
+    b.stop().await;
+    metric_reaches(&h, &endpoint_up("/hc", &b), |v| v == 0.0).await;
+    let mut conn = h.h1(None).await;
+    for i in 0..6 {
+        let r = conn.get(&format!("/hc/down/{i}")).await.unwrap();
+        assert_eq!(
+            (r.status.as_u16(), r.body.as_str()),
+            (200, "a"),
+            "request {i}"
+        );
+    }
+
+    b.restart().await;
+    metric_reaches(&h, &endpoint_up("/hc", &b), |v| v == 1.0).await;
+    let before_b = b.hits();
+    for i in 0..6 {
+        let r = conn.get(&format!("/hc/up/{i}")).await.unwrap();
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    assert!(
+        b.hits() > before_b,
+        "the restarted endpoint took no request"
+    );
+    h.shutdown().await;
+}
+
+/// When no endpoint of a route can be connected to, the answer is the gateway's 502 page,
+/// counted as connect failures, not a wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_down_is_a_502_page() {
+    let h = Harness::sqlite().await;
+    // Two ports nobody listens on.
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        urls.push(format!("\"http://{}\"", l.local_addr().unwrap()));
+    }
+    let routes = format!(
+        "[[route]]\nprefix = \"/down\"\nupstream = [{}]\nauth = \"public\"\n",
+        urls.join(", ")
+    );
+    add_routes(&h, &routes, "/down/probe", |s| s == 502).await;
+    let mut conn = h.h1(None).await;
+    for i in 0..3 {
+        let r = tokio::time::timeout(Duration::from_secs(30), conn.get(&format!("/down/{i}")))
+            .await
+            .expect("a request to a route with every endpoint down hung")
+            .unwrap();
+        assert_eq!(r.status, 502, "request {i}");
+        assert!(r.body.contains("unavailable"), "{}", r.body);
+    }
+    let connect = h
+        .metric("certgate_upstream_failures_total{route=\"/down\",reason=\"connect\"}")
+        .await;
+    assert!(connect >= 6.0, "{connect}");
+    h.shutdown().await;
+}
+
+/// An endpoint that reads each request and closes without answering: a written GET goes
+/// again to the other endpoint, a written POST never does (its body was streamed once), so
+/// the app behind it sees it once at most and the client gets the 502 page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_get_is_retried_elsewhere_and_a_sent_post_never() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use support::named_app::NamedApp;
+    use tokio::io::AsyncReadExt;
+
+    let h = Harness::sqlite().await;
+    let swallow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let swallow_addr = swallow.local_addr().unwrap();
+    let swallowed = Arc::new(AtomicUsize::new(0));
+    let seen = swallowed.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = swallow.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if req.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.fetch_add(1, Ordering::SeqCst);
+                // Closed with no answer.
+            });
+        }
+    });
+    let b = NamedApp::start("b").await;
+    let routes = format!(
+        "[[route]]\nprefix = \"/rt\"\nupstream = [\"http://{swallow_addr}\", \"{}\"]\n\
+         auth = \"public\"\n",
+        b.url()
+    );
+    add_routes(&h, &routes, "/rt/probe", |s| s == 200).await;
+    let mut conn = h.h1(None).await;
+
+    for i in 0..6 {
+        let r = conn.get(&format!("/rt/get/{i}")).await.unwrap();
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "b"), "GET {i}");
+    }
+    let (swallowed_before, b_before) = (swallowed.load(Ordering::SeqCst), b.hits());
+    let mut refused = 0;
+    for i in 0..6 {
+        let r = h
+            .h1(None)
+            .await
+            .send("POST", &format!("/rt/post/{i}"), &[], "amount=100")
+            .await
+            .unwrap();
+        match r.status.as_u16() {
+            200 => assert_eq!(r.body, "b"),
+            502 => refused += 1,
+            s => panic!("POST {i}: {s}"),
+        }
+    }
+    assert!(
+        refused >= 1,
+        "no POST went to the endpoint that never answers"
+    );
+    // Each refused POST was sent exactly once, to the endpoint that swallowed it.
+    assert_eq!(swallowed.load(Ordering::SeqCst) - swallowed_before, refused);
+    assert_eq!(b.hits() - b_before, 6 - refused);
+    h.shutdown().await;
+}

@@ -102,15 +102,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.hsm.pin_source()?.read("HSM PIN")?;
             // The files an https upstream needs, read as `serve` will read them.
             for r in &cfg.routes {
-                if let Some(t) = &r.upstream_tls {
-                    let host = r
-                        .upstream
+                let Some(t) = &r.upstream_tls else {
+                    continue;
+                };
+                // Each endpoint's host is its default server name.
+                for url in r.upstream.urls() {
+                    let host = url
                         .parse::<http::Uri>()
                         .ok()
                         .and_then(|u| u.host().map(str::to_string))
                         .unwrap_or_default();
-                    crate::tls::upstream_tls(t, &host, |p| cfg.resolve(p))
-                        .with_context(|| format!("[[route]] {}: [route.upstream_tls]", r.prefix))?;
+                    crate::tls::upstream_tls(t, &host, |p| cfg.resolve(p)).with_context(|| {
+                        format!("[[route]] {}: [route.upstream_tls] for {url}", r.prefix)
+                    })?;
                 }
             }
             println!("{}: configuration is valid", cli.config.display());

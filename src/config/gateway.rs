@@ -90,8 +90,18 @@ pub enum ClientAuth {
 pub struct RouteConfig {
     pub prefix: String,
     /// `http://host:port[/base]` or `https://…` (then `[route.upstream_tls]` says whom to
-    /// trust); the request path is appended to the base.
-    pub upstream: String,
+    /// trust); the request path is appended to the base. A list of such URLs spreads the
+    /// route over several endpoints (same scheme, same `[route.upstream_tls]`).
+    pub upstream: UpstreamUrls,
+    /// How requests are spread over several endpoints (default `round_robin`).
+    #[serde(default)]
+    pub lb: LbPolicy,
+    /// Seconds an endpoint that failed to connect is left out (default 10).
+    #[serde(default = "default_eject_secs")]
+    pub eject_secs: u64,
+    /// `[route.health]`: an active check of every endpoint.
+    #[serde(default)]
+    pub health: Option<HealthConfig>,
     /// TLS to an `https` upstream.
     #[serde(default)]
     pub upstream_tls: Option<UpstreamTlsConfig>,
@@ -179,6 +189,69 @@ pub enum ForwardingFormat {
 
 fn default_forwarding() -> Vec<ForwardingFormat> {
     vec![ForwardingFormat::XForwarded]
+}
+
+/// `[[route]] upstream`: one URL, as configurations always had it, or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum UpstreamUrls {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl UpstreamUrls {
+    /// Every endpoint's URL, in the configured order.
+    pub fn urls(&self) -> &[String] {
+        match self {
+            Self::One(u) => std::slice::from_ref(u),
+            Self::Many(v) => v,
+        }
+    }
+
+    /// The first URL (the whole value for a single endpoint); names the upstream where
+    /// one name is needed (the assertion's audience).
+    pub fn first(&self) -> &str {
+        self.urls().first().map_or("", String::as_str)
+    }
+}
+
+/// `[[route]] lb`: which endpoint takes the next request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LbPolicy {
+    /// Each endpoint in turn.
+    #[default]
+    RoundRobin,
+    /// The endpoint with the fewest requests waiting for their answer.
+    LeastOutstanding,
+}
+
+fn default_eject_secs() -> u64 {
+    10
+}
+
+/// `[route.health]`: every `interval_secs`, each endpoint gets `GET path` on a new
+/// connection; an answer other than `expected_status` within `timeout_secs` leaves the
+/// endpoint out, the right answer brings it back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Joined to the endpoint's base path, like a request's path.
+    pub path: String,
+    pub interval_secs: u64,
+    /// Seconds for connecting and the answer's head (default 2).
+    #[serde(default = "default_health_timeout_secs")]
+    pub timeout_secs: u64,
+    /// The status a healthy endpoint answers (default 200).
+    #[serde(default = "default_expected_status")]
+    pub expected_status: u16,
+}
+
+fn default_health_timeout_secs() -> u64 {
+    2
+}
+fn default_expected_status() -> u16 {
+    200
 }
 
 /// `[[route]] path_params`.
@@ -505,6 +578,65 @@ fn check_upstream_tls(r: &RouteConfig, https: bool) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Every endpoint an `http[s]://host:port[/base]` URL, all of one scheme (they share
+/// `[route.upstream_tls]`), and at least one.
+fn check_upstream_urls(r: &RouteConfig) -> Result<(), ConfigError> {
+    let invalid = |m: String| Err(ConfigError::Invalid(format!("[[route]] {}: {m}", r.prefix)));
+    let urls = r.upstream.urls();
+    if urls.is_empty() {
+        return invalid("upstream lists no URL; give one URL or a list of them".into());
+    }
+    let mut scheme = None;
+    for u in urls {
+        let uri: http::Uri = u
+            .parse()
+            .map_err(|_| ConfigError::Invalid(format!("[[route]] upstream {u:?} is not a URL")))?;
+        let s = uri.scheme_str();
+        if !matches!(s, Some("http" | "https")) || uri.authority().is_none() {
+            return invalid(format!(
+                "upstream {u:?} must be http://host:port or https://host:port"
+            ));
+        }
+        if uri.query().is_some() {
+            return invalid(format!("upstream {u:?} must not have a query"));
+        }
+        let https = s == Some("https");
+        match scheme {
+            None => scheme = Some(https),
+            Some(first) if first != https => {
+                return invalid(format!(
+                    "upstream mixes http and https endpoints ({u:?}); all endpoints of a route \
+                     share one scheme and one [route.upstream_tls]"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if r.eject_secs == 0 {
+        return invalid("eject_secs must be at least 1".into());
+    }
+    if let Some(h) = &r.health {
+        let path_ok = h.path.starts_with('/') && h.path.parse::<http::uri::PathAndQuery>().is_ok();
+        if !path_ok {
+            return invalid(format!(
+                "[route.health] path {:?} must start with /",
+                h.path
+            ));
+        }
+        if h.interval_secs == 0 || h.timeout_secs == 0 {
+            return invalid(
+                "[route.health] interval_secs and timeout_secs must be at least 1".into(),
+            );
+        }
+        if !(100..=599).contains(&h.expected_status) {
+            return invalid(
+                "[route.health] expected_status must be an HTTP status (100-599)".into(),
+            );
+        }
+    }
+    check_upstream_tls(r, scheme == Some(true))
+}
+
 fn check_xfcc(r: &RouteConfig) -> Result<(), ConfigError> {
     let invalid = |m: &str| Err(ConfigError::Invalid(format!("[[route]] {}: {m}", r.prefix)));
     if r.xfcc_fields.is_empty() {
@@ -575,22 +707,7 @@ pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
         if !r.prefix.starts_with('/') {
             return invalid(format!("[[route]] prefix {:?} must start with /", r.prefix));
         }
-        let uri: http::Uri = r.upstream.parse().map_err(|_| {
-            ConfigError::Invalid(format!("[[route]] upstream {:?} is not a URL", r.upstream))
-        })?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
-            return invalid(format!(
-                "[[route]] upstream {:?} must be http://host:port or https://host:port",
-                r.upstream
-            ));
-        }
-        check_upstream_tls(r, uri.scheme_str() == Some("https"))?;
-        if uri.query().is_some() {
-            return invalid(format!(
-                "[[route]] upstream {:?} must not have a query",
-                r.upstream
-            ));
-        }
+        check_upstream_urls(r)?;
         if r.connect_timeout_secs == 0 || r.response_timeout_secs == 0 {
             return invalid(format!(
                 "[[route]] {}: timeouts must be at least 1 s",

@@ -596,6 +596,73 @@ mod tests {
     }
 
     #[test]
+    fn an_upstream_list_is_read_and_its_mistakes_explained() {
+        let with = |upstream: &str| {
+            EXAMPLE
+                .replacen(
+                    "upstream = \"http://127.0.0.1:8080\"",
+                    &format!("upstream = {upstream}"),
+                    1,
+                )
+                .replacen("lb = \"round_robin\"", "lb = \"least_outstanding\"", 1)
+        };
+        let cfg = Config::parse(
+            &with(r#"["http://a:8080", "http://b:8080/base"]"#),
+            "t",
+            Path::new("."),
+        )
+        .unwrap();
+        let r = &cfg.routes[0];
+        assert_eq!(r.upstream.urls(), ["http://a:8080", "http://b:8080/base"]);
+        assert_eq!(r.lb, crate::config::LbPolicy::LeastOutstanding);
+        assert_eq!(r.eject_secs, 10);
+        let cases = [
+            ("[]", "lists no URL"),
+            (r#"["http://a:1", "https://b:2"]"#, "mixes http and https"),
+            (r#"["http://a:1", "ftp://b:2"]"#, "must be http://host:port"),
+            (
+                r#"["http://a:1", "http://b:2/?q"]"#,
+                "must not have a query",
+            ),
+        ];
+        let more = [
+            (
+                "eject_secs = 10",
+                "eject_secs = 0",
+                "eject_secs must be at least 1",
+            ),
+            (
+                "\n[admin]",
+                "\n[route.health]\npath = \"health\"\ninterval_secs = 5\n\n[admin]",
+                "must start with /",
+            ),
+            (
+                "\n[admin]",
+                "\n[route.health]\npath = \"/h\"\ninterval_secs = 0\n\n[admin]",
+                "interval_secs and timeout_secs",
+            ),
+            (
+                "\n[admin]",
+                "\n[route.health]\npath = \"/h\"\ninterval_secs = 1\n\
+                 expected_status = 42\n\n[admin]",
+                "expected_status",
+            ),
+        ];
+        for (from, to, wanted) in more {
+            let text = EXAMPLE.replacen(from, to, 1);
+            let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
+            assert!(err.to_string().contains(wanted), "{to}: {err}");
+        }
+        for (upstream, wanted) in cases {
+            let err = Config::parse(&with(upstream), "t", Path::new(".")).unwrap_err();
+            assert!(err.to_string().contains(wanted), "{upstream}: {err}");
+        }
+        // The single string of older configurations still reads as one endpoint.
+        let cfg = Config::parse(EXAMPLE, "t", Path::new(".")).unwrap();
+        assert_eq!(cfg.routes[0].upstream.urls(), ["http://127.0.0.1:8080"]);
+    }
+
+    #[test]
     fn both_pin_sources_are_refused() {
         let text = EXAMPLE.replace("pin_env = ", "pin_file = \"/x\"\npin_env = ");
         let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();

@@ -182,7 +182,7 @@ impl IdentityFormat for Jwt {
     fn write(&self, headers: &mut HeaderMap, cx: &WriteContext<'_>) -> Result<(), IdentityError> {
         let jwt = self
             .signer
-            .sign(cx.identity, &cx.route.upstream, cx.now)
+            .sign(cx.identity, cx.route.upstream.first(), cx.now)
             .map_err(|e| IdentityError::Format {
                 format: IdentityFormatName::Jwt.as_str(),
                 source: Box::new(e),

@@ -5,19 +5,22 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::uri::{PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use super::endpoints::{Endpoint, Endpoints};
 use super::refusal::Problem;
-use super::upstream_pool::{PoolSettings, SendError, UpstreamPool};
+use super::upstream_pool::{Failed, PoolSettings, SendError, UpstreamPool};
 use crate::config::{ConfigError, ForwardingFormat, RouteConfig};
 use crate::http_common::body::ProxyBody;
-use crate::telemetry::{UpstreamFailure, UpstreamFailures};
+use crate::telemetry::{Metrics, UpstreamFailure, UpstreamFailures};
 
 /// Headers meaningful only for one connection (RFC 9110 §7.6.1). Parsed names, so a
 /// message's names are compared with them without parsing or hashing anything.
@@ -41,64 +44,48 @@ const MAX_IDLE_PER_WORKER: usize = 64;
 /// theirs after 60 s or more; a shorter one is noticed as closed and not used either).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 
-/// The client side of one route.
+/// The client side of one route: its endpoints, each with its own pool.
 #[derive(Debug)]
 pub struct Upstream {
-    authority: Authority,
-    /// The Host header sent upstream (the upstream's authority), made once.
-    host: HeaderValue,
-    base_path: String,
-    /// Connections owned by each worker thread's event loop (see `workers`).
-    pool: UpstreamPool,
+    endpoints: Arc<Endpoints>,
     response_timeout: Duration,
     failures: UpstreamFailures,
 }
 
 impl Upstream {
-    /// Pooled connections to `route.upstream` (checked to be `http[s]://host:port[/base]`),
-    /// kept per worker thread; `resolve` anchors the TLS files' names.
+    /// Pooled connections to each of `route.upstream` (checked to be
+    /// `http[s]://host:port[/base]`, one scheme), kept per worker thread; `label` names the
+    /// route in metrics; `resolve` anchors the TLS files' names. With `[route.health]`, the
+    /// endpoints' checks start on the current runtime.
     pub fn new(
         route: &RouteConfig,
         workers: usize,
-        failures: UpstreamFailures,
+        metrics: &Metrics,
+        label: &str,
         resolve: &dyn Fn(&Path) -> PathBuf,
     ) -> Result<Self, ConfigError> {
-        let bad = || ConfigError::Invalid(format!("[[route]] upstream {:?}", route.upstream));
-        let uri: Uri = route.upstream.parse().map_err(|_| bad())?;
-        let authority = uri.authority().cloned().ok_or_else(bad)?;
-        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?;
-        let (tls, default_port) = match (uri.scheme(), &route.upstream_tls) {
-            (Some(s), None) if *s == Scheme::HTTP => (None, 80),
-            (Some(s), Some(t)) if *s == Scheme::HTTPS => {
-                let tls = crate::tls::upstream_tls(t, authority.host(), resolve).map_err(|e| {
-                    ConfigError::Invalid(format!(
-                        "[[route]] {}: [route.upstream_tls]: {}",
-                        route.prefix,
-                        crate::telemetry::error_chain(&e)
-                    ))
-                })?;
-                (Some(tls), 443)
-            }
-            _ => return Err(bad()),
-        };
-        let settings = PoolSettings {
-            addr: format!(
-                "{}:{}",
-                authority.host(),
-                authority.port_u16().unwrap_or(default_port)
-            ),
-            connect_timeout: Duration::from_secs(route.connect_timeout_secs),
-            idle_timeout: IDLE_TIMEOUT,
-            max_idle_per_worker: MAX_IDLE_PER_WORKER,
-            tls,
-        };
+        let mut list = Vec::with_capacity(route.upstream.urls().len());
+        for url in route.upstream.urls() {
+            list.push(endpoint(route, url, workers, metrics, label, resolve)?);
+        }
+        if list.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "[[route]] {}: upstream lists no URL",
+                route.prefix
+            )));
+        }
+        let endpoints = Arc::new(Endpoints::new(
+            list,
+            route.lb,
+            Duration::from_secs(route.eject_secs),
+        ));
+        if let Some(h) = &route.health {
+            endpoints.spawn_health(h);
+        }
         Ok(Self {
-            authority,
-            host,
-            base_path: uri.path().trim_end_matches('/').to_string(),
-            pool: UpstreamPool::new(settings, workers),
+            endpoints,
             response_timeout: Duration::from_secs(route.response_timeout_secs),
-            failures,
+            failures: metrics.upstream_failures(label),
         })
     }
 
@@ -107,43 +94,16 @@ impl Upstream {
     /// sides are joined in a background tunnel.
     pub async fn send(
         &self,
-        mut req: Request<ProxyBody>,
+        req: Request<ProxyBody>,
         client_upgrade: Option<OnUpgrade>,
     ) -> Result<Response<ProxyBody>, Problem> {
-        let pq = req.uri().path_and_query().cloned();
-        let target: PathAndQuery = match pq {
-            // The common case: no base path, the client's path and query as they are.
-            Some(pq) if self.base_path.is_empty() => pq,
-            pq => {
-                let pq = pq.as_ref().map_or("/", PathAndQuery::as_str);
-                format!("{}{}", self.base_path, pq)
-                    .parse()
-                    .map_err(|_| Problem::BadRequest)?
-            }
-        };
-        // Origin form: the request line carries the path, the Host header the authority.
-        *req.uri_mut() = Uri::from(target);
-        *req.version_mut() = Version::HTTP_11;
-        req.headers_mut().insert(header::HOST, self.host.clone());
-
-        let sent = tokio::time::timeout(self.response_timeout, self.pool.send(req)).await;
+        let sent = tokio::time::timeout(self.response_timeout, self.send_retrying(req)).await;
         let mut resp = match sent {
             Err(_) => {
                 self.failures.count(UpstreamFailure::Timeout);
                 return Err(Problem::UpstreamTimeout);
             }
-            Ok(Err(e)) => {
-                if let SendError::Exchange(he) = &e
-                    && let Some(p) = client_body_problem(he)
-                {
-                    tracing::info!(upstream = %self.authority, error = %crate::telemetry::error_chain(&e), "the client's request body failed");
-                    return Err(p);
-                }
-                self.failures.count(e.failure());
-                tracing::warn!(upstream = %self.authority, error = %crate::telemetry::error_chain(&e), "upstream request failed");
-                return Err(Problem::UpstreamFailed);
-            }
-            Ok(Ok(r)) => r,
+            Ok(r) => r?,
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_side) = client_upgrade else {
@@ -160,6 +120,158 @@ impl Upstream {
         remove_hop_by_hop(resp.headers_mut());
         Ok(resp.map(crate::http_common::body::from_incoming))
     }
+
+    /// Sends on one endpoint and, when that fails, once more on another: a request never
+    /// written goes again whatever its method; a written one only when it is idempotent and
+    /// had no body (a body is a stream, read once, and cannot be replayed).
+    async fn send_retrying(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, Problem> {
+        let eps = &*self.endpoints;
+        let pq = req.uri().path_and_query().cloned();
+        // Only where another endpoint could take it: the copy costs allocations.
+        let replay = (eps.len() > 1 && replayable(&req)).then(|| head_copy(&req));
+        let first = eps.pick(None);
+        let failed = match self.send_to(first, req, pq.as_ref()).await? {
+            Ok(resp) => return Ok(resp),
+            Err(f) => f,
+        };
+        let again = match (failed.unsent, replay) {
+            _ if eps.len() == 1 => None,
+            (Some(unsent), _) => Some(unsent),
+            (None, Some(copy)) if !failed.error.is_connect() => Some(copy),
+            _ => None,
+        };
+        let Some(again) = again else {
+            return Err(self.refuse(first, &failed.error));
+        };
+        let second = eps.pick(Some(first));
+        tracing::info!(
+            from = %eps.get(first).authority,
+            to = %eps.get(second).authority,
+            error = %crate::telemetry::error_chain(&failed.error),
+            "upstream request retried on another endpoint"
+        );
+        self.failures.count(failed.error.failure());
+        match self.send_to(second, again, pq.as_ref()).await? {
+            Ok(resp) => Ok(resp),
+            Err(f) => Err(self.refuse(second, &f.error)),
+        }
+    }
+
+    /// One attempt on endpoint `i`: the request line and Host header made for it, the
+    /// endpoint left out when it could not be connected to, brought back when it answered.
+    /// The outer error: the path cannot be joined to the endpoint's base path.
+    async fn send_to(
+        &self,
+        i: usize,
+        mut req: Request<ProxyBody>,
+        pq: Option<&PathAndQuery>,
+    ) -> Result<Result<Response<Incoming>, Failed>, Problem> {
+        let eps = &*self.endpoints;
+        let ep = eps.get(i);
+        let target = ep.target(pq).ok_or(Problem::BadRequest)?;
+        // Origin form: the request line carries the path, the Host header the authority.
+        *req.uri_mut() = Uri::from(target);
+        *req.version_mut() = Version::HTTP_11;
+        req.headers_mut().insert(header::HOST, ep.host.clone());
+        let _outstanding = eps.start(i);
+        Ok(match ep.pool.send(req).await {
+            Ok(resp) => {
+                eps.restore(i);
+                Ok(resp)
+            }
+            Err(f) => {
+                if f.error.is_connect() {
+                    eps.eject(i, f.error.failure().as_str());
+                }
+                Err(f)
+            }
+        })
+    }
+
+    /// The answer to a request no endpoint took: 400/413 when the client's body failed,
+    /// else 502, counted and logged.
+    fn refuse(&self, i: usize, e: &SendError) -> Problem {
+        let authority = &self.endpoints.get(i).authority;
+        if let SendError::Exchange(he) = e
+            && let Some(p) = client_body_problem(he)
+        {
+            tracing::info!(upstream = %authority, error = %crate::telemetry::error_chain(e), "the client's request body failed");
+            return p;
+        }
+        self.failures.count(e.failure());
+        tracing::warn!(upstream = %authority, error = %crate::telemetry::error_chain(e), "upstream request failed");
+        Problem::UpstreamFailed
+    }
+}
+
+/// One endpoint of `route`: its URL parsed, its TLS settings built, its pool.
+fn endpoint(
+    route: &RouteConfig,
+    url: &str,
+    workers: usize,
+    metrics: &Metrics,
+    label: &str,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Endpoint, ConfigError> {
+    let bad = || ConfigError::Invalid(format!("[[route]] upstream {url:?}"));
+    let uri: Uri = url.parse().map_err(|_| bad())?;
+    let authority = uri.authority().cloned().ok_or_else(bad)?;
+    let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?;
+    let (tls, default_port) = match (uri.scheme(), &route.upstream_tls) {
+        (Some(s), None) if *s == Scheme::HTTP => (None, 80),
+        (Some(s), Some(t)) if *s == Scheme::HTTPS => {
+            let tls = crate::tls::upstream_tls(t, authority.host(), resolve).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "[[route]] {}: [route.upstream_tls]: {}",
+                    route.prefix,
+                    crate::telemetry::error_chain(&e)
+                ))
+            })?;
+            (Some(tls), 443)
+        }
+        _ => return Err(bad()),
+    };
+    let addr = format!(
+        "{}:{}",
+        authority.host(),
+        authority.port_u16().unwrap_or(default_port)
+    );
+    let up = metrics.upstream_endpoint_up(label, &addr);
+    let settings = PoolSettings {
+        addr,
+        connect_timeout: Duration::from_secs(route.connect_timeout_secs),
+        idle_timeout: IDLE_TIMEOUT,
+        max_idle_per_worker: MAX_IDLE_PER_WORKER,
+        tls,
+    };
+    Ok(Endpoint::new(
+        authority,
+        host,
+        uri.path().trim_end_matches('/').to_string(),
+        UpstreamPool::new(settings, workers),
+        up,
+    ))
+}
+
+/// A request another endpoint may take after it was written: an idempotent method (RFC
+/// 9110 §9.2.2) and no body, so that sending it twice changes nothing the first did not.
+fn replayable(req: &Request<ProxyBody>) -> bool {
+    use hyper::body::Body as _;
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    );
+    idempotent && req.body().is_end_stream() && !req.headers().contains_key(header::UPGRADE)
+}
+
+/// A copy of `req`'s head with an empty body, to send again.
+fn head_copy(req: &Request<ProxyBody>) -> Request<ProxyBody> {
+    let mut copy = Request::new(crate::http_common::body::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
 }
 
 /// When forwarding failed because the client's body did (malformed chunking, cut off, over
@@ -358,6 +470,42 @@ mod tests {
         assert!(!ok(&[("upgrade", "")], &ws));
         assert!(!ok(&[], &ws));
         assert!(!ok(&[("upgrade", "websocket")], &[]));
+    }
+
+    #[test]
+    fn only_idempotent_requests_without_a_body_are_sent_twice() {
+        let req = |m: Method, body: ProxyBody| {
+            let mut r = Request::new(body);
+            *r.method_mut() = m;
+            r
+        };
+        let empty = crate::http_common::body::empty;
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ] {
+            assert!(replayable(&req(m.clone(), empty())), "{m}");
+        }
+        assert!(!replayable(&req(Method::POST, empty())));
+        assert!(!replayable(&req(Method::PATCH, empty())));
+        let with_body = req(Method::PUT, crate::http_common::body::full("x"));
+        assert!(!replayable(&with_body), "a body is read once");
+        let mut upgrade = req(Method::GET, empty());
+        upgrade
+            .headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(!replayable(&upgrade));
+
+        let mut original = req(Method::DELETE, empty());
+        original
+            .headers_mut()
+            .insert(header::HOST, HeaderValue::from_static("app"));
+        let copy = head_copy(&original);
+        assert_eq!(copy.method(), Method::DELETE);
+        assert_eq!(copy.headers()[header::HOST], "app");
     }
 
     #[test]

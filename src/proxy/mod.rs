@@ -17,6 +17,7 @@
 //! `crate::identity`).
 
 pub mod canonical;
+mod endpoints;
 mod forward;
 mod handler;
 mod http1_idle;

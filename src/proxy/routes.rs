@@ -63,7 +63,7 @@ impl RouteTable {
                 config: r.clone(),
                 identity: r.identity_formats().into(),
                 metrics: metrics.route(&label),
-                upstream: Upstream::new(r, workers, metrics.upstream_failures(&label), resolve)?,
+                upstream: Upstream::new(r, workers, metrics, &label, resolve)?,
                 label,
                 strip: ReservedNames::from_list(&r.strip_headers),
             }));
@@ -121,7 +121,8 @@ mod tests {
             &Path::to_path_buf,
         )
         .unwrap();
-        let up = |h: Option<&str>, p: &str| t.find(h, p).unwrap().config.upstream.clone();
+        let up =
+            |h: Option<&str>, p: &str| t.find(h, p).unwrap().config.upstream.first().to_string();
         assert_eq!(up(None, "/x"), "http://127.0.0.1:1");
         assert_eq!(up(None, "/apple"), "http://127.0.0.1:1");
         assert_eq!(up(None, "/app/x"), "http://127.0.0.1:2");

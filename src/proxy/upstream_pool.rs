@@ -58,6 +58,31 @@ impl SendError {
     }
 }
 
+/// A request that failed, with the request itself when it was never written (the connection
+/// could not be made, or closed before the request went out).
+#[derive(Debug)]
+pub struct Failed {
+    pub error: SendError,
+    pub unsent: Option<Request<ProxyBody>>,
+}
+
+impl Failed {
+    fn sent(error: SendError) -> Self {
+        Self {
+            error,
+            unsent: None,
+        }
+    }
+}
+
+impl SendError {
+    /// The endpoint could not be reached at all (TCP, TLS or the HTTP/1.1 start): a reason
+    /// to leave it out for a while.
+    pub fn is_connect(&self) -> bool {
+        !matches!(self, Self::Exchange(_))
+    }
+}
+
 /// How the connections to one upstream are made and kept.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
@@ -102,7 +127,9 @@ impl UpstreamPool {
 
     /// Sends `req` (origin-form URI, headers final) and returns the answer's head; the
     /// connection goes back to the pool and takes its next request once this body is read.
-    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, SendError> {
+    /// A failure hands back the request when it was never written, so that another endpoint
+    /// may take it.
+    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, Failed> {
         let mut req = req;
         if let Some(mut sender) = self.checkout() {
             match sender.try_send_request(req).await {
@@ -113,17 +140,40 @@ impl UpstreamPool {
                 Err(mut e) => match e.take_message() {
                     // Never written: the connection had closed. A new one takes it.
                     Some(unsent) => req = unsent,
-                    None => return Err(SendError::Exchange(e.into_error())),
+                    None => return Err(Failed::sent(SendError::Exchange(e.into_error()))),
                 },
             }
         }
+        let mut sender = match self.connect().await {
+            Ok(s) => s,
+            Err(error) => {
+                return Err(Failed {
+                    error,
+                    unsent: Some(req),
+                });
+            }
+        };
+        match sender.try_send_request(req).await {
+            Ok(resp) => {
+                self.checkin(sender);
+                Ok(resp)
+            }
+            Err(mut e) => Err(Failed {
+                unsent: e.take_message(),
+                error: SendError::Exchange(e.into_error()),
+            }),
+        }
+    }
+
+    /// Sends `req` on a connection of its own, closed afterwards, and returns the answer's
+    /// status: a health check must show that the endpoint takes new connections now.
+    pub async fn probe(&self, req: Request<ProxyBody>) -> Result<http::StatusCode, SendError> {
         let mut sender = self.connect().await?;
         let resp = sender
             .send_request(req)
             .await
             .map_err(SendError::Exchange)?;
-        self.checkin(sender);
-        Ok(resp)
+        Ok(resp.status())
     }
 
     fn worker_list(&self) -> &Mutex<Vec<Idle>> {

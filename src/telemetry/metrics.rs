@@ -31,6 +31,12 @@ struct RouteReason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteEndpoint {
+    route: String,
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheResult {
     result: String,
 }
@@ -53,6 +59,7 @@ pub struct Metrics {
     handshake_failures: Family<Reason, Counter>,
     upstream_latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
     upstream_failures: Family<RouteReason, Counter>,
+    endpoint_up: Family<RouteEndpoint, Gauge>,
     refusals: Family<Reason, Counter>,
     reloads: Family<Outcome, Counter>,
     connections: Gauge,
@@ -133,6 +140,7 @@ impl Metrics {
                 latency_histogram,
             );
         let upstream_failures = Family::<RouteReason, Counter>::default();
+        let endpoint_up = Family::<RouteEndpoint, Gauge>::default();
         let status_cache = Family::<CacheResult, Counter>::default();
         let refusals = Family::<Reason, Counter>::default();
         let reloads = Family::<Outcome, Counter>::default();
@@ -158,6 +166,12 @@ impl Metrics {
             "Requests not sent to or not answered by the upstream, by route and reason \
              (connect, tls, timeout, exchange)",
             upstream_failures.clone(),
+        );
+        registry.register(
+            "upstream_endpoint_up",
+            "1 while a route's endpoint takes requests, 0 while it is left out after failing \
+             to connect or its health check",
+            endpoint_up.clone(),
         );
         registry.register(
             "status_cache_lookups",
@@ -202,6 +216,7 @@ impl Metrics {
             handshake_failures,
             upstream_latency,
             upstream_failures,
+            endpoint_up,
             refusals,
             reloads,
             connections,
@@ -243,6 +258,16 @@ impl Metrics {
                     .clone()
             }),
         }
+    }
+
+    /// The up/down gauge of `endpoint` (`host:port`) of the route labelled `label`.
+    pub fn upstream_endpoint_up(&self, label: &str, endpoint: &str) -> Gauge {
+        self.endpoint_up
+            .get_or_create(&RouteEndpoint {
+                route: label.to_string(),
+                endpoint: endpoint.to_string(),
+            })
+            .clone()
     }
 
     /// Counts a request answered on the route labelled `label`, whose series are `route`.

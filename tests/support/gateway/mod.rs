@@ -3,6 +3,7 @@
 //! configuration written to a temp folder.
 
 pub mod client;
+pub mod named_app;
 pub mod pki;
 pub mod tls_app;
 pub mod upstream;
