@@ -637,7 +637,13 @@ pub fn curl(ca: &std::path::Path, args: &[&str]) -> (u16, String) {
         .expect("curl runs");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
+    let code: u16 = code.trim().parse().unwrap_or(0);
+    if code == 0 {
+        // No HTTP answer at all: curl's own message says why (refused, TLS, timeout).
+        let why = String::from_utf8_lossy(&out.stderr).into_owned();
+        return (0, format!("{body}{why}"));
+    }
+    (code, body.to_owned())
 }
 
 // --- Helpers for tests against a running gateway
