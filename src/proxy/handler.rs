@@ -240,16 +240,7 @@ async fn pipeline(
     }
 
     match target {
-        Target::Local(_) => {
-            let (parts, body) = req.into_parts();
-            let req = Request::from_parts(parts, crate::http_common::body::from_incoming(body));
-            let ctx = LocalContext {
-                identity,
-                presented: conn.presented.clone(),
-                remote_addr: conn.remote,
-            };
-            Ok(shared.local.call(req, ctx).await)
-        }
+        Target::Local(_) => Ok(call_local(shared, conn, identity, req).await),
         Target::Upstream(route) => {
             let cfg = &route.config;
             if content_length(&req).is_some_and(|len| len > cfg.max_body_bytes) {
@@ -332,6 +323,16 @@ async fn local(
         RouteAuth::Public => None,
     };
     shared.identity.strip_reserved(req.headers_mut());
+    Ok(call_local(shared, conn, identity, req).await)
+}
+
+/// Hands a request (headers already stripped) to certgate's own handler with the caller.
+async fn call_local(
+    shared: &Shared,
+    conn: &ConnInfo,
+    identity: Option<PeerIdentity>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let (parts, body) = req.into_parts();
     let req = Request::from_parts(parts, crate::http_common::body::from_incoming(body));
     let ctx = LocalContext {
@@ -339,7 +340,7 @@ async fn local(
         presented: conn.presented.clone(),
         remote_addr: conn.remote,
     };
-    Ok(shared.local.call(req, ctx).await)
+    shared.local.call(req, ctx).await
 }
 
 /// The live check, on every request: the chain as judged after the handshake, then the
