@@ -165,6 +165,13 @@ pub struct RouteConfig {
     /// gateway never saw.
     #[serde(default = "default_upgrades")]
     pub upgrades: Vec<String>,
+    /// Seconds a tunnel (an upgraded connection) may carry no byte either way before it
+    /// is closed (default: `[gateway] tunnel_idle_secs`).
+    #[serde(default)]
+    pub tunnel_idle_secs: Option<u64>,
+    /// Seconds a tunnel may stay open at most (default: `[gateway] tunnel_max_secs`).
+    #[serde(default)]
+    pub tunnel_max_secs: Option<u64>,
     /// How the gateway tells the app about the client: `"x-forwarded"` (`X-Forwarded-For`,
     /// `-Proto`, `-Host`) and/or `"forwarded"` (RFC 7239 `Forwarded: for=…;proto=https;
     /// host=…`). Default `["x-forwarded"]`. A client's own headers of either kind are
@@ -308,6 +315,18 @@ impl RouteConfig {
                 IdentityFormatName::Xfcc => self.xfcc,
                 IdentityFormatName::Jwt => self.assertion,
             }
+    }
+
+    /// The tunnel timeouts of this route: its own, else the gateway's.
+    pub fn tunnel_limits(
+        &self,
+        gateway: &GatewayConfig,
+    ) -> (std::time::Duration, std::time::Duration) {
+        let secs = std::time::Duration::from_secs;
+        (
+            secs(self.tunnel_idle_secs.unwrap_or(gateway.tunnel_idle_secs)),
+            secs(self.tunnel_max_secs.unwrap_or(gateway.tunnel_max_secs)),
+        )
     }
 
     /// The formats the route sends, each once, in [`IdentityFormatName::ALL`] order.
@@ -468,6 +487,14 @@ pub struct GatewayConfig {
     /// Seconds open connections get to finish at shutdown (default 30).
     #[serde(default = "default_drain_secs")]
     pub drain_secs: u64,
+    /// Seconds a tunnel (WebSocket) may carry no byte either way before it is closed
+    /// (default 300); a route may set its own.
+    #[serde(default = "default_tunnel_idle_secs")]
+    pub tunnel_idle_secs: u64,
+    /// Seconds a tunnel may stay open at most, however busy (default 28800, 8 hours); a
+    /// route may set its own.
+    #[serde(default = "default_tunnel_max_secs")]
+    pub tunnel_max_secs: u64,
     /// PKCS#8 PEM P-256 key signing the assertion JWTs. When absent, a key is made at start
     /// (fine for one instance; several instances need a shared key).
     #[serde(default)]
@@ -495,6 +522,8 @@ impl Default for GatewayConfig {
             reload_poll_secs: default_reload_poll_secs(),
             anchors_refresh_secs: default_anchors_refresh_secs(),
             drain_secs: default_drain_secs(),
+            tunnel_idle_secs: default_tunnel_idle_secs(),
+            tunnel_max_secs: default_tunnel_max_secs(),
             assertion_key: None,
             assertion_ttl_secs: default_assertion_ttl_secs(),
             worker_threads: 0,
@@ -532,6 +561,12 @@ fn default_anchors_refresh_secs() -> u64 {
 }
 fn default_drain_secs() -> u64 {
     30
+}
+fn default_tunnel_idle_secs() -> u64 {
+    300
+}
+fn default_tunnel_max_secs() -> u64 {
+    28_800
 }
 fn default_assertion_ttl_secs() -> u64 {
     60
@@ -660,6 +695,9 @@ pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
             "[gateway] worker_threads must be at most {MAX_WORKER_THREADS} (0 means one per CPU)"
         ));
     }
+    if cfg.gateway.tunnel_idle_secs == 0 || cfg.gateway.tunnel_max_secs == 0 {
+        return invalid("[gateway] tunnel timeouts must be at least 1 s".into());
+    }
     for l in &cfg.listeners {
         if l.max_header_bytes < 8192 {
             return invalid(format!(
@@ -715,6 +753,12 @@ pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
             ));
         }
         check_xfcc(r)?;
+        if r.tunnel_idle_secs == Some(0) || r.tunnel_max_secs == Some(0) {
+            return invalid(format!(
+                "[[route]] {}: tunnel timeouts must be at least 1 s",
+                r.prefix
+            ));
+        }
         for token in &r.upgrades {
             if token.eq_ignore_ascii_case("h2c") {
                 return invalid(format!(

@@ -12,8 +12,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 
 use super::endpoints::{Endpoint, Endpoints};
 use super::refusal::Problem;
@@ -90,12 +88,12 @@ impl Upstream {
     }
 
     /// Sends `req` (whose headers the caller has sanitized) and returns the upstream's
-    /// answer. `client_upgrade` is the client side of an HTTP/1.1 Upgrade; on `101` both
-    /// sides are joined in a background tunnel.
-    pub async fn send(
+    /// answer. `opening` carries the client side of an HTTP/1.1 Upgrade; on `101` both
+    /// sides are joined in a background tunnel ([`super::tunnel`]).
+    pub(crate) async fn send(
         &self,
         req: Request<ProxyBody>,
-        client_upgrade: Option<OnUpgrade>,
+        opening: Option<super::tunnel::Opening>,
     ) -> Result<Response<ProxyBody>, Problem> {
         let sent = tokio::time::timeout(self.response_timeout, self.send_retrying(req)).await;
         let mut resp = match sent {
@@ -106,11 +104,10 @@ impl Upstream {
             Ok(r) => r?,
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let Some(client_side) = client_upgrade else {
+            let Some(opening) = opening else {
                 return Err(Problem::UpstreamFailed);
             };
-            let upstream_side = hyper::upgrade::on(&mut resp);
-            tokio::spawn(tunnel(client_side, upstream_side));
+            super::tunnel::spawn(opening, hyper::upgrade::on(&mut resp));
             let (parts, _) = resp.into_parts();
             return Ok(Response::from_parts(
                 parts,
@@ -292,18 +289,6 @@ fn client_body_problem(e: &(dyn std::error::Error + 'static)) -> Option<Problem>
         cur = c.source();
     }
     body_failed.then_some(Problem::BadRequest)
-}
-
-async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
-    match tokio::try_join!(client, upstream) {
-        Ok((c, u)) => {
-            let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
-            if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-                tracing::debug!(error = %e, "upgraded connection ended");
-            }
-        }
-        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-    }
 }
 
 /// Whether a request asks for an HTTP/1.1 protocol upgrade (WebSocket).

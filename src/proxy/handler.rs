@@ -15,7 +15,7 @@ use super::canonical::canonicalize;
 use super::local::LocalContext;
 use super::login_binding;
 use super::refusal::{Problem, wants_html};
-use super::{Runtime, Shared, forward};
+use super::{Runtime, Shared, forward, tunnel};
 use crate::config::{ClientAuth, PathParams, RouteAuth};
 use crate::http_common::body::{ProxyBody, full};
 use crate::identity::{self, IdentityError, JWKS_PATH, PeerIdentity, ViewHeaders, WriteContext};
@@ -35,6 +35,8 @@ pub(crate) struct ConnInfo {
     pub presented: Option<Arc<PresentedCert>>,
     /// The identity header values of the status view last seen on this connection.
     pub identity_headers: Mutex<CachedIdentityHeaders>,
+    /// The listener's connection permit (a tunnel opened here holds it too).
+    pub permit: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// A status view and the identity header values made from it.
@@ -154,7 +156,7 @@ enum Target {
 }
 
 async fn pipeline(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     runtime: &Runtime,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
@@ -266,7 +268,18 @@ async fn pipeline(
             // hop-by-hop removal below drops its Upgrade and Connection.
             let upgrade =
                 forward::is_upgrade(&req) && forward::upgrade_allowed(req.headers(), &cfg.upgrades);
-            let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+            let opening = upgrade.then(|| tunnel::Opening {
+                shared: Arc::clone(shared),
+                client: hyper::upgrade::on(&mut req),
+                route: route.label.clone(),
+                limits: tunnel_limits(&runtime.config.gateway, cfg),
+                holder: identity.as_ref().map(|id| tunnel::Holder {
+                    serial: id.serial().to_owned(),
+                    sha256: id.sha256().to_owned(),
+                    login: id.login().to_owned(),
+                }),
+                permit: Arc::clone(&conn.permit),
+            });
             let fwd = forward::Forwarding {
                 forwarded_for: &conn.forwarded_for,
                 client: conn.remote.ip(),
@@ -299,13 +312,21 @@ async fn pipeline(
                     })?;
             }
             let started = Instant::now();
-            let result = route.upstream.send(req, client_upgrade).await;
+            let result = route.upstream.send(req, opening).await;
             route
                 .metrics
                 .upstream_latency(started.elapsed().as_secs_f64());
             result
         }
     }
+}
+
+fn tunnel_limits(
+    gateway: &crate::config::GatewayConfig,
+    route: &crate::config::RouteConfig,
+) -> tunnel::Limits {
+    let (idle, max) = route.tunnel_limits(gateway);
+    tunnel::Limits { idle, max }
 }
 
 /// Serves an own path taken as sent ([`super::LocalService::owns_raw`]): the same checks as

@@ -29,6 +29,7 @@ mod refusal;
 mod reload;
 mod routes;
 mod server;
+mod tunnel;
 mod upstream_pool;
 mod workers;
 
@@ -128,6 +129,8 @@ pub(crate) struct Shared {
     pub signer: Arc<AssertionSigner>,
     /// The identity formats and the header names stripped from every request.
     pub identity: IdentityFormats,
+    /// Open tunnels, closed and waited for at shutdown.
+    pub tunnels: tunnel::Tunnels,
 }
 
 /// A gateway over bound sockets, ready to serve.
@@ -183,6 +186,7 @@ impl Gateway {
                 clock: parts.clock,
                 identity: IdentityFormats::new(Arc::clone(&parts.signer)),
                 signer: parts.signer,
+                tunnels: tunnel::Tunnels::new(),
             }),
             listeners: parts.listeners,
             reloader,
@@ -263,9 +267,13 @@ impl Gateway {
         tracing::info!("shutting down: no new connections, draining open ones");
         let _ = reloader.await;
         workers.stopped_accepting().await;
+        // Tunnels are closed at once (a tunnel has no request to finish) and waited for
+        // alongside the connections.
+        let tunnels = self.shared.tunnels.shutdown();
         match Arc::try_unwrap(graceful) {
             Ok(g) => {
-                if tokio::time::timeout(drain, g.shutdown()).await.is_err() {
+                let both = async { tokio::join!(g.shutdown(), tunnels) };
+                if tokio::time::timeout(drain, both).await.is_err() {
                     tracing::warn!("drain time over; closing the remaining connections");
                 }
             }

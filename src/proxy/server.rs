@@ -90,7 +90,9 @@ pub(crate) async fn accept_loop(
         let watcher = watcher();
         let stop = stop.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            // Shared with a tunnel opened on this connection, which keeps it after the
+            // connection's own task ends.
+            let permit = Arc::new(permit);
             let mut tcp = tcp;
             // A connection's task is as large as its largest state, for as long as the
             // connection lives: the handshake and the served connection are boxed, and
@@ -143,6 +145,7 @@ pub(crate) async fn accept_loop(
                     sni,
                     presented,
                     identity_headers: std::sync::Mutex::default(),
+                    permit,
                 });
                 let conn = Conn {
                     io: Box::new(ConnIo::new(stream)),

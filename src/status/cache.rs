@@ -80,6 +80,16 @@ impl StatusCache {
         })
     }
 
+    /// Seconds a superseded certificate still passes (the rule's `overlap_secs`).
+    pub fn overlap_secs(&self) -> i64 {
+        self.settings.overlap_secs
+    }
+
+    /// The clock the decisions are made by.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// The store view behind this cache.
     pub fn source(&self) -> &Arc<dyn StatusSource> {
         &self.source

@@ -1,7 +1,7 @@
 //! The rule deciding whether a presented certificate may pass, as a plain function over the
 //! store's view and the time. No I/O here.
 
-use super::standing::{HoldCause, Standing, standing};
+use super::standing::{HoldCause, Standing, changes_at, standing};
 use crate::clock::UnixTime;
 use crate::store::CertStatusView;
 
@@ -89,6 +89,26 @@ pub fn decide(view: Option<&CertStatusView>, now: UnixTime, overlap_secs: i64) -
     }
 }
 
+/// The first moment after `now` at which [`decide`] may answer otherwise for `view` with
+/// nothing changed in the store: its validity dates, or the end of a superseded
+/// certificate's overlap. Whatever is open on the strength of a decision re-checks then.
+pub fn next_decision_change(
+    view: &CertStatusView,
+    now: UnixTime,
+    overlap_secs: i64,
+) -> Option<UnixTime> {
+    let c = &view.cert;
+    [
+        Some(c.not_before),
+        Some(c.not_after),
+        changes_at(&view.facts(), now, overlap_secs),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|t| *t > now)
+    .min()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +147,19 @@ mod tests {
         assert_eq!(r(&u, 500), Verdict::Refuse(Refusal::UserDisabled));
         u.contract_enabled = false;
         assert_eq!(r(&u, 500), Verdict::Refuse(Refusal::ContractDisabled));
+    }
+
+    #[test]
+    fn the_next_change_is_the_overlap_end_or_expiry() {
+        let mut s = view(CertStatus::Superseded);
+        s.cert.superseded_at = Some(400);
+        assert_eq!(next_decision_change(&s, 420, 50), Some(450));
+        assert_eq!(next_decision_change(&s, 450, 50), Some(1000));
+        assert_eq!(next_decision_change(&s, 50, 50), Some(100));
+        assert_eq!(next_decision_change(&s, 1000, 50), None);
+        // The rule agrees: the verdict changes exactly then.
+        assert_eq!(decide(Some(&s), 449, 50), Verdict::Allow);
+        assert_ne!(decide(Some(&s), 450, 50), Verdict::Allow);
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct Metrics {
     endpoint_up: Family<RouteEndpoint, Gauge>,
     refusals: Family<Reason, Counter>,
     reloads: Family<Outcome, Counter>,
+    tunnels_open: Family<RouteLabel, Gauge>,
+    tunnels_closed: Family<RouteReason, Counter>,
     connections: Gauge,
     parked: Gauge,
     /// The status cache's three series, resolved once (looked up on every request).
@@ -144,6 +146,8 @@ impl Metrics {
         let status_cache = Family::<CacheResult, Counter>::default();
         let refusals = Family::<Reason, Counter>::default();
         let reloads = Family::<Outcome, Counter>::default();
+        let tunnels_open = Family::<RouteLabel, Gauge>::default();
+        let tunnels_closed = Family::<RouteReason, Counter>::default();
         let connections = Gauge::default();
         let parked = Gauge::default();
         registry.register(
@@ -189,6 +193,17 @@ impl Metrics {
             reloads.clone(),
         );
         registry.register(
+            "tunnels_open",
+            "Upgraded connections (WebSocket tunnels) open now, by route",
+            tunnels_open.clone(),
+        );
+        registry.register(
+            "tunnels_closed",
+            "Tunnels closed, by route and reason (client_closed, upstream_closed, idle, \
+             max_age, status, shutdown)",
+            tunnels_closed.clone(),
+        );
+        registry.register(
             "open_connections",
             "Client connections open now",
             connections.clone(),
@@ -219,6 +234,8 @@ impl Metrics {
             endpoint_up,
             refusals,
             reloads,
+            tunnels_open,
+            tunnels_closed,
             connections,
             parked,
             status_hit,
@@ -284,6 +301,25 @@ impl Metrics {
             .get_or_create(&RouteStatus {
                 route: route.into(),
                 status,
+            })
+            .inc();
+    }
+
+    /// The open-tunnels gauge of the route labelled `label`.
+    pub fn tunnels_open(&self, label: &str) -> Gauge {
+        self.tunnels_open
+            .get_or_create(&RouteLabel {
+                route: label.to_string(),
+            })
+            .clone()
+    }
+
+    /// Counts a tunnel of the route labelled `label` closed for `reason`.
+    pub fn tunnel_closed(&self, label: &str, reason: &str) {
+        self.tunnels_closed
+            .get_or_create(&RouteReason {
+                route: label.to_string(),
+                reason: reason.to_string(),
             })
             .inc();
     }

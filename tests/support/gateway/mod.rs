@@ -47,6 +47,8 @@ pub struct Harness {
     /// only 10.0.0.0/8 trusted (so the tests' own connections are not).
     pub proxied: SocketAddr,
     pub proxied_untrusted: SocketAddr,
+    /// Listener 4: `max_connections = 1`, so a test can see what holds the one permit.
+    pub single: SocketAddr,
     pub admin: SocketAddr,
     pub alice: ClientCert,
     /// The store as the gateway sees it, with a switch to make it unreachable.
@@ -113,6 +115,7 @@ impl Harness {
             required: "0.0.0.0:0".parse().unwrap(),
             proxied: "0.0.0.0:0".parse().unwrap(),
             proxied_untrusted: "0.0.0.0:0".parse().unwrap(),
+            single: "0.0.0.0:0".parse().unwrap(),
             admin: "0.0.0.0:0".parse().unwrap(),
             stop: None,
             task: None,
@@ -138,6 +141,7 @@ impl Harness {
         h.required = addrs[1];
         h.proxied = addrs[2];
         h.proxied_untrusted = addrs[3];
+        h.single = addrs[4];
         h.admin = gateway.admin_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         h.task = Some(tokio::spawn(async move {
@@ -287,6 +291,12 @@ key = "server.key"
 proxy_protocol = true
 trusted_proxies = ["10.0.0.0/8"]
 
+[[listener]]
+addr = "127.0.0.1:0"
+cert = "server.pem"
+key = "server.key"
+max_connections = 1
+
 [[route]]
 prefix = "/"
 upstream = "{upstream}"
@@ -312,6 +322,19 @@ auth = "certificate"
 identity = ["xfcc", "rfc9440"]
 xfcc_fields = ["DNS", "URI", "Subject", "Chain", "Cert", "Hash", "By"]
 xfcc_by = "spiffe://bank.example/certgate"
+
+# Tunnels with tiny timeouts.
+[[route]]
+prefix = "/ws-idle"
+upstream = "{upstream}"
+auth = "certificate"
+tunnel_idle_secs = 1
+
+[[route]]
+prefix = "/ws-max"
+upstream = "{upstream}"
+auth = "certificate"
+tunnel_max_secs = 2
 
 [[route]]
 prefix = "/public"
