@@ -502,11 +502,16 @@ impl Fixture {
     /// Another `serve` process on the same database and token, with its own configuration
     /// file `name` (the base configuration plus its own ports) — a second gateway instance.
     pub fn serve_another(&self, name: &str) -> Running {
+        self.serve_another_with(name, "")
+    }
+
+    /// [`Fixture::serve_another`] with extra settings for its `[[route]]` to the sample app.
+    pub fn serve_another_with(&self, name: &str, route_settings: &str) -> Running {
         let config = self.path(name);
         let base = std::fs::read_to_string(&self.config).expect("config");
         let base = base.split("\n[[listener]]").next().unwrap_or_default();
         std::fs::write(&config, base).expect("config");
-        self.start_instance(&config, "")
+        self.start_instance(&config, route_settings)
     }
 
     fn start_instance(&self, config: &std::path::Path, route_settings: &str) -> Running {

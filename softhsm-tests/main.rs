@@ -17,6 +17,7 @@ mod notices;
 mod ops;
 mod status_agreement;
 mod support;
+mod tunnels;
 
 /// The SMTP sink process shared with the notice tests in `tests/`.
 #[path = "../tests/support/smtp/sink.rs"]
