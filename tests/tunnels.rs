@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use support::Harness;
+use support::pki::ClientCert;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -25,7 +26,11 @@ type Ws = WebSocketStream<TlsStream<tokio::net::TcpStream>>;
 const DEADLINE: Duration = Duration::from_secs(15);
 
 async fn open(h: &Harness, addr: SocketAddr, path: &str) -> Ws {
-    let stream = support::client::tls(addr, h.client_config(Some(&h.alice)))
+    open_as(h, &h.alice, addr, path).await
+}
+
+async fn open_as(h: &Harness, cert: &ClientCert, addr: SocketAddr, path: &str) -> Ws {
+    let stream = support::client::tls(addr, h.client_config(Some(cert)))
         .await
         .unwrap();
     let (ws, resp) = tokio_tungstenite::client_async(format!("wss://localhost{path}"), stream)
@@ -212,6 +217,22 @@ async fn disabling_the_user_closes_the_tunnel() {
     );
     ended(&mut ws).await;
     metric_reaches(&h, &closed("/", "user_disabled"), 1.0).await;
+    h.shutdown().await;
+}
+
+/// Expiry changes no row: the tunnel re-checks its certificate at the moment the rule's
+/// answer changes, without any announcement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_is_closed_when_its_certificate_expires() {
+    let h = Harness::sqlite().await;
+    h.add_user("erin", certgate::store::Role::General).await;
+    let t = support::now();
+    let erin = h.ca.client("erin", "c1", t - 60, t + 5);
+    h.register(&erin, "erin").await;
+    let mut ws = open_as(&h, &erin, h.optional, "/ws").await;
+    echo(&mut ws, "before expiry").await;
+    ended(&mut ws).await;
+    metric_reaches(&h, &closed("/", "expired"), 1.0).await;
     h.shutdown().await;
 }
 
