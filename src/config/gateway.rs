@@ -857,6 +857,26 @@ mod tests {
     }
 
     #[test]
+    fn tunnel_timeouts_come_from_the_route_else_the_gateway_and_are_never_zero() {
+        let g = GatewayConfig::default();
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(route("").tunnel_limits(&g), (secs(300), secs(28_800)));
+        assert_eq!(
+            route("tunnel_idle_secs = 5\ntunnel_max_secs = 60\n").tunnel_limits(&g),
+            (secs(5), secs(60))
+        );
+        assert_eq!(
+            route("tunnel_max_secs = 60\n").tunnel_limits(&g),
+            (secs(300), secs(60))
+        );
+        assert!(example_with("tunnel_idle_secs = 0").is_err());
+        assert!(example_with("tunnel_max_secs = 0").is_err());
+        assert!(example_with("tunnel_idle_secs = 1").is_ok());
+        let zero = EXAMPLE.replace("tunnel_max_secs = 28800", "tunnel_max_secs = 0");
+        assert!(Config::parse(&zero, "t", Path::new(".")).is_err());
+    }
+
+    #[test]
     fn a_route_sends_the_certgate_headers_by_default() {
         assert_eq!(route("").identity_formats(), [Certgate]);
         let cfg = Config::parse(EXAMPLE, "example", Path::new(".")).unwrap();
