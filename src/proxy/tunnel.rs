@@ -199,8 +199,10 @@ async fn run(opening: Opening, upstream: OnUpgrade, mut stop: watch::Receiver<bo
     // the app), rather than finding out at its next write.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, c.inner.shutdown()).await;
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, u.inner.shutdown()).await;
-    open.dec();
+    // Counted as closed before it leaves the open gauge: whoever sees the gauge drop sees
+    // the reason too.
     shared.metrics.tunnel_closed(&route, closed.as_str());
+    open.dec();
     let lived_secs = started.elapsed().as_secs();
     match (closed, &holder) {
         (Closed::Status(refusal), Some(h)) => tracing::warn!(
