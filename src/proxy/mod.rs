@@ -6,6 +6,8 @@
 //!     paths first, then [[route]], prefixes and hosts ignoring case)
 //!     ─▶ live status check (status cache) ─▶ strip spoofable headers (crate::identity)
 //!     ─▶ login binding ─▶ the route's identity formats ─▶ upstream (forward) or LocalService
+//!   an upstream's 101 → a tunnel (tunnel): permit, timeouts, drain, the certificate
+//!     re-judged on the status change feed
 //!   refusals → one place (refusal): HTML for browsers, JSON otherwise
 //! reload: config / cert / key files, SIGHUP, CA records → validated Runtime → watch channel
 //! ```
