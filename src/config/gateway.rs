@@ -105,6 +105,14 @@ pub struct RouteConfig {
     /// TLS to an `https` upstream.
     #[serde(default)]
     pub upstream_tls: Option<UpstreamTlsConfig>,
+    /// Speak HTTP/2 to the app (default false): over TLS when ALPN agrees on `h2`, to an
+    /// `http` upstream with prior knowledge (h2c). One multiplexed connection per endpoint
+    /// and worker thread; WebSocket upgrades still go over HTTP/1.1.
+    #[serde(default)]
+    pub upstream_http2: bool,
+    /// `[route.pool]`: how many idle connections to the app are kept, and how long.
+    #[serde(default)]
+    pub pool: PoolConfig,
     /// `public | certificate` (default `certificate`).
     #[serde(default)]
     pub auth: RouteAuth,
@@ -171,6 +179,36 @@ pub struct RouteConfig {
     /// always removed.
     #[serde(default = "default_forwarding")]
     pub forwarding: Vec<ForwardingFormat>,
+}
+
+/// `[route.pool]`: the keep-alive connections to each endpoint of a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Idle connections kept per endpoint and worker thread (default 64); a connection
+    /// finishing its exchange beyond this is closed. 0 closes every connection after use.
+    #[serde(default = "default_max_idle_per_worker")]
+    pub max_idle_per_worker: usize,
+    /// Seconds an idle connection is kept (default 50, below the 60 s or more apps commonly
+    /// keep theirs); a sweep closes older ones.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_idle_per_worker: default_max_idle_per_worker(),
+            idle_timeout_secs: default_idle_timeout_secs(),
+        }
+    }
+}
+
+fn default_max_idle_per_worker() -> usize {
+    64
+}
+fn default_idle_timeout_secs() -> u64 {
+    50
 }
 
 fn default_upgrades() -> Vec<String> {
@@ -711,6 +749,12 @@ pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
         if r.connect_timeout_secs == 0 || r.response_timeout_secs == 0 {
             return invalid(format!(
                 "[[route]] {}: timeouts must be at least 1 s",
+                r.prefix
+            ));
+        }
+        if r.pool.idle_timeout_secs == 0 {
+            return invalid(format!(
+                "[[route]] {}: [route.pool] idle_timeout_secs must be at least 1",
                 r.prefix
             ));
         }

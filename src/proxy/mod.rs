@@ -29,6 +29,7 @@ mod refusal;
 mod reload;
 mod routes;
 mod server;
+mod upstream_h2;
 mod upstream_pool;
 mod workers;
 
