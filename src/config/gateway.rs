@@ -868,6 +868,33 @@ mod tests {
     }
 
     #[test]
+    fn the_pool_settings_have_defaults_and_a_zero_idle_timeout_is_refused() {
+        let r = route("");
+        assert_eq!(
+            (
+                r.pool.max_idle_per_worker,
+                r.pool.idle_timeout_secs,
+                r.upstream_http2
+            ),
+            (64, 50, false)
+        );
+        let r = route(
+            "upstream_http2 = true\n[pool]\nmax_idle_per_worker = 2\nidle_timeout_secs = 5\n",
+        );
+        assert_eq!(
+            (r.pool.max_idle_per_worker, r.pool.idle_timeout_secs),
+            (2, 5)
+        );
+        assert!(r.upstream_http2);
+        let text = EXAMPLE.replace(
+            "upstream_http2 = false\n",
+            "upstream_http2 = false\n[route.pool]\nidle_timeout_secs = 0\n",
+        );
+        let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("idle_timeout_secs"), "{err}");
+    }
+
+    #[test]
     fn the_old_flags_add_their_format() {
         let r = route("client_cert_header = true\nxfcc = true\nassertion = true\n");
         assert_eq!(r.identity_formats(), [Certgate, Rfc9440, Xfcc, Jwt]);
