@@ -206,6 +206,12 @@ auth = "public"
 upstream_http2 = true
 
 [[route]]
+prefix = "/h2c-to-h1-only"
+upstream = "{echo}"
+auth = "public"
+upstream_http2 = true
+
+[[route]]
 prefix = "/h2-to-h1-only"
 upstream = "https://localhost:{h1}"
 auth = "public"
@@ -216,6 +222,7 @@ ca_file = "app-ca.pem"
         tls = tls_app.addr.port(),
         h2c = h2c_app.addr.port(),
         h1 = h1_only.addr.port(),
+        echo = h.upstream.url(),
     );
     add_routes(&h, &routes, "/h2tls/ready").await;
 
@@ -246,6 +253,13 @@ ca_file = "app-ca.pem"
         .metric("certgate_upstream_failures_total{route=\"/h2-to-h1-only\",reason=\"protocol\"}")
         .await;
     assert!(protocol >= 1.0, "{protocol}");
+
+    // Prior knowledge to an app that speaks only HTTP/1.1: a 502, never a hang.
+    assert_eq!(conn.get("/h2c-to-h1-only/a").await.unwrap().status, 502);
+    let exchange = h
+        .metric("certgate_upstream_failures_total{route=\"/h2c-to-h1-only\",reason=\"exchange\"}")
+        .await;
+    assert!(exchange >= 1.0, "{exchange}");
     h.shutdown().await;
 }
 
