@@ -178,7 +178,9 @@ impl UpstreamPool {
         if let Some(h2) = &self.h2
             && !wants_http1(&req)
         {
-            return self.send_h2(h2, req).await;
+            // Boxed: inline, the HTTP/2 path's connect and handshake states would make every
+            // HTTP/1.1 request's future larger.
+            return Box::pin(self.send_h2(h2, req)).await;
         }
         let mut req = req;
         if let Some(mut sender) = self.checkout() {
@@ -194,7 +196,9 @@ impl UpstreamPool {
                 },
             }
         }
-        let mut sender = match self.connect().await {
+        // Boxed: a new connection is the rare case; inline, its TCP and TLS states would
+        // make the future of every request on a kept connection larger.
+        let mut sender = match Box::pin(self.connect()).await {
             Ok(s) => s,
             Err(error) => {
                 return Err(Failed {
