@@ -74,6 +74,28 @@ def main():
               f"{a['sys']:.1f} | {a['util']:.2f} | {a['client']:.2f} | {a['pss']:.1f} | {a['errors']} | {a['runs']} |")
         p("")
 
+    # The HTTPS-upstream part (`tlsup`): labels "<proxy>-tlsup", keep-alive only.
+    tlsup = {}
+    for conc in (16, 64):
+        for label in PROXIES:
+            a = agg(f"{label}-tlsup", "keepalive", conc)
+            if a is not None:
+                tlsup[(label, conc)] = a
+    if tlsup:
+        p("### HTTPS upstream: keep-alive both ways, the app's certificate verified")
+        p("")
+        p("Each proxy in front of the app's TLS port (the same nginx process as the plain app): "
+          "certgate with `[route.upstream_tls] ca_file`, nginx with `proxy_ssl_verify on` and "
+          "`proxy_ssl_session_reuse on`, HAProxy with `ssl verify required`; kept-alive TLS "
+          "connections to the app.")
+        p("")
+        p("| proxy | concurrency | req/s | p50 ms | p99 ms | server CPU µs/req | of which kernel | errors | runs |")
+        p("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for (label, conc), a in sorted(tlsup.items(), key=lambda kv: (kv[0][1], PROXIES.index(kv[0][0]))):
+            p(f"| {label} | {conc} | {a['rps']:,.0f} | {a['p50']:.2f} | {a['p99']:.2f} | {a['cpu']:.1f} | "
+              f"{a['sys']:.1f} | {a['errors']} | {a['runs']} |")
+        p("")
+
     calls = {r["label"]: r for r in rows if r.get("kind") == "syscalls"}
     if calls:
         p("### System calls per keep-alive request (c=16, a separate run counted by perf)")
@@ -188,6 +210,33 @@ def main():
         b, who = min(pk)
         line("peak PSS MiB (≤ 64 connections)", summary[("certgate", "keepalive", 64)]["pss"], b, who, False, 1.0)
     p("")
+
+    # Issue 18: the plain-HTTP upstream at most 0.8x the better proxy's CPU per keep-alive
+    # request and under 54,000 instructions; the HTTPS upstream no worse than the better.
+    lines18 = []
+    for conc in (16, 64):
+        t = ("keepalive", conc)
+        c = summary.get(("certgate",) + t)
+        b, who = best(t, "cpu", lower=True)
+        if c and b:
+            lines18.append((f"server CPU µs/req, plain upstream, keep-alive c={conc}", c["cpu"], b, who, 0.8))
+        c = tlsup.get(("certgate", conc))
+        others = [(tlsup[(x, conc)]["cpu"], x) for x in ("nginx", "haproxy") if (x, conc) in tlsup]
+        if c and others:
+            b, who = min(others)
+            lines18.append((f"server CPU µs/req, HTTPS upstream, keep-alive c={conc}", c["cpu"], b, who, 1.0))
+    if lines18 or instr.get("certgate"):
+        p("### Ratios against the targets of issue 18")
+        p("")
+        p("| measure | certgate | best of nginx/HAProxy | ratio | target | met |")
+        p("|---|---:|---:|---:|---:|:---:|")
+        for name, mine, other, who, target in lines18:
+            line(name, mine, other, who, False, target)
+        if instr.get("certgate"):
+            per = instr["certgate"]["instructions"] / instr["certgate"]["requests"]
+            p(f"| user-space instructions per keep-alive request, plain upstream | {per:,.0f} | | | "
+              f"< 54,000 | {'yes' if per < 54000 else 'NO'} |")
+        p("")
     if raw and issues:
         p("| issuance measure | rate /s | raw HSM rate /s | ratio | target | met |")
         p("|---|---:|---:|---:|---:|:---:|")

@@ -11,7 +11,9 @@
 # BENCH_PROFILE=1 (perf profiles of certgate under keep-alive and handshake load; with
 # perf present, a count of system calls per keep-alive request is always taken),
 # BENCH_TARGETS (the load targets, "direct certgate nginx haproxy"), BENCH_PARTS (what to
-# measure, "load idle ocsp instr issue"; a partial run is for looking, not for BENCHMARKS.md),
+# measure, "load tlsup idle ocsp instr issue"; a partial run is for looking, not for
+# BENCHMARKS.md; `tlsup` is the HTTPS-upstream case: each proxy in front of the app's TLS
+# port, verifying its certificate, keep-alive both ways),
 # BENCH_INSTR_SECS (seconds of load per proxy under callgrind, 10).
 set -euo pipefail
 
@@ -22,7 +24,7 @@ IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 ISSUE_COUNT=${BENCH_ISSUE_COUNT:-1000}
 WAIT_RUSTC=${BENCH_WAIT_RUSTC:-600}
 read -r -a TARGETS <<<"${BENCH_TARGETS:-direct certgate nginx haproxy}"
-PARTS=" ${BENCH_PARTS:-load idle ocsp instr issue} "
+PARTS=" ${BENCH_PARTS:-load tlsup idle ocsp instr issue} "
 INSTR_SECS=${BENCH_INSTR_SECS:-10}
 part() { [[ $PARTS == *" $1 "* ]]; }
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/certgate-bench.XXXXXX)}
@@ -87,6 +89,9 @@ CERTGATE_PORT=$(free_port 18443)
 ADMIN_PORT=$(free_port 18090)
 NGINX_PORT=$(free_port 18444)
 HAPROXY_PORT=$(free_port 18445)
+TLS_UPSTREAM_PORT=$(free_port 18081)
+NGINX_TLSUP_PORT=$(free_port 18447)
+HAPROXY_TLSUP_PORT=$(free_port 18448)
 mkdir -p "$WORK"/{tokens,pki,upstream/tmp,nginx/tmp,haproxy}
 : >"$RESULTS"
 log "work folder $WORK"
@@ -94,7 +99,9 @@ log "work folder $WORK"
 fill() {
     sed -e "s#@WORK@#$WORK#g" -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" \
         -e "s#@CERTGATE_PORT@#$CERTGATE_PORT#g" -e "s#@ADMIN_PORT@#$ADMIN_PORT#g" \
-        -e "s#@NGINX_PORT@#$NGINX_PORT#g" -e "s#@HAPROXY_PORT@#$HAPROXY_PORT#g" "$1" >"$2"
+        -e "s#@NGINX_PORT@#$NGINX_PORT#g" -e "s#@HAPROXY_PORT@#$HAPROXY_PORT#g" \
+        -e "s#@TLS_UPSTREAM_PORT@#$TLS_UPSTREAM_PORT#g" -e "s#@NGINX_TLSUP_PORT@#$NGINX_TLSUP_PORT#g" \
+        -e "s#@HAPROXY_TLSUP_PORT@#$HAPROXY_TLSUP_PORT#g" "$1" >"$2"
 }
 fill "$ROOT/bench/conf/certgate.toml" "$WORK/certgate.toml"
 fill "$ROOT/bench/conf/nginx-upstream.conf" "$WORK/upstream/nginx.conf"
@@ -133,6 +140,9 @@ revoked_serial=$(openssl x509 -in "$WORK/pki/bench-revoked.pem" -noout -serial |
 cg cert revoke "$revoked_serial" --reason keyCompromise >/dev/null
 cg ca crl --out "$WORK/pki/crl.der" >/dev/null
 openssl crl -inform DER -in "$WORK/pki/crl.der" -out "$WORK/pki/crl.pem"
+# The HTTPS-upstream route needs the CA file, so it joins the configuration only now.
+fill "$ROOT/bench/conf/certgate-tlsup.toml" "$WORK/certgate-tlsup.toml"
+cat "$WORK/certgate-tlsup.toml" >>"$WORK/certgate.toml"
 PKI_ARGS=(--cacert "$WORK/pki/ca.pem" --cert "$WORK/pki/bench-user.pem" --key "$WORK/pki/bench-user.key")
 
 # ---------------------------------------------------------------- servers
@@ -164,7 +174,8 @@ taskset -c "$SRV_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" \
 NG_PID=$!; STARTED+=("$NG_PID")
 taskset -c "$SRV_CPU" haproxy -db -f "$WORK/haproxy/haproxy.cfg" 2>"$WORK/haproxy/stderr.log" &
 HA_PID=$!; STARTED+=("$HA_PID")
-for p in "$UPSTREAM_PORT" "$CERTGATE_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do wait_port "$p"; done
+for p in "$UPSTREAM_PORT" "$TLS_UPSTREAM_PORT" "$CERTGATE_PORT" "$NGINX_PORT" "$HAPROXY_PORT" \
+    "$NGINX_TLSUP_PORT" "$HAPROXY_TLSUP_PORT"; do wait_port "$p"; done
 sleep 0.5
 UP_PIDS="$UP_PID,$(children "$UP_PID")"
 NG_PIDS="$NG_PID,$(children "$NG_PID")"
@@ -176,11 +187,21 @@ declare -A URL=(
     [certgate]="https://127.0.0.1:$CERTGATE_PORT/"
     [nginx]="https://127.0.0.1:$NGINX_PORT/"
     [haproxy]="https://127.0.0.1:$HAPROXY_PORT/"
+    [certgate-tlsup]="https://127.0.0.1:$CERTGATE_PORT/tlsup/"
+    [nginx-tlsup]="https://127.0.0.1:$NGINX_TLSUP_PORT/tlsup/"
+    [haproxy-tlsup]="https://127.0.0.1:$HAPROXY_TLSUP_PORT/tlsup/"
 )
-declare -A PIDS=([direct]=$UP_PIDS [certgate]=$CG_PIDS [nginx]=$NG_PIDS [haproxy]=$HA_PIDS)
+declare -A PIDS=([direct]=$UP_PIDS [certgate]=$CG_PIDS [nginx]=$NG_PIDS [haproxy]=$HA_PIDS
+    [certgate-tlsup]=$CG_PIDS [nginx-tlsup]=$NG_PIDS [haproxy-tlsup]=$HA_PIDS)
+TLSUP_TARGETS=()
+if part tlsup; then
+    for target in "${TARGETS[@]}"; do
+        [[ $target != direct ]] && TLSUP_TARGETS+=("$target-tlsup")
+    done
+fi
 
 # Sanity: the good certificate passes, the revoked one does not, everywhere.
-for proxy in "${TARGETS[@]}"; do
+for proxy in "${TARGETS[@]}" "${TLSUP_TARGETS[@]}"; do
     [[ $proxy == direct ]] && continue
     good=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$WORK/pki/ca.pem" \
         --cert "$WORK/pki/bench-user.pem" --key "$WORK/pki/bench-user.key" "${URL[$proxy]}" || true)
@@ -208,6 +229,16 @@ for round in $(seq "$ROUNDS"); do
         for target in "${TARGETS[@]}"; do load "$target" "$conc" keepalive; done
     done
     for target in "${TARGETS[@]}"; do load "$target" 16 handshake; done
+done
+
+# HTTPS upstream: every proxy verifies the app's certificate and keeps its TLS connections
+# to the app alive; same rounds, interleaved, against the same app process.
+part tlsup && log "tlsup: HTTPS upstream, $ROUNDS interleaved rounds of ${SECS}s runs"
+for round in $(seq "$ROUNDS"); do
+    part tlsup || break
+    for conc in 16 64; do
+        for target in "${TLSUP_TARGETS[@]}"; do load "$target" "$conc" keepalive; done
+    done
 done
 
 # System calls per request (keep-alive, c=16): a run of its own, not used for throughput,
@@ -271,10 +302,14 @@ if part instr; then
     log "user-space instructions per keep-alive request (callgrind, c=16, ${INSTR_SECS}s each)"
     VG_PORT=$(free_port 18446)
     VG_ADMIN_PORT=$(free_port 18091)
+    # The tlsup listeners of the proxies under valgrind must not collide with the running ones.
+    TLSUP_SPARE=$(free_port 18449)
+    TLS_SPARE2=$(free_port 18450)
     mkdir -p "$WORK/vg/nginx/tmp" "$WORK/vg/haproxy"
     CERTGATE_PORT=$VG_PORT ADMIN_PORT=$VG_ADMIN_PORT fill "$ROOT/bench/conf/certgate.toml" "$WORK/vg/certgate.toml"
-    NGINX_PORT=$VG_PORT fill "$ROOT/bench/conf/nginx-proxy.conf" "$WORK/vg/nginx/nginx.conf"
-    HAPROXY_PORT=$VG_PORT fill "$ROOT/bench/conf/haproxy.cfg" "$WORK/vg/haproxy/haproxy.cfg"
+    cat "$WORK/certgate-tlsup.toml" >>"$WORK/vg/certgate.toml"
+    NGINX_PORT=$VG_PORT NGINX_TLSUP_PORT=$TLSUP_SPARE fill "$ROOT/bench/conf/nginx-proxy.conf" "$WORK/vg/nginx/nginx.conf"
+    HAPROXY_PORT=$VG_PORT HAPROXY_TLSUP_PORT=$TLS_SPARE2 fill "$ROOT/bench/conf/haproxy.cfg" "$WORK/vg/haproxy/haproxy.cfg"
     sed -i "s#$WORK/nginx/#$WORK/vg/nginx/#g" "$WORK/vg/nginx/nginx.conf"
     sed -i "s#$WORK/haproxy/#$WORK/vg/haproxy/#g" "$WORK/vg/haproxy/haproxy.cfg"
     for target in "${TARGETS[@]}"; do

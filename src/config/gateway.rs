@@ -105,6 +105,14 @@ pub struct RouteConfig {
     /// TLS to an `https` upstream.
     #[serde(default)]
     pub upstream_tls: Option<UpstreamTlsConfig>,
+    /// Speak HTTP/2 to the app (default false): over TLS when ALPN agrees on `h2`, to an
+    /// `http` upstream with prior knowledge (h2c). One multiplexed connection per endpoint
+    /// and worker thread; WebSocket upgrades still go over HTTP/1.1.
+    #[serde(default)]
+    pub upstream_http2: bool,
+    /// `[route.pool]`: how many idle connections to the app are kept, and how long.
+    #[serde(default)]
+    pub pool: PoolConfig,
     /// `public | certificate` (default `certificate`).
     #[serde(default)]
     pub auth: RouteAuth,
@@ -178,6 +186,36 @@ pub struct RouteConfig {
     /// always removed.
     #[serde(default = "default_forwarding")]
     pub forwarding: Vec<ForwardingFormat>,
+}
+
+/// `[route.pool]`: the keep-alive connections to each endpoint of a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Idle connections kept per endpoint and worker thread (default 64); a connection
+    /// finishing its exchange beyond this is closed. 0 closes every connection after use.
+    #[serde(default = "default_max_idle_per_worker")]
+    pub max_idle_per_worker: usize,
+    /// Seconds an idle connection is kept (default 50, below the 60 s or more apps commonly
+    /// keep theirs); a sweep closes older ones.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_idle_per_worker: default_max_idle_per_worker(),
+            idle_timeout_secs: default_idle_timeout_secs(),
+        }
+    }
+}
+
+fn default_max_idle_per_worker() -> usize {
+    64
+}
+fn default_idle_timeout_secs() -> u64 {
+    50
 }
 
 fn default_upgrades() -> Vec<String> {
@@ -752,6 +790,12 @@ pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
                 r.prefix
             ));
         }
+        if r.pool.idle_timeout_secs == 0 {
+            return invalid(format!(
+                "[[route]] {}: [route.pool] idle_timeout_secs must be at least 1",
+                r.prefix
+            ));
+        }
         check_xfcc(r)?;
         if r.tunnel_idle_secs == Some(0) || r.tunnel_max_secs == Some(0) {
             return invalid(format!(
@@ -885,6 +929,33 @@ mod tests {
             cfg.routes[0].xfcc_fields,
             [XfccField::Hash, XfccField::Cert, XfccField::Subject]
         );
+    }
+
+    #[test]
+    fn the_pool_settings_have_defaults_and_a_zero_idle_timeout_is_refused() {
+        let r = route("");
+        assert_eq!(
+            (
+                r.pool.max_idle_per_worker,
+                r.pool.idle_timeout_secs,
+                r.upstream_http2
+            ),
+            (64, 50, false)
+        );
+        let r = route(
+            "upstream_http2 = true\n[pool]\nmax_idle_per_worker = 2\nidle_timeout_secs = 5\n",
+        );
+        assert_eq!(
+            (r.pool.max_idle_per_worker, r.pool.idle_timeout_secs),
+            (2, 5)
+        );
+        assert!(r.upstream_http2);
+        let text = EXAMPLE.replace(
+            "upstream_http2 = false\n",
+            "upstream_http2 = false\n[route.pool]\nidle_timeout_secs = 0\n",
+        );
+        let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("idle_timeout_secs"), "{err}");
     }
 
     #[test]

@@ -186,6 +186,35 @@ impl Endpoints {
             rt.spawn(health_loop(Arc::downgrade(self), i, cfg.clone()));
         }
     }
+
+    /// Starts the sweep that closes every endpoint's expired idle connections, on the
+    /// current Tokio runtime; like the health checks, it ends with the route table.
+    pub fn spawn_sweep(self: &Arc<Self>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Some(every) = self.list.iter().map(|e| e.pool.sweep_interval()).min() else {
+            return;
+        };
+        rt.spawn(sweep_loop(Arc::downgrade(self), every));
+    }
+}
+
+async fn sweep_loop(set: Weak<Endpoints>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(set) = set.upgrade() else {
+            return;
+        };
+        for e in &set.list {
+            let closed = e.pool.sweep();
+            if closed > 0 {
+                tracing::debug!(endpoint = %e.authority, closed, "idle upstream connections closed");
+            }
+        }
+    }
 }
 
 async fn health_loop(set: Weak<Endpoints>, i: usize, cfg: HealthConfig) {
@@ -251,6 +280,7 @@ mod tests {
                         idle_timeout: Duration::from_secs(1),
                         max_idle_per_worker: 1,
                         tls: None,
+                        http2: false,
                     },
                     1,
                 );

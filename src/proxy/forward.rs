@@ -1,5 +1,5 @@
 //! Sending a request to a route's upstream and streaming the answer back: pooled keep-alive
-//! HTTP/1.1 connections, hop-by-hop headers removed both ways, `X-Forwarded-*` set by the
+//! HTTP/1.1 connections (or shared HTTP/2 ones), hop-by-hop headers removed both ways, `X-Forwarded-*` set by the
 //! gateway (the edge, so a client's own are never trusted), connect and response timeouts,
 //! and WebSocket (HTTP/1.1 Upgrade) tunnels. Identity decisions are made before this.
 
@@ -35,12 +35,6 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// Idle upstream connections kept per worker thread and route.
-const MAX_IDLE_PER_WORKER: usize = 64;
-/// An idle upstream connection older than this is closed, not used (apps commonly close
-/// theirs after 60 s or more; a shorter one is noticed as closed and not used either).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 
 /// The client side of one route: its endpoints, each with its own pool.
 #[derive(Debug)]
@@ -80,6 +74,7 @@ impl Upstream {
         if let Some(h) = &route.health {
             endpoints.spawn_health(h);
         }
+        endpoints.spawn_sweep();
         Ok(Self {
             endpoints,
             response_timeout: Duration::from_secs(route.response_timeout_secs),
@@ -237,9 +232,10 @@ fn endpoint(
     let settings = PoolSettings {
         addr,
         connect_timeout: Duration::from_secs(route.connect_timeout_secs),
-        idle_timeout: IDLE_TIMEOUT,
-        max_idle_per_worker: MAX_IDLE_PER_WORKER,
+        idle_timeout: Duration::from_secs(route.pool.idle_timeout_secs),
+        max_idle_per_worker: route.pool.max_idle_per_worker,
         tls,
+        http2: route.upstream_http2,
     };
     Ok(Endpoint::new(
         authority,

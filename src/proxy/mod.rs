@@ -32,6 +32,7 @@ mod reload;
 mod routes;
 mod server;
 mod tunnel;
+mod upstream_h2;
 mod upstream_pool;
 mod workers;
 

@@ -3,7 +3,10 @@
 //! one is ready, else on a new one; a request the idle connection could not take (it was
 //! closed before the request was written) is sent again on a new connection, never one that
 //! was written. The pool replaced hyper-util's general client, whose per-request key hashing
-//! and pool bookkeeping were the largest single cost left in the request path.
+//! and pool bookkeeping were the largest single cost left in the request path. At most
+//! `max_idle_per_worker` idle connections are kept per thread, and [`UpstreamPool::sweep`]
+//! closes those idle longer than `idle_timeout`. With `http2`, requests share one HTTP/2
+//! connection per thread instead (see `upstream_h2`); upgrades still take HTTP/1.1.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -11,9 +14,13 @@ use std::time::{Duration, Instant};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use super::upstream_h2::H2Slots;
 
 use crate::http_common::body::ProxyBody;
 use crate::telemetry::UpstreamFailure;
@@ -36,7 +43,9 @@ pub enum SendError {
         #[source]
         source: std::io::Error,
     },
-    #[error("HTTP/1.1 handshake with {addr} failed")]
+    #[error("{addr} {detail}")]
+    Protocol { addr: String, detail: &'static str },
+    #[error("HTTP handshake with {addr} failed")]
     Handshake {
         addr: String,
         #[source]
@@ -53,6 +62,7 @@ impl SendError {
             Self::Connect { .. } => UpstreamFailure::Connect,
             Self::ConnectTimeout { .. } => UpstreamFailure::Timeout,
             Self::Tls { .. } => UpstreamFailure::Tls,
+            Self::Protocol { .. } => UpstreamFailure::Protocol,
             Self::Handshake { .. } | Self::Exchange(_) => UpstreamFailure::Exchange,
         }
     }
@@ -76,7 +86,7 @@ impl Failed {
 }
 
 impl SendError {
-    /// The endpoint could not be reached at all (TCP, TLS or the HTTP/1.1 start): a reason
+    /// The endpoint could not be reached at all (TCP, TLS or the HTTP start): a reason
     /// to leave it out for a while.
     pub fn is_connect(&self) -> bool {
         !matches!(self, Self::Exchange(_))
@@ -95,6 +105,8 @@ pub struct PoolSettings {
     pub max_idle_per_worker: usize,
     /// For an `https` upstream.
     pub tls: Option<UpstreamTls>,
+    /// Requests go over one shared HTTP/2 connection per thread (`upstream_http2`).
+    pub http2: bool,
 }
 
 struct Idle {
@@ -107,6 +119,8 @@ pub struct UpstreamPool {
     settings: PoolSettings,
     /// Indexed by worker: each lock is taken only by its own thread, so never contended.
     idle: Box<[Mutex<Vec<Idle>>]>,
+    /// With `http2`.
+    h2: Option<H2Slots>,
 }
 
 impl std::fmt::Debug for UpstreamPool {
@@ -122,7 +136,38 @@ impl UpstreamPool {
         let idle = (0..workers.max(1))
             .map(|_| Mutex::new(Vec::new()))
             .collect();
-        Self { settings, idle }
+        let h2 = settings
+            .http2
+            .then(|| H2Slots::new(workers, settings.tls.as_ref()));
+        Self { settings, idle, h2 }
+    }
+
+    /// Closes the idle connections older than `idle_timeout` (and forgets closed ones);
+    /// returns how many went. Run now and then, so that an endpoint no longer asked keeps
+    /// no sockets open at the app.
+    pub fn sweep(&self) -> usize {
+        let now = Instant::now();
+        let timeout = self.settings.idle_timeout;
+        let mut closed = 0;
+        for list in &self.idle {
+            let Ok(mut list) = list.lock() else {
+                continue;
+            };
+            let before = list.len();
+            // Dropping the sender ends the connection once any answer on it is read.
+            list.retain(|e| !e.sender.is_closed() && now.duration_since(e.since) <= timeout);
+            closed += before - list.len();
+        }
+        if let Some(h2) = &self.h2 {
+            closed += h2.sweep(timeout, now);
+        }
+        closed
+    }
+
+    /// How often [`Self::sweep`] should run: often enough that a connection is closed
+    /// within half its idle timeout after it expired.
+    pub fn sweep_interval(&self) -> Duration {
+        (self.settings.idle_timeout / 2).clamp(Duration::from_millis(500), Duration::from_secs(30))
     }
 
     /// Sends `req` (origin-form URI, headers final) and returns the answer's head; the
@@ -130,6 +175,13 @@ impl UpstreamPool {
     /// A failure hands back the request when it was never written, so that another endpoint
     /// may take it.
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, Failed> {
+        if let Some(h2) = &self.h2
+            && !wants_http1(&req)
+        {
+            // Boxed: inline, the HTTP/2 path's connect and handshake states would make every
+            // HTTP/1.1 request's future larger.
+            return Box::pin(self.send_h2(h2, req)).await;
+        }
         let mut req = req;
         if let Some(mut sender) = self.checkout() {
             match sender.try_send_request(req).await {
@@ -144,7 +196,9 @@ impl UpstreamPool {
                 },
             }
         }
-        let mut sender = match self.connect().await {
+        // Boxed: a new connection is the rare case; inline, its TCP and TLS states would
+        // make the future of every request on a kept connection larger.
+        let mut sender = match Box::pin(self.connect()).await {
             Ok(s) => s,
             Err(error) => {
                 return Err(Failed {
@@ -165,9 +219,59 @@ impl UpstreamPool {
         }
     }
 
+    /// [`Self::send`] on this thread's HTTP/2 connection: a request it refused unsent goes
+    /// on a new connection once.
+    async fn send_h2(
+        &self,
+        h2: &H2Slots,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, Failed> {
+        let mut req = h2.request(req, &self.settings.addr);
+        let mut fresh = false;
+        loop {
+            let mut sender = match h2.sender(fresh, || self.connect_h2(h2)).await {
+                Ok(s) => s,
+                Err(error) => {
+                    return Err(Failed {
+                        error,
+                        unsent: Some(req),
+                    });
+                }
+            };
+            match sender.try_send_request(req).await {
+                Ok(mut resp) => {
+                    // Answered to the client in its own version; HTTP/1.1 is the fast path.
+                    *resp.version_mut() = http::Version::HTTP_11;
+                    return Ok(resp);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if !fresh => {
+                        req = unsent;
+                        fresh = true;
+                    }
+                    unsent => {
+                        return Err(Failed {
+                            unsent,
+                            error: SendError::Exchange(e.into_error()),
+                        });
+                    }
+                },
+            }
+        }
+    }
+
     /// Sends `req` on a connection of its own, closed afterwards, and returns the answer's
     /// status: a health check must show that the endpoint takes new connections now.
     pub async fn probe(&self, req: Request<ProxyBody>) -> Result<http::StatusCode, SendError> {
+        if let Some(h2) = &self.h2 {
+            let req = h2.request(req, &self.settings.addr);
+            let mut sender = self.connect_h2(h2).await?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(SendError::Exchange)?;
+            return Ok(resp.status());
+        }
         let mut sender = self.connect().await?;
         let resp = sender
             .send_request(req)
@@ -221,6 +325,31 @@ impl UpstreamPool {
     }
 
     async fn connect(&self) -> Result<SendRequest<ProxyBody>, SendError> {
+        let stream = self.tcp().await?;
+        match &self.settings.tls {
+            None => self.start_http1(stream).await,
+            Some(tls) => self.start_http1(self.tls(tls, stream).await?).await,
+        }
+    }
+
+    /// A new HTTP/2 connection: over TLS only when the app chose `h2` in ALPN (an app
+    /// answering HTTP/1.1 would read the HTTP/2 preface as a bad request).
+    async fn connect_h2(&self, h2: &H2Slots) -> Result<http2::SendRequest<ProxyBody>, SendError> {
+        let stream = self.tcp().await?;
+        let Some(tls) = h2.tls() else {
+            return self.start_http2(stream).await;
+        };
+        let stream = self.tls(tls, stream).await?;
+        if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err(SendError::Protocol {
+                addr: self.settings.addr.clone(),
+                detail: "did not choose h2 in ALPN, and upstream_http2 is set",
+            });
+        }
+        self.start_http2(stream).await
+    }
+
+    async fn tcp(&self) -> Result<TcpStream, SendError> {
         let s = &self.settings;
         let stream = tokio::time::timeout(s.connect_timeout, TcpStream::connect(s.addr.as_str()))
             .await
@@ -236,12 +365,18 @@ impl UpstreamPool {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set on an upstream connection");
         }
-        let Some(tls) = &s.tls else {
-            return self.start_http1(stream).await;
-        };
+        Ok(stream)
+    }
+
+    async fn tls(
+        &self,
+        tls: &UpstreamTls,
+        stream: TcpStream,
+    ) -> Result<TlsStream<TcpStream>, SendError> {
+        let s = &self.settings;
         // Bounded like the TCP connect: an app that stalls the handshake is not waited for.
         let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::clone(&tls.config));
-        let stream = tokio::time::timeout(
+        tokio::time::timeout(
             s.connect_timeout,
             connector.connect(tls.server_name.clone(), stream),
         )
@@ -253,8 +388,27 @@ impl UpstreamPool {
         .map_err(|source| SendError::Tls {
             addr: s.addr.clone(),
             source,
-        })?;
-        self.start_http1(stream).await
+        })
+    }
+
+    async fn start_http2<T>(&self, io: T) -> Result<http2::SendRequest<ProxyBody>, SendError>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| SendError::Handshake {
+                addr: self.settings.addr.clone(),
+                source,
+            })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+            }
+        });
+        Ok(sender)
     }
 
     async fn start_http1<T>(&self, io: T) -> Result<SendRequest<ProxyBody>, SendError>
@@ -276,4 +430,9 @@ impl UpstreamPool {
         });
         Ok(sender)
     }
+}
+
+/// A request only HTTP/1.1 carries: an `Upgrade` (WebSocket) or `CONNECT`.
+fn wants_http1(req: &Request<ProxyBody>) -> bool {
+    req.headers().contains_key(http::header::UPGRADE) || req.method() == http::Method::CONNECT
 }

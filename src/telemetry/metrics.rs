@@ -98,10 +98,19 @@ pub enum UpstreamFailure {
     Timeout,
     /// The exchange broke off after the request was sent.
     Exchange,
+    /// The app did not speak the protocol asked of it (no `h2` in ALPN, a broken HTTP/2
+    /// preface or settings).
+    Protocol,
 }
 
 impl UpstreamFailure {
-    const ALL: [Self; 4] = [Self::Connect, Self::Tls, Self::Timeout, Self::Exchange];
+    const ALL: [Self; 5] = [
+        Self::Connect,
+        Self::Tls,
+        Self::Timeout,
+        Self::Exchange,
+        Self::Protocol,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -109,6 +118,7 @@ impl UpstreamFailure {
             Self::Tls => "tls",
             Self::Timeout => "timeout",
             Self::Exchange => "exchange",
+            Self::Protocol => "protocol",
         }
     }
 }
@@ -116,7 +126,7 @@ impl UpstreamFailure {
 /// One route's upstream failure series, resolved when the route table is built.
 #[derive(Debug, Clone)]
 pub struct UpstreamFailures {
-    by_reason: [Counter; 4],
+    by_reason: [Counter; 5],
 }
 
 impl UpstreamFailures {
