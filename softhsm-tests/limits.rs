@@ -187,10 +187,10 @@ fn h2_tls(ca: &Path) -> Arc<rustls::ClientConfig> {
 }
 
 type Chunks = tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, std::convert::Infallible>>;
-type Sender = hyper::client::conn::http2::SendRequest<StreamBody<tokio_stream_like::Stream>>;
+type Sender = hyper::client::conn::http2::SendRequest<StreamBody<chunk_body::Stream>>;
 
 /// A channel as a request body: the test decides when each chunk comes.
-mod tokio_stream_like {
+mod chunk_body {
     use super::*;
     pub struct Stream(pub Chunks);
     impl futures_util::Stream for Stream {
@@ -239,7 +239,7 @@ fn ocsp_post(
         .method("POST")
         .uri("https://127.0.0.1/ocsp")
         .header("content-type", "application/ocsp-request")
-        .body(StreamBody::new(tokio_stream_like::Stream(rx)))
+        .body(StreamBody::new(chunk_body::Stream(rx)))
         .expect("request");
     let answer = send.send_request(req);
     (tx, async move {
