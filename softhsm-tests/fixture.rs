@@ -417,6 +417,16 @@ fn getrandom(buf: &mut [u8]) {
     aws_lc_rs::rand::fill(buf).expect("random");
 }
 
+/// A `[limits]` section far above what a test sends, for tests that hammer codes or
+/// enrollments from one address on purpose (the limits have their own tests).
+pub const LIMITS_OUT_OF_REACH: &str = r#"
+[limits]
+obtain = { per_minute = 100000, burst = 100000 }
+reenroll = { per_minute = 100000, burst = 100000 }
+ocsp_nonce = { per_minute = 100000, burst = 100000 }
+failed_codes = { per_minute = 100000, burst = 100000 }
+"#;
+
 /// A free TCP port on 127.0.0.1 (bound, then released for the child to take).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

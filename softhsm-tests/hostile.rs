@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 use crate::faults::{Gate, cert_of, cert_rows, enroll, est_body};
-use crate::fixture::{Db, Fixture, curl, sh};
+use crate::fixture::{Db, Fixture, LIMITS_OUT_OF_REACH, curl, sh};
 
 /// The EST body (base64 DER) of a PEM CSR file.
 fn body_of(fx: &Fixture, csr: &Path, name: &str) -> PathBuf {
@@ -314,7 +314,8 @@ fn bad_ocsp_requests_get_ocsp_errors_and_good_ones_still_work() {
 
 #[test]
 fn parallel_code_guessing_locks_the_code_after_the_configured_tries() {
-    let Some(fx) = Fixture::new(Db::Sqlite) else {
+    // The per-code lock is under test, not the per-address limits: those stay out of reach.
+    let Some(fx) = Fixture::with_config(Db::Sqlite, |t| t.push_str(LIMITS_OUT_OF_REACH)) else {
         return;
     };
     fx.init_with_users();

@@ -13,6 +13,7 @@ mod hsm;
 mod instances;
 mod keystore;
 mod lifecycle;
+mod limits;
 mod notices;
 mod ops;
 mod status_agreement;

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::lifecycle::{Lifecycle, LifecycleSettings};
 use crate::notify::{NotifyCollector, NotifyContext};
 use crate::store::Store;
-use crate::web::{CaSigner, Revocation, RevocationSettings, Web};
+use crate::web::{CaSigner, Limits, Revocation, RevocationSettings, Web};
 
 use super::open as context;
 use super::server::{Server, ServerDeps};
@@ -92,7 +92,12 @@ pub async fn run(
                 .to_vec(),
         );
     }
-    let web = Arc::new(Web::new(lifecycle, revocation, ca_chain));
+    let limits = Arc::new(
+        Limits::new(cfg.limits.clone())
+            .with_audit(crate::audit::Audit::new(store.clone()), clock.clone()),
+    );
+    let summaries = tokio::spawn(Arc::clone(&limits).summarise_forever());
+    let web = Arc::new(Web::new(lifecycle, revocation, ca_chain).with_limits(Arc::clone(&limits)));
 
     let _retire = tokio::spawn(retire_superseded(store.clone(), clock.clone(), retiring));
 
@@ -104,6 +109,7 @@ pub async fn run(
     );
     deps.readiness
         .push(Arc::new(HsmReady(active.key().clone())));
+    deps.collectors.push(limits.collector());
     // [issuance] and [renewal] follow reloads: the lifecycle's settings are replaced.
     deps.on_reload.push(Box::new(move |cfg: &Config| {
         reloaded.replace_settings(LifecycleSettings::from_config(cfg));
@@ -121,6 +127,7 @@ pub async fn run(
     }
     let result = async { Server::bind(deps).await?.serve(shutdown).await }.await;
     let _ = stop_notices.send(true);
+    summaries.abort();
     Ok(result?)
 }
 

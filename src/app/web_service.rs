@@ -36,15 +36,25 @@ impl LocalService for WebService {
         let web = self.0.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
-            let body = match body::collect_limited(body, MAX_BODY).await {
-                Ok(Some(b)) => b,
-                Ok(None) => {
+            // A body that trickles in would hold a connection and a handler for as long as
+            // the client likes.
+            let read = body::collect_limited(body, MAX_BODY);
+            let body = match tokio::time::timeout(web.limits().body_read_timeout(), read).await {
+                Err(_) => {
+                    tracing::debug!(remote = %ctx.remote_addr, "request body too slow");
+                    return into_proxy(respond::text(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the request body did not arrive in time",
+                    ));
+                }
+                Ok(Ok(Some(b))) => b,
+                Ok(Ok(None)) => {
                     return into_proxy(respond::text(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "request body too large",
                     ));
                 }
-                Err(_) => {
+                Ok(Err(_)) => {
                     return into_proxy(respond::text(
                         StatusCode::BAD_REQUEST,
                         "cannot read the request body",

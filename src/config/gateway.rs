@@ -45,6 +45,11 @@ pub struct ListenerConfig {
     /// (default 60).
     #[serde(default = "default_h2_keepalive_secs")]
     pub h2_keepalive_secs: u64,
+    /// Seconds an HTTP/2 connection may stay without a request in flight before it is
+    /// closed (GOAWAY); a connection with a request or response under way is kept
+    /// (default 120).
+    #[serde(default = "default_h2_idle_timeout_secs")]
+    pub h2_idle_timeout_secs: u64,
     /// Expect a PROXY protocol header (v1 or v2) before TLS, as sent by a layer-4 load
     /// balancer; the client address is then taken from it (default false).
     #[serde(default)]
@@ -69,6 +74,9 @@ fn default_max_connections() -> usize {
 }
 fn default_h2_keepalive_secs() -> u64 {
     60
+}
+fn default_h2_idle_timeout_secs() -> u64 {
+    120
 }
 
 /// Whether a listener asks for a client certificate at the handshake.

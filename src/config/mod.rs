@@ -4,6 +4,7 @@
 
 mod cidr;
 mod gateway;
+mod limits;
 mod notify;
 mod pkcs11_uri;
 pub mod reload_scope;
@@ -11,6 +12,7 @@ mod secret;
 
 pub use cidr::{Cidr, CidrError};
 pub use gateway::*;
+pub use limits::{LimitsConfig, RateConfig};
 pub use notify::NotifyConfig;
 pub use pkcs11_uri::{ObjectType, Pkcs11Uri, UriError};
 pub use secret::{Secret, SecretError, SecretSource};
@@ -62,6 +64,9 @@ pub struct Config {
     /// `[notify]`: expiry notices by e-mail; absent means no notices are sent.
     #[serde(default)]
     pub notify: Option<NotifyConfig>,
+    /// `[limits]`: rate limits on the public surface and the body read timeout.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// The folder relative paths were resolved against (the config file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -432,6 +437,9 @@ impl Config {
             ));
         }
         self.hsm.pin_source()?;
+        if let Some(problem) = self.limits.problem() {
+            return invalid(problem);
+        }
         if self.hsm.sessions == 0 || self.hsm.sessions > 64 {
             return invalid("[hsm] sessions must be between 1 and 64".into());
         }

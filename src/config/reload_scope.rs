@@ -9,7 +9,7 @@ pub const APPLIED_ON_RELOAD: &str = "[[listener]] cert, key, client_auth, timeou
 
 /// What is read once at start.
 pub const NEEDS_RESTART: &str = "[database]; [hsm]; [ca] (but organization); [admin]; \
-    [gateway]; [log]; [notify]; [revocation]; [[listener]] addr and max_connections; \
+    [gateway]; [log]; [notify]; [revocation]; [limits]; [[listener]] addr and max_connections; \
     [renewal] overlap_days for certificates already in the status cache";
 
 /// The settings read once at start that differ between `old` and `new`: they were changed
@@ -23,7 +23,7 @@ pub fn changed_needing_restart(old: &Config, new: &Config) -> Vec<&'static str> 
     let mut changed = Vec::new();
     let mut old_ca = old.ca.clone();
     old_ca.organization.clone_from(&new.ca.organization);
-    let sections: [(&'static str, bool); 8] = [
+    let sections: [(&'static str, bool); 9] = [
         ("[database]", differs(&old.database, &new.database)),
         ("[hsm]", differs(&old.hsm, &new.hsm)),
         ("[ca]", differs(&old_ca, &new.ca)),
@@ -32,6 +32,7 @@ pub fn changed_needing_restart(old: &Config, new: &Config) -> Vec<&'static str> 
         ("[log]", differs(&old.log, &new.log)),
         ("[notify]", differs(&old.notify, &new.notify)),
         ("[revocation]", differs(&old.revocation, &new.revocation)),
+        ("[limits]", differs(&old.limits, &new.limits)),
     ];
     changed.extend(sections.iter().filter(|(_, d)| *d).map(|(name, _)| *name));
     let limits = |c: &Config| -> Vec<_> {

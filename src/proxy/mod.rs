@@ -21,6 +21,7 @@
 pub mod canonical;
 mod endpoints;
 mod forward;
+mod h2_idle;
 mod handler;
 mod http1_idle;
 mod interstitial;

@@ -15,6 +15,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::Shared;
+use super::h2_idle;
 use super::handler::{ConnInfo, handle};
 use super::http1_idle::{self, ConnIo, Http1Setup, Served};
 use super::refusal::{Problem, wants_html};
@@ -220,7 +221,7 @@ async fn serve(conn: Conn, config: Arc<crate::config::Config>, index: usize, alp
         shared,
         info,
         watcher,
-        stop,
+        mut stop,
     } = conn;
     let io = match alpn {
         Alpn::H2 => io,
@@ -228,7 +229,7 @@ async fn serve(conn: Conn, config: Arc<crate::config::Config>, index: usize, alp
             let setup = Http1Setup {
                 shared: Arc::clone(&shared),
                 info: Arc::clone(&info),
-                stop,
+                stop: stop.clone(),
             };
             match http1_idle::serve(io, limits, setup, matches!(alpn, Alpn::None)).await {
                 Served::Closed => return,
@@ -239,14 +240,34 @@ async fn serve(conn: Conn, config: Arc<crate::config::Config>, index: usize, alp
     // Boxed: hyper keeps room for the service's future in every connection, idle or not;
     // boxed, that room is a pointer and the request's state exists only while a request is
     // in flight.
-    let service =
-        service_fn(move |req| Box::pin(handle(Arc::clone(&shared), Arc::clone(&info), req)));
+    let streams = h2_idle::Streams::new();
+    let counted = Arc::clone(&streams);
+    let service = service_fn(move |req| {
+        let guard = counted.begin();
+        let answer = handle(Arc::clone(&shared), Arc::clone(&info), req);
+        Box::pin(async move {
+            let response = answer.await?;
+            Ok::<_, std::convert::Infallible>(response.map(|b| h2_idle::GuardedBody::new(b, guard)))
+        })
+    });
     let conn = http2_builder(limits)
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();
-    if let Err(e) = Box::pin(watcher.watch(conn)).await {
+    let mut conn = Box::pin(conn);
+    let idle = Duration::from_secs(limits.h2_idle_timeout_secs);
+    let ended = h2_idle::serve(
+        conn.as_mut(),
+        |c| c.graceful_shutdown(),
+        &streams,
+        idle,
+        &mut stop,
+    )
+    .await;
+    if let Err(e) = ended {
         tracing::debug!(error = %e, "connection ended with an error");
     }
+    // Held until here: the gateway's drain waits for this connection.
+    drop(watcher);
 }
 
 /// Answers a connection over the limit with 503 (`overloaded`) and closes it; closes it at

@@ -15,6 +15,7 @@ mod api;
 pub mod csrf;
 pub mod enroll;
 mod json_call;
+pub mod limits;
 pub mod pages;
 mod path_login;
 pub mod redirect;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 use http::{StatusCode, header};
 
+pub use limits::{ClientKeys, Limits, Surface};
 pub use request::{PeerCert, WebRequest};
 pub use respond::WebResponse;
 pub use revocation::{CaSigner, Revocation, RevocationSettings};
@@ -46,6 +48,8 @@ pub struct Web {
     revocation: Arc<Revocation>,
     /// The active CA certificate, then its chain (DER), sent with enrolled certificates.
     ca_chain: Vec<Vec<u8>>,
+    /// Token buckets on the public surface (`[limits]`).
+    limits: Arc<Limits>,
 }
 
 impl Web {
@@ -54,7 +58,19 @@ impl Web {
             lifecycle,
             revocation,
             ca_chain,
+            limits: Arc::new(Limits::new(crate::config::LimitsConfig::default())),
         }
+    }
+
+    /// The same paths under `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: Arc<Limits>) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The token buckets (and the body read timeout) these paths work under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Whether `path` belongs to certgate rather than to an upstream app, and who may call

@@ -25,6 +25,7 @@ use crate::http_common::RETRY_AFTER_SECS;
 use crate::status::{changes_at, crl_entries, standing};
 use crate::store::Store;
 
+use super::limits::{ClientKeys, Limits, Surface};
 use super::request::WebRequest;
 use super::respond::{WebResponse, text, with_type};
 
@@ -220,7 +221,8 @@ impl Revocation {
     }
 
     /// `POST /ocsp` (body DER) or `GET /ocsp/{base64 DER}`.
-    pub async fn ocsp(&self, req: &WebRequest) -> WebResponse {
+    /// A request with a nonce is signed fresh, so it costs a token of `limits`' OCSP bucket.
+    pub async fn ocsp(&self, req: &WebRequest, limits: &Limits) -> WebResponse {
         let der = match (&req.method, req.path.strip_prefix("/ocsp")) {
             (&Method::POST, Some("" | "/")) => {
                 let ctype = req.header("content-type").unwrap_or_default();
@@ -257,6 +259,13 @@ impl Revocation {
         };
         if !parsed.cert_ids.iter().all(|id| signer.ocsp.issued(id)) {
             return ocsp_error(OcspResponseStatus::Unauthorized);
+        }
+        if parsed.nonce.is_some()
+            && let Err(refused) = limits
+                .admit(Surface::OcspNonce, &ClientKeys::new(&req.remote, None))
+                .await
+        {
+            return refused.response();
         }
         let now = self.clock.now();
         let cache_key = (parsed.nonce.is_none() && parsed.cert_ids.len() == 1).then(|| {

@@ -10,6 +10,7 @@ use futures_util::future::BoxFuture;
 use http::StatusCode;
 
 use super::enroll::{browser, est};
+use super::limits::{ClientKeys, Surface};
 use super::pages::{self, Page};
 use super::request::WebRequest;
 use super::respond::{WebResponse, text};
@@ -119,11 +120,21 @@ fn asset<'a>(_: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
 }
 
 fn browser_obtain<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
-    Box::pin(browser::obtain(&w.lifecycle, &w.ca_chain, r))
+    let keys = ClientKeys::new(&r.remote, browser::named_login(r).as_deref());
+    Box::pin(code_attempt(
+        w,
+        keys,
+        browser::obtain(&w.lifecycle, &w.ca_chain, r),
+    ))
 }
 
 fn browser_renew<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
-    Box::pin(browser::renew(&w.lifecycle, &w.ca_chain, r))
+    Box::pin(limited(
+        w,
+        Surface::Reenroll,
+        renewer(r),
+        browser::renew(&w.lifecycle, &w.ca_chain, r),
+    ))
 }
 
 fn est_cacerts<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
@@ -135,11 +146,18 @@ fn est_csrattrs<'a>(_: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
 }
 
 fn est_enroll<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
-    Box::pin(est::simpleenroll(&w.lifecycle, r))
+    let login = est::basic_credentials(r).map(|(login, _)| login);
+    let keys = ClientKeys::new(&r.remote, login.as_deref());
+    Box::pin(code_attempt(w, keys, est::simpleenroll(&w.lifecycle, r)))
 }
 
 fn est_reenroll<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
-    Box::pin(est::simplereenroll(&w.lifecycle, r))
+    Box::pin(limited(
+        w,
+        Surface::Reenroll,
+        renewer(r),
+        est::simplereenroll(&w.lifecycle, r),
+    ))
 }
 
 fn crl<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
@@ -147,7 +165,7 @@ fn crl<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
 }
 
 fn ocsp<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
-    Box::pin(w.revocation.ocsp(r))
+    Box::pin(w.revocation.ocsp(r, &w.limits))
 }
 
 fn admin_users<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
@@ -164,6 +182,45 @@ fn admin_reissue<'a>(w: &'a Web, r: &'a WebRequest, login: &'a str) -> Reply<'a>
 
 fn admin_authorize<'a>(w: &'a Web, r: &'a WebRequest, login: &'a str) -> Reply<'a> {
     Box::pin(api::authorize(&w.lifecycle, r, login))
+}
+
+/// A first issuance with a code: limited as `obtain`, refused while the caller's failed
+/// codes are used up, and a refused code (the one 401 these adapters answer for a wrong,
+/// used, expired or locked code or an unknown login ID) costs a failed-code token.
+async fn code_attempt(
+    w: &Web,
+    keys: ClientKeys,
+    attempt: impl Future<Output = WebResponse>,
+) -> WebResponse {
+    if let Err(refused) = w.limits.check(Surface::FailedCodes, &keys).await {
+        return refused.response();
+    }
+    if let Err(refused) = w.limits.admit(Surface::Obtain, &keys).await {
+        return refused.response();
+    }
+    let response = attempt.await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        w.limits.charge(Surface::FailedCodes, &keys);
+    }
+    response
+}
+
+/// A request that costs one token of `surface` before it is answered.
+async fn limited(
+    w: &Web,
+    surface: Surface,
+    keys: ClientKeys,
+    answer: impl Future<Output = WebResponse>,
+) -> WebResponse {
+    match w.limits.admit(surface, &keys).await {
+        Ok(()) => answer.await,
+        Err(refused) => refused.response(),
+    }
+}
+
+/// A renewal counts against its address and the certificate's login ID.
+fn renewer(r: &WebRequest) -> ClientKeys {
+    ClientKeys::new(&r.remote, r.peer.as_ref().map(|p| p.login.as_str()))
 }
 
 fn ready<'a>(response: WebResponse) -> Reply<'a> {

@@ -48,6 +48,13 @@ pub async fn obtain(lifecycle: &Lifecycle, ca_chain: &[Vec<u8>], req: &WebReques
     enroll(lifecycle, ca_chain, authorization, &body.csr).await
 }
 
+/// The login ID an obtain call names, read leniently (for the per-login limits, before
+/// the body is checked).
+pub fn named_login(req: &WebRequest) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(&req.body).ok()?;
+    Some(value.get("login")?.as_str()?.trim().to_owned())
+}
+
 /// `POST /certgate/api/renew`: a renewal authenticated by the current client certificate.
 pub async fn renew(lifecycle: &Lifecycle, ca_chain: &[Vec<u8>], req: &WebRequest) -> WebResponse {
     if let Err(e) = csrf::check_page(req) {
