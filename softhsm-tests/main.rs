@@ -8,6 +8,7 @@ mod enumeration;
 mod est_strict;
 mod faults;
 mod fixture;
+mod grace;
 mod hostile;
 mod hsm;
 mod instances;

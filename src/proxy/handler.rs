@@ -16,6 +16,7 @@ use super::local::LocalContext;
 use super::login_binding;
 use super::refusal::{Problem, wants_html};
 use super::{Runtime, Shared, forward};
+use crate::clock::DAY;
 use crate::config::{ClientAuth, PathParams, RouteAuth};
 use crate::http_common::body::{ProxyBody, full};
 use crate::identity::{self, IdentityError, JWKS_PATH, PeerIdentity, ViewHeaders, WriteContext};
@@ -224,7 +225,14 @@ async fn pipeline(
         // A local public page may still show who is there; an upstream public route gets
         // no identity at all.
         RouteAuth::Public if matches!(target, Target::Local(_)) && conn.presented.is_some() => {
-            verify(shared, runtime, conn).await.ok()
+            match verify(shared, runtime, conn).await {
+                Ok(id) => Some(id),
+                // Expired: on a renewal path only, the grace days may still let it renew.
+                Err(Problem::Certificate(Refusal::Expired)) if shared.local.renews(path) => {
+                    verify_for_renewal(shared, runtime, conn).await.ok()
+                }
+                Err(_) => None,
+            }
         }
         RouteAuth::Public => None,
     };
@@ -367,6 +375,44 @@ async fn verify(
     };
     if !view.cert.sha256.eq_ignore_ascii_case(&presented.sha256) {
         // Same serial, other certificate: not one certgate issued.
+        return refuse(Refusal::Unknown);
+    }
+    Ok(PeerIdentity::new(
+        view,
+        presented.clone(),
+        shared.clock.now(),
+        runtime.config.renewal.window_days,
+    ))
+}
+
+/// The check of a renewal path: as [`verify`], except that a certificate expired within
+/// `[renewal] grace_after_expiry_days` passes while it is still the current certificate of
+/// an enabled user of an enabled contract. Never used for anything forwarded.
+async fn verify_for_renewal(
+    shared: &Shared,
+    runtime: &Runtime,
+    conn: &ConnInfo,
+) -> Result<PeerIdentity, Problem> {
+    let refuse = |r| Err(Problem::Certificate(r));
+    let Some(presented) = &conn.presented else {
+        return refuse(Refusal::NoCertificate);
+    };
+    if let Some(p) = presented.problem {
+        return refuse(p);
+    }
+    let grace_secs = i64::from(runtime.config.renewal.grace_after_expiry_days) * DAY;
+    let (verdict, view, outcome) = shared
+        .cache
+        .decide_for_renewal(&presented.serial, grace_secs)
+        .await;
+    shared.metrics.status_lookup(outcome);
+    if let Verdict::Refuse(r) = verdict {
+        return refuse(r);
+    }
+    let Some(view) = view else {
+        return refuse(Refusal::Unknown);
+    };
+    if !view.cert.sha256.eq_ignore_ascii_case(&presented.sha256) {
         return refuse(Refusal::Unknown);
     }
     Ok(PeerIdentity::new(
