@@ -9,7 +9,7 @@ use std::process::Command;
 use base64::Engine;
 
 use crate::fixture::{
-    Db, Fixture, Running, ServeAs, call_app, curl, key_and_der_csr, missing, pkcs7_to_pem,
+    CSRF, Db, Fixture, Running, ServeAs, call_app, curl, key_and_der_csr, missing, pkcs7_to_pem,
 };
 
 /// Certificates valid for 30 days, renewable for 10 days after expiry.
@@ -80,19 +80,13 @@ fn renew_on_page(
     let csr = std::fs::read_to_string(csr).expect("csr");
     let body = fx.path(&format!("{name}.json"));
     std::fs::write(&body, serde_json::json!({ "csr": csr }).to_string()).expect("body");
-    let token = "4f1c2a9e8b7d6c5f4e3d2c1b0a9f8e7d6c5b4a39";
     let mut args = with_cert(cert, key).to_vec();
-    let cookie = format!("Cookie: certgate_csrf={token}");
-    let header = format!("X-CSRF-Token: {token}");
     let data = format!("@{}", body.display());
     let url = run.url("/certgate/api/renew");
+    args.extend(CSRF);
     args.extend([
         "-H",
         "Content-Type: application/json",
-        "-H",
-        &cookie,
-        "-H",
-        &header,
         "--data-binary",
         &data,
         &url,
