@@ -17,7 +17,7 @@ use super::login_binding;
 use super::refusal::{Problem, wants_html};
 use super::{Runtime, Shared, forward};
 use crate::clock::DAY;
-use crate::config::{ClientAuth, PathParams, RouteAuth};
+use crate::config::{ClientAuth, PathParams, RouteAuth, is_issuance_surface};
 use crate::http_common::body::{ProxyBody, full};
 use crate::identity::{self, IdentityError, JWKS_PATH, PeerIdentity, ViewHeaders, WriteContext};
 use crate::status::{Refusal, Verdict};
@@ -191,7 +191,14 @@ async fn pipeline(
         out.route = RouteLabel::Own("jwks");
         return Ok(json_response(shared.signer.jwks()));
     }
+    // `[gateway] enroll_host`: the issuance surface is served on that host only, and that
+    // host serves only the routes that name it.
+    let enroll_host = runtime.config.gateway.enroll_host.as_deref();
+    let on_enroll_host = enroll_host.is_some_and(|e| host.as_deref() == Some(e));
     let target = match shared.local.owns(path) {
+        Some(_) if enroll_host.is_some() && !on_enroll_host && is_issuance_surface(path) => {
+            return Err(Problem::NoRoute);
+        }
         Some(auth) => {
             out.route = RouteLabel::Own("local");
             Target::Local(auth)
@@ -199,7 +206,7 @@ async fn pipeline(
         None => {
             let route = runtime
                 .routes
-                .find(host.as_deref(), path)
+                .find(host.as_deref(), path, on_enroll_host)
                 .ok_or(Problem::NoRoute)?;
             out.route = RouteLabel::Upstream(Arc::clone(&route));
             Target::Upstream(route)
@@ -268,7 +275,8 @@ async fn pipeline(
                     .path_and_query()
                     .map_or("/", |p| p.as_str())
                     .to_owned();
-                return Ok(super::interstitial::page(id, &target));
+                let renew_url = renew_url(enroll_host, raw_host.as_deref());
+                return Ok(super::interstitial::page(id, &target, &renew_url));
             }
             // An Upgrade the route does not allow (h2c never) goes on as a plain request: the
             // hop-by-hop removal below drops its Upgrade and Connection.
@@ -421,6 +429,23 @@ async fn verify_for_renewal(
         shared.clock.now(),
         runtime.config.renewal.window_days,
     ))
+}
+
+/// Where the renewal interstitial sends the customer: certgate's renew page on this host, or
+/// on `enroll_host` (same port as asked) when the pages live there.
+fn renew_url(enroll_host: Option<&str>, raw_host: Option<&str>) -> String {
+    let Some(enroll) = enroll_host else {
+        return "/certgate/renew".to_owned();
+    };
+    let port = raw_host
+        .map(|h| h.rsplit_once(']').map_or(h, |(_, after)| after))
+        .and_then(|h| h.rsplit_once(':'))
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    match port {
+        Some(p) => format!("https://{enroll}:{p}/certgate/renew"),
+        None => format!("https://{enroll}/certgate/renew"),
+    }
 }
 
 /// The host the client asked for: the URI authority (HTTP/2, absolute form) or Host.
