@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod deploy;
 mod enablement;
+mod enroll_host;
 mod enumeration;
 mod est_strict;
 mod faults;
