@@ -366,31 +366,7 @@ async fn verify(
     runtime: &Runtime,
     conn: &ConnInfo,
 ) -> Result<PeerIdentity, Problem> {
-    let refuse = |r| Err(Problem::Certificate(r));
-    let Some(presented) = &conn.presented else {
-        return refuse(Refusal::NoCertificate);
-    };
-    if let Some(p) = presented.problem {
-        return refuse(p);
-    }
-    let (verdict, view, outcome) = shared.cache.check(&presented.serial).await;
-    shared.metrics.status_lookup(outcome);
-    if let Verdict::Refuse(r) = verdict {
-        return refuse(r);
-    }
-    let Some(view) = view else {
-        return refuse(Refusal::Unknown);
-    };
-    if !view.cert.sha256.eq_ignore_ascii_case(&presented.sha256) {
-        // Same serial, other certificate: not one certgate issued.
-        return refuse(Refusal::Unknown);
-    }
-    Ok(PeerIdentity::new(
-        view,
-        presented.clone(),
-        shared.clock.now(),
-        runtime.config.renewal.window_days,
-    ))
+    verify_with(shared, runtime, conn, None).await
 }
 
 /// The check of a renewal path: as [`verify`], except that a certificate expired within
@@ -401,6 +377,23 @@ async fn verify_for_renewal(
     runtime: &Runtime,
     conn: &ConnInfo,
 ) -> Result<PeerIdentity, Problem> {
+    let grace_secs = i64::from(runtime.config.renewal.grace_after_expiry_days) * DAY;
+    let id = verify_with(shared, runtime, conn, Some(grace_secs)).await?;
+    tracing::info!(
+        user = id.login(),
+        serial = id.serial(),
+        "an expired certificate within its grace days asks to renew"
+    );
+    Ok(id)
+}
+
+/// [`verify`] (`grace_secs = None`) or [`verify_for_renewal`].
+async fn verify_with(
+    shared: &Shared,
+    runtime: &Runtime,
+    conn: &ConnInfo,
+    grace_secs: Option<i64>,
+) -> Result<PeerIdentity, Problem> {
     let refuse = |r| Err(Problem::Certificate(r));
     let Some(presented) = &conn.presented else {
         return refuse(Refusal::NoCertificate);
@@ -408,11 +401,15 @@ async fn verify_for_renewal(
     if let Some(p) = presented.problem {
         return refuse(p);
     }
-    let grace_secs = i64::from(runtime.config.renewal.grace_after_expiry_days) * DAY;
-    let (verdict, view, outcome) = shared
-        .cache
-        .decide_for_renewal(&presented.serial, grace_secs)
-        .await;
+    let (verdict, view, outcome) = match grace_secs {
+        None => shared.cache.check(&presented.serial).await,
+        Some(grace) => {
+            shared
+                .cache
+                .decide_for_renewal(&presented.serial, grace)
+                .await
+        }
+    };
     shared.metrics.status_lookup(outcome);
     if let Verdict::Refuse(r) = verdict {
         return refuse(r);
@@ -421,6 +418,7 @@ async fn verify_for_renewal(
         return refuse(Refusal::Unknown);
     };
     if !view.cert.sha256.eq_ignore_ascii_case(&presented.sha256) {
+        // Same serial, other certificate: not one certgate issued.
         return refuse(Refusal::Unknown);
     }
     Ok(PeerIdentity::new(
@@ -527,6 +525,32 @@ fn json_response(v: serde_json::Value) -> Response<ProxyBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_interstitial_sends_to_the_enroll_host_on_the_same_port() {
+        assert_eq!(renew_url(None, Some("ib.example")), "/certgate/renew");
+        let enroll = Some("enroll.example");
+        assert_eq!(
+            renew_url(enroll, Some("ib.example")),
+            "https://enroll.example/certgate/renew"
+        );
+        assert_eq!(
+            renew_url(enroll, Some("ib.example:8443")),
+            "https://enroll.example:8443/certgate/renew"
+        );
+        assert_eq!(
+            renew_url(enroll, Some("[::1]:8443")),
+            "https://enroll.example:8443/certgate/renew"
+        );
+        assert_eq!(
+            renew_url(enroll, Some("[::1]")),
+            "https://enroll.example/certgate/renew"
+        );
+        assert_eq!(
+            renew_url(enroll, None),
+            "https://enroll.example/certgate/renew"
+        );
+    }
 
     #[test]
     fn a_rewritten_path_keeps_the_query_and_authority() {
