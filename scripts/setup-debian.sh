@@ -26,6 +26,8 @@ have ab || need_apt+=(apache2-utils)
 # bench/run.sh counts instructions per request with callgrind.
 have callgrind_control || need_apt+=(valgrind)
 have systemd-analyze || need_apt+=(systemd)
+# The grace-after-expiry tests run the gateway some days ahead of the clock.
+have faketime || need_apt+=(faketime)
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

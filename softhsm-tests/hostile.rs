@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 use crate::faults::{Gate, cert_of, cert_rows, enroll, est_body};
-use crate::fixture::{Db, Fixture, LIMITS_OUT_OF_REACH, curl, sh};
+use crate::fixture::{CSRF, Db, Fixture, LIMITS_OUT_OF_REACH, curl, sh};
 
 /// The EST body (base64 DER) of a PEM CSR file.
 fn body_of(fx: &Fixture, csr: &Path, name: &str) -> PathBuf {
@@ -423,6 +423,7 @@ fn cross_site_calls_to_the_admin_api_change_nothing() {
         curl(&gate.ca, &refs)
     };
     let json = "Content-Type: application/json";
+    let own_origin = format!("Origin: {origin}");
     for (what, extra) in [
         (
             "foreign Origin",
@@ -451,6 +452,14 @@ fn cross_site_calls_to_the_admin_api_change_nothing() {
             vec!["-H", "Content-Type: text/plain", "--data", "{}"],
         ),
         ("no content type", vec![]),
+        (
+            "same origin, no double-submit token",
+            vec!["-H", json, "-H", &own_origin],
+        ),
+        (
+            "token header without its cookie",
+            vec!["-H", json, "-H", &own_origin, CSRF[2], CSRF[3]],
+        ),
     ] {
         let (status, text) = call(&extra);
         assert_eq!(status, 403, "{what}: {text}");
@@ -482,7 +491,16 @@ fn cross_site_calls_to_the_admin_api_change_nothing() {
     );
     assert_eq!(status, 403, "{text}");
     // The same call from certgate's own origin works: the refusals above were about origin.
-    let (status, text) = call(&["-H", json, "-H", &format!("Origin: {origin}")]);
+    let (status, text) = call(&[
+        "-H",
+        json,
+        "-H",
+        &own_origin,
+        CSRF[0],
+        CSRF[1],
+        CSRF[2],
+        CSRF[3],
+    ]);
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("\"code\""), "{text}");
 }

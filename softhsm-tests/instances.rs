@@ -84,6 +84,10 @@ fn two_gateway_processes_on_postgres_act_as_one() {
             "POST",
             "-H",
             "Content-Type: application/json",
+            crate::fixture::CSRF[0],
+            crate::fixture::CSRF[1],
+            crate::fixture::CSRF[2],
+            crate::fixture::CSRF[3],
             &a.url("/api/v1/users/carol/reissue"),
         ],
     );

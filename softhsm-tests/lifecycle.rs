@@ -178,7 +178,15 @@ fn api(run: &Running, cert: &Path, key: &Path, path: &str, extra: &[&str]) -> (u
     curl(&run.ca, &args)
 }
 
-const JSON: [&str; 2] = ["-H", "Content-Type: application/json"];
+/// A JSON call as the administrator's page makes it (content type and double-submit token).
+const JSON: [&str; 6] = [
+    "-H",
+    "Content-Type: application/json",
+    crate::fixture::CSRF[0],
+    crate::fixture::CSRF[1],
+    crate::fixture::CSRF[2],
+    crate::fixture::CSRF[3],
+];
 
 fn reissue_rules_and_revocation(db: Db) {
     let Some(fx) = Fixture::new(db) else { return };
@@ -241,6 +249,16 @@ fn reissue_rules_and_revocation(db: Db) {
         ],
     );
     assert_eq!(status, 403);
+    // Same origin, JSON, but without the double-submit token: refused too.
+    let (status, body) = api(
+        &run,
+        &alice,
+        &alice_key,
+        "/api/v1/users/carol/reissue",
+        &["-H", "Content-Type: application/json"],
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("cross_site"), "{body}");
     assert_eq!(
         call_app(&run, &carol, &carol_key).0,
         200,

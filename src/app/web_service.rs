@@ -28,6 +28,10 @@ impl LocalService for WebService {
         Web::owns(raw_path).map(gateway_auth)
     }
 
+    fn renews(&self, path: &str) -> bool {
+        Web::owns(path) == Some(Access::Renewal)
+    }
+
     fn call(
         &self,
         req: Request<ProxyBody>,

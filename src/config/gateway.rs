@@ -558,6 +558,12 @@ pub struct GatewayConfig {
     /// `iss` of the assertion (default `certgate`).
     #[serde(default = "default_assertion_issuer")]
     pub assertion_issuer: String,
+    /// The host name (lower case, no port) that alone serves certgate's pages
+    /// (`/certgate/…`) and the contract administrator's `/api/v1/`, apart from the apps'
+    /// origins (see [`is_issuance_surface`]). On that host only routes naming it in
+    /// `host` are served. `None` (default): every host serves them.
+    #[serde(default)]
+    pub enroll_host: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -575,6 +581,7 @@ impl Default for GatewayConfig {
             worker_threads: 0,
             assertion_header: default_assertion_header(),
             assertion_issuer: default_assertion_issuer(),
+            enroll_host: None,
         }
     }
 }
@@ -744,6 +751,9 @@ pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
     if cfg.gateway.tunnel_idle_secs == 0 || cfg.gateway.tunnel_max_secs == 0 {
         return invalid("[gateway] tunnel timeouts must be at least 1 s".into());
     }
+    if let Some(host) = &cfg.gateway.enroll_host {
+        check_enroll_host(cfg, host).map_err(ConfigError::Invalid)?;
+    }
     for l in &cfg.listeners {
         if l.max_header_bytes < 8192 {
             return invalid(format!(
@@ -882,12 +892,105 @@ pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Whether `path` (canonical) belongs to the issuance surface that `[gateway] enroll_host`
+/// keeps on its own host: certgate's pages and the administrator's `/api/v1/`. Left on
+/// every host: EST, CRL and OCSP (named in certificates and device configurations), the
+/// pages' static assets and `/certgate/renew-later` (the renewal interstitial, shown on an
+/// app's host, uses both; neither changes anything but a cookie on that host).
+pub fn is_issuance_surface(path: &str) -> bool {
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    if under("/certgate/assets") || path == "/certgate/renew-later" {
+        return false;
+    }
+    under("/certgate") || under("/api/v1")
+}
+
+/// `[gateway] enroll_host`: a bare host name, and the combinations that would break it.
+fn check_enroll_host(cfg: &Config, host: &str) -> Result<(), String> {
+    let bare = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !host.starts_with('.')
+        && !host.ends_with('.');
+    if !bare {
+        return Err(format!(
+            "[gateway] enroll_host must be a bare lower-case host name such as \
+             \"enroll.bank.example\" (no scheme, port or path), not {host:?}"
+        ));
+    }
+    // Renewal notices link to `public_url`/certgate/renew: on any other host that is a 404.
+    let public_host = url_host(&cfg.ca.public_url);
+    if !public_host.eq_ignore_ascii_case(host) {
+        return Err(format!(
+            "[gateway] enroll_host = {host:?} serves certgate's pages on that host only, but \
+             [ca] public_url {:?} names {public_host:?}: the renewal notices would link to a \
+             page that answers 404. Set public_url to https://{host}",
+            cfg.ca.public_url
+        ));
+    }
+    for r in &cfg.routes {
+        let on_enroll_host = r
+            .host
+            .as_deref()
+            .is_some_and(|h| h.eq_ignore_ascii_case(host));
+        if on_enroll_host && is_issuance_surface(&r.prefix) {
+            return Err(format!(
+                "[[route]] {} on host {host:?}: the prefix lies under certgate's own pages or \
+                 /api/v1/, which certgate answers itself on that host; the route would never \
+                 be used",
+                r.prefix
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The host of an `http(s)://host[:port][/…]` URL, lower-cased.
+fn url_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.to_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use super::*;
     use crate::config::EXAMPLE;
+
+    #[test]
+    fn the_issuance_surface_is_the_pages_and_the_admin_api() {
+        for p in [
+            "/certgate",
+            "/certgate/",
+            "/certgate/admin",
+            "/certgate/api/renew",
+            "/api/v1/users",
+        ] {
+            assert!(is_issuance_surface(p), "{p}");
+        }
+        for p in [
+            "/certgate/assets/style.css",
+            "/certgate/renew-later",
+            "/certgatex",
+            "/api/v10",
+            "/.well-known/est/simplereenroll",
+            "/ocsp",
+            "/crl/1.crl",
+            "/ib/top",
+        ] {
+            assert!(!is_issuance_surface(p), "{p}");
+        }
+    }
     use IdentityFormatName::{Certgate, Jwt, Rfc9440, Xfcc};
 
     fn route(extra: &str) -> RouteConfig {

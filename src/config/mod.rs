@@ -507,6 +507,51 @@ mod tests {
     }
 
     #[test]
+    fn enroll_host_explains_bad_combinations() {
+        let with = |host: &str, public_url: &str| {
+            let text = EXAMPLE
+                .replace(
+                    "assertion_issuer = \"certgate\"\n",
+                    &format!("assertion_issuer = \"certgate\"\nenroll_host = \"{host}\"\n"),
+                )
+                .replacen(
+                    "public_url = \"",
+                    &format!("public_url = \"{public_url}\"\n# \""),
+                    1,
+                );
+            Config::parse(&text, "t", Path::new("."))
+        };
+        let ok = with("enroll.bank.example", "https://enroll.bank.example").unwrap();
+        assert_eq!(
+            ok.gateway.enroll_host.as_deref(),
+            Some("enroll.bank.example")
+        );
+        with("enroll.bank.example", "https://enroll.bank.example:8443/x").unwrap();
+        for (host, url, says) in [
+            (
+                "https://enroll.bank.example",
+                "https://enroll.bank.example",
+                "bare",
+            ),
+            (
+                "enroll.bank.example:443",
+                "https://enroll.bank.example",
+                "bare",
+            ),
+            ("Enroll.bank.example", "https://enroll.bank.example", "bare"),
+            ("", "https://enroll.bank.example", "bare"),
+            (
+                "enroll.bank.example",
+                "https://ib.bank.example",
+                "public_url",
+            ),
+        ] {
+            let err = with(host, url).unwrap_err().to_string();
+            assert!(err.contains(says), "{host} {url}: {err}");
+        }
+    }
+
+    #[test]
     fn revocation_validity_must_outlast_its_refresh() {
         let cfg = Config::parse(EXAMPLE, "example", Path::new(".")).unwrap();
         assert_eq!(cfg.revocation.crl_validity_hours, 24);

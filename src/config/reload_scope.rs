@@ -5,11 +5,12 @@ use super::Config;
 
 /// What an accepted reload puts in force.
 pub const APPLIED_ON_RELOAD: &str = "[[listener]] cert, key, client_auth, timeouts, proxy_protocol and \
-    trusted_proxies (new connections); [[route]]; [issuance]; [renewal]; [ca] organization; the trust anchors";
+    trusted_proxies (new connections); [[route]]; [issuance]; [renewal]; [ca] organization; \
+    [gateway] enroll_host; the trust anchors";
 
 /// What is read once at start.
 pub const NEEDS_RESTART: &str = "[database]; [hsm]; [ca] (but organization); [admin]; \
-    [gateway]; [log]; [notify]; [revocation]; [limits]; [[listener]] addr and max_connections; \
+    [gateway] (but enroll_host); [log]; [notify]; [revocation]; [limits]; [[listener]] addr and max_connections; \
     [renewal] overlap_days for certificates already in the status cache";
 
 /// The settings read once at start that differ between `old` and `new`: they were changed
@@ -23,12 +24,15 @@ pub fn changed_needing_restart(old: &Config, new: &Config) -> Vec<&'static str> 
     let mut changed = Vec::new();
     let mut old_ca = old.ca.clone();
     old_ca.organization.clone_from(&new.ca.organization);
+    // Routing reads enroll_host per request from the running configuration.
+    let mut old_gateway = old.gateway.clone();
+    old_gateway.enroll_host.clone_from(&new.gateway.enroll_host);
     let sections: [(&'static str, bool); 9] = [
         ("[database]", differs(&old.database, &new.database)),
         ("[hsm]", differs(&old.hsm, &new.hsm)),
         ("[ca]", differs(&old_ca, &new.ca)),
         ("[admin]", differs(&old.admin, &new.admin)),
-        ("[gateway]", differs(&old.gateway, &new.gateway)),
+        ("[gateway]", differs(&old_gateway, &new.gateway)),
         ("[log]", differs(&old.log, &new.log)),
         ("[notify]", differs(&old.notify, &new.notify)),
         ("[revocation]", differs(&old.revocation, &new.revocation)),
@@ -71,6 +75,7 @@ mod tests {
         new.renewal.allow_same_key = !new.renewal.allow_same_key;
         new.issuance.max_attempts += 1;
         new.ca.organization.push_str(" (renamed)");
+        new.gateway.enroll_host = Some("enroll.bank.example".into());
         assert!(changed_needing_restart(&old, &new).is_empty());
     }
 

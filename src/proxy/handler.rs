@@ -16,7 +16,8 @@ use super::local::LocalContext;
 use super::login_binding;
 use super::refusal::{Problem, wants_html};
 use super::{Runtime, Shared, forward, tunnel};
-use crate::config::{ClientAuth, PathParams, RouteAuth};
+use crate::clock::DAY;
+use crate::config::{ClientAuth, PathParams, RouteAuth, is_issuance_surface};
 use crate::http_common::body::{ProxyBody, full};
 use crate::identity::{self, IdentityError, JWKS_PATH, PeerIdentity, ViewHeaders, WriteContext};
 use crate::status::{Refusal, Verdict};
@@ -192,7 +193,14 @@ async fn pipeline(
         out.route = RouteLabel::Own("jwks");
         return Ok(json_response(shared.signer.jwks()));
     }
+    // `[gateway] enroll_host`: the issuance surface is served on that host only, and that
+    // host serves only the routes that name it.
+    let enroll_host = runtime.config.gateway.enroll_host.as_deref();
+    let on_enroll_host = enroll_host.is_some_and(|e| host.as_deref() == Some(e));
     let target = match shared.local.owns(path) {
+        Some(_) if enroll_host.is_some() && !on_enroll_host && is_issuance_surface(path) => {
+            return Err(Problem::NoRoute);
+        }
         Some(auth) => {
             out.route = RouteLabel::Own("local");
             Target::Local(auth)
@@ -200,7 +208,7 @@ async fn pipeline(
         None => {
             let route = runtime
                 .routes
-                .find(host.as_deref(), path)
+                .find(host.as_deref(), path, on_enroll_host)
                 .ok_or(Problem::NoRoute)?;
             out.route = RouteLabel::Upstream(Arc::clone(&route));
             Target::Upstream(route)
@@ -226,7 +234,14 @@ async fn pipeline(
         // A local public page may still show who is there; an upstream public route gets
         // no identity at all.
         RouteAuth::Public if matches!(target, Target::Local(_)) && conn.presented.is_some() => {
-            verify(shared, runtime, conn).await.ok()
+            match verify(shared, runtime, conn).await {
+                Ok(id) => Some(id),
+                // Expired: on a renewal path only, the grace days may still let it renew.
+                Err(Problem::Certificate(Refusal::Expired)) if shared.local.renews(path) => {
+                    verify_for_renewal(shared, runtime, conn).await.ok()
+                }
+                Err(_) => None,
+            }
         }
         RouteAuth::Public => None,
     };
@@ -262,7 +277,8 @@ async fn pipeline(
                     .path_and_query()
                     .map_or("/", |p| p.as_str())
                     .to_owned();
-                return Ok(super::interstitial::page(id, &target));
+                let renew_url = renew_url(enroll_host, raw_host.as_deref());
+                return Ok(super::interstitial::page(id, &target, &renew_url));
             }
             // An Upgrade the route does not allow (h2c never) goes on as a plain request: the
             // hop-by-hop removal below drops its Upgrade and Connection.
@@ -371,6 +387,34 @@ async fn verify(
     runtime: &Runtime,
     conn: &ConnInfo,
 ) -> Result<PeerIdentity, Problem> {
+    verify_with(shared, runtime, conn, None).await
+}
+
+/// The check of a renewal path: as [`verify`], except that a certificate expired within
+/// `[renewal] grace_after_expiry_days` passes while it is still the current certificate of
+/// an enabled user of an enabled contract. Never used for anything forwarded.
+async fn verify_for_renewal(
+    shared: &Shared,
+    runtime: &Runtime,
+    conn: &ConnInfo,
+) -> Result<PeerIdentity, Problem> {
+    let grace_secs = i64::from(runtime.config.renewal.grace_after_expiry_days) * DAY;
+    let id = verify_with(shared, runtime, conn, Some(grace_secs)).await?;
+    tracing::info!(
+        user = id.login(),
+        serial = id.serial(),
+        "an expired certificate within its grace days asks to renew"
+    );
+    Ok(id)
+}
+
+/// [`verify`] (`grace_secs = None`) or [`verify_for_renewal`].
+async fn verify_with(
+    shared: &Shared,
+    runtime: &Runtime,
+    conn: &ConnInfo,
+    grace_secs: Option<i64>,
+) -> Result<PeerIdentity, Problem> {
     let refuse = |r| Err(Problem::Certificate(r));
     let Some(presented) = &conn.presented else {
         return refuse(Refusal::NoCertificate);
@@ -378,7 +422,15 @@ async fn verify(
     if let Some(p) = presented.problem {
         return refuse(p);
     }
-    let (verdict, view, outcome) = shared.cache.check(&presented.serial).await;
+    let (verdict, view, outcome) = match grace_secs {
+        None => shared.cache.check(&presented.serial).await,
+        Some(grace) => {
+            shared
+                .cache
+                .decide_for_renewal(&presented.serial, grace)
+                .await
+        }
+    };
     shared.metrics.status_lookup(outcome);
     if let Verdict::Refuse(r) = verdict {
         return refuse(r);
@@ -396,6 +448,23 @@ async fn verify(
         shared.clock.now(),
         runtime.config.renewal.window_days,
     ))
+}
+
+/// Where the renewal interstitial sends the customer: certgate's renew page on this host, or
+/// on `enroll_host` (same port as asked) when the pages live there.
+fn renew_url(enroll_host: Option<&str>, raw_host: Option<&str>) -> String {
+    let Some(enroll) = enroll_host else {
+        return "/certgate/renew".to_owned();
+    };
+    let port = raw_host
+        .map(|h| h.rsplit_once(']').map_or(h, |(_, after)| after))
+        .and_then(|h| h.rsplit_once(':'))
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    match port {
+        Some(p) => format!("https://{enroll}:{p}/certgate/renew"),
+        None => format!("https://{enroll}/certgate/renew"),
+    }
 }
 
 /// The host the client asked for: the URI authority (HTTP/2, absolute form) or Host.
@@ -477,6 +546,32 @@ fn json_response(v: serde_json::Value) -> Response<ProxyBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_interstitial_sends_to_the_enroll_host_on_the_same_port() {
+        assert_eq!(renew_url(None, Some("ib.example")), "/certgate/renew");
+        let enroll = Some("enroll.example");
+        assert_eq!(
+            renew_url(enroll, Some("ib.example")),
+            "https://enroll.example/certgate/renew"
+        );
+        assert_eq!(
+            renew_url(enroll, Some("ib.example:8443")),
+            "https://enroll.example:8443/certgate/renew"
+        );
+        assert_eq!(
+            renew_url(enroll, Some("[::1]:8443")),
+            "https://enroll.example:8443/certgate/renew"
+        );
+        assert_eq!(
+            renew_url(enroll, Some("[::1]")),
+            "https://enroll.example/certgate/renew"
+        );
+        assert_eq!(
+            renew_url(enroll, None),
+            "https://enroll.example/certgate/renew"
+        );
+    }
 
     #[test]
     fn a_rewritten_path_keeps_the_query_and_authority() {

@@ -29,8 +29,10 @@ fn has_later_cookie(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The page, in Japanese and English, for a request to `path_and_query`.
-pub fn page(id: &PeerIdentity, path_and_query: &str) -> Response<ProxyBody> {
+/// The page, in Japanese and English, for a request to `path_and_query`; "renew now" goes to
+/// `renew_url`.
+pub fn page(id: &PeerIdentity, path_and_query: &str, renew_url: &str) -> Response<ProxyBody> {
+    let renew_url = crate::http_common::escape(renew_url);
     let expiry = crate::lifecycle::format_date(id.not_after());
     let next = percent_encode(path_and_query);
     let login = crate::http_common::escape(id.login());
@@ -43,7 +45,7 @@ pub fn page(id: &PeerIdentity, path_and_query: &str) -> Response<ProxyBody> {
          <p>ログインID {login} の電子証明書は {expiry} に有効期限が切れます。更新手続を行ってください。</p>\n\
          <div lang=\"en\"><h2>Please renew your certificate</h2>\n\
          <p>The certificate of login ID {login} expires on {expiry}.</p></div>\n\
-         <p><a class=\"button\" id=\"renew-now\" href=\"/certgate/renew\">今すぐ更新する / Renew now</a>\n\
+         <p><a class=\"button\" id=\"renew-now\" href=\"{renew_url}\">今すぐ更新する / Renew now</a>\n\
          <a class=\"button secondary\" id=\"renew-later\" href=\"/certgate/renew-later?next={next}\">後で / Later</a></p>\n\
          </main></body></html>\n"
     );

@@ -39,6 +39,12 @@ pub trait LocalService: Send + Sync + 'static {
         None
     }
 
+    /// Whether `path` renews the caller's certificate: there alone an expired certificate
+    /// within its grace days is passed on as the caller. Default: no path.
+    fn renews(&self, _path: &str) -> bool {
+        false
+    }
+
     /// Answers a request for a path this service owns. On `certificate` paths the gateway
     /// has already refused callers without a valid identity.
     fn call(

@@ -30,18 +30,25 @@ pub(crate) fn build_runtime(
     metrics: &Metrics,
 ) -> Result<Runtime, GatewayError> {
     let mut listeners = Vec::with_capacity(config.listeners.len());
+    // An expired certificate within its grace days completes the handshake to renew.
+    let expiry_grace_secs = u64::from(config.renewal.grace_after_expiry_days) * 86_400;
     for l in &config.listeners {
         let keys = load_server_key_pair(&config.resolve(&l.cert), &config.resolve(&l.key))
             .map_err(|source| GatewayError::Tls {
                 listener: l.addr,
                 source: Box::new(source),
             })?;
-        let tls = build_listener_tls(&keys, l.client_auth, anchors, Arc::clone(cache)).map_err(
-            |source| GatewayError::Tls {
-                listener: l.addr,
-                source: Box::new(source),
-            },
-        )?;
+        let tls = build_listener_tls(
+            &keys,
+            l.client_auth,
+            anchors,
+            Arc::clone(cache),
+            expiry_grace_secs,
+        )
+        .map_err(|source| GatewayError::Tls {
+            listener: l.addr,
+            source: Box::new(source),
+        })?;
         listeners.push(tls);
     }
     let routes = RouteTable::new(

@@ -71,12 +71,14 @@ impl RouteTable {
         Ok(Self { routes: out })
     }
 
-    /// The route for `host` (lower-case, without port) and `path`.
-    pub fn find(&self, host: Option<&str>, path: &str) -> Option<Arc<Route>> {
+    /// The route for `host` (lower-case, without port) and `path`. With `named_only`, only
+    /// routes naming `host` are candidates (the `[gateway] enroll_host` serves no app that
+    /// did not ask for it).
+    pub fn find(&self, host: Option<&str>, path: &str, named_only: bool) -> Option<Arc<Route>> {
         self.routes
             .iter()
             .filter(|r| match (&r.config.host, host) {
-                (None, _) => true,
+                (None, _) => !named_only,
                 (Some(want), Some(h)) => want.eq_ignore_ascii_case(h),
                 (Some(_), None) => false,
             })
@@ -121,8 +123,14 @@ mod tests {
             &Path::to_path_buf,
         )
         .unwrap();
-        let up =
-            |h: Option<&str>, p: &str| t.find(h, p).unwrap().config.upstream.first().to_string();
+        let up = |h: Option<&str>, p: &str| {
+            t.find(h, p, false)
+                .unwrap()
+                .config
+                .upstream
+                .first()
+                .to_string()
+        };
         assert_eq!(up(None, "/x"), "http://127.0.0.1:1");
         assert_eq!(up(None, "/apple"), "http://127.0.0.1:1");
         assert_eq!(up(None, "/app/x"), "http://127.0.0.1:2");
@@ -140,7 +148,8 @@ mod tests {
             &Path::to_path_buf,
         )
         .unwrap();
-        assert!(only_host.find(Some("b"), "/").is_none());
+        assert!(only_host.find(Some("b"), "/", false).is_none());
+        assert!(only_host.find(Some("a"), "/", true).is_some());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 
-use super::{Refusal, StatusSource, Verdict, decide};
+use super::{Refusal, StatusSource, Verdict, decide, decide_for_renewal};
 use crate::clock::Clock;
 use crate::store::{CertChange, CertStatus, CertStatusView};
 pub use crate::telemetry::CacheOutcome;
@@ -101,6 +101,48 @@ impl StatusCache {
         self: &Arc<Self>,
         serial: &str,
     ) -> (Verdict, Option<Arc<CertStatusView>>, CacheOutcome) {
+        let (view, outcome) = match self.lookup(serial).await {
+            Ok(found) => found,
+            Err(outcome) => return (Verdict::Refuse(Refusal::StatusUnavailable), None, outcome),
+        };
+        let verdict = decide(
+            view.as_deref(),
+            self.clock.now(),
+            self.settings.overlap_secs,
+        );
+        if verdict == Verdict::Allow {
+            self.note_first_use(serial, view.as_deref());
+        }
+        (verdict, view, outcome)
+    }
+
+    /// As [`Self::check`], for the renewal paths only: a certificate expired less than
+    /// `grace_secs` ago passes when still current ([`decide_for_renewal`]). Its use is not
+    /// recorded as a first use.
+    pub async fn decide_for_renewal(
+        self: &Arc<Self>,
+        serial: &str,
+        grace_secs: i64,
+    ) -> (Verdict, Option<Arc<CertStatusView>>, CacheOutcome) {
+        let (view, outcome) = match self.lookup(serial).await {
+            Ok(found) => found,
+            Err(outcome) => return (Verdict::Refuse(Refusal::StatusUnavailable), None, outcome),
+        };
+        let verdict = decide_for_renewal(
+            view.as_deref(),
+            self.clock.now(),
+            self.settings.overlap_secs,
+            grace_secs,
+        );
+        (verdict, view, outcome)
+    }
+
+    /// The store's view of `serial`: from memory when fresh, else from the store, else (the
+    /// store down) a cached one still young enough; `Err` when none may be used.
+    async fn lookup(
+        &self,
+        serial: &str,
+    ) -> Result<(Option<Arc<CertStatusView>>, CacheOutcome), CacheOutcome> {
         self.apply_pending();
         let fresh = {
             let entries = self.lock();
@@ -123,26 +165,12 @@ impl StatusCache {
                     };
                     match usable {
                         Some(view) => (view, CacheOutcome::Stale),
-                        None => {
-                            return (
-                                Verdict::Refuse(Refusal::StatusUnavailable),
-                                None,
-                                CacheOutcome::Stale,
-                            );
-                        }
+                        None => return Err(CacheOutcome::Stale),
                     }
                 }
             },
         };
-        let verdict = decide(
-            view.as_deref(),
-            self.clock.now(),
-            self.settings.overlap_secs,
-        );
-        if verdict == Verdict::Allow {
-            self.note_first_use(serial, view.as_deref());
-        }
-        (verdict, view, outcome)
+        Ok((view, outcome))
     }
 
     /// Whether the cache knows `serial` to be revoked. Memory only: called inside the TLS

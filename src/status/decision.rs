@@ -3,7 +3,7 @@
 
 use super::standing::{HoldCause, Standing, changes_at, standing};
 use crate::clock::UnixTime;
-use crate::store::CertStatusView;
+use crate::store::{CertStatus, CertStatusView};
 
 /// Why a certificate (or its absence) does not let a request through. The names are stable:
 /// they appear in logs, metrics and JSON refusals.
@@ -109,10 +109,34 @@ pub fn next_decision_change(
     .min()
 }
 
+/// Decides whether a certificate may *renew itself*: as [`decide`], except that a
+/// certificate expired less than `grace_secs` ago passes when it is still the current one
+/// (not superseded, not revoked) of an enabled user of an enabled contract. Only the renewal
+/// paths ask this; everything else uses [`decide`] and refuses the expired certificate.
+pub fn decide_for_renewal(
+    view: Option<&CertStatusView>,
+    now: UnixTime,
+    overlap_secs: i64,
+    grace_secs: i64,
+) -> Verdict {
+    let verdict = decide(view, now, overlap_secs);
+    let Some(v) = view else {
+        return verdict;
+    };
+    let in_grace = now >= v.cert.not_after && now < v.cert.not_after.saturating_add(grace_secs);
+    if verdict != Verdict::Refuse(Refusal::Expired) || !in_grace {
+        return verdict;
+    }
+    if v.cert.status != CertStatus::Current {
+        return Verdict::Refuse(Refusal::Superseded);
+    }
+    // The standing rule (hold by user or contract) applies as it does before expiry.
+    decide(view, v.cert.not_after - 1, overlap_secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::CertStatus;
 
     fn view(status: CertStatus) -> CertStatusView {
         crate::status::test_view("01", status)
@@ -176,5 +200,52 @@ mod tests {
             decide(Some(&s), 401, 50),
             Verdict::Refuse(Refusal::Superseded)
         );
+    }
+
+    #[test]
+    fn renewal_passes_an_expired_current_certificate_only_within_the_grace() {
+        let grace = 100;
+        let r = |v: &CertStatusView, now| decide_for_renewal(Some(v), now, 0, grace);
+        let current = view(CertStatus::Current);
+        assert_eq!(r(&current, 500), Verdict::Allow);
+        assert_eq!(r(&current, 1000), Verdict::Allow);
+        assert_eq!(r(&current, 1099), Verdict::Allow);
+        assert_eq!(r(&current, 1100), Verdict::Refuse(Refusal::Expired));
+        assert_eq!(
+            decide_for_renewal(Some(&current), 1000, 0, 0),
+            Verdict::Refuse(Refusal::Expired)
+        );
+        assert_eq!(
+            decide_for_renewal(None, 1000, 0, grace),
+            Verdict::Refuse(Refusal::Unknown)
+        );
+        // The live check still refuses it.
+        assert_eq!(
+            decide(Some(&current), 1000, 0),
+            Verdict::Refuse(Refusal::Expired)
+        );
+        let mut u = view(CertStatus::Current);
+        u.user_enabled = false;
+        assert_eq!(r(&u, 1050), Verdict::Refuse(Refusal::UserDisabled));
+        let mut c = view(CertStatus::Current);
+        c.contract_enabled = false;
+        assert_eq!(r(&c, 1050), Verdict::Refuse(Refusal::ContractDisabled));
+        assert_eq!(
+            r(&view(CertStatus::Revoked), 1050),
+            Verdict::Refuse(Refusal::Revoked)
+        );
+        // Superseded, even inside a long overlap: the renewal has already happened.
+        let mut s = view(CertStatus::Superseded);
+        s.cert.superseded_at = Some(990);
+        assert_eq!(
+            decide_for_renewal(Some(&s), 1050, 0, grace),
+            Verdict::Refuse(Refusal::Superseded)
+        );
+        assert_eq!(
+            decide_for_renewal(Some(&s), 1050, 1000, grace),
+            Verdict::Refuse(Refusal::Superseded)
+        );
+        // Not yet valid stays refused.
+        assert_eq!(r(&current, 99), Verdict::Refuse(Refusal::NotYetValid));
     }
 }

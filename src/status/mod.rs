@@ -14,7 +14,7 @@ mod memory;
 mod standing;
 
 pub use cache::{CacheOutcome, StatusCache, StatusCacheSettings};
-pub use decision::{Refusal, Verdict, decide, next_decision_change};
+pub use decision::{Refusal, Verdict, decide, decide_for_renewal, next_decision_change};
 pub use memory::MemorySource;
 pub use standing::{
     CERTIFICATE_HOLD, HoldCause, Standing, changes_at, crl_entries, on_crl, standing,

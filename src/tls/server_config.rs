@@ -19,18 +19,20 @@ pub struct ListenerTls {
     pub client_auth: ClientAuth,
 }
 
-/// Builds the TLS side of a listener.
+/// Builds the TLS side of a listener. `expiry_grace_secs`: see [`StatusAwareVerifier::new`].
 pub fn build_listener_tls(
     keys: &ServerKeyPair,
     client_auth: ClientAuth,
     anchors: &[CertificateDer<'static>],
     cache: Arc<StatusCache>,
+    expiry_grace_secs: u64,
 ) -> Result<ListenerTls, TlsError> {
     let verifier = Arc::new(StatusAwareVerifier::new(
         anchors,
         cache,
         client_auth != ClientAuth::None,
         client_auth == ClientAuth::Required,
+        expiry_grace_secs,
     )?);
     let mut config = ServerConfig::builder_with_provider(super::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

@@ -5,6 +5,10 @@
 //! *Lenient* (`optional`): the handshake only proves possession of the key; the chain is
 //! judged again after the handshake ([`StatusAwareVerifier::judge`]) and a problem becomes
 //! a page on each request. Either way the live status is checked per request elsewhere.
+//!
+//! Expiry is judged with `[renewal] grace_after_expiry_days`: a chain whose leaf expired
+//! less than that ago still completes the handshake (so its holder can renew), while the
+//! per-request live check refuses it everywhere but on the renewal paths.
 
 use std::sync::Arc;
 
@@ -30,16 +34,20 @@ pub struct StatusAwareVerifier {
     offer: bool,
     strict: bool,
     hints: Vec<DistinguishedName>,
+    /// Seconds after its `notAfter` an expired leaf still passes the chain check.
+    expiry_grace_secs: u64,
 }
 
 impl StatusAwareVerifier {
     /// A verifier over `anchors`. `offer = false` does not ask for certificates at all.
-    /// Strict mode needs at least one anchor.
+    /// Strict mode needs at least one anchor. A leaf expired less than `expiry_grace_secs`
+    /// ago is judged as on its last valid second.
     pub fn new(
         anchors: &[CertificateDer<'static>],
         cache: Arc<StatusCache>,
         offer: bool,
         strict: bool,
+        expiry_grace_secs: u64,
     ) -> Result<Self, TlsError> {
         let provider = super::provider();
         let mut roots = RootCertStore::empty();
@@ -72,6 +80,7 @@ impl StatusAwareVerifier {
             offer,
             strict,
             hints,
+            expiry_grace_secs,
         })
     }
 
@@ -94,15 +103,48 @@ impl StatusAwareVerifier {
         let Some(webpki) = &self.webpki else {
             return Err(Error::InvalidCertificate(CertificateError::UnknownIssuer));
         };
-        webpki.verify_client_cert(leaf, intermediates, now)?;
-        let serial = x509_parser::parse_x509_certificate(leaf.as_ref())
-            .map(|(_, c)| serial_hex(c.raw_serial()))
+        let (serial, not_after) = x509_parser::parse_x509_certificate(leaf.as_ref())
+            .map(|(_, c)| {
+                (
+                    serial_hex(c.raw_serial()),
+                    c.validity().not_after.timestamp(),
+                )
+            })
             .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        match webpki.verify_client_cert(leaf, intermediates, now) {
+            Ok(_) => {}
+            Err(e) if is_expiry(&e) => {
+                // Within the grace days the chain is judged as on the leaf's last valid
+                // second (not at now minus the grace: a leaf younger than the grace would
+                // then be "not yet valid").
+                let last_valid = u64::try_from(not_after)
+                    .ok()
+                    .filter(|end| now.as_secs().saturating_sub(*end) <= self.expiry_grace_secs);
+                let Some(last_valid) = last_valid else {
+                    return Err(e);
+                };
+                webpki.verify_client_cert(
+                    leaf,
+                    intermediates,
+                    UnixTime::since_unix_epoch(std::time::Duration::from_secs(last_valid)),
+                )?;
+            }
+            Err(e) => return Err(e),
+        }
         if self.cache.known_revoked(&serial) {
             return Err(Error::InvalidCertificate(CertificateError::Revoked));
         }
         Ok(())
     }
+}
+
+fn is_expiry(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. }
+        )
+    )
 }
 
 /// Maps a rustls verification error to the refusal shown to the customer.

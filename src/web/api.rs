@@ -44,10 +44,12 @@ fn target_login(segment: &str) -> Result<String, WebResponse> {
     })
 }
 
-/// The certificate of a state-changing call that passed the cross-site checks.
+/// The certificate of a state-changing call that passed the cross-site checks, the pages'
+/// double-submit token included: a script on an app's origin under the same site can set
+/// `Origin`-less requests' cookies, but it cannot read the `HttpOnly` token cookie.
 fn change_by(req: &WebRequest) -> Result<&PeerCert, WebResponse> {
     let peer = need_peer(req)?;
-    csrf::check_api(req).map_err(cross_site)?;
+    csrf::check_page(req).map_err(cross_site)?;
     Ok(peer)
 }
 

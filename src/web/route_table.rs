@@ -22,7 +22,8 @@ pub enum Access {
     Public,
     /// A certificate holder renewing. The gateway lets callers without a certificate
     /// through so the protocol can refuse them in its own words (JSON for the pages, text
-    /// for EST); the lifecycle judges the certificate (current, renewal window).
+    /// for EST); the lifecycle judges the certificate (current, renewal window). Only here
+    /// does an expired certificate within `grace_after_expiry_days` count as the caller.
     Renewal,
     /// Only with a verified, current customer certificate; the gateway refuses others.
     Customer,
