@@ -666,7 +666,7 @@ fn db_url(fx: &Fixture) -> String {
 }
 
 /// Runs SQL as an attacker with database access would (triggers can be dropped).
-fn attacker_sql(fx: &Fixture, sql: &str) {
+pub(crate) fn attacker_sql(fx: &Fixture, sql: &str) {
     let url = db_url(fx);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -711,7 +711,7 @@ const DROP_TRIGGERS_SQLITE: &str = "DROP TRIGGER audit_log_no_update; DROP TRIGG
 const DROP_TRIGGERS_PG: &str = "DROP TRIGGER audit_log_no_change ON audit_log; \
      DROP TRIGGER audit_checkpoints_no_change ON audit_checkpoints;";
 
-fn drop_triggers(fx: &Fixture, db: Db) {
+pub(crate) fn drop_triggers(fx: &Fixture, db: Db) {
     attacker_sql(
         fx,
         match db {
