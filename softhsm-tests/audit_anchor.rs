@@ -351,3 +351,90 @@ fn anchor_file_names_the_rollback_sqlite() {
 fn anchor_file_names_the_rollback_postgres() {
     anchor_file_names_the_rollback(Db::Postgres);
 }
+
+/// A staff action and its audit record commit together: with every audit append failing,
+/// `contract add`, `user add` and `issue authorize` fail and leave nothing behind.
+fn no_action_without_its_record(db: Db) {
+    let Some(fx) = Fixture::new(db) else {
+        return;
+    };
+    fx.init_with_users();
+    let block = match db {
+        Db::Sqlite => {
+            "CREATE TRIGGER audit_log_blocked BEFORE INSERT ON audit_log \
+             BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END;"
+        }
+        Db::Postgres => {
+            "CREATE FUNCTION audit_log_blocked() RETURNS trigger AS $$ \
+             BEGIN RAISE EXCEPTION 'audit log unavailable'; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER audit_log_blocked BEFORE INSERT ON audit_log \
+             FOR EACH ROW EXECUTE FUNCTION audit_log_blocked();"
+        }
+    };
+    attacker_sql(&fx, block);
+    fx.fails(&["contract", "add", "corp7", "--name", "Lost Corp"]);
+    fx.fails(&[
+        "user",
+        "add",
+        "erin",
+        "--contract",
+        "corp1",
+        "--role",
+        "general",
+        "--email",
+        "erin@example.com",
+    ]);
+    fx.fails(&["issue", "authorize", "carol"]);
+    attacker_sql(
+        &fx,
+        match db {
+            Db::Sqlite => "DROP TRIGGER audit_log_blocked",
+            Db::Postgres => "DROP TRIGGER audit_log_blocked ON audit_log",
+        },
+    );
+    let counts = [
+        "SELECT COUNT(*) FROM contracts WHERE id = 'corp7'",
+        "SELECT COUNT(*) FROM users WHERE login = 'erin'",
+        "SELECT COUNT(*) FROM issuance_codes WHERE login = 'carol'",
+    ];
+    for sql in counts {
+        assert_eq!(count(&fx, sql), 0, "{sql}");
+    }
+    fx.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn no_action_without_its_record_sqlite() {
+    no_action_without_its_record(Db::Sqlite);
+}
+
+#[test]
+fn no_action_without_its_record_postgres() {
+    no_action_without_its_record(Db::Postgres);
+}
+
+/// One number from the database, read with its own credentials.
+fn count(fx: &Fixture, sql: &str) -> i64 {
+    let url = crate::ops::db_url(fx);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use sqlx::Connection;
+        let q = || sqlx::AssertSqlSafe(sql.to_owned());
+        if url.starts_with("sqlite:") {
+            let mut c = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+            sqlx::query_scalar::<_, i64>(q())
+                .fetch_one(&mut c)
+                .await
+                .expect("count")
+        } else {
+            let mut c = sqlx::PgConnection::connect(&url).await.expect("postgres");
+            sqlx::query_scalar::<_, i64>(q())
+                .fetch_one(&mut c)
+                .await
+                .expect("count")
+        }
+    })
+}

@@ -656,7 +656,7 @@ fn rollover_postgres() {
 // tamper-evident audit log
 
 /// The database URL written into the fixture's configuration.
-fn db_url(fx: &Fixture) -> String {
+pub(crate) fn db_url(fx: &Fixture) -> String {
     let text = std::fs::read_to_string(&fx.config).expect("config");
     let line = text
         .lines()
