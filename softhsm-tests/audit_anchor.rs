@@ -353,7 +353,8 @@ fn anchor_file_names_the_rollback_postgres() {
 }
 
 /// A staff action and its audit record commit together: with every audit append failing,
-/// `contract add`, `user add` and `issue authorize` fail and leave nothing behind.
+/// `contract add`, `user add`, `issue authorize` and `ca rollover` fail and leave nothing
+/// behind in the database.
 fn no_action_without_its_record(db: Db) {
     let Some(fx) = Fixture::new(db) else {
         return;
@@ -385,6 +386,7 @@ fn no_action_without_its_record(db: Db) {
         "erin@example.com",
     ]);
     fx.fails(&["issue", "authorize", "carol"]);
+    fx.fails(&["ca", "rollover", "--key-label", "certgate-ca-2"]);
     attacker_sql(
         &fx,
         match db {
@@ -396,6 +398,7 @@ fn no_action_without_its_record(db: Db) {
         "SELECT COUNT(*) FROM contracts WHERE id = 'corp7'",
         "SELECT COUNT(*) FROM users WHERE login = 'erin'",
         "SELECT COUNT(*) FROM issuance_codes WHERE login = 'carol'",
+        "SELECT COUNT(*) - 1 FROM cas",
     ];
     for sql in counts {
         assert_eq!(count(&fx, sql), 0, "{sql}");

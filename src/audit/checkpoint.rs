@@ -243,6 +243,37 @@ mod tests {
         assert_eq!(v2.len(), 64);
     }
 
+    /// A checkpoint signed before the chain (v1) keeps verifying; the same signature read as
+    /// v2 does not.
+    #[test]
+    fn a_v1_checkpoint_still_verifies() {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+        let spki = pair.public_key().as_der().unwrap().as_ref().to_vec();
+        let message = checkpoint_message(5, "ab", 1_700_000_000, "ca");
+        let signature = pair.sign(&SystemRandom::new(), &message).unwrap();
+        let mut c = AuditCheckpoint {
+            id: 1,
+            seq: 5,
+            hash: "ab".into(),
+            at: 1_700_000_000,
+            key_label: "ca".into(),
+            algorithm: "ec-p256".into(),
+            public_key: vec![],
+            signature: signature.as_ref().to_vec(),
+            version: 1,
+            prev_checkpoint: None,
+        };
+        let mut keys = CheckpointKeys::default();
+        keys.insert("ca", KeyAlgorithm::EcP256, spki);
+        keys.check(&c).unwrap();
+        c.version = 2;
+        c.prev_checkpoint = Some(GENESIS_HASH.into());
+        assert!(keys.check(&c).is_err());
+    }
+
     #[test]
     fn an_unknown_key_is_a_failure() {
         let c = AuditCheckpoint {
