@@ -187,6 +187,56 @@ fn rollback_to_an_older_checkpoint_postgres() {
     rollback_to_an_older_checkpoint_is_named(Db::Postgres);
 }
 
+/// The anchored record changed and every hash after it recomputed, every checkpoint deleted:
+/// the chain verifies on its own; the anchor names the changed record.
+fn rewritten_anchored_record_is_named(db: Db) {
+    let Some(fx) = Fixture::new(db) else {
+        return;
+    };
+    let [_, _, third] = anchored(&fx);
+    let mut records = crate::ops::exported(&fx);
+    drop_triggers(&fx, db);
+    let mut prev = records[(third - 2) as usize].hash.clone();
+    let mut sql = String::from("DELETE FROM audit_checkpoints;");
+    for r in records.iter_mut().filter(|r| r.seq >= third) {
+        if r.seq == third {
+            r.subject = "someone-else".into();
+        }
+        r.prev_hash = prev.clone();
+        r.hash = certgate::store::audit_hash(&prev, r);
+        prev = r.hash.clone();
+        // Unique hashes: park the row's hashes first, then write the new ones.
+        sql.push_str(&format!(
+            "UPDATE audit_log SET prev_hash = 'x{0}', hash = 'y{0}' WHERE seq = {0};",
+            r.seq
+        ));
+    }
+    for r in records.iter().filter(|r| r.seq >= third) {
+        sql.push_str(&format!(
+            "UPDATE audit_log SET subject = '{}', prev_hash = '{}', hash = '{}' WHERE seq = {};",
+            r.subject, r.prev_hash, r.hash, r.seq
+        ));
+    }
+    attacker_sql(&fx, &sql);
+    let err = fx.fails(&["audit", "verify"]);
+    assert!(
+        err.contains(&format!("audit record {third} has hash"))
+            && err.contains("the anchor holds")
+            && err.contains("(changed)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rewritten_anchored_record_is_named_sqlite() {
+    rewritten_anchored_record_is_named(Db::Sqlite);
+}
+
+#[test]
+fn rewritten_anchored_record_is_named_postgres() {
+    rewritten_anchored_record_is_named(Db::Postgres);
+}
+
 /// A checkpoint deleted from the middle: the next one signs a link to it.
 fn middle_checkpoint_is_named(db: Db) {
     let Some(fx) = Fixture::new(db) else {

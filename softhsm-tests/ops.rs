@@ -686,7 +686,7 @@ pub(crate) fn attacker_sql(fx: &Fixture, sql: &str) {
 }
 
 /// Reads the audit log (seq, all fields) through the export command.
-fn exported(fx: &Fixture) -> Vec<certgate::store::AuditRecord> {
+pub(crate) fn exported(fx: &Fixture) -> Vec<certgate::store::AuditRecord> {
     fx.ok(&["audit", "export"])
         .lines()
         .map(|l| {
