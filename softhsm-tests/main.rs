@@ -1,5 +1,6 @@
 //! Integration tests against a real SoftHSM2 token (one process per test under nextest).
 
+mod audit_anchor;
 mod browser;
 mod cli;
 mod deploy;

@@ -656,7 +656,7 @@ fn rollover_postgres() {
 // tamper-evident audit log
 
 /// The database URL written into the fixture's configuration.
-fn db_url(fx: &Fixture) -> String {
+pub(crate) fn db_url(fx: &Fixture) -> String {
     let text = std::fs::read_to_string(&fx.config).expect("config");
     let line = text
         .lines()
@@ -666,7 +666,7 @@ fn db_url(fx: &Fixture) -> String {
 }
 
 /// Runs SQL as an attacker with database access would (triggers can be dropped).
-fn attacker_sql(fx: &Fixture, sql: &str) {
+pub(crate) fn attacker_sql(fx: &Fixture, sql: &str) {
     let url = db_url(fx);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -686,7 +686,7 @@ fn attacker_sql(fx: &Fixture, sql: &str) {
 }
 
 /// Reads the audit log (seq, all fields) through the export command.
-fn exported(fx: &Fixture) -> Vec<certgate::store::AuditRecord> {
+pub(crate) fn exported(fx: &Fixture) -> Vec<certgate::store::AuditRecord> {
     fx.ok(&["audit", "export"])
         .lines()
         .map(|l| {
@@ -711,7 +711,7 @@ const DROP_TRIGGERS_SQLITE: &str = "DROP TRIGGER audit_log_no_update; DROP TRIGG
 const DROP_TRIGGERS_PG: &str = "DROP TRIGGER audit_log_no_change ON audit_log; \
      DROP TRIGGER audit_checkpoints_no_change ON audit_checkpoints;";
 
-fn drop_triggers(fx: &Fixture, db: Db) {
+pub(crate) fn drop_triggers(fx: &Fixture, db: Db) {
     attacker_sql(
         fx,
         match db {

@@ -6,6 +6,10 @@
 //! HSM pins the chain up to its entry, so both become visible. Checkpoints are verified with
 //! the public key read from the HSM, never with the one stored next to them.
 //!
+//! Each checkpoint (version 2) also signs the hash of the one before it, so the checkpoints
+//! form a chain of their own: one deleted from the middle leaves a link to nothing. Version 1
+//! checkpoints (before the chain) keep verifying as they were signed.
+//!
 //! What this module must not do: talk to PKCS#11 (keys come as [`KeyBackend`]), or trust a
 //! public key found in the database.
 
@@ -13,10 +17,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::ca::{KeyAlgorithm, KeyBackend, SignError, verify_signature};
-use crate::clock::UnixTime;
-use crate::store::{AuditCheckpoint, Store, StoreError};
+use aws_lc_rs::digest;
 
-use super::{Actor, Audit, Outcome};
+use crate::clock::UnixTime;
+use crate::store::{AuditCheckpoint, GENESIS_HASH, Store, StoreError};
+
+use super::{Actor, Outcome};
 
 /// Why a checkpoint could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +39,13 @@ pub enum CheckpointError {
     /// The blocking signing task ended abnormally.
     #[error("the signing task failed: {0}")]
     Task(String),
+    /// Other checkpoints kept being made while this one was signed.
+    #[error("other audit checkpoints are being made at the same time; try again")]
+    Busy,
 }
+
+/// How many times a checkpoint is signed again when another one was made meanwhile.
+const ATTEMPTS: usize = 3;
 
 /// The bytes a checkpoint's signature covers. A fixed ASCII prefix keeps it apart from
 /// anything else the key signs (certificates and CRLs are DER and start with 0x30).
@@ -42,8 +54,48 @@ pub fn checkpoint_message(seq: i64, hash: &str, at: UnixTime, key_label: &str) -
         .into_bytes()
 }
 
-/// Signs the newest audit entry with `key` (labelled `key_label` in the token), stores the
-/// checkpoint, and records that in the audit log.
+/// The bytes a version 2 checkpoint's signature covers: version 1's fields and the hash of
+/// the previous checkpoint ([`checkpoint_hash`]; [`GENESIS_HASH`] for the first).
+pub fn checkpoint_message_v2(
+    seq: i64,
+    hash: &str,
+    at: UnixTime,
+    key_label: &str,
+    prev_checkpoint: &str,
+) -> Vec<u8> {
+    format!(
+        "certgate audit checkpoint v2\nseq={seq}\nhash={hash}\nat={at}\nkey={key_label}\n\
+         prev={prev_checkpoint}\n"
+    )
+    .into_bytes()
+}
+
+/// What `c`'s signature covers, by its version; the reason when the row cannot say.
+pub fn signed_message(c: &AuditCheckpoint) -> Result<Vec<u8>, String> {
+    match (c.version, c.prev_checkpoint.as_deref()) {
+        (1, None) => Ok(checkpoint_message(c.seq, &c.hash, c.at, &c.key_label)),
+        (2, Some(prev)) => Ok(checkpoint_message_v2(
+            c.seq,
+            &c.hash,
+            c.at,
+            &c.key_label,
+            prev,
+        )),
+        (v, _) => Err(format!(
+            "its format (version {v}) is not one certgate writes"
+        )),
+    }
+}
+
+/// A checkpoint's own hash, the link the next one signs: hex SHA-256 of its signed message.
+pub fn checkpoint_hash(c: &AuditCheckpoint) -> Result<String, String> {
+    let message = signed_message(c)?;
+    Ok(hex::encode(digest::digest(&digest::SHA256, &message)))
+}
+
+/// Signs the newest audit entry and the newest checkpoint's hash with `key` (labelled
+/// `key_label` in the token), and stores the checkpoint together with its audit entry in
+/// one transaction.
 pub async fn make_checkpoint(
     store: &Store,
     key: Arc<dyn KeyBackend>,
@@ -51,14 +103,21 @@ pub async fn make_checkpoint(
     actor: &Actor,
     now: UnixTime,
 ) -> Result<AuditCheckpoint, CheckpointError> {
-    let (seq, hash) = store.last_audit().await?.ok_or(CheckpointError::EmptyLog)?;
-    let message = checkpoint_message(seq, &hash, now, key_label);
-    let signer = key.clone();
-    let signature = tokio::task::spawn_blocking(move || signer.sign(&message))
-        .await
-        .map_err(|e| CheckpointError::Task(e.to_string()))??;
-    let stored = store
-        .insert_checkpoint(&AuditCheckpoint {
+    for _ in 0..ATTEMPTS {
+        let newest = store.newest_checkpoint().await?;
+        let prev = match &newest {
+            Some(c) => checkpoint_hash(c).map_err(|why| {
+                StoreError::Corrupt(format!("the newest audit checkpoint {}: {why}", c.id))
+            })?,
+            None => GENESIS_HASH.to_owned(),
+        };
+        let (seq, hash) = store.last_audit().await?.ok_or(CheckpointError::EmptyLog)?;
+        let message = checkpoint_message_v2(seq, &hash, now, key_label, &prev);
+        let signer = key.clone();
+        let signature = tokio::task::spawn_blocking(move || signer.sign(&message))
+            .await
+            .map_err(|e| CheckpointError::Task(e.to_string()))??;
+        let unsaved = AuditCheckpoint {
             id: 0,
             seq,
             hash: hash.clone(),
@@ -67,25 +126,37 @@ pub async fn make_checkpoint(
             algorithm: key.algorithm().as_str().to_owned(),
             public_key: key.public_key_der().to_vec(),
             signature,
-        })
-        .await?;
-    Audit::new(store.clone())
-        .record(
-            now,
-            actor,
-            "audit.checkpoint",
-            &seq.to_string(),
-            Outcome::Ok,
-            serde_json::json!({"checkpoint": stored.id, "hash": hash, "key_label": key_label}),
-        )
-        .await?;
-    tracing::info!(
-        seq,
-        checkpoint = stored.id,
-        key_label,
-        "audit checkpoint signed"
-    );
-    Ok(stored)
+            version: 2,
+            prev_checkpoint: Some(prev),
+        };
+        let audit_entry = |id: i64| {
+            super::entry(
+                now,
+                actor,
+                "audit.checkpoint",
+                &seq.to_string(),
+                Outcome::Ok,
+                serde_json::json!({"checkpoint": id, "hash": hash, "key_label": key_label}),
+            )
+        };
+        match store
+            .insert_checkpoint(&unsaved, newest.map(|c| c.id), audit_entry)
+            .await
+        {
+            Ok(stored) => {
+                tracing::info!(
+                    seq,
+                    checkpoint = stored.id,
+                    key_label,
+                    "audit checkpoint signed"
+                );
+                return Ok(stored);
+            }
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(CheckpointError::Busy)
 }
 
 /// Public keys to check checkpoints with, by key label, as read from the HSM.
@@ -114,7 +185,7 @@ impl CheckpointKeys {
                 c.algorithm, c.key_label
             ));
         }
-        let message = checkpoint_message(c.seq, &c.hash, c.at, &c.key_label);
+        let message = signed_message(c)?;
         verify_signature(*algorithm, spki, &message, &c.signature).map_err(|_| {
             format!(
                 "its signature does not verify with the HSM key {:?}",
@@ -142,6 +213,68 @@ mod tests {
     }
 
     #[test]
+    fn the_v2_message_binds_the_previous_checkpoint() {
+        let a = checkpoint_message_v2(7, "ab", 1_700_000_000, "ca", GENESIS_HASH);
+        let b = checkpoint_message_v2(7, "ab", 1_700_000_000, "ca", "11");
+        assert_ne!(a, b);
+        assert_ne!(a, checkpoint_message(7, "ab", 1_700_000_000, "ca"));
+    }
+
+    #[test]
+    fn the_hash_follows_the_version() {
+        let mut c = AuditCheckpoint {
+            id: 1,
+            seq: 1,
+            hash: "00".into(),
+            at: 0,
+            key_label: "ca".into(),
+            algorithm: "ec-p256".into(),
+            public_key: vec![],
+            signature: vec![],
+            version: 1,
+            prev_checkpoint: None,
+        };
+        let v1 = checkpoint_hash(&c).unwrap();
+        c.version = 2;
+        assert!(checkpoint_hash(&c).is_err(), "v2 without its link");
+        c.prev_checkpoint = Some(GENESIS_HASH.into());
+        let v2 = checkpoint_hash(&c).unwrap();
+        assert_ne!(v1, v2);
+        assert_eq!(v2.len(), 64);
+    }
+
+    /// A checkpoint signed before the chain (v1) keeps verifying; the same signature read as
+    /// v2 does not.
+    #[test]
+    fn a_v1_checkpoint_still_verifies() {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+        let spki = pair.public_key().as_der().unwrap().as_ref().to_vec();
+        let message = checkpoint_message(5, "ab", 1_700_000_000, "ca");
+        let signature = pair.sign(&SystemRandom::new(), &message).unwrap();
+        let mut c = AuditCheckpoint {
+            id: 1,
+            seq: 5,
+            hash: "ab".into(),
+            at: 1_700_000_000,
+            key_label: "ca".into(),
+            algorithm: "ec-p256".into(),
+            public_key: vec![],
+            signature: signature.as_ref().to_vec(),
+            version: 1,
+            prev_checkpoint: None,
+        };
+        let mut keys = CheckpointKeys::default();
+        keys.insert("ca", KeyAlgorithm::EcP256, spki);
+        keys.check(&c).unwrap();
+        c.version = 2;
+        c.prev_checkpoint = Some(GENESIS_HASH.into());
+        assert!(keys.check(&c).is_err());
+    }
+
+    #[test]
     fn an_unknown_key_is_a_failure() {
         let c = AuditCheckpoint {
             id: 1,
@@ -152,6 +285,8 @@ mod tests {
             algorithm: "ec-p256".into(),
             public_key: vec![],
             signature: vec![],
+            version: 1,
+            prev_checkpoint: None,
         };
         let err = CheckpointKeys::default().check(&c).unwrap_err();
         assert!(err.contains("gone"), "{err}");

@@ -1,12 +1,20 @@
 //! The audit log: every security event (issuance, refusal, revocation, admin action) goes
 //! here, hash-chained in the store, and pinned from time to time by checkpoints signed in
-//! the HSM (`checkpoint`). Details are JSON and never contain a secret.
+//! the HSM (`checkpoint`), each checkpoint also anchored outside the database (`anchor`).
+//! Details are JSON and never contain a secret.
 
+pub mod anchor;
 mod checkpoint;
 mod verify;
 
-pub use checkpoint::{CheckpointError, CheckpointKeys, checkpoint_message, make_checkpoint};
-pub use verify::{ChainReport, VerifyError, export, verify_chain, verify_with_checkpoints};
+pub use checkpoint::{
+    CheckpointError, CheckpointKeys, checkpoint_hash, checkpoint_message, checkpoint_message_v2,
+    make_checkpoint, signed_message,
+};
+pub use verify::{
+    AnchorSeen, ChainReport, VerifyError, anchors_reached, export, verify_chain,
+    verify_with_checkpoints,
+};
 
 use crate::clock::UnixTime;
 use crate::store::{NewAudit, Store};

@@ -1,10 +1,14 @@
-//! Checking and exporting the whole audit chain, with its signed checkpoints.
+//! Checking and exporting the whole audit chain, with its signed checkpoints and the
+//! anchors kept outside the database.
+
+use std::collections::HashSet;
 
 use crate::store::{
     AuditChainBroken, AuditCheckpoint, GENESIS_HASH, Store, StoreError, verify_audit_chain,
 };
 
-use super::checkpoint::CheckpointKeys;
+use super::anchor::Anchor;
+use super::checkpoint::{CheckpointKeys, checkpoint_hash};
 
 const PAGE: i64 = 1000;
 
@@ -17,6 +21,8 @@ pub struct ChainReport {
     pub checkpoints: usize,
     /// The newest checkpointed entry, if any.
     pub last_checkpointed: Option<i64>,
+    /// Anchors the log and the checkpoints were found to reach.
+    pub anchors: usize,
 }
 
 /// Why the check failed. Each variant names the first record found broken.
@@ -50,8 +56,28 @@ pub enum VerifyError {
         seq: i64,
         first_missing: i64,
     },
+    /// A chained checkpoint links to one the database no longer holds.
+    #[error(
+        "an audit checkpoint is missing: checkpoint {id} (record {seq}) signs the hash {prev} \
+         of the checkpoint before it, which is not in the database (deleted)"
+    )]
+    MissingCheckpoint { id: i64, seq: i64, prev: String },
+    /// The database ends before what an anchor outside it records: rolled back.
+    #[error("audit rollback: {} (the anchor in {source_name} covers record {seq})", .problems.join("; "))]
+    BeforeAnchor {
+        source_name: String,
+        seq: i64,
+        problems: Vec<String>,
+    },
     #[error("cannot read the audit log")]
     Store(#[from] StoreError),
+}
+
+/// An anchor and where it was read (`the HSM`, a file name), for [`verify_with_checkpoints`].
+#[derive(Debug, Clone)]
+pub struct AnchorSeen {
+    pub source_name: String,
+    pub anchor: Anchor,
 }
 
 /// Walks the chain from the first entry (which must be number 1) to the last, without
@@ -60,12 +86,14 @@ pub async fn verify_chain(store: &Store) -> Result<ChainReport, VerifyError> {
     walk(store, &[]).await
 }
 
-/// Checks every checkpoint's signature with `keys` (read from the HSM), then walks the chain
-/// and compares each checkpointed entry's hash with the signed one. Detects an edited row,
-/// a rewritten chain and a cut-off tail.
+/// Checks every checkpoint's signature with `keys` (read from the HSM) and the links between
+/// chained checkpoints, walks the chain comparing each checkpointed entry's hash with the
+/// signed one, and checks that log and checkpoints reach each of `anchors`. Detects an
+/// edited row, a rewritten chain, a cut-off tail, a deleted checkpoint and a rollback.
 pub async fn verify_with_checkpoints(
     store: &Store,
     keys: &CheckpointKeys,
+    anchors: &[AnchorSeen],
 ) -> Result<ChainReport, VerifyError> {
     let checkpoints = store.checkpoints().await?;
     for c in &checkpoints {
@@ -75,7 +103,108 @@ pub async fn verify_with_checkpoints(
             why,
         })?;
     }
-    walk(store, &checkpoints).await
+    let hashes = checkpoint_links(&checkpoints)?;
+    let mut report = walk(store, &checkpoints).await?;
+    for seen in anchors {
+        // The walk started at record 1 without gaps: the count is the last record's number.
+        check_anchor(store, &checkpoints, &hashes, report.entries, seen).await?;
+    }
+    report.anchors = anchors.len();
+    Ok(report)
+}
+
+/// Every checkpoint's own hash, once each chained checkpoint was found to link to the
+/// genesis or to another checkpoint present (not by id or order: those are not signed).
+fn checkpoint_links(checkpoints: &[AuditCheckpoint]) -> Result<HashSet<String>, VerifyError> {
+    let mut hashes = HashSet::with_capacity(checkpoints.len());
+    for c in checkpoints {
+        let hash = checkpoint_hash(c).map_err(|why| VerifyError::BadCheckpoint {
+            id: c.id,
+            seq: c.seq,
+            why,
+        })?;
+        hashes.insert(hash);
+    }
+    for c in checkpoints {
+        if let Some(prev) = &c.prev_checkpoint
+            && prev != GENESIS_HASH
+            && !hashes.contains(prev)
+        {
+            return Err(VerifyError::MissingCheckpoint {
+                id: c.id,
+                seq: c.seq,
+                prev: prev.clone(),
+            });
+        }
+    }
+    Ok(hashes)
+}
+
+/// Whether the database still reaches every anchor, without walking the whole chain: what
+/// must hold before a new checkpoint moves the anchors, so that a rollback is never
+/// anchored over.
+pub async fn anchors_reached(store: &Store, anchors: &[AnchorSeen]) -> Result<(), VerifyError> {
+    if anchors.is_empty() {
+        return Ok(());
+    }
+    let checkpoints = store.checkpoints().await?;
+    let hashes = checkpoint_links(&checkpoints)?;
+    let last = store.last_audit().await?.map_or(0, |(seq, _)| seq);
+    for seen in anchors {
+        check_anchor(store, &checkpoints, &hashes, last, seen).await?;
+    }
+    Ok(())
+}
+
+/// Whether the log and the checkpoints reach `seen`'s anchor; every way they fall short.
+async fn check_anchor(
+    store: &Store,
+    checkpoints: &[AuditCheckpoint],
+    hashes: &HashSet<String>,
+    last: i64,
+    seen: &AnchorSeen,
+) -> Result<(), VerifyError> {
+    let a = &seen.anchor;
+    let mut problems = Vec::new();
+    if last < a.seq {
+        problems.push(format!(
+            "the audit log ends at record {last}, before the anchored record {}: records {} \
+             to {} at least were deleted",
+            a.seq,
+            last + 1,
+            a.seq
+        ));
+    } else {
+        let found = store.audit_records(a.seq, 1).await?;
+        match found.first() {
+            Some(r) if r.seq == a.seq && r.hash == a.hash => {}
+            Some(r) if r.seq == a.seq => problems.push(format!(
+                "audit record {} has hash {}, the anchor holds {} (changed)",
+                a.seq, r.hash, a.hash
+            )),
+            _ => problems.push(format!("audit record {} is missing", a.seq)),
+        }
+    }
+    if !hashes.contains(&a.checkpoint) {
+        let newest = checkpoints.iter().map(|c| c.seq).max().map_or_else(
+            || "none is left".to_owned(),
+            |s| format!("the newest left covers record {s}"),
+        );
+        problems.push(format!(
+            "the checkpoints end before the anchor: its checkpoint of record {} is missing \
+             ({newest}; deleted)",
+            a.seq
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(VerifyError::BeforeAnchor {
+            source_name: seen.source_name.clone(),
+            seq: a.seq,
+            problems,
+        })
+    }
 }
 
 /// The walk; `checkpoints` sorted by `seq` (already signature-checked).
@@ -101,6 +230,7 @@ async fn walk(store: &Store, checkpoints: &[AuditCheckpoint]) -> Result<ChainRep
                 last_hash: prev,
                 checkpoints: checkpoints.len(),
                 last_checkpointed: checkpoints.last().map(|c| c.seq),
+                anchors: 0,
             });
         }
         if page[0].seq != next {

@@ -275,14 +275,19 @@ pub enum HsmCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
-    /// Check the hash chain of the whole audit log and every signed checkpoint; names the
-    /// first broken record.
+    /// Check the hash chain of the whole audit log, every signed checkpoint and the audit
+    /// anchor; names the first broken record, a missing checkpoint or a rollback.
     Verify,
-    /// Sign the newest audit entry's hash in the HSM and store the checkpoint.
+    /// Sign the newest audit entry's hash (and the previous checkpoint's) in the HSM, store
+    /// the checkpoint, and move the audit anchor (HSM, `[audit] anchor_file`) to it.
     Checkpoint {
         /// The signing key; defaults to the active CA's key.
         #[arg(long)]
         key_label: Option<String>,
+        /// Anchor the database as it is although it is behind the anchor (after a restore
+        /// from backup, once the loss was investigated).
+        #[arg(long)]
+        after_restore: bool,
     },
     /// Write the audit log as JSON lines to stdout.
     Export {

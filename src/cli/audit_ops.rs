@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 
-use crate::audit::{self, Actor, CheckpointKeys};
+use crate::audit::anchor::{self, Anchor};
+use crate::audit::{self, Actor, AnchorSeen, CheckpointKeys};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::keys::{KeyRef, KeyStore, KeyStoreError};
@@ -21,18 +22,18 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
     let store = context::open_store(cfg).await?;
     match cmd {
         AuditCmd::Verify => {
-            let checkpoints = store.checkpoints().await?;
-            let report = if checkpoints.is_empty() {
-                audit::verify_chain(&store).await?
-            } else {
-                let keys = context::open_key_store(cfg)
-                    .await
-                    .context("checkpoint signatures are checked with keys from the HSM")?;
-                let labels: BTreeSet<String> =
-                    checkpoints.iter().map(|c| c.key_label.clone()).collect();
-                let public_keys = checkpoint_keys(&keys, labels).await?;
-                audit::verify_with_checkpoints(&store, &public_keys).await?
-            };
+            let keys = context::open_key_store(cfg).await.context(
+                "checkpoint signatures and the audit anchor are checked against the HSM",
+            )?;
+            let labels: BTreeSet<String> = store
+                .checkpoints()
+                .await?
+                .into_iter()
+                .map(|c| c.key_label)
+                .collect();
+            let public_keys = checkpoint_keys(&keys, labels).await?;
+            let anchors = read_anchors(cfg, &keys).await?;
+            let report = audit::verify_with_checkpoints(&store, &public_keys, &anchors).await?;
             println!(
                 "audit chain intact: {} entries, last hash {}",
                 report.entries, report.last_hash
@@ -44,8 +45,20 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
                 ),
                 None => println!("no signed checkpoints yet (run `certgate audit checkpoint`)"),
             }
+            for seen in &anchors {
+                println!(
+                    "the anchor in {} (record {}) is reached",
+                    seen.source_name, seen.anchor.seq
+                );
+            }
+            if anchors.is_empty() {
+                println!("no audit anchor yet (the next `certgate audit checkpoint` writes one)");
+            }
         }
-        AuditCmd::Checkpoint { key_label } => {
+        AuditCmd::Checkpoint {
+            key_label,
+            after_restore,
+        } => {
             let label = match key_label {
                 Some(l) => l,
                 None => {
@@ -59,6 +72,21 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
                 }
             };
             let keys = context::open_key_store(cfg).await?;
+            // A checkpoint moves the anchors: never over a rollback unless told so.
+            let anchors = read_anchors(cfg, &keys).await?;
+            match audit::anchors_reached(&store, &anchors).await {
+                Ok(()) => {}
+                Err(e) if after_restore => {
+                    tracing::warn!(error = %e, "anchoring a database behind the audit anchor (--after-restore)");
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(
+                        "no checkpoint made: the database is behind the audit anchor; \
+                         run `certgate audit verify` (after a restore from backup: \
+                         `audit checkpoint --after-restore`)",
+                    ));
+                }
+            }
             let key = context::open_key(&keys, &label).await?;
             let c = audit::make_checkpoint(
                 &store,
@@ -70,6 +98,7 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
             .await?;
             // One JSON line: easy to ship off the host (SIEM, ticket, paper log).
             println!("{}", serde_json::to_string(&c)?);
+            write_anchors(cfg, &keys, &c).await?;
         }
         AuditCmd::Export { from } => {
             let stdout = std::io::stdout();
@@ -78,6 +107,50 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Keeps the new checkpoint's anchor in the HSM, then in `[audit] anchor_file` if set. The
+/// checkpoint is stored already: a failure here is reported, and the next checkpoint
+/// writes a newer anchor.
+async fn write_anchors(
+    cfg: &Config,
+    keys: &Arc<dyn KeyStore>,
+    c: &crate::store::AuditCheckpoint,
+) -> anyhow::Result<()> {
+    let anchor = Anchor::of(c).map_err(|why| anyhow!("checkpoint {}: {why}", c.id))?;
+    let for_hsm = anchor.clone();
+    context::with_keys(keys, move |k| anchor::write_hsm(k.anchors(), &for_hsm))
+        .await?
+        .context("the checkpoint is stored, but its anchor is not in the HSM")?;
+    if let Some(path) = &cfg.audit.anchor_file {
+        anchor::append_file(&cfg.resolve(path), &anchor)
+            .context("the checkpoint is stored and anchored in the HSM, but not in the file")?;
+    }
+    Ok(())
+}
+
+/// The anchors to check: the HSM's and the file's, each when there is one.
+async fn read_anchors(cfg: &Config, keys: &Arc<dyn KeyStore>) -> anyhow::Result<Vec<AnchorSeen>> {
+    let mut seen = Vec::new();
+    let in_hsm = context::with_keys(keys, |k| anchor::read_hsm(k.anchors()))
+        .await?
+        .context("cannot read the audit anchor from the HSM")?;
+    if let Some(a) = in_hsm {
+        seen.push(AnchorSeen {
+            source_name: "the HSM".into(),
+            anchor: a,
+        });
+    }
+    if let Some(path) = &cfg.audit.anchor_file {
+        let path = cfg.resolve(path);
+        if let Some(a) = anchor::read_file(&path)? {
+            seen.push(AnchorSeen {
+                source_name: path.display().to_string(),
+                anchor: a,
+            });
+        }
+    }
+    Ok(seen)
 }
 
 /// The public keys of `labels` from the key store; a key that is gone is left out (its

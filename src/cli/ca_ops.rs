@@ -11,14 +11,14 @@ use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
 
-use crate::audit::{Actor, Audit, Outcome};
+use crate::audit::{self, Actor, Outcome};
 use crate::ca::crl::CrlContents;
 use crate::ca::rollover::{self, InstalledCa};
 use crate::ca::{self, Authority, intermediate};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::keys::{KeyRef, KeyStoreError};
-use crate::store::{CaRecord, Store};
+use crate::store::{CaRecord, NewAudit, Store};
 
 use super::args::CaCmd;
 use super::context::open_key;
@@ -114,23 +114,16 @@ fn write_new(path: &Path, data: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-async fn audit(
-    store: &Store,
-    action: &str,
-    subject: &str,
-    detail: serde_json::Value,
-) -> anyhow::Result<()> {
-    Audit::new(store.clone())
-        .record(
-            SystemClock.now(),
-            &Actor::current_staff(),
-            action,
-            subject,
-            Outcome::Ok,
-            detail,
-        )
-        .await?;
-    Ok(())
+/// A staff `ok` audit entry, for an operation that appends it in its own transaction.
+fn staff_entry(action: &str, subject: &str, detail: serde_json::Value) -> NewAudit {
+    audit::entry(
+        SystemClock.now(),
+        &Actor::current_staff(),
+        action,
+        subject,
+        Outcome::Ok,
+        detail,
+    )
 }
 
 async fn csr(cfg: &Config, label: &str, subject: Option<String>, out: &Path) -> anyhow::Result<()> {
@@ -143,13 +136,14 @@ async fn csr(cfg: &Config, label: &str, subject: Option<String>, out: &Path) -> 
         .await?
         .context("cannot make the certificate request")?;
     write_new(out, pem.as_bytes())?;
-    audit(
-        &store,
-        "ca.csr",
-        label,
-        serde_json::json!({"subject": subject}),
-    )
-    .await?;
+    // Nothing else is stored: the request went to a file.
+    store
+        .append_audit(&staff_entry(
+            "ca.csr",
+            label,
+            serde_json::json!({"subject": subject}),
+        ))
+        .await?;
     println!(
         "certificate request for key {label:?} ({subject}) written to {}",
         out.display()
@@ -184,16 +178,18 @@ async fn import(
     // rcgen must be able to issue under it, exactly as `serve` will.
     Authority::new(0, checked.der.clone(), key, context::issuance_policy(cfg))
         .context("the CA certificate cannot be used for issuing")?;
+    let detail =
+        serde_json::json!({"key_label": label, "subject": checked.subject, "active": activate});
     let record = store
-        .insert_ca(label, &checked.der, &checked.chain_pem, activate, now)
+        .insert_ca_audited(
+            label,
+            &checked.der,
+            &checked.chain_pem,
+            activate,
+            now,
+            Some(|id: i64| staff_entry("ca.import", &id.to_string(), detail)),
+        )
         .await?;
-    audit(
-        &store,
-        "ca.import",
-        &record.id.to_string(),
-        serde_json::json!({"key_label": label, "subject": checked.subject, "active": activate}),
-    )
-    .await?;
     println!(
         "CA {} installed ({}, key {label:?}, valid until {}){}",
         record.id,
@@ -259,15 +255,18 @@ async fn rollover(
         .context("cannot make the new CA certificate")?;
     Authority::new(0, der.clone(), key, context::issuance_policy(cfg))
         .context("the new CA certificate cannot be used for issuing")?;
-    let record = store.insert_ca(label, &der, "", true, now).await?;
-    audit(
-        &store,
-        "ca.rollover",
-        &record.id.to_string(),
-        serde_json::json!({"key_label": label, "subject": subject,
-            "previous": old.map(|c| c.id)}),
-    )
-    .await?;
+    let detail = serde_json::json!({"key_label": label, "subject": subject,
+        "previous": old.as_ref().map(|c| c.id)});
+    let record = store
+        .insert_ca_audited(
+            label,
+            &der,
+            "",
+            true,
+            now,
+            Some(|id: i64| staff_entry("ca.rollover", &id.to_string(), detail)),
+        )
+        .await?;
     println!(
         "CA {} created and active: {subject} (key {label:?})",
         record.id
@@ -299,14 +298,12 @@ async fn activate(cfg: &Config, id: i64) -> anyhow::Result<()> {
         context::issuance_policy(cfg),
     )
     .with_context(|| format!("CA {id} cannot issue with the key {:?}", record.key_label))?;
-    store.activate_ca(id).await?;
-    audit(
-        &store,
+    let entry = staff_entry(
         "ca.activate",
         &id.to_string(),
         serde_json::json!({"key_label": record.key_label}),
-    )
-    .await?;
+    );
+    store.activate_ca_audited(id, Some(&entry)).await?;
     println!(
         "CA {id} (key {:?}) now issues new certificates",
         record.key_label

@@ -76,15 +76,25 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || ca::self_signed_ca(signer, &subject, now, validity))
             .await?
             .context("cannot make the CA certificate")?;
-    let record = store.insert_ca(&label, &der, "", true, now).await?;
-    Audit::new(store.clone())
-        .record(
+    let detail =
+        serde_json::json!({"subject": cfg.ca.subject, "key_label": label, "self_signed": true});
+    let record = store
+        .insert_ca_audited(
+            &label,
+            &der,
+            "",
+            true,
             now,
-            &Actor::current_staff(),
-            "ca.create",
-            &record.id.to_string(),
-            Outcome::Ok,
-            serde_json::json!({"subject": cfg.ca.subject, "key_label": label, "self_signed": true}),
+            Some(|id: i64| {
+                crate::audit::entry(
+                    now,
+                    &Actor::current_staff(),
+                    "ca.create",
+                    &id.to_string(),
+                    Outcome::Ok,
+                    detail,
+                )
+            }),
         )
         .await?;
     println!(

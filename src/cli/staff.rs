@@ -2,7 +2,7 @@
 
 use anyhow::{Context, bail};
 
-use crate::audit::{self, Actor, Audit, Outcome};
+use crate::audit::{self, Actor, Outcome};
 use crate::ca::pem;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -18,22 +18,23 @@ pub async fn contract(cfg: &Config, cmd: ContractCmd) -> anyhow::Result<()> {
         ContractCmd::Add { id, name } => {
             rules::check_identifier("a contract ID", &id)?;
             let now = SystemClock.now();
+            let entry = audit::entry(
+                now,
+                &Actor::current_staff(),
+                "contract.add",
+                &id,
+                Outcome::Ok,
+                serde_json::json!({"name": name}),
+            );
             store
-                .insert_contract(&Contract {
-                    id: id.clone(),
-                    name: name.clone(),
-                    enabled: true,
-                    created_at: now,
-                })
-                .await?;
-            Audit::new(store)
-                .record(
-                    now,
-                    &Actor::current_staff(),
-                    "contract.add",
-                    &id,
-                    Outcome::Ok,
-                    serde_json::json!({"name": name}),
+                .insert_contract_audited(
+                    &Contract {
+                        id: id.clone(),
+                        name: name.clone(),
+                        enabled: true,
+                        created_at: now,
+                    },
+                    Some(&entry),
                 )
                 .await?;
             println!("contract {id} added");
@@ -68,24 +69,25 @@ pub async fn user(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
                 bail!("{email:?} is not an e-mail address");
             }
             let now = SystemClock.now();
+            let entry = audit::entry(
+                now,
+                &Actor::current_staff(),
+                "user.add",
+                &login,
+                Outcome::Ok,
+                serde_json::json!({"contract": contract, "role": role.as_str()}),
+            );
             store
-                .insert_user(&User {
-                    login: login.clone(),
-                    contract_id: contract.clone(),
-                    role,
-                    email: email.clone(),
-                    enabled: true,
-                    created_at: now,
-                })
-                .await?;
-            Audit::new(store)
-                .record(
-                    now,
-                    &Actor::current_staff(),
-                    "user.add",
-                    &login,
-                    Outcome::Ok,
-                    serde_json::json!({"contract": contract, "role": role.as_str()}),
+                .insert_user_audited(
+                    &User {
+                        login: login.clone(),
+                        contract_id: contract.clone(),
+                        role,
+                        email: email.clone(),
+                        enabled: true,
+                        created_at: now,
+                    },
+                    Some(&entry),
                 )
                 .await?;
             println!("user {login} ({role}) added to contract {contract}");

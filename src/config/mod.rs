@@ -67,9 +67,22 @@ pub struct Config {
     /// `[limits]`: rate limits on the public surface and the body read timeout.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// `[audit]`: where else the audit anchor is kept.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// The folder relative paths were resolved against (the config file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// `[audit]`: read by `certgate audit checkpoint` and `verify` each time they run.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// An append-only file that gets the audit anchor (newest checkpoint's record and
+    /// hashes) at each checkpoint, besides the HSM; relative to the config file.
+    #[serde(default)]
+    pub anchor_file: Option<PathBuf>,
 }
 
 /// `[database]`

@@ -15,6 +15,7 @@ mod asn1;
 mod attributes;
 mod ckr;
 mod context;
+mod data_objects;
 mod error;
 mod info;
 mod keygen;
@@ -177,6 +178,21 @@ impl Hsm {
             .pool
             .with_rw_session(|session| keygen::generate(session, label, algorithm, id))?;
         self.key_with_id(label, id)
+    }
+
+    /// The values of the private data objects labelled `label` (none before the first
+    /// [`Hsm::write_data`]).
+    pub fn read_data(&self, label: &str) -> Result<Vec<Vec<u8>>, HsmError> {
+        self.inner
+            .pool
+            .run(|session, _| data_objects::read(session, label))
+    }
+
+    /// Replaces the private data object labelled `label` with one holding `value`.
+    pub fn write_data(&self, label: &str, value: &[u8]) -> Result<(), HsmError> {
+        self.inner
+            .pool
+            .with_rw_session(|session| data_objects::write(session, label, value))
     }
 
     /// Every private key on the token: its label and `CKA_ID`, for `hsm info`.

@@ -11,8 +11,8 @@ use super::info::KeyUri;
 use super::{Hsm, HsmError, HsmSettings, KeyAttributes, info};
 use crate::config::{Config, ObjectType, Pkcs11Uri};
 use crate::keys::{
-    Cause, KeyAlgorithm, KeyBackend, KeyDescription, KeyGenerator, KeyRef, KeyStore, KeyStoreError,
-    StoreDescription,
+    AnchorStore, Cause, KeyAlgorithm, KeyBackend, KeyDescription, KeyGenerator, KeyRef, KeyStore,
+    KeyStoreError, StoreDescription,
 };
 
 /// The token `[hsm]` names, logged in, as a [`KeyStore`]. Cheap to clone.
@@ -188,6 +188,20 @@ impl KeyStore for Pkcs11KeyStore {
 
     fn generator(&self) -> Option<&dyn KeyGenerator> {
         Some(self)
+    }
+
+    fn anchors(&self) -> Option<&dyn AnchorStore> {
+        Some(self)
+    }
+}
+
+impl AnchorStore for Pkcs11KeyStore {
+    fn read_anchor(&self, name: &str) -> Result<Vec<Vec<u8>>, KeyStoreError> {
+        Ok(self.hsm.read_data(name)?)
+    }
+
+    fn write_anchor(&self, name: &str, value: &[u8]) -> Result<(), KeyStoreError> {
+        Ok(self.hsm.write_data(name, value)?)
     }
 }
 

@@ -23,5 +23,6 @@ mod store;
 pub use algorithm::KeyAlgorithm;
 pub use backend::{KeyBackend, SignError, subject_public_key_bits, verify_signature};
 pub use store::{
-    Cause, KeyDescription, KeyGenerator, KeyRef, KeyStore, KeyStoreError, StoreDescription,
+    AnchorStore, Cause, KeyDescription, KeyGenerator, KeyRef, KeyStore, KeyStoreError,
+    StoreDescription,
 };

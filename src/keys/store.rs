@@ -85,6 +85,25 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     fn generator(&self) -> Option<&dyn KeyGenerator> {
         None
     }
+
+    /// Small values kept beside the keys, out of the database's reach (the audit anchor),
+    /// when the store can keep them.
+    fn anchors(&self) -> Option<&dyn AnchorStore> {
+        None
+    }
+}
+
+/// Named small values in a key store (PKCS#11: private `CKO_DATA` objects). Whoever holds
+/// only the database's credentials can neither read nor change them.
+///
+/// Calls block, like the rest of the store.
+pub trait AnchorStore: Send + Sync {
+    /// Every value stored under `name`: none before the first write, and more than one only
+    /// when a replacement was interrupted (the caller chooses the newest).
+    fn read_anchor(&self, name: &str) -> Result<Vec<Vec<u8>>, KeyStoreError>;
+
+    /// Replaces the value stored under `name`.
+    fn write_anchor(&self, name: &str, value: &[u8]) -> Result<(), KeyStoreError>;
 }
 
 /// The power to create keys in a store, kept apart from [`KeyStore`]: the online service

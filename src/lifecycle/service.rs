@@ -166,21 +166,17 @@ impl Lifecycle {
                 .into());
             }
             let (code, expires_at) = self.new_code()?;
-            self.store.set_code(login, &code.hash(), self.now(), expires_at).await?;
+            // The code and its audit record commit together.
+            let entry =
+                self.ok_entry(actor, "code.authorize", login, json!({"expires_at": expires_at}));
+            self.store
+                .set_code_audited(login, &code.hash(), self.now(), expires_at, &entry)
+                .await?;
             Ok(Authorized { login: login.into(), code, expires_at, revoked_serial: None })
         }
         .await;
         match result {
-            Ok(a) => {
-                self.audit_ok(
-                    actor,
-                    "code.authorize",
-                    login,
-                    json!({"expires_at": a.expires_at}),
-                )
-                .await;
-                Ok(a)
-            }
+            Ok(a) => Ok(a),
             Err(e) => self.refuse(actor, "code.authorize", login, e).await,
         }
     }
@@ -253,7 +249,14 @@ impl Lifecycle {
                 enabled: true,
                 created_at: self.now(),
             };
-            match self.store.insert_user(&user).await {
+            // The user and its audit record commit together.
+            let entry = self.ok_entry(
+                &actor,
+                "user.add",
+                login,
+                json!({"contract": user.contract_id, "role": user.role.as_str()}),
+            );
+            match self.store.insert_user_audited(&user, Some(&entry)).await {
                 Ok(()) => Ok(user),
                 Err(crate::store::StoreError::Conflict(_)) => {
                     Err(self.taken(login, &admin.contract_id).await?)
@@ -263,16 +266,7 @@ impl Lifecycle {
         }
         .await;
         match result {
-            Ok(u) => {
-                self.audit_ok(
-                    &actor,
-                    "user.add",
-                    login,
-                    json!({"contract": u.contract_id, "role": u.role.as_str()}),
-                )
-                .await;
-                Ok(u)
-            }
+            Ok(u) => Ok(u),
             Err(e) => {
                 let refused = self.refuse(&actor, "user.add", login, e).await;
                 refused.map_err(|e| match e {

@@ -1,16 +1,35 @@
-//! Contracts and users: plain inserts and reads.
+//! Contracts and users: inserts (each with its audit entry in the same transaction when
+//! given) and reads.
 //!
 //! Owns the mapping of duplicate ids to `Conflict` and of a missing contract to `NotFound`.
 //! Who may create which user is decided in `lifecycle`, not here.
 
-use super::backend::on_backend;
+use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head};
+use super::backend::{WritePool, on_backend};
 use super::error::on_violation;
-use super::{Contract, Store, StoreError, User};
+use super::{Contract, NewAudit, Store, StoreError, User};
 
 impl Store {
     /// Adds a contract; `Conflict` when the id exists.
     pub async fn insert_contract(&self, c: &Contract) -> Result<(), StoreError> {
-        on_backend!(self, |pool, _PG| {
+        self.insert_contract_audited(c, None).await
+    }
+
+    /// Adds a contract and appends `audit` in the same transaction: neither without the
+    /// other. `Conflict` when the id exists.
+    pub async fn insert_contract_audited(
+        &self,
+        c: &Contract,
+        audit: Option<&NewAudit>,
+    ) -> Result<(), StoreError> {
+        let audit = audit.map(PreparedAudit::new).transpose()?;
+        on_backend!(self, |pool, PG| {
+            let mut tx = pool.begin_write().await?;
+            // The audit lock first, as every appender takes it.
+            let mut head = match audit {
+                Some(_) => Some(lock_chain_head!(PG, tx)),
+                None => None,
+            };
             sqlx::query(
                 "INSERT INTO contracts (id, name, enabled, created_at) VALUES ($1, $2, $3, $4)",
             )
@@ -18,7 +37,7 @@ impl Store {
             .bind(c.name.as_str())
             .bind(c.enabled)
             .bind(c.created_at)
-            .execute(pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| {
                 on_violation(
@@ -27,6 +46,10 @@ impl Store {
                     || format!("contract {:?}", c.id),
                 )
             })?;
+            if let (Some(entry), Some(head)) = (&audit, head.as_mut()) {
+                append_chained!(tx, head, entry);
+            }
+            tx.commit().await?;
             Ok(())
         })
     }
@@ -56,7 +79,24 @@ impl Store {
 
     /// Adds a user; `Conflict` when the login exists, `NotFound` when the contract does not.
     pub async fn insert_user(&self, u: &User) -> Result<(), StoreError> {
-        on_backend!(self, |pool, _PG| {
+        self.insert_user_audited(u, None).await
+    }
+
+    /// Adds a user and appends `audit` in the same transaction: neither without the other.
+    /// `Conflict` when the login ID exists, `NotFound` when the contract does not.
+    pub async fn insert_user_audited(
+        &self,
+        u: &User,
+        audit: Option<&NewAudit>,
+    ) -> Result<(), StoreError> {
+        let audit = audit.map(PreparedAudit::new).transpose()?;
+        on_backend!(self, |pool, PG| {
+            let mut tx = pool.begin_write().await?;
+            // The audit lock first, as every appender takes it.
+            let mut head = match audit {
+                Some(_) => Some(lock_chain_head!(PG, tx)),
+                None => None,
+            };
             sqlx::query(
                 "INSERT INTO users (login, contract_id, role, email, enabled, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -67,7 +107,7 @@ impl Store {
             .bind(u.email.as_str())
             .bind(u.enabled)
             .bind(u.created_at)
-            .execute(pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| {
                 on_violation(
@@ -76,6 +116,10 @@ impl Store {
                     || format!("contract {:?}", u.contract_id),
                 )
             })?;
+            if let (Some(entry), Some(head)) = (&audit, head.as_mut()) {
+                append_chained!(tx, head, entry);
+            }
+            tx.commit().await?;
             Ok(())
         })
     }

@@ -3,9 +3,10 @@
 //! Owns "exactly one active CA" (also enforced by a partial unique index) and monotonic CRL
 //! numbers. It never touches keys: `key_label` only names the key object in the HSM.
 
+use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head};
 use super::backend::{WritePool, on_backend};
 use super::error::on_violation;
-use super::{CaRecord, Store, StoreError};
+use super::{CaRecord, NewAudit, Store, StoreError};
 use crate::clock::UnixTime;
 
 impl Store {
@@ -18,8 +19,35 @@ impl Store {
         active: bool,
         now: UnixTime,
     ) -> Result<CaRecord, StoreError> {
-        on_backend!(self, |pool, _PG| {
+        self.insert_ca_audited(
+            key_label,
+            cert_der,
+            chain_pem,
+            active,
+            now,
+            None::<fn(i64) -> NewAudit>,
+        )
+        .await
+    }
+
+    /// Like [`Store::insert_ca`], appending the audit entry `audit` makes from the new CA's
+    /// id in the same transaction: neither without the other.
+    pub async fn insert_ca_audited(
+        &self,
+        key_label: &str,
+        cert_der: &[u8],
+        chain_pem: &str,
+        active: bool,
+        now: UnixTime,
+        audit: Option<impl FnOnce(i64) -> NewAudit>,
+    ) -> Result<CaRecord, StoreError> {
+        on_backend!(self, |pool, PG| {
             let mut tx = pool.begin_write().await?;
+            // The audit lock first, as every appender takes it.
+            let mut head = match audit {
+                Some(_) => Some(lock_chain_head!(PG, tx)),
+                None => None,
+            };
             if active {
                 sqlx::query("UPDATE cas SET active = FALSE WHERE active")
                     .execute(&mut *tx)
@@ -43,6 +71,10 @@ impl Store {
                     || "CA".to_owned(),
                 )
             })?;
+            if let (Some(make), Some(head)) = (audit, head.as_mut()) {
+                let entry = PreparedAudit::new(&make(id))?;
+                append_chained!(tx, head, &entry);
+            }
             tx.commit().await?;
             tracing::info!(ca_id = id, key_label, active, "CA certificate stored");
             Ok(CaRecord {
@@ -59,8 +91,23 @@ impl Store {
     /// Makes the CA `id` the one that issues; every other CA becomes inactive. `NotFound`
     /// when there is no such CA.
     pub async fn activate_ca(&self, id: i64) -> Result<(), StoreError> {
-        on_backend!(self, |pool, _PG| {
+        self.activate_ca_audited(id, None).await
+    }
+
+    /// Like [`Store::activate_ca`], appending `audit` in the same transaction.
+    pub async fn activate_ca_audited(
+        &self,
+        id: i64,
+        audit: Option<&NewAudit>,
+    ) -> Result<(), StoreError> {
+        let audit = audit.map(PreparedAudit::new).transpose()?;
+        on_backend!(self, |pool, PG| {
             let mut tx = pool.begin_write().await?;
+            // The audit lock first, as every appender takes it.
+            let mut head = match audit {
+                Some(_) => Some(lock_chain_head!(PG, tx)),
+                None => None,
+            };
             sqlx::query("UPDATE cas SET active = FALSE WHERE active AND id <> $1")
                 .bind(id)
                 .execute(&mut *tx)
@@ -71,6 +118,9 @@ impl Store {
                 .await?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound(format!("CA {id}")));
+            }
+            if let (Some(entry), Some(head)) = (&audit, head.as_mut()) {
+                append_chained!(tx, head, entry);
             }
             tx.commit().await?;
             tracing::info!(ca_id = id, "CA activated");

@@ -3,8 +3,9 @@
 //! Owns the `audit_checkpoints` table only. It neither signs nor verifies (that is
 //! [`crate::audit`]'s job with a key from the HSM) and never changes a stored checkpoint.
 
+use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head};
 use super::backend::{WritePool, on_backend};
-use super::{Store, StoreError};
+use super::{NewAudit, Store, StoreError};
 use crate::clock::UnixTime;
 
 /// A checkpoint as stored: "audit entry `seq` had hash `hash`", signed at `at`.
@@ -27,6 +28,10 @@ pub struct AuditCheckpoint {
     /// The signature over [`crate::audit::checkpoint_message`].
     #[serde(with = "hex_bytes")]
     pub signature: Vec<u8>,
+    /// 1: the entry only; 2: also the previous checkpoint's hash (`prev_checkpoint`).
+    pub version: i64,
+    /// Version 2: the hash of the checkpoint before this one (all zeros for the first).
+    pub prev_checkpoint: Option<String>,
 }
 
 mod hex_bytes {
@@ -36,16 +41,33 @@ mod hex_bytes {
 }
 
 impl Store {
-    /// Appends a checkpoint (its `id` is ignored and assigned here).
+    /// Appends a checkpoint (its `id` is ignored and assigned here) together with its audit
+    /// entry (`entry` gets the new id), in one transaction under the audit lock.
+    /// `Conflict` when the newest checkpoint is no longer `built_on` (another checkpoint was
+    /// made meanwhile: `c` chains to a stale one and must be signed again).
     pub async fn insert_checkpoint(
         &self,
         c: &AuditCheckpoint,
+        built_on: Option<i64>,
+        entry: impl FnOnce(i64) -> NewAudit,
     ) -> Result<AuditCheckpoint, StoreError> {
-        on_backend!(self, |pool, _PG| {
+        on_backend!(self, |pool, PG| {
             let mut tx = pool.begin_write().await?;
+            // The audit lock first (see `lock_chain_head!`): it also serializes checkpoints.
+            let mut head = lock_chain_head!(PG, tx);
+            let newest: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM audit_checkpoints ORDER BY id DESC LIMIT 1")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if newest != built_on {
+                return Err(StoreError::Conflict(
+                    "another audit checkpoint was made meanwhile".into(),
+                ));
+            }
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO audit_checkpoints (seq, hash, at, key_label, algorithm, \
-                 public_key, signature) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                 public_key, signature, version, prev_checkpoint) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
             )
             .bind(c.seq)
             .bind(c.hash.as_str())
@@ -54,10 +76,26 @@ impl Store {
             .bind(c.algorithm.as_str())
             .bind(c.public_key.as_slice())
             .bind(c.signature.as_slice())
+            .bind(c.version)
+            .bind(c.prev_checkpoint.as_deref())
             .fetch_one(&mut *tx)
             .await?;
+            let prepared = PreparedAudit::new(&entry(id))?;
+            append_chained!(tx, &mut head, &prepared);
             tx.commit().await?;
             Ok(AuditCheckpoint { id, ..c.clone() })
+        })
+    }
+
+    /// The newest checkpoint (by id), if any: the one the next checkpoint chains to.
+    pub async fn newest_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            Ok(sqlx::query_as::<_, AuditCheckpoint>(
+                "SELECT id, seq, hash, at, key_label, algorithm, public_key, signature, \
+                 version, prev_checkpoint FROM audit_checkpoints ORDER BY id DESC LIMIT 1",
+            )
+            .fetch_optional(pool)
+            .await?)
         })
     }
 
@@ -65,8 +103,8 @@ impl Store {
     pub async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>, StoreError> {
         on_backend!(self, |pool, _PG| {
             Ok(sqlx::query_as::<_, AuditCheckpoint>(
-                "SELECT id, seq, hash, at, key_label, algorithm, public_key, signature \
-                 FROM audit_checkpoints ORDER BY seq, id",
+                "SELECT id, seq, hash, at, key_label, algorithm, public_key, signature, \
+                 version, prev_checkpoint FROM audit_checkpoints ORDER BY seq, id",
             )
             .fetch_all(pool)
             .await?)

@@ -13,7 +13,7 @@
 //!
 //! A code is expired from `expires_at` on (`now >= expires_at`).
 
-use super::audit_chain::PreparedAudit;
+use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head};
 use super::backend::{WritePool, on_backend};
 use super::issuance_parts::{hash_eq, upsert_code};
 use super::issue_writer::{IssueWork, JobOutcome};
@@ -35,6 +35,28 @@ impl Store {
     ) -> Result<(), StoreError> {
         on_backend!(self, |pool, _PG| {
             upsert_code!(pool, login, code_hash, now, expires_at)?;
+            Ok(())
+        })
+    }
+
+    /// Like [`Store::set_code`], appending `audit` in the same transaction: a code never
+    /// exists without its `code.authorize` record, nor the record without the code.
+    pub async fn set_code_audited(
+        &self,
+        login: &str,
+        code_hash: &str,
+        now: UnixTime,
+        expires_at: UnixTime,
+        audit: &NewAudit,
+    ) -> Result<(), StoreError> {
+        let audit = PreparedAudit::new(audit)?;
+        on_backend!(self, |pool, PG| {
+            let mut tx = pool.begin_write().await?;
+            // The audit lock first, as every appender takes it.
+            let mut head = lock_chain_head!(PG, tx);
+            upsert_code!(&mut *tx, login, code_hash, now, expires_at)?;
+            append_chained!(tx, &mut head, &audit);
+            tx.commit().await?;
             Ok(())
         })
     }
