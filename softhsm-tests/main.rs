@@ -15,6 +15,7 @@ mod keystore;
 mod lifecycle;
 mod notices;
 mod ops;
+mod signatures;
 mod status_agreement;
 mod support;
 

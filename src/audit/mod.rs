@@ -3,6 +3,7 @@
 //! the HSM (`checkpoint`). Details are JSON and never contain a secret.
 
 mod checkpoint;
+pub mod signatures;
 mod verify;
 
 pub use checkpoint::{CheckpointError, CheckpointKeys, checkpoint_message, make_checkpoint};

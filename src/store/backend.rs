@@ -162,6 +162,11 @@ const SQLITE_MIGRATIONS: &[Source] = &[
         description: "status sources",
         sql: include_str!("migrations/sqlite/0005_status_sources.sql"),
     },
+    Source {
+        version: 6,
+        description: "signature intents",
+        sql: include_str!("migrations/sqlite/0006_signature_intents.sql"),
+    },
 ];
 
 const POSTGRES_MIGRATIONS: &[Source] = &[
@@ -184,6 +189,11 @@ const POSTGRES_MIGRATIONS: &[Source] = &[
         version: 5,
         description: "status sources",
         sql: include_str!("migrations/postgres/0005_status_sources.sql"),
+    },
+    Source {
+        version: 6,
+        description: "signature intents",
+        sql: include_str!("migrations/postgres/0006_signature_intents.sql"),
     },
 ];
 
