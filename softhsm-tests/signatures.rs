@@ -284,6 +284,9 @@ fn every_signature_accounted_for(db: Db) {
     let (balanced, r) = report(&fx);
     assert!(!balanced, "a stale intent fails the reconciliation: {r}");
     assert_eq!(r["stale"][0]["serial"], stale, "{r}");
+    // Not a certificate anyone knows yet: `unknown`, and that answer is cached until the
+    // settlement's change announcement drops it.
+    assert!(ocsp_by_serial(&run, stale).contains(": unknown"));
     fx.fails(&["audit", "settle-intent", stale]);
     fx.ok(&["audit", "settle-intent", stale, "--discarded"]);
     fx.fails(&["audit", "settle-intent", stale, "--discarded"]);
