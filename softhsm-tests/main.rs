@@ -19,6 +19,7 @@ mod lifecycle;
 mod limits;
 mod notices;
 mod ops;
+mod signatures;
 mod status_agreement;
 mod support;
 mod tunnels;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use certgate::store::{
     AuditRecord, CertChange, CertFilter, CertRecord, CertStatus, CodeClaim, CodeRefusal, Contract,
-    GENESIS_HASH, NewAudit, Redeemed, Role, ServerCertRecord, StatusFacts, Store, StoreError, User,
-    audit_hash, verify_audit_chain,
+    GENESIS_HASH, IntentFilter, IntentState, NewAudit, Redeemed, Role, ServerCertRecord,
+    SignatureIntent, StatusFacts, Store, StoreError, User, audit_hash, verify_audit_chain,
 };
 use db::{Kind, TestDb};
 
@@ -64,6 +64,8 @@ on_both!(
     audited_changes_commit_with_their_record,
     failed_group_commit_fails_every_job_and_stores_nothing,
     writer_reconnects_after_its_connection_was_closed,
+    signature_intents_settle_once_and_discarded_ones_are_revoked,
+    signature_counts_add_up,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -1778,4 +1780,139 @@ async fn postgres_listener_resyncs_after_connection_loss() {
 
     issue(&s, "alice", "z1", ca, T0).await;
     expect_change(&mut rx, "z1").await;
+}
+
+async fn signature_intents_settle_once_and_discarded_ones_are_revoked(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    let mut rx = s.subscribe_changes();
+    let intent = |serial: &str| {
+        SignatureIntent::open(serial, ca, "client", "alice", "spki", T0, T0 + 30 * DAY)
+    };
+    for serial in ["i1", "i2", "i3"] {
+        s.record_intent_audited(&intent(serial), &staff_entry("signature.intent", serial))
+            .await
+            .unwrap();
+    }
+    // One serial, one intent.
+    assert!(matches!(
+        s.record_intent_audited(&intent("i1"), &staff_entry("signature.intent", "i1"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // i1 is stored and completed: handed out, so it can no longer be discarded.
+    issue(&s, "alice", "i1", ca, T0).await;
+    assert!(s.complete_intent("i1", T0 + 1).await.unwrap());
+    assert!(
+        !s.complete_intent("i1", T0 + 2).await.unwrap(),
+        "settled once"
+    );
+    assert!(matches!(
+        s.discard_intent_audited("i1", "store_failed", None, T0 + 2, &staff_entry("d", "i1"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // i2 lost a race: discarded with the validity it was signed with, announced, revoked.
+    let validity = Some((T0, T0 + 10 * DAY));
+    let d = s
+        .discard_intent_audited(
+            "i2",
+            "lost_redemption_race",
+            validity,
+            T0 + 3,
+            &staff_entry("signature.discard", "i2"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.state, IntentState::Discarded);
+    assert_eq!(d.not_after, T0 + 10 * DAY);
+    expect_change(&mut rx, "i2").await;
+    assert!(matches!(
+        s.discard_intent_audited("i2", "x", None, T0 + 4, &staff_entry("d", "i2"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.discard_intent_audited("nope", "x", None, T0 + 4, &staff_entry("d", "nope"))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let facts = s
+        .status_facts("i2")
+        .await
+        .unwrap()
+        .expect("a discarded serial has facts");
+    assert_eq!(facts.status, CertStatus::Revoked);
+    assert_eq!(facts.revoked_at, Some(T0 + 3));
+    assert_eq!(
+        facts.revocation_reason.as_deref(),
+        Some("cessationOfOperation")
+    );
+    // On the CRL until it expires; an open intent is not.
+    let on_crl = |f: &[StatusFacts]| f.iter().map(|f| f.serial.clone()).collect::<Vec<_>>();
+    let crl = s.facts_for_crl(ca, T0 + 5).await.unwrap();
+    assert!(on_crl(&crl).contains(&"i2".to_string()), "{crl:?}");
+    assert!(!on_crl(&crl).contains(&"i3".to_string()), "{crl:?}");
+    let later = s.facts_for_crl(ca, T0 + 11 * DAY).await.unwrap();
+    assert!(!on_crl(&later).contains(&"i2".to_string()));
+    assert_eq!(
+        s.status_facts("i3").await.unwrap(),
+        None,
+        "open: not known yet"
+    );
+
+    // Stale: open, old enough and not stored (i1 is stored, i2 settled).
+    let stale = s
+        .signature_intents(IntentFilter {
+            open_before: Some(T0 + 1),
+            ..IntentFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        stale.iter().map(|i| i.serial.as_str()).collect::<Vec<_>>(),
+        ["i3"]
+    );
+    let discarded = s
+        .signature_intents(IntentFilter {
+            discarded: true,
+            ..IntentFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(discarded.len(), 1);
+    assert_eq!(discarded[0].reason.as_deref(), Some("lost_redemption_race"));
+    let totals = s.intent_totals().await.unwrap();
+    assert_eq!(
+        totals,
+        vec![
+            ("client".to_string(), "completed".to_string(), 1),
+            ("client".to_string(), "discarded".to_string(), 1),
+            ("client".to_string(), "open".to_string(), 1),
+        ]
+    );
+    // Every record and discard is in the chain.
+    let log = verified_log(&s).await;
+    assert_eq!(
+        log.iter()
+            .filter(|r| r.action == "signature.intent")
+            .count(),
+        3
+    );
+}
+
+async fn signature_counts_add_up(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    s.add_signature_counts(&[(ca, "ocsp", 5), (ca, "crl", 1)])
+        .await
+        .unwrap();
+    s.add_signature_counts(&[(ca, "ocsp", 2)]).await.unwrap();
+    s.add_signature_counts(&[]).await.unwrap();
+    let counts: Vec<(String, i64)> = s
+        .signature_counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.kind, c.count))
+        .collect();
+    assert_eq!(counts, [("crl".to_string(), 1), ("ocsp".to_string(), 7)]);
 }

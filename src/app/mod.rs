@@ -16,6 +16,7 @@
 pub mod open;
 pub mod serve;
 pub mod server;
+pub mod tally_flush;
 mod web_service;
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ pub async fn run(
     let settings = LifecycleSettings::from_config(&cfg);
     let lifecycle = Lifecycle::new(store.clone(), active.clone(), clock.clone(), settings);
     let (reloaded, retiring) = (lifecycle.clone(), lifecycle.clone());
+    let flush_store = store.clone();
 
     let mut signers = Vec::with_capacity(cas.len());
     for authority in &cas {
@@ -66,7 +67,8 @@ pub async fn run(
             authority.ca_der(),
             authority.key().clone(),
         )
-        .context("cannot prepare the OCSP responder")?;
+        .context("cannot prepare the OCSP responder")?
+        .with_tally(authority.tally().clone());
         signers.push(CaSigner {
             authority: authority.clone(),
             ocsp: std::sync::Arc::new(ocsp),
@@ -125,9 +127,20 @@ pub async fn run(
         let every = notices.interval();
         tokio::spawn(crate::notify::run_forever(notices, every, stopped));
     }
+    // Signature counts: flushed every minute, and once more when serving ends.
+    let (stop_flush, flush_stopped) = tokio::sync::watch::channel(false);
+    let flusher = tokio::spawn(super::tally_flush::run_flusher(
+        flush_store,
+        cas.clone(),
+        flush_stopped,
+    ));
     let result = async { Server::bind(deps).await?.serve(shutdown).await }.await;
     let _ = stop_notices.send(true);
     summaries.abort();
+    let _ = stop_flush.send(true);
+    if let Err(e) = flusher.await {
+        tracing::warn!(error = %e, "the signature count flusher failed");
+    }
     Ok(result?)
 }
 

@@ -5,6 +5,7 @@
 
 pub mod anchor;
 mod checkpoint;
+pub mod signatures;
 mod verify;
 
 pub use checkpoint::{

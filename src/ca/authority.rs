@@ -11,7 +11,7 @@ use rustls_pki_types::CertificateDer;
 
 use super::csr::{CheckedCsr, sha256_hex};
 use super::profile::{self, ClientSubject, StatusUrls};
-use super::{CaError, CaName, KeyBackend, RcgenKey};
+use super::{CaError, CaName, KeyBackend, RcgenKey, SignatureKind, SignatureTally};
 use crate::clock::UnixTime;
 
 /// A certificate just signed, with the facts the store keeps about it.
@@ -44,6 +44,25 @@ pub struct Authority {
     key: Arc<dyn KeyBackend>,
     urls: StatusUrls,
     policy: IssuancePolicy,
+    /// Every signature this CA's key makes through here, by kind.
+    pub(super) tally: SignatureTally,
+}
+
+/// A serial drawn for a certificate before it is signed, so the intent naming it can be
+/// recorded first (`lifecycle::intents`).
+#[derive(Debug, Clone)]
+pub struct PlannedSerial {
+    serial: rcgen::SerialNumber,
+    /// Lowercase hex, no separators: the serial as the store keeps it.
+    pub hex: String,
+}
+
+impl PlannedSerial {
+    /// A fresh random serial.
+    pub fn draw() -> Result<Self, CaError> {
+        let (serial, hex) = profile::random_serial()?;
+        Ok(Self { serial, hex })
+    }
 }
 
 impl std::fmt::Debug for Authority {
@@ -79,6 +98,7 @@ impl Authority {
             key,
             urls,
             policy,
+            tally: SignatureTally::default(),
         })
     }
 
@@ -97,14 +117,29 @@ impl Authority {
         &self.key
     }
 
-    /// Signs a client certificate for `subject` over the CSR's key, valid from `now`.
+    /// The signatures counted for this CA (OCSP responders built for it share it).
+    pub fn tally(&self) -> &SignatureTally {
+        &self.tally
+    }
+
+    /// When a client certificate signed at `now` expires.
+    pub fn client_not_after(&self, now: UnixTime) -> UnixTime {
+        now + i64::from(self.policy.validity_days) * crate::clock::DAY
+    }
+
+    /// Signs a client certificate numbered `serial` for `subject` over the CSR's key, valid
+    /// from `now`.
     pub fn issue_client(
         &self,
+        serial: PlannedSerial,
         csr: &CheckedCsr,
         subject: &ClientSubject<'_>,
         now: UnixTime,
     ) -> Result<IssuedCert, CaError> {
-        let (serial, serial_hex) = profile::random_serial()?;
+        let PlannedSerial {
+            serial,
+            hex: serial_hex,
+        } = serial;
         let params = profile::client_params(
             &csr.spki_der,
             subject,
@@ -118,6 +153,7 @@ impl Authority {
         let cert = params
             .signed_by(&public_key, &self.issuer)
             .map_err(CaError::Rcgen)?;
+        self.tally.count(SignatureKind::Client);
         let der = cert.der().to_vec();
         Ok(IssuedCert {
             serial: serial_hex,
@@ -131,10 +167,12 @@ impl Authority {
 }
 
 impl Authority {
-    /// Signs a TLS server certificate for `names` (DNS names or IP addresses, each passing
-    /// [`super::server_name::check`]) over the DER SubjectPublicKeyInfo `spki_der`.
+    /// Signs a TLS server certificate numbered `serial` for `names` (DNS names or IP
+    /// addresses, each passing [`super::server_name::check`]) over the DER
+    /// SubjectPublicKeyInfo `spki_der`.
     pub fn issue_server(
         &self,
+        serial: PlannedSerial,
         spki_der: &[u8],
         names: &[String],
         now: UnixTime,
@@ -143,7 +181,10 @@ impl Authority {
         for name in names {
             super::server_name::check(name)?;
         }
-        let (serial, serial_hex) = profile::random_serial()?;
+        let PlannedSerial {
+            serial,
+            hex: serial_hex,
+        } = serial;
         let params = profile::server_params(
             spki_der,
             names,
@@ -156,6 +197,7 @@ impl Authority {
         let cert = params
             .signed_by(&public_key, &self.issuer)
             .map_err(CaError::Rcgen)?;
+        self.tally.count(SignatureKind::Server);
         let der = cert.der().to_vec();
         Ok(IssuedCert {
             serial: serial_hex,

@@ -105,6 +105,7 @@ impl Authority {
             key_identifier_method: KeyIdMethod::PreSpecified(self.key_id.clone()),
         };
         let crl = params.signed_by(&self.issuer).map_err(CaError::Rcgen)?;
+        self.tally.count(super::SignatureKind::Crl);
         Ok(crl.der().to_vec())
     }
 }

@@ -21,16 +21,20 @@ pub mod profile;
 mod revocation;
 pub mod rollover;
 pub mod server_name;
+mod tally;
 
 pub use crate::keys::{
     KeyAlgorithm, KeyBackend, SignError, subject_public_key_bits, verify_signature,
 };
-pub use authority::{Authority, IssuancePolicy, IssuedCert, check_key_matches, self_signed_ca};
+pub use authority::{
+    Authority, IssuancePolicy, IssuedCert, PlannedSerial, check_key_matches, self_signed_ca,
+};
 pub use csr::{CheckedCsr, ClientKeyKind, CsrError};
 pub use key::{RcgenKey, rcgen_signature_algorithm};
 pub use name::{CaName, NameError};
 pub use profile::ClientSubject;
 pub use revocation::RevocationReason;
+pub use tally::{SignatureKind, SignatureTally};
 
 /// Why the CA could not produce a certificate.
 #[derive(Debug, thiserror::Error)]

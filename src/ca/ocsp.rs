@@ -15,7 +15,9 @@ use x509_ocsp::{
     Version,
 };
 
-use super::{CaError, KeyAlgorithm, KeyBackend, subject_public_key_bits};
+use super::{
+    CaError, KeyAlgorithm, KeyBackend, SignatureKind, SignatureTally, subject_public_key_bits,
+};
 use crate::clock::UnixTime;
 
 /// Largest request accepted. A request for one certificate is about 80 bytes.
@@ -101,6 +103,8 @@ pub struct OcspIssuer {
     name_sha256: Vec<u8>,
     key_sha256: Vec<u8>,
     key: std::sync::Arc<dyn KeyBackend>,
+    /// Counts each signed response (the CA's tally, see [`OcspIssuer::with_tally`]).
+    tally: SignatureTally,
 }
 
 impl std::fmt::Debug for OcspIssuer {
@@ -140,7 +144,14 @@ impl OcspIssuer {
             name_sha256: digest(&SHA256, &name),
             key_sha256: digest(&SHA256, &key_bits),
             key,
+            tally: SignatureTally::default(),
         })
+    }
+
+    /// Counts signed responses into `tally` (the CA's, so one flush covers both).
+    pub fn with_tally(mut self, tally: SignatureTally) -> Self {
+        self.tally = tally;
+        self
     }
 
     /// Whether `id` names a certificate of this CA. SHA-1 and SHA-256 CertIDs are accepted.
@@ -192,6 +203,7 @@ impl OcspIssuer {
         };
         let tbs_der = tbs.to_der().map_err(der_err)?;
         let signature = self.key.sign(&tbs_der)?;
+        self.tally.count(SignatureKind::Ocsp);
         let basic = BasicOcspResponse {
             tbs_response_data: tbs,
             signature_algorithm: signature_algorithm(self.key.algorithm()),

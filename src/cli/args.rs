@@ -294,6 +294,29 @@ pub enum AuditCmd {
         #[arg(long, default_value_t = 1)]
         from: i64,
     },
+    /// Reconcile the signatures the CA key made (certificates, CRLs, OCSP responses) with
+    /// the records; list stale intents and discarded certificates. Exit 1 if unbalanced.
+    Signatures {
+        /// An intent open longer than this many minutes (certificate not stored) is stale.
+        #[arg(long, default_value_t = 10)]
+        stale_minutes: u32,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+    /// Close a stale signature intent: its serial is revoked (cessationOfOperation).
+    SettleIntent {
+        serial: String,
+        /// The certificate was (or may have been) signed but never handed out.
+        #[arg(long, required = true)]
+        discarded: bool,
+    },
+}
+
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -105,6 +105,13 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
             let mut lock = stdout.lock();
             audit::export(&store, from, &mut lock).await?;
         }
+        AuditCmd::Signatures {
+            stale_minutes,
+            format,
+        } => super::signature_ops::signatures(&store, stale_minutes, format).await?,
+        AuditCmd::SettleIntent { serial, .. } => {
+            super::signature_ops::settle_discarded(&store, &serial).await?
+        }
     }
     Ok(())
 }

@@ -343,9 +343,12 @@ async fn crl(cfg: &Config, id: Option<i64>, out: &Path, hours: Option<u32>) -> a
     let number = store.next_crl_number(record.id).await?;
     let contents = CrlContents::complete(number, now, i64::from(hours.max(1)) * 3600, revoked);
     let count = contents.revoked.len();
-    let der = tokio::task::spawn_blocking(move || authority.sign_crl(&contents))
+    let authority = std::sync::Arc::new(authority);
+    let signer = authority.clone();
+    let der = tokio::task::spawn_blocking(move || signer.sign_crl(&contents))
         .await?
         .context("cannot sign the CRL")?;
+    crate::app::tally_flush::flush_tally(&store, &authority).await;
     write_new(out, &der)?;
     println!(
         "CRL {number} of CA {} ({count} revoked) written to {}",

@@ -10,6 +10,7 @@ mod init;
 mod notify;
 mod serve;
 mod server_cert;
+mod signature_ops;
 mod staff;
 
 use std::process::ExitCode;

@@ -13,11 +13,14 @@ use std::path::Path;
 use anyhow::Context;
 use rcgen::PublicKeyData;
 
+use crate::app::tally_flush::flush_tally;
 use crate::audit::{Actor, Outcome};
+use crate::ca::SignatureKind;
 use crate::ca::pem;
 use crate::ca::server_name::{self, ServerName};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::lifecycle::intents::{self, DiscardReason, IntentFor};
 use crate::store::{CertStatus, ServerCertRecord};
 
 use super::context;
@@ -48,10 +51,32 @@ pub async fn run(
     let names = names.to_vec();
     let names_text = names.join(",");
     let now = SystemClock.now();
+    let actor = Actor::current_staff();
+    let spki_sha256 = crate::ca::csr::sha256_hex(&spki);
+    let intent = IntentFor {
+        kind: SignatureKind::Server,
+        subject: &names_text,
+        spki_sha256: &spki_sha256,
+        not_after: now + i64::from(days) * crate::clock::DAY,
+    };
+    let planned = intents::open_intent(&store, &authority, &actor, intent, now)
+        .await
+        .context("cannot record the signature intent (nothing was signed)")?;
+    let serial = planned.hex.clone();
     let signer = authority.clone();
-    let issued = tokio::task::spawn_blocking(move || signer.issue_server(&spki, &names, now, days))
-        .await?
-        .context("cannot sign the server certificate")?;
+    let signed =
+        tokio::task::spawn_blocking(move || signer.issue_server(planned, &spki, &names, now, days))
+            .await
+            .map_err(anyhow::Error::new)
+            .and_then(|signed| signed.map_err(anyhow::Error::new));
+    let issued = match signed {
+        Ok(issued) => issued,
+        Err(e) => {
+            let reason = DiscardReason::SigningFailed;
+            intents::discard_logged(&store, &actor, &serial, reason, None, now).await;
+            return Err(e.context("cannot sign the server certificate"));
+        }
+    };
     let record = ServerCertRecord {
         serial: issued.serial.clone(),
         ca_id: authority.ca_id(),
@@ -67,7 +92,7 @@ pub async fn run(
     };
     let audit = crate::audit::entry(
         now,
-        &Actor::current_staff(),
+        &actor,
         "server_cert.issue",
         &record.serial,
         Outcome::Ok,
@@ -78,10 +103,19 @@ pub async fn run(
             "not_after": record.not_after,
         }),
     );
-    store
+    if let Err(e) = store
         .insert_server_certificate_audited(&record, &audit)
         .await
-        .context("cannot store the server certificate (nothing was written)")?;
+    {
+        let validity = Some((record.not_before, record.not_after));
+        let reason = DiscardReason::StoreFailed;
+        intents::discard_logged(&store, &actor, &record.serial, reason, validity, now).await;
+        flush_tally(&store, &authority).await;
+        return Err(anyhow::Error::new(e)
+            .context("cannot store the server certificate (nothing was written)"));
+    }
+    intents::complete_intent(&store, &record.serial, now).await;
+    flush_tally(&store, &authority).await;
     let chain = format!(
         "{}{}",
         pem::certificate(&issued.der),

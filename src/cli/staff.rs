@@ -205,7 +205,11 @@ pub async fn cert(cfg: Config, cmd: CertCmd) -> anyhow::Result<()> {
                 code: &code,
                 requester: &staff,
             };
-            let cert = opened.lifecycle.enroll(authorization, &csr_bytes).await?;
+            let enrolled = opened.lifecycle.enroll(authorization, &csr_bytes).await;
+            // The key's signatures are counted for `audit signatures`, signed or refused.
+            let lifecycle = &opened.lifecycle;
+            crate::app::tally_flush::flush_tally(lifecycle.store(), lifecycle.authority()).await;
+            let cert = enrolled?;
             print!("{}", pem::certificate(&cert.der));
         }
         CertCmd::List { login, status } => {

@@ -8,11 +8,12 @@
 use serde_json::json;
 
 use crate::audit::Actor;
-use crate::ca::{ClientSubject, csr};
-use crate::store::{CertRecord, CertStatus, CodeClaim, Redeemed, User};
+use crate::ca::{ClientSubject, SignatureKind, csr};
+use crate::store::{CertRecord, CertStatus, CodeClaim, Redeemed, StoreError, User};
 
 use super::codes::hash_code;
 use super::error::LifecycleError;
+use super::intents::{self, DiscardReason, IntentFor};
 use super::rules::{self, Refusal, RenewalWindow};
 use super::service::{Lifecycle, check_enabled, format_date};
 
@@ -151,34 +152,61 @@ impl Lifecycle {
             CodeClaim::Refused(r) => Err(LifecycleError::Code(r)),
             CodeClaim::AlreadyIssued(cert) => Ok((*cert, true)),
             CodeClaim::Fresh => {
-                let record = self.sign(user, &checked, now).await?;
+                let record = self.sign(actor, user, &checked, now).await?;
                 let audit = self.ok_entry(
                     actor,
                     "cert.obtain",
                     login,
                     json!({"serial": record.serial}),
                 );
-                match self
+                let stored = self
                     .store()
                     .complete_issue_audited(&code_hash, &record, now, &[audit])
-                    .await?
-                {
-                    Redeemed::Stored { .. } => Ok((record, false)),
+                    .await;
+                match stored {
+                    Ok(Redeemed::Stored { .. }) => {
+                        intents::complete_intent(self.store(), &record.serial, now).await;
+                        Ok((record, false))
+                    }
                     // A concurrent request with the same code and key won: its certificate
-                    // is the answer, and the one signed here was never stored.
-                    Redeemed::AlreadyIssued(cert) => Ok((*cert, true)),
+                    // is the answer, and the one signed here is discarded (and revoked).
+                    Ok(Redeemed::AlreadyIssued(cert)) => {
+                        self.discard(actor, &record, DiscardReason::LostRedemptionRace)
+                            .await;
+                        Ok((*cert, true))
+                    }
+                    Err(e) => {
+                        let reason = match e {
+                            // Redeemed meanwhile for another key, or no longer valid.
+                            StoreError::Conflict(_) => DiscardReason::LostRedemptionRace,
+                            _ => DiscardReason::StoreFailed,
+                        };
+                        self.discard(actor, &record, reason).await;
+                        Err(e.into())
+                    }
                 }
             }
         }
     }
 
-    /// Signs a certificate for `user` off the async executor (the HSM blocks).
+    /// Signs a certificate for `user` off the async executor (the HSM blocks), after its
+    /// intent is recorded. The caller completes or discards the intent.
     async fn sign(
         &self,
+        actor: &Actor,
         user: &User,
         checked: &csr::CheckedCsr,
         now: i64,
     ) -> Result<CertRecord, LifecycleError> {
+        let intent = IntentFor {
+            kind: SignatureKind::Client,
+            subject: &user.login,
+            spki_sha256: &checked.spki_sha256,
+            not_after: self.authority().client_not_after(now),
+        };
+        let planned =
+            intents::open_intent(self.store(), self.authority(), actor, intent, now).await?;
+        let serial = planned.hex.clone();
         let authority = self.authority().clone();
         let checked = checked.clone();
         let login = user.login.clone();
@@ -190,10 +218,19 @@ impl Lifecycle {
                 contract_id: &contract,
                 organization: &org,
             };
-            authority.issue_client(&checked, &subject, now)
+            authority.issue_client(planned, &checked, &subject, now)
         })
         .await
-        .map_err(|e| LifecycleError::Internal(format!("signing task failed: {e}")))??;
+        .map_err(|e| LifecycleError::Internal(format!("signing task failed: {e}")))
+        .and_then(|signed| signed.map_err(LifecycleError::from));
+        let issued = match issued {
+            Ok(issued) => issued,
+            Err(e) => {
+                let reason = DiscardReason::SigningFailed;
+                intents::discard_logged(self.store(), actor, &serial, reason, None, now).await;
+                return Err(e);
+            }
+        };
         Ok(CertRecord {
             serial: issued.serial,
             login: user.login.clone(),
@@ -211,6 +248,13 @@ impl Lifecycle {
             first_used_at: None,
             created_at: now,
         })
+    }
+
+    /// Discards the signed, never handed out `record` (its serial is revoked from then).
+    async fn discard(&self, actor: &Actor, record: &CertRecord, reason: DiscardReason) {
+        let validity = Some((record.not_before, record.not_after));
+        let (store, now) = (self.store(), self.now());
+        intents::discard_logged(store, actor, &record.serial, reason, validity, now).await;
     }
 
     /// Renews the certificate `current_serial` (authenticated by it) with a new key, or the
@@ -266,7 +310,7 @@ impl Lifecycle {
                 settings.allow_same_key,
             )?;
             let user = self.enabled_user(&old.login).await?;
-            let record = self.sign(&user, &checked, now).await?;
+            let record = self.sign(&actor, &user, &checked, now).await?;
             // The renewal and its audit record commit together.
             let audit = self.ok_entry(
                 &actor,
@@ -274,9 +318,15 @@ impl Lifecycle {
                 &old.login,
                 json!({"old": old.serial, "new": record.serial}),
             );
-            self.store()
+            if let Err(e) = self
+                .store()
                 .complete_renewal_audited(&old.serial, &record, now, &[audit])
-                .await?;
+                .await
+            {
+                self.discard(&actor, &record, DiscardReason::StoreFailed).await;
+                return Err(e.into());
+            }
+            intents::complete_intent(self.store(), &record.serial, now).await;
             Ok(record)
         }
         .await;

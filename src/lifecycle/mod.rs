@@ -6,6 +6,7 @@
 mod codes;
 mod enroll;
 mod error;
+pub mod intents;
 pub mod rules;
 mod service;
 

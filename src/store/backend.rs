@@ -167,6 +167,11 @@ const SQLITE_MIGRATIONS: &[Source] = &[
         description: "chained checkpoints",
         sql: include_str!("migrations/sqlite/0006_chained_checkpoints.sql"),
     },
+    Source {
+        version: 7,
+        description: "signature intents",
+        sql: include_str!("migrations/sqlite/0007_signature_intents.sql"),
+    },
 ];
 
 const POSTGRES_MIGRATIONS: &[Source] = &[
@@ -194,6 +199,11 @@ const POSTGRES_MIGRATIONS: &[Source] = &[
         version: 6,
         description: "chained checkpoints",
         sql: include_str!("migrations/postgres/0006_chained_checkpoints.sql"),
+    },
+    Source {
+        version: 7,
+        description: "signature intents",
+        sql: include_str!("migrations/postgres/0007_signature_intents.sql"),
     },
 ];
 

@@ -357,12 +357,20 @@ impl Store {
         if client.is_some() {
             return Ok(client);
         }
-        Ok(self.server_certificate(serial).await?.map(|s| s.facts()))
+        if let Some(server) = self.server_certificate(serial).await? {
+            return Ok(Some(server.facts()));
+        }
+        // Signed but never handed out: revoked, so no copy of it can pass.
+        Ok(self
+            .signature_intent(serial)
+            .await?
+            .and_then(|i| i.discarded_facts()))
     }
 
     /// What decides the status of every certificate of CA `ca_id` that may be on its CRL at
     /// `now`: not expired, and revoked, superseded or of a disabled login ID or contract.
-    /// Server certificates included. The caller applies `status::on_crl`.
+    /// Server certificates and discarded signatures included. The caller applies
+    /// `status::on_crl`.
     pub async fn facts_for_crl(
         &self,
         ca_id: i64,
@@ -391,6 +399,7 @@ impl Store {
                 .iter()
                 .map(|s| s.facts()),
         );
+        out.extend(self.discarded_facts_for_crl(ca_id, now).await?);
         Ok(out)
     }
 }

@@ -29,6 +29,7 @@ const STORE_FILES: &[(&str, &str)] = &[
     ("notices", include_str!("notices.rs")),
     ("rows", include_str!("rows.rs")),
     ("server_certs", include_str!("server_certs.rs")),
+    ("signatures", include_str!("signatures.rs")),
 ];
 
 /// The group writer's files by module name, `mod.rs` excepted.

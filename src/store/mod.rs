@@ -12,7 +12,8 @@
 //! Layout: `backend` (pools, write transactions, migrations, the `on_backend!` macro that
 //! writes each operation once for both pools), `model` (the records, decoded from rows with
 //! `sqlx::FromRow`), `rows` (column lists), one file per topic (`accounts`, `codes`, `certs`,
-//! `cas`, `audit_chain`, `notices`, `checkpoints`, `enablement`, `server_certs`), `changes` (the broadcast
+//! `cas`, `audit_chain`, `notices`, `checkpoints`, `enablement`, `server_certs`,
+//! `signatures`), `changes` (the broadcast
 //! channel and the PostgreSQL listener), `issue_writer` (the group commit that issuance,
 //! renewal and audit appends go through) and `issuance_parts` (what the writer shares with
 //! `certs` and `codes`, below all three). Imports between these files run one way: the
@@ -36,6 +37,7 @@ pub mod model;
 mod notices;
 pub(crate) mod rows;
 mod server_certs;
+mod signatures;
 
 pub use audit_chain::{AuditChainBroken, GENESIS_HASH, audit_hash, verify_audit_chain};
 pub use checkpoints::AuditCheckpoint;
@@ -43,6 +45,9 @@ pub use codes::IssuanceSubject;
 pub use error::StoreError;
 pub use model::*;
 pub use notices::{NewNotice, NoticeCandidate, OutboxCounts, OutboxRow, OutboxState};
+pub use signatures::{
+    DISCARDED_REASON, IntentFilter, IntentState, SignatureCount, SignatureIntent,
+};
 
 use std::sync::Arc;
 
