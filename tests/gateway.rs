@@ -899,7 +899,10 @@ async fn http2_without_alpn_is_told_by_its_preface() {
 async fn a_client_that_reads_a_large_answer_slowly_keeps_its_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let h = Harness::sqlite().await;
-    let mut s = support::client::tls(h.optional, h.client_config(Some(&h.alice)))
+    // The `required` listener allows 4 s for a request head (header_read_timeout_secs): the
+    // answer below takes longer than that to read, and the next request must still be
+    // served, since the limit counts from when the answer was sent, not from when it began.
+    let mut s = support::client::tls(h.required, h.client_config(Some(&h.alice)))
         .await
         .unwrap();
     const SIZE: usize = 32 << 20;
@@ -927,7 +930,11 @@ async fn a_client_that_reads_a_large_answer_slowly_keeps_its_connection() {
     assert!(text.starts_with("http/1.1 200"), "{text}");
     assert!(!text.contains("connection: close"), "{text}");
     let mut body = vec![0u8; SIZE - (head.len() - end)];
-    s.read_exact(&mut body).await.unwrap();
+    // Half now, then a pause past the head limit while the gateway waits to write the rest.
+    let half = body.len() / 2;
+    s.read_exact(&mut body[..half]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    s.read_exact(&mut body[half..]).await.unwrap();
     // The same connection serves the next request.
     s.write_all(b"GET /next HTTP/1.1\r\nhost: localhost\r\n\r\n")
         .await
