@@ -62,6 +62,7 @@ on_both!(
     group_commit_isolates_a_conflicting_job,
     group_commit_decides_a_set_and_falls_back_one_by_one,
     audited_changes_commit_with_their_record,
+    a_wrong_code_counts_with_its_audit_entry,
     failed_group_commit_fails_every_job_and_stores_nothing,
     writer_reconnects_after_its_connection_was_closed,
     signature_intents_settle_once_and_discarded_ones_are_revoked,
@@ -1753,6 +1754,88 @@ async fn audited_changes_commit_with_their_record(db: &TestDb) {
         ]
     );
     assert_eq!(s.certificate("w3").await.unwrap(), None);
+}
+
+async fn a_wrong_code_counts_with_its_audit_entry(db: &TestDb) {
+    let (s, _ca) = setup(db).await;
+    let now = T0 + 100;
+    s.set_code("alice", "right", now, now + DAY).await.unwrap();
+    let refused = |r: &CodeRefusal| NewAudit {
+        outcome: "refused".into(),
+        detail: serde_json::json!({ "refusal": format!("{r:?}") }),
+        ..staff_entry("code.refused", "alice")
+    };
+    let claim = |hash: &'static str| {
+        let s = &s;
+        async move {
+            let subject = s.issuance_subject("alice").await.unwrap().unwrap();
+            s.claim_subject_code(&subject, hash, "k1", now, 2, &refused)
+                .await
+        }
+    };
+
+    // A wrong try: counted and audited together, in the entry the caller made.
+    assert_eq!(
+        claim("wrong").await.unwrap(),
+        CodeClaim::CountedAndAudited(CodeRefusal::Wrong { remaining: 1 })
+    );
+    assert_eq!(s.code("alice").await.unwrap().unwrap().failed_attempts, 1);
+    let log = verified_log(&s).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].action.as_str(), log[0].outcome.as_str()),
+        ("code.refused", "refused")
+    );
+    assert!(log[0].detail.contains("Wrong"), "{}", log[0].detail);
+
+    // When the entry cannot be written, the try is not counted either.
+    match db.kind {
+        Kind::Sqlite => {
+            db.raw(
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
+                 BEGIN SELECT RAISE(ABORT, 'audit refused by the test'); END",
+            )
+            .await
+            .unwrap();
+        }
+        Kind::Postgres => {
+            db.raw(
+                "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'audit refused by the test'; END $$",
+            )
+            .await
+            .unwrap();
+            db.raw(
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+            )
+            .await
+            .unwrap();
+        }
+    }
+    assert!(claim("wrong again").await.is_err());
+    assert_eq!(s.code("alice").await.unwrap().unwrap().failed_attempts, 1);
+    assert_eq!(verified_log(&s).await.len(), 1);
+    match db.kind {
+        Kind::Sqlite => db.raw("DROP TRIGGER refuse_audit").await.unwrap(),
+        Kind::Postgres => db
+            .raw("DROP TRIGGER refuse_audit ON audit_log")
+            .await
+            .unwrap(),
+    };
+
+    // The try that reaches the maximum locks the code, with its entry.
+    assert_eq!(
+        claim("wrong").await.unwrap(),
+        CodeClaim::CountedAndAudited(CodeRefusal::Locked)
+    );
+    assert!(s.code("alice").await.unwrap().unwrap().locked);
+    // Refusals that count nothing write nothing here: the caller audits them.
+    assert_eq!(
+        claim("right").await.unwrap(),
+        CodeClaim::Refused(CodeRefusal::Locked)
+    );
+    assert_eq!(verified_log(&s).await.len(), 2);
 }
 
 /// PostgreSQL only: when the listener's connection dies, it comes back, announces a resync,

@@ -7,9 +7,9 @@
 
 use serde_json::json;
 
-use crate::audit::Actor;
+use crate::audit::{Actor, Outcome};
 use crate::ca::{ClientSubject, SignatureKind, csr};
-use crate::store::{CertRecord, CertStatus, CodeClaim, Redeemed, StoreError, User};
+use crate::store::{CertRecord, CertStatus, CodeClaim, CodeRefusal, Redeemed, StoreError, User};
 
 use super::codes::hash_code;
 use super::error::LifecycleError;
@@ -86,7 +86,12 @@ impl Lifecycle {
         code: &str,
         csr_input: &[u8],
     ) -> Result<CertRecord, LifecycleError> {
-        match self.obtain_inner(actor, login, code, csr_input).await {
+        // Set when the refusal's audit entry was already committed with what it changed.
+        let mut audited = false;
+        match self
+            .obtain_inner(actor, login, code, csr_input, &mut audited)
+            .await
+        {
             Ok((cert, repeated)) => {
                 if repeated {
                     self.audit_ok(
@@ -104,7 +109,11 @@ impl Lifecycle {
                     LifecycleError::Code(_) => "code.refused",
                     _ => "cert.obtain",
                 };
-                let refused = self.refuse(actor, action, login, e).await;
+                let refused = if audited {
+                    Err(e)
+                } else {
+                    self.refuse(actor, action, login, e).await
+                };
                 // The audit has the precise reason; only staff at the command line see it
                 // in the answer too (the web and EST callers are anonymous).
                 match actor {
@@ -121,6 +130,7 @@ impl Lifecycle {
         login: &str,
         code: &str,
         csr_input: &[u8],
+        audited: &mut bool,
     ) -> Result<(CertRecord, bool), LifecycleError> {
         let checked = csr::check(csr_input)?;
         let code_hash = hash_code(code);
@@ -136,8 +146,20 @@ impl Lifecycle {
         }
         let user = &subject.user;
         let now = self.now();
-        // Only a wrong code is committed here (its attempt counter); an accepted code is
-        // redeemed below, in the transaction that stores the certificate.
+        // Only a wrong code is committed here (its attempt counter, with the refusal's
+        // audit entry); an accepted code is redeemed below, in the transaction that stores
+        // the certificate.
+        let refusal_entry = |r: &CodeRefusal| {
+            let e = LifecycleError::Code(*r);
+            crate::audit::entry(
+                now,
+                actor,
+                "code.refused",
+                login,
+                Outcome::Refused,
+                json!({"code": e.code(), "reason": e.to_string()}),
+            )
+        };
         let claim = self
             .store()
             .claim_subject_code(
@@ -146,10 +168,15 @@ impl Lifecycle {
                 &checked.spki_sha256,
                 now,
                 i64::from(self.settings().max_attempts),
+                &refusal_entry,
             )
             .await?;
         match claim {
             CodeClaim::Refused(r) => Err(LifecycleError::Code(r)),
+            CodeClaim::CountedAndAudited(r) => {
+                *audited = true;
+                Err(LifecycleError::Code(r))
+            }
             CodeClaim::AlreadyIssued(cert) => Ok((*cert, true)),
             CodeClaim::Fresh => {
                 let record = self.sign(actor, user, &checked, now).await?;

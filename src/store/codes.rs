@@ -23,6 +23,18 @@ use super::{
 };
 use crate::clock::UnixTime;
 
+/// Makes the audit entry of a counted wrong try from the refusal it is answered with.
+pub type RefusalAudit<'a> = &'a (dyn Fn(&CodeRefusal) -> NewAudit + Sync);
+
+/// What a counted wrong try is answered: the try that reached the maximum locks the code.
+fn wrong_refusal(lock: bool, remaining: i64) -> CodeRefusal {
+    if lock {
+        CodeRefusal::Locked
+    } else {
+        CodeRefusal::Wrong { remaining }
+    }
+}
+
 impl Store {
     /// Stores a new code for `login`, replacing any earlier one (used, locked or not).
     /// `NotFound` when the login ID does not exist.
@@ -94,8 +106,16 @@ impl Store {
                 .fetch_optional(pool)
                 .await?
         });
-        self.claim_read_code(login, code, presented_hash, spki_sha256, now, max_attempts)
-            .await
+        self.claim_read_code(
+            login,
+            code,
+            presented_hash,
+            spki_sha256,
+            now,
+            max_attempts,
+            None,
+        )
+        .await
     }
 
     /// The user `login`, whether its contract is enabled and its code, in one read: what an
@@ -122,7 +142,8 @@ impl Store {
     }
 
     /// [`Store::claim_code`] on the code row `subject` was read with: the same decisions and
-    /// counting, one read fewer.
+    /// counting, one read fewer. A wrong try is counted together with the audit entry
+    /// `refusal_audit` makes for its refusal (answered `CountedAndAudited`).
     pub async fn claim_subject_code(
         &self,
         subject: &IssuanceSubject,
@@ -130,6 +151,7 @@ impl Store {
         spki_sha256: &str,
         now: UnixTime,
         max_attempts: i64,
+        refusal_audit: RefusalAudit<'_>,
     ) -> Result<CodeClaim, StoreError> {
         self.claim_read_code(
             &subject.user.login,
@@ -138,12 +160,14 @@ impl Store {
             spki_sha256,
             now,
             max_attempts,
+            Some(refusal_audit),
         )
         .await
     }
 
     /// Decides a claim on a code row already read (without a lock); only a wrong code is
     /// decided again under the row's write lock before its try is counted.
+    #[allow(clippy::too_many_arguments)]
     async fn claim_read_code(
         &self,
         login: &str,
@@ -152,6 +176,7 @@ impl Store {
         spki_sha256: &str,
         now: UnixTime,
         max_attempts: i64,
+        refusal_audit: Option<RefusalAudit<'_>>,
     ) -> Result<CodeClaim, StoreError> {
         // Most claims are accepted (or dead) and need no write lock, so they never queue
         // behind the issuance writer for SQLite's lock.
@@ -164,11 +189,18 @@ impl Store {
         };
         let matches = hash_eq(&read.code.code_hash, presented_hash);
         let mut decision = decide(&view, matches, spki_sha256, now, max_attempts);
+        let mut audited = false;
         on_backend!(self, |pool, PG| {
             if let Decision::Wrong { .. } = decision {
                 // Counting writes: decide again under the row's write lock, so concurrent
                 // wrong tries all count and the lock lands exactly at the maximum.
                 let mut tx = pool.begin_write().await?;
+                // The audit lock before the row's, in the order every appender takes them
+                // (an issuance holds the audit lock while it redeems the code row).
+                let mut head = match refusal_audit {
+                    Some(_) => Some(lock_chain_head!(PG, tx)),
+                    None => None,
+                };
                 let row = sqlx::query_as::<_, ReadCode>(if PG {
                     CLAIM_SELECT_FOR_UPDATE
                 } else {
@@ -186,7 +218,7 @@ impl Store {
                 };
                 let matches = hash_eq(&locked_read.code.code_hash, presented_hash);
                 decision = decide(&view, matches, spki_sha256, now, max_attempts);
-                if let Decision::Wrong { lock, .. } = decision {
+                if let Decision::Wrong { lock, remaining } = decision {
                     sqlx::query(
                         "UPDATE issuance_codes SET failed_attempts = failed_attempts + 1, \
                          locked = $2 WHERE login = $1",
@@ -195,6 +227,12 @@ impl Store {
                     .bind(lock)
                     .execute(&mut *tx)
                     .await?;
+                    if let (Some(make), Some(head)) = (refusal_audit, head.as_mut()) {
+                        let refusal = wrong_refusal(lock, remaining);
+                        let entry = PreparedAudit::new(&make(&refusal))?;
+                        append_chained!(tx, head, &entry);
+                        audited = true;
+                    }
                     tx.commit().await?;
                     tracing::debug!(login, lock, "wrong issuance code counted");
                 }
@@ -203,11 +241,14 @@ impl Store {
             match decision {
                 Decision::Refuse(r) => Ok(CodeClaim::Refused(r)),
                 Decision::Fresh => Ok(CodeClaim::Fresh),
-                Decision::Wrong { lock, remaining } => Ok(CodeClaim::Refused(if lock {
-                    CodeRefusal::Locked
-                } else {
-                    CodeRefusal::Wrong { remaining }
-                })),
+                Decision::Wrong { lock, remaining } => {
+                    let refusal = wrong_refusal(lock, remaining);
+                    Ok(if audited {
+                        CodeClaim::CountedAndAudited(refusal)
+                    } else {
+                        CodeClaim::Refused(refusal)
+                    })
+                }
                 Decision::AlreadyIssued(serial) => {
                     let row = sqlx::query_as::<_, CertRecord>(concat!(
                         "SELECT ",

@@ -41,7 +41,7 @@ mod signatures;
 
 pub use audit_chain::{AuditChainBroken, GENESIS_HASH, audit_hash, verify_audit_chain};
 pub use checkpoints::AuditCheckpoint;
-pub use codes::IssuanceSubject;
+pub use codes::{IssuanceSubject, RefusalAudit};
 pub use error::StoreError;
 pub use model::*;
 pub use notices::{NewNotice, NoticeCandidate, OutboxCounts, OutboxRow, OutboxState};
@@ -79,6 +79,9 @@ pub enum CodeClaim {
     AlreadyIssued(Box<CertRecord>),
     /// Refused; the attempt has been counted.
     Refused(CodeRefusal),
+    /// Refused as a wrong try: its count and the audit entry the caller gave for it were
+    /// committed in one transaction, so the caller writes no entry of its own.
+    CountedAndAudited(CodeRefusal),
 }
 
 /// The outcome of [`Store::complete_issue_audited`].
