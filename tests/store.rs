@@ -353,6 +353,7 @@ async fn code_lifecycle(db: &TestDb) {
 /// decided on it exactly as `claim_code` decides (a wrong try still counts).
 async fn issuance_subject_reads_user_contract_and_code(db: &TestDb) {
     let (s, _) = setup(db).await;
+    let refused = |_: &CodeRefusal| staff_entry("code.refused", "bob");
     assert!(s.issuance_subject("nobody").await.unwrap().is_none());
 
     // bob: enabled, in an enabled contract, no code yet.
@@ -360,7 +361,7 @@ async fn issuance_subject_reads_user_contract_and_code(db: &TestDb) {
     assert_eq!(bob.user, user("bob", "c1", Role::General));
     assert_eq!(bob.contract_enabled, Some(true));
     assert_eq!(
-        s.claim_subject_code(&bob, "code-bob", "k-bob", T0, 5)
+        s.claim_subject_code(&bob, "code-bob", "k-bob", T0, 5, &refused)
             .await
             .unwrap(),
         CodeClaim::Refused(CodeRefusal::NoCode)
@@ -370,21 +371,21 @@ async fn issuance_subject_reads_user_contract_and_code(db: &TestDb) {
     s.set_code("bob", "code-bob", T0, T0 + DAY).await.unwrap();
     let bob = s.issuance_subject("bob").await.unwrap().unwrap();
     assert_eq!(
-        s.claim_subject_code(&bob, "code-bob", "k-bob", T0 + 1, 5)
+        s.claim_subject_code(&bob, "code-bob", "k-bob", T0 + 1, 5, &refused)
             .await
             .unwrap(),
         CodeClaim::Fresh
     );
     assert_eq!(
-        s.claim_subject_code(&bob, "not-it", "k-bob", T0 + 1, 5)
+        s.claim_subject_code(&bob, "not-it", "k-bob", T0 + 1, 5, &refused)
             .await
             .unwrap(),
-        CodeClaim::Refused(CodeRefusal::Wrong { remaining: 4 })
+        CodeClaim::CountedAndAudited(CodeRefusal::Wrong { remaining: 4 })
     );
     assert_eq!(s.code("bob").await.unwrap().unwrap().failed_attempts, 1);
     // An expired code, read before it expired, is judged at the time of the claim.
     assert_eq!(
-        s.claim_subject_code(&bob, "code-bob", "k-bob", T0 + DAY, 5)
+        s.claim_subject_code(&bob, "code-bob", "k-bob", T0 + DAY, 5, &refused)
             .await
             .unwrap(),
         CodeClaim::Refused(CodeRefusal::Expired)
