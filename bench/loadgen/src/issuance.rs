@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use certgate::audit::Actor;
-use certgate::ca::{Authority, ClientSubject, IssuancePolicy, KeyBackend, csr};
+use certgate::ca::{Authority, ClientSubject, IssuancePolicy, KeyBackend, PlannedSerial, csr};
 use certgate::clock::{Clock, SystemClock};
 use certgate::config::Config;
 use certgate::hsm::{Hsm, HsmSettings};
@@ -119,7 +119,9 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
                 contract_id: "bench",
                 organization: &org,
             };
-            a.issue_client(&c, &subject, now)
+            // A serial drawn per certificate, as the lifecycle draws one before its intent.
+            let serial = PlannedSerial::draw()?;
+            a.issue_client(serial, &c, &subject, now)
                 .map(|_| ())
                 .map_err(anyhow::Error::from)
         })?;
