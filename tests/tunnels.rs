@@ -1,7 +1,8 @@
 //! Tunnels (WebSocket over HTTP/1.1 Upgrade) through the gateway over real TLS to a real
 //! echo app: the idle and absolute timeouts, the connection permit a tunnel keeps, the
-//! live status check closing a tunnel whose certificate is revoked or whose user is
-//! disabled, shutdown, and the tunnel metrics.
+//! live status check closing a tunnel whose certificate is revoked, superseded past its
+//! overlap or expired, or whose user or contract is disabled, shutdown, and the tunnel
+//! metrics.
 
 #[path = "support/db.rs"]
 #[allow(dead_code)]
@@ -217,6 +218,80 @@ async fn disabling_the_user_closes_the_tunnel() {
     );
     ended(&mut ws).await;
     metric_reaches(&h, &closed("/", "user_disabled"), 1.0).await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_the_contract_closes_the_tunnel() {
+    let h = Harness::sqlite().await;
+    let mut ws = open(&h, h.optional, "/ws").await;
+    echo(&mut ws, "before").await;
+    let audit = certgate::store::NewAudit {
+        at: support::now(),
+        actor: "staff:test".into(),
+        action: "contract.disable".into(),
+        subject: "c1".into(),
+        outcome: "ok".into(),
+        detail: serde_json::json!({}),
+    };
+    assert!(
+        h.store
+            .set_contract_enabled_audited("c1", false, &audit)
+            .await
+            .unwrap()
+    );
+    ended(&mut ws).await;
+    metric_reaches(&h, &closed("/", "contract_disabled"), 1.0).await;
+    h.shutdown().await;
+}
+
+/// A renewal announces the change, but the renewed certificate still passes during the
+/// overlap (`[renewal] overlap_days`, 7 by default): its tunnel stays open, and is closed
+/// when the overlap ends, with nothing announced then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_keeps_its_tunnel_until_the_overlap_ends() {
+    const OVERLAP: i64 = 7 * 86_400;
+    let h = Harness::sqlite().await;
+    let mut ws = open(&h, h.optional, "/ws").await;
+    echo(&mut ws, "before").await;
+    // The renewal is dated so that the overlap ends three seconds from now.
+    let t = support::now();
+    let renewed_at = t - OVERLAP + 3;
+    let new = h.ca.client("alice", "c1", renewed_at, t + 30 * 86_400);
+    let record = certgate::store::CertRecord {
+        serial: new.serial.clone(),
+        login: "alice".into(),
+        contract_id: "c1".into(),
+        ca_id: h.ca_id,
+        der: new.der.to_vec(),
+        sha256: new.sha256.clone(),
+        spki_sha256: format!("spki-{}", new.serial),
+        not_before: new.not_before,
+        not_after: new.not_after,
+        status: certgate::store::CertStatus::Current,
+        superseded_at: None,
+        revoked_at: None,
+        revocation_reason: None,
+        first_used_at: None,
+        created_at: renewed_at,
+    };
+    h.store
+        .complete_renewal(&h.alice.serial, &record, renewed_at)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store
+            .certificate(&h.alice.serial)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        certgate::store::CertStatus::Superseded
+    );
+    // Inside the overlap: the announced change left the tunnel open.
+    echo(&mut ws, "during the overlap").await;
+    ended(&mut ws).await;
+    metric_reaches(&h, &closed("/", "superseded"), 1.0).await;
     h.shutdown().await;
 }
 
