@@ -26,7 +26,10 @@ fi
 
 echo "== tests"
 # CI=true makes tests that need PostgreSQL, SoftHSM2 or Chromium fail instead of skipping.
-cargo nextest run --locked --no-fail-fast "$@"
+# One retry: timing tests on a loaded 2-core machine have failed once in a few hundred runs
+# (a slow reader's next request, 2026-12-04, not reproduced since). A test that passes only
+# on its retry is printed with its first failure and listed as FLAKY in the summary.
+cargo nextest run --locked --no-fail-fast --retries 1 "$@"
 
 echo "== HSM tests on openCryptoki's soft token"
 # The same key, signing, recovery and refusal tests against a second PKCS#11 implementation.
