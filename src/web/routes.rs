@@ -146,8 +146,12 @@ fn est_csrattrs<'a>(_: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
 }
 
 fn est_enroll<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
-    let login = est::basic_credentials(r).map(|(login, _)| login);
-    let keys = ClientKeys::new(&r.remote, login.as_deref());
+    let Some((login, _)) = est::basic_credentials(r) else {
+        // EST clients (libest among them) ask first without credentials and send them
+        // after the 401 challenge: that first request tries no code, so it costs nothing.
+        return Box::pin(est::simpleenroll(&w.lifecycle, r));
+    };
+    let keys = ClientKeys::new(&r.remote, Some(login.as_str()));
     Box::pin(code_attempt(w, keys, est::simpleenroll(&w.lifecycle, r)))
 }
 
