@@ -198,6 +198,66 @@ async fn no_foreign_or_revoked_certificate_reaches_the_app() {
     h.shutdown().await;
 }
 
+/// A certificate the CA signed and then discarded (never handed out) is refused as revoked,
+/// as OCSP and the CRL answer for it, not as unknown; the discard reaches a gateway that
+/// had already looked the serial up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discarded_certificate_is_refused_as_revoked() {
+    use certgate::store::{NewAudit, SignatureIntent};
+    let h = Harness::sqlite().await;
+    let t = now();
+    let copy = h.ca.client("alice", "c1", t - 60, t + DAY);
+    let mut c = h.h1(Some(&copy)).await;
+    assert_eq!(
+        c.get("/ib/top").await.unwrap().json()["error"],
+        "unknown_certificate"
+    );
+    let audit = |action: &str| NewAudit {
+        at: t,
+        actor: "staff:test".into(),
+        action: action.into(),
+        subject: copy.serial.clone(),
+        outcome: "ok".into(),
+        detail: serde_json::json!({}),
+    };
+    let intent = SignatureIntent::open(
+        &copy.serial,
+        h.ca_id,
+        "client",
+        "alice",
+        "spki",
+        t - 60,
+        t + DAY,
+    );
+    h.store
+        .record_intent_audited(&intent, &audit("signature.intent"))
+        .await
+        .unwrap();
+    h.store
+        .discard_intent_audited(
+            &copy.serial,
+            "lost_redemption_race",
+            None,
+            t,
+            &audit("signature.discarded"),
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        let mut c = h.h1(Some(&copy)).await;
+        let a = c.get("/ib/top").await.unwrap();
+        if a.json()["error"] != "unknown_certificate" || std::time::Instant::now() > deadline {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(answer.status, 403);
+    assert_eq!(answer.json()["error"], "revoked");
+    assert_eq!(h.upstream.hits(), 0, "nothing reached the app");
+    h.shutdown().await;
+}
+
 async fn revocation_stops_an_open_connection(h: Harness) {
     let mut c = h.h1(Some(&h.alice)).await;
     assert_eq!(c.get("/one").await.unwrap().status, 200);

@@ -53,7 +53,17 @@ impl StatusSource for Store {
         &'a self,
         serial: &'a str,
     ) -> BoxFuture<'a, Result<Option<CertStatusView>, StoreError>> {
-        Box::pin(self.certificate_status(serial))
+        Box::pin(async move {
+            if let Some(view) = self.certificate_status(serial).await? {
+                return Ok(Some(view));
+            }
+            // Signed but discarded (never handed out): revoked here too, as OCSP and the
+            // CRL answer it, not unknown. Asked only for serials the store does not hold.
+            Ok(self
+                .signature_intent(serial)
+                .await?
+                .and_then(|i| i.discarded_view()))
+        })
     }
     fn changes(&self) -> broadcast::Receiver<CertChange> {
         self.subscribe_changes()

@@ -9,7 +9,9 @@
 use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head};
 use super::backend::{WritePool, on_backend};
 use super::changes::pg_notify;
-use super::{CertStatus, NewAudit, StatusFacts, Store, StoreError};
+use super::{
+    CertRecord, CertStatus, CertStatusView, NewAudit, Role, StatusFacts, Store, StoreError,
+};
 use crate::clock::UnixTime;
 
 /// The revocation reason a discarded certificate is given: it was never handed out, so
@@ -123,6 +125,38 @@ impl SignatureIntent {
             user_enabled: true,
             user_disabled_at: None,
             contract_enabled: true,
+            contract_disabled_at: None,
+        })
+    }
+}
+
+impl SignatureIntent {
+    /// How the gateway sees a discarded certificate: revoked like in [`Self::discarded_facts`],
+    /// with an empty DER and digest (its copy was never stored). `None` unless discarded.
+    pub fn discarded_view(&self) -> Option<CertStatusView> {
+        let facts = self.discarded_facts()?;
+        Some(CertStatusView {
+            cert: CertRecord {
+                serial: facts.serial,
+                login: self.subject.clone(),
+                contract_id: String::new(),
+                ca_id: facts.ca_id,
+                der: Vec::new(),
+                sha256: String::new(),
+                spki_sha256: self.spki_sha256.clone(),
+                not_before: facts.not_before,
+                not_after: facts.not_after,
+                status: facts.status,
+                superseded_at: None,
+                revoked_at: facts.revoked_at,
+                revocation_reason: facts.revocation_reason,
+                first_used_at: None,
+                created_at: facts.created_at,
+            },
+            role: Role::General,
+            user_enabled: true,
+            contract_enabled: true,
+            user_disabled_at: None,
             contract_disabled_at: None,
         })
     }
