@@ -14,7 +14,8 @@
 # measure, "load tlsup idle ocsp instr issue"; a partial run is for looking, not for
 # BENCHMARKS.md; `tlsup` is the HTTPS-upstream case: each proxy in front of the app's TLS
 # port, verifying its certificate, keep-alive both ways),
-# BENCH_INSTR_SECS (seconds of load per proxy under callgrind, 10).
+# BENCH_INSTR_SECS (seconds of load per proxy under callgrind, 10), BENCH_SIGN_DELAY_MS
+# (milliseconds added to each signature for the simulated slow-HSM issuance runs, 2; 0: none).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -370,7 +371,8 @@ if part issue; then
 log "raw PKCS#11 signing rate (1 and 2 threads)"
 timeout 120 "$LG" hsm-raw --token-label certgate-bench --secs 3 >>"$RESULTS"
 log "issuance through Lifecycle::obtain on SQLite ($ISSUE_COUNT per concurrency level)"
-timeout 600 "$LG" issue --config "$WORK/certgate.toml" --count "$ISSUE_COUNT" >>"$RESULTS"
+timeout 600 "$LG" issue --config "$WORK/certgate.toml" --count "$ISSUE_COUNT" \
+    --sign-delay-ms "${BENCH_SIGN_DELAY_MS:-2}" >>"$RESULTS"
 if psql -q -h 127.0.0.1 -U postgres -c 'SELECT 1' >/dev/null 2>&1; then
     PG_DB=certgate_bench_$$
     psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $PG_DB" >/dev/null
@@ -378,7 +380,8 @@ if psql -q -h 127.0.0.1 -U postgres -c 'SELECT 1' >/dev/null 2>&1; then
         >"$WORK/certgate-pg.toml"
     "$CG" --config "$WORK/certgate-pg.toml" init >/dev/null
     log "issuance through Lifecycle::obtain on PostgreSQL"
-    timeout 600 "$LG" issue --config "$WORK/certgate-pg.toml" --count "$ISSUE_COUNT" >>"$RESULTS"
+    timeout 600 "$LG" issue --config "$WORK/certgate-pg.toml" --count "$ISSUE_COUNT" \
+        --sign-delay-ms "${BENCH_SIGN_DELAY_MS:-2}" >>"$RESULTS"
 else
     log "PostgreSQL at 127.0.0.1:5432 not reachable: issuance measured on SQLite only"
 fi

@@ -38,6 +38,13 @@ pub struct IssueArgs {
     /// Seconds for each timed signing loop (key alone, issue_client alone).
     #[arg(long, default_value_t = 2.0)]
     secs: f64,
+    /// Also measure obtain with this many milliseconds added to each signature, as a
+    /// network HSM takes (simulated on the key seam; 0: not measured).
+    #[arg(long, default_value_t = 0)]
+    sign_delay_ms: u64,
+    /// Signing sessions for the simulated slow HSM, one run each (concurrency 64).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
+    slow_sessions: Vec<usize>,
     /// A `perf record --control fifo:...` control FIFO: perf is enabled for the obtain
     /// phases only (not the set-up of login IDs and codes, nor the signing loops).
     #[arg(long)]
@@ -134,51 +141,44 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
     let run_id = format!("{:x}", clock.now());
     for &c in &args.concurrency {
         let contract = format!("bench-{run_id}-c{c}");
-        let jobs = prepare(&lifecycle, &store, &contract, args.count, clock.now()).await?;
-        let jobs = Arc::new(jobs);
-        let next = Arc::new(AtomicUsize::new(0));
-        perf_ctl(args.perf_ctl.as_deref(), "enable")?;
-        let t0 = Instant::now();
-        let cpu0 = own_cpu();
-        let mut tasks = Vec::new();
-        for _ in 0..c {
-            let (jobs, next, lc) = (jobs.clone(), next.clone(), lifecycle.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((login, code, csr)) = jobs.get(i) else {
-                        return Ok::<_, anyhow::Error>(());
-                    };
-                    let requester = Actor::User(login.clone());
-                    let authorization = Authorization::IssuanceCode {
-                        login,
-                        code,
-                        requester: &requester,
-                    };
-                    let cert = lc.enroll(authorization, csr.as_bytes()).await?;
-                    if cert.status != CertStatus::Current {
-                        bail!("obtain returned a certificate that is not current");
-                    }
-                }
-            }));
+        let perf = args.perf_ctl.as_deref();
+        let rate = obtain_rate(&lifecycle, &store, &contract, args.count, c, perf).await?;
+        obtain_rates.push(rate);
+    }
+
+    // A slow HSM: each signature waits `sign_delay_ms` while it holds one of `sessions`
+    // sessions, so at most `sessions` signatures are under way at once.
+    let mut slow = Vec::new();
+    if args.sign_delay_ms > 0 {
+        for &sessions in &args.slow_sessions {
+            let slow_key: Arc<dyn KeyBackend> = Arc::new(SlowKey::new(
+                key.clone(),
+                Duration::from_millis(args.sign_delay_ms),
+                sessions,
+            ));
+            let slow_authority = Arc::new(Authority::new(
+                ca.id,
+                ca.cert_der.clone(),
+                slow_key,
+                IssuancePolicy {
+                    validity_days: cfg.ca.validity_days,
+                    organization: cfg.ca.organization.clone(),
+                    public_url: cfg.ca.public_url.clone(),
+                },
+            )?);
+            let slow_lifecycle = Lifecycle::new(
+                store.clone(),
+                slow_authority,
+                clock.clone(),
+                LifecycleSettings::from_config(&cfg),
+            );
+            let contract = format!("bench-{run_id}-slow{sessions}");
+            let mut rate =
+                obtain_rate(&slow_lifecycle, &store, &contract, args.count, 64, None).await?;
+            rate["sessions"] = json!(sessions);
+            rate["sign_delay_ms"] = json!(args.sign_delay_ms);
+            slow.push(rate);
         }
-        for t in tasks {
-            t.await??;
-        }
-        let secs = t0.elapsed().as_secs_f64();
-        let cpu = own_cpu() - cpu0;
-        perf_ctl(args.perf_ctl.as_deref(), "disable")?;
-        // Durability check: every certificate is in the store after obtain returned.
-        for (login, _, _) in jobs.iter() {
-            if store.current_certificate(login).await?.is_none() {
-                bail!("{login} has no stored certificate after obtain returned");
-            }
-        }
-        obtain_rates.push(
-            json!({"concurrency": c, "certificates": args.count, "secs": secs,
-            "per_sec": args.count as f64 / secs,
-            "cpu_us_per_op": cpu * 1e6 / (args.count.max(1) as f64)}),
-        );
     }
     Ok(json!({
         "kind": "issuance",
@@ -186,7 +186,113 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
         "key_sign_verified": key_rates,
         "issue_client_no_store": issue_rates,
         "obtain_stored": obtain_rates,
+        "obtain_slow_hsm": slow,
     }))
+}
+
+/// Obtains `count` certificates for fresh login IDs of a new contract `contract`, from `c`
+/// tasks at once; the rate, with every certificate checked to be stored.
+async fn obtain_rate(
+    lifecycle: &Lifecycle,
+    store: &Store,
+    contract: &str,
+    count: usize,
+    c: usize,
+    perf: Option<&std::path::Path>,
+) -> anyhow::Result<serde_json::Value> {
+    let jobs = prepare(lifecycle, store, contract, count, SystemClock.now()).await?;
+    let jobs = Arc::new(jobs);
+    let next = Arc::new(AtomicUsize::new(0));
+    perf_ctl(perf, "enable")?;
+    let t0 = Instant::now();
+    let cpu0 = own_cpu();
+    let mut tasks = Vec::new();
+    for _ in 0..c {
+        let (jobs, next, lc) = (jobs.clone(), next.clone(), lifecycle.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((login, code, csr)) = jobs.get(i) else {
+                    return Ok::<_, anyhow::Error>(());
+                };
+                let requester = Actor::User(login.clone());
+                let authorization = Authorization::IssuanceCode {
+                    login,
+                    code,
+                    requester: &requester,
+                };
+                let cert = lc.enroll(authorization, csr.as_bytes()).await?;
+                if cert.status != CertStatus::Current {
+                    bail!("obtain returned a certificate that is not current");
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = own_cpu() - cpu0;
+    perf_ctl(perf, "disable")?;
+    // Durability check: every certificate is in the store after obtain returned.
+    for (login, _, _) in jobs.iter() {
+        if store.current_certificate(login).await?.is_none() {
+            bail!("{login} has no stored certificate after obtain returned");
+        }
+    }
+    Ok(json!({"concurrency": c, "certificates": count, "secs": secs,
+        "per_sec": count as f64 / secs,
+        "cpu_us_per_op": cpu * 1e6 / (count.max(1) as f64)}))
+}
+
+/// A signing key behind a slow HSM (simulated): each signature holds one of `sessions`
+/// slots for `delay` before the real key signs, as a network HSM answering in a few
+/// milliseconds with a fixed number of sessions would.
+#[derive(Debug)]
+struct SlowKey {
+    inner: Arc<dyn KeyBackend>,
+    delay: Duration,
+    sessions: usize,
+    busy: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl SlowKey {
+    fn new(inner: Arc<dyn KeyBackend>, delay: Duration, sessions: usize) -> Self {
+        Self {
+            inner,
+            delay,
+            sessions: sessions.max(1),
+            busy: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+}
+
+impl KeyBackend for SlowKey {
+    fn algorithm(&self) -> certgate::keys::KeyAlgorithm {
+        self.inner.algorithm()
+    }
+    fn public_key_der(&self) -> &[u8] {
+        self.inner.public_key_der()
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, certgate::keys::SignError> {
+        {
+            let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+            while *busy >= self.sessions {
+                busy = self.freed.wait(busy).unwrap_or_else(|e| e.into_inner());
+            }
+            *busy += 1;
+        }
+        std::thread::sleep(self.delay);
+        let signed = self.inner.sign(message);
+        *self.busy.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.freed.notify_one();
+        signed
+    }
+    fn health(&self) -> Result<(), certgate::keys::SignError> {
+        self.inner.health()
+    }
 }
 
 /// Runs `op` on `threads` threads for `secs`; returns operations per second.
