@@ -1883,9 +1883,14 @@ async fn signature_intents_settle_once_and_discarded_ones_are_revoked(db: &TestD
             .await,
         Err(StoreError::Conflict(_))
     ));
-    // i1 is stored and completed: handed out, so it can no longer be discarded.
+    // i1 is stored, which completes its intent in the same transaction: handed out, so it
+    // can no longer be discarded, nor completed again.
     issue(&s, "alice", "i1", ca, T0).await;
-    assert!(s.complete_intent("i1", T0 + 1).await.unwrap());
+    let i1 = s.signature_intent("i1").await.unwrap().unwrap();
+    assert_eq!(
+        (i1.state, i1.settled_at),
+        (IntentState::Completed, Some(T0))
+    );
     assert!(
         !s.complete_intent("i1", T0 + 2).await.unwrap(),
         "settled once"

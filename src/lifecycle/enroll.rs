@@ -191,10 +191,8 @@ impl Lifecycle {
                     .complete_issue_audited(&code_hash, &record, now, &[audit])
                     .await;
                 match stored {
-                    Ok(Redeemed::Stored { .. }) => {
-                        intents::complete_intent(self.store(), &record.serial, now).await;
-                        Ok((record, false))
-                    }
+                    // Its signature intent was completed in the same transaction.
+                    Ok(Redeemed::Stored { .. }) => Ok((record, false)),
                     // A concurrent request with the same code and key won: its certificate
                     // is the answer, and the one signed here is discarded (and revoked).
                     Ok(Redeemed::AlreadyIssued(cert)) => {
@@ -353,7 +351,7 @@ impl Lifecycle {
                 self.discard(&actor, &record, DiscardReason::StoreFailed).await;
                 return Err(e.into());
             }
-            intents::complete_intent(self.store(), &record.serial, now).await;
+            // Its signature intent was completed in the same transaction.
             Ok(record)
         }
         .await;

@@ -88,7 +88,9 @@ pub async fn open_intent(
     Ok(planned)
 }
 
-/// Completes the intent `serial` once its certificate is stored. A failure is logged, not
+/// Completes the intent `serial` once its certificate is stored, for certificates stored
+/// outside the group writer (`ca issue-server`): a client certificate's intent is completed
+/// in the transaction that stores it. A failure is logged, not
 /// returned: the certificate is stored, and `audit signatures` counts a stored certificate
 /// as accounted for even while its intent is open.
 pub async fn complete_intent(store: &Store, serial: &str, now: UnixTime) {

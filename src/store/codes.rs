@@ -328,8 +328,8 @@ impl Store {
                 Ok(Redeemed::Stored { revoked })
             }
             JobOutcome::AlreadyIssued(c) => Ok(Redeemed::AlreadyIssued(c)),
-            JobOutcome::AuditOnly => Err(StoreError::Corrupt(
-                "the group writer answered an issuance with an audit-only outcome".into(),
+            other @ (JobOutcome::AuditOnly | JobOutcome::Recorded) => Err(StoreError::Corrupt(
+                format!("the group writer answered an issuance with {other:?}"),
             )),
         }
     }

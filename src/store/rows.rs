@@ -14,6 +14,15 @@ macro_rules! cert_cols {
 }
 pub(crate) use cert_cols;
 
+/// The columns of a signature intent, as [`super::SignatureIntent`] decodes them.
+macro_rules! intent_cols {
+    () => {
+        "serial, ca_id, kind, subject, spki_sha256, state, reason, created_at, settled_at, \
+         not_before, not_after"
+    };
+}
+pub(crate) use intent_cols;
+
 /// The columns of a certificate prefixed by the alias `c`, for joins (the result columns
 /// keep their bare names, so [`super::CertRecord`] decodes them alike).
 macro_rules! cert_cols_c {

@@ -9,6 +9,8 @@
 use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head};
 use super::backend::{WritePool, on_backend};
 use super::changes::pg_notify;
+use super::issue_writer::{IssueWork, JobOutcome};
+use super::rows::intent_cols;
 use super::{
     CertRecord, CertStatus, CertStatusView, NewAudit, Role, StatusFacts, Store, StoreError,
 };
@@ -17,13 +19,6 @@ use crate::clock::UnixTime;
 /// The revocation reason a discarded certificate is given: it was never handed out, so
 /// the CA ceased to operate it rather than anyone compromising it.
 pub const DISCARDED_REASON: &str = "cessationOfOperation";
-
-macro_rules! intent_cols {
-    () => {
-        "serial, ca_id, kind, subject, spki_sha256, state, reason, created_at, settled_at, \
-         not_before, not_after"
-    };
-}
 
 /// Where an intent stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,35 +184,15 @@ impl Store {
         audit: &NewAudit,
     ) -> Result<(), StoreError> {
         let entry = PreparedAudit::new(audit)?;
-        on_backend!(self, |pool, PG| {
-            let mut tx = pool.begin_write().await?;
-            let mut head = lock_chain_head!(PG, tx);
-            let done = sqlx::query(concat!(
-                "INSERT INTO signature_intents (",
-                intent_cols!(),
-                ") VALUES ($1, $2, $3, $4, $5, 'open', NULL, $6, NULL, $7, $8) \
-                 ON CONFLICT DO NOTHING"
-            ))
-            .bind(&intent.serial)
-            .bind(intent.ca_id)
-            .bind(&intent.kind)
-            .bind(&intent.subject)
-            .bind(&intent.spki_sha256)
-            .bind(intent.created_at)
-            .bind(intent.not_before)
-            .bind(intent.not_after)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict(format!(
-                    "serial {} already has a signature intent",
-                    intent.serial
-                )));
-            }
-            append_chained!(tx, &mut head, &entry);
-            tx.commit().await?;
-            Ok::<_, StoreError>(())
-        })
+        // Through the group writer: concurrent issuances share the commit.
+        let work = IssueWork::Intent(Box::new(intent.clone()));
+        let done = self.inner.writer.submit(Some(work), vec![entry]).await?;
+        match done.outcome {
+            JobOutcome::Recorded => Ok(()),
+            other => Err(StoreError::Corrupt(format!(
+                "the group writer answered a signature intent with {other:?}"
+            ))),
+        }
     }
 
     /// Marks the open intent `serial` completed (its certificate is stored). Returns false

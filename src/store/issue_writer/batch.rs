@@ -5,7 +5,7 @@
 
 use super::connection::BatchSource;
 use super::job::{IssueWork, JobDone, JobOutcome, Pending};
-use super::job_path::{apply_fresh, apply_renewal};
+use super::job_path::{apply_fresh, apply_intent, apply_renewal};
 use super::set_path::{apply_fresh_set, set_candidates};
 use crate::store::audit_chain::{ChainHead, lock_chain_head};
 use crate::store::{AuditRecord, StoreError};
@@ -72,6 +72,7 @@ macro_rules! commit_batch {
                             cert,
                             now,
                         } => apply_renewal!(PG, tx, old_serial.as_str(), cert, *now),
+                        IssueWork::Intent(intent) => apply_intent!(tx, intent),
                     })
                 }
                 .await;
@@ -96,7 +97,7 @@ macro_rules! commit_batch {
                 });
                 *slot = Some(outcome.map(|outcome| {
                     let audited = match &outcome {
-                        JobOutcome::AuditOnly => true,
+                        JobOutcome::AuditOnly | JobOutcome::Recorded => true,
                         JobOutcome::Stored { changed, .. } => {
                             changed_serials.extend(changed.iter().cloned());
                             true

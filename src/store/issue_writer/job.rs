@@ -5,7 +5,7 @@ use tokio::sync::oneshot;
 
 use crate::clock::UnixTime;
 use crate::store::audit_chain::PreparedAudit;
-use crate::store::{AuditRecord, CertRecord, StoreError};
+use crate::store::{AuditRecord, CertRecord, SignatureIntent, StoreError};
 
 /// The change a job makes, besides its audit records.
 #[derive(Debug, Clone)]
@@ -23,13 +23,17 @@ pub(crate) enum IssueWork {
         cert: CertRecord,
         now: UnixTime,
     },
+    /// Record an open signature intent before the key signs: `Conflict` when its serial
+    /// already has one. Batched with the issuances, so it costs no commit of its own.
+    Intent(Box<SignatureIntent>),
 }
 
 impl IssueWork {
-    /// The login ID whose certificates the job changes.
-    pub(super) fn login(&self) -> &str {
+    /// The login ID whose certificates the job changes (an intent changes none).
+    pub(super) fn login(&self) -> Option<&str> {
         match self {
-            Self::Fresh { cert, .. } | Self::Renewal { cert, .. } => &cert.login,
+            Self::Fresh { cert, .. } | Self::Renewal { cert, .. } => Some(&cert.login),
+            Self::Intent(_) => None,
         }
     }
 }
@@ -39,6 +43,8 @@ impl IssueWork {
 pub(crate) enum JobOutcome {
     /// Nothing but the audit records (an audit append).
     AuditOnly,
+    /// The signature intent is recorded (a row no one is told about).
+    Recorded,
     /// The certificate is stored; `revoked` lists serials this revoked, `changed` every
     /// serial whose status changed (to announce).
     Stored {

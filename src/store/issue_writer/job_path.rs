@@ -113,6 +113,7 @@ macro_rules! apply_fresh {
                 "the issuance code of login ID {login:?} was already redeemed"
             )));
         }
+        $crate::store::issue_writer::job_path::complete_intent!($tx, cert, now);
         let mut changed = revoked.clone();
         changed.push(cert.serial.clone());
         JobOutcome::Stored { revoked, changed }
@@ -161,6 +162,7 @@ macro_rules! apply_renewal {
         .execute(&mut *$tx)
         .await?;
         insert_current!(&mut *$tx, cert)?;
+        $crate::store::issue_writer::job_path::complete_intent!($tx, cert, now);
         JobOutcome::Stored {
             revoked: Vec::new(),
             changed: vec![old_serial.to_owned(), cert.serial.clone()],
@@ -168,3 +170,53 @@ macro_rules! apply_renewal {
     }};
 }
 pub(super) use apply_renewal;
+
+/// Completes the open signature intent of `$cert`, stored in the same transaction (a
+/// certificate signed without one, as in store tests, changes nothing here).
+macro_rules! complete_intent {
+    ($tx:expr, $cert:expr, $now:expr) => {{
+        sqlx::query(
+            "UPDATE signature_intents SET state = 'completed', settled_at = $2 \
+             WHERE serial = $1 AND state = 'open'",
+        )
+        .bind($cert.serial.as_str())
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+pub(crate) use complete_intent;
+
+/// Records an open signature intent inside the job's savepoint; evaluates to its
+/// [`JobOutcome`](super::job::JobOutcome).
+macro_rules! apply_intent {
+    ($tx:expr, $intent:expr) => {{
+        use $crate::store::issue_writer::job::JobOutcome;
+        use $crate::store::{SignatureIntent, StoreError};
+        let intent: &SignatureIntent = $intent;
+        let done = sqlx::query(concat!(
+            "INSERT INTO signature_intents (",
+            $crate::store::rows::intent_cols!(),
+            ") VALUES ($1, $2, $3, $4, $5, 'open', NULL, $6, NULL, $7, $8) \
+             ON CONFLICT DO NOTHING"
+        ))
+        .bind(&intent.serial)
+        .bind(intent.ca_id)
+        .bind(&intent.kind)
+        .bind(&intent.subject)
+        .bind(&intent.spki_sha256)
+        .bind(intent.created_at)
+        .bind(intent.not_before)
+        .bind(intent.not_after)
+        .execute(&mut *$tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "serial {} already has a signature intent",
+                intent.serial
+            )));
+        }
+        JobOutcome::Recorded
+    }};
+}
+pub(super) use apply_intent;

@@ -17,13 +17,15 @@ use crate::store::CertRecord;
 /// keeps).
 pub(super) fn set_candidates(jobs: &[Pending]) -> Vec<usize> {
     let mut per_login: HashMap<&str, usize> = HashMap::with_capacity(jobs.len());
-    for work in jobs.iter().filter_map(|j| j.work.as_ref()) {
-        *per_login.entry(work.login()).or_default() += 1;
+    for login in jobs.iter().filter_map(|j| j.work.as_ref()?.login()) {
+        *per_login.entry(login).or_default() += 1;
     }
     jobs.iter()
         .enumerate()
         .filter_map(|(i, job)| match &job.work {
-            Some(work @ IssueWork::Fresh { .. }) if per_login.get(work.login()) == Some(&1) => {
+            Some(work @ IssueWork::Fresh { .. })
+                if work.login().is_some_and(|l| per_login.get(l) == Some(&1)) =>
+            {
                 Some(i)
             }
             _ => None,
@@ -150,6 +152,24 @@ macro_rules! apply_fresh_set {
                         "an issuance code of the batch was redeemed meanwhile".into(),
                     ));
                 }
+
+                // Their signature intents are completed with them.
+                let mut complete = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE signature_intents SET state = 'completed', settled_at = CASE serial",
+                );
+                for (_, cert, now) in &accepted {
+                    complete.push(" WHEN ");
+                    complete.push_bind(cert.serial.clone());
+                    complete.push(" THEN ");
+                    complete.push_bind(*now);
+                }
+                complete.push(" END WHERE state = 'open' AND serial IN (");
+                let mut list = complete.separated(", ");
+                for (_, cert, _) in &accepted {
+                    list.push_bind(cert.serial.clone());
+                }
+                list.push_unseparated(")");
+                complete.build().execute(&mut *$tx).await?;
                 Ok(revoked)
             }
             .await;
