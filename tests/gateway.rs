@@ -854,6 +854,11 @@ async fn an_idle_connection_gives_its_buffers_back_and_serves_its_next_request()
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(header(&a.json(), "x-certgate-user"), ["alice"]);
     assert_eq!(h.metric("certgate_open_connections").await, 1.0);
+    let build = format!(
+        "certgate_build_info{{version=\"{}\",profile=\"debug\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(h.metric(&build).await, 1.0, "{build}");
     // Parked again once quiet, and again woken.
     metric_reaches(&h, PARKED, |v| v == 1.0).await;
     assert_eq!(c.get("/again").await.unwrap().status, 200);

@@ -14,6 +14,14 @@ struct RouteStatus {
     status: u16,
 }
 
+/// Which build is running, for `certgate_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Build {
+    version: String,
+    /// `release` or `debug`: a debug build in production is worth an alert.
+    profile: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Reason {
     reason: String,
@@ -160,6 +168,23 @@ impl Metrics {
         let tunnels_closed = Family::<RouteReason, Counter>::default();
         let connections = Gauge::default();
         let parked = Gauge::default();
+        let build = Family::<Build, Gauge>::default();
+        build
+            .get_or_create(&Build {
+                version: env!("CARGO_PKG_VERSION").into(),
+                profile: if cfg!(debug_assertions) {
+                    "debug"
+                } else {
+                    "release"
+                }
+                .into(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "The running build (always 1), by version and profile",
+            build,
+        );
         registry.register(
             "requests",
             "Requests answered, by route and HTTP status",
