@@ -85,6 +85,18 @@ async fn metric_reaches(h: &Harness, prefix: &str, want: f64) {
     );
 }
 
+/// The audit entry a staff member's change is stored with.
+fn staff_audit(action: &str, subject: &str) -> certgate::store::NewAudit {
+    certgate::store::NewAudit {
+        at: support::now(),
+        actor: "staff:test".into(),
+        action: action.into(),
+        subject: subject.into(),
+        outcome: "ok".into(),
+        detail: serde_json::json!({}),
+    }
+}
+
 fn closed(route: &str, reason: &str) -> String {
     format!("certgate_tunnels_closed_total{{route=\"{route}\",reason=\"{reason}\"}}")
 }
@@ -202,14 +214,7 @@ async fn disabling_the_user_closes_the_tunnel() {
     let h = Harness::sqlite().await;
     let mut ws = open(&h, h.optional, "/ws").await;
     echo(&mut ws, "before").await;
-    let audit = certgate::store::NewAudit {
-        at: support::now(),
-        actor: "staff:test".into(),
-        action: "user.disable".into(),
-        subject: "alice".into(),
-        outcome: "ok".into(),
-        detail: serde_json::json!({}),
-    };
+    let audit = staff_audit("user.disable", "alice");
     assert!(
         h.store
             .set_user_enabled_audited("alice", false, &audit)
@@ -226,14 +231,7 @@ async fn disabling_the_contract_closes_the_tunnel() {
     let h = Harness::sqlite().await;
     let mut ws = open(&h, h.optional, "/ws").await;
     echo(&mut ws, "before").await;
-    let audit = certgate::store::NewAudit {
-        at: support::now(),
-        actor: "staff:test".into(),
-        action: "contract.disable".into(),
-        subject: "c1".into(),
-        outcome: "ok".into(),
-        detail: serde_json::json!({}),
-    };
+    let audit = staff_audit("contract.disable", "c1");
     assert!(
         h.store
             .set_contract_enabled_audited("c1", false, &audit)
