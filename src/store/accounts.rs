@@ -4,7 +4,7 @@
 //! Owns the mapping of duplicate ids to `Conflict` and of a missing contract to `NotFound`.
 //! Who may create which user is decided in `lifecycle`, not here.
 
-use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head};
+use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head_if};
 use super::backend::{WritePool, on_backend};
 use super::error::on_violation;
 use super::{Contract, NewAudit, Store, StoreError, User};
@@ -26,10 +26,7 @@ impl Store {
         on_backend!(self, |pool, PG| {
             let mut tx = pool.begin_write().await?;
             // The audit lock first, as every appender takes it.
-            let mut head = match audit {
-                Some(_) => Some(lock_chain_head!(PG, tx)),
-                None => None,
-            };
+            let mut head = lock_chain_head_if!(PG, tx, audit.is_some());
             sqlx::query(
                 "INSERT INTO contracts (id, name, enabled, created_at) VALUES ($1, $2, $3, $4)",
             )
@@ -93,10 +90,7 @@ impl Store {
         on_backend!(self, |pool, PG| {
             let mut tx = pool.begin_write().await?;
             // The audit lock first, as every appender takes it.
-            let mut head = match audit {
-                Some(_) => Some(lock_chain_head!(PG, tx)),
-                None => None,
-            };
+            let mut head = lock_chain_head_if!(PG, tx, audit.is_some());
             sqlx::query(
                 "INSERT INTO users (login, contract_id, role, email, enabled, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",

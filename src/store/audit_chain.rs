@@ -179,6 +179,19 @@ macro_rules! lock_chain_head {
 }
 pub(crate) use lock_chain_head;
 
+/// [`lock_chain_head!`] only when `$wanted` (the change has an audit entry to append):
+/// `Some(head)`, else `None` and no lock taken.
+macro_rules! lock_chain_head_if {
+    ($pg:expr, $tx:expr, $wanted:expr) => {
+        if $wanted {
+            Some($crate::store::audit_chain::lock_chain_head!($pg, $tx))
+        } else {
+            None
+        }
+    };
+}
+pub(crate) use lock_chain_head_if;
+
 /// Inserts the entry that follows `$head` and advances `$head`. Evaluates to the record.
 macro_rules! append_chained {
     ($tx:expr, $head:expr, $prepared:expr) => {{

@@ -3,7 +3,7 @@
 //! Owns "exactly one active CA" (also enforced by a partial unique index) and monotonic CRL
 //! numbers. It never touches keys: `key_label` only names the key object in the HSM.
 
-use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head};
+use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head_if};
 use super::backend::{WritePool, on_backend};
 use super::error::on_violation;
 use super::{CaRecord, NewAudit, Store, StoreError};
@@ -44,10 +44,7 @@ impl Store {
         on_backend!(self, |pool, PG| {
             let mut tx = pool.begin_write().await?;
             // The audit lock first, as every appender takes it.
-            let mut head = match audit {
-                Some(_) => Some(lock_chain_head!(PG, tx)),
-                None => None,
-            };
+            let mut head = lock_chain_head_if!(PG, tx, audit.is_some());
             if active {
                 sqlx::query("UPDATE cas SET active = FALSE WHERE active")
                     .execute(&mut *tx)
@@ -104,10 +101,7 @@ impl Store {
         on_backend!(self, |pool, PG| {
             let mut tx = pool.begin_write().await?;
             // The audit lock first, as every appender takes it.
-            let mut head = match audit {
-                Some(_) => Some(lock_chain_head!(PG, tx)),
-                None => None,
-            };
+            let mut head = lock_chain_head_if!(PG, tx, audit.is_some());
             sqlx::query("UPDATE cas SET active = FALSE WHERE active AND id <> $1")
                 .bind(id)
                 .execute(&mut *tx)

@@ -6,7 +6,7 @@
 //! revoke, when renewal opens) is decided in `lifecycle`, not here. Serials are matched
 //! exactly as stored (lowercase hex): callers normalise what users type.
 
-use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head};
+use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head_if};
 use super::backend::{WritePool, on_backend};
 use super::changes::pg_notify;
 use super::issuance_parts::upsert_code;
@@ -96,10 +96,7 @@ impl Store {
         let cert = on_backend!(self, |pool, PG| {
             let mut tx = pool.begin_write().await?;
             // The audit lock before the row lock, as every appender does.
-            let mut head = match audit {
-                Some(_) => Some(lock_chain_head!(PG, tx)),
-                None => None,
-            };
+            let mut head = lock_chain_head_if!(PG, tx, audit.is_some());
             // The condition re-checks the row under its lock: a concurrent revocation of
             // the same serial makes this one update nothing.
             let revoked = sqlx::query_as::<_, CertRecord>(concat!(
@@ -186,10 +183,7 @@ impl Store {
         let revoked = on_backend!(self, |pool, PG| {
             let mut tx = pool.begin_write().await?;
             // The audit lock before the row locks, as every appender does.
-            let mut head = match audit {
-                Some(_) => Some(lock_chain_head!(PG, tx)),
-                None => None,
-            };
+            let mut head = lock_chain_head_if!(PG, tx, audit.is_some());
             let revoked = sqlx::query_as::<_, CertRecord>(concat!(
                 "UPDATE certificates SET status = 'revoked', revoked_at = $2, \
                  revocation_reason = $3 WHERE login = $1 AND status = 'current' RETURNING ",

@@ -13,7 +13,7 @@
 //!
 //! A code is expired from `expires_at` on (`now >= expires_at`).
 
-use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head};
+use super::audit_chain::{PreparedAudit, append_chained, lock_chain_head, lock_chain_head_if};
 use super::backend::{WritePool, on_backend};
 use super::issuance_parts::{hash_eq, upsert_code};
 use super::issue_writer::{IssueWork, JobOutcome};
@@ -197,10 +197,7 @@ impl Store {
                 let mut tx = pool.begin_write().await?;
                 // The audit lock before the row's, in the order every appender takes them
                 // (an issuance holds the audit lock while it redeems the code row).
-                let mut head = match refusal_audit {
-                    Some(_) => Some(lock_chain_head!(PG, tx)),
-                    None => None,
-                };
+                let mut head = lock_chain_head_if!(PG, tx, refusal_audit.is_some());
                 let row = sqlx::query_as::<_, ReadCode>(if PG {
                     CLAIM_SELECT_FOR_UPDATE
                 } else {
