@@ -3,6 +3,8 @@
 mod audit_anchor;
 mod browser;
 mod cli;
+mod crl_kinds;
+mod crl_scale;
 mod deploy;
 mod enablement;
 mod enroll_host;

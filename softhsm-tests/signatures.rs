@@ -308,6 +308,11 @@ fn every_signature_accounted_for(db: Db) {
         kind(&r, "ocsp")["signed"].as_i64() >= Some(3)
             && kind(&r, "crl")["signed"].as_i64() >= Some(1)
     });
+    // Every CRL took a CRL number before it was signed: no more CRL signatures than numbers.
+    let (_, r) = report(&fx);
+    let crl = kind(&r, "crl");
+    assert!(crl["numbers"].as_i64() >= crl["signed"].as_i64(), "{r}");
+    assert_eq!(crl["unaccounted"], 0, "{r}");
     let log = fx.ok(&["audit", "export"]);
     for action in ["signature.intent", "signature.discard"] {
         assert!(log.contains(action), "{action} missing from the audit log");

@@ -2004,4 +2004,28 @@ async fn signature_counts_add_up(db: &TestDb) {
         .map(|c| (c.kind, c.count))
         .collect();
     assert_eq!(counts, [("crl".to_string(), 1), ("ocsp".to_string(), 7)]);
+
+    // A CRL signature takes a CRL number first: one counted CRL and no number is
+    // unaccounted; once the number is there it balances.
+    let crl_line = |r: &certgate::audit::signatures::SignatureReport| {
+        r.kinds.iter().find(|k| k.kind == "crl").cloned().unwrap()
+    };
+    let r = certgate::audit::signatures::reconcile(&s, T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        (crl_line(&r).numbers, crl_line(&r).unaccounted),
+        (Some(0), 1)
+    );
+    assert!(!r.balanced());
+    s.next_crl_number(ca).await.unwrap();
+    s.next_crl_number(ca).await.unwrap();
+    let r = certgate::audit::signatures::reconcile(&s, T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        (crl_line(&r).numbers, crl_line(&r).unaccounted),
+        (Some(2), 0)
+    );
+    assert!(r.balanced());
 }

@@ -81,6 +81,7 @@ pub fn issuance_policy(cfg: &Config) -> IssuancePolicy {
         validity_days: cfg.ca.validity_days,
         organization: cfg.ca.organization.clone(),
         public_url: cfg.ca.public_url.clone(),
+        crl_partition_days: cfg.revocation.crl_partition_days,
     }
 }
 

@@ -1,8 +1,10 @@
 //! Reconciling the CA key's signatures with the records: `certgate audit signatures`.
 //!
-//! Certificates (client and server) have one intent each; CRLs and OCSP responses are only
-//! counted. For the certificate kinds, every counted signature must have an intent (an
-//! intent may have no counted signature: signing failed, or the count is not flushed yet).
+//! Certificates (client and server) have one intent each; every CRL takes a CRL number
+//! before it is signed; OCSP responses are only counted. For the certificate kinds, every
+//! counted signature must have an intent, and there must be no more CRL signatures than CRL
+//! numbers (an intent or a number may have no counted signature: signing failed, or the
+//! count is not flushed yet).
 //! An intent still open after the stale age, whose certificate is not stored, is listed for
 //! an operator to settle. This file only reads; settling is `lifecycle::intents`.
 
@@ -22,6 +24,9 @@ pub struct KindLine {
     pub signed: i64,
     /// Intents per state; `None` for the kinds that have no intents (CRL, OCSP).
     pub intents: Option<IntentCounts>,
+    /// CRL numbers handed out (`crl` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub numbers: Option<i64>,
     /// Counted signatures no intent accounts for (always 0 when all is well).
     pub unaccounted: i64,
 }
@@ -80,6 +85,7 @@ pub async fn reconcile(
             IntentState::Discarded => counts.discarded += n,
         }
     }
+    let crl_numbers = store.crl_numbers_handed_out().await?;
     let kinds = SignatureKind::ALL
         .into_iter()
         .map(|kind| {
@@ -87,11 +93,14 @@ pub async fn reconcile(
             let recorded = kind
                 .has_intents()
                 .then(|| intents.get(&kind).copied().unwrap_or_default());
+            let numbers = (kind == SignatureKind::Crl).then_some(crl_numbers);
+            let records = recorded.map(IntentCounts::total).or(numbers);
             KindLine {
                 kind: kind.as_str(),
                 signed: made,
                 intents: recorded,
-                unaccounted: recorded.map_or(0, |r| (made - r.total()).max(0)),
+                numbers,
+                unaccounted: records.map_or(0, |r| (made - r).max(0)),
             }
         })
         .collect();
@@ -137,6 +146,12 @@ pub fn render_text(report: &SignatureReport) -> String {
             cell(|c| c.completed),
             cell(|c| c.discarded),
             k.unaccounted
+        );
+    }
+    if let Some(n) = report.kinds.iter().find_map(|k| k.numbers) {
+        let _ = writeln!(
+            out,
+            "CRL numbers handed out: {n} (each CRL takes one before it is signed)"
         );
     }
     for (title, list) in [

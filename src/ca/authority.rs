@@ -32,6 +32,8 @@ pub struct IssuancePolicy {
     pub validity_days: u32,
     pub organization: String,
     pub public_url: String,
+    /// `[revocation] crl_partition_days`: which CRL a new certificate names.
+    pub crl_partition_days: u32,
 }
 
 /// An issuing CA.
@@ -88,7 +90,7 @@ impl Authority {
             RcgenKey(key.clone()),
         )
         .map_err(CaError::Rcgen)?;
-        let urls = StatusUrls::for_ca(&policy.public_url, ca_id);
+        let urls = StatusUrls::for_ca(&policy.public_url, ca_id, policy.crl_partition_days);
         let key_id = subject_key_id(&ca_der)?;
         Ok(Self {
             ca_id,

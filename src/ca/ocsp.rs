@@ -256,7 +256,7 @@ fn gen_time(t: UnixTime) -> Result<OcspGeneralizedTime, CaError> {
     Ok(OcspGeneralizedTime(GeneralizedTime::from_date_time(dt)))
 }
 
-fn signature_algorithm(alg: KeyAlgorithm) -> AlgorithmIdentifierOwned {
+pub(super) fn signature_algorithm(alg: KeyAlgorithm) -> AlgorithmIdentifierOwned {
     use const_oid::db::rfc5912::{
         ECDSA_WITH_SHA_256, ECDSA_WITH_SHA_384, SHA_256_WITH_RSA_ENCRYPTION,
     };

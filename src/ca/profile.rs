@@ -7,6 +7,7 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
+use crate::ca::crl::CrlScope;
 use crate::clock::{DAY, UnixTime};
 
 /// Bytes of randomness in a serial number (128 bits; the CA/B Forum asks for 64).
@@ -23,18 +24,29 @@ pub struct ClientSubject<'a> {
 /// Where relying parties find status information for a CA's certificates.
 #[derive(Debug, Clone)]
 pub struct StatusUrls {
-    pub crl: String,
+    public_url: String,
+    ca_id: i64,
+    crl_partition_days: u32,
     pub ocsp: String,
 }
 
 impl StatusUrls {
-    /// The URLs under `public_url` for the CA with id `ca_id`.
-    pub fn for_ca(public_url: &str, ca_id: i64) -> Self {
+    /// The URLs under `public_url` for the CA with id `ca_id`, its CRL split into periods of
+    /// `crl_partition_days` (0: not split).
+    pub fn for_ca(public_url: &str, ca_id: i64, crl_partition_days: u32) -> Self {
         let base = public_url.trim_end_matches('/');
         Self {
-            crl: format!("{base}/crl/{ca_id}.crl"),
+            public_url: base.to_string(),
+            ca_id,
+            crl_partition_days,
             ocsp: format!("{base}/ocsp"),
         }
+    }
+
+    /// The complete CRL that lists a certificate issued at `not_before`.
+    pub fn crl_for(&self, not_before: UnixTime) -> String {
+        CrlScope::for_certificate(self.ca_id, not_before, self.crl_partition_days)
+            .url(&self.public_url, false)
     }
 }
 
@@ -111,7 +123,7 @@ pub fn client_params(
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     p.use_authority_key_identifier_extension = true;
     p.crl_distribution_points = vec![CrlDistributionPoint {
-        uris: vec![urls.crl.clone()],
+        uris: vec![urls.crl_for(now)],
     }];
     p.custom_extensions = vec![authority_info_access(&urls.ocsp)?];
     p.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(key_identifier(spki_der));

@@ -344,6 +344,23 @@ pub struct RevocationConfig {
     /// OCSP nextUpdate, in seconds after the answer's thisUpdate.
     #[serde(default = "default_ocsp_validity_secs")]
     pub ocsp_validity_secs: u32,
+    /// Delta CRLs (RFC 5280 §5.2.4) beside the complete CRLs. On: a change of status is
+    /// published in the next delta CRL, and the complete CRL is remade only every
+    /// `crl_refresh_secs`; off: the complete CRL is remade at every change.
+    #[serde(default)]
+    pub delta_crl: bool,
+    /// A delta CRL's nextUpdate, in seconds after its thisUpdate.
+    #[serde(default = "default_delta_crl_validity_secs")]
+    pub delta_crl_validity_secs: u32,
+    /// Splits the CRL by issuance period: a certificate names the CRL of the period of this
+    /// many days it was issued in (0: one CRL per CA). Certificates issued before it was set
+    /// keep naming the whole CA's CRL, which goes on listing every certificate.
+    #[serde(default)]
+    pub crl_partition_days: u32,
+    /// Earlier values of `crl_partition_days` whose parts are still named by valid
+    /// certificates: their CRLs stay served.
+    #[serde(default)]
+    pub crl_partition_days_before: Vec<u32>,
 }
 
 impl Default for RevocationConfig {
@@ -352,8 +369,16 @@ impl Default for RevocationConfig {
             crl_validity_hours: default_crl_validity_hours(),
             crl_refresh_secs: default_crl_refresh_secs(),
             ocsp_validity_secs: default_ocsp_validity_secs(),
+            delta_crl: false,
+            delta_crl_validity_secs: default_delta_crl_validity_secs(),
+            crl_partition_days: 0,
+            crl_partition_days_before: Vec::new(),
         }
     }
+}
+
+fn default_delta_crl_validity_secs() -> u32 {
+    3600
 }
 
 fn default_crl_validity_hours() -> u32 {
@@ -485,6 +510,20 @@ impl Config {
             return invalid(
                 "[revocation] crl_refresh_secs must be at least 1 and less than crl_validity_hours"
                     .into(),
+            );
+        }
+        if r.delta_crl_validity_secs < 60
+            || u64::from(r.delta_crl_validity_secs) > u64::from(r.crl_validity_hours) * 3600
+        {
+            return invalid(
+                "[revocation] delta_crl_validity_secs must be at least 60 and not longer than \
+                 crl_validity_hours"
+                    .into(),
+            );
+        }
+        if r.crl_partition_days > 3660 || r.crl_partition_days_before.iter().any(|d| *d > 3660) {
+            return invalid(
+                "[revocation] crl_partition_days must be between 0 (no partitions) and 3660".into(),
             );
         }
         if r.ocsp_validity_secs < 60 || r.ocsp_validity_secs > 7 * 86_400 {

@@ -172,6 +172,11 @@ const SQLITE_MIGRATIONS: &[Source] = &[
         description: "signature intents",
         sql: include_str!("migrations/sqlite/0007_signature_intents.sql"),
     },
+    Source {
+        version: 8,
+        description: "crl bases",
+        sql: include_str!("migrations/sqlite/0008_crl_bases.sql"),
+    },
 ];
 
 const POSTGRES_MIGRATIONS: &[Source] = &[
@@ -204,6 +209,11 @@ const POSTGRES_MIGRATIONS: &[Source] = &[
         version: 7,
         description: "signature intents",
         sql: include_str!("migrations/postgres/0007_signature_intents.sql"),
+    },
+    Source {
+        version: 8,
+        description: "crl bases",
+        sql: include_str!("migrations/postgres/0008_crl_bases.sql"),
     },
 ];
 

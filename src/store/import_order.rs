@@ -21,6 +21,7 @@ const STORE_FILES: &[(&str, &str)] = &[
     ("changes", include_str!("changes.rs")),
     ("checkpoints", include_str!("checkpoints.rs")),
     ("codes", include_str!("codes.rs")),
+    ("crl_bases", include_str!("crl_bases.rs")),
     ("enablement", include_str!("enablement.rs")),
     ("error", include_str!("error.rs")),
     ("issuance_parts", include_str!("issuance_parts.rs")),

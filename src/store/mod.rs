@@ -27,6 +27,7 @@ mod certs;
 mod changes;
 mod checkpoints;
 mod codes;
+mod crl_bases;
 mod enablement;
 mod error;
 #[cfg(test)]
@@ -42,6 +43,7 @@ mod signatures;
 pub use audit_chain::{AuditChainBroken, GENESIS_HASH, audit_hash, verify_audit_chain};
 pub use checkpoints::AuditCheckpoint;
 pub use codes::{IssuanceSubject, RefusalAudit};
+pub use crl_bases::CrlBase;
 pub use error::StoreError;
 pub use model::*;
 pub use notices::{NewNotice, NoticeCandidate, OutboxCounts, OutboxRow, OutboxState};

@@ -388,4 +388,19 @@ impl Store {
             .await?)
         })
     }
+
+    /// How many CRL numbers were handed out, all CAs together: every CRL signed took one
+    /// before it was signed (a number whose signing failed is a gap).
+    pub async fn crl_numbers_handed_out(&self) -> Result<i64, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let total: Option<i64> = sqlx::query_scalar(if _PG {
+                "SELECT SUM(last_number)::BIGINT FROM crl_numbers"
+            } else {
+                "SELECT SUM(last_number) FROM crl_numbers"
+            })
+            .fetch_one(pool)
+            .await?;
+            Ok(total.unwrap_or(0))
+        })
+    }
 }

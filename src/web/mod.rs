@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 mod api;
+mod crl_point;
 pub mod csrf;
 pub mod enroll;
 mod json_call;

@@ -17,14 +17,14 @@ use tokio::sync::Mutex;
 use x509_ocsp::OcspResponseStatus;
 
 use crate::ca::Authority;
-use crate::ca::crl::CrlContents;
+use crate::ca::crl::CrlScope;
 use crate::ca::ocsp::{self, OcspIssuer, OcspStatus};
 use crate::clock::{Clock, DAY, UnixTime};
 use crate::config::Config;
-use crate::http_common::RETRY_AFTER_SECS;
-use crate::status::{changes_at, crl_entries, standing};
+use crate::status::{changes_at, standing};
 use crate::store::Store;
 
+use super::crl_point::CachedCrl;
 use super::limits::{ClientKeys, Limits, Surface};
 use super::request::WebRequest;
 use super::respond::{WebResponse, text, with_type};
@@ -40,7 +40,7 @@ const HTTP_MAX_AGE: i64 = 300;
 
 /// Validity of what is signed, and the overlap the status rule needs (`[revocation]`,
 /// `[renewal] overlap_days`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevocationSettings {
     /// CRL nextUpdate − thisUpdate, seconds.
     pub crl_validity: i64,
@@ -50,16 +50,33 @@ pub struct RevocationSettings {
     pub ocsp_validity: i64,
     /// How long a superseded certificate stays good.
     pub overlap_secs: i64,
+    /// Delta CRLs are made, and their nextUpdate − thisUpdate (seconds).
+    pub delta_crl: Option<i64>,
+    /// The period lengths (days) whose CRL parts are served: the configured one and those
+    /// kept from earlier settings.
+    pub partition_days: Vec<u32>,
+    /// A client certificate's validity: a part is served while its certificates can be
+    /// valid.
+    pub client_validity: i64,
+    /// Where the CRLs are, as certificates name them (`[ca] public_url`).
+    pub public_url: String,
 }
 
 impl RevocationSettings {
     pub fn from_config(cfg: &Config) -> Self {
         let r = &cfg.revocation;
+        let mut partition_days = r.crl_partition_days_before.clone();
+        partition_days.push(r.crl_partition_days);
+        partition_days.retain(|d| *d > 0);
         Self {
             crl_validity: i64::from(r.crl_validity_hours) * 3600,
             crl_refresh: i64::from(r.crl_refresh_secs),
             ocsp_validity: i64::from(r.ocsp_validity_secs),
             overlap_secs: i64::from(cfg.renewal.overlap_days) * DAY,
+            delta_crl: r.delta_crl.then(|| i64::from(r.delta_crl_validity_secs)),
+            partition_days,
+            client_validity: i64::from(cfg.ca.validity_days) * DAY,
+            public_url: cfg.ca.public_url.clone(),
         }
     }
 }
@@ -70,24 +87,16 @@ pub struct CaSigner {
     pub ocsp: Arc<OcspIssuer>,
 }
 
-struct CachedCrl {
-    der: Bytes,
-    made_at: UnixTime,
-    /// Remade from then on: the refresh period, or sooner when a listed certificate's
-    /// standing changes by time alone (an overlap ending).
-    stale_at: UnixTime,
-}
-
 /// A cached OCSP answer: the DER, when it was made, and when it goes stale.
 type CachedOcsp = (Bytes, UnixTime, UnixTime);
 
 /// Serves CRLs and OCSP answers for every CA in the store.
 pub struct Revocation {
-    store: Store,
-    clock: Arc<dyn Clock>,
-    cas: Vec<CaSigner>,
-    settings: RevocationSettings,
-    crls: Mutex<HashMap<i64, CachedCrl>>,
+    pub(super) store: Store,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) cas: Vec<CaSigner>,
+    pub(super) settings: RevocationSettings,
+    pub(super) crls: Mutex<HashMap<(CrlScope, bool), CachedCrl>>,
     ocsp: std::sync::Mutex<HashMap<String, CachedOcsp>>,
     /// Counts invalidations: an OCSP answer read before one is not cached after it.
     generation: AtomicU64,
@@ -121,7 +130,13 @@ impl Revocation {
                 cache.retain(|k, _| !k.ends_with(&format!(":{serial}")));
             }
         }
-        self.crls.lock().await.clear();
+        // With delta CRLs the change goes into the next delta; the complete CRL keeps its
+        // refresh period (that is what deltas are for).
+        let deltas_only = self.settings.delta_crl.is_some();
+        self.crls
+            .lock()
+            .await
+            .retain(|(_, delta), _| deltas_only && !*delta);
     }
 
     /// Keeps the caches in step with the store's change feed until the feed closes.
@@ -139,85 +154,6 @@ impl Revocation {
                 }
             }
         })
-    }
-
-    /// `GET /crl/{id}.crl`
-    pub async fn crl(&self, req: &WebRequest) -> WebResponse {
-        let id = req
-            .path
-            .strip_prefix("/crl/")
-            .and_then(|p| p.strip_suffix(".crl"))
-            .and_then(|id| id.parse::<i64>().ok());
-        let Some(signer) = id.and_then(|id| self.cas.iter().find(|c| c.authority.ca_id() == id))
-        else {
-            return text(StatusCode::NOT_FOUND, "no such CRL");
-        };
-        match self.current_crl(signer).await {
-            Ok((der, made_at)) => {
-                let left = made_at + self.settings.crl_validity - self.clock.now();
-                let mut r = with_type(StatusCode::OK, "application/pkix-crl", der);
-                r.headers_mut()
-                    .insert(http::header::CACHE_CONTROL, max_age("public, ", left));
-                r
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot produce the CRL");
-                let mut r = text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the CRL is temporarily unavailable",
-                );
-                r.headers_mut().insert(
-                    http::header::RETRY_AFTER,
-                    http::HeaderValue::from_static(RETRY_AFTER_SECS),
-                );
-                r
-            }
-        }
-    }
-
-    /// The CA's CRL and when it was made: the cached one unless a change or its age made
-    /// it stale. Lists what `status::on_crl` says, held certificates included.
-    async fn current_crl(&self, signer: &CaSigner) -> Result<(Bytes, UnixTime), String> {
-        let ca_id = signer.authority.ca_id();
-        let mut crls = self.crls.lock().await;
-        let now = self.clock.now();
-        if let Some(c) = crls.get(&ca_id)
-            && now < c.stale_at
-        {
-            return Ok((c.der.clone(), c.made_at));
-        }
-        let facts = self
-            .store
-            .facts_for_crl(ca_id, now)
-            .await
-            .map_err(|e| e.to_string())?;
-        let overlap = self.settings.overlap_secs;
-        let revoked = crl_entries(&facts, now, overlap);
-        let stale_at = facts
-            .iter()
-            .filter_map(|f| changes_at(f, now, overlap))
-            .fold(now + self.settings.crl_refresh, UnixTime::min);
-        let number = self
-            .store
-            .next_crl_number(ca_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        let contents = CrlContents::complete(number, now, self.settings.crl_validity, revoked);
-        let authority = signer.authority.clone();
-        let der = tokio::task::spawn_blocking(move || authority.sign_crl(&contents))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let der = Bytes::from(der);
-        crls.insert(
-            ca_id,
-            CachedCrl {
-                der: der.clone(),
-                made_at: now,
-                stale_at,
-            },
-        );
-        Ok((der, now))
     }
 
     /// `POST /ocsp` (body DER) or `GET /ocsp/{base64 DER}`.
@@ -414,7 +350,7 @@ fn ocsp_ok(der: Bytes, left: i64) -> WebResponse {
 }
 
 /// `Cache-Control` for something valid `left` more seconds: never past its nextUpdate.
-fn max_age(prefix: &str, left: i64) -> http::HeaderValue {
+pub(super) fn max_age(prefix: &str, left: i64) -> http::HeaderValue {
     let secs = left.clamp(0, HTTP_MAX_AGE);
     http::HeaderValue::from_str(&format!("{prefix}max-age={secs}"))
         .unwrap_or(http::HeaderValue::from_static("no-cache"))

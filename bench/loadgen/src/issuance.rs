@@ -93,6 +93,7 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
             validity_days: cfg.ca.validity_days,
             organization: cfg.ca.organization.clone(),
             public_url: cfg.ca.public_url.clone(),
+            crl_partition_days: cfg.revocation.crl_partition_days,
         },
     )?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -164,6 +165,7 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
                     validity_days: cfg.ca.validity_days,
                     organization: cfg.ca.organization.clone(),
                     public_url: cfg.ca.public_url.clone(),
+                    crl_partition_days: cfg.revocation.crl_partition_days,
                 },
             )?);
             let slow_lifecycle = Lifecycle::new(
@@ -240,9 +242,11 @@ async fn obtain_rate(
             bail!("{login} has no stored certificate after obtain returned");
         }
     }
-    Ok(json!({"concurrency": c, "certificates": count, "secs": secs,
+    Ok(
+        json!({"concurrency": c, "certificates": count, "secs": secs,
         "per_sec": count as f64 / secs,
-        "cpu_us_per_op": cpu * 1e6 / (count.max(1) as f64)}))
+        "cpu_us_per_op": cpu * 1e6 / (count.max(1) as f64)}),
+    )
 }
 
 /// A signing key behind a slow HSM (simulated): each signature holds one of `sessions`
