@@ -311,8 +311,57 @@ fn every_signature_accounted_for(db: Db) {
     // Every CRL took a CRL number before it was signed: no more CRL signatures than numbers.
     let (_, r) = report(&fx);
     let crl = kind(&r, "crl");
-    assert!(crl["numbers"].as_i64() >= crl["signed"].as_i64(), "{r}");
+    assert!(crl["records"].as_i64() >= crl["signed"].as_i64(), "{r}");
     assert_eq!(crl["unaccounted"], 0, "{r}");
+
+    // Audit checkpoints signed with the CA key are counted, and each is stored or recorded
+    // as discarded: two at once may race for the same place in the chain.
+    std::thread::scope(|s| {
+        let runs = [
+            s.spawn(|| fx.run(&["audit", "checkpoint"])),
+            s.spawn(|| fx.run(&["audit", "checkpoint"])),
+        ];
+        for run in runs {
+            let out = run.join().expect("checkpoint thread");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    });
+    let (balanced, r) = report(&fx);
+    let checkpoint = kind(&r, "checkpoint");
+    assert!(checkpoint["signed"].as_i64() >= Some(2), "{r}");
+    assert_eq!(checkpoint["records"], checkpoint["signed"], "{r}");
+    assert_eq!(checkpoint["unaccounted"], 0, "{r}");
+    assert!(balanced, "{r}");
+
+    // OCSP signatures are reserved in the store before they are made: a `kill -9` loses the
+    // last in-memory counts, never the bound.
+    let reserved_before = kind(&r, "ocsp")["records"].as_i64().unwrap_or(0);
+    let signed_before = kind(&r, "ocsp")["signed"].as_i64().unwrap_or(0);
+    let run = fx.serve_another("second.toml");
+    for _ in 0..3 {
+        assert!(ocsp_by_serial(&run, &handed_out).contains(": good"));
+    }
+    let killed = Command::new("kill")
+        .args(["-KILL", &run.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let (balanced, r) = report(&fx);
+    let ocsp = kind(&r, "ocsp");
+    assert_eq!(
+        ocsp["signed"].as_i64(),
+        Some(signed_before),
+        "the counts died with it: {r}"
+    );
+    assert!(
+        ocsp["records"].as_i64() >= Some(reserved_before.max(signed_before + 3)),
+        "the three signatures were reserved first: {r}"
+    );
+    assert!(balanced, "{r}");
     let log = fx.ok(&["audit", "export"]);
     for action in ["signature.intent", "signature.discard"] {
         assert!(log.contains(action), "{action} missing from the audit log");

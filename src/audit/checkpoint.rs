@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::ca::{KeyAlgorithm, KeyBackend, SignError, verify_signature};
+use crate::ca::{KeyAlgorithm, KeyBackend, SignError, SignatureKind, verify_signature};
 use aws_lc_rs::digest;
 
 use crate::clock::UnixTime;
@@ -95,11 +95,14 @@ pub fn checkpoint_hash(c: &AuditCheckpoint) -> Result<String, String> {
 
 /// Signs the newest audit entry and the newest checkpoint's hash with `key` (labelled
 /// `key_label` in the token), and stores the checkpoint together with its audit entry in
-/// one transaction.
+/// one transaction. When the key is CA `ca_id`'s, each signature is counted for
+/// `audit signatures`, and one thrown away because another checkpoint was stored first is
+/// recorded as `audit.checkpoint_discarded`.
 pub async fn make_checkpoint(
     store: &Store,
     key: Arc<dyn KeyBackend>,
     key_label: &str,
+    ca_id: Option<i64>,
     actor: &Actor,
     now: UnixTime,
 ) -> Result<AuditCheckpoint, CheckpointError> {
@@ -117,6 +120,14 @@ pub async fn make_checkpoint(
         let signature = tokio::task::spawn_blocking(move || signer.sign(&message))
             .await
             .map_err(|e| CheckpointError::Task(e.to_string()))??;
+        if let Some(ca_id) = ca_id
+            && let Err(e) = store
+                .add_signature_counts(&[(ca_id, SignatureKind::Checkpoint.as_str(), 1)])
+                .await
+        {
+            // The checkpoint itself is the record; only the count is missing.
+            tracing::warn!(error = %e, "the checkpoint signature was not counted");
+        }
         let unsaved = AuditCheckpoint {
             id: 0,
             seq,
@@ -152,7 +163,23 @@ pub async fn make_checkpoint(
                 );
                 return Ok(stored);
             }
-            Err(StoreError::Conflict(_)) => continue,
+            Err(StoreError::Conflict(_)) => {
+                if ca_id.is_some() {
+                    let discarded = super::entry(
+                        now,
+                        actor,
+                        "audit.checkpoint_discarded",
+                        &seq.to_string(),
+                        Outcome::Ok,
+                        serde_json::json!({
+                            "key_label": key_label,
+                            "reason": "another checkpoint was stored first",
+                        }),
+                    );
+                    store.append_audit(&discarded).await?;
+                }
+                continue;
+            }
             Err(e) => return Err(e.into()),
         }
     }

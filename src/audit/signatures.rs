@@ -1,10 +1,12 @@
 //! Reconciling the CA key's signatures with the records: `certgate audit signatures`.
 //!
 //! Certificates (client and server) have one intent each; every CRL takes a CRL number
-//! before it is signed; OCSP responses are only counted. For the certificate kinds, every
-//! counted signature must have an intent, and there must be no more CRL signatures than CRL
-//! numbers (an intent or a number may have no counted signature: signing failed, or the
-//! count is not flushed yet).
+//! before it is signed; every audit checkpoint signed with a CA key is stored, or recorded
+//! as discarded when another was stored first; OCSP signatures are reserved in blocks
+//! before they are made (`web::ocsp_reservations`), so the reservations bound them even when
+//! a killed process lost its last in-memory counts. Every
+//! counted signature must have its record (a record may have no counted signature: signing
+//! failed, or the count is not flushed yet).
 //! An intent still open after the stale age, whose certificate is not stored, is listed for
 //! an operator to settle. This file only reads; settling is `lifecycle::intents`.
 
@@ -12,6 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::ca::RESERVED_SUFFIX;
 use crate::ca::SignatureKind;
 use crate::clock::UnixTime;
 use crate::store::{IntentFilter, IntentState, SignatureIntent, Store, StoreError};
@@ -24,9 +27,11 @@ pub struct KindLine {
     pub signed: i64,
     /// Intents per state; `None` for the kinds that have no intents (CRL, OCSP).
     pub intents: Option<IntentCounts>,
-    /// CRL numbers handed out (`crl` only).
+    /// The records of the kinds without intents: CRL numbers handed out (`crl`), audit
+    /// checkpoints stored or recorded as discarded (`checkpoint`), signatures reserved before
+    /// they were made (`ocsp`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub numbers: Option<i64>,
+    pub records: Option<i64>,
     /// Counted signatures no intent accounts for (always 0 when all is well).
     pub unaccounted: i64,
 }
@@ -68,9 +73,14 @@ pub async fn reconcile(
     stale_before: UnixTime,
 ) -> Result<SignatureReport, StoreError> {
     let mut signed: BTreeMap<SignatureKind, i64> = BTreeMap::new();
+    let mut reserved: BTreeMap<SignatureKind, i64> = BTreeMap::new();
     for row in store.signature_counts().await? {
-        match row.kind.parse::<SignatureKind>() {
-            Ok(kind) => *signed.entry(kind).or_default() += row.count,
+        let (name, into) = match row.kind.strip_suffix(RESERVED_SUFFIX) {
+            Some(name) => (name, &mut reserved),
+            None => (row.kind.as_str(), &mut signed),
+        };
+        match name.parse::<SignatureKind>() {
+            Ok(kind) => *into.entry(kind).or_default() += row.count,
             Err(e) => return Err(StoreError::Corrupt(e)),
         }
     }
@@ -86,6 +96,7 @@ pub async fn reconcile(
         }
     }
     let crl_numbers = store.crl_numbers_handed_out().await?;
+    let checkpoints = store.checkpoint_signature_records().await?;
     let kinds = SignatureKind::ALL
         .into_iter()
         .map(|kind| {
@@ -93,13 +104,18 @@ pub async fn reconcile(
             let recorded = kind
                 .has_intents()
                 .then(|| intents.get(&kind).copied().unwrap_or_default());
-            let numbers = (kind == SignatureKind::Crl).then_some(crl_numbers);
-            let records = recorded.map(IntentCounts::total).or(numbers);
+            let other = match kind {
+                SignatureKind::Crl => Some(crl_numbers),
+                SignatureKind::Checkpoint => Some(checkpoints),
+                SignatureKind::Ocsp => Some(reserved.get(&kind).copied().unwrap_or(0)),
+                SignatureKind::Client | SignatureKind::Server => None,
+            };
+            let records = recorded.map(IntentCounts::total).or(other);
             KindLine {
                 kind: kind.as_str(),
                 signed: made,
                 intents: recorded,
-                numbers,
+                records: other,
                 unaccounted: records.map_or(0, |r| (made - r).max(0)),
             }
         })
@@ -148,11 +164,14 @@ pub fn render_text(report: &SignatureReport) -> String {
             k.unaccounted
         );
     }
-    if let Some(n) = report.kinds.iter().find_map(|k| k.numbers) {
-        let _ = writeln!(
-            out,
-            "CRL numbers handed out: {n} (each CRL takes one before it is signed)"
-        );
+    for k in &report.kinds {
+        let what = match k.kind {
+            "crl" => "CRL numbers handed out (each CRL takes one before it is signed)",
+            "checkpoint" => "checkpoints stored or recorded as discarded",
+            "ocsp" => "OCSP signatures reserved before they were made (unused ones included)",
+            _ => continue,
+        };
+        let _ = writeln!(out, "{what}: {}", k.records.unwrap_or(0));
     }
     for (title, list) in [
         (

@@ -34,7 +34,7 @@ pub use key::{RcgenKey, rcgen_signature_algorithm};
 pub use name::{CaName, NameError};
 pub use profile::ClientSubject;
 pub use revocation::RevocationReason;
-pub use tally::{SignatureKind, SignatureTally};
+pub use tally::{RESERVED_SUFFIX, SignatureKind, SignatureTally};
 
 /// Why the CA could not produce a certificate.
 #[derive(Debug, thiserror::Error)]

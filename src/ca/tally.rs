@@ -6,6 +6,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The suffix of a reservation's stored kind (see [`SignatureKind::reserved_name`]).
+pub const RESERVED_SUFFIX: &str = "_reserved";
+
 /// What a signature of the CA key is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SignatureKind {
@@ -17,10 +20,18 @@ pub enum SignatureKind {
     Crl,
     /// An OCSP response.
     Ocsp,
+    /// An audit checkpoint signed with this CA's key (`audit checkpoint`).
+    Checkpoint,
 }
 
 impl SignatureKind {
-    pub const ALL: [Self; 4] = [Self::Client, Self::Server, Self::Crl, Self::Ocsp];
+    pub const ALL: [Self; 5] = [
+        Self::Client,
+        Self::Server,
+        Self::Crl,
+        Self::Ocsp,
+        Self::Checkpoint,
+    ];
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
@@ -29,7 +40,14 @@ impl SignatureKind {
             Self::Server => "server",
             Self::Crl => "crl",
             Self::Ocsp => "ocsp",
+            Self::Checkpoint => "checkpoint",
         }
+    }
+
+    /// The stored name of signatures of this kind reserved before they are made (OCSP,
+    /// `web::ocsp_reservations`).
+    pub fn reserved_name(self) -> String {
+        format!("{}{RESERVED_SUFFIX}", self.as_str())
     }
 
     /// Whether each signature of this kind has an intent row.
@@ -63,7 +81,7 @@ impl TryFrom<String> for SignatureKind {
 /// every clone counts into the same cells.
 #[derive(Debug, Clone, Default)]
 pub struct SignatureTally {
-    counts: Arc<[AtomicU64; 4]>,
+    counts: Arc<[AtomicU64; 5]>,
 }
 
 impl SignatureTally {

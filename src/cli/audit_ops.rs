@@ -88,10 +88,18 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
                 }
             }
             let key = context::open_key(&keys, &label).await?;
+            // A CA's key: its checkpoint signatures are counted with its other signatures.
+            let ca_id = store
+                .cas()
+                .await?
+                .iter()
+                .find(|ca| ca.key_label == label)
+                .map(|ca| ca.id);
             let c = audit::make_checkpoint(
                 &store,
                 key,
                 &label,
+                ca_id,
                 &Actor::current_staff(),
                 SystemClock.now(),
             )

@@ -363,8 +363,8 @@ impl Store {
 
     /// What decides the status of every certificate of CA `ca_id` that may be on its CRL at
     /// `now`: not expired, and revoked, superseded or of a disabled login ID or contract.
-    /// Server certificates and discarded signatures included. The caller applies
-    /// `status::on_crl`.
+    /// Server certificates and discarded signatures included, in no particular order (the
+    /// CRL builder sorts). The caller applies `status::on_crl`.
     pub async fn facts_for_crl(
         &self,
         ca_id: i64,
@@ -378,8 +378,7 @@ impl Store {
                     " FROM certificates c JOIN users u ON u.login = c.login \
                      JOIN contracts k ON k.id = c.contract_id \
                      WHERE c.ca_id = $1 AND c.not_after > $2 \
-                       AND (c.status <> 'current' OR NOT u.enabled OR NOT k.enabled) \
-                     ORDER BY c.serial"
+                       AND (c.status <> 'current' OR NOT u.enabled OR NOT k.enabled)"
                 ))
                 .bind(ca_id)
                 .bind(now)

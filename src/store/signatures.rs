@@ -403,4 +403,19 @@ impl Store {
             Ok(total.unwrap_or(0))
         })
     }
+
+    /// The records of audit checkpoints signed with a CA's key: those stored, and those
+    /// signed but discarded because another was stored first (`audit.checkpoint_discarded`).
+    pub async fn checkpoint_signature_records(&self) -> Result<i64, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            Ok(sqlx::query_scalar(
+                "SELECT (SELECT COUNT(*) FROM audit_checkpoints c \
+                           JOIN cas ON cas.key_label = c.key_label) \
+                      + (SELECT COUNT(*) FROM audit_log \
+                           WHERE action = 'audit.checkpoint_discarded')",
+            )
+            .fetch_one(pool)
+            .await?)
+        })
+    }
 }

@@ -17,6 +17,7 @@ pub mod csrf;
 pub mod enroll;
 mod json_call;
 pub mod limits;
+pub mod ocsp_reservations;
 pub mod pages;
 mod path_login;
 pub mod redirect;

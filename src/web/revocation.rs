@@ -26,6 +26,7 @@ use crate::store::Store;
 
 use super::crl_point::CachedCrl;
 use super::limits::{ClientKeys, Limits, Surface};
+use super::ocsp_reservations::Reservations;
 use super::request::WebRequest;
 use super::respond::{WebResponse, text, with_type};
 
@@ -100,6 +101,8 @@ pub struct Revocation {
     ocsp: std::sync::Mutex<HashMap<String, CachedOcsp>>,
     /// Counts invalidations: an OCSP answer read before one is not cached after it.
     generation: AtomicU64,
+    /// OCSP signatures reserved in the store before they are made.
+    reservations: Reservations,
 }
 
 impl Revocation {
@@ -117,6 +120,7 @@ impl Revocation {
             crls: Mutex::new(HashMap::new()),
             ocsp: std::sync::Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            reservations: Reservations::default(),
         })
     }
 
@@ -234,6 +238,14 @@ impl Revocation {
         }
         // The HSM blocks: sign off the event loop (gateway workers are single-threaded, so
         // `block_in_place` is not available there).
+        if let Err(e) = self
+            .reservations
+            .take(&self.store, signer.authority.ca_id())
+            .await
+        {
+            tracing::warn!(error = %e, "cannot reserve an OCSP signature");
+            return ocsp_error(OcspResponseStatus::TryLater);
+        }
         let issuer = Arc::clone(&signer.ocsp);
         let nonce = parsed.nonce.clone();
         let validity = self.settings.ocsp_validity;
