@@ -21,6 +21,7 @@ mod lifecycle;
 mod limits;
 mod notices;
 mod ops;
+mod request_ids;
 mod signatures;
 mod status_agreement;
 mod support;

@@ -1433,3 +1433,55 @@ async fn a_sent_get_is_retried_elsewhere_and_a_sent_post_never() {
     assert_eq!(b.hits() - b_before, 6 - refused);
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_is_kept_only_from_a_trusted_listener_and_only_when_plain() {
+    let h = Harness::sqlite().await;
+    let id_of = |a: &support::client::Answer| {
+        let seen = a.json();
+        let to_app: Vec<String> = header(&seen, "x-request-id")
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(to_app.len(), 1, "{seen}");
+        assert_eq!(a.headers.get_all("x-request-id").iter().count(), 1);
+        assert_eq!(
+            a.headers["x-request-id"],
+            to_app[0].as_str(),
+            "the same both ways"
+        );
+        to_app[0].clone()
+    };
+    // `trust_request_id = true` (the single-connection listener): a plain token is kept.
+    let mut trusted = Conn::h1(h.single, h.client_config(Some(&h.alice)))
+        .await
+        .unwrap();
+    let own = [("X-Request-Id", "fe-2026-0001")];
+    let a = trusted.send("GET", "/ib", &own, "").await.unwrap();
+    assert_eq!(id_of(&a), "fe-2026-0001");
+    for sent in [
+        &[("X-Request-Id", "has space")][..],
+        &[("X-Request-Id", "{\"level\":\"ERROR\"}")][..],
+        &[("X-Request-Id", "one"), ("X-Request-Id", "two")][..],
+    ] {
+        let a = trusted.send("GET", "/ib", sent, "").await.unwrap();
+        let id = id_of(&a);
+        assert!(sent.iter().all(|(_, v)| *v != id), "{sent:?} kept");
+    }
+    drop(trusted);
+    // Elsewhere the client's own is replaced, on HTTP/1.1 and HTTP/2, and each request
+    // gets its own.
+    let mut h1 = h.h1(Some(&h.alice)).await;
+    let first = id_of(&h1.send("GET", "/ib", &own, "").await.unwrap());
+    assert_ne!(first, "fe-2026-0001");
+    let h2_cfg = support::client::config(&h.server_ca.der, Some(&h.alice), &[b"h2"]);
+    let mut h2 = Conn::h2(h.optional, h2_cfg).await.unwrap();
+    let second = id_of(&h2.send("GET", "/ib", &own, "").await.unwrap());
+    assert_ne!(second, "fe-2026-0001");
+    assert_ne!(first, second);
+    // A refusal carries one as well.
+    let mut anonymous = h.h1(None).await;
+    let refused = anonymous.get("/ib").await.unwrap();
+    assert!(refused.status.is_client_error(), "{}", refused.status);
+    assert_eq!(refused.headers.get_all("x-request-id").iter().count(), 1);
+}

@@ -66,8 +66,11 @@ fn init_logging(serving: bool, log: Option<&LogConfig>) {
         Ok("0" | "false") => false,
         _ => log.is_some_and(|l| l.json),
     };
+    // Colour only on a terminal: a file, journald or a log shipper gets plain lines.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -58,6 +58,11 @@ pub struct ListenerConfig {
     /// from any other peer are closed before TLS. Must not be empty with `proxy_protocol`.
     #[serde(default)]
     pub trusted_proxies: Vec<super::Cidr>,
+    /// Keeps a client's own `X-Request-Id` (one short plain token) instead of making one:
+    /// for a front end of the bank's that numbers requests itself. Off: every request gets
+    /// an ID made here.
+    #[serde(default)]
+    pub trust_request_id: bool,
 }
 
 fn default_handshake_timeout_secs() -> u64 {

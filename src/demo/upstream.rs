@@ -1,5 +1,6 @@
 //! A small stand-in for a banking app behind the gateway: it shows the identity headers it
-//! receives, so a newcomer sees what the apps behind certgate get. Not for production.
+//! receives (and the request ID), so a newcomer sees what the apps behind certgate get. Not for
+//! production.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,7 +35,11 @@ fn answer(req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let mut identity = serde_json::Map::new();
     for (name, value) in req.headers() {
         let n = name.as_str();
-        if n.starts_with("x-certgate-") || n.starts_with("x-forwarded-") || n == "client-cert" {
+        if n.starts_with("x-certgate-")
+            || n.starts_with("x-forwarded-")
+            || n == "client-cert"
+            || n == "x-request-id"
+        {
             let v = value.to_str().unwrap_or("<binary>");
             rows.push_str(&format!(
                 "<tr><th>{}</th><td>{}</td></tr>",

@@ -10,12 +10,13 @@ use std::time::Instant;
 
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use super::canonical::canonicalize;
 use super::local::LocalContext;
 use super::login_binding;
 use super::refusal::{Problem, wants_html};
-use super::{Runtime, Shared, forward, tunnel};
+use super::{Runtime, Shared, forward, request_id, tunnel};
 use crate::clock::DAY;
 use crate::config::{ClientAuth, PathParams, RouteAuth, is_issuance_surface};
 use crate::http_common::body::{ProxyBody, full};
@@ -38,6 +39,8 @@ pub(crate) struct ConnInfo {
     pub identity_headers: Mutex<CachedIdentityHeaders>,
     /// The listener's connection permit (a tunnel opened here holds it too).
     pub permit: Arc<tokio::sync::OwnedSemaphorePermit>,
+    /// The listener keeps a client's own `X-Request-Id` (`trust_request_id`).
+    pub trust_request_id: bool,
 }
 
 /// A status view and the identity header values made from it.
@@ -104,9 +107,25 @@ impl RouteLabel {
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
+    let request_id = request_id::assign(req.headers_mut(), conn.trust_request_id);
+    // Every log line of this request carries its ID.
+    let span = tracing::info_span!("request", id = %request_id.to_str().unwrap_or_default());
+    let mut resp = handle_in_span(&shared, &conn, req, start)
+        .instrument(span)
+        .await;
+    resp.headers_mut().insert(request_id::HEADER, request_id);
+    Ok(resp)
+}
+
+async fn handle_in_span(
+    shared: &Arc<Shared>,
+    conn: &Arc<ConnInfo>,
+    req: Request<Incoming>,
+    start: Instant,
+) -> Response<ProxyBody> {
     let runtime = shared.runtime.borrow().clone();
     let html = wants_html(req.headers());
     let log = tracing::enabled!(target: "certgate::access", tracing::Level::INFO);
@@ -115,7 +134,7 @@ pub(crate) async fn handle(
         log,
         ..Outcome::default()
     };
-    let resp = match pipeline(&shared, &runtime, &conn, req, &mut out).await {
+    let resp = match pipeline(shared, &runtime, conn, req, &mut out).await {
         Ok(r) => r,
         Err(p) => {
             out.problem = Some(p);
@@ -148,7 +167,7 @@ pub(crate) async fn handle(
             "request"
         );
     }
-    Ok(resp)
+    resp
 }
 
 enum Target {

@@ -30,6 +30,7 @@ mod login_binding;
 mod proxy_protocol;
 mod refusal;
 mod reload;
+mod request_id;
 mod routes;
 mod server;
 mod tunnel;

@@ -147,6 +147,7 @@ pub(crate) async fn accept_loop(
                     presented,
                     identity_headers: std::sync::Mutex::default(),
                     permit,
+                    trust_request_id: limits.trust_request_id,
                 });
                 let conn = Conn {
                     io: Box::new(ConnIo::new(stream)),

@@ -296,6 +296,8 @@ addr = "127.0.0.1:0"
 cert = "server.pem"
 key = "server.key"
 max_connections = 1
+# Stands for a front end of the bank's that numbers requests itself.
+trust_request_id = true
 
 [[route]]
 prefix = "/"
