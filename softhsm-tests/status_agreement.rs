@@ -277,34 +277,77 @@ fn renew(fx: &Fixture, run: &Running, name: &str, cert: &Path, key: &Path) -> (P
 }
 
 /// pkilint (when installed; required under CI) finds nothing at WARNING on the CRL, which
-/// now lists held, superseded and revoked entries, nor on the OCSP answer for `held`.
-fn pkilint_clean(fx: &Fixture, run: &Running, held: &Path) {
+/// now lists held, superseded and revoked entries, nor on any kind of OCSP answer: good
+/// (with a nonce), held, superseded, unknown, and the unsigned malformedRequest.
+fn pkilint_clean(fx: &Fixture, run: &Running, held: &Path, good: &Path, superseded: &Path) {
     if Command::new("lint_crl").arg("--help").output().is_err() {
         crate::fixture::missing("pkilint (lint_crl) is not installed");
         return;
     }
-    let crl = fx.path(&format!("crl-{}.der", run.https));
-    let resp = fx.path("held-ocsp.der");
-    let (ok, out) = run_ok(
-        Command::new("openssl")
-            .args(["ocsp", "-no_nonce", "-issuer"])
-            .arg(&run.ca)
-            .arg("-cert")
-            .arg(held)
-            .args(["-url", &run.url("/ocsp"), "-respout"])
-            .arg(&resp)
-            .args(["-noverify"]),
-    );
-    assert!(ok && out.contains("Reason: certificateHold"), "{out}");
-    for (tool, args, file) in [
-        (
-            "lint_crl",
-            &["lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING"][..],
-            &crl,
+    let ask = |name: &str, what: &[&str], nonce: bool, expect: &str| {
+        let resp = fx.path(&format!("{name}-ocsp.der"));
+        let mut cmd = Command::new("openssl");
+        cmd.args(["ocsp", "-issuer"]).arg(&run.ca).args(what);
+        if !nonce {
+            cmd.arg("-no_nonce");
+        }
+        let (ok, out) = run_ok(
+            cmd.args(["-url", &run.url("/ocsp"), "-noverify", "-respout"])
+                .arg(&resp),
+        );
+        assert!(ok && out.contains(expect), "{name}: {out}");
+        resp
+    };
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    let mut answers = vec![
+        ask(
+            "held",
+            &["-cert", &path(held)],
+            false,
+            "Reason: certificateHold",
         ),
-        ("lint_ocsp_response", &["lint", "-s", "WARNING"][..], &resp),
-    ] {
-        let (ok, out) = run_ok(Command::new(tool).args(args).arg(file));
+        ask("good", &["-cert", &path(good)], true, ": good"),
+        ask(
+            "superseded",
+            &["-cert", &path(superseded)],
+            false,
+            "Reason: superseded",
+        ),
+        ask(
+            "unknown",
+            &["-serial", "0x4000000000000000000000000000beef"],
+            false,
+            ": unknown",
+        ),
+    ];
+    let malformed = fx.path("malformed-ocsp.der");
+    let (status, _) = crate::fixture::curl(
+        &run.ca,
+        &[
+            "-H",
+            "Content-Type: application/ocsp-request",
+            "--data-binary",
+            "not DER",
+            "-o",
+            malformed.to_str().unwrap(),
+            &run.url("/ocsp"),
+        ],
+    );
+    assert_eq!(status, 200);
+    answers.push(malformed);
+    let crl = fx.path(&format!("crl-{}.der", run.https));
+    let mut lints = vec![(
+        "lint_crl",
+        &["lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING"][..],
+        crl,
+    )];
+    lints.extend(
+        answers
+            .into_iter()
+            .map(|a| ("lint_ocsp_response", &["lint", "-s", "WARNING"][..], a)),
+    );
+    for (tool, args, file) in lints {
+        let (ok, out) = run_ok(Command::new(tool).args(args).arg(&file));
         assert!(
             ok && out.trim().is_empty(),
             "{tool} {}:\n{out}",
@@ -403,7 +446,7 @@ fn one_verdict_everywhere(db: Db) {
         },
     ];
     check_all(&fx, &[&a, &b], &cases);
-    pkilint_clean(&fx, &a, &frank);
+    pkilint_clean(&fx, &a, &frank, &alice, &erin_old);
 
     // A hold is lifted: good again everywhere, and off the next CRL.
     fx.ok(&["user", "enable", "frank"]);
