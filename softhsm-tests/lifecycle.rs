@@ -99,6 +99,27 @@ fn est_with_curl_and_strongswan(db: Db) {
     let (status, body) = call_app(&run, &bob_pem, &bob_key);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""x-certgate-user":"bob""#), "{body}");
+
+    // The two EST enrollments are on /metrics: two client signatures of CA 1, each timed.
+    let out = Command::new("curl")
+        .args(["-sS", &format!("http://127.0.0.1:{}/metrics", run.admin)])
+        .output()
+        .expect("curl runs");
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} not in /metrics:\n{metrics}"))
+    };
+    assert_eq!(
+        value(r#"certgate_ca_signatures_total{ca="1",kind="client"}"#),
+        2.0
+    );
+    assert!(value("certgate_hsm_sign_duration_seconds_count") >= 2.0);
+    assert!(value("certgate_hsm_sign_duration_seconds_sum") > 0.0);
+    assert_eq!(value("certgate_hsm_sign_failures_total"), 0.0);
 }
 
 #[test]

@@ -11,7 +11,9 @@ use anyhow::{Context, anyhow};
 use crate::ca::{Authority, CaName, IssuancePolicy};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
-use crate::keys::{KeyAlgorithm, KeyBackend, KeyRef, KeyStore, KeyStoreError};
+use crate::keys::{
+    KeyAlgorithm, KeyBackend, KeyRef, KeyStore, KeyStoreError, ObservedKey, SignObserver,
+};
 use crate::lifecycle::{Lifecycle, LifecycleSettings};
 use crate::store::Store;
 
@@ -137,6 +139,7 @@ pub async fn open_cas(
     cfg: &Config,
     store: &Store,
     keys: &Arc<dyn KeyStore>,
+    observer: Option<Arc<dyn SignObserver>>,
 ) -> anyhow::Result<Vec<Arc<Authority>>> {
     let mut records = store.cas().await?;
     records.sort_by_key(|c| (!c.active, -c.id));
@@ -153,6 +156,10 @@ pub async fn open_cas(
                 return Err(e)
                     .with_context(|| format!("cannot open the CA key {:?}", ca.key_label));
             }
+        };
+        let key: Arc<dyn KeyBackend> = match &observer {
+            Some(o) => Arc::new(ObservedKey::new(key, Arc::clone(o))),
+            None => key,
         };
         let authority = Authority::new(ca.id, ca.cert_der.clone(), key, issuance_policy(cfg))
             .with_context(|| {

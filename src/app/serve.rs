@@ -14,9 +14,11 @@ use rustls_pki_types::pem::PemObject;
 use crate::ca::{KeyBackend, ocsp::OcspIssuer};
 use crate::clock::{Clock, DAY, SystemClock};
 use crate::config::Config;
+use crate::keys::SignObserver;
 use crate::lifecycle::{Lifecycle, LifecycleSettings};
 use crate::notify::{NotifyCollector, NotifyContext};
 use crate::store::Store;
+use crate::telemetry::{SigningCollector, SigningMetrics};
 use crate::web::{CaSigner, Limits, Revocation, RevocationSettings, Web};
 
 use super::open as context;
@@ -52,7 +54,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = context::open_store(&cfg).await?;
     let keys = context::open_key_store(&cfg).await?;
-    let cas = context::open_cas(&cfg, &store, &keys).await?;
+    // Every signature of every CA key is timed for `/metrics`.
+    let signing = SigningMetrics::default();
+    let observer: Arc<dyn SignObserver> = Arc::new(SigningObserver(signing.clone()));
+    let cas = context::open_cas(&cfg, &store, &keys, Some(observer)).await?;
     let active = cas[0].clone();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let settings = LifecycleSettings::from_config(&cfg);
@@ -112,6 +117,16 @@ pub async fn run(
     deps.readiness
         .push(Arc::new(HsmReady(active.key().clone())));
     deps.collectors.push(limits.collector());
+    let tallies: Vec<_> = cas.iter().map(|a| (a.ca_id(), a.tally().clone())).collect();
+    deps.collectors.push(Box::new(SigningCollector {
+        metrics: signing,
+        totals: Arc::new(move || {
+            tallies
+                .iter()
+                .flat_map(|(ca, t)| t.totals().into_iter().map(|(k, n)| (*ca, k.as_str(), n)))
+                .collect()
+        }),
+    }));
     // [issuance] and [renewal] follow reloads: the lifecycle's settings are replaced.
     deps.on_reload.push(Box::new(move |cfg: &Config| {
         reloaded.replace_settings(LifecycleSettings::from_config(cfg));
@@ -162,5 +177,15 @@ async fn retire_superseded(store: Store, clock: Arc<dyn Clock>, lifecycle: Lifec
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot retire superseded certificates"),
         }
+    }
+}
+
+/// Hands each signature's timing to the metrics (`keys` and `telemetry` know nothing of
+/// each other).
+struct SigningObserver(SigningMetrics);
+
+impl SignObserver for SigningObserver {
+    fn signed(&self, seconds: f64, ok: bool) {
+        self.0.signed(seconds, ok);
     }
 }

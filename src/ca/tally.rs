@@ -82,12 +82,23 @@ impl TryFrom<String> for SignatureKind {
 #[derive(Debug, Clone, Default)]
 pub struct SignatureTally {
     counts: Arc<[AtomicU64; 5]>,
+    /// Since the process started, never reset (the metrics' counters).
+    totals: Arc<[AtomicU64; 5]>,
 }
 
 impl SignatureTally {
     /// Counts one signature of `kind`.
     pub fn count(&self, kind: SignatureKind) {
         self.counts[kind.index()].fetch_add(1, Ordering::Relaxed);
+        self.totals[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Signatures of each kind since the process started.
+    pub fn totals(&self) -> Vec<(SignatureKind, u64)> {
+        SignatureKind::ALL
+            .into_iter()
+            .map(|k| (k, self.totals[k.index()].load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// The counts since the last call, per kind (zero counts left out), and resets them.

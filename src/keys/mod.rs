@@ -18,10 +18,12 @@
 
 mod algorithm;
 mod backend;
+mod observed;
 mod store;
 
 pub use algorithm::KeyAlgorithm;
 pub use backend::{KeyBackend, SignError, subject_public_key_bits, verify_signature};
+pub use observed::{ObservedKey, SignObserver};
 pub use store::{
     AnchorStore, Cause, KeyDescription, KeyGenerator, KeyRef, KeyStore, KeyStoreError,
     StoreDescription,

@@ -5,8 +5,10 @@
 //! It must not decide anything; it only records.
 
 mod metrics;
+mod signing;
 
 pub use metrics::{CacheOutcome, Metrics, RouteMetrics, UpstreamFailure, UpstreamFailures};
+pub use signing::{SignatureTotals, SigningCollector, SigningMetrics};
 
 /// An error with its sources, for one log field: `outer: cause: root cause`.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
