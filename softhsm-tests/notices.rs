@@ -52,7 +52,19 @@ fn serve_sends_the_30_day_notice_once_and_the_login_screen_shows_it() {
     assert_eq!(mails[0].rcpt_to, vec!["carol@example.com".to_owned()]);
     assert!(mails[0].body.contains("carol"), "{}", mails[0].body);
     let m = metrics(run.admin);
-    assert!(m.contains("certgate_notices_sent_total 1"), "{m}");
+    assert!(
+        m.contains(r#"certgate_notices_total{event="sent"} 1"#),
+        "{m}"
+    );
+    // One metric per question, the outcome as a label.
+    for line in [
+        r#"certgate_notices_total{event="scheduled"} "#,
+        r#"certgate_notices_total{event="cancelled"} 0"#,
+        r#"certgate_notice_outbox{state="failed"} 0"#,
+        r#"certgate_notice_outbox{state="pending"} "#,
+    ] {
+        assert!(m.contains(line), "{line} in {m}");
+    }
 
     // The login screen, opened with the certificate, tells the customer to renew.
     let (status, page) = curl(

@@ -80,61 +80,54 @@ impl prometheus_client::collector::Collector for NotifyCollector {
         &self,
         mut encoder: prometheus_client::encoding::DescriptorEncoder,
     ) -> Result<(), std::fmt::Error> {
-        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric};
+        use prometheus_client::metrics::MetricType;
         use prometheus_client::metrics::counter::ConstCounter;
         use prometheus_client::metrics::gauge::ConstGauge;
         let s = self.0.snapshot();
-        let counters = [
-            (
-                "notices_scheduled",
-                "Expiry notices queued",
-                s.scheduled_total,
-            ),
-            (
-                "notices_sent",
-                "Expiry notices the SMTP relay accepted",
-                s.sent_total,
-            ),
-            (
-                "notices_retried",
-                "Deliveries put back after a temporary failure",
-                s.retried_total,
-            ),
-            (
-                "notices_failed",
-                "Deliveries refused permanently",
-                s.failed_total,
-            ),
-            (
-                "notices_cancelled",
-                "Notices cancelled (renewed, revoked or expired)",
-                s.cancelled_total,
-            ),
-            (
-                "notice_pass_errors",
-                "Scheduler passes that stopped on an error",
-                s.pass_errors_total,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let c = ConstCounter::new(value);
-            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        // One metric per question an operator asks, the outcome as a label (one alert rule
+        // covers them all): what happened to notices, and what the outbox holds.
+        #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+        struct Event {
+            event: &'static str,
         }
-        let gauges = [
-            (
-                "notices_pending",
-                "Outbox rows waiting for delivery",
-                s.pending,
-            ),
-            (
-                "notices_failed_in_outbox",
-                "Outbox rows that failed permanently",
-                s.failed_in_outbox,
-            ),
-        ];
-        for (name, help, value) in gauges {
-            let g = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
-            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+        struct State {
+            state: &'static str,
+        }
+        let mut notices = encoder.encode_descriptor(
+            "notices",
+            "Expiry notices by event: scheduled (queued), sent (the SMTP relay accepted it), \
+             retried (put back after a temporary failure), failed (refused permanently), \
+             cancelled (renewed, revoked or expired first)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (event, value) in [
+            ("scheduled", s.scheduled_total),
+            ("sent", s.sent_total),
+            ("retried", s.retried_total),
+            ("failed", s.failed_total),
+            ("cancelled", s.cancelled_total),
+        ] {
+            ConstCounter::new(value).encode(notices.encode_family(&Event { event })?)?;
+        }
+        let errors = ConstCounter::new(s.pass_errors_total);
+        errors.encode(encoder.encode_descriptor(
+            "notice_pass_errors",
+            "Scheduler passes that stopped on an error",
+            None,
+            errors.metric_type(),
+        )?)?;
+        let mut outbox = encoder.encode_descriptor(
+            "notice_outbox",
+            "Outbox rows by state: pending (waiting for delivery), failed (refused permanently)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (state, value) in [("pending", s.pending), ("failed", s.failed_in_outbox)] {
+            ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX))
+                .encode(outbox.encode_family(&State { state })?)?;
         }
         Ok(())
     }
