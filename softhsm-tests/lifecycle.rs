@@ -100,7 +100,8 @@ fn est_with_curl_and_strongswan(db: Db) {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""x-certgate-user":"bob""#), "{body}");
 
-    // The two EST enrollments are on /metrics: two client signatures of CA 1, each timed.
+    // The two EST enrollments are on /metrics: two client signatures of CA 1, each timed,
+    // and the outcomes of the three requests (bob's wrong code above included).
     let out = Command::new("curl")
         .args(["-sS", &format!("http://127.0.0.1:{}/metrics", run.admin)])
         .output()
@@ -120,6 +121,14 @@ fn est_with_curl_and_strongswan(db: Db) {
     assert!(value("certgate_hsm_sign_duration_seconds_count") >= 2.0);
     assert!(value("certgate_hsm_sign_duration_seconds_sum") > 0.0);
     assert_eq!(value("certgate_hsm_sign_failures_total"), 0.0);
+    assert_eq!(
+        value(r#"certgate_issuance_requests_total{kind="obtain",outcome="issued"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(r#"certgate_issuance_requests_total{kind="obtain",outcome="bad_code"}"#),
+        1.0
+    );
 }
 
 #[test]

@@ -18,7 +18,7 @@ use crate::keys::SignObserver;
 use crate::lifecycle::{Lifecycle, LifecycleSettings};
 use crate::notify::{NotifyCollector, NotifyContext};
 use crate::store::Store;
-use crate::telemetry::{SigningCollector, SigningMetrics};
+use crate::telemetry::{IssuanceCollector, SigningCollector, SigningMetrics};
 use crate::web::{CaSigner, Limits, Revocation, RevocationSettings, Web};
 
 use super::open as context;
@@ -63,6 +63,7 @@ pub async fn run(
     let settings = LifecycleSettings::from_config(&cfg);
     let lifecycle = Lifecycle::new(store.clone(), active.clone(), clock.clone(), settings);
     let (reloaded, retiring) = (lifecycle.clone(), lifecycle.clone());
+    let outcomes = lifecycle.outcomes().clone();
     let flush_store = store.clone();
 
     let mut signers = Vec::with_capacity(cas.len());
@@ -117,6 +118,10 @@ pub async fn run(
     deps.readiness
         .push(Arc::new(HsmReady(active.key().clone())));
     deps.collectors.push(limits.collector());
+    deps.collectors
+        .push(Box::new(IssuanceCollector(Arc::new(move || {
+            outcomes.snapshot()
+        }))));
     let tallies: Vec<_> = cas.iter().map(|a| (a.ca_id(), a.tally().clone())).collect();
     deps.collectors.push(Box::new(SigningCollector {
         metrics: signing,

@@ -63,14 +63,19 @@ impl Lifecycle {
         authorization: Authorization<'_>,
         csr: &[u8],
     ) -> Result<CertRecord, LifecycleError> {
-        match authorization {
+        let (kind, out) = match authorization {
             Authorization::IssuanceCode {
                 login,
                 code,
                 requester,
-            } => self.obtain(requester, login, code, csr).await,
-            Authorization::CurrentCertificate { serial } => self.renew(serial, csr).await,
-        }
+            } => ("obtain", self.obtain(requester, login, code, csr).await),
+            Authorization::CurrentCertificate { serial } => {
+                ("renew", self.renew(serial, csr).await)
+            }
+        };
+        let outcome = out.as_ref().map_or_else(LifecycleError::code, |_| "issued");
+        self.outcomes().record(kind, outcome);
+        out
     }
 
     /// Obtains a certificate with a login ID and issuance code (web page, EST, `cert sign`).

@@ -7,11 +7,13 @@ mod codes;
 mod enroll;
 mod error;
 pub mod intents;
+mod outcomes;
 pub mod rules;
 mod service;
 
 pub use codes::{IssuanceCode, hash_code};
 pub use enroll::Authorization;
 pub use error::LifecycleError;
+pub use outcomes::IssuanceOutcomes;
 pub use rules::{Refusal, RenewalWindow};
 pub use service::{Authorized, Lifecycle, LifecycleSettings, format_date, normalize_serial};

@@ -64,6 +64,8 @@ pub struct Lifecycle {
     clock: Arc<dyn Clock>,
     /// Shared by every clone, so a configuration reload reaches all of them at once.
     settings: Arc<RwLock<Arc<LifecycleSettings>>>,
+    /// How issuance requests ended (`/metrics`), shared by every clone.
+    outcomes: super::IssuanceOutcomes,
 }
 
 impl Lifecycle {
@@ -79,7 +81,13 @@ impl Lifecycle {
             authority,
             clock,
             settings: Arc::new(RwLock::new(Arc::new(settings))),
+            outcomes: super::IssuanceOutcomes::default(),
         }
+    }
+
+    /// How issuance requests ended so far.
+    pub fn outcomes(&self) -> &super::IssuanceOutcomes {
+        &self.outcomes
     }
 
     pub fn store(&self) -> &Store {

@@ -4,9 +4,11 @@
 //! A leaf: it imports nothing else of the crate, so any layer may count and log through it.
 //! It must not decide anything; it only records.
 
+mod issuance;
 mod metrics;
 mod signing;
 
+pub use issuance::{IssuanceCollector, IssuanceCounts};
 pub use metrics::{CacheOutcome, Metrics, RouteMetrics, UpstreamFailure, UpstreamFailures};
 pub use signing::{SignatureTotals, SigningCollector, SigningMetrics};
 
