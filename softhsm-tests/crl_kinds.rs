@@ -120,6 +120,42 @@ fn pkilint_clean(crls: &[&Path]) {
     }
 }
 
+/// Runs `sql` (binding `scope`) on the fixture's database; returns the `scope` column of
+/// what it selects, if anything.
+fn on_db(fx: &Fixture, sql: &'static str, scope: &str) -> Vec<String> {
+    let url = crate::status_agreement::database_url(fx);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use sqlx::Connection;
+        if url.starts_with("sqlite:") {
+            let mut c = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+            sqlx::query_scalar(sql)
+                .bind(scope)
+                .fetch_all(&mut c)
+                .await
+                .expect("query")
+        } else {
+            let mut c = sqlx::PgConnection::connect(&url).await.expect("postgres");
+            sqlx::query_scalar(sql)
+                .bind(scope)
+                .fetch_all(&mut c)
+                .await
+                .expect("query")
+        }
+    })
+}
+
+fn kept_scopes(fx: &Fixture) -> Vec<String> {
+    on_db(
+        fx,
+        "SELECT scope FROM crl_bases WHERE scope <> $1 ORDER BY scope",
+        "",
+    )
+}
+
 fn delta_and_partitioned_crls(db: Db) {
     let Some(fx) = Fixture::with_config(db, |t| {
         t.push_str("\n[revocation]\ndelta_crl = true\ncrl_partition_days = 7\n");
@@ -147,6 +183,16 @@ fn delta_and_partitioned_crls(db: Db) {
     assert_eq!(distribution_point(&carol), part);
     let delta = part.replace(".crl", "-delta.crl");
 
+    // A complete CRL kept for a part long expired (as a store a year old has them): it goes
+    // when the next complete CRL is kept.
+    on_db(
+        &fx,
+        "INSERT INTO crl_bases (ca_id, scope, number, this_update, der) \
+         VALUES (1, $1, 0, 0, '') RETURNING scope",
+        "1-7d-0.crl",
+    );
+    assert_eq!(kept_scopes(&fx), ["1-7d-0.crl"]);
+
     // Bob is on hold before the first CRL is made, so the complete CRL lists him.
     fx.ok(&["user", "disable", "bob"]);
     let (full_a, full_der) = fetch_crl(&fx, &a, &part, "full-a");
@@ -171,6 +217,11 @@ fn delta_and_partitioned_crls(db: Db) {
     let base_number = after(&text, "X509v3 CRL Number")
         .expect("a CRL number")
         .to_owned();
+    assert_eq!(
+        kept_scopes(&fx),
+        [&part["/crl/".len()..]],
+        "the live part's complete CRL is kept, the old part's gone"
+    );
     // The other instance serves the same complete CRL: a delta from either applies to it.
     let (_, full_b_der) = fetch_crl(&fx, &b, &part, "full-b");
     assert_eq!(

@@ -54,4 +54,28 @@ impl Store {
             .await?)
         })
     }
+
+    /// The scopes of CA `ca_id` that have a kept complete CRL.
+    pub async fn crl_base_scopes(&self, ca_id: i64) -> Result<Vec<String>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            Ok(
+                sqlx::query_scalar("SELECT scope FROM crl_bases WHERE ca_id = $1 ORDER BY scope")
+                    .bind(ca_id)
+                    .fetch_all(pool)
+                    .await?,
+            )
+        })
+    }
+
+    /// Forgets the kept complete CRL of CA `ca_id`'s scope `scope` (a part no longer served).
+    pub async fn forget_crl_base(&self, ca_id: i64, scope: &str) -> Result<(), StoreError> {
+        on_backend!(self, |pool, _PG| {
+            sqlx::query("DELETE FROM crl_bases WHERE ca_id = $1 AND scope = $2")
+                .bind(ca_id)
+                .bind(scope)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
 }

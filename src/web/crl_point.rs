@@ -210,6 +210,7 @@ impl Revocation {
             .keep_crl_base(scope.ca_id, &scope.key(), &made.crl)
             .await
             .map_err(|e| e.to_string())?;
+        self.forget_unserved_bases(scope.ca_id, now).await;
         // Another instance may have kept a later one meanwhile: that one is the base.
         Ok(match self.fresh_base(scope, now).await? {
             Some(kept) if kept.number > made.crl.number => Made {
@@ -218,6 +219,27 @@ impl Revocation {
             },
             _ => made,
         })
+    }
+
+    /// Drops the kept complete CRLs of parts no longer served (their certificates have all
+    /// expired), so the store keeps one per live scope. A failure only leaves them for the
+    /// next time.
+    async fn forget_unserved_bases(&self, ca_id: i64, now: UnixTime) {
+        let scopes = match self.store.crl_base_scopes(ca_id).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the kept CRLs");
+                return;
+            }
+        };
+        for key in scopes {
+            // A key is the complete CRL's file name (`CrlScope::key`).
+            let served = CrlScope::parse(&key)
+                .is_some_and(|(scope, _)| scope.ca_id == ca_id && self.serves(&scope, false, now));
+            if !served && let Err(e) = self.store.forget_crl_base(ca_id, &key).await {
+                tracing::warn!(error = %e, scope = %key, "cannot drop a kept CRL");
+            }
+        }
     }
 
     /// The kept complete CRL of `scope`, unless it is older than the refresh period.
