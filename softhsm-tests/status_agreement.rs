@@ -472,6 +472,28 @@ fn one_verdict_everywhere(db: Db) {
     }
     check_all(&fx, &[&a, &b], &cases);
 
+    // /metrics counts the current certificates expiring soon: every client certificate
+    // here is a 30-day one, none expires within a week. A third instance counts at start.
+    let c = fx.serve_another("instance-c.toml");
+    let mut last = String::new();
+    eventually(15, "the expiry gauges are on /metrics", || {
+        let out = Command::new("curl")
+            .args(["-sS", &format!("http://127.0.0.1:{}/metrics", c.admin)])
+            .output()
+            .expect("curl runs");
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        let value = |labels: &str| {
+            last.lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!("certgate_certificates_expiring{{{labels}}} "))
+                })
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
+        value(r#"kind="client",within="30d""#).is_some_and(|n| n >= 5)
+            && value(r#"kind="client",within="7d""#) == Some(0)
+            && value(r#"kind="server",within="7d""#) == Some(0)
+    });
+
     // Every issuance of a server certificate and every switch is in the audit chain.
     let log = fx.ok(&["audit", "export"]);
     for action in ["server_cert.issue", "server_cert.revoke", "user.disable"] {

@@ -13,6 +13,7 @@
 //! command line calls this module, this module calls the serving modules, and those call
 //! the domain modules under them.
 
+mod expiry_watch;
 pub mod open;
 pub mod serve;
 pub mod server;

@@ -18,9 +18,10 @@ use crate::keys::SignObserver;
 use crate::lifecycle::{Lifecycle, LifecycleSettings};
 use crate::notify::{NotifyCollector, NotifyContext};
 use crate::store::Store;
-use crate::telemetry::{IssuanceCollector, SigningCollector, SigningMetrics};
+use crate::telemetry::{SigningCollector, SigningMetrics, SnapshotFamily, SnapshotKind};
 use crate::web::{CaSigner, Limits, Revocation, RevocationSettings, Web};
 
+use super::expiry_watch::ExpiryCounts;
 use super::open as context;
 use super::server::{Server, ServerDeps};
 use super::web_service::WebService;
@@ -118,10 +119,35 @@ pub async fn run(
     deps.readiness
         .push(Arc::new(HsmReady(active.key().clone())));
     deps.collectors.push(limits.collector());
-    deps.collectors
-        .push(Box::new(IssuanceCollector(Arc::new(move || {
-            outcomes.snapshot()
-        }))));
+    deps.collectors.push(Box::new(SnapshotFamily {
+        name: "issuance_requests",
+        help: "Issuance requests (web, EST) by kind (obtain with a code, renew with the current \
+               certificate) and outcome (issued, or the refusal code the API answers)",
+        kind: SnapshotKind::Counter,
+        read: Arc::new(move || {
+            outcomes
+                .snapshot()
+                .into_iter()
+                .map(|(kind, outcome, n)| {
+                    let n = i64::try_from(n).unwrap_or(i64::MAX);
+                    (vec![("kind", kind), ("outcome", outcome)], n)
+                })
+                .collect()
+        }),
+    }));
+    let expiring = Arc::new(ExpiryCounts::default());
+    deps.collectors.push(Box::new(SnapshotFamily {
+        name: "certificates_expiring",
+        help: "Current certificates expiring within 7 or 30 days, client and server \
+               (counted every minute)",
+        kind: SnapshotKind::Gauge,
+        read: expiring.samples(),
+    }));
+    let _expiry = tokio::spawn(super::expiry_watch::run(
+        store.clone(),
+        clock.clone(),
+        expiring,
+    ));
     let tallies: Vec<_> = cas.iter().map(|a| (a.ca_id(), a.tally().clone())).collect();
     deps.collectors.push(Box::new(SigningCollector {
         metrics: signing,

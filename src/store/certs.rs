@@ -395,4 +395,22 @@ impl Store {
         out.extend(self.discarded_facts_for_crl(ca_id, now).await?);
         Ok(out)
     }
+
+    /// How many current certificates expire in `(now, now + within]`: client certificates
+    /// and server certificates (`ca issue-server`), in that order.
+    pub async fn expiring(&self, now: UnixTime, within: i64) -> Result<(i64, i64), StoreError> {
+        let until = now.saturating_add(within);
+        on_backend!(self, |pool, _PG| {
+            Ok(sqlx::query_as::<_, (i64, i64)>(
+                "SELECT (SELECT COUNT(*) FROM certificates \
+                         WHERE status = 'current' AND not_after > $1 AND not_after <= $2), \
+                        (SELECT COUNT(*) FROM server_certificates \
+                         WHERE status = 'current' AND not_after > $1 AND not_after <= $2)",
+            )
+            .bind(now)
+            .bind(until)
+            .fetch_one(pool)
+            .await?)
+        })
+    }
 }

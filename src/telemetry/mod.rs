@@ -4,13 +4,13 @@
 //! A leaf: it imports nothing else of the crate, so any layer may count and log through it.
 //! It must not decide anything; it only records.
 
-mod issuance;
 mod metrics;
 mod signing;
+mod snapshot;
 
-pub use issuance::{IssuanceCollector, IssuanceCounts};
 pub use metrics::{CacheOutcome, Metrics, RouteMetrics, UpstreamFailure, UpstreamFailures};
 pub use signing::{SignatureTotals, SigningCollector, SigningMetrics};
+pub use snapshot::{Samples, SnapshotFamily, SnapshotKind};
 
 /// An error with its sources, for one log field: `outer: cause: root cause`.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -1,0 +1,67 @@
+//! Counts the current certificates that expire soon, once a minute, for `/metrics`
+//! (`certgate_certificates_expiring{kind,within}`): a count that keeps growing while
+//! renewals do not is what an operator should see before customers call, and an expiring
+//! server certificate of the CA's own before the gateway stops answering.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use crate::clock::{Clock, DAY};
+use crate::store::Store;
+use crate::telemetry::Samples;
+
+/// The windows counted, as their label says them.
+const WINDOWS: [(&str, i64); 2] = [("7d", 7 * DAY), ("30d", 30 * DAY)];
+/// How often the store is asked (two counting queries per window).
+const EVERY: Duration = Duration::from_secs(60);
+
+/// The latest counts: per window, client and server certificates.
+#[derive(Debug, Default)]
+pub struct ExpiryCounts {
+    cells: [[AtomicI64; 2]; 2],
+}
+
+impl ExpiryCounts {
+    /// The counts as `/metrics` samples.
+    pub fn samples(self: &Arc<Self>) -> Samples {
+        let this = Arc::clone(self);
+        Arc::new(move || {
+            let mut out = Vec::with_capacity(4);
+            for (w, (within, _)) in WINDOWS.iter().enumerate() {
+                for (k, kind) in ["client", "server"].into_iter().enumerate() {
+                    let n = this.cells[w][k].load(Ordering::Relaxed);
+                    out.push((vec![("kind", kind), ("within", *within)], n));
+                }
+            }
+            out
+        })
+    }
+
+    /// Asks the store once. A failure leaves the last counts and is logged.
+    pub async fn refresh(&self, store: &Store, clock: &dyn Clock) {
+        let now = clock.now();
+        for (w, (_, secs)) in WINDOWS.iter().enumerate() {
+            match store.expiring(now, *secs).await {
+                Ok((clients, servers)) => {
+                    self.cells[w][0].store(clients, Ordering::Relaxed);
+                    self.cells[w][1].store(servers, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot count the certificates expiring soon");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Refreshes `counts` now and then every minute, for as long as the process serves.
+pub async fn run(store: Store, clock: Arc<dyn Clock>, counts: Arc<ExpiryCounts>) {
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        counts.refresh(&store, clock.as_ref()).await;
+    }
+}
