@@ -12,7 +12,7 @@ use crate::fixture::{Db, Fixture, Running, curl};
 use crate::status_agreement::{run_ok, serial_of};
 
 /// Fetches `path` from `run` as DER and returns it converted to PEM, with the DER bytes.
-fn fetch_crl(fx: &Fixture, run: &Running, path: &str, name: &str) -> (PathBuf, Vec<u8>) {
+pub(crate) fn fetch_crl(fx: &Fixture, run: &Running, path: &str, name: &str) -> (PathBuf, Vec<u8>) {
     let der = fx.path(&format!("{name}.der"));
     let pem = fx.path(&format!("{name}.pem"));
     let (status, text) = curl(&run.ca, &["-o", der.to_str().unwrap(), &run.url(path)]);

@@ -126,21 +126,8 @@ fn ocsp_verdict(run: &Running, cert: &Path) -> Option<String> {
 /// The CRL's verdict, fetched from the distribution point: `None` when `openssl verify
 /// -crl_check` accepts the certificate, else the reason `openssl crl` lists for its serial.
 fn crl_verdict(fx: &Fixture, run: &Running, cert: &Path) -> Option<String> {
-    let der = fx.path(&format!("crl-{}.der", run.https));
-    let pem = fx.path(&format!("crl-{}.pem", run.https));
-    let (status, _) = curl(
-        &run.ca,
-        &["-o", der.to_str().unwrap(), &run.url("/crl/1.crl")],
-    );
-    assert_eq!(status, 200, "the CRL is served");
-    let (ok, out) = run_ok(
-        Command::new("openssl")
-            .args(["crl", "-inform", "DER", "-in"])
-            .arg(&der)
-            .arg("-out")
-            .arg(&pem),
-    );
-    assert!(ok, "{out}");
+    let name = format!("crl-{}", run.https);
+    let (pem, _) = crate::crl_kinds::fetch_crl(fx, run, "/crl/1.crl", &name);
     crate::crl_kinds::verify(fx, run, cert, &[&pem])?;
     let (ok, text) = run_ok(
         Command::new("openssl")

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Unit;
 
@@ -78,12 +78,11 @@ impl Collector for SigningCollector {
             None,
             failures.metric_type(),
         )?)?;
-        let by_kind = Family::<CaKind, ConstCounter>::new_with_constructor(|| ConstCounter::new(0));
         let mut family = encoder.encode_descriptor(
             "ca_signatures",
             "Signatures each CA's key made since start, by kind (client, server, crl, ocsp, checkpoint)",
             None,
-            by_kind.metric_type(),
+            MetricType::Counter,
         )?;
         for (ca, kind, n) in (self.totals)() {
             let labels = CaKind {
