@@ -56,6 +56,7 @@ on_both!(
     queued_while_the_relay_is_down_arrives_later,
     renewed_revoked_and_reissued_get_no_more,
     permanent_refusal_is_failed_and_listed_temporary_is_retried,
+    a_killed_pass_loses_none_and_doubles_at_most_one_group,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -643,6 +644,147 @@ async fn tls_relays_with_authentication() {
 }
 
 // ---------------------------------------------------------------- the real binary
+
+/// `n` users `bulk1..` each with a current certificate expiring at `not_after`, written with
+/// two statements (the store's issuing path would take minutes for thousands).
+async fn seed_bulk(db: &TestDb, ca: i64, n: i64, not_after: i64) {
+    const USERS: &str = "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < $1) \
+        INSERT INTO users (login, contract_id, role, email, enabled, created_at) \
+        SELECT 'bulk' || i, 'c1', 'general', 'bulk' || i || '@customer.example', TRUE, $2 FROM seq";
+    const CERTS: &str = "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < $1) \
+        INSERT INTO certificates (serial, login, contract_id, ca_id, der, sha256, spki_sha256, \
+        not_before, not_after, status, created_at) \
+        SELECT 'b' || i, 'bulk' || i, 'c1', $2, $3, 'sha-b' || i, 'spki-b' || i, $4, $5, \
+        'current', $4 FROM seq";
+    let issued = not_after - 365 * DAY;
+    let der = vec![0x30_u8, 0x00];
+    macro_rules! run {
+        ($pool:expr) => {{
+            let pool = $pool;
+            sqlx::query(USERS)
+                .bind(n)
+                .bind(issued)
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query(CERTS)
+                .bind(n)
+                .bind(ca)
+                .bind(der)
+                .bind(issued)
+                .bind(not_after)
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }};
+    }
+    match db.kind {
+        db::Kind::Sqlite => run!(sqlx::SqlitePool::connect(&db.url).await.unwrap()),
+        db::Kind::Postgres => run!(sqlx::PgPool::connect(&db.url).await.unwrap()),
+    }
+}
+
+/// `certgate notify run` is SIGKILLed in the middle of a pass over 3,000 due notices, then
+/// run again: at the SMTP sink every notice has arrived (none lost), and the only copies are
+/// of e-mails the killed process had sent but not yet recorded: at most one group of
+/// `record_every` (here 10), each recognisable by its Message-ID.
+async fn a_killed_pass_loses_none_and_doubles_at_most_one_group(db: &TestDb) {
+    const N: usize = 3000;
+    const RECORD_EVERY: usize = 10;
+    let sink = Sink::start();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    {
+        let s = open(db).await;
+        let ca = setup(&s).await;
+        seed_bulk(db, ca, N as i64, now + 20 * DAY).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("certgate.toml");
+    // A short lease, so that the rows the killed process held are free again soon.
+    let extra = format!("lease_secs = 3\nbatch = 50\nrecord_every = {RECORD_EVERY}\n");
+    let text = config_with(
+        &db.url,
+        &format!("smtp://127.0.0.1:{}", sink.port),
+        "en",
+        &extra,
+    )
+    .replace("timeout_secs = 10", "timeout_secs = 1");
+    std::fs::write(&cfg, text).unwrap();
+    let certgate = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_certgate"));
+        c.arg("--config")
+            .arg(&cfg)
+            .args(["notify", "run"])
+            .env("RUST_LOG", "warn")
+            .env_remove("CERTGATE_HSM_PIN");
+        c
+    };
+
+    let mut first = certgate()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start certgate");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = sink.messages().len();
+        if got >= N / 3 {
+            break;
+        }
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the pass ended before it could be killed ({got} mails)"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {got} mails after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap(); // SIGKILL: no chance to record anything more
+    first.wait().unwrap();
+    let at_kill = sink.messages().len();
+    assert!(at_kill < N, "the pass had ended before the kill");
+
+    // The killed process's claims run out (3 s), then a new pass sends the rest.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let out = certgate().output().expect("run certgate");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("{N} sent, 0 failed")), "{stdout}");
+
+    let s = open(db).await;
+    let rows = s.outbox(None).await.unwrap();
+    assert_eq!(rows.len(), N);
+    assert!(rows.iter().all(|r| r.state == OutboxState::Sent));
+    let mails = sink.messages();
+    let mut seen = std::collections::HashMap::<&str, usize>::new();
+    for m in &mails {
+        *seen.entry(m.message_id.as_str()).or_default() += 1;
+    }
+    let lost: Vec<i64> = rows
+        .iter()
+        .filter(|r| {
+            !seen.contains_key(
+                certgate::notify::message_id(r.id, &r.serial, "bank.example").as_str(),
+            )
+        })
+        .map(|r| r.id)
+        .collect();
+    assert!(lost.is_empty(), "never arrived: {lost:?}");
+    assert_eq!(seen.len(), N, "mails with unknown Message-IDs");
+    let doubled = mails.len() - N;
+    assert!(
+        doubled <= RECORD_EVERY,
+        "{doubled} duplicates, more than one group of {RECORD_EVERY} ({at_kill} mails at the kill)"
+    );
+    assert!(seen.values().all(|n| *n <= 2));
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_notify_run_and_list() {

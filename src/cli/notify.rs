@@ -43,6 +43,12 @@ async fn pass(cfg: &Config) -> anyhow::Result<()> {
         r.outbox.failed,
         r.outbox.cancelled
     );
+    if r.left_due > 0 {
+        println!(
+            "{} due notices left for the next pass: the SMTP relay could not be reached",
+            r.left_due
+        );
+    }
     Ok(())
 }
 

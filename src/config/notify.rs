@@ -62,6 +62,11 @@ pub struct NotifyConfig {
     /// E-mails claimed at once.
     #[serde(default = "default_batch")]
     pub batch: u32,
+    /// Outcomes recorded per transaction. Also the most e-mails a killed worker can send
+    /// twice (accepted by the relay, not yet recorded): smaller is fewer duplicates, larger
+    /// is fewer commits.
+    #[serde(default = "default_record_every")]
+    pub record_every: u32,
 }
 
 fn default_notice_days() -> Vec<u32> {
@@ -90,6 +95,9 @@ fn default_lease_secs() -> u64 {
 }
 fn default_batch() -> u32 {
     50
+}
+fn default_record_every() -> u32 {
+    10
 }
 
 impl NotifyConfig {
@@ -149,6 +157,9 @@ impl NotifyConfig {
         }
         if self.batch == 0 || self.batch > 1000 {
             return invalid("[notify] batch must be between 1 and 1000".into());
+        }
+        if self.record_every == 0 || self.record_every > self.batch {
+            return invalid("[notify] record_every must be between 1 and batch".into());
         }
         self.password_source()?;
         Ok(())

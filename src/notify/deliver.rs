@@ -7,11 +7,14 @@
 //! Guarantee: a row is sent by at most one worker at a time (the claim), and once marked
 //! sent it is never sent again. A worker that dies after the relay accepted an e-mail but
 //! before recording it leaves the row to be sent again after its lease: a rare duplicate is
-//! preferred to a lost notice.
+//! preferred to a lost notice. Outcomes are recorded every `record_every` e-mails, so a
+//! killed worker causes at most that many duplicates; each carries the Message-ID of its
+//! row, so relays, mail programs and the tests recognise it.
 
-use super::smtp::SendOutcome;
+use super::smtp::{Letter, Outgoing, SendOutcome};
 use super::{NotifyContext, NotifyError};
 use crate::clock::UnixTime;
+use crate::store::{OutboxRow, Settlement};
 
 /// What one delivery round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -22,12 +25,15 @@ pub(super) struct Delivered {
     pub cancelled: u64,
     /// Rows whose claim ran out before the outcome was recorded (another worker has them).
     pub lost: u64,
+    /// Rows due at the end of the pass that it did not try (the relay was unreachable).
+    pub left_due: u64,
 }
 
-/// Upper bound of claim rounds in one pass, so a pass always ends.
-const MAX_ROUNDS: usize = 100;
-
-/// Cancels stale rows, then sends what is due at `now`.
+/// Cancels stale rows, then sends what is due at `now`, batch after batch, over one kept
+/// relay session, until nothing due is left or the relay cannot be reached.
+///
+/// A pass ends: each due row is claimed at most once per pass (an attempt either settles
+/// it or puts it back with a `next_attempt_at` after `now`).
 pub(super) async fn deliver(ctx: &NotifyContext, now: UnixTime) -> Result<Delivered, NotifyError> {
     let s = &ctx.inner;
     let mut out = Delivered {
@@ -35,59 +41,129 @@ pub(super) async fn deliver(ctx: &NotifyContext, now: UnixTime) -> Result<Delive
         ..Delivered::default()
     };
     let token = claim_token();
-    for _ in 0..MAX_ROUNDS {
+    let mut relay = s.mailer.outgoing();
+    let done = rounds(ctx, now, &token, &mut relay, &mut out).await;
+    relay.close().await;
+    done?;
+    Ok(out)
+}
+
+async fn rounds(
+    ctx: &NotifyContext,
+    now: UnixTime,
+    token: &str,
+    relay: &mut Outgoing<'_>,
+    out: &mut Delivered,
+) -> Result<(), NotifyError> {
+    let s = &ctx.inner;
+    loop {
+        // Due means due at the start of the pass (so the pass ends); the lease runs from
+        // the claim, as a long pass would otherwise claim rows with a lease already over.
+        let lease_until = s.clock.now().max(now) + s.lease_secs;
         let rows = s
             .store
-            .claim_notices(now, now + s.lease_secs, &token, s.batch)
+            .claim_notices(now, lease_until, token, s.batch)
             .await?;
         if rows.is_empty() {
-            break;
+            return Ok(());
         }
         let full = rows.len() as i64 >= s.batch;
         // Once the relay cannot be reached, the rest of the batch waits without trying.
         let mut unreachable: Option<String> = None;
-        for row in rows {
+        let mut outcomes: Vec<Settlement> = Vec::with_capacity(s.record_every);
+        for row in &rows {
             let outcome = match &unreachable {
                 Some(why) => SendOutcome::Unreachable(why.clone()),
-                None => s.mailer.send(&row.recipient, &row.subject, &row.body).await,
+                None => relay.send(&letter(row)).await,
             };
+            if let SendOutcome::Unreachable(why) = &outcome {
+                unreachable.get_or_insert_with(|| why.clone());
+            }
             let at = s.clock.now().max(now);
-            let recorded = match &outcome {
-                SendOutcome::Sent => {
-                    out.sent += 1;
-                    tracing::info!(id = row.id, serial = %row.serial, notice_days = row.notice_days, "expiry notice sent");
-                    s.store.mark_notice_sent(row.id, &token, at).await?
-                }
-                SendOutcome::Deferred(why) | SendOutcome::Unreachable(why) => {
-                    if matches!(outcome, SendOutcome::Unreachable(_)) {
-                        unreachable = Some(why.clone());
-                    }
-                    out.retried += 1;
-                    let next = at + backoff(row.attempts, s.retry_initial_secs, s.retry_max_secs);
-                    tracing::warn!(id = row.id, serial = %row.serial, attempts = row.attempts, next_attempt_at = next, error = %why, "expiry notice deferred");
-                    s.store
-                        .mark_notice_retry(row.id, &token, at, next, why)
-                        .await?
-                }
-                SendOutcome::Permanent(why) => {
-                    out.failed += 1;
-                    tracing::error!(id = row.id, serial = %row.serial, error = %why, "expiry notice refused permanently");
-                    s.store.mark_notice_failed(row.id, &token, at, why).await?
-                }
-            };
-            if !recorded {
-                out.lost += 1;
-                tracing::warn!(
-                    id = row.id,
-                    "the claim on an expiry notice ran out before its outcome was recorded"
-                );
+            outcomes.push(settlement(ctx, row, outcome, at, out));
+            // Recorded in small groups: one commit (one fsync on SQLite) per group, and at
+            // most one group that a crash here would send again.
+            if outcomes.len() >= s.record_every {
+                record(ctx, token, &mut outcomes, out).await?;
             }
         }
+        record(ctx, token, &mut outcomes, out).await?;
+        if let Some(why) = unreachable {
+            out.left_due = s.store.count_due_notices(now).await?;
+            if out.left_due > 0 {
+                tracing::warn!(
+                    left_due = out.left_due,
+                    error = %why,
+                    "the SMTP relay cannot be reached: due expiry notices are left for the next pass"
+                );
+            }
+            return Ok(());
+        }
         if !full {
-            break;
+            return Ok(());
         }
     }
-    Ok(out)
+}
+
+fn letter(row: &OutboxRow) -> Letter<'_> {
+    Letter {
+        id: row.id,
+        serial: &row.serial,
+        to: &row.recipient,
+        subject: &row.subject,
+        body: &row.body,
+    }
+}
+
+/// What to record for `row` after `outcome`, counted and logged.
+fn settlement(
+    ctx: &NotifyContext,
+    row: &OutboxRow,
+    outcome: SendOutcome,
+    at: UnixTime,
+    out: &mut Delivered,
+) -> Settlement {
+    let s = &ctx.inner;
+    match outcome {
+        SendOutcome::Sent => {
+            out.sent += 1;
+            tracing::info!(id = row.id, serial = %row.serial, notice_days = row.notice_days, "expiry notice sent");
+            Settlement::sent(row.id, at)
+        }
+        SendOutcome::Deferred(why) | SendOutcome::Unreachable(why) => {
+            out.retried += 1;
+            let next = at + backoff(row.attempts, s.retry_initial_secs, s.retry_max_secs);
+            tracing::warn!(id = row.id, serial = %row.serial, attempts = row.attempts, next_attempt_at = next, error = %why, "expiry notice deferred");
+            Settlement::retry(row.id, at, next, why)
+        }
+        SendOutcome::Permanent(why) => {
+            out.failed += 1;
+            tracing::error!(id = row.id, serial = %row.serial, error = %why, "expiry notice refused permanently");
+            Settlement::failed(row.id, at, why)
+        }
+    }
+}
+
+/// Records `outcomes` in one transaction and empties it.
+async fn record(
+    ctx: &NotifyContext,
+    token: &str,
+    outcomes: &mut Vec<Settlement>,
+    out: &mut Delivered,
+) -> Result<(), NotifyError> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let lost = ctx.inner.store.settle_notices(token, outcomes).await?;
+    for id in &lost {
+        tracing::warn!(
+            id,
+            "the claim on an expiry notice ran out before its outcome was recorded"
+        );
+    }
+    out.lost += lost.len() as u64;
+    outcomes.clear();
+    Ok(())
 }
 
 /// Seconds to wait after the `attempts`-th failed attempt: `initial`, doubling, at most `max`.

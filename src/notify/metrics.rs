@@ -16,6 +16,7 @@ pub struct NotifyMetrics {
     pass_errors: AtomicU64,
     pending: AtomicU64,
     failed_in_outbox: AtomicU64,
+    left_due: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -37,6 +38,8 @@ pub struct MetricsSnapshot {
     pub pending: u64,
     /// Outbox rows in state `failed`, at the end of the last pass.
     pub failed_in_outbox: u64,
+    /// Due e-mails the last pass left untried (the relay could not be reached).
+    pub left_due: u64,
 }
 
 impl NotifyMetrics {
@@ -52,6 +55,7 @@ impl NotifyMetrics {
             pass_errors_total: get(&self.pass_errors),
             pending: get(&self.pending),
             failed_in_outbox: get(&self.failed_in_outbox),
+            left_due: get(&self.left_due),
         }
     }
 
@@ -64,6 +68,7 @@ impl NotifyMetrics {
         self.pending.store(r.outbox.pending, Ordering::Relaxed);
         self.failed_in_outbox
             .store(r.outbox.failed, Ordering::Relaxed);
+        self.left_due.store(r.left_due, Ordering::Relaxed);
     }
 
     pub(super) fn add_pass_error(&self) {
@@ -118,6 +123,14 @@ impl prometheus_client::collector::Collector for NotifyCollector {
             "Scheduler passes that stopped on an error",
             None,
             errors.metric_type(),
+        )?)?;
+        let left = ConstGauge::new(i64::try_from(s.left_due).unwrap_or(i64::MAX));
+        left.encode(encoder.encode_descriptor(
+            "notices_left_due",
+            "Due expiry notices the last pass left untried because the SMTP relay could not be \
+             reached (the next pass tries them)",
+            None,
+            left.metric_type(),
         )?)?;
         let mut outbox = encoder.encode_descriptor(
             "notice_outbox",

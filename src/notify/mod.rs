@@ -3,12 +3,13 @@
 //!
 //! ```text
 //! run_once ─▶ schedule: due notice? ─▶ store: decide N + outbox row (one transaction)
-//!          ─▶ deliver:  cancel stale rows ─▶ claim (lease) ─▶ smtp ─▶ sent | retry | failed
+//!          ─▶ deliver:  cancel stale rows ─▶ claim a batch (lease) ─▶ smtp (one kept
+//!                       session, pipelined) ─▶ record each group: sent | retry | failed
 //! ```
 //! `serve` calls [`run_forever`]; `certgate notify run` calls [`run_once`].
 //!
 //! Layout: `schedule` (which notice is due, catch-up), `deliver` (claims, retries),
-//! `smtp` (lettre), `template` (ja/en texts), `metrics`, `error`. This module must not
+//! `smtp` (relay settings, the e-mail, outcomes), `session` (the SMTP conversation), `template` (ja/en texts), `metrics`, `error`. This module must not
 //! decide whether a certificate may be renewed (that is `lifecycle`), nor talk SQL (that
 //! is `store::notices`). Time comes from a [`Clock`], so tests move it by hand.
 
@@ -16,6 +17,7 @@ mod deliver;
 mod error;
 mod metrics;
 mod schedule;
+mod session;
 mod smtp;
 mod template;
 
@@ -23,7 +25,7 @@ pub use deliver::backoff;
 pub use error::NotifyError;
 pub use metrics::{MetricsSnapshot, NotifyCollector, NotifyMetrics};
 pub use schedule::{Decision, decide};
-pub use smtp::{Mailer, RelayUrl, SendOutcome, TlsMode};
+pub use smtp::{Mailer, RelayUrl, SendOutcome, TlsMode, message_id};
 pub use template::{Language, NoticeFacts, Rendered, Templates};
 
 use std::sync::Arc;
@@ -57,6 +59,8 @@ struct Inner {
     retry_max_secs: i64,
     lease_secs: i64,
     batch: i64,
+    /// Outcomes recorded per transaction.
+    record_every: usize,
     metrics: Arc<NotifyMetrics>,
 }
 
@@ -105,6 +109,7 @@ impl NotifyContext {
                 retry_max_secs: secs(n.retry_max_secs),
                 lease_secs: secs(n.lease_secs),
                 batch: i64::from(n.batch),
+                record_every: usize::try_from(n.record_every).unwrap_or(1).max(1),
                 metrics: Arc::default(),
             }),
         })
@@ -141,6 +146,9 @@ pub struct PassReport {
     pub cancelled: u64,
     /// E-mails whose claim ran out before their outcome was recorded.
     pub lost_claims: u64,
+    /// Due e-mails this pass did not try because the relay could not be reached; the next
+    /// pass tries them.
+    pub left_due: u64,
     /// The outbox after the pass.
     pub outbox: OutboxCounts,
 }
@@ -167,6 +175,7 @@ async fn pass(ctx: &NotifyContext) -> Result<PassReport, NotifyError> {
         failed: d.failed,
         cancelled: d.cancelled,
         lost_claims: d.lost,
+        left_due: d.left_due,
         outbox,
     })
 }

@@ -47,6 +47,9 @@ pub fn decide(
     Some(Decision { send, skip })
 }
 
+/// Notices decided and queued per transaction: one commit for many, and a short one.
+const SCHEDULE_CHUNK: usize = 500;
+
 /// Queues every notice due at `now`. Returns how many this call queued (another instance
 /// may have queued the rest).
 pub(super) async fn schedule(ctx: &NotifyContext, now: UnixTime) -> Result<u64, NotifyError> {
@@ -54,6 +57,7 @@ pub(super) async fn schedule(ctx: &NotifyContext, now: UnixTime) -> Result<u64, 
     let horizon = i64::from(s.notice_days.iter().copied().max().unwrap_or(0)) * DAY;
     let candidates = s.store.notice_candidates(now, now + horizon).await?;
     let mut queued = 0;
+    let mut chunk: Vec<(NewNotice, Vec<i64>)> = Vec::with_capacity(SCHEDULE_CHUNK);
     for c in candidates {
         let Some(d) = decide(&s.notice_days, c.not_after, now, c.decided_min) else {
             continue;
@@ -70,27 +74,44 @@ pub(super) async fn schedule(ctx: &NotifyContext, now: UnixTime) -> Result<u64, 
             },
         );
         let notice = NewNotice {
-            serial: c.serial.clone(),
+            serial: c.serial,
             notice_days: i64::from(d.send),
-            login: c.login.clone(),
-            recipient: c.email.clone(),
+            login: c.login,
+            recipient: c.email,
             language: s.language.as_str().to_owned(),
             subject: mail.subject,
             body: mail.body,
             now,
         };
-        let skip: Vec<i64> = d.skip.iter().map(|n| i64::from(*n)).collect();
-        if s.store.schedule_notice(&notice, &skip).await? {
+        chunk.push((notice, d.skip.iter().map(|n| i64::from(*n)).collect()));
+        if chunk.len() >= SCHEDULE_CHUNK {
+            queued += queue(ctx, &mut chunk).await?;
+        }
+    }
+    queued += queue(ctx, &mut chunk).await?;
+    Ok(queued)
+}
+
+/// Queues `chunk` in one transaction and empties it; returns how many were queued.
+async fn queue(
+    ctx: &NotifyContext,
+    chunk: &mut Vec<(NewNotice, Vec<i64>)>,
+) -> Result<u64, NotifyError> {
+    let done = ctx.inner.store.schedule_notices(chunk).await?;
+    let mut queued = 0;
+    for ((notice, skipped), yes) in chunk.iter().zip(done) {
+        if yes {
             tracing::info!(
-                serial = %c.serial,
-                login = %c.login,
-                notice_days = d.send,
-                skipped = ?d.skip,
+                serial = %notice.serial,
+                login = %notice.login,
+                notice_days = notice.notice_days,
+                skipped = ?skipped,
                 "expiry notice queued"
             );
             queued += 1;
         }
     }
+    chunk.clear();
     Ok(queued)
 }
 

@@ -1,19 +1,23 @@
-//! SMTP delivery through lettre (tokio, rustls on aws-lc-rs): the relay URL, TLS mode,
-//! credentials, and the classification of every outcome as sent, temporary or permanent.
+//! SMTP delivery: the relay URL, TLS mode, credentials, the e-mail as it goes on the wire
+//! (built with lettre's message builder, with a Message-ID fixed per outbox row), one kept
+//! session per pass, and the classification of every outcome as sent, temporary or permanent.
 //!
-//! Owns the conversation with the relay. It must not touch the store: the caller records
-//! the outcome. The password is handed to lettre and appears in no log or error text.
+//! Owns the conversation with the relay (the wire protocol itself is `session`'s). It must
+//! not touch the store: the caller records the outcome. The password appears in no log or
+//! error text.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use lettre::Message;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
-use lettre::transport::smtp::AsyncSmtpTransport;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncTransport, Message, Tokio1Executor};
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
 
 use super::NotifyError;
+use super::session::{Sent, Session, SessionConfig, SessionError, SessionTls};
 use crate::config::{Config, NotifyConfig};
 
 /// How the connection to the relay is protected.
@@ -126,7 +130,7 @@ pub enum SendOutcome {
 /// The configured relay and sender.
 #[derive(Clone)]
 pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    session: Arc<SessionConfig>,
     from: Mailbox,
     relay: RelayUrl,
 }
@@ -140,40 +144,65 @@ impl std::fmt::Debug for Mailer {
     }
 }
 
+/// One e-mail of the outbox, as the mailer needs it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Letter<'a> {
+    /// The outbox row id: with the serial, it names the e-mail for good.
+    pub id: i64,
+    pub serial: &'a str,
+    pub to: &'a str,
+    pub subject: &'a str,
+    pub body: &'a str,
+}
+
 impl Mailer {
-    /// Builds the transport from `[notify]`; reads the password and the extra roots now.
+    /// Builds the relay settings from `[notify]`; reads the password and the extra roots now.
     pub fn from_config(cfg: &Config, n: &NotifyConfig) -> Result<Self, NotifyError> {
         let relay = RelayUrl::parse(&n.smtp_url)?;
         let from: Mailbox = n.from.parse().map_err(|e| {
             NotifyError::Config(format!("from address {:?} cannot be used: {e}", n.from))
         })?;
-        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(relay.host.as_str())
-            .port(relay.port)
-            .timeout(Some(Duration::from_secs(n.timeout_secs)));
-        if relay.tls != TlsMode::None {
-            let mut params = TlsParameters::builder(relay.host.clone());
-            if let Some(path) = &n.ca_file {
-                let path = cfg.resolve(path);
-                let pem = std::fs::read(&path)
-                    .map_err(|e| NotifyError::Template(path.display().to_string(), e))?;
-                let roots = Certificate::from_pem(&pem)
-                    .map_err(|e| NotifyError::Transport(format!("{}: {e}", path.display())))?;
-                params = params.add_root_certificate(roots);
+        let tls = match relay.tls {
+            TlsMode::None => SessionTls::None,
+            mode => {
+                let ca_file = n.ca_file.as_ref().map(|p| cfg.resolve(p));
+                let config = tls_config(ca_file.as_deref())?;
+                let name = ServerName::try_from(relay.host.clone()).map_err(|_| {
+                    NotifyError::Config(format!(
+                        "smtp_url: {:?} is not a TLS server name",
+                        relay.host
+                    ))
+                })?;
+                if mode == TlsMode::StartTls {
+                    SessionTls::StartTls(config, name)
+                } else {
+                    SessionTls::Wrapper(config, name)
+                }
             }
-            let params = params
-                .build_rustls()
-                .map_err(|e| NotifyError::Transport(e.to_string()))?;
-            b = b.tls(match relay.tls {
-                TlsMode::StartTls => Tls::Required(params),
-                _ => Tls::Wrapper(params),
-            });
-        }
-        if let (Some(user), Some(source)) = (&n.user, n.password_source().map_err(config)?) {
-            let password = source.read("SMTP password").map_err(NotifyError::Secret)?;
-            b = b.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
-        }
+        };
+        let credentials = match (&n.user, n.password_source().map_err(config)?) {
+            (Some(user), Some(source)) => {
+                if relay.tls == TlsMode::None {
+                    return Err(NotifyError::Config(
+                        "the SMTP password is only sent inside TLS: use smtps:// or ?tls=starttls"
+                            .into(),
+                    ));
+                }
+                let password = source.read("SMTP password").map_err(NotifyError::Secret)?;
+                Some((user.clone(), password))
+            }
+            _ => None,
+        };
+        let session = SessionConfig {
+            host: relay.host.clone(),
+            port: relay.port,
+            tls,
+            credentials,
+            timeout: Duration::from_secs(n.timeout_secs),
+            hello: lettre::transport::smtp::extension::ClientId::default().to_string(),
+        };
         Ok(Self {
-            transport: b.build(),
+            session: Arc::new(session),
             from,
             relay,
         })
@@ -184,25 +213,130 @@ impl Mailer {
         &self.relay
     }
 
-    /// Sends one plain-text e-mail and classifies the outcome.
-    pub async fn send(&self, to: &str, subject: &str, body: &str) -> SendOutcome {
-        let to: Mailbox = match to.parse() {
-            Ok(m) => m,
-            Err(e) => return SendOutcome::Permanent(format!("recipient address: {e}")),
-        };
+    /// A connection for one pass; nothing is opened before the first e-mail.
+    pub(super) fn outgoing(&self) -> Outgoing<'_> {
+        Outgoing {
+            mailer: self,
+            session: None,
+        }
+    }
+
+    /// The e-mail as it goes on the wire: (sender, recipient, formatted message).
+    fn build(&self, letter: &Letter<'_>) -> Result<(String, String, Vec<u8>), SendOutcome> {
+        let to: Mailbox = letter
+            .to
+            .parse()
+            .map_err(|e| SendOutcome::Permanent(format!("recipient address: {e}")))?;
         let message = Message::builder()
             .from(self.from.clone())
-            .to(to)
-            .subject(subject)
+            .to(to.clone())
+            .subject(letter.subject)
+            .message_id(Some(message_id(
+                letter.id,
+                letter.serial,
+                self.from.email.domain(),
+            )))
             .header(ContentType::TEXT_PLAIN)
-            .body(body.to_owned());
-        let message = match message {
-            Ok(m) => m,
-            Err(e) => return SendOutcome::Permanent(format!("cannot build the e-mail: {e}")),
+            .body(letter.body.to_owned())
+            .map_err(|e| SendOutcome::Permanent(format!("cannot build the e-mail: {e}")))?;
+        Ok((
+            self.from.email.to_string(),
+            to.email.to_string(),
+            message.formatted(),
+        ))
+    }
+}
+
+/// The Message-ID of outbox row `id` (certificate `serial`): the same at every attempt, so
+/// that a copy sent again after a crash is recognisable as the same e-mail.
+pub fn message_id(id: i64, serial: &str, domain: &str) -> String {
+    format!("<notice.{id}.{serial}@{domain}>")
+}
+
+/// The relay's TLS trust: the system's roots plus those of `ca_file`.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, NotifyError> {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "a system root certificate could not be read");
+    }
+    let (_added, _skipped) = roots.add_parsable_certificates(found.certs);
+    if let Some(path) = ca_file {
+        let name = path.display().to_string();
+        let pem = std::fs::read(path).map_err(|e| NotifyError::Template(name.clone(), e))?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| NotifyError::Transport(format!("{name}: {e}")))?;
+        if certs.is_empty() {
+            return Err(NotifyError::Transport(format!("{name}: no certificate")));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| NotifyError::Transport(format!("{name}: {e}")))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| NotifyError::Transport(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The relay connection of one pass: opened at the first e-mail, kept for the next ones,
+/// opened again once when the relay closed it.
+pub(super) struct Outgoing<'a> {
+    mailer: &'a Mailer,
+    session: Option<Session>,
+}
+
+impl Outgoing<'_> {
+    /// Sends one e-mail and classifies the outcome.
+    pub async fn send(&mut self, letter: &Letter<'_>) -> SendOutcome {
+        let (from, to, data) = match self.mailer.build(letter) {
+            Ok(parts) => parts,
+            Err(outcome) => return outcome,
         };
-        match self.transport.send(message).await {
-            Ok(_) => SendOutcome::Sent,
-            Err(e) => classify(&e),
+        // A kept session may have been closed by the relay meanwhile (idle limit, messages
+        // per connection): when that shows before the message was written, one new session
+        // is tried at once.
+        for fresh in [self.session.is_none(), true] {
+            if fresh {
+                self.session = None;
+            }
+            if self.session.is_none() {
+                match Session::open(&self.mailer.session).await {
+                    Ok(s) => {
+                        tracing::debug!(pipelining = s.pipelining(), "SMTP session opened");
+                        self.session = Some(s);
+                    }
+                    Err(e) => return unreachable(&e),
+                }
+            }
+            let Some(session) = self.session.as_mut() else {
+                continue;
+            };
+            match session.send(&from, &to, &data).await {
+                Sent::Accepted => return SendOutcome::Sent,
+                Sent::Refused(reply) => return classify_reply(reply.code, &reply.to_string()),
+                Sent::Broken { error, before_data } => {
+                    self.session = None;
+                    if !before_data || fresh {
+                        // Maybe accepted, maybe not: tried again later (a rare duplicate
+                        // rather than a lost notice).
+                        return SendOutcome::Unreachable(error.to_string());
+                    }
+                }
+            }
+        }
+        SendOutcome::Unreachable("the relay closed the session".into())
+    }
+
+    /// Ends the session politely.
+    pub async fn close(self) {
+        if let Some(s) = self.session {
+            s.quit().await;
         }
     }
 }
@@ -211,36 +345,22 @@ fn config(e: crate::config::ConfigError) -> NotifyError {
     NotifyError::Config(e.to_string())
 }
 
-/// 5xx answers are permanent; 4xx answers and failures to talk at all may pass later.
-/// Authentication answers (53x) concern the relay's configuration, not this e-mail: they
-/// are treated like an unreachable relay, so that fixing the password loses nothing.
-fn classify(e: &lettre::transport::smtp::Error) -> SendOutcome {
-    let text = error_text(e);
-    let code = e.status().map(u16::from);
-    if code.is_some_and(|c| (530..540).contains(&c)) {
-        SendOutcome::Unreachable(text)
-    } else if e.is_permanent() {
-        SendOutcome::Permanent(text)
-    } else if e.is_transient() {
-        SendOutcome::Deferred(text)
-    } else {
-        SendOutcome::Unreachable(text)
-    }
+/// A session that could not be opened (refused, timeout, TLS, a refused AUTH): the relay's
+/// or its configuration's fault, not this e-mail's, so fixing it loses nothing.
+fn unreachable(e: &SessionError) -> SendOutcome {
+    SendOutcome::Unreachable(e.to_string())
 }
 
-/// The error with its causes, on one line.
-fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        cause = c.source();
+/// 5xx answers to an e-mail are permanent, 4xx may pass later; 53x (authentication) is
+/// about the relay's configuration and waits like an unreachable relay.
+fn classify_reply(code: u16, text: &str) -> SendOutcome {
+    let text = format!("the relay answered {text}");
+    match code {
+        530..=539 => SendOutcome::Unreachable(text),
+        500..=599 => SendOutcome::Permanent(text),
+        400..=499 => SendOutcome::Deferred(text),
+        _ => SendOutcome::Unreachable(text),
     }
-    text.replace(['\r', '\n'], " ")
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ pub use codes::{IssuanceSubject, RefusalAudit};
 pub use crl_bases::CrlBase;
 pub use error::StoreError;
 pub use model::*;
-pub use notices::{NewNotice, NoticeCandidate, OutboxCounts, OutboxRow, OutboxState};
+pub use notices::{NewNotice, NoticeCandidate, OutboxCounts, OutboxRow, OutboxState, Settlement};
 pub use signatures::{
     DISCARDED_REASON, IntentFilter, IntentState, SignatureCount, SignatureIntent,
 };

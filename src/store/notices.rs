@@ -126,6 +126,51 @@ pub struct OutboxCounts {
     pub cancelled: u64,
 }
 
+/// The outcome of one claimed row, to record with [`Store::settle_notices`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    pub id: i64,
+    state: OutboxState,
+    at: UnixTime,
+    next_attempt_at: UnixTime,
+    error: Option<String>,
+}
+
+impl Settlement {
+    /// The relay accepted it.
+    pub fn sent(id: i64, at: UnixTime) -> Self {
+        Self {
+            id,
+            state: OutboxState::Sent,
+            at,
+            next_attempt_at: at,
+            error: None,
+        }
+    }
+
+    /// Put back for another attempt at `next_attempt_at`, keeping `error`.
+    pub fn retry(id: i64, at: UnixTime, next_attempt_at: UnixTime, error: String) -> Self {
+        Self {
+            id,
+            state: OutboxState::Pending,
+            at,
+            next_attempt_at,
+            error: Some(error),
+        }
+    }
+
+    /// Refused for good, keeping `error`.
+    pub fn failed(id: i64, at: UnixTime, error: String) -> Self {
+        Self {
+            id,
+            state: OutboxState::Failed,
+            at,
+            next_attempt_at: at,
+            error: Some(error),
+        }
+    }
+}
+
 /// The columns [`OutboxRow`] decodes (a macro: spliced into statements with `concat!`).
 macro_rules! outbox_cols {
     () => {
@@ -139,6 +184,12 @@ const CANCEL_REASON: &str = "(SELECT CASE WHEN c.status = 'current' \
      THEN 'certificate expired before delivery' \
      ELSE 'certificate is ' || c.status || ' (renewed, revoked or re-issued)' END \
      FROM certificates c WHERE c.serial = notice_outbox.serial)";
+
+/// Settles one claimed row: only the holder of the claim token, only while pending.
+const SETTLE: &str = "UPDATE notice_outbox SET state = $3, updated_at = $4, next_attempt_at = $5, \
+     last_error = COALESCE($6, last_error), sent_at = $7, \
+     claim_token = NULL, claimed_until = NULL \
+     WHERE id = $1 AND claim_token = $2 AND state = 'pending'";
 
 impl Store {
     /// Current certificates of enabled users and contracts with `now < not_after <= until`,
@@ -177,57 +228,78 @@ impl Store {
         notice: &NewNotice,
         skipped: &[i64],
     ) -> Result<bool, StoreError> {
+        let done = self
+            .schedule_notices(std::slice::from_ref(&(notice.clone(), skipped.to_vec())))
+            .await?;
+        Ok(done.first().copied().unwrap_or(false))
+    }
+
+    /// [`Store::schedule_notice`] for many notices in one transaction (one commit, one fsync
+    /// on SQLite, for the lot): each is decided on its own as there, and the answer says, in
+    /// order, which ones this call queued.
+    pub async fn schedule_notices(
+        &self,
+        notices: &[(NewNotice, Vec<i64>)],
+    ) -> Result<Vec<bool>, StoreError> {
+        if notices.is_empty() {
+            return Ok(Vec::new());
+        }
         on_backend!(self, |pool, _PG| {
             let mut tx = pool.begin_write().await?;
-            // The unique key (serial, notice_days) makes a concurrent second decision a no-op
-            // (PostgreSQL: it waits for the first to commit, then conflicts).
-            let decided = sqlx::query(
-                "INSERT INTO notices (serial, notice_days, state, decided_at) \
-                 SELECT $1, $2, 'scheduled', $3 \
-                 WHERE NOT EXISTS (SELECT 1 FROM notices \
-                                   WHERE serial = $1 AND notice_days <= $2) \
-                   AND EXISTS (SELECT 1 FROM certificates \
-                               WHERE serial = $1 AND status = 'current' AND not_after > $3) \
-                 ON CONFLICT (serial, notice_days) DO NOTHING",
-            )
-            .bind(notice.serial.as_str())
-            .bind(notice.notice_days)
-            .bind(notice.now)
-            .execute(&mut *tx)
-            .await?;
-            if decided.rows_affected() != 1 {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            for days in skipped {
-                sqlx::query(
+            let mut queued = Vec::with_capacity(notices.len());
+            for (notice, skipped) in notices {
+                // The unique key (serial, notice_days) makes a concurrent second decision a
+                // no-op (PostgreSQL: it waits for the first to commit, then conflicts).
+                let decided = sqlx::query(
                     "INSERT INTO notices (serial, notice_days, state, decided_at) \
-                     VALUES ($1, $2, 'skipped', $3) \
+                     SELECT $1, $2, 'scheduled', $3 \
+                     WHERE NOT EXISTS (SELECT 1 FROM notices \
+                                       WHERE serial = $1 AND notice_days <= $2) \
+                       AND EXISTS (SELECT 1 FROM certificates \
+                                   WHERE serial = $1 AND status = 'current' AND not_after > $3) \
                      ON CONFLICT (serial, notice_days) DO NOTHING",
                 )
                 .bind(notice.serial.as_str())
-                .bind(*days)
+                .bind(notice.notice_days)
                 .bind(notice.now)
                 .execute(&mut *tx)
                 .await?;
+                // Nothing was written for this one: the others go on.
+                if decided.rows_affected() != 1 {
+                    queued.push(false);
+                    continue;
+                }
+                for days in skipped {
+                    sqlx::query(
+                        "INSERT INTO notices (serial, notice_days, state, decided_at) \
+                         VALUES ($1, $2, 'skipped', $3) \
+                         ON CONFLICT (serial, notice_days) DO NOTHING",
+                    )
+                    .bind(notice.serial.as_str())
+                    .bind(*days)
+                    .bind(notice.now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query(
+                    "INSERT INTO notice_outbox (serial, notice_days, login, recipient, language, \
+                     subject, body, state, attempts, next_attempt_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8, $8)",
+                )
+                .bind(notice.serial.as_str())
+                .bind(notice.notice_days)
+                .bind(notice.login.as_str())
+                .bind(notice.recipient.as_str())
+                .bind(notice.language.as_str())
+                .bind(notice.subject.as_str())
+                .bind(notice.body.as_str())
+                .bind(notice.now)
+                .execute(&mut *tx)
+                .await?;
+                queued.push(true);
             }
-            sqlx::query(
-                "INSERT INTO notice_outbox (serial, notice_days, login, recipient, language, \
-                 subject, body, state, attempts, next_attempt_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8, $8)",
-            )
-            .bind(notice.serial.as_str())
-            .bind(notice.notice_days)
-            .bind(notice.login.as_str())
-            .bind(notice.recipient.as_str())
-            .bind(notice.language.as_str())
-            .bind(notice.subject.as_str())
-            .bind(notice.body.as_str())
-            .bind(notice.now)
-            .execute(&mut *tx)
-            .await?;
             tx.commit().await?;
-            Ok(true)
+            Ok(queued)
         })
     }
 
@@ -344,6 +416,55 @@ impl Store {
             .await
     }
 
+    /// Records the outcomes of rows claimed with `token`, in one transaction. Returns the
+    /// ids whose claim was lost (the lease ran out and another worker took the row): their
+    /// outcome is not recorded.
+    pub async fn settle_notices(
+        &self,
+        token: &str,
+        outcomes: &[Settlement],
+    ) -> Result<Vec<i64>, StoreError> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_backend!(self, |pool, _PG| {
+            let mut tx = pool.begin_write().await?;
+            let mut lost = Vec::new();
+            for o in outcomes {
+                let sent_at = (o.state == OutboxState::Sent).then_some(o.at);
+                let done = sqlx::query(SETTLE)
+                    .bind(o.id)
+                    .bind(token)
+                    .bind(o.state.as_str())
+                    .bind(o.at)
+                    .bind(o.next_attempt_at)
+                    .bind(o.error.as_deref())
+                    .bind(sent_at)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    lost.push(o.id);
+                }
+            }
+            tx.commit().await?;
+            Ok(lost)
+        })
+    }
+
+    /// Pending rows due at `now` (leased or not).
+    pub async fn count_due_notices(&self, now: UnixTime) -> Result<u64, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM notice_outbox \
+                 WHERE state = 'pending' AND next_attempt_at <= $1",
+            )
+            .bind(now)
+            .fetch_one(pool)
+            .await?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
     async fn settle(
         &self,
         id: i64,
@@ -355,21 +476,16 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let sent_at = (state == "sent").then_some(now);
         on_backend!(self, |pool, _PG| {
-            let done = sqlx::query(
-                "UPDATE notice_outbox SET state = $3, updated_at = $4, next_attempt_at = $5, \
-                 last_error = COALESCE($6, last_error), sent_at = $7, \
-                 claim_token = NULL, claimed_until = NULL \
-                 WHERE id = $1 AND claim_token = $2 AND state = 'pending'",
-            )
-            .bind(id)
-            .bind(token)
-            .bind(state)
-            .bind(now)
-            .bind(next_attempt_at)
-            .bind(error)
-            .bind(sent_at)
-            .execute(pool)
-            .await?;
+            let done = sqlx::query(SETTLE)
+                .bind(id)
+                .bind(token)
+                .bind(state)
+                .bind(now)
+                .bind(next_attempt_at)
+                .bind(error)
+                .bind(sent_at)
+                .execute(pool)
+                .await?;
             Ok(done.rows_affected() == 1)
         })
     }

@@ -2,8 +2,12 @@
 """A tiny SMTP sink for certgate's notice tests (standard library only).
 
 Listens on 127.0.0.1, speaks enough SMTP for a client like lettre (EHLO/HELO, MAIL, RCPT,
-DATA, RSET, NOOP, QUIT) and writes each accepted message to DIR as NNNNNN.json:
-{"mail_from", "rcpt_to", "subject", "body", "raw"} with subject and body decoded.
+DATA, RSET, NOOP, QUIT; PIPELINING offered, so a client may send MAIL, RCPT and DATA at once)
+and appends each accepted message, before answering 250, as one JSON line to DIR/NNNNNN-PID.jsonl
+(NNNNNN: the files already there, so names sort in order of the sink's starts):
+{"mail_from", "rcpt_to", "subject", "body", "message_id", "raw", "tls", "auth_user"} with
+subject and body decoded. A message whose data did not end with "." (client gone) is not
+kept. One file appended to, and the classic (compat32) parser, keep it above 1,000 e-mails/s.
 
 Recipients whose local part starts with "reject" get 550 (permanent), with "defer" 451
 (temporary). Prints "PORT <n>" on stdout once listening.
@@ -21,7 +25,7 @@ import argparse
 import asyncio
 import base64
 import email
-import email.policy
+import email.header
 import json
 import os
 import ssl
@@ -29,11 +33,10 @@ import sys
 
 
 class Session:
-    def __init__(self, reader, writer, out_dir, counter, opts):
+    def __init__(self, reader, writer, out, opts):
         self.r = reader
         self.w = writer
-        self.out_dir = out_dir
-        self.counter = counter
+        self.out = out
         self.opts = opts
         self.tls = opts.tls == "wrapper"
         self.auth_user = None
@@ -70,6 +73,7 @@ class Session:
                     await self.reply("250-STARTTLS")
                 if self.opts.auth and self.tls:
                     await self.reply("250-AUTH PLAIN LOGIN")
+                await self.reply("250-PIPELINING")
                 await self.reply("250-8BITMIME")
                 await self.reply("250 SMTPUTF8")
             elif text.upper() == "STARTTLS":
@@ -169,23 +173,34 @@ class Session:
             lines.append(line)
 
     def store(self, raw):
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
-        body_part = msg.get_body(preferencelist=("plain",))
+        msg = email.message_from_bytes(raw)
+        part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), None)
+        body = ""
+        if part is not None:
+            payload = part.get_payload(decode=True) or b""
+            body = payload.decode(part.get_content_charset() or "utf-8", "replace")
         record = {
             "mail_from": self.mail_from,
             "rcpt_to": self.rcpt_to,
-            "subject": str(msg.get("subject", "")),
-            "body": body_part.get_content() if body_part is not None else "",
+            "subject": header_text(msg.get("subject")),
+            "message_id": str(msg.get("message-id", "")),
+            "body": body,
             "raw": raw.decode("utf-8", "replace"),
             "tls": self.tls,
             "auth_user": self.auth_user,
         }
-        self.counter[0] += 1
-        name = "%06d-%d" % (self.counter[0], os.getpid())
-        tmp = os.path.join(self.out_dir, "." + name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(record, f, ensure_ascii=False)
-        os.rename(tmp, os.path.join(self.out_dir, name + ".json"))
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        # One write to an O_APPEND file: a reader sees whole lines (it skips an unfinished
+        # last one).
+        while line:
+            line = line[os.write(self.out, line) :]
+
+
+def header_text(value):
+    """An RFC 2047 header as text."""
+    if value is None:
+        return ""
+    return str(email.header.make_header(email.header.decode_header(value)))
 
 
 def address(arg):
@@ -211,11 +226,13 @@ async def main():
         a.ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         a.ssl_context.load_cert_chain(a.cert, a.key)
     os.makedirs(a.dir, exist_ok=True)
-    counter = [len([n for n in os.listdir(a.dir) if n.endswith(".json")])]
+    started = len([n for n in os.listdir(a.dir) if n.endswith(".jsonl")])
+    path = os.path.join(a.dir, "%06d-%d.jsonl" % (started, os.getpid()))
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     async def handle(reader, writer):
         try:
-            await Session(reader, writer, a.dir, counter, a).run()
+            await Session(reader, writer, out, a).run()
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         finally:

@@ -14,6 +14,9 @@ pub struct Mail {
     pub rcpt_to: Vec<String>,
     pub subject: String,
     pub body: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub message_id: String,
     #[allow(dead_code)]
     pub raw: String,
     #[serde(default)]
@@ -92,16 +95,19 @@ impl Sink {
         };
         let mut names: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
             .collect();
         names.sort();
-        names
-            .iter()
-            .map(|p| {
-                let text = std::fs::read_to_string(p).expect("read message");
-                serde_json::from_str(&text).expect("message JSON")
-            })
-            .collect()
+        let mut mails = Vec::new();
+        for p in &names {
+            let text = std::fs::read_to_string(p).expect("read messages");
+            // A line still being written has no newline yet.
+            let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+            for line in complete.lines() {
+                mails.push(serde_json::from_str(line).expect("message JSON"));
+            }
+        }
+        mails
     }
 }
 
