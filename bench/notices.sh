@@ -17,7 +17,8 @@
 # postgres, trust auth), BENCH_NOTICES_RECORD_EVERY (`[notify] record_every`, 10),
 # BENCH_NOTICES_BATCH (`[notify] batch`, 50), BENCH_CERTGATE_BIN (default
 # target/release/certgate, built with `cargo build --release` when missing),
-# BENCH_NOTICES_WORK (parent of the work folders, default a fresh /tmp one; kept).
+# BENCH_NOTICES_WORK (parent of the work folders, default a fresh /tmp one; kept),
+# BENCH_NOTICES_LOG (RUST_LOG of the pass, warn; info logs each notice, in run.err).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -159,7 +160,7 @@ CONF
 
     local busy_run t rss
     busy_run=$(busy)
-    RUST_LOG=warn /usr/bin/time -f '%e %M' -o "$work/time.txt" \
+    RUST_LOG=${BENCH_NOTICES_LOG:-warn} /usr/bin/time -f '%e %M' -o "$work/time.txt" \
         "$CG" --config "$work/certgate.toml" notify run >"$work/run.out" 2>"$work/run.err" \
         || { tail -n 20 "$work/run.err" >&2; die "$backend: notify run failed"; }
     read -r t rss <"$work/time.txt"

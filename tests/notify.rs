@@ -56,7 +56,7 @@ on_both!(
     queued_while_the_relay_is_down_arrives_later,
     renewed_revoked_and_reissued_get_no_more,
     permanent_refusal_is_failed_and_listed_temporary_is_retried,
-    a_killed_pass_loses_none_and_doubles_at_most_one_group,
+    a_killed_pass_loses_none_and_doubles_at_most_two_groups,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -687,11 +687,11 @@ async fn seed_bulk(db: &TestDb, ca: i64, n: i64, not_after: i64) {
 
 /// `certgate notify run` is SIGKILLed in the middle of a pass over 3,000 due notices, then
 /// run again: at the SMTP sink every notice has arrived (none lost), and the only copies are
-/// of e-mails the killed process had sent but not yet recorded: at most one group of
-/// `record_every` (here 10), each recognisable by its Message-ID.
-async fn a_killed_pass_loses_none_and_doubles_at_most_one_group(db: &TestDb) {
+/// of e-mails the killed process had sent but not yet recorded: at most two groups of
+/// `record_every` (one committing, one being sent), each recognisable by its Message-ID.
+async fn a_killed_pass_loses_none_and_doubles_at_most_two_groups(db: &TestDb) {
     const N: usize = 3000;
-    const RECORD_EVERY: usize = 10;
+    const RECORD_EVERY: usize = 5;
     let sink = Sink::start();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     {
@@ -780,10 +780,11 @@ async fn a_killed_pass_loses_none_and_doubles_at_most_one_group(db: &TestDb) {
     assert_eq!(seen.len(), N, "mails with unknown Message-IDs");
     let doubled = mails.len() - N;
     assert!(
-        doubled <= RECORD_EVERY,
-        "{doubled} duplicates, more than one group of {RECORD_EVERY} ({at_kill} mails at the kill)"
+        doubled <= 2 * RECORD_EVERY,
+        "{doubled} duplicates, more than two groups of {RECORD_EVERY} ({at_kill} mails at the kill)"
     );
     assert!(seen.values().all(|n| *n <= 2));
+    eprintln!("{at_kill} e-mails at the kill, {doubled} sent twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

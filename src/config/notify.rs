@@ -62,9 +62,9 @@ pub struct NotifyConfig {
     /// E-mails claimed at once.
     #[serde(default = "default_batch")]
     pub batch: u32,
-    /// Outcomes recorded per transaction. Also the most e-mails a killed worker can send
-    /// twice (accepted by the relay, not yet recorded): smaller is fewer duplicates, larger
-    /// is fewer commits.
+    /// Outcomes recorded per transaction (a group is committed while the next is sent). A
+    /// killed worker sends at most twice this many e-mails again (accepted by the relay, not
+    /// yet recorded): smaller is fewer duplicates, larger is fewer commits.
     #[serde(default = "default_record_every")]
     pub record_every: u32,
 }
@@ -97,7 +97,7 @@ fn default_batch() -> u32 {
     50
 }
 fn default_record_every() -> u32 {
-    10
+    5
 }
 
 impl NotifyConfig {

@@ -7,9 +7,10 @@
 //! Guarantee: a row is sent by at most one worker at a time (the claim), and once marked
 //! sent it is never sent again. A worker that dies after the relay accepted an e-mail but
 //! before recording it leaves the row to be sent again after its lease: a rare duplicate is
-//! preferred to a lost notice. Outcomes are recorded every `record_every` e-mails, so a
-//! killed worker causes at most that many duplicates; each carries the Message-ID of its
-//! row, so relays, mail programs and the tests recognise it.
+//! preferred to a lost notice. Outcomes are recorded in groups of `record_every`, a group
+//! committed while the next is sent, so a killed worker causes at most `2 * record_every`
+//! duplicates; each carries the Message-ID of its row, so relays, mail programs and the
+//! tests recognise it.
 
 use super::smtp::{Letter, Outgoing, SendOutcome};
 use super::{NotifyContext, NotifyError};
@@ -56,6 +57,7 @@ async fn rounds(
     out: &mut Delivered,
 ) -> Result<(), NotifyError> {
     let s = &ctx.inner;
+    let mut recorder = Recorder::new(ctx, token);
     loop {
         // Due means due at the start of the pass (so the pass ends); the lease runs from
         // the claim, as a long pass would otherwise claim rows with a lease already over.
@@ -65,12 +67,11 @@ async fn rounds(
             .claim_notices(now, lease_until, token, s.batch)
             .await?;
         if rows.is_empty() {
-            return Ok(());
+            return recorder.finish(out).await;
         }
         let full = rows.len() as i64 >= s.batch;
         // Once the relay cannot be reached, the rest of the batch waits without trying.
         let mut unreachable: Option<String> = None;
-        let mut outcomes: Vec<Settlement> = Vec::with_capacity(s.record_every);
         for row in &rows {
             let outcome = match &unreachable {
                 Some(why) => SendOutcome::Unreachable(why.clone()),
@@ -80,15 +81,12 @@ async fn rounds(
                 unreachable.get_or_insert_with(|| why.clone());
             }
             let at = s.clock.now().max(now);
-            outcomes.push(settlement(ctx, row, outcome, at, out));
-            // Recorded in small groups: one commit (one fsync on SQLite) per group, and at
-            // most one group that a crash here would send again.
-            if outcomes.len() >= s.record_every {
-                record(ctx, token, &mut outcomes, out).await?;
-            }
+            recorder
+                .push(settlement(ctx, row, outcome, at, out), out)
+                .await?;
         }
-        record(ctx, token, &mut outcomes, out).await?;
         if let Some(why) = unreachable {
+            recorder.finish(out).await?;
             out.left_due = s.store.count_due_notices(now).await?;
             if out.left_due > 0 {
                 tracing::warn!(
@@ -100,8 +98,78 @@ async fn rounds(
             return Ok(());
         }
         if !full {
+            return recorder.finish(out).await;
+        }
+    }
+}
+
+/// Records outcomes in groups of `record_every`, one transaction (one commit, one fsync on
+/// SQLite) per group. A group is committed while the next one is being sent, and the one
+/// after waits for that commit: at most two groups are ever unrecorded, so a crash sends at
+/// most `2 * record_every` e-mails again.
+struct Recorder {
+    store: crate::store::Store,
+    token: String,
+    every: usize,
+    group: Vec<Settlement>,
+    committing: Option<tokio::task::JoinHandle<Result<Vec<i64>, crate::store::StoreError>>>,
+}
+
+impl Recorder {
+    fn new(ctx: &NotifyContext, token: &str) -> Self {
+        Self {
+            store: ctx.inner.store.clone(),
+            token: token.to_owned(),
+            every: ctx.inner.record_every,
+            group: Vec::with_capacity(ctx.inner.record_every),
+            committing: None,
+        }
+    }
+
+    async fn push(&mut self, o: Settlement, out: &mut Delivered) -> Result<(), NotifyError> {
+        self.group.push(o);
+        if self.group.len() >= self.every {
+            self.commit(out).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the group being committed, then starts committing the current one.
+    async fn commit(&mut self, out: &mut Delivered) -> Result<(), NotifyError> {
+        self.wait(out).await?;
+        if self.group.is_empty() {
             return Ok(());
         }
+        let group = std::mem::replace(&mut self.group, Vec::with_capacity(self.every));
+        let store = self.store.clone();
+        let token = self.token.clone();
+        self.committing = Some(tokio::spawn(async move {
+            store.settle_notices(&token, &group).await
+        }));
+        Ok(())
+    }
+
+    async fn wait(&mut self, out: &mut Delivered) -> Result<(), NotifyError> {
+        let Some(task) = self.committing.take() else {
+            return Ok(());
+        };
+        let lost = task
+            .await
+            .map_err(|e| NotifyError::Record(e.to_string()))??;
+        for id in &lost {
+            tracing::warn!(
+                id,
+                "the claim on an expiry notice ran out before its outcome was recorded"
+            );
+        }
+        out.lost += lost.len() as u64;
+        Ok(())
+    }
+
+    /// Records everything still open and waits until it is committed.
+    async fn finish(&mut self, out: &mut Delivered) -> Result<(), NotifyError> {
+        self.commit(out).await?;
+        self.wait(out).await
     }
 }
 
@@ -142,28 +210,6 @@ fn settlement(
             Settlement::failed(row.id, at, why)
         }
     }
-}
-
-/// Records `outcomes` in one transaction and empties it.
-async fn record(
-    ctx: &NotifyContext,
-    token: &str,
-    outcomes: &mut Vec<Settlement>,
-    out: &mut Delivered,
-) -> Result<(), NotifyError> {
-    if outcomes.is_empty() {
-        return Ok(());
-    }
-    let lost = ctx.inner.store.settle_notices(token, outcomes).await?;
-    for id in &lost {
-        tracing::warn!(
-            id,
-            "the claim on an expiry notice ran out before its outcome was recorded"
-        );
-    }
-    out.lost += lost.len() as u64;
-    outcomes.clear();
-    Ok(())
 }
 
 /// Seconds to wait after the `attempts`-th failed attempt: `initial`, doubling, at most `max`.

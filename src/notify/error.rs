@@ -22,6 +22,10 @@ pub enum NotifyError {
     /// The SMTP transport could not be set up (e.g. unusable TLS roots).
     #[error("cannot set up the SMTP transport: {0}")]
     Transport(String),
+    /// The task recording outcomes ended abnormally; the pass stops, unrecorded rows are
+    /// sent again after their lease.
+    #[error("recording expiry-notice outcomes failed: {0}")]
+    Record(String),
     /// The store failed; the pass stops and the next one starts over.
     #[error("the notice store failed")]
     Store(#[from] StoreError),

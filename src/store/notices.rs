@@ -9,7 +9,7 @@
 //! `claim_token` and a lease until `claimed_until`. Only the holder of the token can settle
 //! the row; a lease that ran out (a worker died mid-send) lets another worker claim it again.
 
-use super::backend::{WritePool, on_backend};
+use super::backend::{Backend, WritePool, on_backend};
 use super::{Store, StoreError};
 use crate::clock::UnixTime;
 
@@ -244,6 +244,10 @@ impl Store {
         if notices.is_empty() {
             return Ok(Vec::new());
         }
+        // PostgreSQL: three statements for the lot, not three round trips per notice.
+        if let Backend::Postgres(pool) = &self.inner.backend {
+            return schedule_pg(pool, notices).await;
+        }
         on_backend!(self, |pool, _PG| {
             let mut tx = pool.begin_write().await?;
             let mut queued = Vec::with_capacity(notices.len());
@@ -427,6 +431,10 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(Vec::new());
         }
+        // PostgreSQL: one statement for the group, not a round trip per row.
+        if let Backend::Postgres(pool) = &self.inner.backend {
+            return settle_pg(pool, token, outcomes).await;
+        }
         on_backend!(self, |pool, _PG| {
             let mut tx = pool.begin_write().await?;
             let mut lost = Vec::new();
@@ -526,4 +534,132 @@ impl Store {
             Ok(counts)
         })
     }
+}
+
+/// [`Store::schedule_notices`] on PostgreSQL: the decisions in one INSERT (each row decided
+/// as the single-row statement would), then the skipped notices and the outbox rows of the
+/// decided ones, in one transaction.
+async fn schedule_pg(
+    pool: &sqlx::PgPool,
+    notices: &[(NewNotice, Vec<i64>)],
+) -> Result<Vec<bool>, StoreError> {
+    let mut tx = pool.begin_write().await?;
+    let serials: Vec<&str> = notices.iter().map(|(n, _)| n.serial.as_str()).collect();
+    let days: Vec<i64> = notices.iter().map(|(n, _)| n.notice_days).collect();
+    let nows: Vec<i64> = notices.iter().map(|(n, _)| n.now).collect();
+    let decided: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO notices (serial, notice_days, state, decided_at) \
+         SELECT v.serial, v.days, 'scheduled', v.now \
+         FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS v(serial, days, now) \
+         WHERE NOT EXISTS (SELECT 1 FROM notices n \
+                           WHERE n.serial = v.serial AND n.notice_days <= v.days) \
+           AND EXISTS (SELECT 1 FROM certificates c WHERE c.serial = v.serial \
+                       AND c.status = 'current' AND c.not_after > v.now) \
+         ON CONFLICT (serial, notice_days) DO NOTHING \
+         RETURNING serial",
+    )
+    .bind(&serials)
+    .bind(&days)
+    .bind(&nows)
+    .fetch_all(&mut *tx)
+    .await?;
+    let decided: std::collections::HashSet<String> = decided.into_iter().collect();
+    let queued: Vec<bool> = notices
+        .iter()
+        .map(|(n, _)| decided.contains(&n.serial))
+        .collect();
+    let chosen: Vec<&(NewNotice, Vec<i64>)> = notices
+        .iter()
+        .zip(&queued)
+        .filter_map(|(n, q)| q.then_some(n))
+        .collect();
+    let (mut sk_serial, mut sk_days, mut sk_now) = (Vec::new(), Vec::new(), Vec::new());
+    for (n, skipped) in &chosen {
+        for d in skipped {
+            sk_serial.push(n.serial.as_str());
+            sk_days.push(*d);
+            sk_now.push(n.now);
+        }
+    }
+    if !sk_serial.is_empty() {
+        sqlx::query(
+            "INSERT INTO notices (serial, notice_days, state, decided_at) \
+             SELECT v.serial, v.days, 'skipped', v.now \
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS v(serial, days, now) \
+             ON CONFLICT (serial, notice_days) DO NOTHING",
+        )
+        .bind(&sk_serial)
+        .bind(&sk_days)
+        .bind(&sk_now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !chosen.is_empty() {
+        let col =
+            |f: fn(&NewNotice) -> &str| -> Vec<&str> { chosen.iter().map(|(n, _)| f(n)).collect() };
+        sqlx::query(
+            "INSERT INTO notice_outbox (serial, notice_days, login, recipient, language, \
+             subject, body, state, attempts, next_attempt_at, created_at, updated_at) \
+             SELECT v.serial, v.days, v.login, v.recipient, v.language, v.subject, v.body, \
+                    'pending', 0, v.now, v.now, v.now \
+             FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+                         $6::text[], $7::text[], $8::bigint[]) WITH ORDINALITY \
+                  AS v(serial, days, login, recipient, language, subject, body, now, i) \
+             ORDER BY v.i",
+        )
+        .bind(col(|n| n.serial.as_str()))
+        .bind(
+            chosen
+                .iter()
+                .map(|(n, _)| n.notice_days)
+                .collect::<Vec<i64>>(),
+        )
+        .bind(col(|n| n.login.as_str()))
+        .bind(col(|n| n.recipient.as_str()))
+        .bind(col(|n| n.language.as_str()))
+        .bind(col(|n| n.subject.as_str()))
+        .bind(col(|n| n.body.as_str()))
+        .bind(chosen.iter().map(|(n, _)| n.now).collect::<Vec<i64>>())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(queued)
+}
+
+/// [`Store::settle_notices`] on PostgreSQL: one UPDATE for the group (atomic on its own).
+async fn settle_pg(
+    pool: &sqlx::PgPool,
+    token: &str,
+    outcomes: &[Settlement],
+) -> Result<Vec<i64>, StoreError> {
+    let ids: Vec<i64> = outcomes.iter().map(|o| o.id).collect();
+    let states: Vec<&str> = outcomes.iter().map(|o| o.state.as_str()).collect();
+    let ats: Vec<i64> = outcomes.iter().map(|o| o.at).collect();
+    let nexts: Vec<i64> = outcomes.iter().map(|o| o.next_attempt_at).collect();
+    let errors: Vec<Option<&str>> = outcomes.iter().map(|o| o.error.as_deref()).collect();
+    let sent_ats: Vec<Option<i64>> = outcomes
+        .iter()
+        .map(|o| (o.state == OutboxState::Sent).then_some(o.at))
+        .collect();
+    let done: Vec<i64> = sqlx::query_scalar(
+        "UPDATE notice_outbox o SET state = v.state, updated_at = v.at, \
+         next_attempt_at = v.next, last_error = COALESCE(v.err, o.last_error), \
+         sent_at = v.sent_at, claim_token = NULL, claimed_until = NULL \
+         FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], \
+                     $6::bigint[]) AS v(id, state, at, next, err, sent_at) \
+         WHERE o.id = v.id AND o.claim_token = $7 AND o.state = 'pending' \
+         RETURNING o.id",
+    )
+    .bind(&ids)
+    .bind(&states)
+    .bind(&ats)
+    .bind(&nexts)
+    .bind(&errors)
+    .bind(&sent_ats)
+    .bind(token)
+    .fetch_all(pool)
+    .await?;
+    let done: std::collections::HashSet<i64> = done.into_iter().collect();
+    Ok(ids.into_iter().filter(|id| !done.contains(id)).collect())
 }
