@@ -553,6 +553,38 @@ async fn run_forever_passes_and_stops_on_shutdown() {
         .unwrap();
 }
 
+// ---------------------------------------------------------------- relay sessions
+
+/// One kept session per pass, whatever the relay offers: a relay without PIPELINING gets one
+/// command at a time (the sink answers 503 and hangs up on a pipelined one), and a relay
+/// that ends a session after 3 messages (421) gets the rest over new sessions. Either way
+/// the 8 notices arrive once each and none is deferred.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_without_pipelining_or_with_a_message_limit_per_session() {
+    for args in [&["--no-pipelining"][..], &["--max-per-session", "3"]] {
+        let sink = Sink::start_with(args);
+        let db = TestDb::sqlite();
+        let s = open(&db).await;
+        let ca = setup(&s).await;
+        for i in 0..8 {
+            user_with_cert(&s, ca, &format!("u{i}"), &format!("s{i}"), END + i).await;
+        }
+        let clock = ManualClock::new(END - 30 * DAY + 100);
+        let ctx = context(&db, s.clone(), &clock, sink.port, "en");
+        let r = run_once(&ctx).await.unwrap();
+        assert_eq!((r.sent, r.retried, r.failed), (8, 0, 0), "{args:?}");
+        let mails = sink.messages();
+        assert_eq!(mails.len(), 8, "{args:?}");
+        let ids: std::collections::HashSet<&str> =
+            mails.iter().map(|m| m.message_id.as_str()).collect();
+        assert_eq!(ids.len(), 8, "{args:?}");
+        for row in s.outbox(None).await.unwrap() {
+            let id = certgate::notify::message_id(row.id, &row.serial, "bank.example");
+            assert!(ids.contains(id.as_str()), "{id} in {ids:?}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------- TLS relays
 
 /// A CA and a relay certificate for 127.0.0.1 signed by it: (CA PEM, relay PEM, key PEM).

@@ -17,8 +17,13 @@ offered; with it, nothing but EHLO/STARTTLS/QUIT is accepted before TLS), with -
 --key (PEM). --auth USER:PASS requires AUTH PLAIN or LOGIN (offered only under TLS) before
 MAIL; a wrong password gets 535. The JSON then also says "tls" and "auth_user".
 
+--no-pipelining: PIPELINING is not offered, and a command that arrives before the previous
+reply was read (a client pipelining anyway) gets 503. --max-per-session N: after N accepted
+messages in one session the sink answers the next command with 421 and closes (as relays
+limiting messages per connection do).
+
 usage: sink.py --dir DIR [--port N] [--tls wrapper|starttls --cert PEM --key PEM]
-               [--auth USER:PASS]
+               [--auth USER:PASS] [--no-pipelining] [--max-per-session N]
 """
 
 import argparse
@@ -40,6 +45,7 @@ class Session:
         self.opts = opts
         self.tls = opts.tls == "wrapper"
         self.auth_user = None
+        self.accepted = 0
         self.reset()
 
     def reset(self):
@@ -59,6 +65,14 @@ class Session:
             text = line.decode("utf-8", "replace").rstrip("\r\n")
             verb = text[:4].upper()
             arg = text[4:].strip()
+            # StreamReader keeps what arrived beyond this line in _buffer: a client that
+            # waits for each reply never has anything there.
+            if self.opts.no_pipelining and verb in ("MAIL", "RCPT") and len(self.r._buffer):
+                await self.reply("503 5.5.0 PIPELINING was not offered")
+                return
+            if self.opts.max_per_session and self.accepted >= self.opts.max_per_session:
+                await self.reply("421 4.7.0 too many messages in this session")
+                return
             if (
                 self.opts.tls == "starttls"
                 and not self.tls
@@ -73,7 +87,8 @@ class Session:
                     await self.reply("250-STARTTLS")
                 if self.opts.auth and self.tls:
                     await self.reply("250-AUTH PLAIN LOGIN")
-                await self.reply("250-PIPELINING")
+                if not self.opts.no_pipelining:
+                    await self.reply("250-PIPELINING")
                 await self.reply("250-8BITMIME")
                 await self.reply("250 SMTPUTF8")
             elif text.upper() == "STARTTLS":
@@ -118,6 +133,7 @@ class Session:
                 if raw is None:
                     return
                 self.store(raw)
+                self.accepted += 1
                 self.reset()
                 await self.reply("250 queued")
             elif verb == "RSET":
@@ -220,6 +236,8 @@ async def main():
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--auth")
+    p.add_argument("--no-pipelining", action="store_true")
+    p.add_argument("--max-per-session", type=int, default=0)
     a = p.parse_args()
     a.ssl_context = None
     if a.tls:
