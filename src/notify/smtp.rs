@@ -127,6 +127,10 @@ pub enum SendOutcome {
     Permanent(String),
 }
 
+/// The name given in EHLO: an address literal, as RFC 5321 allows for a client without an
+/// obvious name (what lettre sent before, so relays see no change).
+const HELLO: &str = "[127.0.0.1]";
+
 /// The configured relay and sender.
 #[derive(Clone)]
 pub struct Mailer {
@@ -199,7 +203,7 @@ impl Mailer {
             tls,
             credentials,
             timeout: Duration::from_secs(n.timeout_secs),
-            hello: lettre::transport::smtp::extension::ClientId::default().to_string(),
+            hello: HELLO.to_owned(),
         };
         Ok(Self {
             session: Arc::new(session),
