@@ -14,7 +14,7 @@
 #
 # Knobs (environment): BENCH_NOTICES_CERTS (100000), BENCH_NOTICES_DUE (7799: the issue's
 # 5,000 sent + 2,799 left), BENCH_NOTICES_PG=1 (also PostgreSQL at 127.0.0.1:5432, user
-# postgres, trust auth), BENCH_NOTICES_RECORD_EVERY (`[notify] record_every`, 10),
+# postgres, trust auth), BENCH_NOTICES_RECORD_EVERY (`[notify] record_every`, 5),
 # BENCH_NOTICES_BATCH (`[notify] batch`, 50), BENCH_CERTGATE_BIN (default
 # target/release/certgate, built with `cargo build --release` when missing),
 # BENCH_NOTICES_WORK (parent of the work folders, default a fresh /tmp one; kept),
@@ -24,7 +24,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${BENCH_NOTICES_CERTS:-100000}
 DUE=${BENCH_NOTICES_DUE:-7799}
-RECORD_EVERY=${BENCH_NOTICES_RECORD_EVERY:-10}
+RECORD_EVERY=${BENCH_NOTICES_RECORD_EVERY:-5}
 BATCH=${BENCH_NOTICES_BATCH:-50}
 CG=${BENCH_CERTGATE_BIN:-$ROOT/target/release/certgate}
 WORK_ROOT=${BENCH_NOTICES_WORK:-$(mktemp -d /tmp/certgate-noticebench.XXXXXX)}
@@ -160,10 +160,10 @@ CONF
 
     local busy_run t rss
     busy_run=$(busy)
-    RUST_LOG=${BENCH_NOTICES_LOG:-warn} /usr/bin/time -f '%e %M' -o "$work/time.txt" \
+    RUST_LOG=${BENCH_NOTICES_LOG:-warn} /usr/bin/time -f '%e %M %U %S' -o "$work/time.txt" \
         "$CG" --config "$work/certgate.toml" notify run >"$work/run.out" 2>"$work/run.err" \
         || { tail -n 20 "$work/run.err" >&2; die "$backend: notify run failed"; }
-    read -r t rss <"$work/time.txt"
+    read -r t rss cpu_user cpu_sys <"$work/time.txt"
     log "$backend: $(cat "$work/run.out")"
 
     # What the sink received: every due notice once (a fresh pass, nothing killed).
@@ -173,6 +173,9 @@ CONF
     [[ $got == "$DUE" && $distinct == "$DUE" ]] \
         || die "$backend: the sink has $got e-mails ($distinct distinct Message-IDs), expected $DUE"
     grep -q "sent $DUE " "$work/run.out" || die "$backend: the pass did not report $DUE sent: $(cat "$work/run.out")"
+    # CPU seconds the sink spent (utime + stime, in clock ticks): is it the bound?
+    local sink_cpu
+    sink_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$sink_pid/stat")
     stop_pid "$sink_pid"
     STARTED=()
     if [[ -n $db ]]; then
@@ -182,19 +185,19 @@ CONF
 
     local rate
     rate=$(awk -v n="$DUE" -v t="$t" 'BEGIN {printf "%.0f", n / t}')
-    log "$backend: $DUE notices in ${t}s = $rate notices/s, peak RSS $rss KiB"
-    printf '{"kind":"notices","backend":"%s","certificates":%d,"due":%d,"sent":%d,"pass_s":%s,"notices_per_s":%s,"max_rss_kib":%d,"batch":%d,"record_every":%d,"seed_s":%s,"rustc_running":%s,"loadavg":"%s"}\n' \
-        "$backend" "$N" "$DUE" "$got" "$t" "$rate" "$rss" "$BATCH" "$RECORD_EVERY" "$seed_s" "$busy_run" \
+    log "$backend: $DUE notices in ${t}s = $rate notices/s, peak RSS $rss KiB; CPU s: certgate ${cpu_user} user + ${cpu_sys} sys, sink $sink_cpu"
+    printf '{"kind":"notices","backend":"%s","certificates":%d,"due":%d,"sent":%d,"pass_s":%s,"notices_per_s":%s,"max_rss_kib":%d,"certgate_cpu_user_s":%s,"certgate_cpu_sys_s":%s,"sink_cpu_s":%s,"batch":%d,"record_every":%d,"seed_s":%s,"rustc_running":%s,"loadavg":"%s"}\n' \
+        "$backend" "$N" "$DUE" "$got" "$t" "$rate" "$rss" "$cpu_user" "$cpu_sys" "$sink_cpu" "$BATCH" "$RECORD_EVERY" "$seed_s" "$busy_run" \
         "$(cut -d' ' -f1-3 /proc/loadavg)"
-    TABLE+=("| $backend | $N | $DUE | $t | $rate | $(awk -v r="$rss" 'BEGIN {printf "%.1f", r/1024}') | $busy_run |")
+    TABLE+=("| $backend | $N | $DUE | $t | $rate | $(awk -v r="$rss" 'BEGIN {printf "%.1f", r/1024}') | $(awk -v u="$cpu_user" -v s="$cpu_sys" 'BEGIN {printf "%.2f", u + s}') | $sink_cpu | $busy_run |")
 }
 
 for backend in "${BACKENDS[@]}"; do bench_one "$backend"; done
 
 {
     echo
-    echo "| backend | certificates | due (sent) | pass s | notices/s | peak RSS MiB | rustc running |"
-    echo "|---|---:|---:|---:|---:|---:|---|"
+    echo "| backend | certificates | due (sent) | pass s | notices/s | peak RSS MiB | certgate CPU s | sink CPU s | rustc running |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
     printf '%s\n' "${TABLE[@]}"
     echo
 } >&2
