@@ -53,7 +53,8 @@ pub struct NotifyConfig {
     /// Longest wait between two delivery attempts.
     #[serde(default = "default_retry_max_secs")]
     pub retry_max_secs: u64,
-    /// Time limit of one SMTP conversation.
+    /// Time limit of each step of the SMTP session: connecting, the TLS handshake, each
+    /// reply of the relay.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
     /// How long a claimed e-mail stays reserved for the worker that claimed it.
