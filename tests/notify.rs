@@ -57,6 +57,7 @@ on_both!(
     renewed_revoked_and_reissued_get_no_more,
     permanent_refusal_is_failed_and_listed_temporary_is_retried,
     a_killed_pass_loses_none_and_doubles_at_most_two_groups,
+    with_the_relay_down_a_pass_says_how_many_due_notices_it_left,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -673,6 +674,31 @@ async fn tls_relays_with_authentication() {
         assert_eq!(mails[0].auth_user.as_deref(), Some("certgate"));
         assert_eq!(s.outbox(None).await.unwrap()[0].attempts, 3);
     }
+}
+
+/// No cap hides due notices: with the relay down, the first claimed batch (50) is put back
+/// with backoff, the pass stops trying and reports the other 30 as left (and the metric
+/// says so); once the relay is back, one pass sends all 80.
+async fn with_the_relay_down_a_pass_says_how_many_due_notices_it_left(db: &TestDb) {
+    let mut sink = Sink::down();
+    let s = open(db).await;
+    let ca = setup(&s).await;
+    seed_bulk(db, ca, 80, END).await;
+    let clock = ManualClock::new(END - 20 * DAY);
+    let ctx = context(db, s.clone(), &clock, sink.port, "en");
+
+    let r = run_once(&ctx).await.unwrap();
+    assert_eq!((r.scheduled, r.sent, r.retried), (80, 0, 50));
+    assert_eq!(r.left_due, 30);
+    assert_eq!(ctx.metrics().snapshot().left_due, 30);
+    assert_eq!(r.outbox.pending, 80);
+
+    sink.resume();
+    clock.advance(3600);
+    let r = run_once(&ctx).await.unwrap();
+    assert_eq!((r.sent, r.retried, r.left_due), (80, 0, 0));
+    assert_eq!(ctx.metrics().snapshot().left_due, 0);
+    assert_eq!(sink.messages().len(), 80);
 }
 
 // ---------------------------------------------------------------- the real binary
