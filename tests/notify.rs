@@ -554,6 +554,42 @@ async fn run_forever_passes_and_stops_on_shutdown() {
         .unwrap();
 }
 
+/// Shutdown mid-pass: the pass ends after the batch in hand is recorded (no cut between the
+/// relay's 250 and the record), so the sink holds exactly the e-mails the outbox has as
+/// sent, the rest stays pending, and the pass says how many it left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_forever_stops_mid_pass_after_recording_its_batch() {
+    const N: u64 = 3000;
+    let sink = Sink::start();
+    let db = TestDb::sqlite();
+    let s = open(&db).await;
+    let ca = setup(&s).await;
+    seed_bulk(&db, ca, N as i64, END).await;
+    let clock = ManualClock::new(END - 20 * DAY);
+    let ctx = context(&db, s.clone(), &clock, sink.port, "en");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(run_forever(ctx.clone(), Duration::from_secs(3600), stopped));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while sink.messages().len() < 100 {
+        assert!(std::time::Instant::now() < deadline, "no mails after 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("run_forever stops")
+        .unwrap();
+    let counts = s.outbox_counts().await.unwrap();
+    assert!(counts.pending > 0, "the pass had ended before the stop");
+    assert_eq!(counts.sent + counts.pending, N);
+    assert_eq!(
+        sink.messages().len() as u64,
+        counts.sent,
+        "every e-mail the relay took is recorded as sent, and only those"
+    );
+    assert_eq!(ctx.metrics().snapshot().left_due, counts.pending);
+}
+
 // ---------------------------------------------------------------- relay sessions
 
 /// One kept session per pass, whatever the relay offers: a relay without PIPELINING gets one

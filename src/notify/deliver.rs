@@ -26,7 +26,8 @@ pub(super) struct Delivered {
     pub cancelled: u64,
     /// Rows whose claim ran out before the outcome was recorded (another worker has them).
     pub lost: u64,
-    /// Rows due at the end of the pass that it did not try (the relay was unreachable).
+    /// Rows due at the end of the pass that it did not try (the relay was unreachable, or
+    /// `serve` is stopping).
     pub left_due: u64,
 }
 
@@ -69,6 +70,8 @@ async fn rounds(
         if rows.is_empty() {
             return recorder.finish(out).await;
         }
+        // Checked after a claim so that a pass always tries at least one batch.
+        let stopping = s.stopping.load(std::sync::atomic::Ordering::Relaxed);
         let full = rows.len() as i64 >= s.batch;
         // Once the relay cannot be reached, the rest of the batch waits without trying.
         let mut unreachable: Option<String> = None;
@@ -95,6 +98,15 @@ async fn rounds(
                     "the SMTP relay cannot be reached: due expiry notices are left for the next pass"
                 );
             }
+            return Ok(());
+        }
+        if stopping && full {
+            recorder.finish(out).await?;
+            out.left_due = s.store.count_due_notices(now).await?;
+            tracing::info!(
+                left_due = out.left_due,
+                "stopping: due expiry notices are left for the next start"
+            );
             return Ok(());
         }
         if !full {

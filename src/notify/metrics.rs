@@ -38,7 +38,7 @@ pub struct MetricsSnapshot {
     pub pending: u64,
     /// Outbox rows in state `failed`, at the end of the last pass.
     pub failed_in_outbox: u64,
-    /// Due e-mails the last pass left untried (the relay could not be reached).
+    /// Due e-mails the last pass left untried (relay unreachable, or stopping).
     pub left_due: u64,
 }
 
@@ -128,7 +128,7 @@ impl prometheus_client::collector::Collector for NotifyCollector {
         left.encode(encoder.encode_descriptor(
             "notices_left_due",
             "Due expiry notices the last pass left untried because the SMTP relay could not be \
-             reached (the next pass tries them)",
+             reached or serve was stopping (the next pass tries them)",
             None,
             left.metric_type(),
         )?)?;

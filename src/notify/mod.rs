@@ -62,6 +62,8 @@ struct Inner {
     /// Outcomes recorded per transaction.
     record_every: usize,
     metrics: Arc<NotifyMetrics>,
+    /// Set when `serve` stops: the pass ends after the batch in hand (all recorded).
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl NotifyContext {
@@ -111,6 +113,7 @@ impl NotifyContext {
                 batch: i64::from(n.batch),
                 record_every: usize::try_from(n.record_every).unwrap_or(1).max(1),
                 metrics: Arc::default(),
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -146,8 +149,8 @@ pub struct PassReport {
     pub cancelled: u64,
     /// E-mails whose claim ran out before their outcome was recorded.
     pub lost_claims: u64,
-    /// Due e-mails this pass did not try because the relay could not be reached; the next
-    /// pass tries them.
+    /// Due e-mails this pass did not try because the relay could not be reached or `serve`
+    /// is stopping; the next pass tries them.
     pub left_due: u64,
     /// The outbox after the pass.
     pub outbox: OutboxCounts,
@@ -183,6 +186,20 @@ async fn pass(ctx: &NotifyContext) -> Result<PassReport, NotifyError> {
 /// Runs a pass now and then every `every`, until `shutdown` turns true or its sender goes.
 /// A failed pass is logged and counted; the next one starts over.
 pub async fn run_forever(ctx: NotifyContext, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    // A long pass stops at the next batch once shutdown is asked, rather than keeping
+    // `serve` alive until every due notice is sent (and being killed mid-batch).
+    let flag = ctx.clone();
+    let mut watch_stop = shutdown.clone();
+    let watcher = tokio::spawn(async move {
+        while !*watch_stop.borrow_and_update() {
+            if watch_stop.changed().await.is_err() {
+                break;
+            }
+        }
+        flag.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    });
     let mut ticks = tokio::time::interval(every.max(Duration::from_secs(1)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -196,7 +213,7 @@ pub async fn run_forever(ctx: NotifyContext, every: Duration, mut shutdown: watc
                 continue;
             }
         }
-        // A pass is not interrupted: a half-recorded delivery would be sent again.
+        // A pass is not cut mid-batch: it ends after recording the batch in hand.
         match run_once(&ctx).await {
             Ok(r) => {
                 if r.scheduled + r.sent + r.retried + r.failed + r.cancelled > 0 {
@@ -206,5 +223,6 @@ pub async fn run_forever(ctx: NotifyContext, every: Duration, mut shutdown: watc
             Err(e) => tracing::error!(error = %error_chain(&e), "expiry notice pass failed"),
         }
     }
+    watcher.abort();
     tracing::debug!("expiry notices stopped");
 }
