@@ -23,6 +23,7 @@ use args::{Command, ConfigCmd};
 
 use crate::app::open as context;
 use crate::config::LogConfig;
+use crate::telemetry::otlp::OtlpSettings;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
@@ -48,9 +49,11 @@ pub fn main() -> ExitCode {
 
 /// Starts logging to stderr. The level: `RUST_LOG`, else `[log] level` (for `serve`), else
 /// `info` for the long-running commands and `warn` for the others. The format:
-/// `CERTGATE_LOG_JSON`, else `[log] json`.
-fn init_logging(serving: bool, log: Option<&LogConfig>) {
+/// `CERTGATE_LOG_JSON`, else `[log] json`. With `[trace] otlp_endpoint`, certgate's spans
+/// also go to that collector, whatever the log level.
+fn init_logging(serving: bool, log: Option<&LogConfig>, trace: Option<OtlpSettings>) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::prelude::*;
     let default = if serving { "info" } else { "warn" };
     let from_file = log
         .filter(|_| serving)
@@ -68,14 +71,38 @@ fn init_logging(serving: bool, log: Option<&LogConfig>) {
     };
     // Colour only on a terminal: a file, journald or a log shipper gets plain lines.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let Some(trace) = trace else {
+        // Without export, one global filter: disabled spans and events cost nothing.
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr);
+        if json {
+            builder.json().init();
+        } else {
+            builder.init();
+        }
+        return;
+    };
+    // Each layer its own filter: the log keeps its level, the exporter gets every span
+    // of certgate's own (the phases are debug spans, silent in an info log).
+    let spans = || {
+        tracing_subscriber::filter::filter_fn(|m| m.is_span() && m.target().starts_with("certgate"))
+    };
+    let otlp = crate::telemetry::otlp::start(trace);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if json {
-        builder.json().init();
+        tracing_subscriber::registry()
+            .with(fmt.json().with_filter(filter))
+            .with(otlp.with_filter(spans()))
+            .init();
     } else {
-        builder.init();
+        tracing_subscriber::registry()
+            .with(fmt.with_filter(filter))
+            .with(otlp.with_filter(spans()))
+            .init();
     }
 }
 
@@ -85,7 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cli.command,
         Command::Config(ConfigCmd::Example) | Command::Demo { .. } | Command::DemoUpstream { .. }
     ) {
-        init_logging(serving, None);
+        init_logging(serving, None, None);
     }
     match &cli.command {
         Command::Config(ConfigCmd::Example) => {
@@ -97,7 +124,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     let cfg = context::load_config(&cli.config)?;
-    init_logging(serving, Some(&cfg.log));
+    // Checked when the file was read; an error here cannot happen.
+    let trace = cfg.trace.settings().ok().flatten();
+    init_logging(serving, Some(&cfg.log), trace);
+    let result = run_command(cli, cfg).await;
+    // A command's last spans (a stopping server's included) reach the collector.
+    crate::telemetry::otlp::flush(std::time::Duration::from_secs(5)).await;
+    result
+}
+
+async fn run_command(cli: Cli, cfg: crate::config::Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Config(ConfigCmd::Example)
         | Command::Demo { .. }

@@ -9,6 +9,7 @@ mod notify;
 mod pkcs11_uri;
 pub mod reload_scope;
 mod secret;
+mod trace;
 
 pub use cidr::{Cidr, CidrError};
 pub use gateway::*;
@@ -16,6 +17,7 @@ pub use limits::{LimitsConfig, RateConfig};
 pub use notify::NotifyConfig;
 pub use pkcs11_uri::{ObjectType, Pkcs11Uri, UriError};
 pub use secret::{Secret, SecretError, SecretSource};
+pub use trace::TraceConfig;
 
 use std::path::{Path, PathBuf};
 
@@ -61,6 +63,9 @@ pub struct Config {
     pub gateway: GatewayConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// `[trace]`: span export to an OpenTelemetry collector; off by default.
+    #[serde(default)]
+    pub trace: TraceConfig,
     /// `[notify]`: expiry notices by e-mail; absent means no notices are sent.
     #[serde(default)]
     pub notify: Option<NotifyConfig>,
@@ -475,6 +480,7 @@ impl Config {
             ));
         }
         self.hsm.pin_source()?;
+        self.trace.settings().map_err(ConfigError::Invalid)?;
         if let Some(problem) = self.limits.problem() {
             return invalid(problem);
         }

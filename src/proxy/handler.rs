@@ -25,6 +25,9 @@ use crate::status::{Refusal, Verdict};
 use crate::store::CertStatusView;
 use crate::tls::PresentedCert;
 
+/// The W3C trace context header, sent to the app when spans are exported.
+const TRACEPARENT: header::HeaderName = header::HeaderName::from_static("traceparent");
+
 /// What the connection learned at the handshake.
 #[derive(Debug)]
 pub(crate) struct ConnInfo {
@@ -225,9 +228,8 @@ async fn pipeline(
             Target::Local(auth)
         }
         None => {
-            let route = runtime
-                .routes
-                .find(host.as_deref(), path, on_enroll_host)
+            let route = tracing::debug_span!("route", path)
+                .in_scope(|| runtime.routes.find(host.as_deref(), path, on_enroll_host))
                 .ok_or(Problem::NoRoute)?;
             out.route = RouteLabel::Upstream(Arc::clone(&route));
             Target::Upstream(route)
@@ -346,8 +348,27 @@ async fn pipeline(
                         Problem::Internal
                     })?;
             }
+            let span = tracing::debug_span!(
+                "upstream",
+                otel.kind = "client",
+                route = %route.label,
+                status = tracing::field::Empty,
+                error = tracing::field::Empty,
+            );
+            // The app's own spans join the request's trace.
+            if let Some(parent) = span.in_scope(crate::telemetry::otlp::traceparent) {
+                req.headers_mut().insert(TRACEPARENT, parent);
+            }
             let started = Instant::now();
-            let result = route.upstream.send(req, opening).await;
+            let result = route
+                .upstream
+                .send(req, opening)
+                .instrument(span.clone())
+                .await;
+            match &result {
+                Ok(resp) => span.record("status", resp.status().as_u16()),
+                Err(p) => span.record("error", p.code()),
+            };
             route
                 .metrics
                 .upstream_latency(started.elapsed().as_secs_f64());
@@ -427,8 +448,28 @@ async fn verify_for_renewal(
     Ok(id)
 }
 
-/// [`verify`] (`grace_secs = None`) or [`verify_for_renewal`].
+/// [`verify`] (`grace_secs = None`) or [`verify_for_renewal`], in a `status.check` span.
 async fn verify_with(
+    shared: &Shared,
+    runtime: &Runtime,
+    conn: &ConnInfo,
+    grace_secs: Option<i64>,
+) -> Result<PeerIdentity, Problem> {
+    let span = tracing::debug_span!(
+        "status.check",
+        grace = grace_secs.is_some(),
+        error = tracing::field::Empty
+    );
+    let checked = check_status(shared, runtime, conn, grace_secs)
+        .instrument(span.clone())
+        .await;
+    if let Err(p) = &checked {
+        span.record("error", p.code());
+    }
+    checked
+}
+
+async fn check_status(
     shared: &Shared,
     runtime: &Runtime,
     conn: &ConnInfo,
