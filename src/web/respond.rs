@@ -11,9 +11,12 @@ use crate::lifecycle::LifecycleError;
 pub type WebResponse = Response<Bytes>;
 
 /// JSON `{"error": code, "message": message}` with `status`.
-pub fn json_error(status: StatusCode, code: &str, message: &str) -> WebResponse {
+pub fn json_error(status: StatusCode, code: &'static str, message: &str) -> WebResponse {
     let body = serde_json::json!({"error": code, "message": message}).to_string();
-    with_type(status, "application/json", Bytes::from(body))
+    let mut r = with_type(status, "application/json", Bytes::from(body));
+    r.extensions_mut()
+        .insert(super::refusals::RefusalCode(code));
+    r
 }
 
 /// A JSON body with 200.
