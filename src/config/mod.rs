@@ -2,6 +2,7 @@
 //! checked. Relative paths are taken relative to the file's folder. Secrets are named here
 //! (an environment variable or a file), never written here: see [`secret`].
 
+mod branding;
 mod cidr;
 mod gateway;
 mod limits;
@@ -10,6 +11,7 @@ mod pkcs11_uri;
 pub mod reload_scope;
 mod secret;
 
+pub use branding::{BrandingConfig, BrandingLang, Rgb};
 pub use cidr::{Cidr, CidrError};
 pub use gateway::*;
 pub use limits::{LimitsConfig, RateConfig};
@@ -70,6 +72,9 @@ pub struct Config {
     /// `[audit]`: where else the audit anchor is kept.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[branding]`: the institution's names, colours, logo and date time zones.
+    #[serde(default)]
+    pub branding: BrandingConfig,
     /// The folder relative paths were resolved against (the config file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -475,6 +480,7 @@ impl Config {
             ));
         }
         self.hsm.pin_source()?;
+        self.branding.check()?;
         if let Some(problem) = self.limits.problem() {
             return invalid(problem);
         }

@@ -38,7 +38,7 @@ pub use revocation::{CaSigner, Revocation, RevocationSettings};
 pub use route_table::Access;
 
 use crate::lifecycle::Lifecycle;
-use pages::{Lang, Page};
+use pages::Page;
 use route_table::Resolved;
 
 /// Largest request body certgate's own paths accept.
@@ -91,6 +91,11 @@ impl Web {
 
     /// Answers a request for one of certgate's own paths.
     pub async fn handle(&self, req: &WebRequest) -> WebResponse {
+        let resp = self.dispatch(req).await;
+        respond::in_language(resp, pages::stated_lang(req))
+    }
+
+    async fn dispatch(&self, req: &WebRequest) -> WebResponse {
         match route_table::resolve(&routes::OWN_PATHS, &req.method, &req.path) {
             Resolved::Route(route, rest) => (route.handler)(self, req, rest).await,
             Resolved::NotAllowed(mount, allow) => {
@@ -105,7 +110,7 @@ impl Web {
     }
 
     async fn page(&self, page: Page, req: &WebRequest) -> WebResponse {
-        let lang = Lang::of(req);
+        let lang = pages::lang_of(req);
         let notice = pages::renewal_notice(
             self.lifecycle.store(),
             req,
@@ -119,6 +124,6 @@ impl Web {
             .as_ref()
             .map(|p| p.login.as_str())
             .unwrap_or_default();
-        pages::render(page, lang, &notice, login)
+        pages::render(page, lang, notice, login)
     }
 }

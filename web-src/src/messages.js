@@ -1,5 +1,8 @@
-// Texts the script shows, in the page's language (<html lang>). Owns wording
-// only; texts of the server's errors come from the server.
+// Texts the script shows, in the page's language (<html lang>). The page
+// carries them from the server's catalog (with the institution's names) in
+// <template id="certgate-texts" data-KEY="...">; this table is the fallback for
+// a page without it, in the same language. Texts of the server's errors come
+// from the server.
 
 const TEXTS = {
   ja: {
@@ -34,8 +37,16 @@ const TEXTS = {
   },
 };
 
-export function text(key) {
+export function pageLang() {
   const lang = (document.documentElement.getAttribute("lang") || "ja").slice(0, 2);
-  const table = TEXTS[lang] || TEXTS.ja;
-  return table[key] || TEXTS.en[key] || key;
+  return TEXTS[lang] ? lang : "ja";
+}
+
+export function text(key) {
+  const fromPage = document.getElementById("certgate-texts");
+  const value = fromPage ? fromPage.getAttribute(`data-${key}`) : null;
+  if (value) {
+    return value;
+  }
+  return TEXTS[pageLang()][key] || key;
 }
