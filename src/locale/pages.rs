@@ -44,6 +44,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("admin.html", include_str!("templates/admin.html")),
     ("notice.html", include_str!("templates/notice.html")),
     ("refusal.html", include_str!("templates/refusal.html")),
+    (
+        "interstitial.html",
+        include_str!("templates/interstitial.html"),
+    ),
 ];
 
 static ENV: LazyLock<Result<Environment<'static>, minijinja::Error>> = LazyLock::new(|| {
@@ -183,6 +187,37 @@ pub fn refusal(
     render("refusal.html", ctx)
 }
 
+/// The "renew now / later" page shown before an app while renewal is due: `login`'s
+/// certificate expires at `not_after`; "later" goes to `later_href`.
+pub fn interstitial(
+    locale: &Locale,
+    lang: Lang,
+    notice: &Notice<'_>,
+    later_href: &str,
+) -> Result<String, minijinja::Error> {
+    let names = locale.brand().names(lang);
+    let date = format_date_time(notice.not_after, lang, names.tz());
+    let text = locale
+        .texts(lang)
+        .fill(
+            "interstitial",
+            "text",
+            &[("login", notice.login), ("date", &date)],
+        )
+        .unwrap_or_default();
+    let ctx = context! {
+        ..frame(locale, lang),
+        ..context! {
+            text,
+            renew_href => notice.renew_href,
+            later_href,
+            csrf => "",
+            lang_switch => false,
+        }
+    };
+    render("interstitial.html", ctx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +305,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_renewal_interstitial_speaks_one_language_and_escapes() {
+        let l = locale();
+        let n = Notice {
+            login: "<x>",
+            not_after: 1_781_481_600,
+            renew_href: "https://ib.bank.example/certgate/renew?a=1&b=2",
+        };
+        let ja = interstitial(&l, Lang::Ja, &n, "/certgate/renew-later?next=%2Fib").unwrap();
+        assert!(
+            ja.contains("<html lang=\"ja\">") && ja.contains("2026年6月15日 09:00（JST）"),
+            "{ja}"
+        );
+        assert!(ja.contains("id=\"renew-now\"") && ja.contains("id=\"renew-later\""));
+        assert!(!ja.contains("<x>") && !ja.contains("Renew now"), "{ja}");
+        assert!(ja.contains("a=1&amp;b=2"), "{ja}");
+        let en = interstitial(&l, Lang::En, &n, "/certgate/renew-later?next=%2Fib").unwrap();
+        assert!(
+            en.contains("2026-06-15 09:00 JST") && en.contains("Renew now"),
+            "{en}"
+        );
     }
 
     #[test]

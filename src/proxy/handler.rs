@@ -297,7 +297,8 @@ async fn pipeline(
                     .map_or("/", |p| p.as_str())
                     .to_owned();
                 let renew_url = renew_url(enroll_host, raw_host.as_deref());
-                return Ok(super::interstitial::page(id, &target, &renew_url));
+                let lang = Reply::of(req.headers()).lang;
+                return Ok(super::interstitial::page(id, &target, &renew_url, lang));
             }
             // An Upgrade the route does not allow (h2c never) goes on as a plain request: the
             // hop-by-hop removal below drops its Upgrade and Connection.

@@ -9,20 +9,6 @@
   var codeBox = document.getElementById("admin-code");
   var tbody = document.querySelector("#admin-users tbody");
   var lang = texts.lang || document.documentElement.lang || "ja";
-  // Dates in the institution's time zone for this language ([branding]), zone shown.
-  var dateFormat;
-  try {
-    dateFormat = new Intl.DateTimeFormat(lang === "en" ? "en-GB" : "ja-JP", {
-      timeZone: texts.timeZone || "Asia/Tokyo", year: "numeric", month: "2-digit", day: "2-digit",
-      hour: "2-digit", minute: "2-digit", timeZoneName: "short",
-    });
-  } catch (e) {
-    dateFormat = null;
-  }
-  function formatDate(unixSeconds) {
-    var d = new Date(unixSeconds * 1000);
-    return dateFormat ? dateFormat.format(d) : d.toISOString().slice(0, 16).replace("T", " ") + " UTC";
-  }
 
   function api(method, path, body) {
     return fetch(path, {
@@ -72,7 +58,8 @@
       cell(row, u.login);
       cell(row, texts["role" + u.role.charAt(0).toUpperCase() + u.role.slice(1)] || u.role);
       cell(row, u.certificate
-        ? texts.until + " " + formatDate(u.certificate.not_after)
+        // The server writes the date in the branding's time zone, zone included.
+        ? texts.until + " " + (u.certificate.not_after_text || new Date(u.certificate.not_after * 1000).toISOString())
         : texts.none);
       var action = cell(row, "");
       if (u.role !== "admin") {
