@@ -70,12 +70,15 @@ pub fn asset(path: &str) -> WebResponse {
         },
         _ => return text(StatusCode::NOT_FOUND, "not found"),
     };
+    // What [branding] makes follows a reload within minutes; the rest changes with a release.
+    let cache = if matches!(path, "/certgate/assets/brand.css" | "/certgate/assets/logo") {
+        "public, max-age=300"
+    } else {
+        "public, max-age=3600"
+    };
     let mut r = with_type(StatusCode::OK, ctype, body);
     let h = r.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     h.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),

@@ -12,44 +12,12 @@
 // Node): these checks are about the pages, the browser's own TLS is the harness's concern.
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
+import { languageFindings } from "./lang-check.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const catalogs = path.resolve(here, "..", "..", "src", "locale");
 const FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--ignore-certificate-errors",
   "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-const CJK = /[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff66-\uff9f]/;
-// Four or more English words in a row: a sentence, not a product name.
-const ENGLISH_RUN = /\b[A-Za-z]{2,}(?:[ ,']+[A-Za-z]{2,}){3,}\b/;
-
-// Texts of the English catalog a Japanese page must never show (whole phrases of at least
-// two words, without placeholders).
-function englishPhrases() {
-  const en = JSON.parse(fs.readFileSync(path.join(catalogs, "en.json"), "utf8"));
-  const out = [];
-  for (const section of Object.values(en)) {
-    for (const value of Object.values(section)) {
-      if (!value.includes("{") && /[A-Za-z]+ [A-Za-z]+/.test(value)) out.push(value);
-    }
-  }
-  return out;
-}
-
-// The page's text without what is marked as the other language (the language switch, the
-// second language of a refusal), plus the script texts the page carries.
-async function pageText(page, other) {
-  return page.evaluate((other) => {
-    const body = document.body.cloneNode(true);
-    body.querySelectorAll(`[lang="${other}"], script, noscript`).forEach((e) => e.remove());
-    let text = body.textContent.replace(/\s+/g, " ");
-    for (const t of document.querySelectorAll("template")) {
-      for (const a of t.attributes) if (a.name.startsWith("data-")) text += ` ${a.value}`;
-    }
-    return text;
-  }, other);
-}
 
 async function main() {
   const { values: o } = parseArgs({
@@ -62,7 +30,6 @@ async function main() {
   const out = path.resolve(o.out);
   fs.mkdirSync(path.join(out, "home"), { recursive: true });
   const origin = new URL(o.base).origin;
-  const phrases = englishPhrases();
   const findings = [];
   const results = [];
   const browser = await chromium.launch({
@@ -71,7 +38,6 @@ async function main() {
   });
   try {
     for (const lang of ["ja", "en"]) {
-      const other = lang === "ja" ? "en" : "ja";
       const locale = lang === "ja" ? "ja-JP" : "en-US";
       const anonymous = await browser.newContext({ locale, ignoreHTTPSErrors: true });
       const withCert = await browser.newContext({
@@ -105,21 +71,8 @@ async function main() {
         const shot = path.join(out, `${p.name}.${lang}.png`);
         await page.screenshot({ path: shot, fullPage: true });
 
-        const htmlLang = await page.getAttribute("html", "lang");
-        if (htmlLang !== lang) fail(`<html lang="${htmlLang}">`);
+        for (const f of await languageFindings(page, lang)) fail(f);
         const title = await page.title();
-        if (lang === "ja" && !CJK.test(title)) fail(`title is not Japanese: ${title}`);
-        if (lang === "en" && CJK.test(title)) fail(`title is not English: ${title}`);
-        const text = await pageText(page, other);
-        if (lang === "en") {
-          const m = text.match(new RegExp(`.{0,30}${CJK.source}.{0,30}`));
-          if (m) fail(`Japanese on the English page: "${m[0]}"`);
-        } else {
-          const m = text.match(ENGLISH_RUN);
-          if (m) fail(`English on the Japanese page: "${m[0]}"`);
-          const phrase = phrases.find((ph) => text.includes(ph));
-          if (phrase) fail(`English catalog text on the Japanese page: "${phrase}"`);
-        }
         const name = await page.textContent(".brand-name").catch(() => null);
         const expected = lang === "ja" ? o["name-ja"] : o["name-en"];
         if (name !== expected) fail(`institution name ${JSON.stringify(name)}, expected ${JSON.stringify(expected)}`);

@@ -19,6 +19,7 @@ const TEXTS = {
     badAnswer: "サーバーの応答を処理できませんでした。時間をおいて、もう一度お試しください。",
     keyMismatch: "受け取った証明書がこのパソコンの鍵と一致しません。お取引店にお問い合わせください。",
     failed: "証明書を作成できませんでした。",
+    busy: "リクエストが多すぎます。しばらく待ってから、もう一度お試しください。",
   },
   en: {
     needLogin: "Enter your login ID.",
@@ -34,6 +35,7 @@ const TEXTS = {
     badAnswer: "The server's answer could not be processed. Please try again later.",
     keyMismatch: "The certificate received does not match the key on this PC. Please contact your branch.",
     failed: "The certificate could not be created.",
+    busy: "Too many requests. Please wait a moment and try again.",
   },
 };
 

@@ -19,9 +19,13 @@
       body: body ? JSON.stringify(body) : undefined,
     }).then(function (r) {
       return r.json().catch(function () { return {}; }).then(function (j) {
-        if (!r.ok) { throw new Error(j.message || "HTTP " + r.status); }
+        // Every message shown is in the page's language: the server's (it follows
+        // Accept-Language) or one of the page's own.
+        if (!r.ok) { throw new Error(j.message || (r.status === 429 ? texts.busy : texts.failed)); }
         return j;
       });
+    }, function () {
+      throw new Error(texts.network);
     });
   }
 
