@@ -16,6 +16,8 @@ import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
 import { languageFindings } from "./lang-check.mjs";
 
+const catalog = Object.fromEntries(["ja", "en"].map((l) => [l,
+  JSON.parse(fs.readFileSync(new URL(`../../src/locale/${l}.json`, import.meta.url), "utf8"))]));
 const FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--ignore-certificate-errors",
   "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
@@ -61,6 +63,8 @@ async function main() {
           const from = m.location().url || "";
           // The refusal page's own status (401) is logged as a failed load: expected.
           if (m.type() !== "error" || /favicon/.test(from) || (p.status !== 200 && from === address)) return;
+          // The wrong issuance code sent on purpose answers 401.
+          if (p.name === "obtain" && from.endsWith("/certgate/api/obtain")) return;
           errors.push(`${m.text()} (${from})`);
         });
         page.on("pageerror", (e) => errors.push(e.message));
@@ -92,6 +96,19 @@ async function main() {
           const cell = (await page.textContent("#admin-users tbody tr td:nth-child(3)").catch(() => "")) || "";
           const zone = lang === "ja" ? "（JST）" : " JST";
           if (!cell.includes(zone)) fail(`admin date not in JST: ${cell}`);
+        }
+        if (p.name === "obtain") {
+          // A server error (a wrong issuance code) is shown in the page's language.
+          await page.fill("#login", "nobody");
+          await page.fill("#code", "AAAA-BBBB-CCCC-DDDD");
+          await page.fill("#password", "correct horse");
+          await page.fill("#password2", "correct horse");
+          await page.click('button[type="submit"]');
+          await page.locator("#certgate-error").waitFor({ state: "visible", timeout: 30_000 });
+          const shown = (await page.textContent("#certgate-error")) || "";
+          const expected = catalog[lang].api.bad_code;
+          if (shown.trim() !== expected) fail(`server error shown as ${JSON.stringify(shown)}, expected ${JSON.stringify(expected)}`);
+          await page.screenshot({ path: path.join(out, `obtain-error.${lang}.png`), fullPage: true });
         }
         if (p.name === "refusal") {
           const second = await page.$(".second");
