@@ -277,3 +277,52 @@ support_phone = "+81 120-000-123"
         );
     }
 }
+
+/// `[branding]` follows a reload: a new name shows on the next page; a logo that fails its
+/// check keeps the previous branding whole, with a warning in the log.
+#[test]
+fn branding_follows_a_reload_and_a_refused_logo_keeps_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let logo = dir.path().join("logo.svg");
+    std::fs::write(
+        &logo,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>"#,
+    )
+    .unwrap();
+    let branding = format!(
+        "\n[branding]\nlogo = \"{}\"\n[branding.ja]\nname = \"さくら信用金庫\"\n",
+        logo.display()
+    );
+    let Some(fx) = Fixture::with_config(Db::Sqlite, |t| t.push_str(&branding)) else {
+        return;
+    };
+    fx.init_with_users();
+    let run = fx.serve();
+    let page = || crate::fixture::curl(&run.ca, &[&run.url("/certgate/?lang=ja")]).1;
+    assert!(page().contains("さくら信用金庫"), "{}", page());
+    let rename = |from: &str, to: &str| {
+        let text = std::fs::read_to_string(&fx.config).unwrap();
+        std::fs::write(&fx.config, text.replace(from, to)).unwrap();
+        crate::fixture::sh(Command::new("kill").args(["-HUP", &run.pid().to_string()]));
+    };
+
+    rename("さくら信用金庫", "もみじ信用金庫");
+    crate::faults::eventually(30, "the new name after a reload", || {
+        page().contains("もみじ信用金庫")
+    });
+
+    // A logo with a script is refused: the name changed with it does not apply either.
+    std::fs::write(&logo, r#"<svg><script>alert(1)</script></svg>"#).unwrap();
+    rename("もみじ信用金庫", "かえで信用金庫");
+    crate::faults::eventually(30, "the refused branding in the log", || {
+        run.log().contains("[branding] not reloaded")
+    });
+    let now = page();
+    assert!(
+        now.contains("もみじ信用金庫") && !now.contains("かえで信用金庫"),
+        "{now}"
+    );
+    let (status, svg) = crate::fixture::curl(&run.ca, &[&run.url("/certgate/assets/logo")]);
+    assert_eq!(status, 200);
+    assert!(!svg.contains("script"), "{svg}");
+}
