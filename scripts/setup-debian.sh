@@ -21,7 +21,7 @@ have pki || need_apt+=(strongswan-pki)
 [ -e /usr/lib/ipsec/plugins/libstrongswan-openssl.so ] || need_apt+=(libstrongswan-standard-plugins)
 have chromium || need_apt+=(chromium)
 # The browser tests screenshot the Japanese pages: without a CJK font they show boxes.
-[ -d /usr/share/fonts/opentype/noto ] && fc-list 2>/dev/null | grep -q "Noto Sans CJK" || need_apt+=(fonts-noto-cjk)
+[ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need_apt+=(fonts-noto-cjk)
 have nginx || need_apt+=(nginx)
 have haproxy || need_apt+=(haproxy)
 have ab || need_apt+=(apache2-utils)

@@ -196,6 +196,12 @@ fn pages_in_both_languages_with_branding_in_chromium() {
         missing("the browser harness (tests/browser: npm ci) or chromium is not installed");
         return;
     }
+    // Without a Japanese font the screenshots show boxes where the text should be.
+    let fonts = Command::new("fc-list").arg(":lang=ja").output();
+    if !fonts.is_ok_and(|o| !o.stdout.is_empty()) {
+        missing("no Japanese font (apt-get install fonts-noto-cjk)");
+        return;
+    }
     let logo_dir = tempfile::tempdir().unwrap();
     let logo = logo_dir.path().join("logo.svg");
     std::fs::write(
