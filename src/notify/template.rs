@@ -1,4 +1,5 @@
-//! Notice texts: the built-in Japanese and English templates, their replacement from files,
+//! Notice texts: the built-in Japanese and English templates (section `mail` of the message
+//! catalogs, `src/locale/*.json`), their replacement from files,
 //! and rendering (placeholders, the institution's names, the expiry date in the configured
 //! time zone).
 //!
@@ -111,8 +112,13 @@ pub struct Templates {
     locale: std::sync::Arc<Locale>,
 }
 
-const BUILTIN_JA: &str = include_str!("templates/notice.ja.txt");
-const BUILTIN_EN: &str = include_str!("templates/notice.en.txt");
+/// The built-in notice of `lang`: `mail.notice_subject` and `mail.notice_body` of the
+/// message catalog, as one template text (subject line, then body).
+fn builtin(lang: Lang) -> String {
+    let mail = locale::Catalog::builtin().sections(lang).get("mail");
+    let part = |key: &str| mail.and_then(|m| m.get(key)).map_or("", String::as_str);
+    format!("{}\n{}", part("notice_subject"), part("notice_body"))
+}
 
 impl Templates {
     /// The built-in texts, or those of `dir` (`notice.ja.txt`, `notice.en.txt`) where the
@@ -138,22 +144,22 @@ impl Templates {
         zone: Zone,
         locale: std::sync::Arc<Locale>,
     ) -> Result<Self, NotifyError> {
-        let pick = |lang: &str, builtin: &str| -> Result<Template, NotifyError> {
+        let pick = |lang: Lang| -> Result<Template, NotifyError> {
             let Some(dir) = dir else {
-                return Template::parse(builtin, "built-in");
+                return Template::parse(&builtin(lang), "built-in");
             };
-            let path = dir.join(format!("notice.{lang}.txt"));
+            let path = dir.join(format!("notice.{}.txt", lang.as_str()));
             match std::fs::read_to_string(&path) {
                 Ok(text) => Template::parse(&text, &path.display().to_string()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    Template::parse(builtin, "built-in")
+                    Template::parse(&builtin(lang), "built-in")
                 }
                 Err(e) => Err(NotifyError::Template(path.display().to_string(), e)),
             }
         };
         Ok(Self {
-            ja: pick("ja", BUILTIN_JA)?,
-            en: pick("en", BUILTIN_EN)?,
+            ja: pick(Lang::Ja)?,
+            en: pick(Lang::En)?,
             zone,
             locale,
         })
