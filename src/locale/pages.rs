@@ -338,7 +338,9 @@ mod tests {
         assert!(ja.contains("/certgate/assets/style.css"));
         assert!(!ja.contains("No client certificate"), "{ja}");
         let en = refusal(&l, Lang::En, false, "no_certificate").unwrap();
-        assert!(en.contains("<html lang=\"en\">") && en.contains("<title>Access refused | "));
+        assert!(
+            en.contains("<html lang=\"en\">") && en.contains("<title>This page cannot be shown | ")
+        );
         assert!(en.contains("No client certificate") && en.contains("Code: no_certificate"));
         let both = refusal(&l, Lang::Ja, true, "path_refused").unwrap();
         assert!(

@@ -245,7 +245,7 @@ mod tests {
         for p in ALL {
             for (lang, title) in [
                 ("ja", "<title>ご利用いただけません"),
-                ("en", "<title>Access refused"),
+                ("en", "<title>This page cannot be shown"),
             ] {
                 let r = p.respond(Reply::of(&headers("text/html", Some(lang))));
                 assert_eq!(
