@@ -53,6 +53,11 @@ pub async fn run(
     cfg: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // [branding] first: every page, refusal and API message from now on speaks in its names.
+    crate::locale::install(
+        crate::locale::Locale::from_config(&cfg)
+            .context("the [branding] section cannot be used")?,
+    );
     let store = context::open_store(&cfg).await?;
     let keys = context::open_key_store(&cfg).await?;
     // Every signature of every CA key is timed for `/metrics`.
@@ -207,6 +212,12 @@ pub async fn run(
     // [issuance] and [renewal] follow reloads: the lifecycle's settings are replaced.
     deps.on_reload.push(Box::new(move |cfg: &Config| {
         reloaded.replace_settings(LifecycleSettings::from_config(cfg));
+        match crate::locale::Locale::from_config(cfg) {
+            Ok(l) => crate::locale::install(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "[branding] not reloaded: the previous branding stays")
+            }
+        }
     }));
 
     // Expiry notices: one pass at start, then every `[notify] interval_secs`.

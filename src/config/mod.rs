@@ -2,6 +2,7 @@
 //! checked. Relative paths are taken relative to the file's folder. Secrets are named here
 //! (an environment variable or a file), never written here: see [`secret`].
 
+mod branding;
 mod cidr;
 mod gateway;
 mod limits;
@@ -11,6 +12,7 @@ pub mod reload_scope;
 mod secret;
 mod trace;
 
+pub use branding::{BrandingConfig, BrandingLang, Rgb};
 pub use cidr::{Cidr, CidrError};
 pub use gateway::*;
 pub use limits::{LimitsConfig, RateConfig};
@@ -75,6 +77,9 @@ pub struct Config {
     /// `[audit]`: where else the audit anchor is kept.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[branding]`: the institution's names, colours, logo and date time zones.
+    #[serde(default)]
+    pub branding: BrandingConfig,
     /// The folder relative paths were resolved against (the config file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -481,6 +486,7 @@ impl Config {
         }
         self.hsm.pin_source()?;
         self.trace.settings().map_err(ConfigError::Invalid)?;
+        self.branding.check()?;
         if let Some(problem) = self.limits.problem() {
             return invalid(problem);
         }

@@ -6,7 +6,7 @@ use super::Config;
 /// What an accepted reload puts in force.
 pub const APPLIED_ON_RELOAD: &str = "[[listener]] cert, key, client_auth, timeouts, proxy_protocol and \
     trusted_proxies (new connections); [[route]]; [issuance]; [renewal]; [ca] organization; \
-    [gateway] enroll_host; the trust anchors";
+    [gateway] enroll_host; [branding]; the trust anchors";
 
 /// What is read once at start.
 pub const NEEDS_RESTART: &str = "[database]; [hsm]; [ca] (but organization); [admin]; \

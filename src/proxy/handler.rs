@@ -15,7 +15,7 @@ use tracing::Instrument;
 use super::canonical::canonicalize;
 use super::local::LocalContext;
 use super::login_binding;
-use super::refusal::{Problem, wants_html};
+use super::refusal::{Problem, Reply, wants_html};
 use super::{Runtime, Shared, forward, request_id, tunnel};
 use crate::clock::DAY;
 use crate::config::{ClientAuth, PathParams, RouteAuth, is_issuance_surface};
@@ -130,7 +130,7 @@ async fn handle_in_span(
     start: Instant,
 ) -> Response<ProxyBody> {
     let runtime = shared.runtime.borrow().clone();
-    let html = wants_html(req.headers());
+    let reply = Reply::of(req.headers());
     let log = tracing::enabled!(target: "certgate::access", tracing::Level::INFO);
     let request_line = log.then(|| (req.method().clone(), req.uri().path().to_owned()));
     let mut out = Outcome {
@@ -144,7 +144,7 @@ async fn handle_in_span(
             if p.is_refusal() {
                 shared.metrics.refusal(p.code());
             }
-            p.respond(html)
+            p.respond(reply)
         }
     };
     let status = resp.status().as_u16();
@@ -299,7 +299,8 @@ async fn pipeline(
                     .map_or("/", |p| p.as_str())
                     .to_owned();
                 let renew_url = renew_url(enroll_host, raw_host.as_deref());
-                return Ok(super::interstitial::page(id, &target, &renew_url));
+                let lang = Reply::of(req.headers()).lang;
+                return Ok(super::interstitial::page(id, &target, &renew_url, lang));
             }
             // An Upgrade the route does not allow (h2c never) goes on as a plain request: the
             // hop-by-hop removal below drops its Upgrade and Connection.

@@ -19,7 +19,7 @@ use super::Shared;
 use super::h2_idle;
 use super::handler::{ConnInfo, handle};
 use super::http1_idle::{self, ConnIo, Http1Setup, Served};
-use super::refusal::{Problem, wants_html};
+use super::refusal::{Problem, Reply};
 use crate::config::{ClientAuth, ListenerConfig};
 use crate::tls::PresentedCert;
 
@@ -324,7 +324,7 @@ fn shed(
             return;
         };
         let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-            let mut resp = Problem::Overloaded.respond(wants_html(req.headers()));
+            let mut resp = Problem::Overloaded.respond(Reply::of(req.headers()));
             let h = resp.headers_mut();
             h.insert(
                 http::header::RETRY_AFTER,

@@ -39,7 +39,7 @@ pub use revocation::{CaSigner, Revocation, RevocationSettings};
 pub use route_table::Access;
 
 use crate::lifecycle::Lifecycle;
-use pages::{Lang, Page};
+use pages::Page;
 use route_table::Resolved;
 
 /// Largest request body certgate's own paths accept.
@@ -102,7 +102,7 @@ impl Web {
     pub async fn handle(&self, req: &WebRequest) -> WebResponse {
         let resp = self.dispatch(req).await;
         self.refusals.observe(&req.path, &resp);
-        resp
+        respond::in_language(resp, pages::stated_lang(req))
     }
 
     async fn dispatch(&self, req: &WebRequest) -> WebResponse {
@@ -120,7 +120,7 @@ impl Web {
     }
 
     async fn page(&self, page: Page, req: &WebRequest) -> WebResponse {
-        let lang = Lang::of(req);
+        let lang = pages::lang_of(req);
         let notice = pages::renewal_notice(
             self.lifecycle.store(),
             req,
@@ -134,6 +134,6 @@ impl Web {
             .as_ref()
             .map(|p| p.login.as_str())
             .unwrap_or_default();
-        pages::render(page, lang, &notice, login)
+        pages::render(page, lang, notice, login)
     }
 }
