@@ -497,8 +497,8 @@ fn one_verdict_everywhere(db: Db) {
                 .and_then(|v| v.trim().parse::<i64>().ok())
         };
         value(r#"kind="client",within="30d""#).is_some_and(|n| n >= 5)
-            && value(r#"kind="client",within="7d""#) == Some(0)
-            && value(r#"kind="server",within="7d""#) == Some(0)
+            && value(r#"kind="client",within="10d""#) == Some(0)
+            && value(r#"kind="server",within="10d""#) == Some(0)
             && gauge(r#"certgate_certificates{status="current"}"#) == Some(current)
             && gauge(r#"certgate_certificates{status="expired"}"#) == Some(0)
             && gauge(r#"certgate_certificates{status="superseded"}"#)

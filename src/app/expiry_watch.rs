@@ -12,7 +12,7 @@ use crate::store::Store;
 use crate::telemetry::Samples;
 
 /// The windows counted, as their label says them.
-const WINDOWS: [(&str, i64); 2] = [("7d", 7 * DAY), ("30d", 30 * DAY)];
+const WINDOWS: [(&str, i64); 2] = [("10d", 10 * DAY), ("30d", 30 * DAY)];
 /// How often the store is asked (two counting queries per window).
 const EVERY: Duration = Duration::from_secs(60);
 

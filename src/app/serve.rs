@@ -151,7 +151,7 @@ pub async fn run(
     let expiring = Arc::new(ExpiryCounts::default());
     deps.collectors.push(Box::new(SnapshotFamily {
         name: "certificates_expiring",
-        help: "Current certificates expiring within 7 or 30 days, client and server \
+        help: "Current certificates expiring within 10 or 30 days, client and server \
                (counted every minute)",
         kind: SnapshotKind::Gauge,
         read: expiring.samples(),
