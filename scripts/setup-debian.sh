@@ -20,6 +20,8 @@ have pki || need_apt+=(strongswan-pki)
 # ... and parses the EC (P-256) CA certificate through its openssl plugin.
 [ -e /usr/lib/ipsec/plugins/libstrongswan-openssl.so ] || need_apt+=(libstrongswan-standard-plugins)
 have chromium || need_apt+=(chromium)
+# The browser tests screenshot the Japanese pages: without a CJK font they show boxes.
+[ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need_apt+=(fonts-noto-cjk)
 have nginx || need_apt+=(nginx)
 have haproxy || need_apt+=(haproxy)
 have ab || need_apt+=(apache2-utils)

@@ -177,3 +177,158 @@ fn contract_admin_page_in_chromium() {
         "{audit}"
     );
 }
+
+/// Every page of certgate and the gateway's refusal page, in Japanese and in English, in
+/// headless Chromium with a `[branding]` (names, colour, logo, contact): each is
+/// screenshotted and must show no message of the other language, its `lang` and title in
+/// its language, the configured names and colour, the logo, and the renewal date in JST
+/// (`tests/browser/pages-lang.mjs`).
+#[test]
+fn pages_in_both_languages_with_branding_in_chromium() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/pages-lang.mjs");
+    let modules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/browser/node_modules/playwright-core"
+    );
+    if !std::path::Path::new(modules).exists()
+        || Command::new("chromium").arg("--version").output().is_err()
+    {
+        missing("the browser harness (tests/browser: npm ci) or chromium is not installed");
+        return;
+    }
+    // Without a Japanese font the screenshots show boxes where the text should be.
+    let fonts = Command::new("fc-list").arg(":lang=ja").output();
+    if !fonts.is_ok_and(|o| !o.stdout.is_empty()) {
+        missing("no Japanese font (apt-get install fonts-noto-cjk)");
+        return;
+    }
+    let logo_dir = tempfile::tempdir().unwrap();
+    let logo = logo_dir.path().join("logo.svg");
+    std::fs::write(
+        &logo,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="64" height="32" viewBox="0 0 64 32"><rect width="64" height="32" rx="4" fill="#1a5e20"/><circle cx="16" cy="16" r="9" fill="#f6c945"/></svg>"##,
+    )
+    .unwrap();
+    // 30-day certificates: renewal is open at once, so the notice and its date show.
+    let branding = format!(
+        r##"
+[branding]
+logo = "{}"
+primary_color = "#1a5e20"
+[branding.ja]
+name = "さくら信用金庫"
+short_name = "当金庫"
+support = "さくら信用金庫 IBヘルプデスク"
+support_phone = "0120-000-123"
+support_hours = "平日 9:00〜17:00"
+[branding.en]
+name = "Sakura Shinkin Bank"
+short_name = "Sakura Shinkin Bank"
+support = "the Sakura IB help desk"
+support_phone = "+81 120-000-123"
+"##,
+        logo.display()
+    );
+    let Some(fx) = Fixture::with_config(Db::Sqlite, |t| {
+        *t = t.replace("validity_days = 365", "validity_days = 30");
+        t.push_str(&branding);
+    }) else {
+        return;
+    };
+    fx.init_with_users();
+    let (alice, alice_key) = fx.obtain("alice");
+    let run = fx.serve();
+    let out_dir = std::env::var_os("CERTGATE_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| fx.path("pages-lang"));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = Command::new("node")
+        .arg(script)
+        .args(["--base", &run.url(""), "--cert"])
+        .arg(&alice)
+        .arg("--key")
+        .arg(&alice_key)
+        .arg("--out")
+        .arg(&out_dir)
+        .args([
+            "--name-ja",
+            "さくら信用金庫",
+            "--name-en",
+            "Sakura Shinkin Bank",
+            "--primary",
+            "rgb(26, 94, 32)",
+            "--refusal-path",
+            "/",
+        ])
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pages in both languages:\n{stdout}\n{}\nserve log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        run.log()
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.trim().lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    let pages = result["pages"].as_array().cloned().unwrap_or_default();
+    assert_eq!(pages.len(), 10, "{result}");
+    for p in &pages {
+        let shot = p["screenshot"].as_str().unwrap_or_default();
+        let size = std::fs::metadata(shot).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            size > 10_000,
+            "screenshot {shot} is missing or blank ({size} bytes)"
+        );
+    }
+}
+
+/// `[branding]` follows a reload: a new name shows on the next page; a logo that fails its
+/// check keeps the previous branding whole, with a warning in the log.
+#[test]
+fn branding_follows_a_reload_and_a_refused_logo_keeps_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let logo = dir.path().join("logo.svg");
+    std::fs::write(
+        &logo,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>"#,
+    )
+    .unwrap();
+    let branding = format!(
+        "\n[branding]\nlogo = \"{}\"\n[branding.ja]\nname = \"さくら信用金庫\"\n",
+        logo.display()
+    );
+    let Some(fx) = Fixture::with_config(Db::Sqlite, |t| t.push_str(&branding)) else {
+        return;
+    };
+    fx.init_with_users();
+    let run = fx.serve();
+    let page = || crate::fixture::curl(&run.ca, &[&run.url("/certgate/?lang=ja")]).1;
+    assert!(page().contains("さくら信用金庫"), "{}", page());
+    let rename = |from: &str, to: &str| {
+        let text = std::fs::read_to_string(&fx.config).unwrap();
+        std::fs::write(&fx.config, text.replace(from, to)).unwrap();
+        crate::fixture::sh(Command::new("kill").args(["-HUP", &run.pid().to_string()]));
+    };
+
+    rename("さくら信用金庫", "もみじ信用金庫");
+    crate::faults::eventually(30, "the new name after a reload", || {
+        page().contains("もみじ信用金庫")
+    });
+
+    // A logo with a script is refused: the name changed with it does not apply either.
+    std::fs::write(&logo, r#"<svg><script>alert(1)</script></svg>"#).unwrap();
+    rename("もみじ信用金庫", "かえで信用金庫");
+    crate::faults::eventually(30, "the refused branding in the log", || {
+        run.log().contains("[branding] not reloaded")
+    });
+    let now = page();
+    assert!(
+        now.contains("もみじ信用金庫") && !now.contains("かえで信用金庫"),
+        "{now}"
+    );
+    let (status, svg) = crate::fixture::curl(&run.ca, &[&run.url("/certgate/assets/logo")]);
+    assert_eq!(status, 200);
+    assert!(!svg.contains("script"), "{svg}");
+}

@@ -158,7 +158,8 @@ fn kubernetes_start_command_logs_in_with_the_mounted_pgpass() {
 }
 
 /// `[log] json = true` in the file, no environment: every line `serve` writes is a JSON
-/// object, among them the listener's start.
+/// object, among them the listener's start and a request's access line, which carries the
+/// request's ID (the `X-Request-Id` the client got) in its span.
 #[test]
 fn log_json_from_the_configuration_file() {
     let Some(fx) = Fixture::with_config(Db::Sqlite, |text| {
@@ -176,19 +177,58 @@ fn log_json_from_the_configuration_file() {
             wait_ready: true,
         },
     );
-    let log = run.log();
-    let lines: Vec<serde_json::Value> = log
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    // One request to the landing page; its ID as the client got it.
+    let headers = fx.path("landing.headers");
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "--max-time", "20", "--cacert"])
+        .arg(&run.ca)
+        .arg("-D")
+        .arg(&headers)
+        .arg(run.url("/certgate/"))
+        .output()
+        .expect("curl runs");
     assert!(
-        lines
-            .iter()
-            .any(|v| v["fields"]["message"] == "gateway listening"
-                && v["level"] == "INFO"
-                && v["fields"]["addr"].as_str().is_some()),
-        "{log}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let answered = std::fs::read_to_string(&headers).expect("headers");
+    let id = answered
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("x-request-id")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("an X-Request-Id: {answered}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = run.log();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        let started = lines.iter().any(|v| {
+            v["fields"]["message"] == "gateway listening"
+                && v["level"] == "INFO"
+                && v["fields"]["addr"].as_str().is_some()
+        });
+        let access = lines.iter().any(|v| {
+            v["target"] == "certgate::access"
+                && v["span"]["name"] == "request"
+                && v["span"]["id"] == id.as_str()
+                && v["fields"]["status"] == 200
+                && v["fields"]["path"] == "/certgate/"
+        });
+        if started && access {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a JSON access line with the request ID {id}:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// `[log] level = "warn"` keeps `serve`'s info lines out; `RUST_LOG=info` brings them back.

@@ -100,6 +100,21 @@ fn est_with_curl_and_strongswan(db: Db) {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""x-certgate-user":"bob""#), "{body}");
 
+    // Garbage to the OCSP responder: an OCSP error answer, counted as a refusal.
+    let garbage = fx.path("garbage.ocsp");
+    std::fs::write(&garbage, b"not an OCSP request").unwrap();
+    let (status, _) = curl(
+        &run.ca,
+        &[
+            "-H",
+            "Content-Type: application/ocsp-request",
+            "--data-binary",
+            &format!("@{}", garbage.display()),
+            &run.url("/ocsp"),
+        ],
+    );
+    assert_eq!(status, 200, "OCSP errors travel in a 200 answer");
+
     // The two EST enrollments are on /metrics: two client signatures of CA 1, each timed,
     // and the outcomes of the three requests (bob's wrong code above included).
     let out = Command::new("curl")
@@ -127,6 +142,16 @@ fn est_with_curl_and_strongswan(db: Db) {
     );
     assert_eq!(
         value(r#"certgate_issuance_requests_total{kind="obtain",outcome="bad_code"}"#),
+        1.0
+    );
+    // What the own paths refused, by surface and code: the OCSP garbage, and on EST the
+    // wrong code (curl and strongSwan send their credentials with the first request).
+    assert_eq!(
+        value(r#"certgate_web_refusals_total{surface="ocsp",code="malformed_request"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"certgate_web_refusals_total{surface="est",code="unauthorized"}"#),
         1.0
     );
 }

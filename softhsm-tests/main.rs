@@ -25,6 +25,7 @@ mod request_ids;
 mod signatures;
 mod status_agreement;
 mod support;
+mod trace_export;
 mod tunnels;
 
 /// The SMTP sink process shared with the notice tests in `tests/`.

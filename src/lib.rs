@@ -51,6 +51,7 @@ pub mod http_common;
 pub mod identity;
 pub mod keys;
 pub mod lifecycle;
+pub mod locale;
 pub mod notify;
 pub mod proxy;
 pub mod sd_notify;

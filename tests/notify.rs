@@ -235,6 +235,9 @@ async fn thirty_and_ten_days_once_each_across_restarts(db: &TestDb) {
         "Yamada Trading Co.",
         "c1",
         "残り30日",
+        // The expiry in the [branding] zone of Japanese (Asia/Tokyo by default), as on the
+        // pages: END is 08:00 UTC.
+        "2027年1月15日 17:00（JST）",
         "https://gw.bank.example/certgate/renew",
         "ログイン画面",
     ] {
@@ -309,6 +312,11 @@ async fn catch_up_sends_only_the_most_urgent(db: &TestDb) {
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].rcpt_to, vec!["alice@customer.example".to_owned()]);
     assert!(mails[0].body.contains("5 days left"), "{}", mails[0].body);
+    assert!(
+        mails[0].body.contains("2027-01-15 17:00 JST"),
+        "{}",
+        mails[0].body
+    );
     assert_eq!(
         s.notice_decisions("a1").await.unwrap(),
         vec![(10, "scheduled".to_owned()), (30, "skipped".to_owned())]

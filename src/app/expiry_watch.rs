@@ -12,14 +12,19 @@ use crate::store::Store;
 use crate::telemetry::Samples;
 
 /// The windows counted, as their label says them.
-const WINDOWS: [(&str, i64); 2] = [("7d", 7 * DAY), ("30d", 30 * DAY)];
+const WINDOWS: [(&str, i64); 2] = [("10d", 10 * DAY), ("30d", 30 * DAY)];
 /// How often the store is asked (two counting queries per window).
 const EVERY: Duration = Duration::from_secs(60);
 
-/// The latest counts: per window, client and server certificates.
+/// The statuses of customer certificates counted, as their label says them.
+const STATUSES: [&str; 4] = ["current", "expired", "superseded", "revoked"];
+
+/// The latest counts: per window, client and server certificates; and customer
+/// certificates by status.
 #[derive(Debug, Default)]
 pub struct ExpiryCounts {
     cells: [[AtomicI64; 2]; 2],
+    by_status: [AtomicI64; 4],
 }
 
 impl ExpiryCounts {
@@ -38,9 +43,32 @@ impl ExpiryCounts {
         })
     }
 
+    /// The customer certificates by status, as `/metrics` samples.
+    pub fn status_samples(self: &Arc<Self>) -> Samples {
+        let this = Arc::clone(self);
+        Arc::new(move || {
+            STATUSES
+                .iter()
+                .zip(&this.by_status)
+                .map(|(status, n)| (vec![("status", *status)], n.load(Ordering::Relaxed)))
+                .collect()
+        })
+    }
+
     /// Asks the store once. A failure leaves the last counts and is logged.
     pub async fn refresh(&self, store: &Store, clock: &dyn Clock) {
         let now = clock.now();
+        match store.client_certificates_by_status(now).await {
+            Ok(counts) => {
+                for (cell, n) in self.by_status.iter().zip(counts) {
+                    cell.store(n, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count the certificates by status");
+                return;
+            }
+        }
         for (w, (_, secs)) in WINDOWS.iter().enumerate() {
             match store.expiring(now, *secs).await {
                 Ok((clients, servers)) => {

@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("keys", 0),
     ("sd_notify", 0),
     ("config", 1),
+    ("locale", 2),
     ("hsm", 2),
     ("ca", 3),
     ("store", 3),

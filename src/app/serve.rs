@@ -53,6 +53,11 @@ pub async fn run(
     cfg: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // [branding] first: every page, refusal and API message from now on speaks in its names.
+    crate::locale::install(
+        crate::locale::Locale::from_config(&cfg)
+            .context("the [branding] section cannot be used")?,
+    );
     let store = context::open_store(&cfg).await?;
     let keys = context::open_key_store(&cfg).await?;
     // Every signature of every CA key is timed for `/metrics`.
@@ -110,6 +115,7 @@ pub async fn run(
 
     let _retire = tokio::spawn(retire_superseded(store.clone(), clock.clone(), retiring));
 
+    let web_refusals = web.refusals().samples();
     let mut deps = ServerDeps::new(
         config_path.to_path_buf(),
         store.clone(),
@@ -119,6 +125,13 @@ pub async fn run(
     deps.readiness
         .push(Arc::new(HsmReady(active.key().clone())));
     deps.collectors.push(limits.collector());
+    deps.collectors.push(Box::new(SnapshotFamily {
+        name: "web_refusals",
+        help: "What certgate's own paths refused, by surface (api, est, ocsp, crl, pages) and \
+               refusal code (the API's error code, the OCSP error status, or the HTTP status)",
+        kind: SnapshotKind::Counter,
+        read: web_refusals,
+    }));
     deps.collectors.push(Box::new(SnapshotFamily {
         name: "issuance_requests",
         help: "Issuance requests (web, EST) by kind (obtain with a code, renew with the current \
@@ -138,10 +151,48 @@ pub async fn run(
     let expiring = Arc::new(ExpiryCounts::default());
     deps.collectors.push(Box::new(SnapshotFamily {
         name: "certificates_expiring",
-        help: "Current certificates expiring within 7 or 30 days, client and server \
+        help: "Current certificates expiring within 10 or 30 days, client and server \
                (counted every minute)",
         kind: SnapshotKind::Gauge,
         read: expiring.samples(),
+    }));
+    deps.collectors.push(Box::new(SnapshotFamily {
+        name: "certificates",
+        help: "Customer certificates by status: current, expired (not renewed), superseded, \
+               revoked (counted every minute)",
+        kind: SnapshotKind::Gauge,
+        read: expiring.status_samples(),
+    }));
+    let hsm_key = active.key().clone();
+    let sessions = move || hsm_key.sessions();
+    let in_use = sessions.clone();
+    deps.collectors.push(Box::new(SnapshotFamily {
+        name: "hsm_sessions",
+        help: "The key store's sessions: in use, idle, and the configured size",
+        kind: SnapshotKind::Gauge,
+        read: Arc::new(move || {
+            in_use()
+                .map(|u| {
+                    let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+                    vec![
+                        (vec![("state", "in_use")], n(u.open.saturating_sub(u.idle))),
+                        (vec![("state", "idle")], n(u.idle)),
+                        (vec![("state", "size")], n(u.size)),
+                    ]
+                })
+                .unwrap_or_default()
+        }),
+    }));
+    deps.collectors.push(Box::new(SnapshotFamily {
+        name: "hsm_session_recoveries",
+        help: "Key store operations retried after a lost session or login, and library \
+               re-initialisations, since start",
+        kind: SnapshotKind::Counter,
+        read: Arc::new(move || {
+            sessions()
+                .map(|u| vec![(vec![], i64::try_from(u.recoveries).unwrap_or(i64::MAX))])
+                .unwrap_or_default()
+        }),
     }));
     let _expiry = tokio::spawn(super::expiry_watch::run(
         store.clone(),
@@ -161,6 +212,12 @@ pub async fn run(
     // [issuance] and [renewal] follow reloads: the lifecycle's settings are replaced.
     deps.on_reload.push(Box::new(move |cfg: &Config| {
         reloaded.replace_settings(LifecycleSettings::from_config(cfg));
+        match crate::locale::Locale::from_config(cfg) {
+            Ok(l) => crate::locale::install(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "[branding] not reloaded: the previous branding stays")
+            }
+        }
     }));
 
     // Expiry notices: one pass at start, then every `[notify] interval_secs`.

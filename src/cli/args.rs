@@ -55,6 +55,19 @@ pub enum Command {
     Notify(NotifyCmd),
     /// Run the gateway.
     Serve,
+    /// Print a shell completion script for certgate (generated from this grammar).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a folder.
+    Man {
+        /// Write certgate.1 and a page for every subcommand (certgate-ca-list.1, ...) here
+        /// instead of printing certgate.1.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Set up and start a demo on embedded defaults in a folder: a SoftHSM2 token, SQLite,
     /// a server certificate for localhost and a sample banking app behind the gateway.
     Demo {
@@ -73,8 +86,12 @@ pub enum Command {
 pub enum ConfigCmd {
     /// Print a complete, commented example configuration.
     Example,
-    /// Read and check the configuration file (and that the HSM PIN can be read).
-    Check,
+    /// Read and check the configuration file (and that the HSM PIN can be read). Exit 3 when
+    /// the configuration is refused.
+    Check {
+        #[command(flatten)]
+        output: FormatArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,7 +103,10 @@ pub enum ContractCmd {
         name: String,
     },
     /// List contracts.
-    List,
+    List {
+        #[command(flatten)]
+        output: FormatArg,
+    },
     /// Refuse the certificates of every login ID of a contract (from the next request).
     Disable { id: String },
     /// Accept the certificates of a contract's login IDs again.
@@ -110,6 +130,8 @@ pub enum UserCmd {
     List {
         #[arg(long)]
         contract: String,
+        #[command(flatten)]
+        output: FormatArg,
     },
     /// Refuse a login ID's certificates (from the next request); they stay issued.
     Disable { login: String },
@@ -153,9 +175,15 @@ pub enum CertCmd {
         /// current, superseded or revoked.
         #[arg(long)]
         status: Option<String>,
+        #[command(flatten)]
+        output: FormatArg,
     },
-    /// Print one certificate (PEM).
-    Show { serial: String },
+    /// Print one certificate (PEM; with `--format json` its record and the PEM).
+    Show {
+        serial: String,
+        #[command(flatten)]
+        output: FormatArg,
+    },
     /// Revoke a certificate. SERIAL in hex as `openssl x509 -serial` prints it.
     Revoke {
         serial: String,
@@ -171,9 +199,14 @@ pub enum CaCmd {
         /// Print this CA (see `ca list`) instead of the active one.
         #[arg(long)]
         id: Option<i64>,
+        #[command(flatten)]
+        output: FormatArg,
     },
     /// List every CA (active and retired) with its key label and validity.
-    List,
+    List {
+        #[command(flatten)]
+        output: FormatArg,
+    },
     /// Write a PKCS#10 request for an HSM key, for an offline root to sign.
     Csr {
         /// Label of the key in the token (make one with `hsm keygen`).
@@ -254,13 +287,16 @@ pub enum CaCmd {
 #[derive(Debug, Subcommand)]
 pub enum HsmCmd {
     /// Describe the PKCS#11 module, its tokens, the mechanisms the CA needs, and whether
-    /// the CA key's attributes are safe. The PIN is never printed.
+    /// the CA key's attributes are safe. The PIN is never printed. Exit 3 when the key is
+    /// not safe as a CA key.
     Info {
         /// The key to describe; defaults to the active CA's key, else [hsm] key_label.
         #[arg(long)]
         key_label: Option<String>,
-        /// Print JSON instead of text.
-        #[arg(long)]
+        #[command(flatten)]
+        output: FormatArg,
+        /// The same as `--format json` (kept for existing scripts).
+        #[arg(long, hide = true, conflicts_with = "format")]
         json: bool,
     },
     /// Generate a key pair in the token: sensitive, never extractable, sign only.
@@ -276,8 +312,11 @@ pub enum HsmCmd {
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
     /// Check the hash chain of the whole audit log, every signed checkpoint and the audit
-    /// anchor; names the first broken record, a missing checkpoint or a rollback.
-    Verify,
+    /// anchor; names the first broken record, a missing checkpoint or a rollback (exit 3).
+    Verify {
+        #[command(flatten)]
+        output: FormatArg,
+    },
     /// Sign the newest audit entry's hash (and the previous checkpoint's) in the HSM, store
     /// the checkpoint, and move the audit anchor (HSM, `[audit] anchor_file`) to it.
     Checkpoint {
@@ -295,13 +334,13 @@ pub enum AuditCmd {
         from: i64,
     },
     /// Reconcile the signatures the CA key made (certificates, CRLs, OCSP responses) with
-    /// the records; list stale intents and discarded certificates. Exit 1 if unbalanced.
+    /// the records; list stale intents and discarded certificates. Exit 3 if unbalanced.
     Signatures {
         /// An intent open longer than this many minutes (certificate not stored) is stale.
         #[arg(long, default_value_t = 10)]
         stale_minutes: u32,
-        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
-        format: ReportFormat,
+        #[command(flatten)]
+        output: FormatArg,
     },
     /// Close a stale signature intent: its serial is revoked (cessationOfOperation).
     SettleIntent {
@@ -312,21 +351,37 @@ pub enum AuditCmd {
     },
 }
 
-/// How a report is printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ReportFormat {
+/// How a command prints what it lists or shows (docs/cli.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For people: the lines and columns printed before this flag existed.
+    #[default]
     Text,
+    /// For scripts: one JSON document on stdout, stable snake_case field names.
     Json,
+}
+
+/// The `--format` flag of every command that lists or shows something.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct FormatArg {
+    /// text for people, json for scripts (one document; fields in docs/cli.md).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum NotifyCmd {
     /// One pass: queue the notices due now, then send the outbox.
-    Run,
+    Run {
+        #[command(flatten)]
+        output: FormatArg,
+    },
     /// List the outbox: state, attempts and last error of each e-mail.
     List {
         /// pending, sent, failed or cancelled.
         #[arg(long)]
         state: Option<String>,
+        #[command(flatten)]
+        output: FormatArg,
     },
 }

@@ -10,51 +10,22 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 
 use crate::audit::anchor::{self, Anchor};
-use crate::audit::{self, Actor, AnchorSeen, CheckpointKeys};
+use crate::audit::{self, Actor, AnchorSeen, CheckpointKeys, VerifyError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::keys::{KeyRef, KeyStore, KeyStoreError};
+use crate::store::Store;
 
-use super::args::AuditCmd;
+use super::args::{AuditCmd, Format};
 use super::context;
+use super::exit::Finding;
+use super::progress::Progress;
+use super::views::{self, AnchorView, VerifyView};
 
 pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
     let store = context::open_store(cfg).await?;
     match cmd {
-        AuditCmd::Verify => {
-            let keys = context::open_key_store(cfg).await.context(
-                "checkpoint signatures and the audit anchor are checked against the HSM",
-            )?;
-            let labels: BTreeSet<String> = store
-                .checkpoints()
-                .await?
-                .into_iter()
-                .map(|c| c.key_label)
-                .collect();
-            let public_keys = checkpoint_keys(&keys, labels).await?;
-            let anchors = read_anchors(cfg, &keys).await?;
-            let report = audit::verify_with_checkpoints(&store, &public_keys, &anchors).await?;
-            println!(
-                "audit chain intact: {} entries, last hash {}",
-                report.entries, report.last_hash
-            );
-            match report.last_checkpointed {
-                Some(seq) => println!(
-                    "{} signed checkpoint(s) verified; the newest covers record {seq}",
-                    report.checkpoints
-                ),
-                None => println!("no signed checkpoints yet (run `certgate audit checkpoint`)"),
-            }
-            for seen in &anchors {
-                println!(
-                    "the anchor in {} (record {}) is reached",
-                    seen.source_name, seen.anchor.seq
-                );
-            }
-            if anchors.is_empty() {
-                println!("no audit anchor yet (the next `certgate audit checkpoint` writes one)");
-            }
-        }
+        AuditCmd::Verify { output } => verify(cfg, &store, output.format).await?,
         AuditCmd::Checkpoint {
             key_label,
             after_restore,
@@ -115,11 +86,92 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
         }
         AuditCmd::Signatures {
             stale_minutes,
-            format,
-        } => super::signature_ops::signatures(&store, stale_minutes, format).await?,
+            output,
+        } => super::signature_ops::signatures(&store, stale_minutes, output.format).await?,
         AuditCmd::SettleIntent { serial, .. } => {
             super::signature_ops::settle_discarded(&store, &serial).await?
         }
+    }
+    Ok(())
+}
+
+/// `audit verify`: the chain, every checkpoint and every anchor. A broken chain, a bad or
+/// missing checkpoint or a rollback is a finding (exit 3); a store or HSM that cannot be
+/// read is an error (exit 1).
+async fn verify(cfg: &Config, store: &Store, format: Format) -> anyhow::Result<()> {
+    let mut progress = Progress::start("audit verify", 4);
+    progress.step(format!("opening the token {:?}", cfg.hsm.token_label));
+    let keys = context::open_key_store(cfg)
+        .await
+        .context("checkpoint signatures and the audit anchor are checked against the HSM")?;
+    let labels: BTreeSet<String> = store
+        .checkpoints()
+        .await?
+        .into_iter()
+        .map(|c| c.key_label)
+        .collect();
+    progress.step(format!(
+        "reading the public keys of {} checkpoint key(s)",
+        labels.len()
+    ));
+    let public_keys = checkpoint_keys(&keys, labels).await?;
+    progress.step("reading the audit anchors");
+    let anchors = read_anchors(cfg, &keys).await?;
+    progress.step("walking the hash chain and the checkpoints");
+    let report = match audit::verify_with_checkpoints(store, &public_keys, &anchors).await {
+        Ok(report) => report,
+        Err(VerifyError::Store(e)) => {
+            return Err(anyhow::Error::new(e).context("cannot read the audit log"));
+        }
+        Err(problem) => {
+            drop(progress);
+            if format == Format::Json {
+                views::print_json(&VerifyView {
+                    intact: false,
+                    problem: Some(problem.to_string()),
+                    ..VerifyView::default()
+                })?;
+            }
+            return Err(Finding::error(problem));
+        }
+    };
+    progress.finish();
+    if format == Format::Json {
+        return views::print_json(&VerifyView {
+            intact: true,
+            problem: None,
+            entries: Some(report.entries),
+            last_hash: Some(report.last_hash),
+            checkpoints: Some(report.checkpoints),
+            last_checkpointed: report.last_checkpointed,
+            anchors: anchors
+                .iter()
+                .map(|seen| AnchorView {
+                    source: seen.source_name.clone(),
+                    seq: seen.anchor.seq,
+                })
+                .collect(),
+        });
+    }
+    println!(
+        "audit chain intact: {} entries, last hash {}",
+        report.entries, report.last_hash
+    );
+    match report.last_checkpointed {
+        Some(seq) => println!(
+            "{} signed checkpoint(s) verified; the newest covers record {seq}",
+            report.checkpoints
+        ),
+        None => println!("no signed checkpoints yet (run `certgate audit checkpoint`)"),
+    }
+    for seen in &anchors {
+        println!(
+            "the anchor in {} (record {}) is reached",
+            seen.source_name, seen.anchor.seq
+        );
+    }
+    if anchors.is_empty() {
+        println!("no audit anchor yet (the next `certgate audit checkpoint` writes one)");
     }
     Ok(())
 }

@@ -20,8 +20,9 @@ use crate::config::Config;
 use crate::keys::{KeyRef, KeyStoreError};
 use crate::store::{CaRecord, NewAudit, Store};
 
-use super::args::CaCmd;
+use super::args::{CaCmd, Format};
 use super::context::open_key;
+use super::views::{self, CaView};
 use super::{context, staff};
 
 pub async fn run(cfg: &Config, cmd: CaCmd) -> anyhow::Result<()> {
@@ -32,15 +33,16 @@ pub async fn run(cfg: &Config, cmd: CaCmd) -> anyhow::Result<()> {
             cert_out,
             key_out,
         } => super::server_cert::run(cfg.clone(), &names, days, &cert_out, &key_out).await,
-        CaCmd::Cert { id: None } => staff::ca_cert(cfg).await,
-        CaCmd::Cert { id: Some(id) } => {
+        CaCmd::Cert { id: None, output } => staff::ca_cert(cfg, output.format).await,
+        CaCmd::Cert {
+            id: Some(id),
+            output,
+        } => {
             let store = context::open_store(cfg).await?;
             let ca = find(&store, id).await?;
-            print!("{}", ca::pem::certificate(&ca.cert_der));
-            print!("{}", ca.chain_pem);
-            Ok(())
+            staff::print_ca(&ca, output.format)
         }
-        CaCmd::List => list(cfg).await,
+        CaCmd::List { output } => list(cfg, output.format).await,
         CaCmd::Csr {
             key_label,
             subject,
@@ -80,10 +82,15 @@ fn describe(der: &[u8]) -> (String, String) {
     }
 }
 
-async fn list(cfg: &Config) -> anyhow::Result<()> {
+async fn list(cfg: &Config, format: Format) -> anyhow::Result<()> {
     let store = context::open_store(cfg).await?;
+    let cas = store.cas().await?;
+    if format == Format::Json {
+        let rows: Vec<CaView<'_>> = cas.iter().map(Into::into).collect();
+        return views::print_json(&rows);
+    }
     println!("ID\tACTIVE\tKEY_LABEL\tNOT_AFTER\tISSUED_BY\tSUBJECT");
-    for c in store.cas().await? {
+    for c in cas {
         let (subject, not_after) = describe(&c.cert_der);
         let issued_by = if c.chain_pem.is_empty() {
             "self"

@@ -4,28 +4,44 @@
 //! This file must not reach the token except through the key seam ([`crate::keys`]), or
 //! accept an unsafe key.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::audit::{Actor, Audit, Outcome};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::keys::{KeyDescription, KeyRef, KeyStoreError};
 
-use super::args::HsmCmd;
+use super::args::{Format, HsmCmd};
 use super::context;
+use super::exit::Finding;
+use super::progress::Progress;
 
 pub async fn run(cfg: &Config, cmd: HsmCmd) -> anyhow::Result<()> {
     match cmd {
-        HsmCmd::Info { key_label, json } => info(cfg, key_label, json).await,
+        HsmCmd::Info {
+            key_label,
+            output,
+            json,
+        } => {
+            let format = if json { Format::Json } else { output.format };
+            info(cfg, key_label, format).await
+        }
         HsmCmd::Keygen { label, algorithm } => {
+            let mut progress = Progress::start("hsm keygen", 4);
+            progress.step("opening the database");
             let store = context::open_store(cfg).await?;
+            progress.step(format!("opening the token {:?}", cfg.hsm.token_label));
             let keys = context::open_key_store(cfg).await?;
             let key_ref = KeyRef::label(&label);
             let r = key_ref.clone();
+            progress.step(format!(
+                "generating the {algorithm} key {label:?} in the token"
+            ));
             let key = context::with_keys(&keys, move |k| context::generate_key(k, &r, algorithm))
                 .await?
                 .with_context(|| format!("cannot generate the key {label:?}"))?;
             let described = context::with_keys(&keys, move |k| k.describe_key(&key_ref)).await??;
+            progress.step("recording the key in the audit log");
             Audit::new(store)
                 .record(
                     SystemClock.now(),
@@ -37,6 +53,7 @@ pub async fn run(cfg: &Config, cmd: HsmCmd) -> anyhow::Result<()> {
                         "token": cfg.hsm.token_label}),
                 )
                 .await?;
+            progress.finish();
             println!(
                 "generated {algorithm} key {label:?} (CKA_ID {}) in token {:?}",
                 described.id_hex, cfg.hsm.token_label
@@ -51,7 +68,7 @@ pub async fn run(cfg: &Config, cmd: HsmCmd) -> anyhow::Result<()> {
     }
 }
 
-async fn info(cfg: &Config, key_label: Option<String>, json: bool) -> anyhow::Result<()> {
+async fn info(cfg: &Config, key_label: Option<String>, format: Format) -> anyhow::Result<()> {
     let keys = context::open_key_store(cfg).await?;
     let described = context::with_keys(&keys, |k| k.describe())
         .await?
@@ -75,7 +92,7 @@ async fn info(cfg: &Config, key_label: Option<String>, json: bool) -> anyhow::Re
         Err(e) => return Err(e).context(format!("cannot read the key {label:?}")),
     };
     let unsafe_reason = key.as_ref().and_then(|k| k.unsafe_reason.clone());
-    if json {
+    if format == Format::Json {
         let out = serde_json::json!({
             "module": described.details,
             "token_label": cfg.hsm.token_label,
@@ -102,7 +119,9 @@ async fn info(cfg: &Config, key_label: Option<String>, json: bool) -> anyhow::Re
         }
     }
     if let Some(reason) = unsafe_reason {
-        bail!("key {label:?} is not safe as a CA key: {reason}");
+        return Err(Finding::error(format!(
+            "key {label:?} is not safe as a CA key: {reason}"
+        )));
     }
     Ok(())
 }

@@ -9,10 +9,17 @@ use crate::config::Config;
 use crate::keys::{KeyRef, KeyStoreError};
 
 use super::context;
+use super::progress::Progress;
 
 pub async fn run(cfg: &Config) -> anyhow::Result<()> {
+    let mut progress = Progress::start("init", 4);
+    progress.step("preparing the database schema");
     let store = context::open_store(cfg).await?;
-    println!("database schema ready ({})", store.backend_name());
+    progress.out(format_args!(
+        "database schema ready ({})",
+        store.backend_name()
+    ));
+    progress.step(format!("opening the token {:?}", cfg.hsm.token_label));
     let keys = context::open_key_store(cfg).await?;
     // After a rollover the active CA's key is no longer [hsm] key_label: the store decides.
     let label = match store.active_ca().await? {
@@ -23,9 +30,13 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
 
     let key_ref = KeyRef::label(&label);
     let r = key_ref.clone();
+    progress.step(format!("looking for the CA key {label:?}"));
     let key = match context::with_keys(&keys, move |k| k.open(&r)).await? {
         Ok(key) => {
-            println!("CA key {label:?} found in token {:?}", cfg.hsm.token_label);
+            progress.out(format_args!(
+                "CA key {label:?} found in token {:?}",
+                cfg.hsm.token_label
+            ));
             key
         }
         Err(KeyStoreError::NotFound(_)) => {
@@ -34,15 +45,16 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
                     "the database has a CA certificate but the token has no key {label:?}: wrong token or key label; refusing to create a new key"
                 );
             }
+            progress.detail(format!("generating the {algorithm} CA key {label:?}"));
             let key = context::with_keys(&keys, move |k| {
                 context::generate_key(k, &key_ref, algorithm)
             })
             .await?
             .context("cannot generate the CA key in the HSM")?;
-            println!(
+            progress.out(format_args!(
                 "CA key {label:?} ({algorithm}) generated in token {:?}",
                 cfg.hsm.token_label
-            );
+            ));
             Audit::new(store.clone())
                 .record(
                     SystemClock.now(),
@@ -58,16 +70,19 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
         Err(e) => return Err(e).context("cannot open the CA key"),
     };
 
+    progress.step("checking the CA certificate");
     if let Some(active) = store.active_ca().await? {
         ca::check_key_matches(&active.cert_der, key.as_ref()).with_context(|| {
             format!("the active CA certificate does not match the HSM key {label:?}")
         })?;
+        progress.finish();
         println!(
             "CA certificate present (id {}), matches the HSM key",
             active.id
         );
         return Ok(());
     }
+    progress.detail("making and signing the CA certificate");
     let now = SystemClock.now();
     let signer = key.clone();
     let subject = ca::CaName::parse(&cfg.ca.subject).context("[ca] subject")?;
@@ -97,6 +112,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
             }),
         )
         .await?;
+    progress.finish();
     println!(
         "CA certificate created (id {}): {}",
         record.id, cfg.ca.subject

@@ -1,17 +1,22 @@
 //! The `certgate` command line: parses arguments, sets up logging, runs one command, and
-//! reports a failure as one sentence (with its causes) on stderr and a non-zero exit.
+//! reports a failure as one sentence (with its causes) on stderr and an exit status from
+//! [`exit`] (docs/cli.md lists them, and every command's `--format json` fields).
 
 mod args;
 mod audit_ops;
 mod ca_ops;
 mod demo;
+mod exit;
+mod generate;
 mod hsm;
 mod init;
 mod notify;
+mod progress;
 mod serve;
 mod server_cert;
 mod signature_ops;
 mod staff;
+mod views;
 
 use std::process::ExitCode;
 
@@ -19,14 +24,27 @@ use anyhow::Context;
 use clap::Parser;
 
 pub use args::Cli;
-use args::{Command, ConfigCmd};
+use args::{Command, ConfigCmd, Format};
 
 use crate::app::open as context;
 use crate::config::LogConfig;
+use crate::telemetry::otlp::OtlpSettings;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version go to stdout with status 0; a wrong command line is a
+            // usage error (2), whatever clap's own default.
+            let _ = e.print();
+            return exit::code(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -34,23 +52,25 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return exit::code(exit::ERROR);
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => exit::code(exit::OK),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            exit::code(exit::status_of(&e))
         }
     }
 }
 
 /// Starts logging to stderr. The level: `RUST_LOG`, else `[log] level` (for `serve`), else
 /// `info` for the long-running commands and `warn` for the others. The format:
-/// `CERTGATE_LOG_JSON`, else `[log] json`.
-fn init_logging(serving: bool, log: Option<&LogConfig>) {
+/// `CERTGATE_LOG_JSON`, else `[log] json`. With `[trace] otlp_endpoint`, certgate's spans
+/// also go to that collector, whatever the log level.
+fn init_logging(serving: bool, log: Option<&LogConfig>, trace: Option<OtlpSettings>) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::prelude::*;
     let default = if serving { "info" } else { "warn" };
     let from_file = log
         .filter(|_| serving)
@@ -68,62 +88,82 @@ fn init_logging(serving: bool, log: Option<&LogConfig>) {
     };
     // Colour only on a terminal: a file, journald or a log shipper gets plain lines.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let Some(trace) = trace else {
+        // Without export, one global filter: disabled spans and events cost nothing.
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr);
+        if json {
+            builder.json().init();
+        } else {
+            builder.init();
+        }
+        return;
+    };
+    // Each layer its own filter: the log keeps its level, the exporter gets every span
+    // of certgate's own (the phases are debug spans, silent in an info log).
+    let spans = || {
+        tracing_subscriber::filter::filter_fn(|m| m.is_span() && m.target().starts_with("certgate"))
+    };
+    let otlp = crate::telemetry::otlp::start(trace);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if json {
-        builder.json().init();
+        tracing_subscriber::registry()
+            .with(fmt.json().with_filter(filter))
+            .with(otlp.with_filter(spans()))
+            .init();
     } else {
-        builder.init();
+        tracing_subscriber::registry()
+            .with(fmt.with_filter(filter))
+            .with(otlp.with_filter(spans()))
+            .init();
     }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let serving = matches!(cli.command, Command::Serve | Command::DemoUpstream { .. });
-    if matches!(
-        cli.command,
-        Command::Config(ConfigCmd::Example) | Command::Demo { .. } | Command::DemoUpstream { .. }
-    ) {
-        init_logging(serving, None);
-    }
+    // The commands that need no configuration file.
     match &cli.command {
         Command::Config(ConfigCmd::Example) => {
             print!("{}", crate::config::EXAMPLE);
             return Ok(());
         }
-        Command::Demo { dir } => return demo::run(dir).await,
-        Command::DemoUpstream { addr } => return Ok(crate::demo::upstream::serve(*addr).await?),
+        Command::Completions { shell } => return generate::completions(*shell),
+        Command::Man { out } => return generate::man(out.as_deref()),
+        Command::Config(ConfigCmd::Check { output }) => {
+            init_logging(serving, None, None);
+            return config_check(&cli.config, output.format);
+        }
+        Command::Demo { dir } => {
+            init_logging(serving, None, None);
+            return demo::run(dir).await;
+        }
+        Command::DemoUpstream { addr } => {
+            init_logging(serving, None, None);
+            return Ok(crate::demo::upstream::serve(*addr).await?);
+        }
         _ => {}
     }
     let cfg = context::load_config(&cli.config)?;
-    init_logging(serving, Some(&cfg.log));
+    // Checked when the file was read; an error here cannot happen.
+    let trace = cfg.trace.settings().ok().flatten();
+    init_logging(serving, Some(&cfg.log), trace);
+    let result = run_command(cli, cfg).await;
+    // A command's last spans (a stopping server's included) reach the collector.
+    crate::telemetry::otlp::flush(std::time::Duration::from_secs(5)).await;
+    result
+}
+
+async fn run_command(cli: Cli, cfg: crate::config::Config) -> anyhow::Result<()> {
     match cli.command {
-        Command::Config(ConfigCmd::Example)
+        Command::Config(_)
+        | Command::Completions { .. }
+        | Command::Man { .. }
         | Command::Demo { .. }
         | Command::DemoUpstream { .. } => Ok(()),
-        Command::Config(ConfigCmd::Check) => {
-            cfg.hsm.pin_source()?.read("HSM PIN")?;
-            // The files an https upstream needs, read as `serve` will read them.
-            for r in &cfg.routes {
-                let Some(t) = &r.upstream_tls else {
-                    continue;
-                };
-                // Each endpoint's host is its default server name.
-                for url in r.upstream.urls() {
-                    let host = url
-                        .parse::<http::Uri>()
-                        .ok()
-                        .and_then(|u| u.host().map(str::to_string))
-                        .unwrap_or_default();
-                    crate::tls::upstream_tls(t, &host, |p| cfg.resolve(p)).with_context(|| {
-                        format!("[[route]] {}: [route.upstream_tls] for {url}", r.prefix)
-                    })?;
-                }
-            }
-            println!("{}: configuration is valid", cli.config.display());
-            Ok(())
-        }
         Command::Init => init::run(&cfg).await,
         Command::Contract(cmd) => staff::contract(&cfg, cmd).await,
         Command::User(cmd) => staff::user(&cfg, cmd).await,
@@ -135,4 +175,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve::run(&cli.config, cfg).await,
         Command::Notify(cmd) => notify::run(&cfg, cmd).await,
     }
+}
+
+/// `config check`: the file, the PIN source and an https upstream's files, read as `serve`
+/// reads them. A refused configuration is a finding (exit 3), in JSON too.
+fn config_check(path: &std::path::Path, format: Format) -> anyhow::Result<()> {
+    let problem = check_config(path).err();
+    let shown = path.display().to_string();
+    match format {
+        Format::Text => {
+            if problem.is_none() {
+                println!("{shown}: configuration is valid");
+            }
+        }
+        Format::Json => views::print_json(&views::ConfigCheckView {
+            config_file: shown,
+            valid: problem.is_none(),
+            problem: problem.as_ref().map(|e| format!("{e:#}")),
+        })?,
+    }
+    match problem {
+        None => Ok(()),
+        Some(e) => Err(exit::Finding::error(e)),
+    }
+}
+
+fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = context::load_config(path)?;
+    cfg.hsm.pin_source()?.read("HSM PIN")?;
+    // The files an https upstream needs, read as `serve` will read them.
+    for r in &cfg.routes {
+        let Some(t) = &r.upstream_tls else {
+            continue;
+        };
+        // Each endpoint's host is its default server name.
+        for url in r.upstream.urls() {
+            let host = url
+                .parse::<http::Uri>()
+                .ok()
+                .and_then(|u| u.host().map(str::to_string))
+                .unwrap_or_default();
+            crate::tls::upstream_tls(t, &host, |p| cfg.resolve(p)).with_context(|| {
+                format!("[[route]] {}: [route.upstream_tls] for {url}", r.prefix)
+            })?;
+        }
+    }
+    Ok(())
 }

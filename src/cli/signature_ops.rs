@@ -2,7 +2,7 @@
 //! signatures with the records, and closing an intent that stayed open (a crash between
 //! signing and storing). The reconciliation itself is [`crate::audit::signatures`].
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::audit::Actor;
 use crate::audit::signatures::{reconcile, render_text};
@@ -11,27 +11,26 @@ use crate::lifecycle::intents::{DiscardReason, discard_intent};
 use crate::lifecycle::normalize_serial;
 use crate::store::Store;
 
-use super::args::ReportFormat;
+use super::args::Format;
+use super::exit::Finding;
 
-/// Prints the reconciliation; fails (exit status 1) when it does not balance, so a cron
-/// job or a monitor notices.
-pub async fn signatures(
-    store: &Store,
-    stale_minutes: u32,
-    format: ReportFormat,
-) -> anyhow::Result<()> {
+/// Prints the reconciliation; fails (exit status 3, a finding) when it does not balance,
+/// so a cron job or a monitor notices.
+pub async fn signatures(store: &Store, stale_minutes: u32, format: Format) -> anyhow::Result<()> {
     let now = SystemClock.now();
     let report = reconcile(store, now - i64::from(stale_minutes) * 60).await?;
     match format {
-        ReportFormat::Text => print!("{}", render_text(&report)),
-        ReportFormat::Json => {
+        Format::Text => print!("{}", render_text(&report)),
+        Format::Json => {
             let mut value = serde_json::to_value(&report)?;
             value["balanced"] = report.balanced().into();
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
     }
     if !report.balanced() {
-        bail!("the CA key's signatures and the records do not balance");
+        return Err(Finding::error(
+            "the CA key's signatures and the records do not balance",
+        ));
     }
     Ok(())
 }

@@ -9,8 +9,9 @@ use crate::config::Config;
 use crate::lifecycle::{Authorization, Authorized, format_date, normalize_serial, rules};
 use crate::store::{CertFilter, Contract, Store, User};
 
-use super::args::{CertCmd, ContractCmd, IssueCmd, UserCmd};
+use super::args::{CertCmd, ContractCmd, Format, IssueCmd, UserCmd};
 use super::context;
+use super::views::{self, CaShowView, CaView, CertShowView, CertView, ContractView, UserView};
 
 pub async fn contract(cfg: &Config, cmd: ContractCmd) -> anyhow::Result<()> {
     let store = context::open_store(cfg).await?;
@@ -39,8 +40,13 @@ pub async fn contract(cfg: &Config, cmd: ContractCmd) -> anyhow::Result<()> {
                 .await?;
             println!("contract {id} added");
         }
-        ContractCmd::List => {
-            for c in store.contracts().await? {
+        ContractCmd::List { output } => {
+            let contracts = store.contracts().await?;
+            if output.format == Format::Json {
+                let rows: Vec<ContractView<'_>> = contracts.iter().map(Into::into).collect();
+                return views::print_json(&rows);
+            }
+            for c in contracts {
                 println!(
                     "{}\t{}\t{}",
                     c.id,
@@ -92,8 +98,13 @@ pub async fn user(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
                 .await?;
             println!("user {login} ({role}) added to contract {contract}");
         }
-        UserCmd::List { contract } => {
-            for u in store.users_of_contract(&contract).await? {
+        UserCmd::List { contract, output } => {
+            let users = store.users_of_contract(&contract).await?;
+            if output.format == Format::Json {
+                let rows: Vec<UserView<'_>> = users.iter().map(Into::into).collect();
+                return views::print_json(&rows);
+            }
+            for u in users {
                 println!(
                     "{}\t{}\t{}\t{}",
                     u.login,
@@ -212,13 +223,21 @@ pub async fn cert(cfg: Config, cmd: CertCmd) -> anyhow::Result<()> {
             let cert = enrolled?;
             print!("{}", pem::certificate(&cert.der));
         }
-        CertCmd::List { login, status } => {
+        CertCmd::List {
+            login,
+            status,
+            output,
+        } => {
             let store = context::open_store(&cfg).await?;
             let status = status
                 .map(|s| s.parse())
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
             let certs = store.certificates(&CertFilter { login, status }).await?;
+            if output.format == Format::Json {
+                let rows: Vec<CertView<'_>> = certs.iter().map(Into::into).collect();
+                return views::print_json(&rows);
+            }
             println!("SERIAL\tLOGIN\tCONTRACT\tSTATUS\tNOT_AFTER");
             for c in certs {
                 println!(
@@ -231,14 +250,23 @@ pub async fn cert(cfg: Config, cmd: CertCmd) -> anyhow::Result<()> {
                 );
             }
         }
-        CertCmd::Show { serial } => {
+        CertCmd::Show { serial, output } => {
             let store = context::open_store(&cfg).await?;
             let serial = normalize_serial(&serial);
             let c = store
                 .certificate(&serial)
                 .await?
                 .with_context(|| format!("no certificate with serial {serial}"))?;
-            print!("{}", pem::certificate(&c.der));
+            match output.format {
+                Format::Text => print!("{}", pem::certificate(&c.der)),
+                Format::Json => views::print_json(&CertShowView {
+                    cert: CertView::from(&c),
+                    subject: x509_parser::parse_x509_certificate(&c.der)
+                        .ok()
+                        .map(|(_, x)| x.subject().to_string()),
+                    pem: pem::certificate(&c.der),
+                })?,
+            }
         }
         CertCmd::Revoke { serial, reason } => {
             let opened = context::open_all(cfg).await?;
@@ -267,13 +295,27 @@ pub async fn cert(cfg: Config, cmd: CertCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn ca_cert(cfg: &Config) -> anyhow::Result<()> {
+pub async fn ca_cert(cfg: &Config, format: Format) -> anyhow::Result<()> {
     let store = context::open_store(cfg).await?;
     let ca = store
         .active_ca()
         .await?
         .context("no CA certificate yet: run `certgate init` first")?;
-    print!("{}", pem::certificate(&ca.cert_der));
-    print!("{}", ca.chain_pem);
-    Ok(())
+    print_ca(&ca, format)
+}
+
+/// A CA's certificate and the chain above it: PEM, or JSON with its listed fields.
+pub fn print_ca(ca: &crate::store::CaRecord, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Text => {
+            print!("{}", pem::certificate(&ca.cert_der));
+            print!("{}", ca.chain_pem);
+            Ok(())
+        }
+        Format::Json => views::print_json(&CaShowView {
+            ca: CaView::from(ca),
+            pem: pem::certificate(&ca.cert_der),
+            chain_pem: &ca.chain_pem,
+        }),
+    }
 }

@@ -2,6 +2,7 @@
 //! checked. Relative paths are taken relative to the file's folder. Secrets are named here
 //! (an environment variable or a file), never written here: see [`secret`].
 
+mod branding;
 mod cidr;
 mod gateway;
 mod limits;
@@ -9,13 +10,16 @@ mod notify;
 mod pkcs11_uri;
 pub mod reload_scope;
 mod secret;
+mod trace;
 
+pub use branding::{BrandingConfig, BrandingLang, Rgb};
 pub use cidr::{Cidr, CidrError};
 pub use gateway::*;
 pub use limits::{LimitsConfig, RateConfig};
 pub use notify::NotifyConfig;
 pub use pkcs11_uri::{ObjectType, Pkcs11Uri, UriError};
 pub use secret::{Secret, SecretError, SecretSource};
+pub use trace::TraceConfig;
 
 use std::path::{Path, PathBuf};
 
@@ -61,6 +65,9 @@ pub struct Config {
     pub gateway: GatewayConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// `[trace]`: span export to an OpenTelemetry collector; off by default.
+    #[serde(default)]
+    pub trace: TraceConfig,
     /// `[notify]`: expiry notices by e-mail; absent means no notices are sent.
     #[serde(default)]
     pub notify: Option<NotifyConfig>,
@@ -70,6 +77,9 @@ pub struct Config {
     /// `[audit]`: where else the audit anchor is kept.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[branding]`: the institution's names, colours, logo and date time zones.
+    #[serde(default)]
+    pub branding: BrandingConfig,
     /// The folder relative paths were resolved against (the config file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -475,6 +485,8 @@ impl Config {
             ));
         }
         self.hsm.pin_source()?;
+        self.trace.settings().map_err(ConfigError::Invalid)?;
+        self.branding.check()?;
         if let Some(problem) = self.limits.problem() {
             return invalid(problem);
         }

@@ -42,8 +42,10 @@ pub struct NotifyConfig {
     #[serde(default)]
     pub renew_url: Option<String>,
     /// Offset from UTC, in minutes, of the expiry time written in notices (540 = JST).
-    #[serde(default = "default_utc_offset_minutes")]
-    pub utc_offset_minutes: i32,
+    /// Unset (the default): the `[branding]` time zone of the notice's language, as on
+    /// the pages.
+    #[serde(default)]
+    pub utc_offset_minutes: Option<i32>,
     /// Seconds between two passes while `serve` runs.
     #[serde(default = "default_interval_secs")]
     pub interval_secs: u64,
@@ -75,9 +77,6 @@ fn default_notice_days() -> Vec<u32> {
 }
 fn default_language() -> String {
     "ja".into()
-}
-fn default_utc_offset_minutes() -> i32 {
-    540
 }
 fn default_interval_secs() -> u64 {
     300
@@ -140,7 +139,7 @@ impl NotifyConfig {
                 self.language
             ));
         }
-        if self.utc_offset_minutes.abs() > 18 * 60 {
+        if self.utc_offset_minutes.is_some_and(|m| m.abs() > 18 * 60) {
             return invalid("[notify] utc_offset_minutes must be within ±1080".into());
         }
         if self.interval_secs == 0 || self.retry_initial_secs == 0 || self.timeout_secs == 0 {

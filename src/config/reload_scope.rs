@@ -6,11 +6,11 @@ use super::Config;
 /// What an accepted reload puts in force.
 pub const APPLIED_ON_RELOAD: &str = "[[listener]] cert, key, client_auth, timeouts, proxy_protocol and \
     trusted_proxies (new connections); [[route]]; [issuance]; [renewal]; [ca] organization; \
-    [gateway] enroll_host; the trust anchors";
+    [gateway] enroll_host; [branding]; the trust anchors";
 
 /// What is read once at start.
 pub const NEEDS_RESTART: &str = "[database]; [hsm]; [ca] (but organization); [admin]; \
-    [gateway] (but enroll_host); [log]; [notify]; [revocation]; [limits]; [[listener]] addr and max_connections; \
+    [gateway] (but enroll_host); [log]; [trace]; [notify]; [revocation]; [limits]; [[listener]] addr and max_connections; \
     [renewal] overlap_days for certificates already in the status cache";
 
 /// The settings read once at start that differ between `old` and `new`: they were changed
@@ -27,13 +27,14 @@ pub fn changed_needing_restart(old: &Config, new: &Config) -> Vec<&'static str> 
     // Routing reads enroll_host per request from the running configuration.
     let mut old_gateway = old.gateway.clone();
     old_gateway.enroll_host.clone_from(&new.gateway.enroll_host);
-    let sections: [(&'static str, bool); 9] = [
+    let sections: [(&'static str, bool); 10] = [
         ("[database]", differs(&old.database, &new.database)),
         ("[hsm]", differs(&old.hsm, &new.hsm)),
         ("[ca]", differs(&old_ca, &new.ca)),
         ("[admin]", differs(&old.admin, &new.admin)),
         ("[gateway]", differs(&old_gateway, &new.gateway)),
         ("[log]", differs(&old.log, &new.log)),
+        ("[trace]", differs(&old.trace, &new.trace)),
         ("[notify]", differs(&old.notify, &new.notify)),
         ("[revocation]", differs(&old.revocation, &new.revocation)),
         ("[limits]", differs(&old.limits, &new.limits)),

@@ -39,6 +39,7 @@ fn answer(req: &Request<Incoming>) -> Response<Full<Bytes>> {
             || n.starts_with("x-forwarded-")
             || n == "client-cert"
             || n == "x-request-id"
+            || n == "traceparent"
         {
             let v = value.to_str().unwrap_or("<binary>");
             rows.push_str(&format!(

@@ -295,6 +295,9 @@ impl KeyBackend for HsmKey {
             .map(|_| ())
             .map_err(SignError::from)
     }
+    fn sessions(&self) -> Option<crate::keys::SessionUse> {
+        Some(self.inner.hsm.inner.pool.usage())
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 //!
 //! What this module must not do: know about keys or signatures, or log the PIN.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use cryptoki::session::Session;
@@ -28,6 +28,7 @@ use super::context::{Context, Live};
 use super::session::{HsmSession, LoginError};
 use super::token::{self, ReadError, TokenMatch};
 use crate::config::Secret;
+use crate::keys::SessionUse;
 
 /// What went wrong inside an operation run on a pooled session.
 #[derive(Debug)]
@@ -81,6 +82,8 @@ pub(crate) struct Pool {
     state: Mutex<State>,
     returned: Condvar,
     pin_refused: AtomicU8,
+    /// Operations retried after a failure, and library re-initialisations (for metrics).
+    recoveries: AtomicU64,
 }
 
 struct State {
@@ -114,6 +117,7 @@ impl Pool {
             }),
             returned: Condvar::new(),
             pin_refused: AtomicU8::new(PIN_OK),
+            recoveries: AtomicU64::new(0),
         };
         let filled = {
             let live = pool.ctx.read();
@@ -158,6 +162,7 @@ impl Pool {
                     let epoch = live.epoch;
                     drop(live);
                     reinitialised = true;
+                    self.recoveries.fetch_add(1, Ordering::Relaxed);
                     self.ctx.reinitialize(epoch)?;
                     continue;
                 }
@@ -192,6 +197,7 @@ impl Pool {
                         tracing::warn!(function = e.function, code = %e.code(), disposition = ?retry,
                             "PKCS#11 call failed; retrying once");
                         retried = true;
+                        self.recoveries.fetch_add(1, Ordering::Relaxed);
                     }
                 },
                 Err(OpError::Hsm(e)) => {
@@ -199,6 +205,17 @@ impl Pool {
                     return Err(e);
                 }
             }
+        }
+    }
+
+    /// How the pool's sessions are used right now, and its recoveries since start.
+    pub(crate) fn usage(&self) -> SessionUse {
+        let st = self.lock();
+        SessionUse {
+            size: self.size,
+            open: st.owned,
+            idle: st.idle.len(),
+            recoveries: self.recoveries.load(Ordering::Relaxed),
         }
     }
 

@@ -83,6 +83,25 @@ impl Signer {
 
     /// Signs `message` and checks the signature in software; retries once on a bad one.
     pub(crate) fn sign(&self, pool: &Pool, message: &[u8]) -> Result<Vec<u8>, SignFailure> {
+        let span = tracing::debug_span!(
+            "hsm.sign",
+            key = %self.label,
+            algorithm = ?self.algorithm,
+            error = tracing::field::Empty
+        );
+        let _in_span = span.enter();
+        let signed = self.sign_verified(pool, message);
+        if let Err(e) = &signed {
+            let why = match e {
+                SignFailure::Hsm(e) => e.to_string(),
+                SignFailure::BadSignature => "the signature does not verify".to_owned(),
+            };
+            span.record("error", why);
+        }
+        signed
+    }
+
+    fn sign_verified(&self, pool: &Pool, message: &[u8]) -> Result<Vec<u8>, SignFailure> {
         for attempt in 0..2 {
             let signature = self
                 .sign_in_token(pool, message, attempt > 0)

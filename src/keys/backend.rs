@@ -38,6 +38,23 @@ pub trait KeyBackend: Send + Sync + fmt::Debug {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError>;
     /// Whether the backend can sign at this moment, with a reason when it cannot.
     fn health(&self) -> Result<(), SignError>;
+    /// Its session pool's use, for backends that keep one (an HSM); `None` otherwise.
+    fn sessions(&self) -> Option<SessionUse> {
+        None
+    }
+}
+
+/// A key store's sessions at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionUse {
+    /// Sessions the pool may hold (`[hsm] sessions`).
+    pub size: usize,
+    /// Sessions open now, idle or in use.
+    pub open: usize,
+    /// Open sessions waiting for work.
+    pub idle: usize,
+    /// Operations retried after a lost session or login, and re-initialisations, since start.
+    pub recoveries: u64,
 }
 
 /// Checks `signature` over `message` against the SubjectPublicKeyInfo `spki_der`.

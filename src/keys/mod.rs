@@ -22,7 +22,7 @@ mod observed;
 mod store;
 
 pub use algorithm::KeyAlgorithm;
-pub use backend::{KeyBackend, SignError, subject_public_key_bits, verify_signature};
+pub use backend::{KeyBackend, SessionUse, SignError, subject_public_key_bits, verify_signature};
 pub use observed::{ObservedKey, SignObserver};
 pub use store::{
     AnchorStore, Cause, KeyDescription, KeyGenerator, KeyRef, KeyStore, KeyStoreError,

@@ -53,4 +53,8 @@ impl KeyBackend for ObservedKey {
     fn health(&self) -> Result<(), SignError> {
         self.inner.health()
     }
+
+    fn sessions(&self) -> Option<super::SessionUse> {
+        self.inner.sessions()
+    }
 }

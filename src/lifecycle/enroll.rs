@@ -6,6 +6,7 @@
 //! [`rules`](super::rules), never in an adapter, so no protocol can skip one.
 
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::audit::{Actor, Outcome};
 use crate::ca::{ClientSubject, SignatureKind, csr};
@@ -63,17 +64,33 @@ impl Lifecycle {
         authorization: Authorization<'_>,
         csr: &[u8],
     ) -> Result<CertRecord, LifecycleError> {
-        let (kind, out) = match authorization {
-            Authorization::IssuanceCode {
-                login,
-                code,
-                requester,
-            } => ("obtain", self.obtain(requester, login, code, csr).await),
-            Authorization::CurrentCertificate { serial } => {
-                ("renew", self.renew(serial, csr).await)
-            }
+        let kind = match authorization {
+            Authorization::IssuanceCode { .. } => "obtain",
+            Authorization::CurrentCertificate { .. } => "renew",
         };
+        let span = tracing::debug_span!(
+            "issuance",
+            kind,
+            outcome = tracing::field::Empty,
+            error = tracing::field::Empty
+        );
+        let out = async move {
+            match authorization {
+                Authorization::IssuanceCode {
+                    login,
+                    code,
+                    requester,
+                } => self.obtain(requester, login, code, csr).await,
+                Authorization::CurrentCertificate { serial } => self.renew(serial, csr).await,
+            }
+        }
+        .instrument(span.clone())
+        .await;
         let outcome = out.as_ref().map_or_else(LifecycleError::code, |_| "issued");
+        span.record("outcome", outcome);
+        if out.is_err() {
+            span.record("error", outcome);
+        }
         self.outcomes().record(kind, outcome);
         out
     }
@@ -137,7 +154,7 @@ impl Lifecycle {
         csr_input: &[u8],
         audited: &mut bool,
     ) -> Result<(CertRecord, bool), LifecycleError> {
-        let checked = csr::check(csr_input)?;
+        let checked = tracing::debug_span!("csr.check").in_scope(|| csr::check(csr_input))?;
         let code_hash = hash_code(code);
         // User, contract and code in one read. Unknown login IDs (and a missing contract)
         // look like wrong codes from outside.
@@ -175,6 +192,7 @@ impl Lifecycle {
                 i64::from(self.settings().max_attempts),
                 &refusal_entry,
             )
+            .instrument(tracing::debug_span!("code.claim"))
             .await?;
         match claim {
             CodeClaim::Refused(r) => Err(LifecycleError::Code(r)),
@@ -194,6 +212,7 @@ impl Lifecycle {
                 let stored = self
                     .store()
                     .complete_issue_audited(&code_hash, &record, now, &[audit])
+                    .instrument(tracing::debug_span!("store.write"))
                     .await;
                 match stored {
                     // Its signature intent was completed in the same transaction.
@@ -228,6 +247,18 @@ impl Lifecycle {
         checked: &csr::CheckedCsr,
         now: i64,
     ) -> Result<CertRecord, LifecycleError> {
+        self.sign_traced(actor, user, checked, now)
+            .instrument(tracing::debug_span!("certificate.sign"))
+            .await
+    }
+
+    async fn sign_traced(
+        &self,
+        actor: &Actor,
+        user: &User,
+        checked: &csr::CheckedCsr,
+        now: i64,
+    ) -> Result<CertRecord, LifecycleError> {
         let intent = IntentFor {
             kind: SignatureKind::Client,
             subject: &user.login,
@@ -242,7 +273,10 @@ impl Lifecycle {
         let login = user.login.clone();
         let contract = user.contract_id.clone();
         let org = self.settings().organization.clone();
+        // The HSM's span belongs to this issuance, on the blocking thread too.
+        let span = tracing::Span::current();
         let issued = tokio::task::spawn_blocking(move || {
+            let _in_issuance = span.enter();
             let subject = ClientSubject {
                 login: &login,
                 contract_id: &contract,
@@ -333,7 +367,7 @@ impl Lifecycle {
                     .into());
                 }
             }
-            let checked = csr::check(csr_input)?;
+            let checked = tracing::debug_span!("csr.check").in_scope(|| csr::check(csr_input))?;
             rules::renewal_key_allowed(
                 &old.spki_sha256,
                 &checked.spki_sha256,
@@ -351,6 +385,7 @@ impl Lifecycle {
             if let Err(e) = self
                 .store()
                 .complete_renewal_audited(&old.serial, &record, now, &[audit])
+                .instrument(tracing::debug_span!("store.write"))
                 .await
             {
                 self.discard(&actor, &record, DiscardReason::StoreFailed).await;

@@ -89,7 +89,16 @@ impl NotifyContext {
     ) -> Result<Self, NotifyError> {
         let mailer = Mailer::from_config(cfg, n)?;
         let dir = n.template_dir.as_ref().map(|d| cfg.resolve(d));
-        let templates = Templates::load(dir.as_deref(), n.utc_offset_minutes)?;
+        // Names (and, unless a fixed offset is set, the time zone) from `[branding]`, as
+        // the pages have them; read from the file, so `notify run` has them too.
+        let locale = crate::locale::Locale::from_config(cfg)
+            .map_err(|e| NotifyError::Config(format!("[branding]: {e}")))?;
+        let templates = match n.utc_offset_minutes {
+            Some(minutes) => {
+                Templates::load(dir.as_deref(), minutes)?.with_locale(std::sync::Arc::new(locale))
+            }
+            None => Templates::load_branded(dir.as_deref(), std::sync::Arc::new(locale))?,
+        };
         let mut notice_days = n.notice_days.clone();
         notice_days.sort_unstable_by(|a, b| b.cmp(a));
         notice_days.dedup();

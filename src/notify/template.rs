@@ -1,11 +1,15 @@
-//! Notice texts: the built-in Japanese and English templates, their replacement from files,
-//! and rendering (placeholders, the expiry date in the configured time zone).
+//! Notice texts: the built-in Japanese and English templates (section `mail` of the message
+//! catalogs, `src/locale/*.json`), their replacement from files,
+//! and rendering (placeholders, the institution's names, the expiry date in the configured
+//! time zone).
 //!
 //! Owns the wording and the date format. It must not read the store or send anything.
 //!
 //! A template's first line is the subject, the rest the body. Placeholders: `{login}`,
 //! `{contract}` (the contract id), `{contract_name}`, `{expiry}`, `{days}` (whole days left,
-//! rounded up), `{renew_url}`. Unknown `{...}` are left as written.
+//! rounded up), `{renew_url}`, and the names of `[branding]` in the notice's language:
+//! `{name}` (the institution), `{short_name}`, `{service}`, `{support}` (whom to contact),
+//! `{support_phone}`, `{support_email}`. Unknown `{...}` are left as written.
 
 use std::path::Path;
 
@@ -13,6 +17,7 @@ use time::{OffsetDateTime, UtcOffset};
 
 use super::NotifyError;
 use crate::clock::{DAY, UnixTime};
+use crate::locale::{self, BrandNames, Lang, Locale};
 
 /// A language notices are written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,54 +94,106 @@ pub struct Rendered {
     pub body: String,
 }
 
-/// The templates of both languages and the time zone of dates.
+/// Where the expiry time of a notice is written.
+#[derive(Debug, Clone)]
+enum Zone {
+    /// A fixed offset from UTC (`[notify] utc_offset_minutes`).
+    Fixed(UtcOffset),
+    /// The time zone of each language's `[branding]`, as on the pages.
+    Branding,
+}
+
+/// The templates of both languages, the institution's names and the time zone of dates.
 #[derive(Debug, Clone)]
 pub struct Templates {
     ja: Template,
     en: Template,
-    offset: UtcOffset,
+    zone: Zone,
+    locale: std::sync::Arc<Locale>,
 }
 
-const BUILTIN_JA: &str = include_str!("templates/notice.ja.txt");
-const BUILTIN_EN: &str = include_str!("templates/notice.en.txt");
+/// The built-in notice of `lang`: `mail.notice_subject` and `mail.notice_body` of the
+/// message catalog, as one template text (subject line, then body).
+fn builtin(lang: Lang) -> String {
+    let mail = locale::Catalog::builtin().sections(lang).get("mail");
+    let part = |key: &str| mail.and_then(|m| m.get(key)).map_or("", String::as_str);
+    format!("{}\n{}", part("notice_subject"), part("notice_body"))
+}
 
 impl Templates {
     /// The built-in texts, or those of `dir` (`notice.ja.txt`, `notice.en.txt`) where the
-    /// file exists. Dates are written at `utc_offset_minutes` from UTC.
+    /// file exists. Dates are written at `utc_offset_minutes` from UTC; names are those of
+    /// the branding in force ([`locale::current`]).
     pub fn load(dir: Option<&Path>, utc_offset_minutes: i32) -> Result<Self, NotifyError> {
         let offset = UtcOffset::from_whole_seconds(utc_offset_minutes.saturating_mul(60))
             .map_err(|_| NotifyError::Config("utc_offset_minutes is out of range".into()))?;
-        let pick = |lang: &str, builtin: &str| -> Result<Template, NotifyError> {
+        Self::read(dir, Zone::Fixed(offset), locale::current())
+    }
+
+    /// These templates with names (not the zone) from `locale` (a fixed offset is set).
+    pub fn with_locale(mut self, locale: std::sync::Arc<Locale>) -> Self {
+        self.locale = locale;
+        self
+    }
+
+    /// Like [`Self::load`], with names and the time zone of each language from `locale`'s
+    /// `[branding]`, so an e-mail gives the same date and zone as the pages.
+    pub fn load_branded(
+        dir: Option<&Path>,
+        locale: std::sync::Arc<Locale>,
+    ) -> Result<Self, NotifyError> {
+        Self::read(dir, Zone::Branding, locale)
+    }
+
+    fn read(
+        dir: Option<&Path>,
+        zone: Zone,
+        locale: std::sync::Arc<Locale>,
+    ) -> Result<Self, NotifyError> {
+        let pick = |lang: Lang| -> Result<Template, NotifyError> {
             let Some(dir) = dir else {
-                return Template::parse(builtin, "built-in");
+                return Template::parse(&builtin(lang), "built-in");
             };
-            let path = dir.join(format!("notice.{lang}.txt"));
+            let path = dir.join(format!("notice.{}.txt", lang.as_str()));
             match std::fs::read_to_string(&path) {
                 Ok(text) => Template::parse(&text, &path.display().to_string()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    Template::parse(builtin, "built-in")
+                    Template::parse(&builtin(lang), "built-in")
                 }
                 Err(e) => Err(NotifyError::Template(path.display().to_string(), e)),
             }
         };
         Ok(Self {
-            ja: pick("ja", BUILTIN_JA)?,
-            en: pick("en", BUILTIN_EN)?,
-            offset,
+            ja: pick(Lang::Ja)?,
+            en: pick(Lang::En)?,
+            zone,
+            locale,
         })
     }
 
     /// Renders the notice in `lang`.
     pub fn render(&self, lang: Language, facts: &NoticeFacts<'_>) -> Rendered {
-        let t = match lang {
-            Language::Ja => &self.ja,
-            Language::En => &self.en,
+        let (t, l) = match lang {
+            Language::Ja => (&self.ja, Lang::Ja),
+            Language::En => (&self.en, Lang::En),
         };
+        let names: &BrandNames = self.locale.brand().names(l);
         let left = facts.not_after.saturating_sub(facts.now).max(0);
         let days = (left + DAY - 1) / DAY;
-        let expiry = format_expiry(facts.not_after, self.offset, lang);
+        let expiry = match &self.zone {
+            Zone::Fixed(offset) => format_expiry(facts.not_after, *offset, lang),
+            Zone::Branding => locale::format_date_time(facts.not_after, l, names.tz()),
+        };
+        // The institution's names first: a customer's value must not be read as one.
+        let branded = |s: &str| {
+            names
+                .fill(s)
+                .replace("{support_phone}", &names.support_phone)
+                .replace("{support_email}", &names.support_email)
+        };
         let fill = |s: &str| {
-            s.replace("{login}", facts.login)
+            branded(s)
+                .replace("{login}", facts.login)
                 .replace("{contract_name}", facts.contract_name)
                 .replace("{contract}", facts.contract_id)
                 .replace("{expiry}", &expiry)
@@ -265,6 +322,27 @@ mod tests {
         std::fs::write(dir.path().join("notice.ja.txt"), "件名だけ\n").unwrap();
         let err = Templates::load(Some(dir.path()), 540).unwrap_err();
         assert!(err.to_string().contains("no body"), "{err}");
+    }
+
+    #[test]
+    fn names_and_zone_come_from_the_branding() {
+        let cfg: crate::config::BrandingConfig = toml::from_str(
+            "[ja]\nname = \"さくら信用金庫\"\nsupport = \"さくら信用金庫 IBサポート\"\n[en]\ntime_zone = \"Europe/London\"",
+        )
+        .unwrap();
+        let brand = crate::locale::Brand::from_config(&cfg, |p| p.to_path_buf()).unwrap();
+        let t = Templates::load_branded(None, std::sync::Arc::new(Locale::new(brand))).unwrap();
+        let ja = t.render(Language::Ja, &facts());
+        assert!(ja.body.contains("さくら信用金庫 IBサポート"), "{}", ja.body);
+        assert!(
+            ja.body.contains("2026年6月15日 09:00（JST）"),
+            "{}",
+            ja.body
+        );
+        assert!(!ja.body.contains("お取引店"), "{}", ja.body);
+        let en = t.render(Language::En, &facts());
+        assert!(en.body.contains("2026-06-15 01:00 BST"), "{}", en.body);
+        assert!(!en.body.contains('{'), "{}", en.body);
     }
 
     #[test]

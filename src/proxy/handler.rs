@@ -15,7 +15,7 @@ use tracing::Instrument;
 use super::canonical::canonicalize;
 use super::local::LocalContext;
 use super::login_binding;
-use super::refusal::{Problem, wants_html};
+use super::refusal::{Problem, Reply, wants_html};
 use super::{Runtime, Shared, forward, request_id, tunnel};
 use crate::clock::DAY;
 use crate::config::{ClientAuth, PathParams, RouteAuth, is_issuance_surface};
@@ -24,6 +24,9 @@ use crate::identity::{self, IdentityError, JWKS_PATH, PeerIdentity, ViewHeaders,
 use crate::status::{Refusal, Verdict};
 use crate::store::CertStatusView;
 use crate::tls::PresentedCert;
+
+/// The W3C trace context header, sent to the app when spans are exported.
+const TRACEPARENT: header::HeaderName = header::HeaderName::from_static("traceparent");
 
 /// What the connection learned at the handshake.
 #[derive(Debug)]
@@ -127,7 +130,7 @@ async fn handle_in_span(
     start: Instant,
 ) -> Response<ProxyBody> {
     let runtime = shared.runtime.borrow().clone();
-    let html = wants_html(req.headers());
+    let reply = Reply::of(req.headers());
     let log = tracing::enabled!(target: "certgate::access", tracing::Level::INFO);
     let request_line = log.then(|| (req.method().clone(), req.uri().path().to_owned()));
     let mut out = Outcome {
@@ -141,7 +144,7 @@ async fn handle_in_span(
             if p.is_refusal() {
                 shared.metrics.refusal(p.code());
             }
-            p.respond(html)
+            p.respond(reply)
         }
     };
     let status = resp.status().as_u16();
@@ -225,9 +228,8 @@ async fn pipeline(
             Target::Local(auth)
         }
         None => {
-            let route = runtime
-                .routes
-                .find(host.as_deref(), path, on_enroll_host)
+            let route = tracing::debug_span!("route", path)
+                .in_scope(|| runtime.routes.find(host.as_deref(), path, on_enroll_host))
                 .ok_or(Problem::NoRoute)?;
             out.route = RouteLabel::Upstream(Arc::clone(&route));
             Target::Upstream(route)
@@ -297,7 +299,8 @@ async fn pipeline(
                     .map_or("/", |p| p.as_str())
                     .to_owned();
                 let renew_url = renew_url(enroll_host, raw_host.as_deref());
-                return Ok(super::interstitial::page(id, &target, &renew_url));
+                let lang = Reply::of(req.headers()).lang;
+                return Ok(super::interstitial::page(id, &target, &renew_url, lang));
             }
             // An Upgrade the route does not allow (h2c never) goes on as a plain request: the
             // hop-by-hop removal below drops its Upgrade and Connection.
@@ -346,8 +349,27 @@ async fn pipeline(
                         Problem::Internal
                     })?;
             }
+            let span = tracing::debug_span!(
+                "upstream",
+                otel.kind = "client",
+                route = %route.label,
+                status = tracing::field::Empty,
+                error = tracing::field::Empty,
+            );
+            // The app's own spans join the request's trace.
+            if let Some(parent) = span.in_scope(crate::telemetry::otlp::traceparent) {
+                req.headers_mut().insert(TRACEPARENT, parent);
+            }
             let started = Instant::now();
-            let result = route.upstream.send(req, opening).await;
+            let result = route
+                .upstream
+                .send(req, opening)
+                .instrument(span.clone())
+                .await;
+            match &result {
+                Ok(resp) => span.record("status", resp.status().as_u16()),
+                Err(p) => span.record("error", p.code()),
+            };
             route
                 .metrics
                 .upstream_latency(started.elapsed().as_secs_f64());
@@ -427,8 +449,28 @@ async fn verify_for_renewal(
     Ok(id)
 }
 
-/// [`verify`] (`grace_secs = None`) or [`verify_for_renewal`].
+/// [`verify`] (`grace_secs = None`) or [`verify_for_renewal`], in a `status.check` span.
 async fn verify_with(
+    shared: &Shared,
+    runtime: &Runtime,
+    conn: &ConnInfo,
+    grace_secs: Option<i64>,
+) -> Result<PeerIdentity, Problem> {
+    let span = tracing::debug_span!(
+        "status.check",
+        grace = grace_secs.is_some(),
+        error = tracing::field::Empty
+    );
+    let checked = check_status(shared, runtime, conn, grace_secs)
+        .instrument(span.clone())
+        .await;
+    if let Err(p) = &checked {
+        span.record("error", p.code());
+    }
+    checked
+}
+
+async fn check_status(
     shared: &Shared,
     runtime: &Runtime,
     conn: &ConnInfo,

@@ -7,6 +7,8 @@ use http::{HeaderMap, Method, Response, StatusCode, header};
 
 use crate::http_common::body::{self, ProxyBody};
 use crate::identity::PeerIdentity;
+use crate::locale::pages::Notice;
+use crate::locale::{self, Lang};
 
 /// The cookie that says "asked today, the customer chose later".
 pub const LATER_COOKIE: &str = "certgate_renewal_later";
@@ -29,36 +31,49 @@ fn has_later_cookie(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The page, in Japanese and English, for a request to `path_and_query`; "renew now" goes to
-/// `renew_url`.
-pub fn page(id: &PeerIdentity, path_and_query: &str, renew_url: &str) -> Response<ProxyBody> {
-    let renew_url = crate::http_common::escape(renew_url);
-    let expiry = crate::lifecycle::format_date(id.not_after());
-    let next = percent_encode(path_and_query);
-    let login = crate::http_common::escape(id.login());
-    let html = format!(
-        "<!doctype html>\n<html lang=\"ja\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>電子証明書の更新 / Certificate renewal</title>\
-         <link rel=\"stylesheet\" href=\"/certgate/assets/style.css\"></head>\n<body><main class=\"wrap\">\n\
-         <h1>電子証明書の更新のお知らせ</h1>\n\
-         <p>ログインID {login} の電子証明書は {expiry} に有効期限が切れます。更新手続を行ってください。</p>\n\
-         <div lang=\"en\"><h2>Please renew your certificate</h2>\n\
-         <p>The certificate of login ID {login} expires on {expiry}.</p></div>\n\
-         <p><a class=\"button\" id=\"renew-now\" href=\"{renew_url}\">今すぐ更新する / Renew now</a>\n\
-         <a class=\"button secondary\" id=\"renew-later\" href=\"/certgate/renew-later?next={next}\">後で / Later</a></p>\n\
-         </main></body></html>\n"
+/// The page for a request to `path_and_query`, in `lang` (Japanese when the request names
+/// none); "renew now" goes to `renew_url`.
+pub fn page(
+    id: &PeerIdentity,
+    path_and_query: &str,
+    renew_url: &str,
+    lang: Option<Lang>,
+) -> Response<ProxyBody> {
+    let lang = lang.unwrap_or(Lang::Ja);
+    let later = format!(
+        "/certgate/renew-later?next={}",
+        percent_encode(path_and_query)
     );
+    let notice = Notice {
+        login: id.login(),
+        not_after: id.not_after(),
+        renew_href: renew_url,
+    };
+    let (html, ctype) = match locale::pages::interstitial(&locale::current(), lang, &notice, &later)
+    {
+        Ok(html) => (html, "text/html; charset=utf-8"),
+        Err(e) => {
+            tracing::error!(error = %e, "the renewal interstitial template failed");
+            (
+                format!("renew: {renew_url}\nlater: {later}\n"),
+                "text/plain; charset=utf-8",
+            )
+        }
+    };
     let mut r = Response::new(body::full(html));
     *r.status_mut() = StatusCode::OK;
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/html; charset=utf-8"),
+        header::HeaderValue::from_static(ctype),
     );
     h.insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
+    );
+    h.insert(
+        header::CONTENT_LANGUAGE,
+        header::HeaderValue::from_static(lang.as_str()),
     );
     h.insert(
         "content-security-policy",

@@ -1,11 +1,13 @@
 //! The one place where the gateway's own refusals and failures become HTTP responses: an
-//! HTML page for browsers (`Accept: text/html`), JSON for everything else. Texts are fixed
-//! here and never echo request data, so a page cannot carry an injection.
+//! HTML page for browsers (`Accept: text/html`), JSON for everything else, in the language
+//! of `Accept-Language`. Texts come from the catalogs of [`crate::locale`] keyed by the
+//! stable code and never echo request data, so a page cannot carry an injection.
 
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::http_common::body::{ProxyBody, full};
 use crate::http_common::{CLIENT_CERTIFICATE_CHALLENGE, RETRY_AFTER_SECS};
+use crate::locale::{self, Lang};
 use crate::status::Refusal;
 
 /// Why the gateway answered instead of the app behind it.
@@ -86,213 +88,29 @@ impl Problem {
         }
     }
 
-    /// (what happened, what to do), in plain words for the customer.
-    fn texts(self) -> (&'static str, &'static str) {
-        match self {
-            Self::Certificate(r) => match r {
-                Refusal::NoCertificate => (
-                    "No client certificate was presented.",
-                    "Log in from the PC that holds your certificate. If you have none yet, \
-                     obtain it from the login page with the issuance code the bank gave you.",
-                ),
-                Refusal::ForeignCa => (
-                    "The certificate presented was not issued by this bank.",
-                    "Choose the certificate issued by the bank for your login ID, or obtain \
-                     one from the login page.",
-                ),
-                Refusal::InvalidCertificate => (
-                    "The certificate presented could not be checked.",
-                    "Choose the certificate issued by the bank for your login ID. If this \
-                     persists, contact the bank.",
-                ),
-                Refusal::Unknown => (
-                    "The certificate presented is not known to the bank.",
-                    "Obtain a new certificate from the login page, or contact the bank.",
-                ),
-                Refusal::Revoked => (
-                    "Your certificate has been revoked.",
-                    "Ask your contract's administrator (or the bank, for an administrator ID) \
-                     to re-issue it, then obtain the new certificate from the login page.",
-                ),
-                Refusal::Superseded => (
-                    "Your certificate has been replaced by a renewed one.",
-                    "Use the renewed certificate. If it is not on this PC, contact the bank.",
-                ),
-                Refusal::Expired => (
-                    "Your certificate has expired.",
-                    "Renew it from the login page if renewal is still open; otherwise ask \
-                     for a re-issue.",
-                ),
-                Refusal::NotYetValid => (
-                    "Your certificate is not valid yet.",
-                    "Check the PC's clock, then try again.",
-                ),
-                Refusal::UserDisabled => (
-                    "This login ID is disabled.",
-                    "Contact your contract's administrator or the bank.",
-                ),
-                Refusal::ContractDisabled => ("Your contract is disabled.", "Contact the bank."),
-                Refusal::StatusUnavailable => (
-                    "The status of your certificate cannot be checked right now.",
-                    "Please try again in a few minutes.",
-                ),
-            },
-            Self::LoginMismatch => (
-                "The login ID entered is not the one this PC's certificate was issued to.",
-                "Log in with the login ID of this certificate. Each login ID needs its own \
-                 certificate.",
-            ),
-            Self::LoginFormUnreadable => (
-                "The login form could not be checked.",
-                "Send the login form from the bank's login page.",
-            ),
-            Self::Misdirected => (
-                "This request was sent to the wrong server name.",
-                "Open the bank's address again from a new window.",
-            ),
-            Self::NoRoute => ("This page does not exist.", "Check the address."),
-            Self::BodyTooLarge => ("The request is too large.", "Send a smaller file or form."),
-            Self::BadRequest => ("The request is malformed.", "Check the address."),
-            Self::PathRefused => (
-                "The address of this page is not valid.",
-                "Open the page from the bank's menus and links.",
-            ),
-            Self::UpstreamFailed => (
-                "The service is unavailable.",
-                "Please try again in a few minutes.",
-            ),
-            Self::UpstreamTimeout => (
-                "The service did not answer in time.",
-                "Please try again in a few minutes.",
-            ),
-            Self::Internal => (
-                "An internal error occurred.",
-                "Please try again; if it persists, contact the bank.",
-            ),
-            Self::Overloaded => ("The service is busy.", "Please try again in a few minutes."),
-        }
-    }
-
-    /// The same texts in Japanese (shown first on HTML pages: the customers are Japanese).
-    fn texts_ja(self) -> (&'static str, &'static str) {
-        match self {
-            Self::Certificate(r) => match r {
-                Refusal::NoCertificate => (
-                    "電子証明書が提示されませんでした。",
-                    "電子証明書をインストールしたパソコンからログインしてください。まだお持ちでない場合は、当金庫からお知らせした発行コードでログイン画面から電子証明書を取得してください。",
-                ),
-                Refusal::ForeignCa => (
-                    "提示された電子証明書は当金庫が発行したものではありません。",
-                    "ログインIDに発行された電子証明書を選択するか、ログイン画面から電子証明書を取得してください。",
-                ),
-                Refusal::InvalidCertificate => (
-                    "提示された電子証明書を確認できませんでした。",
-                    "ログインIDに発行された電子証明書を選択してください。解決しない場合は当金庫へお問い合わせください。",
-                ),
-                Refusal::Unknown => (
-                    "提示された電子証明書は当金庫に登録されていません。",
-                    "ログイン画面から電子証明書を取得し直すか、当金庫へお問い合わせください。",
-                ),
-                Refusal::Revoked => (
-                    "この電子証明書は失効しています。",
-                    "管理者ID（管理者IDの場合は当金庫）に再発行を依頼し、ログイン画面から新しい電子証明書を取得してください。",
-                ),
-                Refusal::Superseded => (
-                    "この電子証明書は更新済みの新しい電子証明書に置き換えられました。",
-                    "更新後の電子証明書をご利用ください。このパソコンにない場合は当金庫へお問い合わせください。",
-                ),
-                Refusal::Expired => (
-                    "電子証明書の有効期限が切れています。",
-                    "更新期間内であればログイン画面から更新してください。期間を過ぎた場合は再発行を依頼してください。",
-                ),
-                Refusal::NotYetValid => (
-                    "電子証明書の有効期間がまだ始まっていません。",
-                    "パソコンの時計を確認してから、もう一度お試しください。",
-                ),
-                Refusal::UserDisabled => (
-                    "このログインIDは利用停止中です。",
-                    "管理者IDまたは当金庫へお問い合わせください。",
-                ),
-                Refusal::ContractDisabled => {
-                    ("ご契約は利用停止中です。", "当金庫へお問い合わせください。")
-                }
-                Refusal::StatusUnavailable => (
-                    "現在、電子証明書の状態を確認できません。",
-                    "しばらくしてからもう一度お試しください。",
-                ),
-            },
-            Self::LoginMismatch => (
-                "入力されたログインIDは、このパソコンの電子証明書のログインIDと異なります。",
-                "この電子証明書のログインIDでログインしてください。ログインIDごとに電子証明書が必要です。",
-            ),
-            Self::LoginFormUnreadable => (
-                "ログインフォームを確認できませんでした。",
-                "当金庫のログイン画面からログインしてください。",
-            ),
-            Self::Misdirected => (
-                "誤ったサーバー名にリクエストが送信されました。",
-                "新しいウィンドウで当金庫のアドレスを開き直してください。",
-            ),
-            Self::NoRoute => ("このページは存在しません。", "アドレスをご確認ください。"),
-            Self::BodyTooLarge => (
-                "リクエストが大きすぎます。",
-                "より小さなファイルやフォームで送信してください。",
-            ),
-            Self::PathRefused => (
-                "このページのアドレスの形式が正しくありません。",
-                "当金庫の画面のメニューやリンクから開いてください。",
-            ),
-            Self::BadRequest => (
-                "リクエストの形式が正しくありません。",
-                "アドレスをご確認ください。",
-            ),
-            Self::UpstreamFailed => (
-                "サービスを利用できません。",
-                "しばらくしてからもう一度お試しください。",
-            ),
-            Self::UpstreamTimeout => (
-                "サービスが時間内に応答しませんでした。",
-                "しばらくしてからもう一度お試しください。",
-            ),
-            Self::Internal => (
-                "内部エラーが発生しました。",
-                "もう一度お試しください。解決しない場合は当金庫へお問い合わせください。",
-            ),
-            Self::Overloaded => (
-                "現在、混み合っています。",
-                "しばらくしてからもう一度お試しください。",
-            ),
-        }
-    }
-
-    /// The response for this problem, HTML or JSON.
-    pub fn respond(self, wants_html: bool) -> Response<ProxyBody> {
-        let (what, todo) = self.texts();
-        let (what_ja, todo_ja) = self.texts_ja();
+    /// The response for this problem: an HTML page for a browser, JSON otherwise, in the
+    /// language the request names (see [`Reply`]).
+    pub fn respond(self, reply: Reply) -> Response<ProxyBody> {
         let status = self.status();
-        let (body, content_type) = if wants_html {
-            (
-                format!(
-                    "<!doctype html>\n<html lang=\"ja\"><head><meta charset=\"utf-8\">\
-                     <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-                     <title>{title}</title></head>\n<body>\n<h1>{what_ja}</h1>\n<p>{todo_ja}</p>\n\
-                     <div lang=\"en\"><h2>{what}</h2>\n<p>{todo}</p></div>\n\
-                     <p><small>Code: {code}</small></p>\n\
-                     <p><a href=\"/certgate/\">ログイン画面へ / Login screen</a></p></body></html>\n",
-                    title = status.canonical_reason().unwrap_or("Refused"),
-                    code = self.code(),
-                ),
-                "text/html; charset=utf-8",
-            )
+        let locale = locale::current();
+        let code = self.code();
+        let (body, content_type) = if reply.html {
+            // A caller naming no language (curl, a script) gets Japanese with English below.
+            let lang = reply.lang.unwrap_or(Lang::Ja);
+            match locale::pages::refusal(&locale, lang, reply.lang.is_none(), code) {
+                Ok(html) => (html, "text/html; charset=utf-8"),
+                Err(e) => {
+                    tracing::error!(error = %e, code, "the refusal template failed");
+                    (format!("{status}\n{code}\n"), "text/plain; charset=utf-8")
+                }
+            }
         } else {
-            (
-                serde_json::json!({
-                    "error": self.code(),
-                    "message": what,
-                    "action": todo,
-                })
-                .to_string(),
-                "application/json",
+            // JSON keeps English for callers naming no language, as it always answered.
+            let texts = locale.texts(reply.lang.unwrap_or(Lang::En));
+            serde_json_body(
+                code,
+                texts.get("refusal", code).unwrap_or_default(),
+                texts.get("refusal_todo", code).unwrap_or_default(),
             )
         };
         let mut resp = Response::new(full(body));
@@ -300,6 +118,22 @@ impl Problem {
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if reply.html {
+            h.insert(
+                "content-security-policy",
+                HeaderValue::from_static(PAGE_CSP),
+            );
+            h.insert(
+                "x-content-type-options",
+                HeaderValue::from_static("nosniff"),
+            );
+        }
+        if let Some(lang) = reply.lang {
+            h.insert(
+                header::CONTENT_LANGUAGE,
+                HeaderValue::from_static(lang.as_str()),
+            );
+        }
         // The headers HTTP expects with these statuses: a challenge on 401, when to come
         // back on 503 (the shed path sets a shorter wait of its own).
         if status == StatusCode::UNAUTHORIZED {
@@ -318,6 +152,40 @@ impl Problem {
     }
 }
 
+fn serde_json_body(code: &str, message: &str, action: &str) -> (String, &'static str) {
+    (
+        serde_json::json!({ "error": code, "message": message, "action": action }).to_string(),
+        "application/json",
+    )
+}
+
+/// The refusal page's policy: certgate's own stylesheet, nothing else.
+const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// How to answer a request: as a page or as JSON, and in which language it asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// The caller accepts `text/html` (a browser).
+    pub html: bool,
+    /// The language of `Accept-Language`, when it names one certgate speaks.
+    pub lang: Option<Lang>,
+}
+
+impl Reply {
+    /// Reads `Accept` and `Accept-Language`.
+    pub fn of(headers: &http::HeaderMap) -> Self {
+        let lang = headers
+            .get_all(header::ACCEPT_LANGUAGE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(Lang::from_accept_language);
+        Self {
+            html: wants_html(headers),
+            lang,
+        }
+    }
+}
+
 /// Whether the caller prefers HTML (a browser).
 pub fn wants_html(headers: &http::HeaderMap) -> bool {
     headers
@@ -325,4 +193,103 @@ pub fn wants_html(headers: &http::HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("text/html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderMap;
+    use http_body_util::BodyExt;
+
+    const ALL: &[Problem] = &[
+        Problem::Certificate(Refusal::NoCertificate),
+        Problem::Certificate(Refusal::ForeignCa),
+        Problem::Certificate(Refusal::InvalidCertificate),
+        Problem::Certificate(Refusal::Unknown),
+        Problem::Certificate(Refusal::Revoked),
+        Problem::Certificate(Refusal::Superseded),
+        Problem::Certificate(Refusal::Expired),
+        Problem::Certificate(Refusal::NotYetValid),
+        Problem::Certificate(Refusal::UserDisabled),
+        Problem::Certificate(Refusal::ContractDisabled),
+        Problem::Certificate(Refusal::StatusUnavailable),
+        Problem::LoginMismatch,
+        Problem::LoginFormUnreadable,
+        Problem::Misdirected,
+        Problem::NoRoute,
+        Problem::BodyTooLarge,
+        Problem::BadRequest,
+        Problem::PathRefused,
+        Problem::UpstreamFailed,
+        Problem::UpstreamTimeout,
+        Problem::Internal,
+        Problem::Overloaded,
+    ];
+
+    async fn body(r: Response<ProxyBody>) -> String {
+        let bytes = r.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn headers(accept: &str, lang: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, accept.parse().unwrap());
+        if let Some(l) = lang {
+            h.insert(header::ACCEPT_LANGUAGE, l.parse().unwrap());
+        }
+        h
+    }
+
+    #[tokio::test]
+    async fn every_problem_has_a_page_and_json_in_both_languages() {
+        for p in ALL {
+            for (lang, title) in [
+                ("ja", "<title>ご利用いただけません"),
+                ("en", "<title>This page cannot be shown"),
+            ] {
+                let r = p.respond(Reply::of(&headers("text/html", Some(lang))));
+                assert_eq!(
+                    r.headers()[header::CONTENT_TYPE],
+                    "text/html; charset=utf-8",
+                    "{p:?}"
+                );
+                assert!(r.headers().contains_key("content-security-policy"));
+                let page = body(r).await;
+                assert!(
+                    page.contains(&format!("<html lang=\"{lang}\">")),
+                    "{p:?} {lang}"
+                );
+                assert!(page.contains(title), "{p:?}: {page}");
+                assert!(page.contains("/certgate/assets/style.css"));
+                assert!(!page.contains("lang=\"en\"><h2>") && !page.contains("class=\"second\""));
+                let r = p.respond(Reply::of(&headers("application/json", Some(lang))));
+                let v: serde_json::Value = serde_json::from_str(&body(r).await).unwrap();
+                assert_eq!(v["error"], p.code());
+                assert!(!v["message"].as_str().unwrap().is_empty(), "{p:?} {lang}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_caller_naming_no_language_gets_both() {
+        let r = Problem::Certificate(Refusal::NoCertificate)
+            .respond(Reply::of(&headers("text/html", None)));
+        let page = body(r).await;
+        assert!(
+            page.contains("<html lang=\"ja\">")
+                && page.contains("電子証明書が提示されませんでした")
+        );
+        assert!(
+            page.contains("lang=\"en\"") && page.contains("No client certificate"),
+            "{page}"
+        );
+        let r =
+            Problem::Certificate(Refusal::NoCertificate).respond(Reply::of(&headers("*/*", None)));
+        let v: serde_json::Value = serde_json::from_str(&body(r).await).unwrap();
+        assert_eq!(v["message"], "No client certificate was presented.");
+        let r = Problem::Certificate(Refusal::NoCertificate)
+            .respond(Reply::of(&headers("*/*", Some("ja,en;q=0.5"))));
+        let v: serde_json::Value = serde_json::from_str(&body(r).await).unwrap();
+        assert_eq!(v["message"], "電子証明書が提示されませんでした。");
+    }
 }

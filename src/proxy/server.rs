@@ -13,12 +13,13 @@ use hyper_util::server::graceful::Watcher;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
 
 use super::Shared;
 use super::h2_idle;
 use super::handler::{ConnInfo, handle};
 use super::http1_idle::{self, ConnIo, Http1Setup, Served};
-use super::refusal::{Problem, wants_html};
+use super::refusal::{Problem, Reply};
 use crate::config::{ClientAuth, ListenerConfig};
 use crate::tls::PresentedCert;
 
@@ -105,26 +106,39 @@ pub(crate) async fn accept_loop(
                     return;
                 };
                 let acceptor = TlsAcceptor::from(tls.server_config.clone());
+                // A trace of its own per connection (its requests are traces of their own):
+                // the handshake, where the client certificate is judged.
+                let span = tracing::debug_span!(
+                    "tls.handshake",
+                    otel.kind = "server",
+                    %remote,
+                    client_certificate = tracing::field::Empty,
+                    error = tracing::field::Empty,
+                );
                 let handshake = tokio::time::timeout(
                     Duration::from_secs(limits.handshake_timeout_secs),
-                    Box::pin(acceptor.accept(tcp)),
+                    Box::pin(acceptor.accept(tcp).instrument(span.clone())),
                 )
                 .await;
                 let stream = match handshake {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         let reason = handshake_reason(&e);
+                        span.record("error", reason);
                         shared.metrics.handshake_failure(reason);
                         tracing::info!(%remote, reason, error = %e, "TLS handshake failed");
                         return;
                     }
                     Err(_) => {
+                        span.record("error", "timeout");
                         shared.metrics.handshake_failure("timeout");
                         tracing::info!(%remote, "TLS handshake timed out");
                         return;
                     }
                 };
                 let (_, session) = stream.get_ref();
+                span.record("client_certificate", session.peer_certificates().is_some());
+                drop(span);
                 let sni = session.server_name().map(str::to_ascii_lowercase);
                 // Under `required` the handshake has already judged the chain and refused
                 // any problem; only a lenient handshake (`optional`) needs the verdict again.
@@ -310,7 +324,7 @@ fn shed(
             return;
         };
         let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-            let mut resp = Problem::Overloaded.respond(wants_html(req.headers()));
+            let mut resp = Problem::Overloaded.respond(Reply::of(req.headers()));
             let h = resp.headers_mut();
             h.insert(
                 http::header::RETRY_AFTER,

@@ -398,6 +398,29 @@ impl Store {
 
     /// How many current certificates expire in `(now, now + within]`: client certificates
     /// and server certificates (`ca issue-server`), in that order.
+    /// Customer certificates by status at `now`: current (still valid), expired (current
+    /// but past `not_after`, not renewed), superseded, revoked. One scan of the table.
+    pub async fn client_certificates_by_status(
+        &self,
+        now: UnixTime,
+    ) -> Result<[i64; 4], StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let (current, expired, superseded, revoked) =
+                sqlx::query_as::<_, (i64, i64, i64, i64)>(
+                    "SELECT \
+                       COALESCE(SUM(CASE WHEN status = 'current' AND not_after > $1 THEN 1 ELSE 0 END), 0), \
+                       COALESCE(SUM(CASE WHEN status = 'current' AND not_after <= $1 THEN 1 ELSE 0 END), 0), \
+                       COALESCE(SUM(CASE WHEN status = 'superseded' THEN 1 ELSE 0 END), 0), \
+                       COALESCE(SUM(CASE WHEN status = 'revoked' THEN 1 ELSE 0 END), 0) \
+                     FROM certificates",
+                )
+                .bind(now)
+                .fetch_one(pool)
+                .await?;
+            Ok([current, expired, superseded, revoked])
+        })
+    }
+
     pub async fn expiring(&self, now: UnixTime, within: i64) -> Result<(i64, i64), StoreError> {
         let until = now.saturating_add(within);
         on_backend!(self, |pool, _PG| {

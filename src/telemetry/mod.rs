@@ -5,6 +5,7 @@
 //! It must not decide anything; it only records.
 
 mod metrics;
+pub mod otlp;
 mod signing;
 mod snapshot;
 

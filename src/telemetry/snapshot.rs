@@ -43,15 +43,29 @@ impl Collector for SnapshotFamily {
             SnapshotKind::Gauge => MetricType::Gauge,
         };
         let mut family = encoder.encode_descriptor(self.name, self.help, None, metric_type)?;
-        for (labels, value) in (self.read)() {
-            let sample = family.encode_family(&labels)?;
-            match self.kind {
-                SnapshotKind::Counter => {
-                    ConstCounter::new(u64::try_from(value).unwrap_or(0)).encode(sample)?
-                }
-                SnapshotKind::Gauge => ConstGauge::new(value).encode(sample)?,
-            }
+        let samples = (self.read)();
+        // One sample without labels is written as `name value`, not `name{} value`.
+        if let [(labels, value)] = samples.as_slice()
+            && labels.is_empty()
+        {
+            return encode_value(self.kind, *value, family);
+        }
+        for (labels, value) in samples {
+            encode_value(self.kind, value, family.encode_family(&labels)?)?;
         }
         Ok(())
+    }
+}
+
+fn encode_value(
+    kind: SnapshotKind,
+    value: i64,
+    sample: prometheus_client::encoding::MetricEncoder<'_>,
+) -> Result<(), std::fmt::Error> {
+    match kind {
+        SnapshotKind::Counter => {
+            ConstCounter::new(u64::try_from(value).unwrap_or(0)).encode(sample)
+        }
+        SnapshotKind::Gauge => ConstGauge::new(value).encode(sample),
     }
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::lifecycle::Lifecycle;
+use crate::locale::{self, Lang};
 use crate::store::Role;
 
 use super::csrf;
@@ -56,7 +57,10 @@ fn change_by(req: &WebRequest) -> Result<&PeerCert, WebResponse> {
 /// `GET /api/v1/users`: the contract's login IDs and their current certificates.
 pub async fn users(lifecycle: &Lifecycle, req: &WebRequest) -> WebResponse {
     match need_peer(req) {
-        Ok(peer) => list_users(lifecycle, &peer.login).await,
+        Ok(peer) => {
+            let lang = super::pages::stated_lang(req).unwrap_or(Lang::Ja);
+            list_users(lifecycle, &peer.login, lang).await
+        }
         Err(r) => r,
     }
 }
@@ -119,7 +123,9 @@ pub async fn add_user(lifecycle: &Lifecycle, req: &WebRequest) -> WebResponse {
     }
 }
 
-async fn list_users(lifecycle: &Lifecycle, admin_login: &str) -> WebResponse {
+/// The contract's users; `not_after_text` is each expiry as the page shows dates (the
+/// caller's language, the branding's time zone, the zone written).
+async fn list_users(lifecycle: &Lifecycle, admin_login: &str, lang: Lang) -> WebResponse {
     let store = lifecycle.store();
     let admin = match store.user(admin_login).await {
         Ok(Some(u)) if u.role == Role::Admin => u,
@@ -136,6 +142,8 @@ async fn list_users(lifecycle: &Lifecycle, admin_login: &str) -> WebResponse {
         Ok(u) => u,
         Err(e) => return lifecycle_json(&e.into()),
     };
+    let locale = locale::current();
+    let tz = locale.brand().names(lang).tz();
     let mut out = Vec::with_capacity(users.len());
     for u in users {
         let cert = store.current_certificate(&u.login).await.ok().flatten();
@@ -144,7 +152,11 @@ async fn list_users(lifecycle: &Lifecycle, admin_login: &str) -> WebResponse {
             "role": u.role,
             "email": u.email,
             "enabled": u.enabled,
-            "certificate": cert.map(|c| json!({"serial": c.serial, "not_after": c.not_after})),
+            "certificate": cert.map(|c| json!({
+                "serial": c.serial,
+                "not_after": c.not_after,
+                "not_after_text": locale::format_date_time(c.not_after, lang, tz),
+            })),
         }));
     }
     json_ok(&json!({"contract": admin.contract_id, "users": out}))

@@ -21,6 +21,7 @@ pub mod ocsp_reservations;
 pub mod pages;
 mod path_login;
 pub mod redirect;
+pub mod refusals;
 pub mod request;
 pub mod respond;
 pub mod revocation;
@@ -38,7 +39,7 @@ pub use revocation::{CaSigner, Revocation, RevocationSettings};
 pub use route_table::Access;
 
 use crate::lifecycle::Lifecycle;
-use pages::{Lang, Page};
+use pages::Page;
 use route_table::Resolved;
 
 /// Largest request body certgate's own paths accept.
@@ -52,6 +53,8 @@ pub struct Web {
     ca_chain: Vec<Vec<u8>>,
     /// Token buckets on the public surface (`[limits]`).
     limits: Arc<Limits>,
+    /// What the paths refused, for `/metrics`.
+    refusals: Arc<refusals::RefusalCounts>,
 }
 
 impl Web {
@@ -61,6 +64,7 @@ impl Web {
             revocation,
             ca_chain,
             limits: Arc::new(Limits::new(crate::config::LimitsConfig::default())),
+            refusals: Arc::default(),
         }
     }
 
@@ -89,8 +93,19 @@ impl Web {
         path.starts_with("/ocsp/")
     }
 
+    /// What the paths refused, by surface and code (`certgate_web_refusals_total`).
+    pub fn refusals(&self) -> &Arc<refusals::RefusalCounts> {
+        &self.refusals
+    }
+
     /// Answers a request for one of certgate's own paths.
     pub async fn handle(&self, req: &WebRequest) -> WebResponse {
+        let resp = self.dispatch(req).await;
+        self.refusals.observe(&req.path, &resp);
+        respond::in_language(resp, pages::stated_lang(req))
+    }
+
+    async fn dispatch(&self, req: &WebRequest) -> WebResponse {
         match route_table::resolve(&routes::OWN_PATHS, &req.method, &req.path) {
             Resolved::Route(route, rest) => (route.handler)(self, req, rest).await,
             Resolved::NotAllowed(mount, allow) => {
@@ -105,7 +120,7 @@ impl Web {
     }
 
     async fn page(&self, page: Page, req: &WebRequest) -> WebResponse {
-        let lang = Lang::of(req);
+        let lang = pages::lang_of(req);
         let notice = pages::renewal_notice(
             self.lifecycle.store(),
             req,
@@ -119,6 +134,6 @@ impl Web {
             .as_ref()
             .map(|p| p.login.as_str())
             .unwrap_or_default();
-        pages::render(page, lang, &notice, login)
+        pages::render(page, lang, notice, login)
     }
 }

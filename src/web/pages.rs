@@ -1,128 +1,116 @@
-//! certgate's own pages (landing, obtain, renew) in Japanese and English, and their static
-//! assets. Templates are compiled into the binary; the only assets served are named here,
-//! so no request path can reach a file.
+//! certgate's own pages (landing, obtain, renew, admin) in Japanese and English, and their
+//! static assets. The HTML comes from the templates and catalogs of [`crate::locale`]; this
+//! file picks the language of a request, adds the headers, and serves the assets. The only
+//! assets served are named here, so no request path can reach a file.
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 
-use crate::http_common::escape;
-use crate::lifecycle::{format_date, rules};
+use crate::lifecycle::rules;
+use crate::locale::pages::{Notice, PageData};
+use crate::locale::{self, Lang};
 use crate::store::Store;
+
+pub use crate::locale::pages::Page;
 
 use super::csrf;
 use super::request::WebRequest;
 use super::respond::{WebResponse, text, with_type};
 
-/// A page's language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    Ja,
-    En,
-}
-
-impl Lang {
-    /// `?lang=` first, then `Accept-Language`; Japanese by default.
-    pub fn of(req: &WebRequest) -> Self {
-        match req.query_param("lang") {
-            Some("en") => return Self::En,
-            Some("ja") => return Self::Ja,
-            _ => {}
-        }
-        let accept = req
-            .header("accept-language")
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let first = accept.split(',').next().unwrap_or_default().trim();
-        if first.starts_with("en") {
-            Self::En
-        } else {
-            Self::Ja
-        }
+/// The language a request names: `?lang=` first, then `Accept-Language`.
+pub fn stated_lang(req: &WebRequest) -> Option<Lang> {
+    match req.query_param("lang") {
+        Some("en") => return Some(Lang::En),
+        Some("ja") => return Some(Lang::Ja),
+        _ => {}
     }
+    req.header("accept-language")
+        .and_then(Lang::from_accept_language)
 }
 
-struct Template {
-    ja: &'static str,
-    en: &'static str,
+/// The language of a page: the one the request names, Japanese otherwise.
+pub fn lang_of(req: &WebRequest) -> Lang {
+    stated_lang(req).unwrap_or(Lang::Ja)
 }
-
-const LANDING: Template = Template {
-    ja: include_str!("assets/landing.ja.html"),
-    en: include_str!("assets/landing.en.html"),
-};
-const OBTAIN: Template = Template {
-    ja: include_str!("assets/obtain.ja.html"),
-    en: include_str!("assets/obtain.en.html"),
-};
-const RENEW: Template = Template {
-    ja: include_str!("assets/renew.ja.html"),
-    en: include_str!("assets/renew.en.html"),
-};
-
-const ADMIN: Template = Template {
-    ja: include_str!("assets/admin.ja.html"),
-    en: include_str!("assets/admin.en.html"),
-};
 
 const STYLE: &str = include_str!("assets/style.css");
 const SCRIPT: &str = include_str!("assets/certgate.js");
 const ADMIN_SCRIPT: &str = include_str!("assets/admin.js");
 
 /// The content security policy of every page: nothing but certgate's own files.
-const CSP: &str = "default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const CSP: &str =
+    "default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The policy of an SVG logo opened on its own: no script, no fetch, a sandbox.
+const LOGO_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
 
 /// `GET /certgate/assets/<name>`
 pub fn asset(path: &str) -> WebResponse {
+    let locale = locale::current();
     let (body, ctype) = match path.strip_prefix("/certgate/assets/") {
-        Some("style.css") => (STYLE, "text/css; charset=utf-8"),
-        Some("certgate.js") => (SCRIPT, "text/javascript; charset=utf-8"),
-        Some("admin.js") => (ADMIN_SCRIPT, "text/javascript; charset=utf-8"),
+        Some("style.css") => (
+            Bytes::from_static(STYLE.as_bytes()),
+            "text/css; charset=utf-8",
+        ),
+        Some("brand.css") => (
+            Bytes::from(locale.brand().css().to_owned()),
+            "text/css; charset=utf-8",
+        ),
+        Some("certgate.js") => (
+            Bytes::from_static(SCRIPT.as_bytes()),
+            "text/javascript; charset=utf-8",
+        ),
+        Some("admin.js") => (
+            Bytes::from_static(ADMIN_SCRIPT.as_bytes()),
+            "text/javascript; charset=utf-8",
+        ),
+        Some("logo") => match locale.brand().logo() {
+            Some(logo) => (Bytes::from(logo.bytes.clone()), logo.content_type),
+            None => return text(StatusCode::NOT_FOUND, "not found"),
+        },
         _ => return text(StatusCode::NOT_FOUND, "not found"),
     };
-    let mut r = with_type(StatusCode::OK, ctype, Bytes::from_static(body.as_bytes()));
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
-    r.headers_mut().insert(
+    // What [branding] makes follows a reload within minutes; the rest changes with a release.
+    let cache = if matches!(path, "/certgate/assets/brand.css" | "/certgate/assets/logo") {
+        "public, max-age=300"
+    } else {
+        "public, max-age=3600"
+    };
+    let mut r = with_type(StatusCode::OK, ctype, body);
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
+    if ctype == "image/svg+xml" {
+        h.insert(
+            "content-security-policy",
+            HeaderValue::from_static(LOGO_CSP),
+        );
+    }
     r
 }
 
-/// The renewal notice for the presented certificate, when renewal is due (HTML, may be empty).
+/// The renewal notice for the presented certificate, when renewal is due.
 pub async fn renewal_notice(
     store: &Store,
     req: &WebRequest,
     lang: Lang,
     now: i64,
     window_days: u32,
-) -> String {
-    let Some(peer) = &req.peer else {
-        return String::new();
-    };
-    let Ok(Some(cert)) = store.certificate(&peer.serial).await else {
-        return String::new();
-    };
+) -> Option<(String, i64, &'static str)> {
+    let peer = req.peer.as_ref()?;
+    let cert = store.certificate(&peer.serial).await.ok()??;
     if !rules::renewal_due(cert.not_after, now, window_days) {
-        return String::new();
+        return None;
     }
-    let date = format_date(cert.not_after);
-    let login = escape(&cert.login);
     let href = if lang == Lang::En {
         "/certgate/renew?lang=en"
     } else {
         "/certgate/renew"
     };
-    match lang {
-        Lang::Ja => format!(
-            "<p><strong>電子証明書の有効期限が近づいています。</strong>ログインID {login} の電子証明書は {date} に有効期限が切れます。</p><p><a class=\"button\" href=\"{href}\">電子証明書を更新する</a></p>"
-        ),
-        Lang::En => format!(
-            "<p><strong>Your certificate expires soon.</strong> The certificate of login ID {login} expires on {date}.</p><p><a class=\"button\" href=\"{href}\">Renew the certificate now</a></p>"
-        ),
-    }
+    Some((cert.login, cert.not_after, href))
 }
 
 /// `GET /certgate/renew-later?next=/path`: remembers for a day that the customer chose to
@@ -158,31 +146,31 @@ pub fn renew_later(req: &WebRequest) -> WebResponse {
     r
 }
 
-/// Which page.
-#[derive(Debug, Clone, Copy)]
-pub enum Page {
-    Landing,
-    Obtain,
-    Renew,
-    /// The contract administrator's user management.
-    Admin,
-}
-
-/// Renders a page with a fresh CSRF token (also set as a cookie).
-pub fn render(page: Page, lang: Lang, notice: &str, login: &str) -> WebResponse {
-    let t = match page {
-        Page::Landing => &LANDING,
-        Page::Obtain => &OBTAIN,
-        Page::Renew => &RENEW,
-        Page::Admin => &ADMIN,
-    };
-    let template = if lang == Lang::En { t.en } else { t.ja };
+/// Renders a page with a fresh CSRF token (also set as a cookie). `notice` is the renewal
+/// notice (login ID, expiry, where to renew), when renewal is due.
+pub fn render(
+    page: Page,
+    lang: Lang,
+    notice: Option<(String, i64, &'static str)>,
+    login: &str,
+) -> WebResponse {
     let (token, cookie) = csrf::new_token();
-    let html = template
-        .replace("{{csrf}}", &token)
-        .replace("{{login}}", &escape(login))
-        .replace("{{lang}}", if lang == Lang::En { "en" } else { "ja" })
-        .replace("{{notice}}", notice);
+    let data = PageData {
+        csrf: &token,
+        login,
+        notice: notice.as_ref().map(|(login, not_after, href)| Notice {
+            login,
+            not_after: *not_after,
+            renew_href: href,
+        }),
+    };
+    let html = match locale::pages::page(&locale::current(), lang, page, &data) {
+        Ok(html) => html,
+        Err(e) => {
+            tracing::error!(error = %e, page = page.name(), "a page template failed");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
     let mut r = with_type(
         StatusCode::OK,
         "text/html; charset=utf-8",
@@ -195,6 +183,10 @@ pub fn render(page: Page, lang: Lang, notice: &str, login: &str) -> WebResponse 
         HeaderValue::from_static("nosniff"),
     );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_LANGUAGE,
+        HeaderValue::from_static(lang.as_str()),
+    );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         h.insert(header::SET_COOKIE, v);
     }
@@ -207,9 +199,9 @@ mod tests {
 
     #[test]
     fn pages_fill_every_placeholder_and_escape() {
-        for page in [Page::Landing, Page::Obtain, Page::Renew, Page::Admin] {
-            for lang in [Lang::Ja, Lang::En] {
-                let r = render(page, lang, "", "<b>x</b>");
+        for page in Page::ALL {
+            for lang in Lang::ALL {
+                let r = render(page, lang, None, "<b>x</b>");
                 let body = std::str::from_utf8(r.body()).unwrap();
                 assert!(!body.contains("{{"), "{page:?} {lang:?}");
                 assert!(!body.contains("<b>x</b>"));
@@ -221,6 +213,12 @@ mod tests {
             StatusCode::NOT_FOUND
         );
         assert_eq!(asset("/certgate/assets/style.css").status(), StatusCode::OK);
+        assert_eq!(asset("/certgate/assets/brand.css").status(), StatusCode::OK);
+        // No logo configured: nothing to serve.
+        assert_eq!(
+            asset("/certgate/assets/logo").status(),
+            StatusCode::NOT_FOUND
+        );
     }
 
     fn later(query: &str) -> Option<String> {

@@ -6,14 +6,18 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::http_common::RETRY_AFTER_SECS;
 use crate::lifecycle::LifecycleError;
+use crate::locale::{self, Lang};
 
 /// A response with a body already in memory.
 pub type WebResponse = Response<Bytes>;
 
 /// JSON `{"error": code, "message": message}` with `status`.
-pub fn json_error(status: StatusCode, code: &str, message: &str) -> WebResponse {
+pub fn json_error(status: StatusCode, code: &'static str, message: &str) -> WebResponse {
     let body = serde_json::json!({"error": code, "message": message}).to_string();
-    with_type(status, "application/json", Bytes::from(body))
+    let mut r = with_type(status, "application/json", Bytes::from(body));
+    r.extensions_mut()
+        .insert(super::refusals::RefusalCode(code));
+    r
 }
 
 /// A JSON body with 200.
@@ -96,3 +100,94 @@ pub fn lifecycle_json(e: &LifecycleError) -> WebResponse {
 
 /// The challenge of a 401 for an issuance code given in a JSON body.
 const ISSUANCE_CODE_CHALLENGE: &str = "IssuanceCode realm=\"certgate\"";
+
+/// A JSON error answered to a caller that named its language (the pages' scripts send the
+/// page's `lang` as `Accept-Language`) gets its `message` from that language's catalog,
+/// keyed by the stable `error` code; the code itself never changes. Without a named
+/// language, or for anything but a JSON error, the answer is left as it is.
+pub fn in_language(resp: WebResponse, lang: Option<Lang>) -> WebResponse {
+    let Some(lang) = lang else {
+        return resp;
+    };
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if resp.status().as_u16() < 400 || !is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return WebResponse::from_parts(parts, body);
+    };
+    let Some(code) = value
+        .get("error")
+        .and_then(|c| c.as_str())
+        .map(str::to_owned)
+    else {
+        return WebResponse::from_parts(parts, body);
+    };
+    let locale = locale::current();
+    let texts = locale.texts(lang);
+    let message = texts
+        .get("api", &code)
+        .or_else(|| texts.get("api", "generic"))
+        .unwrap_or_default();
+    value["message"] = serde_json::Value::from(message);
+    parts.headers.insert(
+        header::CONTENT_LANGUAGE,
+        HeaderValue::from_static(lang.as_str()),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    WebResponse::from_parts(parts, Bytes::from(value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(r: &WebResponse) -> String {
+        let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        v["message"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn json_errors_speak_the_callers_language_and_keep_their_code() {
+        let err = || {
+            json_error(
+                StatusCode::UNAUTHORIZED,
+                "bad_code",
+                "the login ID or the issuance code is not correct",
+            )
+        };
+        let ja = in_language(err(), Some(Lang::Ja));
+        assert_eq!(
+            message(&ja),
+            "ログインIDまたは発行コードが正しくありません。"
+        );
+        let v: serde_json::Value = serde_json::from_slice(ja.body()).unwrap();
+        assert_eq!(v["error"], "bad_code");
+        assert_eq!(ja.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(ja.headers()[header::CONTENT_LANGUAGE], "ja");
+        assert_eq!(
+            message(&in_language(err(), Some(Lang::En))),
+            "The login ID or the issuance code is not correct."
+        );
+        // No language named: unchanged.
+        assert_eq!(
+            message(&in_language(err(), None)),
+            "the login ID or the issuance code is not correct"
+        );
+        // A code the catalog does not know gets the catalog's general sentence, never English.
+        let odd = in_language(
+            json_error(StatusCode::CONFLICT, "new_code", "english text"),
+            Some(Lang::Ja),
+        );
+        assert_eq!(message(&odd), "処理を完了できませんでした。");
+        // Success and non-JSON answers pass untouched.
+        let ok = in_language(json_ok(&serde_json::json!({"a": 1})), Some(Lang::Ja));
+        assert_eq!(ok.body().as_ref(), br#"{"a":1}"#);
+        let plain = in_language(text(StatusCode::BAD_REQUEST, "est says no"), Some(Lang::Ja));
+        assert_eq!(plain.body().as_ref(), b"est says no\n");
+    }
+}

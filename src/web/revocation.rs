@@ -369,9 +369,20 @@ pub(super) fn max_age(prefix: &str, left: i64) -> http::HeaderValue {
 }
 
 fn ocsp_error(status: OcspResponseStatus) -> WebResponse {
-    with_type(
+    let mut r = with_type(
         StatusCode::OK,
         "application/ocsp-response",
         Bytes::from(ocsp::error_response(status)),
-    )
+    );
+    let code = match status {
+        OcspResponseStatus::MalformedRequest => "malformed_request",
+        OcspResponseStatus::InternalError => "internal_error",
+        OcspResponseStatus::TryLater => "try_later",
+        OcspResponseStatus::SigRequired => "sig_required",
+        OcspResponseStatus::Unauthorized => "unauthorized",
+        OcspResponseStatus::Successful => "successful",
+    };
+    r.extensions_mut()
+        .insert(super::refusals::RefusalCode(code));
+    r
 }

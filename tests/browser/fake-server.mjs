@@ -1,6 +1,8 @@
 // A stand-in for certgate's web side, for testing the pages and the Chromium
-// harness before (and apart from) the Rust gateway. It serves the templates
-// from src/web/assets/ with placeholders filled, signs posted CSRs with a
+// harness before (and apart from) the Rust gateway. It serves the pages as
+// certgate renders them (tests/browser/pages/, written and checked by the unit
+// test locale::pages::tests::browser_test_pages_match_the_templates) with the
+// markers filled, the assets of src/web/assets/, and signs posted CSRs with a
 // throwaway CA through the openssl CLI, and answers `/` with the client
 // certificate's CN. Listens on 127.0.0.1 only. Not a model of certgate's
 // rules: one login, one code, no store.
@@ -17,6 +19,7 @@ import { parseArgs } from "node:util";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const assets = path.resolve(here, "..", "..", "src", "web", "assets");
+const pages = path.join(here, "pages");
 
 const { values: args } = parseArgs({
   options: {
@@ -116,7 +119,7 @@ const NOTICE = {
 };
 
 function page(res, name, lang, fields) {
-  let html = fs.readFileSync(path.join(assets, `${name}.${lang}.html`), "utf8");
+  let html = fs.readFileSync(path.join(pages, `${name}.${lang}.html`), "utf8");
   html = html
     .replaceAll("{{lang}}", lang)
     .replaceAll("{{csrf}}", escapeHtml(csrf))
@@ -218,7 +221,9 @@ const server = https.createServer(
       if (asset) {
         const type = asset[2] === "css" ? "text/css; charset=utf-8" : "text/javascript; charset=utf-8";
         res.writeHead(200, { "Content-Type": type, "X-Content-Type-Options": "nosniff" });
-        return res.end(fs.readFileSync(path.join(assets, asset[1])));
+        // brand.css is made from [branding]: the built-in branding's copy is beside the pages.
+        const dir = asset[1] === "brand.css" ? pages : assets;
+        return res.end(fs.readFileSync(path.join(dir, asset[1])));
       }
       if (url.pathname === "/") {
         const cn = peerCn(req);

@@ -9,6 +9,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { languageFindings } from "./lang-check.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CHROMIUM = process.env.CERTGATE_CHROMIUM || "/usr/bin/chromium";
@@ -198,6 +199,7 @@ describe("pages in both languages under CSP default-src 'self'", { skip }, () =>
           assert.equal(posted, false);
         }
         await page.screenshot({ path: path.join(work, `${name}.${lang}.png`), fullPage: true });
+        assert.deepEqual(await languageFindings(page, lang), [], "a message in the other language");
         assert.deepEqual(problems, []);
         await page.close();
       });

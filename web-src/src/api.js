@@ -1,5 +1,7 @@
 // JSON calls to certgate's API. Owns the request shape (CSRF header, JSON
-// content type) and turns error answers into ApiError; it must not build UI.
+// content type, the page's language so errors come back in it) and turns
+// error answers into ApiError; it must not build UI.
+import { pageLang } from "./messages.js";
 
 export class ApiError extends Error {
   constructor(code, message) {
@@ -22,6 +24,7 @@ export async function postJson(path, body) {
       headers: {
         "Content-Type": "application/json",
         "X-CSRF-Token": csrfToken(),
+        "Accept-Language": pageLang(),
       },
       body: JSON.stringify(body),
     });

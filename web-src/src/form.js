@@ -135,6 +135,10 @@ function errorText(err) {
     if (err.code === "network") {
       return text("network");
     }
+    // The rate limit answers in plain text, before any page logic.
+    if (err.code === "http_429") {
+      return text("busy");
+    }
     return text("badAnswer");
   }
   return text("failed");

@@ -1,5 +1,8 @@
-// Texts the script shows, in the page's language (<html lang>). Owns wording
-// only; texts of the server's errors come from the server.
+// Texts the script shows, in the page's language (<html lang>). The page
+// carries them from the server's catalog (with the institution's names) in
+// <template id="certgate-texts" data-KEY="...">; this table is the fallback for
+// a page without it, in the same language. Texts of the server's errors come
+// from the server.
 
 const TEXTS = {
   ja: {
@@ -16,6 +19,7 @@ const TEXTS = {
     badAnswer: "サーバーの応答を処理できませんでした。時間をおいて、もう一度お試しください。",
     keyMismatch: "受け取った証明書がこのパソコンの鍵と一致しません。お取引店にお問い合わせください。",
     failed: "証明書を作成できませんでした。",
+    busy: "リクエストが多すぎます。しばらく待ってから、もう一度お試しください。",
   },
   en: {
     needLogin: "Enter your login ID.",
@@ -31,11 +35,20 @@ const TEXTS = {
     badAnswer: "The server's answer could not be processed. Please try again later.",
     keyMismatch: "The certificate received does not match the key on this PC. Please contact your branch.",
     failed: "The certificate could not be created.",
+    busy: "Too many requests. Please wait a moment and try again.",
   },
 };
 
-export function text(key) {
+export function pageLang() {
   const lang = (document.documentElement.getAttribute("lang") || "ja").slice(0, 2);
-  const table = TEXTS[lang] || TEXTS.ja;
-  return table[key] || TEXTS.en[key] || key;
+  return TEXTS[lang] ? lang : "ja";
+}
+
+export function text(key) {
+  const fromPage = document.getElementById("certgate-texts");
+  const value = fromPage ? fromPage.getAttribute(`data-${key}`) : null;
+  if (value) {
+    return value;
+  }
+  return TEXTS[pageLang()][key] || key;
 }

@@ -8,18 +8,24 @@
   var errorEl = document.getElementById("admin-error");
   var codeBox = document.getElementById("admin-code");
   var tbody = document.querySelector("#admin-users tbody");
+  var lang = texts.lang || document.documentElement.lang || "ja";
 
   function api(method, path, body) {
     return fetch(path, {
       method: method,
       credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      // The server answers errors in the page's language.
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, "Accept-Language": lang },
       body: body ? JSON.stringify(body) : undefined,
     }).then(function (r) {
       return r.json().catch(function () { return {}; }).then(function (j) {
-        if (!r.ok) { throw new Error(j.message || "HTTP " + r.status); }
+        // Every message shown is in the page's language: the server's (it follows
+        // Accept-Language) or one of the page's own.
+        if (!r.ok) { throw new Error(j.message || (r.status === 429 ? texts.busy : texts.failed)); }
         return j;
       });
+    }, function () {
+      throw new Error(texts.network);
     });
   }
 
@@ -56,7 +62,8 @@
       cell(row, u.login);
       cell(row, texts["role" + u.role.charAt(0).toUpperCase() + u.role.slice(1)] || u.role);
       cell(row, u.certificate
-        ? texts.until + " " + new Date(u.certificate.not_after * 1000).toISOString().slice(0, 10)
+        // The server writes the date in the branding's time zone, zone included.
+        ? texts.until + " " + (u.certificate.not_after_text || new Date(u.certificate.not_after * 1000).toISOString())
         : texts.none);
       var action = cell(row, "");
       if (u.role !== "admin") {
