@@ -43,8 +43,9 @@ fi
 # (read from src/), and the dashboard's expressions must parse (promtool, below).
 if python3 -c 'import yaml' 2>/dev/null; then
   python3 deploy/check_monitoring.py --exprs-out "$tmp/dashboard-exprs.yaml"
-  # Each mutation must be refused with the given message: $1 what to copy, $2 its copy's
-  # option, $3 the sed, $4 the message.
+  # Each mutation must be refused with the given message: $1 the file or folder to copy,
+  # $2 the checker's option for it, $3 the sed, $4 the message, $5 (a folder) the file
+  # in it that the sed changes.
   refuse() {
     rm -rf "$tmp/m" && mkdir "$tmp/m" && cp -r "$1" "$tmp/m/"
     local copy

@@ -192,8 +192,11 @@ def check_expr(where, expr, known, problems, extra_matchers=()):
     for name, matchers in sels:
         if name not in known:
             problems.append(f"{where}: {name} is not a metric certgate exposes")
-        for m in (JOB.replace(" ", ""), *extra_matchers):
-            if not name.startswith("certgate:") and m.replace(" ", "") not in matchers:
+        # Series recorded by the rules carry the job of the aggregation they come from.
+        if name.startswith("certgate:"):
+            continue
+        for m in (JOB, *extra_matchers):
+            if m not in matchers:
                 problems.append(f"{where}: {name} without {m}")
     return [name for name, _ in sels]
 
