@@ -28,6 +28,10 @@ have ab || need_apt+=(apache2-utils)
 # bench/run.sh counts instructions per request with callgrind.
 have callgrind_control || need_apt+=(valgrind)
 have systemd-analyze || need_apt+=(systemd)
+# promtool (/usr/bin/promtool) checks and unit-tests deploy/prometheus (deploy/check.sh).
+# The package also enables a Prometheus server on :9090, the demo's admin port; on a
+# machine with systemd, `systemctl disable --now prometheus` frees it.
+have promtool || need_apt+=(prometheus)
 # The grace-after-expiry tests run the gateway some days ahead of the clock.
 have faketime || need_apt+=(faketime)
 
