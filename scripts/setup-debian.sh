@@ -29,8 +29,8 @@ have ab || need_apt+=(apache2-utils)
 have callgrind_control || need_apt+=(valgrind)
 have systemd-analyze || need_apt+=(systemd)
 # promtool (/usr/bin/promtool) checks and unit-tests deploy/prometheus (deploy/check.sh).
-# The package also enables a Prometheus server on :9090, the demo's admin port; on a
-# machine with systemd, `systemctl disable --now prometheus` frees it.
+# The package also brings a Prometheus server for :9090, the demo's admin port: it is
+# installed with services held back (policy-rc.d below) and disabled, so nothing listens.
 have promtool || need_apt+=(prometheus)
 # The grace-after-expiry tests run the gateway some days ahead of the clock.
 have faketime || need_apt+=(faketime)
@@ -40,7 +40,21 @@ SUDO=""
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   $SUDO apt-get update -qq
+  # No package may start a service while it installs (prometheus would take :9090); a
+  # policy-rc.d of the machine's own is left as it was.
+  held_back=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    held_back=1
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  [ -z "$held_back" ] || $SUDO rm -f /usr/sbin/policy-rc.d
+  # Only a Prometheus this run installed; one the machine already had is left alone.
+  if [[ " ${need_apt[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1 \
+    && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 # pkilint lints certificates, CRLs and OCSP responses in the tests.
