@@ -222,13 +222,16 @@ pub async fn run(
 
     // Expiry notices: one pass at start, then every `[notify] interval_secs`.
     let (stop_notices, stopped) = tokio::sync::watch::channel(false);
+    let mut notice_task = None;
     if let Some(notices) = NotifyContext::from_config(&cfg, store, clock)
         .context("the [notify] section cannot be used")?
     {
         deps.collectors
             .push(Box::new(NotifyCollector(notices.metrics())));
         let every = notices.interval();
-        tokio::spawn(crate::notify::run_forever(notices, every, stopped));
+        notice_task = Some(tokio::spawn(crate::notify::run_forever(
+            notices, every, stopped,
+        )));
     }
     // Signature counts: flushed every minute, and once more when serving ends.
     let (stop_flush, flush_stopped) = tokio::sync::watch::channel(false);
@@ -239,6 +242,16 @@ pub async fn run(
     ));
     let result = async { Server::bind(deps).await?.serve(shutdown).await }.await;
     let _ = stop_notices.send(true);
+    // A pass in progress ends after the batch in hand is sent and recorded; waiting for it
+    // (bounded) keeps a stop from counting like a crash (e-mails sent again at next start).
+    if let Some(task) = notice_task
+        && tokio::time::timeout(NOTICE_STOP_WAIT, task).await.is_err()
+    {
+        tracing::warn!(
+            wait_secs = NOTICE_STOP_WAIT.as_secs(),
+            "the expiry-notice pass did not end in time; its unrecorded e-mails are sent again at the next start"
+        );
+    }
     summaries.abort();
     let _ = stop_flush.send(true);
     if let Err(e) = flusher.await {
@@ -247,6 +260,8 @@ pub async fn run(
     Ok(result?)
 }
 
+/// How long a stopping `serve` waits for the notice pass to finish its batch in hand.
+const NOTICE_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 /// Revokes superseded certificates whose successor is in use or whose overlap has passed.
 async fn retire_superseded(store: Store, clock: Arc<dyn Clock>, lifecycle: Lifecycle) {
     let mut tick = tokio::time::interval(RETIRE_EVERY);
