@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use super::{BrandNames, Lang};
+use super::{BrandNames, Lang, SchemeTerms};
 
 type Sections = BTreeMap<String, BTreeMap<String, String>>;
 
@@ -41,15 +41,15 @@ impl Catalog {
         }
     }
 
-    /// The texts of `lang` with the institution's names filled in.
-    pub fn texts(&self, lang: Lang, names: &BrandNames) -> Texts {
+    /// The texts of `lang` with the institution's names and the scheme's terms filled in.
+    pub fn texts(&self, lang: Lang, names: &BrandNames, terms: &SchemeTerms) -> Texts {
         let sections = self
             .sections(lang)
             .iter()
             .map(|(s, keys)| {
                 let keys = keys
                     .iter()
-                    .map(|(k, v)| (k.clone(), names.fill(v)))
+                    .map(|(k, v)| (k.clone(), terms.fill(lang, &names.fill(v))))
                     .collect::<BTreeMap<_, _>>();
                 (s.clone(), keys)
             })
@@ -158,6 +158,9 @@ mod tests {
             "{support}",
             "{login}",
             "{date}",
+            "{renewal_days}",
+            "{validity}",
+            "{notice_days}",
         ];
         // The e-mail notice has its own values (`notify::template`).
         let mail = [

@@ -10,12 +10,14 @@ mod brand;
 mod catalog;
 mod dates;
 pub mod pages;
+mod terms;
 
 use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
 pub use brand::{Brand, BrandError, BrandNames, Logo};
 pub use catalog::{Catalog, Texts};
 pub use dates::format_date_time;
+pub use terms::SchemeTerms;
 
 /// A language certgate speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,21 +104,26 @@ pub struct Locale {
 }
 
 impl Locale {
-    /// The catalogs filled with `brand`'s names.
+    /// The catalogs filled with `brand`'s names and the default terms of the scheme.
     pub fn new(brand: Brand) -> Self {
+        Self::with_terms(brand, &SchemeTerms::default())
+    }
+
+    /// The catalogs filled with `brand`'s names and `terms`.
+    pub fn with_terms(brand: Brand, terms: &SchemeTerms) -> Self {
         let catalog = Catalog::builtin();
         Self {
-            ja: catalog.texts(Lang::Ja, brand.names(Lang::Ja)),
-            en: catalog.texts(Lang::En, brand.names(Lang::En)),
+            ja: catalog.texts(Lang::Ja, brand.names(Lang::Ja), terms),
+            en: catalog.texts(Lang::En, brand.names(Lang::En), terms),
             brand,
         }
     }
 
-    /// The locale of `cfg`'s `[branding]`; reads the logo.
+    /// The locale of `cfg`: `[branding]` (the logo is read) and the terms its `[renewal]`,
+    /// `[ca]` and `[notify]` apply.
     pub fn from_config(cfg: &crate::config::Config) -> Result<Self, BrandError> {
-        Ok(Self::new(Brand::from_config(&cfg.branding, |p| {
-            cfg.resolve(p)
-        })?))
+        let brand = Brand::from_config(&cfg.branding, |p| cfg.resolve(p))?;
+        Ok(Self::with_terms(brand, &SchemeTerms::from_config(cfg)))
     }
 
     /// The texts of `lang`.

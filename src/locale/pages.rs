@@ -228,6 +228,47 @@ mod tests {
     }
 
     #[test]
+    fn pages_state_the_configured_terms() {
+        let terms = crate::locale::SchemeTerms {
+            renewal_days: 45,
+            validity_days: 730,
+            notice_days: vec![60, 14],
+        };
+        let l = Locale::with_terms(Brand::default(), &terms);
+        let data = PageData {
+            csrf: "t",
+            login: "",
+            notice: None,
+        };
+        let ja = page(&l, Lang::Ja, Page::Landing, &data).expect("ja");
+        for said in [
+            "45日前から更新",
+            "取得した日から2年間",
+            "有効期限の60日前と14日前に",
+        ] {
+            assert!(ja.contains(said), "{said} in {ja}");
+        }
+        let en = page(&l, Lang::En, Page::Landing, &data).expect("en");
+        for said in [
+            "renewal opens 45 days",
+            "valid for 2 years",
+            "e-mail 60 days and 14 days before",
+        ] {
+            assert!(en.contains(said), "{said} in {en}");
+        }
+        // Without notices, the page promises none.
+        let quiet = Locale::with_terms(
+            Brand::default(),
+            &crate::locale::SchemeTerms {
+                notice_days: vec![],
+                ..terms
+            },
+        );
+        let en = page(&quiet, Lang::En, Page::Landing, &data).expect("en");
+        assert!(!en.contains("We send you an e-mail"), "{en}");
+    }
+
+    #[test]
     fn every_page_renders_in_both_languages_and_escapes() {
         let l = locale();
         for p in Page::ALL {
