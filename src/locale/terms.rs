@@ -56,7 +56,7 @@ impl SchemeTerms {
 
     fn validity(&self, lang: Lang) -> String {
         let days = self.validity_days;
-        match (lang, days % 365 == 0, days / 365) {
+        match (lang, days.is_multiple_of(365), days / 365) {
             (Lang::Ja, true, years) => format!("{years}年間"),
             (Lang::Ja, false, _) => format!("{days}日間"),
             (Lang::En, true, 1) => "one year".into(),
