@@ -331,4 +331,7 @@ fn branding_follows_a_reload_and_a_refused_logo_keeps_the_previous_one() {
     let (status, svg) = crate::fixture::curl(&run.ca, &[&run.url("/certgate/assets/logo")]);
     assert_eq!(status, 200);
     assert!(!svg.contains("script"), "{svg}");
+    // `config check` reads the logo as `serve` does, and refuses it before any reload.
+    let refused = fx.fails(&["config", "check"]);
+    assert!(refused.contains("[branding]"), "{refused}");
 }

@@ -220,5 +220,7 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
             })?;
         }
     }
+    // The logo's content, read and checked as `serve` reads it at start.
+    crate::locale::Locale::from_config(&cfg).context("[branding]")?;
     Ok(())
 }
