@@ -14,7 +14,9 @@ use crate::fixture::{
 
 /// Certificates valid for 30 days, renewable for 10 days after expiry.
 fn fixture() -> Option<Fixture> {
-    if Command::new("faketime").arg("--version").output().is_err() {
+    if Command::new("faketime").arg("--version").output().is_err()
+        || !Path::new(LIBFAKETIME).exists()
+    {
         missing("faketime is not installed (apt package faketime)")?;
     }
     Fixture::with_config(Db::Sqlite, |text| {
@@ -22,6 +24,9 @@ fn fixture() -> Option<Fixture> {
         text.push_str("\n[renewal]\ngrace_after_expiry_days = 10\n");
     })
 }
+
+/// libfaketime as Debian's `faketime` package installs it.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// `certgate serve` with its clock `offset` ahead (a `faketime -f` offset such as `+32d`),
 /// on a configuration file of its own (the fixture's base plus its listener and route).
@@ -36,10 +41,12 @@ fn serve_ahead_as(fx: &Fixture, offset: &str, client_auth: &str) -> Running {
     let base = base.split("\n[[listener]]").next().unwrap_or_default();
     std::fs::write(&config, base).expect("config");
     // `start` appends an `optional` listener to the file just before running the command,
-    // so the command sets the listener's mode first, then runs `serve` under faketime.
+    // so the command sets the listener's mode first, then runs `serve` with its clock moved.
+    // libfaketime is preloaded into `serve` itself rather than through the `faketime`
+    // program, which forks: ending the program would leave `serve` running after the test.
     let script = format!(
         "sed -i 's/^client_auth = \"optional\"$/client_auth = \"{client_auth}\"/' \"$0\" \
-         && exec faketime -f {offset} \"$1\" --config \"$0\" serve"
+         && exec env LD_PRELOAD={LIBFAKETIME} FAKETIME={offset} \"$1\" --config \"$0\" serve"
     );
     fx.start(
         &config,
