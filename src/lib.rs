@@ -55,6 +55,7 @@ pub mod locale;
 pub mod notify;
 pub mod proxy;
 pub mod sd_notify;
+pub mod staff;
 pub mod status;
 pub mod store;
 pub mod telemetry;

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("proxy", 8),
     ("web", 8),
     ("admin", 8),
+    ("staff", 8),
     ("notify", 8),
     ("demo", 8),
     // The composition root, then the command line.

@@ -17,6 +17,7 @@ mod expiry_watch;
 pub mod open;
 pub mod serve;
 pub mod server;
+mod staff_service;
 pub mod tally_flush;
 mod web_service;
 

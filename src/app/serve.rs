@@ -23,8 +23,11 @@ use crate::web::{CaSigner, Limits, Revocation, RevocationSettings, Web};
 
 use super::expiry_watch::ExpiryCounts;
 use super::open as context;
-use super::server::{Server, ServerDeps};
+use super::server::{Server, ServerDeps, StaffDeps};
+use super::staff_service::ConsoleService;
 use super::web_service::WebService;
+use crate::lifecycle::ApprovalPolicy;
+use crate::web::staff::Console;
 
 /// How often superseded certificates past their overlap are revoked.
 const RETIRE_EVERY: Duration = Duration::from_secs(600);
@@ -111,6 +114,7 @@ pub async fn run(
             .with_audit(crate::audit::Audit::new(store.clone()), clock.clone()),
     );
     let summaries = tokio::spawn(Arc::clone(&limits).summarise_forever());
+    let console = Arc::new(Console::new(lifecycle.clone(), approval_policy(&cfg)));
     let web = Arc::new(Web::new(lifecycle, revocation, ca_chain).with_limits(Arc::clone(&limits)));
 
     let _retire = tokio::spawn(retire_superseded(store.clone(), clock.clone(), retiring));
@@ -122,6 +126,11 @@ pub async fn run(
         Arc::new(WebService(web)),
         clock.clone(),
     );
+    deps.staff = Some(StaffDeps {
+        service: Arc::new(ConsoleService(Arc::clone(&console))),
+        store: store.clone(),
+    });
+    let _requests = tokio::spawn(expire_requests_forever(console.clone()));
     deps.readiness
         .push(Arc::new(HsmReady(active.key().clone())));
     deps.collectors.push(limits.collector());
@@ -212,6 +221,7 @@ pub async fn run(
     // [issuance] and [renewal] follow reloads: the lifecycle's settings are replaced.
     deps.on_reload.push(Box::new(move |cfg: &Config| {
         reloaded.replace_settings(LifecycleSettings::from_config(cfg));
+        console.replace_policy(approval_policy(cfg));
         match crate::locale::Locale::from_config(cfg) {
             Ok(l) => crate::locale::install(l),
             Err(e) => {
@@ -290,5 +300,25 @@ struct SigningObserver(SigningMetrics);
 impl SignObserver for SigningObserver {
     fn signed(&self, seconds: f64, ok: bool) {
         self.0.signed(seconds, ok);
+    }
+}
+
+/// The four-eyes rules `[staff]` gives.
+fn approval_policy(cfg: &Config) -> ApprovalPolicy {
+    ApprovalPolicy {
+        kinds: cfg.staff.approval_kinds(),
+        request_ttl_secs: i64::from(cfg.staff.request_ttl_hours) * 3600,
+    }
+}
+
+/// Marks staff requests whose time ran out as expired, every minute, so the audit log says
+/// when each ended even if nobody looks at the queue.
+async fn expire_requests_forever(console: Arc<Console>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        if let Err(e) = console.expire_requests().await {
+            tracing::warn!(error = %e, "cannot mark expired staff requests");
+        }
     }
 }

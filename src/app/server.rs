@@ -17,12 +17,14 @@ use tokio::sync::{Notify, watch};
 
 use crate::admin::{self, AdminState, Readiness};
 use crate::clock::{Clock, DAY};
-use crate::config::{Config, ConfigError, IdentityFormatName};
+use crate::config::{ClientAuth, Config, ConfigError, IdentityFormatName};
 use crate::identity::{AssertionError, AssertionSigner};
 use crate::proxy::{Gateway, GatewayError, GatewayParts, LocalService};
+use crate::staff::{StaffListener, StaffService};
 use crate::status::{StatusCache, StatusCacheSettings, StatusSource};
 use crate::store::Store;
 use crate::telemetry::Metrics;
+use crate::tls::{build_listener_tls, load_server_key_pair};
 
 /// Why the servers cannot start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,14 @@ pub struct ServerDeps {
     pub collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,
     /// Called with the new configuration after each accepted reload (SIGHUP, file change).
     pub on_reload: Vec<ReloadHook>,
+    /// The staff console, served on `[staff] addr` when that is set.
+    pub staff: Option<StaffDeps>,
+}
+
+/// What the staff listener serves and where it looks staff members up.
+pub struct StaffDeps {
+    pub service: Arc<dyn StaffService>,
+    pub store: Store,
 }
 
 /// Puts a reloaded configuration in force in a part built outside the gateway.
@@ -72,6 +82,7 @@ impl ServerDeps {
             readiness: Vec::new(),
             collectors: Vec::new(),
             on_reload: Vec::new(),
+            staff: None,
         }
     }
 }
@@ -80,6 +91,7 @@ impl ServerDeps {
 pub struct Server {
     gateway: Gateway,
     admin: Option<(TcpListener, AdminState)>,
+    staff: Option<StaffListener>,
     cache: Arc<StatusCache>,
     on_reload: Vec<ReloadHook>,
 }
@@ -109,6 +121,12 @@ impl Server {
         for l in &config.listeners {
             listeners.push(bind(l.addr).await?);
         }
+        let staff = match (config.staff.addr, deps.staff) {
+            (Some(addr), Some(staff)) => {
+                Some(staff_listener(&config, addr, staff, &cache, &deps.source, &deps.clock).await?)
+            }
+            _ => None,
+        };
         let admin = match config.admin.as_ref().map(|a| a.addr) {
             Some(addr) => Some((
                 bind(addr).await?,
@@ -136,6 +154,7 @@ impl Server {
         Ok(Self {
             gateway,
             admin,
+            staff,
             cache,
             on_reload,
         })
@@ -149,6 +168,11 @@ impl Server {
     /// The bound admin address, when `[admin]` is configured.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// The bound staff console address, when `[staff] addr` is configured.
+    pub fn staff_addr(&self) -> Option<SocketAddr> {
+        self.staff.as_ref().and_then(|s| s.tcp.local_addr().ok())
     }
 
     /// A handle that reloads like SIGHUP when notified.
@@ -184,6 +208,9 @@ impl Server {
         let admin = self
             .admin
             .map(|(l, state)| tokio::spawn(admin::serve(l, state, stop_rx.clone())));
+        let staff = self
+            .staff
+            .map(|l| tokio::spawn(crate::staff::serve(l, stop_rx.clone())));
         let serving = self.gateway.serve(stop_rx);
         tokio::pin!(serving);
         let result = tokio::select! {
@@ -198,6 +225,9 @@ impl Server {
         if let Some(a) = admin {
             let _ = a.await;
         }
+        if let Some(s) = staff {
+            let _ = s.await;
+        }
         invalidator.abort();
         if let Some(w) = watchdog {
             w.abort();
@@ -205,6 +235,46 @@ impl Server {
         follower.abort();
         Ok(result?)
     }
+}
+
+/// The staff console's listener: its socket, and TLS that requires a client certificate of
+/// one of certgate's CAs at the handshake (the staff check follows on every request).
+async fn staff_listener(
+    config: &Config,
+    addr: SocketAddr,
+    deps: StaffDeps,
+    cache: &Arc<StatusCache>,
+    source: &Arc<dyn StatusSource>,
+    clock: &Arc<dyn Clock>,
+) -> Result<StaffListener, ServerError> {
+    let (Some(cert), Some(key)) = (&config.staff.cert, &config.staff.key) else {
+        return Err(ServerError::Config(ConfigError::Invalid(
+            "[staff] addr needs cert and key".into(),
+        )));
+    };
+    let tls_error = |e: crate::tls::TlsError| {
+        ServerError::Config(ConfigError::Invalid(format!(
+            "[staff] cert/key cannot be used: {}",
+            crate::telemetry::error_chain(&e)
+        )))
+    };
+    let keys =
+        load_server_key_pair(&config.resolve(cert), &config.resolve(key)).map_err(tls_error)?;
+    let anchors = source.trust_anchors().await.map_err(|e| {
+        ServerError::Config(ConfigError::Invalid(format!(
+            "the staff console cannot read the CA certificates: {e}"
+        )))
+    })?;
+    let tls = build_listener_tls(&keys, ClientAuth::Required, &anchors, Arc::clone(cache), 0)
+        .map_err(tls_error)?;
+    Ok(StaffListener {
+        tcp: bind(addr).await?,
+        tls,
+        cache: Arc::clone(cache),
+        store: deps.store,
+        clock: Arc::clone(clock),
+        service: deps.service,
+    })
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {

@@ -31,6 +31,13 @@ pub enum Actor {
     Anonymous(String),
     /// certgate itself (scheduler, retirement of superseded certificates).
     System,
+    /// A four-eyes action run on approval: asked for by `maker`, approved by `checker`
+    /// (staff names), as request `request`. Both people are in every entry it writes.
+    FourEyes {
+        maker: String,
+        checker: String,
+        request: i64,
+    },
 }
 
 impl Actor {
@@ -50,6 +57,14 @@ impl std::fmt::Display for Actor {
             Self::User(n) => write!(f, "user:{n}"),
             Self::Anonymous(a) => write!(f, "anonymous:{a}"),
             Self::System => f.write_str("system"),
+            Self::FourEyes {
+                maker,
+                checker,
+                request,
+            } => write!(
+                f,
+                "staff:{checker} (approving request {request} of staff:{maker})"
+            ),
         }
     }
 }

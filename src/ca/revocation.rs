@@ -77,6 +77,20 @@ impl std::str::FromStr for RevocationReason {
     }
 }
 
+/// Stored and sent by its RFC name (`keyCompromise`); any spelling `FromStr` takes is read.
+impl serde::Serialize for RevocationReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RevocationReason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ mod format;
 mod jwt;
 mod peer;
 mod rfc9440;
+mod staff;
 mod strip;
 mod xfcc;
 
@@ -26,6 +27,7 @@ pub use certgate::view_headers;
 pub use format::{IdentityError, IdentityFormat, OwnedName, WriteContext};
 pub use jwt::{AssertionError, AssertionSigner, JWKS_PATH};
 pub use peer::{PeerIdentity, ViewHeaders};
+pub use staff::StaffCaller;
 pub use strip::ReservedNames;
 
 use std::sync::Arc;

@@ -6,14 +6,21 @@
 mod codes;
 mod enroll;
 mod error;
+mod four_eyes;
 pub mod intents;
 mod outcomes;
+mod registry;
 pub mod rules;
 mod service;
 
 pub use codes::{IssuanceCode, hash_code};
 pub use enroll::Authorization;
 pub use error::LifecycleError;
+pub use four_eyes::{
+    APPROVAL_KINDS, ActionDone, ApprovalPolicy, Asked, DEFAULT_APPROVAL_KINDS, StaffAction,
+    request_subject,
+};
 pub use outcomes::IssuanceOutcomes;
+pub use registry::{NewUser, check_email};
 pub use rules::{Refusal, RenewalWindow};
 pub use service::{Authorized, Lifecycle, LifecycleSettings, format_date, normalize_serial};

@@ -37,8 +37,11 @@ mod issue_writer;
 pub mod model;
 mod notices;
 pub(crate) mod rows;
+mod search;
 mod server_certs;
 mod signatures;
+mod staff;
+mod staff_requests;
 
 pub use audit_chain::{AuditChainBroken, GENESIS_HASH, audit_hash, verify_audit_chain};
 pub use checkpoints::AuditCheckpoint;
@@ -47,9 +50,12 @@ pub use crl_bases::CrlBase;
 pub use error::StoreError;
 pub use model::*;
 pub use notices::{NewNotice, NoticeCandidate, OutboxCounts, OutboxRow, OutboxState, Settlement};
+pub use search::AuditQuery;
 pub use signatures::{
     DISCARDED_REASON, IntentFilter, IntentState, SignatureCount, SignatureIntent,
 };
+pub use staff::{STAFF_CONTRACT, StaffMember, StaffRole, staff_login, staff_name};
+pub use staff_requests::{NewStaffRequest, RequestState, RequestTransition, StaffRequest};
 
 use std::sync::Arc;
 

@@ -27,6 +27,7 @@ pub mod respond;
 pub mod revocation;
 pub mod route_table;
 pub mod routes;
+pub mod staff;
 
 use std::sync::Arc;
 

@@ -1,0 +1,470 @@
+//! The staff console against the real binary: staff certificates from `staff cert sign`,
+//! the staff listener's live check, each role against each kind of call, four-eyes
+//! requests (maker, checker, rejection, expiry), cross-site refusals and bad input; and on
+//! PostgreSQL with two gateway instances, an approved revocation refused by both at once.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::faults::eventually;
+use crate::fixture::{
+    CSRF, Db, Fixture, Running, ServeAs, call_app, curl, free_port, last_line, missing,
+};
+
+/// A staff member's certificate and key files.
+struct Staff {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// Adds `name` with `role` and gives them a certificate through `staff authorize` and
+/// `staff cert sign`, as the security team does on the host.
+fn staff_member(fx: &Fixture, name: &str, role: &str) -> Staff {
+    fx.ok(&[
+        "staff",
+        "add",
+        name,
+        "--role",
+        role,
+        "--email",
+        &format!("{name}@bank.example"),
+    ]);
+    let code = last_line(&fx.ok(&["staff", "authorize", name]));
+    let (key, csr) = fx.openssl_csr(&format!("staff-{name}"), "ec:P-256");
+    let pem = fx.ok(&[
+        "staff",
+        "cert",
+        "sign",
+        name,
+        "--csr",
+        csr.to_str().unwrap(),
+        "--code",
+        &code,
+    ]);
+    let cert = fx.path(&format!("staff-{name}.pem"));
+    std::fs::write(&cert, pem).expect("write staff certificate");
+    Staff { cert, key }
+}
+
+/// The `[staff]` section, given as the route settings of [`Fixture::serve_with`] so that
+/// only that instance gets it (TOML: a new table after the route's keys).
+fn staff_section(port: u16) -> String {
+    format!("\n[staff]\naddr = \"127.0.0.1:{port}\"\ncert = \"server.pem\"\nkey = \"server.key\"\n")
+}
+
+/// One console call: `method` on `/staff/api/v1/<path>` with the pages' double-submit
+/// token and a JSON body when given; (status, JSON body or `Null`).
+fn call(
+    run: &Running,
+    port: u16,
+    who: (&Path, &Path),
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    extra: &[&str],
+) -> (u16, Value) {
+    let url = format!("https://127.0.0.1:{port}/staff/api/v1/{path}");
+    let mut args: Vec<&str> = vec![
+        "--cert",
+        who.0.to_str().unwrap(),
+        "--key",
+        who.1.to_str().unwrap(),
+        "-X",
+        method,
+    ];
+    args.extend(CSRF);
+    args.extend(extra);
+    if let Some(b) = body {
+        args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    args.push(&url);
+    let (status, text) = curl(&run.ca, &args);
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn serial_of(fx: &Fixture, login: &str) -> String {
+    let out = fx.ok(&["cert", "list", "--login", login, "--format", "json"]);
+    let rows: Value = serde_json::from_str(&out).expect("cert list json");
+    rows.as_array()
+        .and_then(|a| a.iter().find(|r| r["status"] == "current"))
+        .and_then(|r| r["serial"].as_str())
+        .expect("a current certificate")
+        .to_owned()
+}
+
+#[test]
+fn staff_console_roles_four_eyes_and_refusals() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let sato = staff_member(&fx, "sato", "operator");
+    let suzuki = staff_member(&fx, "suzuki", "supervisor");
+    let tanaka = staff_member(&fx, "tanaka", "supervisor");
+    let kato = staff_member(&fx, "kato", "auditor");
+    let (carol, carol_key) = fx.obtain("carol");
+    let (bob, bob_key) = fx.obtain("bob");
+    let port = free_port();
+    let run = fx.serve_with(&staff_section(port));
+    let as_ = |s: &Staff| (s.cert.clone(), s.key.clone());
+    let c = |who: &(PathBuf, PathBuf), method: &str, path: &str, body: Option<&str>| {
+        call(&run, port, (&who.0, &who.1), method, path, body, &[])
+    };
+    let (op, sup, sup2, aud) = (as_(&sato), as_(&suzuki), as_(&tanaka), as_(&kato));
+
+    // Who is calling, with the role the store gives.
+    let (s, me) = c(&aud, "GET", "me", None);
+    assert_eq!(
+        (s, me["name"].as_str(), me["role"].as_str()),
+        (200, Some("kato"), Some("auditor"))
+    );
+
+    // Each role against each kind of call: reads for all, the audit log for supervisors and
+    // auditors, changes for operators and supervisors, decisions for supervisors.
+    for (who, role) in [(&op, "operator"), (&sup, "supervisor"), (&aud, "auditor")] {
+        for path in [
+            "contracts",
+            "users?contract=corp1",
+            "certificates?login=carol",
+            "requests",
+        ] {
+            assert_eq!(c(who, "GET", path, None).0, 200, "{role} GET {path}");
+        }
+        let (s, b) = c(who, "GET", "audit?limit=5", None);
+        let audit_ok = role != "operator";
+        assert_eq!(s, if audit_ok { 200 } else { 403 }, "{role} audit: {b}");
+        if !audit_ok {
+            assert_eq!(b["error"], "role_forbidden");
+        }
+        let id = format!("role-{role}");
+        let (s, b) = c(
+            who,
+            "POST",
+            "contracts",
+            Some(&format!(r#"{{"id":"{id}","name":"Role test"}}"#)),
+        );
+        let change_ok = role != "auditor";
+        assert_eq!(
+            s,
+            if change_ok { 200 } else { 403 },
+            "{role} add contract: {b}"
+        );
+        let (s, b) = c(who, "POST", "users/carol/disable", Some("{}"));
+        assert_eq!(s, if change_ok { 200 } else { 403 }, "{role} disable: {b}");
+        if change_ok {
+            assert_eq!(c(who, "POST", "users/carol/enable", Some("{}")).0, 200);
+        }
+        let (s, b) = c(who, "POST", "requests/999999/approve", Some("{}"));
+        let decide_ok = role == "supervisor";
+        // Allowed to decide: the request simply does not exist.
+        assert_eq!(s, if decide_ok { 404 } else { 403 }, "{role} approve: {b}");
+        let (s, _) = c(who, "POST", "requests/999999/withdraw", Some("{}"));
+        assert_eq!(s, if change_ok { 404 } else { 403 }, "{role} withdraw");
+    }
+    let contracts = fx.ok(&["contract", "list", "--format", "json"]);
+    assert!(contracts.contains("role-operator") && contracts.contains("role-supervisor"));
+    assert!(
+        !contracts.contains("role-auditor"),
+        "an auditor changed something"
+    );
+    assert_eq!(call_app(&run, &carol, &carol_key).0, 200);
+
+    // A customer certificate on the staff listener; a staff certificate on an app route.
+    let customer = call(&run, port, (&carol, &carol_key), "GET", "me", None, &[]);
+    assert_eq!(
+        (customer.0, customer.1["error"].as_str()),
+        (403, Some("not_staff"))
+    );
+    let (s, _) = call_app(&run, &sato.cert, &sato.key);
+    assert_eq!(s, 403, "a staff certificate reached the app");
+
+    // Cross-site posts are refused and change nothing.
+    for (extra, what) in [
+        (vec!["-H", "Origin: https://evil.example"], "foreign Origin"),
+        (vec!["-H", "Sec-Fetch-Site: cross-site"], "cross-site fetch"),
+    ] {
+        let (s, b) = call(
+            &run,
+            port,
+            (&op.0, &op.1),
+            "POST",
+            "contracts",
+            Some(r#"{"id":"xsite","name":"X"}"#),
+            &extra,
+        );
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (403, Some("cross_site")),
+            "{what}"
+        );
+    }
+    let url = format!("https://127.0.0.1:{port}/staff/api/v1/contracts");
+    let (s, _) = curl(
+        &run.ca,
+        &[
+            "--cert",
+            op.0.to_str().unwrap(),
+            "--key",
+            op.1.to_str().unwrap(),
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            r#"{"id":"xsite","name":"X"}"#,
+            &url,
+        ],
+    );
+    assert_eq!(s, 403, "a post without the page's token");
+    assert!(!fx.ok(&["contract", "list"]).contains("xsite"));
+
+    // Bad input: a clear error, nothing changed.
+    let add_user = |login: &str, contract: &str, role: &str| {
+        c(
+            &op,
+            "POST",
+            "users",
+            Some(&format!(
+                r#"{{"login":"{login}","contract":"{contract}","role":"{role}","email":"{login}@example.com"}}"#
+            )),
+        )
+    };
+    let (s, b) = add_user("newbie", "no-such-contract", "general");
+    assert_eq!((s, b["error"].as_str()), (404, Some("not_found")), "{b}");
+    let (s, b) = add_user("carol", "corp1", "general");
+    assert_eq!((s, b["error"].as_str()), (409, Some("login_exists")), "{b}");
+    let (s, b) = add_user("newbie", "corp1", "owner");
+    assert_eq!((s, b["error"].as_str()), (400, Some("bad_request")), "{b}");
+    let (s, b) = add_user("new bie", "corp1", "general");
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("bad_identifier")),
+        "{b}"
+    );
+    assert!(
+        !fx.ok(&["user", "list", "--contract", "corp1"])
+            .contains("newbie")
+    );
+
+    // Four eyes: a revocation asked by the operator waits; nothing changes until approved.
+    let carol_serial = serial_of(&fx, "carol");
+    let revoke = format!("certificates/{carol_serial}/revoke");
+    let (s, b) = c(&op, "POST", &revoke, Some(r#"{"reason":"keyCompromise"}"#));
+    assert_eq!((s, b["state"].as_str()), (202, Some("pending")), "{b}");
+    let r1 = b["request"].as_i64().expect("request id");
+    assert_eq!(
+        call_app(&run, &carol, &carol_key).0,
+        200,
+        "revoked before approval"
+    );
+    let (s, b) = c(&op, "POST", &format!("requests/{r1}/approve"), Some("{}"));
+    assert_eq!((s, b["error"].as_str()), (403, Some("role_forbidden")));
+
+    // A supervisor's own request: they cannot approve it; another supervisor rejects it.
+    let (s, b) = c(&sup, "POST", &revoke, Some(r#"{"reason":"unspecified"}"#));
+    assert_eq!(s, 202, "{b}");
+    let r2 = b["request"].as_i64().expect("request id");
+    let (s, b) = c(&sup, "POST", &format!("requests/{r2}/approve"), Some("{}"));
+    assert_eq!((s, b["error"].as_str()), (403, Some("own_request")), "{b}");
+    let (s, b) = c(&sup2, "POST", &format!("requests/{r2}/reject"), Some("{}"));
+    assert_eq!((s, b["state"].as_str()), (200, Some("rejected")), "{b}");
+    let (s, b) = c(&sup2, "POST", &format!("requests/{r2}/approve"), Some("{}"));
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (409, Some("request_finished")),
+        "{b}"
+    );
+    assert_eq!(
+        call_app(&run, &carol, &carol_key).0,
+        200,
+        "a rejected request ran"
+    );
+
+    // The other supervisor approves the operator's request: it runs, refused at once.
+    let (s, b) = c(&sup, "POST", &format!("requests/{r1}/approve"), Some("{}"));
+    assert_eq!((s, b["state"].as_str()), (200, Some("done")), "{b}");
+    assert_eq!(
+        call_app(&run, &carol, &carol_key).0,
+        403,
+        "revoked certificate passed"
+    );
+
+    // An administrator's re-issue waits for approval; the approval answers the new code.
+    let (s, b) = c(&op, "POST", "users/alice/reissue", Some("{}"));
+    assert_eq!(s, 202, "{b}");
+    let r3 = b["request"].as_i64().expect("request id");
+    let (s, b) = c(&sup2, "POST", &format!("requests/{r3}/approve"), Some("{}"));
+    assert_eq!(s, 200, "{b}");
+    let code = b["code"].as_str().expect("the new issuance code");
+    assert!(code.len() >= 20, "{code}");
+    // A general user's re-issue and an authorization run at once, with the code.
+    let (s, b) = c(&op, "POST", "users/dave/authorize", Some("{}"));
+    assert_eq!((s, b["state"].as_str()), (200, Some("done")), "{b}");
+    assert!(b["code"].as_str().is_some());
+
+    // The audit log names both people on the revocation and on each step of the request.
+    let (s, b) = c(&aud, "GET", &format!("audit?subject={carol_serial}"), None);
+    assert_eq!(s, 200);
+    let entries = b["entries"].as_array().expect("entries");
+    let revoked = entries
+        .iter()
+        .find(|e| e["action"] == "cert.revoke" && e["outcome"] == "ok")
+        .expect("the revocation's audit entry");
+    let actor = revoked["actor"].as_str().unwrap_or_default();
+    assert!(
+        actor.contains("staff:suzuki") && actor.contains("staff:sato"),
+        "{actor}"
+    );
+    let (_, b) = c(&aud, "GET", &format!("audit?subject=request:{r1}"), None);
+    let steps: Vec<&str> = b["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for step in ["request.submit", "request.approve", "request.done"] {
+        assert!(steps.contains(&step), "{step} missing from {steps:?}");
+    }
+    let (_, b) = c(&aud, "GET", "audit?action=staff.forbidden", None);
+    assert!(
+        !b["entries"].as_array().expect("entries").is_empty(),
+        "refused role attempts are audited"
+    );
+
+    // A request nobody decides expires after [staff] request_ttl_hours (24 by default):
+    // the gateway is started again a day ahead; the request is expired and changes nothing.
+    let bob_serial = serial_of(&fx, "bob");
+    let (s, b) = c(
+        &op,
+        "POST",
+        &format!("certificates/{bob_serial}/revoke"),
+        Some(r#"{"reason":"unspecified"}"#),
+    );
+    assert_eq!(s, 202, "{b}");
+    let r4 = b["request"].as_i64().expect("request id");
+    drop(run);
+    let Some(ahead) = serve_ahead(&fx, port, "+25h") else {
+        return;
+    };
+    let c2 = |who: &(PathBuf, PathBuf), method: &str, path: &str| {
+        call(
+            &ahead,
+            port,
+            (&who.0, &who.1),
+            method,
+            path,
+            Some("{}"),
+            &[],
+        )
+    };
+    let (s, b) = c2(&sup, "POST", &format!("requests/{r4}/approve"));
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (409, Some("request_finished")),
+        "{b}"
+    );
+    let (_, b) = call(
+        &ahead,
+        port,
+        (&aud.0, &aud.1),
+        "GET",
+        "requests?state=expired",
+        None,
+        &[],
+    );
+    let expired: Vec<i64> = b["requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .filter_map(|r| r["request"].as_i64())
+        .collect();
+    assert!(expired.contains(&r4), "{b}");
+    assert_eq!(
+        call_app(&ahead, &bob, &bob_key).0,
+        200,
+        "an expired request ran"
+    );
+}
+
+/// libfaketime as Debian's `faketime` package installs it.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// `serve` with the staff console, its clock `offset` ahead (libfaketime preloaded).
+fn serve_ahead(fx: &Fixture, port: u16, offset: &str) -> Option<Running> {
+    if !Path::new(LIBFAKETIME).exists() {
+        missing("faketime is not installed (apt package faketime)")?;
+    }
+    let config = fx.path("ahead.toml");
+    let base = std::fs::read_to_string(&fx.config).expect("config");
+    let base = base.split("\n[[listener]]").next().unwrap_or_default();
+    std::fs::write(&config, base).expect("config");
+    let script =
+        format!("exec env LD_PRELOAD={LIBFAKETIME} FAKETIME={offset} \"$1\" --config \"$0\" serve");
+    Some(fx.start(
+        &config,
+        &staff_section(port),
+        ServeAs {
+            argv: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                script.into(),
+                config.clone().into(),
+                env!("CARGO_BIN_EXE_certgate").into(),
+            ]),
+            env: Vec::new(),
+            wait_ready: true,
+        },
+    ))
+}
+
+#[test]
+fn an_approved_revocation_is_refused_by_both_instances_on_postgres() {
+    let Some(fx) = Fixture::new(Db::Postgres) else {
+        return;
+    };
+    fx.init_with_users();
+    let sato = staff_member(&fx, "sato", "operator");
+    let suzuki = staff_member(&fx, "suzuki", "supervisor");
+    let (carol, carol_key) = fx.obtain("carol");
+    let port = free_port();
+    let one = fx.serve_with(&staff_section(port));
+    let two = fx.serve_another("second.toml");
+    for run in [&one, &two] {
+        assert_eq!(call_app(run, &carol, &carol_key).0, 200);
+    }
+    let serial = serial_of(&fx, "carol");
+    let (s, b) = call(
+        &one,
+        port,
+        (&sato.cert, &sato.key),
+        "POST",
+        &format!("certificates/{serial}/revoke"),
+        Some(r#"{"reason":"keyCompromise"}"#),
+        &[],
+    );
+    assert_eq!(s, 202, "{b}");
+    let id = b["request"].as_i64().expect("request id");
+    for run in [&one, &two] {
+        assert_eq!(
+            call_app(run, &carol, &carol_key).0,
+            200,
+            "revoked before approval"
+        );
+    }
+    let (s, b) = call(
+        &one,
+        port,
+        (&suzuki.cert, &suzuki.key),
+        "POST",
+        &format!("requests/{id}/approve"),
+        Some("{}"),
+        &[],
+    );
+    assert_eq!((s, b["state"].as_str()), (200, Some("done")), "{b}");
+    assert_eq!(call_app(&one, &carol, &carol_key).0, 403);
+    // The other instance hears of it through the database's change feed.
+    eventually(
+        5,
+        "the second instance refuses the revoked certificate",
+        || call_app(&two, &carol, &carol_key).0 == 403,
+    );
+}

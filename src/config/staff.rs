@@ -1,0 +1,116 @@
+//! `[staff]`: the staff console's listener and the four-eyes rules.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The kinds a policy may name.
+pub const APPROVAL_KINDS: &[&str] = &[
+    "contract.add",
+    "contract.disable",
+    "contract.enable",
+    "user.add",
+    "user.disable",
+    "user.enable",
+    "code.authorize",
+    "cert.reissue",
+    "cert.reissue.admin",
+    "cert.revoke",
+    "staff.add",
+    "staff.change",
+];
+
+/// The default set: an administrator's re-issue, every revocation, disabling a contract,
+/// adding or changing staff.
+pub const DEFAULT_APPROVAL_KINDS: &[&str] = &[
+    "cert.reissue.admin",
+    "cert.revoke",
+    "contract.disable",
+    "staff.add",
+    "staff.change",
+];
+
+/// `[staff]`. Without `addr` there is no staff console (the command line still works).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffConfig {
+    /// Where the staff console listens (TLS; a staff certificate is required at the
+    /// handshake). Keep it on the bank's internal network.
+    #[serde(default)]
+    pub addr: Option<SocketAddr>,
+    /// Server certificate chain and key of the console (PEM), relative to the config file.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// The console's host name as staff browsers reach it (the origin its cross-site checks
+    /// expect); default: the address.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Actions that wait for a second staff member's approval (see `APPROVAL_KINDS`).
+    #[serde(default = "default_four_eyes")]
+    pub four_eyes: Vec<String>,
+    /// Hours a request waits for a decision before it expires (default 24).
+    #[serde(default = "default_request_ttl_hours")]
+    pub request_ttl_hours: u32,
+}
+
+impl Default for StaffConfig {
+    fn default() -> Self {
+        Self {
+            addr: None,
+            cert: None,
+            key: None,
+            host: None,
+            four_eyes: default_four_eyes(),
+            request_ttl_hours: default_request_ttl_hours(),
+        }
+    }
+}
+
+fn default_four_eyes() -> Vec<String> {
+    DEFAULT_APPROVAL_KINDS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+}
+
+fn default_request_ttl_hours() -> u32 {
+    24
+}
+
+impl StaffConfig {
+    /// Every mistake in the section, explained.
+    pub fn problem(&self) -> Option<String> {
+        if self.addr.is_some() && (self.cert.is_none() || self.key.is_none()) {
+            return Some("[staff] addr needs cert and key (the console's TLS identity)".into());
+        }
+        if self.addr.is_none() && (self.cert.is_some() || self.key.is_some()) {
+            return Some("[staff] cert and key are set but addr is not".into());
+        }
+        if self.request_ttl_hours == 0 || self.request_ttl_hours > 24 * 14 {
+            return Some("[staff] request_ttl_hours must be between 1 and 336".into());
+        }
+        if let Some(h) = &self.host
+            && (h.is_empty() || h.contains(['/', ' ', '@']))
+        {
+            return Some(format!("[staff] host must be a host name, not {h:?}"));
+        }
+        for k in &self.four_eyes {
+            if !APPROVAL_KINDS.contains(&k.as_str()) {
+                return Some(format!(
+                    "[staff] four_eyes: unknown action {k:?}; use some of {}",
+                    APPROVAL_KINDS.join(", ")
+                ));
+            }
+        }
+        None
+    }
+
+    /// The set of actions that need approval.
+    pub fn approval_kinds(&self) -> BTreeSet<String> {
+        self.four_eyes.iter().cloned().collect()
+    }
+}

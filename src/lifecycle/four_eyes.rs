@@ -1,0 +1,569 @@
+//! Four-eyes control of staff actions (maker and checker). An action in the approval set
+//! does not run when asked: it is stored as a pending request, and runs only when another
+//! staff member approves it. Approval, rejection, withdrawal and expiry are conditional
+//! state changes, each with its audit entry in the same transaction; the action itself is
+//! audited by the operation it runs, with both people as the actor.
+//!
+//! Who may ask and who may decide (roles) is checked by the staff console before it calls
+//! here; that the checker is not the maker is checked here, for every caller.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::audit::{Actor, Outcome};
+use crate::ca::RevocationReason;
+use crate::clock::UnixTime;
+pub use crate::config::{APPROVAL_KINDS, DEFAULT_APPROVAL_KINDS};
+use crate::store::{NewStaffRequest, RequestState, RequestTransition, Role, StaffRequest};
+
+use super::error::LifecycleError;
+use super::registry::NewUser;
+use super::rules::Refusal;
+use super::service::{Authorized, Lifecycle};
+
+/// A change staff can ask for. The tag is the action's name in requests and the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", deny_unknown_fields)]
+pub enum StaffAction {
+    #[serde(rename = "contract.add")]
+    AddContract { id: String, name: String },
+    #[serde(rename = "contract.disable")]
+    DisableContract { id: String },
+    #[serde(rename = "contract.enable")]
+    EnableContract { id: String },
+    #[serde(rename = "user.add")]
+    AddUser {
+        login: String,
+        contract: String,
+        role: Role,
+        email: String,
+    },
+    #[serde(rename = "user.disable")]
+    DisableUser { login: String },
+    #[serde(rename = "user.enable")]
+    EnableUser { login: String },
+    #[serde(rename = "code.authorize")]
+    Authorize { login: String },
+    #[serde(rename = "cert.reissue")]
+    Reissue { login: String },
+    #[serde(rename = "cert.revoke")]
+    Revoke {
+        serial: String,
+        reason: RevocationReason,
+    },
+}
+
+impl StaffAction {
+    /// The action's name (the request's `action`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::AddContract { .. } => "contract.add",
+            Self::DisableContract { .. } => "contract.disable",
+            Self::EnableContract { .. } => "contract.enable",
+            Self::AddUser { .. } => "user.add",
+            Self::DisableUser { .. } => "user.disable",
+            Self::EnableUser { .. } => "user.enable",
+            Self::Authorize { .. } => "code.authorize",
+            Self::Reissue { .. } => "cert.reissue",
+            Self::Revoke { .. } => "cert.revoke",
+        }
+    }
+
+    /// What it is about: a contract ID, login ID or serial.
+    pub fn subject(&self) -> &str {
+        match self {
+            Self::AddContract { id, .. }
+            | Self::DisableContract { id }
+            | Self::EnableContract { id } => id,
+            Self::AddUser { login, .. }
+            | Self::DisableUser { login }
+            | Self::EnableUser { login }
+            | Self::Authorize { login }
+            | Self::Reissue { login } => login,
+            Self::Revoke { serial, .. } => serial,
+        }
+    }
+}
+
+/// Which actions need a second person, and for how long a request waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalPolicy {
+    /// Approval kinds: action names, plus `cert.reissue.admin` (the re-issue of a contract
+    /// administrator's certificate only).
+    pub kinds: BTreeSet<String>,
+    pub request_ttl_secs: i64,
+}
+
+impl ApprovalPolicy {
+    /// Whether `kind` (an action name, or `cert.reissue.admin`) needs approval.
+    pub fn covers(&self, kind: &str) -> bool {
+        self.kinds.contains(kind)
+    }
+}
+
+/// What an action did. `code` is shown once to whoever gets this answer and never stored.
+#[derive(Debug)]
+pub struct ActionDone {
+    /// What it did, for the answer and the request's stored result (no secret).
+    pub summary: serde_json::Value,
+    pub code: Option<Authorized>,
+}
+
+/// What asking for an action led to.
+#[derive(Debug)]
+pub enum Asked {
+    /// It ran.
+    Done(ActionDone),
+    /// It waits for approval as request `id`.
+    Pending { id: i64, expires_at: UnixTime },
+}
+
+impl Lifecycle {
+    /// Asks for `action` as staff member `maker`: runs it, or stores it as a pending
+    /// request when `policy` wants a second person for it.
+    pub async fn ask(
+        &self,
+        maker: &str,
+        action: &StaffAction,
+        policy: &ApprovalPolicy,
+    ) -> Result<Asked, LifecycleError> {
+        if self.needs_approval(action, policy).await? {
+            let (id, expires_at) = self.submit_request(maker, action, policy).await?;
+            return Ok(Asked::Pending { id, expires_at });
+        }
+        let actor = Actor::Staff(maker.into());
+        Ok(Asked::Done(self.run_action(&actor, action).await?))
+    }
+
+    async fn needs_approval(
+        &self,
+        action: &StaffAction,
+        policy: &ApprovalPolicy,
+    ) -> Result<bool, LifecycleError> {
+        if policy.covers(action.name()) {
+            return Ok(true);
+        }
+        if let StaffAction::Reissue { login } = action
+            && policy.covers("cert.reissue.admin")
+        {
+            // An unknown login ID is refused when it runs; it needs no second person to be.
+            let role = self.store().user(login).await?.map(|u| u.role);
+            return Ok(role == Some(Role::Admin));
+        }
+        Ok(false)
+    }
+
+    async fn submit_request(
+        &self,
+        maker: &str,
+        action: &StaffAction,
+        policy: &ApprovalPolicy,
+    ) -> Result<(i64, UnixTime), LifecycleError> {
+        let params = serde_json::to_value(action)
+            .map_err(|_| LifecycleError::Internal("a request cannot be serialized".into()))?;
+        let now = self.now();
+        let expires_at = now + policy.request_ttl_secs;
+        let actor = Actor::Staff(maker.into());
+        let id = self
+            .store()
+            .insert_staff_request_audited(
+                &NewStaffRequest {
+                    action: action.name(),
+                    subject: action.subject(),
+                    params: &params,
+                    maker,
+                    created_at: now,
+                    expires_at,
+                },
+                |id| {
+                    self.ok_entry(
+                        &actor,
+                        "request.submit",
+                        &request_subject(id),
+                        json!({"action": action.name(), "subject": action.subject(),
+                               "params": params, "expires_at": expires_at}),
+                    )
+                },
+            )
+            .await?;
+        Ok((id, expires_at))
+    }
+
+    /// Staff member `checker` approves request `id`: the action runs, audited with both
+    /// names; its answer (e.g. a new issuance code) is returned. A maker cannot approve
+    /// their own request, nor can anyone approve a request that is no longer pending.
+    pub async fn approve_request(
+        &self,
+        checker: &str,
+        id: i64,
+    ) -> Result<(StaffRequest, ActionDone), LifecycleError> {
+        let checker_actor = Actor::Staff(checker.into());
+        let req = self
+            .open_request(&checker_actor, "request.approve", id)
+            .await?;
+        if req.maker == checker {
+            let e = Refusal::new("own_request", "a request must be approved by someone else");
+            return self
+                .refuse(
+                    &checker_actor,
+                    "request.approve",
+                    &request_subject(id),
+                    e.into(),
+                )
+                .await;
+        }
+        let action: StaffAction = serde_json::from_str(&req.params).map_err(|_| {
+            LifecycleError::Internal(format!("request {id} holds parameters of no known action"))
+        })?;
+        let claimed = self
+            .move_request(
+                &checker_actor,
+                "request.approve",
+                RequestTransition {
+                    id,
+                    from: &[RequestState::Pending],
+                    to: RequestState::Approving,
+                    by: Some(checker),
+                    at: self.now(),
+                    unexpired: true,
+                    result: None,
+                },
+                json!({"maker": req.maker, "action": req.action, "subject": req.subject}),
+            )
+            .await?;
+        if !claimed {
+            return Err(self.moved_on(&checker_actor, "request.approve", id).await);
+        }
+        let actor = Actor::FourEyes {
+            maker: req.maker.clone(),
+            checker: checker.into(),
+            request: id,
+        };
+        let ran = self.run_action(&actor, &action).await;
+        let (to, result, audit_action) = match &ran {
+            Ok(done) => (RequestState::Done, done.summary.clone(), "request.done"),
+            Err(e) => (
+                RequestState::Failed,
+                json!({"error": e.code(), "message": e.to_string()}),
+                "request.failed",
+            ),
+        };
+        // The action committed (or was refused) already; this records how it ended.
+        self.move_request(
+            &actor,
+            audit_action,
+            RequestTransition {
+                id,
+                from: &[RequestState::Approving],
+                to,
+                by: None,
+                at: self.now(),
+                unexpired: false,
+                result: Some(&result),
+            },
+            json!({"maker": req.maker, "checker": checker, "result": result}),
+        )
+        .await?;
+        let done = ran?;
+        let stored = self
+            .store()
+            .staff_request(id)
+            .await?
+            .ok_or_else(|| LifecycleError::NotFound(request_subject(id)))?;
+        Ok((stored, done))
+    }
+
+    /// Staff member `checker` rejects request `id`; nothing it asked for happens.
+    pub async fn reject_request(
+        &self,
+        checker: &str,
+        id: i64,
+    ) -> Result<StaffRequest, LifecycleError> {
+        let actor = Actor::Staff(checker.into());
+        let req = self.open_request(&actor, "request.reject", id).await?;
+        if req.maker == checker {
+            let e = Refusal::new(
+                "own_request",
+                "a request is rejected by someone else; withdraw your own instead",
+            );
+            return self
+                .refuse(&actor, "request.reject", &request_subject(id), e.into())
+                .await;
+        }
+        self.finish_request(
+            &actor,
+            "request.reject",
+            &req,
+            RequestState::Rejected,
+            checker,
+        )
+        .await
+    }
+
+    /// The maker takes request `id` back.
+    pub async fn withdraw_request(
+        &self,
+        maker: &str,
+        id: i64,
+    ) -> Result<StaffRequest, LifecycleError> {
+        let actor = Actor::Staff(maker.into());
+        let req = self.open_request(&actor, "request.withdraw", id).await?;
+        if req.maker != maker {
+            let e = Refusal::new(
+                "not_your_request",
+                "only the staff member who asked can withdraw a request",
+            );
+            return self
+                .refuse(&actor, "request.withdraw", &request_subject(id), e.into())
+                .await;
+        }
+        self.finish_request(
+            &actor,
+            "request.withdraw",
+            &req,
+            RequestState::Withdrawn,
+            maker,
+        )
+        .await
+    }
+
+    /// Marks pending requests whose time ran out as expired; returns how many.
+    pub async fn expire_requests(&self) -> Result<usize, LifecycleError> {
+        let mut n = 0;
+        for id in self.store().expired_staff_requests(self.now()).await? {
+            let moved = self
+                .move_request(
+                    &Actor::System,
+                    "request.expire",
+                    RequestTransition {
+                        id,
+                        from: &[RequestState::Pending],
+                        to: RequestState::Expired,
+                        by: None,
+                        at: self.now(),
+                        unexpired: false,
+                        result: None,
+                    },
+                    json!({}),
+                )
+                .await?;
+            n += usize::from(moved);
+        }
+        Ok(n)
+    }
+
+    /// The request, or an audited refusal when it does not exist.
+    async fn open_request(
+        &self,
+        actor: &Actor,
+        action: &str,
+        id: i64,
+    ) -> Result<StaffRequest, LifecycleError> {
+        match self.store().staff_request(id).await? {
+            Some(r) => Ok(r),
+            None => {
+                let e = LifecycleError::NotFound(request_subject(id));
+                self.refuse(actor, action, &request_subject(id), e).await
+            }
+        }
+    }
+
+    async fn finish_request(
+        &self,
+        actor: &Actor,
+        audit_action: &str,
+        req: &StaffRequest,
+        to: RequestState,
+        by: &str,
+    ) -> Result<StaffRequest, LifecycleError> {
+        let moved = self
+            .move_request(
+                actor,
+                audit_action,
+                RequestTransition {
+                    id: req.id,
+                    from: &[RequestState::Pending],
+                    to,
+                    by: Some(by),
+                    at: self.now(),
+                    unexpired: true,
+                    result: None,
+                },
+                json!({"maker": req.maker, "action": req.action, "subject": req.subject}),
+            )
+            .await?;
+        if !moved {
+            return Err(self.moved_on(actor, audit_action, req.id).await);
+        }
+        self.store()
+            .staff_request(req.id)
+            .await?
+            .ok_or_else(|| LifecycleError::NotFound(request_subject(req.id)))
+    }
+
+    async fn move_request(
+        &self,
+        actor: &Actor,
+        audit_action: &str,
+        change: RequestTransition<'_>,
+        detail: serde_json::Value,
+    ) -> Result<bool, LifecycleError> {
+        let entry = crate::audit::entry(
+            change.at,
+            actor,
+            audit_action,
+            &request_subject(change.id),
+            Outcome::Ok,
+            detail,
+        );
+        Ok(self
+            .store()
+            .transition_staff_request_audited(&change, &entry)
+            .await?)
+    }
+
+    /// The refusal for a request that is no longer pending (decided, withdrawn or expired),
+    /// audited. A pending request past its time is marked expired on the way.
+    async fn moved_on(&self, actor: &Actor, audit_action: &str, id: i64) -> LifecycleError {
+        if let Err(e) = self.expire_requests().await {
+            tracing::warn!(error = %e, "cannot mark expired staff requests");
+        }
+        let state = match self.store().staff_request(id).await {
+            Ok(Some(r)) => r.state.as_str(),
+            Ok(None) => "gone",
+            Err(e) => return LifecycleError::from(e),
+        };
+        let e = Refusal::new(
+            "request_finished",
+            format!("request {id} is no longer pending (it is {state})"),
+        );
+        match self
+            .refuse::<()>(actor, audit_action, &request_subject(id), e.into())
+            .await
+        {
+            Err(e) => e,
+            Ok(()) => LifecycleError::Internal("a refusal was not returned".into()),
+        }
+    }
+
+    /// Runs `action` now, audited as `actor`.
+    pub async fn run_action(
+        &self,
+        actor: &Actor,
+        action: &StaffAction,
+    ) -> Result<ActionDone, LifecycleError> {
+        let summary = |v| ActionDone {
+            summary: v,
+            code: None,
+        };
+        let switched =
+            |changed: bool, enabled: bool| json!({"changed": changed, "enabled": enabled});
+        Ok(match action {
+            StaffAction::AddContract { id, name } => {
+                let c = self.add_contract(actor, id, name).await?;
+                summary(json!({"contract": c.id, "name": c.name}))
+            }
+            StaffAction::DisableContract { id } => summary(switched(
+                self.set_contract_enabled(actor, id, false).await?,
+                false,
+            )),
+            StaffAction::EnableContract { id } => summary(switched(
+                self.set_contract_enabled(actor, id, true).await?,
+                true,
+            )),
+            StaffAction::AddUser {
+                login,
+                contract,
+                role,
+                email,
+            } => {
+                let u = self
+                    .add_user(
+                        actor,
+                        &NewUser {
+                            login,
+                            contract,
+                            role: *role,
+                            email,
+                        },
+                    )
+                    .await?;
+                summary(
+                    json!({"login": u.login, "contract": u.contract_id, "role": u.role.as_str()}),
+                )
+            }
+            StaffAction::DisableUser { login } => summary(switched(
+                self.set_user_enabled(actor, login, false).await?,
+                false,
+            )),
+            StaffAction::EnableUser { login } => summary(switched(
+                self.set_user_enabled(actor, login, true).await?,
+                true,
+            )),
+            StaffAction::Authorize { login } => coded(self.authorize(actor, login).await?),
+            StaffAction::Reissue { login } => coded(
+                self.staff_reissue(actor, login, RevocationReason::Superseded)
+                    .await?,
+            ),
+            StaffAction::Revoke { serial, reason } => {
+                let c = self.revoke(actor, serial, *reason).await?;
+                summary(json!({"serial": c.serial, "login": c.login, "reason": reason.as_str()}))
+            }
+        })
+    }
+}
+
+/// A code's answer: when it expires and what it replaced, with the code kept aside.
+fn coded(a: Authorized) -> ActionDone {
+    ActionDone {
+        summary: json!({
+            "login": a.login,
+            "code_expires_at": a.expires_at,
+            "revoked_serial": a.revoked_serial,
+        }),
+        code: Some(a),
+    }
+}
+
+/// How a request is named in the audit log.
+pub fn request_subject(id: i64) -> String {
+    format!("request:{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_round_trip_through_their_stored_form() {
+        let a = StaffAction::Revoke {
+            serial: "0a".into(),
+            reason: RevocationReason::KeyCompromise,
+        };
+        let v = serde_json::to_value(&a).unwrap();
+        assert_eq!(v["action"], "cert.revoke");
+        assert_eq!(a.name(), "cert.revoke");
+        assert_eq!(serde_json::from_value::<StaffAction>(v).unwrap(), a);
+        let unknown = json!({"action": "ca.rollover"});
+        assert!(serde_json::from_value::<StaffAction>(unknown).is_err());
+    }
+
+    #[test]
+    fn the_default_policy_names_only_known_kinds() {
+        for k in DEFAULT_APPROVAL_KINDS {
+            assert!(APPROVAL_KINDS.contains(k), "{k}");
+        }
+        let p = ApprovalPolicy {
+            kinds: DEFAULT_APPROVAL_KINDS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            request_ttl_secs: 86_400,
+        };
+        assert!(p.covers("cert.revoke"));
+        assert!(!p.covers("cert.reissue"));
+        assert!(!p.covers("code.authorize"));
+    }
+}

@@ -1,0 +1,199 @@
+//! Accepting staff connections: a bounded number at once, the TLS handshake within a time
+//! limit, HTTP/1.1 with a header timeout, and the staff check before every request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::audit::{Actor, Audit, Outcome};
+use crate::clock::Clock;
+use crate::status::StatusCache;
+use crate::store::Store;
+use crate::tls::{ListenerTls, PresentedCert};
+
+use super::{MAX_BODY, StaffHttpRequest, StaffService, caller};
+
+/// Staff connections served at once; more are closed at accept.
+const MAX_CONNECTIONS: usize = 256;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the staff listener needs, built by `app`.
+pub struct StaffListener {
+    pub tcp: TcpListener,
+    pub tls: ListenerTls,
+    pub cache: Arc<StatusCache>,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub service: Arc<dyn StaffService>,
+}
+
+struct Shared {
+    cache: Arc<StatusCache>,
+    store: Store,
+    audit: Audit,
+    clock: Arc<dyn Clock>,
+    service: Arc<dyn StaffService>,
+}
+
+/// Serves staff connections until `stop` turns true.
+pub async fn serve(l: StaffListener, mut stop: watch::Receiver<bool>) {
+    if let Ok(a) = l.tcp.local_addr() {
+        tracing::info!(addr = %a, "staff console listening");
+    }
+    // The console speaks HTTP/1.1 only: no ALPN h2 offer.
+    let mut server_config = (*l.tls.server_config).clone();
+    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(server_config));
+    let shared = Arc::new(Shared {
+        cache: l.cache,
+        audit: Audit::new(l.store.clone()),
+        store: l.store,
+        clock: l.clock,
+        service: l.service,
+    });
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (tcp, remote) = tokio::select! {
+            a = l.tcp.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "staff console accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = crate::http_common::stopped(&mut stop) => return,
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(%remote, "staff console at its connection limit; closing");
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::info!(%remote, error = %e, "staff console TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%remote, "staff console TLS handshake timed out");
+                    return;
+                }
+            };
+            let presented = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(PresentedCert::inspect)
+                .map(Arc::new);
+            let svc = service_fn(move |req| {
+                let shared = Arc::clone(&shared);
+                let presented = presented.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        answer(&shared, presented.as_deref(), remote, req).await,
+                    )
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+async fn answer(
+    shared: &Shared,
+    presented: Option<&PresentedCert>,
+    remote: std::net::SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let caller = match caller::resolve(&shared.cache, &shared.store, presented).await {
+        Ok(c) => c,
+        Err(refusal) => {
+            // Someone with a certificate of this CA tried the console: a security event.
+            let who = presented.map_or_else(|| "none".to_owned(), |p| p.serial.clone());
+            let _ = shared
+                .audit
+                .record(
+                    shared.clock.now(),
+                    &Actor::Anonymous(remote.ip().to_string()),
+                    "staff.access",
+                    &who,
+                    Outcome::Refused,
+                    serde_json::json!({"reason": refusal.code(), "path": req.uri().path()}),
+                )
+                .await;
+            let status = match refusal {
+                caller::CallerRefusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::FORBIDDEN,
+            };
+            return json(status, refusal.code(), &refusal.to_string());
+        }
+    };
+    let (parts, body) = req.into_parts();
+    let read = Limited::new(body, MAX_BODY).collect();
+    let body = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the request body is too large",
+            );
+        }
+        Ok(Err(_)) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "cannot read the request body",
+            );
+        }
+        Err(_) => {
+            return json(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "the request body did not arrive in time",
+            );
+        }
+    };
+    let response = shared
+        .service
+        .call(StaffHttpRequest {
+            parts,
+            body,
+            caller,
+            remote,
+        })
+        .await;
+    response.map(Full::new)
+}
+
+fn json(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({"error": code, "message": message}).to_string();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}

@@ -1,0 +1,98 @@
+//! The staff console's JSON API under `/staff/api/v1/`, served on the staff listener only.
+//! The caller is a verified staff member (the listener checked the certificate and read the
+//! role); here every call is checked against the role table ([`roles`]) and, for changes,
+//! against cross-site requests, then handed to the lifecycle: directly, or as a four-eyes
+//! request when the approval policy names the action.
+
+mod api;
+mod query;
+pub mod roles;
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use http::{Method, StatusCode};
+
+use crate::audit::{Actor, Audit, Outcome};
+use crate::identity::StaffCaller;
+use crate::lifecycle::{ApprovalPolicy, Lifecycle};
+
+use super::request::WebRequest;
+use super::respond::{WebResponse, json_error};
+
+/// The console and what its calls need.
+pub struct Console {
+    lifecycle: Lifecycle,
+    audit: Audit,
+    policy: RwLock<Arc<ApprovalPolicy>>,
+}
+
+impl Console {
+    pub fn new(lifecycle: Lifecycle, policy: ApprovalPolicy) -> Self {
+        Self {
+            audit: Audit::new(lifecycle.store().clone()),
+            lifecycle,
+            policy: RwLock::new(Arc::new(policy)),
+        }
+    }
+
+    /// Puts a reloaded approval policy in force for the next call.
+    pub fn replace_policy(&self, policy: ApprovalPolicy) {
+        *self.policy.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
+    }
+
+    /// Marks pending requests past their time as expired.
+    pub async fn expire_requests(&self) -> Result<usize, crate::lifecycle::LifecycleError> {
+        self.lifecycle.expire_requests().await
+    }
+
+    fn policy(&self) -> Arc<ApprovalPolicy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Answers one request of `caller`.
+    pub async fn handle(&self, req: &WebRequest, caller: &StaffCaller) -> WebResponse {
+        let Some(rest) = req.path.strip_prefix(api::PREFIX) else {
+            return json_error(StatusCode::NOT_FOUND, "not_found", "no such page");
+        };
+        let segments: Vec<&str> = rest.split('/').collect();
+        let Some(call) = api::route(&req.method, &segments) else {
+            return json_error(StatusCode::NOT_FOUND, "not_found", "no such API");
+        };
+        let op = call.operation();
+        if !roles::allows(caller.role, op) {
+            // A staff member trying what their role does not allow: a security event.
+            let _ = self
+                .audit
+                .record(
+                    self.lifecycle.now(),
+                    &Actor::Staff(caller.name.clone()),
+                    "staff.forbidden",
+                    &req.path,
+                    Outcome::Refused,
+                    serde_json::json!({"role": caller.role.as_str(), "call": call.name()}),
+                )
+                .await;
+            return json_error(
+                StatusCode::FORBIDDEN,
+                "role_forbidden",
+                &format!(
+                    "the {} role may not do this ({})",
+                    caller.role.as_str(),
+                    call.name()
+                ),
+            );
+        }
+        if req.method != Method::GET
+            && let Err(e) = super::csrf::check_page(req)
+        {
+            return super::json_call::cross_site(e);
+        }
+        api::run(self, call, req, caller).await
+    }
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console").finish_non_exhaustive()
+    }
+}
