@@ -220,6 +220,11 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
             })?;
         }
     }
+    // The staff console's certificate and key, read as `serve` reads them.
+    if let (Some(cert), Some(key)) = (&cfg.staff.cert, &cfg.staff.key) {
+        crate::tls::load_server_key_pair(&cfg.resolve(cert), &cfg.resolve(key))
+            .context("[staff] cert and key")?;
+    }
     // The logo's content, read and checked as `serve` reads it at start.
     crate::locale::Locale::from_config(&cfg).context("[branding]")?;
     Ok(())

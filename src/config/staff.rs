@@ -114,3 +114,32 @@ impl StaffConfig {
         self.four_eyes.iter().cloned().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> StaffConfig {
+        toml::from_str(text).expect("parses")
+    }
+
+    #[test]
+    fn every_wrong_combination_is_explained() {
+        assert_eq!(StaffConfig::default().problem(), None);
+        let no_key = parsed("addr = \"127.0.0.1:9443\"\ncert = \"c.pem\"");
+        assert!(no_key.problem().unwrap().contains("needs cert and key"));
+        let no_addr = parsed("cert = \"c.pem\"\nkey = \"k.pem\"");
+        assert!(no_addr.problem().unwrap().contains("addr is not"));
+        let ttl = parsed("request_ttl_hours = 0");
+        assert!(ttl.problem().unwrap().contains("request_ttl_hours"));
+        let kind = parsed("four_eyes = [\"cert.revoke\", \"ca.rollover\"]");
+        assert!(kind.problem().unwrap().contains("\"ca.rollover\""));
+        let host = parsed("host = \"a/b\"");
+        assert!(host.problem().unwrap().contains("host"));
+        let fine =
+            parsed("addr = \"127.0.0.1:9443\"\ncert = \"c.pem\"\nkey = \"k.pem\"\nfour_eyes = []");
+        assert_eq!(fine.problem(), None);
+        assert!(fine.approval_kinds().is_empty());
+        assert!(toml::from_str::<StaffConfig>("adr = \"x\"").is_err());
+    }
+}
