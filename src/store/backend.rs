@@ -177,6 +177,11 @@ const SQLITE_MIGRATIONS: &[Source] = &[
         description: "crl bases",
         sql: include_str!("migrations/sqlite/0008_crl_bases.sql"),
     },
+    Source {
+        version: 9,
+        description: "staff",
+        sql: include_str!("migrations/sqlite/0009_staff.sql"),
+    },
 ];
 
 const POSTGRES_MIGRATIONS: &[Source] = &[
@@ -214,6 +219,11 @@ const POSTGRES_MIGRATIONS: &[Source] = &[
         version: 8,
         description: "crl bases",
         sql: include_str!("migrations/postgres/0008_crl_bases.sql"),
+    },
+    Source {
+        version: 9,
+        description: "staff",
+        sql: include_str!("migrations/postgres/0009_staff.sql"),
     },
 ];
 

@@ -13,7 +13,7 @@
 //! writes each operation once for both pools), `model` (the records, decoded from rows with
 //! `sqlx::FromRow`), `rows` (column lists), one file per topic (`accounts`, `codes`, `certs`,
 //! `cas`, `audit_chain`, `notices`, `checkpoints`, `enablement`, `server_certs`,
-//! `signatures`), `changes` (the broadcast
+//! `signatures`, `staff`), `changes` (the broadcast
 //! channel and the PostgreSQL listener), `issue_writer` (the group commit that issuance,
 //! renewal and audit appends go through) and `issuance_parts` (what the writer shares with
 //! `certs` and `codes`, below all three). Imports between these files run one way: the
@@ -39,6 +39,7 @@ mod notices;
 pub(crate) mod rows;
 mod server_certs;
 mod signatures;
+mod staff;
 
 pub use audit_chain::{AuditChainBroken, GENESIS_HASH, audit_hash, verify_audit_chain};
 pub use checkpoints::AuditCheckpoint;
@@ -50,6 +51,7 @@ pub use notices::{NewNotice, NoticeCandidate, OutboxCounts, OutboxRow, OutboxSta
 pub use signatures::{
     DISCARDED_REASON, IntentFilter, IntentState, SignatureCount, SignatureIntent,
 };
+pub use staff::{Audience, STAFF_CONTRACT, StaffMember, StaffRole, staff_login, staff_name};
 
 use std::sync::Arc;
 
