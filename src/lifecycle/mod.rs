@@ -10,6 +10,7 @@ pub mod intents;
 mod outcomes;
 pub mod rules;
 mod service;
+mod staff;
 
 pub use codes::{IssuanceCode, hash_code};
 pub use enroll::Authorization;

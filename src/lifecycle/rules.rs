@@ -141,6 +141,15 @@ pub fn check_identifier(kind: &str, s: &str) -> Result<(), Refusal> {
     }
 }
 
+/// Checks an e-mail address typed by staff or an administrator: one `@`-bearing word of
+/// at most 254 characters (the mail relay has the last word).
+pub fn check_email(email: &str) -> Result<(), Refusal> {
+    if !email.contains('@') || email.chars().any(char::is_whitespace) || email.len() > 254 {
+        return Err(Refusal::new("bad_email", "that is not an e-mail address"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +223,14 @@ mod tests {
         );
         assert!(!renewal_due(exp, exp - 31 * DAY, 30));
         assert!(renewal_due(exp, exp - 30 * DAY, 30));
+    }
+
+    #[test]
+    fn emails() {
+        assert!(check_email("hanako@bank.example").is_ok());
+        for bad in ["", "hanako", "a b@x", &format!("{}@x", "a".repeat(260))] {
+            assert_eq!(check_email(bad).unwrap_err().code, "bad_email", "{bad:?}");
+        }
     }
 
     #[test]
