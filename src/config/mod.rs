@@ -10,6 +10,7 @@ mod notify;
 mod pkcs11_uri;
 pub mod reload_scope;
 mod secret;
+mod staff;
 mod trace;
 
 pub use branding::{BrandingConfig, BrandingLang, Rgb};
@@ -19,6 +20,7 @@ pub use limits::{LimitsConfig, RateConfig};
 pub use notify::NotifyConfig;
 pub use pkcs11_uri::{ObjectType, Pkcs11Uri, UriError};
 pub use secret::{Secret, SecretError, SecretSource};
+pub use staff::StaffConfig;
 pub use trace::TraceConfig;
 
 use std::path::{Path, PathBuf};
@@ -80,6 +82,9 @@ pub struct Config {
     /// `[branding]`: the institution's names, colours, logo and date time zones.
     #[serde(default)]
     pub branding: BrandingConfig,
+    /// `[staff]`: bank staff's ways in (the command line's changes on or off).
+    #[serde(default)]
+    pub staff: StaffConfig,
     /// The folder relative paths were resolved against (the config file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
