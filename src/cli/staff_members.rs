@@ -30,7 +30,8 @@ async fn list(cfg: &Config, format: Format) -> anyhow::Result<()> {
     let store = context::open_store(cfg).await?;
     let members = store.staff_members().await?;
     if format == Format::Json {
-        return views::print_json(&members);
+        let rows: Vec<views::StaffView<'_>> = members.iter().map(Into::into).collect();
+        return views::print_json(&rows);
     }
     for m in members {
         println!(
