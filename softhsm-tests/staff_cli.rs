@@ -374,14 +374,43 @@ fn a_staff_certificate_has_the_staff_profile_and_no_customer_way_in() {
         text.contains(certgate::ca::policy::STAFF_POLICY),
         "openssl shows the staff policy:\n{text}"
     );
-    // A customer's certificate has the customer's.
+    // A customer's certificate has neither the staff unit nor the staff policy (nor, for
+    // now, the customer policy: `ca::policy::CUSTOMER_POLICY_IN_CERTIFICATES`).
     let (carol, carol_key) = fx.obtain("carol");
     let carol_der = der_of(&carol);
     assert_eq!(subject_of(&carol_der).1, "corp1");
+    let customer_policy =
+        certgate::ca::policy::CUSTOMER_POLICY_IN_CERTIFICATES.then_some(ClientProfile::Customer);
     assert_eq!(
         certgate::ca::profile_of_certificate(&carol_der),
-        Some(ClientProfile::Customer)
+        customer_policy
     );
+    // pkilint: nothing on the staff certificate but its decoder's 32-bit limit on OID arcs
+    // (the UUID arc of the policy), which ends its look at that one extension.
+    if Command::new("lint_pkix_cert")
+        .arg("--help")
+        .output()
+        .is_ok()
+    {
+        let out = Command::new("lint_pkix_cert")
+            .args(["lint", "-s", "NOTICE"])
+            .arg(&cert)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let findings: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("    "))
+            .map(str::trim)
+            .collect();
+        assert_eq!(findings.len(), 1, "{text}");
+        assert!(
+            findings[0].starts_with("itu.invalid_asn1_syntax (FATAL)")
+                && findings[0].contains("CertificatePolicies")
+                && findings[0].contains("larger than 32-bits"),
+            "{text}"
+        );
+    }
 
     // The running gateway: the staff certificate opens no app route and no administrator
     // API; the customer's passes.

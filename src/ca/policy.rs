@@ -10,10 +10,15 @@
 //! 2.25.119101982169995062425036852702198796305.1.2    a bank staff member's certificate
 //! ```
 //!
-//! Every client certificate carries exactly one of the two leaves, so a relying party (and
-//! certgate's own listeners) can tell a staff certificate from a customer's without the
-//! database. The arc's 128-bit component does not fit `const_oid` (32-bit arcs), so the
-//! DER is written here.
+//! A staff certificate carries the staff policy, so a relying party (and certgate's own
+//! listeners) can tell it from a customer's without the database. The arc's 128-bit
+//! component does not fit `const_oid` (32-bit arcs), so the DER is written here.
+//!
+//! Customer certificates do not carry theirs yet ([`CUSTOMER_POLICY_IN_CERTIFICATES`]):
+//! some decoders refuse an OID arc wider than 32 bits (pkilint's DER decoder reports it as
+//! a FATAL decoding failure; Go before 1.22 fails to parse the whole certificate), and the
+//! customers' certificates reach relying parties certgate does not control (the banking
+//! apps behind the gateway). Staff certificates are read by certgate only.
 
 /// The UUID certgate's arc is derived from, as one integer.
 pub const ARC_UUID: u128 = 0x599a_3517_7de8_4bc9_a7cd_f744_9a56_9011;
@@ -23,6 +28,10 @@ pub const CUSTOMER_POLICY: &str = "2.25.119101982169995062425036852702198796305.
 
 /// The staff policy, dotted.
 pub const STAFF_POLICY: &str = "2.25.119101982169995062425036852702198796305.1.2";
+
+/// Whether customer certificates carry [`CUSTOMER_POLICY`]. Off: see the module's note on
+/// decoders that refuse the UUID arc.
+pub const CUSTOMER_POLICY_IN_CERTIFICATES: bool = false;
 
 /// `id-ce-certificatePolicies` (RFC 5280 §4.2.1.4).
 pub const CERTIFICATE_POLICIES_EXTENSION: &[u64] = &[2, 5, 29, 32];
@@ -60,6 +69,14 @@ impl ClientProfile {
         [Self::Customer, Self::Staff]
             .into_iter()
             .find(|p| p.policy_oid_content() == content)
+    }
+
+    /// Whether this profile's certificates carry its policy.
+    pub fn policy_in_certificates(self) -> bool {
+        match self {
+            Self::Customer => CUSTOMER_POLICY_IN_CERTIFICATES,
+            Self::Staff => true,
+        }
     }
 
     /// The certificatePolicies extension value: one PolicyInformation with this policy and

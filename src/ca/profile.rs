@@ -1,8 +1,8 @@
 //! Certificate profiles: every field of the CA certificate and of a client certificate,
 //! decided here and nowhere else. A client certificate is a customer's
 //! (`CN=<login>, OU=<contract>, O=<organization>`) or a staff member's
-//! (`CN=<name>, OU=certgate staff, O=<organization>`), each with its policy OID
-//! ([`super::policy`]).
+//! (`CN=<name>, OU=certgate staff, O=<organization>`, with certgate's staff policy OID,
+//! [`super::policy`]).
 
 use rcgen::{
     BasicConstraints, CertificateParams, CrlDistributionPoint, CustomExtension, DnType,
@@ -141,14 +141,14 @@ pub fn client_params(
     p.crl_distribution_points = vec![CrlDistributionPoint {
         uris: vec![urls.crl_for(now)],
     }];
-    p.custom_extensions = vec![
-        authority_info_access(&urls.ocsp)?,
+    p.custom_extensions = vec![authority_info_access(&urls.ocsp)?];
+    if subject.profile.policy_in_certificates() {
         // Not critical: relying parties that ignore policies still accept the certificate.
-        CustomExtension::from_oid_content(
+        p.custom_extensions.push(CustomExtension::from_oid_content(
             super::policy::CERTIFICATE_POLICIES_EXTENSION,
             subject.profile.certificate_policies_der(),
-        ),
-    ];
+        ));
+    }
     p.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(key_identifier(spki_der));
     Ok(p)
 }
