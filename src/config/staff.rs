@@ -1,4 +1,5 @@
-//! `[staff]`: the staff console's listener and the four-eyes rules.
+//! `[staff]`: how bank staff work with certgate: the staff console's listener, the four-eyes
+//! rules, and whether the command line on the host may still change customer data and staff.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -55,6 +56,11 @@ pub struct StaffConfig {
     /// Hours a request waits for a decision before it expires (default 24).
     #[serde(default = "default_request_ttl_hours")]
     pub request_ttl_hours: u32,
+    /// Whether the commands that change contracts, login IDs, issuance codes, certificates'
+    /// revocation and staff members run on the host. When false they refuse (audited);
+    /// reading, the key ceremony, rollover, CRLs and checkpoints keep working.
+    #[serde(default = "default_cli_changes")]
+    pub cli_changes: bool,
 }
 
 impl Default for StaffConfig {
@@ -66,6 +72,7 @@ impl Default for StaffConfig {
             host: None,
             four_eyes: default_four_eyes(),
             request_ttl_hours: default_request_ttl_hours(),
+            cli_changes: default_cli_changes(),
         }
     }
 }
@@ -79,6 +86,10 @@ fn default_four_eyes() -> Vec<String> {
 
 fn default_request_ttl_hours() -> u32 {
     24
+}
+
+fn default_cli_changes() -> bool {
+    true
 }
 
 impl StaffConfig {
@@ -121,6 +132,15 @@ mod tests {
 
     fn parsed(text: &str) -> StaffConfig {
         toml::from_str(text).expect("parses")
+    }
+
+    #[test]
+    fn changes_are_on_unless_turned_off_and_unknown_keys_are_refused() {
+        let on: StaffConfig = toml::from_str("").unwrap();
+        assert!(on.cli_changes);
+        let off: StaffConfig = toml::from_str("cli_changes = false").unwrap();
+        assert!(!off.cli_changes);
+        assert!(toml::from_str::<StaffConfig>("cli_change = false").is_err());
     }
 
     #[test]
