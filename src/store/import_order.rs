@@ -29,9 +29,11 @@ const STORE_FILES: &[(&str, &str)] = &[
     ("model", include_str!("model.rs")),
     ("notices", include_str!("notices.rs")),
     ("rows", include_str!("rows.rs")),
+    ("search", include_str!("search.rs")),
     ("server_certs", include_str!("server_certs.rs")),
     ("signatures", include_str!("signatures.rs")),
     ("staff", include_str!("staff.rs")),
+    ("staff_requests", include_str!("staff_requests.rs")),
 ];
 
 /// The group writer's files by module name, `mod.rs` excepted.
