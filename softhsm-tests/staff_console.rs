@@ -95,7 +95,10 @@ fn serial_of(fx: &Fixture, login: &str) -> String {
 
 #[test]
 fn staff_console_roles_four_eyes_and_refusals() {
-    let Some(fx) = Fixture::new(Db::Sqlite) else {
+    // 30-day certificates: renewal is open from issuance on.
+    let Some(fx) = Fixture::with_config(Db::Sqlite, |t| {
+        *t = t.replace("validity_days = 365", "validity_days = 30");
+    }) else {
         return;
     };
     fx.init_with_users();
@@ -120,48 +123,79 @@ fn staff_console_roles_four_eyes_and_refusals() {
         (200, Some("kato"), Some("auditor"))
     );
 
-    // Each role against each kind of call: reads for all, the audit log for supervisors and
-    // auditors, changes for operators and supervisors, decisions for supervisors.
+    // Each role against every call. Targets that do not exist (or a bad body) let an
+    // allowed call fail after the role check without changing anything; a forbidden one
+    // is refused first, as `role_forbidden`.
     for (who, role) in [(&op, "operator"), (&sup, "supervisor"), (&aud, "auditor")] {
-        for path in [
+        let reads = [
+            "me",
             "contracts",
             "users?contract=corp1",
             "certificates?login=carol",
             "requests",
-        ] {
-            assert_eq!(c(who, "GET", path, None).0, 200, "{role} GET {path}");
+            "staff",
+            "audit?limit=5",
+        ];
+        for path in reads {
+            let (s, b) = c(who, "GET", path, None);
+            let allowed = !(path.starts_with("audit") && role == "operator");
+            assert_eq!(s, if allowed { 200 } else { 403 }, "{role} GET {path}: {b}");
         }
-        let (s, b) = c(who, "GET", "audit?limit=5", None);
-        let audit_ok = role != "operator";
-        assert_eq!(s, if audit_ok { 200 } else { 403 }, "{role} audit: {b}");
-        if !audit_ok {
-            assert_eq!(b["error"], "role_forbidden");
-        }
-        let id = format!("role-{role}");
-        let (s, b) = c(
-            who,
-            "POST",
-            "contracts",
-            Some(&format!(r#"{{"id":"{id}","name":"Role test"}}"#)),
+        let contract = format!(r#"{{"id":"role-{role}","name":"Role test"}}"#);
+        let user = format!(
+            r#"{{"login":"role-{role}","contract":"corp1","role":"general","email":"r@example.com"}}"#
         );
-        let change_ok = role != "auditor";
-        assert_eq!(
-            s,
-            if change_ok { 200 } else { 403 },
-            "{role} add contract: {b}"
-        );
-        let (s, b) = c(who, "POST", "users/carol/disable", Some("{}"));
-        assert_eq!(s, if change_ok { 200 } else { 403 }, "{role} disable: {b}");
-        if change_ok {
-            assert_eq!(c(who, "POST", "users/carol/enable", Some("{}")).0, 200);
+        let changes: [(&str, &str); 18] = [
+            ("contracts", &contract),
+            ("contracts/nosuch/disable", "{}"),
+            ("contracts/nosuch/enable", "{}"),
+            ("users", &user),
+            ("users/nosuch/disable", "{}"),
+            ("users/nosuch/enable", "{}"),
+            ("users/nosuch/authorize", "{}"),
+            ("users/nosuch/reissue", "{}"),
+            ("certificates/0a0b/revoke", r#"{"reason":"unspecified"}"#),
+            (
+                "staff",
+                r#"{"name":"x","role":"owner","email":"x@bank.example"}"#,
+            ),
+            ("staff/nosuch/role", r#"{"role":"auditor"}"#),
+            ("staff/nosuch/disable", "{}"),
+            ("staff/nosuch/enable", "{}"),
+            ("staff/nosuch/authorize", "{}"),
+            ("requests/999999/withdraw", "{}"),
+            ("requests/999999/approve", "{}"),
+            ("requests/999999/reject", "{}"),
+            ("renew", r#"{"csr":"not a CSR"}"#),
+        ];
+        for (path, body) in changes {
+            let (s, b) = c(who, "POST", path, Some(body));
+            let allowed = match path {
+                "renew" => true,
+                p if p.ends_with("approve") || p.ends_with("reject") => role == "supervisor",
+                _ => role != "auditor",
+            };
+            if allowed {
+                assert_ne!(b["error"], "role_forbidden", "{role} POST {path}: {s} {b}");
+                assert!(
+                    s == 200 || (400..500).contains(&s),
+                    "{role} POST {path}: {s} {b}"
+                );
+                assert_ne!(s, 202, "{role} POST {path} made a request: {b}");
+            } else {
+                assert_eq!(
+                    (s, b["error"].as_str()),
+                    (403, Some("role_forbidden")),
+                    "{role} {path}"
+                );
+            }
         }
-        let (s, b) = c(who, "POST", "requests/999999/approve", Some("{}"));
-        let decide_ok = role == "supervisor";
-        // Allowed to decide: the request simply does not exist.
-        assert_eq!(s, if decide_ok { 404 } else { 403 }, "{role} approve: {b}");
-        let (s, _) = c(who, "POST", "requests/999999/withdraw", Some("{}"));
-        assert_eq!(s, if change_ok { 404 } else { 403 }, "{role} withdraw");
     }
+    assert_eq!(
+        c(&sup, "GET", "requests?state=pending", None).1["requests"],
+        serde_json::json!([]),
+        "a refused or failed call left a request"
+    );
     let contracts = fx.ok(&["contract", "list", "--format", "json"]);
     assert!(contracts.contains("role-operator") && contracts.contains("role-supervisor"));
     assert!(
@@ -372,6 +406,19 @@ fn staff_console_roles_four_eyes_and_refusals() {
         !b["entries"].as_array().expect("entries").is_empty(),
         "refused role attempts are audited"
     );
+
+    // A staff member renews their own certificate on the console (renewal opens at once
+    // with 30-day certificates), then works with the new one.
+    let (new_key, new_csr) = fx.openssl_csr("staff-sato-renewed", "ec:P-256");
+    let csr_pem = std::fs::read_to_string(&new_csr).expect("csr");
+    let body = serde_json::json!({ "csr": csr_pem }).to_string();
+    let (s, b) = c(&op, "POST", "renew", Some(&body));
+    assert_eq!(s, 200, "{b}");
+    let renewed = fx.path("staff-sato-renewed.pem");
+    std::fs::write(&renewed, b["certificate"].as_str().expect("certificate")).expect("write");
+    let (s, me) = call(&run, port, (&renewed, &new_key), "GET", "me", None, &[]);
+    assert_eq!((s, me["name"].as_str()), (200, Some("sato")), "{me}");
+    let op = (renewed.clone(), new_key.clone());
 
     // A request nobody decides expires after [staff] request_ttl_hours (24 by default):
     // the gateway is started again a day ahead; the request is expired and changes nothing.

@@ -169,6 +169,14 @@ impl Lifecycle {
         policy: &ApprovalPolicy,
     ) -> Result<Asked, LifecycleError> {
         if self.needs_approval(action, policy).await? {
+            // What would certainly be refused when it runs is refused now, not after a
+            // supervisor spent a decision on it.
+            let actor = Actor::Staff(maker.into());
+            if let Err(e) = self.check_subject(action).await {
+                return self
+                    .refuse(&actor, action.name(), action.subject(), e)
+                    .await;
+            }
             let (id, expires_at) = self.submit_request(maker, action, policy).await?;
             return Ok(Asked::Pending { id, expires_at });
         }
@@ -192,6 +200,57 @@ impl Lifecycle {
             return Ok(role == Some(Role::Admin));
         }
         Ok(false)
+    }
+
+    /// The request's subject exists (or, for an addition, does not yet).
+    async fn check_subject(&self, action: &StaffAction) -> Result<(), LifecycleError> {
+        let store = self.store();
+        let subject = action.subject();
+        let (exists, noun) = match action {
+            StaffAction::AddContract { .. }
+            | StaffAction::DisableContract { .. }
+            | StaffAction::EnableContract { .. } => {
+                (store.contract(subject).await?.is_some(), "contract")
+            }
+            StaffAction::AddUser { .. }
+            | StaffAction::DisableUser { .. }
+            | StaffAction::EnableUser { .. }
+            | StaffAction::Authorize { .. }
+            | StaffAction::Reissue { .. } => (store.user(subject).await?.is_some(), "login ID"),
+            StaffAction::Revoke { serial, .. } => (
+                store
+                    .certificate(&super::normalize_serial(serial))
+                    .await?
+                    .is_some(),
+                "certificate",
+            ),
+            StaffAction::AddStaff { .. }
+            | StaffAction::SetStaffRole { .. }
+            | StaffAction::DisableStaff { .. }
+            | StaffAction::EnableStaff { .. }
+            | StaffAction::AuthorizeStaff { .. } => {
+                (store.staff_member(subject).await?.is_some(), "staff member")
+            }
+        };
+        let adding = matches!(
+            action,
+            StaffAction::AddContract { .. }
+                | StaffAction::AddUser { .. }
+                | StaffAction::AddStaff { .. }
+        );
+        match (adding, exists) {
+            (true, true) => Err(Refusal::new(
+                match action {
+                    StaffAction::AddContract { .. } => "contract_exists",
+                    StaffAction::AddUser { .. } => "login_exists",
+                    _ => "staff_exists",
+                },
+                format!("that {noun} exists"),
+            )
+            .into()),
+            (false, false) => Err(LifecycleError::NotFound(format!("{noun} {subject:?}"))),
+            _ => Ok(()),
+        }
     }
 
     async fn submit_request(

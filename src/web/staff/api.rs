@@ -6,10 +6,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::ca::RevocationReason;
+use crate::ca::pem;
 use crate::identity::StaffCaller;
-use crate::lifecycle::{ActionDone, Asked, LifecycleError, StaffAction};
+use crate::lifecycle::{ActionDone, Asked, Authorization, LifecycleError, StaffAction};
 use crate::store::{
-    AuditQuery, CertFilter, RequestState, Role, STAFF_CONTRACT, StaffRequest, StaffRole,
+    Audience, AuditQuery, CertFilter, RequestState, Role, STAFF_CONTRACT, StaffRequest, StaffRole,
 };
 
 use super::super::json_call::parse;
@@ -50,6 +51,7 @@ pub enum Call {
     StaffRole { name: String },
     SwitchStaff { name: String, enable: bool },
     AuthorizeStaff { name: String },
+    Renew,
 }
 
 impl Call {
@@ -63,6 +65,7 @@ impl Call {
             | Self::Requests
             | Self::StaffList => Operation::Read,
             Self::Audit => Operation::ReadAudit,
+            Self::Renew => Operation::Own,
             Self::Decide { .. } => Operation::Decide,
             Self::Withdraw { .. } => Operation::Withdraw,
             Self::AddContract
@@ -102,6 +105,7 @@ impl Call {
             Self::StaffRole { .. } => "change a staff member's role",
             Self::SwitchStaff { .. } => "disable or enable a staff member",
             Self::AuthorizeStaff { .. } => "authorize a staff certificate",
+            Self::Renew => "renew one's own certificate",
         }
     }
 }
@@ -118,6 +122,7 @@ pub fn route(method: &Method, segments: &[&str]) -> Option<Call> {
     };
     Some(match segments {
         ["me"] if get => Call::Me,
+        ["renew"] if post => Call::Renew,
         ["contracts"] if get => Call::Contracts,
         ["contracts"] if post => Call::AddContract,
         ["contracts", c, verb @ ("disable" | "enable")] if post => Call::SwitchContract {
@@ -188,6 +193,12 @@ struct StaffBody {
 #[serde(deny_unknown_fields)]
 struct RoleBody {
     role: StaffRole,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenewBody {
+    csr: String,
 }
 
 #[derive(Deserialize)]
@@ -296,6 +307,21 @@ async fn answer(
             return Ok(json_ok(&json!({ "staff": rows })));
         }
         Call::Audit => return audit(console, req).await,
+        Call::Renew => {
+            let b: RenewBody = parse(req)?;
+            let authorization = Authorization::CurrentCertificate {
+                serial: &caller.serial,
+            };
+            let cert = lc
+                .enroll_for(Audience::Staff, authorization, b.csr.as_bytes())
+                .await
+                .map_err(|e| error(&e))?;
+            return Ok(json_ok(&json!({
+                "certificate": pem::certificate(&cert.der),
+                "serial": cert.serial,
+                "not_after": cert.not_after,
+            })));
+        }
         Call::Requests => return requests(console, req).await,
         Call::Decide { id, approve } => return decide(console, caller, id, approve).await,
         Call::Withdraw { id } => {
@@ -495,7 +521,8 @@ fn request_json(r: &StaffRequest) -> serde_json::Value {
 fn error(e: &LifecycleError) -> WebResponse {
     let status = match e {
         LifecycleError::Refused(r) => match r.code {
-            "bad_identifier" | "bad_email" | "bad_name" => StatusCode::BAD_REQUEST,
+            "bad_identifier" | "bad_email" | "bad_name" | "bad_csr" => StatusCode::BAD_REQUEST,
+            "renewal_not_open" | "renewal_closed" | "same_key" => StatusCode::CONFLICT,
             "contract_exists" | "login_exists" | "staff_exists" | "request_finished"
             | "has_certificate" | "conflict" => StatusCode::CONFLICT,
             _ => StatusCode::FORBIDDEN,

@@ -16,6 +16,8 @@ pub enum Operation {
     Decide,
     /// Take back one's own request.
     Withdraw,
+    /// Renew one's own certificate.
+    Own,
 }
 
 /// Whether `role` may perform `op`.
@@ -24,7 +26,7 @@ pub fn allows(role: StaffRole, op: Operation) -> bool {
     use StaffRole::*;
     matches!(
         (role, op),
-        (_, Read)
+        (_, Read | Own)
             | (Supervisor | Auditor, ReadAudit)
             | (Operator | Supervisor, Change | Withdraw)
             | (Supervisor, Decide)
