@@ -558,3 +558,71 @@ fn an_approved_revocation_is_refused_by_both_instances_on_postgres() {
         || call_app(&two, &carol, &carol_key).0 == 403,
     );
 }
+
+#[test]
+fn a_staff_member_obtains_the_first_certificate_on_the_obtain_listener() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    fx.ok(&[
+        "staff",
+        "add",
+        "ito",
+        "--role",
+        "operator",
+        "--email",
+        "ito@bank.example",
+    ]);
+    let code = last_line(&fx.ok(&["staff", "authorize", "ito"]));
+    let customer_code = fx.authorize("carol");
+    let (port, obtain_port) = (free_port(), free_port());
+    let run = fx.serve_with(&format!(
+        "{}obtain_addr = \"127.0.0.1:{obtain_port}\"\n",
+        staff_section(port)
+    ));
+    let (key, csr) = fx.openssl_csr("ito", "ec:P-256");
+    let csr_pem = std::fs::read_to_string(&csr).expect("csr");
+    let url = format!("https://127.0.0.1:{obtain_port}/staff/api/v1/obtain");
+    let post = |body: &serde_json::Value, token: bool| {
+        let body = body.to_string();
+        let mut args = vec!["-H", "Content-Type: application/json"];
+        if token {
+            args.extend(CSRF);
+        }
+        args.extend(["--data-binary", body.as_str(), url.as_str()]);
+        let (s, text) = curl(&run.ca, &args);
+        (
+            s,
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+        )
+    };
+    let ask =
+        |name: &str, code: &str| serde_json::json!({"name": name, "code": code, "csr": csr_pem});
+
+    // The same answer for a wrong code and for a customer's login ID and code.
+    let (s, b) = post(&ask("ito", "AAAAA-AAAAA-AAAAA-AAAAA"), true);
+    assert_eq!((s, b["error"].as_str()), (401, Some("bad_code")), "{b}");
+    let (s, b) = post(&ask("carol", &customer_code), true);
+    assert_eq!((s, b["error"].as_str()), (401, Some("bad_code")), "{b}");
+    let (s, b) = post(&ask("ito", &code), false);
+    assert_eq!((s, b["error"].as_str()), (403, Some("cross_site")), "{b}");
+    // The obtain listener serves nothing of the console.
+    let (s, _) = curl(
+        &run.ca,
+        &[&format!("https://127.0.0.1:{obtain_port}/staff/api/v1/me")],
+    );
+    assert_eq!(s, 404);
+
+    let (s, b) = post(&ask("ito", &code), true);
+    assert_eq!(s, 200, "{b}");
+    let cert = fx.path("ito.pem");
+    std::fs::write(&cert, b["certificate"].as_str().expect("certificate")).expect("write");
+    let (s, me) = call(&run, port, (&cert, &key), "GET", "me", None, &[]);
+    assert_eq!(
+        (s, me["name"].as_str(), me["role"].as_str()),
+        (200, Some("ito"), Some("operator"))
+    );
+    // The customer's code was not used up by the refused try.
+    assert!(fx.ok(&["cert", "list", "--login", "carol"]).lines().count() <= 1);
+}

@@ -20,7 +20,7 @@ use crate::clock::{Clock, DAY};
 use crate::config::{ClientAuth, Config, ConfigError, IdentityFormatName};
 use crate::identity::{AssertionError, AssertionSigner};
 use crate::proxy::{Gateway, GatewayError, GatewayParts, LocalService};
-use crate::staff::{StaffListener, StaffService};
+use crate::staff::{Door, StaffListener, StaffService};
 use crate::status::{StatusCache, StatusCacheSettings, StatusSource};
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -91,7 +91,7 @@ impl ServerDeps {
 pub struct Server {
     gateway: Gateway,
     admin: Option<(TcpListener, AdminState)>,
-    staff: Option<StaffListener>,
+    staff: Vec<StaffListener>,
     cache: Arc<StatusCache>,
     on_reload: Vec<ReloadHook>,
 }
@@ -123,9 +123,9 @@ impl Server {
         }
         let staff = match (config.staff.addr, deps.staff) {
             (Some(addr), Some(staff)) => {
-                Some(staff_listener(&config, addr, staff, &cache, &deps.source, &deps.clock).await?)
+                staff_listeners(&config, addr, staff, &cache, &deps.source, &deps.clock).await?
             }
-            _ => None,
+            _ => Vec::new(),
         };
         let admin = match config.admin.as_ref().map(|a| a.addr) {
             Some(addr) => Some((
@@ -172,7 +172,10 @@ impl Server {
 
     /// The bound staff console address, when `[staff] addr` is configured.
     pub fn staff_addr(&self) -> Option<SocketAddr> {
-        self.staff.as_ref().and_then(|s| s.tcp.local_addr().ok())
+        self.staff
+            .iter()
+            .find(|s| s.door == Door::Console)
+            .and_then(|s| s.tcp.local_addr().ok())
     }
 
     /// A handle that reloads like SIGHUP when notified.
@@ -208,9 +211,11 @@ impl Server {
         let admin = self
             .admin
             .map(|(l, state)| tokio::spawn(admin::serve(l, state, stop_rx.clone())));
-        let staff = self
+        let staff: Vec<_> = self
             .staff
-            .map(|l| tokio::spawn(crate::staff::serve(l, stop_rx.clone())));
+            .into_iter()
+            .map(|l| tokio::spawn(crate::staff::serve(l, stop_rx.clone())))
+            .collect();
         let serving = self.gateway.serve(stop_rx);
         tokio::pin!(serving);
         let result = tokio::select! {
@@ -225,7 +230,7 @@ impl Server {
         if let Some(a) = admin {
             let _ = a.await;
         }
-        if let Some(s) = staff {
+        for s in staff {
             let _ = s.await;
         }
         invalidator.abort();
@@ -238,15 +243,16 @@ impl Server {
 }
 
 /// The staff console's listener: its socket, and TLS that requires a client certificate of
-/// one of certgate's CAs at the handshake (the staff check follows on every request).
-async fn staff_listener(
+/// one of certgate's CAs at the handshake (the staff check follows on every request); and
+/// with `[staff] obtain_addr`, the obtain page's, with no client certificate.
+async fn staff_listeners(
     config: &Config,
     addr: SocketAddr,
     deps: StaffDeps,
     cache: &Arc<StatusCache>,
     source: &Arc<dyn StatusSource>,
     clock: &Arc<dyn Clock>,
-) -> Result<StaffListener, ServerError> {
+) -> Result<Vec<StaffListener>, ServerError> {
     let (Some(cert), Some(key)) = (&config.staff.cert, &config.staff.key) else {
         return Err(ServerError::Config(ConfigError::Invalid(
             "[staff] addr needs cert and key".into(),
@@ -265,16 +271,25 @@ async fn staff_listener(
             "the staff console cannot read the CA certificates: {e}"
         )))
     })?;
-    let tls = build_listener_tls(&keys, ClientAuth::Required, &anchors, Arc::clone(cache), 0)
-        .map_err(tls_error)?;
-    Ok(StaffListener {
-        tcp: bind(addr).await?,
-        tls,
-        cache: Arc::clone(cache),
-        store: deps.store,
-        clock: Arc::clone(clock),
-        service: deps.service,
-    })
+    let mut doors = vec![(Door::Console, addr, ClientAuth::Required)];
+    if let Some(obtain) = config.staff.obtain_addr {
+        doors.push((Door::Obtain, obtain, ClientAuth::None));
+    }
+    let mut out = Vec::with_capacity(doors.len());
+    for (door, addr, client_auth) in doors {
+        let tls = build_listener_tls(&keys, client_auth, &anchors, Arc::clone(cache), 0)
+            .map_err(tls_error)?;
+        out.push(StaffListener {
+            door,
+            tcp: bind(addr).await?,
+            tls,
+            cache: Arc::clone(cache),
+            store: deps.store.clone(),
+            clock: Arc::clone(clock),
+            service: Arc::clone(&deps.service),
+        });
+    }
+    Ok(out)
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {

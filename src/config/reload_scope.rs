@@ -10,7 +10,7 @@ pub const APPLIED_ON_RELOAD: &str = "[[listener]] cert, key, client_auth, timeou
 
 /// What is read once at start.
 pub const NEEDS_RESTART: &str = "[database]; [hsm]; [ca] (but organization); [admin]; \
-    [gateway] (but enroll_host); [log]; [trace]; [notify]; [revocation]; [limits]; [[listener]] addr and max_connections; [staff] addr, cert, key and host; \
+    [gateway] (but enroll_host); [log]; [trace]; [notify]; [revocation]; [limits]; [[listener]] addr and max_connections; [staff] addr, obtain_addr, cert, key and host; \
     [renewal] overlap_days for certificates already in the status cache";
 
 /// The settings read once at start that differ between `old` and `new`: they were changed
@@ -51,10 +51,10 @@ pub fn changed_needing_restart(old: &Config, new: &Config) -> Vec<&'static str> 
     }
     let console = |c: &Config| {
         let s = &c.staff;
-        format!("{:?}", (s.addr, &s.cert, &s.key, &s.host))
+        format!("{:?}", (s.addr, s.obtain_addr, &s.cert, &s.key, &s.host))
     };
     if console(old) != console(new) {
-        changed.push("[staff] addr, cert, key or host");
+        changed.push("[staff] addr, obtain_addr, cert, key or host");
     }
     if old.renewal.overlap_days != new.renewal.overlap_days {
         changed.push("[renewal] overlap_days (status cache)");

@@ -41,6 +41,10 @@ pub struct StaffConfig {
     /// handshake). Keep it on the bank's internal network.
     #[serde(default)]
     pub addr: Option<SocketAddr>,
+    /// Where staff obtain their first certificate in the browser with a one-time code (TLS
+    /// without a client certificate; serves only the obtain page and its call). Optional.
+    #[serde(default)]
+    pub obtain_addr: Option<SocketAddr>,
     /// Server certificate chain and key of the console (PEM), relative to the config file.
     #[serde(default)]
     pub cert: Option<PathBuf>,
@@ -67,6 +71,7 @@ impl Default for StaffConfig {
     fn default() -> Self {
         Self {
             addr: None,
+            obtain_addr: None,
             cert: None,
             key: None,
             host: None,
@@ -98,8 +103,14 @@ impl StaffConfig {
         if self.addr.is_some() && (self.cert.is_none() || self.key.is_none()) {
             return Some("[staff] addr needs cert and key (the console's TLS identity)".into());
         }
+        if self.obtain_addr.is_some() && self.addr.is_none() {
+            return Some("[staff] obtain_addr needs addr (the console it obtains for)".into());
+        }
         if self.addr.is_none() && (self.cert.is_some() || self.key.is_some()) {
             return Some("[staff] cert and key are set but addr is not".into());
+        }
+        if self.addr.is_some() && self.addr == self.obtain_addr {
+            return Some("[staff] addr and obtain_addr must differ".into());
         }
         if self.request_ttl_hours == 0 || self.request_ttl_hours > 24 * 14 {
             return Some("[staff] request_ttl_hours must be between 1 and 336".into());
@@ -154,6 +165,12 @@ mod tests {
         assert!(ttl.problem().unwrap().contains("request_ttl_hours"));
         let kind = parsed("four_eyes = [\"cert.revoke\", \"ca.rollover\"]");
         assert!(kind.problem().unwrap().contains("\"ca.rollover\""));
+        let lone = parsed("obtain_addr = \"127.0.0.1:9444\"");
+        assert!(lone.problem().unwrap().contains("obtain_addr needs addr"));
+        let same = parsed(
+            "addr = \"127.0.0.1:9443\"\nobtain_addr = \"127.0.0.1:9443\"\ncert = \"c\"\nkey = \"k\"",
+        );
+        assert!(same.problem().unwrap().contains("must differ"));
         let host = parsed("host = \"a/b\"");
         assert!(host.problem().unwrap().contains("host"));
         let fine =

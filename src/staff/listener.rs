@@ -20,7 +20,7 @@ use crate::status::StatusCache;
 use crate::store::Store;
 use crate::tls::{ListenerTls, PresentedCert};
 
-use super::{MAX_BODY, StaffHttpRequest, StaffService, caller};
+use super::{MAX_BODY, PublicHttpRequest, StaffHttpRequest, StaffService, caller};
 
 /// Staff connections served at once; more are closed at accept.
 const MAX_CONNECTIONS: usize = 256;
@@ -28,8 +28,18 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Everything the staff listener needs, built by `app`.
+/// Which of the staff listeners this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// The console: a staff certificate on every request.
+    Console,
+    /// The obtain page: no client certificate.
+    Obtain,
+}
+
+/// Everything a staff listener needs, built by `app`.
 pub struct StaffListener {
+    pub door: Door,
     pub tcp: TcpListener,
     pub tls: ListenerTls,
     pub cache: Arc<StatusCache>,
@@ -39,6 +49,7 @@ pub struct StaffListener {
 }
 
 struct Shared {
+    door: Door,
     cache: Arc<StatusCache>,
     store: Store,
     audit: Audit,
@@ -49,13 +60,14 @@ struct Shared {
 /// Serves staff connections until `stop` turns true.
 pub async fn serve(l: StaffListener, mut stop: watch::Receiver<bool>) {
     if let Ok(a) = l.tcp.local_addr() {
-        tracing::info!(addr = %a, "staff console listening");
+        tracing::info!(addr = %a, door = ?l.door, "staff console listening");
     }
     // The console speaks HTTP/1.1 only: no ALPN h2 offer.
     let mut server_config = (*l.tls.server_config).clone();
     server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(server_config));
     let shared = Arc::new(Shared {
+        door: l.door,
         cache: l.cache,
         audit: Audit::new(l.store.clone()),
         store: l.store,
@@ -124,6 +136,22 @@ async fn answer(
     remote: std::net::SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    if shared.door == Door::Obtain {
+        let (parts, body) = req.into_parts();
+        let body = match read_body(body).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let response = shared
+            .service
+            .call_public(PublicHttpRequest {
+                parts,
+                body,
+                remote,
+            })
+            .await;
+        return response.map(Full::new);
+    }
     let caller = match caller::resolve(&shared.cache, &shared.store, presented).await {
         Ok(c) => c,
         Err(refusal) => {
@@ -148,30 +176,9 @@ async fn answer(
         }
     };
     let (parts, body) = req.into_parts();
-    let read = Limited::new(body, MAX_BODY).collect();
-    let body = match tokio::time::timeout(BODY_TIMEOUT, read).await {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return json(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "the request body is too large",
-            );
-        }
-        Ok(Err(_)) => {
-            return json(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "cannot read the request body",
-            );
-        }
-        Err(_) => {
-            return json(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout",
-                "the request body did not arrive in time",
-            );
-        }
+    let body = match read_body(body).await {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let response = shared
         .service
@@ -183,6 +190,29 @@ async fn answer(
         })
         .await;
     response.map(Full::new)
+}
+
+/// The body within [`MAX_BODY`] and [`BODY_TIMEOUT`], or the answer saying why not.
+async fn read_body(body: Incoming) -> Result<Bytes, Response<Full<Bytes>>> {
+    let read = Limited::new(body, MAX_BODY).collect();
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the request body is too large",
+        )),
+        Ok(Err(_)) => Err(json(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "cannot read the request body",
+        )),
+        Err(_) => Err(json(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the request body did not arrive in time",
+        )),
+    }
 }
 
 fn json(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {

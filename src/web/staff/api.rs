@@ -5,12 +5,14 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::audit::Actor;
 use crate::ca::RevocationReason;
 use crate::ca::pem;
 use crate::identity::StaffCaller;
 use crate::lifecycle::{ActionDone, Asked, Authorization, LifecycleError, StaffAction};
 use crate::store::{
     Audience, AuditQuery, CertFilter, RequestState, Role, STAFF_CONTRACT, StaffRequest, StaffRole,
+    staff_login,
 };
 
 use super::super::json_call::parse;
@@ -23,6 +25,9 @@ use super::roles::Operation;
 
 /// Where the API lives on the staff listener.
 pub const PREFIX: &str = "/staff/api/v1/";
+
+/// The obtain listener's one call: `{"name", "code", "csr"}` → the staff certificate.
+pub const OBTAIN_PATH: &str = "/staff/api/v1/obtain";
 
 /// Most rows one search answers.
 const MAX_PAGE: i64 = 500;
@@ -193,6 +198,14 @@ struct StaffBody {
 #[serde(deny_unknown_fields)]
 struct RoleBody {
     role: StaffRole,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ObtainBody {
+    name: String,
+    code: String,
+    csr: String,
 }
 
 #[derive(Deserialize)]
@@ -400,6 +413,35 @@ async fn answer(
             Ok(r)
         }
         Err(e) => Err(error(&e)),
+    }
+}
+
+/// A staff member's first certificate, with the one-time code `staff authorize` printed.
+/// Refusals are the customer obtain page's: one answer for an unknown name and a wrong
+/// code (the audit log has the reason).
+pub async fn obtain(console: &Console, req: &WebRequest) -> WebResponse {
+    let body: ObtainBody = match parse(req) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let login = staff_login(body.name.trim());
+    let requester = Actor::Anonymous(req.remote.clone());
+    let authorization = Authorization::IssuanceCode {
+        login: &login,
+        code: &body.code,
+        requester: &requester,
+    };
+    match console
+        .lifecycle
+        .enroll_for(Audience::Staff, authorization, body.csr.as_bytes())
+        .await
+    {
+        Ok(cert) => json_ok(&json!({
+            "certificate": pem::certificate(&cert.der),
+            "serial": cert.serial,
+            "not_after": cert.not_after,
+        })),
+        Err(e) => error(&e),
     }
 }
 

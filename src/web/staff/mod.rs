@@ -40,6 +40,17 @@ impl Console {
         *self.policy.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
     }
 
+    /// Answers a request on the obtain listener: the obtain call only.
+    pub async fn handle_public(&self, req: &WebRequest) -> WebResponse {
+        if req.method == Method::POST && req.path == api::OBTAIN_PATH {
+            if let Err(e) = super::csrf::check_page(req) {
+                return super::json_call::cross_site(e);
+            }
+            return api::obtain(self, req).await;
+        }
+        json_error(StatusCode::NOT_FOUND, "not_found", "no such page")
+    }
+
     /// Marks pending requests past their time as expired.
     pub async fn expire_requests(&self) -> Result<usize, crate::lifecycle::LifecycleError> {
         self.lifecycle.expire_requests().await
