@@ -616,6 +616,7 @@ fn a_staff_member_obtains_the_first_certificate_on_the_obtain_listener() {
 
     let (s, b) = post(&ask("ito", &code), true);
     assert_eq!(s, 200, "{b}");
+    assert!(!b["chain"].as_array().expect("chain").is_empty(), "{b}");
     let cert = fx.path("ito.pem");
     std::fs::write(&cert, b["certificate"].as_str().expect("certificate")).expect("write");
     let (s, me) = call(&run, port, (&cert, &key), "GET", "me", None, &[]);

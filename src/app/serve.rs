@@ -114,7 +114,9 @@ pub async fn run(
             .with_audit(crate::audit::Audit::new(store.clone()), clock.clone()),
     );
     let summaries = tokio::spawn(Arc::clone(&limits).summarise_forever());
-    let console = Arc::new(Console::new(lifecycle.clone(), approval_policy(&cfg)));
+    let console = Arc::new(
+        Console::new(lifecycle.clone(), approval_policy(&cfg)).with_ca_chain(ca_chain.clone()),
+    );
     let web = Arc::new(Web::new(lifecycle, revocation, ca_chain).with_limits(Arc::clone(&limits)));
 
     let _retire = tokio::spawn(retire_superseded(store.clone(), clock.clone(), retiring));

@@ -203,6 +203,8 @@ struct RoleBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ObtainBody {
+    /// `login` is what the obtain page's script sends.
+    #[serde(alias = "login")]
     name: String,
     code: String,
     csr: String,
@@ -331,6 +333,7 @@ async fn answer(
                 .map_err(|e| error(&e))?;
             return Ok(json_ok(&json!({
                 "certificate": pem::certificate(&cert.der),
+                "chain": console.chain_pem(),
                 "serial": cert.serial,
                 "not_after": cert.not_after,
             })));
@@ -438,6 +441,7 @@ pub async fn obtain(console: &Console, req: &WebRequest) -> WebResponse {
     {
         Ok(cert) => json_ok(&json!({
             "certificate": pem::certificate(&cert.der),
+            "chain": console.chain_pem(),
             "serial": cert.serial,
             "not_after": cert.not_after,
         })),

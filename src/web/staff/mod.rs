@@ -22,6 +22,8 @@ use super::respond::{WebResponse, json_error};
 /// The console and what its calls need.
 pub struct Console {
     lifecycle: Lifecycle,
+    /// The active CA certificate, then its chain (DER), sent with issued certificates.
+    ca_chain: Vec<Vec<u8>>,
     audit: Audit,
     policy: RwLock<Arc<ApprovalPolicy>>,
 }
@@ -31,8 +33,23 @@ impl Console {
         Self {
             audit: Audit::new(lifecycle.store().clone()),
             lifecycle,
+            ca_chain: Vec::new(),
             policy: RwLock::new(Arc::new(policy)),
         }
+    }
+
+    /// Sends `ca_chain` (DER, the issuing CA first) with the certificates it issues.
+    pub fn with_ca_chain(mut self, ca_chain: Vec<Vec<u8>>) -> Self {
+        self.ca_chain = ca_chain;
+        self
+    }
+
+    /// The CA chain as PEM, for answers that carry a certificate.
+    fn chain_pem(&self) -> Vec<String> {
+        self.ca_chain
+            .iter()
+            .map(|c| crate::ca::pem::certificate(c))
+            .collect()
     }
 
     /// Puts a reloaded approval policy in force for the next call.
