@@ -231,6 +231,10 @@
             change(path + "/authorize", {}, u.login);
           }));
         }
+        // Suspends (or lifts) the login ID's certificates without revoking them.
+        act.appendChild(button(u.enabled ? T.disable : T.enable, "switch secondary", function () {
+          change(path + (u.enabled ? "/disable" : "/enable"), {}, u.login);
+        }));
       }
       tbody.appendChild(row);
     });
