@@ -24,6 +24,7 @@ mod ops;
 mod request_ids;
 mod signatures;
 mod staff_browser;
+mod staff_cli;
 mod staff_console;
 mod status_agreement;
 mod support;

@@ -301,6 +301,49 @@ fn staff_console_roles_four_eyes_and_refusals() {
     assert_eq!((s, b["state"].as_str()), (200, Some("done")), "{b}");
     assert!(b["code"].as_str().is_some());
 
+    // Adding or changing staff waits for approval; nobody approves a change to themselves.
+    let (s, b) = c(
+        &op,
+        "POST",
+        "staff",
+        Some(r#"{"name":"ito","role":"operator","email":"ito@bank.example"}"#),
+    );
+    assert_eq!(s, 202, "{b}");
+    let add = b["request"].as_i64().expect("request id");
+    let (s, b) = c(&sup, "POST", &format!("requests/{add}/approve"), Some("{}"));
+    assert_eq!((s, b["state"].as_str()), (200, Some("done")), "{b}");
+    let (_, b) = c(&aud, "GET", "staff", None);
+    assert!(
+        b["staff"]
+            .as_array()
+            .expect("staff")
+            .iter()
+            .any(|m| m["name"] == "ito"),
+        "{b}"
+    );
+    let (s, b) = c(
+        &sup,
+        "POST",
+        "staff/tanaka/role",
+        Some(r#"{"role":"auditor"}"#),
+    );
+    assert_eq!(s, 202, "{b}");
+    let demote = b["request"].as_i64().expect("request id");
+    let (s, b) = c(
+        &sup2,
+        "POST",
+        &format!("requests/{demote}/approve"),
+        Some("{}"),
+    );
+    assert_eq!((s, b["error"].as_str()), (403, Some("own_request")), "{b}");
+    let (s, b) = c(
+        &sup,
+        "POST",
+        &format!("requests/{demote}/withdraw"),
+        Some("{}"),
+    );
+    assert_eq!((s, b["state"].as_str()), (200, Some("withdrawn")), "{b}");
+
     // The audit log names both people on the revocation and on each step of the request.
     let (s, b) = c(&aud, "GET", &format!("audit?subject={carol_serial}"), None);
     assert_eq!(s, 200);

@@ -5,6 +5,7 @@
 
 pub mod anchor;
 mod checkpoint;
+mod host;
 pub mod signatures;
 mod verify;
 
@@ -12,6 +13,7 @@ pub use checkpoint::{
     CheckpointError, CheckpointKeys, checkpoint_hash, checkpoint_message, checkpoint_message_v2,
     make_checkpoint, signed_message,
 };
+pub use host::HostUserError;
 pub use verify::{
     AnchorSeen, ChainReport, VerifyError, anchors_reached, export, verify_chain,
     verify_with_checkpoints,
@@ -23,8 +25,11 @@ use crate::store::{NewAudit, Store};
 /// Who caused an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
-    /// Bank staff at the command line (the OS user name).
+    /// A bank staff member, authenticated by a staff certificate (the member's name).
     Staff(String),
+    /// Someone at the command line on the gateway host: the process's real uid and its
+    /// user name ([`Actor::host`]).
+    Host { user: String, uid: u32 },
     /// A customer, authenticated by certificate or by login ID and code.
     User(String),
     /// An anonymous caller (e.g. a wrong code for an unknown login ID), by address.
@@ -41,12 +46,17 @@ pub enum Actor {
 }
 
 impl Actor {
-    /// The staff member running the command line.
-    pub fn current_staff() -> Self {
-        let name = std::env::var("SUDO_USER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "unknown".into());
-        Self::Staff(name)
+    /// Whoever runs this process on the host, by its real uid (never an environment
+    /// variable, which the caller chooses).
+    pub fn host() -> Result<Self, HostUserError> {
+        let (user, uid) = host::current()?;
+        Ok(Self::Host { user, uid })
+    }
+
+    /// Whether this is bank staff (a staff member or the host's command line), who may see
+    /// precise refusal reasons.
+    pub fn is_bank(&self) -> bool {
+        matches!(self, Self::Staff(_) | Self::Host { .. })
     }
 }
 
@@ -54,6 +64,7 @@ impl std::fmt::Display for Actor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Staff(n) => write!(f, "staff:{n}"),
+            Self::Host { user, .. } => write!(f, "host:{user}"),
             Self::User(n) => write!(f, "user:{n}"),
             Self::Anonymous(a) => write!(f, "anonymous:{a}"),
             Self::System => f.write_str("system"),
@@ -69,6 +80,18 @@ impl std::fmt::Display for Actor {
     }
 }
 
+/// The actions that wait for a second staff member's approval on the staff console (the
+/// default set). Done from the host's command line they bypass that, and their audit
+/// entries say so with `"break_glass": true`.
+pub const FOUR_EYES_ACTIONS: &[&str] = &[
+    "cert.reissue",
+    "cert.revoke",
+    "contract.disable",
+    "staff.add",
+    "staff.role",
+    "staff.disable",
+];
+
 /// An audit entry, for [`Audit::record`] or for an operation that appends it in its own
 /// transaction.
 pub fn entry(
@@ -77,8 +100,15 @@ pub fn entry(
     action: &str,
     subject: &str,
     outcome: Outcome,
-    detail: serde_json::Value,
+    mut detail: serde_json::Value,
 ) -> NewAudit {
+    if matches!(actor, Actor::Host { .. })
+        && outcome == Outcome::Ok
+        && FOUR_EYES_ACTIONS.contains(&action)
+        && let Some(fields) = detail.as_object_mut()
+    {
+        fields.insert("break_glass".into(), serde_json::Value::Bool(true));
+    }
     NewAudit {
         at,
         actor: actor.to_string(),
@@ -135,5 +165,42 @@ impl Outcome {
             Self::Ok => "ok",
             Self::Refused => "refused",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_bypassing_four_eyes_is_marked_break_glass() {
+        let host = Actor::Host {
+            user: "hanako".into(),
+            uid: 1001,
+        };
+        assert_eq!(host.to_string(), "host:hanako");
+        let detail = |actor: &Actor, action: &str, outcome| {
+            entry(1, actor, action, "x", outcome, serde_json::json!({"a": 1})).detail
+        };
+        let marked = detail(&host, "cert.revoke", Outcome::Ok);
+        assert_eq!(marked["break_glass"], true);
+        assert_eq!(marked["a"], 1);
+        // Not for actions outside the set, refusals, or anyone but the host.
+        assert!(
+            detail(&host, "contract.add", Outcome::Ok)
+                .get("break_glass")
+                .is_none()
+        );
+        assert!(
+            detail(&host, "cert.revoke", Outcome::Refused)
+                .get("break_glass")
+                .is_none()
+        );
+        let member = Actor::Staff("taro".into());
+        assert!(
+            detail(&member, "cert.revoke", Outcome::Ok)
+                .get("break_glass")
+                .is_none()
+        );
     }
 }

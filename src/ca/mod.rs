@@ -17,6 +17,7 @@ pub mod name;
 pub mod ocsp;
 pub mod pem;
 pub mod pkcs7;
+pub mod policy;
 pub mod profile;
 mod revocation;
 pub mod rollover;
@@ -32,6 +33,7 @@ pub use authority::{
 pub use csr::{CheckedCsr, ClientKeyKind, CsrError};
 pub use key::{RcgenKey, rcgen_signature_algorithm};
 pub use name::{CaName, NameError};
+pub use policy::{ClientProfile, profile_of_certificate};
 pub use profile::ClientSubject;
 pub use revocation::RevocationReason;
 pub use tally::{RESERVED_SUFFIX, SignatureKind, SignatureTally};

@@ -1,5 +1,8 @@
 //! Certificate profiles: every field of the CA certificate and of a client certificate,
-//! decided here and nowhere else.
+//! decided here and nowhere else. A client certificate is a customer's
+//! (`CN=<login>, OU=<contract>, O=<organization>`) or a staff member's
+//! (`CN=<name>, OU=certgate staff, O=<organization>`, with certgate's staff policy OID,
+//! [`super::policy`]).
 
 use rcgen::{
     BasicConstraints, CertificateParams, CrlDistributionPoint, CustomExtension, DnType,
@@ -13,12 +16,21 @@ use crate::clock::{DAY, UnixTime};
 /// Bytes of randomness in a serial number (128 bits; the CA/B Forum asks for 64).
 const SERIAL_BYTES: usize = 16;
 
-/// Who a client certificate is for.
+pub use super::policy::ClientProfile;
+
+/// The organizational unit of every staff certificate. It holds a space, which no contract
+/// ID can, so no customer subject can look like a staff one.
+pub const STAFF_UNIT: &str = "certgate staff";
+
+/// Who a client certificate is for. `profile` comes from the stored user, never the CSR.
 #[derive(Debug, Clone)]
 pub struct ClientSubject<'a> {
+    /// The CN: a customer's login ID, or a staff member's name.
     pub login: &'a str,
+    /// The customer's contract (the OU); not used for staff (OU [`STAFF_UNIT`]).
     pub contract_id: &'a str,
     pub organization: &'a str,
+    pub profile: ClientProfile,
 }
 
 /// Where relying parties find status information for a CA's certificates.
@@ -112,8 +124,12 @@ pub fn client_params(
     p.distinguished_name = rcgen::DistinguishedName::new();
     p.distinguished_name
         .push(DnType::OrganizationName, subject.organization);
+    let unit = match subject.profile {
+        ClientProfile::Customer => subject.contract_id,
+        ClientProfile::Staff => STAFF_UNIT,
+    };
     p.distinguished_name
-        .push(DnType::OrganizationalUnitName, subject.contract_id);
+        .push(DnType::OrganizationalUnitName, unit);
     p.distinguished_name.push(DnType::CommonName, subject.login);
     p.serial_number = Some(serial);
     p.not_before = at(now)?;
@@ -126,6 +142,13 @@ pub fn client_params(
         uris: vec![urls.crl_for(now)],
     }];
     p.custom_extensions = vec![authority_info_access(&urls.ocsp)?];
+    if subject.profile.policy_in_certificates() {
+        // Not critical: relying parties that ignore policies still accept the certificate.
+        p.custom_extensions.push(CustomExtension::from_oid_content(
+            super::policy::CERTIFICATE_POLICIES_EXTENSION,
+            subject.profile.certificate_policies_der(),
+        ));
+    }
     p.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(key_identifier(spki_der));
     Ok(p)
 }

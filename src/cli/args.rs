@@ -41,6 +41,10 @@ pub enum Command {
     /// Client certificates.
     #[command(subcommand)]
     Cert(CertCmd),
+    /// Bank staff members: add, list, disable, enable, change role, authorize and sign
+    /// their certificates.
+    #[command(subcommand)]
+    Staff(StaffCmd),
     /// The CA itself: certificates, intermediate set-up, rollover, CRLs.
     #[command(subcommand)]
     Ca(CaCmd),
@@ -189,6 +193,59 @@ pub enum CertCmd {
         serial: String,
         #[arg(long)]
         reason: crate::ca::RevocationReason,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StaffCmd {
+    /// Register a staff member (enabled).
+    Add {
+        /// Letters, digits and . _ - @ (1 to 64); the login ID becomes staff:NAME.
+        name: String,
+        /// operator, supervisor or auditor.
+        #[arg(long)]
+        role: crate::store::StaffRole,
+        #[arg(long)]
+        email: String,
+    },
+    /// List the staff members.
+    List {
+        #[command(flatten)]
+        output: FormatArg,
+    },
+    /// Refuse a staff member's certificates (from the next request); they stay issued.
+    Disable { name: String },
+    /// Accept a staff member's certificates again.
+    Enable { name: String },
+    /// Change a staff member's role.
+    Role {
+        name: String,
+        /// operator, supervisor or auditor.
+        #[arg(long)]
+        role: crate::store::StaffRole,
+    },
+    /// Authorize a staff member's certificate; prints the one-time code on the last line.
+    Authorize { name: String },
+    /// Staff certificates.
+    #[command(subcommand)]
+    Cert(StaffCertCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StaffCertCmd {
+    /// Sign a CSR for a staff member with the code of `staff authorize` (the staff
+    /// profile: OU=certgate staff and certgate's staff policy); prints the certificate PEM.
+    Sign {
+        name: String,
+        #[arg(long)]
+        csr: PathBuf,
+        /// The one-time issuance code. Prefer --code-file or CERTGATE_CODE: a command line
+        /// is visible to other users of the machine.
+        #[arg(long, env = "CERTGATE_CODE", hide_env_values = true)]
+        code: Option<String>,
+        /// File holding the issuance code.
+        #[arg(long, conflicts_with = "code")]
+        code_file: Option<PathBuf>,
     },
 }
 

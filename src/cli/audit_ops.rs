@@ -71,7 +71,7 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
                 key,
                 &label,
                 ca_id,
-                &Actor::current_staff(),
+                &Actor::host()?,
                 SystemClock.now(),
             )
             .await?;

@@ -122,10 +122,10 @@ fn write_new(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 }
 
 /// A staff `ok` audit entry, for an operation that appends it in its own transaction.
-fn staff_entry(action: &str, subject: &str, detail: serde_json::Value) -> NewAudit {
+fn staff_entry(actor: &Actor, action: &str, subject: &str, detail: serde_json::Value) -> NewAudit {
     audit::entry(
         SystemClock.now(),
-        &Actor::current_staff(),
+        actor,
         action,
         subject,
         Outcome::Ok,
@@ -146,6 +146,7 @@ async fn csr(cfg: &Config, label: &str, subject: Option<String>, out: &Path) -> 
     // Nothing else is stored: the request went to a file.
     store
         .append_audit(&staff_entry(
+            &Actor::host()?,
             "ca.csr",
             label,
             serde_json::json!({"subject": subject}),
@@ -187,6 +188,7 @@ async fn import(
         .context("the CA certificate cannot be used for issuing")?;
     let detail =
         serde_json::json!({"key_label": label, "subject": checked.subject, "active": activate});
+    let actor = Actor::host()?;
     let record = store
         .insert_ca_audited(
             label,
@@ -194,7 +196,7 @@ async fn import(
             &checked.chain_pem,
             activate,
             now,
-            Some(|id: i64| staff_entry("ca.import", &id.to_string(), detail)),
+            Some(|id: i64| staff_entry(&actor, "ca.import", &id.to_string(), detail)),
         )
         .await?;
     println!(
@@ -264,6 +266,7 @@ async fn rollover(
         .context("the new CA certificate cannot be used for issuing")?;
     let detail = serde_json::json!({"key_label": label, "subject": subject,
         "previous": old.as_ref().map(|c| c.id)});
+    let actor = Actor::host()?;
     let record = store
         .insert_ca_audited(
             label,
@@ -271,7 +274,7 @@ async fn rollover(
             "",
             true,
             now,
-            Some(|id: i64| staff_entry("ca.rollover", &id.to_string(), detail)),
+            Some(|id: i64| staff_entry(&actor, "ca.rollover", &id.to_string(), detail)),
         )
         .await?;
     println!(
@@ -306,6 +309,7 @@ async fn activate(cfg: &Config, id: i64) -> anyhow::Result<()> {
     )
     .with_context(|| format!("CA {id} cannot issue with the key {:?}", record.key_label))?;
     let entry = staff_entry(
+        &Actor::host()?,
         "ca.activate",
         &id.to_string(),
         serde_json::json!({"key_label": record.key_label}),

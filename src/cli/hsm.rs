@@ -45,7 +45,7 @@ pub async fn run(cfg: &Config, cmd: HsmCmd) -> anyhow::Result<()> {
             Audit::new(store)
                 .record(
                     SystemClock.now(),
-                    &Actor::current_staff(),
+                    &Actor::host()?,
                     "hsm.keygen",
                     &label,
                     Outcome::Ok,

@@ -58,7 +58,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
             Audit::new(store.clone())
                 .record(
                     SystemClock.now(),
-                    &Actor::current_staff(),
+                    &Actor::host()?,
                     "hsm.keygen",
                     &label,
                     Outcome::Ok,
@@ -93,6 +93,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
             .context("cannot make the CA certificate")?;
     let detail =
         serde_json::json!({"subject": cfg.ca.subject, "key_label": label, "self_signed": true});
+    let actor = Actor::host()?;
     let record = store
         .insert_ca_audited(
             &label,
@@ -103,7 +104,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
             Some(|id: i64| {
                 crate::audit::entry(
                     now,
-                    &Actor::current_staff(),
+                    &actor,
                     "ca.create",
                     &id.to_string(),
                     Outcome::Ok,

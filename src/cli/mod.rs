@@ -8,6 +8,7 @@ mod ca_ops;
 mod demo;
 mod exit;
 mod generate;
+mod host_changes;
 mod hsm;
 mod init;
 mod notify;
@@ -16,6 +17,7 @@ mod serve;
 mod server_cert;
 mod signature_ops;
 mod staff;
+mod staff_members;
 mod views;
 
 use std::process::ExitCode;
@@ -169,6 +171,7 @@ async fn run_command(cli: Cli, cfg: crate::config::Config) -> anyhow::Result<()>
         Command::User(cmd) => staff::user(&cfg, cmd).await,
         Command::Issue(cmd) => staff::issue(cfg, cmd).await,
         Command::Cert(cmd) => staff::cert(cfg, cmd).await,
+        Command::Staff(cmd) => staff_members::run(cfg, cmd).await,
         Command::Ca(cmd) => ca_ops::run(&cfg, cmd).await,
         Command::Hsm(cmd) => hsm::run(&cfg, cmd).await,
         Command::Audit(cmd) => audit_ops::run(&cfg, cmd).await,
@@ -219,6 +222,11 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
                 format!("[[route]] {}: [route.upstream_tls] for {url}", r.prefix)
             })?;
         }
+    }
+    // The staff console's certificate and key, read as `serve` reads them.
+    if let (Some(cert), Some(key)) = (&cfg.staff.cert, &cfg.staff.key) {
+        crate::tls::load_server_key_pair(&cfg.resolve(cert), &cfg.resolve(key))
+            .context("[staff] cert and key")?;
     }
     // The logo's content, read and checked as `serve` reads it at start.
     crate::locale::Locale::from_config(&cfg).context("[branding]")?;

@@ -51,7 +51,7 @@ pub async fn run(
     let names = names.to_vec();
     let names_text = names.join(",");
     let now = SystemClock.now();
-    let actor = Actor::current_staff();
+    let actor = Actor::host()?;
     let spki_sha256 = crate::ca::csr::sha256_hex(&spki);
     let intent = IntentFor {
         kind: SignatureKind::Server,

@@ -41,7 +41,7 @@ pub async fn settle_discarded(store: &Store, serial: &str) -> anyhow::Result<()>
     let serial = normalize_serial(serial);
     let intent = discard_intent(
         store,
-        &Actor::current_staff(),
+        &Actor::host()?,
         &serial,
         DiscardReason::Operator,
         None,

@@ -1,4 +1,5 @@
-//! Commands for bank staff: contracts, users, codes, certificates.
+//! Commands for bank staff on the host: customers' contracts, users, codes, certificates.
+//! Staff members themselves are `staff_members`. Every change asks `host_changes` first.
 
 use anyhow::{Context, bail};
 
@@ -7,21 +8,24 @@ use crate::ca::pem;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::lifecycle::{Authorization, Authorized, format_date, normalize_serial, rules};
-use crate::store::{CertFilter, Contract, Store, User};
+use crate::store::{Audience, CertFilter, Contract, STAFF_CONTRACT, Store, User, staff_name};
 
 use super::args::{CertCmd, ContractCmd, Format, IssueCmd, UserCmd};
 use super::context;
+use super::host_changes;
 use super::views::{self, CaShowView, CaView, CertShowView, CertView, ContractView, UserView};
 
 pub async fn contract(cfg: &Config, cmd: ContractCmd) -> anyhow::Result<()> {
     let store = context::open_store(cfg).await?;
     match cmd {
         ContractCmd::Add { id, name } => {
+            let actor = Actor::host()?;
+            host_changes::allowed(cfg, &store, &actor, "contract.add", &id).await?;
             rules::check_identifier("a contract ID", &id)?;
             let now = SystemClock.now();
             let entry = audit::entry(
                 now,
-                &Actor::current_staff(),
+                &actor,
                 "contract.add",
                 &id,
                 Outcome::Ok,
@@ -55,8 +59,8 @@ pub async fn contract(cfg: &Config, cmd: ContractCmd) -> anyhow::Result<()> {
                 );
             }
         }
-        ContractCmd::Disable { id } => switch(&store, Switch::Contract, &id, false).await?,
-        ContractCmd::Enable { id } => switch(&store, Switch::Contract, &id, true).await?,
+        ContractCmd::Disable { id } => switch(cfg, &store, Switch::Contract, &id, false).await?,
+        ContractCmd::Enable { id } => switch(cfg, &store, Switch::Contract, &id, true).await?,
     }
     Ok(())
 }
@@ -70,14 +74,18 @@ pub async fn user(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
             role,
             email,
         } => {
+            let actor = Actor::host()?;
+            host_changes::allowed(cfg, &store, &actor, "user.add", &login).await?;
             rules::check_identifier("a login ID", &login)?;
+            // The reserved staff contract cannot be named: ':' is outside the characters.
+            rules::check_identifier("a contract ID", &contract)?;
             if !email.contains('@') || email.chars().any(char::is_whitespace) {
                 bail!("{email:?} is not an e-mail address");
             }
             let now = SystemClock.now();
             let entry = audit::entry(
                 now,
-                &Actor::current_staff(),
+                &actor,
                 "user.add",
                 &login,
                 Outcome::Ok,
@@ -114,8 +122,8 @@ pub async fn user(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
                 );
             }
         }
-        UserCmd::Disable { login } => switch(&store, Switch::User, &login, false).await?,
-        UserCmd::Enable { login } => switch(&store, Switch::User, &login, true).await?,
+        UserCmd::Disable { login } => switch(cfg, &store, Switch::User, &login, false).await?,
+        UserCmd::Enable { login } => switch(cfg, &store, Switch::User, &login, true).await?,
     }
     Ok(())
 }
@@ -129,16 +137,33 @@ enum Switch {
 
 /// Enables or disables a login ID or a contract, audited in the same transaction, and says
 /// what changed. Unknown names are an error; a switch to the state it already has is not.
-async fn switch(store: &Store, what: Switch, key: &str, enabled: bool) -> anyhow::Result<()> {
+async fn switch(
+    cfg: &Config,
+    store: &Store,
+    what: Switch,
+    key: &str,
+    enabled: bool,
+) -> anyhow::Result<()> {
     let (noun, action) = match (what, enabled) {
         (Switch::User, true) => ("login ID", "user.enable"),
         (Switch::User, false) => ("login ID", "user.disable"),
         (Switch::Contract, true) => ("contract", "contract.enable"),
         (Switch::Contract, false) => ("contract", "contract.disable"),
     };
+    let actor = Actor::host()?;
+    host_changes::allowed(cfg, store, &actor, action, key).await?;
+    // Staff members are switched with `certgate staff disable|enable`, one at a time.
+    if let Some(name) = staff_name(key).filter(|_| matches!(what, Switch::User)) {
+        bail!("{key} is a staff member: use `certgate staff disable|enable {name}`");
+    }
+    if matches!(what, Switch::Contract) && key == STAFF_CONTRACT {
+        bail!(
+            "{STAFF_CONTRACT} is reserved for bank staff: use `certgate staff disable|enable NAME`"
+        );
+    }
     let entry = audit::entry(
         SystemClock.now(),
-        &Actor::current_staff(),
+        &actor,
         action,
         key,
         Outcome::Ok,
@@ -163,7 +188,7 @@ async fn switch(store: &Store, what: Switch, key: &str, enabled: bool) -> anyhow
     Ok(())
 }
 
-fn print_code(a: &Authorized) {
+pub(super) fn print_code(a: &Authorized) {
     if let Some(serial) = &a.revoked_serial {
         println!("revoked the previous certificate {serial}");
     }
@@ -176,8 +201,14 @@ fn print_code(a: &Authorized) {
 }
 
 pub async fn issue(cfg: Config, cmd: IssueCmd) -> anyhow::Result<()> {
+    let actor = Actor::host()?;
+    let (action, login) = match &cmd {
+        IssueCmd::Authorize { login } => ("code.authorize", login),
+        IssueCmd::Reissue { login, .. } => ("cert.reissue", login),
+    };
+    let store = context::open_store(&cfg).await?;
+    host_changes::allowed(&cfg, &store, &actor, action, login).await?;
     let opened = context::open_all(cfg).await?;
-    let actor = Actor::current_staff();
     let authorized = match cmd {
         IssueCmd::Authorize { login } => opened.lifecycle.authorize(&actor, &login).await?,
         IssueCmd::Reissue { login, reason } => {
@@ -198,31 +229,7 @@ pub async fn cert(cfg: Config, cmd: CertCmd) -> anyhow::Result<()> {
             csr,
             code,
             code_file,
-        } => {
-            let code = match (code, code_file) {
-                (Some(c), None) => c,
-                (None, Some(path)) => std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read the code file {}", path.display()))?
-                    .trim()
-                    .to_owned(),
-                _ => bail!("give the issuance code with --code, --code-file or CERTGATE_CODE"),
-            };
-            let csr_bytes = std::fs::read(&csr)
-                .with_context(|| format!("cannot read the CSR file {}", csr.display()))?;
-            let opened = context::open_all(cfg).await?;
-            let staff = Actor::current_staff();
-            let authorization = Authorization::IssuanceCode {
-                login: &login,
-                code: &code,
-                requester: &staff,
-            };
-            let enrolled = opened.lifecycle.enroll(authorization, &csr_bytes).await;
-            // The key's signatures are counted for `audit signatures`, signed or refused.
-            let lifecycle = &opened.lifecycle;
-            crate::app::tally_flush::flush_tally(lifecycle.store(), lifecycle.authority()).await;
-            let cert = enrolled?;
-            print!("{}", pem::certificate(&cert.der));
-        }
+        } => sign_with_code(cfg, Audience::Customer, &login, &csr, code, code_file).await?,
         CertCmd::List {
             login,
             status,
@@ -269,6 +276,10 @@ pub async fn cert(cfg: Config, cmd: CertCmd) -> anyhow::Result<()> {
             }
         }
         CertCmd::Revoke { serial, reason } => {
+            let actor = Actor::host()?;
+            let store = context::open_store(&cfg).await?;
+            let subject = normalize_serial(&serial);
+            host_changes::allowed(&cfg, &store, &actor, "cert.revoke", &subject).await?;
             let opened = context::open_all(cfg).await?;
             let lifecycle = &opened.lifecycle;
             // A server certificate (`ca issue-server`) is revoked the same way.
@@ -277,21 +288,55 @@ pub async fn cert(cfg: Config, cmd: CertCmd) -> anyhow::Result<()> {
                 .server_certificate(&normalize_serial(&serial))
                 .await?;
             if server.is_some() {
-                let c = lifecycle
-                    .revoke_server(&Actor::current_staff(), &serial, reason)
-                    .await?;
+                let c = lifecycle.revoke_server(&actor, &serial, reason).await?;
                 println!(
                     "revoked server certificate {} ({}) with reason {}",
                     c.serial, c.names, reason
                 );
             } else {
-                let c = lifecycle
-                    .revoke(&Actor::current_staff(), &serial, reason)
-                    .await?;
+                let c = lifecycle.revoke(&actor, &serial, reason).await?;
                 println!("revoked {} ({}) with reason {}", c.serial, c.login, reason);
             }
         }
     }
+    Ok(())
+}
+
+/// `cert sign` and `staff cert sign`: enrolls the CSR in `csr` for `login` with its issuance
+/// code on a way in serving `audience`, and prints the certificate PEM.
+pub(super) async fn sign_with_code(
+    cfg: Config,
+    audience: Audience,
+    login: &str,
+    csr: &std::path::Path,
+    code: Option<String>,
+    code_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let code = match (code, code_file) {
+        (Some(c), None) => c,
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the code file {}", path.display()))?
+            .trim()
+            .to_owned(),
+        _ => bail!("give the issuance code with --code, --code-file or CERTGATE_CODE"),
+    };
+    let csr_bytes = std::fs::read(csr)
+        .with_context(|| format!("cannot read the CSR file {}", csr.display()))?;
+    let opened = context::open_all(cfg).await?;
+    let staff = Actor::host()?;
+    let authorization = Authorization::IssuanceCode {
+        login,
+        code: &code,
+        requester: &staff,
+    };
+    let lifecycle = &opened.lifecycle;
+    let enrolled = lifecycle
+        .enroll_for(audience, authorization, &csr_bytes)
+        .await;
+    // The key's signatures are counted for `audit signatures`, signed or refused.
+    crate::app::tally_flush::flush_tally(lifecycle.store(), lifecycle.authority()).await;
+    let cert = enrolled?;
+    print!("{}", pem::certificate(&cert.der));
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::clock::UnixTime;
 use crate::notify::PassReport;
-use crate::store::{CaRecord, CertRecord, Contract, OutboxRow, OutboxState, User};
+use crate::store::{CaRecord, CertRecord, Contract, OutboxRow, OutboxState, StaffMember, User};
 
 /// Prints `value` as one pretty-printed JSON document on stdout.
 pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
@@ -60,6 +60,29 @@ impl<'a> From<&'a User> for UserView<'a> {
             email: &u.email,
             enabled: u.enabled,
             created_at: u.created_at,
+        }
+    }
+}
+
+/// `staff list`: one per staff member.
+#[derive(Debug, Serialize)]
+pub struct StaffView<'a> {
+    pub name: &'a str,
+    /// `operator`, `supervisor` or `auditor`.
+    pub role: &'static str,
+    pub email: &'a str,
+    pub enabled: bool,
+    pub created_at: UnixTime,
+}
+
+impl<'a> From<&'a StaffMember> for StaffView<'a> {
+    fn from(m: &'a StaffMember) -> Self {
+        Self {
+            name: &m.name,
+            role: m.role.as_str(),
+            email: &m.email,
+            enabled: m.enabled,
+            created_at: m.created_at,
         }
     }
 }
@@ -337,6 +360,21 @@ mod tests {
                 "enabled",
                 "created_at"
             ])
+        );
+        let member = StaffMember {
+            name: "hanako".into(),
+            role: crate::store::StaffRole::Supervisor,
+            email: "h@bank.example".into(),
+            enabled: true,
+            created_at: 1,
+        };
+        assert_eq!(
+            serde_json::to_value(StaffView::from(&member)).expect("staff")["role"],
+            "supervisor"
+        );
+        assert_eq!(
+            keys(&StaffView::from(&member)),
+            sorted(&["name", "role", "email", "enabled", "created_at"])
         );
         let cert = CertRecord {
             serial: "0a".into(),

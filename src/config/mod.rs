@@ -82,7 +82,8 @@ pub struct Config {
     /// `[branding]`: the institution's names, colours, logo and date time zones.
     #[serde(default)]
     pub branding: BrandingConfig,
-    /// `[staff]`: the staff console and its four-eyes rules.
+    /// `[staff]`: the staff console, its four-eyes rules, and the command line's changes on
+    /// or off.
     #[serde(default)]
     pub staff: StaffConfig,
     /// The folder relative paths were resolved against (the config file's folder).

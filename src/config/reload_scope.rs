@@ -6,11 +6,11 @@ use super::Config;
 /// What an accepted reload puts in force.
 pub const APPLIED_ON_RELOAD: &str = "[[listener]] cert, key, client_auth, timeouts, proxy_protocol and \
     trusted_proxies (new connections); [[route]]; [issuance]; [renewal]; [ca] organization; \
-    [gateway] enroll_host; [branding]; the trust anchors";
+    [gateway] enroll_host; [branding]; [staff] four_eyes and request_ttl_hours; the trust anchors";
 
 /// What is read once at start.
 pub const NEEDS_RESTART: &str = "[database]; [hsm]; [ca] (but organization); [admin]; \
-    [gateway] (but enroll_host); [log]; [trace]; [notify]; [revocation]; [limits]; [[listener]] addr and max_connections; \
+    [gateway] (but enroll_host); [log]; [trace]; [notify]; [revocation]; [limits]; [[listener]] addr and max_connections; [staff] addr, cert, key and host; \
     [renewal] overlap_days for certificates already in the status cache";
 
 /// The settings read once at start that differ between `old` and `new`: they were changed
@@ -48,6 +48,13 @@ pub fn changed_needing_restart(old: &Config, new: &Config) -> Vec<&'static str> 
     };
     if limits(old) != limits(new) {
         changed.push("[[listener]] addr or max_connections");
+    }
+    let console = |c: &Config| {
+        let s = &c.staff;
+        format!("{:?}", (s.addr, &s.cert, &s.key, &s.host))
+    };
+    if console(old) != console(new) {
+        changed.push("[staff] addr, cert, key or host");
     }
     if old.renewal.overlap_days != new.renewal.overlap_days {
         changed.push("[renewal] overlap_days (status cache)");

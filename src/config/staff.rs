@@ -1,4 +1,5 @@
-//! `[staff]`: the staff console's listener and the four-eyes rules.
+//! `[staff]`: how bank staff work with certgate: the staff console's listener, the four-eyes
+//! rules, and whether the command line on the host may still change customer data and staff.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -55,6 +56,11 @@ pub struct StaffConfig {
     /// Hours a request waits for a decision before it expires (default 24).
     #[serde(default = "default_request_ttl_hours")]
     pub request_ttl_hours: u32,
+    /// Whether the commands that change contracts, login IDs, issuance codes, certificates'
+    /// revocation and staff members run on the host. When false they refuse (audited);
+    /// reading, the key ceremony, rollover, CRLs and checkpoints keep working.
+    #[serde(default = "default_cli_changes")]
+    pub cli_changes: bool,
 }
 
 impl Default for StaffConfig {
@@ -66,6 +72,7 @@ impl Default for StaffConfig {
             host: None,
             four_eyes: default_four_eyes(),
             request_ttl_hours: default_request_ttl_hours(),
+            cli_changes: default_cli_changes(),
         }
     }
 }
@@ -79,6 +86,10 @@ fn default_four_eyes() -> Vec<String> {
 
 fn default_request_ttl_hours() -> u32 {
     24
+}
+
+fn default_cli_changes() -> bool {
+    true
 }
 
 impl StaffConfig {
@@ -112,5 +123,43 @@ impl StaffConfig {
     /// The set of actions that need approval.
     pub fn approval_kinds(&self) -> BTreeSet<String> {
         self.four_eyes.iter().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> StaffConfig {
+        toml::from_str(text).expect("parses")
+    }
+
+    #[test]
+    fn changes_are_on_unless_turned_off_and_unknown_keys_are_refused() {
+        let on: StaffConfig = toml::from_str("").unwrap();
+        assert!(on.cli_changes);
+        let off: StaffConfig = toml::from_str("cli_changes = false").unwrap();
+        assert!(!off.cli_changes);
+        assert!(toml::from_str::<StaffConfig>("cli_change = false").is_err());
+    }
+
+    #[test]
+    fn every_wrong_combination_is_explained() {
+        assert_eq!(StaffConfig::default().problem(), None);
+        let no_key = parsed("addr = \"127.0.0.1:9443\"\ncert = \"c.pem\"");
+        assert!(no_key.problem().unwrap().contains("needs cert and key"));
+        let no_addr = parsed("cert = \"c.pem\"\nkey = \"k.pem\"");
+        assert!(no_addr.problem().unwrap().contains("addr is not"));
+        let ttl = parsed("request_ttl_hours = 0");
+        assert!(ttl.problem().unwrap().contains("request_ttl_hours"));
+        let kind = parsed("four_eyes = [\"cert.revoke\", \"ca.rollover\"]");
+        assert!(kind.problem().unwrap().contains("\"ca.rollover\""));
+        let host = parsed("host = \"a/b\"");
+        assert!(host.problem().unwrap().contains("host"));
+        let fine =
+            parsed("addr = \"127.0.0.1:9443\"\ncert = \"c.pem\"\nkey = \"k.pem\"\nfour_eyes = []");
+        assert_eq!(fine.problem(), None);
+        assert!(fine.approval_kinds().is_empty());
+        assert!(toml::from_str::<StaffConfig>("adr = \"x\"").is_err());
     }
 }

@@ -9,8 +9,11 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::audit::{Actor, Outcome};
-use crate::ca::{ClientSubject, SignatureKind, csr};
-use crate::store::{CertRecord, CertStatus, CodeClaim, CodeRefusal, Redeemed, StoreError, User};
+use crate::ca::{ClientProfile, ClientSubject, SignatureKind, csr};
+use crate::store::{
+    Audience, CertRecord, CertStatus, CodeClaim, CodeRefusal, Redeemed, StoreError, User,
+    staff_name,
+};
 
 use super::codes::hash_code;
 use super::error::LifecycleError;
@@ -59,8 +62,24 @@ impl Lifecycle {
     /// With an issuance code, a request repeated with the same code and key returns the
     /// same certificate. A renewal needs a new key and an open renewal window, and
     /// supersedes the renewed certificate.
+    ///
+    /// This is the customers' way in (pages, EST, `certgate cert sign`): a staff login ID
+    /// or certificate is refused as unknown. Staff ways in call [`Lifecycle::enroll_for`].
     pub async fn enroll(
         &self,
+        authorization: Authorization<'_>,
+        csr: &[u8],
+    ) -> Result<CertRecord, LifecycleError> {
+        self.enroll_for(Audience::Customer, authorization, csr)
+            .await
+    }
+
+    /// [`Lifecycle::enroll`] on a way in that serves `audience`: the login ID (or the
+    /// certificate renewed) must belong to it, else the request is refused as for an
+    /// unknown login ID and the real reason audited.
+    pub async fn enroll_for(
+        &self,
+        audience: Audience,
         authorization: Authorization<'_>,
         csr: &[u8],
     ) -> Result<CertRecord, LifecycleError> {
@@ -80,8 +99,10 @@ impl Lifecycle {
                     login,
                     code,
                     requester,
-                } => self.obtain(requester, login, code, csr).await,
-                Authorization::CurrentCertificate { serial } => self.renew(serial, csr).await,
+                } => self.obtain(audience, requester, login, code, csr).await,
+                Authorization::CurrentCertificate { serial } => {
+                    self.renew(audience, serial, csr).await
+                }
             }
         }
         .instrument(span.clone())
@@ -103,6 +124,7 @@ impl Lifecycle {
     /// returned; a repeat is audited as `cert.obtain.repeat` on its own.
     async fn obtain(
         &self,
+        audience: Audience,
         actor: &Actor,
         login: &str,
         code: &str,
@@ -111,7 +133,7 @@ impl Lifecycle {
         // Set when the refusal's audit entry was already committed with what it changed.
         let mut audited = false;
         match self
-            .obtain_inner(actor, login, code, csr_input, &mut audited)
+            .obtain_inner(audience, actor, login, code, csr_input, &mut audited)
             .await
         {
             Ok((cert, repeated)) => {
@@ -138,9 +160,10 @@ impl Lifecycle {
                 };
                 // The audit has the precise reason; only staff at the command line see it
                 // in the answer too (the web and EST callers are anonymous).
-                match actor {
-                    Actor::Staff(_) => refused,
-                    _ => refused.map_err(LifecycleError::hide_login_state),
+                if actor.is_bank() {
+                    refused
+                } else {
+                    refused.map_err(LifecycleError::hide_login_state)
                 }
             }
         }
@@ -148,6 +171,7 @@ impl Lifecycle {
 
     async fn obtain_inner(
         &self,
+        audience: Audience,
         actor: &Actor,
         login: &str,
         code: &str,
@@ -167,6 +191,9 @@ impl Lifecycle {
             checked => checked?,
         }
         let user = &subject.user;
+        // Checked before the code is, and with nothing written: from outside, the other
+        // audience's login ID is an unknown one.
+        check_audience(audience, user)?;
         let now = self.now();
         // Only a wrong code is committed here (its attempt counter, with the refusal's
         // audit entry); an accepted code is redeemed below, in the transaction that stores
@@ -277,10 +304,17 @@ impl Lifecycle {
         let span = tracing::Span::current();
         let issued = tokio::task::spawn_blocking(move || {
             let _in_issuance = span.enter();
+            // The profile follows the stored user, never the CSR.
+            let (profile, common_name) =
+                match (Audience::of_contract(&contract), staff_name(&login)) {
+                    (Audience::Staff, Some(name)) => (ClientProfile::Staff, name),
+                    _ => (ClientProfile::Customer, login.as_str()),
+                };
             let subject = ClientSubject {
-                login: &login,
+                login: common_name,
                 contract_id: &contract,
                 organization: &org,
+                profile,
             };
             authority.issue_client(planned, &checked, &subject, now)
         })
@@ -325,6 +359,7 @@ impl Lifecycle {
     /// same one when `[renewal] allow_same_key` is on.
     async fn renew(
         &self,
+        audience: Audience,
         current_serial: &str,
         csr_input: &[u8],
     ) -> Result<CertRecord, LifecycleError> {
@@ -335,6 +370,13 @@ impl Lifecycle {
             .ok_or_else(|| LifecycleError::NotFound(format!("certificate {current_serial}")))?;
         let actor = Actor::User(old.login.clone());
         let result = async {
+            if Audience::of_contract(&old.contract_id) != audience {
+                return Err(Refusal::new(
+                    "wrong_audience",
+                    "this certificate is not renewed here",
+                )
+                .into());
+            }
             if old.status != CertStatus::Current {
                 return Err(Refusal::new(
                     "not_current",
@@ -399,6 +441,27 @@ impl Lifecycle {
             Err(e) => self.refuse(&actor, "cert.renew", &old.login, e).await,
             done => done,
         }
+    }
+}
+
+/// Refuses a login ID that does not belong to the way in's `audience` (audited as
+/// `staff_login` or `not_staff`; answered to anonymous callers as an unknown login ID).
+pub(super) fn check_audience(audience: Audience, user: &User) -> Result<(), LifecycleError> {
+    match (audience, Audience::of_contract(&user.contract_id)) {
+        (Audience::Customer, Audience::Staff) => Err(Refusal::new(
+            "staff_login",
+            format!(
+                "login ID {:?} is a staff member's: its certificate is issued by `certgate staff cert sign` or the staff console",
+                user.login
+            ),
+        )
+        .into()),
+        (Audience::Staff, Audience::Customer) => Err(Refusal::new(
+            "not_staff",
+            format!("login ID {:?} is not a staff member's", user.login),
+        )
+        .into()),
+        _ => Ok(()),
     }
 }
 

@@ -54,7 +54,11 @@ impl LifecycleError {
     pub fn hide_login_state(self) -> Self {
         match self {
             Self::Code(_) => Self::Code(CodeRefusal::NoCode),
-            Self::Refused(r) if r.code == "user_disabled" => Self::Code(CodeRefusal::NoCode),
+            // A disabled login ID, or one of the other audience (a staff member's on a
+            // customer way in, or the reverse).
+            Self::Refused(r) if matches!(r.code, "user_disabled" | "staff_login" | "not_staff") => {
+                Self::Code(CodeRefusal::NoCode)
+            }
             other => other,
         }
     }

@@ -16,7 +16,9 @@ use crate::audit::{Actor, Outcome};
 use crate::ca::RevocationReason;
 use crate::clock::UnixTime;
 pub use crate::config::{APPROVAL_KINDS, DEFAULT_APPROVAL_KINDS};
-use crate::store::{NewStaffRequest, RequestState, RequestTransition, Role, StaffRequest};
+use crate::store::{
+    NewStaffRequest, RequestState, RequestTransition, Role, StaffRequest, StaffRole,
+};
 
 use super::error::LifecycleError;
 use super::registry::NewUser;
@@ -53,6 +55,21 @@ pub enum StaffAction {
         serial: String,
         reason: RevocationReason,
     },
+    #[serde(rename = "staff.add")]
+    AddStaff {
+        name: String,
+        role: StaffRole,
+        email: String,
+    },
+    #[serde(rename = "staff.role")]
+    SetStaffRole { name: String, role: StaffRole },
+    #[serde(rename = "staff.disable")]
+    DisableStaff { name: String },
+    #[serde(rename = "staff.enable")]
+    EnableStaff { name: String },
+    /// A one-time code for a staff member's certificate: a new way into the console.
+    #[serde(rename = "staff.authorize")]
+    AuthorizeStaff { name: String },
 }
 
 impl StaffAction {
@@ -68,6 +85,23 @@ impl StaffAction {
             Self::Authorize { .. } => "code.authorize",
             Self::Reissue { .. } => "cert.reissue",
             Self::Revoke { .. } => "cert.revoke",
+            Self::AddStaff { .. } => "staff.add",
+            Self::SetStaffRole { .. } => "staff.role",
+            Self::DisableStaff { .. } => "staff.disable",
+            Self::EnableStaff { .. } => "staff.enable",
+            Self::AuthorizeStaff { .. } => "staff.authorize",
+        }
+    }
+
+    /// The approval kind `[staff] four_eyes` names it by: its name, but every change to an
+    /// existing staff member (role, on/off, a new certificate) is `staff.change`.
+    pub fn approval_kind(&self) -> &'static str {
+        match self {
+            Self::SetStaffRole { .. }
+            | Self::DisableStaff { .. }
+            | Self::EnableStaff { .. }
+            | Self::AuthorizeStaff { .. } => "staff.change",
+            other => other.name(),
         }
     }
 
@@ -83,6 +117,11 @@ impl StaffAction {
             | Self::Authorize { login }
             | Self::Reissue { login } => login,
             Self::Revoke { serial, .. } => serial,
+            Self::AddStaff { name, .. }
+            | Self::SetStaffRole { name, .. }
+            | Self::DisableStaff { name }
+            | Self::EnableStaff { name }
+            | Self::AuthorizeStaff { name } => name,
         }
     }
 }
@@ -142,7 +181,7 @@ impl Lifecycle {
         action: &StaffAction,
         policy: &ApprovalPolicy,
     ) -> Result<bool, LifecycleError> {
-        if policy.covers(action.name()) {
+        if policy.covers(action.approval_kind()) {
             return Ok(true);
         }
         if let StaffAction::Reissue { login } = action
@@ -217,6 +256,20 @@ impl Lifecycle {
         let action: StaffAction = serde_json::from_str(&req.params).map_err(|_| {
             LifecycleError::Internal(format!("request {id} holds parameters of no known action"))
         })?;
+        if action.approval_kind().starts_with("staff.") && action.subject() == checker {
+            let e = Refusal::new(
+                "own_request",
+                "a change to a staff member must be approved by someone else",
+            );
+            return self
+                .refuse(
+                    &checker_actor,
+                    "request.approve",
+                    &request_subject(id),
+                    e.into(),
+                )
+                .await;
+        }
         let claimed = self
             .move_request(
                 &checker_actor,
@@ -511,6 +564,23 @@ impl Lifecycle {
                 let c = self.revoke(actor, serial, *reason).await?;
                 summary(json!({"serial": c.serial, "login": c.login, "reason": reason.as_str()}))
             }
+            StaffAction::AddStaff { name, role, email } => {
+                let m = self.staff_add(actor, name, *role, email).await?;
+                summary(json!({"name": m.name, "role": m.role.as_str()}))
+            }
+            StaffAction::SetStaffRole { name, role } => {
+                self.staff_set_role(actor, name, *role).await?;
+                summary(json!({"name": name, "role": role.as_str()}))
+            }
+            StaffAction::DisableStaff { name } => {
+                self.staff_set_enabled(actor, name, false).await?;
+                summary(json!({"name": name, "enabled": false}))
+            }
+            StaffAction::EnableStaff { name } => {
+                self.staff_set_enabled(actor, name, true).await?;
+                summary(json!({"name": name, "enabled": true}))
+            }
+            StaffAction::AuthorizeStaff { name } => coded(self.staff_authorize(actor, name).await?),
         })
     }
 }
@@ -565,5 +635,10 @@ mod tests {
         assert!(p.covers("cert.revoke"));
         assert!(!p.covers("cert.reissue"));
         assert!(!p.covers("code.authorize"));
+        let role = StaffAction::SetStaffRole {
+            name: "sato".into(),
+            role: StaffRole::Supervisor,
+        };
+        assert!(p.covers(role.approval_kind()));
     }
 }

@@ -12,6 +12,7 @@ mod outcomes;
 mod registry;
 pub mod rules;
 mod service;
+mod staff;
 
 pub use codes::{IssuanceCode, hash_code};
 pub use enroll::Authorization;
@@ -21,6 +22,6 @@ pub use four_eyes::{
     request_subject,
 };
 pub use outcomes::IssuanceOutcomes;
-pub use registry::{NewUser, check_email};
+pub use registry::NewUser;
 pub use rules::{Refusal, RenewalWindow};
 pub use service::{Authorized, Lifecycle, LifecycleSettings, format_date, normalize_serial};

@@ -52,7 +52,7 @@ impl Lifecycle {
         let result = async {
             rules::check_identifier("a login ID", user.login)?;
             rules::check_identifier("a contract ID", user.contract)?;
-            check_email(user.email)?;
+            rules::check_email(user.email)?;
             let row = User {
                 login: user.login.into(),
                 contract_id: user.contract.into(),
@@ -155,23 +155,6 @@ fn check_name(name: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The e-mail address notices go to: one `@`, no spaces or control characters.
-pub fn check_email(email: &str) -> Result<(), Refusal> {
-    let ok = email.len() <= 254
-        && email.matches('@').count() == 1
-        && !email.starts_with('@')
-        && !email.ends_with('@')
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok {
-        Ok(())
-    } else {
-        Err(Refusal::new(
-            "bad_email",
-            format!("{email:?} is not an e-mail address"),
-        ))
-    }
-}
-
 /// A duplicate key as a refusal with a stable code; other store errors as they are.
 fn duplicate_as(e: crate::store::StoreError, code: &'static str, message: &str) -> LifecycleError {
     match e {
@@ -186,9 +169,13 @@ mod tests {
 
     #[test]
     fn email_and_name_checks_refuse_what_notices_cannot_use() {
-        assert!(check_email("a@b.example").is_ok());
+        assert!(rules::check_email("a@b.example").is_ok());
         for bad in ["", "ab", "@b", "a@", "a@@b", "a b@c", "a@b\n"] {
-            assert_eq!(check_email(bad).unwrap_err().code, "bad_email", "{bad:?}");
+            assert_eq!(
+                rules::check_email(bad).unwrap_err().code,
+                "bad_email",
+                "{bad:?}"
+            );
         }
         assert!(check_name("株式会社テスト").is_ok());
         assert!(check_name(" ").is_err());

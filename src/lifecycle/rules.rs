@@ -141,6 +141,22 @@ pub fn check_identifier(kind: &str, s: &str) -> Result<(), Refusal> {
     }
 }
 
+/// Checks an e-mail address typed by staff or an administrator: one `@` with text on both
+/// sides, no spaces or control characters, at most 254 characters (the mail relay has the
+/// last word).
+pub fn check_email(email: &str) -> Result<(), Refusal> {
+    let ok = email.len() <= 254
+        && email.matches('@').count() == 1
+        && !email.starts_with('@')
+        && !email.ends_with('@')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::new("bad_email", "that is not an e-mail address"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +230,14 @@ mod tests {
         );
         assert!(!renewal_due(exp, exp - 31 * DAY, 30));
         assert!(renewal_due(exp, exp - 30 * DAY, 30));
+    }
+
+    #[test]
+    fn emails() {
+        assert!(check_email("hanako@bank.example").is_ok());
+        for bad in ["", "hanako", "a b@x", &format!("{}@x", "a".repeat(260))] {
+            assert_eq!(check_email(bad).unwrap_err().code, "bad_email", "{bad:?}");
+        }
     }
 
     #[test]

@@ -10,9 +10,10 @@ use serde_json::json;
 use crate::audit::{Actor, Audit, Outcome};
 use crate::ca::{Authority, RevocationReason};
 use crate::clock::{Clock, DAY};
-use crate::store::{CertRecord, NewAudit, ServerCertRecord, Store, User};
+use crate::store::{Audience, CertRecord, NewAudit, ServerCertRecord, Store, User};
 
 use super::codes::IssuanceCode;
+use super::enroll::check_audience;
 use super::error::LifecycleError;
 use super::rules::{self, Refusal};
 
@@ -155,19 +156,35 @@ impl Lifecycle {
         ))
     }
 
-    /// Staff authorize a first issuance for `login`: a new one-time code.
+    /// Staff authorize a first issuance for the customer login ID `login`: a new one-time
+    /// code. A staff member's code is [`Lifecycle::staff_authorize`]'s.
     pub async fn authorize(
         &self,
         actor: &Actor,
         login: &str,
     ) -> Result<Authorized, LifecycleError> {
+        self.authorize_for(Audience::Customer, actor, login).await
+    }
+
+    /// [`Lifecycle::authorize`] for a login ID of `audience` (refused otherwise).
+    pub(super) async fn authorize_for(
+        &self,
+        audience: Audience,
+        actor: &Actor,
+        login: &str,
+    ) -> Result<Authorized, LifecycleError> {
         let result = async {
-            self.enabled_user(login).await?;
+            let user = self.enabled_user(login).await?;
+            check_audience(audience, &user)?;
             if let Some(cert) = self.store.current_certificate(login).await? {
+                let how = match audience {
+                    Audience::Customer => "use `certgate issue reissue` to replace it",
+                    Audience::Staff => "revoke it first (`certgate cert revoke`) to replace it",
+                };
                 return Err(Refusal::new(
                     "has_certificate",
                     format!(
-                        "login ID {login:?} already has a current certificate (serial {}); use `certgate issue reissue` to replace it",
+                        "login ID {login:?} already has a current certificate (serial {}); {how}",
                         cert.serial
                     ),
                 )
@@ -175,12 +192,21 @@ impl Lifecycle {
             }
             let (code, expires_at) = self.new_code()?;
             // The code and its audit record commit together.
-            let entry =
-                self.ok_entry(actor, "code.authorize", login, json!({"expires_at": expires_at}));
+            let entry = self.ok_entry(
+                actor,
+                "code.authorize",
+                login,
+                json!({"expires_at": expires_at}),
+            );
             self.store
                 .set_code_audited(login, &code.hash(), self.now(), expires_at, &entry)
                 .await?;
-            Ok(Authorized { login: login.into(), code, expires_at, revoked_serial: None })
+            Ok(Authorized {
+                login: login.into(),
+                code,
+                expires_at,
+                revoked_serial: None,
+            })
         }
         .await;
         match result {
@@ -198,7 +224,8 @@ impl Lifecycle {
         reason: RevocationReason,
     ) -> Result<Authorized, LifecycleError> {
         let result = async {
-            self.enabled_user(login).await?;
+            let user = self.enabled_user(login).await?;
+            check_audience(Audience::Customer, &user)?;
             self.reissue_unchecked(actor, login, reason).await
         }
         .await;
@@ -246,9 +273,7 @@ impl Lifecycle {
             let admin = self.enabled_user(admin_login).await?;
             rules::may_admin_add_user(&admin, &admin.contract_id, role)?;
             rules::check_identifier("a login ID", login)?;
-            if !email.contains('@') || email.chars().any(char::is_whitespace) || email.len() > 254 {
-                return Err(Refusal::new("bad_email", "that is not an e-mail address").into());
-            }
+            rules::check_email(email)?;
             let user = User {
                 login: login.into(),
                 contract_id: admin.contract_id.clone(),

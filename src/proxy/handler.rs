@@ -488,7 +488,7 @@ async fn check_status(
         Some(grace) => {
             shared
                 .cache
-                .decide_for_renewal(&presented.serial, grace)
+                .decide_for_renewal(crate::status::Audience::Customer, &presented.serial, grace)
                 .await
         }
     };

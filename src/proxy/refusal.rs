@@ -213,6 +213,8 @@ mod tests {
         Problem::Certificate(Refusal::UserDisabled),
         Problem::Certificate(Refusal::ContractDisabled),
         Problem::Certificate(Refusal::StatusUnavailable),
+        Problem::Certificate(Refusal::StaffCertificate),
+        Problem::Certificate(Refusal::NotStaffCertificate),
         Problem::LoginMismatch,
         Problem::LoginFormUnreadable,
         Problem::Misdirected,

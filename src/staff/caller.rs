@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::identity::StaffCaller;
 use crate::status::{Refusal, StatusCache, Verdict};
-use crate::store::{STAFF_CONTRACT, Store, staff_name};
+use crate::store::{Audience, STAFF_CONTRACT, Store, staff_name};
 use crate::tls::PresentedCert;
 
 /// Why a request to the staff console is refused before any handler runs.
@@ -44,9 +44,11 @@ pub async fn resolve(
     if let Some(p) = presented.problem {
         return Err(CallerRefusal::Certificate(p));
     }
-    let (verdict, view, _) = cache.check(&presented.serial).await;
-    if let Verdict::Refuse(r) = verdict {
-        return Err(CallerRefusal::Certificate(r));
+    let (verdict, view, _) = cache.check_for(Audience::Staff, &presented.serial).await;
+    match verdict {
+        Verdict::Refuse(Refusal::NotStaffCertificate) => return Err(CallerRefusal::NotStaff),
+        Verdict::Refuse(r) => return Err(CallerRefusal::Certificate(r)),
+        Verdict::Allow => {}
     }
     let view = view.ok_or(CallerRefusal::Certificate(Refusal::Unknown))?;
     if !view.cert.sha256.eq_ignore_ascii_case(&presented.sha256) {

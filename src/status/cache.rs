@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 
-use super::{Refusal, StatusSource, Verdict, decide, decide_for_renewal};
+use super::{Audience, Refusal, StatusSource, Verdict, decide_for, decide_for_renewal};
 use crate::clock::Clock;
 use crate::store::{CertChange, CertStatus, CertStatusView};
 pub use crate::telemetry::CacheOutcome;
@@ -95,17 +95,29 @@ impl StatusCache {
         &self.source
     }
 
-    /// Decides on `serial` now: from memory when fresh, else from the store. Returns the
-    /// verdict, the view it rests on (when known) and where the answer came from.
+    /// Decides on `serial` now for a way in that serves customers: [`Self::check_for`]
+    /// with [`Audience::Customer`].
     pub async fn check(
         self: &Arc<Self>,
+        serial: &str,
+    ) -> (Verdict, Option<Arc<CertStatusView>>, CacheOutcome) {
+        self.check_for(Audience::Customer, serial).await
+    }
+
+    /// Decides on `serial` now for a way in that serves `audience` ([`decide_for`]): from
+    /// memory when fresh, else from the store. Returns the verdict, the view it rests on
+    /// (when known) and where the answer came from.
+    pub async fn check_for(
+        self: &Arc<Self>,
+        audience: Audience,
         serial: &str,
     ) -> (Verdict, Option<Arc<CertStatusView>>, CacheOutcome) {
         let (view, outcome) = match self.lookup(serial).await {
             Ok(found) => found,
             Err(outcome) => return (Verdict::Refuse(Refusal::StatusUnavailable), None, outcome),
         };
-        let verdict = decide(
+        let verdict = decide_for(
+            audience,
             view.as_deref(),
             self.clock.now(),
             self.settings.overlap_secs,
@@ -116,11 +128,12 @@ impl StatusCache {
         (verdict, view, outcome)
     }
 
-    /// As [`Self::check`], for the renewal paths only: a certificate expired less than
+    /// As [`Self::check_for`], for the renewal paths only: a certificate expired less than
     /// `grace_secs` ago passes when still current ([`decide_for_renewal`]). Its use is not
     /// recorded as a first use.
     pub async fn decide_for_renewal(
         self: &Arc<Self>,
+        audience: Audience,
         serial: &str,
         grace_secs: i64,
     ) -> (Verdict, Option<Arc<CertStatusView>>, CacheOutcome) {
@@ -129,6 +142,7 @@ impl StatusCache {
             Err(outcome) => return (Verdict::Refuse(Refusal::StatusUnavailable), None, outcome),
         };
         let verdict = decide_for_renewal(
+            audience,
             view.as_deref(),
             self.clock.now(),
             self.settings.overlap_secs,

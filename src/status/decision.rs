@@ -3,7 +3,7 @@
 
 use super::standing::{HoldCause, Standing, changes_at, standing};
 use crate::clock::UnixTime;
-use crate::store::{CertStatus, CertStatusView};
+use crate::store::{Audience, CertStatus, CertStatusView};
 
 /// Why a certificate (or its absence) does not let a request through. The names are stable:
 /// they appear in logs, metrics and JSON refusals.
@@ -31,6 +31,10 @@ pub enum Refusal {
     ContractDisabled,
     /// The store could not answer and no recent enough answer is cached (fail closed).
     StatusUnavailable,
+    /// A bank staff member's certificate, on a way in that serves customers.
+    StaffCertificate,
+    /// A customer's certificate, on a way in that serves bank staff.
+    NotStaffCertificate,
 }
 
 impl Refusal {
@@ -48,6 +52,8 @@ impl Refusal {
             Self::UserDisabled => "user_disabled",
             Self::ContractDisabled => "contract_disabled",
             Self::StatusUnavailable => "status_unavailable",
+            Self::StaffCertificate => "staff_certificate",
+            Self::NotStaffCertificate => "not_staff_certificate",
         }
     }
 }
@@ -61,14 +67,36 @@ pub enum Verdict {
     Refuse(Refusal),
 }
 
-/// Decides on a certificate's live status. `view` is `None` when the store does not know the
-/// serial. The standing comes from [`standing`], the rule OCSP and the CRL read too; only the
-/// validity dates are added here. A superseded certificate passes while
-/// `superseded_at + overlap_secs > now`.
+/// Decides on a certificate's live status on a way in that serves customers (the gateway's
+/// listeners): [`decide_for`] with [`Audience::Customer`].
 pub fn decide(view: Option<&CertStatusView>, now: UnixTime, overlap_secs: i64) -> Verdict {
+    decide_for(Audience::Customer, view, now, overlap_secs)
+}
+
+/// Decides on a certificate's live status on a way in that serves `audience`. `view` is
+/// `None` when the store does not know the serial. A certificate of the other audience is
+/// refused first, whatever its status (the audience follows the stored contract, never the
+/// certificate's contents). The standing comes from [`standing`], the rule OCSP and the CRL
+/// read too; only the validity dates are added here. A superseded certificate passes while
+/// `superseded_at + overlap_secs > now`.
+pub fn decide_for(
+    audience: Audience,
+    view: Option<&CertStatusView>,
+    now: UnixTime,
+    overlap_secs: i64,
+) -> Verdict {
     let Some(v) = view else {
         return Verdict::Refuse(Refusal::Unknown);
     };
+    match (audience, Audience::of_contract(&v.cert.contract_id)) {
+        (Audience::Customer, Audience::Staff) => {
+            return Verdict::Refuse(Refusal::StaffCertificate);
+        }
+        (Audience::Staff, Audience::Customer) => {
+            return Verdict::Refuse(Refusal::NotStaffCertificate);
+        }
+        _ => {}
+    }
     let held = match standing(&v.facts(), now, overlap_secs) {
         Standing::Revoked { .. } => return Verdict::Refuse(Refusal::Revoked),
         Standing::Superseded { .. } => return Verdict::Refuse(Refusal::Superseded),
@@ -112,14 +140,15 @@ pub fn next_decision_change(
 /// Decides whether a certificate may *renew itself*: as [`decide`], except that a
 /// certificate expired less than `grace_secs` ago passes when it is still the current one
 /// (not superseded, not revoked) of an enabled user of an enabled contract. Only the renewal
-/// paths ask this; everything else uses [`decide`] and refuses the expired certificate.
+/// paths ask this; everything else uses [`decide_for`] and refuses the expired certificate.
 pub fn decide_for_renewal(
+    audience: Audience,
     view: Option<&CertStatusView>,
     now: UnixTime,
     overlap_secs: i64,
     grace_secs: i64,
 ) -> Verdict {
-    let verdict = decide(view, now, overlap_secs);
+    let verdict = decide_for(audience, view, now, overlap_secs);
     let Some(v) = view else {
         return verdict;
     };
@@ -131,7 +160,7 @@ pub fn decide_for_renewal(
         return Verdict::Refuse(Refusal::Superseded);
     }
     // The standing rule (hold by user or contract) applies as it does before expiry.
-    decide(view, v.cert.not_after - 1, overlap_secs)
+    decide_for(audience, view, v.cert.not_after - 1, overlap_secs)
 }
 
 #[cfg(test)]
@@ -174,6 +203,40 @@ mod tests {
     }
 
     #[test]
+    fn each_audience_refuses_the_other_s_certificates_first() {
+        let customer = view(CertStatus::Current);
+        let mut staff = view(CertStatus::Current);
+        staff.cert.contract_id = crate::store::STAFF_CONTRACT.into();
+        assert_eq!(decide(Some(&customer), 500, 0), Verdict::Allow);
+        assert_eq!(
+            decide(Some(&staff), 500, 0),
+            Verdict::Refuse(Refusal::StaffCertificate)
+        );
+        assert_eq!(
+            decide_for(Audience::Staff, Some(&staff), 500, 0),
+            Verdict::Allow
+        );
+        assert_eq!(
+            decide_for(Audience::Staff, Some(&customer), 500, 0),
+            Verdict::Refuse(Refusal::NotStaffCertificate)
+        );
+        // Before any other reason, so the answer never tells how it stands otherwise.
+        staff.user_enabled = false;
+        assert_eq!(
+            decide(Some(&staff), 5000, 0),
+            Verdict::Refuse(Refusal::StaffCertificate)
+        );
+        assert_eq!(
+            decide_for(Audience::Staff, Some(&staff), 500, 0),
+            Verdict::Refuse(Refusal::UserDisabled)
+        );
+        assert_eq!(
+            decide_for_renewal(Audience::Customer, Some(&staff), 1050, 0, 100),
+            Verdict::Refuse(Refusal::StaffCertificate)
+        );
+    }
+
+    #[test]
     fn the_next_change_is_the_overlap_end_or_expiry() {
         let mut s = view(CertStatus::Superseded);
         s.cert.superseded_at = Some(400);
@@ -205,18 +268,20 @@ mod tests {
     #[test]
     fn renewal_passes_an_expired_current_certificate_only_within_the_grace() {
         let grace = 100;
-        let r = |v: &CertStatusView, now| decide_for_renewal(Some(v), now, 0, grace);
+        let r = |v: &CertStatusView, now| {
+            decide_for_renewal(Audience::Customer, Some(v), now, 0, grace)
+        };
         let current = view(CertStatus::Current);
         assert_eq!(r(&current, 500), Verdict::Allow);
         assert_eq!(r(&current, 1000), Verdict::Allow);
         assert_eq!(r(&current, 1099), Verdict::Allow);
         assert_eq!(r(&current, 1100), Verdict::Refuse(Refusal::Expired));
         assert_eq!(
-            decide_for_renewal(Some(&current), 1000, 0, 0),
+            decide_for_renewal(Audience::Customer, Some(&current), 1000, 0, 0),
             Verdict::Refuse(Refusal::Expired)
         );
         assert_eq!(
-            decide_for_renewal(None, 1000, 0, grace),
+            decide_for_renewal(Audience::Customer, None, 1000, 0, grace),
             Verdict::Refuse(Refusal::Unknown)
         );
         // The live check still refuses it.
@@ -238,11 +303,11 @@ mod tests {
         let mut s = view(CertStatus::Superseded);
         s.cert.superseded_at = Some(990);
         assert_eq!(
-            decide_for_renewal(Some(&s), 1050, 0, grace),
+            decide_for_renewal(Audience::Customer, Some(&s), 1050, 0, grace),
             Verdict::Refuse(Refusal::Superseded)
         );
         assert_eq!(
-            decide_for_renewal(Some(&s), 1050, 1000, grace),
+            decide_for_renewal(Audience::Customer, Some(&s), 1050, 1000, grace),
             Verdict::Refuse(Refusal::Superseded)
         );
         // Not yet valid stays refused.

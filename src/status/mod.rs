@@ -13,8 +13,11 @@ mod decision;
 mod memory;
 mod standing;
 
+pub use crate::store::Audience;
 pub use cache::{CacheOutcome, StatusCache, StatusCacheSettings};
-pub use decision::{Refusal, Verdict, decide, decide_for_renewal, next_decision_change};
+pub use decision::{
+    Refusal, Verdict, decide, decide_for, decide_for_renewal, next_decision_change,
+};
 pub use memory::MemorySource;
 pub use standing::{
     CERTIFICATE_HOLD, HoldCause, Standing, changes_at, crl_entries, on_crl, standing,

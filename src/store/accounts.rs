@@ -63,12 +63,13 @@ impl Store {
         })
     }
 
-    /// Every contract, by id.
+    /// Every customer contract, by id (the reserved staff contract is not one).
     pub async fn contracts(&self) -> Result<Vec<Contract>, StoreError> {
         on_backend!(self, |pool, _PG| {
             Ok(sqlx::query_as::<_, Contract>(
-                "SELECT id, name, enabled, created_at FROM contracts ORDER BY id",
+                "SELECT id, name, enabled, created_at FROM contracts WHERE id <> $1 ORDER BY id",
             )
+            .bind(super::STAFF_CONTRACT)
             .fetch_all(pool)
             .await?)
         })

@@ -178,6 +178,11 @@ const SQLITE_MIGRATIONS: &[Source] = &[
         sql: include_str!("migrations/sqlite/0008_crl_bases.sql"),
     },
     Source {
+        version: 9,
+        description: "staff",
+        sql: include_str!("migrations/sqlite/0009_staff.sql"),
+    },
+    Source {
         version: 10,
         description: "staff requests",
         sql: include_str!("migrations/sqlite/0010_staff_requests.sql"),
@@ -219,6 +224,11 @@ const POSTGRES_MIGRATIONS: &[Source] = &[
         version: 8,
         description: "crl bases",
         sql: include_str!("migrations/postgres/0008_crl_bases.sql"),
+    },
+    Source {
+        version: 9,
+        description: "staff",
+        sql: include_str!("migrations/postgres/0009_staff.sql"),
     },
     Source {
         version: 10,

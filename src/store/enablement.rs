@@ -28,7 +28,20 @@ impl Store {
         enabled: bool,
         audit: &NewAudit,
     ) -> Result<bool, StoreError> {
-        self.switch(Switched::User, login, enabled, audit).await
+        self.switch(Switched::User, login, enabled, audit.at, audit)
+            .await
+    }
+
+    /// [`Store::set_user_enabled_audited`] with the hold starting at `at` (a staff
+    /// member's switch, `store::staff`).
+    pub(super) async fn switch_user(
+        &self,
+        login: &str,
+        enabled: bool,
+        at: crate::clock::UnixTime,
+        audit: &NewAudit,
+    ) -> Result<bool, StoreError> {
+        self.switch(Switched::User, login, enabled, at, audit).await
     }
 
     /// Sets whether the login IDs of contract `id` may use their certificates, with `audit`
@@ -40,7 +53,8 @@ impl Store {
         enabled: bool,
         audit: &NewAudit,
     ) -> Result<bool, StoreError> {
-        self.switch(Switched::Contract, id, enabled, audit).await
+        self.switch(Switched::Contract, id, enabled, audit.at, audit)
+            .await
     }
 
     async fn switch(
@@ -48,6 +62,7 @@ impl Store {
         what: Switched,
         key: &str,
         enabled: bool,
+        at: crate::clock::UnixTime,
         audit: &NewAudit,
     ) -> Result<bool, StoreError> {
         let entry = PreparedAudit::new(audit)?;
@@ -73,7 +88,7 @@ impl Store {
                 .bind(key)
                 .bind(enabled)
                 // The hold's start, as OCSP and the CRL give it (status::standing).
-                .bind(audit.at)
+                .bind(at)
                 .execute(&mut *tx)
                 .await?;
             if done.rows_affected() == 0 {

@@ -31,6 +31,7 @@ const STORE_FILES: &[(&str, &str)] = &[
     ("rows", include_str!("rows.rs")),
     ("server_certs", include_str!("server_certs.rs")),
     ("signatures", include_str!("signatures.rs")),
+    ("staff", include_str!("staff.rs")),
 ];
 
 /// The group writer's files by module name, `mod.rs` excepted.

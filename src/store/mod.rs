@@ -13,7 +13,7 @@
 //! writes each operation once for both pools), `model` (the records, decoded from rows with
 //! `sqlx::FromRow`), `rows` (column lists), one file per topic (`accounts`, `codes`, `certs`,
 //! `cas`, `audit_chain`, `notices`, `checkpoints`, `enablement`, `server_certs`,
-//! `signatures`), `changes` (the broadcast
+//! `signatures`, `staff`), `changes` (the broadcast
 //! channel and the PostgreSQL listener), `issue_writer` (the group commit that issuance,
 //! renewal and audit appends go through) and `issuance_parts` (what the writer shares with
 //! `certs` and `codes`, below all three). Imports between these files run one way: the
@@ -54,7 +54,7 @@ pub use search::AuditQuery;
 pub use signatures::{
     DISCARDED_REASON, IntentFilter, IntentState, SignatureCount, SignatureIntent,
 };
-pub use staff::{STAFF_CONTRACT, StaffMember, StaffRole, staff_login, staff_name};
+pub use staff::{Audience, STAFF_CONTRACT, StaffMember, StaffRole, staff_login, staff_name};
 pub use staff_requests::{NewStaffRequest, RequestState, RequestTransition, StaffRequest};
 
 use std::sync::Arc;

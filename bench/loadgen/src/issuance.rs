@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use certgate::audit::Actor;
-use certgate::ca::{Authority, ClientSubject, IssuancePolicy, KeyBackend, PlannedSerial, csr};
+use certgate::ca::{Authority, ClientProfile, ClientSubject, IssuancePolicy, KeyBackend, PlannedSerial, csr};
 use certgate::clock::{Clock, SystemClock};
 use certgate::config::Config;
 use certgate::hsm::{Hsm, HsmSettings};
@@ -126,6 +126,7 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
                 login: "bench-sample",
                 contract_id: "bench",
                 organization: &org,
+                profile: ClientProfile::Customer,
             };
             // A serial drawn per certificate, as the lifecycle draws one before its intent.
             let serial = PlannedSerial::draw()?;

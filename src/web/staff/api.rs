@@ -8,7 +8,9 @@ use serde_json::json;
 use crate::ca::RevocationReason;
 use crate::identity::StaffCaller;
 use crate::lifecycle::{ActionDone, Asked, LifecycleError, StaffAction};
-use crate::store::{AuditQuery, CertFilter, RequestState, Role, STAFF_CONTRACT, StaffRequest};
+use crate::store::{
+    AuditQuery, CertFilter, RequestState, Role, STAFF_CONTRACT, StaffRequest, StaffRole,
+};
 
 use super::super::json_call::parse;
 use super::super::path_login;
@@ -43,15 +45,23 @@ pub enum Call {
     Requests,
     Decide { id: i64, approve: bool },
     Withdraw { id: i64 },
+    StaffList,
+    AddStaff,
+    StaffRole { name: String },
+    SwitchStaff { name: String, enable: bool },
+    AuthorizeStaff { name: String },
 }
 
 impl Call {
     /// What the role table checks.
     pub fn operation(&self) -> Operation {
         match self {
-            Self::Me | Self::Contracts | Self::Users | Self::Certificates | Self::Requests => {
-                Operation::Read
-            }
+            Self::Me
+            | Self::Contracts
+            | Self::Users
+            | Self::Certificates
+            | Self::Requests
+            | Self::StaffList => Operation::Read,
             Self::Audit => Operation::ReadAudit,
             Self::Decide { .. } => Operation::Decide,
             Self::Withdraw { .. } => Operation::Withdraw,
@@ -61,7 +71,11 @@ impl Call {
             | Self::SwitchUser { .. }
             | Self::Authorize { .. }
             | Self::Reissue { .. }
-            | Self::Revoke { .. } => Operation::Change,
+            | Self::Revoke { .. }
+            | Self::AddStaff
+            | Self::StaffRole { .. }
+            | Self::SwitchStaff { .. }
+            | Self::AuthorizeStaff { .. } => Operation::Change,
         }
     }
 
@@ -83,6 +97,11 @@ impl Call {
             Self::Requests => "list requests",
             Self::Decide { .. } => "approve or reject a request",
             Self::Withdraw { .. } => "withdraw a request",
+            Self::StaffList => "list staff",
+            Self::AddStaff => "add a staff member",
+            Self::StaffRole { .. } => "change a staff member's role",
+            Self::SwitchStaff { .. } => "disable or enable a staff member",
+            Self::AuthorizeStaff { .. } => "authorize a staff certificate",
         }
     }
 }
@@ -122,6 +141,14 @@ pub fn route(method: &Method, segments: &[&str]) -> Option<Call> {
             approve: *verb == "approve",
         },
         ["requests", n, "withdraw"] if post => Call::Withdraw { id: id(n)? },
+        ["staff"] if get => Call::StaffList,
+        ["staff"] if post => Call::AddStaff,
+        ["staff", n, "role"] if post => Call::StaffRole { name: login(n)? },
+        ["staff", n, verb @ ("disable" | "enable")] if post => Call::SwitchStaff {
+            name: login(n)?,
+            enable: *verb == "enable",
+        },
+        ["staff", n, "authorize"] if post => Call::AuthorizeStaff { name: login(n)? },
         _ => return None,
     })
 }
@@ -147,6 +174,20 @@ struct UserBody {
     contract: String,
     role: Role,
     email: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StaffBody {
+    name: String,
+    role: StaffRole,
+    email: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    role: StaffRole,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +282,19 @@ async fn answer(
                 .collect();
             return Ok(json_ok(&json!({ "certificates": rows })));
         }
+        Call::StaffList => {
+            let rows: Vec<_> = store
+                .staff_members()
+                .await
+                .map_err(|e| error(&e.into()))?
+                .iter()
+                .map(|m| {
+                    json!({"name": m.name, "role": m.role.as_str(), "email": m.email,
+                           "enabled": m.enabled, "created_at": m.created_at})
+                })
+                .collect();
+            return Ok(json_ok(&json!({ "staff": rows })));
+        }
         Call::Audit => return audit(console, req).await,
         Call::Requests => return requests(console, req).await,
         Call::Decide { id, approve } => return decide(console, caller, id, approve).await,
@@ -279,6 +333,24 @@ async fn answer(
         } => StaffAction::DisableUser { login },
         Call::Authorize { login } => StaffAction::Authorize { login },
         Call::Reissue { login } => StaffAction::Reissue { login },
+        Call::AddStaff => {
+            let b: StaffBody = parse(req)?;
+            StaffAction::AddStaff {
+                name: b.name,
+                role: b.role,
+                email: b.email,
+            }
+        }
+        Call::StaffRole { name } => {
+            let b: RoleBody = parse(req)?;
+            StaffAction::SetStaffRole { name, role: b.role }
+        }
+        Call::SwitchStaff { name, enable: true } => StaffAction::EnableStaff { name },
+        Call::SwitchStaff {
+            name,
+            enable: false,
+        } => StaffAction::DisableStaff { name },
+        Call::AuthorizeStaff { name } => StaffAction::AuthorizeStaff { name },
         Call::Revoke { serial } => {
             let b: RevokeBody = parse(req)?;
             StaffAction::Revoke {
@@ -424,8 +496,8 @@ fn error(e: &LifecycleError) -> WebResponse {
     let status = match e {
         LifecycleError::Refused(r) => match r.code {
             "bad_identifier" | "bad_email" | "bad_name" => StatusCode::BAD_REQUEST,
-            "contract_exists" | "login_exists" | "request_finished" | "has_certificate"
-            | "conflict" => StatusCode::CONFLICT,
+            "contract_exists" | "login_exists" | "staff_exists" | "request_finished"
+            | "has_certificate" | "conflict" => StatusCode::CONFLICT,
             _ => StatusCode::FORBIDDEN,
         },
         other => status_of(other),
