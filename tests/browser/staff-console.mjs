@@ -123,6 +123,9 @@ async function main() {
     const code = (await p.textContent("#staff-code-value")).trim();
     const codeLogin = (await p.textContent("#staff-code-login")).trim();
     if (codeLogin !== o.admin || code.length < 16) fail(`code shown for ${codeLogin}: ${code}`);
+    // Dates as the server writes them, in the institution's zone.
+    const expires = (await p.textContent("#staff-code-expires")).trim();
+    if (!/^\d{4}年\d{1,2}月\d{1,2}日 \d\d:\d\d（JST）$/.test(expires)) fail(`code expiry shown as ${expires}`);
     await shot(op, "ja", "operator-ja-2-code", o);
     // The printed sheet: the bank, the login ID, the code, its expiry; nothing else.
     await p.emulateMedia({ media: "print" });
@@ -176,6 +179,8 @@ async function main() {
     await s.waitForSelector(`${queued} button.approve`, WAIT);
     const maker = (await s.textContent(`${queued} td:nth-child(4)`)).trim();
     if (maker !== o.operator) fail(`the queue names the maker ${maker}`);
+    const until = (await s.textContent(`${queued} td:nth-child(5)`)).trim();
+    if (!/^\d{4}-\d\d-\d\d \d\d:\d\d JST$/.test(until)) fail(`request expiry shown as ${until}`);
     await shot(sup, "en", "supervisor-en-1-queue", o);
     await s.click(`${queued} button.approve`);
     await s.waitForSelector(`${queued}`, { state: "detached", ...WAIT });

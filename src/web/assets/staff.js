@@ -25,15 +25,27 @@
     return false;
   }
 
-  // A date from the API (Unix seconds) in the institution's time zone, zone shown.
+  // A date from the API (Unix seconds) in the institution's time zone, zone shown, written
+  // as the server writes dates: 2026年6月15日 09:00（JST） / 2026-06-15 09:00 JST.
   function when(at) {
     if (at === null || at === undefined) { return ""; }
     var d = new Date(at * 1000);
     try {
-      return new Intl.DateTimeFormat(lang === "ja" ? "ja-JP" : "en-GB", {
-        timeZone: data.tz, year: "numeric", month: "2-digit", day: "2-digit",
-        hour: "2-digit", minute: "2-digit", timeZoneName: "short",
-      }).format(d);
+      var p = {};
+      new Intl.DateTimeFormat("en-US", {
+        timeZone: data.tz, year: "numeric", month: "numeric", day: "numeric",
+        hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+      }).formatToParts(d).forEach(function (x) { p[x.type] = x.value; });
+      // Japanese names the zone by its letters (JST) where English gives an offset.
+      var zone = "";
+      new Intl.DateTimeFormat("ja-JP", { timeZone: data.tz, timeZoneName: "short" })
+        .formatToParts(d).forEach(function (x) { if (x.type === "timeZoneName") { zone = x.value; } });
+      zone = zone.replace(/^GMT(?=[+-])/, "UTC");
+      var two = function (n) { return ("0" + n).slice(-2); };
+      if (lang === "ja") {
+        return p.year + "年" + Number(p.month) + "月" + Number(p.day) + "日 " + p.hour + ":" + p.minute + "（" + zone + "）";
+      }
+      return p.year + "-" + two(p.month) + "-" + two(p.day) + " " + p.hour + ":" + p.minute + " " + zone;
     } catch (e) {
       return d.toISOString();
     }
