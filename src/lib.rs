@@ -31,8 +31,9 @@
 //! - [`tls`]: rustls listeners' configuration and the status-aware client verifier.
 //! - [`identity`]: the verified caller, the identity header formats (certgate, RFC 9440,
 //!   XFCC, JWT) and the stripping of spoofable headers.
-//! - What serves: [`proxy`] (the gateway: routing, forwarding, refusals, reload), [`web`] (certgate's own pages, API, EST, CRL, OCSP), [`admin`] (`/healthz`,
-//!   `/readyz`, `/metrics`), [`notify`] (expiry notices, each sent exactly once), [`demo`]
+//! - What serves: [`proxy`] (the gateway: routing, forwarding, refusals, reload), [`web`]
+//!   (certgate's own pages, API, EST, CRL, OCSP, the staff console's API), [`staff`] (the
+//!   staff console's listener), [`admin`] (`/healthz`, `/readyz`, `/metrics`), [`notify`] (expiry notices, each sent exactly once), [`demo`]
 //!   (the sample banking app of the demo).
 //! - [`app`]: the composition root, the one place that builds and wires the parts.
 //! - [`cli`]: the `certgate` command line for bank staff and operators.
