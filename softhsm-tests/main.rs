@@ -23,6 +23,7 @@ mod notices;
 mod ops;
 mod request_ids;
 mod signatures;
+mod staff_browser;
 mod staff_cli;
 mod staff_console;
 mod status_agreement;

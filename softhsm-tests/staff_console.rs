@@ -13,14 +13,14 @@ use crate::fixture::{
 };
 
 /// A staff member's certificate and key files.
-struct Staff {
-    cert: PathBuf,
-    key: PathBuf,
+pub(crate) struct Staff {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 /// Adds `name` with `role` and gives them a certificate through `staff authorize` and
 /// `staff cert sign`, as the security team does on the host.
-fn staff_member(fx: &Fixture, name: &str, role: &str) -> Staff {
+pub(crate) fn staff_member(fx: &Fixture, name: &str, role: &str) -> Staff {
     fx.ok(&[
         "staff",
         "add",
@@ -49,7 +49,7 @@ fn staff_member(fx: &Fixture, name: &str, role: &str) -> Staff {
 
 /// The `[staff]` section, given as the route settings of [`Fixture::serve_with`] so that
 /// only that instance gets it (TOML: a new table after the route's keys).
-fn staff_section(port: u16) -> String {
+pub(crate) fn staff_section(port: u16) -> String {
     format!("\n[staff]\naddr = \"127.0.0.1:{port}\"\ncert = \"server.pem\"\nkey = \"server.key\"\n")
 }
 

@@ -42,6 +42,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("obtain.html", include_str!("templates/obtain.html")),
     ("renew.html", include_str!("templates/renew.html")),
     ("admin.html", include_str!("templates/admin.html")),
+    ("staff.html", include_str!("templates/staff.html")),
     ("notice.html", include_str!("templates/notice.html")),
     ("refusal.html", include_str!("templates/refusal.html")),
     (
@@ -166,6 +167,32 @@ fn render_page(
         ..context! { csrf, login, notice, lang_switch => true }
     };
     render(&format!("{}.html", page.name()), ctx)
+}
+
+/// The staff console's page in `lang` with the CSRF token of its calls. Its script writes
+/// dates in the institution's time zone, so the zone's name goes into the page.
+pub fn staff_console(locale: &Locale, lang: Lang, csrf: &str) -> Result<String, minijinja::Error> {
+    let tz = locale
+        .brand()
+        .names(lang)
+        .tz()
+        .iana_name()
+        .unwrap_or(super::brand::DEFAULT_TIME_ZONE)
+        .to_owned();
+    // The script's texts go into an attribute as JSON; attribute escaping keeps it inert.
+    let t = locale.texts(lang).value();
+    let script = serde_json::json!({
+        "t": t.get_attr("staff")?,
+        "e": t.get_attr("staff_error")?,
+        "lang": lang.as_str(),
+        "tz": tz,
+    })
+    .to_string();
+    let ctx = context! {
+        ..frame(locale, lang),
+        ..context! { csrf, script, lang_switch => true }
+    };
+    render("staff.html", ctx)
 }
 
 /// The refusal page for `code` in `lang`; `second`, when the request named no language,
@@ -317,6 +344,19 @@ mod tests {
             ja.contains("<title>ログイン | 法人インターネットバンキング</title>"),
             "{ja}"
         );
+    }
+
+    #[test]
+    fn the_staff_console_renders_in_both_languages_and_escapes_its_data() {
+        let l = locale();
+        for lang in Lang::ALL {
+            let html = staff_console(&l, lang, "tok\"en").unwrap_or_else(|e| panic!("{e:#}"));
+            assert!(html.contains(&format!("<html lang=\"{}\">", lang.as_str())));
+            assert!(!html.contains("tok\"en"));
+            assert!(html.contains("/staff/assets/staff.js"));
+            // The hand-over sheet names the institution.
+            assert!(html.contains("class=\"handover-bank\">"), "{html}");
+        }
     }
 
     /// The stand-in server of the browser tests serves these copies; they must be what

@@ -5,6 +5,7 @@
 //! request when the approval policy names the action.
 
 mod api;
+mod pages;
 mod query;
 pub mod roles;
 
@@ -80,7 +81,8 @@ impl Console {
     /// Answers one request of `caller`.
     pub async fn handle(&self, req: &WebRequest, caller: &StaffCaller) -> WebResponse {
         let Some(rest) = req.path.strip_prefix(api::PREFIX) else {
-            return json_error(StatusCode::NOT_FOUND, "not_found", "no such page");
+            // The console's page and its assets; the listener already checked the caller.
+            return pages::serve(req);
         };
         let segments: Vec<&str> = rest.split('/').collect();
         let Some(call) = api::route(&req.method, &segments) else {
