@@ -607,6 +607,19 @@ fn a_staff_member_obtains_the_first_certificate_on_the_obtain_listener() {
     assert_eq!((s, b["error"].as_str()), (401, Some("bad_code")), "{b}");
     let (s, b) = post(&ask("ito", &code), false);
     assert_eq!((s, b["error"].as_str()), (403, Some("cross_site")), "{b}");
+    // The obtain page: the customers' page, its call sent to the staff obtain call.
+    let page_url = format!("https://127.0.0.1:{obtain_port}/staff/obtain?lang=en");
+    let (s, page) = curl(&run.ca, &["-D", "-", &page_url]);
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("data-api=\"/staff/api/v1/obtain\""), "{page}");
+    let lower = page.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-security-policy: default-src 'self'"),
+        "{page}"
+    );
+    assert!(lower.contains("set-cookie: certgate_csrf="), "{page}");
+    let script = format!("https://127.0.0.1:{obtain_port}/certgate/assets/certgate.js");
+    assert_eq!(curl(&run.ca, &["-o", "/dev/null", &script]).0, 200);
     // The obtain listener serves nothing of the console.
     let (s, _) = curl(
         &run.ca,

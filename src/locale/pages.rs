@@ -164,9 +164,36 @@ fn render_page(
 ) -> Result<String, minijinja::Error> {
     let ctx = context! {
         ..frame(locale, lang),
-        ..context! { csrf, login, notice, lang_switch => true }
+        ..context! { csrf, login, notice, lang_switch => true,
+            obtain_api => Value::from_safe_string(CUSTOMER_OBTAIN_API.into()) }
     };
     render(&format!("{}.html", page.name()), ctx)
+}
+
+/// Where the customers' obtain page sends its call.
+const CUSTOMER_OBTAIN_API: &str = "/certgate/api/obtain";
+
+/// The obtain page for staff (on the staff obtain listener): the customers' page, its
+/// call sent to `obtain_api`, where the "login ID" is the staff name.
+pub fn staff_obtain(
+    locale: &Locale,
+    lang: Lang,
+    csrf: &str,
+    obtain_api: &str,
+) -> Result<String, minijinja::Error> {
+    let ctx = context! {
+        ..frame(locale, lang),
+        ..context! {
+            csrf,
+            login => "",
+            notice => Value::from_safe_string(String::new()),
+            lang_switch => true,
+            // A path of certgate's own, not user input: kept as written (the escaper would
+            // turn its slashes into entities).
+            obtain_api => Value::from_safe_string(obtain_api.into()),
+        }
+    };
+    render("obtain.html", ctx)
 }
 
 /// The staff console's page in `lang` with the CSRF token of its calls. Its script writes

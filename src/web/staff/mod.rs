@@ -66,7 +66,10 @@ impl Console {
             }
             return api::obtain(self, req).await;
         }
-        json_error(StatusCode::NOT_FOUND, "not_found", "no such page")
+        if req.path.starts_with(api::PREFIX) {
+            return json_error(StatusCode::NOT_FOUND, "not_found", "no such API");
+        }
+        pages::serve_obtain(req)
     }
 
     /// Marks pending requests past their time as expired.

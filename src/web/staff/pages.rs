@@ -34,14 +34,50 @@ pub fn serve(req: &WebRequest) -> WebResponse {
     }
 }
 
+/// Where a staff member obtains a first certificate, on the obtain listener.
+pub const OBTAIN_PAGE: &str = "/staff/obtain";
+
+/// Answers a GET on the obtain listener: the obtain page and the files it loads.
+pub fn serve_obtain(req: &WebRequest) -> WebResponse {
+    if req.method != Method::GET && req.method != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    }
+    match req.path.as_str() {
+        "/" | "/staff" | "/staff/" => redirect(OBTAIN_PAGE),
+        OBTAIN_PAGE => {
+            let lang = lang_of(req);
+            let (token, cookie) = csrf::new_token();
+            let html = locale::pages::staff_obtain(
+                &locale::current(),
+                lang,
+                &token,
+                super::api::OBTAIN_PATH,
+            );
+            html_answer(html, lang, &cookie)
+        }
+        p if p.starts_with("/certgate/assets/") => asset(p),
+        _ => text(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
 /// The console in the request's language, with a fresh CSRF token (cookie and page).
 fn page(req: &WebRequest) -> WebResponse {
     let lang = lang_of(req);
     let (token, cookie) = csrf::new_token();
-    let html = match locale::pages::staff_console(&locale::current(), lang, &token) {
+    let html = locale::pages::staff_console(&locale::current(), lang, &token);
+    html_answer(html, lang, &cookie)
+}
+
+/// A rendered page with its security headers and the cookie of its CSRF token.
+fn html_answer(
+    html: Result<String, minijinja::Error>,
+    lang: locale::Lang,
+    cookie: &str,
+) -> WebResponse {
+    let html = match html {
         Ok(html) => html,
         Err(e) => {
-            tracing::error!(error = %e, "the staff console's template failed");
+            tracing::error!(error = %e, "a staff page's template failed");
             return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
         }
     };
@@ -63,7 +99,7 @@ fn page(req: &WebRequest) -> WebResponse {
         header::CONTENT_LANGUAGE,
         HeaderValue::from_static(lang.as_str()),
     );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
         h.insert(header::SET_COOKIE, v);
     }
     r
