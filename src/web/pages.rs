@@ -164,10 +164,21 @@ pub fn render(
             renew_href: href,
         }),
     };
-    let html = match locale::pages::page(&locale::current(), lang, page, &data) {
+    let html = locale::pages::page(&locale::current(), lang, page, &data);
+    html_answer(html, lang, &cookie)
+}
+
+/// A rendered page with its security headers (CSP, no sniffing, no referrer, not stored)
+/// and the cookie holding its CSRF token; a template failure is logged and answered 500.
+pub fn html_answer(
+    html: Result<String, minijinja::Error>,
+    lang: Lang,
+    cookie: &str,
+) -> WebResponse {
+    let html = match html {
         Ok(html) => html,
         Err(e) => {
-            tracing::error!(error = %e, page = page.name(), "a page template failed");
+            tracing::error!(error = %e, "a page template failed");
             return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
         }
     };
@@ -187,7 +198,7 @@ pub fn render(
         header::CONTENT_LANGUAGE,
         HeaderValue::from_static(lang.as_str()),
     );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
         h.insert(header::SET_COOKIE, v);
     }
     r

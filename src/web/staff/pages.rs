@@ -9,7 +9,7 @@ use http::{HeaderValue, Method, StatusCode, header};
 use crate::locale;
 
 use super::super::csrf;
-use super::super::pages::{CSP, asset, lang_of};
+use super::super::pages::{asset, html_answer, lang_of};
 use super::super::request::WebRequest;
 use super::super::respond::{WebResponse, text, with_type};
 
@@ -66,43 +66,6 @@ fn page(req: &WebRequest) -> WebResponse {
     let (token, cookie) = csrf::new_token();
     let html = locale::pages::staff_console(&locale::current(), lang, &token);
     html_answer(html, lang, &cookie)
-}
-
-/// A rendered page with its security headers and the cookie of its CSRF token.
-fn html_answer(
-    html: Result<String, minijinja::Error>,
-    lang: locale::Lang,
-    cookie: &str,
-) -> WebResponse {
-    let html = match html {
-        Ok(html) => html,
-        Err(e) => {
-            tracing::error!(error = %e, "a staff page's template failed");
-            return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
-        }
-    };
-    let mut r = with_type(
-        StatusCode::OK,
-        "text/html; charset=utf-8",
-        Bytes::from(html),
-    );
-    let h = r.headers_mut();
-    h.insert("content-security-policy", HeaderValue::from_static(CSP));
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    // The page holds a token; the answers it shows are fetched, never cached.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::CONTENT_LANGUAGE,
-        HeaderValue::from_static(lang.as_str()),
-    );
-    if let Ok(v) = HeaderValue::from_str(cookie) {
-        h.insert(header::SET_COOKIE, v);
-    }
-    r
 }
 
 fn own_asset(body: &'static str, ctype: &'static str) -> WebResponse {
