@@ -97,6 +97,7 @@ fn redirect(to: &'static str) -> WebResponse {
 mod tests {
     use super::*;
     use crate::locale::Lang;
+    use crate::web::pages::CSP;
 
     fn get(path: &str, query: Option<&str>) -> WebResponse {
         let req = WebRequest {
