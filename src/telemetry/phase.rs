@@ -12,6 +12,8 @@
 
 use std::future::Future;
 
+use futures_util::future::Either;
+use tracing::instrument::Instrumented;
 use tracing::{Instrument, Span};
 
 /// `tracing::span!` (same arguments), or `Span::none()` when no layer wants the span.
@@ -23,12 +25,14 @@ macro_rules! phase_span {
 }
 pub(crate) use phase_span;
 
-/// Awaits `fut` inside `span`, or bare when `span` is `Span::none()`.
-pub async fn in_span<F: Future>(span: Span, fut: F) -> F::Output {
+/// `fut` inside `span`, or bare when `span` is `Span::none()`. Not an `async fn`: that
+/// would hold `fut` twice (the argument and the awaited wrapper), and the request future
+/// is several kilobytes, copied whenever it moves (into hyper's box, for one).
+pub fn in_span<F: Future>(span: Span, fut: F) -> Either<F, Instrumented<F>> {
     if span.is_none() {
-        fut.await
+        Either::Left(fut)
     } else {
-        fut.instrument(span).await
+        Either::Right(fut.instrument(span))
     }
 }
 
@@ -64,6 +68,22 @@ mod tests {
                 .map(|m| (m.name(), m.fields().field("field").is_some()));
             assert_eq!(meta, Some(("phase", true)));
         });
+    }
+
+    #[test]
+    fn in_span_adds_no_more_than_the_span_to_the_future() {
+        let big = async {
+            let buffer = [0u8; 4096];
+            std::future::ready(()).await;
+            buffer.len()
+        };
+        let size = std::mem::size_of_val(&big);
+        let wrapped = in_span(Span::none(), big);
+        assert!(
+            std::mem::size_of_val(&wrapped) <= size + 64,
+            "{size} -> {}",
+            std::mem::size_of_val(&wrapped)
+        );
     }
 
     #[test]
