@@ -121,7 +121,10 @@ pub(crate) async fn handle(
         "request",
         id = %request_id.to_str().unwrap_or_default()
     );
-    let mut resp = in_span(span, handle_in_span(&shared, &conn, req, start)).await;
+    let in_request = in_span(&span, handle_in_span(&shared, &conn, req, start));
+    // The span ends with the request's future, as it did when it was moved into it.
+    drop(span);
+    let mut resp = in_request.await;
     resp.headers_mut().insert(request_id::HEADER, request_id);
     Ok(resp)
 }
@@ -365,7 +368,7 @@ async fn pipeline(
                 req.headers_mut().insert(TRACEPARENT, parent);
             }
             let started = Instant::now();
-            let result = in_span(span.clone(), route.upstream.send(req, opening)).await;
+            let result = in_span(&span, route.upstream.send(req, opening)).await;
             match &result {
                 Ok(resp) => span.record("status", resp.status().as_u16()),
                 Err(p) => span.record("error", p.code()),
@@ -462,11 +465,7 @@ async fn verify_with(
         grace = grace_secs.is_some(),
         error = tracing::field::Empty
     );
-    let checked = in_span(
-        span.clone(),
-        check_status(shared, runtime, conn, grace_secs),
-    )
-    .await;
+    let checked = in_span(&span, check_status(shared, runtime, conn, grace_secs)).await;
     if let Err(p) = &checked {
         span.record("error", p.code());
     }

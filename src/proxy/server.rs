@@ -118,7 +118,7 @@ pub(crate) async fn accept_loop(
                 );
                 let handshake = tokio::time::timeout(
                     Duration::from_secs(limits.handshake_timeout_secs),
-                    Box::pin(in_span(span.clone(), acceptor.accept(tcp))),
+                    Box::pin(in_span(&span, acceptor.accept(tcp))),
                 )
                 .await;
                 let stream = match handshake {

@@ -16,23 +16,30 @@ use futures_util::future::Either;
 use tracing::instrument::Instrumented;
 use tracing::{Instrument, Span};
 
-/// `tracing::span!` (same arguments), or `Span::none()` when no layer wants the span.
+/// `tracing::span!` (same arguments), or `Span::none()` when no layer wants the span. The
+/// level is checked first, against the most verbose level any layer takes (one atomic
+/// load), so a phase below it never makes (and drops) a disabled span at all.
 macro_rules! phase_span {
-    ($($args:tt)*) => {{
-        let span = ::tracing::span!($($args)*);
-        if span.is_disabled() { ::tracing::Span::none() } else { span }
+    ($lvl:expr, $($rest:tt)*) => {{
+        if ::tracing::level_enabled!($lvl) {
+            let span = ::tracing::span!($lvl, $($rest)*);
+            if span.is_disabled() { ::tracing::Span::none() } else { span }
+        } else {
+            ::tracing::Span::none()
+        }
     }};
 }
 pub(crate) use phase_span;
 
-/// `fut` inside `span`, or bare when `span` is `Span::none()`. Not an `async fn`: that
-/// would hold `fut` twice (the argument and the awaited wrapper), and the request future
-/// is several kilobytes, copied whenever it moves (into hyper's box, for one).
-pub fn in_span<F: Future>(span: Span, fut: F) -> Either<F, Instrumented<F>> {
+/// `fut` inside (a clone of) `span`, or bare when `span` is `Span::none()`, which is then
+/// neither cloned nor dropped again. Not an `async fn`: that would hold `fut` twice (the
+/// argument and the awaited wrapper), and the request future is several kilobytes, copied
+/// whenever it moves (into hyper's box, for one).
+pub fn in_span<F: Future>(span: &Span, fut: F) -> Either<F, Instrumented<F>> {
     if span.is_none() {
         Either::Left(fut)
     } else {
-        Either::Right(fut.instrument(span))
+        Either::Right(fut.instrument(span.clone()))
     }
 }
 
@@ -78,7 +85,7 @@ mod tests {
             buffer.len()
         };
         let size = std::mem::size_of_val(&big);
-        let wrapped = in_span(Span::none(), big);
+        let wrapped = in_span(&Span::none(), big);
         assert!(
             std::mem::size_of_val(&wrapped) <= size + 64,
             "{size} -> {}",
@@ -91,9 +98,9 @@ mod tests {
         with_level(tracing::Level::DEBUG, || {
             let span = phase_span!(tracing::Level::DEBUG, "phase");
             let id = span.id();
-            let seen = block_on(in_span(span, async { Span::current().id() }));
+            let seen = block_on(in_span(&span, async { Span::current().id() }));
             assert_eq!(seen, id);
-            let bare = block_on(in_span(Span::none(), async { Span::current().id() }));
+            let bare = block_on(in_span(&Span::none(), async { Span::current().id() }));
             assert_eq!(bare, None);
         });
     }
