@@ -121,10 +121,8 @@ pub(crate) async fn handle(
         "request",
         id = %request_id.to_str().unwrap_or_default()
     );
-    let in_request = in_span(&span, handle_in_span(&shared, &conn, req, start));
-    // The span ends with the request's future, as it did when it was moved into it.
-    drop(span);
-    let mut resp = in_request.await;
+    // Awaited where it is made: a future put in a variable first is copied once more.
+    let mut resp = in_span(&span, handle_in_span(&shared, &conn, req, start)).await;
     resp.headers_mut().insert(request_id::HEADER, request_id);
     Ok(resp)
 }
