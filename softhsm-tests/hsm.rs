@@ -367,6 +367,129 @@ fn concurrent_signing_survives_sessions_closed_underneath() {
 }
 
 #[test]
+fn the_pool_never_has_more_sessions_open_than_configured() {
+    let Some((_tok, hsm)) = open("cap", 2) else {
+        return;
+    };
+    // Key generation's read-write session takes the place of an idle one.
+    let key = hsm.generate_key("ca-key", token::algorithm()).unwrap();
+    assert_eq!(hsm.sessions_peak_for_tests(), 2);
+    // Signing from six threads, with key generation, data objects (the audit anchor), the
+    // readiness probe and the key listing of `hsm info` in between.
+    let stop = Arc::new(AtomicBool::new(false));
+    let signers: Vec<_> = (0..6u8)
+        .map(|t| {
+            let (key, stop) = (key.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) || i < 10 {
+                    let msg = [&[t][..], &i.to_be_bytes()].concat();
+                    let sig = key.sign(&msg).expect("sign");
+                    verify_signature(key.algorithm(), key.public_key_der(), &msg, &sig).unwrap();
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    for round in 0..3 {
+        hsm.generate_key(&format!("extra-{round}"), token::algorithm())
+            .expect("key generation while signing");
+        hsm.write_data("anchor", &[round]).expect("write data");
+        assert_eq!(hsm.read_data("anchor").unwrap(), vec![vec![round]]);
+        hsm.health().expect("readiness probe");
+        assert!(hsm.private_keys().unwrap().len() >= 2);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for s in signers {
+        s.join().expect("signing thread");
+    }
+    assert_eq!(
+        hsm.sessions_peak_for_tests(),
+        2,
+        "never more than [hsm] sessions"
+    );
+    let usage = key.sessions().expect("session use");
+    assert!(usage.open <= 2, "{usage:?}");
+}
+
+#[test]
+fn keep_alive_replaces_idle_sessions_the_device_closed() {
+    let Some((_tok, hsm)) = open("keepalive", 3) else {
+        return;
+    };
+    let key = hsm.generate_key("ca-key", token::algorithm()).unwrap();
+    key.sign(b"before").unwrap();
+    // Live sessions are only touched.
+    assert_eq!(hsm.keep_alive_for_tests(), 0);
+    let before = key.sessions().expect("session use");
+    assert_eq!(before.open, 3, "the pool is full after a touch: {before:?}");
+    // The device drops every session (as a YubiHSM 2 does after 30 s idle).
+    hsm.close_all_sessions_for_tests();
+    assert!(
+        hsm.keep_alive_for_tests() >= 1,
+        "the dead sessions are found"
+    );
+    let after = key.sessions().expect("session use");
+    assert_eq!(after.recoveries, before.recoveries + 1, "{after:?}");
+    assert_eq!(
+        (after.open, after.idle),
+        (3, 3),
+        "replaced at once: {after:?}"
+    );
+    // The next signature finds a live session: it opens none. (The test's reset also
+    // renumbers object handles, which a device dropping idle sessions does not: the key's
+    // handle may be looked up once more, a recovery of its own.)
+    let opened = hsm.sessions_opened_for_tests();
+    let sig = key.sign(b"after").expect("sign after the keep-alive");
+    verify_signature(key.algorithm(), key.public_key_der(), b"after", &sig).unwrap();
+    assert_eq!(
+        hsm.sessions_opened_for_tests(),
+        opened,
+        "no session opened to sign"
+    );
+    assert!(key.sessions().expect("use").recoveries <= after.recoveries + 1);
+    assert_eq!(hsm.keep_alive_for_tests(), 0);
+    assert!(hsm.sessions_peak_for_tests() <= 3);
+}
+
+#[test]
+fn the_keep_alive_thread_touches_idle_sessions_every_keepalive_secs() {
+    let Some(tok) = token::create("keepalive-thread") else {
+        return;
+    };
+    let mut settings = tok.settings(2);
+    settings.keepalive_secs = 1;
+    let hsm = Hsm::open(&settings).expect("open the token");
+    let key = hsm.generate_key("ca-key", token::algorithm()).unwrap();
+    let before = key.sessions().expect("session use").recoveries;
+    hsm.close_all_sessions_for_tests();
+    // Within a few ticks the thread has found the closed sessions and replaced them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let after = loop {
+        let usage = key.sessions().expect("session use");
+        if usage.recoveries > before && usage.idle == 2 {
+            break usage;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no keep-alive recovery: {usage:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let opened = hsm.sessions_opened_for_tests();
+    key.sign(b"after").expect("sign");
+    assert_eq!(
+        hsm.sessions_opened_for_tests(),
+        opened,
+        "no session opened to sign"
+    );
+    assert_eq!(after.open, 2, "{after:?}");
+    // The thread ends with the last handle (it holds none between ticks).
+    drop(key);
+    drop(hsm);
+}
+
+#[test]
 fn setup_token_script_creates_a_usable_token_without_printing_the_pin() {
     if token::kind() != token::Kind::SoftHsm2 {
         eprintln!("not applicable: hsm-config/setup-token.sh creates SoftHSM2 tokens");
@@ -413,6 +536,8 @@ fn setup_token_script_creates_a_usable_token_without_printing_the_pin() {
         token_uri: None,
         pin: Secret::new("pin-4711".into()),
         sessions: 1,
+        keepalive_secs: 0,
+        ecdsa_mechanism: certgate::config::EcdsaMechanism::Auto,
     })
     .expect("the script's token opens with its PIN");
     let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
@@ -445,8 +570,12 @@ fn token_information_is_read_whatever_the_token_puts_in_it() {
         return;
     };
     // The lookup by label above already read CK_TOKEN_INFO; `hsm info` reads all of it.
-    let info = certgate::hsm::inspect(std::path::Path::new(token::module()), &tok.label)
-        .expect("the token is described");
+    let info = certgate::hsm::inspect(
+        std::path::Path::new(token::module()),
+        &tok.label,
+        certgate::config::EcdsaMechanism::Auto,
+    )
+    .expect("the token is described");
     let t = info
         .tokens
         .iter()
@@ -455,6 +584,17 @@ fn token_information_is_read_whatever_the_token_puts_in_it() {
     assert!(t.initialized && t.user_pin_initialized, "{t:?}");
     assert!(t.flags.iter().any(|f| f == "TOKEN_INITIALIZED"), "{t:?}");
     assert!(!t.algorithms.is_empty());
+    // Neither token offers CKM_ECDSA_SHA256/384 (`pkcs11-tool -M`): EC keys would sign with
+    // raw CKM_ECDSA over a hash computed by certgate; RSA has no such choice.
+    for a in &t.algorithms {
+        let want = match a.algorithm {
+            KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384 => {
+                Some("CKM_ECDSA (hash computed in software)")
+            }
+            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => None,
+        };
+        assert_eq!(a.signing.as_deref(), want, "{a:?}");
+    }
     match tok.kind {
         token::Kind::OpenCryptoki => {
             // openCryptoki sets CKF_CLOCK_ON_TOKEN and writes hh:mm:ss into utcTime, which

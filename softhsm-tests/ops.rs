@@ -106,6 +106,75 @@ fn hsm_info_describes_module_token_mechanisms_and_key() {
     assert!(!fx.transcript().contains(PIN), "the PIN leaked into output");
 }
 
+/// The EC algorithm of `hsm info --json`'s configured token.
+fn algorithm_info(json: &serde_json::Value, algorithm: &str) -> serde_json::Value {
+    json["module"]["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .find(|t| t["label"] == "certgate")
+        .and_then(|t| t["algorithms"].as_array())
+        .and_then(|a| a.iter().find(|a| a["algorithm"] == algorithm))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {algorithm} in {json}"))
+}
+
+#[test]
+fn hsm_info_shows_the_ecdsa_mechanism_and_hashing_without_the_token_refuses_to_start() {
+    // SoftHSM2 offers no CKM_ECDSA_SHA256/384 (`pkcs11-tool -M`): "auto" means raw ECDSA.
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.ok(&["init"]);
+    let text = fx.ok(&["hsm", "info"]);
+    assert!(
+        text.contains("ec-p256   usable\n      signs with CKM_ECDSA (hash computed in software)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ec-p384   usable\n      signs with CKM_ECDSA (hash computed in software)"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&fx.ok(&["hsm", "info", "--format", "json"])).expect("json");
+    let p256 = algorithm_info(&json, "ec-p256");
+    assert_eq!(
+        p256["signing"], "CKM_ECDSA (hash computed in software)",
+        "{p256}"
+    );
+    assert_eq!(
+        algorithm_info(&json, "rsa-2048")["signing"],
+        serde_json::Value::Null
+    );
+
+    // "hashing" on this token: hsm info says why EC cannot sign, and init stops before it
+    // generates a key.
+    let Some(fx) = Fixture::with_config(Db::Sqlite, |text| {
+        *text = text.replace(
+            "key_label = \"certgate-ca\"\n",
+            "key_label = \"certgate-ca\"\necdsa_mechanism = \"hashing\"\n",
+        );
+    }) else {
+        return;
+    };
+    let text = fx.ok(&["hsm", "info"]);
+    assert!(text.contains("ec-p256   NOT usable"), "{text}");
+    assert!(
+        text.contains("signs with nothing: [hsm] ecdsa_mechanism = \"hashing\""),
+        "{text}"
+    );
+    assert!(text.contains("rsa-2048  usable"), "{text}");
+    let err = fx.fails(&["init"]);
+    assert!(
+        err.contains("ecdsa_mechanism = \"hashing\", but the token does not offer"),
+        "{err}"
+    );
+    assert!(
+        !pkcs11_tool(&fx, &["-O"]).contains("certgate-ca"),
+        "no key was generated"
+    );
+}
+
 #[test]
 fn keygen_makes_a_sign_only_key_and_never_reuses_a_label() {
     let Some(fx) = Fixture::new(Db::Sqlite) else {

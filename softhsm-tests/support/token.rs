@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use certgate::config::Secret;
+use certgate::config::{EcdsaMechanism, Secret};
 use certgate::hsm::HsmSettings;
 use certgate::keys::KeyAlgorithm;
 
@@ -102,6 +102,8 @@ impl TestToken {
             token_uri: None,
             pin: Secret::new(PIN.into()),
             sessions,
+            keepalive_secs: 0,
+            ecdsa_mechanism: EcdsaMechanism::Auto,
         }
     }
 

@@ -156,9 +156,40 @@ pub struct HsmConfig {
     /// Algorithm of a key created by `init` or `hsm keygen`.
     #[serde(default = "default_key_algorithm")]
     pub key_algorithm: KeyAlgorithm,
-    /// Signing sessions kept open.
+    /// Signing sessions kept open: the most certgate ever has open on the token.
     #[serde(default = "default_sessions")]
     pub sessions: usize,
+    /// Seconds between touches of each idle session, for devices that drop idle sessions
+    /// (YubiHSM 2 after 30 s); 0, the default, touches none.
+    #[serde(default)]
+    pub keepalive_secs: u64,
+    /// How EC keys sign: with the token's hashing mechanism or with raw `CKM_ECDSA`.
+    #[serde(default)]
+    pub ecdsa_mechanism: EcdsaMechanism,
+}
+
+/// `[hsm] ecdsa_mechanism`: which ECDSA mechanism signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EcdsaMechanism {
+    /// `CKM_ECDSA_SHA256`/`_SHA384` when the token offers it, else raw `CKM_ECDSA`.
+    #[default]
+    Auto,
+    /// Raw `CKM_ECDSA` over a hash computed by certgate, whatever the token offers.
+    Raw,
+    /// The token's hashing mechanism; a token without it is refused at start.
+    Hashing,
+}
+
+impl EcdsaMechanism {
+    /// The configuration's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Raw => "raw",
+            Self::Hashing => "hashing",
+        }
+    }
 }
 
 fn default_module() -> PathBuf {
@@ -502,6 +533,9 @@ impl Config {
         if self.hsm.sessions == 0 || self.hsm.sessions > 64 {
             return invalid("[hsm] sessions must be between 1 and 64".into());
         }
+        if self.hsm.keepalive_secs > 3600 {
+            return invalid("[hsm] keepalive_secs must be between 0 (off) and 3600".into());
+        }
         if self.ca.validity_days == 0 || self.ca.validity_days > 825 {
             return invalid("[ca] validity_days must be between 1 and 825".into());
         }
@@ -570,6 +604,28 @@ mod tests {
         let cfg = Config::parse(EXAMPLE, "example", Path::new("/etc/certgate")).unwrap();
         assert_eq!(cfg.ca.validity_days, 365);
         assert_eq!(cfg.database_url(), "sqlite:///etc/certgate/certgate.db");
+    }
+
+    #[test]
+    fn hsm_keepalive_and_ecdsa_mechanism_are_read_and_checked() {
+        let cfg = Config::parse(EXAMPLE, "example", Path::new(".")).unwrap();
+        assert_eq!(cfg.hsm.keepalive_secs, 0);
+        assert_eq!(cfg.hsm.ecdsa_mechanism, EcdsaMechanism::Auto);
+        let text = EXAMPLE
+            .replace("keepalive_secs = 0", "keepalive_secs = 20")
+            .replace(
+                "ecdsa_mechanism = \"auto\"",
+                "ecdsa_mechanism = \"hashing\"",
+            );
+        let cfg = Config::parse(&text, "t", Path::new(".")).unwrap();
+        assert_eq!(cfg.hsm.keepalive_secs, 20);
+        assert_eq!(cfg.hsm.ecdsa_mechanism, EcdsaMechanism::Hashing);
+        let text = EXAMPLE.replace("keepalive_secs = 0", "keepalive_secs = 3601");
+        let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("keepalive_secs"), "{err}");
+        let text = EXAMPLE.replace("ecdsa_mechanism = \"auto\"", "ecdsa_mechanism = \"sha256\"");
+        let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("ecdsa_mechanism"), "{err}");
     }
 
     #[test]

@@ -14,7 +14,9 @@ use cryptoki::slot::Slot;
 use super::HsmError;
 use super::ckr::call;
 use super::context::Context;
+use super::mechanism::{self, EcdsaSigning};
 use super::token;
+use crate::config::EcdsaMechanism;
 use crate::keys::KeyAlgorithm;
 
 /// The module and every token it shows.
@@ -80,6 +82,9 @@ pub struct AlgorithmSupport {
     pub mechanisms: Vec<MechanismSupport>,
     /// True when every mechanism needed is present and allows the key size.
     pub usable: bool,
+    /// EC keys: the mechanism a key of this algorithm signs with on this token under
+    /// `[hsm] ecdsa_mechanism`, or why none can (`None` for RSA).
+    pub signing: Option<String>,
 }
 
 /// One mechanism the CA needs.
@@ -96,7 +101,8 @@ pub struct MechanismSupport {
 }
 
 /// The mechanisms each algorithm needs: key pair generation, then signing. The EC signer
-/// hashes in software and uses `CKM_ECDSA` (SoftHSM2 has no `CKM_ECDSA_SHA256`).
+/// hashes in software and uses `CKM_ECDSA` unless the token offers (and `[hsm]
+/// ecdsa_mechanism` allows) `CKM_ECDSA_SHA256`/`_SHA384`; see `AlgorithmSupport::signing`.
 fn needs(algorithm: KeyAlgorithm) -> ([(MechanismType, &'static str); 2], u64) {
     match algorithm {
         KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384 => (
@@ -125,8 +131,13 @@ fn needs(algorithm: KeyAlgorithm) -> ([(MechanismType, &'static str); 2], u64) {
 }
 
 /// Describes the module at `module`; mechanisms are listed for the token labelled
-/// `token_label` (`TokenNotFound` when no token carries it). Blocking.
-pub fn inspect(module: &Path, token_label: &str) -> Result<ModuleInfo, HsmError> {
+/// `token_label` (`TokenNotFound` when no token carries it), with the ECDSA mechanism
+/// `ecdsa` leads to there. Blocking.
+pub fn inspect(
+    module: &Path,
+    token_label: &str,
+    ecdsa: EcdsaMechanism,
+) -> Result<ModuleInfo, HsmError> {
     let ctx = Context::get(module)?;
     let live = ctx.read();
     let p = &live.pkcs11;
@@ -167,7 +178,7 @@ pub fn inspect(module: &Path, token_label: &str) -> Result<ModuleInfo, HsmError>
         };
         if info.label == token_label {
             found = true;
-            info.algorithms = algorithms(p, slot)?;
+            info.algorithms = algorithms(p, slot, ecdsa)?;
         }
         tokens.push(info);
     }
@@ -234,6 +245,9 @@ impl ModuleInfo {
                     a.algorithm.as_str(),
                     if a.usable { "usable" } else { "NOT usable" }
                 )?;
+                if let Some(signing) = &a.signing {
+                    writeln!(out, "      signs with {signing}")?;
+                }
                 for mech in &a.mechanisms {
                     let sizes = mech
                         .key_sizes
@@ -285,6 +299,7 @@ impl TokenInfo {
 fn algorithms(
     p: &cryptoki::context::Pkcs11,
     slot: Slot,
+    ecdsa: EcdsaMechanism,
 ) -> Result<Vec<AlgorithmSupport>, HsmError> {
     let mut out = Vec::new();
     for algorithm in KeyAlgorithm::ALL {
@@ -325,11 +340,33 @@ fn algorithms(
                 fits,
             });
         }
-        let usable = mechanisms.iter().all(|m| m.fits);
+        let mut usable = mechanisms.iter().all(|m| m.fits);
+        // EC: the same decision the signer makes when it opens a key of this algorithm.
+        let signing = match mechanism::hashing_mechanism(algorithm) {
+            None => None,
+            Some(hashing) => {
+                let offered = ecdsa != EcdsaMechanism::Raw
+                    && mechanism_info(p, slot, hashing)?.is_some_and(|mi| mi.sign());
+                Some(match mechanism::choose_ecdsa(ecdsa, offered) {
+                    Ok(choice) => {
+                        // Signing through the token's hashing mechanism needs no raw ECDSA.
+                        if choice == EcdsaSigning::TokenHashes {
+                            usable = mechanisms.first().is_some_and(|m| m.fits);
+                        }
+                        mechanism::describe(algorithm, choice)
+                    }
+                    Err(reason) => {
+                        usable = false;
+                        format!("nothing: {reason}")
+                    }
+                })
+            }
+        };
         out.push(AlgorithmSupport {
             algorithm,
             mechanisms,
             usable,
+            signing,
         });
     }
     Ok(out)
@@ -396,6 +433,7 @@ mod tests {
                     },
                 ],
                 usable: false,
+                signing: Some("CKM_ECDSA (hash computed in software)".into()),
             }],
         );
         configured.user_pin_count_low = true;
@@ -424,6 +462,7 @@ tokens:
     key \"certgate-ca\": pkcs11:token=certgate;object=certgate-ca;id=%01;type=private
     warning: a wrong user PIN was entered recently
     ec-p256   NOT usable
+      signs with CKM_ECDSA (hash computed in software)
       CKM_EC_KEY_PAIR_GEN      present key sizes 256-521 (generate the key)
       CKM_ECDSA                missing (sign)
   slot 7          label \"other\"; SoftHSM project SoftHSM v2 serial 0badc0de; sessions 0 open, max unlimited

@@ -18,7 +18,9 @@ mod context;
 mod data_objects;
 mod error;
 mod info;
+mod keepalive;
 mod keygen;
+mod mechanism;
 mod objects;
 mod pool;
 mod session;
@@ -34,10 +36,9 @@ pub use store::{Pkcs11KeyStore, open_key_store};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::Secret;
+use crate::config::{EcdsaMechanism, Secret};
 use crate::keys::{KeyAlgorithm, KeyBackend, SignError};
 
-use ckr::{CallError, call};
 use context::Context;
 use pool::{OpError, Pool};
 use signer::{SignFailure, Signer};
@@ -55,8 +56,12 @@ pub struct HsmSettings {
     pub token_uri: Option<crate::config::Pkcs11Uri>,
     /// The user PIN.
     pub pin: Secret,
-    /// How many sessions to keep open for signing.
+    /// How many sessions to keep open for signing: the most ever open at once.
     pub sessions: usize,
+    /// Seconds between touches of the idle sessions; 0: none.
+    pub keepalive_secs: u64,
+    /// Which ECDSA mechanism EC keys sign with.
+    pub ecdsa_mechanism: EcdsaMechanism,
 }
 
 /// An open PKCS#11 module with a logged-in session pool on one token.
@@ -69,6 +74,9 @@ pub struct Hsm {
 struct HsmInner {
     module: PathBuf,
     pool: Pool,
+    ecdsa_mechanism: EcdsaMechanism,
+    /// Dropped with the last handle, which stops the keep-alive thread.
+    _keepalive: Option<keepalive::Stop>,
 }
 
 /// A fixed message signed when a key is opened, to prove that its public key object belongs
@@ -89,13 +97,14 @@ impl Hsm {
             settings.sessions,
         )?;
         tracing::info!(token = %settings.token_label, sessions = settings.sessions.max(1),
-            "logged in to the token");
-        Ok(Self {
-            inner: Arc::new(HsmInner {
-                module: settings.module.clone(),
-                pool,
-            }),
-        })
+            keepalive_secs = settings.keepalive_secs, "logged in to the token");
+        let inner = Arc::new_cyclic(|weak| HsmInner {
+            module: settings.module.clone(),
+            pool,
+            ecdsa_mechanism: settings.ecdsa_mechanism,
+            _keepalive: keepalive::start(settings.keepalive_secs, weak.clone()),
+        });
+        Ok(Self { inner })
     }
 
     /// Opens the private key labelled `label` (with its public key) as a signer; see
@@ -139,6 +148,11 @@ impl Hsm {
                 label: label.to_owned(),
                 reason: "unknown algorithm".into(),
             })?;
+        let ecdsa = self.ecdsa_signing(label, algorithm)?;
+        if mechanism::hashing_mechanism(algorithm).is_some() {
+            tracing::info!(label, setting = self.inner.ecdsa_mechanism.as_str(),
+                mechanism = %mechanism::describe(algorithm, ecdsa), "EC key signs with");
+        }
         let hsm_key = HsmKey {
             inner: Arc::new(KeyInner {
                 hsm: self.clone(),
@@ -148,6 +162,7 @@ impl Hsm {
                     algorithm,
                     spki,
                     (epoch, key.handle),
+                    ecdsa,
                 ),
             }),
         };
@@ -159,6 +174,26 @@ impl Hsm {
             }),
             Err(SignFailure::Hsm(e)) => Err(e),
         }
+    }
+
+    /// How an EC key of `algorithm` signs on this token (decided once, when the key is
+    /// opened); RSA keys are given `Raw`, which their signer ignores.
+    fn ecdsa_signing(
+        &self,
+        label: &str,
+        algorithm: KeyAlgorithm,
+    ) -> Result<mechanism::EcdsaSigning, HsmError> {
+        let Some(hashing) = mechanism::hashing_mechanism(algorithm) else {
+            return Ok(mechanism::EcdsaSigning::Raw);
+        };
+        let setting = self.inner.ecdsa_mechanism;
+        // With "raw" the token's list does not matter: no need to ask.
+        let offered =
+            setting != EcdsaMechanism::Raw && self.inner.pool.offers_for_signing(hashing)?;
+        mechanism::choose_ecdsa(setting, offered).map_err(|reason| HsmError::UnsupportedKey {
+            label: label.to_owned(),
+            reason: reason.to_owned(),
+        })
     }
 
     /// Generates a key pair inside the token: token object, private, sensitive, never
@@ -174,6 +209,8 @@ impl Hsm {
         algorithm: KeyAlgorithm,
         id: Option<&[u8]>,
     ) -> Result<HsmKey, HsmError> {
+        // A key that could not sign under `[hsm] ecdsa_mechanism` is not made at all.
+        self.ecdsa_signing(label, algorithm)?;
         self.inner
             .pool
             .with_rw_session(|session| keygen::generate(session, label, algorithm, id))?;
@@ -220,24 +257,35 @@ impl Hsm {
 
     /// Whether a pooled session answers and is logged in; recovers a lost session on the way.
     pub fn health(&self) -> Result<(), HsmError> {
-        use cryptoki::session::SessionState;
-        self.inner.pool.run(|session, _| {
-            let info = call("C_GetSessionInfo", session.get_session_info())?;
-            match info.session_state() {
-                SessionState::RoUser | SessionState::RwUser => Ok(()),
-                // Treated like the library saying so: a new session and login follow.
-                _ => Err(OpError::Call(CallError::synthetic(
-                    "C_GetSessionInfo",
-                    cryptoki::error::RvError::UserNotLoggedIn,
-                    cryptoki::context::Function::GetSessionInfo,
-                ))),
-            }
-        })
+        // A session not logged in is treated like the library saying so: a new session and
+        // login follow.
+        self.inner
+            .pool
+            .run(|session, _| pool::touch(session).map_err(OpError::Call))
     }
 
     /// The module path this HSM was opened with.
     pub fn module(&self) -> &std::path::Path {
         &self.inner.module
+    }
+
+    /// Test support: the most sessions the pool has had open at once.
+    #[doc(hidden)]
+    pub fn sessions_peak_for_tests(&self) -> usize {
+        self.inner.pool.counts().0
+    }
+
+    /// Test support: how many sessions the pool has opened since it was opened.
+    #[doc(hidden)]
+    pub fn sessions_opened_for_tests(&self) -> u64 {
+        self.inner.pool.counts().1
+    }
+
+    /// Test support: touches the idle sessions now, as the keep-alive thread does; returns
+    /// how many were found dead (and replaced).
+    #[doc(hidden)]
+    pub fn keep_alive_for_tests(&self) -> usize {
+        self.inner.pool.keep_alive()
     }
 
     /// Test support: ends every session of the PKCS#11 library behind the pool's back, as a

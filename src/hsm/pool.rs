@@ -14,12 +14,19 @@
 //!
 //! A refused PIN is latched: no later call logs in again (a real HSM locks after a few tries).
 //!
+//! `size` is the most sessions the pool ever has open, the read-write session of key
+//! generation included: some devices allow few (YubiHSM 2: 16 for every application).
+//! [`Pool::keep_alive`] touches idle sessions for devices that drop them when idle; one
+//! found dead goes the way of any lost session, and the pool is filled up again at once.
+//!
 //! What this module must not do: know about keys or signatures, or log the PIN.
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use cryptoki::session::Session;
+use cryptoki::error::RvError;
+use cryptoki::mechanism::MechanismType;
+use cryptoki::session::{Session, SessionState};
 use cryptoki::slot::Slot;
 
 use super::HsmError;
@@ -88,8 +95,12 @@ pub(crate) struct Pool {
 
 struct State {
     idle: Vec<HsmSession>,
-    /// Sessions of this pool in existence (idle or borrowed).
+    /// Sessions of this pool in existence (idle or borrowed, the read-write one included).
     owned: usize,
+    /// The most sessions in existence at once since the pool was opened.
+    peak: usize,
+    /// Sessions opened since the pool was opened.
+    opened: u64,
     /// Bumped when sessions were found lost: older ones are abandoned.
     generation: u64,
     /// The token's slot, found by label, with the epoch it was found in.
@@ -112,6 +123,8 @@ impl Pool {
             state: Mutex::new(State {
                 idle: Vec::new(),
                 owned: 0,
+                peak: 0,
+                opened: 0,
                 generation: 0,
                 slot: None,
             }),
@@ -126,7 +139,7 @@ impl Pool {
             for _ in 0..pool.size {
                 match pool.open_session(&live, &mut st, false) {
                     Ok(s) => {
-                        st.owned += 1;
+                        st.opened();
                         st.idle.push(s);
                     }
                     Err(e) => {
@@ -220,7 +233,8 @@ impl Pool {
     }
 
     /// Runs `op` on a fresh read-write session (key generation), closed afterwards. No retry:
-    /// the operator runs the command again.
+    /// the operator runs the command again. It counts against `size`: an idle session is
+    /// closed to make room (reopened when needed), or the call waits for one to return.
     pub(crate) fn with_rw_session<T>(
         &self,
         op: impl FnOnce(&Session) -> Result<T, OpError>,
@@ -229,11 +243,126 @@ impl Pool {
         let live = self.ctx.read();
         let session = {
             let mut st = self.lock();
-            self.open_session(&live, &mut st, true)?
+            while st.owned >= self.size {
+                match st.idle.pop() {
+                    Some(idle) => {
+                        st.owned -= 1;
+                        if idle.epoch == live.epoch && idle.generation == st.generation {
+                            drop(idle);
+                        } else {
+                            idle.abandon();
+                        }
+                    }
+                    None => {
+                        st = self
+                            .returned
+                            .wait(st)
+                            .unwrap_or_else(PoisonError::into_inner);
+                    }
+                }
+            }
+            let session = self.open_session(&live, &mut st, true)?;
+            st.opened();
+            session
         };
         let result = op(session.get());
-        drop(session);
+        self.close(session);
         Ok(result?)
+    }
+
+    /// Whether the token offers `mechanism` for signing (`C_GetMechanismInfo` answers for
+    /// exactly the mechanisms `C_GetMechanismList` lists). No session needed.
+    pub(crate) fn offers_for_signing(&self, mechanism: MechanismType) -> Result<bool, HsmError> {
+        let live = self.ctx.read();
+        let slot = {
+            let mut st = self.lock();
+            self.slot(&live, &mut st)?
+        };
+        match call(
+            "C_GetMechanismInfo",
+            live.pkcs11.get_mechanism_info(slot, mechanism),
+        ) {
+            Ok(info) => Ok(info.sign()),
+            Err(e) if e.rv() == Some(RvError::MechanismInvalid) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Touches each idle session once (`C_GetSessionInfo`, least recently used first, one
+    /// at a time so signing is never kept waiting for more than one call). A session found
+    /// dead or logged out is handled as in [`Pool::run`] and counted as a recovery; then the
+    /// pool is filled up to `size` again, so the sessions a device dropped (or key
+    /// generation closed) are back before the next signature needs one. Returns how many
+    /// were found dead.
+    pub(crate) fn keep_alive(&self) -> usize {
+        if self.check_pin().is_err() {
+            return 0;
+        }
+        let live = self.ctx.read();
+        let idle = self.lock().idle.len();
+        let mut dead = 0;
+        for _ in 0..idle {
+            let session = {
+                let mut st = self.lock();
+                if st.idle.is_empty() {
+                    break;
+                }
+                st.idle.remove(0)
+            };
+            match touch(session.get()) {
+                Ok(()) => self.checkin(&live, session),
+                Err(e) => match e.disposition() {
+                    Disposition::Unavailable | Disposition::Permanent => {
+                        // The device itself is failing: keep the session, the next use
+                        // (or touch) finds out more.
+                        tracing::warn!(function = e.function, code = %e.code(),
+                            "keep-alive: the HSM did not answer");
+                        self.checkin(&live, session);
+                        break;
+                    }
+                    disposition => {
+                        tracing::warn!(function = e.function, code = %e.code(),
+                            "keep-alive: an idle session was lost; replacing it");
+                        dead += 1;
+                        self.recoveries.fetch_add(1, Ordering::Relaxed);
+                        match disposition {
+                            Disposition::Relogin | Disposition::Relookup => self.close(session),
+                            _ => self.give_up_generation(session),
+                        }
+                    }
+                },
+            }
+        }
+        self.fill(&live);
+        dead
+    }
+
+    /// Opens sessions until the pool has `size`, stopping at the first failure (the next
+    /// use or keep-alive tries again).
+    fn fill(&self, live: &Live) {
+        let mut st = self.lock();
+        while st.owned < self.size {
+            match self.open_session(live, &mut st, false) {
+                Ok(s) => {
+                    st.opened();
+                    st.idle.push(s);
+                }
+                Err(e) => {
+                    let e = HsmError::from(e);
+                    tracing::warn!(error = %e, "keep-alive: cannot open a session yet");
+                    break;
+                }
+            }
+        }
+        drop(st);
+        self.returned.notify_all();
+    }
+
+    /// The most sessions open at once so far, and how many were opened (tests check the
+    /// cap and the keep-alive with them).
+    pub(crate) fn counts(&self) -> (usize, u64) {
+        let st = self.lock();
+        (st.peak, st.opened)
     }
 
     /// Finalises and re-initialises the library (subject to its backoff), e.g. because the
@@ -272,7 +401,7 @@ impl Pool {
             }
             if st.owned < self.size {
                 let s = self.open_session(live, &mut st, false)?;
-                st.owned += 1;
+                st.opened();
                 return Ok(s);
             }
             st = self
@@ -379,6 +508,29 @@ impl Pool {
             Some(ReadError::Hsm(e)) => OpError::Hsm(e),
             None => HsmError::TokenNotFound(self.token.label.clone()).into(),
         })
+    }
+}
+
+impl State {
+    /// Counts a session just opened.
+    fn opened(&mut self) {
+        self.opened += 1;
+        self.owned += 1;
+        self.peak = self.peak.max(self.owned);
+    }
+}
+
+/// Asks the token about `session`: alive and logged in, or the reason it is not (a session
+/// that lost its login reads as `CKR_USER_NOT_LOGGED_IN`, which the pool knows how to mend).
+pub(crate) fn touch(session: &Session) -> Result<(), CallError> {
+    let info = call("C_GetSessionInfo", session.get_session_info())?;
+    match info.session_state() {
+        SessionState::RoUser | SessionState::RwUser => Ok(()),
+        _ => Err(CallError::synthetic(
+            "C_GetSessionInfo",
+            RvError::UserNotLoggedIn,
+            cryptoki::context::Function::GetSessionInfo,
+        )),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Signing with a token key: hashing where the token cannot (SoftHSM lacks
-//! `CKM_ECDSA_SHA256`, openCryptoki's soft token `CKM_SHA256_RSA_PKCS`), the mechanism per algorithm, raw `r‖s` to DER, and the software check
+//! `CKM_ECDSA_SHA256`, openCryptoki's soft token `CKM_SHA256_RSA_PKCS`; for EC keys the
+//! choice is made once, see `mechanism`), the mechanism per algorithm, raw `r‖s` to DER, and the software check
 //! of every signature before it leaves (SoftHSMv2#901): a bad one is retried once, then
 //! refused.
 //!
@@ -19,6 +20,7 @@ use cryptoki::object::ObjectHandle;
 use super::HsmError;
 use super::asn1;
 use super::ckr::call;
+use super::mechanism::EcdsaSigning;
 use super::objects::find_private_key;
 use super::pool::Pool;
 use crate::keys::{KeyAlgorithm, SignError, verify_signature};
@@ -57,6 +59,8 @@ pub(crate) struct Signer {
     last_reinit: Mutex<Option<Instant>>,
     /// Set when the token refused `CKM_SHA256_RSA_PKCS`: RSA hashes in software from then on.
     rsa_hash_in_software: AtomicBool,
+    /// How an EC key signs (ignored for RSA).
+    ecdsa: EcdsaSigning,
 }
 
 /// Shortest time between two re-initialisations because the key went missing.
@@ -69,6 +73,7 @@ impl Signer {
         algorithm: KeyAlgorithm,
         spki: Vec<u8>,
         handle: (u64, ObjectHandle),
+        ecdsa: EcdsaSigning,
     ) -> Self {
         Self {
             label,
@@ -78,6 +83,7 @@ impl Signer {
             handle: Mutex::new(Some(handle)),
             last_reinit: Mutex::new(None),
             rsa_hash_in_software: AtomicBool::new(false),
+            ecdsa,
         }
     }
 
@@ -125,6 +131,13 @@ impl Signer {
     ) -> Result<Vec<u8>, HsmError> {
         let (mechanism, data, raw_len): (Mechanism<'_>, Cow<'_, [u8]>, Option<usize>) =
             match self.algorithm {
+                // The token hashes: it is given the message itself.
+                KeyAlgorithm::EcP256 if self.ecdsa == EcdsaSigning::TokenHashes => {
+                    (Mechanism::EcdsaSha256, Cow::Borrowed(message), Some(64))
+                }
+                KeyAlgorithm::EcP384 if self.ecdsa == EcdsaSigning::TokenHashes => {
+                    (Mechanism::EcdsaSha384, Cow::Borrowed(message), Some(96))
+                }
                 KeyAlgorithm::EcP256 => (
                     Mechanism::Ecdsa,
                     Cow::Owned(digest::digest(&digest::SHA256, message).as_ref().to_vec()),
@@ -242,6 +255,7 @@ impl std::fmt::Debug for Signer {
             .field("label", &self.label)
             .field("id", &hex::encode(&self.id))
             .field("algorithm", &self.algorithm)
+            .field("ecdsa", &self.ecdsa)
             .finish_non_exhaustive()
     }
 }

@@ -52,6 +52,8 @@ impl HsmSettings {
             token_uri: cfg.hsm.token_uri.clone(),
             pin,
             sessions: cfg.hsm.sessions,
+            keepalive_secs: cfg.hsm.keepalive_secs,
+            ecdsa_mechanism: cfg.hsm.ecdsa_mechanism,
         })
     }
 }
@@ -153,7 +155,11 @@ impl KeyStore for Pkcs11KeyStore {
     }
 
     fn describe(&self) -> Result<StoreDescription, KeyStoreError> {
-        let mut module = info::inspect(self.hsm.module(), &self.token_label)?;
+        let mut module = info::inspect(
+            self.hsm.module(),
+            &self.token_label,
+            self.hsm.inner.ecdsa_mechanism,
+        )?;
         // The configured token is the one logged in: its private keys are visible.
         let keys = self.hsm.private_keys()?;
         if let Some(token) = module

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
-use tracing::Instrument;
+use tracing::Level;
 
 use super::canonical::canonicalize;
 use super::local::LocalContext;
@@ -23,6 +23,7 @@ use crate::http_common::body::{ProxyBody, full};
 use crate::identity::{self, IdentityError, JWKS_PATH, PeerIdentity, ViewHeaders, WriteContext};
 use crate::status::{Refusal, Verdict};
 use crate::store::CertStatusView;
+use crate::telemetry::{in_span, phase_span};
 use crate::tls::PresentedCert;
 
 /// The W3C trace context header, sent to the app when spans are exported.
@@ -115,10 +116,13 @@ pub(crate) async fn handle(
     let start = Instant::now();
     let request_id = request_id::assign(req.headers_mut(), conn.trust_request_id);
     // Every log line of this request carries its ID.
-    let span = tracing::info_span!("request", id = %request_id.to_str().unwrap_or_default());
-    let mut resp = handle_in_span(&shared, &conn, req, start)
-        .instrument(span)
-        .await;
+    let span = phase_span!(
+        Level::INFO,
+        "request",
+        id = %request_id.to_str().unwrap_or_default()
+    );
+    // Awaited where it is made: a future put in a variable first is copied once more.
+    let mut resp = in_span(&span, handle_in_span(&shared, &conn, req, start)).await;
     resp.headers_mut().insert(request_id::HEADER, request_id);
     Ok(resp)
 }
@@ -228,7 +232,7 @@ async fn pipeline(
             Target::Local(auth)
         }
         None => {
-            let route = tracing::debug_span!("route", path)
+            let route = phase_span!(Level::DEBUG, "route", path)
                 .in_scope(|| runtime.routes.find(host.as_deref(), path, on_enroll_host))
                 .ok_or(Problem::NoRoute)?;
             out.route = RouteLabel::Upstream(Arc::clone(&route));
@@ -349,7 +353,8 @@ async fn pipeline(
                         Problem::Internal
                     })?;
             }
-            let span = tracing::debug_span!(
+            let span = phase_span!(
+                Level::DEBUG,
                 "upstream",
                 otel.kind = "client",
                 route = %route.label,
@@ -361,11 +366,7 @@ async fn pipeline(
                 req.headers_mut().insert(TRACEPARENT, parent);
             }
             let started = Instant::now();
-            let result = route
-                .upstream
-                .send(req, opening)
-                .instrument(span.clone())
-                .await;
+            let result = in_span(&span, route.upstream.send(req, opening)).await;
             match &result {
                 Ok(resp) => span.record("status", resp.status().as_u16()),
                 Err(p) => span.record("error", p.code()),
@@ -456,14 +457,13 @@ async fn verify_with(
     conn: &ConnInfo,
     grace_secs: Option<i64>,
 ) -> Result<PeerIdentity, Problem> {
-    let span = tracing::debug_span!(
+    let span = phase_span!(
+        Level::DEBUG,
         "status.check",
         grace = grace_secs.is_some(),
         error = tracing::field::Empty
     );
-    let checked = check_status(shared, runtime, conn, grace_secs)
-        .instrument(span.clone())
-        .await;
+    let checked = in_span(&span, check_status(shared, runtime, conn, grace_secs)).await;
     if let Err(p) = &checked {
         span.record("error", p.code());
     }

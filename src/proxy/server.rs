@@ -13,7 +13,6 @@ use hyper_util::server::graceful::Watcher;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
-use tracing::Instrument;
 
 use super::Shared;
 use super::h2_idle;
@@ -21,6 +20,7 @@ use super::handler::{ConnInfo, handle};
 use super::http1_idle::{self, ConnIo, Http1Setup, Served};
 use super::refusal::{Problem, Reply};
 use crate::config::{ClientAuth, ListenerConfig};
+use crate::telemetry::{in_span, phase_span};
 use crate::tls::PresentedCert;
 
 /// Connections past `max_connections` still complete the handshake and get a 503, this
@@ -108,7 +108,8 @@ pub(crate) async fn accept_loop(
                 let acceptor = TlsAcceptor::from(tls.server_config.clone());
                 // A trace of its own per connection (its requests are traces of their own):
                 // the handshake, where the client certificate is judged.
-                let span = tracing::debug_span!(
+                let span = phase_span!(
+                    tracing::Level::DEBUG,
                     "tls.handshake",
                     otel.kind = "server",
                     %remote,
@@ -117,7 +118,7 @@ pub(crate) async fn accept_loop(
                 );
                 let handshake = tokio::time::timeout(
                     Duration::from_secs(limits.handshake_timeout_secs),
-                    Box::pin(acceptor.accept(tcp).instrument(span.clone())),
+                    Box::pin(in_span(&span, acceptor.accept(tcp))),
                 )
                 .await;
                 let stream = match handshake {

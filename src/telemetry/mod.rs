@@ -6,10 +6,13 @@
 
 mod metrics;
 pub mod otlp;
+mod phase;
 mod signing;
 mod snapshot;
 
 pub use metrics::{CacheOutcome, Metrics, RouteMetrics, UpstreamFailure, UpstreamFailures};
+pub use phase::in_span;
+pub(crate) use phase::phase_span;
 pub use signing::{SignatureTotals, SigningCollector, SigningMetrics};
 pub use snapshot::{Samples, SnapshotFamily, SnapshotKind};
 

@@ -75,6 +75,8 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
         token_uri: cfg.hsm.token_uri.clone(),
         pin: cfg.hsm.pin_source()?.read("HSM PIN")?,
         sessions: cfg.hsm.sessions,
+        keepalive_secs: cfg.hsm.keepalive_secs,
+        ecdsa_mechanism: cfg.hsm.ecdsa_mechanism,
     };
     let hsm = tokio::task::spawn_blocking(move || Hsm::open(&settings)).await??;
     let ca = store
