@@ -50,7 +50,9 @@ pub(crate) fn staff_member(fx: &Fixture, name: &str, role: &str) -> Staff {
 /// The `[staff]` section, given as the route settings of [`Fixture::serve_with`] so that
 /// only that instance gets it (TOML: a new table after the route's keys).
 pub(crate) fn staff_section(port: u16) -> String {
-    format!("\n[staff]\naddr = \"127.0.0.1:{port}\"\ncert = \"server.pem\"\nkey = \"server.key\"\n")
+    format!(
+        "\n[staff]\naddr = \"127.0.0.1:{port}\"\nhost = \"127.0.0.1\"\ncert = \"server.pem\"\nkey = \"server.key\"\n"
+    )
 }
 
 /// One console call: `method` on `/staff/api/v1/<path>` with the pages' double-submit
@@ -420,6 +422,22 @@ fn staff_console_roles_four_eyes_and_refusals() {
     assert_eq!((s, me["name"].as_str()), (200, Some("sato")), "{me}");
     let op = (renewed.clone(), new_key.clone());
 
+    // The renew page: the customers' page, its call sent to the console's renew call.
+    let renew_page = format!("https://127.0.0.1:{port}/staff/renew");
+    let (s, page) = curl(
+        &run.ca,
+        &[
+            "--cert",
+            op.0.to_str().unwrap(),
+            "--key",
+            op.1.to_str().unwrap(),
+            &renew_page,
+        ],
+    );
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("data-api=\"/staff/api/v1/renew\""), "{page}");
+    assert!(page.contains("data-login=\"sato\""), "{page}");
+
     // A request nobody decides expires after [staff] request_ttl_hours (24 by default):
     // the gateway is started again a day ahead; the request is expired and changes nothing.
     let bob_serial = serial_of(&fx, "bob");
@@ -620,6 +638,10 @@ fn a_staff_member_obtains_the_first_certificate_on_the_obtain_listener() {
     assert!(lower.contains("set-cookie: certgate_csrf="), "{page}");
     let script = format!("https://127.0.0.1:{obtain_port}/certgate/assets/certgate.js");
     assert_eq!(curl(&run.ca, &["-o", "/dev/null", &script]).0, 200);
+    // Addressed to another name than [staff] host: misdirected.
+    let host = format!("Host: console.evil.example:{obtain_port}");
+    let u = format!("https://127.0.0.1:{obtain_port}/staff/obtain");
+    assert_eq!(curl(&run.ca, &["-H", &host, &u]).0, 421);
     // The obtain listener serves nothing of the console.
     let (s, _) = curl(
         &run.ca,
@@ -637,6 +659,43 @@ fn a_staff_member_obtains_the_first_certificate_on_the_obtain_listener() {
         (s, me["name"].as_str(), me["role"].as_str()),
         (200, Some("ito"), Some("operator"))
     );
+    // The console too answers only under its host name.
+    let host = format!("Host: console.evil.example:{port}");
+    let (s, b) = call(&run, port, (&cert, &key), "GET", "me", None, &["-H", &host]);
+    assert_eq!((s, b["error"].as_str()), (421, Some("wrong_host")), "{b}");
     // The customer's code was not used up by the refused try.
     assert!(fx.ok(&["cert", "list", "--login", "carol"]).lines().count() <= 1);
+}
+
+#[test]
+fn a_staff_certificate_gets_its_expiry_notice_with_the_consoles_renew_link() {
+    let smtp = crate::sink::Sink::start();
+    // 30-day certificates are inside the 30-day notice window from the moment they exist.
+    let Some(fx) = Fixture::with_config(Db::Sqlite, |t| {
+        *t = t.replace("validity_days = 365", "validity_days = 30");
+        t.push_str(&format!(
+            "\n[notify]\nsmtp_url = \"smtp://127.0.0.1:{}\"\nfrom = \"certgate@bank.example\"\ninterval_secs = 1\n",
+            smtp.port
+        ));
+    }) else {
+        return;
+    };
+    fx.init_with_users();
+    staff_member(&fx, "sato", "operator");
+    let port = free_port();
+    let run = fx.serve_with(&staff_section(port));
+    eventually(20, "the staff member's notice", || {
+        smtp.messages()
+            .iter()
+            .any(|m| m.rcpt_to == vec!["sato@bank.example".to_owned()])
+    });
+    let mails = smtp.messages();
+    let mail = mails
+        .iter()
+        .find(|m| m.rcpt_to == vec!["sato@bank.example".to_owned()])
+        .expect("the notice");
+    let link = format!("https://127.0.0.1:{port}/staff/renew");
+    assert!(mail.body.contains(&link), "{}", mail.body);
+    assert!(!mail.body.contains("/certgate/renew"), "{}", mail.body);
+    drop(run);
 }

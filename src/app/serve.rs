@@ -115,7 +115,9 @@ pub async fn run(
     );
     let summaries = tokio::spawn(Arc::clone(&limits).summarise_forever());
     let console = Arc::new(
-        Console::new(lifecycle.clone(), approval_policy(&cfg)).with_ca_chain(ca_chain.clone()),
+        Console::new(lifecycle.clone(), approval_policy(&cfg))
+            .with_ca_chain(ca_chain.clone())
+            .with_host(cfg.staff.host.clone()),
     );
     let web = Arc::new(Web::new(lifecycle, revocation, ca_chain).with_limits(Arc::clone(&limits)));
 

@@ -165,13 +165,37 @@ fn render_page(
     let ctx = context! {
         ..frame(locale, lang),
         ..context! { csrf, login, notice, lang_switch => true,
-            obtain_api => Value::from_safe_string(CUSTOMER_OBTAIN_API.into()) }
+            obtain_api => Value::from_safe_string(CUSTOMER_OBTAIN_API.into()),
+            renew_api => Value::from_safe_string(CUSTOMER_RENEW_API.into()) }
     };
     render(&format!("{}.html", page.name()), ctx)
 }
 
-/// Where the customers' obtain page sends its call.
+/// Where the customers' obtain and renew pages send their calls.
 const CUSTOMER_OBTAIN_API: &str = "/certgate/api/obtain";
+const CUSTOMER_RENEW_API: &str = "/certgate/api/renew";
+
+/// The renew page for a staff member (on the staff console): the customers' page, its call
+/// sent to `renew_api`.
+pub fn staff_renew(
+    locale: &Locale,
+    lang: Lang,
+    csrf: &str,
+    login: &str,
+    renew_api: &str,
+) -> Result<String, minijinja::Error> {
+    let ctx = context! {
+        ..frame(locale, lang),
+        ..context! {
+            csrf,
+            login,
+            notice => Value::from_safe_string(String::new()),
+            lang_switch => true,
+            renew_api => Value::from_safe_string(renew_api.into()),
+        }
+    };
+    render("renew.html", ctx)
+}
 
 /// The obtain page for staff (on the staff obtain listener): the customers' page, its
 /// call sent to `obtain_api`, where the "login ID" is the staff name.

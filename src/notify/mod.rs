@@ -38,6 +38,21 @@ use crate::config::{Config, NotifyConfig};
 use crate::store::{OutboxCounts, Store};
 use crate::telemetry::error_chain;
 
+/// The staff console's renew page: `https://<[staff] host or address>:<port>/staff/renew`;
+/// `None` without a console, or when it listens on every address and names no host.
+fn staff_renew_url(staff: &crate::config::StaffConfig) -> Option<String> {
+    let addr = staff.addr?;
+    let host = match &staff.host {
+        Some(h) => h.clone(),
+        None if addr.ip().is_unspecified() => return None,
+        None => match addr.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        },
+    };
+    Some(format!("https://{host}:{}/staff/renew", addr.port()))
+}
+
 /// Everything a pass needs: store, clock, relay, templates and settings. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct NotifyContext {
@@ -54,6 +69,9 @@ struct Inner {
     /// Distinct, largest first.
     notice_days: Vec<u32>,
     renew_url: String,
+    /// Where staff renew (the staff console's renew page); `None` without a console
+    /// address a link can name, and then staff certificates get no notice.
+    staff_renew_url: Option<String>,
     interval: Duration,
     retry_initial_secs: i64,
     retry_max_secs: i64,
@@ -115,6 +133,7 @@ impl NotifyContext {
                 language: Language::parse(&n.language)?,
                 notice_days,
                 renew_url,
+                staff_renew_url: staff_renew_url(&cfg.staff),
                 interval: Duration::from_secs(n.interval_secs),
                 retry_initial_secs: secs(n.retry_initial_secs),
                 retry_max_secs: secs(n.retry_max_secs),
@@ -234,4 +253,28 @@ pub async fn run_forever(ctx: NotifyContext, every: Duration, mut shutdown: watc
     }
     watcher.abort();
     tracing::debug!("expiry notices stopped");
+}
+
+#[cfg(test)]
+mod staff_url_tests {
+    use super::staff_renew_url;
+    use crate::config::StaffConfig;
+
+    #[test]
+    fn staff_notices_link_to_the_console_under_its_host_name() {
+        let mut staff = StaffConfig::default();
+        assert_eq!(staff_renew_url(&staff), None);
+        staff.addr = "10.0.0.5:9443".parse().ok();
+        assert_eq!(
+            staff_renew_url(&staff).as_deref(),
+            Some("https://10.0.0.5:9443/staff/renew")
+        );
+        staff.addr = "0.0.0.0:9443".parse().ok();
+        assert_eq!(staff_renew_url(&staff), None);
+        staff.host = Some("console.bank.example".into());
+        assert_eq!(
+            staff_renew_url(&staff).as_deref(),
+            Some("https://console.bank.example:9443/staff/renew")
+        );
+    }
 }

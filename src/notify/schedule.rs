@@ -7,7 +7,7 @@
 use super::template::NoticeFacts;
 use super::{NotifyContext, NotifyError};
 use crate::clock::{DAY, UnixTime};
-use crate::store::NewNotice;
+use crate::store::{NewNotice, STAFF_CONTRACT};
 
 /// What to do for one certificate at one pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +62,15 @@ pub(super) async fn schedule(ctx: &NotifyContext, now: UnixTime) -> Result<u64, 
         let Some(d) = decide(&s.notice_days, c.not_after, now, c.decided_min) else {
             continue;
         };
+        // Staff renew on their console, not on the customers' page.
+        let renew_url = if c.contract_id == STAFF_CONTRACT {
+            match &s.staff_renew_url {
+                Some(u) => u,
+                None => continue,
+            }
+        } else {
+            &s.renew_url
+        };
         let mail = s.templates.render(
             s.language,
             &NoticeFacts {
@@ -70,7 +79,7 @@ pub(super) async fn schedule(ctx: &NotifyContext, now: UnixTime) -> Result<u64, 
                 contract_name: &c.contract_name,
                 not_after: c.not_after,
                 now,
-                renew_url: &s.renew_url,
+                renew_url,
             },
         );
         let notice = NewNotice {

@@ -29,6 +29,9 @@ pub const PREFIX: &str = "/staff/api/v1/";
 /// The obtain listener's one call: `{"name", "code", "csr"}` → the staff certificate.
 pub const OBTAIN_PATH: &str = "/staff/api/v1/obtain";
 
+/// The renew page's call: `{"csr"}` with the current staff certificate.
+pub const RENEW_PATH: &str = "/staff/api/v1/renew";
+
 /// Most rows one search answers.
 const MAX_PAGE: i64 = 500;
 const DEFAULT_PAGE: i64 = 50;

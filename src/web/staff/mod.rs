@@ -23,6 +23,8 @@ use super::respond::{WebResponse, json_error};
 /// The console and what its calls need.
 pub struct Console {
     lifecycle: Lifecycle,
+    /// `[staff] host`: the only host name requests may be addressed to.
+    host: Option<String>,
     /// The active CA certificate, then its chain (DER), sent with issued certificates.
     ca_chain: Vec<Vec<u8>>,
     audit: Audit,
@@ -34,9 +36,34 @@ impl Console {
         Self {
             audit: Audit::new(lifecycle.store().clone()),
             lifecycle,
+            host: None,
             ca_chain: Vec::new(),
             policy: RwLock::new(Arc::new(policy)),
         }
+    }
+
+    /// Answers only requests addressed to `host` (`[staff] host`); others get 421.
+    pub fn with_host(mut self, host: Option<String>) -> Self {
+        self.host = host.map(|h| h.to_ascii_lowercase());
+        self
+    }
+
+    /// A request addressed to another host name than `[staff] host`: 421, so a name that
+    /// merely resolves to the console (or a stray proxy) gets no page and no call.
+    fn misdirected(&self, req: &WebRequest) -> Option<WebResponse> {
+        let want = self.host.as_deref()?;
+        let sent = req.header("host").unwrap_or_default();
+        let name = match sent.rsplit_once(':') {
+            Some((n, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => sent,
+        };
+        (!name.eq_ignore_ascii_case(want)).then(|| {
+            json_error(
+                StatusCode::MISDIRECTED_REQUEST,
+                "wrong_host",
+                "this console answers only under its configured host name",
+            )
+        })
     }
 
     /// Sends `ca_chain` (DER, the issuing CA first) with the certificates it issues.
@@ -60,6 +87,9 @@ impl Console {
 
     /// Answers a request on the obtain listener: the obtain call only.
     pub async fn handle_public(&self, req: &WebRequest) -> WebResponse {
+        if let Some(r) = self.misdirected(req) {
+            return r;
+        }
         if req.method == Method::POST && req.path == api::OBTAIN_PATH {
             if let Err(e) = super::csrf::check_page(req) {
                 return super::json_call::cross_site(e);
@@ -83,9 +113,12 @@ impl Console {
 
     /// Answers one request of `caller`.
     pub async fn handle(&self, req: &WebRequest, caller: &StaffCaller) -> WebResponse {
+        if let Some(r) = self.misdirected(req) {
+            return r;
+        }
         let Some(rest) = req.path.strip_prefix(api::PREFIX) else {
             // The console's page and its assets; the listener already checked the caller.
-            return pages::serve(req);
+            return pages::serve(req, caller);
         };
         let segments: Vec<&str> = rest.split('/').collect();
         let Some(call) = api::route(&req.method, &segments) else {

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
 
+use crate::identity::StaffCaller;
 use crate::locale;
 
 use super::super::csrf;
@@ -19,14 +20,29 @@ pub const HOME: &str = "/staff/";
 const SCRIPT: &str = include_str!("../assets/staff.js");
 const STYLE: &str = include_str!("../assets/staff.css");
 
-/// Answers a request for a path outside the API.
-pub fn serve(req: &WebRequest) -> WebResponse {
+/// Where a staff member renews the certificate they are using.
+pub const RENEW_PAGE: &str = "/staff/renew";
+
+/// Answers a request of `caller` for a path outside the API.
+pub fn serve(req: &WebRequest, caller: &StaffCaller) -> WebResponse {
     if req.method != Method::GET && req.method != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     }
     match req.path.as_str() {
         "/staff" | "/" => redirect(HOME),
         HOME => page(req),
+        RENEW_PAGE => {
+            let lang = lang_of(req);
+            let (token, cookie) = csrf::new_token();
+            let html = locale::pages::staff_renew(
+                &locale::current(),
+                lang,
+                &token,
+                &caller.name,
+                super::api::RENEW_PATH,
+            );
+            html_answer(html, lang, &cookie)
+        }
         "/staff/assets/staff.js" => own_asset(SCRIPT, "text/javascript; charset=utf-8"),
         "/staff/assets/staff.css" => own_asset(STYLE, "text/css; charset=utf-8"),
         p if p.starts_with("/certgate/assets/") => asset(p),
@@ -110,7 +126,15 @@ mod tests {
             remote: "127.0.0.1".into(),
             origin: "https://staff.bank.example".into(),
         };
-        serve(&req)
+        serve(&req, &caller())
+    }
+
+    fn caller() -> StaffCaller {
+        StaffCaller {
+            name: "sato".into(),
+            role: crate::store::StaffRole::Operator,
+            serial: "0a".into(),
+        }
     }
 
     fn body(r: &WebResponse) -> &str {
@@ -216,8 +240,14 @@ mod tests {
             remote: "127.0.0.1".into(),
             origin: "https://staff.bank.example".into(),
         };
-        assert_eq!(serve(&post).status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            serve(&post, &caller()).status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
         post.method = Method::DELETE;
-        assert_eq!(serve(&post).status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            serve(&post, &caller()).status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
     }
 }
