@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use certgate::audit::Actor;
-use certgate::ca::{Authority, ClientProfile, ClientSubject, IssuancePolicy, KeyBackend, PlannedSerial, csr};
+use certgate::ca::{
+    Authority, ClientProfile, ClientSubject, IssuancePolicy, KeyBackend, PlannedSerial, csr,
+};
 use certgate::clock::{Clock, SystemClock};
 use certgate::config::Config;
 use certgate::hsm::{Hsm, HsmSettings};
