@@ -40,5 +40,5 @@ echo "== HSM tests on openCryptoki's soft token"
 # One retry: a single run of this pass once saw curl get no answer from a freshly started
 # gateway (lifecycle::est_sqlite, status 0); a retry that passes is reported as FLAKY.
 CERTGATE_TEST_TOKEN=opencryptoki cargo nextest run --locked --no-fail-fast --retries 1 \
-  --profile opencryptoki -E 'binary(softhsm) & (test(/^hsm::/) | test(/^keystore::/) | test(=lifecycle::est_sqlite) | test(=lifecycle::reissue_sqlite) | test(/^audit_anchor::/))'
+  --profile opencryptoki -E 'binary(softhsm) & (test(/^hsm::/) | test(/^keystore::/) | test(=lifecycle::est_sqlite) | test(=lifecycle::reissue_sqlite) | test(/^audit_anchor::/) | test(/^pss::/))'
 

@@ -8,14 +8,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use certgate::ca::{KeyAlgorithm, KeyBackend, SignError, verify_signature};
-use certgate::config::Secret;
+use certgate::config::{RsaSignature, Secret};
 use certgate::hsm::{Hsm, HsmError, HsmKey};
 
 use crate::support::token::{self, PIN, TestToken};
 
 fn open(label: &str, sessions: usize) -> Option<(TestToken, Hsm)> {
+    open_signing(label, sessions, RsaSignature::Pkcs1)
+}
+
+/// Like [`open`], with RSA keys signing as `rsa` says.
+fn open_signing(label: &str, sessions: usize, rsa: RsaSignature) -> Option<(TestToken, Hsm)> {
     let tok = token::create(label)?;
-    let hsm = Hsm::open(&tok.settings(sessions)).expect("open the token");
+    let mut settings = tok.settings(sessions);
+    settings.rsa_signature = rsa;
+    let hsm = Hsm::open(&settings).expect("open the token");
     Some((tok, hsm))
 }
 
@@ -55,8 +62,21 @@ fn openssl_verifies(
         KeyAlgorithm::EcP384 => "-sha384",
         _ => "-sha256",
     };
+    // PSS with the parameters certgate writes: MGF1 takes the digest's hash by default.
+    let pss: &[&str] = if algorithm.is_pss() {
+        &[
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:32",
+        ]
+    } else {
+        &[]
+    };
     let out = Command::new("openssl")
-        .args(["dgst", digest, "-keyform", "DER", "-verify"])
+        .args(["dgst", digest])
+        .args(pss)
+        .args(["-keyform", "DER", "-verify"])
         .arg(&pk)
         .arg("-signature")
         .arg(&sig)
@@ -75,7 +95,12 @@ fn generate_sign_verify(algorithm: KeyAlgorithm) {
     if !token::supports(algorithm) {
         return;
     }
-    let Some((tok, hsm)) = open("gen", 2) else {
+    let rsa = if algorithm.is_pss() {
+        RsaSignature::Pss
+    } else {
+        RsaSignature::Pkcs1
+    };
+    let Some((tok, hsm)) = open_signing("gen", 2, rsa) else {
         return;
     };
     let key = hsm.generate_key("ca-key", algorithm).expect("generate");
@@ -106,6 +131,69 @@ fn rsa_2048_key_generates_and_signs() {
 #[test]
 fn rsa_3072_key_generates_and_signs() {
     generate_sign_verify(KeyAlgorithm::Rsa3072);
+}
+
+#[test]
+fn rsa_2048_pss_key_generates_and_signs() {
+    generate_sign_verify(KeyAlgorithm::Rsa2048Pss);
+}
+
+#[test]
+fn rsa_3072_pss_key_generates_and_signs() {
+    generate_sign_verify(KeyAlgorithm::Rsa3072Pss);
+}
+
+/// The padding is the setting's, not the key's: the same RSA key opens as PKCS#1 v1.5 or
+/// PSS, and each signature verifies only as what it is. A PSS key is not generated where
+/// the setting says PKCS#1.
+#[test]
+fn an_rsa_key_signs_with_the_configured_padding() {
+    let Some((tok, pss)) = open_signing("padding", 1, RsaSignature::Pss) else {
+        return;
+    };
+    let key = pss
+        .generate_key("ca-key", KeyAlgorithm::Rsa2048Pss)
+        .expect("generate");
+    assert_eq!(key.algorithm(), KeyAlgorithm::Rsa2048Pss);
+    let signature = key.sign(b"padding").expect("sign");
+    verify_signature(
+        KeyAlgorithm::Rsa2048Pss,
+        key.public_key_der(),
+        b"padding",
+        &signature,
+    )
+    .expect("a PSS signature");
+    assert!(
+        verify_signature(
+            KeyAlgorithm::Rsa2048,
+            key.public_key_der(),
+            b"padding",
+            &signature
+        )
+        .is_err()
+    );
+    // A token without CKM_SHA256_RSA_PKCS_PSS: CKM_RSA_PKCS_PSS over certgate's hash, the
+    // same signature scheme (checked by OpenSSL too).
+    key.hash_rsa_in_software_for_tests();
+    sign_and_verify(&tok, &key, KeyAlgorithm::Rsa2048Pss);
+    drop((key, pss));
+    let mut settings = tok.settings(1);
+    settings.rsa_signature = RsaSignature::Pkcs1;
+    let pkcs1 = Hsm::open(&settings).expect("open again");
+    let key = pkcs1.key("ca-key").expect("the same key");
+    assert_eq!(key.algorithm(), KeyAlgorithm::Rsa2048);
+    let signature = key.sign(b"padding").expect("sign");
+    verify_signature(
+        KeyAlgorithm::Rsa2048,
+        key.public_key_der(),
+        b"padding",
+        &signature,
+    )
+    .expect("a PKCS#1 v1.5 signature");
+    let refused = pkcs1
+        .generate_key("other", KeyAlgorithm::Rsa3072Pss)
+        .unwrap_err();
+    assert!(refused.to_string().contains("rsa_signature"), "{refused}");
 }
 
 #[test]
@@ -538,6 +626,7 @@ fn setup_token_script_creates_a_usable_token_without_printing_the_pin() {
         sessions: 1,
         keepalive_secs: 0,
         ecdsa_mechanism: certgate::config::EcdsaMechanism::Auto,
+        rsa_signature: certgate::config::RsaSignature::Pkcs1,
     })
     .expect("the script's token opens with its PIN");
     let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
@@ -585,15 +674,25 @@ fn token_information_is_read_whatever_the_token_puts_in_it() {
     assert!(t.flags.iter().any(|f| f == "TOKEN_INITIALIZED"), "{t:?}");
     assert!(!t.algorithms.is_empty());
     // Neither token offers CKM_ECDSA_SHA256/384 (`pkcs11-tool -M`): EC keys would sign with
-    // raw CKM_ECDSA over a hash computed by certgate; RSA has no such choice.
+    // raw CKM_ECDSA over a hash computed by certgate. Both offer CKM_SHA256_RSA_PKCS_PSS;
+    // only SoftHSM2 offers CKM_SHA256_RSA_PKCS.
+    let ock = tok.kind == token::Kind::OpenCryptoki;
     for a in &t.algorithms {
         let want = match a.algorithm {
-            KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384 => {
-                Some("CKM_ECDSA (hash computed in software)")
+            KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384 => "CKM_ECDSA (hash computed in software)",
+            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 if ock => {
+                "CKM_RSA_PKCS (hash computed in software)"
             }
-            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => None,
+            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => {
+                "CKM_SHA256_RSA_PKCS (the token hashes)"
+            }
+            KeyAlgorithm::Rsa2048Pss | KeyAlgorithm::Rsa3072Pss => {
+                "CKM_SHA256_RSA_PKCS_PSS (the token hashes)"
+            }
         };
-        assert_eq!(a.signing.as_deref(), want, "{a:?}");
+        assert_eq!(a.signing.as_deref(), Some(want), "{a:?}");
+        // openCryptoki's soft token has no EC mechanisms at all.
+        assert_eq!(a.usable, a.algorithm.is_rsa() || !ock, "{a:?}");
     }
     match tok.kind {
         token::Kind::OpenCryptoki => {

@@ -21,6 +21,7 @@ mod lifecycle;
 mod limits;
 mod notices;
 mod ops;
+mod pss;
 mod request_ids;
 mod signatures;
 mod staff_browser;

@@ -144,7 +144,11 @@ fn hsm_info_shows_the_ecdsa_mechanism_and_hashing_without_the_token_refuses_to_s
     );
     assert_eq!(
         algorithm_info(&json, "rsa-2048")["signing"],
-        serde_json::Value::Null
+        "CKM_SHA256_RSA_PKCS (the token hashes)"
+    );
+    assert_eq!(
+        algorithm_info(&json, "rsa-3072-pss")["signing"],
+        "CKM_SHA256_RSA_PKCS_PSS (the token hashes)"
     );
 
     // "hashing" on this token: hsm info says why EC cannot sign, and init stops before it

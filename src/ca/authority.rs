@@ -155,8 +155,8 @@ impl Authority {
         let cert = params
             .signed_by(&public_key, &self.issuer)
             .map_err(CaError::Rcgen)?;
+        let der = super::pss::finish_certificate(cert.der().to_vec(), self.key.as_ref())?;
         self.tally.count(SignatureKind::Client);
-        let der = cert.der().to_vec();
         Ok(IssuedCert {
             serial: serial_hex,
             sha256: sha256_hex(&der),
@@ -199,8 +199,8 @@ impl Authority {
         let cert = params
             .signed_by(&public_key, &self.issuer)
             .map_err(CaError::Rcgen)?;
+        let der = super::pss::finish_certificate(cert.der().to_vec(), self.key.as_ref())?;
         self.tally.count(SignatureKind::Server);
-        let der = cert.der().to_vec();
         Ok(IssuedCert {
             serial: serial_hex,
             sha256: sha256_hex(&der),
@@ -224,7 +224,7 @@ pub fn self_signed_ca(
     let params = profile::ca_params(key.public_key_der(), dn, now, validity_days, serial)?;
     let signer = RcgenKey(key.clone());
     let cert = params.self_signed(&signer).map_err(CaError::Rcgen)?;
-    let der = cert.der().to_vec();
+    let der = super::pss::finish_certificate(cert.der().to_vec(), key.as_ref())?;
     check_key_matches(&der, key.as_ref())?;
     Ok(der)
 }

@@ -389,7 +389,7 @@ impl Authority {
         }
         let ca = x509_cert::Certificate::from_der(self.ca_der())
             .map_err(|e| CaError::CaCert(e.to_string()))?;
-        let algorithm = super::ocsp::signature_algorithm(self.key().algorithm());
+        let algorithm = super::ocsp::signature_algorithm(self.key().algorithm())?;
         let tbs = TbsCertList {
             version: x509_cert::Version::V2,
             signature: algorithm.clone(),

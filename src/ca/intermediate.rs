@@ -61,9 +61,10 @@ pub fn request_pem(key: Arc<dyn KeyBackend>, subject: &CaName) -> Result<String,
         KeyUsagePurpose::CrlSign,
     ];
     let csr = params
-        .serialize_request(&RcgenKey(key))
+        .serialize_request(&RcgenKey(key.clone()))
         .map_err(CaError::Rcgen)?;
-    csr.pem().map_err(CaError::Rcgen)
+    let der = super::pss::finish_request(csr.der().to_vec(), key.as_ref())?;
+    Ok(super::pem::encode("CERTIFICATE REQUEST", &der))
 }
 
 /// Every certificate in a PEM text, DER, in order.

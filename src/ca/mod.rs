@@ -19,6 +19,7 @@ pub mod pem;
 pub mod pkcs7;
 pub mod policy;
 pub mod profile;
+pub mod pss;
 mod revocation;
 pub mod rollover;
 pub mod server_name;

@@ -206,7 +206,7 @@ impl OcspIssuer {
         self.tally.count(SignatureKind::Ocsp);
         let basic = BasicOcspResponse {
             tbs_response_data: tbs,
-            signature_algorithm: signature_algorithm(self.key.algorithm()),
+            signature_algorithm: signature_algorithm(self.key.algorithm())?,
             signature: BitString::from_bytes(&signature).map_err(der_err)?,
             certs: None,
         };
@@ -256,11 +256,12 @@ fn gen_time(t: UnixTime) -> Result<OcspGeneralizedTime, CaError> {
     Ok(OcspGeneralizedTime(GeneralizedTime::from_date_time(dt)))
 }
 
-pub(super) fn signature_algorithm(alg: KeyAlgorithm) -> AlgorithmIdentifierOwned {
+/// The AlgorithmIdentifier of a signature by a key of `alg`.
+pub(super) fn signature_algorithm(alg: KeyAlgorithm) -> Result<AlgorithmIdentifierOwned, CaError> {
     use const_oid::db::rfc5912::{
         ECDSA_WITH_SHA_256, ECDSA_WITH_SHA_384, SHA_256_WITH_RSA_ENCRYPTION,
     };
-    match alg {
+    Ok(match alg {
         KeyAlgorithm::EcP256 => AlgorithmIdentifierOwned {
             oid: ECDSA_WITH_SHA_256,
             parameters: None,
@@ -273,7 +274,8 @@ pub(super) fn signature_algorithm(alg: KeyAlgorithm) -> AlgorithmIdentifierOwned
             oid: SHA_256_WITH_RSA_ENCRYPTION,
             parameters: Some(der::asn1::Any::from(Null)),
         },
-    }
+        KeyAlgorithm::Rsa2048Pss | KeyAlgorithm::Rsa3072Pss => super::pss::algorithm_identifier()?,
+    })
 }
 
 fn der_err(e: der::Error) -> CaError {

@@ -166,6 +166,31 @@ pub struct HsmConfig {
     /// How EC keys sign: with the token's hashing mechanism or with raw `CKM_ECDSA`.
     #[serde(default)]
     pub ecdsa_mechanism: EcdsaMechanism,
+    /// How RSA keys sign: PKCS#1 v1.5 or RSASSA-PSS. Applies to every RSA CA key opened.
+    #[serde(default)]
+    pub rsa_signature: RsaSignature,
+}
+
+/// `[hsm] rsa_signature`: the signature scheme of RSA keys. The key is the same either way
+/// (an ordinary RSA key, `rsaEncryption` in its certificate); only the signatures differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RsaSignature {
+    /// PKCS#1 v1.5 with SHA-256 (`sha256WithRSAEncryption`).
+    #[default]
+    Pkcs1,
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt (`id-RSASSA-PSS`).
+    Pss,
+}
+
+impl RsaSignature {
+    /// The configuration's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pkcs1 => "pkcs1",
+            Self::Pss => "pss",
+        }
+    }
 }
 
 /// `[hsm] ecdsa_mechanism`: which ECDSA mechanism signs.
@@ -532,6 +557,14 @@ impl Config {
         }
         if self.hsm.sessions == 0 || self.hsm.sessions > 64 {
             return invalid("[hsm] sessions must be between 1 and 64".into());
+        }
+        if self.hsm.key_algorithm.is_pss() {
+            return invalid(format!(
+                "[hsm] key_algorithm = \"{}\": the key itself is an ordinary RSA key; write \
+                 key_algorithm = \"{}\" and rsa_signature = \"pss\"",
+                self.hsm.key_algorithm,
+                self.hsm.key_algorithm.key_type()
+            ));
         }
         if self.hsm.keepalive_secs > 3600 {
             return invalid("[hsm] keepalive_secs must be between 0 (off) and 3600".into());

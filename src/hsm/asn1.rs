@@ -48,7 +48,10 @@ fn named_curve(algorithm: KeyAlgorithm) -> Option<ObjectIdentifier> {
     match algorithm {
         KeyAlgorithm::EcP256 => Some(SECP_256_R_1),
         KeyAlgorithm::EcP384 => Some(SECP_384_R_1),
-        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => None,
+        KeyAlgorithm::Rsa2048
+        | KeyAlgorithm::Rsa3072
+        | KeyAlgorithm::Rsa2048Pss
+        | KeyAlgorithm::Rsa3072Pss => None,
     }
 }
 

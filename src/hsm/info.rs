@@ -82,8 +82,8 @@ pub struct AlgorithmSupport {
     pub mechanisms: Vec<MechanismSupport>,
     /// True when every mechanism needed is present and allows the key size.
     pub usable: bool,
-    /// EC keys: the mechanism a key of this algorithm signs with on this token under
-    /// `[hsm] ecdsa_mechanism`, or why none can (`None` for RSA).
+    /// The mechanism a key of this algorithm signs with on this token (EC: under `[hsm]
+    /// ecdsa_mechanism`), or why none can.
     pub signing: Option<String>,
 }
 
@@ -116,17 +116,47 @@ fn needs(algorithm: KeyAlgorithm) -> ([(MechanismType, &'static str); 2], u64) {
                 384
             },
         ),
-        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => (
+        KeyAlgorithm::Rsa2048
+        | KeyAlgorithm::Rsa3072
+        | KeyAlgorithm::Rsa2048Pss
+        | KeyAlgorithm::Rsa3072Pss => (
             [
                 (MechanismType::RSA_PKCS_KEY_PAIR_GEN, "generate the key"),
-                (MechanismType::SHA256_RSA_PKCS, "sign"),
+                (rsa_hashing_mechanism(algorithm), "sign"),
             ],
-            if algorithm == KeyAlgorithm::Rsa2048 {
+            if algorithm.key_type() == KeyAlgorithm::Rsa2048 {
                 2048
             } else {
                 3072
             },
         ),
+    }
+}
+
+/// The RSA mechanism that hashes on the token, tried first by the signer.
+fn rsa_hashing_mechanism(algorithm: KeyAlgorithm) -> MechanismType {
+    if algorithm.is_pss() {
+        MechanismType::SHA256_RSA_PKCS_PSS
+    } else {
+        MechanismType::SHA256_RSA_PKCS
+    }
+}
+
+/// The signer's fallback when the token lacks `hashing`: the raw mechanism over a hash
+/// computed in software (openCryptoki's soft token has no `CKM_SHA256_RSA_PKCS`).
+fn rsa_fallback(hashing: MechanismType) -> Option<(MechanismType, &'static str)> {
+    if hashing == MechanismType::SHA256_RSA_PKCS {
+        Some((
+            MechanismType::RSA_PKCS,
+            "sign (hash and DigestInfo computed in software)",
+        ))
+    } else if hashing == MechanismType::SHA256_RSA_PKCS_PSS {
+        Some((
+            MechanismType::RSA_PKCS_PSS,
+            "sign (hash computed in software)",
+        ))
+    } else {
+        None
     }
 }
 
@@ -310,9 +340,11 @@ fn algorithms(
             // error for every vendor mechanism of a list it does not know.
             let mut info = mechanism_info(p, slot, mech)?;
             // The signer's fallback when the token cannot hash for RSA (openCryptoki).
-            if info.is_none() && mech == MechanismType::SHA256_RSA_PKCS {
-                mech = MechanismType::RSA_PKCS;
-                purpose = "sign (hash and DigestInfo computed in software)";
+            if info.is_none()
+                && let Some((raw, why)) = rsa_fallback(mech)
+            {
+                mech = raw;
+                purpose = why;
                 info = mechanism_info(p, slot, mech)?;
             }
             let present = info.is_some();
@@ -343,7 +375,14 @@ fn algorithms(
         let mut usable = mechanisms.iter().all(|m| m.fits);
         // EC: the same decision the signer makes when it opens a key of this algorithm.
         let signing = match mechanism::hashing_mechanism(algorithm) {
-            None => None,
+            // RSA: the mechanism chosen above, the token's hashing one if present.
+            None => mechanisms.get(1).map(|m| {
+                if m.name == rsa_hashing_mechanism(algorithm).to_string() {
+                    format!("{} (the token hashes)", m.name)
+                } else {
+                    format!("{} (hash computed in software)", m.name)
+                }
+            }),
             Some(hashing) => {
                 let offered = ecdsa != EcdsaMechanism::Raw
                     && mechanism_info(p, slot, hashing)?.is_some_and(|mi| mi.sign());

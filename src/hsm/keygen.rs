@@ -91,8 +91,12 @@ fn templates(
             public.push(Attribute::EcParams(params));
             Mechanism::EccKeyPairGen
         }
-        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => {
-            let bits: u64 = if algorithm == KeyAlgorithm::Rsa2048 {
+        // The padding is not the key's: a PSS key is generated like any RSA key.
+        KeyAlgorithm::Rsa2048
+        | KeyAlgorithm::Rsa3072
+        | KeyAlgorithm::Rsa2048Pss
+        | KeyAlgorithm::Rsa3072Pss => {
+            let bits: u64 = if algorithm.key_type() == KeyAlgorithm::Rsa2048 {
                 2048
             } else {
                 3072

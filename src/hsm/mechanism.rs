@@ -24,7 +24,10 @@ pub(crate) fn hashing_mechanism(algorithm: KeyAlgorithm) -> Option<MechanismType
     match algorithm {
         KeyAlgorithm::EcP256 => Some(MechanismType::ECDSA_SHA256),
         KeyAlgorithm::EcP384 => Some(MechanismType::ECDSA_SHA384),
-        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => None,
+        KeyAlgorithm::Rsa2048
+        | KeyAlgorithm::Rsa3072
+        | KeyAlgorithm::Rsa2048Pss
+        | KeyAlgorithm::Rsa3072Pss => None,
     }
 }
 

@@ -36,7 +36,7 @@ pub use store::{Pkcs11KeyStore, open_key_store};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::{EcdsaMechanism, Secret};
+use crate::config::{EcdsaMechanism, RsaSignature, Secret};
 use crate::keys::{KeyAlgorithm, KeyBackend, SignError};
 
 use context::Context;
@@ -62,6 +62,8 @@ pub struct HsmSettings {
     pub keepalive_secs: u64,
     /// Which ECDSA mechanism EC keys sign with.
     pub ecdsa_mechanism: EcdsaMechanism,
+    /// Which signature scheme RSA keys sign with (PKCS#1 v1.5 or PSS).
+    pub rsa_signature: RsaSignature,
 }
 
 /// An open PKCS#11 module with a logged-in session pool on one token.
@@ -75,6 +77,7 @@ struct HsmInner {
     module: PathBuf,
     pool: Pool,
     ecdsa_mechanism: EcdsaMechanism,
+    rsa_signature: RsaSignature,
     /// Dropped with the last handle, which stops the keep-alive thread.
     _keepalive: Option<keepalive::Stop>,
 }
@@ -102,6 +105,7 @@ impl Hsm {
             module: settings.module.clone(),
             pool,
             ecdsa_mechanism: settings.ecdsa_mechanism,
+            rsa_signature: settings.rsa_signature,
             _keepalive: keepalive::start(settings.keepalive_secs, weak.clone()),
         });
         Ok(Self { inner })
@@ -148,6 +152,14 @@ impl Hsm {
                 label: label.to_owned(),
                 reason: "unknown algorithm".into(),
             })?;
+        // The token knows the key type only; how an RSA key signs is the configuration's.
+        let algorithm = match self.inner.rsa_signature {
+            RsaSignature::Pss => algorithm.with_pss(),
+            RsaSignature::Pkcs1 => algorithm,
+        };
+        if algorithm.is_rsa() {
+            tracing::info!(label, algorithm = %algorithm, "RSA key signs as");
+        }
         let ecdsa = self.ecdsa_signing(label, algorithm)?;
         if mechanism::hashing_mechanism(algorithm).is_some() {
             tracing::info!(label, setting = self.inner.ecdsa_mechanism.as_str(),
@@ -209,8 +221,20 @@ impl Hsm {
         algorithm: KeyAlgorithm,
         id: Option<&[u8]>,
     ) -> Result<HsmKey, HsmError> {
-        // A key that could not sign under `[hsm] ecdsa_mechanism` is not made at all.
+        // A key that could not sign under `[hsm] ecdsa_mechanism` is not made at all, nor
+        // one asking for a padding `[hsm] rsa_signature` would not give it.
         self.ecdsa_signing(label, algorithm)?;
+        let pss_configured = self.inner.rsa_signature == RsaSignature::Pss;
+        if algorithm.is_pss() && !pss_configured {
+            return Err(HsmError::UnsupportedKey {
+                label: label.to_owned(),
+                reason: format!(
+                    "{algorithm} asks for RSASSA-PSS, but [hsm] rsa_signature = \"pkcs1\" \
+                     (set rsa_signature = \"pss\" and key_algorithm = \"{}\")",
+                    algorithm.key_type()
+                ),
+            });
+        }
         self.inner
             .pool
             .with_rw_session(|session| keygen::generate(session, label, algorithm, id))?;
@@ -318,6 +342,13 @@ impl HsmKey {
     /// The key's `CKA_ID`, hex.
     pub fn id_hex(&self) -> String {
         hex::encode(&self.inner.signer.id)
+    }
+
+    /// Test support: RSA signs with `CKM_RSA_PKCS` / `CKM_RSA_PKCS_PSS` over a hash computed
+    /// in software from now on, the path of a token without the hashing mechanism.
+    #[doc(hidden)]
+    pub fn hash_rsa_in_software_for_tests(&self) {
+        self.inner.signer.hash_rsa_in_software();
     }
 
     fn sign_checked(&self, message: &[u8]) -> Result<Vec<u8>, SignFailure> {

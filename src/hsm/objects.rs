@@ -260,7 +260,10 @@ pub(crate) fn public_key_der(
             asn1::ec_spki(&params, point)
                 .map_err(|e| unsupported(format!("its public key cannot be encoded: {e}")))
         }
-        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => {
+        KeyAlgorithm::Rsa2048
+        | KeyAlgorithm::Rsa3072
+        | KeyAlgorithm::Rsa2048Pss
+        | KeyAlgorithm::Rsa3072Pss => {
             let (modulus, exponent) = match public {
                 Some(handle) => {
                     let attrs = call(
@@ -301,7 +304,10 @@ fn uncompressed_point(value: &[u8], algorithm: KeyAlgorithm) -> Option<&[u8]> {
     let len = match algorithm {
         KeyAlgorithm::EcP256 => 65,
         KeyAlgorithm::EcP384 => 97,
-        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => return None,
+        KeyAlgorithm::Rsa2048
+        | KeyAlgorithm::Rsa3072
+        | KeyAlgorithm::Rsa2048Pss
+        | KeyAlgorithm::Rsa3072Pss => return None,
     };
     let point = if value.len() == len {
         value

@@ -1,6 +1,7 @@
 //! Signing with a token key: hashing where the token cannot (SoftHSM lacks
 //! `CKM_ECDSA_SHA256`, openCryptoki's soft token `CKM_SHA256_RSA_PKCS`; for EC keys the
-//! choice is made once, see `mechanism`), the mechanism per algorithm, raw `r‖s` to DER, and the software check
+//! choice is made once, see `mechanism`), the mechanism per algorithm (RSA: PKCS#1 v1.5 or
+//! PSS with SHA-256, MGF1-SHA-256, 32-byte salt), raw `r‖s` to DER, and the software check
 //! of every signature before it leaves (SoftHSMv2#901): a bad one is retried once, then
 //! refused.
 //!
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
 use cryptoki::error::RvError;
-use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::ObjectHandle;
 
 use super::HsmError;
@@ -57,11 +59,21 @@ pub(crate) struct Signer {
     handle: Mutex<Option<(u64, ObjectHandle)>>,
     /// When the library was last re-initialised because the key was missing.
     last_reinit: Mutex<Option<Instant>>,
-    /// Set when the token refused `CKM_SHA256_RSA_PKCS`: RSA hashes in software from then on.
+    /// Set when the token refused `CKM_SHA256_RSA_PKCS` (or `CKM_SHA256_RSA_PKCS_PSS` for a
+    /// PSS key): RSA hashes in software from then on.
     rsa_hash_in_software: AtomicBool,
     /// How an EC key signs (ignored for RSA).
     ecdsa: EcdsaSigning,
 }
+
+/// RSASSA-PSS as certgate writes it into every signed object: SHA-256, MGF1 with SHA-256,
+/// a salt as long as the hash (RFC 4055 §3.1; `ca::pss` writes the matching
+/// AlgorithmIdentifier, and aws-lc-rs checks with the same three).
+const PSS_SHA256: PkcsPssParams = PkcsPssParams {
+    hash_alg: MechanismType::SHA256,
+    mgf: PkcsMgfType::MGF1_SHA256,
+    s_len: cryptoki::types::Ulong::new(32),
+};
 
 /// Shortest time between two re-initialisations because the key went missing.
 const MISSING_KEY_REINIT_EVERY: Duration = Duration::from_secs(5);
@@ -85,6 +97,12 @@ impl Signer {
             rsa_hash_in_software: AtomicBool::new(false),
             ecdsa,
         }
+    }
+
+    /// Test support: RSA hashes in software from now on, as after the token refused its
+    /// hashing mechanism (both test tokens offer `CKM_SHA256_RSA_PKCS_PSS`).
+    pub(crate) fn hash_rsa_in_software(&self) {
+        self.rsa_hash_in_software.store(true, Ordering::Relaxed);
     }
 
     /// Signs `message` and checks the signature in software; retries once on a bad one.
@@ -148,6 +166,12 @@ impl Signer {
                     Cow::Owned(digest::digest(&digest::SHA384, message).as_ref().to_vec()),
                     Some(96),
                 ),
+                // Used only once the token has refused CKM_SHA256_RSA_PKCS_PSS (see below).
+                KeyAlgorithm::Rsa2048Pss | KeyAlgorithm::Rsa3072Pss => (
+                    Mechanism::RsaPkcsPss(PSS_SHA256),
+                    Cow::Owned(digest::digest(&digest::SHA256, message).as_ref().to_vec()),
+                    None,
+                ),
                 // Used only once the token has refused CKM_SHA256_RSA_PKCS (see below).
                 KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => (
                     Mechanism::RsaPkcs,
@@ -161,24 +185,25 @@ impl Signer {
                     None,
                 ),
             };
-        let is_rsa = matches!(
-            self.algorithm,
-            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072
-        );
+        let is_rsa = self.algorithm.is_rsa();
+        let hashing_rsa = if self.algorithm.is_pss() {
+            Mechanism::Sha256RsaPkcsPss(PSS_SHA256)
+        } else {
+            Mechanism::Sha256RsaPkcs
+        };
         let once = |refind: bool| {
             pool.run(|session, attempt| {
                 let handle = self.handle(session, attempt.epoch, refind || attempt.retry)?;
-                // RSA: the token hashes when it offers CKM_SHA256_RSA_PKCS; openCryptoki's
-                // soft token does not, and then the DigestInfo is built here for CKM_RSA_PKCS
-                // (the same PKCS#1 v1.5 signature). Decided once, by the token's answer.
+                // RSA: the token hashes when it offers CKM_SHA256_RSA_PKCS (_PSS for a PSS
+                // key); openCryptoki's soft token lacks the PKCS#1 v1.5 one, and then the
+                // DigestInfo is built here for CKM_RSA_PKCS (the same signature); a token
+                // without the PSS one gets the hash for CKM_RSA_PKCS_PSS. Decided once, by
+                // the token's answer.
                 if is_rsa && !self.rsa_hash_in_software.load(Ordering::Relaxed) {
-                    match call(
-                        "C_Sign",
-                        session.sign(&Mechanism::Sha256RsaPkcs, handle, message),
-                    ) {
+                    match call("C_Sign", session.sign(&hashing_rsa, handle, message)) {
                         Err(e) if e.rv() == Some(RvError::MechanismInvalid) => {
-                            tracing::info!(label = %self.label,
-                                "the token has no CKM_SHA256_RSA_PKCS; hashing in software for CKM_RSA_PKCS");
+                            tracing::info!(label = %self.label, refused = %hashing_rsa.mechanism_type(),
+                                "the token refused its RSA hashing mechanism; hashing in software");
                             self.rsa_hash_in_software.store(true, Ordering::Relaxed);
                         }
                         other => return Ok(other?),

@@ -54,6 +54,7 @@ impl HsmSettings {
             sessions: cfg.hsm.sessions,
             keepalive_secs: cfg.hsm.keepalive_secs,
             ecdsa_mechanism: cfg.hsm.ecdsa_mechanism,
+            rsa_signature: cfg.hsm.rsa_signature,
         })
     }
 }

@@ -79,6 +79,7 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
         sessions: cfg.hsm.sessions,
         keepalive_secs: cfg.hsm.keepalive_secs,
         ecdsa_mechanism: cfg.hsm.ecdsa_mechanism,
+        rsa_signature: cfg.hsm.rsa_signature,
     };
     let hsm = tokio::task::spawn_blocking(move || Hsm::open(&settings)).await??;
     let ca = store
