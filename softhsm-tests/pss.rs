@@ -137,6 +137,22 @@ fn a_pss_ca_signs_everything_with_pss_and_clients_accept_it() {
     assert!(ocsp.contains(": good"), "{ocsp}");
     assert_pss("OCSP response", &ocsp, 1);
 
+    // The PKCS#10 for an offline root (`ca csr`) is PSS-signed too.
+    let csr = fx.path("pss-ca.csr");
+    fx.ok(&[
+        "ca",
+        "csr",
+        "--key-label",
+        "certgate-ca",
+        "--out",
+        csr.to_str().unwrap(),
+    ]);
+    let csr_text = openssl(&["req", "-noout", "-text", "-verify", "-in"], &[&csr]);
+    // OpenSSL 3.0 exits 0 on a bad request signature: the text says which.
+    assert!(csr_text.contains("verify OK"), "{csr_text}");
+    assert!(!csr_text.contains("verify failure"), "{csr_text}");
+    assert_pss("CA request", &csr_text, 1);
+
     // An audit checkpoint signed by the CA key verifies.
     fx.ok(&["audit", "checkpoint"]);
     fx.ok(&["audit", "verify"]);

@@ -220,8 +220,45 @@ fn check_validity(
     Ok(())
 }
 
+/// The check for an RSASSA-PSS signature (a root or CA that signs like certgate's own PSS
+/// keys, see `ca::pss`): SHA-256/384/512 with MGF1 of the same hash and a salt as long as
+/// the hash, the combinations aws-lc-rs verifies. `None` for other algorithms.
+fn rsa_pss(
+    id: &x509_parser::x509::AlgorithmIdentifier<'_>,
+) -> Result<Option<&'static dyn aws_lc_rs::signature::VerificationAlgorithm>, String> {
+    use x509_parser::oid_registry::{
+        OID_NIST_HASH_SHA256, OID_NIST_HASH_SHA384, OID_NIST_HASH_SHA512, OID_PKCS1_RSASSAPSS,
+    };
+    use x509_parser::signature_algorithm::SignatureAlgorithm;
+    if id.algorithm != OID_PKCS1_RSASSAPSS {
+        return Ok(None);
+    }
+    let unsupported =
+        || "an RSASSA-PSS signature with parameters certgate does not check".to_owned();
+    let Ok(SignatureAlgorithm::RSASSA_PSS(params)) = SignatureAlgorithm::try_from(id) else {
+        return Err(unsupported());
+    };
+    let hash = params.hash_algorithm_oid();
+    let mgf = params.mask_gen_algorithm().map_err(|_| unsupported())?;
+    if mgf.hash != *hash || params.trailer_field() != 1 {
+        return Err(unsupported());
+    }
+    use aws_lc_rs::signature as s;
+    let alg: &'static dyn aws_lc_rs::signature::VerificationAlgorithm =
+        match (hash, params.salt_length()) {
+            (h, 32) if *h == OID_NIST_HASH_SHA256 => &s::RSA_PSS_2048_8192_SHA256,
+            (h, 48) if *h == OID_NIST_HASH_SHA384 => &s::RSA_PSS_2048_8192_SHA384,
+            (h, 64) if *h == OID_NIST_HASH_SHA512 => &s::RSA_PSS_2048_8192_SHA512,
+            _ => return Err(unsupported()),
+        };
+    Ok(Some(alg))
+}
+
 /// Whether `child`'s signature verifies with `parent`'s key and names `parent` as issuer.
-fn signed_by(child: &X509Certificate<'_>, parent: &X509Certificate<'_>) -> Result<(), String> {
+pub(super) fn signed_by(
+    child: &X509Certificate<'_>,
+    parent: &X509Certificate<'_>,
+) -> Result<(), String> {
     if child.issuer().as_raw() != parent.subject().as_raw() {
         return Err(format!(
             "its issuer is {}, not {}",
@@ -231,8 +268,11 @@ fn signed_by(child: &X509Certificate<'_>, parent: &X509Certificate<'_>) -> Resul
     }
     let spki = parent.public_key();
     let kind = csr::key_kind(spki).map_err(|e| e.to_string())?;
-    let alg = csr::verification_algorithm(&child.signature_algorithm.algorithm, kind)
-        .map_err(|e| e.to_string())?;
+    let alg = match rsa_pss(&child.signature_algorithm)? {
+        Some(pss) if matches!(kind, csr::ClientKeyKind::Rsa(_)) => pss,
+        _ => csr::verification_algorithm(&child.signature_algorithm.algorithm, kind)
+            .map_err(|e| e.to_string())?,
+    };
     aws_lc_rs::signature::UnparsedPublicKey::new(alg, spki.subject_public_key.data.as_ref())
         .verify(
             child.tbs_certificate.as_ref(),

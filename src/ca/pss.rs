@@ -186,6 +186,20 @@ mod tests {
         );
     }
 
+    /// `ca import` checks chains with the same code: a PSS-signed certificate verifies, and
+    /// one whose signature was changed does not.
+    #[test]
+    fn an_imported_chain_may_be_signed_with_pss() {
+        let der = self_signed(SoftRsa::new(crate::keys::KeyAlgorithm::Rsa2048Pss));
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        super::super::intermediate::signed_by(&cert, &cert).unwrap();
+        let mut bad = der.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let (_, cert) = x509_parser::parse_x509_certificate(&bad).unwrap();
+        assert!(super::super::intermediate::signed_by(&cert, &cert).is_err());
+    }
+
     #[test]
     fn a_pkcs1_key_leaves_rcgens_certificate_as_it_is() {
         let key = SoftRsa::new(crate::keys::KeyAlgorithm::Rsa2048);
