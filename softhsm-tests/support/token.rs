@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use certgate::config::{EcdsaMechanism, Secret};
+use certgate::config::{ContextLogin, EcdsaMechanism, Secret};
 use certgate::hsm::HsmSettings;
 use certgate::keys::KeyAlgorithm;
 
@@ -104,6 +104,8 @@ impl TestToken {
             sessions,
             keepalive_secs: 0,
             ecdsa_mechanism: EcdsaMechanism::Auto,
+            context_login: ContextLogin::Auto,
+            key_always_authenticate: false,
         }
     }
 

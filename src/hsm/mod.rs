@@ -15,6 +15,7 @@ mod asn1;
 mod attributes;
 mod ckr;
 mod context;
+mod context_login;
 mod data_objects;
 mod error;
 mod info;
@@ -31,12 +32,13 @@ mod token;
 pub use attributes::KeyAttributes;
 pub use error::HsmError;
 pub use info::{AlgorithmSupport, KeyUri, MechanismSupport, ModuleInfo, TokenInfo, inspect};
+pub use objects::ListedKey;
 pub use store::{Pkcs11KeyStore, open_key_store};
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::{EcdsaMechanism, Secret};
+use crate::config::{ContextLogin, EcdsaMechanism, Secret};
 use crate::keys::{KeyAlgorithm, KeyBackend, SignError};
 
 use context::Context;
@@ -62,6 +64,10 @@ pub struct HsmSettings {
     pub keepalive_secs: u64,
     /// Which ECDSA mechanism EC keys sign with.
     pub ecdsa_mechanism: EcdsaMechanism,
+    /// When a signature makes a context-specific login (`CKA_ALWAYS_AUTHENTICATE` keys).
+    pub context_login: ContextLogin,
+    /// Keys generated here get `CKA_ALWAYS_AUTHENTICATE`.
+    pub key_always_authenticate: bool,
 }
 
 /// An open PKCS#11 module with a logged-in session pool on one token.
@@ -75,6 +81,8 @@ struct HsmInner {
     module: PathBuf,
     pool: Pool,
     ecdsa_mechanism: EcdsaMechanism,
+    context_login: ContextLogin,
+    key_always_authenticate: bool,
     /// Dropped with the last handle, which stops the keep-alive thread.
     _keepalive: Option<keepalive::Stop>,
 }
@@ -102,6 +110,8 @@ impl Hsm {
             module: settings.module.clone(),
             pool,
             ecdsa_mechanism: settings.ecdsa_mechanism,
+            context_login: settings.context_login,
+            key_always_authenticate: settings.key_always_authenticate,
             _keepalive: keepalive::start(settings.keepalive_secs, weak.clone()),
         });
         Ok(Self { inner })
@@ -153,6 +163,18 @@ impl Hsm {
             tracing::info!(label, setting = self.inner.ecdsa_mechanism.as_str(),
                 mechanism = %mechanism::describe(algorithm, ecdsa), "EC key signs with");
         }
+        let login = context_login::KeyLogin {
+            setting: self.inner.context_login,
+            attribute: key.attributes.always_authenticate,
+        };
+        if login.per_signature() {
+            tracing::info!(
+                label,
+                always_authenticate = login.attribute,
+                setting = login.setting.as_str(),
+                "the key signs after a context-specific login, one per signature"
+            );
+        }
         let hsm_key = HsmKey {
             inner: Arc::new(KeyInner {
                 hsm: self.clone(),
@@ -163,6 +185,7 @@ impl Hsm {
                     spki,
                     (epoch, key.handle),
                     ecdsa,
+                    login,
                 ),
             }),
         };
@@ -197,7 +220,8 @@ impl Hsm {
     }
 
     /// Generates a key pair inside the token: token object, private, sensitive, never
-    /// extractable, no decrypt/unwrap/derive. Refuses (`KeyExists`) when the label is taken.
+    /// extractable, no decrypt/unwrap/derive; with `CKA_ALWAYS_AUTHENTICATE` when the
+    /// settings say `key_always_authenticate`. Refuses (`KeyExists`) when the label is taken.
     pub fn generate_key(&self, label: &str, algorithm: KeyAlgorithm) -> Result<HsmKey, HsmError> {
         self.generate_key_with_id(label, algorithm, None)
     }
@@ -211,9 +235,10 @@ impl Hsm {
     ) -> Result<HsmKey, HsmError> {
         // A key that could not sign under `[hsm] ecdsa_mechanism` is not made at all.
         self.ecdsa_signing(label, algorithm)?;
-        self.inner
-            .pool
-            .with_rw_session(|session| keygen::generate(session, label, algorithm, id))?;
+        let always_authenticate = self.inner.key_always_authenticate;
+        self.inner.pool.with_rw_session(|session| {
+            keygen::generate(session, label, algorithm, id, always_authenticate)
+        })?;
         self.key_with_id(label, id)
     }
 
@@ -232,8 +257,9 @@ impl Hsm {
             .with_rw_session(|session| data_objects::write(session, label, value))
     }
 
-    /// Every private key on the token: its label and `CKA_ID`, for `hsm info`.
-    pub fn private_keys(&self) -> Result<Vec<(String, Vec<u8>)>, HsmError> {
+    /// Every private key on the token: its label, `CKA_ID` and `CKA_ALWAYS_AUTHENTICATE`, for
+    /// `hsm info`.
+    pub fn private_keys(&self) -> Result<Vec<ListedKey>, HsmError> {
         self.inner
             .pool
             .run(|session, _| objects::list_private_keys(session))
@@ -264,6 +290,11 @@ impl Hsm {
             .run(|session, _| pool::touch(session).map_err(OpError::Call))
     }
 
+    /// `[hsm] context_login` as this HSM was opened with it.
+    pub fn context_login(&self) -> ContextLogin {
+        self.inner.context_login
+    }
+
     /// The module path this HSM was opened with.
     pub fn module(&self) -> &std::path::Path {
         &self.inner.module
@@ -279,6 +310,12 @@ impl Hsm {
     #[doc(hidden)]
     pub fn sessions_opened_for_tests(&self) -> u64 {
         self.inner.pool.counts().1
+    }
+
+    /// Test support: how many context-specific logins (`CKU_CONTEXT_SPECIFIC`) were made.
+    #[doc(hidden)]
+    pub fn context_logins_for_tests(&self) -> u64 {
+        self.inner.pool.context_logins()
     }
 
     /// Test support: touches the idle sessions now, as the keep-alive thread does; returns
