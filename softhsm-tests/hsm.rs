@@ -888,5 +888,34 @@ fn the_ca_signs_certificates_crls_and_ocsp_with_a_key_that_wants_a_login_per_sig
     let err = fx.fails(&["issue", "authorize", "alice"]);
     assert!(err.contains("CKA_ALWAYS_AUTHENTICATE"), "{err}");
     assert!(err.contains("context_login = \"never\""), "{err}");
+
+    // `hsm keygen --always-authenticate`: refused under "never", and under the default
+    // ("auto") a key with the attribute, which signs (keygen opens it); without the flag none.
+    let extra = [
+        "hsm",
+        "keygen",
+        "--label",
+        "extra",
+        "--algorithm",
+        "ec-p256",
+        "--always-authenticate",
+    ];
+    let err = fx.fails(&extra);
+    assert!(err.contains("context_login = \"never\" turns off"), "{err}");
+    let text = std::fs::read_to_string(&fx.config)
+        .unwrap()
+        .replace("context_login = \"never\"", "");
+    std::fs::write(&fx.config, text).unwrap();
+    let out = fx.ok(&extra);
+    assert!(out.contains("always_authenticate=true"), "{out}");
+    let out = fx.ok(&[
+        "hsm",
+        "keygen",
+        "--label",
+        "plain",
+        "--algorithm",
+        "ec-p256",
+    ]);
+    assert!(out.contains("always_authenticate=false"), "{out}");
     assert!(!fx.transcript().contains(fx.pin), "the PIN was printed");
 }

@@ -244,7 +244,7 @@ impl ModuleInfo {
                     )?,
                     (true, false) => writeln!(
                         out,
-                        "      CKA_ALWAYS_AUTHENTICATE, but [hsm] context_login = \"never\": cannot sign"
+                        "      CKA_ALWAYS_AUTHENTICATE, no context-specific login ([hsm] context_login = \"never\")"
                     )?,
                     (false, true) => writeln!(
                         out,
