@@ -919,3 +919,57 @@ fn the_ca_signs_certificates_crls_and_ocsp_with_a_key_that_wants_a_login_per_sig
     assert!(out.contains("always_authenticate=false"), "{out}");
     assert!(!fx.transcript().contains(fx.pin), "the PIN was printed");
 }
+
+#[test]
+fn a_refused_context_login_pin_is_not_tried_again() {
+    if !honours_always_authenticate() {
+        return;
+    }
+    let Some(tok) = token::create("ctxpin") else {
+        return;
+    };
+    let hsm = Hsm::open(&context_settings(&tok, ContextLogin::Auto, true)).expect("open");
+    let key = hsm.generate_key("ca-key", token::algorithm()).unwrap();
+    key.sign(b"with the right PIN").unwrap();
+    // The user PIN changes underneath (C_SetPIN in this process: SoftHSM2 keeps the PIN of
+    // a process in memory): the sessions stay logged in, but the context-specific login
+    // with certgate's PIN is refused.
+    change_user_pin(&tok, "4321test");
+    let before = hsm.context_logins_for_tests();
+    match key.sign(b"after the change") {
+        Err(SignError::Unusable(reason)) => assert!(reason.contains("refused the PIN"), "{reason}"),
+        other => panic!("expected the PIN refused, got {other:?}"),
+    }
+    assert_eq!(hsm.context_logins_for_tests(), before + 1);
+    // Latched: later signatures fail at once, without another login.
+    for _ in 0..3 {
+        assert!(matches!(key.sign(b"again"), Err(SignError::Unusable(_))));
+    }
+    assert_eq!(hsm.context_logins_for_tests(), before + 1);
+}
+
+/// `C_SetPIN` from the test's PIN to `new` on `tok`, through a second cryptoki handle on the
+/// module certgate has initialised in this process (no `C_Finalize`: cryptoki's `Pkcs11`
+/// does not finalise when dropped).
+fn change_user_pin(tok: &TestToken, new: &str) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::types::AuthPin;
+
+    let p = Pkcs11::new(token::module()).expect("load module");
+    // Already initialised by certgate: CKR_CRYPTOKI_ALREADY_INITIALIZED is expected.
+    let _ = p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = p
+        .get_slots_with_token()
+        .expect("slots")
+        .into_iter()
+        .find(|s| {
+            p.get_token_info(*s)
+                .map(|t| t.label() == tok.label)
+                .unwrap_or(false)
+        })
+        .expect("token");
+    let session = p.open_rw_session(slot).expect("session");
+    session
+        .set_pin(&AuthPin::new(PIN.into()), &AuthPin::new(new.into()))
+        .expect("C_SetPIN");
+}
