@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use certgate::ca::{KeyAlgorithm, KeyBackend, SignError, verify_signature};
-use certgate::config::{RsaSignature, Secret};
+use certgate::config::{ContextLogin, RsaSignature, Secret};
 use certgate::hsm::{Hsm, HsmError, HsmKey};
 
+use crate::fixture::{Db, Fixture, curl, sh};
 use crate::support::token::{self, PIN, TestToken};
 
 fn open(label: &str, sessions: usize) -> Option<(TestToken, Hsm)> {
@@ -627,6 +628,8 @@ fn setup_token_script_creates_a_usable_token_without_printing_the_pin() {
         keepalive_secs: 0,
         ecdsa_mechanism: certgate::config::EcdsaMechanism::Auto,
         rsa_signature: certgate::config::RsaSignature::Pkcs1,
+        context_login: certgate::config::ContextLogin::Auto,
+        key_always_authenticate: false,
     })
     .expect("the script's token opens with its PIN");
     let key = hsm.generate_key("ca-key", KeyAlgorithm::EcP256).unwrap();
@@ -721,4 +724,351 @@ fn token_information_is_read_whatever_the_token_puts_in_it() {
     }
     let text = info.render(&tok.label);
     assert!(text.contains(&format!("clock {}", t.clock)), "{text}");
+}
+
+/// Settings for `tok` with a context-login setting and key creation with or without
+/// `CKA_ALWAYS_AUTHENTICATE`.
+fn context_settings(
+    tok: &TestToken,
+    context_login: ContextLogin,
+    key_always_authenticate: bool,
+) -> certgate::hsm::HsmSettings {
+    let mut settings = tok.settings(2);
+    settings.context_login = context_login;
+    settings.key_always_authenticate = key_always_authenticate;
+    settings
+}
+
+/// The `Access:` line `pkcs11-tool -O` prints for the private key labelled `label`.
+fn tool_access_line(tok: &TestToken, label: &str) -> String {
+    let listing = tok.pkcs11_tool(&["-O", "--type", "privkey", "--label", label]);
+    listing
+        .lines()
+        .find(|l| l.trim_start().starts_with("Access:"))
+        .unwrap_or_else(|| panic!("no Access line: {listing}"))
+        .to_owned()
+}
+
+/// SoftHSM2 honours `CKA_ALWAYS_AUTHENTICATE`; openCryptoki 3.8's soft token stores and
+/// reports it but neither asks for nor accepts the login (see
+/// `on_open_cryptoki_the_attribute_is_stored_not_enforced_and_never_signs`).
+fn honours_always_authenticate() -> bool {
+    if token::kind() == token::Kind::OpenCryptoki {
+        eprintln!(
+            "not applicable: openCryptoki's soft token does not enforce CKA_ALWAYS_AUTHENTICATE"
+        );
+        return false;
+    }
+    true
+}
+
+#[test]
+fn a_key_with_always_authenticate_signs_after_a_context_login_each_time() {
+    if !honours_always_authenticate() {
+        return;
+    }
+    let Some(tok) = token::create("ctxauth") else {
+        return;
+    };
+    let hsm = Hsm::open(&context_settings(&tok, ContextLogin::Auto, true)).expect("open");
+    let key = hsm.generate_key("ca-key", token::algorithm()).unwrap();
+    // certgate and pkcs11-tool both read the attribute from the token.
+    assert!(hsm.key_attributes("ca-key").unwrap().always_authenticate);
+    let access = tool_access_line(&tok, "ca-key");
+    assert!(access.contains("always authenticate"), "{access}");
+
+    let before = hsm.context_logins_for_tests();
+    for _ in 0..3 {
+        sign_and_verify(&tok, &key, token::algorithm());
+    }
+    // One login per signature (a signature SoftHSMv2#901 spoils is made again, with its own).
+    let logins = hsm.context_logins_for_tests() - before;
+    assert!((3..=6).contains(&logins), "{logins} context logins");
+    // Opened again as `serve` does, it still signs.
+    let again = hsm.key("ca-key").unwrap();
+    sign_and_verify(&tok, &again, token::algorithm());
+    assert!(hsm.context_logins_for_tests() - before > logins);
+}
+
+#[test]
+fn with_context_login_never_a_key_with_always_authenticate_is_refused_by_name() {
+    if !honours_always_authenticate() {
+        return;
+    }
+    let Some(tok) = token::create("ctxnever") else {
+        return;
+    };
+    let auto = Hsm::open(&context_settings(&tok, ContextLogin::Auto, true)).expect("open");
+    let key = auto.generate_key("ca-key", token::algorithm()).unwrap();
+    let never = Hsm::open(&context_settings(&tok, ContextLogin::Never, false)).expect("open");
+    match never.key("ca-key") {
+        Err(HsmError::UnsupportedKey { label, reason }) => {
+            assert_eq!(label, "ca-key");
+            assert!(reason.contains("CKA_ALWAYS_AUTHENTICATE"), "{reason}");
+            assert!(
+                reason.contains("context_login = \"never\" turns off"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected the key refused, got {other:?}"),
+    }
+    assert_eq!(never.context_logins_for_tests(), 0);
+    // Refusing the key locked nothing: the token and the other handle still work.
+    never.health().unwrap();
+    key.sign(b"still signs with auto").unwrap();
+}
+
+#[test]
+fn a_plain_key_makes_no_context_login() {
+    let Some(tok) = token::create("ctxplain") else {
+        return;
+    };
+    let hsm = Hsm::open(&context_settings(&tok, ContextLogin::Auto, false)).expect("open");
+    let key = hsm.generate_key("ca-key", token::algorithm()).unwrap();
+    assert!(!hsm.key_attributes("ca-key").unwrap().always_authenticate);
+    let access = tool_access_line(&tok, "ca-key");
+    assert!(!access.contains("always authenticate"), "{access}");
+    for _ in 0..3 {
+        sign_and_verify(&tok, &key, token::algorithm());
+    }
+    assert_eq!(hsm.context_logins_for_tests(), 0);
+}
+
+#[test]
+fn context_login_always_on_a_key_that_needs_none_is_refused_with_the_tokens_answer() {
+    let Some(tok) = token::create("ctxalways") else {
+        return;
+    };
+    let plain = Hsm::open(&context_settings(&tok, ContextLogin::Auto, false)).expect("open");
+    let key = plain.generate_key("ca-key", token::algorithm()).unwrap();
+    let always = Hsm::open(&context_settings(&tok, ContextLogin::Always, false)).expect("open");
+    match always.key("ca-key") {
+        Err(HsmError::UnsupportedKey { reason, .. }) => {
+            assert!(
+                reason.contains("refuses a context-specific login for it"),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("does not report CKA_ALWAYS_AUTHENTICATE"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected the key refused, got {other:?}"),
+    }
+    assert_eq!(always.context_logins_for_tests(), 1, "one try, no retry");
+    // The session went back to the pool without a signing operation left open.
+    always.health().unwrap();
+    key.sign(b"the plain handle still signs").unwrap();
+}
+
+#[test]
+fn on_open_cryptoki_the_attribute_is_stored_not_enforced_and_never_signs() {
+    if token::kind() != token::Kind::OpenCryptoki {
+        eprintln!("not applicable: SoftHSM2 enforces CKA_ALWAYS_AUTHENTICATE");
+        return;
+    }
+    let Some(tok) = token::create("ctxock") else {
+        return;
+    };
+    // The key is made with the attribute, but opening it with "auto" fails at the login:
+    // the token answers CKR_USER_TYPE_INVALID to CKU_CONTEXT_SPECIFIC.
+    let auto = Hsm::open(&context_settings(&tok, ContextLogin::Auto, true)).expect("open");
+    match auto.generate_key("ca-key", token::algorithm()) {
+        Err(HsmError::UnsupportedKey { reason, .. }) => {
+            assert!(reason.contains("CKR_USER_TYPE_INVALID"), "{reason}");
+            assert!(reason.contains("context_login = \"never\""), "{reason}");
+        }
+        other => panic!("expected the key refused, got {other:?}"),
+    }
+    assert!(auto.key_attributes("ca-key").unwrap().always_authenticate);
+    // It signs without the login: "never" is the setting for this token.
+    let never = Hsm::open(&context_settings(&tok, ContextLogin::Never, false)).expect("open");
+    let key = never.key("ca-key").expect("opens with never");
+    sign_and_verify(&tok, &key, token::algorithm());
+    assert_eq!(never.context_logins_for_tests(), 0);
+}
+
+/// Through the binary: `init` with `key_always_authenticate` creates the CA key with the
+/// attribute and self-signs the CA with a context login; `cert sign`, and `serve`'s CRL and
+/// OCSP, sign with it; `hsm info` shows it (text and JSON); with `context_login = "never"` the
+/// key is refused at its next use, naming the attribute. The PIN appears in no output.
+#[test]
+fn the_ca_signs_certificates_crls_and_ocsp_with_a_key_that_wants_a_login_per_signature() {
+    if !honours_always_authenticate() {
+        return;
+    }
+    let Some(fx) = Fixture::with_config(Db::Sqlite, |text| {
+        *text = text.replace(
+            "key_label = \"certgate-ca\"",
+            "key_label = \"certgate-ca\"\nkey_always_authenticate = true",
+        );
+    }) else {
+        return;
+    };
+    fx.init_with_users();
+
+    let info = fx.ok(&["hsm", "info"]);
+    assert!(
+        info.contains("CKA_ALWAYS_AUTHENTICATE: a context-specific login before each signature"),
+        "{info}"
+    );
+    assert!(info.contains("always_authenticate=true"), "{info}");
+    let json: serde_json::Value =
+        serde_json::from_str(&fx.ok(&["hsm", "info", "--format", "json"])).expect("json");
+    assert_eq!(json["key"]["attributes"]["always_authenticate"], true);
+    let listed = json["module"]["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .flat_map(|t| t["keys"].as_array().cloned().unwrap_or_default())
+        .find(|k| k["label"] == "certgate-ca")
+        .expect("the CA key is listed");
+    assert_eq!(listed["always_authenticate"], true, "{listed}");
+    assert_eq!(listed["context_login"], true, "{listed}");
+
+    // A certificate, then its revocation in the CRL and OCSP, each signed by the key.
+    let ca = fx.ca_pem();
+    let (carol, _) = fx.obtain("carol");
+    let verified = sh(Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(&ca)
+        .arg(&carol));
+    assert!(verified.contains(": OK"), "{verified}");
+    let serial = sh(Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(&carol));
+    let serial = serial.trim().trim_start_matches("serial=").to_lowercase();
+    fx.ok(&["cert", "revoke", &serial, "--reason", "keyCompromise"]);
+    let run = fx.serve();
+    let crl = fx.path("ca.crl");
+    let (status, _) = curl(
+        &run.ca,
+        &["-o", crl.to_str().unwrap(), &run.url("/crl/1.crl")],
+    );
+    assert_eq!(status, 200);
+    let out = Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-text", "-CAfile"])
+        .arg(&run.ca)
+        .arg("-in")
+        .arg(&crl)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("verify OK"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .to_lowercase()
+            .contains(&serial),
+        "the CRL lists the serial"
+    );
+    let ocsp = sh(Command::new("openssl")
+        .args(["ocsp", "-issuer"])
+        .arg(&run.ca)
+        .arg("-cert")
+        .arg(&carol)
+        .args(["-url", &run.url("/ocsp"), "-CAfile"])
+        .arg(&run.ca)
+        .arg("-verify_other")
+        .arg(&run.ca));
+    assert!(ocsp.contains(": revoked"), "{ocsp}");
+    drop(run);
+
+    // The same key with the login turned off: refused, by the attribute's name.
+    let text = std::fs::read_to_string(&fx.config).unwrap().replace(
+        "key_always_authenticate = true",
+        "context_login = \"never\"",
+    );
+    std::fs::write(&fx.config, text).unwrap();
+    // Opening the key (every signing command does, `issue authorize` too) signs the check
+    // message, which the token refuses without the login.
+    let err = fx.fails(&["issue", "authorize", "alice"]);
+    assert!(err.contains("CKA_ALWAYS_AUTHENTICATE"), "{err}");
+    assert!(err.contains("context_login = \"never\""), "{err}");
+
+    // `hsm keygen --always-authenticate`: refused under "never", and under the default
+    // ("auto") a key with the attribute, which signs (keygen opens it); without the flag none.
+    let extra = [
+        "hsm",
+        "keygen",
+        "--label",
+        "extra",
+        "--algorithm",
+        "ec-p256",
+        "--always-authenticate",
+    ];
+    let err = fx.fails(&extra);
+    assert!(err.contains("context_login = \"never\" turns off"), "{err}");
+    let text = std::fs::read_to_string(&fx.config)
+        .unwrap()
+        .replace("context_login = \"never\"", "");
+    std::fs::write(&fx.config, text).unwrap();
+    let out = fx.ok(&extra);
+    assert!(out.contains("always_authenticate=true"), "{out}");
+    let out = fx.ok(&[
+        "hsm",
+        "keygen",
+        "--label",
+        "plain",
+        "--algorithm",
+        "ec-p256",
+    ]);
+    assert!(out.contains("always_authenticate=false"), "{out}");
+    assert!(!fx.transcript().contains(fx.pin), "the PIN was printed");
+}
+
+#[test]
+fn a_refused_context_login_pin_is_not_tried_again() {
+    if !honours_always_authenticate() {
+        return;
+    }
+    let Some(tok) = token::create("ctxpin") else {
+        return;
+    };
+    let hsm = Hsm::open(&context_settings(&tok, ContextLogin::Auto, true)).expect("open");
+    let key = hsm.generate_key("ca-key", token::algorithm()).unwrap();
+    key.sign(b"with the right PIN").unwrap();
+    // The user PIN changes underneath (C_SetPIN in this process: SoftHSM2 keeps the PIN of
+    // a process in memory): the sessions stay logged in, but the context-specific login
+    // with certgate's PIN is refused.
+    change_user_pin(&tok, "4321test");
+    let before = hsm.context_logins_for_tests();
+    match key.sign(b"after the change") {
+        Err(SignError::Unusable(reason)) => assert!(reason.contains("refused the PIN"), "{reason}"),
+        other => panic!("expected the PIN refused, got {other:?}"),
+    }
+    assert_eq!(hsm.context_logins_for_tests(), before + 1);
+    // Latched: later signatures fail at once, without another login.
+    for _ in 0..3 {
+        assert!(matches!(key.sign(b"again"), Err(SignError::Unusable(_))));
+    }
+    assert_eq!(hsm.context_logins_for_tests(), before + 1);
+}
+
+/// `C_SetPIN` from the test's PIN to `new` on `tok`, through a second cryptoki handle on the
+/// module certgate has initialised in this process (no `C_Finalize`: cryptoki's `Pkcs11`
+/// does not finalise when dropped).
+fn change_user_pin(tok: &TestToken, new: &str) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::types::AuthPin;
+
+    let p = Pkcs11::new(token::module()).expect("load module");
+    // Already initialised by certgate: CKR_CRYPTOKI_ALREADY_INITIALIZED is expected.
+    let _ = p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = p
+        .get_slots_with_token()
+        .expect("slots")
+        .into_iter()
+        .find(|s| {
+            p.get_token_info(*s)
+                .map(|t| t.label() == tok.label)
+                .unwrap_or(false)
+        })
+        .expect("token");
+    let session = p.open_rw_session(slot).expect("session");
+    session
+        .set_pin(&AuthPin::new(PIN.into()), &AuthPin::new(new.into()))
+        .expect("C_SetPIN");
 }

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use certgate::config::{EcdsaMechanism, RsaSignature, Secret};
+use certgate::config::{ContextLogin, EcdsaMechanism, RsaSignature, Secret};
 use certgate::hsm::HsmSettings;
 use certgate::keys::KeyAlgorithm;
 
@@ -105,6 +105,8 @@ impl TestToken {
             keepalive_secs: 0,
             ecdsa_mechanism: EcdsaMechanism::Auto,
             rsa_signature: RsaSignature::Pkcs1,
+            context_login: ContextLogin::Auto,
+            key_always_authenticate: false,
         }
     }
 

@@ -363,6 +363,10 @@ pub enum HsmCmd {
         /// ec-p256, ec-p384, rsa-2048 or rsa-3072.
         #[arg(long)]
         algorithm: crate::ca::KeyAlgorithm,
+        /// Give the key CKA_ALWAYS_AUTHENTICATE: each signature then needs a
+        /// context-specific login (as [hsm] key_always_authenticate = true does).
+        #[arg(long)]
+        always_authenticate: bool,
     },
 }
 

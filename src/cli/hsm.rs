@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::audit::{Actor, Audit, Outcome};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, ContextLogin};
 use crate::keys::{KeyDescription, KeyRef, KeyStoreError};
 
 use super::args::{Format, HsmCmd};
@@ -26,7 +26,23 @@ pub async fn run(cfg: &Config, cmd: HsmCmd) -> anyhow::Result<()> {
             let format = if json { Format::Json } else { output.format };
             info(cfg, key_label, format).await
         }
-        HsmCmd::Keygen { label, algorithm } => {
+        HsmCmd::Keygen {
+            label,
+            algorithm,
+            always_authenticate,
+        } => {
+            // The flag is the setting for this one key; the key store creates keys by it.
+            let mut cfg = cfg.clone();
+            if always_authenticate {
+                if cfg.hsm.context_login == ContextLogin::Never {
+                    anyhow::bail!(
+                        "--always-authenticate creates a key that needs a context-specific \
+                         login for each signature, which [hsm] context_login = \"never\" turns off"
+                    );
+                }
+                cfg.hsm.key_always_authenticate = true;
+            }
+            let cfg = &cfg;
             let mut progress = Progress::start("hsm keygen", 4);
             progress.step("opening the database");
             let store = context::open_store(cfg).await?;
@@ -50,7 +66,8 @@ pub async fn run(cfg: &Config, cmd: HsmCmd) -> anyhow::Result<()> {
                     &label,
                     Outcome::Ok,
                     serde_json::json!({"algorithm": algorithm.as_str(), "id": described.id_hex,
-                        "token": cfg.hsm.token_label}),
+                        "token": cfg.hsm.token_label,
+                        "always_authenticate": cfg.hsm.key_always_authenticate}),
                 )
                 .await?;
             progress.finish();

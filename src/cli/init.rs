@@ -62,7 +62,8 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
                     "hsm.keygen",
                     &label,
                     Outcome::Ok,
-                    serde_json::json!({"algorithm": algorithm.as_str(), "token": cfg.hsm.token_label}),
+                    serde_json::json!({"algorithm": algorithm.as_str(), "token": cfg.hsm.token_label,
+                        "always_authenticate": cfg.hsm.key_always_authenticate}),
                 )
                 .await?;
             key

@@ -169,6 +169,39 @@ pub struct HsmConfig {
     /// How RSA keys sign: PKCS#1 v1.5 or RSASSA-PSS. Applies to every RSA CA key opened.
     #[serde(default)]
     pub rsa_signature: RsaSignature,
+    /// When a signature is preceded by `C_Login(CKU_CONTEXT_SPECIFIC)` (keys with
+    /// `CKA_ALWAYS_AUTHENTICATE`).
+    #[serde(default)]
+    pub context_login: ContextLogin,
+    /// Keys created by `init`, `hsm keygen` and `ca rollover` get `CKA_ALWAYS_AUTHENTICATE`:
+    /// each signature then needs a context-specific login.
+    #[serde(default)]
+    pub key_always_authenticate: bool,
+}
+
+/// `[hsm] context_login`: whether each signature logs in once more, for the key alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContextLogin {
+    /// For keys whose `CKA_ALWAYS_AUTHENTICATE` is true, read when the key is opened.
+    #[default]
+    Auto,
+    /// Never; a key that needs it cannot sign (and is refused when opened).
+    Never,
+    /// Before every signature, whatever the key reports (modules that demand it without
+    /// setting the attribute).
+    Always,
+}
+
+impl ContextLogin {
+    /// The configuration's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Never => "never",
+            Self::Always => "always",
+        }
+    }
 }
 
 /// `[hsm] rsa_signature`: the signature scheme of RSA keys. The key is the same either way
@@ -569,6 +602,13 @@ impl Config {
         if self.hsm.keepalive_secs > 3600 {
             return invalid("[hsm] keepalive_secs must be between 0 (off) and 3600".into());
         }
+        if self.hsm.key_always_authenticate && self.hsm.context_login == ContextLogin::Never {
+            return invalid(
+                "[hsm] key_always_authenticate = true creates keys that need a context-specific \
+                 login for each signature, which context_login = \"never\" turns off"
+                    .into(),
+            );
+        }
         if self.ca.validity_days == 0 || self.ca.validity_days > 825 {
             return invalid("[ca] validity_days must be between 1 and 825".into());
         }
@@ -659,6 +699,37 @@ mod tests {
         let text = EXAMPLE.replace("ecdsa_mechanism = \"auto\"", "ecdsa_mechanism = \"sha256\"");
         let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("ecdsa_mechanism"), "{err}");
+    }
+
+    #[test]
+    fn hsm_context_login_is_read_and_checked_against_key_creation() {
+        let cfg = Config::parse(EXAMPLE, "example", Path::new(".")).unwrap();
+        assert_eq!(cfg.hsm.context_login, ContextLogin::Auto);
+        assert!(!cfg.hsm.key_always_authenticate);
+        let with = |login: &str, create: &str| {
+            EXAMPLE
+                .replace(
+                    "context_login = \"auto\"",
+                    &format!("context_login = \"{login}\""),
+                )
+                .replace(
+                    "key_always_authenticate = false",
+                    &format!("key_always_authenticate = {create}"),
+                )
+        };
+        let cfg = Config::parse(&with("always", "true"), "t", Path::new(".")).unwrap();
+        assert_eq!(cfg.hsm.context_login, ContextLogin::Always);
+        assert!(cfg.hsm.key_always_authenticate);
+        let cfg = Config::parse(&with("never", "false"), "t", Path::new(".")).unwrap();
+        assert_eq!(cfg.hsm.context_login, ContextLogin::Never);
+        let err = Config::parse(&with("never", "true"), "t", Path::new(".")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("context_login = \"never\" turns off"),
+            "{err}"
+        );
+        let err = Config::parse(&with("sometimes", "false"), "t", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("context_login"), "{err}");
     }
 
     #[test]

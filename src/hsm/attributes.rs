@@ -37,6 +37,9 @@ pub struct KeyAttributes {
     pub unwrap: bool,
     /// `CKA_DERIVE`.
     pub derive: bool,
+    /// `CKA_ALWAYS_AUTHENTICATE`: each signature needs a context-specific login. Not a
+    /// safety matter: absent counts as false, as PKCS#11 defaults it.
+    pub always_authenticate: bool,
 }
 
 impl KeyAttributes {
@@ -72,7 +75,7 @@ impl KeyAttributes {
 
     /// The yes/no attributes by their names without `CKA_`, in the order `hsm info` shows
     /// them.
-    pub fn flags(&self) -> [(&'static str, bool); 10] {
+    pub fn flags(&self) -> [(&'static str, bool); 11] {
         [
             ("token", self.token),
             ("private", self.private),
@@ -84,6 +87,7 @@ impl KeyAttributes {
             ("decrypt", self.decrypt),
             ("unwrap", self.unwrap),
             ("derive", self.derive),
+            ("always_authenticate", self.always_authenticate),
         ]
     }
 
@@ -123,6 +127,7 @@ mod tests {
             decrypt: false,
             unwrap: false,
             derive: false,
+            always_authenticate: false,
         }
     }
 
@@ -150,6 +155,14 @@ mod tests {
             let reason = a.unsafe_reason().expect("refused");
             assert!(reason.contains(name), "{reason}");
         }
+    }
+
+    #[test]
+    fn a_key_asking_for_a_login_per_signature_is_safe() {
+        let mut a = good();
+        a.always_authenticate = true;
+        assert_eq!(a.unsafe_reason(), None);
+        assert!(a.flags().contains(&("always_authenticate", true)));
     }
 
     #[test]

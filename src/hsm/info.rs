@@ -73,6 +73,10 @@ pub struct TokenInfo {
 pub struct KeyUri {
     pub label: String,
     pub uri: String,
+    /// `CKA_ALWAYS_AUTHENTICATE`: the token wants a context-specific login per signature.
+    pub always_authenticate: bool,
+    /// Whether certgate makes that login for this key under `[hsm] context_login`.
+    pub context_login: bool,
 }
 
 /// Whether a token can generate and sign with one kind of CA key.
@@ -263,6 +267,21 @@ impl ModuleInfo {
             )?;
             for k in &t.keys {
                 writeln!(out, "    key {:?}: {}", k.label, k.uri)?;
+                match (k.always_authenticate, k.context_login) {
+                    (true, true) => writeln!(
+                        out,
+                        "      CKA_ALWAYS_AUTHENTICATE: a context-specific login before each signature"
+                    )?,
+                    (true, false) => writeln!(
+                        out,
+                        "      CKA_ALWAYS_AUTHENTICATE, no context-specific login ([hsm] context_login = \"never\")"
+                    )?,
+                    (false, true) => writeln!(
+                        out,
+                        "      a context-specific login before each signature ([hsm] context_login = \"always\")"
+                    )?,
+                    (false, false) => {}
+                }
             }
             let warnings = t.pin_warnings();
             if !warnings.is_empty() {
@@ -479,6 +498,14 @@ mod tests {
         configured.keys.push(KeyUri {
             label: "certgate-ca".into(),
             uri: "pkcs11:token=certgate;object=certgate-ca;id=%01;type=private".into(),
+            always_authenticate: false,
+            context_login: false,
+        });
+        configured.keys.push(KeyUri {
+            label: "signing".into(),
+            uri: "pkcs11:token=certgate;object=signing;id=%02;type=private".into(),
+            always_authenticate: true,
+            context_login: true,
         });
         let mut other = token(7, "other", Vec::new());
         other.initialized = false;
@@ -499,6 +526,8 @@ tokens:
   slot 5          label \"certgate\" (configured); SoftHSM project SoftHSM v2 serial 0badc0de; sessions 0 open, max unlimited
     PIN length 4-255; clock none; flags RNG TOKEN_INITIALIZED
     key \"certgate-ca\": pkcs11:token=certgate;object=certgate-ca;id=%01;type=private
+    key \"signing\": pkcs11:token=certgate;object=signing;id=%02;type=private
+      CKA_ALWAYS_AUTHENTICATE: a context-specific login before each signature
     warning: a wrong user PIN was entered recently
     ec-p256   NOT usable
       signs with CKM_ECDSA (hash computed in software)

@@ -2,7 +2,8 @@
 //!
 //! The private key is a token object behind the login, sensitive and never extractable, and
 //! allowed to sign only: decrypt, unwrap and derive are set false explicitly because tokens
-//! default them to true. Both halves share the label and a random `CKA_ID`.
+//! default them to true. Both halves share the label and a random `CKA_ID`. When asked, the
+//! private key also gets `CKA_ALWAYS_AUTHENTICATE` (a context-specific login per signature).
 //!
 //! What this module must not do: overwrite or reuse an existing label, or run on the online
 //! signing path.
@@ -22,12 +23,14 @@ use crate::keys::KeyAlgorithm;
 const ID_LEN: usize = 16;
 
 /// Generates the pair labelled `label`, with the `CKA_ID` given (from a key URI) or a random
-/// one. `KeyExists` if any object carries the label.
+/// one, and `CKA_ALWAYS_AUTHENTICATE` when `always_authenticate`. `KeyExists` if any object
+/// carries the label.
 pub(crate) fn generate(
     session: &Session,
     label: &str,
     algorithm: KeyAlgorithm,
     id: Option<&[u8]>,
+    always_authenticate: bool,
 ) -> Result<(), OpError> {
     if label_taken(session, label)? {
         return Err(HsmError::KeyExists(label.to_owned()).into());
@@ -43,12 +46,17 @@ pub(crate) fn generate(
             id
         }
     };
-    let (mechanism, public, private) = templates(label, &id, algorithm)?;
+    let (mechanism, public, mut private) = templates(label, &id, algorithm)?;
+    // Only when asked: a module that does not know the attribute refuses the template.
+    if always_authenticate {
+        private.push(Attribute::AlwaysAuthenticate(true));
+    }
     call(
         "C_GenerateKeyPair",
         session.generate_key_pair(&mechanism, &public, &private),
     )?;
-    tracing::info!(label, algorithm = %algorithm, id = %hex::encode(id), "generated a key pair in the token");
+    tracing::info!(label, algorithm = %algorithm, id = %hex::encode(id), always_authenticate,
+        "generated a key pair in the token");
     Ok(())
 }
 

@@ -15,6 +15,7 @@ mod asn1;
 mod attributes;
 mod ckr;
 mod context;
+mod context_login;
 mod data_objects;
 mod error;
 mod info;
@@ -31,12 +32,13 @@ mod token;
 pub use attributes::KeyAttributes;
 pub use error::HsmError;
 pub use info::{AlgorithmSupport, KeyUri, MechanismSupport, ModuleInfo, TokenInfo, inspect};
+pub use objects::ListedKey;
 pub use store::{Pkcs11KeyStore, open_key_store};
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::{EcdsaMechanism, RsaSignature, Secret};
+use crate::config::{ContextLogin, EcdsaMechanism, RsaSignature, Secret};
 use crate::keys::{KeyAlgorithm, KeyBackend, SignError};
 
 use context::Context;
@@ -64,6 +66,10 @@ pub struct HsmSettings {
     pub ecdsa_mechanism: EcdsaMechanism,
     /// Which signature scheme RSA keys sign with (PKCS#1 v1.5 or PSS).
     pub rsa_signature: RsaSignature,
+    /// When a signature makes a context-specific login (`CKA_ALWAYS_AUTHENTICATE` keys).
+    pub context_login: ContextLogin,
+    /// Keys generated here get `CKA_ALWAYS_AUTHENTICATE`.
+    pub key_always_authenticate: bool,
 }
 
 /// An open PKCS#11 module with a logged-in session pool on one token.
@@ -78,6 +84,8 @@ struct HsmInner {
     pool: Pool,
     ecdsa_mechanism: EcdsaMechanism,
     rsa_signature: RsaSignature,
+    context_login: ContextLogin,
+    key_always_authenticate: bool,
     /// Dropped with the last handle, which stops the keep-alive thread.
     _keepalive: Option<keepalive::Stop>,
 }
@@ -106,6 +114,8 @@ impl Hsm {
             pool,
             ecdsa_mechanism: settings.ecdsa_mechanism,
             rsa_signature: settings.rsa_signature,
+            context_login: settings.context_login,
+            key_always_authenticate: settings.key_always_authenticate,
             _keepalive: keepalive::start(settings.keepalive_secs, weak.clone()),
         });
         Ok(Self { inner })
@@ -165,6 +175,18 @@ impl Hsm {
             tracing::info!(label, setting = self.inner.ecdsa_mechanism.as_str(),
                 mechanism = %mechanism::describe(algorithm, ecdsa), "EC key signs with");
         }
+        let login = context_login::KeyLogin {
+            setting: self.inner.context_login,
+            attribute: key.attributes.always_authenticate,
+        };
+        if login.per_signature() {
+            tracing::info!(
+                label,
+                always_authenticate = login.attribute,
+                setting = login.setting.as_str(),
+                "the key signs after a context-specific login, one per signature"
+            );
+        }
         let hsm_key = HsmKey {
             inner: Arc::new(KeyInner {
                 hsm: self.clone(),
@@ -175,6 +197,7 @@ impl Hsm {
                     spki,
                     (epoch, key.handle),
                     ecdsa,
+                    login,
                 ),
             }),
         };
@@ -209,7 +232,8 @@ impl Hsm {
     }
 
     /// Generates a key pair inside the token: token object, private, sensitive, never
-    /// extractable, no decrypt/unwrap/derive. Refuses (`KeyExists`) when the label is taken.
+    /// extractable, no decrypt/unwrap/derive; with `CKA_ALWAYS_AUTHENTICATE` when the
+    /// settings say `key_always_authenticate`. Refuses (`KeyExists`) when the label is taken.
     pub fn generate_key(&self, label: &str, algorithm: KeyAlgorithm) -> Result<HsmKey, HsmError> {
         self.generate_key_with_id(label, algorithm, None)
     }
@@ -235,9 +259,10 @@ impl Hsm {
                 ),
             });
         }
-        self.inner
-            .pool
-            .with_rw_session(|session| keygen::generate(session, label, algorithm, id))?;
+        let always_authenticate = self.inner.key_always_authenticate;
+        self.inner.pool.with_rw_session(|session| {
+            keygen::generate(session, label, algorithm, id, always_authenticate)
+        })?;
         self.key_with_id(label, id)
     }
 
@@ -256,8 +281,9 @@ impl Hsm {
             .with_rw_session(|session| data_objects::write(session, label, value))
     }
 
-    /// Every private key on the token: its label and `CKA_ID`, for `hsm info`.
-    pub fn private_keys(&self) -> Result<Vec<(String, Vec<u8>)>, HsmError> {
+    /// Every private key on the token: its label, `CKA_ID` and `CKA_ALWAYS_AUTHENTICATE`, for
+    /// `hsm info`.
+    pub fn private_keys(&self) -> Result<Vec<ListedKey>, HsmError> {
         self.inner
             .pool
             .run(|session, _| objects::list_private_keys(session))
@@ -288,6 +314,11 @@ impl Hsm {
             .run(|session, _| pool::touch(session).map_err(OpError::Call))
     }
 
+    /// `[hsm] context_login` as this HSM was opened with it.
+    pub fn context_login(&self) -> ContextLogin {
+        self.inner.context_login
+    }
+
     /// The module path this HSM was opened with.
     pub fn module(&self) -> &std::path::Path {
         &self.inner.module
@@ -303,6 +334,12 @@ impl Hsm {
     #[doc(hidden)]
     pub fn sessions_opened_for_tests(&self) -> u64 {
         self.inner.pool.counts().1
+    }
+
+    /// Test support: how many context-specific logins (`CKU_CONTEXT_SPECIFIC`) were made.
+    #[doc(hidden)]
+    pub fn context_logins_for_tests(&self) -> u64 {
+        self.inner.pool.context_logins()
     }
 
     /// Test support: touches the idle sessions now, as the keep-alive thread does; returns

@@ -70,8 +70,19 @@ pub(crate) fn find_private_key(
         .ok_or_else(|| HsmError::KeyNotFound(label.to_owned()).into())
 }
 
-/// Every private key object's label and `CKA_ID` (empty when absent).
-pub(crate) fn list_private_keys(session: &Session) -> Result<Vec<(String, Vec<u8>)>, OpError> {
+/// A private key as `hsm info` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListedKey {
+    /// `CKA_LABEL`.
+    pub label: String,
+    /// `CKA_ID` (empty when absent).
+    pub id: Vec<u8>,
+    /// `CKA_ALWAYS_AUTHENTICATE` (false when absent).
+    pub always_authenticate: bool,
+}
+
+/// Every private key object's label, `CKA_ID` and `CKA_ALWAYS_AUTHENTICATE`.
+pub(crate) fn list_private_keys(session: &Session) -> Result<Vec<ListedKey>, OpError> {
     let handles = call(
         "C_FindObjects",
         session.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)]),
@@ -80,17 +91,29 @@ pub(crate) fn list_private_keys(session: &Session) -> Result<Vec<(String, Vec<u8
     for handle in handles {
         let attrs = call(
             "C_GetAttributeValue",
-            session.get_attributes(handle, &[AttributeType::Label, AttributeType::Id]),
+            session.get_attributes(
+                handle,
+                &[
+                    AttributeType::Label,
+                    AttributeType::Id,
+                    AttributeType::AlwaysAuthenticate,
+                ],
+            ),
         )?;
-        let (mut label, mut id) = (String::new(), Vec::new());
+        let mut key = ListedKey {
+            label: String::new(),
+            id: Vec::new(),
+            always_authenticate: false,
+        };
         for attr in attrs {
             match attr {
-                Attribute::Label(l) => label = String::from_utf8_lossy(&l).into_owned(),
-                Attribute::Id(i) => id = i,
+                Attribute::Label(l) => key.label = String::from_utf8_lossy(&l).into_owned(),
+                Attribute::Id(i) => key.id = i,
+                Attribute::AlwaysAuthenticate(v) => key.always_authenticate = v,
                 _ => {}
             }
         }
-        keys.push((label, id));
+        keys.push(key);
     }
     keys.sort();
     Ok(keys)
@@ -116,6 +139,7 @@ pub(crate) fn read_private_key(
         AttributeType::Decrypt,
         AttributeType::Unwrap,
         AttributeType::Derive,
+        AttributeType::AlwaysAuthenticate,
         AttributeType::EcParams,
         AttributeType::Modulus,
         AttributeType::PublicExponent,
@@ -143,6 +167,7 @@ pub(crate) fn read_private_key(
             decrypt: true,
             unwrap: true,
             derive: true,
+            always_authenticate: false,
         },
         ec_params: None,
         modulus: None,
@@ -163,6 +188,7 @@ pub(crate) fn read_private_key(
             Attribute::Decrypt(v) => a.decrypt = v,
             Attribute::Unwrap(v) => a.unwrap = v,
             Attribute::Derive(v) => a.derive = v,
+            Attribute::AlwaysAuthenticate(v) => a.always_authenticate = v,
             Attribute::EcParams(v) => key.ec_params = Some(v),
             Attribute::Modulus(v) => key.modulus = Some(v),
             Attribute::PublicExponent(v) => key.public_exponent = Some(v),

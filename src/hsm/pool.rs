@@ -32,7 +32,7 @@ use cryptoki::slot::Slot;
 use super::HsmError;
 use super::ckr::{CallError, Disposition, call};
 use super::context::{Context, Live};
-use super::session::{HsmSession, LoginError};
+use super::session::{self, HsmSession, LoginError};
 use super::token::{self, ReadError, TokenMatch};
 use crate::config::Secret;
 use crate::keys::SessionUse;
@@ -91,6 +91,8 @@ pub(crate) struct Pool {
     pin_refused: AtomicU8,
     /// Operations retried after a failure, and library re-initialisations (for metrics).
     recoveries: AtomicU64,
+    /// Context-specific logins made (tests count them).
+    context_logins: AtomicU64,
 }
 
 struct State {
@@ -131,6 +133,7 @@ impl Pool {
             returned: Condvar::new(),
             pin_refused: AtomicU8::new(PIN_OK),
             recoveries: AtomicU64::new(0),
+            context_logins: AtomicU64::new(0),
         };
         let filled = {
             let live = pool.ctx.read();
@@ -358,6 +361,32 @@ impl Pool {
         self.returned.notify_all();
     }
 
+    /// `C_Login(CKU_CONTEXT_SPECIFIC)` with the pool's PIN on `session`, in the middle of a
+    /// signing operation started on it (see `signer`). A refused PIN is latched like the
+    /// user login's: most tokens count it against the same PIN, so nothing logs in again.
+    pub(crate) fn context_login(&self, session: &Session) -> Result<(), OpError> {
+        self.check_pin()?;
+        self.context_logins.fetch_add(1, Ordering::Relaxed);
+        match session::context_login(session, &self.pin) {
+            Ok(()) => Ok(()),
+            Err(LoginError::Pin(e)) => {
+                self.latch_pin_refusal(&e);
+                Err(e.into())
+            }
+            Err(LoginError::Call(e)) => Err(e.into()),
+        }
+    }
+
+    /// Context-specific logins made since the pool was opened.
+    pub(crate) fn context_logins(&self) -> u64 {
+        self.context_logins.load(Ordering::Relaxed)
+    }
+
+    /// The module's path (for the calls cryptoki does not offer, see `signer`).
+    pub(crate) fn module(&self) -> &std::path::Path {
+        self.ctx.module()
+    }
+
     /// The most sessions open at once so far, and how many were opened (tests check the
     /// cap and the keep-alive with them).
     pub(crate) fn counts(&self) -> (usize, u64) {
@@ -387,6 +416,16 @@ impl Pool {
             PIN_LOCKED => Err(HsmError::PinLocked),
             _ => Err(HsmError::PinIncorrect),
         }
+    }
+
+    /// From now on every use fails with `e` without logging in.
+    fn latch_pin_refusal(&self, e: &HsmError) {
+        let latch = if matches!(e, HsmError::PinLocked) {
+            PIN_LOCKED
+        } else {
+            PIN_INCORRECT
+        };
+        self.pin_refused.store(latch, Ordering::Release);
     }
 
     fn checkout(&self, live: &Live) -> Result<HsmSession, OpError> {
@@ -462,12 +501,7 @@ impl Pool {
         match session.login(&self.pin) {
             Ok(()) => {}
             Err(LoginError::Pin(e)) => {
-                let latch = if matches!(e, HsmError::PinLocked) {
-                    PIN_LOCKED
-                } else {
-                    PIN_INCORRECT
-                };
-                self.pin_refused.store(latch, Ordering::Release);
+                self.latch_pin_refusal(&e);
                 return Err(e.into());
             }
             Err(LoginError::Call(e)) => return Err(e.into()),

@@ -50,22 +50,13 @@ impl HsmSession {
     /// (login state belongs to the application, not the session). PIN failures are mapped
     /// to `PinIncorrect`/`PinLocked` and must not be retried by the caller.
     pub(crate) fn login(&self, pin: &Secret) -> Result<(), LoginError> {
-        use cryptoki::error::RvError as R;
-        let pin = AuthPin::from(pin.expose());
-        match call("C_Login", self.get().login(UserType::User, Some(&pin))) {
-            Ok(()) => Ok(()),
-            Err(e) => match e.rv() {
-                Some(R::UserAlreadyLoggedIn) => Ok(()),
-                Some(R::PinIncorrect | R::PinInvalid | R::PinLenRange) => {
-                    tracing::error!(code = %e.code(), "the token refused the PIN; not retrying");
-                    Err(LoginError::Pin(HsmError::PinIncorrect))
-                }
-                Some(R::PinLocked | R::PinExpired) => {
-                    tracing::error!(code = %e.code(), "the token's user PIN is locked or expired");
-                    Err(LoginError::Pin(HsmError::PinLocked))
-                }
-                _ => Err(LoginError::Call(e)),
-            },
+        match login_as(self.get(), UserType::User, pin) {
+            Err(LoginError::Call(e))
+                if e.rv() == Some(cryptoki::error::RvError::UserAlreadyLoggedIn) =>
+            {
+                Ok(())
+            }
+            other => other,
         }
     }
 
@@ -89,6 +80,35 @@ impl Drop for HsmSession {
         if let Some(session) = self.session.take() {
             let _ = call("C_CloseSession", session.close());
         }
+    }
+}
+
+/// `C_Login(CKU_CONTEXT_SPECIFIC)` on `session`, between `C_SignInit` and `C_Sign` for a key
+/// with `CKA_ALWAYS_AUTHENTICATE`. PIN failures as in [`HsmSession::login`]: never retry.
+pub(crate) fn context_login(session: &Session, pin: &Secret) -> Result<(), LoginError> {
+    login_as(session, UserType::ContextSpecific, pin)
+}
+
+/// `C_Login` as `user`, with the PIN refusals told apart from other failures.
+fn login_as(session: &Session, user: UserType, pin: &Secret) -> Result<(), LoginError> {
+    use cryptoki::error::RvError as R;
+    let pin = AuthPin::from(pin.expose());
+    let context = matches!(user, UserType::ContextSpecific);
+    match call("C_Login", session.login(user, Some(&pin))) {
+        Ok(()) => Ok(()),
+        Err(e) => match e.rv() {
+            Some(R::PinIncorrect | R::PinInvalid | R::PinLenRange) => {
+                tracing::error!(code = %e.code(), context,
+                    "the token refused the PIN; not retrying");
+                Err(LoginError::Pin(HsmError::PinIncorrect))
+            }
+            Some(R::PinLocked | R::PinExpired) => {
+                tracing::error!(code = %e.code(), context,
+                    "the token's user PIN is locked or expired");
+                Err(LoginError::Pin(HsmError::PinLocked))
+            }
+            _ => Err(LoginError::Call(e)),
+        },
     }
 }
 

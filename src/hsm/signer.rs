@@ -5,6 +5,11 @@
 //! of every signature before it leaves (SoftHSMv2#901): a bad one is retried once, then
 //! refused.
 //!
+//! A key with `CKA_ALWAYS_AUTHENTICATE` (see `context_login`) signs in three steps on one
+//! session: `C_SignInit` and `C_Login(CKU_CONTEXT_SPECIFIC)` through cryptoki, then
+//! `C_Sign` through `pkcs11_token_info` (cryptoki's single-part `sign` also initialises, so
+//! nothing could go in between).
+//!
 //! What this module must not do: release a signature that does not verify, or keep an object
 //! handle across a retry or a library re-initialisation.
 
@@ -14,17 +19,20 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
-use cryptoki::error::RvError;
+use cryptoki::context::Function;
+use cryptoki::error::{Rv, RvError};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::ObjectHandle;
+use cryptoki::session::Session;
 
 use super::HsmError;
 use super::asn1;
 use super::ckr::call;
+use super::context_login::KeyLogin;
 use super::mechanism::EcdsaSigning;
 use super::objects::find_private_key;
-use super::pool::Pool;
+use super::pool::{OpError, Pool, touch};
 use crate::keys::{KeyAlgorithm, SignError, verify_signature};
 
 /// Why a signature was not released.
@@ -64,6 +72,8 @@ pub(crate) struct Signer {
     rsa_hash_in_software: AtomicBool,
     /// How an EC key signs (ignored for RSA).
     ecdsa: EcdsaSigning,
+    /// Whether each signature logs in for the key (`CKA_ALWAYS_AUTHENTICATE`).
+    login: KeyLogin,
 }
 
 /// RSASSA-PSS as certgate writes it into every signed object: SHA-256, MGF1 with SHA-256,
@@ -86,6 +96,7 @@ impl Signer {
         spki: Vec<u8>,
         handle: (u64, ObjectHandle),
         ecdsa: EcdsaSigning,
+        login: KeyLogin,
     ) -> Self {
         Self {
             label,
@@ -96,6 +107,7 @@ impl Signer {
             last_reinit: Mutex::new(None),
             rsa_hash_in_software: AtomicBool::new(false),
             ecdsa,
+            login,
         }
     }
 
@@ -200,16 +212,16 @@ impl Signer {
                 // without the PSS one gets the hash for CKM_RSA_PKCS_PSS. Decided once, by
                 // the token's answer.
                 if is_rsa && !self.rsa_hash_in_software.load(Ordering::Relaxed) {
-                    match call("C_Sign", session.sign(&hashing_rsa, handle, message)) {
-                        Err(e) if e.rv() == Some(RvError::MechanismInvalid) => {
+                    match self.sign_once(pool, session, &hashing_rsa, handle, message) {
+                        Err(OpError::Call(e)) if e.rv() == Some(RvError::MechanismInvalid) => {
                             tracing::info!(label = %self.label, refused = %hashing_rsa.mechanism_type(),
                                 "the token refused its RSA hashing mechanism; hashing in software");
                             self.rsa_hash_in_software.store(true, Ordering::Relaxed);
                         }
-                        other => return Ok(other?),
+                        other => return other,
                     }
                 }
-                Ok(call("C_Sign", session.sign(&mechanism, handle, &data))?)
+                self.sign_once(pool, session, &mechanism, handle, &data)
             })
         };
         let raw = match once(refind) {
@@ -236,6 +248,55 @@ impl Signer {
                     detail: format!("{}-byte ECDSA signature, expected {len}", raw.len()),
                 }),
         }
+    }
+
+    /// One `C_SignInit` + `C_Sign` of `data` on `session`, with the context-specific login in
+    /// between when the key asks for it.
+    fn sign_once(
+        &self,
+        pool: &Pool,
+        session: &Session,
+        mechanism: &Mechanism<'_>,
+        handle: ObjectHandle,
+        data: &[u8],
+    ) -> Result<Vec<u8>, OpError> {
+        let unusable = |reason: String| -> OpError {
+            HsmError::UnsupportedKey {
+                label: self.label.clone(),
+                reason,
+            }
+            .into()
+        };
+        if !self.login.per_signature() {
+            return match call("C_Sign", session.sign(mechanism, handle, data)) {
+                // "Not logged in" while the session still is: the token wants the login for
+                // the key alone. Retrying on a new session would only be refused again.
+                Err(e) if e.rv() == Some(RvError::UserNotLoggedIn) && touch(session).is_ok() => {
+                    Err(unusable(self.login.missing_reason()))
+                }
+                other => Ok(other?),
+            };
+        }
+        call("C_SignInit", session.sign_init(mechanism, handle))?;
+        if let Err(e) = pool.context_login(session) {
+            // C_Sign ends the operation whatever it answers, so the session goes back to the
+            // pool without one active; its result (at most a signature of the very message
+            // this call was asked to sign) is dropped.
+            let _ = pkcs11_token_info::sign(pool.module().as_os_str(), session.handle(), data);
+            return Err(match e {
+                // The token wants no such login here, or knows none: asking again won't help.
+                OpError::Call(c)
+                    if matches!(
+                        c.rv(),
+                        Some(RvError::OperationNotInitialized | RvError::UserTypeInvalid)
+                    ) =>
+                {
+                    unusable(self.login.refused_reason(&c.code()))
+                }
+                other => other,
+            });
+        }
+        sign_after_init(pool, session, data)
     }
 
     /// Whether a re-initialisation for a missing key is allowed now (and notes it).
@@ -274,6 +335,28 @@ impl Signer {
     }
 }
 
+/// Single-part `C_Sign` of `data` on `session`, whose operation was initialised (and
+/// authenticated) already: the call cryptoki does not offer on its own.
+fn sign_after_init(pool: &Pool, session: &Session, data: &[u8]) -> Result<Vec<u8>, OpError> {
+    match pkcs11_token_info::sign(pool.module().as_os_str(), session.handle(), data) {
+        Ok(signature) => Ok(signature),
+        // Through `call`, so the code is classified and logged like every other.
+        Err(pkcs11_token_info::Error::Rv(rv)) => {
+            call("C_Sign", Rv::from(rv).into_result(Function::Sign))?;
+            Err(HsmError::Pkcs11 {
+                function: "C_Sign",
+                detail: "failed with CKR_OK".into(),
+            }
+            .into())
+        }
+        Err(other) => Err(HsmError::Pkcs11 {
+            function: "C_Sign",
+            detail: other.to_string(),
+        }
+        .into()),
+    }
+}
+
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Signer")
@@ -281,6 +364,7 @@ impl std::fmt::Debug for Signer {
             .field("id", &hex::encode(&self.id))
             .field("algorithm", &self.algorithm)
             .field("ecdsa", &self.ecdsa)
+            .field("login", &self.login)
             .finish_non_exhaustive()
     }
 }

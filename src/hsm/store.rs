@@ -55,6 +55,8 @@ impl HsmSettings {
             keepalive_secs: cfg.hsm.keepalive_secs,
             ecdsa_mechanism: cfg.hsm.ecdsa_mechanism,
             rsa_signature: cfg.hsm.rsa_signature,
+            context_login: cfg.hsm.context_login,
+            key_always_authenticate: cfg.hsm.key_always_authenticate,
         })
     }
 }
@@ -168,18 +170,25 @@ impl KeyStore for Pkcs11KeyStore {
             .iter_mut()
             .find(|t| t.label == self.token_label)
         {
+            let setting = self.hsm.context_login();
             token.keys = keys
                 .into_iter()
-                .map(|(label, id)| KeyUri {
+                .map(|key| KeyUri {
                     uri: Pkcs11Uri {
                         token: Some(self.token_label.clone()),
-                        object: Some(label.clone()),
-                        id: (!id.is_empty()).then_some(id),
+                        object: Some(key.label.clone()),
+                        id: (!key.id.is_empty()).then_some(key.id),
                         object_type: Some(ObjectType::Private),
                         ..Default::default()
                     }
                     .to_string(),
-                    label,
+                    label: key.label,
+                    always_authenticate: key.always_authenticate,
+                    context_login: super::context_login::KeyLogin {
+                        setting,
+                        attribute: key.always_authenticate,
+                    }
+                    .per_signature(),
                 })
                 .collect();
         }

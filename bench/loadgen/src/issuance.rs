@@ -80,6 +80,8 @@ pub async fn run(args: IssueArgs) -> anyhow::Result<serde_json::Value> {
         keepalive_secs: cfg.hsm.keepalive_secs,
         ecdsa_mechanism: cfg.hsm.ecdsa_mechanism,
         rsa_signature: cfg.hsm.rsa_signature,
+        context_login: cfg.hsm.context_login,
+        key_always_authenticate: cfg.hsm.key_always_authenticate,
     };
     let hsm = tokio::task::spawn_blocking(move || Hsm::open(&settings)).await??;
     let ca = store
