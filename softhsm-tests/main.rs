@@ -23,6 +23,7 @@ mod notices;
 mod ops;
 mod request_ids;
 mod signatures;
+mod slot_daemon;
 mod staff_browser;
 mod staff_cli;
 mod staff_console;
