@@ -53,6 +53,8 @@ def main():
     p(f"Measured {meta['date']} on {meta['machine']} ({meta['os']}).  ")
     p(f"certgate {meta['certgate']} ({meta['rustc']}), {meta['nginx']}, "
       f"{meta['haproxy'].split(' - ')[0]}, {meta['openssl']}, SoftHSM {meta['softhsm']}.  ")
+    if "token" in meta:
+        p(f"Token: {meta['token']}.  ")
     p(f"Command: `{meta['command']}`. {meta['pinning']}. Other load: {meta['other_load']}.")
     p("")
     tests = [("keepalive", 16), ("keepalive", 64), ("handshake", 16)]
@@ -147,7 +149,9 @@ def main():
         if raw:
             for x in raw["results"]:
                 c = f" ({x['cpu_us_per_op']:,.0f} µs CPU each)" if "cpu_us_per_op" in x else ""
-                p(f"| raw PKCS#11 C_Sign (ECDSA P-256), {x['threads']} thread(s){c} | {x['per_sec']:,.0f} |")
+                # Older result files name no mechanism: they were all ECDSA P-256.
+                how = raw.get("mechanism", "ECDSA P-256")
+                p(f"| raw PKCS#11 C_Sign ({how}), {x['threads']} thread(s){c} | {x['per_sec']:,.0f} |")
         for iss in issues:
             st = iss["store"]
             def cpu(x):

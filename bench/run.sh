@@ -15,7 +15,12 @@
 # BENCHMARKS.md; `tlsup` is the HTTPS-upstream case: each proxy in front of the app's TLS
 # port, verifying its certificate, keep-alive both ways),
 # BENCH_INSTR_SECS (seconds of load per proxy under callgrind, 10), BENCH_SIGN_DELAY_MS
-# (milliseconds added to each signature for the simulated slow-HSM issuance runs, 2; 0: none).
+# (milliseconds added to each signature for the simulated slow-HSM issuance runs, 2; 0: none),
+# BENCH_TOKEN (the CA key's token: "softhsm2", a throwaway token, or "opencryptoki", the
+# machine's openCryptoki soft token that scripts/setup-debian.sh initialises; the bench adds
+# its own key there and deletes it at the end, so not while the openCryptoki test pass runs),
+# BENCH_CA_ALGORITHM (the CA key: ec-p256 on softhsm2, rsa-2048 on opencryptoki, which has no
+# EC; ec-p384, rsa-2048 and rsa-3072 also work).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +32,13 @@ WAIT_RUSTC=${BENCH_WAIT_RUSTC:-600}
 read -r -a TARGETS <<<"${BENCH_TARGETS:-direct certgate nginx haproxy}"
 PARTS=" ${BENCH_PARTS:-load tlsup idle ocsp instr issue} "
 INSTR_SECS=${BENCH_INSTR_SECS:-10}
+TOKEN=${BENCH_TOKEN:-softhsm2}
+case $TOKEN in
+    softhsm2) CA_ALGORITHM=${BENCH_CA_ALGORITHM:-ec-p256} ;;
+    opencryptoki) CA_ALGORITHM=${BENCH_CA_ALGORITHM:-rsa-2048} ;;
+    *) echo "bench: BENCH_TOKEN=$TOKEN: use softhsm2 or opencryptoki" >&2; exit 1 ;;
+esac
+OCK_MODULE=/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so
 part() { [[ $PARTS == *" $1 "* ]]; }
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/certgate-bench.XXXXXX)}
 RESULTS=$WORK/results.jsonl
@@ -42,6 +54,7 @@ source "$ROOT/bench/lib.sh"
 cleanup() {
     local pid
     for pid in "${STARTED[@]}"; do stop_pid "$pid"; done
+    if [[ -n ${OCK_KEY_MADE:-} ]]; then delete_ock_key; fi
     if [[ -n ${PG_DB:-} ]]; then
         psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $PG_DB" >/dev/null 2>&1 || true
     fi
@@ -49,7 +62,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for tool in nginx haproxy softhsm2-util openssl taskset python3 cargo; do
+token_tools=(softhsm2-util)
+[[ $TOKEN == opencryptoki ]] && token_tools=(pkcsconf pkcs11-tool)
+for tool in nginx haproxy "${token_tools[@]}" openssl taskset python3 cargo; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
 done
 NCPU=$(nproc)
@@ -100,21 +115,57 @@ fill() {
         -e "s#@TLS_UPSTREAM_PORT@#$TLS_UPSTREAM_PORT#g" -e "s#@NGINX_TLSUP_PORT@#$NGINX_TLSUP_PORT#g" \
         -e "s#@HAPROXY_TLSUP_PORT@#$HAPROXY_TLSUP_PORT#g" "$1" >"$2"
 }
+# The [hsm] section of a filled certgate.toml for the chosen token and key.
+set_hsm() {
+    sed -i -e "s#^module = .*#module = \"$HSM_MODULE\"#" \
+        -e "s#^token_label = .*#token_label = \"$HSM_TOKEN\"#" \
+        -e "s#^key_label = .*#key_label = \"$KEY_LABEL\"\nkey_algorithm = \"$CA_ALGORITHM\"#" "$1"
+}
 fill "$ROOT/bench/conf/certgate.toml" "$WORK/certgate.toml"
 fill "$ROOT/bench/conf/nginx-upstream.conf" "$WORK/upstream/nginx.conf"
 fill "$ROOT/bench/conf/nginx-proxy.conf" "$WORK/nginx/nginx.conf"
 fill "$ROOT/bench/conf/haproxy.cfg" "$WORK/haproxy/haproxy.cfg"
 
 # ---------------------------------------------------------------- PKI through certgate
-export SOFTHSM2_CONF=$WORK/softhsm2.conf
-printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
-    "$WORK/tokens" >"$SOFTHSM2_CONF"
-CERTGATE_HSM_PIN=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+if [[ $TOKEN == opencryptoki ]]; then
+    # The machine's one soft token, its label and test PIN as scripts/setup-debian.sh set
+    # them (read from there, as the tests use the same values). A key of this run's own,
+    # deleted when the bench ends.
+    HSM_MODULE=$OCK_MODULE
+    HSM_TOKEN=$(sed -n 's/^OCK_LABEL=//p' "$ROOT/scripts/setup-debian.sh")
+    CERTGATE_HSM_PIN=$(sed -n 's/^OCK_USER_PIN=//p' "$ROOT/scripts/setup-debian.sh")
+    KEY_LABEL=certgate-bench-$$
+    if ! pkcsconf -t 2>/dev/null | grep -q "Label: $HSM_TOKEN "; then
+        echo "bench: no openCryptoki token labelled $HSM_TOKEN (is pkcsslotd running? scripts/setup-debian.sh)" >&2
+        exit 1
+    fi
+    delete_ock_key() {
+        local type
+        local type _
+        for type in privkey pubkey; do
+            for _ in 1 2 3; do
+                pkcs11-tool --module "$OCK_MODULE" --token-label "$HSM_TOKEN" --login \
+                    --pin "$CERTGATE_HSM_PIN" --delete-object --type "$type" --label "$KEY_LABEL" \
+                    >/dev/null 2>&1 || break
+            done
+        done
+    }
+    OCK_KEY_MADE=1
+else
+    export SOFTHSM2_CONF=$WORK/softhsm2.conf
+    printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+        "$WORK/tokens" >"$SOFTHSM2_CONF"
+    HSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
+    HSM_TOKEN=certgate-bench
+    KEY_LABEL=certgate-ca
+    CERTGATE_HSM_PIN=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+    so_pin=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+    # A throwaway token: softhsm2-util takes its PINs only as arguments.
+    softhsm2-util --init-token --free --label "$HSM_TOKEN" --so-pin "$so_pin" \
+        --pin "$CERTGATE_HSM_PIN" >/dev/null
+fi
 export CERTGATE_HSM_PIN
-so_pin=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
-# A throwaway token: softhsm2-util takes its PINs only as arguments.
-softhsm2-util --init-token --free --label certgate-bench --so-pin "$so_pin" \
-    --pin "$CERTGATE_HSM_PIN" >/dev/null
+set_hsm "$WORK/certgate.toml"
 cg() { "$CG" --config "$WORK/certgate.toml" "$@"; }
 log "PKI: certgate init, server certificate, client certificates, CRL"
 cg init >/dev/null
@@ -304,6 +355,7 @@ if part instr; then
     TLS_SPARE2=$(free_port 18450)
     mkdir -p "$WORK/vg/nginx/tmp" "$WORK/vg/haproxy"
     CERTGATE_PORT=$VG_PORT ADMIN_PORT=$VG_ADMIN_PORT fill "$ROOT/bench/conf/certgate.toml" "$WORK/vg/certgate.toml"
+    set_hsm "$WORK/vg/certgate.toml"
     cat "$WORK/certgate-tlsup.toml" >>"$WORK/vg/certgate.toml"
     NGINX_PORT=$VG_PORT NGINX_TLSUP_PORT=$TLSUP_SPARE fill "$ROOT/bench/conf/nginx-proxy.conf" "$WORK/vg/nginx/nginx.conf"
     HAPROXY_PORT=$VG_PORT HAPROXY_TLSUP_PORT=$TLS_SPARE2 fill "$ROOT/bench/conf/haproxy.cfg" "$WORK/vg/haproxy/haproxy.cfg"
@@ -364,8 +416,9 @@ for pid in "$HA_PID" "$NG_PID" "$CG_PID" "$UP_PID"; do stop_pid "$pid"; done
 STARTED=()
 
 if part issue; then
-log "raw PKCS#11 signing rate (1 and 2 threads)"
-timeout 120 "$LG" hsm-raw --token-label certgate-bench --secs 3 >>"$RESULTS"
+log "raw PKCS#11 signing rate (1 and 2 threads), $TOKEN, $CA_ALGORITHM"
+timeout 120 "$LG" hsm-raw --module "$HSM_MODULE" --token-label "$HSM_TOKEN" \
+    --key-label "$KEY_LABEL" --secs 3 >>"$RESULTS"
 log "issuance through Lifecycle::obtain on SQLite ($ISSUE_COUNT per concurrency level)"
 timeout 600 "$LG" issue --config "$WORK/certgate.toml" --count "$ISSUE_COUNT" \
     --sign-delay-ms "${BENCH_SIGN_DELAY_MS:-2}" >>"$RESULTS"
@@ -405,7 +458,8 @@ json.dump({
     "haproxy": out("haproxy", "-v"),
     "openssl": out("openssl", "version"),
     "softhsm": out("softhsm2-util", "--version"),
-    "command": "bench/run.sh (BENCH_SECS=$SECS BENCH_ROUNDS=$ROUNDS BENCH_IDLE_CONNS=$IDLE_CONNS BENCH_ISSUE_COUNT=$ISSUE_COUNT)",
+    "token": "$TOKEN, CA key $CA_ALGORITHM",
+    "command": "bench/run.sh (BENCH_SECS=$SECS BENCH_ROUNDS=$ROUNDS BENCH_IDLE_CONNS=$IDLE_CONNS BENCH_ISSUE_COUNT=$ISSUE_COUNT BENCH_TOKEN=$TOKEN BENCH_CA_ALGORITHM=$CA_ALGORITHM)",
     "other_load": "$OTHER_LOAD; load average at start $LOADAVG_START",
     "pinning": "load generator on CPU $LG_CPU; proxies and upstream on CPU $SRV_CPU",
 }, open(sys.argv[1], "w"))

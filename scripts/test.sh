@@ -35,10 +35,11 @@ echo "== tests"
 cargo nextest run --locked --no-fail-fast --retries 1 "$@"
 
 echo "== HSM tests on openCryptoki's soft token"
-# The same key, signing, recovery and refusal tests against a second PKCS#11 implementation.
-# Its one token is shared, so the profile runs them one at a time.
+# The same key, signing, recovery and refusal tests against a second PKCS#11 implementation,
+# and its slot daemon (pkcsslotd) killed and started again under a running signer.
+# Its one token and daemon are shared, so the profile runs them one at a time.
 # One retry: a single run of this pass once saw curl get no answer from a freshly started
 # gateway (lifecycle::est_sqlite, status 0); a retry that passes is reported as FLAKY.
 CERTGATE_TEST_TOKEN=opencryptoki cargo nextest run --locked --no-fail-fast --retries 1 \
-  --profile opencryptoki -E 'binary(softhsm) & (test(/^hsm::/) | test(/^keystore::/) | test(=lifecycle::est_sqlite) | test(=lifecycle::reissue_sqlite) | test(/^audit_anchor::/) | test(/^pss::/))'
+  --profile opencryptoki -E 'binary(softhsm) & (test(/^hsm::/) | test(/^keystore::/) | test(=lifecycle::est_sqlite) | test(=lifecycle::reissue_sqlite) | test(/^audit_anchor::/) | test(/^pss::/) | test(/^slot_daemon::/))'
 

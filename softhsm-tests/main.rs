@@ -24,6 +24,7 @@ mod ops;
 mod pss;
 mod request_ids;
 mod signatures;
+mod slot_daemon;
 mod staff_browser;
 mod staff_cli;
 mod staff_console;

@@ -2,4 +2,5 @@
 
 pub mod est_strict;
 pub mod private_pg;
+pub mod slot_daemon;
 pub mod token;

@@ -66,7 +66,7 @@ impl Context {
         };
         let pkcs11 = call("C_GetFunctionList", Pkcs11::new(&key))
             .map_err(|e| module_error(e.to_string()))?;
-        initialize(&pkcs11).map_err(|e| module_error(e.to_string()))?;
+        initialize(&pkcs11).map_err(|e| module_error(format!("{e}{}", initialize_hint(&key))))?;
         tracing::info!(module = %key.display(), "PKCS#11 module loaded and initialised");
         let ctx = Arc::new(Self {
             module: key.clone(),
@@ -96,8 +96,13 @@ impl Context {
             let mut backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
             if let Some(wait) = backoff.remaining(now) {
+                // The last failure is repeated: each caller meanwhile learns the cause.
+                let recently = match &backoff.failed {
+                    Some(why) => format!("could not be re-initialised ({why})"),
+                    None => "was re-initialised recently".to_owned(),
+                };
                 return Err(HsmError::Unavailable(format!(
-                    "the PKCS#11 library was re-initialised recently; next attempt in {} ms",
+                    "the PKCS#11 library {recently}; next attempt in {} ms",
                     wait.as_millis()
                 )));
             }
@@ -113,7 +118,26 @@ impl Context {
         }
         // The epoch moves even if initialising fails: every old session is gone either way.
         live.epoch += 1;
-        initialize(&live.pkcs11).map_err(|e| HsmError::Unavailable(e.to_string()))
+        let failed = initialize(&live.pkcs11)
+            .err()
+            .map(|e| format!("{e}{}", initialize_hint(&self.module)));
+        self.backoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .failed
+            .clone_from(&failed);
+        match failed {
+            None => Ok(()),
+            // Until an attempt succeeds, every call answers CKR_CRYPTOKI_NOT_INITIALIZED and
+            // the next use (after the backoff) tries again.
+            Some(why) => {
+                tracing::error!(module = %self.module.display(), error = %why,
+                    "re-initialising the PKCS#11 library failed; signing is unavailable until it works");
+                Err(HsmError::Unavailable(format!(
+                    "cannot re-initialise the PKCS#11 library: {why}"
+                )))
+            }
+        }
     }
 
     /// A session opened: the library works, so the next trouble starts a fresh backoff.
@@ -152,11 +176,28 @@ fn initialize(pkcs11: &Pkcs11) -> Result<(), super::ckr::CallError> {
     }
 }
 
+/// What to check when `C_Initialize` fails, for modules known to depend on a service:
+/// openCryptoki's library asks its slot daemon for the slot table in `C_Initialize` (and only
+/// there: sessions of an initialised library keep working while the daemon is down).
+fn initialize_hint(module: &Path) -> &'static str {
+    let name = module
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if name.contains("opencryptoki") {
+        "; openCryptoki needs its slot daemon: is pkcsslotd running?"
+    } else {
+        ""
+    }
+}
+
 /// When the next re-initialisation may run.
 #[derive(Debug, Default)]
 struct Backoff {
     not_before: Option<Instant>,
     delay: Duration,
+    /// Why the last re-initialisation failed, if it did (no PIN or argument in it).
+    failed: Option<String>,
 }
 
 impl Backoff {
@@ -183,6 +224,16 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_initialisation_of_open_cryptoki_points_at_its_daemon() {
+        let ock = Path::new("/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so");
+        assert!(initialize_hint(ock).contains("pkcsslotd"));
+        assert_eq!(
+            initialize_hint(Path::new("/usr/lib/softhsm/libsofthsm2.so")),
+            ""
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_and_resets() {
