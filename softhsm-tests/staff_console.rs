@@ -212,6 +212,22 @@ fn staff_console_roles_four_eyes_and_refusals() {
         (customer.0, customer.1["error"].as_str()),
         (403, Some("not_staff"))
     );
+    // Audited, but one row a minute per certificate: more tries add no rows.
+    for _ in 0..3 {
+        let again = call(&run, port, (&carol, &carol_key), "GET", "me", None, &[]);
+        assert_eq!(again.0, 403);
+    }
+    let carol_now = serial_of(&fx, "carol");
+    let (_, b) = c(
+        &aud,
+        "GET",
+        &format!("audit?action=staff.access&subject={carol_now}"),
+        None,
+    );
+    let refused: Vec<_> = b["entries"].as_array().expect("entries").iter().collect();
+    assert_eq!(refused.len(), 1, "{b}");
+    assert_eq!(refused[0]["outcome"], "refused");
+    assert_eq!(refused[0]["detail"]["reason"], "not_staff", "{b}");
     let (s, _) = call_app(&run, &sato.cert, &sato.key);
     assert_eq!(s, 403, "a staff certificate reached the app");
 

@@ -20,6 +20,7 @@ use crate::status::StatusCache;
 use crate::store::Store;
 use crate::tls::{ListenerTls, PresentedCert};
 
+use super::refusal_log::{Entry, RefusalLog};
 use super::{MAX_BODY, PublicHttpRequest, StaffHttpRequest, StaffService, caller};
 
 /// Staff connections served at once; more are closed at accept.
@@ -55,6 +56,7 @@ struct Shared {
     audit: Audit,
     clock: Arc<dyn Clock>,
     service: Arc<dyn StaffService>,
+    refusals: RefusalLog,
 }
 
 /// Serves staff connections until `stop` turns true.
@@ -73,6 +75,7 @@ pub async fn serve(l: StaffListener, mut stop: watch::Receiver<bool>) {
         store: l.store,
         clock: l.clock,
         service: l.service,
+        refusals: RefusalLog::default(),
     });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -155,19 +158,38 @@ async fn answer(
     let caller = match caller::resolve(&shared.cache, &shared.store, presented).await {
         Ok(c) => c,
         Err(refusal) => {
-            // Someone with a certificate of this CA tried the console: a security event.
-            let who = presented.map_or_else(|| "none".to_owned(), |p| p.serial.clone());
-            let _ = shared
-                .audit
-                .record(
-                    shared.clock.now(),
-                    &Actor::Anonymous(remote.ip().to_string()),
-                    "staff.access",
-                    &who,
-                    Outcome::Refused,
-                    serde_json::json!({"reason": refusal.code(), "path": req.uri().path()}),
-                )
-                .await;
+            // Someone with a certificate of this CA tried the console: a security event,
+            // recorded once a minute per certificate and reason (`refusal_log`).
+            let who = presented.map_or("none", |p| p.serial.as_str());
+            let now = shared.clock.now();
+            match shared.refusals.entry(who, refusal.code(), now) {
+                Entry::Counted => {
+                    tracing::debug!(%remote, serial = who, reason = refusal.code(),
+                        "staff console refusal counted, not recorded");
+                }
+                Entry::Record { repeated } => {
+                    let mut detail =
+                        serde_json::json!({"reason": refusal.code(), "path": req.uri().path()});
+                    if repeated > 0 {
+                        detail["repeated"] = repeated.into();
+                    }
+                    if let Err(e) = shared
+                        .audit
+                        .record(
+                            now,
+                            &Actor::Anonymous(remote.ip().to_string()),
+                            "staff.access",
+                            who,
+                            Outcome::Refused,
+                            detail,
+                        )
+                        .await
+                    {
+                        tracing::error!(error = %crate::telemetry::error_chain(&e),
+                            "cannot record a refused staff console access");
+                    }
+                }
+            }
             let status = match refusal {
                 caller::CallerRefusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::FORBIDDEN,
