@@ -117,9 +117,11 @@ impl StatusAwareVerifier {
                 // Within the grace days the chain is judged as on the leaf's last valid
                 // second (not at now minus the grace: a leaf younger than the grace would
                 // then be "not yet valid").
+                // Less than the grace, as the renewal decision counts it
+                // (`status::decide_for_renewal`): both refuse from `notAfter + grace` on.
                 let last_valid = u64::try_from(not_after)
                     .ok()
-                    .filter(|end| now.as_secs().saturating_sub(*end) <= self.expiry_grace_secs);
+                    .filter(|end| now.as_secs().saturating_sub(*end) < self.expiry_grace_secs);
                 let Some(last_valid) = last_valid else {
                     return Err(e);
                 };
@@ -223,5 +225,93 @@ impl ClientCertVerifier for StatusAwareVerifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::status::{MemorySource, StatusCacheSettings, StatusSource};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    use std::time::Duration;
+
+    const NOT_AFTER: i64 = 1_900_000_000;
+    const GRACE: u64 = 86_400;
+
+    /// A leaf valid until [`NOT_AFTER`] and the CA that signed it.
+    fn chain() -> (CertificateDer<'static>, CertificateDer<'static>) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name
+            .push(DnType::CommonName, "Grace Test CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.distinguished_name.push(DnType::CommonName, "login-1");
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        leaf.not_before =
+            time::OffsetDateTime::from_unix_timestamp(NOT_AFTER - 400 * 86_400).unwrap();
+        leaf.not_after = time::OffsetDateTime::from_unix_timestamp(NOT_AFTER).unwrap();
+        let leaf = leaf.signed_by(&key, &issuer).unwrap();
+        (leaf.der().clone(), ca_cert.der().clone())
+    }
+
+    fn at(secs: i64) -> UnixTime {
+        UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(secs).unwrap()))
+    }
+
+    #[test]
+    fn the_grace_ends_on_the_second_the_renewal_decision_ends_it() {
+        let (leaf, ca) = chain();
+        let source: Arc<dyn StatusSource> = Arc::new(MemorySource::default());
+        let cache = StatusCache::new(
+            source,
+            ManualClock::new(500),
+            StatusCacheSettings {
+                max_age: Duration::from_secs(30),
+                fail_closed_after: Duration::from_secs(300),
+                overlap_secs: 0,
+            },
+        );
+        let v = StatusAwareVerifier::new(&[ca], cache, true, true, GRACE).unwrap();
+        let grace = i64::try_from(GRACE).unwrap();
+        for (now, passes) in [
+            (NOT_AFTER, true),
+            (NOT_AFTER + 1, true),
+            (NOT_AFTER + grace - 1, true),
+            (NOT_AFTER + grace, false),
+            (NOT_AFTER + grace + 1, false),
+        ] {
+            let judged = v.check_chain(&leaf, &[], at(now));
+            assert_eq!(
+                judged.is_ok(),
+                passes,
+                "at notAfter + {}: {judged:?}",
+                now - NOT_AFTER
+            );
+            if !passes {
+                assert_eq!(classify(&judged.unwrap_err()), Refusal::Expired);
+            }
+        }
+        // The decision on the renewal paths draws the same line (its clock counts a
+        // certificate expired from its notAfter second, the chain check one second later).
+        let mut view = crate::status::test_view("01", crate::store::CertStatus::Current);
+        view.cert.not_after = NOT_AFTER;
+        let renew = |now| {
+            crate::status::decide_for_renewal(
+                crate::status::Audience::Customer,
+                Some(&view),
+                now,
+                0,
+                grace,
+            )
+        };
+        assert_eq!(renew(NOT_AFTER + grace - 1), crate::status::Verdict::Allow);
+        assert_ne!(renew(NOT_AFTER + grace), crate::status::Verdict::Allow);
     }
 }
