@@ -58,6 +58,7 @@ on_both!(
     permanent_refusal_is_failed_and_listed_temporary_is_retried,
     a_killed_pass_loses_none_and_doubles_at_most_two_groups,
     with_the_relay_down_a_pass_says_how_many_due_notices_it_left,
+    a_slow_relay_cannot_make_a_batch_outlast_its_claim,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -743,6 +744,67 @@ async fn with_the_relay_down_a_pass_says_how_many_due_notices_it_left(db: &TestD
     assert_eq!((r.sent, r.retried, r.left_due), (80, 0, 0));
     assert_eq!(ctx.metrics().snapshot().left_due, 0);
     assert_eq!(sink.messages().len(), 80);
+}
+
+/// A relay slow enough that a batch would outlast its claim: no send starts in the last
+/// `2 * timeout_secs` of the lease (here the clock jumps there mid-batch), the e-mails sent
+/// so far are recorded, the rest stay pending and are counted as left, and a later pass
+/// (after the lease) sends them: every notice arrives exactly once, none is lost.
+async fn a_slow_relay_cannot_make_a_batch_outlast_its_claim(db: &TestDb) {
+    const N: usize = 20;
+    let sink = Sink::start_with(&["--delay-ms", "100"]);
+    let s = open(db).await;
+    let ca = setup(&s).await;
+    seed_bulk(db, ca, N as i64, END).await;
+    let clock = ManualClock::new(END - 20 * DAY);
+    // timeout 10 s: no send may start in the last 20 s of a 60 s lease.
+    let text = config_with(
+        &db.url,
+        &format!("smtp://127.0.0.1:{}", sink.port),
+        "en",
+        "lease_secs = 60\nbatch = 50\n",
+    );
+    let ctx = context_from(&text, s.clone(), &clock);
+    let pass = tokio::spawn({
+        let ctx = ctx.clone();
+        async move { run_once(&ctx).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sink.messages().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "no mails after 30 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // 45 s into the claim: 15 s of lease left, less than the 20 s a send may need.
+    clock.advance(45);
+    let r = pass.await.unwrap().unwrap();
+    let sent = sink.messages().len();
+    assert!(
+        (3..N).contains(&sent),
+        "the batch went on past its claim: {sent} sent"
+    );
+    assert_eq!(
+        r.sent as usize, sent,
+        "every e-mail the relay took is recorded as sent"
+    );
+    assert_eq!(r.lost_claims, 0);
+    assert_eq!(r.left_due as usize, N - sent);
+    assert_eq!(r.outbox.pending as usize, N - sent);
+
+    // Still claimed: a pass before the lease ends sends nothing again.
+    let r = run_once(&ctx).await.unwrap();
+    assert_eq!(r.sent, 0);
+    assert_eq!(sink.messages().len(), sent);
+
+    clock.advance(16);
+    let r = run_once(&ctx).await.unwrap();
+    assert_eq!(r.sent as usize, N - sent);
+    assert_eq!(r.left_due, 0);
+    let mails = sink.messages();
+    assert_eq!(mails.len(), N);
+    let mut ids: Vec<_> = mails.iter().map(|m| m.message_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), N, "a notice arrived twice");
 }
 
 // ---------------------------------------------------------------- the real binary

@@ -10,7 +10,8 @@
 //! preferred to a lost notice. Outcomes are recorded in groups of `record_every`, a group
 //! committed while the next is sent, so a killed worker causes at most `2 * record_every`
 //! duplicates; each carries the Message-ID of its row, so relays, mail programs and the
-//! tests recognise it.
+//! tests recognise it. No send starts in the last `2 * timeout_secs` of a claim, so a slow
+//! relay cannot make a live worker's batch outlast its lease.
 
 use super::smtp::{Letter, Outgoing, SendOutcome};
 use super::{NotifyContext, NotifyError};
@@ -59,6 +60,8 @@ async fn rounds(
 ) -> Result<(), NotifyError> {
     let s = &ctx.inner;
     let mut recorder = Recorder::new(ctx, token);
+    // Rows of a claim that ran out before they were tried (see below).
+    let mut cut_short = false;
     loop {
         // Due means due at the start of the pass (so the pass ends); the lease runs from
         // the claim, as a long pass would otherwise claim rows with a lease already over.
@@ -68,14 +71,30 @@ async fn rounds(
             .claim_notices(now, lease_until, token, s.batch)
             .await?;
         if rows.is_empty() {
-            return recorder.finish(out).await;
+            recorder.finish(out).await?;
+            if cut_short {
+                out.left_due = s.store.count_due_notices(now).await?;
+            }
+            return Ok(());
         }
         // Checked after a claim so that a pass always tries at least one batch.
         let stopping = s.stopping.load(std::sync::atomic::Ordering::Relaxed);
         let full = rows.len() as i64 >= s.batch;
         // Once the relay cannot be reached, the rest of the batch waits without trying.
         let mut unreachable: Option<String> = None;
-        for row in &rows {
+        for (i, row) in rows.iter().enumerate() {
+            // A send must end, and its outcome be committed, while the claim holds: after
+            // it another worker may claim the row and send it again. A slow relay can make
+            // a batch outlast its lease; what would start too late waits for a later claim.
+            if s.clock.now().max(now) + s.send_margin_secs > lease_until {
+                recorder.finish(out).await?;
+                tracing::info!(
+                    left = rows.len() - i,
+                    "the claim on a batch of expiry notices is running out: the rest wait for a later claim"
+                );
+                cut_short = true;
+                break;
+            }
             let outcome = match &unreachable {
                 Some(why) => SendOutcome::Unreachable(why.clone()),
                 None => relay.send(&letter(row)).await,
@@ -110,7 +129,11 @@ async fn rounds(
             return Ok(());
         }
         if !full {
-            return recorder.finish(out).await;
+            recorder.finish(out).await?;
+            if cut_short {
+                out.left_due = s.store.count_due_notices(now).await?;
+            }
+            return Ok(());
         }
     }
 }

@@ -128,7 +128,8 @@ impl prometheus_client::collector::Collector for NotifyCollector {
         left.encode(encoder.encode_descriptor(
             "notices_left_due",
             "Due expiry notices the last pass left untried because the SMTP relay could not be \
-             reached or serve was stopping (the next pass tries them)",
+             reached, was too slow to finish a batch within its claim, or serve was stopping \
+             (the next pass tries them)",
             None,
             left.metric_type(),
         )?)?;

@@ -76,6 +76,9 @@ struct Inner {
     retry_initial_secs: i64,
     retry_max_secs: i64,
     lease_secs: i64,
+    /// The part of a claim no send may start in: one SMTP conversation and the commit of
+    /// its outcome (twice `timeout_secs`, which the lease must exceed).
+    send_margin_secs: i64,
     batch: i64,
     /// Outcomes recorded per transaction.
     record_every: usize,
@@ -138,6 +141,7 @@ impl NotifyContext {
                 retry_initial_secs: secs(n.retry_initial_secs),
                 retry_max_secs: secs(n.retry_max_secs),
                 lease_secs: secs(n.lease_secs),
+                send_margin_secs: secs(n.timeout_secs).saturating_mul(2),
                 batch: i64::from(n.batch),
                 record_every: usize::try_from(n.record_every).unwrap_or(1).max(1),
                 metrics: Arc::default(),

@@ -135,6 +135,8 @@ class Session:
                 self.store(raw)
                 self.accepted += 1
                 self.reset()
+                if self.opts.delay_ms:
+                    await asyncio.sleep(self.opts.delay_ms / 1000)
                 await self.reply("250 queued")
             elif verb == "RSET":
                 self.reset()
@@ -238,6 +240,8 @@ async def main():
     p.add_argument("--auth")
     p.add_argument("--no-pipelining", action="store_true")
     p.add_argument("--max-per-session", type=int, default=0)
+    # A slow relay: the 250 after each message's data comes this many ms after it is stored.
+    p.add_argument("--delay-ms", type=int, default=0)
     a = p.parse_args()
     a.ssl_context = None
     if a.tls:
