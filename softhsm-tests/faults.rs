@@ -38,18 +38,7 @@ impl Gate {
         let (https, admin, upstream) = (free_port(), free_port(), free_port());
         let cert = fx.path("server.pem");
         let key = fx.path("server.key");
-        fx.ok(&[
-            "ca",
-            "issue-server",
-            "--name",
-            "localhost",
-            "--name",
-            "127.0.0.1",
-            "--cert-out",
-            cert.to_str().unwrap(),
-            "--key-out",
-            key.to_str().unwrap(),
-        ]);
+        fx.issue_server(&cert, &key);
         let mut text = std::fs::read_to_string(&fx.config).unwrap();
         text.push_str(&format!(
             r#"

@@ -286,6 +286,23 @@ organization = "Example Bank corporate customers"
         (cert, key)
     }
 
+    /// A server certificate for `localhost` and `127.0.0.1` from the active CA, written to
+    /// `cert` and `key` (`ca issue-server`).
+    pub fn issue_server(&self, cert: &std::path::Path, key: &std::path::Path) {
+        self.ok(&[
+            "ca",
+            "issue-server",
+            "--name",
+            "localhost",
+            "--name",
+            "127.0.0.1",
+            "--cert-out",
+            cert.to_str().unwrap(),
+            "--key-out",
+            key.to_str().unwrap(),
+        ]);
+    }
+
     /// Writes the CA certificate PEM to a file and returns its path.
     pub fn ca_pem(&self) -> PathBuf {
         let p = self.path("ca.pem");
@@ -547,18 +564,7 @@ impl Fixture {
         let cert = self.path("server.pem");
         let key = self.path("server.key");
         if !cert.exists() {
-            self.ok(&[
-                "ca",
-                "issue-server",
-                "--name",
-                "localhost",
-                "--name",
-                "127.0.0.1",
-                "--cert-out",
-                cert.to_str().unwrap(),
-                "--key-out",
-                key.to_str().unwrap(),
-            ]);
+            self.issue_server(&cert, &key);
         }
         let mut text = std::fs::read_to_string(config).expect("config");
         text.push_str(&format!(

@@ -228,6 +228,16 @@ fn staff_console_roles_four_eyes_and_refusals() {
     assert_eq!(refused.len(), 1, "{b}");
     assert_eq!(refused[0]["outcome"], "refused");
     assert_eq!(refused[0]["detail"]["reason"], "not_staff", "{b}");
+    // The metric counts every one of the four.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", &format!("http://127.0.0.1:{}/metrics", run.admin)])
+        .output()
+        .expect("curl runs");
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        metrics.contains("certgate_staff_console_refusals_total{reason=\"not_staff\"} 4"),
+        "{metrics}"
+    );
     let (s, _) = call_app(&run, &sato.cert, &sato.key);
     assert_eq!(s, 403, "a staff certificate reached the app");
 
@@ -714,4 +724,64 @@ fn a_staff_certificate_gets_its_expiry_notice_with_the_consoles_renew_link() {
     assert!(mail.body.contains(&link), "{}", mail.body);
     assert!(!mail.body.contains("/certgate/renew"), "{}", mail.body);
     drop(run);
+}
+
+/// The serial of the certificate a TLS server on `port` presents, as OpenSSL reads it.
+fn presented_serial(port: u16) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} -servername 127.0.0.1 </dev/null 2>/dev/null \
+             | openssl x509 -noout -serial"
+        ))
+        .output()
+        .expect("openssl runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A CA rollover and a renewed console certificate take effect on the running console at
+/// the next reload: a staff member whose certificate comes from the new CA gets in (the
+/// handshake knew only the old CA before), one of the old CA still does, and the console
+/// presents the new server certificate, all without a restart.
+#[test]
+fn the_console_follows_a_ca_rollover_and_a_renewed_certificate_without_a_restart() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let sato = staff_member(&fx, "sato", "operator");
+    let port = free_port();
+    let run = fx.serve_with(&staff_section(port));
+    let me = |s: &Staff| call(&run, port, (&s.cert, &s.key), "GET", "me", None, &[]);
+    assert_eq!(me(&sato).0, 200);
+    let served_before = presented_serial(port);
+    assert!(served_before.starts_with("serial="), "{served_before}");
+
+    fx.ok(&["ca", "rollover", "--key-label", "certgate-ca-2"]);
+    // curl trusts both CAs for the console's own certificate from here on.
+    let old_ca = std::fs::read_to_string(&run.ca).unwrap();
+    std::fs::write(&run.ca, old_ca + &fx.ok(&["ca", "cert"])).unwrap();
+    let kato = staff_member(&fx, "kato", "auditor");
+    // A new console certificate, written over the configured files.
+    let (cert, key) = (fx.path("server-2.pem"), fx.path("server-2.key"));
+    fx.issue_server(&cert, &key);
+    // Before the reload the console's handshake does not know the new CA.
+    assert_ne!(me(&kato).0, 200, "the new CA was trusted before any reload");
+    std::fs::copy(&key, fx.path("server.key")).unwrap();
+    std::fs::copy(&cert, fx.path("server.pem")).unwrap();
+    crate::fixture::sh(std::process::Command::new("kill").args(["-HUP", &run.pid().to_string()]));
+
+    eventually(20, "the console trusts the new CA", || me(&kato).0 == 200);
+    assert_eq!(me(&kato).1["name"], "kato");
+    assert_eq!(
+        me(&sato).0,
+        200,
+        "the old CA's staff certificate stopped working"
+    );
+    let served_after = presented_serial(port);
+    assert!(served_after.starts_with("serial="), "{served_after}");
+    assert_ne!(
+        served_after, served_before,
+        "the console still presents its old certificate"
+    );
 }

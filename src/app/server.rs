@@ -24,7 +24,7 @@ use crate::staff::{Door, StaffListener, StaffService};
 use crate::status::{StatusCache, StatusCacheSettings, StatusSource};
 use crate::store::Store;
 use crate::telemetry::Metrics;
-use crate::tls::{build_listener_tls, load_server_key_pair};
+use crate::tls::{ListenerTls, build_listener_tls, load_server_key_pair};
 
 /// Why the servers cannot start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -92,8 +92,16 @@ pub struct Server {
     gateway: Gateway,
     admin: Option<(TcpListener, AdminState)>,
     staff: Vec<StaffListener>,
+    /// Where each staff listener's TLS side comes from, to follow reloads.
+    staff_tls: Vec<StaffTls>,
     cache: Arc<StatusCache>,
     on_reload: Vec<ReloadHook>,
+}
+
+/// A staff listener's TLS side and what it is rebuilt from at a reload.
+struct StaffTls {
+    client_auth: ClientAuth,
+    tx: watch::Sender<ListenerTls>,
 }
 
 impl Server {
@@ -121,11 +129,20 @@ impl Server {
         for l in &config.listeners {
             listeners.push(bind(l.addr).await?);
         }
-        let staff = match (config.staff.addr, deps.staff) {
+        let (staff, staff_tls) = match (config.staff.addr, deps.staff) {
             (Some(addr), Some(staff)) => {
-                staff_listeners(&config, addr, staff, &cache, &deps.source, &deps.clock).await?
+                staff_listeners(
+                    &config,
+                    addr,
+                    staff,
+                    &cache,
+                    &deps.source,
+                    &deps.clock,
+                    &metrics,
+                )
+                .await?
             }
-            _ => Vec::new(),
+            _ => (Vec::new(), Vec::new()),
         };
         let admin = match config.admin.as_ref().map(|a| a.addr) {
             Some(addr) => Some((
@@ -155,6 +172,7 @@ impl Server {
             gateway,
             admin,
             staff,
+            staff_tls,
             cache,
             on_reload,
         })
@@ -208,6 +226,13 @@ impl Server {
                 }
             }
         });
+        let staff_follower = (!self.staff_tls.is_empty()).then(|| {
+            tokio::spawn(follow_staff_tls(
+                self.gateway.config_updates(),
+                self.staff_tls,
+                Arc::clone(&self.cache),
+            ))
+        });
         let admin = self
             .admin
             .map(|(l, state)| tokio::spawn(admin::serve(l, state, stop_rx.clone())));
@@ -238,6 +263,9 @@ impl Server {
             w.abort();
         }
         follower.abort();
+        if let Some(f) = staff_follower {
+            f.abort();
+        }
         Ok(result?)
     }
 }
@@ -252,20 +280,8 @@ async fn staff_listeners(
     cache: &Arc<StatusCache>,
     source: &Arc<dyn StatusSource>,
     clock: &Arc<dyn Clock>,
-) -> Result<Vec<StaffListener>, ServerError> {
-    let (Some(cert), Some(key)) = (&config.staff.cert, &config.staff.key) else {
-        return Err(ServerError::Config(ConfigError::Invalid(
-            "[staff] addr needs cert and key".into(),
-        )));
-    };
-    let tls_error = |e: crate::tls::TlsError| {
-        ServerError::Config(ConfigError::Invalid(format!(
-            "[staff] cert/key cannot be used: {}",
-            crate::telemetry::error_chain(&e)
-        )))
-    };
-    let keys =
-        load_server_key_pair(&config.resolve(cert), &config.resolve(key)).map_err(tls_error)?;
+    metrics: &Arc<Metrics>,
+) -> Result<(Vec<StaffListener>, Vec<StaffTls>), ServerError> {
     let anchors = source.trust_anchors().await.map_err(|e| {
         ServerError::Config(ConfigError::Invalid(format!(
             "the staff console cannot read the CA certificates: {e}"
@@ -275,21 +291,71 @@ async fn staff_listeners(
     if let Some(obtain) = config.staff.obtain_addr {
         doors.push((Door::Obtain, obtain, ClientAuth::None));
     }
-    let mut out = Vec::with_capacity(doors.len());
+    let mut listeners = Vec::with_capacity(doors.len());
+    let mut sources = Vec::with_capacity(doors.len());
     for (door, addr, client_auth) in doors {
-        let tls = build_listener_tls(&keys, client_auth, &anchors, Arc::clone(cache), 0)
-            .map_err(tls_error)?;
-        out.push(StaffListener {
+        let tls = staff_tls(config, client_auth, &anchors, cache)
+            .map_err(|e| ServerError::Config(ConfigError::Invalid(e)))?;
+        let (tx, rx) = watch::channel(tls);
+        listeners.push(StaffListener {
             door,
             tcp: bind(addr).await?,
-            tls,
+            tls: rx,
             cache: Arc::clone(cache),
             store: deps.store.clone(),
             clock: Arc::clone(clock),
             service: Arc::clone(&deps.service),
+            metrics: Arc::clone(metrics),
         });
+        sources.push(StaffTls { client_auth, tx });
     }
-    Ok(out)
+    Ok((listeners, sources))
+}
+
+/// The TLS side of a staff listener: `[staff] cert` and `key`, and for the console a client
+/// certificate of one of `anchors` at the handshake.
+fn staff_tls(
+    config: &Config,
+    client_auth: ClientAuth,
+    anchors: &[rustls_pki_types::CertificateDer<'static>],
+    cache: &Arc<StatusCache>,
+) -> Result<ListenerTls, String> {
+    let (Some(cert), Some(key)) = (&config.staff.cert, &config.staff.key) else {
+        return Err("[staff] addr needs cert and key".into());
+    };
+    let unusable = |e: crate::tls::TlsError| {
+        format!(
+            "[staff] cert/key cannot be used: {}",
+            crate::telemetry::error_chain(&e)
+        )
+    };
+    let keys =
+        load_server_key_pair(&config.resolve(cert), &config.resolve(key)).map_err(unusable)?;
+    build_listener_tls(&keys, client_auth, anchors, Arc::clone(cache), 0).map_err(unusable)
+}
+
+/// Rebuilds the staff listeners' TLS at every reload the gateway puts in force (the
+/// configuration file, SIGHUP, a change of the CAs in the store), so that a renewed console
+/// certificate or a CA rollover needs no restart. A side that cannot be built keeps the one
+/// in force, with an error in the log.
+async fn follow_staff_tls(
+    mut updates: crate::proxy::ConfigUpdates,
+    staff: Vec<StaffTls>,
+    cache: Arc<StatusCache>,
+) {
+    while let Some((config, anchors)) = updates.next_with_anchors().await {
+        for s in &staff {
+            match staff_tls(&config, s.client_auth, &anchors, &cache) {
+                Ok(tls) => {
+                    s.tx.send_replace(tls);
+                }
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "the staff console keeps its TLS certificate, key and trust anchors in force"
+                ),
+            }
+        }
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {

@@ -6,11 +6,11 @@ use super::Config;
 /// What an accepted reload puts in force.
 pub const APPLIED_ON_RELOAD: &str = "[[listener]] cert, key, client_auth, timeouts, proxy_protocol and \
     trusted_proxies (new connections); [[route]]; [issuance]; [renewal]; [ca] organization; \
-    [gateway] enroll_host; [branding]; [staff] four_eyes and request_ttl_hours; the trust anchors";
+    [gateway] enroll_host; [branding]; [staff] cert, key, four_eyes and request_ttl_hours; the trust anchors";
 
 /// What is read once at start.
 pub const NEEDS_RESTART: &str = "[database]; [hsm]; [ca] (but organization); [admin]; \
-    [gateway] (but enroll_host); [log]; [trace]; [notify]; [revocation]; [limits]; [[listener]] addr and max_connections; [staff] addr, obtain_addr, cert, key and host; \
+    [gateway] (but enroll_host); [log]; [trace]; [notify]; [revocation]; [limits]; [[listener]] addr and max_connections; [staff] addr, obtain_addr and host; \
     [renewal] overlap_days for certificates already in the status cache";
 
 /// The settings read once at start that differ between `old` and `new`: they were changed
@@ -51,10 +51,10 @@ pub fn changed_needing_restart(old: &Config, new: &Config) -> Vec<&'static str> 
     }
     let console = |c: &Config| {
         let s = &c.staff;
-        format!("{:?}", (s.addr, s.obtain_addr, &s.cert, &s.key, &s.host))
+        format!("{:?}", (s.addr, s.obtain_addr, &s.host))
     };
     if console(old) != console(new) {
-        changed.push("[staff] addr, obtain_addr, cert, key or host");
+        changed.push("[staff] addr, obtain_addr or host");
     }
     if old.renewal.overlap_days != new.renewal.overlap_days {
         changed.push("[renewal] overlap_days (status cache)");
@@ -84,6 +84,8 @@ mod tests {
         new.issuance.max_attempts += 1;
         new.ca.organization.push_str(" (renamed)");
         new.gateway.enroll_host = Some("enroll.bank.example".into());
+        new.staff.cert = Some("staff-renewed.pem".into());
+        new.staff.key = Some("staff-renewed.key".into());
         assert!(changed_needing_restart(&old, &new).is_empty());
     }
 

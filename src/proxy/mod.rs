@@ -122,6 +122,16 @@ impl ConfigUpdates {
         self.0.changed().await.ok()?;
         Some(Arc::clone(&self.0.borrow_and_update().config))
     }
+
+    /// As [`Self::next`], with the trust anchors (the CAs' certificates) put in force with
+    /// it: a reload or a change of the CAs in the store.
+    pub async fn next_with_anchors(
+        &mut self,
+    ) -> Option<(Arc<Config>, Vec<rustls_pki_types::CertificateDer<'static>>)> {
+        self.0.changed().await.ok()?;
+        let rt = self.0.borrow_and_update();
+        Some((Arc::clone(&rt.config), rt.anchors.clone()))
+    }
 }
 
 /// What every connection shares.

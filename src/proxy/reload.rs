@@ -227,6 +227,9 @@ impl Reloader {
             let named = [&t.ca_file, &t.client_cert, &t.client_key];
             files.extend(named.into_iter().flatten().map(|p| rt.config.resolve(p)));
         }
+        // The staff console's certificate and key follow reloads too (`app::server`).
+        let staff = [&rt.config.staff.cert, &rt.config.staff.key];
+        files.extend(staff.into_iter().flatten().map(|p| rt.config.resolve(p)));
         drop(rt);
         let mut h = DefaultHasher::new();
         for f in files {

@@ -42,11 +42,15 @@ pub enum Door {
 pub struct StaffListener {
     pub door: Door,
     pub tcp: TcpListener,
-    pub tls: ListenerTls,
+    /// The TLS side in force: replaced when a reload changes the certificate, the key or
+    /// the trust anchors (a CA rollover); open connections keep the one they started with.
+    pub tls: watch::Receiver<ListenerTls>,
     pub cache: Arc<StatusCache>,
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub service: Arc<dyn StaffService>,
+    /// The gateway's metrics (refused accesses are counted there).
+    pub metrics: Arc<crate::telemetry::Metrics>,
 }
 
 struct Shared {
@@ -57,6 +61,7 @@ struct Shared {
     clock: Arc<dyn Clock>,
     service: Arc<dyn StaffService>,
     refusals: RefusalLog,
+    metrics: Arc<crate::telemetry::Metrics>,
 }
 
 /// Serves staff connections until `stop` turns true.
@@ -64,10 +69,9 @@ pub async fn serve(l: StaffListener, mut stop: watch::Receiver<bool>) {
     if let Ok(a) = l.tcp.local_addr() {
         tracing::info!(addr = %a, door = ?l.door, "staff console listening");
     }
-    // The console speaks HTTP/1.1 only: no ALPN h2 offer.
-    let mut server_config = (*l.tls.server_config).clone();
-    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(server_config));
+    let mut tls = l.tls;
+    let mut acceptor = acceptor_of(&tls.borrow_and_update());
+    let mut tls_followed = true;
     let shared = Arc::new(Shared {
         door: l.door,
         cache: l.cache,
@@ -76,6 +80,7 @@ pub async fn serve(l: StaffListener, mut stop: watch::Receiver<bool>) {
         clock: l.clock,
         service: l.service,
         refusals: RefusalLog::default(),
+        metrics: l.metrics,
     });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -89,6 +94,16 @@ pub async fn serve(l: StaffListener, mut stop: watch::Receiver<bool>) {
                 }
             },
             _ = crate::http_common::stopped(&mut stop) => return,
+            changed = tls.changed(), if tls_followed => {
+                if changed.is_ok() {
+                    acceptor = acceptor_of(&tls.borrow_and_update());
+                    tracing::info!(door = ?shared.door, "staff console: TLS certificate, key and trust anchors read again at a reload; new connections use them");
+                } else {
+                    // Nothing follows reloads any more (shutting down): keep what is in force.
+                    tls_followed = false;
+                }
+                continue;
+            }
         };
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
             tracing::warn!(%remote, "staff console at its connection limit; closing");
@@ -133,6 +148,13 @@ pub async fn serve(l: StaffListener, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// The console speaks HTTP/1.1 only: no ALPN h2 offer.
+fn acceptor_of(tls: &ListenerTls) -> TlsAcceptor {
+    let mut server_config = (*tls.server_config).clone();
+    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsAcceptor::from(Arc::new(server_config))
+}
+
 async fn answer(
     shared: &Shared,
     presented: Option<&PresentedCert>,
@@ -162,6 +184,7 @@ async fn answer(
             // recorded once a minute per certificate and reason (`refusal_log`).
             let who = presented.map_or("none", |p| p.serial.as_str());
             let now = shared.clock.now();
+            shared.metrics.staff_refusal(refusal.code());
             match shared.refusals.entry(who, refusal.code(), now) {
                 Entry::Counted => {
                     tracing::debug!(%remote, serial = who, reason = refusal.code(),

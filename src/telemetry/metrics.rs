@@ -69,6 +69,7 @@ pub struct Metrics {
     upstream_failures: Family<RouteReason, Counter>,
     endpoint_up: Family<RouteEndpoint, Gauge>,
     refusals: Family<Reason, Counter>,
+    staff_refusals: Family<Reason, Counter>,
     reloads: Family<Outcome, Counter>,
     tunnels_open: Family<RouteLabel, Gauge>,
     tunnels_closed: Family<RouteReason, Counter>,
@@ -163,6 +164,7 @@ impl Metrics {
         let endpoint_up = Family::<RouteEndpoint, Gauge>::default();
         let status_cache = Family::<CacheResult, Counter>::default();
         let refusals = Family::<Reason, Counter>::default();
+        let staff_refusals = Family::<Reason, Counter>::default();
         let reloads = Family::<Outcome, Counter>::default();
         let tunnels_open = Family::<RouteLabel, Gauge>::default();
         let tunnels_closed = Family::<RouteReason, Counter>::default();
@@ -223,6 +225,12 @@ impl Metrics {
             refusals.clone(),
         );
         registry.register(
+            "staff_console_refusals",
+            "Staff console requests refused, by reason: every one, also those the audit log \
+             only counts in its next entry for the same certificate and reason",
+            staff_refusals.clone(),
+        );
+        registry.register(
             "reloads",
             "Configuration and certificate reloads, by outcome",
             reloads.clone(),
@@ -268,6 +276,7 @@ impl Metrics {
             upstream_failures,
             endpoint_up,
             refusals,
+            staff_refusals,
             reloads,
             tunnels_open,
             tunnels_closed,
@@ -377,6 +386,14 @@ impl Metrics {
 
     pub fn refusal(&self, reason: &str) {
         self.refusals
+            .get_or_create(&Reason {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn staff_refusal(&self, reason: &str) {
+        self.staff_refusals
             .get_or_create(&Reason {
                 reason: reason.into(),
             })
