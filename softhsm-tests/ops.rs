@@ -68,7 +68,7 @@ fn hsm_info_describes_module_token_mechanisms_and_key() {
     fx.ok(&["init"]);
     let text = fx.ok(&["hsm", "info"]);
     for want in [
-        "ec-p256   usable",
+        "ec-p256      usable",
         "CKM_ECDSA ",
         "CKM_EC_KEY_PAIR_GEN",
         "CKM_SHA256_RSA_PKCS",
@@ -128,11 +128,15 @@ fn hsm_info_shows_the_ecdsa_mechanism_and_hashing_without_the_token_refuses_to_s
     fx.ok(&["init"]);
     let text = fx.ok(&["hsm", "info"]);
     assert!(
-        text.contains("ec-p256   usable\n      signs with CKM_ECDSA (hash computed in software)"),
+        text.contains(
+            "ec-p256      usable\n      signs with CKM_ECDSA (hash computed in software)"
+        ),
         "{text}"
     );
     assert!(
-        text.contains("ec-p384   usable\n      signs with CKM_ECDSA (hash computed in software)"),
+        text.contains(
+            "ec-p384      usable\n      signs with CKM_ECDSA (hash computed in software)"
+        ),
         "{text}"
     );
     let json: serde_json::Value =
@@ -162,12 +166,12 @@ fn hsm_info_shows_the_ecdsa_mechanism_and_hashing_without_the_token_refuses_to_s
         return;
     };
     let text = fx.ok(&["hsm", "info"]);
-    assert!(text.contains("ec-p256   NOT usable"), "{text}");
+    assert!(text.contains("ec-p256      NOT usable"), "{text}");
     assert!(
         text.contains("signs with nothing: [hsm] ecdsa_mechanism = \"hashing\""),
         "{text}"
     );
-    assert!(text.contains("rsa-2048  usable"), "{text}");
+    assert!(text.contains("rsa-2048     usable"), "{text}");
     let err = fx.fails(&["init"]);
     assert!(
         err.contains("ecdsa_mechanism = \"hashing\", but the token does not offer"),

@@ -104,6 +104,10 @@ pub struct MechanismSupport {
     pub fits: bool,
 }
 
+/// The longest mechanism name `hsm info` lists (`CKM_RSA_PKCS_KEY_PAIR_GEN`): its column's
+/// width.
+const MECHANISM_WIDTH: usize = 25;
+
 /// The mechanisms each algorithm needs: key pair generation, then signing. The EC signer
 /// hashes in software and uses `CKM_ECDSA` unless the token offers (and `[hsm]
 /// ecdsa_mechanism` allows) `CKM_ECDSA_SHA256`/`_SHA384`; see `AlgorithmSupport::signing`.
@@ -287,10 +291,16 @@ impl ModuleInfo {
             if !warnings.is_empty() {
                 writeln!(out, "    warning: {}", warnings.join("; "))?;
             }
+            // As wide as the longest name (`rsa-3072-pss`), so the verdicts line up.
+            let width = KeyAlgorithm::ALL
+                .iter()
+                .map(|a| a.as_str().len())
+                .max()
+                .unwrap_or(0);
             for a in &t.algorithms {
                 writeln!(
                     out,
-                    "    {:<9} {}",
+                    "    {:<width$} {}",
                     a.algorithm.as_str(),
                     if a.usable { "usable" } else { "NOT usable" }
                 )?;
@@ -309,7 +319,7 @@ impl ModuleInfo {
                     };
                     writeln!(
                         out,
-                        "      {:<24} {state}{sizes} ({})",
+                        "      {:<MECHANISM_WIDTH$} {state}{sizes} ({})",
                         mech.name, mech.purpose
                     )?;
                 }
@@ -446,6 +456,20 @@ fn mechanism_info(
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_listed_mechanism_fits_its_column() {
+        for algorithm in KeyAlgorithm::ALL {
+            let (needed, _) = needs(algorithm);
+            for (mech, _) in needed {
+                let mut names = vec![mech.to_string()];
+                names.extend(rsa_fallback(mech).map(|(m, _)| m.to_string()));
+                for name in names {
+                    assert!(name.len() <= MECHANISM_WIDTH, "{name}");
+                }
+            }
+        }
+    }
+
     fn token(slot_id: u64, label: &str, algorithms: Vec<AlgorithmSupport>) -> TokenInfo {
         TokenInfo {
             slot_id,
@@ -529,10 +553,10 @@ tokens:
     key \"signing\": pkcs11:token=certgate;object=signing;id=%02;type=private
       CKA_ALWAYS_AUTHENTICATE: a context-specific login before each signature
     warning: a wrong user PIN was entered recently
-    ec-p256   NOT usable
+    ec-p256      NOT usable
       signs with CKM_ECDSA (hash computed in software)
-      CKM_EC_KEY_PAIR_GEN      present key sizes 256-521 (generate the key)
-      CKM_ECDSA                missing (sign)
+      CKM_EC_KEY_PAIR_GEN       present key sizes 256-521 (generate the key)
+      CKM_ECDSA                 missing (sign)
   slot 7          label \"other\"; SoftHSM project SoftHSM v2 serial 0badc0de; sessions 0 open, max unlimited
     PIN length 4-255; clock none; flags RNG TOKEN_INITIALIZED
     warning: token not initialised; USER PIN LOCKED
