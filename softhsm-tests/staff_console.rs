@@ -603,12 +603,9 @@ fn an_approved_revocation_is_refused_by_both_instances_on_postgres() {
     );
 }
 
-#[test]
-fn a_staff_member_obtains_the_first_certificate_on_the_obtain_listener() {
-    let Some(fx) = Fixture::new(Db::Sqlite) else {
-        return;
-    };
-    fx.init_with_users();
+/// `ito`, an operator, added and authorised, then `serve` with the console and the obtain
+/// listener: the running gateway, the console's port, the obtain port and ito's code.
+fn serve_with_obtain_listener(fx: &Fixture) -> (Running, u16, u16, String) {
     fx.ok(&[
         "staff",
         "add",
@@ -619,12 +616,22 @@ fn a_staff_member_obtains_the_first_certificate_on_the_obtain_listener() {
         "ito@bank.example",
     ]);
     let code = last_line(&fx.ok(&["staff", "authorize", "ito"]));
-    let customer_code = fx.authorize("carol");
     let (port, obtain_port) = (free_port(), free_port());
     let run = fx.serve_with(&format!(
         "{}obtain_addr = \"127.0.0.1:{obtain_port}\"\n",
         staff_section(port)
     ));
+    (run, port, obtain_port, code)
+}
+
+#[test]
+fn a_staff_member_obtains_the_first_certificate_on_the_obtain_listener() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let customer_code = fx.authorize("carol");
+    let (run, port, obtain_port, code) = serve_with_obtain_listener(&fx);
     let (key, csr) = fx.openssl_csr("ito", "ec:P-256");
     let csr_pem = std::fs::read_to_string(&csr).expect("csr");
     let url = format!("https://127.0.0.1:{obtain_port}/staff/api/v1/obtain");
@@ -783,5 +790,51 @@ fn the_console_follows_a_ca_rollover_and_a_renewed_certificate_without_a_restart
     assert_ne!(
         served_after, served_before,
         "the console still presents its old certificate"
+    );
+}
+
+/// Codes tried on the staff obtain listener count against `[limits]` as the customers'
+/// are: past the failed-code burst even the right code gets 429 with `Retry-After`, and
+/// nothing is issued; the refusals are on `/metrics`.
+#[test]
+fn wrong_codes_on_the_staff_obtain_listener_are_rate_limited() {
+    let Some(fx) = Fixture::with_config(Db::Sqlite, |t| {
+        t.push_str("\n[limits]\nfailed_codes = { per_minute = 1, burst = 3 }\n");
+    }) else {
+        return;
+    };
+    fx.init_with_users();
+    let (run, _, obtain_port, code) = serve_with_obtain_listener(&fx);
+    let (_, csr) = fx.openssl_csr("ito", "ec:P-256");
+    let csr_pem = std::fs::read_to_string(&csr).expect("csr");
+    let url = format!("https://127.0.0.1:{obtain_port}/staff/api/v1/obtain");
+    let post = |code: &str| {
+        let body = serde_json::json!({"name": "ito", "code": code, "csr": csr_pem}).to_string();
+        let mut args = vec!["-D", "-", "-H", "Content-Type: application/json"];
+        args.extend(CSRF);
+        args.extend(["--data-binary", body.as_str(), url.as_str()]);
+        curl(&run.ca, &args)
+    };
+    for _ in 0..3 {
+        let (s, text) = post("AAAAA-AAAAA-AAAAA-AAAAA");
+        assert_eq!(s, 401, "{text}");
+    }
+    let (s, text) = post(&code);
+    assert_eq!(s, 429, "{text}");
+    assert!(text.to_ascii_lowercase().contains("retry-after:"), "{text}");
+    let listed = fx.ok(&["cert", "list", "--login", "staff:ito", "--format", "json"]);
+    let listed: Value = serde_json::from_str(&listed).expect("cert list json");
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(0),
+        "a certificate was issued: {listed}"
+    );
+    let (_, metrics) = curl(
+        &run.ca,
+        &[&format!("http://127.0.0.1:{}/metrics", run.admin)],
+    );
+    assert!(
+        metrics.contains("certgate_rate_limited_total{surface=\"failed_codes\"} 1"),
+        "{metrics}"
     );
 }

@@ -117,7 +117,8 @@ pub async fn run(
     let console = Arc::new(
         Console::new(lifecycle.clone(), approval_policy(&cfg))
             .with_ca_chain(ca_chain.clone())
-            .with_host(cfg.staff.host.clone()),
+            .with_host(cfg.staff.host.clone())
+            .with_limits(Arc::clone(&limits)),
     );
     let web = Arc::new(Web::new(lifecycle, revocation, ca_chain).with_limits(Arc::clone(&limits)));
 

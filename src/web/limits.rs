@@ -221,6 +221,28 @@ impl Limits {
         self.spawn_notes(evicted);
     }
 
+    /// A first issuance with a code, for the customers' pages and EST and for the staff
+    /// obtain listener alike: limited as `obtain`, refused while the caller's failed codes
+    /// are used up, and a refused code (the one 401 the issuance calls answer for a wrong,
+    /// used, expired or locked code or an unknown login ID) costs a failed-code token.
+    pub async fn code_attempt(
+        &self,
+        keys: ClientKeys,
+        attempt: impl std::future::Future<Output = WebResponse>,
+    ) -> WebResponse {
+        if let Err(refused) = self.check(Surface::FailedCodes, &keys).await {
+            return refused.response();
+        }
+        if let Err(refused) = self.admit(Surface::Obtain, &keys).await {
+            return refused.response();
+        }
+        let response = attempt.await;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            self.charge(Surface::FailedCodes, &keys);
+        }
+        response
+    }
+
     async fn gate(&self, surface: Surface, keys: &ClientKeys, take: bool) -> Result<(), Refused> {
         let now = Instant::now();
         let rate = surface.rate(&self.config);

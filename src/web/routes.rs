@@ -121,11 +121,10 @@ fn asset<'a>(_: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
 
 fn browser_obtain<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
     let keys = ClientKeys::new(&r.remote, browser::named_login(r).as_deref());
-    Box::pin(code_attempt(
-        w,
-        keys,
-        browser::obtain(&w.lifecycle, &w.ca_chain, r),
-    ))
+    Box::pin(
+        w.limits
+            .code_attempt(keys, browser::obtain(&w.lifecycle, &w.ca_chain, r)),
+    )
 }
 
 fn browser_renew<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
@@ -152,7 +151,10 @@ fn est_enroll<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
         return Box::pin(est::simpleenroll(&w.lifecycle, r));
     };
     let keys = ClientKeys::new(&r.remote, Some(login.as_str()));
-    Box::pin(code_attempt(w, keys, est::simpleenroll(&w.lifecycle, r)))
+    Box::pin(
+        w.limits
+            .code_attempt(keys, est::simpleenroll(&w.lifecycle, r)),
+    )
 }
 
 fn est_reenroll<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
@@ -186,27 +188,6 @@ fn admin_reissue<'a>(w: &'a Web, r: &'a WebRequest, login: &'a str) -> Reply<'a>
 
 fn admin_authorize<'a>(w: &'a Web, r: &'a WebRequest, login: &'a str) -> Reply<'a> {
     Box::pin(api::authorize(&w.lifecycle, r, login))
-}
-
-/// A first issuance with a code: limited as `obtain`, refused while the caller's failed
-/// codes are used up, and a refused code (the one 401 these adapters answer for a wrong,
-/// used, expired or locked code or an unknown login ID) costs a failed-code token.
-async fn code_attempt(
-    w: &Web,
-    keys: ClientKeys,
-    attempt: impl Future<Output = WebResponse>,
-) -> WebResponse {
-    if let Err(refused) = w.limits.check(Surface::FailedCodes, &keys).await {
-        return refused.response();
-    }
-    if let Err(refused) = w.limits.admit(Surface::Obtain, &keys).await {
-        return refused.response();
-    }
-    let response = attempt.await;
-    if response.status() == StatusCode::UNAUTHORIZED {
-        w.limits.charge(Surface::FailedCodes, &keys);
-    }
-    response
 }
 
 /// A request that costs one token of `surface` before it is answered.

@@ -425,6 +425,12 @@ async fn answer(
 /// A staff member's first certificate, with the one-time code `staff authorize` printed.
 /// Refusals are the customer obtain page's: one answer for an unknown name and a wrong
 /// code (the audit log has the reason).
+/// The staff login ID an obtain call names (for the limits), before it is parsed for use.
+pub fn named_login(req: &WebRequest) -> Option<String> {
+    let body: ObtainBody = serde_json::from_slice(&req.body).ok()?;
+    Some(staff_login(body.name.trim()))
+}
+
 pub async fn obtain(console: &Console, req: &WebRequest) -> WebResponse {
     let body: ObtainBody = match parse(req) {
         Ok(b) => b,

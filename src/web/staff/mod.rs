@@ -17,6 +17,7 @@ use crate::audit::{Actor, Audit, Outcome};
 use crate::identity::StaffCaller;
 use crate::lifecycle::{ApprovalPolicy, Lifecycle};
 
+use super::limits::{ClientKeys, Limits};
 use super::request::WebRequest;
 use super::respond::{WebResponse, json_error};
 
@@ -29,6 +30,9 @@ pub struct Console {
     ca_chain: Vec<Vec<u8>>,
     audit: Audit,
     policy: RwLock<Arc<ApprovalPolicy>>,
+    /// `[limits]`, shared with the customers' side: a code tried on the obtain listener
+    /// costs what it costs there.
+    limits: Option<Arc<Limits>>,
 }
 
 impl Console {
@@ -39,7 +43,15 @@ impl Console {
             host: None,
             ca_chain: Vec::new(),
             policy: RwLock::new(Arc::new(policy)),
+            limits: None,
         }
+    }
+
+    /// Codes tried on the obtain listener count against `limits` (`obtain` and
+    /// `failed_codes`, per client address and login ID).
+    pub fn with_limits(mut self, limits: Arc<Limits>) -> Self {
+        self.limits = Some(limits);
+        self
     }
 
     /// Answers only requests addressed to `host` (`[staff] host`); others get 421.
@@ -94,7 +106,13 @@ impl Console {
             if let Err(e) = super::csrf::check_page(req) {
                 return super::json_call::cross_site(e);
             }
-            return api::obtain(self, req).await;
+            return match &self.limits {
+                Some(limits) => {
+                    let keys = ClientKeys::new(&req.remote, api::named_login(req).as_deref());
+                    limits.code_attempt(keys, api::obtain(self, req)).await
+                }
+                None => api::obtain(self, req).await,
+            };
         }
         if req.path.starts_with(api::PREFIX) {
             return json_error(StatusCode::NOT_FOUND, "not_found", "no such API");
