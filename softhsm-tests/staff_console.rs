@@ -228,6 +228,27 @@ fn staff_console_roles_four_eyes_and_refusals() {
     assert_eq!(refused.len(), 1, "{b}");
     assert_eq!(refused[0]["outcome"], "refused");
     assert_eq!(refused[0]["detail"]["reason"], "not_staff", "{b}");
+    // Every console request has its access log line: who, what, the answer.
+    eventually(10, "access log lines of the console", || {
+        let log = run.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("certgate::access") && l.contains("listener=\"staff_console\""))
+            .collect();
+        lines.iter().any(|l| {
+            l.contains("status=200")
+                && l.contains("staff=\"kato\"")
+                && l.contains("path=\"/staff/api/v1/me\"")
+        }) && lines
+            .iter()
+            .filter(|l| {
+                l.contains("status=403")
+                    && l.contains("reason=\"not_staff\"")
+                    && l.contains(&format!("serial=\"{carol_now}\""))
+            })
+            .count()
+            == 4
+    });
     // The metric counts every one of the four.
     let out = std::process::Command::new("curl")
         .args(["-sS", &format!("http://127.0.0.1:{}/metrics", run.admin)])

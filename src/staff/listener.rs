@@ -38,6 +38,16 @@ pub enum Door {
     Obtain,
 }
 
+impl Door {
+    /// The listener's name in the access log.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Console => "staff_console",
+            Self::Obtain => "staff_obtain",
+        }
+    }
+}
+
 /// Everything a staff listener needs, built by `app`.
 pub struct StaffListener {
     pub door: Door,
@@ -134,9 +144,28 @@ pub async fn serve(l: StaffListener, mut stop: watch::Receiver<bool>) {
                 let shared = Arc::clone(&shared);
                 let presented = presented.clone();
                 async move {
-                    Ok::<_, std::convert::Infallible>(
-                        answer(&shared, presented.as_deref(), remote, req).await,
-                    )
+                    let start = std::time::Instant::now();
+                    let log = tracing::enabled!(target: "certgate::access", tracing::Level::INFO);
+                    let line = log.then(|| (req.method().clone(), req.uri().path().to_owned()));
+                    let mut who = Access::default();
+                    let response =
+                        answer(&shared, presented.as_deref(), remote, req, &mut who).await;
+                    if let Some((method, path)) = line {
+                        tracing::info!(
+                            target: "certgate::access",
+                            listener = shared.door.label(),
+                            %remote,
+                            %method,
+                            path,
+                            status = response.status().as_u16(),
+                            staff = who.staff.as_deref(),
+                            serial = presented.as_deref().map(|p| p.serial.as_str()),
+                            reason = who.reason,
+                            latency_ms = start.elapsed().as_secs_f64() * 1000.0,
+                            "request"
+                        );
+                    }
+                    Ok::<_, std::convert::Infallible>(response)
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()
@@ -155,11 +184,21 @@ fn acceptor_of(tls: &ListenerTls) -> TlsAcceptor {
     TlsAcceptor::from(Arc::new(server_config))
 }
 
+/// Who a console request was answered for, for its access log line.
+#[derive(Default)]
+struct Access {
+    /// The staff member, once the certificate passed the staff check.
+    staff: Option<String>,
+    /// The refusal's code when the staff check refused the caller.
+    reason: Option<&'static str>,
+}
+
 async fn answer(
     shared: &Shared,
     presented: Option<&PresentedCert>,
     remote: std::net::SocketAddr,
     req: Request<Incoming>,
+    who: &mut Access,
 ) -> Response<Full<Bytes>> {
     if shared.door == Door::Obtain {
         let (parts, body) = req.into_parts();
@@ -182,12 +221,13 @@ async fn answer(
         Err(refusal) => {
             // Someone with a certificate of this CA tried the console: a security event,
             // recorded once a minute per certificate and reason (`refusal_log`).
-            let who = presented.map_or("none", |p| p.serial.as_str());
+            who.reason = Some(refusal.code());
+            let serial = presented.map_or("none", |p| p.serial.as_str());
             let now = shared.clock.now();
             shared.metrics.staff_refusal(refusal.code());
-            match shared.refusals.entry(who, refusal.code(), now) {
+            match shared.refusals.entry(serial, refusal.code(), now) {
                 Entry::Counted => {
-                    tracing::debug!(%remote, serial = who, reason = refusal.code(),
+                    tracing::debug!(%remote, serial, reason = refusal.code(),
                         "staff console refusal counted, not recorded");
                 }
                 Entry::Record { repeated } => {
@@ -202,7 +242,7 @@ async fn answer(
                             now,
                             &Actor::Anonymous(remote.ip().to_string()),
                             "staff.access",
-                            who,
+                            serial,
                             Outcome::Refused,
                             detail,
                         )
@@ -220,6 +260,7 @@ async fn answer(
             return json(status, refusal.code(), &refusal.to_string());
         }
     };
+    who.staff = Some(caller.name.clone());
     let (parts, body) = req.into_parts();
     let body = match read_body(body).await {
         Ok(b) => b,
