@@ -859,3 +859,61 @@ fn wrong_codes_on_the_staff_obtain_listener_are_rate_limited() {
         "{metrics}"
     );
 }
+
+/// `[staff] max_connections_per_address`: an address holding that many connections (here
+/// idle TCP, no handshake) has its next one closed at once, before TLS, while a staff
+/// member at another address gets in; the address gets its slots back when they close.
+#[test]
+fn one_address_cannot_hold_every_console_connection() {
+    use std::io::Read;
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let sato = staff_member(&fx, "sato", "operator");
+    let port = free_port();
+    let run = fx.serve_with(&format!(
+        "{}max_connections_per_address = 2\n",
+        staff_section(port)
+    ));
+    let me = |extra: &[&str]| {
+        call(
+            &run,
+            port,
+            (&sato.cert, &sato.key),
+            "GET",
+            "me",
+            None,
+            extra,
+        )
+        .0
+    };
+    assert_eq!(me(&[]), 200);
+    let idle: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    // The accept loop takes connections in order: the two idle ones hold the slots first.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut third = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    // Closed at once (the handshake timeout is 10 s): EOF or a reset, well within 5 s.
+    third
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    match third.read(&mut buf) {
+        Ok(0) => {}
+        Err(e)
+            if e.kind() != std::io::ErrorKind::WouldBlock
+                && e.kind() != std::io::ErrorKind::TimedOut => {}
+        other => panic!("the third connection from one address stayed open: {other:?}"),
+    }
+    assert_ne!(
+        me(&[]),
+        200,
+        "a third connection from the same address got in"
+    );
+    // Another address on the loopback network is not held up.
+    assert_eq!(me(&["--interface", "127.0.0.2"]), 200);
+    drop(idle);
+    eventually(10, "the address gets its slots back", || me(&[]) == 200);
+}

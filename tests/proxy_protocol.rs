@@ -183,6 +183,46 @@ async fn connections_without_a_trusted_proxy_header_are_closed_before_tls() {
     h.shutdown().await;
 }
 
+/// `max_connections_per_address` (2 on this listener) counts the address the PROXY header
+/// names: two connections from one client are served, a third is closed before TLS while
+/// another client's still is, and the address gets its slot back when one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_address_count_the_address_of_the_proxy_header() {
+    let h = Harness::sqlite().await;
+    let cfg = h.client_config(None);
+    let one = b"PROXY TCP4 192.0.2.50 127.0.0.1 50000 443\r\n";
+    let other = b"PROXY TCP4 192.0.2.51 127.0.0.1 50000 443\r\n";
+    let mut a = proxied(h.proxied, &[one], cfg.clone()).await.unwrap();
+    let mut b = proxied(h.proxied, &[one], cfg.clone()).await.unwrap();
+    forwarded_for(&mut a, "/public/a").await;
+    forwarded_for(&mut b, "/public/b").await;
+    assert!(proxied(h.proxied, &[one], cfg.clone()).await.is_err());
+    let limit = "certgate_handshake_failures_total{reason=\"per_address_limit\"}";
+    assert_eq!(h.metric(limit).await, 1.0);
+    let mut c = proxied(h.proxied, &[other], cfg.clone()).await.unwrap();
+    let seen = forwarded_for(&mut c, "/public/c").await;
+    assert_eq!(header(&seen, "x-forwarded-for"), ["192.0.2.51"]);
+    // Both still served.
+    forwarded_for(&mut a, "/public/a2").await;
+    forwarded_for(&mut b, "/public/b2").await;
+
+    drop(a);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(mut d) = proxied(h.proxied, &[one], cfg.clone()).await
+            && d.send("GET", "/public/d", &[], "").await.is_ok()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the address never got its slot back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    h.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_with_forwarded_sends_rfc7239_beside_x_forwarded() {
     let h = Harness::sqlite().await;

@@ -306,6 +306,7 @@ async fn staff_listeners(
             clock: Arc::clone(clock),
             service: Arc::clone(&deps.service),
             metrics: Arc::clone(metrics),
+            max_per_address: config.staff.max_connections_per_address,
         });
         sources.push(StaffTls { client_auth, tx });
     }

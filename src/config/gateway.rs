@@ -41,6 +41,12 @@ pub struct ListenerConfig {
     /// running out of memory or file descriptors.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Connections open at once from one client address (an IPv6 /64), counted from the
+    /// PROXY header's address on a `proxy_protocol` listener; more from that address are
+    /// closed at once, before TLS. 0 (the default): no such limit, because customers
+    /// behind one NAT share an address; set it from the largest office's needs.
+    #[serde(default)]
+    pub max_connections_per_address: usize,
     /// Seconds between HTTP/2 keep-alive pings; an unanswered ping closes the connection
     /// (default 60).
     #[serde(default = "default_h2_keepalive_secs")]

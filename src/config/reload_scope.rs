@@ -10,7 +10,7 @@ pub const APPLIED_ON_RELOAD: &str = "[[listener]] cert, key, client_auth, timeou
 
 /// What is read once at start.
 pub const NEEDS_RESTART: &str = "[database]; [hsm]; [ca] (but organization); [admin]; \
-    [gateway] (but enroll_host); [log]; [trace]; [notify]; [revocation]; [limits]; [[listener]] addr and max_connections; [staff] addr, obtain_addr and host; \
+    [gateway] (but enroll_host); [log]; [trace]; [notify]; [revocation]; [limits]; [[listener]] addr, max_connections and max_connections_per_address; [staff] addr, obtain_addr, host and max_connections_per_address; \
     [renewal] overlap_days for certificates already in the status cache";
 
 /// The settings read once at start that differ between `old` and `new`: they were changed
@@ -43,18 +43,26 @@ pub fn changed_needing_restart(old: &Config, new: &Config) -> Vec<&'static str> 
     let limits = |c: &Config| -> Vec<_> {
         c.listeners
             .iter()
-            .map(|l| (l.addr, l.max_connections))
+            .map(|l| (l.addr, l.max_connections, l.max_connections_per_address))
             .collect()
     };
     if limits(old) != limits(new) {
-        changed.push("[[listener]] addr or max_connections");
+        changed.push("[[listener]] addr, max_connections or max_connections_per_address");
     }
     let console = |c: &Config| {
         let s = &c.staff;
-        format!("{:?}", (s.addr, s.obtain_addr, &s.host))
+        format!(
+            "{:?}",
+            (
+                s.addr,
+                s.obtain_addr,
+                &s.host,
+                s.max_connections_per_address
+            )
+        )
     };
     if console(old) != console(new) {
-        changed.push("[staff] addr, obtain_addr or host");
+        changed.push("[staff] addr, obtain_addr, host or max_connections_per_address");
     }
     if old.renewal.overlap_days != new.renewal.overlap_days {
         changed.push("[renewal] overlap_days (status cache)");

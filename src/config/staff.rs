@@ -65,6 +65,12 @@ pub struct StaffConfig {
     /// reading, the key ceremony, rollover, CRLs and checkpoints keep working.
     #[serde(default = "default_cli_changes")]
     pub cli_changes: bool,
+    /// Connections open at once from one address on each staff listener (default 64; an
+    /// IPv6 /64 counts as one): one host cannot hold every slot with idle or unfinished
+    /// handshakes. A terminal server with many staff on one address may need more; 0: no
+    /// limit.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
 }
 
 impl Default for StaffConfig {
@@ -78,8 +84,13 @@ impl Default for StaffConfig {
             four_eyes: default_four_eyes(),
             request_ttl_hours: default_request_ttl_hours(),
             cli_changes: default_cli_changes(),
+            max_connections_per_address: default_max_connections_per_address(),
         }
     }
+}
+
+fn default_max_connections_per_address() -> usize {
+    64
 }
 
 fn default_four_eyes() -> Vec<String> {

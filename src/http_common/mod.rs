@@ -4,6 +4,7 @@
 //!
 //! A leaf: it imports nothing else of the crate. It must not route, authenticate or decide.
 
+pub mod address_slots;
 pub mod body;
 
 use tokio::sync::watch;

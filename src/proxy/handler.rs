@@ -42,7 +42,7 @@ pub(crate) struct ConnInfo {
     /// The identity header values of the status view last seen on this connection.
     pub identity_headers: Mutex<CachedIdentityHeaders>,
     /// The listener's connection permit (a tunnel opened here holds it too).
-    pub permit: Arc<tokio::sync::OwnedSemaphorePermit>,
+    pub permit: Arc<super::server::ConnPermit>,
     /// The listener keeps a client's own `X-Request-Id` (`trust_request_id`).
     pub trust_request_id: bool,
 }

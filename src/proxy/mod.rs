@@ -260,7 +260,7 @@ impl Gateway {
             .config
             .listeners
             .iter()
-            .map(|l| server::ListenerSlots::new(l.max_connections))
+            .map(|l| server::ListenerSlots::new(l.max_connections, l.max_connections_per_address))
             .collect();
         let mut workers = workers::Workers::start(
             worker_count,

@@ -20,6 +20,7 @@ use super::handler::{ConnInfo, handle};
 use super::http1_idle::{self, ConnIo, Http1Setup, Served};
 use super::refusal::{Problem, Reply};
 use crate::config::{ClientAuth, ListenerConfig};
+use crate::http_common::address_slots::{AddressSlot, AddressSlots};
 use crate::telemetry::{in_span, phase_span};
 use crate::tls::PresentedCert;
 
@@ -37,13 +38,16 @@ pub(crate) struct ListenerSlots {
     pub open: Arc<Semaphore>,
     /// Connections being answered 503 at once.
     pub shedding: Arc<Semaphore>,
+    /// `max_connections_per_address`.
+    pub per_address: Arc<AddressSlots>,
 }
 
 impl ListenerSlots {
-    pub(crate) fn new(max_connections: usize) -> Self {
+    pub(crate) fn new(max_connections: usize, per_address: usize) -> Self {
         Self {
             open: Arc::new(Semaphore::new(max_connections)),
             shedding: Arc::new(Semaphore::new(SHED_SLOTS)),
+            per_address: AddressSlots::new(per_address),
         }
     }
 }
@@ -60,6 +64,7 @@ pub(crate) async fn accept_loop(
     let ListenerSlots {
         open: slots,
         shedding: shed_slots,
+        per_address,
     } = limits;
     loop {
         let accepted = tokio::select! {
@@ -91,10 +96,8 @@ pub(crate) async fn accept_loop(
         let shared = Arc::clone(&shared);
         let watcher = watcher();
         let stop = stop.clone();
+        let per_address = Arc::clone(&per_address);
         tokio::spawn(async move {
-            // Shared with a tunnel opened on this connection, which keeps it after the
-            // connection's own task ends.
-            let permit = Arc::new(permit);
             let mut tcp = tcp;
             // A connection's task is as large as its largest state, for as long as the
             // connection lives: the handshake and the served connection are boxed, and
@@ -105,6 +108,18 @@ pub(crate) async fn accept_loop(
                 let Some(remote) = client_address(&shared, limits, &mut tcp, remote).await else {
                     return;
                 };
+                // Counted by the client's address, the PROXY header's when there is one.
+                let Some(address) = per_address.take(remote.ip()) else {
+                    shared.metrics.handshake_failure("per_address_limit");
+                    tracing::debug!(%remote, "over max_connections_per_address: closed");
+                    return;
+                };
+                // Shared with a tunnel opened on this connection, which keeps it after the
+                // connection's own task ends.
+                let permit = Arc::new(ConnPermit {
+                    _open: permit,
+                    _address: address,
+                });
                 let acceptor = TlsAcceptor::from(tls.server_config.clone());
                 // A trace of its own per connection (its requests are traces of their own):
                 // the handshake, where the client certificate is judged.
@@ -178,6 +193,14 @@ pub(crate) async fn accept_loop(
             shared.metrics.connection_closed();
         });
     }
+}
+
+/// What an open connection holds of its listener's limits, given back when the connection
+/// (and any tunnel opened on it) ends.
+#[derive(Debug)]
+pub(crate) struct ConnPermit {
+    _open: tokio::sync::OwnedSemaphorePermit,
+    _address: AddressSlot,
 }
 
 /// The client's address: the peer's own, or on a `proxy_protocol` listener the one its

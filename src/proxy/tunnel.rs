@@ -18,7 +18,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
+use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use super::Shared;
@@ -86,7 +86,7 @@ pub(crate) struct Opening {
     /// `None` on a public route: only the timeouts apply.
     pub holder: Option<Holder>,
     /// The listener's connection permit, shared with the connection it came on.
-    pub permit: Arc<OwnedSemaphorePermit>,
+    pub permit: Arc<super::server::ConnPermit>,
 }
 
 /// Why a tunnel ended (the metric label).

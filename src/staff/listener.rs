@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::audit::{Actor, Audit, Outcome};
 use crate::clock::Clock;
+use crate::http_common::address_slots::AddressSlots;
 use crate::status::StatusCache;
 use crate::store::Store;
 use crate::tls::{ListenerTls, PresentedCert};
@@ -61,6 +62,8 @@ pub struct StaffListener {
     pub service: Arc<dyn StaffService>,
     /// The gateway's metrics (refused accesses are counted there).
     pub metrics: Arc<crate::telemetry::Metrics>,
+    /// `[staff] max_connections_per_address`.
+    pub max_per_address: usize,
 }
 
 struct Shared {
@@ -93,6 +96,7 @@ pub async fn serve(l: StaffListener, mut stop: watch::Receiver<bool>) {
         metrics: l.metrics,
     });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_address = AddressSlots::new(l.max_per_address);
     loop {
         let (tcp, remote) = tokio::select! {
             a = l.tcp.accept() => match a {
@@ -115,6 +119,11 @@ pub async fn serve(l: StaffListener, mut stop: watch::Receiver<bool>) {
                 continue;
             }
         };
+        let Some(address) = per_address.take(remote.ip()) else {
+            shared.metrics.handshake_failure("staff_per_address_limit");
+            tracing::debug!(%remote, "staff console: over max_connections_per_address; closing");
+            continue;
+        };
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
             tracing::warn!(%remote, "staff console at its connection limit; closing");
             continue;
@@ -122,7 +131,7 @@ pub async fn serve(l: StaffListener, mut stop: watch::Receiver<bool>) {
         let acceptor = acceptor.clone();
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, address);
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {

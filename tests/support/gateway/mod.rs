@@ -283,6 +283,7 @@ cert = "server.pem"
 key = "server.key"
 proxy_protocol = true
 trusted_proxies = ["127.0.0.1/32", "::1"]
+max_connections_per_address = 2
 
 [[listener]]
 addr = "127.0.0.1:0"
