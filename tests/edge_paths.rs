@@ -170,24 +170,30 @@ addr = "127.0.0.1:0"
     /// `Host` and `Connection: close`) and `body` on a fresh TLS connection, with alice's
     /// certificate or none; returns the status and the whole answer.
     async fn send(&self, cert: bool, head: &str, body: &str) -> (u16, String) {
+        let req = format!(
+            "{head}\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        self.send_raw(cert, &req).await
+    }
+
+    /// Sends `request` exactly as given on a fresh TLS connection and reads until the
+    /// gateway closes it; the status of the answer's first line (0 when there is none).
+    async fn send_raw(&self, cert: bool, request: &str) -> (u16, String) {
         let cfg = client::config(
             &self.server_ca.der,
             cert.then_some(&self.alice),
             &[b"http/1.1"],
         );
         let mut s = client::tls(self.addr, cfg).await.unwrap();
-        let req = format!(
-            "{head}\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
         let mut out = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut out)).await;
         assert!(read.is_ok(), "the gateway kept the connection open");
         let text = String::from_utf8_lossy(&out).into_owned();
         let status = text
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|r| r.get(..3))
+            .strip_prefix("HTTP/1.")
+            .and_then(|r| r.get(2..5))
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
         (status, text)
@@ -636,5 +642,136 @@ async fn the_same_spellings_over_http2_are_refused_alike() {
     let hits = edge.app.hits();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].target, "/ib/top");
+    edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_echoes_and_ambiguous_hosts_are_refused_before_the_app() {
+    let edge = Edge::start().await;
+    let refused = [
+        (
+            "CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22",
+            405,
+            "method_refused",
+        ),
+        (
+            "TRACE /ib/top HTTP/1.1\r\nHost: localhost",
+            405,
+            "method_refused",
+        ),
+        (
+            "TRACK /public/x HTTP/1.1\r\nHost: localhost",
+            405,
+            "method_refused",
+        ),
+        ("GET /public/x HTTP/1.1", 400, "host_refused"),
+        ("GET /public/x HTTP/1.1\r\nHost:", 400, "host_refused"),
+        (
+            "GET /public/x HTTP/1.1\r\nHost: localhost\r\nHost: other.example",
+            400,
+            "host_refused",
+        ),
+        (
+            "GET /public/x HTTP/1.1\r\nHost: localhost\r\nhost: localhost",
+            400,
+            "host_refused",
+        ),
+        (
+            "GET /public/x HTTP/1.1\r\nHost: alice@localhost",
+            400,
+            "host_refused",
+        ),
+        (
+            "GET /public/x HTTP/1.1\r\nHost: localhost/ib",
+            400,
+            "host_refused",
+        ),
+        (
+            "GET /public/x HTTP/1.1\r\nHost: localhost, other.example",
+            400,
+            "host_refused",
+        ),
+        (
+            "GET /public/x HTTP/1.1\r\nHost: localhost:8443:1",
+            400,
+            "host_refused",
+        ),
+        (
+            "GET https://other.example/ib/top HTTP/1.1\r\nHost: localhost",
+            400,
+            "host_refused",
+        ),
+        (
+            "GET http://localhost:80/public/x HTTP/1.1\r\nHost: localhost",
+            400,
+            "host_refused",
+        ),
+    ];
+    for (head, want, code) in refused {
+        for cert in [false, true] {
+            let (status, text) = edge
+                .send_raw(cert, &format!("{head}\r\nConnection: close\r\n\r\n"))
+                .await;
+            assert_eq!(status, want, "{head:?}: {text}");
+            assert!(
+                text.contains(&format!("\"error\":\"{code}\"")),
+                "{head:?}: {text}"
+            );
+            if want == 405 {
+                let allow = text
+                    .lines()
+                    .find_map(|l| {
+                        l.split_once(": ")
+                            .filter(|(k, _)| k.eq_ignore_ascii_case("allow"))
+                    })
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                assert!(allow.contains("GET") && !allow.contains("TRACE"), "{text}");
+            }
+        }
+    }
+    assert!(edge.app.hits().is_empty(), "{:?}", edge.app.hits());
+    // What a strict reading still lets through: HTTP/1.0 without a host, an absolute-form
+    // target naming the Host's own host, a method the gateway does not know.
+    for (request, target) in [
+        ("GET /public/a HTTP/1.0\r\n\r\n", "/public/a"),
+        (
+            "GET https://LOCALHOST/public/b HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            "/public/b",
+        ),
+        (
+            "PROPFIND /public/c HTTP/1.1\r\nHost: localhost:443\r\nConnection: close\r\n\r\n",
+            "/public/c",
+        ),
+    ] {
+        let (status, text) = edge.send_raw(false, request).await;
+        assert_eq!(status, 200, "{request:?}: {text}");
+        assert_eq!(
+            edge.app.hits().last().map(|h| h.target.clone()),
+            Some(target.to_string())
+        );
+    }
+    // HTTP/2: the same methods, and a `host` beside `:authority` that names another server.
+    let cfg = client::config(&edge.server_ca.der, Some(&edge.alice), &[b"h2"]);
+    let mut h2 = client::Conn::h2(edge.addr, cfg).await.unwrap();
+    for method in ["TRACE", "TRACK"] {
+        let a = h2.send(method, "/ib/top", &[], "").await.unwrap();
+        assert_eq!(a.status, 405, "{method}: {}", a.body);
+        assert!(a.headers.contains_key("allow"));
+    }
+    let a = h2
+        .send("GET", "/ib/top", &[("host", "other.example")], "")
+        .await
+        .unwrap();
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.json()["error"], "host_refused");
+    let a = h2
+        .send("GET", "/ib/top", &[("host", "LocalHost")], "")
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    let hits = edge.app.hits();
+    assert_eq!(hits.len(), 4, "{hits:?}");
+    assert_eq!(hits[3].target, "/ib/top");
     edge.shutdown().await;
 }

@@ -16,6 +16,7 @@ use super::canonical::canonicalize;
 use super::local::LocalContext;
 use super::login_binding;
 use super::refusal::{Problem, Reply, wants_html};
+use super::request_head::{self, HeadRefusal};
 use super::{Runtime, Shared, forward, request_id, tunnel};
 use crate::clock::DAY;
 use crate::config::{ClientAuth, PathParams, RouteAuth, is_issuance_surface};
@@ -189,6 +190,13 @@ async fn pipeline(
     mut req: Request<Incoming>,
     out: &mut Outcome,
 ) -> Result<Response<ProxyBody>, Problem> {
+    if let Err(refusal) = request_head::check(&req) {
+        tracing::warn!(target: "certgate::security", remote = %conn.remote, method = %req.method(), reason = refusal.reason(), detail = %refusal, "request head refused");
+        return Err(match refusal {
+            HeadRefusal::Method(_) => Problem::MethodRefused,
+            _ => Problem::HostRefused,
+        });
+    }
     let raw_host = request_host(&req);
     let host = raw_host.as_deref().map(host_without_port);
     if let (ClientAuth::Optional | ClientAuth::Required, Some(sni), Some(host)) =

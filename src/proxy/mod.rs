@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! accept (server) ─▶ TLS handshake (tls) ─▶ chain judged once per connection
-//!   each request (handler): SNI = Host? ─▶ canonical path (canonical) ─▶ route (local
+//!   each request (handler): method, one Host (request_head) ─▶ SNI = Host? ─▶ canonical path (canonical) ─▶ route (local
 //!     paths first, then [[route]], prefixes and hosts ignoring case)
 //!     ─▶ live status check (status cache) ─▶ strip spoofable headers (crate::identity)
 //!     ─▶ login binding ─▶ the route's identity formats ─▶ upstream (forward) or LocalService
@@ -30,6 +30,7 @@ mod login_binding;
 mod proxy_protocol;
 mod refusal;
 mod reload;
+mod request_head;
 mod request_id;
 mod routes;
 mod server;

@@ -30,6 +30,12 @@ pub enum Problem {
     /// The path cannot be made canonical without guessing how the app reads it
     /// ([`super::canonical`]).
     PathRefused,
+    /// A method the gateway never forwards: `CONNECT`, `TRACE`, `TRACK`
+    /// ([`super::request_head`]).
+    MethodRefused,
+    /// No `Host`, several, one that is not a host name, or one the request target
+    /// contradicts ([`super::request_head`]).
+    HostRefused,
     /// The upstream could not be reached or failed.
     UpstreamFailed,
     /// The upstream did not answer in time.
@@ -49,6 +55,8 @@ impl Problem {
                 | Self::LoginMismatch
                 | Self::LoginFormUnreadable
                 | Self::PathRefused
+                | Self::MethodRefused
+                | Self::HostRefused
         )
     }
 
@@ -63,6 +71,8 @@ impl Problem {
             Self::BodyTooLarge => "body_too_large",
             Self::BadRequest => "bad_request",
             Self::PathRefused => "path_refused",
+            Self::MethodRefused => "method_refused",
+            Self::HostRefused => "host_refused",
             Self::UpstreamFailed => "upstream_failed",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::Internal => "internal_error",
@@ -80,7 +90,8 @@ impl Problem {
             Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BadRequest | Self::PathRefused => StatusCode::BAD_REQUEST,
+            Self::BadRequest | Self::PathRefused | Self::HostRefused => StatusCode::BAD_REQUEST,
+            Self::MethodRefused => StatusCode::METHOD_NOT_ALLOWED,
             Self::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -140,6 +151,13 @@ impl Problem {
             h.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(CLIENT_CERTIFICATE_CHALLENGE),
+            );
+        }
+        // A 405 names what the gateway does forward (RFC 9110 §15.5.6).
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            h.insert(
+                header::ALLOW,
+                HeaderValue::from_static(super::request_head::ALLOWED_METHODS),
             );
         }
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
@@ -222,6 +240,8 @@ mod tests {
         Problem::BodyTooLarge,
         Problem::BadRequest,
         Problem::PathRefused,
+        Problem::MethodRefused,
+        Problem::HostRefused,
         Problem::UpstreamFailed,
         Problem::UpstreamTimeout,
         Problem::Internal,
