@@ -190,14 +190,16 @@ async fn pipeline(
     mut req: Request<Incoming>,
     out: &mut Outcome,
 ) -> Result<Response<ProxyBody>, Problem> {
-    if let Err(refusal) = request_head::check(&req) {
-        tracing::warn!(target: "certgate::security", remote = %conn.remote, method = %req.method(), reason = refusal.reason(), detail = %refusal, "request head refused");
-        return Err(match refusal {
-            HeadRefusal::Method(_) => Problem::MethodRefused,
-            _ => Problem::HostRefused,
-        });
-    }
-    let raw_host = request_host(&req);
+    let raw_host = match request_head::check(&req) {
+        Ok(authority) => authority.map(str::to_owned),
+        Err(refusal) => {
+            tracing::warn!(target: "certgate::security", remote = %conn.remote, method = %req.method(), reason = refusal.reason(), detail = %refusal, "request head refused");
+            return Err(match refusal {
+                HeadRefusal::Method(_) => Problem::MethodRefused,
+                _ => Problem::HostRefused,
+            });
+        }
+    };
     let host = raw_host.as_deref().map(host_without_port);
     if let (ClientAuth::Optional | ClientAuth::Required, Some(sni), Some(host)) =
         (conn.client_auth, &conn.sni, &host)
@@ -534,17 +536,6 @@ fn renew_url(enroll_host: Option<&str>, raw_host: Option<&str>) -> String {
         Some(p) => format!("https://{enroll}:{p}/certgate/renew"),
         None => format!("https://{enroll}/certgate/renew"),
     }
-}
-
-/// The host the client asked for: the URI authority (HTTP/2, absolute form) or Host.
-fn request_host<B>(req: &Request<B>) -> Option<String> {
-    if let Some(a) = req.uri().authority() {
-        return Some(a.as_str().to_string());
-    }
-    req.headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
 }
 
 fn host_without_port(authority: &str) -> String {

@@ -65,32 +65,31 @@ impl HeadRefusal {
 /// The methods a 405 from the gateway names in `Allow`: every standard method it forwards.
 pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
 
-/// Checks the method and the host of `req`. Cheap on the common request: one `Host` line (or
-/// an HTTP/2 `:authority` alone) of plain characters, no allocation.
-pub fn check<B>(req: &Request<B>) -> Result<(), HeadRefusal> {
-    refused_method(req.method()).map_or(Ok(()), |m| Err(HeadRefusal::Method(m)))?;
+/// Checks the method and the host of `req`, and returns the authority the request names:
+/// the target's (HTTP/2 `:authority`, an absolute-form target) or else `Host`; None only for
+/// HTTP/1.0 without a host. Cheap on the common request: one `Host` line (or an HTTP/2
+/// `:authority` alone) of plain characters, no allocation.
+pub fn check<B>(req: &Request<B>) -> Result<Option<&str>, HeadRefusal> {
+    if let Some(m) = refused_method(req.method()) {
+        return Err(HeadRefusal::Method(m));
+    }
     let host = single_host(req.headers())?;
     if let Some(h) = host {
         check_authority(h)?;
     }
     match (req.uri().authority(), host) {
-        // HTTP/2 `:authority`, or an HTTP/1.1 absolute-form target.
-        (Some(a), Some(h)) => {
+        (Some(a), host) => {
             check_authority(a.as_str())?;
-            if !same_authority(a.as_str(), h) {
+            if host.is_some_and(|h| !same_authority(a.as_str(), h)) {
                 return Err(HeadRefusal::HostsDisagree);
             }
+            Ok(Some(a.as_str()))
         }
-        (Some(a), None) => check_authority(a.as_str())?,
-        (None, Some(_)) => {}
-        (None, None) => {
-            // HTTP/1.0 may omit the host; HTTP/1.1 and HTTP/2 must name it.
-            if req.version() != Version::HTTP_10 && req.version() != Version::HTTP_09 {
-                return Err(HeadRefusal::MissingHost);
-            }
-        }
+        (None, Some(h)) => Ok(Some(h)),
+        // HTTP/1.0 may omit the host; HTTP/1.1 and HTTP/2 must name it.
+        (None, None) if matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) => Ok(None),
+        (None, None) => Err(HeadRefusal::MissingHost),
     }
-    Ok(())
 }
 
 fn refused_method(m: &Method) -> Option<RefusedMethod> {
@@ -177,8 +176,13 @@ mod tests {
         b.body(()).unwrap()
     }
 
+    /// The check's verdict without the authority it returns.
+    fn judge(r: &Request<()>) -> Result<(), HeadRefusal> {
+        check(r).map(|_| ())
+    }
+
     fn h11(uri: &str, hosts: &[&str]) -> Result<(), HeadRefusal> {
-        check(&req("GET", uri, Version::HTTP_11, hosts))
+        judge(&req("GET", uri, Version::HTTP_11, hosts))
     }
 
     #[test]
@@ -197,24 +201,33 @@ mod tests {
         }
         // HTTP/2: `:authority` alone, or with the same host beside it.
         let h2 = req("GET", "https://ib.example/ib", Version::HTTP_2, &[]);
-        assert_eq!(check(&h2), Ok(()));
+        assert_eq!(judge(&h2), Ok(()));
         let h2 = req(
             "GET",
             "https://ib.example/ib",
             Version::HTTP_2,
             &["IB.example"],
         );
-        assert_eq!(check(&h2), Ok(()));
+        assert_eq!(judge(&h2), Ok(()));
         // HTTP/1.0 may come without a host.
-        assert_eq!(check(&req("GET", "/ib", Version::HTTP_10, &[])), Ok(()));
+        assert_eq!(judge(&req("GET", "/ib", Version::HTTP_10, &[])), Ok(()));
         // Other methods, standard or not, go to the app.
         for m in ["POST", "PATCH", "PROPFIND", "track", "trace"] {
             assert_eq!(
-                check(&req(m, "/", Version::HTTP_11, &["ib.example"])),
+                judge(&req(m, "/", Version::HTTP_11, &["ib.example"])),
                 Ok(()),
                 "{m}"
             );
         }
+    }
+
+    #[test]
+    fn the_named_authority_is_the_targets_else_the_hosts() {
+        let h1 = req("GET", "/ib", Version::HTTP_11, &["IB.example:8443"]);
+        assert_eq!(check(&h1), Ok(Some("IB.example:8443")));
+        let h2 = req("GET", "https://ib.example/ib", Version::HTTP_2, &["IB.EXAMPLE"]);
+        assert_eq!(check(&h2), Ok(Some("ib.example")));
+        assert_eq!(check(&req("GET", "/ib", Version::HTTP_10, &[])), Ok(None));
     }
 
     #[test]
@@ -226,7 +239,7 @@ mod tests {
             &["app.internal:22"],
         );
         assert_eq!(
-            check(&connect),
+            judge(&connect),
             Err(HeadRefusal::Method(RefusedMethod::Connect))
         );
         for (m, r) in [
@@ -234,7 +247,7 @@ mod tests {
             ("TRACK", RefusedMethod::Track),
         ] {
             let q = req(m, "/ib", Version::HTTP_11, &["ib.example"]);
-            assert_eq!(check(&q), Err(HeadRefusal::Method(r)), "{m}");
+            assert_eq!(judge(&q), Err(HeadRefusal::Method(r)), "{m}");
         }
     }
 
@@ -250,7 +263,7 @@ mod tests {
             Err(HeadRefusal::SeveralHosts)
         );
         assert_eq!(
-            check(&req("GET", "/ib", Version::HTTP_2, &[])),
+            judge(&req("GET", "/ib", Version::HTTP_2, &[])),
             Err(HeadRefusal::MissingHost)
         );
     }
@@ -300,8 +313,8 @@ mod tests {
             Version::HTTP_2,
             &["other.example"],
         );
-        assert_eq!(check(&h2), Err(HeadRefusal::HostsDisagree));
+        assert_eq!(judge(&h2), Err(HeadRefusal::HostsDisagree));
         let h2 = req("GET", "https://user@ib.example/ib", Version::HTTP_2, &[]);
-        assert_eq!(check(&h2), Err(HeadRefusal::InvalidHost));
+        assert_eq!(judge(&h2), Err(HeadRefusal::InvalidHost));
     }
 }
