@@ -917,3 +917,50 @@ fn one_address_cannot_hold_every_console_connection() {
     drop(idle);
     eventually(10, "the address gets its slots back", || me(&[]) == 200);
 }
+
+/// The gateway's request-head rules on both staff listeners, before any staff check:
+/// CONNECT/TRACE/TRACK get 405 with `Allow`, a Host with user info 400, each counted by
+/// reason; a staff member's ordinary call still passes.
+#[test]
+fn staff_listeners_refuse_tunnels_echoes_and_odd_hosts() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let sato = staff_member(&fx, "sato", "operator");
+    let (run, port, obtain_port, _) = serve_with_obtain_listener(&fx);
+    let console = format!("https://127.0.0.1:{port}/staff/api/v1/me");
+    let obtain = format!("https://127.0.0.1:{obtain_port}/staff/obtain");
+    let (cert, key) = (sato.cert.to_str().unwrap(), sato.key.to_str().unwrap());
+    let with_cert = |extra: &[&str]| {
+        let mut args = vec!["-D", "-", "--cert", cert, "--key", key];
+        args.extend(extra);
+        curl(&run.ca, &args)
+    };
+    for url in [console.as_str(), obtain.as_str()] {
+        for method in ["TRACE", "TRACK"] {
+            let (s, text) = with_cert(&["-X", method, url]);
+            assert_eq!(s, 405, "{method} {url}: {text}");
+            assert!(text.contains("\"method_refused\""), "{text}");
+            assert!(
+                text.to_ascii_lowercase().contains("allow: get, head, post"),
+                "{text}"
+            );
+        }
+        let (s, text) = with_cert(&["-H", "Host: sato@127.0.0.1", url]);
+        assert_eq!(s, 400, "{url}: {text}");
+        assert!(text.contains("\"host_refused\""), "{text}");
+    }
+    let (s, text) = with_cert(&[console.as_str()]);
+    assert_eq!(s, 200, "{text}");
+    let (_, metrics) = curl(
+        &run.ca,
+        &[&format!("http://127.0.0.1:{}/metrics", run.admin)],
+    );
+    for line in [
+        "certgate_staff_console_refusals_total{reason=\"method\"} 4",
+        "certgate_staff_console_refusals_total{reason=\"invalid_host\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
+}

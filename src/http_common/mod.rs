@@ -1,11 +1,12 @@
 //! What every HTTP surface of certgate shares (the gateway, certgate's own pages, the admin
-//! listener, the demo app): the one body type, HTML escaping, and the stop signal that ends
-//! accept loops.
+//! listener, the demo app): the one body type, HTML escaping, the stop signal that ends
+//! accept loops, and the request-head rules every TLS listener applies (`request_head`).
 //!
 //! A leaf: it imports nothing else of the crate. It must not route, authenticate or decide.
 
 pub mod address_slots;
 pub mod body;
+pub mod request_head;
 
 use tokio::sync::watch;
 

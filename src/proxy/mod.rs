@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! accept (server) ─▶ TLS handshake (tls) ─▶ chain judged once per connection
-//!   each request (handler): method, one Host (request_head) ─▶ SNI = Host? ─▶ canonical path (canonical) ─▶ route (local
-//!     paths first, then [[route]], prefixes and hosts ignoring case)
+//!   each request (handler): method and one Host (http_common::request_head) ─▶ SNI = Host?
+//!     ─▶ canonical path (canonical) ─▶ route (local paths first, then [[route]], prefixes
+//!     and hosts ignoring case)
 //!     ─▶ live status check (status cache) ─▶ strip spoofable headers (crate::identity)
 //!     ─▶ login binding ─▶ the route's identity formats ─▶ upstream (forward) or LocalService
 //!   an upstream's 101 → a tunnel (tunnel): permit, timeouts, drain, the certificate
@@ -30,7 +31,6 @@ mod login_binding;
 mod proxy_protocol;
 mod refusal;
 mod reload;
-mod request_head;
 mod request_id;
 mod routes;
 mod server;

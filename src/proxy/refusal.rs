@@ -31,10 +31,10 @@ pub enum Problem {
     /// ([`super::canonical`]).
     PathRefused,
     /// A method the gateway never forwards: `CONNECT`, `TRACE`, `TRACK`
-    /// ([`super::request_head`]).
+    /// ([`crate::http_common::request_head`]).
     MethodRefused,
     /// No `Host`, several, one that is not a host name, or one the request target
-    /// contradicts ([`super::request_head`]).
+    /// contradicts ([`crate::http_common::request_head`]).
     HostRefused,
     /// The upstream could not be reached or failed.
     UpstreamFailed,
@@ -157,7 +157,7 @@ impl Problem {
         if status == StatusCode::METHOD_NOT_ALLOWED {
             h.insert(
                 header::ALLOW,
-                HeaderValue::from_static(super::request_head::ALLOWED_METHODS),
+                HeaderValue::from_static(crate::http_common::request_head::ALLOWED_METHODS),
             );
         }
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {

@@ -17,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::audit::{Actor, Audit, Outcome};
 use crate::clock::Clock;
 use crate::http_common::address_slots::AddressSlots;
+use crate::http_common::request_head::{self, HeadRefusal};
 use crate::status::StatusCache;
 use crate::store::Store;
 use crate::tls::{ListenerTls, PresentedCert};
@@ -209,6 +210,34 @@ async fn answer(
     req: Request<Incoming>,
     who: &mut Access,
 ) -> Response<Full<Bytes>> {
+    // The gateway's rules for the method and the host hold here too: the pages judge the
+    // Host (`[staff] host`, the CSRF origin) and nothing here is a tunnel or an echo.
+    if let Err(refusal) = request_head::check(&req) {
+        tracing::warn!(target: "certgate::security", listener = shared.door.label(), %remote,
+            method = %req.method(), reason = refusal.reason(), detail = %refusal,
+            "request head refused");
+        who.reason = Some(refusal.reason());
+        shared.metrics.staff_refusal(refusal.reason());
+        let mut r = match refusal {
+            HeadRefusal::Method(_) => json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_refused",
+                "the staff console does not take this method",
+            ),
+            _ => json(
+                StatusCode::BAD_REQUEST,
+                "host_refused",
+                "the request names no single, valid host",
+            ),
+        };
+        if r.status() == StatusCode::METHOD_NOT_ALLOWED {
+            r.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static(request_head::ALLOWED_METHODS),
+            );
+        }
+        return r;
+    }
     if shared.door == Door::Obtain {
         let (parts, body) = req.into_parts();
         let body = match read_body(body).await {

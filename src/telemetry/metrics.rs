@@ -227,7 +227,9 @@ impl Metrics {
         registry.register(
             "staff_console_refusals",
             "Staff console requests refused, by reason: every one, also those the audit log \
-             only counts in its next entry for the same certificate and reason",
+             only counts in its next entry for the same certificate and reason, and request \
+             heads refused before the staff check (method, missing_host, several_hosts, \
+             invalid_host, hosts_disagree)",
             staff_refusals.clone(),
         );
         registry.register(

@@ -225,7 +225,12 @@ mod tests {
     fn the_named_authority_is_the_targets_else_the_hosts() {
         let h1 = req("GET", "/ib", Version::HTTP_11, &["IB.example:8443"]);
         assert_eq!(check(&h1), Ok(Some("IB.example:8443")));
-        let h2 = req("GET", "https://ib.example/ib", Version::HTTP_2, &["IB.EXAMPLE"]);
+        let h2 = req(
+            "GET",
+            "https://ib.example/ib",
+            Version::HTTP_2,
+            &["IB.EXAMPLE"],
+        );
         assert_eq!(check(&h2), Ok(Some("ib.example")));
         assert_eq!(check(&req("GET", "/ib", Version::HTTP_10, &[])), Ok(None));
     }
