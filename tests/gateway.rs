@@ -1046,7 +1046,7 @@ async fn an_app_closing_each_connection_still_answers_every_request() {
     let route = format!(
         "[[route]]\nprefix = \"/closing\"\nupstream = \"http://{app_addr}\"\nauth = \"public\"\n"
     );
-    add_routes(&h, &route, "/closing/x", |s| s == 200).await;
+    h.add_routes(&route, "/closing/x", |s| s == 200).await;
     let mut conn = h.h1(None).await;
 
     let before = connections.load(Ordering::SeqCst);
@@ -1063,25 +1063,6 @@ async fn an_app_closing_each_connection_still_answers_every_request() {
     }
     assert_eq!(connections.load(Ordering::SeqCst) - before, 20);
     h.shutdown().await;
-}
-
-/// Adds `routes` (TOML `[[route]]` tables) to the running gateway's file and waits until
-/// `probe` is answered by the new configuration (`ok` says when).
-async fn add_routes(h: &Harness, routes: &str, probe: &str, ok: impl Fn(u16) -> bool) {
-    let text = std::fs::read_to_string(&h.config_path).unwrap();
-    std::fs::write(
-        &h.config_path,
-        text.replace("[admin]", &format!("{routes}\n[admin]")),
-    )
-    .unwrap();
-    let mut conn = h.h1(None).await;
-    for _ in 0..50 {
-        if ok(conn.get(probe).await.unwrap().status.as_u16()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the new routes were never served");
 }
 
 /// An https app is reached only after its certificate checks out against `ca_file`; with a
@@ -1146,7 +1127,7 @@ ca_file = "app-ca.pem"
         port = app.addr.port(),
         mport = mtls_app.addr.port()
     );
-    add_routes(&h, &routes, "/tls/x", |s| s == 200).await;
+    h.add_routes(&routes, "/tls/x", |s| s == 200).await;
     let mut conn = h.h1(None).await;
 
     let ok = conn.get("/tls/a").await.unwrap();
@@ -1250,7 +1231,7 @@ async fn two_endpoints_share_the_load_and_one_dying_loses_no_get() {
         a.url(),
         b.url()
     );
-    add_routes(&h, &routes, "/lb/probe", |s| s == 200).await;
+    h.add_routes(&routes, "/lb/probe", |s| s == 200).await;
     let mut conn = h.h1(None).await;
 
     let (a0, b0) = (a.hits(), b.hits());
@@ -1293,7 +1274,7 @@ async fn the_health_check_brings_a_restarted_endpoint_back() {
         a.url(),
         b.url()
     );
-    add_routes(&h, &routes, "/hc/probe", |s| s == 200).await;
+    h.add_routes(&routes, "/hc/probe", |s| s == 200).await;
 
     b.stop().await;
     metric_reaches(&h, &endpoint_up("/hc", &b), |v| v == 0.0).await;
@@ -1336,7 +1317,7 @@ async fn every_endpoint_down_is_a_502_page() {
         "[[route]]\nprefix = \"/down\"\nupstream = [{}]\nauth = \"public\"\n",
         urls.join(", ")
     );
-    add_routes(&h, &routes, "/down/probe", |s| s == 502).await;
+    h.add_routes(&routes, "/down/probe", |s| s == 502).await;
     let mut conn = h.h1(None).await;
     for i in 0..3 {
         let r = tokio::time::timeout(Duration::from_secs(30), conn.get(&format!("/down/{i}")))
@@ -1402,7 +1383,7 @@ async fn a_sent_get_is_retried_elsewhere_and_a_sent_post_never() {
          auth = \"public\"\n",
         b.url()
     );
-    add_routes(&h, &routes, "/rt/probe", |s| s == 200).await;
+    h.add_routes(&routes, "/rt/probe", |s| s == 200).await;
     let mut conn = h.h1(None).await;
 
     for i in 0..6 {

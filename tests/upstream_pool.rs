@@ -122,24 +122,6 @@ fn workers() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
-/// Adds `routes` to the running gateway's file and waits until `probe` is answered 200.
-async fn add_routes(h: &Harness, routes: &str, probe: &str) {
-    let text = std::fs::read_to_string(&h.config_path).unwrap();
-    std::fs::write(
-        &h.config_path,
-        text.replace("[admin]", &format!("{routes}\n[admin]")),
-    )
-    .unwrap();
-    let mut conn = h.h1(None).await;
-    for _ in 0..50 {
-        if conn.get(probe).await.unwrap().status == 200 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the new routes were never served");
-}
-
 /// Waits (up to 15 s) until `cond` holds; false if it never did.
 async fn eventually(cond: impl Fn() -> bool) -> bool {
     for _ in 0..150 {
@@ -224,7 +206,7 @@ ca_file = "app-ca.pem"
         h1 = h1_only.addr.port(),
         echo = h.upstream.url(),
     );
-    add_routes(&h, &routes, "/h2tls/ready").await;
+    h.add_routes(&routes, "/h2tls/ready", |s| s == 200).await;
 
     let mut conn = h.h1(None).await;
     assert_eq!(conn.get("/h2tls/a").await.unwrap().body, "HTTP/2.0");
@@ -288,7 +270,7 @@ auth = "public"
         short = short.addr.port(),
         long = long.addr.port(),
     );
-    add_routes(&h, &routes, "/long/ready").await;
+    h.add_routes(&routes, "/long/ready", |s| s == 200).await;
     let mut conn = h.h1(None).await;
     assert_eq!(conn.get("/short/a").await.unwrap().status, 200);
     assert_eq!(conn.get("/long/a").await.unwrap().status, 200);
@@ -343,7 +325,7 @@ auth = "public"
         echo = h.upstream.url(),
     );
     // The readiness probe goes to the echo app: these apps hold requests until n arrived.
-    add_routes(&h, &routes, "/ready/x").await;
+    h.add_routes(&routes, "/ready/x", |s| s == 200).await;
 
     concurrent_gets(&h, "/unbounded/x", n).await;
     assert_eq!(unbounded.accepted(), n, "the burst was not concurrent");

@@ -144,13 +144,14 @@ fn reserved_names() -> &'static ReservedNames {
 
 /// An independent statement of which header names a client must never set.
 fn spoofable(name: &str) -> bool {
+    // Any punctuation reads as `-`: CGI-style readers turn `_`, `.`, `~` alike into `_`.
     let n: String = name
         .chars()
         .map(|c| {
-            if c == '_' {
-                '-'
-            } else {
+            if c.is_ascii_alphanumeric() {
                 c.to_ascii_lowercase()
+            } else {
+                '-'
             }
         })
         .collect();

@@ -183,7 +183,7 @@ pub struct RouteConfig {
     pub path_params: PathParams,
     /// Further request header names removed before this route's upstream sees them, e.g.
     /// names an app once trusted behind another proxy. A trailing `*` removes every name
-    /// with that prefix. Compared case-insensitively, `_` read as `-`.
+    /// with that prefix. Compared case-insensitively, punctuation (`_`, `.`, ...) read as `-`.
     #[serde(default)]
     pub strip_headers: Vec<String>,
     /// The HTTP/1.1 `Upgrade` protocols tunnelled to the app (default `["websocket"]`); a

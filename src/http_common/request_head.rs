@@ -29,6 +29,8 @@ pub enum HeadRefusal {
     InvalidHost,
     #[error("the request target names another host than the Host header")]
     HostsDisagree,
+    #[error("the request's Transfer-Encoding is not chunked alone")]
+    TransferCoding,
 }
 
 /// The methods the gateway never forwards.
@@ -58,6 +60,7 @@ impl HeadRefusal {
             Self::SeveralHosts => "several_hosts",
             Self::InvalidHost => "invalid_host",
             Self::HostsDisagree => "hosts_disagree",
+            Self::TransferCoding => "transfer_coding",
         }
     }
 }
@@ -72,6 +75,9 @@ pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"
 pub fn check<B>(req: &Request<B>) -> Result<Option<&str>, HeadRefusal> {
     if let Some(m) = refused_method(req.method()) {
         return Err(HeadRefusal::Method(m));
+    }
+    if req.headers().contains_key(header::TRANSFER_ENCODING) && !chunked_alone(req.headers()) {
+        return Err(HeadRefusal::TransferCoding);
     }
     let host = single_host(req.headers())?;
     if let Some(h) = host {
@@ -92,17 +98,36 @@ pub fn check<B>(req: &Request<B>) -> Result<Option<&str>, HeadRefusal> {
     }
 }
 
+/// Compared ignoring case: methods are case-sensitive (RFC 9110 §9.1), but some frameworks
+/// (Werkzeug) upper-case the method they read, so `trace` would be TRACE to them.
 fn refused_method(m: &Method) -> Option<RefusedMethod> {
-    if *m == Method::CONNECT {
+    let m = m.as_str();
+    if m.eq_ignore_ascii_case("CONNECT") {
         Some(RefusedMethod::Connect)
-    } else if *m == Method::TRACE {
+    } else if m.eq_ignore_ascii_case("TRACE") {
         Some(RefusedMethod::Trace)
-    } else if m.as_str() == "TRACK" {
-        // Methods are case-sensitive (RFC 9110 §9.1): `track` is another, unknown method.
+    } else if m.eq_ignore_ascii_case("TRACK") {
         Some(RefusedMethod::Track)
     } else {
         None
     }
+}
+
+/// Whether `Transfer-Encoding` is exactly one `chunked` (any case), in a request or an app's
+/// answer: the one coding the gateway decodes and the other side's hyper encodes again. `gzip, chunked` would reach the app as
+/// plain `chunked` with gzip bytes inside; `identity, chunked` or `chunked, chunked` are read
+/// differently by different parsers (RFC 9112 §6.1; gunicorn before 22 took the first).
+pub fn chunked_alone(h: &HeaderMap) -> bool {
+    let mut codings = h
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty());
+    codings
+        .next()
+        .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
 }
 
 /// The one `Host` value, if any; several lines, or a value that is not visible ASCII,
@@ -212,7 +237,7 @@ mod tests {
         // HTTP/1.0 may come without a host.
         assert_eq!(judge(&req("GET", "/ib", Version::HTTP_10, &[])), Ok(()));
         // Other methods, standard or not, go to the app.
-        for m in ["POST", "PATCH", "PROPFIND", "track", "trace"] {
+        for m in ["POST", "PATCH", "PROPFIND", "TRACES"] {
             assert_eq!(
                 judge(&req(m, "/", Version::HTTP_11, &["ib.example"])),
                 Ok(()),
@@ -253,6 +278,33 @@ mod tests {
         ] {
             let q = req(m, "/ib", Version::HTTP_11, &["ib.example"]);
             assert_eq!(judge(&q), Err(HeadRefusal::Method(r)), "{m}");
+        }
+    }
+
+    #[test]
+    fn a_body_is_chunked_alone_or_not_coded() {
+        let with_te = |values: &[&str]| {
+            let mut r = req("POST", "/ib", Version::HTTP_11, &["ib.example"]);
+            for v in values {
+                r.headers_mut()
+                    .append(header::TRANSFER_ENCODING, v.parse().unwrap());
+            }
+            judge(&r)
+        };
+        for ok in [&["chunked"][..], &["Chunked"], &[" chunked "], &[]] {
+            assert_eq!(with_te(ok), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            &["identity, chunked"][..],
+            &["gzip, chunked"],
+            &["chunked, chunked"],
+            &["chunked", "chunked"],
+            &["chunked, identity"],
+            &["identity"],
+            &["xchunked"],
+            &[""],
+        ] {
+            assert_eq!(with_te(bad), Err(HeadRefusal::TransferCoding), "{bad:?}");
         }
     }
 

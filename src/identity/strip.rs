@@ -1,7 +1,9 @@
 //! Removing the headers a client could use to pretend an identity. The set is derived from
 //! what the identity formats declare ([`super::IdentityFormat::owned_names`]) plus the
 //! forwarding names, so a new format is stripped without an edit here. Names are compared
-//! lower-cased with `_` read as `-`, as CGI-style apps read them.
+//! lower-cased with every character other than a letter or digit read as `-`: CGI-style
+//! readers (lighttpd's environment, PHP's variable names) turn `_`, `.` and the rest into
+//! one and the same `_`, so `X.Certgate.User` would arrive as `X_CERTGATE_USER`.
 
 use std::borrow::Cow;
 
@@ -85,7 +87,8 @@ impl ReservedNames {
         self.prefixes.is_empty() && self.exact.is_empty()
     }
 
-    /// Whether `name`, read lower-case with `_` as `-`, is a name a client must never set.
+    /// Whether `name`, read lower-case with punctuation as `-`, is a name a client must never
+    /// set.
     /// Compared without allocating: this runs for every header of every request.
     pub fn is_reserved(&self, name: &str) -> bool {
         let name = name.as_bytes();
@@ -111,27 +114,28 @@ impl ReservedNames {
     }
 }
 
-/// `name` lower-cased with `_` as `-`, the form compared against.
-fn normalized(name: &str) -> Box<str> {
-    name.chars()
-        .map(|c| {
-            if c == '_' {
-                '-'
-            } else {
-                c.to_ascii_lowercase()
-            }
-        })
-        .collect()
+/// One byte of a name as compared: letters lower-cased, digits kept, anything else `-`.
+fn folded(b: u8) -> u8 {
+    if b.is_ascii_alphanumeric() {
+        b.to_ascii_lowercase()
+    } else {
+        b'-'
+    }
 }
 
-/// `presented == wanted` with ASCII case ignored and `_` in `presented` read as `-`;
-/// `wanted` is already normalized.
+/// `name` folded byte by byte ([`folded`]), the form compared against.
+fn normalized(name: &str) -> Box<str> {
+    name.bytes().map(|b| char::from(folded(b))).collect()
+}
+
+/// `presented == wanted` with `presented` folded ([`folded`]); `wanted` is already
+/// normalized.
 fn same_name(presented: &[u8], wanted: &str) -> bool {
     presented.len() == wanted.len()
-        && presented.iter().zip(wanted.bytes()).all(|(&p, w)| {
-            let p = if p == b'_' { b'-' } else { p };
-            p.eq_ignore_ascii_case(&w)
-        })
+        && presented
+            .iter()
+            .zip(wanted.bytes())
+            .all(|(&p, w)| folded(p) == w)
 }
 
 #[cfg(test)]
@@ -158,6 +162,25 @@ mod tests {
             assert!(r.is_reserved(n), "{n}");
         }
         assert!(!r.is_reserved("x-request-id") && !r.is_reserved("x-ssl"));
+    }
+
+    #[test]
+    fn any_punctuation_between_words_reads_as_a_dash() {
+        let r = ReservedNames::derive([]);
+        for n in [
+            "X.Original.URL",
+            "x+ssl+client+cert",
+            "X~Forwarded~For",
+            "x.forwarded.for",
+            "x-forwarded.host",
+            "X!Real#IP",
+            "x'arr'clientcert",
+        ] {
+            assert!(r.is_reserved(n), "{n}");
+        }
+        assert!(!r.is_reserved("xoriginalurl") && !r.is_reserved("x.request.id"));
+        let route = ReservedNames::from_list(&["X-Legacy-User".into()]);
+        assert!(route.is_reserved("X.Legacy.User") && route.is_reserved("x|legacy|user"));
     }
 
     #[test]

@@ -20,10 +20,14 @@ use crate::config::{ConfigError, ForwardingFormat, RouteConfig};
 use crate::http_common::body::ProxyBody;
 use crate::telemetry::{Metrics, UpstreamFailure, UpstreamFailures};
 
-/// Headers meaningful only for one connection (RFC 9110 §7.6.1). Parsed names, so a
-/// message's names are compared with them without parsing or hashing anything.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Headers meaningful only for one connection (RFC 9110 §7.6.1), and `Transfer-Encoding`,
+/// the framing of one hop (RFC 9112 §6.1): each side's hyper frames the message anew for its
+/// own connection, so a client's `Chunked` or `identity, chunked` never reaches the app as
+/// written, and an app's never reaches the client. Parsed names, so a message's names are
+/// compared with them without parsing or hashing anything.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
+    header::TRANSFER_ENCODING,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
@@ -108,6 +112,11 @@ impl Upstream {
                 parts,
                 crate::http_common::body::empty(),
             ));
+        }
+        if let Err(e) = check_response_framing(resp.headers_mut()) {
+            self.failures.count(UpstreamFailure::Protocol);
+            tracing::warn!(error = %e, "the app's answer is framed two ways or in a way the gateway cannot pass on");
+            return Err(Problem::UpstreamFailed);
         }
         remove_hop_by_hop(resp.headers_mut());
         Ok(resp.map(crate::http_common::body::from_incoming))
@@ -323,21 +332,105 @@ fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Removes hop-by-hop headers, including those the Connection header names. One pass over
-/// the message's names: most messages carry none of them, or only Connection.
+/// Removes hop-by-hop headers, including those the Connection header names (never the
+/// request ID the gateway has just set: `Connection: x-request-id` would cut the app's logs
+/// off from the gateway's). One pass over the message's names: most messages carry none of
+/// them, or only Connection.
 pub fn remove_hop_by_hop(h: &mut HeaderMap) {
     let doomed: Vec<HeaderName> = {
         let listed: Vec<&str> = connection_tokens(h).collect();
         h.keys()
             .filter(|name| {
                 HOP_BY_HOP.contains(name)
-                    || listed.iter().any(|t| t.eq_ignore_ascii_case(name.as_str()))
+                    || (**name != super::request_id::HEADER
+                        && listed.iter().any(|t| t.eq_ignore_ascii_case(name.as_str())))
             })
             .cloned()
             .collect()
     };
     for name in doomed {
         h.remove(name);
+    }
+}
+
+/// Why an app's answer is not passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    #[error("the answer carries both Transfer-Encoding and Content-Length")]
+    LengthAndCoding,
+    #[error("the answer's Transfer-Encoding is not chunked alone")]
+    Coding,
+}
+
+/// An app's answer must be framed one way: a `Transfer-Encoding` beside a `Content-Length`
+/// is refused (RFC 9112 §6.3 lets an intermediary pass it only with the length removed,
+/// and a client that trusts the length reads the next answer as this one's rest), and a
+/// transfer coding other than `chunked` cannot be passed on once hyper has taken the
+/// chunking off. A `Content-Length` list of equal values (`2, 2`) becomes one value.
+pub fn check_response_framing(h: &mut HeaderMap) -> Result<(), FramingError> {
+    if h.contains_key(header::TRANSFER_ENCODING) {
+        if h.contains_key(header::CONTENT_LENGTH) {
+            return Err(FramingError::LengthAndCoding);
+        }
+        if !crate::http_common::request_head::chunked_alone(h) {
+            return Err(FramingError::Coding);
+        }
+    }
+    canonical_content_length(h);
+    Ok(())
+}
+
+/// Rewrites a `Content-Length` that hyper accepted but another reader might not (two lines,
+/// a list of equal values, leading zeros) as one plain decimal; a single plain value, the
+/// common case, is left alone without allocating.
+pub fn canonical_content_length(h: &mut HeaderMap) {
+    let mut values = h.get_all(header::CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else {
+        return;
+    };
+    let plain = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.iter().all(u8::is_ascii_digit) && (b == b"0" || b[0] != b'0')
+    };
+    if values.next().is_none() && plain(first) {
+        return;
+    }
+    let parsed: Option<Vec<u64>> = h
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|t| {
+            std::str::from_utf8(t.trim_ascii())
+                .ok()?
+                .parse::<u64>()
+                .ok()
+        })
+        .collect();
+    // hyper refused unequal or unreadable lengths before this; only equal ones get here.
+    if let Some(n) = parsed.as_deref().and_then(|p| p.first().copied())
+        && parsed.iter().flatten().all(|&v| v == n)
+    {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+}
+
+/// One `Cookie` line for the app: HTTP/2 clients may send each cookie as a field of its own,
+/// which an HTTP/1.1 reader must join with `; ` (RFC 9113 §8.2.3); frameworks that join
+/// repeated headers with `,` would otherwise read `a=1,b=2` as one cookie's value.
+pub fn join_cookies(h: &mut HeaderMap) {
+    let mut values = h.get_all(header::COOKIE).iter();
+    if values.next().is_none() || values.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for v in h.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        h.insert(header::COOKIE, v);
     }
 }
 
@@ -362,6 +455,8 @@ pub fn set_forwarding_headers(h: &mut HeaderMap, fwd: &Forwarding<'_>, upgrade: 
         None
     };
     remove_hop_by_hop(h);
+    canonical_content_length(h);
+    join_cookies(h);
     if let Some(v) = upgrade_value {
         h.insert(header::UPGRADE, v);
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -509,6 +604,63 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["content-type", "x-app"]);
+    }
+
+    #[test]
+    fn connection_cannot_take_the_request_id_away() {
+        let mut h = headers(&[
+            ("connection", "x-request-id, x-private"),
+            ("x-request-id", "abc-1"),
+            ("x-private", "1"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h["x-request-id"], "abc-1");
+        assert!(!h.contains_key("x-private"));
+    }
+
+    #[test]
+    fn lengths_become_one_plain_number() {
+        for (given, want) in [
+            (&["5"][..], "5"),
+            (&["0"], "0"),
+            (&["005"], "5"),
+            (&["5", "5"], "5"),
+            (&["2, 2"], "2"),
+        ] {
+            let mut h = HeaderMap::new();
+            for v in given {
+                h.append(header::CONTENT_LENGTH, HeaderValue::from_static(v));
+            }
+            canonical_content_length(&mut h);
+            let got: Vec<_> = h.get_all(header::CONTENT_LENGTH).iter().collect();
+            assert_eq!(got, [want], "{given:?}");
+        }
+    }
+
+    #[test]
+    fn an_answer_is_framed_one_way_and_chunked_alone() {
+        let mut ok = headers(&[("transfer-encoding", "Chunked")]);
+        assert_eq!(check_response_framing(&mut ok), Ok(()));
+        let mut both = headers(&[("transfer-encoding", "chunked"), ("content-length", "40")]);
+        assert_eq!(
+            check_response_framing(&mut both),
+            Err(FramingError::LengthAndCoding)
+        );
+        for coding in ["gzip, chunked", "identity", "chunked, chunked"] {
+            let mut h = headers(&[("transfer-encoding", coding)]);
+            assert_eq!(check_response_framing(&mut h), Err(FramingError::Coding));
+        }
+    }
+
+    #[test]
+    fn cookie_fields_become_one_line() {
+        let mut h = headers(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
+        join_cookies(&mut h);
+        let got: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(got, ["a=1; b=2; c=3"]);
+        let mut one = headers(&[("cookie", "a=1; b=2")]);
+        join_cookies(&mut one);
+        assert_eq!(one[header::COOKIE], "a=1; b=2");
     }
 
     #[test]

@@ -196,6 +196,7 @@ async fn pipeline(
             tracing::warn!(target: "certgate::security", remote = %conn.remote, method = %req.method(), reason = refusal.reason(), detail = %refusal, "request head refused");
             return Err(match refusal {
                 HeadRefusal::Method(_) => Problem::MethodRefused,
+                HeadRefusal::TransferCoding => Problem::TransferCodingRefused,
                 _ => Problem::HostRefused,
             });
         }

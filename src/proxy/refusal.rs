@@ -36,6 +36,9 @@ pub enum Problem {
     /// No `Host`, several, one that is not a host name, or one the request target
     /// contradicts ([`crate::http_common::request_head`]).
     HostRefused,
+    /// A request body in a transfer coding other than `chunked` alone
+    /// ([`crate::http_common::request_head`]).
+    TransferCodingRefused,
     /// The upstream could not be reached or failed.
     UpstreamFailed,
     /// The upstream did not answer in time.
@@ -57,6 +60,7 @@ impl Problem {
                 | Self::PathRefused
                 | Self::MethodRefused
                 | Self::HostRefused
+                | Self::TransferCodingRefused
         )
     }
 
@@ -73,6 +77,7 @@ impl Problem {
             Self::PathRefused => "path_refused",
             Self::MethodRefused => "method_refused",
             Self::HostRefused => "host_refused",
+            Self::TransferCodingRefused => "transfer_coding_refused",
             Self::UpstreamFailed => "upstream_failed",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::Internal => "internal_error",
@@ -92,6 +97,7 @@ impl Problem {
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadRequest | Self::PathRefused | Self::HostRefused => StatusCode::BAD_REQUEST,
             Self::MethodRefused => StatusCode::METHOD_NOT_ALLOWED,
+            Self::TransferCodingRefused => StatusCode::NOT_IMPLEMENTED,
             Self::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -242,6 +248,7 @@ mod tests {
         Problem::PathRefused,
         Problem::MethodRefused,
         Problem::HostRefused,
+        Problem::TransferCodingRefused,
         Problem::UpstreamFailed,
         Problem::UpstreamTimeout,
         Problem::Internal,

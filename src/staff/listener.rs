@@ -224,6 +224,11 @@ async fn answer(
                 "method_refused",
                 "the staff console does not take this method",
             ),
+            HeadRefusal::TransferCoding => json(
+                StatusCode::NOT_IMPLEMENTED,
+                "transfer_coding_refused",
+                "the request body's transfer coding is not chunked alone",
+            ),
             _ => json(
                 StatusCode::BAD_REQUEST,
                 "host_refused",

@@ -108,7 +108,7 @@ pub enum UpstreamFailure {
     /// The exchange broke off after the request was sent.
     Exchange,
     /// The app did not speak the protocol asked of it (no `h2` in ALPN, a broken HTTP/2
-    /// preface or settings).
+    /// preface or settings, an answer framed both by length and by transfer coding).
     Protocol,
 }
 

@@ -205,6 +205,25 @@ impl Harness {
         client::config(&self.server_ca.der, cert, &[b"http/1.1"])
     }
 
+    /// Adds `routes` (TOML `[[route]]` tables) to the running gateway's file and waits until
+    /// `probe` is answered by the new configuration (`ok` says when).
+    pub async fn add_routes(&self, routes: &str, probe: &str, ok: impl Fn(u16) -> bool) {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        std::fs::write(
+            &self.config_path,
+            text.replace("[admin]", &format!("{routes}\n[admin]")),
+        )
+        .unwrap();
+        let mut conn = self.h1(None).await;
+        for _ in 0..50 {
+            if ok(conn.get(probe).await.unwrap().status.as_u16()) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        panic!("the new routes were never served");
+    }
+
     /// An HTTP/1.1 connection to the `optional` listener.
     pub async fn h1(&self, cert: Option<&ClientCert>) -> Conn {
         Conn::h1(self.optional, self.client_config(cert))
