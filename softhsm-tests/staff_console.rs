@@ -379,10 +379,22 @@ fn staff_console_roles_four_eyes_and_refusals() {
     assert_eq!(s, 200, "{b}");
     let code = b["code"].as_str().expect("the new issuance code");
     assert!(code.len() >= 20, "{code}");
-    // A general user's re-issue and an authorization run at once, with the code.
+    // An administrator's code waits too: one operator cannot add an administrator and take
+    // its code alone. A general user's code runs at once; a general user's re-issue waits,
+    // as it revokes.
     let (s, b) = c(&op, "POST", "users/dave/authorize", Some("{}"));
+    assert_eq!((s, b["state"].as_str()), (202, Some("pending")), "{b}");
+    assert!(b["code"].is_null(), "{b}");
+    let r4 = b["request"].as_i64().expect("request id");
+    let (s, b) = c(&sup2, "POST", &format!("requests/{r4}/approve"), Some("{}"));
+    assert_eq!(s, 200, "{b}");
+    assert!(b["code"].as_str().is_some(), "{b}");
+    let (s, b) = c(&op, "POST", "users/carol/authorize", Some("{}"));
     assert_eq!((s, b["state"].as_str()), (200, Some("done")), "{b}");
     assert!(b["code"].as_str().is_some());
+    let (s, b) = c(&op, "POST", "users/bob/reissue", Some("{}"));
+    assert_eq!((s, b["state"].as_str()), (202, Some("pending")), "{b}");
+    assert!(b["code"].is_null(), "{b}");
 
     // Adding or changing staff waits for approval; nobody approves a change to themselves.
     let (s, b) = c(

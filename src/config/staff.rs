@@ -23,8 +23,8 @@ pub const APPROVAL_KINDS: &[&str] = &[
     "staff.change",
 ];
 
-/// The default set: an administrator's re-issue, every revocation, disabling a contract,
-/// adding or changing staff.
+/// The default set: an administrator's re-issue or issuance code, every revocation (and so
+/// every re-issue, which revokes), disabling a contract, adding or changing staff.
 pub const DEFAULT_APPROVAL_KINDS: &[&str] = &[
     "cert.reissue.admin",
     "cert.revoke",

@@ -130,7 +130,8 @@ impl StaffAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalPolicy {
     /// Approval kinds: action names, plus `cert.reissue.admin` (the re-issue of a contract
-    /// administrator's certificate only).
+    /// administrator's certificate, and an administrator's issuance code). A re-issue also
+    /// waits whenever `cert.revoke` does.
     pub kinds: BTreeSet<String>,
     pub request_ttl_secs: i64,
 }
@@ -192,14 +193,22 @@ impl Lifecycle {
         if policy.covers(action.approval_kind()) {
             return Ok(true);
         }
-        if let StaffAction::Reissue { login } = action
-            && policy.covers("cert.reissue.admin")
-        {
-            // An unknown login ID is refused when it runs; it needs no second person to be.
-            let role = self.store().user(login).await?.map(|u| u.role);
-            return Ok(role == Some(Role::Admin));
+        match action {
+            // A re-issue revokes the current certificate: it waits whenever a revocation
+            // does, or a second request would undo what the first protects.
+            StaffAction::Reissue { .. } if policy.covers("cert.revoke") => Ok(true),
+            // An administrator's issuance code is what an administrator's re-issue hands
+            // out: `cert.reissue.admin` covers both, so one operator cannot add an
+            // administrator to a contract and take its code alone.
+            StaffAction::Reissue { login } | StaffAction::Authorize { login }
+                if policy.covers("cert.reissue.admin") =>
+            {
+                // An unknown login ID is refused when it runs; it needs no second person.
+                let role = self.store().user(login).await?.map(|u| u.role);
+                Ok(role == Some(Role::Admin))
+            }
+            _ => Ok(false),
         }
-        Ok(false)
     }
 
     /// The request's subject exists (or, for an addition, does not yet).
