@@ -976,3 +976,75 @@ fn staff_listeners_refuse_tunnels_echoes_and_odd_hosts() {
         assert!(metrics.contains(line), "{line}: {metrics}");
     }
 }
+
+/// A supervisor who approves a new supervisor's authorization receives that code and could
+/// obtain the certificate with a key of their own: the two are then perhaps one person, and
+/// neither may approve the other's requests. Another supervisor still can.
+#[test]
+fn whoever_received_a_staff_code_cannot_decide_with_that_identity() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let op = staff_member(&fx, "sato", "operator");
+    let sup1 = staff_member(&fx, "suzuki", "supervisor");
+    let sup2 = staff_member(&fx, "takahashi", "supervisor");
+    let (run, port, obtain_port, _) = serve_with_obtain_listener(&fx);
+    let c = |who: &Staff, method: &str, path: &str, body: Option<&str>| {
+        call(&run, port, (&who.cert, &who.key), method, path, body, &[])
+    };
+    let approve =
+        |who: &Staff, id: i64| c(who, "POST", &format!("requests/{id}/approve"), Some("{}"));
+
+    let (s, b) = c(
+        &op,
+        "POST",
+        "staff",
+        Some(r#"{"name":"kato","role":"supervisor","email":"kato@bank.example"}"#),
+    );
+    assert_eq!(s, 202, "{b}");
+    let (s, b) = approve(&sup2, b["request"].as_i64().expect("request id"));
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = c(&op, "POST", "staff/kato/authorize", Some("{}"));
+    assert_eq!(s, 202, "{b}");
+    // suzuki approves and so receives kato's code; he obtains kato's certificate himself.
+    let (s, b) = approve(&sup1, b["request"].as_i64().expect("request id"));
+    assert_eq!(s, 200, "{b}");
+    let code = b["code"].as_str().expect("kato's code").to_owned();
+    let (key, csr) = fx.openssl_csr("kato-by-suzuki", "ec:P-256");
+    let body = serde_json::json!({
+        "name": "kato",
+        "code": code,
+        "csr": std::fs::read_to_string(&csr).expect("csr"),
+    })
+    .to_string();
+    let url = format!("https://127.0.0.1:{obtain_port}/staff/api/v1/obtain");
+    let mut args = vec!["-H", "Content-Type: application/json"];
+    args.extend(CSRF);
+    args.extend(["--data-binary", body.as_str(), url.as_str()]);
+    let (s, text) = curl(&run.ca, &args);
+    assert_eq!(s, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).expect("json");
+    let cert = fx.path("kato-by-suzuki.pem");
+    std::fs::write(&cert, answer["certificate"].as_str().expect("certificate")).expect("write");
+    let kato = Staff { cert, key };
+
+    // suzuki asks, "kato" approves; "kato" asks, suzuki approves: both refused.
+    let (s, b) = c(&sup1, "POST", "contracts/corp2/disable", Some("{}"));
+    assert_eq!(s, 202, "{b}");
+    let by_suzuki = b["request"].as_i64().expect("request id");
+    let (s, b) = approve(&kato, by_suzuki);
+    assert_eq!((s, b["error"].as_str()), (403, Some("code_holder")), "{b}");
+    let (s, b) = c(&kato, "POST", "contracts/corp1/disable", Some("{}"));
+    assert_eq!(s, 202, "{b}");
+    let by_kato = b["request"].as_i64().expect("request id");
+    let (s, b) = approve(&sup1, by_kato);
+    assert_eq!((s, b["error"].as_str()), (403, Some("code_holder")), "{b}");
+    // Nothing ran; a third supervisor decides both.
+    let contracts = fx.ok(&["contract", "list", "--format", "json"]);
+    assert!(!contracts.contains("false"), "{contracts}");
+    for id in [by_suzuki, by_kato] {
+        let (s, b) = approve(&sup2, id);
+        assert_eq!((s, b["state"].as_str()), (200, Some("done")), "{b}");
+    }
+}

@@ -338,6 +338,16 @@ impl Lifecycle {
                 )
                 .await;
         }
+        if let Some(e) = self.one_person_may_hold_both(&req.maker, checker).await? {
+            return self
+                .refuse(
+                    &checker_actor,
+                    "request.approve",
+                    &request_subject(id),
+                    e.into(),
+                )
+                .await;
+        }
         let claimed = self
             .move_request(
                 &checker_actor,
@@ -394,6 +404,32 @@ impl Lifecycle {
             .await?
             .ok_or_else(|| LifecycleError::NotFound(request_subject(id)))?;
         Ok((stored, done))
+    }
+
+    /// Whether `maker` and `checker` may be one person: one of them received the other's
+    /// staff issuance code (asked for it and got it at once, or approved its request and got
+    /// it in the answer), and could have obtained that certificate with a key of their own.
+    async fn one_person_may_hold_both(
+        &self,
+        maker: &str,
+        checker: &str,
+    ) -> Result<Option<Refusal>, LifecycleError> {
+        for (holder, of) in [(maker, checker), (checker, maker)] {
+            let actor = self
+                .store()
+                .latest_audit_actor("code.authorize", &crate::store::staff_login(of))
+                .await?;
+            if actor.as_deref().and_then(code_receiver) == Some(holder) {
+                return Ok(Some(Refusal::new(
+                    "code_holder",
+                    format!(
+                        "staff member {holder:?} received the issuance code of {of:?}; \
+                         another supervisor must decide this request"
+                    ),
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// Staff member `checker` rejects request `id`; nothing it asked for happens.
@@ -670,9 +706,33 @@ pub fn request_subject(id: i64) -> String {
     format!("request:{id}")
 }
 
+/// The staff member who saw the code in the answer of a `code.authorize` by `actor` (an
+/// audit actor): the staff member who ran it, or the supervisor whose approval ran it. None
+/// for the host's command line.
+fn code_receiver(actor: &str) -> Option<&str> {
+    let rest = actor.strip_prefix("staff:")?;
+    Some(
+        rest.split_once(" (approving request ")
+            .map_or(rest, |(checker, _)| checker),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_code_goes_to_whoever_saw_the_answer() {
+        assert_eq!(code_receiver("staff:ito"), Some("ito"));
+        let approved = Actor::FourEyes {
+            maker: "op1".into(),
+            checker: "sup1".into(),
+            request: 7,
+        };
+        assert_eq!(code_receiver(&approved.to_string()), Some("sup1"));
+        assert_eq!(code_receiver("host:root"), None);
+        assert_eq!(code_receiver("user:alice"), None);
+    }
 
     #[test]
     fn actions_round_trip_through_their_stored_form() {

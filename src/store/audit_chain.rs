@@ -235,6 +235,24 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt("the group writer returned no audit record".into()))
     }
 
+    /// The actor of the latest successful `action` about `subject`, if any.
+    pub async fn latest_audit_actor(
+        &self,
+        action: &str,
+        subject: &str,
+    ) -> Result<Option<String>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            Ok(sqlx::query_scalar::<_, String>(
+                "SELECT actor FROM audit_log WHERE subject = $1 AND action = $2 \
+                 AND outcome = 'ok' ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(subject)
+            .bind(action)
+            .fetch_optional(pool)
+            .await?)
+        })
+    }
+
     /// Entries with `seq >= from`, oldest first, at most `limit`.
     pub async fn audit_records(
         &self,
