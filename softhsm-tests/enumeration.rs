@@ -160,6 +160,7 @@ fn obtain_answers_do_not_tell_login_ids_apart() {
     let cases = [
         ("unknown login ID", "nobody", carol_code.as_str()),
         ("unknown login ID with @", "nobody@example.com", "ABCD-EFGH"),
+        ("not a login ID", "evil<script>\u{202e}", "ABCD-EFGH"),
         ("wrong code", "bob", "0000-0000-0000-0000-0000"),
         ("used code", "carol", carol_code.as_str()),
         ("expired code", "erin", erin_code.as_str()),
@@ -202,6 +203,9 @@ fn obtain_answers_do_not_tell_login_ids_apart() {
     ] {
         assert!(audit.contains(reason), "{reason} not audited:\n{audit}");
     }
+    // What no login ID can be is audited by a placeholder, not as the caller wrote it.
+    assert!(audit.contains("(not a login ID)"), "{audit}");
+    assert!(!audit.contains("evil"), "{audit}");
     fx.ok(&["audit", "verify"]);
     // Staff at the command line still see the reason.
     let (_, pem) = csr(&fx, "staff");

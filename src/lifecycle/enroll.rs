@@ -18,7 +18,7 @@ use crate::store::{
 use super::codes::hash_code;
 use super::error::LifecycleError;
 use super::intents::{self, DiscardReason, IntentFor};
-use super::rules::{self, Refusal, RenewalWindow};
+use super::rules::{self, Refusal, RenewalWindow, check_identifier};
 use super::service::{Lifecycle, check_enabled, format_date};
 
 /// What entitles a caller to a certificate. Its `Debug` leaves the code out.
@@ -53,6 +53,16 @@ impl std::fmt::Debug for Authorization<'_> {
                 .finish(),
         }
     }
+}
+
+/// The audit subject of an obtain that named something no login ID can be.
+const NOT_A_LOGIN_ID: &str = "(not a login ID)";
+
+/// Whether `login` has the form of a customer's login ID or a staff member's
+/// (`staff:<name>`).
+fn could_be_login(login: &str) -> bool {
+    let bare = crate::store::staff_name(login).unwrap_or(login);
+    check_identifier("login ID", bare).is_ok()
 }
 
 impl Lifecycle {
@@ -153,10 +163,18 @@ impl Lifecycle {
                     LifecycleError::Code(_) => "code.refused",
                     _ => "cert.obtain",
                 };
+                // A login ID no one can have is the caller's text, not a subject: the audit
+                // names it by a placeholder (no control characters, bidi marks or 64 KiB
+                // strings from anonymous callers in the log).
+                let subject = if could_be_login(login) {
+                    login
+                } else {
+                    NOT_A_LOGIN_ID
+                };
                 let refused = if audited {
                     Err(e)
                 } else {
-                    self.refuse(actor, action, login, e).await
+                    self.refuse(actor, action, subject, e).await
                 };
                 // The audit has the precise reason; only staff at the command line see it
                 // in the answer too (the web and EST callers are anonymous).
@@ -183,6 +201,9 @@ impl Lifecycle {
         // User, contract and code in one read. Unknown login IDs (and a missing contract)
         // look like wrong codes from outside.
         let no_code = || LifecycleError::Code(crate::store::CodeRefusal::NoCode);
+        if !could_be_login(login) {
+            return Err(no_code());
+        }
         let Some(subject) = self.store().issuance_subject(login).await? else {
             return Err(no_code());
         };
@@ -468,6 +489,25 @@ pub(super) fn check_audience(audience: Audience, user: &User) -> Result<(), Life
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_login_shaped_text_is_an_audit_subject() {
+        for ok in ["alice", "a.b_c-d@corp", "staff:ito"] {
+            assert!(could_be_login(ok), "{ok}");
+        }
+        let long = "a".repeat(65);
+        for bad in [
+            "",
+            "alice\u{202e}",
+            "\u{1b}[31mEVIL",
+            "a b",
+            "<script>",
+            "staff:",
+            long.as_str(),
+        ] {
+            assert!(!could_be_login(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn an_authorization_never_shows_its_code() {
