@@ -223,6 +223,18 @@ async fn contracts_and_users(db: &TestDb) {
         Err(StoreError::Conflict(m)) => assert_eq!(m, "login ID \"alice\" already exists"),
         other => panic!("duplicate login: {other:?}"),
     }
+    // IDs differing only in case are one.
+    match s.insert_user(&user("ALICE", "c2", Role::General)).await {
+        Err(StoreError::Conflict(m)) => {
+            assert_eq!(m, "login ID \"ALICE\" already exists as \"alice\"")
+        }
+        other => panic!("case-variant login: {other:?}"),
+    }
+    match s.insert_contract(&contract("C1")).await {
+        Err(StoreError::Conflict(m)) => assert_eq!(m, "contract \"C1\" already exists as \"c1\""),
+        other => panic!("case-variant contract: {other:?}"),
+    }
+    assert_eq!(s.user("ALICE").await.unwrap(), None);
     match s.insert_user(&user("dave", "nope", Role::General)).await {
         Err(e @ StoreError::NotFound(_)) => {
             assert_eq!(e.to_string(), "contract \"nope\" not found")

@@ -21,7 +21,7 @@ impl Lifecycle {
         name: &str,
     ) -> Result<Contract, LifecycleError> {
         let result = async {
-            rules::check_identifier("a contract ID", id)?;
+            rules::check_new_identifier("a contract ID", id)?;
             check_name(name)?;
             let contract = Contract {
                 id: id.into(),
@@ -50,7 +50,7 @@ impl Lifecycle {
         user: &NewUser<'_>,
     ) -> Result<User, LifecycleError> {
         let result = async {
-            rules::check_identifier("a login ID", user.login)?;
+            rules::check_new_identifier("a login ID", user.login)?;
             rules::check_identifier("a contract ID", user.contract)?;
             rules::check_email(user.email)?;
             let row = User {

@@ -141,6 +141,21 @@ pub fn check_identifier(kind: &str, s: &str) -> Result<(), Refusal> {
     }
 }
 
+/// [`check_identifier`] for an ID being created: it must also begin with a letter or digit,
+/// so that `.`, `..` or `-x` never become IDs (a path segment `..` is resolved away before
+/// routing, and a leading `-` reads as an option on a command line).
+pub fn check_new_identifier(kind: &str, s: &str) -> Result<(), Refusal> {
+    check_identifier(kind, s)?;
+    if s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            "bad_identifier",
+            format!("{kind} must begin with a letter or digit"),
+        ))
+    }
+}
+
 /// Checks an e-mail address typed by staff or an administrator: one `@` with text on both
 /// sides, no spaces or control characters, at most 254 characters (the mail relay has the
 /// last word).
@@ -246,5 +261,11 @@ mod tests {
         for bad in ["", "a b", "ä", "x\r\nX-Certgate-User: y", &"a".repeat(65)] {
             assert!(check_identifier("login ID", bad).is_err(), "{bad:?}");
         }
+        // A new ID begins with a letter or digit; existing ones are still read.
+        for bad in [".", "..", "-x", "_a", "@corp"] {
+            assert!(check_identifier("login ID", bad).is_ok(), "{bad:?}");
+            assert!(check_new_identifier("login ID", bad).is_err(), "{bad:?}");
+        }
+        assert!(check_new_identifier("login ID", "0corp.alice").is_ok());
     }
 }

@@ -272,7 +272,7 @@ impl Lifecycle {
         let result = async {
             let admin = self.enabled_user(admin_login).await?;
             rules::may_admin_add_user(&admin, &admin.contract_id, role)?;
-            rules::check_identifier("a login ID", login)?;
+            rules::check_new_identifier("a login ID", login)?;
             rules::check_email(email)?;
             let user = User {
                 login: login.into(),

@@ -23,7 +23,7 @@ impl Lifecycle {
     ) -> Result<StaffMember, LifecycleError> {
         let login = staff_login(name);
         let result = async {
-            rules::check_identifier("a staff member's name", name)?;
+            rules::check_new_identifier("a staff member's name", name)?;
             rules::check_email(email)?;
             let member = StaffMember {
                 name: name.to_owned(),

@@ -16,7 +16,7 @@ impl Store {
     }
 
     /// Adds a contract and appends `audit` in the same transaction: neither without the
-    /// other. `Conflict` when the id exists.
+    /// other. `Conflict` when the id exists (also in another case).
     pub async fn insert_contract_audited(
         &self,
         c: &Contract,
@@ -27,6 +27,18 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             // The audit lock first, as every appender takes it.
             let mut head = lock_chain_head_if!(PG, tx, audit.is_some());
+            // IDs that differ only in case are one: apps and their databases (SQL Server's
+            // and MySQL's default collations) often compare them so.
+            let folded: Option<String> =
+                sqlx::query_scalar("SELECT id FROM contracts WHERE lower(id) = lower($1)")
+                    .bind(c.id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(existing) = folded {
+                return Err(StoreError::Conflict(already_exists(
+                    "contract", &c.id, &existing,
+                )));
+            }
             sqlx::query(
                 "INSERT INTO contracts (id, name, enabled, created_at) VALUES ($1, $2, $3, $4)",
             )
@@ -81,7 +93,8 @@ impl Store {
     }
 
     /// Adds a user and appends `audit` in the same transaction: neither without the other.
-    /// `Conflict` when the login ID exists, `NotFound` when the contract does not.
+    /// `Conflict` when the login ID exists (also in another case), `NotFound` when the
+    /// contract does not.
     pub async fn insert_user_audited(
         &self,
         u: &User,
@@ -92,6 +105,17 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             // The audit lock first, as every appender takes it.
             let mut head = lock_chain_head_if!(PG, tx, audit.is_some());
+            // Login IDs that differ only in case are one (see `insert_contract_audited`).
+            let folded: Option<String> =
+                sqlx::query_scalar("SELECT login FROM users WHERE lower(login) = lower($1)")
+                    .bind(u.login.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(existing) = folded {
+                return Err(StoreError::Conflict(already_exists(
+                    "login ID", &u.login, &existing,
+                )));
+            }
             sqlx::query(
                 "INSERT INTO users (login, contract_id, role, email, enabled, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -143,5 +167,13 @@ impl Store {
             .fetch_all(pool)
             .await?)
         })
+    }
+}
+/// The conflict message for `wanted` when `existing` (equal to it ignoring case) is taken.
+fn already_exists(noun: &str, wanted: &str, existing: &str) -> String {
+    if wanted == existing {
+        format!("{noun} {wanted:?} already exists")
+    } else {
+        format!("{noun} {wanted:?} already exists as {existing:?}")
     }
 }
