@@ -965,6 +965,11 @@ fn staff_listeners_refuse_tunnels_echoes_and_odd_hosts() {
     }
     let (s, text) = with_cert(&[console.as_str()]);
     assert_eq!(s, 200, "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=31536000"),
+        "{text}"
+    );
     let (_, metrics) = curl(
         &run.ca,
         &[&format!("http://127.0.0.1:{}/metrics", run.admin)],

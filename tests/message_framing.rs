@@ -151,6 +151,7 @@ async fn raw_app() -> SocketAddr {
                         "/raw/gzip" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
                         "/raw/list" => b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok",
                         "/raw/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+                        "/raw/hsts" => b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=0\r\nContent-Length: 2\r\n\r\nok",
                         _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
                     };
                     if tcp.write_all(answer).await.is_err() {
@@ -383,10 +384,21 @@ async fn an_answer_framed_two_ways_is_a_502_on_a_living_connection() {
             (200, "ok"),
             "{version}"
         );
+        // Every answer carries HSTS (a refusal too); an app's own is kept as it is.
+        assert_eq!(a.headers["strict-transport-security"], "max-age=31536000");
+        let a = conn.get("/raw/both").await.unwrap();
+        assert_eq!(a.headers["strict-transport-security"], "max-age=31536000");
+        let a = conn.get("/raw/hsts").await.unwrap();
+        let hsts: Vec<_> = a
+            .headers
+            .get_all("strict-transport-security")
+            .iter()
+            .collect();
+        assert_eq!(hsts, ["max-age=0"], "{version}");
     }
     let protocol = h
         .metric("certgate_upstream_failures_total{route=\"/raw\",reason=\"protocol\"}")
         .await;
-    assert_eq!(protocol, 4.0);
+    assert_eq!(protocol, 6.0);
     h.shutdown().await;
 }

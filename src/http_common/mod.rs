@@ -10,6 +10,17 @@ pub mod request_head;
 
 use tokio::sync::watch;
 
+/// `Strict-Transport-Security` of every answer on a TLS listener that carries none: a year,
+/// this host only (other hosts of the bank's domain are not certgate's to decide). An app
+/// that sends its own, `max-age=0` included, keeps it.
+pub const HSTS: http::HeaderValue = http::HeaderValue::from_static("max-age=31536000");
+
+/// Adds [`HSTS`] unless the answer has its own.
+pub fn add_hsts(h: &mut http::HeaderMap) {
+    h.entry(http::header::STRICT_TRANSPORT_SECURITY)
+        .or_insert(HSTS);
+}
+
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -125,6 +125,7 @@ pub(crate) async fn handle(
     // Awaited where it is made: a future put in a variable first is copied once more.
     let mut resp = in_span(&span, handle_in_span(&shared, &conn, req, start)).await;
     resp.headers_mut().insert(request_id::HEADER, request_id);
+    crate::http_common::add_hsts(resp.headers_mut());
     Ok(resp)
 }
 

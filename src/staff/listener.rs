@@ -158,8 +158,9 @@ pub async fn serve(l: StaffListener, mut stop: watch::Receiver<bool>) {
                     let log = tracing::enabled!(target: "certgate::access", tracing::Level::INFO);
                     let line = log.then(|| (req.method().clone(), req.uri().path().to_owned()));
                     let mut who = Access::default();
-                    let response =
+                    let mut response =
                         answer(&shared, presented.as_deref(), remote, req, &mut who).await;
+                    crate::http_common::add_hsts(response.headers_mut());
                     if let Some((method, path)) = line {
                         tracing::info!(
                             target: "certgate::access",
