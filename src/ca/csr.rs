@@ -106,6 +106,13 @@ fn pem_block(text: &str) -> Result<Vec<u8>, CsrError> {
     let mut body = String::new();
     for line in lines.by_ref() {
         if line == end {
+            // One request per body: a second block would be a second reading of the same
+            // upload (another reader might take the last one).
+            if lines.any(|l| !l.is_empty()) {
+                return Err(CsrError::Malformed(
+                    "text after the PEM block: send one certificate request".into(),
+                ));
+            }
             return base64::engine::general_purpose::STANDARD
                 .decode(body.as_bytes())
                 .map_err(|_| CsrError::Malformed("the PEM body is not base64".into()));
@@ -118,8 +125,11 @@ fn pem_block(text: &str) -> Result<Vec<u8>, CsrError> {
 /// Parses `input` (PEM or DER), checks its signature and key, and keeps only the key.
 pub fn check(input: &[u8]) -> Result<CheckedCsr, CsrError> {
     let der = decode(input)?;
-    let (rest, csr) =
-        X509CertificationRequest::from_der(&der).map_err(|e| CsrError::Malformed(e.to_string()))?;
+    // The parser's own error names its internals (`NomError(Eof)`): logged, not answered.
+    let (rest, csr) = X509CertificationRequest::from_der(&der).map_err(|e| {
+        tracing::debug!(error = %e, "the certificate request does not parse");
+        CsrError::Malformed("it is not a PKCS#10 certification request".into())
+    })?;
     if !rest.is_empty() {
         return Err(CsrError::Malformed(
             "trailing bytes after the request".into(),
@@ -222,6 +232,17 @@ pub fn sha256_hex(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_pem_block_and_no_parser_internals() {
+        let (_, pem) = csr_for(&rcgen::PKCS_ECDSA_P256_SHA256);
+        assert!(check(format!("{pem}\n\n").as_bytes()).is_ok());
+        let twice = format!("{pem}{pem}");
+        let err = check(twice.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("one certificate request"), "{err}");
+        let err = check(b"\x30\x03\x02\x01").unwrap_err().to_string();
+        assert!(err.contains("PKCS#10") && !err.contains("Nom"), "{err}");
+    }
     use rcgen::PublicKeyData;
 
     fn csr_for(alg: &'static rcgen::SignatureAlgorithm) -> (rcgen::KeyPair, String) {
