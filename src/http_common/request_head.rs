@@ -1,4 +1,5 @@
-//! The request head's method and authority, judged before anything routes the request.
+//! The request head's method, authority and body framing, judged before anything routes
+//! the request.
 //!
 //! A gateway and the app behind it must agree on which host a request names, and the
 //! gateway is an origin server, never a proxy that opens tunnels or echoes requests:
@@ -13,6 +14,8 @@
 //!   readers differ on which one wins; the value is a host name or IP literal with an
 //!   optional port, nothing else (no user info, no percent-encoding, no sub-delimiters that
 //!   one reader drops and another keeps).
+//! - The body's framing: a `Transfer-Encoding` other than one `chunked` is answered 501
+//!   (RFC 9112 §6.1), as parsers disagree on lists such as `identity, chunked`.
 
 use http::{HeaderMap, Method, Request, Version, header};
 

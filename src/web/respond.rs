@@ -37,6 +37,11 @@ pub fn with_type(status: StatusCode, content_type: &'static str, body: Bytes) ->
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // No answer of certgate's is to be read as another type than it says.
+    r.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 

@@ -178,7 +178,10 @@ impl Revocation {
                 }
             }
             _ => {
-                let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "OCSP takes GET or POST");
+                let mut r = text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "OCSP takes POST /ocsp, or GET /ocsp/<base64 request> (RFC 6960 A.1)",
+                );
                 r.headers_mut().insert(
                     http::header::ALLOW,
                     http::HeaderValue::from_static("GET, POST"),

@@ -214,7 +214,10 @@ fn ready<'a>(response: WebResponse) -> Reply<'a> {
 
 /// Every OCSP path takes one of the two request forms (RFC 6960 A.1).
 fn ocsp_not_allowed() -> WebResponse {
-    text(StatusCode::METHOD_NOT_ALLOWED, "OCSP takes GET or POST")
+    text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "OCSP takes POST /ocsp, or GET /ocsp/<base64 request> (RFC 6960 A.1)",
+    )
 }
 
 #[cfg(test)]
