@@ -312,14 +312,7 @@ impl Lifecycle {
             .await?;
         if req.maker == checker {
             let e = Refusal::new("own_request", "a request must be approved by someone else");
-            return self
-                .refuse(
-                    &checker_actor,
-                    "request.approve",
-                    &request_subject(id),
-                    e.into(),
-                )
-                .await;
+            return self.refuse_approval(&checker_actor, id, e).await;
         }
         let action: StaffAction = serde_json::from_str(&req.params).map_err(|_| {
             LifecycleError::Internal(format!("request {id} holds parameters of no known action"))
@@ -329,24 +322,10 @@ impl Lifecycle {
                 "own_request",
                 "a change to a staff member must be approved by someone else",
             );
-            return self
-                .refuse(
-                    &checker_actor,
-                    "request.approve",
-                    &request_subject(id),
-                    e.into(),
-                )
-                .await;
+            return self.refuse_approval(&checker_actor, id, e).await;
         }
         if let Some(e) = self.one_person_may_hold_both(&req.maker, checker).await? {
-            return self
-                .refuse(
-                    &checker_actor,
-                    "request.approve",
-                    &request_subject(id),
-                    e.into(),
-                )
-                .await;
+            return self.refuse_approval(&checker_actor, id, e).await;
         }
         let claimed = self
             .move_request(
@@ -404,6 +383,17 @@ impl Lifecycle {
             .await?
             .ok_or_else(|| LifecycleError::NotFound(request_subject(id)))?;
         Ok((stored, done))
+    }
+
+    /// Refuses `checker`'s approval of request `id`, audited under the request.
+    async fn refuse_approval<T>(
+        &self,
+        checker: &Actor,
+        id: i64,
+        e: Refusal,
+    ) -> Result<T, LifecycleError> {
+        self.refuse(checker, "request.approve", &request_subject(id), e.into())
+            .await
     }
 
     /// Whether `maker` and `checker` may be one person: one of them received the other's
