@@ -20,7 +20,8 @@
 # machine's openCryptoki soft token that scripts/setup-debian.sh initialises; the bench adds
 # its own key there and deletes it at the end, so not while the openCryptoki test pass runs),
 # BENCH_CA_ALGORITHM (the CA key: ec-p256 on softhsm2, rsa-2048 on opencryptoki, which has no
-# EC; ec-p384, rsa-2048 and rsa-3072 also work).
+# EC; ec-p384, rsa-2048 and rsa-3072 also work), BENCH_WORKERS (event-loop workers of each
+# proxy: certgate's worker_threads, nginx's worker_processes, HAProxy's nbthread; 2).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +30,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 ISSUE_COUNT=${BENCH_ISSUE_COUNT:-1000}
 WAIT_RUSTC=${BENCH_WAIT_RUSTC:-600}
+WORKERS=${BENCH_WORKERS:-2}
 read -r -a TARGETS <<<"${BENCH_TARGETS:-direct certgate nginx haproxy}"
 PARTS=" ${BENCH_PARTS:-load tlsup idle ocsp instr issue} "
 INSTR_SECS=${BENCH_INSTR_SECS:-10}
@@ -113,7 +115,7 @@ fill() {
         -e "s#@CERTGATE_PORT@#$CERTGATE_PORT#g" -e "s#@ADMIN_PORT@#$ADMIN_PORT#g" \
         -e "s#@NGINX_PORT@#$NGINX_PORT#g" -e "s#@HAPROXY_PORT@#$HAPROXY_PORT#g" \
         -e "s#@TLS_UPSTREAM_PORT@#$TLS_UPSTREAM_PORT#g" -e "s#@NGINX_TLSUP_PORT@#$NGINX_TLSUP_PORT#g" \
-        -e "s#@HAPROXY_TLSUP_PORT@#$HAPROXY_TLSUP_PORT#g" "$1" >"$2"
+        -e "s#@HAPROXY_TLSUP_PORT@#$HAPROXY_TLSUP_PORT#g" -e "s#@WORKERS@#$WORKERS#g" "$1" >"$2"
 }
 # The [hsm] section of a filled certgate.toml for the chosen token and key.
 set_hsm() {
@@ -209,7 +211,7 @@ log "starting upstream, certgate, nginx, HAProxy (pinned to CPU $SRV_CPU)"
 taskset -c "$SRV_CPU" nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" \
     -g 'daemon off;' 2>"$WORK/upstream/stderr.log" &
 UP_PID=$!; STARTED+=("$UP_PID")
-# certgate's 2 workers come from `[gateway] worker_threads` in its configuration; its main
+# certgate's workers (BENCH_WORKERS, 2) come from `[gateway] worker_threads` in its configuration; its main
 # runtime (admin port, reloads, status-change invalidation) keeps the default of one thread
 # per CPU it may run on, which is 1 under taskset.
 # BENCH_CG_WRAPPER runs certgate under a tool (e.g. "valgrind --tool=massif"); not for figures.
@@ -459,7 +461,7 @@ json.dump({
     "openssl": out("openssl", "version"),
     "softhsm": out("softhsm2-util", "--version"),
     "token": "$TOKEN, CA key $CA_ALGORITHM",
-    "command": "bench/run.sh (BENCH_SECS=$SECS BENCH_ROUNDS=$ROUNDS BENCH_IDLE_CONNS=$IDLE_CONNS BENCH_ISSUE_COUNT=$ISSUE_COUNT BENCH_TOKEN=$TOKEN BENCH_CA_ALGORITHM=$CA_ALGORITHM)",
+    "command": "bench/run.sh (BENCH_SECS=$SECS BENCH_ROUNDS=$ROUNDS BENCH_IDLE_CONNS=$IDLE_CONNS BENCH_ISSUE_COUNT=$ISSUE_COUNT BENCH_TOKEN=$TOKEN BENCH_CA_ALGORITHM=$CA_ALGORITHM BENCH_WORKERS=$WORKERS)",
     "other_load": "$OTHER_LOAD; load average at start $LOADAVG_START",
     "pinning": "load generator on CPU $LG_CPU; proxies and upstream on CPU $SRV_CPU",
 }, open(sys.argv[1], "w"))

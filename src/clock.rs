@@ -19,7 +19,22 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> UnixTime {
-        time::OffsetDateTime::now_utc().unix_timestamp()
+        unix_seconds(std::time::SystemTime::now())
+    }
+}
+
+/// Whole seconds since the epoch, rounded down as `OffsetDateTime::unix_timestamp` does.
+/// Read on every proxied request (the live status check), so plain arithmetic: no calendar
+/// date is built only to take the seconds back out of it.
+fn unix_seconds(t: std::time::SystemTime) -> UnixTime {
+    let whole = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(since) => whole(since),
+        // A clock set before 1970.
+        Err(e) => {
+            let before = e.duration();
+            -whole(before) - i64::from(before.subsec_nanos() > 0)
+        }
     }
 }
 
@@ -50,3 +65,28 @@ impl Clock for ManualClock {
 
 /// One day in seconds.
 pub const DAY: i64 = 86_400;
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    #[test]
+    fn system_seconds_round_down_like_the_calendar_type() {
+        for t in [
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::from_millis(1_500),
+            UNIX_EPOCH - Duration::from_millis(1_500),
+            UNIX_EPOCH - Duration::from_secs(2),
+            UNIX_EPOCH + Duration::from_secs(1_796_000_000),
+        ] {
+            let calendar = time::OffsetDateTime::from(t).unix_timestamp();
+            assert_eq!(unix_seconds(t), calendar, "{t:?}");
+        }
+        let before = time::OffsetDateTime::now_utc().unix_timestamp();
+        let now = SystemClock.now();
+        let after = time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!((before..=after).contains(&now));
+    }
+}

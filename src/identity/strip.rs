@@ -41,6 +41,9 @@ pub struct ReservedNames {
     prefixes: Box<[Box<str>]>,
     /// Lower-case, `-` between words; none covered by a prefix.
     exact: Box<[Box<str>]>,
+    /// The folded first bytes of all of the above: most headers of a request (`host`,
+    /// `accept`, `user-agent`, `cookie`) are passed after one table lookup.
+    first_bytes: [bool; 256],
 }
 
 impl ReservedNames {
@@ -60,9 +63,22 @@ impl ReservedNames {
         exact.dedup();
         // A name under a stripped prefix needs no comparison of its own.
         exact.retain(|n| !prefixes.iter().any(|p| n.starts_with(&**p)));
+        Self::new(prefixes, exact)
+    }
+
+    fn new(prefixes: Vec<Box<str>>, exact: Vec<Box<str>>) -> Self {
+        let mut first_bytes = [false; 256];
+        for n in prefixes.iter().chain(&exact) {
+            match n.as_bytes().first() {
+                Some(&b) => first_bytes[usize::from(b)] = true,
+                // An empty prefix reserves every name.
+                None => first_bytes = [true; 256],
+            }
+        }
         Self {
             prefixes: prefixes.into(),
             exact: exact.into(),
+            first_bytes,
         }
     }
 
@@ -76,10 +92,7 @@ impl ReservedNames {
                 None => exact.push(normalized(n)),
             }
         }
-        Self {
-            prefixes: prefixes.into(),
-            exact: exact.into(),
-        }
+        Self::new(prefixes, exact)
     }
 
     /// Whether there is no name to strip.
@@ -92,6 +105,13 @@ impl ReservedNames {
     /// Compared without allocating: this runs for every header of every request.
     pub fn is_reserved(&self, name: &str) -> bool {
         let name = name.as_bytes();
+        let Some(&first) = name.first() else {
+            return self.exact.iter().any(|e| e.is_empty())
+                || self.prefixes.iter().any(|p| p.is_empty());
+        };
+        if !self.first_bytes[usize::from(folded(first))] {
+            return false;
+        }
         self.prefixes
             .iter()
             .any(|p| name.len() >= p.len() && same_name(&name[..p.len()], p))
@@ -188,6 +208,9 @@ mod tests {
         let r = ReservedNames::from_list(&["X-Legacy-User".into(), "X-Sso-*".into()]);
         assert!(r.is_reserved("x_legacy_user") && r.is_reserved("X-SSO-Role"));
         assert!(!r.is_reserved("x-legacy-user-agent") && !r.is_reserved("x-ss"));
+        // A bare `*` is an empty prefix: every name.
+        let all = ReservedNames::from_list(&["*".into()]);
+        assert!(all.is_reserved("host") && all.is_reserved("accept"));
         assert!(ReservedNames::from_list(&[]).is_empty());
     }
 }
