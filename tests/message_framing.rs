@@ -152,6 +152,9 @@ async fn raw_app() -> SocketAddr {
                         "/raw/list" => b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok",
                         "/raw/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
                         "/raw/hsts" => b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=0\r\nContent-Length: 2\r\n\r\nok",
+                        // Answers to HEAD: the head a GET would get, and no body.
+                        "/raw/head-chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                        "/raw/head-length" => b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n",
                         _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
                     };
                     if tcp.write_all(answer).await.is_err() {
@@ -400,5 +403,48 @@ async fn an_answer_framed_two_ways_is_a_502_on_a_living_connection() {
         .metric("certgate_upstream_failures_total{route=\"/raw\",reason=\"protocol\"}")
         .await;
     assert_eq!(protocol, 6.0);
+    h.shutdown().await;
+}
+
+/// An app's answer to `HEAD` describes the body a `GET` would get. Passed on, it must not
+/// claim a length the app never gave (a chunked answer is not `Content-Length: 0`), it keeps
+/// a length the app gave, and it carries no body: the next answer on the same connection
+/// starts right after its head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_to_head_keep_their_framing_and_carry_no_body() {
+    let (h, _app) = start().await;
+    let answer = raw_send(
+        &h,
+        "HEAD /raw/head-chunked HTTP/1.1\r\nHost: localhost\r\n\r\n\
+         HEAD /raw/head-length HTTP/1.1\r\nHost: localhost\r\n\r\n\
+         GET /raw/ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let heads: Vec<&str> = answer.split("\r\n\r\n").collect();
+    // Three heads, then the last answer's body "ok" and nothing else.
+    assert_eq!(heads.len(), 4, "{answer}");
+    assert_eq!(heads[3], "ok", "{answer}");
+    let lines = |head: &str| -> Vec<String> {
+        head.lines()
+            .map(str::to_ascii_lowercase)
+            .collect::<Vec<_>>()
+    };
+    let chunked = lines(heads[0]);
+    assert!(chunked[0].starts_with("http/1.1 200"), "{answer}");
+    assert!(
+        !chunked.iter().any(|l| l.starts_with("content-length")),
+        "a chunked answer to HEAD got a length: {answer}"
+    );
+    let length = lines(heads[1]);
+    assert!(length[0].starts_with("http/1.1 200"), "{answer}");
+    assert!(
+        length.iter().any(|l| l == "content-length: 1234"),
+        "the app's length was lost: {answer}"
+    );
+    assert!(
+        !length.iter().any(|l| l.starts_with("transfer-encoding")),
+        "{answer}"
+    );
+    assert!(lines(heads[2])[0].starts_with("http/1.1 200"), "{answer}");
     h.shutdown().await;
 }

@@ -4,12 +4,14 @@
 //! - `Origin`, when sent, must be this gateway's origin;
 //! - the JSON API needs `Content-Type: application/json` (a cross-site form cannot send it
 //!   without a CORS preflight, which certgate never grants);
-//! - page forms also carry a token that must equal the `certgate_csrf` cookie (double submit).
+//! - page forms also carry a token that must equal the `__Host-certgate_csrf` cookie (double
+//!   submit). The `__Host-` prefix makes browsers refuse that cookie from any other host name
+//!   (a sibling subdomain cannot plant a token of its choosing) and from plain HTTP.
 
 use super::request::WebRequest;
 
 /// The cookie holding the page's CSRF token.
-pub const COOKIE: &str = "certgate_csrf";
+pub const COOKIE: &str = "__Host-certgate_csrf";
 /// The header a page's script echoes the token in. Not an `X-Certgate-*` name: the gateway
 /// strips that whole namespace from incoming requests.
 pub const HEADER: &str = "x-csrf-token";
@@ -167,5 +169,33 @@ mod tests {
             ("x-csrf-token", &token),
         ]);
         assert_eq!(check_page(&missing), Err(CrossSite::Token));
+        // The same token under the unprefixed name (which any sibling host could plant) is
+        // not the page's cookie.
+        let unprefixed = req(&[
+            ("content-type", "application/json"),
+            ("x-csrf-token", &token),
+            ("cookie", &format!("certgate_csrf={token}")),
+        ]);
+        assert_eq!(check_page(&unprefixed), Err(CrossSite::Token));
+    }
+
+    #[test]
+    fn the_cookie_meets_the_host_prefix_rules() {
+        // Browsers store a `__Host-` cookie only with Secure, Path=/ and no Domain.
+        let (token, cookie) = new_token();
+        let mut parts = cookie.split("; ");
+        assert_eq!(
+            parts.next(),
+            Some(format!("__Host-certgate_csrf={token}").as_str())
+        );
+        let attrs: Vec<&str> = parts.collect();
+        assert!(attrs.contains(&"Secure"), "{cookie}");
+        assert!(attrs.contains(&"Path=/"), "{cookie}");
+        assert!(
+            !attrs
+                .iter()
+                .any(|a| a.to_ascii_lowercase().starts_with("domain")),
+            "{cookie}"
+        );
     }
 }

@@ -167,7 +167,7 @@ mod tests {
             // The double-submit token: the cookie and the page carry the same value.
             let cookie = h[header::SET_COOKIE].to_str().unwrap();
             let token = cookie
-                .strip_prefix("certgate_csrf=")
+                .strip_prefix("__Host-certgate_csrf=")
                 .and_then(|c| c.split(';').next())
                 .unwrap();
             assert_eq!(token.len(), 48);
