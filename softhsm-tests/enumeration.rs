@@ -93,7 +93,7 @@ fn web(fx: &Fixture, run: &Running, login: &str, code: &str, pem_csr: &Path) -> 
             "-H",
             &format!("x-csrf-token: {token}"),
             "-b",
-            &format!("certgate_csrf={token}"),
+            &format!("__Host-certgate_csrf={token}"),
             "--data-binary",
             &format!("@{}", body.display()),
             &run.url("/certgate/api/obtain"),

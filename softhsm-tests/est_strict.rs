@@ -316,3 +316,101 @@ fn ocsp_get_is_answered_raw_and_percent_encoded() {
     let reply = client.send("GET", "/ocsp/abc%2E%2E/x", &[], b"");
     assert_eq!(reply.status, 400);
 }
+
+/// An OCSP GET without a nonce is the same answer for every relying party, so it carries
+/// what an HTTP cache needs (RFC 5019 §6.2): `public` with a bounded `max-age`, an `ETag`,
+/// `Last-Modified` and `Expires`; the same question with that tag in `If-None-Match` gets
+/// 304 and no body. An answer to a request with a nonce is `no-store`.
+#[test]
+fn ocsp_get_without_a_nonce_is_cacheable_and_revalidates() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let run = fx.serve();
+    let (cert, _) = fx.obtain("carol");
+    let request = fx.path("ocsp-plain.der");
+    sh(Command::new("openssl")
+        .args(["ocsp", "-no_nonce", "-issuer"])
+        .arg(&run.ca)
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-reqout")
+        .arg(&request));
+    let b64 = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(&request).unwrap())
+        .replace('/', "%2F")
+        .replace('+', "%2B")
+        .replace('=', "%3D");
+    let path = format!("/ocsp/{b64}");
+    for version in [Version::Http1, Version::Http2] {
+        let client = Client::new(run.https, version, &run.ca, None);
+        let first = client.send("GET", &path, &[], b"");
+        check_headers(version, &first);
+        assert_eq!(first.status, 200, "{}", first.text());
+        let cache = first.header("cache-control").unwrap_or_default();
+        assert!(
+            cache.contains("public")
+                && cache.contains("no-transform")
+                && cache.contains("must-revalidate"),
+            "{cache}"
+        );
+        let max_age: u64 = cache
+            .split(',')
+            .find_map(|d| d.trim().strip_prefix("max-age="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no max-age in {cache}"));
+        assert!((1..=300).contains(&max_age), "{cache}");
+        let date = |name: &str| {
+            let v = first
+                .header(name)
+                .unwrap_or_else(|| panic!("no {name}: {:?}", first.headers));
+            httpdate::parse_http_date(v).unwrap_or_else(|e| panic!("{name}: {v}: {e}"))
+        };
+        let (signed, expires) = (date("last-modified"), date("expires"));
+        let now = std::time::SystemTime::now();
+        assert!(signed <= now + std::time::Duration::from_secs(1));
+        assert!(expires > signed && expires <= now + std::time::Duration::from_secs(301));
+        let tag = first.header("etag").expect("an ETag").to_owned();
+        let answer = fx.path("ocsp-plain-resp.der");
+        std::fs::write(&answer, &first.body).unwrap();
+        let text = sh(Command::new("openssl")
+            .args(["ocsp", "-respin"])
+            .arg(&answer)
+            .arg("-issuer")
+            .arg(&run.ca)
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-CAfile")
+            .arg(&run.ca)
+            .arg("-verify_other")
+            .arg(&run.ca));
+        assert!(text.contains(": good"), "{text}");
+
+        let again = client.send("GET", &path, &[("if-none-match", &tag)], b"");
+        assert_eq!(again.status, 304, "{:?}", again.headers);
+        assert!(again.body.is_empty());
+        assert_eq!(again.header("etag"), Some(tag.as_str()));
+        let other = client.send("GET", &path, &[("if-none-match", "\"elsewhere\"")], b"");
+        assert_eq!(other.status, 200);
+        assert_eq!(other.body, first.body, "the cached answer is served again");
+    }
+    // With a nonce the answer is this request's alone.
+    sh(Command::new("openssl")
+        .args(["ocsp", "-issuer"])
+        .arg(&run.ca)
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-reqout")
+        .arg(&request));
+    let client = Client::new(run.https, Version::Http1, &run.ca, None);
+    let reply = client.send(
+        "POST",
+        "/ocsp",
+        &[("content-type", "application/ocsp-request")],
+        &std::fs::read(&request).unwrap(),
+    );
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    assert!(reply.header("etag").is_none(), "{:?}", reply.headers);
+}

@@ -670,11 +670,11 @@ pub fn curl(ca: &std::path::Path, args: &[&str]) -> (u16, String) {
 // --- Helpers for tests against a running gateway
 
 /// curl arguments carrying the double-submit token as certgate's pages send it: the
-/// `certgate_csrf` cookie and the same value in `X-CSRF-Token` (the pages' JSON calls and
+/// `__Host-certgate_csrf` cookie and the same value in `X-CSRF-Token` (the pages' JSON calls and
 /// every state-changing `/api/v1/` call need it).
 pub const CSRF: [&str; 4] = [
     "-H",
-    "Cookie: certgate_csrf=5d0c4b9a8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b",
+    "Cookie: __Host-certgate_csrf=5d0c4b9a8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b",
     "-H",
     "X-CSRF-Token: 5d0c4b9a8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b",
 ];

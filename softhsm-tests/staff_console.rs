@@ -701,7 +701,10 @@ fn a_staff_member_obtains_the_first_certificate_on_the_obtain_listener() {
         lower.contains("content-security-policy: default-src 'self'"),
         "{page}"
     );
-    assert!(lower.contains("set-cookie: certgate_csrf="), "{page}");
+    assert!(
+        lower.contains("set-cookie: __host-certgate_csrf="),
+        "{page}"
+    );
     let script = format!("https://127.0.0.1:{obtain_port}/certgate/assets/certgate.js");
     assert_eq!(curl(&run.ca, &["-o", "/dev/null", &script]).0, 200);
     // Addressed to another name than [staff] host: misdirected.

@@ -18,9 +18,10 @@ use crate::http_common::RETRY_AFTER_SECS;
 use crate::status::{changes_at, crl_entries};
 use crate::store::CrlBase;
 
+use super::http_caching::max_age;
 use super::request::WebRequest;
 use super::respond::{WebResponse, text, with_type};
-use super::revocation::{CaSigner, Revocation, max_age};
+use super::revocation::{CaSigner, Revocation};
 
 /// Entries past which a whole-CA CRL is called large in the log (about 2.5 MB of DER).
 const LARGE_CRL: usize = 50_000;

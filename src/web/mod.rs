@@ -15,6 +15,7 @@ mod api;
 mod crl_point;
 pub mod csrf;
 pub mod enroll;
+mod http_caching;
 mod json_call;
 pub mod limits;
 pub mod ocsp_reservations;

@@ -25,6 +25,7 @@ use crate::status::{changes_at, standing};
 use crate::store::Store;
 
 use super::crl_point::CachedCrl;
+use super::http_caching::{Reusable, ocsp_answer};
 use super::limits::{ClientKeys, Limits, Surface};
 use super::ocsp_reservations::Reservations;
 use super::request::WebRequest;
@@ -36,8 +37,6 @@ use super::respond::{WebResponse, text, with_type};
 const OCSP_CACHE: i64 = 600;
 /// Most cached OCSP answers kept; the cache is emptied when full.
 const OCSP_CACHE_MAX: usize = 100_000;
-/// Longest a relying party's HTTP cache is told to keep an answer (never past nextUpdate).
-const HTTP_MAX_AGE: i64 = 300;
 
 /// Validity of what is signed, and the overlap the status rule needs (`[revocation]`,
 /// `[renewal] overlap_days`).
@@ -218,10 +217,21 @@ impl Revocation {
                 ocsp::serial_hex(&parsed.cert_ids[0])
             )
         });
+        // Without a nonce the answer is the same for everyone who asks this question.
+        let reusable = |signed_at: UnixTime, stale_at: UnixTime| {
+            parsed.nonce.is_none().then_some(Reusable {
+                signed_at,
+                now,
+                left: stale_at - now,
+            })
+        };
+        let if_none_match = (req.method == Method::GET)
+            .then(|| req.header("if-none-match"))
+            .flatten();
         if let Some(key) = &cache_key
-            && let Some((hit, stale_at)) = self.ocsp_cached(key, now)
+            && let Some((hit, signed_at, stale_at)) = self.ocsp_cached(key, now)
         {
-            return ocsp_ok(hit, stale_at - now);
+            return ocsp_answer(hit, reusable(signed_at, stale_at), if_none_match);
         }
         let generation = self.generation.load(Ordering::SeqCst);
         let mut answers = Vec::with_capacity(parsed.cert_ids.len());
@@ -269,7 +279,7 @@ impl Revocation {
                 if let Some(key) = cache_key {
                     self.ocsp_store(key, der.clone(), now, stale_at, generation);
                 }
-                ocsp_ok(der, stale_at - now)
+                ocsp_answer(der, reusable(now, stale_at), if_none_match)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot sign an OCSP response");
@@ -278,13 +288,14 @@ impl Revocation {
         }
     }
 
-    /// A cached answer still fresh at `now`, and when it goes stale.
-    fn ocsp_cached(&self, key: &str, now: UnixTime) -> Option<(Bytes, UnixTime)> {
+    /// A cached answer still fresh at `now`: its bytes, when it was signed and when it goes
+    /// stale.
+    fn ocsp_cached(&self, key: &str, now: UnixTime) -> Option<(Bytes, UnixTime, UnixTime)> {
         let cache = self.ocsp.lock().ok()?;
         cache
             .get(key)
             .filter(|(_, _, stale_at)| now < *stale_at)
-            .map(|(d, _, stale_at)| (d.clone(), *stale_at))
+            .map(|(d, signed_at, stale_at)| (d.clone(), *signed_at, *stale_at))
     }
 
     /// Caches an answer unless the caches were invalidated since its status was read
@@ -353,22 +364,6 @@ fn decode_get(s: &str) -> Option<Vec<u8>> {
         .decode(unescaped.as_bytes())
         .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(unescaped.as_bytes()))
         .ok()
-}
-
-/// A signed answer, cacheable for at most `left` seconds (what remains until its
-/// nextUpdate, RFC 5019 §6.2).
-fn ocsp_ok(der: Bytes, left: i64) -> WebResponse {
-    let mut r = with_type(StatusCode::OK, "application/ocsp-response", der);
-    r.headers_mut()
-        .insert(http::header::CACHE_CONTROL, max_age("", left));
-    r
-}
-
-/// `Cache-Control` for something valid `left` more seconds: never past its nextUpdate.
-pub(super) fn max_age(prefix: &str, left: i64) -> http::HeaderValue {
-    let secs = left.clamp(0, HTTP_MAX_AGE);
-    http::HeaderValue::from_str(&format!("{prefix}max-age={secs}"))
-        .unwrap_or(http::HeaderValue::from_static("no-cache"))
 }
 
 fn ocsp_error(status: OcspResponseStatus) -> WebResponse {
