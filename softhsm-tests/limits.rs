@@ -107,6 +107,35 @@ fn a_code_flood_gets_429_and_a_bounded_audit_trail() {
     // The burst of failed codes is spent, then every further try is refused unchecked.
     assert_eq!(&statuses[..3], &[401, 401, 401], "{statuses:?}");
     assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+    // The pages' JSON call from the same address is refused as well, and in JSON: its
+    // callers read `error` and `message` from every answer.
+    let token = "t".repeat(40);
+    let body = fx.path("obtain.json");
+    let json = serde_json::json!({"login": "bob", "code": "0000-0000-0000-0000-0000", "csr": "x"});
+    std::fs::write(&body, json.to_string()).unwrap();
+    let (status, text) = curl(
+        &run.ca,
+        &[
+            "-D",
+            "-",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            &format!("x-csrf-token: {token}"),
+            "-b",
+            &format!("__Host-certgate_csrf={token}"),
+            "--data-binary",
+            &format!("@{}", body.display()),
+            &run.url("/certgate/api/obtain"),
+        ],
+    );
+    assert_eq!(status, 429, "{text}");
+    let lower = text.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-type: application/json") && lower.contains("retry-after:"),
+        "{text}"
+    );
+    assert!(text.contains("\"error\":\"rate_limited\""), "{text}");
 
     // The summaries are written when the window ends.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -117,11 +146,12 @@ fn a_code_flood_gets_429_and_a_bounded_audit_trail() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    // Two keys (the address and the login ID): one refusal and one summary each, for 27
-    // refused requests; the codes behind them were never checked.
+    // Two keys (the address and the login ID): one refusal and one summary each, for 28
+    // refused requests (27 over EST, one JSON call); the codes behind them were never
+    // checked.
     assert_eq!(count(&audit, "limit.refused"), 2, "{audit}");
     assert_eq!(count(&audit, "limit.refused_summary"), 2, "{audit}");
-    assert!(audit.contains(r#"\"refused\":26"#), "{audit}");
+    assert!(audit.contains(r#"\"refused\":27"#), "{audit}");
     assert_eq!(audit.matches("bad_code").count(), 3, "{audit}");
     fx.ok(&["audit", "verify"]);
 
@@ -130,7 +160,7 @@ fn a_code_flood_gets_429_and_a_bounded_audit_trail() {
         &[&format!("http://127.0.0.1:{}/metrics", run.admin)],
     );
     assert!(
-        metrics.contains("certgate_rate_limited_total{surface=\"failed_codes\"} 27"),
+        metrics.contains("certgate_rate_limited_total{surface=\"failed_codes\"} 28"),
         "{metrics}"
     );
 }

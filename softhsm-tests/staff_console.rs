@@ -858,6 +858,7 @@ fn wrong_codes_on_the_staff_obtain_listener_are_rate_limited() {
     let (s, text) = post(&code);
     assert_eq!(s, 429, "{text}");
     assert!(text.to_ascii_lowercase().contains("retry-after:"), "{text}");
+    assert!(text.contains("\"error\":\"rate_limited\""), "{text}");
     let listed = fx.ok(&["cert", "list", "--login", "staff:ito", "--format", "json"]);
     let listed: Value = serde_json::from_str(&listed).expect("cert list json");
     assert_eq!(

@@ -24,7 +24,7 @@ use crate::audit::{Actor, Audit, Outcome};
 use crate::clock::Clock;
 use crate::config::{LimitsConfig, RateConfig};
 
-use super::respond::{WebResponse, text};
+use super::respond::{WebResponse, json_error, text};
 
 /// Longest login ID kept as a key: longer ones are cut, so a key's size is bounded.
 const MAX_LOGIN_KEY: usize = 128;
@@ -111,13 +111,22 @@ pub struct Refused {
     pub retry_after_secs: u64,
 }
 
+/// How the caller reads errors: the pages' and the API's callers read JSON (`error`,
+/// `message`), EST and OCSP clients plain text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorBody {
+    Json,
+    Text,
+}
+
 impl Refused {
-    /// 429 with `Retry-After`.
-    pub fn response(self) -> WebResponse {
-        let mut r = text(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many requests; please try again later",
-        );
+    /// 429 with `Retry-After`, in the body the caller reads.
+    pub fn response(self, body: ErrorBody) -> WebResponse {
+        const MESSAGE: &str = "too many requests; please try again later";
+        let mut r = match body {
+            ErrorBody::Json => json_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", MESSAGE),
+            ErrorBody::Text => text(StatusCode::TOO_MANY_REQUESTS, MESSAGE),
+        };
         r.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from(self.retry_after_secs),
@@ -228,13 +237,14 @@ impl Limits {
     pub async fn code_attempt(
         &self,
         keys: ClientKeys,
+        body: ErrorBody,
         attempt: impl std::future::Future<Output = WebResponse>,
     ) -> WebResponse {
         if let Err(refused) = self.check(Surface::FailedCodes, &keys).await {
-            return refused.response();
+            return refused.response(body);
         }
         if let Err(refused) = self.admit(Surface::Obtain, &keys).await {
-            return refused.response();
+            return refused.response(body);
         }
         let response = attempt.await;
         if response.status() == StatusCode::UNAUTHORIZED {
@@ -527,9 +537,20 @@ mod tests {
         let refused = l.admit(Surface::Obtain, &k).await.unwrap_err();
         // One token per minute: about a minute to wait.
         assert!((55..=60).contains(&refused.retry_after_secs), "{refused:?}");
-        let r = refused.response();
+        let r = refused.response(ErrorBody::Text);
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(r.headers().contains_key(header::RETRY_AFTER));
+        assert!(
+            r.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        let r = refused.response(ErrorBody::Json);
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(r.headers().contains_key(header::RETRY_AFTER));
+        let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(body["error"], "rate_limited");
         // Another address and another surface have their own buckets.
         assert!(
             l.admit(Surface::Obtain, &ClientKeys::new("192.0.2.2", None))

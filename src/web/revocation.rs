@@ -26,7 +26,7 @@ use crate::store::Store;
 
 use super::crl_point::CachedCrl;
 use super::http_caching::{Reusable, ocsp_answer};
-use super::limits::{ClientKeys, Limits, Surface};
+use super::limits::{ClientKeys, ErrorBody, Limits, Surface};
 use super::ocsp_reservations::Reservations;
 use super::request::WebRequest;
 use super::respond::{WebResponse, text, with_type};
@@ -207,7 +207,7 @@ impl Revocation {
                 .admit(Surface::OcspNonce, &ClientKeys::new(&req.remote, None))
                 .await
         {
-            return refused.response();
+            return refused.response(ErrorBody::Text);
         }
         let now = self.clock.now();
         let cache_key = (parsed.nonce.is_none() && parsed.cert_ids.len() == 1).then(|| {

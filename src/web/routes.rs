@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use http::StatusCode;
 
 use super::enroll::{browser, est};
-use super::limits::{ClientKeys, Surface};
+use super::limits::{ClientKeys, ErrorBody, Surface};
 use super::pages::{self, Page};
 use super::request::WebRequest;
 use super::respond::{WebResponse, text};
@@ -121,10 +121,11 @@ fn asset<'a>(_: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
 
 fn browser_obtain<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
     let keys = ClientKeys::new(&r.remote, browser::named_login(r).as_deref());
-    Box::pin(
-        w.limits
-            .code_attempt(keys, browser::obtain(&w.lifecycle, &w.ca_chain, r)),
-    )
+    Box::pin(w.limits.code_attempt(
+        keys,
+        ErrorBody::Json,
+        browser::obtain(&w.lifecycle, &w.ca_chain, r),
+    ))
 }
 
 fn browser_renew<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
@@ -132,6 +133,7 @@ fn browser_renew<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
         w,
         Surface::Reenroll,
         renewer(r),
+        ErrorBody::Json,
         browser::renew(&w.lifecycle, &w.ca_chain, r),
     ))
 }
@@ -153,7 +155,7 @@ fn est_enroll<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
     let keys = ClientKeys::new(&r.remote, Some(login.as_str()));
     Box::pin(
         w.limits
-            .code_attempt(keys, est::simpleenroll(&w.lifecycle, r)),
+            .code_attempt(keys, ErrorBody::Text, est::simpleenroll(&w.lifecycle, r)),
     )
 }
 
@@ -162,6 +164,7 @@ fn est_reenroll<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
         w,
         Surface::Reenroll,
         renewer(r),
+        ErrorBody::Text,
         est::simplereenroll(&w.lifecycle, r),
     ))
 }
@@ -195,11 +198,12 @@ async fn limited(
     w: &Web,
     surface: Surface,
     keys: ClientKeys,
+    body: ErrorBody,
     answer: impl Future<Output = WebResponse>,
 ) -> WebResponse {
     match w.limits.admit(surface, &keys).await {
         Ok(()) => answer.await,
-        Err(refused) => refused.response(),
+        Err(refused) => refused.response(body),
     }
 }
 

@@ -17,7 +17,7 @@ use crate::audit::{Actor, Audit, Outcome};
 use crate::identity::StaffCaller;
 use crate::lifecycle::{ApprovalPolicy, Lifecycle};
 
-use super::limits::{ClientKeys, Limits};
+use super::limits::{ClientKeys, ErrorBody, Limits};
 use super::request::WebRequest;
 use super::respond::{WebResponse, json_error};
 
@@ -109,7 +109,9 @@ impl Console {
             return match &self.limits {
                 Some(limits) => {
                     let keys = ClientKeys::new(&req.remote, api::named_login(req).as_deref());
-                    limits.code_attempt(keys, api::obtain(self, req)).await
+                    limits
+                        .code_attempt(keys, ErrorBody::Json, api::obtain(self, req))
+                        .await
                 }
                 None => api::obtain(self, req).await,
             };
