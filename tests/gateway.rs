@@ -1123,6 +1123,14 @@ upstream = "https://127.0.0.1:{mport}"
 auth = "public"
 [route.upstream_tls]
 ca_file = "app-ca.pem"
+
+[[route]]
+prefix = "/pair"
+upstream = ["https://127.0.0.1:{mport}", "https://127.0.0.1:{port}"]
+auth = "public"
+[route.upstream_tls]
+ca_file = "app-ca.pem"
+server_name = "localhost"
 "#,
         port = app.addr.port(),
         mport = mtls_app.addr.port()
@@ -1169,6 +1177,44 @@ ca_file = "app-ca.pem"
     let seen = mtls_app.requests();
     assert_eq!(conn.get("/mtls-no-cert/a").await.unwrap().status, 502);
     assert_eq!(mtls_app.requests(), seen);
+    // Under TLS 1.3 that refusal arrives as an alert after the request was written: it is
+    // still a TLS failure, not a failed exchange.
+    let refused = h
+        .metric("certgate_upstream_failures_total{route=\"/mtls-no-cert\",reason=\"tls\"}")
+        .await;
+    assert_eq!(refused, 1.0);
+
+    // Two endpoints, the first of which refuses the gateway at TLS: GETs go on to the other
+    // one, and once the refusing endpoint is left out no POST is lost on it.
+    for _ in 0..4 {
+        let a = conn.get("/pair/g").await.unwrap();
+        assert_eq!(
+            (a.status.as_u16(), a.body.as_str()),
+            (200, "tls app, client certificate: false")
+        );
+    }
+    for i in 0..6 {
+        let a = conn
+            .send("POST", "/pair/p", &[], "amount=100")
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200, "POST {i}: {}", a.body);
+    }
+    assert_eq!(mtls_app.requests(), seen);
+    let up = h
+        .metric(&format!(
+            "certgate_upstream_endpoint_up{{route=\"/pair\",endpoint=\"127.0.0.1:{}\"}}",
+            mtls_app.addr.port()
+        ))
+        .await;
+    assert_eq!(up, 0.0, "the refusing endpoint is still in");
+    let other_up = h
+        .metric(&format!(
+            "certgate_upstream_endpoint_up{{route=\"/pair\",endpoint=\"127.0.0.1:{}\"}}",
+            app.addr.port()
+        ))
+        .await;
+    assert_eq!(other_up, 1.0, "the endpoint label is not the one read here");
     h.shutdown().await;
 }
 

@@ -135,11 +135,12 @@ impl Upstream {
             Ok(resp) => return Ok(resp),
             Err(f) => f,
         };
+        // Written and lost (or refused by the app's TLS after it was written): only a
+        // replayable request goes again.
         let again = match (failed.unsent, replay) {
             _ if eps.len() == 1 => None,
             (Some(unsent), _) => Some(unsent),
-            (None, Some(copy)) if !failed.error.is_connect() => Some(copy),
-            _ => None,
+            (None, copy) => copy,
         };
         let Some(again) = again else {
             return Err(self.refuse(first, &failed.error));

@@ -51,6 +51,17 @@ pub enum SendError {
         #[source]
         source: hyper::Error,
     },
+    /// TLS 1.3 lets the client finish its handshake before the server has judged the
+    /// client's certificate: an app that refuses the gateway's certificate (or its missing
+    /// one) says so with an alert on the first read, after the request was written. Its TLS
+    /// layer never passed that request on.
+    #[error("{addr} refused the TLS connection after the handshake ({alert})")]
+    TlsRefused {
+        addr: String,
+        alert: String,
+        #[source]
+        source: hyper::Error,
+    },
     #[error("the exchange with the upstream failed")]
     Exchange(#[source] hyper::Error),
 }
@@ -61,7 +72,7 @@ impl SendError {
         match self {
             Self::Connect { .. } => UpstreamFailure::Connect,
             Self::ConnectTimeout { .. } => UpstreamFailure::Timeout,
-            Self::Tls { .. } => UpstreamFailure::Tls,
+            Self::Tls { .. } | Self::TlsRefused { .. } => UpstreamFailure::Tls,
             Self::Protocol { .. } => UpstreamFailure::Protocol,
             Self::Handshake { .. } | Self::Exchange(_) => UpstreamFailure::Exchange,
         }
@@ -212,10 +223,19 @@ impl UpstreamPool {
                 self.checkin(sender);
                 Ok(resp)
             }
-            Err(mut e) => Err(Failed {
-                unsent: e.take_message(),
-                error: SendError::Exchange(e.into_error()),
-            }),
+            Err(mut e) => {
+                let unsent = e.take_message();
+                let e = e.into_error();
+                let error = match handshake_alert(&e) {
+                    Some(alert) => SendError::TlsRefused {
+                        addr: self.settings.addr.clone(),
+                        alert,
+                        source: e,
+                    },
+                    None => SendError::Exchange(e),
+                };
+                Err(Failed { unsent, error })
+            }
         }
     }
 
@@ -435,4 +455,38 @@ impl UpstreamPool {
 /// A request only HTTP/1.1 carries: an `Upgrade` (WebSocket) or `CONNECT`.
 fn wants_http1(req: &Request<ProxyBody>) -> bool {
     req.headers().contains_key(http::header::UPGRADE) || req.method() == http::Method::CONNECT
+}
+
+/// The alert an app ended a fresh connection with, when it is about the handshake (the
+/// gateway's certificate, or the lack of one) rather than the exchange.
+fn handshake_alert(e: &hyper::Error) -> Option<String> {
+    use rustls::AlertDescription as A;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        // An io::Error's `source` skips the error it wraps: look inside it as well.
+        let inner = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        for candidate in [Some(c), inner].into_iter().flatten() {
+            if let Some(rustls::Error::AlertReceived(alert)) = candidate.downcast_ref() {
+                return matches!(
+                    alert,
+                    A::CertificateRequired
+                        | A::BadCertificate
+                        | A::UnsupportedCertificate
+                        | A::CertificateRevoked
+                        | A::CertificateExpired
+                        | A::CertificateUnknown
+                        | A::UnknownCA
+                        | A::AccessDenied
+                        | A::HandshakeFailure
+                        | A::DecryptError
+                )
+                .then(|| format!("{alert:?}"));
+            }
+        }
+        cause = c.source();
+    }
+    None
 }
