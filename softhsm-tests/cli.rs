@@ -943,6 +943,33 @@ fn exit_codes_tell_usage_errors_and_findings_apart() {
     assert!(problem.contains("CERTGATE_NO_SUCH_PIN"), "{problem}");
     let out = run_with(&["hsm", "info"]);
     assert_eq!(status(&out), 1, "{}", stderr(&out));
+
+    // A listener's certificate and key are read as `serve` would read them.
+    let missing = fx.path("missing-key.toml");
+    std::fs::write(
+        &missing,
+        format!(
+            "{text}\n[[listener]]\naddr = \"127.0.0.1:1\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            fx.path("no-such.pem").display(),
+            fx.path("no-such.key").display()
+        ),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_certgate"))
+        .arg("--config")
+        .arg(&missing)
+        .args(["config", "check", "--format", "json"])
+        .env("SOFTHSM2_CONF", &fx.softhsm_conf)
+        .env("CERTGATE_HSM_PIN", PIN)
+        .output()
+        .expect("certgate runs");
+    assert_eq!(status(&out), 3, "{}", stderr(&out));
+    let check: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let problem = check["problem"].as_str().expect("problem");
+    assert!(
+        problem.contains("[[listener]] 127.0.0.1:1") && problem.contains("no-such.pem"),
+        "{problem}"
+    );
 }
 
 /// Completion scripts and manual pages come from the clap grammar: they name the commands

@@ -90,8 +90,9 @@ pub enum Command {
 pub enum ConfigCmd {
     /// Print a complete, commented example configuration.
     Example,
-    /// Read and check the configuration file (and that the HSM PIN can be read). Exit 3 when
-    /// the configuration is refused.
+    /// Read and check the configuration file, and read what `serve` would read with it: the
+    /// HSM PIN, the listeners' and the staff console's certificates and keys, the https
+    /// upstreams' files and the logo. Exit 3 when the configuration is refused.
     Check {
         #[command(flatten)]
         output: FormatArg,

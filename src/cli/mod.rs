@@ -223,6 +223,12 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
             })?;
         }
     }
+    // Each listener's certificate and key, read as `serve` reads them (a changed path is
+    // checked here before a reload or restart puts it in force).
+    for l in &cfg.listeners {
+        crate::tls::load_server_key_pair(&cfg.resolve(&l.cert), &cfg.resolve(&l.key))
+            .with_context(|| format!("[[listener]] {}: cert and key", l.addr))?;
+    }
     // The staff console's certificate and key, read as `serve` reads them.
     if let (Some(cert), Some(key)) = (&cfg.staff.cert, &cfg.staff.key) {
         crate::tls::load_server_key_pair(&cfg.resolve(cert), &cfg.resolve(key))

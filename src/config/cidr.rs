@@ -26,6 +26,8 @@ pub enum CidrError {
     Prefix(String),
     #[error("{0:?}: address bits are set past the prefix length (did you mean {1}?)")]
     HostBits(String, String),
+    #[error("{0:?} trusts every address to name the client's; list the load balancers' addresses")]
+    Everything(String),
 }
 
 impl FromStr for Cidr {
@@ -41,8 +43,14 @@ impl FromStr for Cidr {
         let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
-            // Digits only: `u8::from_str` would take a leading `+`.
-            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            // Digits only (`u8::from_str` would take a leading `+`), no leading zero (`/08`
+            // reads as 8 here and as octal or an error elsewhere).
+            Some(p)
+                if !p.is_empty()
+                    && p.len() <= 3
+                    && p.bytes().all(|b| b.is_ascii_digit())
+                    && (p == "0" || !p.starts_with('0')) =>
+            {
                 p.parse::<u8>().map_err(|_| syntax())?
             }
             Some(_) => return Err(syntax()),
@@ -56,6 +64,20 @@ impl FromStr for Cidr {
                 s.to_owned(),
                 format!("{masked}/{prefix}"),
             ));
+        }
+        if prefix == 0 {
+            return Err(CidrError::Everything(s.to_owned()));
+        }
+        // `::ffff:10.0.0.0/104` is how a dual-stack socket would show 10.0.0.0/8; peers are
+        // compared as IPv4 (see `contains`), so the block is kept as IPv4 too.
+        if let IpAddr::V6(v6) = network
+            && prefix >= 96
+            && let Some(v4) = v6.to_ipv4_mapped()
+        {
+            return Ok(Self {
+                network: IpAddr::V4(v4),
+                prefix: prefix - 96,
+            });
         }
         Ok(Self { network, prefix })
     }
@@ -122,8 +144,19 @@ mod tests {
         let v6: Cidr = "2001:db8::/32".parse().unwrap();
         assert!(v6.contains(ip("2001:db8:ffff::1")));
         assert!(!v6.contains(ip("2001:db9::1")));
-        let all: Cidr = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains(ip("192.0.2.1")) && !all.contains(ip("::2")));
+        let all_but_one: Cidr = "0.0.0.0/1".parse().unwrap();
+        assert!(all_but_one.contains(ip("10.0.0.1")) && !all_but_one.contains(ip("::2")));
+    }
+
+    #[test]
+    fn mapped_entries_are_kept_as_ipv4() {
+        let one: Cidr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(one.to_string(), "127.0.0.1/32");
+        assert!(one.contains(ip("127.0.0.1")) && one.contains(ip("::ffff:127.0.0.1")));
+        let block: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(block.to_string(), "10.0.0.0/8");
+        assert!(block.contains(ip("10.9.8.7")) && block.contains(ip("::ffff:10.9.8.7")));
+        assert!(!block.contains(ip("11.0.0.1")));
     }
 
     #[test]
@@ -149,6 +182,17 @@ mod tests {
             "::/129".parse::<Cidr>(),
             Err(CidrError::Prefix(_))
         ));
+        assert!(matches!(
+            "10.0.0.0/08".parse::<Cidr>(),
+            Err(CidrError::Syntax(_))
+        ));
+        for all in ["0.0.0.0/0", "::/0"] {
+            assert_eq!(
+                all.parse::<Cidr>(),
+                Err(CidrError::Everything(all.into())),
+                "{all}"
+            );
+        }
         let e = "10.1.2.3/8".parse::<Cidr>().unwrap_err();
         assert_eq!(
             e,

@@ -679,6 +679,25 @@ fn check_upstream_tls(r: &RouteConfig, https: bool) -> Result<(), ConfigError> {
 
 /// Every endpoint an `http[s]://host:port[/base]` URL, all of one scheme (they share
 /// `[route.upstream_tls]`), and at least one.
+/// A port written after the host must be a number from 1 to 65535: `http::Uri` reads
+/// `:99999` or a bare `:` as no port at all, which would connect to 80 or 443.
+fn port_problem(authority: &http::uri::Authority) -> Option<String> {
+    let text = authority.as_str();
+    // An IPv6 literal's colons are inside its brackets.
+    let after_host = match text.rfind(']') {
+        Some(end) => &text[end + 1..],
+        None => text,
+    };
+    if !after_host.contains(':') {
+        return None;
+    }
+    match authority.port_u16() {
+        Some(0) => Some("port 0 cannot be connected to".into()),
+        Some(_) => None,
+        None => Some("the port must be a number from 1 to 65535".into()),
+    }
+}
+
 fn check_upstream_urls(r: &RouteConfig) -> Result<(), ConfigError> {
     let invalid = |m: String| Err(ConfigError::Invalid(format!("[[route]] {}: {m}", r.prefix)));
     let urls = r.upstream.urls();
@@ -696,8 +715,21 @@ fn check_upstream_urls(r: &RouteConfig) -> Result<(), ConfigError> {
                 "upstream {u:?} must be http://host:port or https://host:port"
             ));
         }
-        if uri.query().is_some() {
-            return invalid(format!("upstream {u:?} must not have a query"));
+        if uri.query().is_some() || u.contains('#') {
+            return invalid(format!(
+                "upstream {u:?} must not have a query or a fragment"
+            ));
+        }
+        if let Some(authority) = uri.authority() {
+            if authority.as_str().contains('@') {
+                return invalid(format!(
+                    "upstream {u:?} carries user information (user:password@): HTTP forbids \
+                     sending it, and the app would read it as part of the Host header"
+                ));
+            }
+            if let Some(problem) = port_problem(authority) {
+                return invalid(format!("upstream {u:?}: {problem}"));
+            }
         }
         let https = s == Some("https");
         match scheme {
@@ -709,6 +741,16 @@ fn check_upstream_urls(r: &RouteConfig) -> Result<(), ConfigError> {
                 ));
             }
             Some(_) => {}
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for u in urls {
+        let key = u.trim_end_matches('/').to_ascii_lowercase();
+        if !seen.insert(key) {
+            return invalid(format!(
+                "upstream lists {u:?} twice; each endpoint once (a repeated one would take \
+                 twice the share of requests)"
+            ));
         }
     }
     if r.eject_secs == 0 {

@@ -910,6 +910,15 @@ mod tests {
                 r#"["http://a:1", "http://b:2/?q"]"#,
                 "must not have a query",
             ),
+            (r#"["http://a:1", "http://b:2/#top"]"#, "or a fragment"),
+            // `http::Uri` reads these as "no port", which would connect to 80.
+            (r#"["http://a:99999"]"#, "from 1 to 65535"),
+            (r#"["http://a:65536"]"#, "from 1 to 65535"),
+            (r#"["http://a:/base"]"#, "from 1 to 65535"),
+            (r#"["http://[::1]:"]"#, "from 1 to 65535"),
+            (r#"["http://a:0"]"#, "port 0"),
+            (r#"["http://user:secret@a:1"]"#, "user information"),
+            (r#"["http://a:1", "http://A:1/"]"#, "twice"),
         ];
         let more = [
             (
