@@ -111,6 +111,15 @@ async fn proxy_headers_from_a_trusted_peer_name_the_client() {
     assert_eq!(header(&seen, "x-forwarded-for"), ["2001:db8::5"]);
     assert_eq!(header(&seen, "x-certgate-user"), ["alice"]);
 
+    // An IPv4 client written as IPv6 (`::ffff:a.b.c.d`) is one address, written one way
+    // wherever it appears: the forwarding header and what certgate's own pages see.
+    let line = b"PROXY TCP6 ::ffff:192.0.2.9 ::ffff:10.0.0.1 4001 443\r\n";
+    let mut c = proxied(h.proxied, &[line], cfg.clone()).await.unwrap();
+    let seen = forwarded_for(&mut c, "/public/mapped").await;
+    assert_eq!(header(&seen, "x-forwarded-for"), ["192.0.2.9"]);
+    let local = forwarded_for(&mut c, "/certgate/x").await;
+    assert_eq!(local["remote"], "192.0.2.9:4001");
+
     // v2 with a TLV.
     let v2 = v2_ipv4([198, 51, 100, 23], 61000);
     let mut c = proxied(h.proxied, &[&v2], cfg.clone()).await.unwrap();

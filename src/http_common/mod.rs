@@ -21,6 +21,18 @@ pub fn add_hsts(h: &mut http::HeaderMap) {
         .or_insert(HSTS);
 }
 
+/// A dual-stack socket (or a PROXY header's TCP6 line) shows an IPv4 client as
+/// `::ffff:a.b.c.d`: read as the IPv4 address, so the access log, the audit log, the
+/// forwarding headers and the limits all name a client one way.
+pub fn unmapped(a: std::net::SocketAddr) -> std::net::SocketAddr {
+    match a.ip() {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, |v4| {
+            std::net::SocketAddr::new(std::net::IpAddr::V4(v4), a.port())
+        }),
+        std::net::IpAddr::V4(_) => a,
+    }
+}
+
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -160,29 +160,85 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed, ProxyHeaderError> {
         return Ok(Parsed::Done { len, source: None });
     }
     let (family, transport) = (fam >> 4, fam & 0x0f);
-    let source = match family {
+    let (source, addresses) = match family {
         // AF_UNSPEC, AF_UNIX: no client address the gateway can use.
-        0 | 3 => None,
+        0 | 3 => return Ok(Parsed::Done { len, source: None }),
         1 | 2 if transport != 1 => return Err(malformed("v2: only TCP (STREAM) is served")),
         1 => {
             let a = body.get(..12).ok_or(malformed("v2: short IPv4 block"))?;
             let ip = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
-            Some(SocketAddr::new(ip.into(), u16::from_be_bytes([a[8], a[9]])))
+            (
+                SocketAddr::new(ip.into(), u16::from_be_bytes([a[8], a[9]])),
+                12,
+            )
         }
         2 => {
             let a = body.get(..36).ok_or(malformed("v2: short IPv6 block"))?;
             let mut octets = [0u8; 16];
             octets.copy_from_slice(&a[..16]);
             let ip = Ipv6Addr::from(octets);
-            Some(SocketAddr::new(
-                ip.into(),
-                u16::from_be_bytes([a[32], a[33]]),
-            ))
+            (
+                SocketAddr::new(ip.into(), u16::from_be_bytes([a[32], a[33]])),
+                36,
+            )
         }
         _ => return Err(malformed("v2: unknown address family")),
     };
-    // TLVs after the addresses are skipped: nothing in them is used.
-    Ok(Parsed::Done { len, source })
+    // Nothing in the TLVs is used, but they must fill the rest of the block exactly: a block
+    // that does not parse is a header another reader would take differently (an IPv6 pair
+    // sent with the IPv4 family byte, say).
+    check_tlvs(&buf[..len], V2_FIXED + addresses)?;
+    Ok(Parsed::Done {
+        len,
+        source: Some(source),
+    })
+}
+
+/// PP2_TYPE_CRC32C: a checksum of the whole header, taken with its own value zeroed.
+const TLV_CRC32C: u8 = 0x03;
+
+/// The TLVs of `header` from `start` on: each whole, and a CRC32C one matching.
+fn check_tlvs(header: &[u8], start: usize) -> Result<(), ProxyHeaderError> {
+    let malformed = ProxyHeaderError::Malformed;
+    let mut at = start;
+    while at < header.len() {
+        let Some(&[kind, hi, lo]) = header.get(at..at + 3) else {
+            return Err(malformed("v2: a TLV is cut short"));
+        };
+        let value_at = at + 3;
+        let end = value_at + usize::from(u16::from_be_bytes([hi, lo]));
+        let value = header
+            .get(value_at..end)
+            .ok_or(malformed("v2: a TLV runs past the header"))?;
+        if kind == TLV_CRC32C {
+            let sent: [u8; 4] = value
+                .try_into()
+                .map_err(|_| malformed("v2: a CRC32C TLV is not 4 bytes"))?;
+            let mut zeroed = header.to_vec();
+            zeroed[value_at..end].fill(0);
+            if crc32c(&zeroed) != u32::from_be_bytes(sent) {
+                return Err(malformed("v2: the CRC32C TLV does not match the header"));
+            }
+        }
+        at = end;
+    }
+    Ok(())
+}
+
+/// CRC-32C (Castagnoli), bit by bit: a header is a few hundred bytes at most.
+fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }
 
 /// Reads the PROXY header off `tcp`, leaving every byte after it in the socket. The caller
@@ -332,6 +388,15 @@ mod tests {
             (h.len(), Some("[2001:db8::1]:80".parse().unwrap()))
         );
 
+        // A CRC32C TLV that matches (HAProxy's `send-proxy-v2-ssl-cn crc32c` sends one).
+        let mut block = vec![192, 0, 2, 7, 10, 0, 0, 1, 0xc3, 0x50, 0x01, 0xbb];
+        block.extend_from_slice(&[TLV_CRC32C, 0x00, 0x04, 0, 0, 0, 0]);
+        let mut h = v2(1, 0x11, &block);
+        let sum = crc32c(&h);
+        let n = h.len();
+        h[n - 4..].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(done(&h), (n, Some("192.0.2.7:50000".parse().unwrap())));
+
         // LOCAL (a health check) and AF_UNIX/UNSPEC keep the connection's own address.
         let h = v2(0, 0x00, &[]);
         assert_eq!(done(&h), (16, None));
@@ -339,6 +404,12 @@ mod tests {
         assert_eq!(done(&h), (h.len(), None));
         let h = v2(1, 0x00, &[]);
         assert_eq!(done(&h), (16, None));
+    }
+
+    #[test]
+    fn crc32c_is_castagnolis() {
+        // The check value of CRC-32C (RFC 3720 B.4 lists the same polynomial).
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
     }
 
     #[test]
@@ -358,6 +429,29 @@ mod tests {
             assert!(
                 matches!(parse(&bad), Err(ProxyHeaderError::Malformed(_))),
                 "{bad:?}"
+            );
+        }
+        // TLVs that do not fill the block exactly, and a checksum that does not match.
+        let mut overrun = ipv4.to_vec();
+        overrun.extend_from_slice(&[0x02, 0xff, 0xff, b'a', b'b', b'c']);
+        let mut cut = ipv4.to_vec();
+        cut.extend_from_slice(&[0x02, 0x00]);
+        // An IPv6 pair (2001:db8::1 to 2001:db8::2, 50000 to 443) sent with the IPv4
+        // family byte: its tail does not read as TLVs.
+        let mut v6_as_v4 = vec![0x20, 0x01, 0x0d, 0xb8];
+        v6_as_v4.extend_from_slice(&[0; 11]);
+        v6_as_v4.push(1);
+        v6_as_v4.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        v6_as_v4.extend_from_slice(&[0; 11]);
+        v6_as_v4.push(2);
+        v6_as_v4.extend_from_slice(&[0xc3, 0x50, 0x01, 0xbb]);
+        let mut bad_crc = ipv4.to_vec();
+        bad_crc.extend_from_slice(&[TLV_CRC32C, 0x00, 0x04, 1, 2, 3, 4]);
+        for bad in [overrun, cut, v6_as_v4, bad_crc] {
+            let h = v2(1, 0x11, &bad);
+            assert!(
+                matches!(parse(&h), Err(ProxyHeaderError::Malformed(_))),
+                "{h:?}"
             );
         }
         // The length is judged before waiting for the block.

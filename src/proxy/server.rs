@@ -105,7 +105,12 @@ pub(crate) async fn accept_loop(
             // holds little more than pointers.
             let served = {
                 let limits = &config.listeners[index];
-                let Some(remote) = client_address(&shared, limits, &mut tcp, remote).await else {
+                // One deadline for the PROXY header and the TLS handshake together.
+                let deadline = tokio::time::Instant::now()
+                    + Duration::from_secs(limits.handshake_timeout_secs);
+                let Some(remote) =
+                    client_address(&shared, limits, &mut tcp, remote, deadline).await
+                else {
                     return;
                 };
                 // Counted by the client's address, the PROXY header's when there is one.
@@ -131,8 +136,8 @@ pub(crate) async fn accept_loop(
                     client_certificate = tracing::field::Empty,
                     error = tracing::field::Empty,
                 );
-                let handshake = tokio::time::timeout(
-                    Duration::from_secs(limits.handshake_timeout_secs),
+                let handshake = tokio::time::timeout_at(
+                    deadline,
                     Box::pin(in_span(&span, acceptor.accept(tcp))),
                 )
                 .await;
@@ -211,7 +216,9 @@ async fn client_address(
     limits: &ListenerConfig,
     tcp: &mut tokio::net::TcpStream,
     peer: std::net::SocketAddr,
+    deadline: tokio::time::Instant,
 ) -> Option<std::net::SocketAddr> {
+    let peer = crate::http_common::unmapped(peer);
     if !limits.proxy_protocol {
         return Some(peer);
     }
@@ -221,12 +228,11 @@ async fn client_address(
         tracing::warn!(target: "certgate::security", %peer, "PROXY protocol connection from a peer outside trusted_proxies: closed");
         return None;
     }
-    let timeout = Duration::from_secs(limits.handshake_timeout_secs);
-    match tokio::time::timeout(timeout, super::proxy_protocol::read_header(tcp)).await {
+    match tokio::time::timeout_at(deadline, super::proxy_protocol::read_header(tcp)).await {
         Ok(Ok(source)) => {
             // The balancer's address appears nowhere else once the client's replaces it.
             tracing::debug!(%peer, client = ?source, "PROXY protocol header read");
-            Some(source.unwrap_or(peer))
+            Some(source.map_or(peer, crate::http_common::unmapped))
         }
         Ok(Err(e)) => {
             shared.metrics.handshake_failure(e.reason());
@@ -337,14 +343,15 @@ fn shed(
         let mut tcp = tcp;
         // A PROXY header comes before the handshake here too.
         let limits = &config.listeners[index];
-        if client_address(&shared, limits, &mut tcp, remote)
+        let deadline = tokio::time::Instant::now() + SHED_TIMEOUT;
+        if client_address(&shared, limits, &mut tcp, remote, deadline)
             .await
             .is_none()
         {
             return;
         }
         let acceptor = TlsAcceptor::from(tls.server_config.clone());
-        let Ok(Ok(stream)) = tokio::time::timeout(SHED_TIMEOUT, acceptor.accept(tcp)).await else {
+        let Ok(Ok(stream)) = tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await else {
             return;
         };
         let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {

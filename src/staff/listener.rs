@@ -101,7 +101,7 @@ pub async fn serve(l: StaffListener, mut stop: watch::Receiver<bool>) {
     loop {
         let (tcp, remote) = tokio::select! {
             a = l.tcp.accept() => match a {
-                Ok(a) => a,
+                Ok((tcp, remote)) => (tcp, crate::http_common::unmapped(remote)),
                 Err(e) => {
                     tracing::warn!(error = %e, "staff console accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
