@@ -12,13 +12,22 @@ use http::{HeaderMap, HeaderName};
 use super::format::OwnedName;
 
 /// Names no format writes but no client may set either: what proxies say about the
-/// connection and the URL (`X-Original-URL` is read by IIS URL Rewrite and some Java
+/// connection, the client's address and the URL (`X-Original-URL` is read by IIS URL Rewrite and some Java
 /// frameworks as the path to serve), and the client-certificate headers of nginx, Apache,
 /// AWS and others. Apps moving from those proxies may still trust them.
-const FORWARDING: [OwnedName; 14] = [
+const FORWARDING: [OwnedName; 21] = [
     OwnedName::Prefix("x-forwarded-"),
+    OwnedName::Exact(Cow::Borrowed("x-forwarded")),
     OwnedName::Exact(Cow::Borrowed("forwarded")),
+    OwnedName::Exact(Cow::Borrowed("forwarded-for")),
     OwnedName::Exact(Cow::Borrowed("x-real-ip")),
+    // What other proxies and CDNs name the client by, read by the "real IP" helpers of
+    // web frameworks.
+    OwnedName::Exact(Cow::Borrowed("x-client-ip")),
+    OwnedName::Exact(Cow::Borrowed("true-client-ip")),
+    OwnedName::Exact(Cow::Borrowed("cf-connecting-ip")),
+    OwnedName::Exact(Cow::Borrowed("x-cluster-client-ip")),
+    OwnedName::Exact(Cow::Borrowed("x-original-forwarded-for")),
     OwnedName::Exact(Cow::Borrowed("x-original-url")),
     OwnedName::Exact(Cow::Borrowed("x-original-uri")),
     OwnedName::Exact(Cow::Borrowed("x-rewrite-url")),
@@ -178,6 +187,13 @@ mod tests {
             "X-Amzn-Mtls-Clientcert",
             "x-amzn-mtls-clientcert-subject",
             "X-ARR-ClientCert",
+            "X-Client-IP",
+            "True-Client-IP",
+            "CF-Connecting-IP",
+            "X-Cluster-Client-IP",
+            "Forwarded-For",
+            "X-Forwarded",
+            "X-Original-Forwarded-For",
         ] {
             assert!(r.is_reserved(n), "{n}");
         }
