@@ -246,6 +246,49 @@ fn renewal_settings_follow_a_reload_and_same_key_can_be_allowed() {
     );
 }
 
+/// An OCSP request for `cert` as openssl makes it, written to `out`: with a fresh nonce, or
+/// none.
+fn openssl_ocsp_request(run: &Running, cert: &Path, out: &Path, nonce: bool) {
+    let mut c = Command::new("openssl");
+    c.arg("ocsp");
+    if !nonce {
+        c.arg("-no_nonce");
+    }
+    sh(c.arg("-issuer")
+        .arg(&run.ca)
+        .arg("-cert")
+        .arg(cert)
+        .arg("-reqout")
+        .arg(out));
+}
+
+/// What openssl makes of the OCSP answer `answer` for `cert`, its signature checked against
+/// the CA; with `request`, its nonce checked too.
+fn openssl_ocsp_reading(
+    fx: &Fixture,
+    run: &Running,
+    cert: &Path,
+    answer: &[u8],
+    request: Option<&Path>,
+) -> String {
+    let file = fx.path("ocsp-answer.der");
+    std::fs::write(&file, answer).unwrap();
+    let mut c = Command::new("openssl");
+    c.args(["ocsp", "-respin"]).arg(&file);
+    if let Some(r) = request {
+        // -no_nonce: add none of its own to the request given.
+        c.arg("-reqin").arg(r).arg("-no_nonce");
+    }
+    sh(c.arg("-issuer")
+        .arg(&run.ca)
+        .arg("-cert")
+        .arg(cert)
+        .arg("-CAfile")
+        .arg(&run.ca)
+        .arg("-verify_other")
+        .arg(&run.ca))
+}
+
 /// OCSP GET (RFC 6960 A.1): the base64 request in the path, raw and percent-encoded
 /// (`%2F`, `%2B`, `%3D`), both answered with a signed response openssl accepts.
 #[test]
@@ -260,13 +303,7 @@ fn ocsp_get_is_answered_raw_and_percent_encoded() {
     let request = fx.path("ocsp-req.der");
     let mut found = None;
     for _ in 0..64 {
-        sh(Command::new("openssl")
-            .args(["ocsp", "-issuer"])
-            .arg(&run.ca)
-            .arg("-cert")
-            .arg(&cert)
-            .arg("-reqout")
-            .arg(&request));
+        openssl_ocsp_request(&run, &cert, &request, true);
         let der = std::fs::read(&request).unwrap();
         let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
         if b64.contains('/') {
@@ -290,24 +327,7 @@ fn ocsp_get_is_answered_raw_and_percent_encoded() {
                 reply.header("content-type"),
                 Some("application/ocsp-response")
             );
-            let answer = fx.path("ocsp-resp.der");
-            std::fs::write(&answer, &reply.body).unwrap();
-            let text = sh(Command::new("openssl")
-                .args(["ocsp", "-respin"])
-                .arg(&answer)
-                // With the request, openssl checks its nonce came back (-no_nonce: add none
-                // of its own to it).
-                .arg("-reqin")
-                .arg(&request)
-                .arg("-no_nonce")
-                .arg("-issuer")
-                .arg(&run.ca)
-                .arg("-cert")
-                .arg(&cert)
-                .arg("-CAfile")
-                .arg(&run.ca)
-                .arg("-verify_other")
-                .arg(&run.ca));
+            let text = openssl_ocsp_reading(&fx, &run, &cert, &reply.body, Some(&request));
             assert!(text.contains(": good"), "{form}: {text}");
         }
     }
@@ -330,13 +350,7 @@ fn ocsp_get_without_a_nonce_is_cacheable_and_revalidates() {
     let run = fx.serve();
     let (cert, _) = fx.obtain("carol");
     let request = fx.path("ocsp-plain.der");
-    sh(Command::new("openssl")
-        .args(["ocsp", "-no_nonce", "-issuer"])
-        .arg(&run.ca)
-        .arg("-cert")
-        .arg(&cert)
-        .arg("-reqout")
-        .arg(&request));
+    openssl_ocsp_request(&run, &cert, &request, false);
     let b64 = base64::engine::general_purpose::STANDARD
         .encode(std::fs::read(&request).unwrap())
         .replace('/', "%2F")
@@ -372,19 +386,7 @@ fn ocsp_get_without_a_nonce_is_cacheable_and_revalidates() {
         assert!(signed <= now + std::time::Duration::from_secs(1));
         assert!(expires > signed && expires <= now + std::time::Duration::from_secs(301));
         let tag = first.header("etag").expect("an ETag").to_owned();
-        let answer = fx.path("ocsp-plain-resp.der");
-        std::fs::write(&answer, &first.body).unwrap();
-        let text = sh(Command::new("openssl")
-            .args(["ocsp", "-respin"])
-            .arg(&answer)
-            .arg("-issuer")
-            .arg(&run.ca)
-            .arg("-cert")
-            .arg(&cert)
-            .arg("-CAfile")
-            .arg(&run.ca)
-            .arg("-verify_other")
-            .arg(&run.ca));
+        let text = openssl_ocsp_reading(&fx, &run, &cert, &first.body, None);
         assert!(text.contains(": good"), "{text}");
 
         let again = client.send("GET", &path, &[("if-none-match", &tag)], b"");
@@ -396,13 +398,7 @@ fn ocsp_get_without_a_nonce_is_cacheable_and_revalidates() {
         assert_eq!(other.body, first.body, "the cached answer is served again");
     }
     // With a nonce the answer is this request's alone.
-    sh(Command::new("openssl")
-        .args(["ocsp", "-issuer"])
-        .arg(&run.ca)
-        .arg("-cert")
-        .arg(&cert)
-        .arg("-reqout")
-        .arg(&request));
+    openssl_ocsp_request(&run, &cert, &request, true);
     let client = Client::new(run.https, Version::Http1, &run.ca, None);
     let reply = client.send(
         "POST",
