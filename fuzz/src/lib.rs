@@ -157,6 +157,7 @@ fn spoofable(name: &str) -> bool {
         .collect();
     n.starts_with("x-certgate-")
         || n.starts_with("x-forwarded-")
+        || n.starts_with("x-envoy-")
         || n.starts_with("x-ssl-client-")
         || n.starts_with("ssl-client-")
         || n.starts_with("x-amzn-mtls-")
@@ -172,6 +173,18 @@ fn spoofable(name: &str) -> bool {
             "cf-connecting-ip",
             "x-cluster-client-ip",
             "x-original-forwarded-for",
+            "client-ip",
+            "x-originating-ip",
+            "x-remote-ip",
+            "x-remote-addr",
+            "x-proxyuser-ip",
+            "fastly-client-ip",
+            "akamai-client-ip",
+            "x-azure-clientip",
+            "x-azure-socketip",
+            "x-appengine-user-ip",
+            "x-host",
+            "x-original-host",
             "x-client-cert",
             "x-client-verify",
             "x-client-dn",

@@ -65,19 +65,18 @@ impl FromStr for Cidr {
                 format!("{masked}/{prefix}"),
             ));
         }
-        if prefix == 0 {
-            return Err(CidrError::Everything(s.to_owned()));
-        }
         // `::ffff:10.0.0.0/104` is how a dual-stack socket would show 10.0.0.0/8; peers are
         // compared as IPv4 (see `contains`), so the block is kept as IPv4 too.
-        if let IpAddr::V6(v6) = network
-            && prefix >= 96
-            && let Some(v4) = v6.to_ipv4_mapped()
-        {
-            return Ok(Self {
-                network: IpAddr::V4(v4),
-                prefix: prefix - 96,
-            });
+        let (network, prefix) = match network {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), prefix - 96),
+                None => (network, prefix),
+            },
+            _ => (network, prefix),
+        };
+        // Judged after the mapping: `::ffff:0.0.0.0/96` is every IPv4 address too.
+        if prefix == 0 {
+            return Err(CidrError::Everything(s.to_owned()));
         }
         Ok(Self { network, prefix })
     }
@@ -186,7 +185,7 @@ mod tests {
             "10.0.0.0/08".parse::<Cidr>(),
             Err(CidrError::Syntax(_))
         ));
-        for all in ["0.0.0.0/0", "::/0"] {
+        for all in ["0.0.0.0/0", "::/0", "::ffff:0.0.0.0/96"] {
             assert_eq!(
                 all.parse::<Cidr>(),
                 Err(CidrError::Everything(all.into())),

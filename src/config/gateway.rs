@@ -691,11 +691,34 @@ fn port_problem(authority: &http::uri::Authority) -> Option<String> {
     if !after_host.contains(':') {
         return None;
     }
+    let digits = authority
+        .port()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
     match authority.port_u16() {
         Some(0) => Some("port 0 cannot be connected to".into()),
+        // `:023111` reaches port 23111, and the app reads the zero in the Host header.
+        Some(_) if digits.starts_with('0') => {
+            Some("the port must be written without leading zeros".into())
+        }
         Some(_) => None,
         None => Some("the port must be a number from 1 to 65535".into()),
     }
+}
+
+/// What makes two upstream URLs the same endpoint: scheme, host (an IP literal in its
+/// canonical form, a name ignoring case), the port as connected to, and the base path.
+fn endpoint_key(uri: &http::Uri) -> Option<(bool, String, u16, String)> {
+    let https = uri.scheme_str()? == "https";
+    let host = uri.host()?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let host = match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => bare.to_ascii_lowercase(),
+    };
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let path = uri.path().trim_end_matches('/').to_owned();
+    Some((https, host, port, path))
 }
 
 fn check_upstream_urls(r: &RouteConfig) -> Result<(), ConfigError> {
@@ -745,7 +768,10 @@ fn check_upstream_urls(r: &RouteConfig) -> Result<(), ConfigError> {
     }
     let mut seen = std::collections::BTreeSet::new();
     for u in urls {
-        let key = u.trim_end_matches('/').to_ascii_lowercase();
+        let key = u
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|uri| endpoint_key(&uri));
         if !seen.insert(key) {
             return invalid(format!(
                 "upstream lists {u:?} twice; each endpoint once (a repeated one would take \

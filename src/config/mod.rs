@@ -919,6 +919,12 @@ mod tests {
             (r#"["http://a:0"]"#, "port 0"),
             (r#"["http://user:secret@a:1"]"#, "user information"),
             (r#"["http://a:1", "http://A:1/"]"#, "twice"),
+            (
+                r#"["http://[::1]:1", "http://[0:0:0:0:0:0:0:1]:1"]"#,
+                "twice",
+            ),
+            (r#"["http://a", "http://a:80"]"#, "twice"),
+            (r#"["http://a:023111"]"#, "leading zeros"),
         ];
         let more = [
             (

@@ -15,7 +15,7 @@ use super::format::OwnedName;
 /// connection, the client's address and the URL (`X-Original-URL` is read by IIS URL Rewrite and some Java
 /// frameworks as the path to serve), and the client-certificate headers of nginx, Apache,
 /// AWS and others. Apps moving from those proxies may still trust them.
-const FORWARDING: [OwnedName; 21] = [
+const FORWARDING: [OwnedName; 34] = [
     OwnedName::Prefix("x-forwarded-"),
     OwnedName::Exact(Cow::Borrowed("x-forwarded")),
     OwnedName::Exact(Cow::Borrowed("forwarded")),
@@ -28,6 +28,21 @@ const FORWARDING: [OwnedName; 21] = [
     OwnedName::Exact(Cow::Borrowed("cf-connecting-ip")),
     OwnedName::Exact(Cow::Borrowed("x-cluster-client-ip")),
     OwnedName::Exact(Cow::Borrowed("x-original-forwarded-for")),
+    OwnedName::Exact(Cow::Borrowed("client-ip")),
+    OwnedName::Exact(Cow::Borrowed("x-originating-ip")),
+    OwnedName::Exact(Cow::Borrowed("x-remote-ip")),
+    OwnedName::Exact(Cow::Borrowed("x-remote-addr")),
+    OwnedName::Exact(Cow::Borrowed("x-proxyuser-ip")),
+    OwnedName::Exact(Cow::Borrowed("fastly-client-ip")),
+    OwnedName::Exact(Cow::Borrowed("akamai-client-ip")),
+    OwnedName::Exact(Cow::Borrowed("x-azure-clientip")),
+    OwnedName::Exact(Cow::Borrowed("x-azure-socketip")),
+    OwnedName::Exact(Cow::Borrowed("x-appengine-user-ip")),
+    // Envoy's own (`x-envoy-external-address` names the client to an Envoy consumer).
+    OwnedName::Prefix("x-envoy-"),
+    // Host overrides, read by some frameworks to build absolute URLs.
+    OwnedName::Exact(Cow::Borrowed("x-host")),
+    OwnedName::Exact(Cow::Borrowed("x-original-host")),
     OwnedName::Exact(Cow::Borrowed("x-original-url")),
     OwnedName::Exact(Cow::Borrowed("x-original-uri")),
     OwnedName::Exact(Cow::Borrowed("x-rewrite-url")),
@@ -194,6 +209,13 @@ mod tests {
             "Forwarded-For",
             "X-Forwarded",
             "X-Original-Forwarded-For",
+            "Client-IP",
+            "client_ip",
+            "X-Originating-IP",
+            "Fastly-Client-IP",
+            "X-Envoy-External-Address",
+            "X-Azure-ClientIP",
+            "X-Original-Host",
         ] {
             assert!(r.is_reserved(n), "{n}");
         }
