@@ -1,6 +1,7 @@
 //! End to end through the real binary against a real SoftHSM2 token: `init`, issuance
 //! through `cert sign`, refusals, revocation and staff re-issue, on SQLite and PostgreSQL.
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::fixture::{Db, Fixture, PIN, last_line, sh};
@@ -944,30 +945,48 @@ fn exit_codes_tell_usage_errors_and_findings_apart() {
     let out = run_with(&["hsm", "info"]);
     assert_eq!(status(&out), 1, "{}", stderr(&out));
 
-    // A listener's certificate and key are read as `serve` would read them.
-    let missing = fx.path("missing-key.toml");
-    std::fs::write(
-        &missing,
-        format!(
-            "{text}\n[[listener]]\naddr = \"127.0.0.1:1\"\ncert = \"{}\"\nkey = \"{}\"\n",
-            fx.path("no-such.pem").display(),
-            fx.path("no-such.key").display()
-        ),
-    )
-    .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_certgate"))
-        .arg("--config")
-        .arg(&missing)
-        .args(["config", "check", "--format", "json"])
-        .env("SOFTHSM2_CONF", &fx.softhsm_conf)
-        .env("CERTGATE_HSM_PIN", PIN)
-        .output()
-        .expect("certgate runs");
-    assert_eq!(status(&out), 3, "{}", stderr(&out));
-    let check: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
-    let problem = check["problem"].as_str().expect("problem");
+    // A listener's certificate and key are read as `serve` would read them: `config check`
+    // on the configuration with one more listener, and why it was refused.
+    let refused_listener = |port: u16, cert: &Path, key: &Path| {
+        let config = fx.path(&format!("listener-{port}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "{text}\n[[listener]]\naddr = \"127.0.0.1:{port}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                cert.display(),
+                key.display()
+            ),
+        )
+        .expect("write");
+        let out = Command::new(env!("CARGO_BIN_EXE_certgate"))
+            .arg("--config")
+            .arg(&config)
+            .args(["config", "check", "--format", "json"])
+            .env("SOFTHSM2_CONF", &fx.softhsm_conf)
+            .env("CERTGATE_HSM_PIN", PIN)
+            .output()
+            .expect("certgate runs");
+        assert_eq!(status(&out), 3, "{}", stderr(&out));
+        let check: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("one JSON document");
+        check["problem"].as_str().expect("problem").to_owned()
+    };
+    let problem = refused_listener(1, &fx.path("no-such.pem"), &fx.path("no-such.key"));
     assert!(
         problem.contains("[[listener]] 127.0.0.1:1") && problem.contains("no-such.pem"),
+        "{problem}"
+    );
+    // An expired certificate: `serve` would start with it, and every client refuse it.
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("names");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("certificate");
+    std::fs::write(fx.path("expired.pem"), cert.pem()).expect("write");
+    std::fs::write(fx.path("expired.key"), key.serialize_pem()).expect("write");
+    let problem = refused_listener(2, &fx.path("expired.pem"), &fx.path("expired.key"));
+    assert!(
+        problem.contains("[[listener]] 127.0.0.1:2") && problem.contains("expired on"),
         "{problem}"
     );
 }

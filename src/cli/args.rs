@@ -91,8 +91,8 @@ pub enum ConfigCmd {
     /// Print a complete, commented example configuration.
     Example,
     /// Read and check the configuration file, and read what `serve` would read with it: the
-    /// HSM PIN, the listeners' and the staff console's certificates and keys, the https
-    /// upstreams' files and the logo. Exit 3 when the configuration is refused.
+    /// HSM PIN, the listeners' and the staff console's certificates (not expired) and keys,
+    /// the https upstreams' files and the logo. Exit 3 when the configuration is refused.
     Check {
         #[command(flatten)]
         output: FormatArg,

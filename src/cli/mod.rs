@@ -203,6 +203,24 @@ fn config_check(path: &std::path::Path, format: Format) -> anyhow::Result<()> {
     }
 }
 
+/// A server certificate past its notAfter: `serve` would start with it, and every client
+/// would refuse the handshake.
+fn refuse_expired(pair: &crate::tls::ServerKeyPair, what: &str) -> anyhow::Result<()> {
+    use crate::clock::Clock;
+    let Some(leaf) = pair.chain.first() else {
+        return Ok(());
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+        // Unreadable here is unreadable to rustls too, which load_server_key_pair reports.
+        return Ok(());
+    };
+    let not_after = cert.validity().not_after;
+    if not_after.timestamp() < crate::clock::SystemClock.now() {
+        anyhow::bail!("{what}: the certificate expired on {not_after}; clients would refuse it");
+    }
+    Ok(())
+}
+
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     let cfg = context::load_config(path)?;
     cfg.hsm.pin_source()?.read("HSM PIN")?;
@@ -226,13 +244,16 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     // Each listener's certificate and key, read as `serve` reads them (a changed path is
     // checked here before a reload or restart puts it in force).
     for l in &cfg.listeners {
-        crate::tls::load_server_key_pair(&cfg.resolve(&l.cert), &cfg.resolve(&l.key))
-            .with_context(|| format!("[[listener]] {}: cert and key", l.addr))?;
+        let what = format!("[[listener]] {}: cert and key", l.addr);
+        let pair = crate::tls::load_server_key_pair(&cfg.resolve(&l.cert), &cfg.resolve(&l.key))
+            .with_context(|| what.clone())?;
+        refuse_expired(&pair, &what)?;
     }
     // The staff console's certificate and key, read as `serve` reads them.
     if let (Some(cert), Some(key)) = (&cfg.staff.cert, &cfg.staff.key) {
-        crate::tls::load_server_key_pair(&cfg.resolve(cert), &cfg.resolve(key))
+        let pair = crate::tls::load_server_key_pair(&cfg.resolve(cert), &cfg.resolve(key))
             .context("[staff] cert and key")?;
+        refuse_expired(&pair, "[staff] cert and key")?;
     }
     // The logo's content, read and checked as `serve` reads it at start.
     crate::locale::Locale::from_config(&cfg).context("[branding]")?;
