@@ -989,6 +989,36 @@ fn exit_codes_tell_usage_errors_and_findings_apart() {
         problem.contains("[[listener]] 127.0.0.1:2") && problem.contains("expired on"),
         "{problem}"
     );
+    // The same certificate as the gateway's own for an app that requires mTLS: the app
+    // would refuse every connection.
+    let config = fx.path("expired-upstream-client.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[[route]]\nprefix = \"/app/\"\nupstream = \"https://127.0.0.1:9\"\n\
+             auth = \"certificate\"\n[route.upstream_tls]\nca_file = \"{cert}\"\n\
+             client_cert = \"{cert}\"\nclient_key = \"{key}\"\n",
+            cert = fx.path("expired.pem").display(),
+            key = fx.path("expired.key").display(),
+        ),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_certgate"))
+        .arg("--config")
+        .arg(&config)
+        .args(["config", "check"])
+        .env("SOFTHSM2_CONF", &fx.softhsm_conf)
+        .env("CERTGATE_HSM_PIN", PIN)
+        .output()
+        .expect("certgate runs");
+    assert_eq!(status(&out), 3, "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("[[route]] /app/: [route.upstream_tls] client_cert")
+            && said.contains("expired on")
+            && said.contains("the app would refuse it"),
+        "{said}"
+    );
 }
 
 /// Completion scripts and manual pages come from the clap grammar: they name the commands

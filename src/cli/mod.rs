@@ -203,9 +203,9 @@ fn config_check(path: &std::path::Path, format: Format) -> anyhow::Result<()> {
     }
 }
 
-/// A server certificate past its notAfter: `serve` would start with it, and every client
-/// would refuse the handshake.
-fn refuse_expired(pair: &crate::tls::ServerKeyPair, what: &str) -> anyhow::Result<()> {
+/// A certificate past its notAfter: `serve` would start with it, and `peer` (the clients,
+/// or the app) would refuse every handshake.
+fn refuse_expired(pair: &crate::tls::ServerKeyPair, what: &str, peer: &str) -> anyhow::Result<()> {
     use crate::clock::Clock;
     let Some(leaf) = pair.chain.first() else {
         return Ok(());
@@ -216,7 +216,7 @@ fn refuse_expired(pair: &crate::tls::ServerKeyPair, what: &str) -> anyhow::Resul
     };
     let not_after = cert.validity().not_after;
     if not_after.timestamp() < crate::clock::SystemClock.now() {
-        anyhow::bail!("{what}: the certificate expired on {not_after}; clients would refuse it");
+        anyhow::bail!("{what}: the certificate expired on {not_after}; {peer} would refuse it");
     }
     Ok(())
 }
@@ -240,6 +240,14 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
                 format!("[[route]] {}: [route.upstream_tls] for {url}", r.prefix)
             })?;
         }
+        // The gateway's own certificate for an app that requires mTLS: expired, the app
+        // would refuse every connection.
+        if let (Some(cert), Some(key)) = (&t.client_cert, &t.client_key) {
+            let what = format!("[[route]] {}: [route.upstream_tls] client_cert", r.prefix);
+            let pair = crate::tls::load_server_key_pair(&cfg.resolve(cert), &cfg.resolve(key))
+                .with_context(|| what.clone())?;
+            refuse_expired(&pair, &what, "the app")?;
+        }
     }
     // Each listener's certificate and key, read as `serve` reads them (a changed path is
     // checked here before a reload or restart puts it in force).
@@ -247,13 +255,13 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
         let what = format!("[[listener]] {}: cert and key", l.addr);
         let pair = crate::tls::load_server_key_pair(&cfg.resolve(&l.cert), &cfg.resolve(&l.key))
             .with_context(|| what.clone())?;
-        refuse_expired(&pair, &what)?;
+        refuse_expired(&pair, &what, "clients")?;
     }
     // The staff console's certificate and key, read as `serve` reads them.
     if let (Some(cert), Some(key)) = (&cfg.staff.cert, &cfg.staff.key) {
         let pair = crate::tls::load_server_key_pair(&cfg.resolve(cert), &cfg.resolve(key))
             .context("[staff] cert and key")?;
-        refuse_expired(&pair, "[staff] cert and key")?;
+        refuse_expired(&pair, "[staff] cert and key", "clients")?;
     }
     // The logo's content, read and checked as `serve` reads it at start.
     crate::locale::Locale::from_config(&cfg).context("[branding]")?;

@@ -28,7 +28,21 @@ pub enum CidrError {
     HostBits(String, String),
     #[error("{0:?} trusts every address to name the client's; list the load balancers' addresses")]
     Everything(String),
+    #[error(
+        "{0:?} is wider than a /{BROADEST_V4} (IPv4) or /{BROADEST_V6} (IPv6) block: no load \
+         balancer fleet spans that much; list the load balancers' addresses or their subnet"
+    )]
+    TooBroad(String),
+    #[error(
+        "{0:?} is or starts at the unspecified address (0.0.0.0 or ::), which no peer connects from"
+    )]
+    Unspecified(String),
 }
+
+/// The widest blocks accepted. A `/1` is half of all addresses: it trusts strangers to name
+/// the client as surely as `/0` does, and no set of load balancers needs it.
+const BROADEST_V4: u8 = 8;
+const BROADEST_V6: u8 = 16;
 
 impl FromStr for Cidr {
     type Err = CidrError;
@@ -78,6 +92,17 @@ impl FromStr for Cidr {
         if prefix == 0 {
             return Err(CidrError::Everything(s.to_owned()));
         }
+        let broadest = if network.is_ipv4() {
+            BROADEST_V4
+        } else {
+            BROADEST_V6
+        };
+        if prefix < broadest {
+            return Err(CidrError::TooBroad(s.to_owned()));
+        }
+        if network.is_unspecified() {
+            return Err(CidrError::Unspecified(s.to_owned()));
+        }
         Ok(Self { network, prefix })
     }
 }
@@ -104,6 +129,11 @@ impl Cidr {
             v4 => v4,
         };
         ip.is_ipv4() == self.network.is_ipv4() && mask(ip, self.prefix) == self.network
+    }
+
+    /// Whether every address of `other` lies in this block (a block covers itself).
+    pub fn covers(&self, other: &Cidr) -> bool {
+        other.prefix >= self.prefix && self.contains(other.network)
     }
 }
 
@@ -143,8 +173,19 @@ mod tests {
         let v6: Cidr = "2001:db8::/32".parse().unwrap();
         assert!(v6.contains(ip("2001:db8:ffff::1")));
         assert!(!v6.contains(ip("2001:db9::1")));
-        let all_but_one: Cidr = "0.0.0.0/1".parse().unwrap();
-        assert!(all_but_one.contains(ip("10.0.0.1")) && !all_but_one.contains(ip("::2")));
+        let widest: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(widest.contains(ip("10.0.0.1")) && !widest.contains(ip("::2")));
+    }
+
+    #[test]
+    fn a_block_covers_its_narrower_blocks_only() {
+        let wide: Cidr = "10.0.0.0/8".parse().unwrap();
+        let narrow: Cidr = "10.1.0.0/16".parse().unwrap();
+        let other: Cidr = "11.0.0.0/16".parse().unwrap();
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(wide.covers(&narrow) && wide.covers(&wide));
+        assert!(!narrow.covers(&wide) && !wide.covers(&other) && !wide.covers(&v6));
+        assert!(v6.covers(&"2001:db8:1::1".parse().unwrap()));
     }
 
     #[test]
@@ -190,6 +231,27 @@ mod tests {
                 all.parse::<Cidr>(),
                 Err(CidrError::Everything(all.into())),
                 "{all}"
+            );
+        }
+        for wide in [
+            "0.0.0.0/1",
+            "128.0.0.0/1",
+            "8.0.0.0/7",
+            "::/1",
+            "2000::/3",
+            "::ffff:0.0.0.0/97",
+        ] {
+            assert_eq!(
+                wide.parse::<Cidr>(),
+                Err(CidrError::TooBroad(wide.into())),
+                "{wide}"
+            );
+        }
+        for none in ["0.0.0.0", "0.0.0.0/32", "::", "::/128", "::ffff:0.0.0.0"] {
+            assert_eq!(
+                none.parse::<Cidr>(),
+                Err(CidrError::Unspecified(none.into())),
+                "{none}"
             );
         }
         let e = "10.1.2.3/8".parse::<Cidr>().unwrap_err();

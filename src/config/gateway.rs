@@ -869,6 +869,19 @@ pub(super) fn check(cfg: &Config) -> Result<(), ConfigError> {
             }
             _ => {}
         }
+        // An entry inside another is a duplicate or a typo for a different block.
+        for (i, a) in l.trusted_proxies.iter().enumerate() {
+            if let Some(b) = l.trusted_proxies[..i]
+                .iter()
+                .find(|b| b.covers(a) || a.covers(b))
+            {
+                return invalid(format!(
+                    "[[listener]] {}: trusted_proxies lists {a} and {b}, one inside the \
+                     other; list each block once",
+                    l.addr
+                ));
+            }
+        }
     }
     for (i, a) in cfg.listeners.iter().enumerate() {
         // Port 0 (any free port, for tests) may appear several times.

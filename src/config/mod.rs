@@ -828,6 +828,22 @@ mod tests {
                 "proxy_protocol = true\ntrusted_proxies = [\"10.1.0.0/8\"]\n",
                 "did you mean 10.0.0.0/8",
             ),
+            (
+                "proxy_protocol = true\ntrusted_proxies = [\"0.0.0.0/1\", \"128.0.0.0/1\"]\n",
+                "wider than a /8",
+            ),
+            (
+                "proxy_protocol = true\ntrusted_proxies = [\"0.0.0.0\"]\n",
+                "unspecified address",
+            ),
+            (
+                "proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.7\"]\n",
+                "lists 10.0.0.7/32 and 10.0.0.0/8, one inside the other",
+            ),
+            (
+                "proxy_protocol = true\ntrusted_proxies = [\"::1\", \"::ffff:10.0.0.1\", \"10.0.0.1\"]\n",
+                "lists 10.0.0.1/32 and 10.0.0.1/32",
+            ),
         ] {
             let err = Config::parse(&with(lines), "t", Path::new(".")).unwrap_err();
             assert!(err.to_string().contains(says), "{lines}: {err}");
