@@ -92,7 +92,8 @@ pub enum ConfigCmd {
     Example,
     /// Read and check the configuration file, and read what `serve` would read with it: the
     /// HSM PIN, the listeners' and the staff console's certificates (not expired) and keys,
-    /// the https upstreams' files and the logo. Exit 3 when the configuration is refused.
+    /// the https upstreams' files (the gateway's own client certificate not expired) and the
+    /// logo. Exit 3 when the configuration is refused.
     Check {
         #[command(flatten)]
         output: FormatArg,
