@@ -679,6 +679,14 @@ pub const CSRF: [&str; 4] = [
     "X-CSRF-Token: 5d0c4b9a8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b",
 ];
 
+/// [`CSRF`] for the staff console's calls: its pages keep their token in a cookie of their own.
+pub const STAFF_CSRF: [&str; 4] = [
+    "-H",
+    "Cookie: __Host-certgate_staff_csrf=5d0c4b9a8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b",
+    "-H",
+    "X-CSRF-Token: 5d0c4b9a8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b",
+];
+
 /// An EC P-256 key and a DER CSR for it (subject chosen by the test; the CA ignores it).
 pub fn key_and_der_csr(fx: &Fixture, name: &str) -> (PathBuf, PathBuf) {
     let (key, csr) = fx.openssl_csr(name, "ec:P-256");

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::faults::eventually;
 use crate::fixture::{
-    CSRF, Db, Fixture, Running, ServeAs, call_app, curl, free_port, last_line, missing,
+    CSRF, Db, Fixture, Running, STAFF_CSRF, ServeAs, call_app, curl, free_port, last_line, missing,
 };
 
 /// A staff member's certificate and key files.
@@ -75,7 +75,7 @@ fn call(
         "-X",
         method,
     ];
-    args.extend(CSRF);
+    args.extend(STAFF_CSRF);
     args.extend(extra);
     if let Some(b) = body {
         args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
@@ -672,7 +672,7 @@ fn a_staff_member_obtains_the_first_certificate_on_the_obtain_listener() {
         let body = body.to_string();
         let mut args = vec!["-H", "Content-Type: application/json"];
         if token {
-            args.extend(CSRF);
+            args.extend(STAFF_CSRF);
         }
         args.extend(["--data-binary", body.as_str(), url.as_str()]);
         let (s, text) = curl(&run.ca, &args);
@@ -691,6 +691,14 @@ fn a_staff_member_obtains_the_first_certificate_on_the_obtain_listener() {
     assert_eq!((s, b["error"].as_str()), (401, Some("bad_code")), "{b}");
     let (s, b) = post(&ask("ito", &code), false);
     assert_eq!((s, b["error"].as_str()), (403, Some("cross_site")), "{b}");
+    // A customer page's token cookie is not the staff pages' one.
+    let mut customer_token = vec!["-H", "Content-Type: application/json"];
+    customer_token.extend(CSRF);
+    let body = ask("ito", &code).to_string();
+    customer_token.extend(["--data-binary", body.as_str(), url.as_str()]);
+    let (s, text) = curl(&run.ca, &customer_token);
+    assert_eq!(s, 403, "{text}");
+    assert!(text.contains("cross_site"), "{text}");
     // The obtain page: the customers' page, its call sent to the staff obtain call.
     let page_url = format!("https://127.0.0.1:{obtain_port}/staff/obtain?lang=en");
     let (s, page) = curl(&run.ca, &["-D", "-", &page_url]);
@@ -702,7 +710,7 @@ fn a_staff_member_obtains_the_first_certificate_on_the_obtain_listener() {
         "{page}"
     );
     assert!(
-        lower.contains("set-cookie: __host-certgate_csrf="),
+        lower.contains("set-cookie: __host-certgate_staff_csrf="),
         "{page}"
     );
     let script = format!("https://127.0.0.1:{obtain_port}/certgate/assets/certgate.js");
@@ -847,7 +855,7 @@ fn wrong_codes_on_the_staff_obtain_listener_are_rate_limited() {
     let post = |code: &str| {
         let body = serde_json::json!({"name": "ito", "code": code, "csr": csr_pem}).to_string();
         let mut args = vec!["-D", "-", "-H", "Content-Type: application/json"];
-        args.extend(CSRF);
+        args.extend(STAFF_CSRF);
         args.extend(["--data-binary", body.as_str(), url.as_str()]);
         curl(&run.ca, &args)
     };
@@ -1029,7 +1037,7 @@ fn whoever_received_a_staff_code_cannot_decide_with_that_identity() {
     .to_string();
     let url = format!("https://127.0.0.1:{obtain_port}/staff/api/v1/obtain");
     let mut args = vec!["-H", "Content-Type: application/json"];
-    args.extend(CSRF);
+    args.extend(STAFF_CSRF);
     args.extend(["--data-binary", body.as_str(), url.as_str()]);
     let (s, text) = curl(&run.ca, &args);
     assert_eq!(s, 200, "{text}");

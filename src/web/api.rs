@@ -50,7 +50,7 @@ fn target_login(segment: &str) -> Result<String, WebResponse> {
 /// `Origin`-less requests' cookies, but it cannot read the `HttpOnly` token cookie.
 fn change_by(req: &WebRequest) -> Result<&PeerCert, WebResponse> {
     let peer = need_peer(req)?;
-    csrf::check_page(req).map_err(cross_site)?;
+    csrf::check_page(req, csrf::Surface::Customer).map_err(cross_site)?;
     Ok(peer)
 }
 

@@ -7,11 +7,36 @@
 //! - page forms also carry a token that must equal the `__Host-certgate_csrf` cookie (double
 //!   submit). The `__Host-` prefix makes browsers refuse that cookie from any other host name
 //!   (a sibling subdomain cannot plant a token of its choosing) and from plain HTTP.
+//!
+//! The staff console's pages have a cookie of their own: cookies are kept per host name, not
+//! per port, so a console on the customers' host name would otherwise overwrite the token of
+//! a customer page open beside it, and the other way round.
 
 use super::request::WebRequest;
 
-/// The cookie holding the page's CSRF token.
+/// The cookie holding a customer page's CSRF token.
 pub const COOKIE: &str = "__Host-certgate_csrf";
+/// The cookie holding a staff console page's CSRF token.
+pub const STAFF_COOKIE: &str = "__Host-certgate_staff_csrf";
+
+/// Whose pages a token belongs to: each has its own cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// The login pages and the customers' JSON API.
+    Customer,
+    /// The staff console and the staff obtain listener.
+    Staff,
+}
+
+impl Surface {
+    /// The name of this surface's token cookie.
+    pub const fn cookie(self) -> &'static str {
+        match self {
+            Self::Customer => COOKIE,
+            Self::Staff => STAFF_COOKIE,
+        }
+    }
+}
 /// The header a page's script echoes the token in. Not an `X-Certgate-*` name: the gateway
 /// strips that whole namespace from incoming requests.
 pub const HEADER: &str = "x-csrf-token";
@@ -52,24 +77,27 @@ pub fn check_api(req: &WebRequest) -> Result<(), CrossSite> {
     Ok(())
 }
 
-/// [`check_api`] plus the double-submit token of certgate's pages.
-pub fn check_page(req: &WebRequest) -> Result<(), CrossSite> {
+/// [`check_api`] plus the double-submit token of `surface`'s pages.
+pub fn check_page(req: &WebRequest, surface: Surface) -> Result<(), CrossSite> {
     check_api(req)?;
     let sent = req.header(HEADER).ok_or(CrossSite::Token)?;
-    let cookie = cookie_value(req, COOKIE).ok_or(CrossSite::Token)?;
+    let cookie = cookie_value(req, surface.cookie()).ok_or(CrossSite::Token)?;
     if sent.len() < 32 || !constant_time_eq(sent.as_bytes(), cookie.as_bytes()) {
         return Err(CrossSite::Token);
     }
     Ok(())
 }
 
-/// A new token and the `Set-Cookie` value that stores it.
-pub fn new_token() -> (String, String) {
+/// A new token for `surface`'s pages and the `Set-Cookie` value that stores it.
+pub fn new_token(surface: Surface) -> (String, String) {
     let mut raw = [0u8; 24];
     // A failed RNG leaves zeros: the token then never matches a cookie of another page.
     let _ = aws_lc_rs::rand::fill(&mut raw);
     let token = hex::encode(raw);
-    let cookie = format!("{COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict");
+    let cookie = format!(
+        "{}={token}; Path=/; Secure; HttpOnly; SameSite=Strict",
+        surface.cookie()
+    );
     (token, cookie)
 }
 
@@ -150,25 +178,28 @@ mod tests {
 
     #[test]
     fn page_token_must_match_cookie() {
-        let (token, _) = new_token();
+        let (token, _) = new_token(Surface::Customer);
         let ok = req(&[
             ("content-type", "application/json"),
             ("x-csrf-token", &token),
             ("cookie", &format!("a=b; {COOKIE}={token}")),
         ]);
-        assert_eq!(check_page(&ok), Ok(()));
-        let (other, _) = new_token();
+        assert_eq!(check_page(&ok, Surface::Customer), Ok(()));
+        let (other, _) = new_token(Surface::Customer);
         let bad = req(&[
             ("content-type", "application/json"),
             ("x-csrf-token", &other),
             ("cookie", &format!("{COOKIE}={token}")),
         ]);
-        assert_eq!(check_page(&bad), Err(CrossSite::Token));
+        assert_eq!(check_page(&bad, Surface::Customer), Err(CrossSite::Token));
         let missing = req(&[
             ("content-type", "application/json"),
             ("x-csrf-token", &token),
         ]);
-        assert_eq!(check_page(&missing), Err(CrossSite::Token));
+        assert_eq!(
+            check_page(&missing, Surface::Customer),
+            Err(CrossSite::Token)
+        );
         // The same token under the unprefixed name (which any sibling host could plant) is
         // not the page's cookie.
         let unprefixed = req(&[
@@ -176,26 +207,41 @@ mod tests {
             ("x-csrf-token", &token),
             ("cookie", &format!("certgate_csrf={token}")),
         ]);
-        assert_eq!(check_page(&unprefixed), Err(CrossSite::Token));
+        assert_eq!(
+            check_page(&unprefixed, Surface::Customer),
+            Err(CrossSite::Token)
+        );
+        // A customer page's cookie is not the staff console's, nor the other way round.
+        assert_eq!(check_page(&ok, Surface::Staff), Err(CrossSite::Token));
+        let (staff_token, staff_cookie) = new_token(Surface::Staff);
+        let staff = req(&[
+            ("content-type", "application/json"),
+            ("x-csrf-token", &staff_token),
+            ("cookie", staff_cookie.split(';').next().unwrap()),
+        ]);
+        assert_eq!(check_page(&staff, Surface::Staff), Ok(()));
+        assert_eq!(check_page(&staff, Surface::Customer), Err(CrossSite::Token));
     }
 
     #[test]
     fn the_cookie_meets_the_host_prefix_rules() {
         // Browsers store a `__Host-` cookie only with Secure, Path=/ and no Domain.
-        let (token, cookie) = new_token();
-        let mut parts = cookie.split("; ");
-        assert_eq!(
-            parts.next(),
-            Some(format!("__Host-certgate_csrf={token}").as_str())
-        );
-        let attrs: Vec<&str> = parts.collect();
-        assert!(attrs.contains(&"Secure"), "{cookie}");
-        assert!(attrs.contains(&"Path=/"), "{cookie}");
-        assert!(
-            !attrs
-                .iter()
-                .any(|a| a.to_ascii_lowercase().starts_with("domain")),
-            "{cookie}"
-        );
+        for (surface, name) in [
+            (Surface::Customer, "__Host-certgate_csrf"),
+            (Surface::Staff, "__Host-certgate_staff_csrf"),
+        ] {
+            let (token, cookie) = new_token(surface);
+            let mut parts = cookie.split("; ");
+            assert_eq!(parts.next(), Some(format!("{name}={token}").as_str()));
+            let attrs: Vec<&str> = parts.collect();
+            assert!(attrs.contains(&"Secure"), "{cookie}");
+            assert!(attrs.contains(&"Path=/"), "{cookie}");
+            assert!(
+                !attrs
+                    .iter()
+                    .any(|a| a.to_ascii_lowercase().starts_with("domain")),
+                "{cookie}"
+            );
+        }
     }
 }

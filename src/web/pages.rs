@@ -154,7 +154,7 @@ pub fn render(
     notice: Option<(String, i64, &'static str)>,
     login: &str,
 ) -> WebResponse {
-    let (token, cookie) = csrf::new_token();
+    let (token, cookie) = csrf::new_token(csrf::Surface::Customer);
     let data = PageData {
         csrf: &token,
         login,

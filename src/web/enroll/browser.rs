@@ -32,7 +32,7 @@ struct RenewBody {
 
 /// `POST /certgate/api/obtain`: a first issuance with the login ID and issuance code.
 pub async fn obtain(lifecycle: &Lifecycle, ca_chain: &[Vec<u8>], req: &WebRequest) -> WebResponse {
-    if let Err(e) = csrf::check_page(req) {
+    if let Err(e) = csrf::check_page(req, csrf::Surface::Customer) {
         return cross_site(e);
     }
     let body: ObtainBody = match parse(req) {
@@ -57,7 +57,7 @@ pub fn named_login(req: &WebRequest) -> Option<String> {
 
 /// `POST /certgate/api/renew`: a renewal authenticated by the current client certificate.
 pub async fn renew(lifecycle: &Lifecycle, ca_chain: &[Vec<u8>], req: &WebRequest) -> WebResponse {
-    if let Err(e) = csrf::check_page(req) {
+    if let Err(e) = csrf::check_page(req, csrf::Surface::Customer) {
         return cross_site(e);
     }
     let peer = match need_peer(req) {

@@ -103,7 +103,7 @@ impl Console {
             return r;
         }
         if req.method == Method::POST && req.path == api::OBTAIN_PATH {
-            if let Err(e) = super::csrf::check_page(req) {
+            if let Err(e) = super::csrf::check_page(req, super::csrf::Surface::Staff) {
                 return super::json_call::cross_site(e);
             }
             return match &self.limits {
@@ -169,7 +169,7 @@ impl Console {
             );
         }
         if req.method != Method::GET
-            && let Err(e) = super::csrf::check_page(req)
+            && let Err(e) = super::csrf::check_page(req, super::csrf::Surface::Staff)
         {
             return super::json_call::cross_site(e);
         }

@@ -33,7 +33,7 @@ pub fn serve(req: &WebRequest, caller: &StaffCaller) -> WebResponse {
         HOME => page(req),
         RENEW_PAGE => {
             let lang = lang_of(req);
-            let (token, cookie) = csrf::new_token();
+            let (token, cookie) = csrf::new_token(csrf::Surface::Staff);
             let html = locale::pages::staff_renew(
                 &locale::current(),
                 lang,
@@ -62,7 +62,7 @@ pub fn serve_obtain(req: &WebRequest) -> WebResponse {
         "/" | "/staff" | "/staff/" => redirect(OBTAIN_PAGE),
         OBTAIN_PAGE => {
             let lang = lang_of(req);
-            let (token, cookie) = csrf::new_token();
+            let (token, cookie) = csrf::new_token(csrf::Surface::Staff);
             let html = locale::pages::staff_obtain(
                 &locale::current(),
                 lang,
@@ -79,7 +79,7 @@ pub fn serve_obtain(req: &WebRequest) -> WebResponse {
 /// The console in the request's language, with a fresh CSRF token (cookie and page).
 fn page(req: &WebRequest) -> WebResponse {
     let lang = lang_of(req);
-    let (token, cookie) = csrf::new_token();
+    let (token, cookie) = csrf::new_token(csrf::Surface::Staff);
     let html = locale::pages::staff_console(&locale::current(), lang, &token);
     html_answer(html, lang, &cookie)
 }
@@ -167,7 +167,7 @@ mod tests {
             // The double-submit token: the cookie and the page carry the same value.
             let cookie = h[header::SET_COOKIE].to_str().unwrap();
             let token = cookie
-                .strip_prefix("__Host-certgate_csrf=")
+                .strip_prefix("__Host-certgate_staff_csrf=")
                 .and_then(|c| c.split(';').next())
                 .unwrap();
             assert_eq!(token.len(), 48);
