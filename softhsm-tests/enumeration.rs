@@ -9,7 +9,9 @@ use std::process::Command;
 
 use base64::Engine;
 
-use crate::fixture::{Db, Fixture, LIMITS_OUT_OF_REACH, Running, curl, key_and_der_csr, sh};
+use crate::fixture::{
+    Db, Fixture, LIMITS_OUT_OF_REACH, Running, curl, key_and_der_csr, obtain_call_args, sh,
+};
 
 /// Status, headers (lower-case names, sorted, without `date` and the request ID's value) and
 /// body of one answer.
@@ -80,24 +82,12 @@ fn est(fx: &Fixture, run: &Running, login: &str, code: &str, der_csr: &Path) -> 
 /// The obtain page's JSON call, with its double-submit token.
 fn web(fx: &Fixture, run: &Running, login: &str, code: &str, pem_csr: &Path) -> Answer {
     let csr = std::fs::read_to_string(pem_csr).unwrap();
-    let body = fx.path("obtain.json");
     let json = serde_json::json!({"login": login, "code": code, "csr": csr});
-    std::fs::write(&body, json.to_string()).unwrap();
-    let token = "t".repeat(40);
+    let args = obtain_call_args(fx, run, &json);
     answer(
         fx,
         run,
-        &[
-            "-H",
-            "Content-Type: application/json",
-            "-H",
-            &format!("x-csrf-token: {token}"),
-            "-b",
-            &format!("__Host-certgate_csrf={token}"),
-            "--data-binary",
-            &format!("@{}", body.display()),
-            &run.url("/certgate/api/obtain"),
-        ],
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
     )
 }
 

@@ -679,6 +679,24 @@ pub const CSRF: [&str; 4] = [
     "X-CSRF-Token: 5d0c4b9a8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b",
 ];
 
+/// curl arguments for the obtain page's JSON call (`/certgate/api/obtain`) with its
+/// double-submit token; `body` is written to `obtain.json` in the fixture's folder.
+pub fn obtain_call_args(fx: &Fixture, run: &Running, body: &serde_json::Value) -> Vec<String> {
+    let file = fx.path("obtain.json");
+    std::fs::write(&file, body.to_string()).expect("write the call's body");
+    let mut args: Vec<String> = ["-H", "Content-Type: application/json"]
+        .iter()
+        .chain(CSRF.iter())
+        .map(|a| (*a).to_owned())
+        .collect();
+    args.extend([
+        "--data-binary".to_owned(),
+        format!("@{}", file.display()),
+        run.url("/certgate/api/obtain"),
+    ]);
+    args
+}
+
 /// [`CSRF`] for the staff console's calls: its pages keep their token in a cookie of their own.
 pub const STAFF_CSRF: [&str; 4] = [
     "-H",

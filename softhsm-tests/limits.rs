@@ -16,7 +16,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use crate::fixture::{Db, Fixture, Running, curl, free_port, key_and_der_csr, sh};
+use crate::fixture::{
+    Db, Fixture, Running, curl, free_port, key_and_der_csr, obtain_call_args, sh,
+};
 
 /// Tight limits so that a short test reaches them.
 const LIMITS: &str = r#"
@@ -109,26 +111,11 @@ fn a_code_flood_gets_429_and_a_bounded_audit_trail() {
     assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
     // The pages' JSON call from the same address is refused as well, and in JSON: its
     // callers read `error` and `message` from every answer.
-    let token = "t".repeat(40);
-    let body = fx.path("obtain.json");
     let json = serde_json::json!({"login": "bob", "code": "0000-0000-0000-0000-0000", "csr": "x"});
-    std::fs::write(&body, json.to_string()).unwrap();
-    let (status, text) = curl(
-        &run.ca,
-        &[
-            "-D",
-            "-",
-            "-H",
-            "Content-Type: application/json",
-            "-H",
-            &format!("x-csrf-token: {token}"),
-            "-b",
-            &format!("__Host-certgate_csrf={token}"),
-            "--data-binary",
-            &format!("@{}", body.display()),
-            &run.url("/certgate/api/obtain"),
-        ],
-    );
+    let call = obtain_call_args(&fx, &run, &json);
+    let mut args = vec!["-D", "-"];
+    args.extend(call.iter().map(String::as_str));
+    let (status, text) = curl(&run.ca, &args);
     assert_eq!(status, 429, "{text}");
     let lower = text.to_ascii_lowercase();
     assert!(

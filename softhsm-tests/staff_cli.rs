@@ -100,15 +100,12 @@ fn obtain_call(
     pem_csr: &Path,
 ) -> (u16, String) {
     let csr = std::fs::read_to_string(pem_csr).unwrap();
-    let body = fx.path("obtain.json");
     let json = serde_json::json!({"login": login, "code": code, "csr": csr});
-    std::fs::write(&body, json.to_string()).unwrap();
-    let mut args = vec!["-H", "Content-Type: application/json"];
-    args.extend(crate::fixture::CSRF);
-    let data = format!("@{}", body.display());
-    let url = run.url("/certgate/api/obtain");
-    args.extend(["--data-binary", data.as_str(), url.as_str()]);
-    curl(&run.ca, &args)
+    let args = crate::fixture::obtain_call_args(fx, run, &json);
+    curl(
+        &run.ca,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
 }
 
 fn serial_of(cert: &Path) -> String {
