@@ -63,12 +63,23 @@ pub fn parse_request(der: &[u8]) -> Result<ParsedRequest, OcspRequestError> {
     if list.is_empty() || list.len() > MAX_CERTS_PER_REQUEST {
         return Err(OcspRequestError::BadCount);
     }
-    let nonce = req
-        .tbs_request
-        .request_extensions
-        .unwrap_or_default()
-        .into_iter()
-        .find(|e| e.extn_id == OID_NONCE);
+    let extensions = req.tbs_request.request_extensions.unwrap_or_default();
+    // RFC 6960 4.4: an unrecognised extension is ignored unless it is critical. The nonce is
+    // the only one understood here, on the request or on one of its single requests.
+    let critical_unknown = extensions
+        .iter()
+        .chain(
+            list.iter()
+                .flat_map(|r| r.single_request_extensions.iter().flatten()),
+        )
+        .find(|e| e.critical && e.extn_id != OID_NONCE);
+    if let Some(e) = critical_unknown {
+        return Err(OcspRequestError::Malformed(format!(
+            "the request holds an unrecognised critical extension ({})",
+            e.extn_id
+        )));
+    }
+    let nonce = extensions.into_iter().find(|e| e.extn_id == OID_NONCE);
     if let Some(n) = &nonce {
         // RFC 8954: a nonce is 1 to 32 octets.
         let len = OctetString::from_der(n.extn_value.as_bytes()).map(|o| o.as_bytes().len());
@@ -280,4 +291,78 @@ pub(super) fn signature_algorithm(alg: KeyAlgorithm) -> Result<AlgorithmIdentifi
 
 fn der_err(e: der::Error) -> CaError {
     CaError::Profile(format!("DER encoding failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use der::asn1::{ObjectIdentifier, OctetString};
+    use x509_ocsp::{Request, TbsRequest};
+
+    fn request(extensions: Vec<Extension>, single: Vec<Extension>) -> Vec<u8> {
+        let cert_id = CertId {
+            hash_algorithm: AlgorithmIdentifierOwned {
+                oid: OID_SHA256,
+                parameters: None,
+            },
+            issuer_name_hash: OctetString::new(vec![1; 32]).unwrap(),
+            issuer_key_hash: OctetString::new(vec![2; 32]).unwrap(),
+            serial_number: x509_cert::serial_number::SerialNumber::new(&[0x42]).unwrap(),
+        };
+        OcspRequest {
+            tbs_request: TbsRequest {
+                version: Version::V1,
+                requestor_name: None,
+                request_list: vec![Request {
+                    req_cert: cert_id,
+                    single_request_extensions: (!single.is_empty()).then_some(single),
+                }],
+                request_extensions: (!extensions.is_empty()).then_some(extensions),
+            },
+            optional_signature: None,
+        }
+        .to_der()
+        .unwrap()
+    }
+
+    fn extension(oid: &str, critical: bool, value: &[u8]) -> Extension {
+        Extension {
+            extn_id: ObjectIdentifier::new_unwrap(oid),
+            critical,
+            extn_value: OctetString::new(value.to_vec()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn unrecognised_extensions_are_ignored_unless_critical() {
+        let nonce = OctetString::new(vec![7; 16]).unwrap().to_der().unwrap();
+        // The nonce, critical or not, is understood; another extension is ignored when it
+        // is not critical.
+        for critical in [false, true] {
+            let der = request(
+                vec![
+                    extension("1.3.6.1.5.5.7.48.1.2", critical, &nonce),
+                    extension("1.2.3.4", false, &[5, 0]),
+                ],
+                vec![extension("1.2.3.5", false, &[5, 0])],
+            );
+            let parsed = parse_request(&der).unwrap();
+            assert_eq!(parsed.cert_ids.len(), 1);
+            assert!(parsed.nonce.is_some());
+        }
+        // A critical one it does not know, on the request or on a single request, makes the
+        // request malformed (RFC 6960 4.4).
+        for (on_request, on_single) in [
+            (vec![extension("1.2.3.4", true, &[5, 0])], vec![]),
+            (vec![], vec![extension("1.2.3.4", true, &[5, 0])]),
+        ] {
+            let err = parse_request(&request(on_request, on_single)).unwrap_err();
+            assert_eq!(
+                err,
+                OcspRequestError::Malformed(
+                    "the request holds an unrecognised critical extension (1.2.3.4)".into()
+                )
+            );
+        }
+    }
 }
