@@ -416,6 +416,41 @@ async fn alices_certificate_never_logs_in_as_bob() {
         ("POST /ib/login HTTP/1.1", FORM, "loginid=bob".into(), 403),
         ("POST /ib/login HTTP/1.1", FORM, "loginId=%62ob".into(), 403),
         ("POST /ib/login HTTP/1.1", FORM, "loginId[]=bob".into(), 403),
+        // Names as Express's qs and body-parser read them: a leading bracket, a nested
+        // field, a byte order mark before the first name (raw or encoded).
+        ("POST /ib/login HTTP/1.1", FORM, "[loginId]=bob".into(), 403),
+        (
+            "POST /ib/login?%5BloginId%5D=bob HTTP/1.1",
+            FORM,
+            "pw=x".into(),
+            403,
+        ),
+        (
+            "POST /ib/login HTTP/1.1",
+            FORM,
+            "user[loginId]=bob".into(),
+            403,
+        ),
+        (
+            "POST /ib/login HTTP/1.1",
+            FORM,
+            "\u{feff}loginId=bob".into(),
+            403,
+        ),
+        (
+            "POST /ib/login HTTP/1.1",
+            FORM,
+            "%EF%BB%BFloginId=bob&loginId=alice".into(),
+            403,
+        ),
+        // Under the login path: a servlet mapped to /ib/login/* or a suffix pattern.
+        ("POST /ib/login/x HTTP/1.1", FORM, "loginId=bob".into(), 403),
+        (
+            "POST /ib/login.do HTTP/1.1",
+            FORM,
+            "loginId=bob".into(),
+            403,
+        ),
         (
             "POST /ib/login HTTP/1.1",
             FORM,

@@ -491,7 +491,8 @@ fn default_max_body_bytes() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct LoginBindingConfig {
     /// The path of the login form's target, e.g. `/ib/login`; compared with the canonical
-    /// request path, ignoring ASCII case and a trailing `/`.
+    /// request path, ignoring ASCII case and a trailing `/`. Paths under it (`/ib/login/x`,
+    /// `/ib/login.do`) are bound too.
     pub path: String,
     /// The field holding the login ID, e.g. `loginId` (compared ignoring ASCII case).
     pub field: String,

@@ -1,5 +1,5 @@
-//! Login-ID binding: on a route that asks for it, every request to the login path (any
-//! method, on the canonical path) may name only the certificate's login ID. The field is
+//! Login-ID binding: on a route that asks for it, every request to the login path or under
+//! it (any method, on the canonical path) may name only the certificate's login ID. The field is
 //! looked for, ignoring ASCII case, in the query and in the body (urlencoded, multipart or
 //! JSON, at any depth); values are compared decoded. A field named twice, a body of another
 //! type, an encoded (compressed) body, one over the limit or malformed is refused: the app
@@ -76,10 +76,23 @@ fn refused(p: Problem, what: &'static str) -> Problem {
     p
 }
 
-/// `path` is the binding's, ignoring ASCII case and a trailing `/`.
+/// `path` is the binding's, ignoring ASCII case and a trailing `/`, or lies under it: a
+/// servlet mapped to `/login/*` answers `/login/x` too, and Spring's suffix patterns answer
+/// `/login.do`.
 fn same_path(path: &str, binding: &str) -> bool {
-    path.trim_end_matches('/')
-        .eq_ignore_ascii_case(binding.trim_end_matches('/'))
+    let (path, binding) = (path.as_bytes(), binding.trim_end_matches('/').as_bytes());
+    path.len() >= binding.len()
+        && path[..binding.len()].eq_ignore_ascii_case(binding)
+        && matches!(path.get(binding.len()), None | Some(b'/' | b'.'))
+}
+
+/// Names equal ignoring ASCII case, with `.` and ` ` read as `_`.
+fn same_name(a: &str, b: &str) -> bool {
+    let fold = |c: u8| match c {
+        b'.' | b' ' => b'_',
+        c => c.to_ascii_lowercase(),
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
 /// The occurrences of the login field seen so far.
@@ -106,13 +119,19 @@ impl<'a> Found<'a> {
         }
     }
 
-    /// Whether `name` names the login field: ignoring ASCII case, and with an array suffix
-    /// (`loginId[]`, `loginId[0]`) as PHP- and Rails-style parsers read it.
+    /// Whether `name` may name the login field to some app: ignoring ASCII case, and any of
+    /// its bracket segments as PHP-, Rails- and qs-style parsers read them (`loginId[]`,
+    /// `user[loginId]`, and `[loginId]`, which Express's qs reads as `loginId`). A leading
+    /// byte order mark is not part of the name (body-parser drops it from a body's start),
+    /// and `.` or a space match `_` (PHP turns both into `_` in names).
     pub(super) fn is_field(&self, name: &str) -> bool {
-        let (f, n) = (self.field.as_bytes(), name.as_bytes());
-        n.len() >= f.len()
-            && n[..f.len()].eq_ignore_ascii_case(f)
-            && (n.len() == f.len() || n[f.len()] == b'[')
+        let name = name.trim_start_matches('\u{feff}');
+        let (root, rest) = name.split_once('[').unwrap_or((name, ""));
+        let mut segments = std::iter::once(root).chain(
+            rest.split('[')
+                .filter_map(|s| s.split_once(']').map(|(inner, _)| inner)),
+        );
+        segments.any(|s| same_name(s, self.field))
     }
 
     /// One occurrence of the field, with its decoded value (`None`: not a string).
@@ -212,6 +231,44 @@ mod tests {
         assert_eq!(verdict(None, "loginId=alice&loginId=alice"), "repeated");
         assert_eq!(verdict(Some("loginId=alice"), "loginId=alice"), "repeated");
         assert_eq!(verdict(None, "loginIdx=bob"), "pass");
+        // How other parsers read names: qs's leading bracket, nested fields, a byte order
+        // mark before the first name (raw or encoded).
+        assert_eq!(verdict(None, "[loginId]=bob"), "other");
+        assert_eq!(verdict(Some("%5BloginId%5D=bob"), "pw=x"), "other");
+        assert_eq!(verdict(None, "user[loginId]=bob"), "other");
+        assert_eq!(verdict(None, "user[loginId]=alice"), "pass");
+        assert_eq!(verdict(None, "a[b][LOGINID][]=bob"), "other");
+        assert_eq!(verdict(None, "\u{feff}loginId=bob"), "other");
+        assert_eq!(verdict(None, "%EF%BB%BFloginId=bob"), "other");
+        assert_eq!(
+            verdict(None, "\u{feff}loginId=bob&loginId=alice"),
+            "repeated"
+        );
+        assert_eq!(verdict(None, "[loginId]=alice&loginId=alice"), "repeated");
+        assert_eq!(verdict(None, "x[loginIdx]=bob&loginI[d]=bob"), "pass");
+        let mut f = Found::new("login_id", "alice");
+        urlencoded(b"login.id=bob", &mut f);
+        assert!(matches!(f.verdict(), Verdict::Other));
+        let mut f = Found::new("login_id", "alice");
+        urlencoded(b"login+id=bob", &mut f);
+        assert!(matches!(f.verdict(), Verdict::Other));
+    }
+
+    #[test]
+    fn the_binding_covers_its_path_and_what_lies_under_it() {
+        for path in [
+            "/ib/login",
+            "/ib/login/",
+            "/IB/Login",
+            "/ib/login/x",
+            "/ib/login.do",
+        ] {
+            assert!(same_path(path, "/ib/login"), "{path}");
+            assert!(same_path(path, "/ib/login/"), "{path}");
+        }
+        for path in ["/ib/logins", "/ib/log", "/ib", "/ib/loginx/y"] {
+            assert!(!same_path(path, "/ib/login"), "{path}");
+        }
     }
 
     fn kind(ct: &[&str], encoding: Option<&str>) -> Option<&'static str> {
