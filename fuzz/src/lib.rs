@@ -161,6 +161,9 @@ fn spoofable(name: &str) -> bool {
         || n.starts_with("x-ssl-client-")
         || n.starts_with("ssl-client-")
         || n.starts_with("x-amzn-mtls-")
+        || n.starts_with("x-auth-request-")
+        || n.starts_with("x-amzn-oidc-")
+        || n.starts_with("x-ms-client-principal")
         || [
             "client-cert",
             "client-cert-chain",
@@ -193,6 +196,19 @@ fn spoofable(name: &str) -> bool {
             "x-original-uri",
             "x-rewrite-url",
             "x-arr-clientcert",
+            "remote-user",
+            "x-remote-user",
+            "x-user",
+            "x-auth-user",
+            "x-authenticated-user",
+            "x-webauth-user",
+            "sm-user",
+            "sm-userdn",
+            "sm-universalid",
+            "front-end-https",
+            "x-url-scheme",
+            "x-scheme",
+            "proxy",
         ]
         .contains(&n.as_str())
 }

@@ -15,7 +15,7 @@ use super::format::OwnedName;
 /// connection, the client's address and the URL (`X-Original-URL` is read by IIS URL Rewrite and some Java
 /// frameworks as the path to serve), and the client-certificate headers of nginx, Apache,
 /// AWS and others. Apps moving from those proxies may still trust them.
-const FORWARDING: [OwnedName; 34] = [
+const FORWARDING: [OwnedName; 50] = [
     OwnedName::Prefix("x-forwarded-"),
     OwnedName::Exact(Cow::Borrowed("x-forwarded")),
     OwnedName::Exact(Cow::Borrowed("forwarded")),
@@ -56,6 +56,28 @@ const FORWARDING: [OwnedName; 34] = [
     // AWS ALB mutual TLS (`X-Amzn-Mtls-Clientcert`, `-Clientcert-Subject`, ...).
     OwnedName::Prefix("x-amzn-mtls-"),
     OwnedName::Exact(Cow::Borrowed("x-arr-clientcert")),
+    // The authenticated user as other gateways and identity proxies pass it (web servers'
+    // REMOTE_USER, oauth2-proxy, Grafana's auth proxy, SiteMinder, AWS ALB OIDC, Azure App
+    // Service): an app moved from behind one of them may still trust these.
+    OwnedName::Exact(Cow::Borrowed("remote-user")),
+    OwnedName::Exact(Cow::Borrowed("x-remote-user")),
+    OwnedName::Exact(Cow::Borrowed("x-user")),
+    OwnedName::Exact(Cow::Borrowed("x-auth-user")),
+    OwnedName::Exact(Cow::Borrowed("x-authenticated-user")),
+    OwnedName::Exact(Cow::Borrowed("x-webauth-user")),
+    OwnedName::Prefix("x-auth-request-"),
+    OwnedName::Exact(Cow::Borrowed("sm-user")),
+    OwnedName::Exact(Cow::Borrowed("sm-userdn")),
+    OwnedName::Exact(Cow::Borrowed("sm-universalid")),
+    OwnedName::Prefix("x-amzn-oidc-"),
+    OwnedName::Prefix("x-ms-client-principal"),
+    // The scheme as other proxies say it, read by frameworks to build absolute URLs.
+    OwnedName::Exact(Cow::Borrowed("front-end-https")),
+    OwnedName::Exact(Cow::Borrowed("x-url-scheme")),
+    OwnedName::Exact(Cow::Borrowed("x-scheme")),
+    // `Proxy` becomes HTTP_PROXY to a CGI app, which its HTTP client reads as the proxy to
+    // send outgoing requests through ("httpoxy").
+    OwnedName::Exact(Cow::Borrowed("proxy")),
 ];
 
 /// The header names stripped from every request.
@@ -216,10 +238,38 @@ mod tests {
             "X-Envoy-External-Address",
             "X-Azure-ClientIP",
             "X-Original-Host",
+            "Remote-User",
+            "REMOTE_USER",
+            "X-Remote-User",
+            "X-User",
+            "X-Auth-User",
+            "X-Authenticated-User",
+            "X-WEBAUTH-USER",
+            "X-Auth-Request-User",
+            "X-Auth-Request-Email",
+            "SM_USER",
+            "sm-universalid",
+            "X-Amzn-Oidc-Identity",
+            "X-Amzn-Oidc-Data",
+            "X-MS-CLIENT-PRINCIPAL",
+            "X-MS-CLIENT-PRINCIPAL-NAME",
+            "Front-End-Https",
+            "X-Url-Scheme",
+            "X-Scheme",
+            "Proxy",
         ] {
             assert!(r.is_reserved(n), "{n}");
         }
         assert!(!r.is_reserved("x-request-id") && !r.is_reserved("x-ssl"));
+        for n in [
+            "Proxy-Authorization",
+            "X-Users",
+            "User-Agent",
+            "Priority",
+            "Referer",
+        ] {
+            assert!(!r.is_reserved(n), "{n}");
+        }
     }
 
     #[test]
