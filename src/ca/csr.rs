@@ -58,6 +58,10 @@ pub enum CsrError {
     WeakKey(usize),
     #[error("the certificate request is signed with an unsupported algorithm ({0})")]
     UnsupportedSignatureAlgorithm(String),
+    #[error(
+        "the certificate request's RSA public exponent is {0}; it must be odd and at least 65537"
+    )]
+    RsaExponent(String),
 }
 
 const OID_EC_PUBLIC_KEY: &[u64] = &[1, 2, 840, 10045, 2, 1];
@@ -136,6 +140,13 @@ pub fn check(input: &[u8]) -> Result<CheckedCsr, CsrError> {
         ));
     }
     let info = &csr.certification_request_info;
+    // RFC 2986 4.1: version 0 is the only one defined.
+    if info.version.0 != 0 {
+        return Err(CsrError::Malformed(format!(
+            "version {} (only version 1, encoded 0, is defined)",
+            info.version.0
+        )));
+    }
     let spki = &info.subject_pki;
     let key_kind = key_kind(spki)?;
     let algorithm = verification_algorithm(&csr.signature_algorithm.algorithm, key_kind)?;
@@ -184,9 +195,32 @@ pub(crate) fn key_kind(
                 "RSA-{bits} (at most 8192 bits)"
             )));
         }
+        check_rsa_exponent(rsa.exponent)?;
         return Ok(ClientKeyKind::Rsa(bits));
     }
     Err(CsrError::UnsupportedKey(format!("algorithm {alg}")))
+}
+
+/// An RSA public exponent (big-endian) must be odd and between 65537 and 2^256 - 1 (NIST SP
+/// 800-89 5.3.3, FIPS 186-5 A.1.1): small ones such as 3 have let forged signatures through
+/// careless verifiers.
+fn check_rsa_exponent(e: &[u8]) -> Result<(), CsrError> {
+    let e = &e[e.iter().take_while(|b| **b == 0).count()..];
+    let shown = || {
+        if e.len() <= 8 {
+            e.iter()
+                .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+                .to_string()
+        } else {
+            format!("0x{}", hex::encode(e))
+        }
+    };
+    let small = e.len() < 3 || (e.len() == 3 && e < [0x01, 0x00, 0x01].as_slice());
+    let odd = e.last().is_some_and(|b| b & 1 == 1);
+    if small || !odd || e.len() > 32 {
+        return Err(CsrError::RsaExponent(shown()));
+    }
+    Ok(())
 }
 
 pub(crate) fn verification_algorithm(
@@ -244,6 +278,80 @@ mod tests {
         assert!(err.contains("PKCS#10") && !err.contains("Nom"), "{err}");
     }
     use rcgen::PublicKeyData;
+
+    #[test]
+    fn rsa_exponents_below_65537_or_even_are_refused() {
+        for ok in [
+            &[1u8, 0, 1][..],
+            &[0, 1, 0, 1],
+            &[1, 0, 3],
+            &[0x80, 0, 0, 1],
+        ] {
+            assert_eq!(check_rsa_exponent(ok), Ok(()), "{ok:?}");
+        }
+        for (bad, shown) in [
+            (&[3u8][..], "3"),
+            (&[0, 3], "3"),
+            (&[1, 0, 0], "65536"),
+            (&[0, 0xff, 0xff], "65535"),
+            (&[1, 0, 2], "65538"),
+            (&[], "0"),
+        ] {
+            assert_eq!(
+                check_rsa_exponent(bad),
+                Err(CsrError::RsaExponent(shown.into())),
+                "{bad:?}"
+            );
+        }
+        assert!(check_rsa_exponent(&[1; 33]).is_err());
+    }
+
+    #[test]
+    fn a_request_of_another_version_than_0_is_refused() {
+        let (_, pem) = csr_for(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let mut der = decode(pem.as_bytes()).unwrap();
+        // The first INTEGER of CertificationRequestInfo is the version: 02 01 00.
+        let at = der.windows(3).position(|w| w == [2, 1, 0]).unwrap();
+        der[at + 2] = 5;
+        let err = check(&der).unwrap_err().to_string();
+        assert!(err.contains("version 5"), "{err}");
+    }
+
+    #[test]
+    fn an_rsa_key_with_exponent_3_is_refused_end_to_end() {
+        let dir = std::env::temp_dir().join(format!("certgate-csr-e3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("e3.key");
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        let key_s = key.to_str().unwrap();
+        run(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-pkeyopt",
+            "rsa_keygen_pubexp:3",
+            "-out",
+            key_s,
+        ]);
+        let der = run(&[
+            "req", "-new", "-key", key_s, "-subj", "/CN=x", "-outform", "DER",
+        ]);
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(check(&der), Err(CsrError::RsaExponent("3".into())));
+    }
 
     fn csr_for(alg: &'static rcgen::SignatureAlgorithm) -> (rcgen::KeyPair, String) {
         let key = rcgen::KeyPair::generate_for(alg).unwrap();
