@@ -505,3 +505,88 @@ fn reenroll(run: &Running, fx: &Fixture, cert: &Path, key: &Path, der_csr: &Path
         (status, text)
     }
 }
+
+/// One key, one holder: a key certified for another login ID is refused, and so is a key
+/// whose certificate was revoked as keyCompromise, for its own login ID too. A refusal
+/// leaves the code usable.
+fn a_key_is_certified_for_one_login_id_only(db: Db) {
+    let Some(fx) = Fixture::new(db) else {
+        return;
+    };
+    fx.init_with_users();
+    let (carol, carol_key) = fx.obtain("carol");
+    let csr_with = |name: &str, key: &Path| {
+        let csr = fx.path(&format!("{name}.csr"));
+        sh(Command::new("openssl")
+            .args(["req", "-new", "-subj", &format!("/CN={name}"), "-key"])
+            .arg(key)
+            .arg("-out")
+            .arg(&csr));
+        csr
+    };
+    let sign = |login: &str, csr: &Path, code: &str| {
+        fx.run(&[
+            "cert",
+            "sign",
+            login,
+            "--csr",
+            csr.to_str().unwrap(),
+            "--code",
+            code,
+        ])
+    };
+
+    // bob with carol's key: refused, and bob's code still works with a key of his own.
+    let code = fx.authorize("bob");
+    let out = sign("bob", &csr_with("bob-with-carols-key", &carol_key), &code);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    let said = err.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    assert!(said.contains("certified for another login ID"), "{err}");
+    // The answer does not name the other holder; the operators' security line does.
+    assert!(!said.contains("carol"), "the other login ID is named: {said}");
+    assert!(err.contains("certgate::security"), "{err}");
+    let (_, bob_csr) = fx.openssl_csr("bob", "ec:P-256");
+    let out = sign("bob", &bob_csr, &code);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // carol's certificate revoked as keyCompromise: her key is not certified again, even
+    // for her; a new key is.
+    let serial = sh(Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(&carol));
+    let serial = serial.trim().trim_start_matches("serial=").to_owned();
+    fx.ok(&["cert", "revoke", &serial, "--reason", "keyCompromise"]);
+    let code = fx.authorize("carol");
+    let out = sign("carol", &csr_with("carol-again", &carol_key), &code);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("reported compromised"), "{err}");
+    let (_, fresh) = fx.openssl_csr("carol-fresh", "ec:P-256");
+    let out = sign("carol", &fresh, &code);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Both refusals are in the audit log, with their reasons.
+    let audit = fx.ok(&["audit", "export"]);
+    for code in ["key_in_use", "key_compromised"] {
+        assert!(audit.contains(code), "{code} not audited:\n{audit}");
+    }
+}
+
+#[test]
+fn one_key_one_holder_sqlite() {
+    a_key_is_certified_for_one_login_id_only(Db::Sqlite);
+}
+
+#[test]
+fn one_key_one_holder_postgres() {
+    a_key_is_certified_for_one_login_id_only(Db::Postgres);
+}

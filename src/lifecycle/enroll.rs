@@ -307,6 +307,21 @@ impl Lifecycle {
         checked: &csr::CheckedCsr,
         now: i64,
     ) -> Result<CertRecord, LifecycleError> {
+        // One key, one holder: a key certified for another login ID, or reported
+        // compromised, would let its certificates stand for each other.
+        if let Some(conflict) = self
+            .store()
+            .key_conflict(&checked.spki_sha256, &user.login)
+            .await?
+        {
+            tracing::warn!(
+                target: "certgate::security",
+                login = user.login,
+                conflict = ?conflict,
+                "a certificate request's key is not certified again"
+            );
+            return Err(rules::key_conflict_refusal(&conflict).into());
+        }
         let intent = IntentFor {
             kind: SignatureKind::Client,
             subject: &user.login,

@@ -119,6 +119,22 @@ pub fn renewal_key_allowed(
     Ok(())
 }
 
+/// The refusal of a key that [`crate::store::Store::key_conflict`] found elsewhere. The
+/// caller holds the private key (the CSR proved it), so saying why tells them nothing new;
+/// the other login ID is not named.
+pub fn key_conflict_refusal(conflict: &crate::store::KeyConflict) -> Refusal {
+    match conflict {
+        crate::store::KeyConflict::Compromised { .. } => Refusal::new(
+            "key_compromised",
+            "this key pair was reported compromised; make a new key pair",
+        ),
+        crate::store::KeyConflict::OtherLogin { .. } => Refusal::new(
+            "key_in_use",
+            "this key pair is certified for another login ID; make a new key pair",
+        ),
+    }
+}
+
 /// Whether the customer should be told to renew (login screen, identity header).
 pub fn renewal_due(not_after: UnixTime, now: UnixTime, window_days: u32) -> bool {
     now >= not_after - i64::from(window_days) * DAY

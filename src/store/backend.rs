@@ -187,6 +187,16 @@ const SQLITE_MIGRATIONS: &[Source] = &[
         description: "staff requests",
         sql: include_str!("migrations/sqlite/0010_staff_requests.sql"),
     },
+    Source {
+        version: 11,
+        description: "audit by subject",
+        sql: include_str!("migrations/sqlite/0011_audit_by_subject.sql"),
+    },
+    Source {
+        version: 12,
+        description: "certificates by key",
+        sql: include_str!("migrations/sqlite/0012_certificates_by_key.sql"),
+    },
 ];
 
 const POSTGRES_MIGRATIONS: &[Source] = &[
@@ -235,6 +245,16 @@ const POSTGRES_MIGRATIONS: &[Source] = &[
         description: "staff requests",
         sql: include_str!("migrations/postgres/0010_staff_requests.sql"),
     },
+    Source {
+        version: 11,
+        description: "audit by subject",
+        sql: include_str!("migrations/postgres/0011_audit_by_subject.sql"),
+    },
+    Source {
+        version: 12,
+        description: "certificates by key",
+        sql: include_str!("migrations/postgres/0012_certificates_by_key.sql"),
+    },
 ];
 
 fn migrator(sources: &[Source]) -> Migrator {
@@ -261,4 +281,36 @@ pub(crate) async fn migrate(backend: &Backend) -> Result<(), StoreError> {
         Backend::Postgres(pool) => migrator(POSTGRES_MIGRATIONS).run(pool).await,
     }
     .map_err(StoreError::Migrate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every migration file of a backend is applied, in the order of its number: a file
+    /// left out of the list would never run (0011 once was).
+    #[test]
+    fn every_migration_file_is_in_its_list() {
+        for (dir, sources) in [
+            ("sqlite", SQLITE_MIGRATIONS),
+            ("postgres", POSTGRES_MIGRATIONS),
+        ] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("src/store/migrations")
+                .join(dir);
+            let mut files: Vec<(i64, String)> = std::fs::read_dir(&path)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .map(|name| (name[..4].parse().unwrap(), name))
+                .collect();
+            files.sort();
+            let listed: Vec<i64> = sources.iter().map(|s| s.version).collect();
+            let on_disk: Vec<i64> = files.iter().map(|(v, _)| *v).collect();
+            assert_eq!(listed, on_disk, "{dir}: {files:?}");
+            for ((_, name), source) in files.iter().zip(sources) {
+                let text = std::fs::read_to_string(path.join(name)).unwrap();
+                assert_eq!(text, source.sql, "{dir}/{name}");
+            }
+        }
+    }
 }

@@ -17,6 +17,15 @@ use super::{
 };
 use crate::clock::UnixTime;
 
+/// Why a public key may not be certified again ([`Store::key_conflict`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyConflict {
+    /// Certificate `serial`, with this key, was revoked as `keyCompromise`.
+    Compromised { serial: String },
+    /// Certificate `serial`, with this key, belongs to `login`.
+    OtherLogin { serial: String, login: String },
+}
+
 impl Store {
     /// In one transaction: `old_serial` (must be current) becomes superseded at `now`, and
     /// `cert` becomes the current certificate. `Conflict` when `old_serial` is not current
@@ -277,6 +286,37 @@ impl Store {
             .bind(serial)
             .fetch_optional(pool)
             .await?)
+        })
+    }
+
+    /// A certificate that keeps `spki_sha256` from being certified for `login`: one of
+    /// another login ID with the same key, or one revoked as `keyCompromise` (of any login
+    /// ID). `None` when the key may be certified.
+    pub async fn key_conflict(
+        &self,
+        spki_sha256: &str,
+        login: &str,
+    ) -> Result<Option<KeyConflict>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            let row: Option<(String, String, Option<String>)> = sqlx::query_as(
+                "SELECT serial, login, revocation_reason FROM certificates \
+                 WHERE spki_sha256 = $1 AND (login <> $2 OR revocation_reason = 'keyCompromise') \
+                 ORDER BY CASE WHEN revocation_reason = 'keyCompromise' THEN 0 ELSE 1 END LIMIT 1",
+            )
+            .bind(spki_sha256)
+            .bind(login)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|(serial, holder, reason)| {
+                if reason.as_deref() == Some("keyCompromise") {
+                    KeyConflict::Compromised { serial }
+                } else {
+                    KeyConflict::OtherLogin {
+                        serial,
+                        login: holder,
+                    }
+                }
+            }))
         })
     }
 

@@ -44,6 +44,7 @@ mod staff;
 mod staff_requests;
 
 pub use audit_chain::{AuditChainBroken, GENESIS_HASH, audit_hash, verify_audit_chain};
+pub use certs::KeyConflict;
 pub use checkpoints::AuditCheckpoint;
 pub use codes::{IssuanceSubject, RefusalAudit};
 pub use crl_bases::CrlBase;
