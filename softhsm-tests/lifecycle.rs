@@ -470,12 +470,29 @@ fn renewal_window() {
     assert_eq!(status, 200, "{pem}");
     let renewed = write(&fx, "carol-renewed.pem", &pem);
     assert_ne!(serial_of(&renewed), serial_of(&cert));
-    assert_eq!(call_app(&run, &renewed, &new_key).0, 200);
+    // Before the new certificate is used, the old one is superseded and still logs in.
     let list = fx.ok(&["cert", "list", "--login", "carol"]);
     assert!(
         list.contains("\tsuperseded\t") && list.contains("\tcurrent\t"),
         "{list}"
     );
+    assert_eq!(call_app(&run, &cert, &key).0, 200);
+    // The new one's first use ends the overlap at once: the old one is revoked and no
+    // longer logs in.
+    assert_eq!(call_app(&run, &renewed, &new_key).0, 200);
+    crate::faults::eventually(
+        10,
+        "the old certificate revoked at the new one's first use",
+        || {
+            fx.ok(&["cert", "list", "--login", "carol"])
+                .contains("\trevoked\t")
+        },
+    );
+    let list = fx.ok(&["cert", "list", "--login", "carol"]);
+    assert!(list.contains("\tcurrent\t"), "{list}");
+    crate::faults::eventually(10, "the old certificate refused", || {
+        call_app(&run, &cert, &key).0 == 403
+    });
     // Renewing the superseded certificate again is refused.
     let (_, csr2) = key_and_der_csr(&fx, "carol-renew2");
     let (status, _) = reenroll(&run, &fx, &cert, &key, &csr2);
@@ -541,10 +558,16 @@ fn a_key_is_certified_for_one_login_id_only(db: Db) {
     let out = sign("bob", &csr_with("bob-with-carols-key", &carol_key), &code);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    let said = err.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    let said = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
     assert!(said.contains("certified for another login ID"), "{err}");
     // The answer does not name the other holder; the operators' security line does.
-    assert!(!said.contains("carol"), "the other login ID is named: {said}");
+    assert!(
+        !said.contains("carol"),
+        "the other login ID is named: {said}"
+    );
     assert!(err.contains("certgate::security"), "{err}");
     let (_, bob_csr) = fx.openssl_csr("bob", "ec:P-256");
     let out = sign("bob", &bob_csr, &code);

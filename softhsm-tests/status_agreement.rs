@@ -414,7 +414,6 @@ fn one_verdict_everywhere(db: Db) {
             &bob_old_key,
             Expect::Good,
         ),
-        case("the renewal", &bob_new, &bob_new_key, Expect::Good),
         case(
             "superseded past overlap",
             &erin_old,
@@ -435,6 +434,9 @@ fn one_verdict_everywhere(db: Db) {
     check_all(&fx, &[&a, &b], &cases);
     pkilint_clean(&fx, &a, &frank, &alice, &erin_old);
 
+    // The renewal's first use ends bob's overlap at once: his old certificate is refused
+    // everywhere from then (checked first, so that the old one is judged after it).
+    cases.insert(0, case("the renewal", &bob_new, &bob_new_key, Expect::Good));
     // A hold is lifted: good again everywhere, and off the next CRL.
     fx.ok(&["user", "enable", "frank"]);
     fx.ok(&["contract", "enable", "corp2"]);
@@ -449,6 +451,12 @@ fn one_verdict_everywhere(db: Db) {
     for c in &mut cases {
         c.expect = match c.state {
             "disabled user" | "disabled contract" => Expect::Good,
+            // Revoked by the store (reason superseded) at the renewal's first use.
+            "renewed within overlap" => Expect::Refused {
+                gateway: "revoked",
+                ocsp: "superseded",
+                crl: "Superseded",
+            },
             "server certificate" => Expect::Refused {
                 gateway: "",
                 ocsp: "cessationOfOperation",

@@ -735,21 +735,28 @@ async fn retire_superseded(db: &TestDb) {
     );
     assert_eq!(status_of(&s, "s1").await, CertStatus::Superseded);
 
-    // alice's successor is used: her old certificate goes.
+    // alice's successor is used: her old certificate goes at that moment, announced, not
+    // at the next pass.
+    let mut changes = s.subscribe_changes();
     assert!(s.mark_first_used("s2", T0 + 310).await.unwrap());
     assert!(!s.mark_first_used("s2", T0 + 320).await.unwrap());
     assert_eq!(
         s.certificate("s2").await.unwrap().unwrap().first_used_at,
         Some(T0 + 310)
     );
-    assert_eq!(
-        s.retire_superseded(T0 + 100, T0 + 330).await.unwrap(),
-        vec!["s1".to_owned()]
-    );
     let s1 = s.certificate("s1").await.unwrap().unwrap();
     assert_eq!(s1.status, CertStatus::Revoked);
     assert_eq!(s1.revocation_reason.as_deref(), Some("superseded"));
-    assert_eq!(s1.revoked_at, Some(T0 + 330));
+    assert_eq!(s1.revoked_at, Some(T0 + 310));
+    assert_eq!(changes.try_recv().unwrap().serial, "s1");
+    assert!(
+        s.retire_superseded(T0 + 100, T0 + 330)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another login ID's first use leaves bob's superseded certificate alone.
+    assert!(s.mark_first_used("s1", T0 + 340).await.unwrap());
     assert_eq!(status_of(&s, "s3").await, CertStatus::Superseded);
 
     // bob's grace ends by time.

@@ -222,18 +222,52 @@ impl Store {
 
     /// Records the first time the gateway saw `serial` in use; a no-op after the first call.
     /// Returns true when this call set it.
+    ///
+    /// The first use of a renewal's certificate ends its predecessor's overlap at once: in
+    /// the same transaction every superseded certificate of the login ID that the new one
+    /// replaced is revoked (reason `superseded`, from now) and announced, as
+    /// [`Store::retire_superseded`] would do at its next pass.
     pub async fn mark_first_used(&self, serial: &str, now: UnixTime) -> Result<bool, StoreError> {
-        on_backend!(self, |pool, _PG| {
-            let done = sqlx::query(
+        let (first, retired) = on_backend!(self, |pool, PG| {
+            let mut tx = pool.begin_write().await?;
+            let used: Option<(String, i64)> = sqlx::query_as(
                 "UPDATE certificates SET first_used_at = $2 \
-                 WHERE serial = $1 AND first_used_at IS NULL",
+                 WHERE serial = $1 AND first_used_at IS NULL \
+                 RETURNING login, created_at",
             )
             .bind(serial)
             .bind(now)
-            .execute(pool)
+            .fetch_optional(&mut *tx)
             .await?;
-            Ok(done.rows_affected() == 1)
-        })
+            let retired: Vec<String> = match &used {
+                None => Vec::new(),
+                Some((login, created_at)) => {
+                    sqlx::query_scalar(
+                        "UPDATE certificates SET status = 'revoked', revoked_at = $1, \
+                 revocation_reason = 'superseded' \
+                 WHERE status = 'superseded' AND login = $2 AND superseded_at <= $3 \
+                 RETURNING serial",
+                    )
+                    .bind(now)
+                    .bind(login)
+                    .bind(created_at)
+                    .fetch_all(&mut *tx)
+                    .await?
+                }
+            };
+            pg_notify!(PG, tx, &retired);
+            tx.commit().await?;
+            Ok::<_, StoreError>((used.is_some(), retired))
+        })?;
+        if !retired.is_empty() {
+            tracing::info!(
+                serial,
+                retired = ?retired,
+                "first use of a renewed certificate: its predecessor is revoked"
+            );
+            self.announce(&retired);
+        }
+        Ok(first)
     }
 
     /// Revokes (reason `superseded`) every superseded certificate whose successor has been
