@@ -410,3 +410,109 @@ fn ocsp_get_without_a_nonce_is_cacheable_and_revalidates() {
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     assert!(reply.header("etag").is_none(), "{:?}", reply.headers);
 }
+
+/// `[revocation] http_addr` serves the OCSP responder and the CRLs over plain HTTP, and
+/// `[ca] status_url` makes new certificates name it: openssl follows the certificate's own
+/// OCSP and CRL URLs there, a revocation shows there, and nothing else is served there.
+#[test]
+fn ocsp_and_crls_over_plain_http_where_certificates_name_them() {
+    let plain = crate::fixture::free_port();
+    let base = format!("http://127.0.0.1:{plain}");
+    let Some(fx) = Fixture::with_config(Db::Sqlite, |t| {
+        t.push_str(&format!(
+            "status_url = \"{base}\"\n\n[revocation]\nhttp_addr = \"127.0.0.1:{plain}\"\n"
+        ));
+    }) else {
+        return;
+    };
+    fx.init_with_users();
+    let run = fx.serve();
+    let (cert, _) = fx.obtain("carol");
+
+    // The certificate names the plain-HTTP responder and CRL.
+    let ocsp_url = sh(Command::new("openssl")
+        .args(["x509", "-noout", "-ocsp_uri", "-in"])
+        .arg(&cert));
+    let ocsp_url = ocsp_url.trim();
+    assert_eq!(ocsp_url, format!("{base}/ocsp"));
+    let ext = sh(Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "crlDistributionPoints", "-in"])
+        .arg(&cert));
+    let crl_url = ext
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("URI:"))
+        .expect("a CRL distribution point")
+        .to_owned();
+    assert!(crl_url.starts_with(&format!("{base}/crl/")), "{ext}");
+
+    // openssl asks there, over http, and checks the answer against the CA.
+    let ask = || {
+        sh(Command::new("openssl")
+            .args(["ocsp", "-issuer"])
+            .arg(&run.ca)
+            .arg("-cert")
+            .arg(&cert)
+            .args(["-url", ocsp_url, "-CAfile"])
+            .arg(&run.ca))
+    };
+    assert!(ask().contains(": good"), "{}", ask());
+    // The CRL from its distribution point is the CA's, signed and current.
+    let crl = fx.path("plain.crl");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-o"])
+        .arg(&crl)
+        .args(["-w", "%{http_code} %{content_type}", &crl_url])
+        .output()
+        .expect("curl runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("200 application/pkix-crl"), "{said}");
+    let out = Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-verify", "-CAfile"])
+        .arg(&run.ca)
+        .arg("-in")
+        .arg(&crl)
+        .output()
+        .expect("openssl runs");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("verify OK"), "{text}");
+
+    // A revocation shows there as on the TLS listener.
+    let serial = serial_of(&cert);
+    fx.ok(&["cert", "revoke", &serial, "--reason", "keyCompromise"]);
+    crate::faults::eventually(10, "the revocation over plain HTTP", || {
+        ask().contains(": revoked")
+    });
+
+    // Nothing else is served on that port: not the pages, EST, the API or an app.
+    let plain_get = |method: &str, path: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--path-as-is",
+                "--max-time",
+                "20",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .args(["-X", method, &format!("{base}{path}")])
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for path in [
+        "/",
+        "/certgate/",
+        "/.well-known/est/cacerts",
+        "/api/v1/users",
+        "/app/x",
+        "/crl/../certgate/",
+        "/ocsp/../certgate/",
+        "/ocspx",
+    ] {
+        assert_eq!(plain_get("GET", path), "404", "{path}");
+    }
+    assert_eq!(plain_get("PUT", "/ocsp"), "405");
+    assert_eq!(plain_get("TRACE", "/ocsp"), "400");
+}

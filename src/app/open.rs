@@ -82,7 +82,7 @@ pub fn issuance_policy(cfg: &Config) -> IssuancePolicy {
     IssuancePolicy {
         validity_days: cfg.ca.validity_days,
         organization: cfg.ca.organization.clone(),
-        public_url: cfg.ca.public_url.clone(),
+        public_url: cfg.ca.status_base().to_owned(),
         crl_partition_days: cfg.revocation.crl_partition_days,
     }
 }

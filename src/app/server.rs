@@ -19,6 +19,7 @@ use crate::admin::{self, AdminState, Readiness};
 use crate::clock::{Clock, DAY};
 use crate::config::{ClientAuth, Config, ConfigError, IdentityFormatName};
 use crate::identity::{AssertionError, AssertionSigner};
+use crate::proxy::status_http::StatusListener;
 use crate::proxy::{Gateway, GatewayError, GatewayParts, LocalService};
 use crate::staff::{Door, StaffListener, StaffService};
 use crate::status::{StatusCache, StatusCacheSettings, StatusSource};
@@ -94,6 +95,8 @@ pub struct Server {
     staff: Vec<StaffListener>,
     /// Where each staff listener's TLS side comes from, to follow reloads.
     staff_tls: Vec<StaffTls>,
+    /// `[revocation] http_addr`: OCSP and CRLs over plain HTTP.
+    status_http: Option<StatusListener>,
     cache: Arc<StatusCache>,
     on_reload: Vec<ReloadHook>,
 }
@@ -157,6 +160,13 @@ impl Server {
             None => None,
         };
         let on_reload = deps.on_reload;
+        let status_http = match config.revocation.http_addr {
+            Some(addr) => Some(StatusListener {
+                tcp: bind(addr).await?,
+                local: Arc::clone(&deps.local),
+            }),
+            None => None,
+        };
         let gateway = Gateway::new(GatewayParts {
             config_path: deps.config_path,
             config,
@@ -173,9 +183,17 @@ impl Server {
             admin,
             staff,
             staff_tls,
+            status_http,
             cache,
             on_reload,
         })
+    }
+
+    /// The bound address of the plain-HTTP OCSP and CRL listener, when configured.
+    pub fn status_http_addr(&self) -> Option<SocketAddr> {
+        self.status_http
+            .as_ref()
+            .and_then(|s| s.tcp.local_addr().ok())
     }
 
     /// The bound address of each listener, in configuration order.
@@ -241,6 +259,9 @@ impl Server {
             .into_iter()
             .map(|l| tokio::spawn(crate::staff::serve(l, stop_rx.clone())))
             .collect();
+        let status_http = self
+            .status_http
+            .map(|l| tokio::spawn(crate::proxy::status_http::serve(l, stop_rx.clone())));
         let serving = self.gateway.serve(stop_rx);
         tokio::pin!(serving);
         let result = tokio::select! {
@@ -256,6 +277,9 @@ impl Server {
             let _ = a.await;
         }
         for s in staff {
+            let _ = s.await;
+        }
+        if let Some(s) = status_http {
             let _ = s.await;
         }
         invalidator.abort();

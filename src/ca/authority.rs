@@ -31,6 +31,8 @@ pub struct IssuedCert {
 pub struct IssuancePolicy {
     pub validity_days: u32,
     pub organization: String,
+    /// Base URL of the CRL and OCSP endpoints the certificate names (`[ca] status_url`, else
+    /// `public_url`).
     pub public_url: String,
     /// `[revocation] crl_partition_days`: which CRL a new certificate names.
     pub crl_partition_days: u32,

@@ -348,11 +348,24 @@ pub struct CaConfig {
     /// Validity of a self-signed CA certificate made by `init`.
     #[serde(default = "default_ca_validity_days")]
     pub ca_validity_days: u32,
-    /// Base URL of the CRL and OCSP endpoints written into certificates.
+    /// The gateway's public base URL: renewal links, and the CRL and OCSP endpoints written
+    /// into certificates unless `status_url` is set.
     pub public_url: String,
+    /// Base URL of the CRL and OCSP endpoints written into new certificates and CRLs, when
+    /// they are served elsewhere than `public_url` (e.g. `http://pki.bank.example` on
+    /// `[revocation] http_addr`).
+    #[serde(default)]
+    pub status_url: Option<String>,
     /// Organisation written into client certificates (O=), beside the contract (OU=).
     #[serde(default = "default_organization")]
     pub organization: String,
+}
+
+impl CaConfig {
+    /// Where the CRL and OCSP endpoints are, as new certificates and CRLs name them.
+    pub fn status_base(&self) -> &str {
+        self.status_url.as_deref().unwrap_or(&self.public_url)
+    }
 }
 
 fn default_validity_days() -> u32 {
@@ -466,6 +479,11 @@ pub struct RevocationConfig {
     /// certificates: their CRLs stay served.
     #[serde(default)]
     pub crl_partition_days_before: Vec<u32>,
+    /// A plain-HTTP listener serving the OCSP responder and the CRLs and nothing else, for
+    /// relying parties that fetch them over `http` only (NSS for OCSP; RFC 5280 §8). Point
+    /// `[ca] status_url` at it so that new certificates name it.
+    #[serde(default)]
+    pub http_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for RevocationConfig {
@@ -478,6 +496,7 @@ impl Default for RevocationConfig {
             delta_crl_validity_secs: default_delta_crl_validity_secs(),
             crl_partition_days: 0,
             crl_partition_days_before: Vec::new(),
+            http_addr: None,
         }
     }
 }
@@ -618,6 +637,14 @@ impl Config {
             return invalid(format!(
                 "[ca] public_url must be an http(s) URL, not {:?}",
                 self.ca.public_url
+            ));
+        }
+        if let Some(url) = &self.ca.status_url
+            && (!(url.starts_with("http://") || url.starts_with("https://"))
+                || url.contains(['?', '#']))
+        {
+            return invalid(format!(
+                "[ca] status_url must be an http(s) URL without query or fragment, not {url:?}"
             ));
         }
         if self.issuance.max_attempts == 0 {
@@ -795,6 +822,40 @@ mod tests {
         let text = EXAMPLE.replace("ocsp_validity_secs = 3600", "ocsp_validity_secs = 10");
         let err = Config::parse(&text, "t", Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("ocsp_validity_secs"), "{err}");
+    }
+
+    #[test]
+    fn status_url_is_where_certificates_send_relying_parties() {
+        let with =
+            |line: &str| EXAMPLE.replacen("# status_url = \"http://pki.bank.example\"", line, 1);
+        let cfg = Config::parse(&with(""), "t", Path::new(".")).unwrap();
+        assert_eq!(cfg.ca.status_base(), "https://127.0.0.1:8443");
+        assert_eq!(cfg.revocation.http_addr, None);
+        let text = with("status_url = \"http://pki.bank.example\"").replacen(
+            "# http_addr = \"0.0.0.0:80\"",
+            "http_addr = \"127.0.0.1:8080\"",
+            1,
+        );
+        let cfg = Config::parse(&text, "t", Path::new(".")).unwrap();
+        assert_eq!(cfg.ca.status_base(), "http://pki.bank.example");
+        assert_eq!(
+            cfg.revocation.http_addr,
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        for bad in [
+            "ftp://pki",
+            "pki.bank.example",
+            "http://pki/?x=1",
+            "http://pki/#a",
+        ] {
+            let err = Config::parse(
+                &with(&format!("status_url = \"{bad}\"")),
+                "t",
+                Path::new("."),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("status_url"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -34,6 +34,7 @@ mod reload;
 mod request_id;
 mod routes;
 mod server;
+pub mod status_http;
 mod tunnel;
 mod upstream_h2;
 mod upstream_pool;

@@ -58,7 +58,7 @@ pub struct RevocationSettings {
     /// A client certificate's validity: a part is served while its certificates can be
     /// valid.
     pub client_validity: i64,
-    /// Where the CRLs are, as certificates name them (`[ca] public_url`).
+    /// Where the CRLs are, as certificates name them (`[ca] status_url`, else `public_url`).
     pub public_url: String,
 }
 
@@ -76,7 +76,7 @@ impl RevocationSettings {
             delta_crl: r.delta_crl.then(|| i64::from(r.delta_crl_validity_secs)),
             partition_days,
             client_validity: i64::from(cfg.ca.validity_days) * DAY,
-            public_url: cfg.ca.public_url.clone(),
+            public_url: cfg.ca.status_base().to_owned(),
         }
     }
 }
