@@ -515,4 +515,16 @@ fn ocsp_and_crls_over_plain_http_where_certificates_name_them() {
     }
     assert_eq!(plain_get("PUT", "/ocsp"), "405");
     assert_eq!(plain_get("TRACE", "/ocsp"), "400");
+
+    // One address cannot hold the port: past 16 silent connections of its own, its next one
+    // is closed unanswered; once they go, it is answered again.
+    let silent: Vec<std::net::TcpStream> = (0..16)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", plain)).expect("connect"))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(plain_get("GET", "/ocsp"), "000");
+    drop(silent);
+    crate::faults::eventually(10, "the port answers again", || {
+        plain_get("GET", &crl_url[base.len()..]) == "200"
+    });
 }

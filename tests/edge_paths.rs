@@ -508,6 +508,19 @@ async fn alices_certificate_never_logs_in_as_bob() {
             multipart("LOGINID", "bob"),
             403,
         ),
+        // Django trims multipart field names.
+        (
+            "POST /ib/login HTTP/1.1",
+            mp_type,
+            multipart(" loginId\t", "bob"),
+            403,
+        ),
+        (
+            "POST /ib/login HTTP/1.1",
+            FORM,
+            "user.loginId=bob".into(),
+            403,
+        ),
         // Bodies the gateway cannot read are refused, not passed.
         (
             "POST /ib/login HTTP/1.1",

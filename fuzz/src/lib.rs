@@ -164,6 +164,14 @@ fn spoofable(name: &str) -> bool {
         || n.starts_with("x-auth-request-")
         || n.starts_with("x-amzn-oidc-")
         || n.starts_with("x-ms-client-principal")
+        || n.starts_with("x-remote-")
+        || n.starts_with("x-webauth-")
+        || n.starts_with("x-ms-token-")
+        || n.starts_with("x-goog-authenticated-user-")
+        || n.starts_with("cf-access-")
+        || n.starts_with("x-pomerium-")
+        || n.starts_with("x-consumer-")
+        || n.starts_with("oidc-")
         || [
             "client-cert",
             "client-cert-chain",
@@ -197,11 +205,18 @@ fn spoofable(name: &str) -> bool {
             "x-rewrite-url",
             "x-arr-clientcert",
             "remote-user",
-            "x-remote-user",
             "x-user",
             "x-auth-user",
+            "x-auth-username",
             "x-authenticated-user",
-            "x-webauth-user",
+            "x-authenticated-userid",
+            "x-ssl-user",
+            "x-goog-iap-jwt-assertion",
+            "x-id-token",
+            "x-userinfo",
+            "x-https",
+            "https",
+            "x-arr-ssl",
             "sm-user",
             "sm-userdn",
             "sm-universalid",

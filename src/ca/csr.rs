@@ -172,15 +172,34 @@ pub(crate) fn key_kind(
             .as_ref()
             .and_then(|p| p.as_oid().ok())
             .ok_or_else(|| CsrError::UnsupportedKey("EC key without a named curve".into()))?;
-        return if is(&curve, OID_P256) {
-            Ok(ClientKeyKind::EcP256)
+        let (kind, coordinate_bytes) = if is(&curve, OID_P256) {
+            (ClientKeyKind::EcP256, 32)
         } else if is(&curve, OID_P384) {
-            Ok(ClientKeyKind::EcP384)
+            (ClientKeyKind::EcP384, 48)
         } else {
-            Err(CsrError::UnsupportedKey(format!("EC curve {curve}")))
+            return Err(CsrError::UnsupportedKey(format!("EC curve {curve}")));
         };
+        // Only the uncompressed point (RFC 5480 2.2): one key has one encoding, so the key
+        // is the same bytes on every certificate that holds it (the one-holder rule compares
+        // them), and a compressed `02 || X` cannot pass for a new key.
+        let point = spki.subject_public_key.data.as_ref();
+        if point.len() != 1 + 2 * coordinate_bytes || point.first() != Some(&0x04) {
+            return Err(CsrError::UnsupportedKey(
+                "an EC point not in uncompressed form".into(),
+            ));
+        }
+        return Ok(kind);
     }
     if is(alg, OID_RSA) {
+        // RFC 3279 2.3.1: the parameters are NULL. One encoding per key (see the EC point).
+        let null = spki.algorithm.parameters.as_ref().is_some_and(|p| {
+            p.tag() == x509_parser::der_parser::asn1_rs::Tag::Null && p.data.is_empty()
+        });
+        if !null {
+            return Err(CsrError::Malformed(
+                "the RSA key's algorithm parameters must be NULL".into(),
+            ));
+        }
         let Ok(PublicKey::RSA(rsa)) = spki.parsed() else {
             return Err(CsrError::Malformed(
                 "the RSA public key cannot be parsed".into(),
@@ -315,6 +334,59 @@ mod tests {
         der[at + 2] = 5;
         let err = check(&der).unwrap_err().to_string();
         assert!(err.contains("version 5"), "{err}");
+    }
+
+    #[test]
+    fn an_ec_key_in_compressed_form_is_refused() {
+        let dir = std::env::temp_dir().join(format!("certgate-csr-02-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (plain, compressed) = (dir.join("plain.pem"), dir.join("compressed.pem"));
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        let (plain_s, compressed_s) = (plain.to_str().unwrap(), compressed.to_str().unwrap());
+        run(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            plain_s,
+        ]);
+        run(&[
+            "ec",
+            "-in",
+            plain_s,
+            "-conv_form",
+            "compressed",
+            "-out",
+            compressed_s,
+        ]);
+        let csr = |key: &str| {
+            run(&[
+                "req", "-new", "-key", key, "-subj", "/CN=x", "-outform", "DER",
+            ])
+        };
+        let (uncompressed_der, compressed_der) = (csr(plain_s), csr(compressed_s));
+        std::fs::remove_dir_all(&dir).ok();
+        // The same key: accepted as 04 || X || Y, refused as 02/03 || X.
+        assert!(check(&uncompressed_der).is_ok());
+        assert_eq!(
+            check(&compressed_der),
+            Err(CsrError::UnsupportedKey(
+                "an EC point not in uncompressed form".into()
+            ))
+        );
     }
 
     #[test]

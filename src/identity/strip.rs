@@ -15,7 +15,7 @@ use super::format::OwnedName;
 /// connection, the client's address and the URL (`X-Original-URL` is read by IIS URL Rewrite and some Java
 /// frameworks as the path to serve), and the client-certificate headers of nginx, Apache,
 /// AWS and others. Apps moving from those proxies may still trust them.
-const FORWARDING: [OwnedName; 50] = [
+const FORWARDING: [OwnedName; 65] = [
     OwnedName::Prefix("x-forwarded-"),
     OwnedName::Exact(Cow::Borrowed("x-forwarded")),
     OwnedName::Exact(Cow::Borrowed("forwarded")),
@@ -59,22 +59,39 @@ const FORWARDING: [OwnedName; 50] = [
     // The authenticated user as other gateways and identity proxies pass it (web servers'
     // REMOTE_USER, oauth2-proxy, Grafana's auth proxy, SiteMinder, AWS ALB OIDC, Azure App
     // Service): an app moved from behind one of them may still trust these.
+    // Kubernetes' authenticating proxy (`X-Remote-User`, `-Group`, `-Extra-*`), Google IAP,
+    // Cloudflare Access, Pomerium, Kong, mod_auth_openidc, Azure App Service's tokens.
     OwnedName::Exact(Cow::Borrowed("remote-user")),
-    OwnedName::Exact(Cow::Borrowed("x-remote-user")),
+    OwnedName::Prefix("x-remote-"),
     OwnedName::Exact(Cow::Borrowed("x-user")),
     OwnedName::Exact(Cow::Borrowed("x-auth-user")),
+    OwnedName::Exact(Cow::Borrowed("x-auth-username")),
     OwnedName::Exact(Cow::Borrowed("x-authenticated-user")),
-    OwnedName::Exact(Cow::Borrowed("x-webauth-user")),
+    OwnedName::Exact(Cow::Borrowed("x-authenticated-userid")),
+    OwnedName::Prefix("x-webauth-"),
     OwnedName::Prefix("x-auth-request-"),
+    OwnedName::Exact(Cow::Borrowed("x-ssl-user")),
     OwnedName::Exact(Cow::Borrowed("sm-user")),
     OwnedName::Exact(Cow::Borrowed("sm-userdn")),
     OwnedName::Exact(Cow::Borrowed("sm-universalid")),
     OwnedName::Prefix("x-amzn-oidc-"),
     OwnedName::Prefix("x-ms-client-principal"),
+    OwnedName::Prefix("x-ms-token-"),
+    OwnedName::Prefix("x-goog-authenticated-user-"),
+    OwnedName::Exact(Cow::Borrowed("x-goog-iap-jwt-assertion")),
+    OwnedName::Prefix("cf-access-"),
+    OwnedName::Prefix("x-pomerium-"),
+    OwnedName::Prefix("x-consumer-"),
+    OwnedName::Exact(Cow::Borrowed("x-id-token")),
+    OwnedName::Exact(Cow::Borrowed("x-userinfo")),
+    OwnedName::Prefix("oidc-"),
     // The scheme as other proxies say it, read by frameworks to build absolute URLs.
     OwnedName::Exact(Cow::Borrowed("front-end-https")),
     OwnedName::Exact(Cow::Borrowed("x-url-scheme")),
     OwnedName::Exact(Cow::Borrowed("x-scheme")),
+    OwnedName::Exact(Cow::Borrowed("x-https")),
+    OwnedName::Exact(Cow::Borrowed("https")),
+    OwnedName::Exact(Cow::Borrowed("x-arr-ssl")),
     // `Proxy` becomes HTTP_PROXY to a CGI app, which its HTTP client reads as the proxy to
     // send outgoing requests through ("httpoxy").
     OwnedName::Exact(Cow::Borrowed("proxy")),
@@ -257,6 +274,25 @@ mod tests {
             "X-Url-Scheme",
             "X-Scheme",
             "Proxy",
+            "X-Remote-Group",
+            "X-Remote-Extra-Scopes",
+            "X-Webauth-Email",
+            "X-Goog-Authenticated-User-Email",
+            "X-Goog-IAP-JWT-Assertion",
+            "Cf-Access-Authenticated-User-Email",
+            "Cf-Access-Jwt-Assertion",
+            "X-Pomerium-Jwt-Assertion",
+            "X-MS-TOKEN-AAD-ID-TOKEN",
+            "X-Consumer-Username",
+            "X-Authenticated-Userid",
+            "X-Auth-Username",
+            "X-Ssl-User",
+            "X-Id-Token",
+            "X-Userinfo",
+            "OIDC_CLAIM_email",
+            "X-Https",
+            "HTTPS",
+            "X-ARR-SSL",
         ] {
             assert!(r.is_reserved(n), "{n}");
         }

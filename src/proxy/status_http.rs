@@ -20,13 +20,17 @@ use tokio::sync::{Semaphore, watch};
 
 use super::{LocalContext, LocalService, canonical};
 use crate::config::RouteAuth;
+use crate::http_common::address_slots::AddressSlots;
 use crate::http_common::body::{ProxyBody, from_incoming, full};
 use crate::http_common::request_head;
 
 /// Connections served at once; more are closed at accept.
 const MAX_CONNECTIONS: usize = 1024;
+/// Connections of one client address at once: a relying party asks once and goes, so one
+/// address cannot hold the port's connections and keep the others' OCSP from answering.
+const MAX_PER_ADDRESS: usize = 16;
 /// Longest wait for a request's head.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a connection is served: relying parties ask once and go.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -42,6 +46,7 @@ pub async fn serve(l: StatusListener, mut stop: watch::Receiver<bool>) {
         tracing::info!(addr = %a, "OCSP and CRLs over plain HTTP listening");
     }
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_address = AddressSlots::new(MAX_PER_ADDRESS);
     loop {
         let (tcp, remote) = tokio::select! {
             a = l.tcp.accept() => match a {
@@ -54,16 +59,38 @@ pub async fn serve(l: StatusListener, mut stop: watch::Receiver<bool>) {
             },
             _ = crate::http_common::stopped(&mut stop) => return,
         };
+        let Some(address) = per_address.take(remote.ip()) else {
+            tracing::debug!(%remote, "status listener: over the connections of one address; closing");
+            continue;
+        };
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::warn!(%remote, "status listener at its connection limit; closing");
+            tracing::debug!(%remote, "status listener at its connection limit; closing");
             continue;
         };
         let local = Arc::clone(&l.local);
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, address);
             let svc = service_fn(move |req| {
                 let local = Arc::clone(&local);
-                async move { Ok::<_, std::convert::Infallible>(answer(&*local, remote, req).await) }
+                async move {
+                    let start = std::time::Instant::now();
+                    let line = tracing::enabled!(target: "certgate::access", tracing::Level::INFO)
+                        .then(|| (req.method().clone(), req.uri().path().to_owned()));
+                    let response = answer(&*local, remote, req).await;
+                    if let Some((method, path)) = line {
+                        tracing::info!(
+                            target: "certgate::access",
+                            listener = "status_http",
+                            %remote,
+                            %method,
+                            path,
+                            status = response.status().as_u16(),
+                            latency_ms = start.elapsed().as_secs_f64() * 1000.0,
+                            "request"
+                        );
+                    }
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

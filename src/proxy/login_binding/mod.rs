@@ -86,6 +86,14 @@ fn same_path(path: &str, binding: &str) -> bool {
         && matches!(path.get(binding.len()), None | Some(b'/' | b'.'))
 }
 
+/// `name` without the whitespace (as Python's `str.strip` sees it) and byte order marks
+/// around it.
+fn trimmed(name: &str) -> &str {
+    name.trim_matches(|c: char| {
+        c.is_whitespace() || ('\x1c'..='\x1f').contains(&c) || c == '\u{feff}'
+    })
+}
+
 /// Names equal ignoring ASCII case, with `.` and ` ` read as `_`.
 fn same_name(a: &str, b: &str) -> bool {
     let fold = |c: u8| match c {
@@ -121,17 +129,22 @@ impl<'a> Found<'a> {
 
     /// Whether `name` may name the login field to some app: ignoring ASCII case, and any of
     /// its bracket segments as PHP-, Rails- and qs-style parsers read them (`loginId[]`,
-    /// `user[loginId]`, and `[loginId]`, which Express's qs reads as `loginId`). A leading
-    /// byte order mark is not part of the name (body-parser drops it from a body's start),
-    /// and `.` or a space match `_` (PHP turns both into `_` in names).
+    /// `user[loginId]`, and `[loginId]`, which Express's qs reads as `loginId`), or of its
+    /// dotted parts (`user.loginId`, qs with `allowDots`). Whitespace and byte order marks
+    /// around a name or a part are not part of it (body-parser drops a body's leading mark,
+    /// Django trims multipart names), and `.` or a space match `_` in the whole name (PHP
+    /// turns both into `_`).
     pub(super) fn is_field(&self, name: &str) -> bool {
-        let name = name.trim_start_matches('\u{feff}');
+        let name = trimmed(name);
         let (root, rest) = name.split_once('[').unwrap_or((name, ""));
-        let mut segments = std::iter::once(root).chain(
-            rest.split('[')
-                .filter_map(|s| s.split_once(']').map(|(inner, _)| inner)),
-        );
-        segments.any(|s| same_name(s, self.field))
+        let brackets = rest
+            .split('[')
+            .filter_map(|s| s.split_once(']').map(|(inner, _)| inner));
+        same_name(trimmed(root), self.field)
+            || root
+                .split('.')
+                .chain(brackets)
+                .any(|s| same_name(trimmed(s), self.field))
     }
 
     /// One occurrence of the field, with its decoded value (`None`: not a string).
@@ -246,6 +259,12 @@ mod tests {
         );
         assert_eq!(verdict(None, "[loginId]=alice&loginId=alice"), "repeated");
         assert_eq!(verdict(None, "x[loginIdx]=bob&loginI[d]=bob"), "pass");
+        // Whitespace around a name (Django trims multipart names), qs's allowDots.
+        assert_eq!(verdict(None, "loginId%20=bob"), "other");
+        assert_eq!(verdict(None, "%09loginId%0B=bob"), "other");
+        assert_eq!(verdict(None, "user.loginId=bob"), "other");
+        assert_eq!(verdict(None, "a.b[%20loginId%20]=bob"), "other");
+        assert_eq!(verdict(None, "user.loginIdx=bob&xloginId=bob"), "pass");
         let mut f = Found::new("login_id", "alice");
         urlencoded(b"login.id=bob", &mut f);
         assert!(matches!(f.verdict(), Verdict::Other));
