@@ -677,3 +677,47 @@ fn ten_thousand_idle_tls_connections_then_shedding_with_503() {
     eprintln!("load test done in {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(gate.readyz().0, 200);
 }
+
+/// HEAD over HTTP/2, as curl (nghttp2) asks it: every answer is a head without DATA,
+/// certgate's own refusals and pages as well as the app's. A body sent after the head of an
+/// answer to HEAD is a protocol error to the client (the stream is reset).
+#[test]
+fn head_over_http2_gets_heads_without_bodies() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let run = fx.serve();
+    let (cert, key) = fx.obtain("carol");
+    let head = |path: &str, with_cert: bool| {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--http2", "-I", "--max-time", "20", "--cacert"])
+            .arg(&run.ca);
+        if with_cert {
+            c.arg("--cert").arg(&cert).arg("--key").arg(&key);
+        }
+        let out = c.arg(run.url(path)).output().expect("curl runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (path, with_cert, status) in [
+        // The refusal page: no certificate.
+        ("/", false, "401"),
+        // certgate's own pages and files.
+        ("/certgate/", false, "200"),
+        ("/certgate/assets/style.css", false, "200"),
+        ("/certgate/no-such-page", false, "404"),
+        // The app's answer through the gateway.
+        ("/", true, "200"),
+    ] {
+        let (code, out, err) = head(path, with_cert);
+        assert_eq!(code, Some(0), "{path}: curl failed: {err}");
+        assert!(
+            out.starts_with(&format!("HTTP/2 {status}")),
+            "{path}: {out}{err}"
+        );
+    }
+}

@@ -122,8 +122,15 @@ pub(crate) async fn handle(
         "request",
         id = %request_id.to_str().unwrap_or_default()
     );
+    // HTTP/1.1 drops the body of an answer to HEAD by itself; HTTP/2 would send it as DATA,
+    // which clients treat as a protocol error (nghttp2 resets the stream). certgate's own
+    // answers (refusals, pages) have bodies whatever the method.
+    let head = req.method() == http::Method::HEAD;
     // Awaited where it is made: a future put in a variable first is copied once more.
     let mut resp = in_span(&span, handle_in_span(&shared, &conn, req, start)).await;
+    if head {
+        *resp.body_mut() = crate::http_common::body::empty();
+    }
     resp.headers_mut().insert(request_id::HEADER, request_id);
     crate::http_common::add_hsts(resp.headers_mut());
     Ok(resp)

@@ -82,14 +82,16 @@ impl Methods {
             Method::DELETE => Self::DELETE,
             _ => return false,
         };
-        self.overlaps(bit)
+        // HEAD is GET without the body (RFC 9110 9.3.2): wherever GET is answered, so is
+        // HEAD (the connection drops the body).
+        self.overlaps(bit) || (bit == Self::HEAD && self.overlaps(Self::GET))
     }
 
     /// The value of an `Allow` header: `GET, POST`.
     pub fn allow_header(self) -> HeaderValue {
         let names: Vec<&str> = Self::NAMES
             .iter()
-            .filter(|(m, _)| self.overlaps(*m))
+            .filter(|(m, _)| self.overlaps(*m) || (*m == Self::HEAD && self.overlaps(Self::GET)))
             .map(|(_, name)| *name)
             .collect();
         HeaderValue::from_str(&names.join(", ")).unwrap_or(HeaderValue::from_static(""))
@@ -256,8 +258,11 @@ mod tests {
     #[test]
     fn allow_lists_the_methods_in_a_fixed_order() {
         let m = Methods::POST.and(Methods::GET);
-        assert_eq!(m.allow_header(), "GET, POST");
-        assert!(m.allows(&Method::GET) && !m.allows(&Method::PUT));
+        // HEAD goes with GET.
+        assert_eq!(m.allow_header(), "GET, HEAD, POST");
+        assert!(m.allows(&Method::GET) && m.allows(&Method::HEAD) && !m.allows(&Method::PUT));
+        assert_eq!(Methods::POST.allow_header(), "POST");
+        assert!(!Methods::POST.allows(&Method::HEAD));
         assert!(!m.allows(&Method::from_bytes(b"BREW").unwrap()));
     }
 }

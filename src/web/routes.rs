@@ -363,7 +363,9 @@ mod tests {
         );
         assert!(not_found("/api/v1/users/bob").body().starts_with(b"{"));
         match route_table::resolve(&OWN_PATHS, &Method::PUT, "/api/v1/users") {
-            Resolved::NotAllowed(_, allow) => assert_eq!(allow.allow_header(), "GET, POST"),
+            Resolved::NotAllowed(_, allow) => {
+                assert_eq!(allow.allow_header(), "GET, HEAD, POST")
+            }
             _ => panic!("PUT /api/v1/users"),
         }
         assert!(matches!(
