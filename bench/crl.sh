@@ -71,11 +71,13 @@ mkdir -p "$WORK_ROOT"
 log "work folders under $WORK_ROOT; certgate $("$CG" --version 2>/dev/null || echo '?')"
 
 used_ports=" "
+# free_port VAR START: the first port from START that nothing listens on and no earlier call
+# took, into VAR (not echoed: a $(...) subshell would lose what it took).
 free_port() {
-    local p=$1
+    local p=$2
     while ss -Htln "sport = :$p" | grep -q . || [[ $used_ports == *" $p "* ]]; do p=$((p + 1)); done
     used_ports+="$p "
-    echo "$p"
+    printf -v "$1" '%s' "$p"
 }
 # A line per second of CPU others use would skew the figures: say so in each result.
 busy() { if pgrep -x rustc >/dev/null; then echo true; else echo false; fi; }
@@ -100,8 +102,8 @@ bench_one() {
     # A folder of its own, never reused: `ca crl --out` refuses to overwrite anyway.
     mkdir -m 700 "$work" || die "$work exists; point BENCH_CRL_WORK elsewhere"
     mkdir "$work/tokens"
-    port=$(free_port 18543)
-    admin_port=$(free_port 18590)
+    free_port port 18543
+    free_port admin_port 18590
     case $backend in
         sqlite) db_url="sqlite://$work/certgate.db" ;;
         postgres)

@@ -92,20 +92,22 @@ LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- ports and folders
 used_ports=" "
+# free_port VAR START: the first port from START that nothing listens on and no earlier call
+# took, into VAR (not echoed: a $(...) subshell would lose what it took).
 free_port() {
-    local p=$1
+    local p=$2
     while ss -Htln "sport = :$p" | grep -q . || [[ $used_ports == *" $p "* ]]; do p=$((p + 1)); done
     used_ports+="$p "
-    echo "$p"
+    printf -v "$1" '%s' "$p"
 }
-UPSTREAM_PORT=$(free_port 18080)
-CERTGATE_PORT=$(free_port 18443)
-ADMIN_PORT=$(free_port 18090)
-NGINX_PORT=$(free_port 18444)
-HAPROXY_PORT=$(free_port 18445)
-TLS_UPSTREAM_PORT=$(free_port 18081)
-NGINX_TLSUP_PORT=$(free_port 18447)
-HAPROXY_TLSUP_PORT=$(free_port 18448)
+free_port UPSTREAM_PORT 18080
+free_port CERTGATE_PORT 18443
+free_port ADMIN_PORT 18090
+free_port NGINX_PORT 18444
+free_port HAPROXY_PORT 18445
+free_port TLS_UPSTREAM_PORT 18081
+free_port NGINX_TLSUP_PORT 18447
+free_port HAPROXY_TLSUP_PORT 18448
 mkdir -p "$WORK"/{tokens,pki,upstream/tmp,nginx/tmp,haproxy}
 : >"$RESULTS"
 log "work folder $WORK"
@@ -350,11 +352,11 @@ fi
 if part instr; then
   if command -v valgrind >/dev/null && command -v callgrind_control >/dev/null; then
     log "user-space instructions per keep-alive request (callgrind, c=16, ${INSTR_SECS}s each)"
-    VG_PORT=$(free_port 18446)
-    VG_ADMIN_PORT=$(free_port 18091)
+    free_port VG_PORT 18446
+    free_port VG_ADMIN_PORT 18091
     # The tlsup listeners of the proxies under valgrind must not collide with the running ones.
-    TLSUP_SPARE=$(free_port 18449)
-    TLS_SPARE2=$(free_port 18450)
+    free_port TLSUP_SPARE 18449
+    free_port TLS_SPARE2 18450
     mkdir -p "$WORK/vg/nginx/tmp" "$WORK/vg/haproxy"
     CERTGATE_PORT=$VG_PORT ADMIN_PORT=$VG_ADMIN_PORT fill "$ROOT/bench/conf/certgate.toml" "$WORK/vg/certgate.toml"
     set_hsm "$WORK/vg/certgate.toml"

@@ -153,12 +153,64 @@ pub fn check(input: &[u8]) -> Result<CheckedCsr, CsrError> {
     UnparsedPublicKey::new(algorithm, spki.subject_public_key.data.as_ref())
         .verify(info.raw, csr.signature_value.data.as_ref())
         .map_err(|_| CsrError::BadSignature)?;
-    let spki_der = spki.raw.to_vec();
+    let spki_der = canonical_spki(spki, key_kind)?;
     Ok(CheckedCsr {
         spki_sha256: sha256_hex(&spki_der),
         spki_der,
         key_kind,
     })
+}
+
+/// The key re-encoded in DER, whatever length forms the request wrote it with (a parser
+/// reads `30 81 59` as `30 59`): the one-holder rule compares these bytes, and the
+/// certificate carries them, so one key is one byte string everywhere.
+fn canonical_spki(
+    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+    kind: ClientKeyKind,
+) -> Result<Vec<u8>, CsrError> {
+    use der::Encode;
+    use der::asn1::{BitString, Null, ObjectIdentifier};
+    let unencodable =
+        |e: der::Error| CsrError::Malformed(format!("the public key cannot be encoded: {e}"));
+    let oid = |arcs: &str| ObjectIdentifier::new(arcs).map_err(|e| unencodable(e.into()));
+    let (algorithm, key) = match kind {
+        ClientKeyKind::EcP256 | ClientKeyKind::EcP384 => {
+            let curve = oid(if kind == ClientKeyKind::EcP256 {
+                "1.2.840.10045.3.1.7"
+            } else {
+                "1.3.132.0.34"
+            })?;
+            let algorithm = spki::AlgorithmIdentifierOwned {
+                oid: oid("1.2.840.10045.2.1")?,
+                parameters: Some(der::Any::encode_from(&curve).map_err(unencodable)?),
+            };
+            (algorithm, spki.subject_public_key.data.to_vec())
+        }
+        ClientKeyKind::Rsa(_) => {
+            let Ok(PublicKey::RSA(rsa)) = spki.parsed() else {
+                return Err(CsrError::Malformed(
+                    "the RSA public key cannot be parsed".into(),
+                ));
+            };
+            let inner = pkcs1::RsaPublicKey {
+                modulus: pkcs1::UintRef::new(rsa.modulus).map_err(unencodable)?,
+                public_exponent: pkcs1::UintRef::new(rsa.exponent).map_err(unencodable)?,
+            }
+            .to_der()
+            .map_err(unencodable)?;
+            let algorithm = spki::AlgorithmIdentifierOwned {
+                oid: oid("1.2.840.113549.1.1.1")?,
+                parameters: Some(Null.into()),
+            };
+            (algorithm, inner)
+        }
+    };
+    spki::SubjectPublicKeyInfoOwned {
+        algorithm,
+        subject_public_key: BitString::from_bytes(&key).map_err(unencodable)?,
+    }
+    .to_der()
+    .map_err(unencodable)
 }
 
 pub(crate) fn key_kind(
@@ -334,6 +386,67 @@ mod tests {
         der[at + 2] = 5;
         let err = check(&der).unwrap_err().to_string();
         assert!(err.contains("version 5"), "{err}");
+    }
+
+    /// The key as `canonical_spki` makes it from `der`, an SPKI in any length form.
+    fn canonical_of(der: &[u8]) -> Vec<u8> {
+        let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(der).unwrap();
+        let kind = key_kind(&spki).unwrap();
+        canonical_spki(&spki, kind).unwrap()
+    }
+
+    #[test]
+    fn one_key_is_one_byte_string_whatever_lengths_the_request_wrote() {
+        // P-256: 30 59 30 13 06 07 ... 06 08 ... 03 42 00 04 ...
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let der = key.subject_public_key_info();
+        assert_eq!(&der[..4], &[0x30, 0x59, 0x30, 0x13]);
+        assert_eq!(canonical_of(&der), der);
+        // The outer length long-form, then the algorithm's too.
+        let mut outer = vec![0x30, 0x81, 0x59];
+        outer.extend_from_slice(&der[2..]);
+        assert_eq!(canonical_of(&outer), der);
+        let mut both = vec![0x30, 0x81, 0x5a, 0x30, 0x81, 0x13];
+        both.extend_from_slice(&der[4..]);
+        assert_eq!(canonical_of(&both), der);
+
+        // RSA from openssl, its NULL written `05 81 00`.
+        let dir = std::env::temp_dir().join(format!("certgate-spki-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("rsa.key");
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        let key_s = key.to_str().unwrap();
+        run(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            key_s,
+        ]);
+        let der = run(&["pkey", "-in", key_s, "-pubout", "-outform", "DER"]);
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(canonical_of(&der), der);
+        let null = der.windows(2).position(|w| w == [0x05, 0x00]).unwrap();
+        // 30 82 01 22 | 30 0d ... 05 00 | 03 82 01 0f ...: one byte more in the outer and
+        // algorithm lengths.
+        let mut long_null = der.clone();
+        long_null.splice(null..null + 2, [0x05, 0x81, 0x00]);
+        long_null[3] += 1;
+        long_null[5] += 1;
+        assert_eq!(canonical_of(&long_null), der);
     }
 
     #[test]

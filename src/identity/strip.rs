@@ -100,13 +100,21 @@ const FORWARDING: [OwnedName; 65] = [
 /// The header names stripped from every request.
 #[derive(Debug, Clone)]
 pub struct ReservedNames {
-    /// Lower-case, `-` between words.
-    prefixes: Box<[Box<str>]>,
-    /// Lower-case, `-` between words; none covered by a prefix.
-    exact: Box<[Box<str>]>,
-    /// The folded first bytes of all of the above: most headers of a request (`host`,
-    /// `accept`, `user-agent`, `cookie`) are passed after one table lookup.
-    first_bytes: [bool; 256],
+    /// The names (lower-case, `-` between words) by the folded first byte: a request header
+    /// is compared with the few that share its first byte only (`host` with `https`), and
+    /// most headers of a request (`host`, `accept`, `user-agent`) find an empty bucket.
+    by_first: Box<[Box<[Reserved]>]>,
+    /// An empty prefix (a route's `strip_headers = ["*"]`) reserves every name.
+    all: bool,
+    /// How many names in all.
+    count: usize,
+}
+
+/// One reserved name or prefix.
+#[derive(Debug, Clone)]
+struct Reserved {
+    name: Box<str>,
+    prefix: bool,
 }
 
 impl ReservedNames {
@@ -130,18 +138,25 @@ impl ReservedNames {
     }
 
     fn new(prefixes: Vec<Box<str>>, exact: Vec<Box<str>>) -> Self {
-        let mut first_bytes = [false; 256];
-        for n in prefixes.iter().chain(&exact) {
-            match n.as_bytes().first() {
-                Some(&b) => first_bytes[usize::from(b)] = true,
-                // An empty prefix reserves every name.
-                None => first_bytes = [true; 256],
+        let count = prefixes.len() + exact.len();
+        let all = prefixes.iter().any(|p| p.is_empty());
+        let mut by_first: Vec<Vec<Reserved>> = vec![Vec::new(); 256];
+        let tagged = prefixes
+            .into_iter()
+            .map(|name| Reserved { name, prefix: true })
+            .chain(exact.into_iter().map(|name| Reserved {
+                name,
+                prefix: false,
+            }));
+        for r in tagged {
+            if let Some(&b) = r.name.as_bytes().first() {
+                by_first[usize::from(b)].push(r);
             }
         }
         Self {
-            prefixes: prefixes.into(),
-            exact: exact.into(),
-            first_bytes,
+            by_first: by_first.into_iter().map(Vec::into_boxed_slice).collect(),
+            all,
+            count,
         }
     }
 
@@ -160,25 +175,26 @@ impl ReservedNames {
 
     /// Whether there is no name to strip.
     pub fn is_empty(&self) -> bool {
-        self.prefixes.is_empty() && self.exact.is_empty()
+        self.count == 0
     }
 
     /// Whether `name`, read lower-case with punctuation as `-`, is a name a client must never
     /// set.
     /// Compared without allocating: this runs for every header of every request.
     pub fn is_reserved(&self, name: &str) -> bool {
+        if self.all {
+            return true;
+        }
         let name = name.as_bytes();
         let Some(&first) = name.first() else {
-            return self.exact.iter().any(|e| e.is_empty())
-                || self.prefixes.iter().any(|p| p.is_empty());
-        };
-        if !self.first_bytes[usize::from(folded(first))] {
             return false;
-        }
-        self.prefixes
+        };
+        self.by_first[usize::from(folded(first))]
             .iter()
-            .any(|p| name.len() >= p.len() && same_name(&name[..p.len()], p))
-            || self.exact.iter().any(|e| same_name(name, e))
+            .any(|r| match r.prefix {
+                true => name.len() >= r.name.len() && same_name(&name[..r.name.len()], &r.name),
+                false => same_name(name, &r.name),
+            })
     }
 
     /// Removes every reserved header from `headers`.
