@@ -115,6 +115,33 @@ pub struct ReservedNames {
 struct Reserved {
     name: Box<str>,
     prefix: bool,
+    /// The name's third byte (0 when it has none): most names of a bucket begin `x-`, and a
+    /// request header that differs there (`x-request-id` and `x-forwarded-`) is passed
+    /// without comparing more.
+    third: u8,
+}
+
+impl Reserved {
+    fn new(name: Box<str>, prefix: bool) -> Self {
+        let third = name.as_bytes().get(2).copied().unwrap_or(0);
+        Self {
+            name,
+            prefix,
+            third,
+        }
+    }
+
+    /// Whether `name` (as sent, of folded third byte `third`) is this name or under this
+    /// prefix.
+    fn covers(&self, name: &[u8], third: u8) -> bool {
+        let len = self.name.len();
+        let long_enough = if self.prefix {
+            name.len() >= len
+        } else {
+            name.len() == len
+        };
+        long_enough && (len < 3 || third == self.third) && same_name(&name[..len], &self.name)
+    }
 }
 
 impl ReservedNames {
@@ -143,11 +170,8 @@ impl ReservedNames {
         let mut by_first: Vec<Vec<Reserved>> = vec![Vec::new(); 256];
         let tagged = prefixes
             .into_iter()
-            .map(|name| Reserved { name, prefix: true })
-            .chain(exact.into_iter().map(|name| Reserved {
-                name,
-                prefix: false,
-            }));
+            .map(|name| Reserved::new(name, true))
+            .chain(exact.into_iter().map(|name| Reserved::new(name, false)));
         for r in tagged {
             if let Some(&b) = r.name.as_bytes().first() {
                 by_first[usize::from(b)].push(r);
@@ -189,12 +213,10 @@ impl ReservedNames {
         let Some(&first) = name.first() else {
             return false;
         };
+        let third = name.get(2).map_or(0, |b| folded(*b));
         self.by_first[usize::from(folded(first))]
             .iter()
-            .any(|r| match r.prefix {
-                true => name.len() >= r.name.len() && same_name(&name[..r.name.len()], &r.name),
-                false => same_name(name, &r.name),
-            })
+            .any(|r| r.covers(name, third))
     }
 
     /// Removes every reserved header from `headers`.
@@ -352,5 +374,10 @@ mod tests {
         let all = ReservedNames::from_list(&["*".into()]);
         assert!(all.is_reserved("host") && all.is_reserved("accept"));
         assert!(ReservedNames::from_list(&[]).is_empty());
+        // Prefixes and names of one or two bytes (no third byte to look at first).
+        let short = ReservedNames::from_list(&["X-*".into(), "Q".into(), "ab".into()]);
+        assert!(short.is_reserved("x-anything") && short.is_reserved("X_Y"));
+        assert!(short.is_reserved("q") && short.is_reserved("AB"));
+        assert!(!short.is_reserved("xy") && !short.is_reserved("qq") && !short.is_reserved("abc"));
     }
 }
