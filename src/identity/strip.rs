@@ -100,10 +100,12 @@ const FORWARDING: [OwnedName; 65] = [
 /// The header names stripped from every request.
 #[derive(Debug, Clone)]
 pub struct ReservedNames {
-    /// The names (lower-case, `-` between words) by the folded first byte: a request header
-    /// is compared with the few that share its first byte only (`host` with `https`), and
-    /// most headers of a request (`host`, `accept`, `user-agent`) find an empty bucket.
-    by_first: Box<[Box<[Reserved]>]>,
+    /// The names (lower-case, `-` between words) by their first and third bytes
+    /// ([`bucket`]): a request header is compared only with the few that share both
+    /// (`x-request-id` with `x-real-ip` and `x-remote-`, not with every `x-` name), and most
+    /// headers of a request find an empty bucket. A name shorter than three bytes is in
+    /// every bucket of its first byte.
+    buckets: Box<[Box<[Reserved]>]>,
     /// An empty prefix (a route's `strip_headers = ["*"]`) reserves every name.
     all: bool,
     /// How many names in all.
@@ -115,33 +117,41 @@ pub struct ReservedNames {
 struct Reserved {
     name: Box<str>,
     prefix: bool,
-    /// The name's third byte (0 when it has none): most names of a bucket begin `x-`, and a
-    /// request header that differs there (`x-request-id` and `x-forwarded-`) is passed
-    /// without comparing more.
-    third: u8,
 }
 
 impl Reserved {
     fn new(name: Box<str>, prefix: bool) -> Self {
-        let third = name.as_bytes().get(2).copied().unwrap_or(0);
-        Self {
-            name,
-            prefix,
-            third,
-        }
+        Self { name, prefix }
     }
 
-    /// Whether `name` (as sent, of folded third byte `third`) is this name or under this
-    /// prefix.
-    fn covers(&self, name: &[u8], third: u8) -> bool {
+    /// Whether `name` (as sent) is this name or under this prefix.
+    fn covers(&self, name: &[u8]) -> bool {
         let len = self.name.len();
         let long_enough = if self.prefix {
             name.len() >= len
         } else {
             name.len() == len
         };
-        long_enough && (len < 3 || third == self.third) && same_name(&name[..len], &self.name)
+        long_enough && same_name(&name[..len], &self.name)
     }
+}
+
+/// Symbols a folded byte can be: none (past the name's end), a digit, a letter, `-`.
+const SYMBOLS: usize = 38;
+
+/// The index of a folded byte among [`SYMBOLS`] (`None`: past the end).
+fn symbol(b: Option<u8>) -> usize {
+    match b {
+        None => 0,
+        Some(b @ b'0'..=b'9') => 1 + usize::from(b - b'0'),
+        Some(b @ b'a'..=b'z') => 11 + usize::from(b - b'a'),
+        Some(_) => 37,
+    }
+}
+
+/// The bucket of a name whose folded first and third bytes are `first` and `third`.
+fn bucket(first: u8, third: Option<u8>) -> usize {
+    symbol(Some(first)) * SYMBOLS + symbol(third)
 }
 
 impl ReservedNames {
@@ -167,18 +177,29 @@ impl ReservedNames {
     fn new(prefixes: Vec<Box<str>>, exact: Vec<Box<str>>) -> Self {
         let count = prefixes.len() + exact.len();
         let all = prefixes.iter().any(|p| p.is_empty());
-        let mut by_first: Vec<Vec<Reserved>> = vec![Vec::new(); 256];
+        let mut buckets: Vec<Vec<Reserved>> = vec![Vec::new(); SYMBOLS * SYMBOLS];
         let tagged = prefixes
             .into_iter()
             .map(|name| Reserved::new(name, true))
             .chain(exact.into_iter().map(|name| Reserved::new(name, false)));
         for r in tagged {
-            if let Some(&b) = r.name.as_bytes().first() {
-                by_first[usize::from(b)].push(r);
+            let bytes = r.name.as_bytes();
+            let Some(&first) = bytes.first() else {
+                continue;
+            };
+            match bytes.get(2) {
+                Some(&third) => buckets[bucket(first, Some(third))].push(r),
+                // Shorter than three bytes: whatever a header's third byte is.
+                None => {
+                    let start = bucket(first, None);
+                    for b in &mut buckets[start..start + SYMBOLS] {
+                        b.push(r.clone());
+                    }
+                }
             }
         }
         Self {
-            by_first: by_first.into_iter().map(Vec::into_boxed_slice).collect(),
+            buckets: buckets.into_iter().map(Vec::into_boxed_slice).collect(),
             all,
             count,
         }
@@ -213,10 +234,10 @@ impl ReservedNames {
         let Some(&first) = name.first() else {
             return false;
         };
-        let third = name.get(2).map_or(0, |b| folded(*b));
-        self.by_first[usize::from(folded(first))]
+        let third = name.get(2).map(|b| folded(*b));
+        self.buckets[bucket(folded(first), third)]
             .iter()
-            .any(|r| r.covers(name, third))
+            .any(|r| r.covers(name))
     }
 
     /// Removes every reserved header from `headers`.
