@@ -350,6 +350,56 @@ mod tests {
     }
     use rcgen::PublicKeyData;
 
+    /// openssl run in a folder of its own, removed when dropped.
+    struct Openssl(tempfile::TempDir);
+
+    impl Openssl {
+        fn new() -> Self {
+            Self(tempfile::tempdir().unwrap())
+        }
+
+        /// A file of the folder, as an argument.
+        fn file(&self, name: &str) -> String {
+            self.0.path().join(name).to_str().unwrap().to_owned()
+        }
+
+        /// Runs `openssl args`; its standard output.
+        fn run(&self, args: &[&str]) -> Vec<u8> {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl runs");
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{said}");
+            out.stdout
+        }
+
+        /// A new RSA-2048 key with public exponent `e`, in the file `name`.
+        fn rsa_key(&self, name: &str, e: u32) -> String {
+            let key = self.file(name);
+            let e = format!("rsa_keygen_pubexp:{e}");
+            self.run(&[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-pkeyopt",
+                &e,
+                "-out",
+                &key,
+            ]);
+            key
+        }
+
+        /// A DER CSR for the key in `key`.
+        fn csr(&self, key: &str) -> Vec<u8> {
+            self.run(&[
+                "req", "-new", "-key", key, "-subj", "/CN=x", "-outform", "DER",
+            ])
+        }
+    }
+
     #[test]
     fn rsa_exponents_below_65537_or_even_are_refused() {
         for ok in [
@@ -411,33 +461,9 @@ mod tests {
         assert_eq!(canonical_of(&both), der);
 
         // RSA from openssl, its NULL written `05 81 00`.
-        let dir = std::env::temp_dir().join(format!("certgate-spki-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let key = dir.join("rsa.key");
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new("openssl")
-                .args(args)
-                .output()
-                .expect("openssl runs");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            out.stdout
-        };
-        let key_s = key.to_str().unwrap();
-        run(&[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            key_s,
-        ]);
-        let der = run(&["pkey", "-in", key_s, "-pubout", "-outform", "DER"]);
-        std::fs::remove_dir_all(&dir).ok();
+        let openssl = Openssl::new();
+        let key = openssl.rsa_key("rsa.key", 65537);
+        let der = openssl.run(&["pkey", "-in", &key, "-pubout", "-outform", "DER"]);
         assert_eq!(canonical_of(&der), der);
         let null = der.windows(2).position(|w| w == [0x05, 0x00]).unwrap();
         // 30 82 01 22 | 30 0d ... 05 00 | 03 82 01 0f ...: one byte more in the outer and
@@ -451,47 +477,27 @@ mod tests {
 
     #[test]
     fn an_ec_key_in_compressed_form_is_refused() {
-        let dir = std::env::temp_dir().join(format!("certgate-csr-02-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (plain, compressed) = (dir.join("plain.pem"), dir.join("compressed.pem"));
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new("openssl")
-                .args(args)
-                .output()
-                .expect("openssl runs");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            out.stdout
-        };
-        let (plain_s, compressed_s) = (plain.to_str().unwrap(), compressed.to_str().unwrap());
-        run(&[
+        let openssl = Openssl::new();
+        let (plain, compressed) = (openssl.file("plain.pem"), openssl.file("compressed.pem"));
+        openssl.run(&[
             "ecparam",
             "-name",
             "prime256v1",
             "-genkey",
             "-noout",
             "-out",
-            plain_s,
+            &plain,
         ]);
-        run(&[
+        openssl.run(&[
             "ec",
             "-in",
-            plain_s,
+            &plain,
             "-conv_form",
             "compressed",
             "-out",
-            compressed_s,
+            &compressed,
         ]);
-        let csr = |key: &str| {
-            run(&[
-                "req", "-new", "-key", key, "-subj", "/CN=x", "-outform", "DER",
-            ])
-        };
-        let (uncompressed_der, compressed_der) = (csr(plain_s), csr(compressed_s));
-        std::fs::remove_dir_all(&dir).ok();
+        let (uncompressed_der, compressed_der) = (openssl.csr(&plain), openssl.csr(&compressed));
         // The same key: accepted as 04 || X || Y, refused as 02/03 || X.
         assert!(check(&uncompressed_der).is_ok());
         assert_eq!(
@@ -504,37 +510,9 @@ mod tests {
 
     #[test]
     fn an_rsa_key_with_exponent_3_is_refused_end_to_end() {
-        let dir = std::env::temp_dir().join(format!("certgate-csr-e3-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let key = dir.join("e3.key");
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new("openssl")
-                .args(args)
-                .output()
-                .expect("openssl runs");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            out.stdout
-        };
-        let key_s = key.to_str().unwrap();
-        run(&[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-pkeyopt",
-            "rsa_keygen_pubexp:3",
-            "-out",
-            key_s,
-        ]);
-        let der = run(&[
-            "req", "-new", "-key", key_s, "-subj", "/CN=x", "-outform", "DER",
-        ]);
-        std::fs::remove_dir_all(&dir).ok();
+        let openssl = Openssl::new();
+        let key = openssl.rsa_key("e3.key", 3);
+        let der = openssl.csr(&key);
         assert_eq!(check(&der), Err(CsrError::RsaExponent("3".into())));
     }
 
