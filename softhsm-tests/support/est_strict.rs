@@ -261,8 +261,19 @@ async fn http2<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 
     }
 }
 
-/// `Content-Type`, `Content-Transfer-Encoding`, `WWW-Authenticate`: each word capitalised.
+/// Names whose registered spelling is not each word capitalised. libest finds the 401's
+/// challenge only as `WWW-Authenticate`, byte for byte.
+const REGISTERED_SPELLINGS: [&str; 2] = ["WWW-Authenticate", "ETag"];
+
+/// `Content-Type`, `Content-Transfer-Encoding`: each word capitalised; `WWW-Authenticate`
+/// and `ETag` exactly as registered.
 fn conventional_case(name: &str) -> bool {
+    if let Some(registered) = REGISTERED_SPELLINGS
+        .iter()
+        .find(|r| r.eq_ignore_ascii_case(name))
+    {
+        return name == *registered;
+    }
     name.split('-').all(|word| {
         let mut chars = word.chars();
         chars.next().is_some_and(|c| c.is_ascii_uppercase())

@@ -222,6 +222,8 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting, drains open connections for
     /// up to `[gateway] drain_secs`, and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        // Read once here, not on the first 401 a customer waits for.
+        crate::http_common::header_case::prepare();
         let (stop_tx, stop_rx) = watch::channel(false);
         let invalidator = self.cache.spawn_invalidator();
         let watchdog = crate::sd_notify::watchdog_interval().map(|every| {

@@ -73,7 +73,13 @@ pub fn main() -> ExitCode {
 fn init_logging(serving: bool, log: Option<&LogConfig>, trace: Option<OtlpSettings>) {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::prelude::*;
-    let default = if serving { "info" } else { "warn" };
+    // rustls warns of every client that puts an IP address in SNI (libest does, on every
+    // connection): the client's nit, nothing an operator can act on.
+    let default = if serving {
+        "info,rustls::msgs::handshake=error"
+    } else {
+        "warn"
+    };
     let from_file = log
         .filter(|_| serving)
         .and_then(|l| l.filter().ok().flatten());

@@ -6,6 +6,7 @@
 
 pub mod address_slots;
 pub mod body;
+pub mod header_case;
 pub mod request_head;
 
 use tokio::sync::watch;

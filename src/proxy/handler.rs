@@ -133,6 +133,7 @@ pub(crate) async fn handle(
     }
     resp.headers_mut().insert(request_id::HEADER, request_id);
     crate::http_common::add_hsts(resp.headers_mut());
+    crate::http_common::header_case::registered_spellings(&mut resp);
     Ok(resp)
 }
 

@@ -161,6 +161,7 @@ pub async fn serve(l: StaffListener, mut stop: watch::Receiver<bool>) {
                     let mut response =
                         answer(&shared, presented.as_deref(), remote, req, &mut who).await;
                     crate::http_common::add_hsts(response.headers_mut());
+                    crate::http_common::header_case::registered_spellings(&mut response);
                     if let Some((method, path)) = line {
                         tracing::info!(
                             target: "certgate::access",
