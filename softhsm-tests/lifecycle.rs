@@ -339,6 +339,22 @@ fn reissue_rules_and_revocation(db: Db) {
     let (status, body) = call_app(&run, &carol, &carol_key);
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("revoked"), "{body}");
+    // The security log names the revoked certificate that was still used, and so does
+    // the request's access line.
+    let log = run.log();
+    let carol_serial = serial_of(&carol);
+    assert!(
+        log.lines().any(|l| l.contains("certificate refused")
+            && l.contains("revoked")
+            && l.contains(&carol_serial)),
+        "{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("certgate::access")
+            && l.contains("status=403")
+            && l.contains(&carol_serial)),
+        "{log}"
+    );
 
     let crl = fx.path("ca.crl");
     let (status, _) = curl(

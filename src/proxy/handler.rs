@@ -149,6 +149,13 @@ async fn handle_in_span(
     let request_line = log.then(|| (req.method().clone(), req.uri().path().to_owned()));
     let mut out = Outcome {
         log,
+        // The presented certificate's serial, refused or not: the access line of a revoked
+        // certificate's use names it.
+        serial: conn
+            .presented
+            .as_ref()
+            .filter(|_| log)
+            .map(|p| p.serial.clone()),
         ..Outcome::default()
     };
     let resp = match pipeline(shared, &runtime, conn, req, &mut out).await {
@@ -275,7 +282,11 @@ async fn pipeline(
         Target::Upstream(r) => r.config.auth,
     };
     let identity = match auth {
-        RouteAuth::Certificate => Some(verify(shared, runtime, conn).await?),
+        RouteAuth::Certificate => Some(
+            verify(shared, runtime, conn)
+                .await
+                .inspect_err(|p| log_refused_certificate(conn, *p))?,
+        ),
         // A local public page may still show who is there; an upstream public route gets
         // no identity at all.
         RouteAuth::Public if matches!(target, Target::Local(_)) && conn.presented.is_some() => {
@@ -292,7 +303,6 @@ async fn pipeline(
     };
     if let Some(id) = identity.as_ref().filter(|_| out.log) {
         out.user = Some(id.login().to_owned());
-        out.serial = Some(id.serial().to_owned());
     }
     shared.identity.strip_reserved(req.headers_mut());
     if let Target::Upstream(r) = &target
@@ -417,7 +427,11 @@ async fn local(
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Problem> {
     let identity = match auth {
-        RouteAuth::Certificate => Some(verify(shared, runtime, conn).await?),
+        RouteAuth::Certificate => Some(
+            verify(shared, runtime, conn)
+                .await
+                .inspect_err(|p| log_refused_certificate(conn, *p))?,
+        ),
         RouteAuth::Public if conn.presented.is_some() => verify(shared, runtime, conn).await.ok(),
         RouteAuth::Public => None,
     };
@@ -450,6 +464,22 @@ async fn verify(
     conn: &ConnInfo,
 ) -> Result<PeerIdentity, Problem> {
     verify_with(shared, runtime, conn, None).await
+}
+
+/// Names a presented certificate the status check refused, so its holder can be found: a
+/// revoked certificate still in use is an attack indicator.
+fn log_refused_certificate(conn: &ConnInfo, problem: Problem) {
+    if let Some(presented) = &conn.presented {
+        tracing::warn!(
+            target: "certgate::security",
+            remote = %conn.remote,
+            reason = problem.code(),
+            serial = %presented.serial,
+            sha256 = %presented.sha256,
+            subject = %presented.subject,
+            "certificate refused"
+        );
+    }
 }
 
 /// The check of a renewal path: as [`verify`], except that a certificate expired within
