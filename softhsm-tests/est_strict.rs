@@ -225,6 +225,26 @@ fn renewal_settings_follow_a_reload_and_same_key_can_be_allowed() {
         log.contains("needs_restart") && log.contains("[issuance]; [renewal]"),
         "the reload line names what it applied and what needs a restart:\n{log}"
     );
+    // The audit log has the configuration serve started with and the reload, naming the
+    // section that changed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let audit = fx.ok(&["audit", "export"]);
+        let reload = audit
+            .lines()
+            .find(|l| l.contains("\"action\":\"config.reload\""));
+        if let Some(line) = reload {
+            // The detail is a JSON document inside the line's JSON.
+            assert!(line.contains(r#"\"changed\":[\"renewal\"]"#), "{line}");
+            assert!(audit.contains("\"action\":\"config.start\""), "{audit}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no config.reload in the audit log:\n{audit}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     let reply = reenroll(&run, Version::Http1, &cert, &key, &same);
     let renewed = enrolled(&fx, Version::Http1, &reply, "carol-renewed.pem");

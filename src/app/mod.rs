@@ -13,6 +13,7 @@
 //! command line calls this module, this module calls the serving modules, and those call
 //! the domain modules under them.
 
+mod config_audit;
 mod expiry_watch;
 pub mod open;
 pub mod serve;

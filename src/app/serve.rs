@@ -223,6 +223,18 @@ pub async fn run(
                 .collect()
         }),
     }));
+    // The configuration in force, in the audit log: at start, at every reload, at stop.
+    let config_audit = super::config_audit::ConfigAudit::new(
+        config_path,
+        crate::audit::Audit::new(store.clone()),
+        clock.clone(),
+    );
+    config_audit.started().await;
+    let reload_audit = Arc::clone(&config_audit);
+    deps.on_reload.push(Box::new(move |_: &Config| {
+        let audit = Arc::clone(&reload_audit);
+        tokio::spawn(async move { audit.reloaded().await });
+    }));
     // [issuance] and [renewal] follow reloads: the lifecycle's settings are replaced.
     deps.on_reload.push(Box::new(move |cfg: &Config| {
         reloaded.replace_settings(LifecycleSettings::from_config(cfg));
@@ -256,6 +268,7 @@ pub async fn run(
         flush_stopped,
     ));
     let result = async { Server::bind(deps).await?.serve(shutdown).await }.await;
+    config_audit.stopped().await;
     let _ = stop_notices.send(true);
     // A pass in progress ends after the batch in hand is sent and recorded; waiting for it
     // (bounded) keeps a stop from counting like a crash (e-mails sent again at next start).
