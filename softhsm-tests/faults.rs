@@ -261,9 +261,21 @@ pub fn call_app(gate: &Gate, cert: &Path, key: &Path, accept: &str) -> (u16, Str
 
 /// Polls `f` every 200 ms until it returns true; fails after `secs` with `what`.
 pub fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    eventually_seen(secs, what, || if f() { Ok(()) } else { Err(String::new()) });
+}
+
+/// As [`eventually`], with what the last poll saw in the failure.
+pub fn eventually_seen(secs: u64, what: &str, mut f: impl FnMut() -> Result<(), String>) {
     let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
+    loop {
+        let seen = match f() {
+            Ok(()) => return,
+            Err(seen) => seen,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "never happened: {what}; last seen: {seen}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }

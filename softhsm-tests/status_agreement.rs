@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::faults::eventually;
+use crate::faults::{eventually, eventually_seen};
 use crate::fixture::{Db, Fixture, Running, call_app, curl, key_and_der_csr, pkcs7_to_pem};
 
 /// What every channel must say about one certificate.
@@ -159,9 +159,9 @@ fn agree(fx: &Fixture, run: &Running, case: &Case) {
         Expect::Refused { gateway, ocsp, crl } => (Some(gateway), Some(ocsp), Some(crl)),
     };
     let mut last = String::new();
-    eventually(
+    eventually_seen(
         15,
-        &format!("{}: one verdict everywhere", case.state),
+        &format!("{} on :{}: one verdict everywhere", case.state, run.https),
         || {
             let gw = case
                 .key
@@ -171,7 +171,11 @@ fn agree(fx: &Fixture, run: &Running, case: &Case) {
             let crl = crl_verdict(fx, run, &case.cert);
             last = format!("gateway {gw:?}, OCSP {ocsp:?}, CRL {crl:?}");
             let gw_ok = gw.is_none_or(|g| g.as_deref() == want_gw);
-            gw_ok && ocsp.as_deref() == want_ocsp && crl.as_deref() == want_crl
+            if gw_ok && ocsp.as_deref() == want_ocsp && crl.as_deref() == want_crl {
+                Ok(())
+            } else {
+                Err(last.clone())
+            }
         },
     );
     eprintln!("{} on :{}: agreed ({last})", case.state, run.https);
