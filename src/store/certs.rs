@@ -26,6 +26,13 @@ pub enum KeyConflict {
     OtherLogin { serial: String, login: String },
 }
 
+/// Revokes (reason `superseded`, at `$1`) the superseded certificates of login ID `$2`
+/// superseded at or before `$3`, the creation time of their successor; returns their
+/// serials.
+const RETIRE_PREDECESSORS: &str = "UPDATE certificates SET status = 'revoked', \
+     revoked_at = $1, revocation_reason = 'superseded' \
+     WHERE status = 'superseded' AND login = $2 AND superseded_at <= $3 RETURNING serial";
+
 impl Store {
     /// In one transaction: `old_serial` (must be current) becomes superseded at `now`, and
     /// `cert` becomes the current certificate. `Conflict` when `old_serial` is not current
@@ -71,7 +78,9 @@ impl Store {
         }
     }
 
-    /// Revokes a current or superseded certificate. `NotFound` for an unknown serial,
+    /// Revokes a current or superseded certificate, and with it every superseded
+    /// predecessor of the same login ID still in its overlap (reason `superseded`): a
+    /// predecessor never outlives its revoked successor. `NotFound` for an unknown serial,
     /// `Conflict` when it is already revoked. Returns the revoked record.
     pub async fn revoke(
         &self,
@@ -131,20 +140,43 @@ impl Store {
                     None => StoreError::NotFound(format!("certificate {serial}")),
                 });
             };
+            // Its predecessors: superseded by it or before it.
+            let predecessors: Vec<String> = sqlx::query_scalar(RETIRE_PREDECESSORS)
+                .bind(now)
+                .bind(&cert.login)
+                .bind(cert.created_at)
+                .fetch_all(&mut *tx)
+                .await?;
             if let (Some(make), Some(head)) = (audit, head.as_mut()) {
                 let entry = PreparedAudit::new(&make(&cert))?;
                 append_chained!(tx, head, &entry);
             }
             pg_notify!(PG, tx, [&cert.serial]);
+            pg_notify!(PG, tx, &predecessors);
             tx.commit().await?;
-            Ok::<_, StoreError>(cert)
+            Ok::<_, StoreError>((cert, predecessors))
         })?;
+        let (cert, predecessors) = cert;
         self.announce(std::slice::from_ref(&cert.serial));
+        self.announce_retired(&cert.serial, &predecessors);
         Ok(cert)
     }
 
-    /// In one transaction: revokes the login's current certificate (if any) with `reason`
-    /// and stores a new code. Returns the revoked certificate. `NotFound` when the login ID
+    /// Announces predecessors revoked with their successor.
+    fn announce_retired(&self, serial: &str, retired: &[String]) {
+        if !retired.is_empty() {
+            tracing::info!(
+                serial,
+                retired = ?retired,
+                "superseded predecessors revoked with their successor"
+            );
+            self.announce(retired);
+        }
+    }
+
+    /// In one transaction: revokes the login's current certificate (if any) with `reason`,
+    /// and every superseded one still in its overlap (reason `superseded`), and stores a
+    /// new code. Returns the revoked current certificate. `NotFound` when the login ID
     /// does not exist.
     pub async fn reissue(
         &self,
@@ -203,6 +235,14 @@ impl Store {
             .bind(reason)
             .fetch_optional(&mut *tx)
             .await?;
+            // Every superseded one too: a copy of a predecessor must not outlive the
+            // re-issue that was asked for because a certificate was lost or stolen.
+            let predecessors: Vec<String> = sqlx::query_scalar(RETIRE_PREDECESSORS)
+                .bind(now)
+                .bind(login)
+                .bind(UnixTime::MAX)
+                .fetch_all(&mut *tx)
+                .await?;
             upsert_code!(&mut *tx, login, code_hash, now, expires_at)?;
             if let (Some(make), Some(head)) = (audit, head.as_mut()) {
                 let entry = PreparedAudit::new(&make(revoked.as_ref()))?;
@@ -211,12 +251,15 @@ impl Store {
             if let Some(c) = &revoked {
                 pg_notify!(PG, tx, [&c.serial]);
             }
+            pg_notify!(PG, tx, &predecessors);
             tx.commit().await?;
-            Ok::<_, StoreError>(revoked)
+            Ok::<_, StoreError>((revoked, predecessors))
         })?;
+        let (revoked, predecessors) = revoked;
         if let Some(c) = &revoked {
             self.announce(std::slice::from_ref(&c.serial));
         }
+        self.announce_retired(login, &predecessors);
         Ok(revoked)
     }
 
@@ -242,17 +285,12 @@ impl Store {
             let retired: Vec<String> = match &used {
                 None => Vec::new(),
                 Some((login, created_at)) => {
-                    sqlx::query_scalar(
-                        "UPDATE certificates SET status = 'revoked', revoked_at = $1, \
-                 revocation_reason = 'superseded' \
-                 WHERE status = 'superseded' AND login = $2 AND superseded_at <= $3 \
-                 RETURNING serial",
-                    )
-                    .bind(now)
-                    .bind(login)
-                    .bind(created_at)
-                    .fetch_all(&mut *tx)
-                    .await?
+                    sqlx::query_scalar(RETIRE_PREDECESSORS)
+                        .bind(now)
+                        .bind(login)
+                        .bind(created_at)
+                        .fetch_all(&mut *tx)
+                        .await?
                 }
             };
             pg_notify!(PG, tx, &retired);
