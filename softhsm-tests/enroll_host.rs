@@ -32,12 +32,38 @@ fn get(run: &Running, host: &str, path: &str, cert: Option<(&Path, &Path)>) -> (
     curl(&run.ca, &args)
 }
 
+/// `config check` on the running configuration (a listener and an app route): valid
+/// either way, with advice to set `enroll_host` only when it is missing.
+fn advice_names_enroll_host_only_without_it(fx: &Fixture) {
+    let with = std::fs::read_to_string(&fx.config).expect("config");
+    let without = fx.path("without-enroll-host.toml");
+    std::fs::write(&without, with.replace("enroll_host = \"localhost\"", "")).expect("config");
+    for (config, advised) in [(&fx.config, false), (&without, true)] {
+        let out = Command::new(env!("CARGO_BIN_EXE_certgate"))
+            .arg("--config")
+            .arg(config)
+            .args(["config", "check", "--format", "json"])
+            .env("CERTGATE_HSM_PIN", fx.pin)
+            .output()
+            .expect("certgate runs");
+        let check: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("one JSON document");
+        assert_eq!(check["valid"], true, "{check}");
+        let warnings = check["warnings"].as_array().expect("warnings");
+        let names_it = warnings
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains("enroll_host")));
+        assert_eq!(names_it, advised, "{}: {check}", config.display());
+    }
+}
+
 #[test]
 fn pages_and_admin_api_live_only_on_the_enroll_host() {
     let Some(fx) = fixture() else { return };
     fx.init_with_users();
     let (alice, alice_key) = fx.obtain("alice");
     let run = fx.serve();
+    advice_names_enroll_host_only_without_it(&fx);
     let (cert, key) = (alice.as_path(), alice_key.as_path());
     let alice = Some((cert, key));
 

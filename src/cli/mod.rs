@@ -190,9 +190,16 @@ async fn run_command(cli: Cli, cfg: crate::config::Config) -> anyhow::Result<()>
 /// reads them. A refused configuration is a finding (exit 3), in JSON too.
 fn config_check(path: &std::path::Path, format: Format) -> anyhow::Result<()> {
     let problem = check_config(path).err();
+    let warnings = match &problem {
+        None => context::load_config(path).map(|c| advice(&c))?,
+        Some(_) => Vec::new(),
+    };
     let shown = path.display().to_string();
     match format {
         Format::Text => {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
             if problem.is_none() {
                 println!("{shown}: configuration is valid");
             }
@@ -201,6 +208,7 @@ fn config_check(path: &std::path::Path, format: Format) -> anyhow::Result<()> {
             config_file: shown,
             valid: problem.is_none(),
             problem: problem.as_ref().map(|e| format!("{e:#}")),
+            warnings,
         })?,
     }
     match problem {
@@ -225,6 +233,26 @@ fn refuse_expired(pair: &crate::tls::ServerKeyPair, what: &str, peer: &str) -> a
         anyhow::bail!("{what}: the certificate expired on {not_after}; {peer} would refuse it");
     }
     Ok(())
+}
+
+/// What a valid configuration leaves weaker than it could be.
+fn advice(cfg: &crate::config::Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let apps_with_certificates = cfg
+        .listeners
+        .iter()
+        .any(|l| l.client_auth != crate::config::ClientAuth::None)
+        && !cfg.routes.is_empty();
+    if cfg.gateway.enroll_host.is_none() && apps_with_certificates {
+        out.push(
+            "certgate's pages and /api/v1/ are served on the apps' host names: script \
+             injected into a banking app could call the administrators' API with their \
+             certificates. Set [gateway] enroll_host (docs/runbook.md, \"The issuance \
+             surface on its own host\")."
+                .to_owned(),
+        );
+    }
+    out
 }
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {

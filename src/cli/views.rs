@@ -302,6 +302,8 @@ pub struct ConfigCheckView {
     pub valid: bool,
     /// Why the configuration was refused; `null` when valid.
     pub problem: Option<String>,
+    /// What is valid but weaker than it could be, one sentence each; empty when nothing.
+    pub warnings: Vec<String>,
 }
 
 #[cfg(test)]
