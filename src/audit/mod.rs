@@ -16,8 +16,8 @@ pub use checkpoint::{
 };
 pub use host::HostUserError;
 pub use verify::{
-    AnchorSeen, ChainReport, VerifyError, anchors_reached, export, verify_chain,
-    verify_with_checkpoints,
+    AnchorPlace, AnchorSeen, ChainReport, VerifyError, anchors_present, anchors_reached, export,
+    verify_chain, verify_with_checkpoints,
 };
 
 use crate::clock::UnixTime;
