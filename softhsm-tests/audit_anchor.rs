@@ -402,6 +402,52 @@ fn anchor_file_names_the_rollback_postgres() {
     anchor_file_names_the_rollback(Db::Postgres);
 }
 
+/// A missing anchor is a finding (exit 3), not "no anchor yet": the configured file
+/// deleted, then the token's anchor object deleted, once chained checkpoints wrote them.
+fn missing_anchor_is_a_finding(db: Db) {
+    let Some(fx) = Fixture::with_config(db, |text| {
+        text.push_str("\n[audit]\nanchor_file = \"audit-anchor.jsonl\"\n");
+    }) else {
+        return;
+    };
+    anchored(&fx);
+    let file = fx.path("audit-anchor.jsonl");
+    let kept = std::fs::read_to_string(&file).expect("anchor file");
+    std::fs::remove_file(&file).expect("remove the anchor file");
+    let out = fx.run(&["audit", "verify"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the audit anchor in {} is missing",
+            file.display()
+        )),
+        "{err}"
+    );
+    std::fs::write(&file, kept).expect("anchor file back");
+    fx.ok(&["audit", "verify"]);
+    if crate::support::token::kind() == crate::support::token::Kind::SoftHsm2 {
+        delete_hsm_anchor(&fx);
+        let out = fx.run(&["audit", "verify"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        assert!(
+            err.contains("the audit anchor in the HSM is missing"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn missing_anchor_is_a_finding_sqlite() {
+    missing_anchor_is_a_finding(Db::Sqlite);
+}
+
+#[test]
+fn missing_anchor_is_a_finding_postgres() {
+    missing_anchor_is_a_finding(Db::Postgres);
+}
+
 /// A staff action and its audit record commit together: with every audit append failing,
 /// `contract add`, `user add`, `issue authorize` and `ca rollover` fail and leave nothing
 /// behind in the database.

@@ -233,6 +233,65 @@ fn admin_post(run: &Running, cert: &Path, key: &Path, path: &str, json: &str) ->
     )
 }
 
+/// A contract administrator adds login IDs with a NUL byte, a bidi override and 60,000
+/// characters: each is refused and audited under a placeholder, the log holds nothing raw
+/// or unbounded, and (on PostgreSQL too) the service and the log go on working.
+fn hostile_login_ids_are_audited_safely(db: Db) {
+    let Some(fx) = Fixture::new(db) else {
+        return;
+    };
+    fx.init_with_users();
+    let run = fx.serve();
+    let (alice, alice_key) = fx.obtain("alice");
+    let add = |login: &str| {
+        let body = serde_json::json!({"login": login, "role": "general", "email": "x@example.com"});
+        admin_post(&run, &alice, &alice_key, "/api/v1/users", &body.to_string())
+    };
+    let long = "L".repeat(60_000);
+    for hostile in ["nul\u{0}x", "evil\u{202e}gpj", "cr\r\nlf", long.as_str()] {
+        let (status, body) = add(hostile);
+        assert_eq!(status, 403, "{body}");
+    }
+    let (status, body) = add("after-hostile");
+    assert_eq!(status, 200, "{body}");
+
+    let audit = fx.ok(&["audit", "export"]);
+    let records: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an audit line"))
+        .collect();
+    let refused: Vec<_> = records
+        .iter()
+        .filter(|r| r["action"] == "user.add" && r["outcome"] == "refused")
+        .collect();
+    assert_eq!(refused.len(), 4, "{audit:.2000}");
+    for r in &refused {
+        assert_eq!(r["subject"], "(not a login ID)", "{r}");
+    }
+    for r in &records {
+        for field in ["actor", "subject", "detail"] {
+            let text = r[field].as_str().unwrap_or_default();
+            assert!(text.chars().count() <= 2048, "{field} of {r:.300}");
+            assert!(
+                !text.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{field} of {r}"
+            );
+        }
+    }
+    assert!(audit.contains("after-hostile"), "{audit:.2000}");
+    fx.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn hostile_login_ids_are_audited_safely_sqlite() {
+    hostile_login_ids_are_audited_safely(Db::Sqlite);
+}
+
+#[test]
+fn hostile_login_ids_are_audited_safely_postgres() {
+    hostile_login_ids_are_audited_safely(Db::Postgres);
+}
+
 #[test]
 fn user_add_hides_other_contracts_and_at_signs_work() {
     let Some(fx) = Fixture::new(Db::Sqlite) else {

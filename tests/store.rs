@@ -61,6 +61,7 @@ on_both!(
     changes_announced_after_revoke,
     group_commit_concurrent_issuances,
     group_commit_isolates_a_conflicting_job,
+    group_commit_isolates_a_value_the_database_refuses,
     group_commit_decides_a_set_and_falls_back_one_by_one,
     audited_changes_commit_with_their_record,
     a_wrong_code_counts_with_its_audit_entry,
@@ -1388,6 +1389,69 @@ impl LockHolder {
             }
         }
     }
+}
+
+/// A value PostgreSQL refuses (a NUL byte in text) in one job's audit row fails that job
+/// alone, as a refused value rather than "unavailable"; the other jobs of its batch commit.
+/// (The audit module never builds such a row; this one bypasses it.) SQLite stores it.
+async fn group_commit_isolates_a_value_the_database_refuses(db: &TestDb) {
+    let (s, ca) = setup(db).await;
+    let logins = users_with_codes(&s, "v", 6).await;
+    let s_bad = s.clone();
+    let holder = LockHolder::take(db).await;
+    let first = {
+        let s = s.clone();
+        tokio::spawn(async move { s.append_audit(&obtain_entry("x", "none")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut jobs = Vec::new();
+    for (i, login) in logins.iter().enumerate() {
+        let (s, c) = (
+            s.clone(),
+            cert(&format!("{login}-v"), login, ca, &format!("k-{login}"), T0),
+        );
+        jobs.push(tokio::spawn(async move {
+            let entry = obtain_entry(&c.login, &c.serial);
+            s.complete_issue_audited(&format!("code-{}", c.login), &c, T0, &[entry])
+                .await
+                .map(|_| ())
+        }));
+        if i == 2 {
+            let s = s_bad.clone();
+            jobs.push(tokio::spawn(async move {
+                s.append_audit(&staff_entry("user.add", "nul\0x"))
+                    .await
+                    .map(|_| ())
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holder.release().await;
+    first.await.unwrap().unwrap();
+    let results: Vec<Result<(), StoreError>> = {
+        let mut out = Vec::new();
+        for j in jobs {
+            out.push(j.await.unwrap());
+        }
+        out
+    };
+    for (i, r) in results.iter().enumerate() {
+        match (i, db.kind, r) {
+            (3, Kind::Postgres, Err(e @ StoreError::InvalidValue(_))) => {
+                assert!(e.to_string().contains("refused a value"), "{e}");
+            }
+            (3, Kind::Postgres, other) => panic!("the NUL row: {other:?}"),
+            (_, _, r) => assert!(r.is_ok(), "job {i}: {r:?}"),
+        }
+    }
+    let log = verified_log(&s).await;
+    for login in &logins {
+        let serial = format!("{login}-v");
+        assert!(s.certificate(&serial).await.unwrap().is_some(), "{serial}");
+        assert_eq!(obtain_records(&log, &serial).len(), 1, "{serial}");
+    }
+    let nul_rows = log.iter().filter(|r| r.action == "user.add").count();
+    assert_eq!(nul_rows, usize::from(db.kind == Kind::Sqlite));
 }
 
 async fn group_commit_isolates_a_conflicting_job(db: &TestDb) {

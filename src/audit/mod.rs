@@ -5,6 +5,7 @@
 
 pub mod anchor;
 mod checkpoint;
+pub mod clean;
 mod host;
 pub mod signatures;
 mod verify;
@@ -15,8 +16,8 @@ pub use checkpoint::{
 };
 pub use host::HostUserError;
 pub use verify::{
-    AnchorSeen, ChainReport, VerifyError, anchors_reached, export, verify_chain,
-    verify_with_checkpoints,
+    AnchorPlace, AnchorSeen, ChainReport, VerifyError, anchors_present, anchors_reached, export,
+    verify_chain, verify_with_checkpoints,
 };
 
 use crate::clock::UnixTime;
@@ -93,15 +94,17 @@ pub const FOUR_EYES_ACTIONS: &[&str] = &[
 ];
 
 /// An audit entry, for [`Audit::record`] or for an operation that appends it in its own
-/// transaction.
+/// transaction. Every entry is built here, so this is where its text is made safe to store
+/// ([`clean`]): the chained hash covers the cleaned text, exactly as stored.
 pub fn entry(
     at: UnixTime,
     actor: &Actor,
     action: &str,
     subject: &str,
     outcome: Outcome,
-    mut detail: serde_json::Value,
+    detail: serde_json::Value,
 ) -> NewAudit {
+    let mut detail = clean::clean_detail(detail);
     if matches!(actor, Actor::Host { .. })
         && outcome == Outcome::Ok
         && FOUR_EYES_ACTIONS.contains(&action)
@@ -109,11 +112,12 @@ pub fn entry(
     {
         fields.insert("break_glass".into(), serde_json::Value::Bool(true));
     }
+    let text = |s: &str| clean::clean(s, clean::MAX_SUBJECT_CHARS).into_owned();
     NewAudit {
         at,
-        actor: actor.to_string(),
-        action: action.into(),
-        subject: subject.into(),
+        actor: text(&actor.to_string()),
+        action: text(action),
+        subject: text(subject),
         outcome: outcome.as_str().into(),
         detail,
     }
@@ -171,6 +175,51 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one place every entry passes: nothing unsafe or unbounded gets through, and the
+    /// hash is computed over what is stored.
+    #[test]
+    fn every_entry_is_cleaned_before_it_is_chained() {
+        let hostile = format!("nul\0x\r\n\u{202e}{}", "z".repeat(60_000));
+        let e = entry(
+            1,
+            &Actor::User(hostile.clone()),
+            "user.add",
+            &hostile,
+            Outcome::Refused,
+            serde_json::json!({"reason": hostile}),
+        );
+        for text in [
+            &e.actor,
+            &e.subject,
+            &e.detail["reason"].as_str().unwrap().to_owned(),
+        ] {
+            assert!(!text.contains(['\0', '\r', '\n', '\u{202e}']), "{text:.40}");
+            assert!(text.contains("\\u{0}x\\u{d}\\u{a}\\u{202e}"), "{text:.40}");
+            assert!(text.contains("…[cut: "), "{text:.40}");
+            assert!(text.chars().count() < clean::MAX_DETAIL_CHARS + 30);
+        }
+        assert!(e.subject.chars().count() < clean::MAX_SUBJECT_CHARS + 30);
+        let prepared = crate::store::AuditRecord {
+            seq: 1,
+            at: e.at,
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            subject: e.subject.clone(),
+            outcome: e.outcome.clone(),
+            detail: e.detail.to_string(),
+            prev_hash: crate::store::GENESIS_HASH.into(),
+            hash: String::new(),
+        };
+        // The hash function itself is unchanged: a stored row, cleaned or not (rows from
+        // before the cleaning), verifies by what it holds.
+        let mut raw = prepared.clone();
+        raw.subject = hostile;
+        for mut r in [prepared, raw] {
+            r.hash = crate::store::audit_hash(&r.prev_hash, &r);
+            crate::store::verify_audit_chain(crate::store::GENESIS_HASH, &[r]).unwrap();
+        }
+    }
 
     #[test]
     fn the_host_bypassing_four_eyes_is_marked_break_glass() {

@@ -69,8 +69,52 @@ pub enum VerifyError {
         seq: i64,
         problems: Vec<String>,
     },
+    /// An anchor that must exist is gone: configured, or written by a chained checkpoint.
+    #[error("the audit anchor in {source_name} is missing: {why}")]
+    MissingAnchor { source_name: String, why: String },
     #[error("cannot read the audit log")]
     Store(#[from] StoreError),
+}
+
+/// Where an anchor is expected, and whether one was read there.
+#[derive(Debug, Clone)]
+pub struct AnchorPlace {
+    /// `the HSM` or the anchor file's path.
+    pub source_name: String,
+    /// Whether an anchor was read there.
+    pub found: bool,
+    /// Whether the configuration names this place (the anchor file).
+    pub configured: bool,
+}
+
+/// Fails when an anchor is missing that must exist: every chained (version 2 or later)
+/// checkpoint wrote one to each place, and a configured place is expected to hold one
+/// once there is such a checkpoint. Before the first chained checkpoint there is none yet.
+pub fn anchors_present(
+    checkpoints: &[AuditCheckpoint],
+    places: &[AnchorPlace],
+) -> Result<(), VerifyError> {
+    // The newest chained checkpoint: the one whose anchor should be there.
+    let Some(writer) = checkpoints
+        .iter()
+        .filter(|c| c.version >= 2)
+        .max_by_key(|c| c.id)
+    else {
+        return Ok(());
+    };
+    match places.iter().find(|p| !p.found) {
+        None => Ok(()),
+        Some(p) => Err(VerifyError::MissingAnchor {
+            source_name: p.source_name.clone(),
+            why: format!(
+                "checkpoint {} (record {}) wrote one there{}; deleted, or a new token or \
+                 file not yet anchored (`certgate audit checkpoint` writes one)",
+                writer.id,
+                writer.seq,
+                if p.configured { ", as configured" } else { "" },
+            ),
+        }),
+    }
 }
 
 /// An anchor and where it was read (`the HSM`, a file name), for [`verify_with_checkpoints`].
@@ -293,5 +337,57 @@ pub async fn export(
             out.write_all(b"\n")?;
             written += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(id: i64, version: i64) -> AuditCheckpoint {
+        AuditCheckpoint {
+            id,
+            seq: id * 10,
+            hash: "00".into(),
+            at: 0,
+            key_label: "ca".into(),
+            algorithm: "ec-p256".into(),
+            public_key: vec![],
+            signature: vec![],
+            version,
+            prev_checkpoint: (version >= 2).then(|| GENESIS_HASH.into()),
+        }
+    }
+
+    fn place(name: &str, found: bool) -> AnchorPlace {
+        AnchorPlace {
+            source_name: name.into(),
+            found,
+            configured: name != "the HSM",
+        }
+    }
+
+    #[test]
+    fn a_missing_anchor_is_a_finding_once_a_chained_checkpoint_wrote_one() {
+        let hsm_gone = [place("the HSM", false), place("a.jsonl", true)];
+        let file_gone = [place("the HSM", true), place("a.jsonl", false)];
+        // Nothing written yet: no chained checkpoint (none, or only version 1).
+        for checkpoints in [vec![], vec![checkpoint(1, 1)]] {
+            anchors_present(&checkpoints, &hsm_gone).unwrap();
+            anchors_present(&checkpoints, &file_gone).unwrap();
+        }
+        let chained = [checkpoint(1, 1), checkpoint(2, 2)];
+        let err = anchors_present(&chained, &hsm_gone)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the audit anchor in the HSM is missing") && err.contains("checkpoint 2"),
+            "{err}"
+        );
+        let err = anchors_present(&chained, &file_gone)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("in a.jsonl is missing"), "{err}");
+        anchors_present(&chained, &[place("the HSM", true), place("a.jsonl", true)]).unwrap();
     }
 }

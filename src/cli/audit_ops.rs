@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 
 use crate::audit::anchor::{self, Anchor};
-use crate::audit::{self, Actor, AnchorSeen, CheckpointKeys, VerifyError};
+use crate::audit::{self, Actor, AnchorPlace, AnchorSeen, CheckpointKeys, VerifyError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::keys::{KeyRef, KeyStore, KeyStoreError};
@@ -21,6 +21,9 @@ use super::context;
 use super::exit::Finding;
 use super::progress::Progress;
 use super::views::{self, AnchorView, VerifyView};
+
+/// How `audit verify` names the anchor kept in the token.
+const HSM_SOURCE: &str = "the HSM";
 
 pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
     let store = context::open_store(cfg).await?;
@@ -104,12 +107,8 @@ async fn verify(cfg: &Config, store: &Store, format: Format) -> anyhow::Result<(
     let keys = context::open_key_store(cfg)
         .await
         .context("checkpoint signatures and the audit anchor are checked against the HSM")?;
-    let labels: BTreeSet<String> = store
-        .checkpoints()
-        .await?
-        .into_iter()
-        .map(|c| c.key_label)
-        .collect();
+    let checkpoints = store.checkpoints().await?;
+    let labels: BTreeSet<String> = checkpoints.iter().map(|c| c.key_label.clone()).collect();
     progress.step(format!(
         "reading the public keys of {} checkpoint key(s)",
         labels.len()
@@ -117,8 +116,13 @@ async fn verify(cfg: &Config, store: &Store, format: Format) -> anyhow::Result<(
     let public_keys = checkpoint_keys(&keys, labels).await?;
     progress.step("reading the audit anchors");
     let anchors = read_anchors(cfg, &keys).await?;
+    let places = anchor_places(cfg, &anchors);
     progress.step("walking the hash chain and the checkpoints");
-    let report = match audit::verify_with_checkpoints(store, &public_keys, &anchors).await {
+    let checked = match audit::anchors_present(&checkpoints, &places) {
+        Ok(()) => audit::verify_with_checkpoints(store, &public_keys, &anchors).await,
+        Err(missing) => Err(missing),
+    };
+    let report = match checked {
         Ok(report) => report,
         Err(VerifyError::Store(e)) => {
             return Err(anyhow::Error::new(e).context("cannot read the audit log"));
@@ -204,7 +208,7 @@ async fn read_anchors(cfg: &Config, keys: &Arc<dyn KeyStore>) -> anyhow::Result<
         .context("cannot read the audit anchor from the HSM")?;
     if let Some(a) = in_hsm {
         seen.push(AnchorSeen {
-            source_name: "the HSM".into(),
+            source_name: HSM_SOURCE.into(),
             anchor: a,
         });
     }
@@ -218,6 +222,26 @@ async fn read_anchors(cfg: &Config, keys: &Arc<dyn KeyStore>) -> anyhow::Result<
         }
     }
     Ok(seen)
+}
+
+/// Where anchors are expected (the HSM always; the file when configured), and whether one
+/// was read there.
+fn anchor_places(cfg: &Config, anchors: &[AnchorSeen]) -> Vec<AnchorPlace> {
+    let found = |name: &str| anchors.iter().any(|a| a.source_name == name);
+    let mut places = vec![AnchorPlace {
+        source_name: HSM_SOURCE.into(),
+        found: found(HSM_SOURCE),
+        configured: false,
+    }];
+    if let Some(path) = &cfg.audit.anchor_file {
+        let name = cfg.resolve(path).display().to_string();
+        places.push(AnchorPlace {
+            found: found(&name),
+            source_name: name,
+            configured: true,
+        });
+    }
+    places
 }
 
 /// The public keys of `labels` from the key store; a key that is gone is left out (its

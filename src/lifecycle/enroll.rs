@@ -18,7 +18,7 @@ use crate::store::{
 use super::codes::hash_code;
 use super::error::LifecycleError;
 use super::intents::{self, DiscardReason, IntentFor};
-use super::rules::{self, Refusal, RenewalWindow, check_identifier};
+use super::rules::{self, Refusal, RenewalWindow, could_be_login, login_subject};
 use super::service::{Lifecycle, check_enabled, format_date};
 
 /// What entitles a caller to a certificate. Its `Debug` leaves the code out.
@@ -53,16 +53,6 @@ impl std::fmt::Debug for Authorization<'_> {
                 .finish(),
         }
     }
-}
-
-/// The audit subject of an obtain that named something no login ID can be.
-const NOT_A_LOGIN_ID: &str = "(not a login ID)";
-
-/// Whether `login` has the form of a customer's login ID or a staff member's
-/// (`staff:<name>`).
-fn could_be_login(login: &str) -> bool {
-    let bare = crate::store::staff_name(login).unwrap_or(login);
-    check_identifier("login ID", bare).is_ok()
 }
 
 impl Lifecycle {
@@ -166,11 +156,7 @@ impl Lifecycle {
                 // A login ID no one can have is the caller's text, not a subject: the audit
                 // names it by a placeholder (no control characters, bidi marks or 64 KiB
                 // strings from anonymous callers in the log).
-                let subject = if could_be_login(login) {
-                    login
-                } else {
-                    NOT_A_LOGIN_ID
-                };
+                let subject = login_subject(login);
                 let refused = if audited {
                     Err(e)
                 } else {

@@ -157,6 +157,27 @@ pub fn check_identifier(kind: &str, s: &str) -> Result<(), Refusal> {
     }
 }
 
+/// The audit subject of a request that named something no login ID can be.
+pub const NOT_A_LOGIN_ID: &str = "(not a login ID)";
+
+/// Whether `login` has the form of a customer's login ID or a staff member's
+/// (`staff:<name>`).
+pub fn could_be_login(login: &str) -> bool {
+    let bare = crate::store::staff_name(login).unwrap_or(login);
+    check_identifier("login ID", bare).is_ok()
+}
+
+/// `login` as an audit subject: itself when it could be a login ID, else
+/// [`NOT_A_LOGIN_ID`]. A caller's text that no login ID can be is not a subject: no control
+/// characters, bidi marks or 64 KiB strings from callers in the log.
+pub fn login_subject(login: &str) -> &str {
+    if could_be_login(login) {
+        login
+    } else {
+        NOT_A_LOGIN_ID
+    }
+}
+
 /// [`check_identifier`] for an ID being created: it must also begin with a letter or digit,
 /// so that `.`, `..` or `-x` never become IDs (a path segment `..` is resolved away before
 /// routing, and a leading `-` reads as an option on a command line).

@@ -301,7 +301,9 @@ impl Lifecycle {
         match result {
             Ok(u) => Ok(u),
             Err(e) => {
-                let refused = self.refuse(&actor, "user.add", login, e).await;
+                // A login ID refused for its form is the caller's text, not a subject.
+                let subject = rules::login_subject(login);
+                let refused = self.refuse(&actor, "user.add", subject, e).await;
                 refused.map_err(|e| match e {
                     // Audited as it is; answered as a plain refusal (see `taken`).
                     LifecycleError::Refused(r) if r.code == TAKEN_ELSEWHERE => Refusal::new(

@@ -17,6 +17,11 @@ pub enum StoreError {
     /// The database cannot be reached or answered with an error; retrying later may help.
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// The database refused a value as invalid (PostgreSQL's data exceptions, SQLSTATE
+    /// class 22: e.g. a NUL byte in text). Not a reason to retry, and not the database
+    /// being down: the same value is refused again, and other operations are not at fault.
+    #[error("the database refused a value: {0}")]
+    InvalidValue(String),
     /// Stored data violates an invariant (e.g. an unknown status string).
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
@@ -42,10 +47,28 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::ColumnDecode { index, source } => {
                 Self::Corrupt(format!("column {index} cannot be decoded: {source}"))
             }
+            // The server's message names the problem (e.g. `invalid byte sequence for
+            // encoding "UTF8": 0x00`), never the value.
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")) => {
+                Self::InvalidValue(db.message().to_owned())
+            }
+            sqlx::Error::Encode(_) => Self::InvalidValue("a value cannot be encoded".into()),
             sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
                 Self::Corrupt("a stored row cannot be decoded".into())
             }
             _ => Self::Unavailable(e),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the database refused a value (also as the cause of a failed group commit):
+    /// what running each job of the batch on its own isolates.
+    pub fn is_invalid_value(&self) -> bool {
+        match self {
+            Self::InvalidValue(_) => true,
+            Self::Batch(shared) => shared.is_invalid_value(),
+            _ => false,
         }
     }
 }

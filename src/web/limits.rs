@@ -23,11 +23,9 @@ use serde_json::json;
 use crate::audit::{Actor, Audit, Outcome};
 use crate::clock::Clock;
 use crate::config::{LimitsConfig, RateConfig};
+use crate::lifecycle::rules::login_subject;
 
 use super::respond::{WebResponse, json_error, text};
-
-/// Longest login ID kept as a key: longer ones are cut, so a key's size is bounded.
-const MAX_LOGIN_KEY: usize = 128;
 
 /// Share of the tracked keys forgotten at once when the table is full, so that a flood of
 /// new keys pays for one scan per many insertions rather than one each.
@@ -67,6 +65,8 @@ impl Surface {
 pub struct ClientKeys {
     address: String,
     login: Option<String>,
+    /// The caller's own address as the audit log writes it: who a refusal's entry names.
+    caller: String,
 }
 
 impl ClientKeys {
@@ -81,27 +81,22 @@ impl ClientKeys {
             Ok(IpAddr::V6(v6)) => format!("ip:{}", v6.to_canonical()),
             _ => format!("ip:{remote}"),
         };
+        // Text no login ID can be counts under one placeholder key: the key, which an
+        // audit entry names, is never the caller's raw text (and its size is bounded).
         let login = login
             .map(str::trim)
             .filter(|l| !l.is_empty())
-            .map(|l| format!("login:{}", cut(l, MAX_LOGIN_KEY)));
-        Self { address, login }
+            .map(|l| format!("login:{}", login_subject(l)));
+        Self {
+            address,
+            login,
+            caller: remote.to_owned(),
+        }
     }
 
     fn iter(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.address.as_str()).chain(self.login.as_deref())
     }
-}
-
-fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// A refusal: how long until the client may try again.
@@ -156,6 +151,8 @@ enum Note {
     Refused {
         surface: Surface,
         key: String,
+        /// The refused caller's address.
+        caller: String,
     },
     Summary {
         surface: Surface,
@@ -284,7 +281,7 @@ impl Limits {
             } else {
                 for key in empty {
                     if let Some(e) = table.get_mut(&(surface, key.to_owned())) {
-                        notes.extend(self.note_refusal(e, surface, key, now));
+                        notes.extend(self.note_refusal(e, surface, key, &keys.caller, now));
                     }
                 }
                 Err(Refused {
@@ -332,7 +329,14 @@ impl Limits {
 
     /// The audit entries one refusal causes: the first in a window is written, the rest
     /// counted; a window that ended with counted refusals gets its summary first.
-    fn note_refusal(&self, e: &mut Entry, surface: Surface, key: &str, now: Instant) -> Vec<Note> {
+    fn note_refusal(
+        &self,
+        e: &mut Entry,
+        surface: Surface,
+        key: &str,
+        caller: &str,
+        now: Instant,
+    ) -> Vec<Note> {
         let mut notes = Vec::new();
         match &mut e.window {
             Some(w) if now.saturating_duration_since(w.started) < self.window() => {
@@ -353,6 +357,7 @@ impl Limits {
         notes.push(Note::Refused {
             surface,
             key: key.to_owned(),
+            caller: caller.to_owned(),
         });
         notes
     }
@@ -463,13 +468,20 @@ fn evict(table: &mut HashMap<(Surface, String), Entry>, max_keys: usize) -> Vec<
 }
 
 async fn write_note(audit: &Audit, clock: &dyn Clock, window_secs: u64, note: Note) {
-    let (action, key, detail) = match note {
-        Note::Refused { surface, key } => (
+    // A refusal names its caller (unauthenticated here); a summary counts many callers.
+    let (actor, action, key, detail) = match note {
+        Note::Refused {
+            surface,
+            key,
+            caller,
+        } => (
+            Actor::Anonymous(caller),
             "limit.refused",
             key,
             json!({ "surface": surface.as_str(), "window_secs": window_secs }),
         ),
         Note::Summary { surface, key, more } => (
+            Actor::System,
             "limit.refused_summary",
             key,
             json!({ "surface": surface.as_str(), "window_secs": window_secs, "refused": more }),
@@ -477,14 +489,7 @@ async fn write_note(audit: &Audit, clock: &dyn Clock, window_secs: u64, note: No
     };
     // A failure is logged by `record`; the refusal stands either way.
     let _ = audit
-        .record(
-            clock.now(),
-            &Actor::System,
-            action,
-            &key,
-            Outcome::Refused,
-            detail,
-        )
+        .record(clock.now(), &actor, action, &key, Outcome::Refused, detail)
         .await;
 }
 
@@ -591,17 +596,53 @@ mod tests {
 
     #[test]
     fn ipv6_clients_count_by_their_64_and_mapped_v4_as_v4() {
-        let a = ClientKeys::new("2001:db8:1:2::1", None);
-        let b = ClientKeys::new("2001:db8:1:2:ffff::9", None);
-        assert_eq!(a, b);
-        assert_ne!(a, ClientKeys::new("2001:db8:1:3::1", None));
-        assert_eq!(
-            ClientKeys::new("::ffff:192.0.2.1", None),
-            ClientKeys::new("192.0.2.1", None)
-        );
+        let key = |remote| ClientKeys::new(remote, None).address;
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+    }
+
+    #[test]
+    fn a_login_key_is_never_the_callers_raw_text() {
+        let key = |login: &str| ClientKeys::new("192.0.2.1", Some(login)).login.unwrap();
+        assert_eq!(key(" bob "), "login:bob");
+        assert_eq!(key("staff:ito"), "login:staff:ito");
         let long = "é".repeat(200);
-        let k = ClientKeys::new("192.0.2.1", Some(&long));
-        assert!(k.login.unwrap().len() <= MAX_LOGIN_KEY + "login:".len());
+        for hostile in ["LIM\r\n\u{1b}[2J'\0x\u{202e}", "a b", long.as_str()] {
+            assert_eq!(key(hostile), "login:(not a login ID)", "{hostile:?}");
+        }
+    }
+
+    /// EST Basic logins full of control characters and bidi marks from 12 addresses: the
+    /// audit entries name a placeholder key and the caller's address, nothing raw.
+    #[tokio::test]
+    async fn refusals_are_audited_by_caller_without_the_callers_text() {
+        let store = crate::store::Store::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+        let l = limits(1, 100).with_audit(Audit::new(store.clone()), clock);
+        let hostile = "LIM\r\n\u{1b}[2J\"'\0\u{202e}gpj";
+        for i in 1..=12 {
+            let k = ClientKeys::new(&format!("192.0.2.{i}"), Some(hostile));
+            let _ = l.admit(Surface::Obtain, &k).await;
+        }
+        let records = store.audit_records(1, 100).await.unwrap();
+        let refused: Vec<_> = records
+            .iter()
+            .filter(|r| r.action == "limit.refused")
+            .collect();
+        assert_eq!(refused.len(), 1, "{records:?}");
+        assert_eq!(refused[0].subject, "login:(not a login ID)");
+        assert_eq!(refused[0].actor, "anonymous:192.0.2.2");
+        for r in &records {
+            let text = format!("{}{}{}", r.actor, r.subject, r.detail);
+            assert!(
+                !text.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{r:?}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -623,11 +664,11 @@ mod tests {
             updated: start,
             window: None,
         };
-        let first = l.note_refusal(&mut e, Surface::Obtain, "ip:x", start);
+        let first = l.note_refusal(&mut e, Surface::Obtain, "ip:x", "x", start);
         assert_eq!(first.len(), 1);
         for _ in 0..100 {
             assert!(
-                l.note_refusal(&mut e, Surface::Obtain, "ip:x", start)
+                l.note_refusal(&mut e, Surface::Obtain, "ip:x", "x", start)
                     .is_empty()
             );
         }

@@ -4,7 +4,7 @@
 //! lives in `set_path` and `job_path`, where the transaction begins in `connection`.
 
 use super::connection::BatchSource;
-use super::job::{IssueWork, JobDone, JobOutcome, Pending};
+use super::job::{IssueWork, JobDone, JobOutcome, Pending, audited};
 use super::job_path::{apply_fresh, apply_intent, apply_renewal};
 use super::set_path::{apply_fresh_set, set_candidates};
 use crate::store::audit_chain::{ChainHead, lock_chain_head};
@@ -21,9 +21,10 @@ const AUDIT_ROWS_PER_INSERT: usize = 500;
 /// ([`apply_fresh_set!`]). What the set cannot settle (renewals, a login ID twice in the batch,
 /// a code already redeemed, a set write that failed) runs one job at a time, each in its own
 /// savepoint, so a job that conflicts is rolled back alone and named. Audit rows and change
-/// notifications, which cannot conflict, are written once for the whole batch just before the
-/// commit. They are in the same transaction, so an audit record still exists iff its change
-/// does; if writing them fails, the whole batch fails.
+/// notifications are written once for the whole batch just before the commit. They are in
+/// the same transaction, so an audit record still exists iff its change does; if writing
+/// them fails, the whole batch fails (and when the database refused a value, the writer
+/// runs the batch again with [`commit_one_by_one!`], so that only that job fails).
 macro_rules! commit_batch {
     ($name:ident, $db:ty, $pg:expr) => {
         pub(super) async fn $name<S: BatchSource<Db = $db>>(
@@ -96,16 +97,11 @@ macro_rules! commit_batch {
                     ))
                 });
                 *slot = Some(outcome.map(|outcome| {
-                    let audited = match &outcome {
-                        JobOutcome::AuditOnly | JobOutcome::Recorded => true,
-                        JobOutcome::Stored { changed, .. } => {
-                            changed_serials.extend(changed.iter().cloned());
-                            true
-                        }
-                        JobOutcome::AlreadyIssued(_) => false,
-                    };
+                    if let JobOutcome::Stored { changed, .. } = &outcome {
+                        changed_serials.extend(changed.iter().cloned());
+                    }
                     let mut audit = Vec::new();
-                    if audited {
+                    if audited(&outcome) {
                         audit = job.audit.iter().map(|entry| head.advance(entry)).collect();
                         audit_rows.extend(audit.iter().cloned());
                     }
@@ -114,40 +110,138 @@ macro_rules! commit_batch {
             }
             // At most MAX_BATCH jobs of a few records each: far below either database's
             // limit on bound parameters (9 per row).
-            for rows in audit_rows.chunks(AUDIT_ROWS_PER_INSERT) {
-                let mut insert = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO audit_log (seq, at, actor, action, subject, outcome, detail, \
-                     prev_hash, hash) ",
-                );
-                insert.push_values(rows, |mut b, r| {
-                    b.push_bind(r.seq)
-                        .push_bind(r.at)
-                        .push_bind(r.actor.clone())
-                        .push_bind(r.action.clone())
-                        .push_bind(r.subject.clone())
-                        .push_bind(r.outcome.clone())
-                        .push_bind(r.detail.clone())
-                        .push_bind(r.prev_hash.clone())
-                        .push_bind(r.hash.clone());
-                });
-                insert.build().execute(&mut *tx).await?;
-            }
-            if PG && !changed_serials.is_empty() {
-                // Delivered to the other instances only if this transaction commits.
-                let mut notify = sqlx::QueryBuilder::<$db>::new("SELECT ");
-                let mut list = notify.separated(", ");
-                for serial in &changed_serials {
-                    list.push("pg_notify('certgate_cert', ");
-                    list.push_bind_unseparated(serial.clone());
-                    list.push_unseparated(")");
-                }
-                notify.build().execute(&mut *tx).await?;
-            }
+            insert_audit_rows!($db, tx, &audit_rows);
+            notify_changed!(PG, $db, tx, &changed_serials);
             tx.commit().await?;
             Ok(())
         }
     };
 }
 
+/// Inserts `$rows` (already chained) with multi-row inserts.
+macro_rules! insert_audit_rows {
+    ($db:ty, $tx:expr, $rows:expr) => {{
+        let rows: &[AuditRecord] = $rows;
+        for rows in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO audit_log (seq, at, actor, action, subject, outcome, detail, \
+                 prev_hash, hash) ",
+            );
+            insert.push_values(rows, |mut b, r| {
+                b.push_bind(r.seq)
+                    .push_bind(r.at)
+                    .push_bind(r.actor.clone())
+                    .push_bind(r.action.clone())
+                    .push_bind(r.subject.clone())
+                    .push_bind(r.outcome.clone())
+                    .push_bind(r.detail.clone())
+                    .push_bind(r.prev_hash.clone())
+                    .push_bind(r.hash.clone());
+            });
+            insert.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+
+/// PostgreSQL: announces `$serials` to the other instances, delivered only if the
+/// transaction commits. Nothing on SQLite.
+macro_rules! notify_changed {
+    ($pg:expr, $db:ty, $tx:expr, $serials:expr) => {{
+        let serials: &[String] = $serials;
+        if $pg && !serials.is_empty() {
+            let mut notify = sqlx::QueryBuilder::<$db>::new("SELECT ");
+            let mut list = notify.separated(", ");
+            for serial in serials {
+                list.push("pg_notify('certgate_cert', ");
+                list.push_bind_unseparated(serial.clone());
+                list.push_unseparated(")");
+            }
+            notify.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+
+/// The batch again, after the database refused a value in it: every job, its change and
+/// its audit rows in its own savepoint (no set path), so that the job whose value was
+/// refused is rolled back alone and answered with that error while the others commit.
+/// Slower (a round trip per statement), and only run after such a failure.
+macro_rules! commit_one_by_one {
+    ($name:ident, $db:ty, $pg:expr) => {
+        pub(super) async fn $name<S: BatchSource<Db = $db>>(
+            source: &mut S,
+            jobs: &[Pending],
+            results: &mut [Option<Result<JobDone, StoreError>>],
+        ) -> Result<(), StoreError> {
+            const PG: bool = $pg;
+            let mut tx = source.begin_batch().await?;
+            let mut head: ChainHead = lock_chain_head!(PG, tx);
+            let mut changed_serials: Vec<String> = Vec::new();
+            for (job, slot) in jobs.iter().zip(results.iter_mut()) {
+                sqlx::raw_sql("SAVEPOINT issue_job")
+                    .execute(&mut *tx)
+                    .await?;
+                // The head moves only once the job's savepoint is kept.
+                let mut next = head.clone();
+                let applied: Result<JobOutcome, StoreError> = async {
+                    Ok(match &job.work {
+                        None => JobOutcome::AuditOnly,
+                        Some(IssueWork::Fresh {
+                            code_hash,
+                            cert,
+                            now,
+                        }) => apply_fresh!(PG, tx, code_hash.as_str(), cert, *now),
+                        Some(IssueWork::Renewal {
+                            old_serial,
+                            cert,
+                            now,
+                        }) => apply_renewal!(PG, tx, old_serial.as_str(), cert, *now),
+                        Some(IssueWork::Intent(intent)) => apply_intent!(tx, intent),
+                    })
+                }
+                .await;
+                let result: Result<JobDone, StoreError> = match applied {
+                    Ok(outcome) => {
+                        async {
+                            let mut audit = Vec::new();
+                            if audited(&outcome) {
+                                audit = job.audit.iter().map(|e| next.advance(e)).collect();
+                                insert_audit_rows!($db, tx, &audit);
+                            }
+                            Ok(JobDone { outcome, audit })
+                        }
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+                match &result {
+                    Ok(done) => {
+                        sqlx::raw_sql("RELEASE SAVEPOINT issue_job")
+                            .execute(&mut *tx)
+                            .await?;
+                        head = next;
+                        if let JobOutcome::Stored { changed, .. } = &done.outcome {
+                            changed_serials.extend(changed.iter().cloned());
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a job of the batch was refused by the database");
+                        sqlx::raw_sql(
+                            "ROLLBACK TO SAVEPOINT issue_job; RELEASE SAVEPOINT issue_job",
+                        )
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                *slot = Some(result);
+            }
+            notify_changed!(PG, $db, tx, &changed_serials);
+            tx.commit().await?;
+            Ok(())
+        }
+    };
+}
+
+commit_one_by_one!(commit_sqlite_one_by_one, sqlx::Sqlite, false);
+commit_one_by_one!(commit_pg_one_by_one, sqlx::Postgres, true);
 commit_batch!(commit_sqlite, sqlx::Sqlite, false);
 commit_batch!(commit_pg, sqlx::Postgres, true);

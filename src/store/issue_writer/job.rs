@@ -1,5 +1,5 @@
 //! What a job of the group writer is, and what it came to: the types the queue, the batch
-//! transaction and both paths share. No logic and no SQL here.
+//! transaction and both paths share. No SQL here.
 
 use tokio::sync::oneshot;
 
@@ -54,6 +54,12 @@ pub(crate) enum JobOutcome {
     /// The code had meanwhile been redeemed by a concurrent request for this same key and
     /// code: that certificate is the answer. Nothing of this job was stored.
     AlreadyIssued(Box<CertRecord>),
+}
+
+/// Whether a job that came to `outcome` appends its audit records. A repeat stored
+/// nothing: its audit is the caller's (`.repeat`).
+pub(super) fn audited(outcome: &JobOutcome) -> bool {
+    !matches!(outcome, JobOutcome::AlreadyIssued(_))
 }
 
 /// A committed job: its outcome and the audit records it appended.

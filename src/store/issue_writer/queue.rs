@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::batch::{commit_pg, commit_sqlite};
+use super::batch::{commit_pg, commit_pg_one_by_one, commit_sqlite, commit_sqlite_one_by_one};
 use super::connection::WriterConn;
 use super::job::{IssueWork, JobDone, Pending};
 use crate::store::StoreError;
@@ -98,19 +98,42 @@ impl BatchTarget {
         &mut self,
         jobs: &[Pending],
         results: &mut [Option<Result<JobDone, StoreError>>],
+        mode: Mode,
     ) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(conn) => {
+        use Mode::{Batch, OneByOne};
+        match (self, mode) {
+            (Self::Sqlite(conn), Batch) => {
                 let committed = commit_sqlite(conn, jobs, results).await;
                 conn.settle(committed)
             }
-            Self::SqliteInMemory(pool) => commit_sqlite(pool, jobs, results).await,
-            Self::Postgres(conn) => {
+            (Self::Sqlite(conn), OneByOne) => {
+                let committed = commit_sqlite_one_by_one(conn, jobs, results).await;
+                conn.settle(committed)
+            }
+            (Self::SqliteInMemory(pool), Batch) => commit_sqlite(pool, jobs, results).await,
+            (Self::SqliteInMemory(pool), OneByOne) => {
+                commit_sqlite_one_by_one(pool, jobs, results).await
+            }
+            (Self::Postgres(conn), Batch) => {
                 let committed = commit_pg(conn, jobs, results).await;
+                conn.settle(committed)
+            }
+            (Self::Postgres(conn), OneByOne) => {
+                let committed = commit_pg_one_by_one(conn, jobs, results).await;
                 conn.settle(committed)
             }
         }
     }
+}
+
+/// How a batch is committed.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// The set path, then each remaining job in a savepoint, audit rows at the end.
+    Batch,
+    /// Each job with its audit rows in its own savepoint: after the database refused a
+    /// value, so that only the job that carried it fails.
+    OneByOne,
 }
 
 async fn run(backend: Backend, mut rx: mpsc::Receiver<Pending>) {
@@ -121,7 +144,16 @@ async fn run(backend: Backend, mut rx: mpsc::Receiver<Pending>) {
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut results: Vec<Option<Result<JobDone, StoreError>>> =
             batch.iter().map(|_| None).collect();
-        let committed = target.commit(&batch, &mut results).await;
+        let mut committed = target.commit(&batch, &mut results, Mode::Batch).await;
+        if batch.len() > 1 && committed.as_ref().is_err_and(StoreError::is_invalid_value) {
+            // Nothing was stored: run it again so that only the offending job fails.
+            tracing::warn!(
+                jobs = batch.len(),
+                "the database refused a value in a group commit; committing its jobs one by one"
+            );
+            results.iter_mut().for_each(|r| *r = None);
+            committed = target.commit(&batch, &mut results, Mode::OneByOne).await;
+        }
         if let Err(e) = &committed {
             tracing::warn!(jobs = batch.len(), error = %e, "issuance group commit failed");
         }
