@@ -25,6 +25,7 @@ const LIMITS: &str = r#"
 [limits]
 failed_codes = { per_minute = 1, burst = 3 }
 ocsp_nonce = { per_minute = 1, burst = 2 }
+admin_changes = { per_minute = 1, burst = 2 }
 summary_window_secs = 2
 body_read_timeout_secs = 4
 "#;
@@ -150,6 +151,73 @@ fn a_code_flood_gets_429_and_a_bounded_audit_trail() {
         metrics.contains("certgate_rate_limited_total{surface=\"failed_codes\"} 28"),
         "{metrics}"
     );
+}
+
+/// A contract administrator's changes are bounded too: past the burst, 429 with
+/// `Retry-After`, and the refused change is not made. Reading the list still answers.
+#[test]
+fn an_administrators_changes_get_429_past_their_burst() {
+    let Some(fx) = Fixture::with_config(Db::Sqlite, |t| t.push_str(LIMITS)) else {
+        return;
+    };
+    fx.init_with_users();
+    let (alice, alice_key) = fx.obtain("alice");
+    let run = fx.serve();
+    let call = |method: &str, path: &str, body: &str| {
+        curl(
+            &run.ca,
+            &[
+                "-D",
+                "-",
+                "--cert",
+                alice.to_str().unwrap(),
+                "--key",
+                alice_key.to_str().unwrap(),
+                "-X",
+                method,
+                "-H",
+                "Content-Type: application/json",
+                crate::fixture::CSRF[0],
+                crate::fixture::CSRF[1],
+                crate::fixture::CSRF[2],
+                crate::fixture::CSRF[3],
+                "--data",
+                body,
+                &run.url(path),
+            ],
+        )
+    };
+    let add = |login: &str| {
+        call(
+            "POST",
+            "/api/v1/users",
+            &format!(r#"{{"login":"{login}","role":"general","email":"{login}@example.com"}}"#),
+        )
+    };
+    for login in ["flood1", "flood2"] {
+        let (status, text) = add(login);
+        assert_eq!(status, 200, "{text}");
+    }
+    let (status, text) = add("flood3");
+    assert_eq!(status, 429, "{text}");
+    assert!(text.to_lowercase().contains("retry-after:"), "{text}");
+    let users = fx.ok(&["user", "list", "--contract", "corp1"]);
+    assert!(
+        users.contains("flood2") && !users.contains("flood3"),
+        "{users}"
+    );
+    // The list is a read: not limited.
+    let (status, text) = curl(
+        &run.ca,
+        &[
+            "--cert",
+            alice.to_str().unwrap(),
+            "--key",
+            alice_key.to_str().unwrap(),
+            &run.url("/api/v1/users"),
+        ],
+    );
+    assert_eq!(status, 200, "{text}");
 }
 
 #[test]

@@ -30,6 +30,10 @@ pub struct LimitsConfig {
     /// per client address and per login ID.
     #[serde(default = "default_reenroll")]
     pub reenroll: RateConfig,
+    /// A contract administrator's changes (add a login ID, make a code, re-issue), per
+    /// client address and per administrator.
+    #[serde(default = "default_admin_changes")]
+    pub admin_changes: RateConfig,
     /// OCSP requests carrying a nonce (each costs an HSM signature), per client address.
     #[serde(default = "default_ocsp_nonce")]
     pub ocsp_nonce: RateConfig,
@@ -54,6 +58,7 @@ impl Default for LimitsConfig {
         Self {
             obtain: default_obtain(),
             reenroll: default_reenroll(),
+            admin_changes: default_admin_changes(),
             ocsp_nonce: default_ocsp_nonce(),
             failed_codes: default_failed_codes(),
             max_keys: default_max_keys(),
@@ -69,6 +74,7 @@ impl LimitsConfig {
         let rates = [
             ("obtain", self.obtain),
             ("reenroll", self.reenroll),
+            ("admin_changes", self.admin_changes),
             ("ocsp_nonce", self.ocsp_nonce),
             ("failed_codes", self.failed_codes),
         ];
@@ -96,6 +102,9 @@ fn default_obtain() -> RateConfig {
 }
 fn default_reenroll() -> RateConfig {
     RateConfig::new(10, 20)
+}
+fn default_admin_changes() -> RateConfig {
+    RateConfig::new(30, 60)
 }
 fn default_ocsp_nonce() -> RateConfig {
     RateConfig::new(120, 120)

@@ -183,12 +183,15 @@ pub fn login_subject(login: &str) -> &str {
 /// routing, and a leading `-` reads as an option on a command line).
 pub fn check_new_identifier(kind: &str, s: &str) -> Result<(), Refusal> {
     check_identifier(kind, s)?;
-    if s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+    // A path segment ending in `.` is refused at the edge (Windows servers drop the dot),
+    // so such an ID could never be named in a URL of the API or the pages.
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    if s.starts_with(alnum) && s.ends_with(alnum) {
         Ok(())
     } else {
         Err(Refusal::new(
             "bad_identifier",
-            format!("{kind} must begin with a letter or digit"),
+            format!("{kind} must begin and end with a letter or digit"),
         ))
     }
 }
@@ -201,7 +204,11 @@ pub fn check_email(email: &str) -> Result<(), Refusal> {
         && email.matches('@').count() == 1
         && !email.starts_with('@')
         && !email.ends_with('@')
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        // What the expiry notices will be sent to: an address the mail builder refuses
+        // (`<script>@…`, format marks such as U+202E) would fail every notice.
+        && email.is_ascii()
+        && email.parse::<lettre::Address>().is_ok();
     if ok {
         Ok(())
     } else {
@@ -287,7 +294,18 @@ mod tests {
     #[test]
     fn emails() {
         assert!(check_email("hanako@bank.example").is_ok());
-        for bad in ["", "hanako", "a b@x", &format!("{}@x", "a".repeat(260))] {
+        assert!(check_email("hanako.yamada+ib@bank.example").is_ok());
+        for bad in [
+            "",
+            "hanako",
+            "a b@x",
+            &format!("{}@x", "a".repeat(260)),
+            "a@x.example\u{202e}",
+            "<script>@x.example",
+            "hanako@",
+            "a@b@c.example",
+            "山田@bank.example",
+        ] {
             assert_eq!(check_email(bad).unwrap_err().code, "bad_email", "{bad:?}");
         }
     }
@@ -298,8 +316,18 @@ mod tests {
         for bad in ["", "a b", "ä", "x\r\nX-Certgate-User: y", &"a".repeat(65)] {
             assert!(check_identifier("login ID", bad).is_err(), "{bad:?}");
         }
-        // A new ID begins with a letter or digit; existing ones are still read.
-        for bad in [".", "..", "-x", "_a", "@corp"] {
+        // A new ID begins and ends with a letter or digit; existing ones are still read.
+        for bad in [
+            ".",
+            "..",
+            "-x",
+            "_a",
+            "@corp",
+            "a.",
+            "beta-admin.",
+            "x-",
+            "y@",
+        ] {
             assert!(check_identifier("login ID", bad).is_ok(), "{bad:?}");
             assert!(check_new_identifier("login ID", bad).is_err(), "{bad:?}");
         }

@@ -36,6 +36,7 @@ const EVICT_FRACTION: usize = 10;
 pub enum Surface {
     Obtain,
     Reenroll,
+    AdminChanges,
     OcspNonce,
     FailedCodes,
 }
@@ -45,6 +46,7 @@ impl Surface {
         match self {
             Self::Obtain => "obtain",
             Self::Reenroll => "reenroll",
+            Self::AdminChanges => "admin_changes",
             Self::OcspNonce => "ocsp_nonce",
             Self::FailedCodes => "failed_codes",
         }
@@ -54,6 +56,7 @@ impl Surface {
         match self {
             Self::Obtain => c.obtain,
             Self::Reenroll => c.reenroll,
+            Self::AdminChanges => c.admin_changes,
             Self::OcspNonce => c.ocsp_nonce,
             Self::FailedCodes => c.failed_codes,
         }
@@ -525,6 +528,7 @@ mod tests {
         Limits::new(LimitsConfig {
             obtain: rate,
             reenroll: rate,
+            admin_changes: rate,
             ocsp_nonce: rate,
             failed_codes: rate,
             max_keys,

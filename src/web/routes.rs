@@ -181,16 +181,36 @@ fn admin_users<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
     Box::pin(api::users(&w.lifecycle, r))
 }
 
+// An administrator's changes each write audit rows (and a re-issue grows the CRL): bounded
+// per address and per administrator, like the public surface.
 fn admin_add_user<'a>(w: &'a Web, r: &'a WebRequest, _: &'a str) -> Reply<'a> {
-    Box::pin(api::add_user(&w.lifecycle, r))
+    Box::pin(limited(
+        w,
+        Surface::AdminChanges,
+        renewer(r),
+        ErrorBody::Json,
+        api::add_user(&w.lifecycle, r),
+    ))
 }
 
 fn admin_reissue<'a>(w: &'a Web, r: &'a WebRequest, login: &'a str) -> Reply<'a> {
-    Box::pin(api::reissue(&w.lifecycle, r, login))
+    Box::pin(limited(
+        w,
+        Surface::AdminChanges,
+        renewer(r),
+        ErrorBody::Json,
+        api::reissue(&w.lifecycle, r, login),
+    ))
 }
 
 fn admin_authorize<'a>(w: &'a Web, r: &'a WebRequest, login: &'a str) -> Reply<'a> {
-    Box::pin(api::authorize(&w.lifecycle, r, login))
+    Box::pin(limited(
+        w,
+        Surface::AdminChanges,
+        renewer(r),
+        ErrorBody::Json,
+        api::authorize(&w.lifecycle, r, login),
+    ))
 }
 
 /// A request that costs one token of `surface` before it is answered.
@@ -207,7 +227,8 @@ async fn limited(
     }
 }
 
-/// A renewal counts against its address and the certificate's login ID.
+/// A renewal, or an administrator's change, counts against its address and the
+/// certificate's login ID.
 fn renewer(r: &WebRequest) -> ClientKeys {
     ClientKeys::new(&r.remote, r.peer.as_ref().map(|p| p.login.as_str()))
 }
