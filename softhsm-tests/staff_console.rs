@@ -1065,3 +1065,72 @@ fn whoever_received_a_staff_code_cannot_decide_with_that_identity() {
         assert_eq!((s, b["state"].as_str()), (200, Some("done")), "{b}");
     }
 }
+
+/// A code or re-issue for a login ID that does not exist is refused when asked (404), and
+/// one run alone checks the role again on the row it makes the code for: codes asked while
+/// the same login ID is being added as an administrator never hand out a code without a
+/// checker.
+#[test]
+fn a_code_asked_while_its_administrator_is_added_never_runs_alone() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let op = staff_member(&fx, "sato", "operator");
+    let port = free_port();
+    let run = fx.serve_with(&staff_section(port));
+    let c = |path: &str, body: &str| {
+        call(
+            &run,
+            port,
+            (&op.cert, &op.key),
+            "POST",
+            path,
+            Some(body),
+            &[],
+        )
+    };
+    for verb in ["authorize", "reissue"] {
+        let (s, b) = c(&format!("users/nobody/{verb}"), "{}");
+        assert_eq!((s, b["error"].as_str()), (404, Some("not_found")), "{b}");
+    }
+    for round in 0..8 {
+        let login = format!("race{round}");
+        let answers = std::thread::scope(|scope| {
+            let askers: Vec<_> = (0..16)
+                .map(|i| {
+                    let (c, login) = (&c, &login);
+                    let verb = if i % 8 == 0 { "reissue" } else { "authorize" };
+                    scope.spawn(move || {
+                        let mut seen = Vec::new();
+                        for _ in 0..200 {
+                            let (s, b) = c(&format!("users/{login}/{verb}"), "{}");
+                            seen.push((s, b));
+                            if s != 404 {
+                                break;
+                            }
+                        }
+                        seen
+                    })
+                })
+                .collect();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let (s, b) = c(
+                "users",
+                &format!(
+                    r#"{{"login":"{login}","contract":"corp2","role":"admin","email":"{login}@example.com"}}"#
+                ),
+            );
+            assert_eq!(s, 200, "{b}");
+            askers
+                .into_iter()
+                .flat_map(|h| h.join().expect("asker"))
+                .collect::<Vec<_>>()
+        });
+        for (s, b) in &answers {
+            assert!(b["code"].is_null(), "a code ran without a checker: {s} {b}");
+            assert!(matches!(s, 202 | 404 | 409), "{s} {b}");
+        }
+        assert!(answers.iter().any(|(s, _)| *s == 202), "{answers:?}");
+    }
+}

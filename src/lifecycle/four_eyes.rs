@@ -17,7 +17,7 @@ use crate::ca::RevocationReason;
 use crate::clock::UnixTime;
 pub use crate::config::{APPROVAL_KINDS, DEFAULT_APPROVAL_KINDS};
 use crate::store::{
-    NewStaffRequest, RequestState, RequestTransition, Role, StaffRequest, StaffRole,
+    Audience, NewStaffRequest, RequestState, RequestTransition, Role, StaffRequest, StaffRole, User,
 };
 
 use super::error::LifecycleError;
@@ -169,10 +169,18 @@ impl Lifecycle {
         action: &StaffAction,
         policy: &ApprovalPolicy,
     ) -> Result<Asked, LifecycleError> {
-        if self.needs_approval(action, policy).await? {
+        let actor = Actor::Staff(maker.into());
+        let needed = match self.needs_approval(action, policy).await {
+            Ok(needed) => needed,
+            Err(e) => {
+                return self
+                    .refuse(&actor, action.name(), action.subject(), e)
+                    .await;
+            }
+        };
+        if needed {
             // What would certainly be refused when it runs is refused now, not after a
             // supervisor spent a decision on it.
-            let actor = Actor::Staff(maker.into());
             if let Err(e) = self.check_subject(action).await {
                 return self
                     .refuse(&actor, action.name(), action.subject(), e)
@@ -181,34 +189,29 @@ impl Lifecycle {
             let (id, expires_at) = self.submit_request(maker, action, policy).await?;
             return Ok(Asked::Pending { id, expires_at });
         }
-        let actor = Actor::Staff(maker.into());
-        Ok(Asked::Done(self.run_action(&actor, action).await?))
+        Ok(Asked::Done(
+            self.run_action(&actor, action, Run::Alone(policy)).await?,
+        ))
     }
 
+    /// Whether `action` waits for a checker. A code or re-issue for a login ID that does not
+    /// exist is refused here: run alone, it could meet the login ID added meanwhile with a
+    /// role whose codes wait.
     async fn needs_approval(
         &self,
         action: &StaffAction,
         policy: &ApprovalPolicy,
     ) -> Result<bool, LifecycleError> {
-        if policy.covers(action.approval_kind()) {
-            return Ok(true);
-        }
-        match action {
-            // A re-issue revokes the current certificate: it waits whenever a revocation
-            // does, or a second request would undo what the first protects.
-            StaffAction::Reissue { .. } if policy.covers("cert.revoke") => Ok(true),
-            // An administrator's issuance code is what an administrator's re-issue hands
-            // out: `cert.reissue.admin` covers both, so one operator cannot add an
-            // administrator to a contract and take its code alone.
-            StaffAction::Reissue { login } | StaffAction::Authorize { login }
-                if policy.covers("cert.reissue.admin") =>
-            {
-                // An unknown login ID is refused when it runs; it needs no second person.
-                let role = self.store().user(login).await?.map(|u| u.role);
-                Ok(role == Some(Role::Admin))
+        let role = match action {
+            StaffAction::Authorize { login } | StaffAction::Reissue { login } => {
+                match self.store().user(login).await? {
+                    Some(u) => Some(u.role),
+                    None => return Err(LifecycleError::NotFound(format!("login ID {login:?}"))),
+                }
             }
-            _ => Ok(false),
-        }
+            _ => None,
+        };
+        Ok(approval_needed(action, role, policy))
     }
 
     /// The request's subject exists (or, for an addition, does not yet).
@@ -351,7 +354,7 @@ impl Lifecycle {
             checker: checker.into(),
             request: id,
         };
-        let ran = self.run_action(&actor, &action).await;
+        let ran = self.run_action(&actor, &action, Run::Approved).await;
         let (to, result, audit_action) = match &ran {
             Ok(done) => (RequestState::Done, done.summary.clone(), "request.done"),
             Err(e) => (
@@ -596,11 +599,18 @@ impl Lifecycle {
     }
 
     /// Runs `action` now, audited as `actor`.
-    pub async fn run_action(
+    async fn run_action(
         &self,
         actor: &Actor,
         action: &StaffAction,
+        run: Run<'_>,
     ) -> Result<ActionDone, LifecycleError> {
+        // Run alone, a code is made only for a login ID whose role needs no checker, judged
+        // on the row the code is made for.
+        let alone = |u: &User| match run {
+            Run::Alone(policy) => alone_allowed(action, u, policy),
+            Run::Approved => Ok(()),
+        };
         let summary = |v| ActionDone {
             summary: v,
             code: None,
@@ -649,9 +659,12 @@ impl Lifecycle {
                 self.set_user_enabled(actor, login, true).await?,
                 true,
             )),
-            StaffAction::Authorize { login } => coded(self.authorize(actor, login).await?),
+            StaffAction::Authorize { login } => coded(
+                self.authorize_if(Audience::Customer, actor, login, &alone)
+                    .await?,
+            ),
             StaffAction::Reissue { login } => coded(
-                self.staff_reissue(actor, login, RevocationReason::Superseded)
+                self.staff_reissue_if(actor, login, RevocationReason::Superseded, &alone)
                     .await?,
             ),
             StaffAction::Revoke { serial, reason } => {
@@ -677,6 +690,54 @@ impl Lifecycle {
             StaffAction::AuthorizeStaff { name } => coded(self.staff_authorize(actor, name).await?),
         })
     }
+}
+
+/// How an action runs: approved by a checker, or alone because `policy` wanted none.
+#[derive(Debug, Clone, Copy)]
+enum Run<'a> {
+    Approved,
+    Alone(&'a ApprovalPolicy),
+}
+
+/// Whether `action` waits for a checker under `policy`. `role`: the role of the login ID
+/// a code or re-issue is for (unknown: judged as an administrator's).
+fn approval_needed(action: &StaffAction, role: Option<Role>, policy: &ApprovalPolicy) -> bool {
+    if policy.covers(action.approval_kind()) {
+        return true;
+    }
+    match action {
+        // A re-issue revokes the current certificate: it waits whenever a revocation
+        // does, or a second request would undo what the first protects.
+        StaffAction::Reissue { .. } if policy.covers("cert.revoke") => true,
+        // An administrator's issuance code is what an administrator's re-issue hands
+        // out: `cert.reissue.admin` covers both, so one operator cannot add an
+        // administrator to a contract and take its code alone.
+        StaffAction::Reissue { .. } | StaffAction::Authorize { .. } => {
+            role.unwrap_or(Role::Admin) == Role::Admin && policy.covers("cert.reissue.admin")
+        }
+        _ => false,
+    }
+}
+
+/// Refuses running `action` alone for `user` when its role wants a checker.
+fn alone_allowed(
+    action: &StaffAction,
+    user: &User,
+    policy: &ApprovalPolicy,
+) -> Result<(), LifecycleError> {
+    if approval_needed(action, Some(user.role), policy) {
+        return Err(Refusal::new(
+            "approval_required",
+            format!(
+                "{} for the {} login ID {:?} needs a supervisor's approval; ask again",
+                action.name(),
+                user.role.as_str(),
+                user.login
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// A code's answer: when it expires and what it replaced, with the code kept aside.
@@ -736,6 +797,46 @@ mod tests {
         assert_eq!(serde_json::from_value::<StaffAction>(v).unwrap(), a);
         let unknown = json!({"action": "ca.rollover"});
         assert!(serde_json::from_value::<StaffAction>(unknown).is_err());
+    }
+
+    fn default_policy() -> ApprovalPolicy {
+        ApprovalPolicy {
+            kinds: DEFAULT_APPROVAL_KINDS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            request_ttl_secs: 86_400,
+        }
+    }
+
+    fn user(role: Role) -> User {
+        User {
+            login: "taro".into(),
+            contract_id: "c1".into(),
+            role,
+            email: "taro@example.com".into(),
+            enabled: true,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn an_administrators_code_never_runs_alone() {
+        let p = default_policy();
+        let code = StaffAction::Authorize {
+            login: "taro".into(),
+        };
+        assert!(approval_needed(&code, Some(Role::Admin), &p));
+        // Unknown (refused before): judged as an administrator's, never as free.
+        assert!(approval_needed(&code, None, &p));
+        // Run alone, the row the code is made for is judged again.
+        let e = alone_allowed(&code, &user(Role::Admin), &p).unwrap_err();
+        assert_eq!(e.code(), "approval_required");
+        let open = ApprovalPolicy {
+            kinds: BTreeSet::new(),
+            request_ttl_secs: 60,
+        };
+        assert!(alone_allowed(&code, &user(Role::Admin), &open).is_ok());
     }
 
     #[test]
