@@ -130,14 +130,16 @@ impl StaffAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalPolicy {
     /// Approval kinds: action names, plus `cert.reissue.admin` (the re-issue of a contract
-    /// administrator's certificate, and an administrator's issuance code). A re-issue also
+    /// administrator's certificate, and an administrator's issuance code) and
+    /// `cert.reissue.user` (the same for an approver or general login ID). A re-issue also
     /// waits whenever `cert.revoke` does.
     pub kinds: BTreeSet<String>,
     pub request_ttl_secs: i64,
 }
 
 impl ApprovalPolicy {
-    /// Whether `kind` (an action name, or `cert.reissue.admin`) needs approval.
+    /// Whether `kind` (an action name, `cert.reissue.admin` or `cert.reissue.user`) needs
+    /// approval.
     pub fn covers(&self, kind: &str) -> bool {
         self.kinds.contains(kind)
     }
@@ -699,6 +701,16 @@ enum Run<'a> {
     Alone(&'a ApprovalPolicy),
 }
 
+/// The approval kind of a staff-made issuance code or re-issue for a login ID of `role`:
+/// an administrator's, or an approver's or general user's (which DESIGN leaves to the
+/// contract's administrator, so staff making one is the exception that waits).
+pub fn code_kind(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "cert.reissue.admin",
+        Role::Approver | Role::General => "cert.reissue.user",
+    }
+}
+
 /// Whether `action` waits for a checker under `policy`. `role`: the role of the login ID
 /// a code or re-issue is for (unknown: judged as an administrator's).
 fn approval_needed(action: &StaffAction, role: Option<Role>, policy: &ApprovalPolicy) -> bool {
@@ -709,11 +721,10 @@ fn approval_needed(action: &StaffAction, role: Option<Role>, policy: &ApprovalPo
         // A re-issue revokes the current certificate: it waits whenever a revocation
         // does, or a second request would undo what the first protects.
         StaffAction::Reissue { .. } if policy.covers("cert.revoke") => true,
-        // An administrator's issuance code is what an administrator's re-issue hands
-        // out: `cert.reissue.admin` covers both, so one operator cannot add an
-        // administrator to a contract and take its code alone.
+        // A code is what a re-issue hands out: one kind per role covers both, so one
+        // operator cannot add a login ID to a contract and take its code alone.
         StaffAction::Reissue { .. } | StaffAction::Authorize { .. } => {
-            role.unwrap_or(Role::Admin) == Role::Admin && policy.covers("cert.reissue.admin")
+            policy.covers(code_kind(role.unwrap_or(Role::Admin)))
         }
         _ => false,
     }
@@ -840,6 +851,23 @@ mod tests {
     }
 
     #[test]
+    fn staff_codes_for_approvers_and_general_users_wait_unless_taken_out() {
+        let p = default_policy();
+        let code = StaffAction::Authorize {
+            login: "taro".into(),
+        };
+        for role in [Role::Approver, Role::General] {
+            assert_eq!(code_kind(role), "cert.reissue.user");
+            assert!(approval_needed(&code, Some(role), &p), "{role:?}");
+        }
+        let mut bank = default_policy();
+        bank.kinds.remove("cert.reissue.user");
+        assert!(!approval_needed(&code, Some(Role::General), &bank));
+        assert!(approval_needed(&code, Some(Role::Admin), &bank));
+        assert!(alone_allowed(&code, &user(Role::General), &bank).is_ok());
+    }
+
+    #[test]
     fn the_default_policy_names_only_known_kinds() {
         for k in DEFAULT_APPROVAL_KINDS {
             assert!(APPROVAL_KINDS.contains(k), "{k}");
@@ -854,6 +882,7 @@ mod tests {
         assert!(p.covers("cert.revoke"));
         assert!(!p.covers("cert.reissue"));
         assert!(!p.covers("code.authorize"));
+        assert!(p.covers("cert.reissue.user"));
         let role = StaffAction::SetStaffRole {
             name: "sato".into(),
             role: StaffRole::Supervisor,
