@@ -1138,3 +1138,183 @@ fn a_code_asked_while_its_administrator_is_added_never_runs_alone() {
         assert!(answers.iter().any(|(s, _)| *s == 202), "{answers:?}");
     }
 }
+
+/// Obtains `name`'s staff certificate on the obtain listener with `code` and a new key, as
+/// whoever holds the code could: the certificate and key files.
+fn obtain_staff(fx: &Fixture, run: &Running, obtain_port: u16, name: &str, code: &str) -> Staff {
+    let label = format!("{name}-obtained");
+    let (key, csr) = fx.openssl_csr(&label, "ec:P-256");
+    let body = serde_json::json!({
+        "name": name,
+        "code": code,
+        "csr": std::fs::read_to_string(&csr).expect("csr"),
+    })
+    .to_string();
+    let url = format!("https://127.0.0.1:{obtain_port}/staff/api/v1/obtain");
+    let mut args = vec!["-H", "Content-Type: application/json"];
+    args.extend(STAFF_CSRF);
+    args.extend(["--data-binary", body.as_str(), url.as_str()]);
+    let (s, text) = curl(&run.ca, &args);
+    assert_eq!(s, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).expect("json");
+    let cert = fx.path(&format!("{label}.pem"));
+    std::fs::write(&cert, answer["certificate"].as_str().expect("certificate")).expect("write");
+    Staff { cert, key }
+}
+
+/// One supervisor who received two staff members' codes holds both: neither decides the
+/// other's request, and he decides nothing about either (approve or reject). Nobody decides
+/// a change to themselves or the revocation of their own staff certificate, rejecting
+/// included. A maker disabled or moved to another role meanwhile has their pending request
+/// fail when approved, audited, and nothing runs.
+#[test]
+fn one_person_holding_two_identities_decides_nothing_between_them() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let op = staff_member(&fx, "sato", "operator");
+    let sup1 = staff_member(&fx, "suzuki", "supervisor");
+    let sup2 = staff_member(&fx, "takahashi", "supervisor");
+    let sup3 = staff_member(&fx, "yamada", "supervisor");
+    let (run, port, obtain_port, _) = serve_with_obtain_listener(&fx);
+    let c = |who: &Staff, path: &str| {
+        call(
+            &run,
+            port,
+            (&who.cert, &who.key),
+            "POST",
+            path,
+            Some("{}"),
+            &[],
+        )
+    };
+    let ask = |who: &Staff, path: &str| {
+        let (s, b) = c(who, path);
+        assert_eq!(s, 202, "{path}: {b}");
+        b["request"].as_i64().expect("request id")
+    };
+    let decide = |who: &Staff, id: i64, verb: &str| c(who, &format!("requests/{id}/{verb}"));
+    let refused = |who: &Staff, id: i64, code: &str| {
+        for verb in ["approve", "reject"] {
+            let (s, b) = decide(who, id, verb);
+            let status = if code == "request_finished" { 409 } else { 403 };
+            assert_eq!(
+                (s, b["error"].as_str()),
+                (status, Some(code)),
+                "{verb}: {b}"
+            );
+        }
+    };
+
+    // takahashi approves both new supervisors' codes and so receives both.
+    let mut held = Vec::new();
+    for name in ["newbie", "newbie2"] {
+        let body =
+            format!(r#"{{"name":"{name}","role":"supervisor","email":"{name}@bank.example"}}"#);
+        let (s, b) = call(
+            &run,
+            port,
+            (&op.cert, &op.key),
+            "POST",
+            "staff",
+            Some(&body),
+            &[],
+        );
+        assert_eq!(s, 202, "{b}");
+        let (s, b) = decide(&sup3, b["request"].as_i64().expect("id"), "approve");
+        assert_eq!(s, 200, "{b}");
+        let id = ask(&op, &format!("staff/{name}/authorize"));
+        let (s, b) = decide(&sup2, id, "approve");
+        assert_eq!(s, 200, "{b}");
+        let code = b["code"].as_str().expect("the code").to_owned();
+        held.push(obtain_staff(&fx, &run, obtain_port, name, &code));
+    }
+    let (newbie, newbie2) = (&held[0], &held[1]);
+
+    // "newbie" asks, "newbie2" decides: one person, refused either way.
+    let by_newbie = ask(newbie, "contracts/corp2/disable");
+    refused(newbie2, by_newbie, "code_holder");
+    // takahashi decides nothing about a member whose code he received.
+    let about_newbie = ask(&op, "staff/newbie/enable");
+    refused(&sup2, about_newbie, "code_holder");
+    let (s, b) = decide(&op, about_newbie, "withdraw");
+    assert_eq!(s, 200, "{b}");
+
+    // Nobody decides about themselves, nor the revocation of their own staff certificate.
+    let about_suzuki = ask(&op, "staff/suzuki/disable");
+    refused(&sup1, about_suzuki, "own_request");
+    let suzuki_serial = serial_of(&fx, "staff:suzuki");
+    let revoke = format!("certificates/{}/revoke", suzuki_serial.to_ascii_uppercase());
+    let (s, b) = call(
+        &run,
+        port,
+        (&op.cert, &op.key),
+        "POST",
+        &revoke,
+        Some(r#"{"reason":"unspecified"}"#),
+        &[],
+    );
+    assert_eq!(s, 202, "{b}");
+    let revoke_suzuki = b["request"].as_i64().expect("id");
+    refused(&sup1, revoke_suzuki, "own_request");
+    for id in [about_suzuki, revoke_suzuki] {
+        let (s, b) = decide(&op, id, "withdraw");
+        assert_eq!(s, 200, "{b}");
+    }
+
+    // newbie is disabled meanwhile (on the host): his request fails when approved.
+    fx.ok(&["staff", "disable", "newbie"]);
+    let (s, b) = decide(&sup1, by_newbie, "approve");
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (409, Some("maker_inactive")),
+        "{b}"
+    );
+    refused(&sup3, by_newbie, "request_finished");
+    // A maker moved to auditor likewise.
+    let by_sato = ask(&op, "contracts/corp1/disable");
+    fx.ok(&["staff", "role", "sato", "--role", "auditor"]);
+    let (s, b) = decide(&sup1, by_sato, "approve");
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (409, Some("maker_inactive")),
+        "{b}"
+    );
+    let contracts = fx.ok(&["contract", "list", "--format", "json"]);
+    assert!(!contracts.contains("false"), "a request ran: {contracts}");
+    let (_, b) = call(
+        &run,
+        port,
+        (&sup3.cert, &sup3.key),
+        "GET",
+        "requests?state=failed",
+        None,
+        &[],
+    );
+    let failed: Vec<(i64, &str)> = b["requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .filter_map(|r| Some((r["request"].as_i64()?, r["result"]["error"].as_str()?)))
+        .collect();
+    assert!(failed.contains(&(by_newbie, "maker_inactive")), "{b}");
+    assert!(failed.contains(&(by_sato, "maker_inactive")), "{b}");
+    let (_, b) = call(
+        &run,
+        port,
+        (&sup3.cert, &sup3.key),
+        "GET",
+        &format!("audit?subject=request:{by_sato}"),
+        None,
+        &[],
+    );
+    assert!(
+        b["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .any(|e| e["action"] == "request.failed"),
+        "{b}"
+    );
+}

@@ -319,17 +319,8 @@ impl Lifecycle {
             let e = Refusal::new("own_request", "a request must be approved by someone else");
             return self.refuse_approval(&checker_actor, id, e).await;
         }
-        let action: StaffAction = serde_json::from_str(&req.params).map_err(|_| {
-            LifecycleError::Internal(format!("request {id} holds parameters of no known action"))
-        })?;
-        if action.approval_kind().starts_with("staff.") && action.subject() == checker {
-            let e = Refusal::new(
-                "own_request",
-                "a change to a staff member must be approved by someone else",
-            );
-            return self.refuse_approval(&checker_actor, id, e).await;
-        }
-        if let Some(e) = self.one_person_may_hold_both(&req.maker, checker).await? {
+        let action = stored_action(&req)?;
+        if let Some(e) = self.checker_refusal(checker, &req, &action).await? {
             return self.refuse_approval(&checker_actor, id, e).await;
         }
         let claimed = self
@@ -356,7 +347,15 @@ impl Lifecycle {
             checker: checker.into(),
             request: id,
         };
-        let ran = self.run_action(&actor, &action, Run::Approved).await;
+        // The maker asked with the role they had then; one disabled or moved to another
+        // role since cannot still have it done.
+        let ran = match self.maker_may_still_ask(&req.maker).await {
+            Ok(()) => self.run_action(&actor, &action, Run::Approved).await,
+            Err(e) => {
+                self.refuse(&actor, action.name(), action.subject(), e)
+                    .await
+            }
+        };
         let (to, result, audit_action) = match &ran {
             Ok(done) => (RequestState::Done, done.summary.clone(), "request.done"),
             Err(e) => (
@@ -390,6 +389,26 @@ impl Lifecycle {
         Ok((stored, done))
     }
 
+    /// The maker is still an enabled operator or supervisor (who may ask for changes).
+    async fn maker_may_still_ask(&self, maker: &str) -> Result<(), LifecycleError> {
+        let member = self.store().staff_member(maker).await?;
+        match member {
+            Some(m)
+                if m.enabled && matches!(m.role, StaffRole::Operator | StaffRole::Supervisor) =>
+            {
+                Ok(())
+            }
+            _ => Err(Refusal::new(
+                "maker_inactive",
+                format!(
+                    "staff member {maker:?} who asked is no longer an enabled operator or \
+                     supervisor; the request cannot run"
+                ),
+            )
+            .into()),
+        }
+    }
+
     /// Refuses `checker`'s approval of request `id`, audited under the request.
     async fn refuse_approval<T>(
         &self,
@@ -401,30 +420,69 @@ impl Lifecycle {
             .await
     }
 
-    /// Whether `maker` and `checker` may be one person: one of them received the other's
-    /// staff issuance code (asked for it and got it at once, or approved its request and got
-    /// it in the answer), and could have obtained that certificate with a key of their own.
-    async fn one_person_may_hold_both(
+    /// Why `checker` may not decide (approve or reject) `req`, asking for `action`: the
+    /// staff member it is about (a staff change, or the revocation of a staff certificate)
+    /// is the checker or may be held by the same person, or so may the maker.
+    async fn checker_refusal(
         &self,
-        maker: &str,
         checker: &str,
+        req: &StaffRequest,
+        action: &StaffAction,
     ) -> Result<Option<Refusal>, LifecycleError> {
-        for (holder, of) in [(maker, checker), (checker, maker)] {
-            let actor = self
-                .store()
-                .latest_audit_actor("code.authorize", &crate::store::staff_login(of))
-                .await?;
-            if actor.as_deref().and_then(code_receiver) == Some(holder) {
+        let checker_code = self.code_receiver_of(checker).await?;
+        let checker_id = Identity {
+            name: checker,
+            receiver: checker_code.as_deref(),
+        };
+        if let Some(about) = self.staff_subject(action).await? {
+            if about == checker {
                 return Ok(Some(Refusal::new(
-                    "code_holder",
-                    format!(
-                        "staff member {holder:?} received the issuance code of {of:?}; \
-                         another supervisor must decide this request"
-                    ),
+                    "own_request",
+                    "a change to a staff member or their certificate is decided by someone else",
                 )));
             }
+            let about_code = self.code_receiver_of(&about).await?;
+            let about_id = Identity {
+                name: &about,
+                receiver: about_code.as_deref(),
+            };
+            if may_be_one_person(about_id, checker_id) {
+                return Ok(Some(held_by_one(&about, checker)));
+            }
         }
-        Ok(None)
+        let maker_code = self.code_receiver_of(&req.maker).await?;
+        let maker_id = Identity {
+            name: &req.maker,
+            receiver: maker_code.as_deref(),
+        };
+        Ok(may_be_one_person(maker_id, checker_id).then(|| held_by_one(&req.maker, checker)))
+    }
+
+    /// Who received the staff member `name`'s latest issuance code on the console (asked for
+    /// it and got it at once, or approved its request and got it in the answer), and so could
+    /// have obtained that certificate with a key of their own.
+    async fn code_receiver_of(&self, name: &str) -> Result<Option<String>, LifecycleError> {
+        let actor = self
+            .store()
+            .latest_audit_actor("code.authorize", &crate::store::staff_login(name))
+            .await?;
+        Ok(actor.as_deref().and_then(code_receiver).map(str::to_owned))
+    }
+
+    /// The staff member `action` is about: the one a staff change names, or the holder of
+    /// the staff certificate a revocation names.
+    async fn staff_subject(&self, action: &StaffAction) -> Result<Option<String>, LifecycleError> {
+        Ok(match action {
+            StaffAction::Revoke { serial, .. } => self
+                .store()
+                .certificate(&super::normalize_serial(serial))
+                .await?
+                .and_then(|c| crate::store::staff_name(&c.login).map(str::to_owned)),
+            other if other.approval_kind().starts_with("staff.") => {
+                Some(other.subject().to_owned())
+            }
+            _ => None,
+        })
     }
 
     /// Staff member `checker` rejects request `id`; nothing it asked for happens.
@@ -435,11 +493,17 @@ impl Lifecycle {
     ) -> Result<StaffRequest, LifecycleError> {
         let actor = Actor::Staff(checker.into());
         let req = self.open_request(&actor, "request.reject", id).await?;
-        if req.maker == checker {
-            let e = Refusal::new(
+        let refusal = if req.maker == checker {
+            Some(Refusal::new(
                 "own_request",
                 "a request is rejected by someone else; withdraw your own instead",
-            );
+            ))
+        } else {
+            // A veto is a decision too: the same people may not make it.
+            self.checker_refusal(checker, &req, &stored_action(&req)?)
+                .await?
+        };
+        if let Some(e) = refusal {
             return self
                 .refuse(&actor, "request.reject", &request_subject(id), e.into())
                 .await;
@@ -763,6 +827,43 @@ fn coded(a: Authorized) -> ActionDone {
     }
 }
 
+/// The action a stored request asks for.
+fn stored_action(req: &StaffRequest) -> Result<StaffAction, LifecycleError> {
+    serde_json::from_str(&req.params).map_err(|_| {
+        LifecycleError::Internal(format!(
+            "request {} holds parameters of no known action",
+            req.id
+        ))
+    })
+}
+
+/// A staff identity (a name) and who received its latest issuance code on the console.
+#[derive(Debug, Clone, Copy)]
+struct Identity<'a> {
+    name: &'a str,
+    receiver: Option<&'a str>,
+}
+
+/// Whether one person may act as both `a` and `b`: the same name, one received the other's
+/// code, or one person received both codes.
+fn may_be_one_person(a: Identity<'_>, b: Identity<'_>) -> bool {
+    a.name == b.name
+        || a.receiver == Some(b.name)
+        || b.receiver == Some(a.name)
+        || (a.receiver.is_some() && a.receiver == b.receiver)
+}
+
+fn held_by_one(a: &str, checker: &str) -> Refusal {
+    Refusal::new(
+        "code_holder",
+        format!(
+            "staff members {a:?} and {checker:?} may be one person (one received the other's \
+             issuance code, or one person received both); another supervisor must decide this \
+             request"
+        ),
+    )
+}
+
 /// How a request is named in the audit log.
 pub fn request_subject(id: i64) -> String {
     format!("request:{id}")
@@ -794,6 +895,26 @@ mod tests {
         assert_eq!(code_receiver(&approved.to_string()), Some("sup1"));
         assert_eq!(code_receiver("host:root"), None);
         assert_eq!(code_receiver("user:alice"), None);
+    }
+
+    #[test]
+    fn identities_whose_codes_one_person_received_are_one() {
+        let id = |name, receiver| Identity { name, receiver };
+        // Codes made on the host were seen by nobody on the console.
+        assert!(!may_be_one_person(id("op", None), id("sup", None)));
+        assert!(may_be_one_person(id("op", None), id("op", None)));
+        // One received the other's code, either way round.
+        assert!(may_be_one_person(id("new", Some("sup")), id("sup", None)));
+        assert!(may_be_one_person(id("sup", None), id("new", Some("sup"))));
+        // One supervisor received both codes.
+        assert!(may_be_one_person(
+            id("newbie", Some("sup2")),
+            id("newbie2", Some("sup2"))
+        ));
+        assert!(!may_be_one_person(
+            id("newbie", Some("sup2")),
+            id("newbie2", Some("sup1"))
+        ));
     }
 
     #[test]
