@@ -400,6 +400,25 @@ fn staff_console_roles_four_eyes_and_refusals() {
     assert_eq!((s, b["state"].as_str()), (202, Some("pending")), "{b}");
     assert!(b["code"].is_null(), "{b}");
 
+    // Switching a contract or a login ID either way waits: one operator can neither undo an
+    // approved disabling nor disable a contract's login IDs one by one instead.
+    for path in [
+        "contracts/corp1/enable",
+        "contracts/corp1/disable",
+        "users/carol/disable",
+        "users/carol/enable",
+    ] {
+        let (s, b) = c(&op, "POST", path, Some("{}"));
+        assert_eq!(
+            (s, b["state"].as_str()),
+            (202, Some("pending")),
+            "{path}: {b}"
+        );
+        let id = b["request"].as_i64().expect("request id");
+        let (s, b) = c(&op, "POST", &format!("requests/{id}/withdraw"), Some("{}"));
+        assert_eq!((s, b["state"].as_str()), (200, Some("withdrawn")), "{b}");
+    }
+
     // Adding or changing staff waits for approval; nobody approves a change to themselves.
     let (s, b) = c(
         &op,

@@ -1004,6 +1004,16 @@ mod tests {
         assert!(!p.covers("cert.reissue"));
         assert!(!p.covers("code.authorize"));
         assert!(p.covers("cert.reissue.user"));
+        // Switching contracts and login IDs either way: one person must not undo an
+        // approved disabling, nor disable a contract's login IDs one by one instead.
+        for kind in [
+            "contract.disable",
+            "contract.enable",
+            "user.disable",
+            "user.enable",
+        ] {
+            assert!(p.covers(kind), "{kind}");
+        }
         let role = StaffAction::SetStaffRole {
             name: "sato".into(),
             role: StaffRole::Supervisor,
