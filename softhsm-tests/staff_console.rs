@@ -1337,3 +1337,68 @@ fn one_person_holding_two_identities_decides_nothing_between_them() {
         "{b}"
     );
 }
+
+/// A four-eyes request's input is checked as the direct action checks it before it is
+/// stored, and its subject is canonical: bad staff names are 400 and leave no request; a
+/// revocation asked with an uppercase, colon-separated serial is stored normalized.
+#[test]
+fn four_eyes_requests_are_checked_and_canonical_before_they_are_stored() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let op = staff_member(&fx, "sato", "operator");
+    let (carol, _) = fx.obtain("carol");
+    drop(carol);
+    let port = free_port();
+    let run = fx.serve_with(&staff_section(port));
+    let c = |method: &str, path: &str, body: Option<&str>| {
+        call(&run, port, (&op.cert, &op.key), method, path, body, &[])
+    };
+    let long = "a".repeat(60_000);
+    for bad in ["", "\u{202e}sup1", "a\nb", long.as_str()] {
+        let body =
+            serde_json::json!({"name": bad, "role": "supervisor", "email": "x@bank.example"})
+                .to_string();
+        let (s, b) = c("POST", "staff", Some(&body));
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (400, Some("bad_identifier")),
+            "{:?}: {b}",
+            &bad[..bad.len().min(8)]
+        );
+    }
+    let (_, b) = c("GET", "requests", None);
+    assert_eq!(
+        b["requests"],
+        serde_json::json!([]),
+        "a bad request was stored"
+    );
+
+    let serial = serial_of(&fx, "carol");
+    let typed: String = serial
+        .to_ascii_uppercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect::<Vec<_>>()
+        .join(":");
+    let (s, b) = c(
+        "POST",
+        &format!("certificates/{typed}/revoke"),
+        Some(r#"{"reason":"unspecified"}"#),
+    );
+    assert_eq!(
+        (s, b["subject"].as_str()),
+        (202, Some(serial.as_str())),
+        "{b}"
+    );
+    let (_, b) = c("GET", "requests?state=pending", None);
+    let stored = &b["requests"][0];
+    assert_eq!(stored["subject"].as_str(), Some(serial.as_str()), "{b}");
+    assert_eq!(
+        stored["params"]["serial"].as_str(),
+        Some(serial.as_str()),
+        "{b}"
+    );
+}

@@ -105,6 +105,53 @@ impl StaffAction {
         }
     }
 
+    /// The action as it runs and is stored: its input checked as the direct action checks
+    /// it, and a serial in the store's form, so that a request's subject is canonical and
+    /// nothing is stored that would be refused when it runs.
+    pub fn canonical(&self) -> Result<StaffAction, Refusal> {
+        use super::rules::{check_email, check_identifier, check_new_identifier};
+        match self {
+            Self::AddContract { id, name } => {
+                check_new_identifier("a contract ID", id)?;
+                super::registry::check_name(name)?;
+            }
+            Self::DisableContract { id } | Self::EnableContract { id } => {
+                check_identifier("a contract ID", id)?;
+            }
+            Self::AddUser {
+                login,
+                contract,
+                email,
+                ..
+            } => {
+                check_new_identifier("a login ID", login)?;
+                check_identifier("a contract ID", contract)?;
+                check_email(email)?;
+            }
+            Self::DisableUser { login } | Self::EnableUser { login } => {
+                check_identifier("a login ID", login)?;
+            }
+            Self::Revoke { serial, reason } => {
+                return Ok(Self::Revoke {
+                    serial: super::normalize_serial(serial),
+                    reason: *reason,
+                });
+            }
+            Self::AddStaff { name, email, .. } => {
+                check_new_identifier("a staff member's name", name)?;
+                check_email(email)?;
+            }
+            // Looked up by name when asked (unknown: 404); nothing else to check.
+            Self::Authorize { .. }
+            | Self::Reissue { .. }
+            | Self::SetStaffRole { .. }
+            | Self::DisableStaff { .. }
+            | Self::EnableStaff { .. }
+            | Self::AuthorizeStaff { .. } => {}
+        }
+        Ok(self.clone())
+    }
+
     /// What it is about: a contract ID, login ID or serial.
     pub fn subject(&self) -> &str {
         match self {
@@ -158,8 +205,12 @@ pub struct ActionDone {
 pub enum Asked {
     /// It ran.
     Done(ActionDone),
-    /// It waits for approval as request `id`.
-    Pending { id: i64, expires_at: UnixTime },
+    /// It waits for approval as request `id`, about `subject` (in its canonical form).
+    Pending {
+        id: i64,
+        expires_at: UnixTime,
+        subject: String,
+    },
 }
 
 impl Lifecycle {
@@ -172,6 +223,14 @@ impl Lifecycle {
         policy: &ApprovalPolicy,
     ) -> Result<Asked, LifecycleError> {
         let actor = Actor::Staff(maker.into());
+        let action = &match action.canonical() {
+            Ok(a) => a,
+            Err(e) => {
+                return self
+                    .refuse(&actor, action.name(), action.subject(), e.into())
+                    .await;
+            }
+        };
         let needed = match self.needs_approval(action, policy).await {
             Ok(needed) => needed,
             Err(e) => {
@@ -189,7 +248,11 @@ impl Lifecycle {
                     .await;
             }
             let (id, expires_at) = self.submit_request(maker, action, policy).await?;
-            return Ok(Asked::Pending { id, expires_at });
+            return Ok(Asked::Pending {
+                id,
+                expires_at,
+                subject: action.subject().to_owned(),
+            });
         }
         Ok(Asked::Done(
             self.run_action(&actor, action, Run::Alone(policy)).await?,
@@ -915,6 +978,31 @@ mod tests {
             id("newbie", Some("sup2")),
             id("newbie2", Some("sup1"))
         ));
+    }
+
+    #[test]
+    fn a_request_is_checked_and_made_canonical_before_it_is_stored() {
+        let staff = |name: &str| StaffAction::AddStaff {
+            name: name.into(),
+            role: StaffRole::Supervisor,
+            email: "a@bank.example".into(),
+        };
+        let long = "a".repeat(60_000);
+        for bad in ["", "\u{202e}sup1", "a\nb", long.as_str()] {
+            let e = staff(bad).canonical().unwrap_err();
+            assert_eq!(e.code, "bad_identifier", "{bad:?}");
+        }
+        assert!(staff("sup1").canonical().is_ok());
+        let revoke = StaffAction::Revoke {
+            serial: "62:92:CC:0A".into(),
+            reason: RevocationReason::Unspecified,
+        };
+        assert_eq!(revoke.canonical().unwrap().subject(), "6292cc0a");
+        let contract = StaffAction::AddContract {
+            id: "c9".into(),
+            name: "x\u{7}".into(),
+        };
+        assert_eq!(contract.canonical().unwrap_err().code, "bad_name");
     }
 
     #[test]

@@ -407,12 +407,16 @@ async fn answer(
     let policy = console.policy();
     match lc.ask(&caller.name, &action, &policy).await {
         Ok(Asked::Done(done)) => Ok(json_ok(&done_json(None, &done))),
-        Ok(Asked::Pending { id, expires_at }) => {
+        Ok(Asked::Pending {
+            id,
+            expires_at,
+            subject,
+        }) => {
             let mut r = json_ok(&json!({
                 "request": id,
                 "state": "pending",
                 "action": action.name(),
-                "subject": action.subject(),
+                "subject": subject,
                 "expires_at": expires_at,
             }));
             *r.status_mut() = StatusCode::ACCEPTED;
