@@ -1402,3 +1402,53 @@ fn four_eyes_requests_are_checked_and_canonical_before_they_are_stored() {
         "{b}"
     );
 }
+
+/// The cross-site check comes before the role check: a cross-site post in a staff member's
+/// name is refused without a `staff.forbidden` row. Same-site role refusals make one row a
+/// minute per certificate, however many there are.
+#[test]
+fn role_refusals_are_audited_once_a_minute_and_never_for_a_cross_site_post() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let kato = staff_member(&fx, "kato", "auditor");
+    let port = free_port();
+    let run = fx.serve_with(&staff_section(port));
+    let c = |path: &str, extra: &[&str]| {
+        let body = Some(r#"{"id":"x1","name":"X"}"#).filter(|_| path == "contracts");
+        let method = if body.is_some() { "POST" } else { "GET" };
+        call(
+            &run,
+            port,
+            (&kato.cert, &kato.key),
+            method,
+            path,
+            body,
+            extra,
+        )
+    };
+    let forbidden_rows = || {
+        let (s, b) = c("audit?action=staff.forbidden", &[]);
+        assert_eq!(s, 200, "{b}");
+        b["entries"].as_array().expect("entries").len()
+    };
+    for _ in 0..5 {
+        let (s, b) = c("contracts", &["-H", "Origin: https://evil.example"]);
+        assert_eq!((s, b["error"].as_str()), (403, Some("cross_site")), "{b}");
+    }
+    assert_eq!(
+        forbidden_rows(),
+        0,
+        "a cross-site post wrote a role-refusal row"
+    );
+    for _ in 0..5 {
+        let (s, b) = c("contracts", &[]);
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (403, Some("role_forbidden")),
+            "{b}"
+        );
+    }
+    assert_eq!(forbidden_rows(), 1, "role refusals are one row a minute");
+}
