@@ -1452,3 +1452,30 @@ fn role_refusals_are_audited_once_a_minute_and_never_for_a_cross_site_post() {
     }
     assert_eq!(forbidden_rows(), 1, "role refusals are one row a minute");
 }
+
+/// A revoked staff certificate is refused at the console's TLS handshake (the strict
+/// verifier), so no request and no `staff.access` entry follow: the security log's line
+/// for the refused handshake names the certificate's serial and the reason.
+#[test]
+fn a_revoked_staff_certificate_is_logged_with_its_serial_at_the_handshake() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let sato = staff_member(&fx, "sato", "operator");
+    let port = free_port();
+    let run = fx.serve_with(&staff_section(port));
+    let me = || call(&run, port, (&sato.cert, &sato.key), "GET", "me", None, &[]).0;
+    assert_eq!(me(), 200);
+    let serial = serial_of(&fx, "staff:sato");
+    fx.ok(&["cert", "revoke", &serial, "--reason", "keyCompromise"]);
+    eventually(20, "the handshake refuses the revoked certificate", || {
+        me() != 200
+            && run.log().lines().any(|l| {
+                l.contains("certgate::security")
+                    && l.contains("refused at the TLS handshake")
+                    && l.contains(&format!("serial=\"{serial}\""))
+                    && l.contains("reason=\"revoked\"")
+            })
+    });
+}
