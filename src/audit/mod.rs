@@ -6,6 +6,7 @@
 pub mod anchor;
 mod checkpoint;
 mod host;
+pub mod refusal_log;
 pub mod signatures;
 mod verify;
 

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::refusal_log::{Entry, RefusalLog};
 use crate::audit::{Actor, Audit, Outcome};
 use crate::clock::Clock;
 use crate::http_common::address_slots::AddressSlots;
@@ -22,7 +23,6 @@ use crate::status::StatusCache;
 use crate::store::Store;
 use crate::tls::{ListenerTls, PresentedCert};
 
-use super::refusal_log::{Entry, RefusalLog};
 use super::{MAX_BODY, PublicHttpRequest, StaffHttpRequest, StaffService, caller};
 
 /// Staff connections served at once; more are closed at accept.

@@ -13,10 +13,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use http::{Method, StatusCode};
 
+use crate::audit::refusal_log::{Entry, RefusalLog};
 use crate::audit::{Actor, Audit, Outcome};
 use crate::identity::StaffCaller;
 use crate::lifecycle::{ApprovalPolicy, Lifecycle};
-use crate::staff::refusal_log::{Entry, RefusalLog};
 
 use super::limits::{ClientKeys, ErrorBody, Limits};
 use super::request::WebRequest;
