@@ -146,6 +146,20 @@ fn staff_members_are_managed_and_bad_input_changes_nothing(db: Db) {
         dup.contains("staff member \"hanako\" already exists"),
         "{dup}"
     );
+    // A name that differs only in case is the same member.
+    let folded = fx.fails(&[
+        "staff",
+        "add",
+        "HanaKo",
+        "--role",
+        "supervisor",
+        "--email",
+        "x@bank.example",
+    ]);
+    assert!(
+        folded.contains("staff member \"HanaKo\" already exists as \"hanako\""),
+        "{folded}"
+    );
     let role = fx.run(&[
         "staff",
         "add",

@@ -380,8 +380,8 @@ fn staff_console_roles_four_eyes_and_refusals() {
     let code = b["code"].as_str().expect("the new issuance code");
     assert!(code.len() >= 20, "{code}");
     // An administrator's code waits too: one operator cannot add an administrator and take
-    // its code alone. A general user's code runs at once; a general user's re-issue waits,
-    // as it revokes.
+    // its code alone. A general user's code waits as well (`cert.reissue.user`: such codes
+    // are the contract administrator's to make); a general user's re-issue waits.
     let (s, b) = c(&op, "POST", "users/dave/authorize", Some("{}"));
     assert_eq!((s, b["state"].as_str()), (202, Some("pending")), "{b}");
     assert!(b["code"].is_null(), "{b}");
@@ -390,11 +390,34 @@ fn staff_console_roles_four_eyes_and_refusals() {
     assert_eq!(s, 200, "{b}");
     assert!(b["code"].as_str().is_some(), "{b}");
     let (s, b) = c(&op, "POST", "users/carol/authorize", Some("{}"));
-    assert_eq!((s, b["state"].as_str()), (200, Some("done")), "{b}");
-    assert!(b["code"].as_str().is_some());
+    assert_eq!((s, b["state"].as_str()), (202, Some("pending")), "{b}");
+    assert!(b["code"].is_null(), "{b}");
+    let r5 = b["request"].as_i64().expect("request id");
+    let (s, b) = c(&sup2, "POST", &format!("requests/{r5}/approve"), Some("{}"));
+    assert_eq!(s, 200, "{b}");
+    assert!(b["code"].as_str().is_some(), "{b}");
     let (s, b) = c(&op, "POST", "users/bob/reissue", Some("{}"));
     assert_eq!((s, b["state"].as_str()), (202, Some("pending")), "{b}");
     assert!(b["code"].is_null(), "{b}");
+
+    // Switching a contract or a login ID either way waits: one operator can neither undo an
+    // approved disabling nor disable a contract's login IDs one by one instead.
+    for path in [
+        "contracts/corp1/enable",
+        "contracts/corp1/disable",
+        "users/carol/disable",
+        "users/carol/enable",
+    ] {
+        let (s, b) = c(&op, "POST", path, Some("{}"));
+        assert_eq!(
+            (s, b["state"].as_str()),
+            (202, Some("pending")),
+            "{path}: {b}"
+        );
+        let id = b["request"].as_i64().expect("request id");
+        let (s, b) = c(&op, "POST", &format!("requests/{id}/withdraw"), Some("{}"));
+        assert_eq!((s, b["state"].as_str()), (200, Some("withdrawn")), "{b}");
+    }
 
     // Adding or changing staff waits for approval; nobody approves a change to themselves.
     let (s, b) = c(
@@ -1064,4 +1087,395 @@ fn whoever_received_a_staff_code_cannot_decide_with_that_identity() {
         let (s, b) = approve(&sup2, id);
         assert_eq!((s, b["state"].as_str()), (200, Some("done")), "{b}");
     }
+}
+
+/// A code or re-issue for a login ID that does not exist is refused when asked (404), and
+/// one run alone checks the role again on the row it makes the code for: codes asked while
+/// the same login ID is being added as an administrator never hand out a code without a
+/// checker.
+#[test]
+fn a_code_asked_while_its_administrator_is_added_never_runs_alone() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let op = staff_member(&fx, "sato", "operator");
+    let port = free_port();
+    let run = fx.serve_with(&staff_section(port));
+    let c = |path: &str, body: &str| {
+        call(
+            &run,
+            port,
+            (&op.cert, &op.key),
+            "POST",
+            path,
+            Some(body),
+            &[],
+        )
+    };
+    for verb in ["authorize", "reissue"] {
+        let (s, b) = c(&format!("users/nobody/{verb}"), "{}");
+        assert_eq!((s, b["error"].as_str()), (404, Some("not_found")), "{b}");
+    }
+    for round in 0..8 {
+        let login = format!("race{round}");
+        let answers = std::thread::scope(|scope| {
+            let askers: Vec<_> = (0..16)
+                .map(|i| {
+                    let (c, login) = (&c, &login);
+                    let verb = if i % 8 == 0 { "reissue" } else { "authorize" };
+                    scope.spawn(move || {
+                        let mut seen = Vec::new();
+                        for _ in 0..200 {
+                            let (s, b) = c(&format!("users/{login}/{verb}"), "{}");
+                            seen.push((s, b));
+                            if s != 404 {
+                                break;
+                            }
+                        }
+                        seen
+                    })
+                })
+                .collect();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let (s, b) = c(
+                "users",
+                &format!(
+                    r#"{{"login":"{login}","contract":"corp2","role":"admin","email":"{login}@example.com"}}"#
+                ),
+            );
+            assert_eq!(s, 200, "{b}");
+            askers
+                .into_iter()
+                .flat_map(|h| h.join().expect("asker"))
+                .collect::<Vec<_>>()
+        });
+        for (s, b) in &answers {
+            assert!(b["code"].is_null(), "a code ran without a checker: {s} {b}");
+            assert!(matches!(s, 202 | 404 | 409), "{s} {b}");
+        }
+        assert!(answers.iter().any(|(s, _)| *s == 202), "{answers:?}");
+    }
+}
+
+/// Obtains `name`'s staff certificate on the obtain listener with `code` and a new key, as
+/// whoever holds the code could: the certificate and key files.
+fn obtain_staff(fx: &Fixture, run: &Running, obtain_port: u16, name: &str, code: &str) -> Staff {
+    let label = format!("{name}-obtained");
+    let (key, csr) = fx.openssl_csr(&label, "ec:P-256");
+    let body = serde_json::json!({
+        "name": name,
+        "code": code,
+        "csr": std::fs::read_to_string(&csr).expect("csr"),
+    })
+    .to_string();
+    let url = format!("https://127.0.0.1:{obtain_port}/staff/api/v1/obtain");
+    let mut args = vec!["-H", "Content-Type: application/json"];
+    args.extend(STAFF_CSRF);
+    args.extend(["--data-binary", body.as_str(), url.as_str()]);
+    let (s, text) = curl(&run.ca, &args);
+    assert_eq!(s, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).expect("json");
+    let cert = fx.path(&format!("{label}.pem"));
+    std::fs::write(&cert, answer["certificate"].as_str().expect("certificate")).expect("write");
+    Staff { cert, key }
+}
+
+/// One supervisor who received two staff members' codes holds both: neither decides the
+/// other's request, and he decides nothing about either (approve or reject). Nobody decides
+/// a change to themselves or the revocation of their own staff certificate, rejecting
+/// included. A maker disabled or moved to another role meanwhile has their pending request
+/// fail when approved, audited, and nothing runs.
+#[test]
+fn one_person_holding_two_identities_decides_nothing_between_them() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let op = staff_member(&fx, "sato", "operator");
+    let sup1 = staff_member(&fx, "suzuki", "supervisor");
+    let sup2 = staff_member(&fx, "takahashi", "supervisor");
+    let sup3 = staff_member(&fx, "yamada", "supervisor");
+    let (run, port, obtain_port, _) = serve_with_obtain_listener(&fx);
+    let c = |who: &Staff, path: &str| {
+        call(
+            &run,
+            port,
+            (&who.cert, &who.key),
+            "POST",
+            path,
+            Some("{}"),
+            &[],
+        )
+    };
+    let ask = |who: &Staff, path: &str| {
+        let (s, b) = c(who, path);
+        assert_eq!(s, 202, "{path}: {b}");
+        b["request"].as_i64().expect("request id")
+    };
+    let decide = |who: &Staff, id: i64, verb: &str| c(who, &format!("requests/{id}/{verb}"));
+    let refused = |who: &Staff, id: i64, code: &str| {
+        for verb in ["approve", "reject"] {
+            let (s, b) = decide(who, id, verb);
+            let status = if code == "request_finished" { 409 } else { 403 };
+            assert_eq!(
+                (s, b["error"].as_str()),
+                (status, Some(code)),
+                "{verb}: {b}"
+            );
+        }
+    };
+
+    // takahashi approves both new supervisors' codes and so receives both.
+    let mut held = Vec::new();
+    for name in ["newbie", "newbie2"] {
+        let body =
+            format!(r#"{{"name":"{name}","role":"supervisor","email":"{name}@bank.example"}}"#);
+        let (s, b) = call(
+            &run,
+            port,
+            (&op.cert, &op.key),
+            "POST",
+            "staff",
+            Some(&body),
+            &[],
+        );
+        assert_eq!(s, 202, "{b}");
+        let (s, b) = decide(&sup3, b["request"].as_i64().expect("id"), "approve");
+        assert_eq!(s, 200, "{b}");
+        let id = ask(&op, &format!("staff/{name}/authorize"));
+        let (s, b) = decide(&sup2, id, "approve");
+        assert_eq!(s, 200, "{b}");
+        let code = b["code"].as_str().expect("the code").to_owned();
+        held.push(obtain_staff(&fx, &run, obtain_port, name, &code));
+    }
+    let (newbie, newbie2) = (&held[0], &held[1]);
+
+    // "newbie" asks, "newbie2" decides: one person, refused either way.
+    let by_newbie = ask(newbie, "contracts/corp2/disable");
+    refused(newbie2, by_newbie, "code_holder");
+    // takahashi decides nothing about a member whose code he received.
+    let about_newbie = ask(&op, "staff/newbie/enable");
+    refused(&sup2, about_newbie, "code_holder");
+    let (s, b) = decide(&op, about_newbie, "withdraw");
+    assert_eq!(s, 200, "{b}");
+
+    // Nobody decides about themselves, nor the revocation of their own staff certificate.
+    let about_suzuki = ask(&op, "staff/suzuki/disable");
+    refused(&sup1, about_suzuki, "own_request");
+    let suzuki_serial = serial_of(&fx, "staff:suzuki");
+    let revoke = format!("certificates/{}/revoke", suzuki_serial.to_ascii_uppercase());
+    let (s, b) = call(
+        &run,
+        port,
+        (&op.cert, &op.key),
+        "POST",
+        &revoke,
+        Some(r#"{"reason":"unspecified"}"#),
+        &[],
+    );
+    assert_eq!(s, 202, "{b}");
+    let revoke_suzuki = b["request"].as_i64().expect("id");
+    refused(&sup1, revoke_suzuki, "own_request");
+    for id in [about_suzuki, revoke_suzuki] {
+        let (s, b) = decide(&op, id, "withdraw");
+        assert_eq!(s, 200, "{b}");
+    }
+
+    // newbie is disabled meanwhile (on the host): his request fails when approved.
+    fx.ok(&["staff", "disable", "newbie"]);
+    let (s, b) = decide(&sup1, by_newbie, "approve");
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (409, Some("maker_inactive")),
+        "{b}"
+    );
+    refused(&sup3, by_newbie, "request_finished");
+    // A maker moved to auditor likewise.
+    let by_sato = ask(&op, "contracts/corp1/disable");
+    fx.ok(&["staff", "role", "sato", "--role", "auditor"]);
+    let (s, b) = decide(&sup1, by_sato, "approve");
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (409, Some("maker_inactive")),
+        "{b}"
+    );
+    let contracts = fx.ok(&["contract", "list", "--format", "json"]);
+    assert!(!contracts.contains("false"), "a request ran: {contracts}");
+    let (_, b) = call(
+        &run,
+        port,
+        (&sup3.cert, &sup3.key),
+        "GET",
+        "requests?state=failed",
+        None,
+        &[],
+    );
+    let failed: Vec<(i64, &str)> = b["requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .filter_map(|r| Some((r["request"].as_i64()?, r["result"]["error"].as_str()?)))
+        .collect();
+    assert!(failed.contains(&(by_newbie, "maker_inactive")), "{b}");
+    assert!(failed.contains(&(by_sato, "maker_inactive")), "{b}");
+    let (_, b) = call(
+        &run,
+        port,
+        (&sup3.cert, &sup3.key),
+        "GET",
+        &format!("audit?subject=request:{by_sato}"),
+        None,
+        &[],
+    );
+    assert!(
+        b["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .any(|e| e["action"] == "request.failed"),
+        "{b}"
+    );
+}
+
+/// A four-eyes request's input is checked as the direct action checks it before it is
+/// stored, and its subject is canonical: bad staff names are 400 and leave no request; a
+/// revocation asked with an uppercase, colon-separated serial is stored normalized.
+#[test]
+fn four_eyes_requests_are_checked_and_canonical_before_they_are_stored() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let op = staff_member(&fx, "sato", "operator");
+    let (carol, _) = fx.obtain("carol");
+    drop(carol);
+    let port = free_port();
+    let run = fx.serve_with(&staff_section(port));
+    let c = |method: &str, path: &str, body: Option<&str>| {
+        call(&run, port, (&op.cert, &op.key), method, path, body, &[])
+    };
+    let long = "a".repeat(60_000);
+    for bad in ["", "\u{202e}sup1", "a\nb", long.as_str()] {
+        let body =
+            serde_json::json!({"name": bad, "role": "supervisor", "email": "x@bank.example"})
+                .to_string();
+        let (s, b) = c("POST", "staff", Some(&body));
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (400, Some("bad_identifier")),
+            "{:?}: {b}",
+            &bad[..bad.len().min(8)]
+        );
+    }
+    let (_, b) = c("GET", "requests", None);
+    assert_eq!(
+        b["requests"],
+        serde_json::json!([]),
+        "a bad request was stored"
+    );
+
+    let serial = serial_of(&fx, "carol");
+    let typed: String = serial
+        .to_ascii_uppercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect::<Vec<_>>()
+        .join(":");
+    let (s, b) = c(
+        "POST",
+        &format!("certificates/{typed}/revoke"),
+        Some(r#"{"reason":"unspecified"}"#),
+    );
+    assert_eq!(
+        (s, b["subject"].as_str()),
+        (202, Some(serial.as_str())),
+        "{b}"
+    );
+    let (_, b) = c("GET", "requests?state=pending", None);
+    let stored = &b["requests"][0];
+    assert_eq!(stored["subject"].as_str(), Some(serial.as_str()), "{b}");
+    assert_eq!(
+        stored["params"]["serial"].as_str(),
+        Some(serial.as_str()),
+        "{b}"
+    );
+}
+
+/// The cross-site check comes before the role check: a cross-site post in a staff member's
+/// name is refused without a `staff.forbidden` row. Same-site role refusals make one row a
+/// minute per certificate, however many there are.
+#[test]
+fn role_refusals_are_audited_once_a_minute_and_never_for_a_cross_site_post() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let kato = staff_member(&fx, "kato", "auditor");
+    let port = free_port();
+    let run = fx.serve_with(&staff_section(port));
+    let c = |path: &str, extra: &[&str]| {
+        let body = Some(r#"{"id":"x1","name":"X"}"#).filter(|_| path == "contracts");
+        let method = if body.is_some() { "POST" } else { "GET" };
+        call(
+            &run,
+            port,
+            (&kato.cert, &kato.key),
+            method,
+            path,
+            body,
+            extra,
+        )
+    };
+    let forbidden_rows = || {
+        let (s, b) = c("audit?action=staff.forbidden", &[]);
+        assert_eq!(s, 200, "{b}");
+        b["entries"].as_array().expect("entries").len()
+    };
+    for _ in 0..5 {
+        let (s, b) = c("contracts", &["-H", "Origin: https://evil.example"]);
+        assert_eq!((s, b["error"].as_str()), (403, Some("cross_site")), "{b}");
+    }
+    assert_eq!(
+        forbidden_rows(),
+        0,
+        "a cross-site post wrote a role-refusal row"
+    );
+    for _ in 0..5 {
+        let (s, b) = c("contracts", &[]);
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (403, Some("role_forbidden")),
+            "{b}"
+        );
+    }
+    assert_eq!(forbidden_rows(), 1, "role refusals are one row a minute");
+}
+
+/// A revoked staff certificate is refused at the console's TLS handshake (the strict
+/// verifier), so no request and no `staff.access` entry follow: the security log's line
+/// for the refused handshake names the certificate's serial and the reason.
+#[test]
+fn a_revoked_staff_certificate_is_logged_with_its_serial_at_the_handshake() {
+    let Some(fx) = Fixture::new(Db::Sqlite) else {
+        return;
+    };
+    fx.init_with_users();
+    let sato = staff_member(&fx, "sato", "operator");
+    let port = free_port();
+    let run = fx.serve_with(&staff_section(port));
+    let me = || call(&run, port, (&sato.cert, &sato.key), "GET", "me", None, &[]).0;
+    assert_eq!(me(), 200);
+    let serial = serial_of(&fx, "staff:sato");
+    fx.ok(&["cert", "revoke", &serial, "--reason", "keyCompromise"]);
+    eventually(20, "the handshake refuses the revoked certificate", || {
+        me() != 200
+            && run.log().lines().any(|l| {
+                l.contains("certgate::security")
+                    && l.contains("refused at the TLS handshake")
+                    && l.contains(&format!("serial=\"{serial}\""))
+                    && l.contains("reason=\"revoked\"")
+            })
+    });
 }

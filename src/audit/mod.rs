@@ -7,6 +7,7 @@ pub mod anchor;
 mod checkpoint;
 pub mod clean;
 mod host;
+pub mod refusal_log;
 pub mod signatures;
 mod verify;
 

@@ -18,17 +18,26 @@ pub const APPROVAL_KINDS: &[&str] = &[
     "code.authorize",
     "cert.reissue",
     "cert.reissue.admin",
+    "cert.reissue.user",
     "cert.revoke",
     "staff.add",
     "staff.change",
 ];
 
-/// The default set: an administrator's re-issue or issuance code, every revocation (and so
-/// every re-issue, which revokes), disabling a contract, adding or changing staff.
+/// The default set: a staff-made re-issue or issuance code for any login ID (an
+/// administrator's, and an approver's or general user's, which are the contract
+/// administrator's to make), every revocation (and so every re-issue, which revokes),
+/// disabling or enabling a contract or a login ID (one person alone could otherwise undo
+/// an approved disabling, or disable every login ID of a contract instead), adding or
+/// changing staff.
 pub const DEFAULT_APPROVAL_KINDS: &[&str] = &[
     "cert.reissue.admin",
+    "cert.reissue.user",
     "cert.revoke",
     "contract.disable",
+    "contract.enable",
+    "user.disable",
+    "user.enable",
     "staff.add",
     "staff.change",
 ];

@@ -17,7 +17,7 @@ use crate::ca::RevocationReason;
 use crate::clock::UnixTime;
 pub use crate::config::{APPROVAL_KINDS, DEFAULT_APPROVAL_KINDS};
 use crate::store::{
-    NewStaffRequest, RequestState, RequestTransition, Role, StaffRequest, StaffRole,
+    Audience, NewStaffRequest, RequestState, RequestTransition, Role, StaffRequest, StaffRole, User,
 };
 
 use super::error::LifecycleError;
@@ -105,6 +105,53 @@ impl StaffAction {
         }
     }
 
+    /// The action as it runs and is stored: its input checked as the direct action checks
+    /// it, and a serial in the store's form, so that a request's subject is canonical and
+    /// nothing is stored that would be refused when it runs.
+    pub fn canonical(&self) -> Result<StaffAction, Refusal> {
+        use super::rules::{check_email, check_identifier, check_new_identifier};
+        match self {
+            Self::AddContract { id, name } => {
+                check_new_identifier("a contract ID", id)?;
+                super::registry::check_name(name)?;
+            }
+            Self::DisableContract { id } | Self::EnableContract { id } => {
+                check_identifier("a contract ID", id)?;
+            }
+            Self::AddUser {
+                login,
+                contract,
+                email,
+                ..
+            } => {
+                check_new_identifier("a login ID", login)?;
+                check_identifier("a contract ID", contract)?;
+                check_email(email)?;
+            }
+            Self::DisableUser { login } | Self::EnableUser { login } => {
+                check_identifier("a login ID", login)?;
+            }
+            Self::Revoke { serial, reason } => {
+                return Ok(Self::Revoke {
+                    serial: super::normalize_serial(serial),
+                    reason: *reason,
+                });
+            }
+            Self::AddStaff { name, email, .. } => {
+                check_new_identifier("a staff member's name", name)?;
+                check_email(email)?;
+            }
+            // Looked up by name when asked (unknown: 404); nothing else to check.
+            Self::Authorize { .. }
+            | Self::Reissue { .. }
+            | Self::SetStaffRole { .. }
+            | Self::DisableStaff { .. }
+            | Self::EnableStaff { .. }
+            | Self::AuthorizeStaff { .. } => {}
+        }
+        Ok(self.clone())
+    }
+
     /// What it is about: a contract ID, login ID or serial.
     pub fn subject(&self) -> &str {
         match self {
@@ -130,14 +177,16 @@ impl StaffAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalPolicy {
     /// Approval kinds: action names, plus `cert.reissue.admin` (the re-issue of a contract
-    /// administrator's certificate, and an administrator's issuance code). A re-issue also
+    /// administrator's certificate, and an administrator's issuance code) and
+    /// `cert.reissue.user` (the same for an approver or general login ID). A re-issue also
     /// waits whenever `cert.revoke` does.
     pub kinds: BTreeSet<String>,
     pub request_ttl_secs: i64,
 }
 
 impl ApprovalPolicy {
-    /// Whether `kind` (an action name, or `cert.reissue.admin`) needs approval.
+    /// Whether `kind` (an action name, `cert.reissue.admin` or `cert.reissue.user`) needs
+    /// approval.
     pub fn covers(&self, kind: &str) -> bool {
         self.kinds.contains(kind)
     }
@@ -156,8 +205,12 @@ pub struct ActionDone {
 pub enum Asked {
     /// It ran.
     Done(ActionDone),
-    /// It waits for approval as request `id`.
-    Pending { id: i64, expires_at: UnixTime },
+    /// It waits for approval as request `id`, about `subject` (in its canonical form).
+    Pending {
+        id: i64,
+        expires_at: UnixTime,
+        subject: String,
+    },
 }
 
 impl Lifecycle {
@@ -169,46 +222,61 @@ impl Lifecycle {
         action: &StaffAction,
         policy: &ApprovalPolicy,
     ) -> Result<Asked, LifecycleError> {
-        if self.needs_approval(action, policy).await? {
+        let actor = Actor::Staff(maker.into());
+        let action = &match action.canonical() {
+            Ok(a) => a,
+            Err(e) => {
+                return self
+                    .refuse(&actor, action.name(), action.subject(), e.into())
+                    .await;
+            }
+        };
+        let needed = match self.needs_approval(action, policy).await {
+            Ok(needed) => needed,
+            Err(e) => {
+                return self
+                    .refuse(&actor, action.name(), action.subject(), e)
+                    .await;
+            }
+        };
+        if needed {
             // What would certainly be refused when it runs is refused now, not after a
             // supervisor spent a decision on it.
-            let actor = Actor::Staff(maker.into());
             if let Err(e) = self.check_subject(action).await {
                 return self
                     .refuse(&actor, action.name(), action.subject(), e)
                     .await;
             }
             let (id, expires_at) = self.submit_request(maker, action, policy).await?;
-            return Ok(Asked::Pending { id, expires_at });
+            return Ok(Asked::Pending {
+                id,
+                expires_at,
+                subject: action.subject().to_owned(),
+            });
         }
-        let actor = Actor::Staff(maker.into());
-        Ok(Asked::Done(self.run_action(&actor, action).await?))
+        Ok(Asked::Done(
+            self.run_action(&actor, action, Run::Alone(policy)).await?,
+        ))
     }
 
+    /// Whether `action` waits for a checker. A code or re-issue for a login ID that does not
+    /// exist is refused here: run alone, it could meet the login ID added meanwhile with a
+    /// role whose codes wait.
     async fn needs_approval(
         &self,
         action: &StaffAction,
         policy: &ApprovalPolicy,
     ) -> Result<bool, LifecycleError> {
-        if policy.covers(action.approval_kind()) {
-            return Ok(true);
-        }
-        match action {
-            // A re-issue revokes the current certificate: it waits whenever a revocation
-            // does, or a second request would undo what the first protects.
-            StaffAction::Reissue { .. } if policy.covers("cert.revoke") => Ok(true),
-            // An administrator's issuance code is what an administrator's re-issue hands
-            // out: `cert.reissue.admin` covers both, so one operator cannot add an
-            // administrator to a contract and take its code alone.
-            StaffAction::Reissue { login } | StaffAction::Authorize { login }
-                if policy.covers("cert.reissue.admin") =>
-            {
-                // An unknown login ID is refused when it runs; it needs no second person.
-                let role = self.store().user(login).await?.map(|u| u.role);
-                Ok(role == Some(Role::Admin))
+        let role = match action {
+            StaffAction::Authorize { login } | StaffAction::Reissue { login } => {
+                match self.store().user(login).await? {
+                    Some(u) => Some(u.role),
+                    None => return Err(LifecycleError::NotFound(format!("login ID {login:?}"))),
+                }
             }
-            _ => Ok(false),
-        }
+            _ => None,
+        };
+        Ok(approval_needed(action, role, policy))
     }
 
     /// The request's subject exists (or, for an addition, does not yet).
@@ -314,17 +382,8 @@ impl Lifecycle {
             let e = Refusal::new("own_request", "a request must be approved by someone else");
             return self.refuse_approval(&checker_actor, id, e).await;
         }
-        let action: StaffAction = serde_json::from_str(&req.params).map_err(|_| {
-            LifecycleError::Internal(format!("request {id} holds parameters of no known action"))
-        })?;
-        if action.approval_kind().starts_with("staff.") && action.subject() == checker {
-            let e = Refusal::new(
-                "own_request",
-                "a change to a staff member must be approved by someone else",
-            );
-            return self.refuse_approval(&checker_actor, id, e).await;
-        }
-        if let Some(e) = self.one_person_may_hold_both(&req.maker, checker).await? {
+        let action = stored_action(&req)?;
+        if let Some(e) = self.checker_refusal(checker, &req, &action).await? {
             return self.refuse_approval(&checker_actor, id, e).await;
         }
         let claimed = self
@@ -351,7 +410,15 @@ impl Lifecycle {
             checker: checker.into(),
             request: id,
         };
-        let ran = self.run_action(&actor, &action).await;
+        // The maker asked with the role they had then; one disabled or moved to another
+        // role since cannot still have it done.
+        let ran = match self.maker_may_still_ask(&req.maker).await {
+            Ok(()) => self.run_action(&actor, &action, Run::Approved).await,
+            Err(e) => {
+                self.refuse(&actor, action.name(), action.subject(), e)
+                    .await
+            }
+        };
         let (to, result, audit_action) = match &ran {
             Ok(done) => (RequestState::Done, done.summary.clone(), "request.done"),
             Err(e) => (
@@ -385,6 +452,26 @@ impl Lifecycle {
         Ok((stored, done))
     }
 
+    /// The maker is still an enabled operator or supervisor (who may ask for changes).
+    async fn maker_may_still_ask(&self, maker: &str) -> Result<(), LifecycleError> {
+        let member = self.store().staff_member(maker).await?;
+        match member {
+            Some(m)
+                if m.enabled && matches!(m.role, StaffRole::Operator | StaffRole::Supervisor) =>
+            {
+                Ok(())
+            }
+            _ => Err(Refusal::new(
+                "maker_inactive",
+                format!(
+                    "staff member {maker:?} who asked is no longer an enabled operator or \
+                     supervisor; the request cannot run"
+                ),
+            )
+            .into()),
+        }
+    }
+
     /// Refuses `checker`'s approval of request `id`, audited under the request.
     async fn refuse_approval<T>(
         &self,
@@ -396,30 +483,69 @@ impl Lifecycle {
             .await
     }
 
-    /// Whether `maker` and `checker` may be one person: one of them received the other's
-    /// staff issuance code (asked for it and got it at once, or approved its request and got
-    /// it in the answer), and could have obtained that certificate with a key of their own.
-    async fn one_person_may_hold_both(
+    /// Why `checker` may not decide (approve or reject) `req`, asking for `action`: the
+    /// staff member it is about (a staff change, or the revocation of a staff certificate)
+    /// is the checker or may be held by the same person, or so may the maker.
+    async fn checker_refusal(
         &self,
-        maker: &str,
         checker: &str,
+        req: &StaffRequest,
+        action: &StaffAction,
     ) -> Result<Option<Refusal>, LifecycleError> {
-        for (holder, of) in [(maker, checker), (checker, maker)] {
-            let actor = self
-                .store()
-                .latest_audit_actor("code.authorize", &crate::store::staff_login(of))
-                .await?;
-            if actor.as_deref().and_then(code_receiver) == Some(holder) {
+        let checker_code = self.code_receiver_of(checker).await?;
+        let checker_id = Identity {
+            name: checker,
+            receiver: checker_code.as_deref(),
+        };
+        if let Some(about) = self.staff_subject(action).await? {
+            if about == checker {
                 return Ok(Some(Refusal::new(
-                    "code_holder",
-                    format!(
-                        "staff member {holder:?} received the issuance code of {of:?}; \
-                         another supervisor must decide this request"
-                    ),
+                    "own_request",
+                    "a change to a staff member or their certificate is decided by someone else",
                 )));
             }
+            let about_code = self.code_receiver_of(&about).await?;
+            let about_id = Identity {
+                name: &about,
+                receiver: about_code.as_deref(),
+            };
+            if may_be_one_person(about_id, checker_id) {
+                return Ok(Some(held_by_one(&about, checker)));
+            }
         }
-        Ok(None)
+        let maker_code = self.code_receiver_of(&req.maker).await?;
+        let maker_id = Identity {
+            name: &req.maker,
+            receiver: maker_code.as_deref(),
+        };
+        Ok(may_be_one_person(maker_id, checker_id).then(|| held_by_one(&req.maker, checker)))
+    }
+
+    /// Who received the staff member `name`'s latest issuance code on the console (asked for
+    /// it and got it at once, or approved its request and got it in the answer), and so could
+    /// have obtained that certificate with a key of their own.
+    async fn code_receiver_of(&self, name: &str) -> Result<Option<String>, LifecycleError> {
+        let actor = self
+            .store()
+            .latest_audit_actor("code.authorize", &crate::store::staff_login(name))
+            .await?;
+        Ok(actor.as_deref().and_then(code_receiver).map(str::to_owned))
+    }
+
+    /// The staff member `action` is about: the one a staff change names, or the holder of
+    /// the staff certificate a revocation names.
+    async fn staff_subject(&self, action: &StaffAction) -> Result<Option<String>, LifecycleError> {
+        Ok(match action {
+            StaffAction::Revoke { serial, .. } => self
+                .store()
+                .certificate(&super::normalize_serial(serial))
+                .await?
+                .and_then(|c| crate::store::staff_name(&c.login).map(str::to_owned)),
+            other if other.approval_kind().starts_with("staff.") => {
+                Some(other.subject().to_owned())
+            }
+            _ => None,
+        })
     }
 
     /// Staff member `checker` rejects request `id`; nothing it asked for happens.
@@ -430,11 +556,17 @@ impl Lifecycle {
     ) -> Result<StaffRequest, LifecycleError> {
         let actor = Actor::Staff(checker.into());
         let req = self.open_request(&actor, "request.reject", id).await?;
-        if req.maker == checker {
-            let e = Refusal::new(
+        let refusal = if req.maker == checker {
+            Some(Refusal::new(
                 "own_request",
                 "a request is rejected by someone else; withdraw your own instead",
-            );
+            ))
+        } else {
+            // A veto is a decision too: the same people may not make it.
+            self.checker_refusal(checker, &req, &stored_action(&req)?)
+                .await?
+        };
+        if let Some(e) = refusal {
             return self
                 .refuse(&actor, "request.reject", &request_subject(id), e.into())
                 .await;
@@ -596,11 +728,18 @@ impl Lifecycle {
     }
 
     /// Runs `action` now, audited as `actor`.
-    pub async fn run_action(
+    async fn run_action(
         &self,
         actor: &Actor,
         action: &StaffAction,
+        run: Run<'_>,
     ) -> Result<ActionDone, LifecycleError> {
+        // Run alone, a code is made only for a login ID whose role needs no checker, judged
+        // on the row the code is made for.
+        let alone = |u: &User| match run {
+            Run::Alone(policy) => alone_allowed(action, u, policy),
+            Run::Approved => Ok(()),
+        };
         let summary = |v| ActionDone {
             summary: v,
             code: None,
@@ -649,9 +788,12 @@ impl Lifecycle {
                 self.set_user_enabled(actor, login, true).await?,
                 true,
             )),
-            StaffAction::Authorize { login } => coded(self.authorize(actor, login).await?),
+            StaffAction::Authorize { login } => coded(
+                self.authorize_if(Audience::Customer, actor, login, &alone)
+                    .await?,
+            ),
             StaffAction::Reissue { login } => coded(
-                self.staff_reissue(actor, login, RevocationReason::Superseded)
+                self.staff_reissue_if(actor, login, RevocationReason::Superseded, &alone)
                     .await?,
             ),
             StaffAction::Revoke { serial, reason } => {
@@ -679,6 +821,63 @@ impl Lifecycle {
     }
 }
 
+/// How an action runs: approved by a checker, or alone because `policy` wanted none.
+#[derive(Debug, Clone, Copy)]
+enum Run<'a> {
+    Approved,
+    Alone(&'a ApprovalPolicy),
+}
+
+/// The approval kind of a staff-made issuance code or re-issue for a login ID of `role`:
+/// an administrator's, or an approver's or general user's (which DESIGN leaves to the
+/// contract's administrator, so staff making one is the exception that waits).
+pub fn code_kind(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "cert.reissue.admin",
+        Role::Approver | Role::General => "cert.reissue.user",
+    }
+}
+
+/// Whether `action` waits for a checker under `policy`. `role`: the role of the login ID
+/// a code or re-issue is for (unknown: judged as an administrator's).
+fn approval_needed(action: &StaffAction, role: Option<Role>, policy: &ApprovalPolicy) -> bool {
+    if policy.covers(action.approval_kind()) {
+        return true;
+    }
+    match action {
+        // A re-issue revokes the current certificate: it waits whenever a revocation
+        // does, or a second request would undo what the first protects.
+        StaffAction::Reissue { .. } if policy.covers("cert.revoke") => true,
+        // A code is what a re-issue hands out: one kind per role covers both, so one
+        // operator cannot add a login ID to a contract and take its code alone.
+        StaffAction::Reissue { .. } | StaffAction::Authorize { .. } => {
+            policy.covers(code_kind(role.unwrap_or(Role::Admin)))
+        }
+        _ => false,
+    }
+}
+
+/// Refuses running `action` alone for `user` when its role wants a checker.
+fn alone_allowed(
+    action: &StaffAction,
+    user: &User,
+    policy: &ApprovalPolicy,
+) -> Result<(), LifecycleError> {
+    if approval_needed(action, Some(user.role), policy) {
+        return Err(Refusal::new(
+            "approval_required",
+            format!(
+                "{} for the {} login ID {:?} needs a supervisor's approval; ask again",
+                action.name(),
+                user.role.as_str(),
+                user.login
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// A code's answer: when it expires and what it replaced, with the code kept aside.
 fn coded(a: Authorized) -> ActionDone {
     ActionDone {
@@ -689,6 +888,43 @@ fn coded(a: Authorized) -> ActionDone {
         }),
         code: Some(a),
     }
+}
+
+/// The action a stored request asks for.
+fn stored_action(req: &StaffRequest) -> Result<StaffAction, LifecycleError> {
+    serde_json::from_str(&req.params).map_err(|_| {
+        LifecycleError::Internal(format!(
+            "request {} holds parameters of no known action",
+            req.id
+        ))
+    })
+}
+
+/// A staff identity (a name) and who received its latest issuance code on the console.
+#[derive(Debug, Clone, Copy)]
+struct Identity<'a> {
+    name: &'a str,
+    receiver: Option<&'a str>,
+}
+
+/// Whether one person may act as both `a` and `b`: the same name, one received the other's
+/// code, or one person received both codes.
+fn may_be_one_person(a: Identity<'_>, b: Identity<'_>) -> bool {
+    a.name == b.name
+        || a.receiver == Some(b.name)
+        || b.receiver == Some(a.name)
+        || (a.receiver.is_some() && a.receiver == b.receiver)
+}
+
+fn held_by_one(a: &str, checker: &str) -> Refusal {
+    Refusal::new(
+        "code_holder",
+        format!(
+            "staff members {a:?} and {checker:?} may be one person (one received the other's \
+             issuance code, or one person received both); another supervisor must decide this \
+             request"
+        ),
+    )
 }
 
 /// How a request is named in the audit log.
@@ -725,6 +961,51 @@ mod tests {
     }
 
     #[test]
+    fn identities_whose_codes_one_person_received_are_one() {
+        let id = |name, receiver| Identity { name, receiver };
+        // Codes made on the host were seen by nobody on the console.
+        assert!(!may_be_one_person(id("op", None), id("sup", None)));
+        assert!(may_be_one_person(id("op", None), id("op", None)));
+        // One received the other's code, either way round.
+        assert!(may_be_one_person(id("new", Some("sup")), id("sup", None)));
+        assert!(may_be_one_person(id("sup", None), id("new", Some("sup"))));
+        // One supervisor received both codes.
+        assert!(may_be_one_person(
+            id("newbie", Some("sup2")),
+            id("newbie2", Some("sup2"))
+        ));
+        assert!(!may_be_one_person(
+            id("newbie", Some("sup2")),
+            id("newbie2", Some("sup1"))
+        ));
+    }
+
+    #[test]
+    fn a_request_is_checked_and_made_canonical_before_it_is_stored() {
+        let staff = |name: &str| StaffAction::AddStaff {
+            name: name.into(),
+            role: StaffRole::Supervisor,
+            email: "a@bank.example".into(),
+        };
+        let long = "a".repeat(60_000);
+        for bad in ["", "\u{202e}sup1", "a\nb", long.as_str()] {
+            let e = staff(bad).canonical().unwrap_err();
+            assert_eq!(e.code, "bad_identifier", "{bad:?}");
+        }
+        assert!(staff("sup1").canonical().is_ok());
+        let revoke = StaffAction::Revoke {
+            serial: "62:92:CC:0A".into(),
+            reason: RevocationReason::Unspecified,
+        };
+        assert_eq!(revoke.canonical().unwrap().subject(), "6292cc0a");
+        let contract = StaffAction::AddContract {
+            id: "c9".into(),
+            name: "x\u{7}".into(),
+        };
+        assert_eq!(contract.canonical().unwrap_err().code, "bad_name");
+    }
+
+    #[test]
     fn actions_round_trip_through_their_stored_form() {
         let a = StaffAction::Revoke {
             serial: "0a".into(),
@@ -736,6 +1017,63 @@ mod tests {
         assert_eq!(serde_json::from_value::<StaffAction>(v).unwrap(), a);
         let unknown = json!({"action": "ca.rollover"});
         assert!(serde_json::from_value::<StaffAction>(unknown).is_err());
+    }
+
+    fn default_policy() -> ApprovalPolicy {
+        ApprovalPolicy {
+            kinds: DEFAULT_APPROVAL_KINDS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            request_ttl_secs: 86_400,
+        }
+    }
+
+    fn user(role: Role) -> User {
+        User {
+            login: "taro".into(),
+            contract_id: "c1".into(),
+            role,
+            email: "taro@example.com".into(),
+            enabled: true,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn an_administrators_code_never_runs_alone() {
+        let p = default_policy();
+        let code = StaffAction::Authorize {
+            login: "taro".into(),
+        };
+        assert!(approval_needed(&code, Some(Role::Admin), &p));
+        // Unknown (refused before): judged as an administrator's, never as free.
+        assert!(approval_needed(&code, None, &p));
+        // Run alone, the row the code is made for is judged again.
+        let e = alone_allowed(&code, &user(Role::Admin), &p).unwrap_err();
+        assert_eq!(e.code(), "approval_required");
+        let open = ApprovalPolicy {
+            kinds: BTreeSet::new(),
+            request_ttl_secs: 60,
+        };
+        assert!(alone_allowed(&code, &user(Role::Admin), &open).is_ok());
+    }
+
+    #[test]
+    fn staff_codes_for_approvers_and_general_users_wait_unless_taken_out() {
+        let p = default_policy();
+        let code = StaffAction::Authorize {
+            login: "taro".into(),
+        };
+        for role in [Role::Approver, Role::General] {
+            assert_eq!(code_kind(role), "cert.reissue.user");
+            assert!(approval_needed(&code, Some(role), &p), "{role:?}");
+        }
+        let mut bank = default_policy();
+        bank.kinds.remove("cert.reissue.user");
+        assert!(!approval_needed(&code, Some(Role::General), &bank));
+        assert!(approval_needed(&code, Some(Role::Admin), &bank));
+        assert!(alone_allowed(&code, &user(Role::General), &bank).is_ok());
     }
 
     #[test]
@@ -753,6 +1091,17 @@ mod tests {
         assert!(p.covers("cert.revoke"));
         assert!(!p.covers("cert.reissue"));
         assert!(!p.covers("code.authorize"));
+        assert!(p.covers("cert.reissue.user"));
+        // Switching contracts and login IDs either way: one person must not undo an
+        // approved disabling, nor disable a contract's login IDs one by one instead.
+        for kind in [
+            "contract.disable",
+            "contract.enable",
+            "user.disable",
+            "user.enable",
+        ] {
+            assert!(p.covers(kind), "{kind}");
+        }
         let role = StaffAction::SetStaffRole {
             name: "sato".into(),
             role: StaffRole::Supervisor,

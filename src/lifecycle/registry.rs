@@ -145,7 +145,7 @@ pub struct NewUser<'a> {
 }
 
 /// A contract's display name: printable, at most 200 characters.
-fn check_name(name: &str) -> Result<(), Refusal> {
+pub(super) fn check_name(name: &str) -> Result<(), Refusal> {
     if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(Refusal::new(
             "bad_name",

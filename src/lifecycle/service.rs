@@ -20,6 +20,9 @@ use super::rules::{self, Refusal};
 /// The audited refusal code of a login ID held by another contract (never answered).
 const TAKEN_ELSEWHERE: &str = "login_taken_elsewhere";
 
+/// A last condition on the user row an issuance code is made for.
+pub(super) type UserCheck<'a> = &'a (dyn Fn(&User) -> Result<(), LifecycleError> + Sync);
+
 /// Settings of the lifecycle, from the configuration.
 #[derive(Debug, Clone)]
 pub struct LifecycleSettings {
@@ -173,9 +176,23 @@ impl Lifecycle {
         actor: &Actor,
         login: &str,
     ) -> Result<Authorized, LifecycleError> {
+        self.authorize_if(audience, actor, login, &|_| Ok(())).await
+    }
+
+    /// [`Lifecycle::authorize_for`], refused unless `check` accepts the user row the code is
+    /// issued for. A login ID's role never changes, so what `check` saw still holds when the
+    /// code is stored.
+    pub(super) async fn authorize_if(
+        &self,
+        audience: Audience,
+        actor: &Actor,
+        login: &str,
+        check: UserCheck<'_>,
+    ) -> Result<Authorized, LifecycleError> {
         let result = async {
             let user = self.enabled_user(login).await?;
             check_audience(audience, &user)?;
+            check(&user)?;
             if let Some(cert) = self.store.current_certificate(login).await? {
                 let how = match audience {
                     Audience::Customer => "use `certgate issue reissue` to replace it",
@@ -223,9 +240,23 @@ impl Lifecycle {
         login: &str,
         reason: RevocationReason,
     ) -> Result<Authorized, LifecycleError> {
+        self.staff_reissue_if(actor, login, reason, &|_| Ok(()))
+            .await
+    }
+
+    /// [`Lifecycle::staff_reissue`], refused unless `check` accepts the user row it reads
+    /// (see [`Lifecycle::authorize_if`]).
+    pub(super) async fn staff_reissue_if(
+        &self,
+        actor: &Actor,
+        login: &str,
+        reason: RevocationReason,
+        check: UserCheck<'_>,
+    ) -> Result<Authorized, LifecycleError> {
         let result = async {
             let user = self.enabled_user(login).await?;
             check_audience(Audience::Customer, &user)?;
+            check(&user)?;
             self.reissue_unchecked(actor, login, reason).await
         }
         .await;

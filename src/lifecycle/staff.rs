@@ -35,11 +35,7 @@ impl Lifecycle {
             let entry = self.ok_entry(actor, "staff.add", &login, json!({"role": role.as_str()}));
             match self.store().insert_staff_audited(&member, &entry).await {
                 Ok(()) => Ok(member),
-                Err(StoreError::Conflict(_)) => Err(Refusal::new(
-                    "staff_exists",
-                    format!("staff member {name:?} already exists"),
-                )
-                .into()),
+                Err(StoreError::Conflict(m)) => Err(Refusal::new("staff_exists", m).into()),
                 Err(e) => Err(e.into()),
             }
         }

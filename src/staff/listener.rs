@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::refusal_log::{Entry, RefusalLog};
 use crate::audit::{Actor, Audit, Outcome};
 use crate::clock::Clock;
 use crate::http_common::address_slots::AddressSlots;
@@ -22,7 +23,6 @@ use crate::status::StatusCache;
 use crate::store::Store;
 use crate::tls::{ListenerTls, PresentedCert};
 
-use super::refusal_log::{Entry, RefusalLog};
 use super::{MAX_BODY, PublicHttpRequest, StaffHttpRequest, StaffService, caller};
 
 /// Staff connections served at once; more are closed at accept.
@@ -133,10 +133,12 @@ pub async fn serve(l: StaffListener, mut stop: watch::Receiver<bool>) {
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let _permit = (permit, address);
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+            let (handshake, refused) = crate::tls::noting_refused_leaf(handshake).await;
+            let stream = match handshake {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    tracing::info!(%remote, error = %e, "staff console TLS handshake failed");
+                    log_failed_handshake(shared.door, remote, &e, refused.as_ref());
                     return;
                 }
                 Err(_) => {
@@ -186,6 +188,23 @@ pub async fn serve(l: StaffListener, mut stop: watch::Receiver<bool>) {
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
+    }
+}
+
+/// A failed handshake. A certificate the verifier refused (revoked, expired, another CA)
+/// is a security event, logged with its serial: it never reaches the per-request check
+/// that audits `staff.access`.
+fn log_failed_handshake(
+    door: Door,
+    remote: std::net::SocketAddr,
+    e: &std::io::Error,
+    refused: Option<&crate::tls::RefusedLeaf>,
+) {
+    match refused {
+        Some(leaf) => tracing::warn!(target: "certgate::security", listener = door.label(),
+            %remote, serial = leaf.serial.as_str(), reason = leaf.refusal.as_str(),
+            "staff console: client certificate refused at the TLS handshake"),
+        None => tracing::info!(%remote, error = %e, "staff console TLS handshake failed"),
     }
 }
 

@@ -9,7 +9,6 @@
 
 mod caller;
 mod listener;
-mod refusal_log;
 
 pub use caller::{CallerRefusal, resolve};
 pub use listener::{Door, StaffListener, serve};

@@ -170,7 +170,7 @@ impl Store {
     }
 }
 /// The conflict message for `wanted` when `existing` (equal to it ignoring case) is taken.
-fn already_exists(noun: &str, wanted: &str, existing: &str) -> String {
+pub(super) fn already_exists(noun: &str, wanted: &str, existing: &str) -> String {
     if wanted == existing {
         format!("{noun} {wanted:?} already exists")
     } else {

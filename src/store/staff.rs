@@ -178,7 +178,7 @@ impl Store {
 
     /// Adds the staff member `m` (its `users` row under [`STAFF_CONTRACT`] and its `staff`
     /// row) with `entry`, all in one transaction. `Conflict` naming the member when the
-    /// name is taken.
+    /// name is taken, in any case.
     pub async fn insert_staff_audited(
         &self,
         m: &StaffMember,
@@ -192,6 +192,20 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             // The audit lock first, as every appender takes it.
             let mut head = lock_chain_head!(PG, tx);
+            // Names that differ only in case are one member, as login IDs are one.
+            let folded: Option<String> =
+                sqlx::query_scalar("SELECT login FROM users WHERE lower(login) = lower($1)")
+                    .bind(login.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(existing) = folded {
+                let existing = staff_name(&existing).unwrap_or(&existing);
+                return Err(StoreError::Conflict(super::accounts::already_exists(
+                    "staff member",
+                    &m.name,
+                    existing,
+                )));
+            }
             sqlx::query(
                 "INSERT INTO users (login, contract_id, role, email, enabled, created_at) \
                  VALUES ($1, $2, 'general', $3, $4, $5)",

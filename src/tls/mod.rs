@@ -16,8 +16,8 @@ pub use files::{ServerKeyPair, load_server_key_pair};
 pub use peer::PresentedCert;
 pub use server_config::{ListenerTls, build_listener_tls};
 pub use upstream::{UpstreamTls, upstream_tls};
-pub use verifier::StatusAwareVerifier;
 pub(crate) use verifier::classify;
+pub use verifier::{RefusedLeaf, StatusAwareVerifier, noting_refused_leaf};
 
 use std::sync::Arc;
 

@@ -10,7 +10,8 @@
 //! less than that ago still completes the handshake (so its holder can renew), while the
 //! per-request live check refuses it everywhere but on the renewal paths.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
@@ -24,6 +25,42 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 
 use super::TlsError;
 use crate::status::{Refusal, StatusCache, serial_hex};
+
+tokio::task_local! {
+    /// Set by a listener around a handshake, to learn which certificate a strict verifier
+    /// refused in it (rustls's error does not say).
+    static REFUSED_LEAF: Arc<Mutex<Option<RefusedLeaf>>>;
+}
+
+/// The client certificate a strict handshake refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedLeaf {
+    /// Its serial as the store keeps it (`unreadable` when it does not parse).
+    pub serial: String,
+    pub refusal: Refusal,
+}
+
+/// Runs `handshake` (a TLS accept with a strict [`StatusAwareVerifier`]), and returns with
+/// its result the certificate the verifier refused in it, if any.
+pub async fn noting_refused_leaf<F: Future>(handshake: F) -> (F::Output, Option<RefusedLeaf>) {
+    let cell = Arc::new(Mutex::new(None));
+    let out = REFUSED_LEAF.scope(Arc::clone(&cell), handshake).await;
+    let refused = cell.lock().unwrap_or_else(PoisonError::into_inner).take();
+    (out, refused)
+}
+
+/// Notes `leaf`'s refusal for [`noting_refused_leaf`]; nothing outside it.
+fn note_refused(leaf: &CertificateDer<'_>, e: &Error) {
+    let _ = REFUSED_LEAF.try_with(|cell| {
+        let serial = x509_parser::parse_x509_certificate(leaf.as_ref())
+            .map(|(_, c)| serial_hex(c.raw_serial()))
+            .unwrap_or_else(|_| "unreadable".to_owned());
+        *cell.lock().unwrap_or_else(PoisonError::into_inner) = Some(RefusedLeaf {
+            serial,
+            refusal: classify(e),
+        });
+    });
+}
 
 /// Wraps webpki's verifier; see the module documentation for the two modes.
 #[derive(Debug)]
@@ -187,7 +224,10 @@ impl ClientCertVerifier for StatusAwareVerifier {
     ) -> Result<ClientCertVerified, Error> {
         match self.check_chain(end_entity, intermediates, now) {
             Ok(()) => Ok(ClientCertVerified::assertion()),
-            Err(e) if self.strict => Err(e),
+            Err(e) if self.strict => {
+                note_refused(end_entity, &e);
+                Err(e)
+            }
             // Lenient: judged again after the handshake, refused per request with a page.
             Err(_) => Ok(ClientCertVerified::assertion()),
         }

@@ -407,12 +407,16 @@ async fn answer(
     let policy = console.policy();
     match lc.ask(&caller.name, &action, &policy).await {
         Ok(Asked::Done(done)) => Ok(json_ok(&done_json(None, &done))),
-        Ok(Asked::Pending { id, expires_at }) => {
+        Ok(Asked::Pending {
+            id,
+            expires_at,
+            subject,
+        }) => {
             let mut r = json_ok(&json!({
                 "request": id,
                 "state": "pending",
                 "action": action.name(),
-                "subject": action.subject(),
+                "subject": subject,
                 "expires_at": expires_at,
             }));
             *r.status_mut() = StatusCode::ACCEPTED;
@@ -579,7 +583,9 @@ fn error(e: &LifecycleError) -> WebResponse {
             "bad_identifier" | "bad_email" | "bad_name" | "bad_csr" => StatusCode::BAD_REQUEST,
             "renewal_not_open" | "renewal_closed" | "same_key" => StatusCode::CONFLICT,
             "contract_exists" | "login_exists" | "staff_exists" | "request_finished"
-            | "has_certificate" | "conflict" => StatusCode::CONFLICT,
+            | "has_certificate" | "conflict" | "approval_required" | "maker_inactive" => {
+                StatusCode::CONFLICT
+            }
             _ => StatusCode::FORBIDDEN,
         },
         other => status_of(other),

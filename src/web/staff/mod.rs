@@ -13,6 +13,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use http::{Method, StatusCode};
 
+use crate::audit::refusal_log::{Entry, RefusalLog};
 use crate::audit::{Actor, Audit, Outcome};
 use crate::identity::StaffCaller;
 use crate::lifecycle::{ApprovalPolicy, Lifecycle};
@@ -33,6 +34,8 @@ pub struct Console {
     /// `[limits]`, shared with the customers' side: a code tried on the obtain listener
     /// costs what it costs there.
     limits: Option<Arc<Limits>>,
+    /// Calls refused by the role table: one audit row a minute per certificate.
+    forbidden: RefusalLog,
 }
 
 impl Console {
@@ -44,6 +47,7 @@ impl Console {
             ca_chain: Vec::new(),
             policy: RwLock::new(Arc::new(policy)),
             limits: None,
+            forbidden: RefusalLog::default(),
         }
     }
 
@@ -144,20 +148,15 @@ impl Console {
         let Some(call) = api::route(&req.method, &segments) else {
             return json_error(StatusCode::NOT_FOUND, "not_found", "no such API");
         };
+        // Cross-site first: a page elsewhere must not make audit rows in a staff member's name.
+        if req.method != Method::GET
+            && let Err(e) = super::csrf::check_page(req, super::csrf::Surface::Staff)
+        {
+            return super::json_call::cross_site(e);
+        }
         let op = call.operation();
         if !roles::allows(caller.role, op) {
-            // A staff member trying what their role does not allow: a security event.
-            let _ = self
-                .audit
-                .record(
-                    self.lifecycle.now(),
-                    &Actor::Staff(caller.name.clone()),
-                    "staff.forbidden",
-                    &req.path,
-                    Outcome::Refused,
-                    serde_json::json!({"role": caller.role.as_str(), "call": call.name()}),
-                )
-                .await;
+            self.record_forbidden(req, caller, &call).await;
             return json_error(
                 StatusCode::FORBIDDEN,
                 "role_forbidden",
@@ -168,12 +167,35 @@ impl Console {
                 ),
             );
         }
-        if req.method != Method::GET
-            && let Err(e) = super::csrf::check_page(req, super::csrf::Surface::Staff)
-        {
-            return super::json_call::cross_site(e);
-        }
         api::run(self, call, req, caller).await
+    }
+
+    /// A staff member trying what their role does not allow: a security event, recorded
+    /// once a minute per certificate (the next row says how many were only counted).
+    async fn record_forbidden(&self, req: &WebRequest, caller: &StaffCaller, call: &api::Call) {
+        let now = self.lifecycle.now();
+        let Entry::Record { repeated } =
+            self.forbidden.entry(&caller.serial, "role_forbidden", now)
+        else {
+            tracing::debug!(staff = %caller.name, path = %req.path,
+                "staff console: role refusal counted, not recorded");
+            return;
+        };
+        let mut detail = serde_json::json!({"role": caller.role.as_str(), "call": call.name()});
+        if repeated > 0 {
+            detail["repeated"] = repeated.into();
+        }
+        let _ = self
+            .audit
+            .record(
+                now,
+                &Actor::Staff(caller.name.clone()),
+                "staff.forbidden",
+                &req.path,
+                Outcome::Refused,
+                detail,
+            )
+            .await;
     }
 }
 

@@ -1,4 +1,5 @@
-//! How refused attempts on the staff console reach the audit log. Each one is a security
+//! How refused attempts on the staff console (a certificate refused by the listener, a
+//! call refused by the role table) reach the audit log. Each one is a security
 //! event, but a holder of any certificate of the CA who can reach the console could
 //! otherwise add a row per request. The first refusal of a certificate for a reason is
 //! recorded; the same refusals within [`WINDOW_SECS`] after it are only counted, and the
