@@ -355,6 +355,27 @@ fn reissue_rules_and_revocation(db: Db) {
             && l.contains(&carol_serial)),
         "{log}"
     );
+    // The audit log has it once: the same certificate's refusals within a minute are
+    // counted, not written again.
+    let (status, _) = call_app(&run, &carol, &carol_key);
+    assert_eq!(status, 403);
+    let refused_rows = || {
+        fx.ok(&["audit", "export"])
+            .lines()
+            .filter(|l| {
+                l.contains("\"action\":\"certificate.refused\"") && l.contains(&carol_serial)
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while refused_rows() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no certificate.refused row"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(refused_rows(), 1);
 
     let crl = fx.path("ca.crl");
     let (status, _) = curl(

@@ -56,6 +56,8 @@ pub struct ServerDeps {
     pub on_reload: Vec<ReloadHook>,
     /// The staff console, served on `[staff] addr` when that is set.
     pub staff: Option<StaffDeps>,
+    /// Where the gateway audits refused uses of certgate's certificates.
+    pub audit: Option<crate::audit::Audit>,
 }
 
 /// What the staff listener serves and where it looks staff members up.
@@ -77,6 +79,7 @@ impl ServerDeps {
     ) -> Self {
         Self {
             config_path,
+            audit: Some(crate::audit::Audit::new(store.clone())),
             source: Arc::new(store),
             local,
             clock,
@@ -176,6 +179,7 @@ impl Server {
             local: deps.local,
             clock: deps.clock,
             signer,
+            audit: deps.audit,
         })
         .await?;
         Ok(Self {

@@ -285,7 +285,7 @@ async fn pipeline(
         RouteAuth::Certificate => Some(
             verify(shared, runtime, conn)
                 .await
-                .inspect_err(|p| log_refused_certificate(conn, *p))?,
+                .inspect_err(|p| refused_certificate(shared, conn, *p))?,
         ),
         // A local public page may still show who is there; an upstream public route gets
         // no identity at all.
@@ -430,7 +430,7 @@ async fn local(
         RouteAuth::Certificate => Some(
             verify(shared, runtime, conn)
                 .await
-                .inspect_err(|p| log_refused_certificate(conn, *p))?,
+                .inspect_err(|p| refused_certificate(shared, conn, *p))?,
         ),
         RouteAuth::Public if conn.presented.is_some() => verify(shared, runtime, conn).await.ok(),
         RouteAuth::Public => None,
@@ -467,18 +467,23 @@ async fn verify(
 }
 
 /// Names a presented certificate the status check refused, so its holder can be found: a
-/// revoked certificate still in use is an attack indicator.
-fn log_refused_certificate(conn: &ConnInfo, problem: Problem) {
-    if let Some(presented) = &conn.presented {
-        tracing::warn!(
-            target: "certgate::security",
-            remote = %conn.remote,
-            reason = problem.code(),
-            serial = %presented.serial,
-            sha256 = %presented.sha256,
-            subject = %presented.subject,
-            "certificate refused"
-        );
+/// revoked certificate still in use is an attack indicator. The security log has every
+/// one; the audit log those only a certificate of certgate's CA can cause.
+fn refused_certificate(shared: &Shared, conn: &ConnInfo, problem: Problem) {
+    let Some(presented) = &conn.presented else {
+        return;
+    };
+    tracing::warn!(
+        target: "certgate::security",
+        remote = %conn.remote,
+        reason = problem.code(),
+        serial = %presented.serial,
+        sha256 = %presented.sha256,
+        subject = %presented.subject,
+        "certificate refused"
+    );
+    if let (Some(refused), Problem::Certificate(refusal)) = (&shared.refused, problem) {
+        refused.record(shared.clock.now(), conn.remote.ip(), presented, refusal);
     }
 }
 

@@ -30,6 +30,7 @@ mod local;
 mod login_binding;
 mod proxy_protocol;
 mod refusal;
+mod refused_certificates;
 mod reload;
 mod request_id;
 mod routes;
@@ -103,6 +104,9 @@ pub struct GatewayParts {
     pub clock: Arc<dyn Clock>,
     /// Signs the identity assertion of routes that send one.
     pub signer: Arc<AssertionSigner>,
+    /// Where refused uses of certgate's certificates are audited; `None`: the security
+    /// log only.
+    pub audit: Option<crate::audit::Audit>,
 }
 
 /// Everything a request needs that a reload may replace.
@@ -148,6 +152,7 @@ pub(crate) struct Shared {
     pub identity: IdentityFormats,
     /// Open tunnels, closed and waited for at shutdown.
     pub tunnels: tunnel::Tunnels,
+    pub refused: Option<Arc<refused_certificates::RefusedCertificates>>,
 }
 
 /// A gateway over bound sockets, ready to serve.
@@ -204,6 +209,9 @@ impl Gateway {
                 identity: IdentityFormats::new(Arc::clone(&parts.signer)),
                 signer: parts.signer,
                 tunnels: tunnel::Tunnels::new(),
+                refused: parts
+                    .audit
+                    .map(refused_certificates::RefusedCertificates::new),
             }),
             listeners: parts.listeners,
             reloader,
