@@ -76,12 +76,11 @@ pub async fn user(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
         } => {
             let actor = Actor::host()?;
             host_changes::allowed(cfg, &store, &actor, "user.add", &login).await?;
-            rules::check_identifier("a login ID", &login)?;
+            // The rules the pages and the staff console apply to a new login ID.
+            rules::check_new_identifier("a login ID", &login)?;
             // The reserved staff contract cannot be named: ':' is outside the characters.
             rules::check_identifier("a contract ID", &contract)?;
-            if !email.contains('@') || email.chars().any(char::is_whitespace) {
-                bail!("{email:?} is not an e-mail address");
-            }
+            rules::check_email(&email)?;
             let now = SystemClock.now();
             let entry = audit::entry(
                 now,
