@@ -376,6 +376,17 @@ fn reissue_rules_and_revocation(db: Db) {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert_eq!(refused_rows(), 1);
+    // Renewing it is refused and named in the security log too.
+    let named = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("certificate refused") && l.contains(&carol_serial))
+            .count()
+    };
+    let before = named(&run.log());
+    let (_, renewal_csr) = key_and_der_csr(&fx, "carol-revoked-renewal");
+    let (status, body) = reenroll(&run, &fx, &carol, &carol_key, &renewal_csr);
+    assert_eq!(status, 403, "{body}");
+    assert!(named(&run.log()) > before, "{}", run.log());
 
     let crl = fx.path("ca.crl");
     let (status, _) = curl(

@@ -1368,6 +1368,12 @@ fn four_eyes_requests_are_checked_and_canonical_before_they_are_stored() {
             &bad[..bad.len().min(8)]
         );
     }
+    // A name that differs from a member's only in case is refused when asked, not when a
+    // supervisor approves it; so is a login ID that differs from a customer's so.
+    let body = serde_json::json!({"name": "SATO", "role": "supervisor", "email": "x@bank.example"})
+        .to_string();
+    let (s, b) = c("POST", "staff", Some(&body));
+    assert_eq!((s, b["error"].as_str()), (409, Some("staff_exists")), "{b}");
     let (_, b) = c("GET", "requests", None);
     assert_eq!(
         b["requests"],

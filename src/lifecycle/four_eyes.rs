@@ -289,8 +289,19 @@ impl Lifecycle {
             | StaffAction::EnableContract { .. } => {
                 (store.contract(subject).await?.is_some(), "contract")
             }
-            StaffAction::AddUser { .. }
-            | StaffAction::DisableUser { .. }
+            // A new login ID or staff name may not differ from one in use only in case.
+            StaffAction::AddUser { .. } => (
+                store.login_ignoring_case(subject).await?.is_some(),
+                "login ID",
+            ),
+            StaffAction::AddStaff { .. } => (
+                store
+                    .login_ignoring_case(&crate::store::staff_login(subject))
+                    .await?
+                    .is_some(),
+                "staff member",
+            ),
+            StaffAction::DisableUser { .. }
             | StaffAction::EnableUser { .. }
             | StaffAction::Authorize { .. }
             | StaffAction::Reissue { .. } => (store.user(subject).await?.is_some(), "login ID"),
@@ -301,8 +312,7 @@ impl Lifecycle {
                     .is_some(),
                 "certificate",
             ),
-            StaffAction::AddStaff { .. }
-            | StaffAction::SetStaffRole { .. }
+            StaffAction::SetStaffRole { .. }
             | StaffAction::DisableStaff { .. }
             | StaffAction::EnableStaff { .. }
             | StaffAction::AuthorizeStaff { .. } => {

@@ -294,7 +294,16 @@ async fn pipeline(
                 Ok(id) => Some(id),
                 // Expired: on a renewal path only, the grace days may still let it renew.
                 Err(Problem::Certificate(Refusal::Expired)) if shared.local.renews(path) => {
-                    verify_for_renewal(shared, runtime, conn).await.ok()
+                    verify_for_renewal(shared, runtime, conn)
+                        .await
+                        .inspect_err(|p| refused_certificate(shared, conn, *p))
+                        .ok()
+                }
+                // A renewal with a refused certificate (revoked, of a disabled login ID) is
+                // an attempt to keep it alive: named like a refusal at an app.
+                Err(p) if shared.local.renews(path) => {
+                    refused_certificate(shared, conn, p);
+                    None
                 }
                 Err(_) => None,
             }

@@ -156,6 +156,19 @@ impl Store {
         })
     }
 
+    /// The stored login ID (a customer's, or a staff member's `staff:<name>`) equal to
+    /// `login` ignoring case, if any: login IDs are unique that way.
+    pub async fn login_ignoring_case(&self, login: &str) -> Result<Option<String>, StoreError> {
+        on_backend!(self, |pool, _PG| {
+            Ok(sqlx::query_scalar::<_, String>(
+                "SELECT login FROM users WHERE lower(login) = lower($1) LIMIT 1",
+            )
+            .bind(login)
+            .fetch_optional(pool)
+            .await?)
+        })
+    }
+
     /// The users of one contract, by login.
     pub async fn users_of_contract(&self, contract_id: &str) -> Result<Vec<User>, StoreError> {
         on_backend!(self, |pool, _PG| {
