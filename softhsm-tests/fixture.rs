@@ -194,9 +194,15 @@ organization = "Example Bank corporate customers"
 
     /// Runs `certgate --config <cfg> args...` with the PIN in the environment.
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_config(&self.config, args)
+    }
+
+    /// [`Fixture::run`] with another configuration file (e.g. while the fixture's own is
+    /// being made invalid for a running `serve`).
+    pub fn run_with_config(&self, config: &std::path::Path, args: &[&str]) -> Output {
         let out = Command::new(env!("CARGO_BIN_EXE_certgate"))
             .arg("--config")
-            .arg(&self.config)
+            .arg(config)
             .args(args)
             .env("SOFTHSM2_CONF", &self.softhsm_conf)
             .env("CERTGATE_HSM_PIN", self.pin)

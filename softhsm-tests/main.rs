@@ -3,6 +3,7 @@
 mod audit_anchor;
 mod browser;
 mod cli;
+mod config_audit;
 mod crl_kinds;
 mod crl_scale;
 mod deploy;

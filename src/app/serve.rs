@@ -226,14 +226,22 @@ pub async fn run(
     // The configuration in force, in the audit log: at start, at every reload, at stop.
     let config_audit = super::config_audit::ConfigAudit::new(
         config_path,
+        &cfg,
         crate::audit::Audit::new(store.clone()),
         clock.clone(),
     );
     config_audit.started().await;
     let reload_audit = Arc::clone(&config_audit);
-    deps.on_reload.push(Box::new(move |_: &Config| {
+    deps.on_reload.push(Box::new(move |cfg: &Config| {
         let audit = Arc::clone(&reload_audit);
-        tokio::spawn(async move { audit.reloaded().await });
+        let cfg = cfg.clone();
+        tokio::spawn(async move { audit.reloaded(&cfg).await });
+    }));
+    let refusal_audit = Arc::clone(&config_audit);
+    deps.on_reload_refused.push(Box::new(move |why: &str| {
+        let audit = Arc::clone(&refusal_audit);
+        let why = why.to_owned();
+        tokio::spawn(async move { audit.refused(&why).await });
     }));
     // [issuance] and [renewal] follow reloads: the lifecycle's settings are replaced.
     deps.on_reload.push(Box::new(move |cfg: &Config| {

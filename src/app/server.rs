@@ -54,6 +54,8 @@ pub struct ServerDeps {
     pub collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,
     /// Called with the new configuration after each accepted reload (SIGHUP, file change).
     pub on_reload: Vec<ReloadHook>,
+    /// Called with the reason of each refused reload (the running configuration stays).
+    pub on_reload_refused: Vec<RefusedReloadHook>,
     /// The staff console, served on `[staff] addr` when that is set.
     pub staff: Option<StaffDeps>,
     /// Where the gateway audits refused uses of certgate's certificates.
@@ -68,6 +70,9 @@ pub struct StaffDeps {
 
 /// Puts a reloaded configuration in force in a part built outside the gateway.
 pub type ReloadHook = Box<dyn Fn(&Config) + Send + Sync>;
+
+/// Hears why a reload was refused.
+pub type RefusedReloadHook = Box<dyn Fn(&str) + Send + Sync>;
 
 impl ServerDeps {
     /// Dependencies over the real store.
@@ -86,6 +91,7 @@ impl ServerDeps {
             readiness: Vec::new(),
             collectors: Vec::new(),
             on_reload: Vec::new(),
+            on_reload_refused: Vec::new(),
             staff: None,
         }
     }
@@ -102,6 +108,7 @@ pub struct Server {
     status_http: Option<StatusListener>,
     cache: Arc<StatusCache>,
     on_reload: Vec<ReloadHook>,
+    on_reload_refused: Vec<RefusedReloadHook>,
 }
 
 /// A staff listener's TLS side and what it is rebuilt from at a reload.
@@ -163,6 +170,7 @@ impl Server {
             None => None,
         };
         let on_reload = deps.on_reload;
+        let on_reload_refused = deps.on_reload_refused;
         let status_http = match config.revocation.http_addr {
             Some(addr) => Some(StatusListener {
                 tcp: bind(addr).await?,
@@ -190,6 +198,7 @@ impl Server {
             status_http,
             cache,
             on_reload,
+            on_reload_refused,
         })
     }
 
@@ -225,7 +234,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then stops accepting, drains open connections for
     /// up to `[gateway] drain_secs`, and returns.
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    pub async fn serve(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         // Read once here, not on the first 401 a customer waits for.
         crate::http_common::header_case::prepare();
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -243,10 +252,21 @@ impl Server {
         });
         let mut updates = self.gateway.config_updates();
         let hooks = self.on_reload;
+        let refused_hooks = self.on_reload_refused;
+        let mut refusals = self.gateway.reload_refusals();
         let follower = tokio::spawn(async move {
-            while let Some(config) = updates.next().await {
-                for hook in &hooks {
-                    hook(&config);
+            loop {
+                tokio::select! {
+                    update = updates.next() => match update {
+                        Some(config) => hooks.iter().for_each(|hook| hook(&config)),
+                        None => return,
+                    },
+                    Some(why) = async {
+                        match refusals.as_mut() {
+                            Some(r) => r.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => refused_hooks.iter().for_each(|hook| hook(&why)),
                 }
             }
         });

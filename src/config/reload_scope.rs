@@ -1,6 +1,8 @@
 //! Which settings a reload (SIGHUP or a change of the file) puts in force and which need a
 //! restart. The reload's log line and `config example` say the same, from here.
 
+use std::path::PathBuf;
+
 use super::Config;
 
 /// What an accepted reload puts in force.
@@ -68,6 +70,37 @@ pub fn changed_needing_restart(old: &Config, new: &Config) -> Vec<&'static str> 
         changed.push("[renewal] overlap_days (status cache)");
     }
     changed
+}
+
+/// A file a reload reads besides the configuration: its resolved path, and whether it holds
+/// a private key (named in the audit log, never fingerprinted there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedFile {
+    pub path: PathBuf,
+    pub private_key: bool,
+}
+
+/// The certificate, key and trust-anchor files a reload reads again: the listeners', the
+/// HTTPS upstreams' and the staff console's. The reloader watches them for changes and the
+/// audit log names the ones that changed.
+pub fn watched_files(config: &Config) -> Vec<WatchedFile> {
+    let file = |path: &PathBuf, private_key: bool| WatchedFile {
+        path: config.resolve(path),
+        private_key,
+    };
+    let mut files = Vec::new();
+    for l in &config.listeners {
+        files.push(file(&l.cert, false));
+        files.push(file(&l.key, true));
+    }
+    for t in config.routes.iter().filter_map(|r| r.upstream_tls.as_ref()) {
+        files.extend(t.ca_file.iter().map(|p| file(p, false)));
+        files.extend(t.client_cert.iter().map(|p| file(p, false)));
+        files.extend(t.client_key.iter().map(|p| file(p, true)));
+    }
+    files.extend(config.staff.cert.iter().map(|p| file(p, false)));
+    files.extend(config.staff.key.iter().map(|p| file(p, true)));
+    files
 }
 
 #[cfg(test)]

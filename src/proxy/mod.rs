@@ -161,6 +161,7 @@ pub struct Gateway {
     listeners: Vec<TcpListener>,
     reloader: reload::Reloader,
     trigger: Arc<Notify>,
+    refusals: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
 }
 
 impl Gateway {
@@ -187,6 +188,7 @@ impl Gateway {
         let runtime = reload::build_runtime(config, &anchors, &parts.cache, &parts.metrics)?;
         let (tx, rx) = watch::channel(Arc::new(runtime));
         let trigger = Arc::new(Notify::new());
+        let (refused, refusals) = tokio::sync::mpsc::unbounded_channel();
         let mut reloader = reload::Reloader {
             config_path: parts.config_path,
             tx,
@@ -195,6 +197,7 @@ impl Gateway {
             trigger: Arc::clone(&trigger),
             addrs,
             loaded: 0,
+            refused,
         };
         // Taken now, not when the reloader's task first runs: a change made in between
         // would otherwise count as already seen and never be loaded.
@@ -216,6 +219,7 @@ impl Gateway {
             listeners: parts.listeners,
             reloader,
             trigger,
+            refusals: Some(refusals),
         })
     }
 
@@ -230,6 +234,12 @@ impl Gateway {
     /// A handle that reloads like SIGHUP when notified.
     pub fn reload_trigger(&self) -> Arc<Notify> {
         Arc::clone(&self.trigger)
+    }
+
+    /// Each refused reload's reason (the file or a certificate did not load; the running
+    /// configuration stays), for the audit log. `None` after the first call.
+    pub fn reload_refusals(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        self.refusals.take()
     }
 
     /// The configuration each accepted reload puts in force, for the parts built outside

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::routes::RouteTable;
 use super::{GatewayError, Runtime};
@@ -77,6 +77,8 @@ pub(crate) struct Reloader {
     pub addrs: Vec<SocketAddr>,
     /// The watched files' fingerprint when the running configuration was built.
     pub loaded: u64,
+    /// Each refused reload's reason, for the audit log (`Gateway::reload_refusals`).
+    pub refused: mpsc::UnboundedSender<String>,
 }
 
 impl Reloader {
@@ -171,7 +173,10 @@ impl Reloader {
             }
             Err(e) => {
                 self.metrics.reload(false);
-                tracing::error!(error = %error_chain(&e), "reload refused; the running configuration stays");
+                let why = error_chain(&e).to_string();
+                tracing::error!(error = %why, "reload refused; the running configuration stays");
+                // Nobody listening (no audit log) is not a reason to fail the reload path.
+                let _ = self.refused.send(why);
             }
         }
     }
@@ -196,7 +201,9 @@ impl Reloader {
             }
             Err(e) => {
                 self.metrics.reload(false);
-                tracing::error!(error = %error_chain(&e), "new CA certificates refused; keeping the current ones");
+                let why = format!("new CA certificates: {}", error_chain(&e));
+                tracing::error!(error = %why, "new CA certificates refused; keeping the current ones");
+                let _ = self.refused.send(why);
             }
         }
     }
@@ -212,25 +219,12 @@ impl Reloader {
 
     /// A digest of the watched files' contents (a missing file counts as a state too).
     pub(crate) fn fingerprint(&self) -> u64 {
-        let rt = self.tx.borrow();
         let mut files = vec![self.config_path.clone()];
-        for l in &rt.config.listeners {
-            files.push(rt.config.resolve(&l.cert));
-            files.push(rt.config.resolve(&l.key));
-        }
-        for t in rt
-            .config
-            .routes
-            .iter()
-            .filter_map(|r| r.upstream_tls.as_ref())
-        {
-            let named = [&t.ca_file, &t.client_cert, &t.client_key];
-            files.extend(named.into_iter().flatten().map(|p| rt.config.resolve(p)));
-        }
-        // The staff console's certificate and key follow reloads too (`app::server`).
-        let staff = [&rt.config.staff.cert, &rt.config.staff.key];
-        files.extend(staff.into_iter().flatten().map(|p| rt.config.resolve(p)));
-        drop(rt);
+        files.extend(
+            reload_scope::watched_files(&self.tx.borrow().config)
+                .into_iter()
+                .map(|f| f.path),
+        );
         let mut h = DefaultHasher::new();
         for f in files {
             f.hash(&mut h);
