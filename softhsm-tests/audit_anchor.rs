@@ -537,3 +537,141 @@ fn count(fx: &Fixture, sql: &str) -> i64 {
         }
     })
 }
+
+/// A restore from backup with `[audit] anchor_file`: the file keeps the abandoned anchor,
+/// and `audit checkpoint --after-restore` signs which anchor its own replaces, so `verify`
+/// follows the file to the restored state, and later checkpoints go on from there. A
+/// restore line appended by someone without the HSM key moves nothing.
+fn restore_with_an_anchor_file(db: Db) {
+    let Some(fx) = Fixture::with_config(db, |text| {
+        text.push_str("\n[audit]\nanchor_file = \"audit-anchor.jsonl\"\n");
+    }) else {
+        return;
+    };
+    let [_, second, third] = anchored(&fx);
+    let file = fx.path("audit-anchor.jsonl");
+    let lines = |file: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(file)
+            .expect("anchor file")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("anchor line"))
+            .collect()
+    };
+    let before = lines(&file);
+    assert_eq!(before.len(), 3);
+    // The database restored to its state right after the second checkpoint.
+    drop_triggers(&fx, db);
+    attacker_sql(
+        &fx,
+        &format!(
+            "DELETE FROM audit_checkpoints WHERE seq > {second}; \
+             DELETE FROM audit_log WHERE seq > {second};"
+        ),
+    );
+    more_history(&fx, "corp9");
+
+    // A forged restore line: the second anchor, claiming to replace the third.
+    let mut forged = before[1].clone();
+    forged["replaces"] = before[2]["checkpoint"].clone();
+    let mut text = std::fs::read_to_string(&file).expect("anchor file");
+    text.push_str(&format!("{forged}\n"));
+    std::fs::write(&file, &text).expect("anchor file");
+    let err = fx.fails(&["audit", "verify"]);
+    assert!(
+        err.contains("audit rollback") && err.contains(&format!("the anchored record {third}")),
+        "a restore line without a signed checkpoint is ignored: {err}"
+    );
+
+    let out = fx.ok(&["audit", "checkpoint", "--after-restore"]);
+    let c: serde_json::Value = serde_json::from_str(out.trim()).expect("checkpoint json");
+    assert_eq!(c["version"], 3, "{c}");
+    assert_eq!(c["replaces_checkpoint"], before[2]["checkpoint"], "{c}");
+    let after = c["seq"].as_i64().expect("seq");
+    assert!(
+        after < third,
+        "the restored log is shorter: {after} < {third}"
+    );
+    let now = lines(&file);
+    assert_eq!(now.len(), 5, "{now:?}");
+    assert_eq!(now[4]["seq"], after);
+    assert_eq!(now[4]["replaces"], before[2]["checkpoint"]);
+    let ok = fx.ok(&["audit", "verify"]);
+    for place in ["the HSM".to_owned(), file.display().to_string()] {
+        assert!(
+            ok.contains(&format!(
+                "the anchor in {place} (record {after}) is reached"
+            )),
+            "{ok}"
+        );
+    }
+    // The record of the restore names the abandoned anchor.
+    let audit = fx.ok(&["audit", "export"]);
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"action\":\"audit.checkpoint\"")
+                && l.contains("after_restore")
+                && l.contains(before[2]["checkpoint"].as_str().expect("hash"))),
+        "{audit}"
+    );
+
+    // Checkpoints go on from the restored state, without --after-restore.
+    more_history(&fx, "corp10");
+    let next = checkpoint(&fx);
+    assert!(next > after);
+    let ok = fx.ok(&["audit", "verify"]);
+    assert!(
+        ok.contains(&format!(
+            "the anchor in {} (record {next}) is reached",
+            file.display()
+        )),
+        "{ok}"
+    );
+}
+
+#[test]
+fn restore_with_an_anchor_file_sqlite() {
+    restore_with_an_anchor_file(Db::Sqlite);
+}
+
+#[test]
+fn restore_with_an_anchor_file_postgres() {
+    restore_with_an_anchor_file(Db::Postgres);
+}
+
+/// The newest line removed from the anchor file while the database is untouched: the file
+/// is behind the newest checkpoint, a finding naming both. Put back, it verifies.
+fn anchor_put_back_is_a_finding(db: Db) {
+    let Some(fx) = Fixture::with_config(db, |text| {
+        text.push_str("\n[audit]\nanchor_file = \"audit-anchor.jsonl\"\n");
+    }) else {
+        return;
+    };
+    let [_, second, third] = anchored(&fx);
+    let file = fx.path("audit-anchor.jsonl");
+    let kept = std::fs::read_to_string(&file).expect("anchor file");
+    let shorter: String = kept.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&file, shorter).expect("anchor file");
+    let out = fx.run(&["audit", "verify"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the audit anchor in {} is behind: it covers record {second}",
+            file.display()
+        )) && err.contains(&format!("(record {third}) wrote a newer anchor")),
+        "{err}"
+    );
+    std::fs::write(&file, kept).expect("anchor file");
+    fx.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn anchor_put_back_is_a_finding_sqlite() {
+    anchor_put_back_is_a_finding(Db::Sqlite);
+}
+
+#[test]
+fn anchor_put_back_is_a_finding_postgres() {
+    anchor_put_back_is_a_finding(Db::Postgres);
+}

@@ -7,6 +7,7 @@
 //! What this module must not do: talk to PKCS#11 (values go through [`AnchorStore`]), or
 //! decide what a valid chain is (`verify` does).
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 
@@ -27,6 +28,18 @@ pub struct Anchor {
     pub hash: String,
     /// The checkpoint's own hash (see [`super::checkpoint_hash`]).
     pub checkpoint: String,
+    /// After a restore from backup: the checkpoint hash of the anchor this one replaces
+    /// (signed in the version 3 checkpoint `checkpoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+}
+
+/// A restore a signed version 3 checkpoint states: the checkpoint with hash `checkpoint`
+/// replaces the anchor naming checkpoint `replaces`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SignedRestore {
+    pub checkpoint: String,
+    pub replaces: String,
 }
 
 /// Why an anchor could not be read or written.
@@ -53,6 +66,7 @@ impl Anchor {
             seq: c.seq,
             hash: c.hash.clone(),
             checkpoint: checkpoint_hash(c)?,
+            replaces: c.replaces_checkpoint.clone(),
         })
     }
 
@@ -112,11 +126,11 @@ pub fn append_file(path: &Path, anchor: &Anchor) -> Result<(), AnchorError> {
     file.sync_all().map_err(fail)
 }
 
-/// The newest anchor in the file at `path`; `None` when it is absent or empty.
-pub fn read_file(path: &Path) -> Result<Option<Anchor>, AnchorError> {
+/// Every anchor line of the file at `path`, in file order; none when it is absent or empty.
+pub fn read_file(path: &Path) -> Result<Vec<Anchor>, AnchorError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(cause) => {
             return Err(AnchorError::File {
                 path: path.display().to_string(),
@@ -124,12 +138,41 @@ pub fn read_file(path: &Path) -> Result<Option<Anchor>, AnchorError> {
             });
         }
     };
-    Anchor::newest(
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::as_bytes),
-        &path.display().to_string(),
-    )
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).map_err(|e| AnchorError::Unreadable {
+                source_name: path.display().to_string(),
+                why: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The anchor an anchor file stands for: its highest record, except where a later line is
+/// a restore that a signed checkpoint in `restores` states (it replaces exactly the anchor
+/// in force before it). A line claiming a restore that no signed checkpoint states, or
+/// replacing another anchor, moves nothing: whoever can append to the file cannot move
+/// its anchor back.
+pub fn effective(lines: &[Anchor], restores: &HashSet<SignedRestore>) -> Option<Anchor> {
+    let mut current: Option<&Anchor> = None;
+    for line in lines {
+        let moves = match current {
+            None => true,
+            Some(c) if line.seq >= c.seq => true,
+            Some(c) => line.replaces.as_ref().is_some_and(|r| {
+                *r == c.checkpoint
+                    && restores.contains(&SignedRestore {
+                        checkpoint: line.checkpoint.clone(),
+                        replaces: r.clone(),
+                    })
+            }),
+        };
+        if moves {
+            current = Some(line);
+        }
+    }
+    current.cloned()
 }
 
 #[cfg(test)]
@@ -140,20 +183,77 @@ mod tests {
         Anchor {
             seq,
             hash: format!("{seq:064}"),
-            checkpoint: "ab".into(),
+            checkpoint: format!("c{seq}"),
+            replaces: None,
+        }
+    }
+
+    fn restore(seq: i64, replaces: i64) -> Anchor {
+        Anchor {
+            replaces: Some(format!("c{replaces}")),
+            ..anchor(seq)
+        }
+    }
+
+    fn signed(seq: i64, replaces: i64) -> SignedRestore {
+        SignedRestore {
+            checkpoint: format!("c{seq}"),
+            replaces: format!("c{replaces}"),
         }
     }
 
     #[test]
-    fn the_file_keeps_every_anchor_and_reads_the_newest() {
+    fn the_file_keeps_every_anchor_and_stands_for_the_newest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("anchor");
-        assert_eq!(read_file(&path).unwrap(), None);
+        assert_eq!(read_file(&path).unwrap(), []);
         append_file(&path, &anchor(4)).unwrap();
         append_file(&path, &anchor(9)).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.lines().count(), 2);
-        assert_eq!(read_file(&path).unwrap(), Some(anchor(9)));
+        append_file(&path, &anchor(6)).unwrap();
+        let lines = read_file(&path).unwrap();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(effective(&lines, &HashSet::new()), Some(anchor(9)));
+        assert_eq!(effective(&[], &HashSet::new()), None);
+    }
+
+    #[test]
+    fn only_a_signed_restore_moves_the_anchor_back() {
+        let lines = [anchor(4), anchor(9), restore(5, 9)];
+        // No signed checkpoint states it: the line is ignored.
+        assert_eq!(effective(&lines, &HashSet::new()), Some(anchor(9)));
+        // Signed, but replacing another anchor than the one in force.
+        let other = HashSet::from([signed(5, 4)]);
+        assert_eq!(
+            effective(&[anchor(4), anchor(9), restore(5, 4)], &other),
+            Some(anchor(9))
+        );
+        let stated = HashSet::from([signed(5, 9)]);
+        assert_eq!(effective(&lines, &stated), Some(restore(5, 9)));
+        // Later checkpoints go on from the restored state; an old line appended again
+        // moves the anchor forward, where the database no longer reaches.
+        let mut later = lines.to_vec();
+        later.push(anchor(7));
+        assert_eq!(effective(&later, &stated), Some(anchor(7)));
+        later.push(anchor(9));
+        assert_eq!(effective(&later, &stated), Some(anchor(9)));
+    }
+
+    #[test]
+    fn a_restore_line_round_trips_and_an_old_line_reads_without_it() {
+        let line = restore(5, 9).to_line();
+        assert!(line.contains("\"replaces\":\"c9\""), "{line}");
+        assert!(!anchor(5).to_line().contains("replaces"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anchor");
+        std::fs::write(
+            &path,
+            format!(
+                "{{\"seq\":4,\"hash\":\"{:064}\",\"checkpoint\":\"c4\"}}\n{line}\n",
+                4
+            ),
+        )
+        .unwrap();
+        assert_eq!(read_file(&path).unwrap(), [anchor(4), restore(5, 9)]);
     }
 
     #[test]

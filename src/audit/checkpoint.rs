@@ -70,18 +70,47 @@ pub fn checkpoint_message_v2(
     .into_bytes()
 }
 
+/// The bytes a version 3 checkpoint's signature covers: version 2's fields and the hash of
+/// the checkpoint the abandoned anchor named (made with `audit checkpoint --after-restore`).
+pub fn checkpoint_message_v3(
+    seq: i64,
+    hash: &str,
+    at: UnixTime,
+    key_label: &str,
+    prev_checkpoint: &str,
+    replaces_checkpoint: &str,
+) -> Vec<u8> {
+    format!(
+        "certgate audit checkpoint v3\nseq={seq}\nhash={hash}\nat={at}\nkey={key_label}\n\
+         prev={prev_checkpoint}\nreplaces={replaces_checkpoint}\n"
+    )
+    .into_bytes()
+}
+
 /// What `c`'s signature covers, by its version; the reason when the row cannot say.
 pub fn signed_message(c: &AuditCheckpoint) -> Result<Vec<u8>, String> {
-    match (c.version, c.prev_checkpoint.as_deref()) {
-        (1, None) => Ok(checkpoint_message(c.seq, &c.hash, c.at, &c.key_label)),
-        (2, Some(prev)) => Ok(checkpoint_message_v2(
+    match (
+        c.version,
+        c.prev_checkpoint.as_deref(),
+        c.replaces_checkpoint.as_deref(),
+    ) {
+        (1, None, None) => Ok(checkpoint_message(c.seq, &c.hash, c.at, &c.key_label)),
+        (2, Some(prev), None) => Ok(checkpoint_message_v2(
             c.seq,
             &c.hash,
             c.at,
             &c.key_label,
             prev,
         )),
-        (v, _) => Err(format!(
+        (3, Some(prev), Some(replaces)) => Ok(checkpoint_message_v3(
+            c.seq,
+            &c.hash,
+            c.at,
+            &c.key_label,
+            prev,
+            replaces,
+        )),
+        (v, _, _) => Err(format!(
             "its format (version {v}) is not one certgate writes"
         )),
     }
@@ -95,7 +124,8 @@ pub fn checkpoint_hash(c: &AuditCheckpoint) -> Result<String, String> {
 
 /// Signs the newest audit entry and the newest checkpoint's hash with `key` (labelled
 /// `key_label` in the token), and stores the checkpoint together with its audit entry in
-/// one transaction. When the key is CA `ca_id`'s, each signature is counted for
+/// one transaction. After a restore from backup, `replaces` is the checkpoint hash the
+/// abandoned anchor names: it is signed too (version 3). When the key is CA `ca_id`'s, each signature is counted for
 /// `audit signatures`, and one thrown away because another checkpoint was stored first is
 /// recorded as `audit.checkpoint_discarded`.
 pub async fn make_checkpoint(
@@ -105,6 +135,7 @@ pub async fn make_checkpoint(
     ca_id: Option<i64>,
     actor: &Actor,
     now: UnixTime,
+    replaces: Option<&str>,
 ) -> Result<AuditCheckpoint, CheckpointError> {
     for _ in 0..ATTEMPTS {
         let newest = store.newest_checkpoint().await?;
@@ -115,7 +146,10 @@ pub async fn make_checkpoint(
             None => GENESIS_HASH.to_owned(),
         };
         let (seq, hash) = store.last_audit().await?.ok_or(CheckpointError::EmptyLog)?;
-        let message = checkpoint_message_v2(seq, &hash, now, key_label, &prev);
+        let message = match replaces {
+            None => checkpoint_message_v2(seq, &hash, now, key_label, &prev),
+            Some(r) => checkpoint_message_v3(seq, &hash, now, key_label, &prev, r),
+        };
         let signer = key.clone();
         let signature = tokio::task::spawn_blocking(move || signer.sign(&message))
             .await
@@ -137,8 +171,9 @@ pub async fn make_checkpoint(
             algorithm: key.algorithm().as_str().to_owned(),
             public_key: key.public_key_der().to_vec(),
             signature,
-            version: 2,
+            version: if replaces.is_some() { 3 } else { 2 },
             prev_checkpoint: Some(prev),
+            replaces_checkpoint: replaces.map(str::to_owned),
         };
         let audit_entry = |id: i64| {
             super::entry(
@@ -147,7 +182,17 @@ pub async fn make_checkpoint(
                 "audit.checkpoint",
                 &seq.to_string(),
                 Outcome::Ok,
-                serde_json::json!({"checkpoint": id, "hash": hash, "key_label": key_label}),
+                match replaces {
+                    None => {
+                        serde_json::json!({"checkpoint": id, "hash": hash, "key_label": key_label})
+                    }
+                    Some(r) => serde_json::json!({
+                        "checkpoint": id,
+                        "hash": hash,
+                        "key_label": key_label,
+                        "after_restore": {"replaces_checkpoint": r},
+                    }),
+                },
             )
         };
         match store
@@ -267,6 +312,7 @@ mod tests {
             signature: vec![],
             version: 1,
             prev_checkpoint: None,
+            replaces_checkpoint: None,
         };
         let v1 = checkpoint_hash(&c).unwrap();
         c.version = 2;
@@ -275,6 +321,19 @@ mod tests {
         let v2 = checkpoint_hash(&c).unwrap();
         assert_ne!(v1, v2);
         assert_eq!(v2.len(), 64);
+        c.replaces_checkpoint = Some("11".into());
+        assert!(checkpoint_hash(&c).is_err(), "v2 does not replace");
+        c.version = 3;
+        let v3 = checkpoint_hash(&c).unwrap();
+        assert_ne!(v3, v2);
+        c.replaces_checkpoint = Some("12".into());
+        assert_ne!(
+            checkpoint_hash(&c).unwrap(),
+            v3,
+            "the replaced hash is signed"
+        );
+        c.replaces_checkpoint = None;
+        assert!(checkpoint_hash(&c).is_err(), "v3 without what it replaces");
     }
 
     /// A checkpoint signed before the chain (v1) keeps verifying; the same signature read as
@@ -299,6 +358,7 @@ mod tests {
             signature: signature.as_ref().to_vec(),
             version: 1,
             prev_checkpoint: None,
+            replaces_checkpoint: None,
         };
         let mut keys = CheckpointKeys::default();
         keys.insert("ca", KeyAlgorithm::EcP256, spki);
@@ -321,6 +381,7 @@ mod tests {
             signature: vec![],
             version: 1,
             prev_checkpoint: None,
+            replaces_checkpoint: None,
         };
         let err = CheckpointKeys::default().check(&c).unwrap_err();
         assert!(err.contains("gone"), "{err}");

@@ -18,7 +18,7 @@ pub use checkpoint::{
 pub use host::HostUserError;
 pub use verify::{
     AnchorPlace, AnchorSeen, ChainReport, VerifyError, anchors_present, anchors_reached, export,
-    verify_chain, verify_with_checkpoints,
+    signed_restores, verify_chain, verify_with_checkpoints,
 };
 
 use crate::clock::UnixTime;

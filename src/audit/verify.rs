@@ -7,7 +7,7 @@ use crate::store::{
     AuditChainBroken, AuditCheckpoint, GENESIS_HASH, Store, StoreError, verify_audit_chain,
 };
 
-use super::anchor::Anchor;
+use super::anchor::{Anchor, SignedRestore};
 use super::checkpoint::{CheckpointKeys, checkpoint_hash};
 
 const PAGE: i64 = 1000;
@@ -72,6 +72,19 @@ pub enum VerifyError {
     /// An anchor that must exist is gone: configured, or written by a chained checkpoint.
     #[error("the audit anchor in {source_name} is missing: {why}")]
     MissingAnchor { source_name: String, why: String },
+    /// An anchor is older than the newest chained checkpoint, which wrote a newer one there.
+    #[error(
+        "the audit anchor in {source_name} is behind: it covers record {seq}, but checkpoint \
+         {id} (record {newest}) wrote a newer anchor there; lines were removed from the file or \
+         the object was replaced, or that checkpoint failed to write it (the next `certgate \
+         audit checkpoint` writes a new one)"
+    )]
+    StaleAnchor {
+        source_name: String,
+        seq: i64,
+        id: i64,
+        newest: i64,
+    },
     #[error("cannot read the audit log")]
     Store(#[from] StoreError),
 }
@@ -117,6 +130,48 @@ pub fn anchors_present(
     }
 }
 
+/// Fails when an anchor is older than the newest chained checkpoint (by record): that
+/// checkpoint wrote its anchor to every place, so an older one there was put back.
+fn anchors_current(
+    checkpoints: &[AuditCheckpoint],
+    anchors: &[AnchorSeen],
+) -> Result<(), VerifyError> {
+    let Some(newest) = checkpoints
+        .iter()
+        .filter(|c| c.version >= 2)
+        .max_by_key(|c| (c.seq, c.id))
+    else {
+        return Ok(());
+    };
+    match anchors.iter().find(|a| a.anchor.seq < newest.seq) {
+        None => Ok(()),
+        Some(a) => Err(VerifyError::StaleAnchor {
+            source_name: a.source_name.clone(),
+            seq: a.anchor.seq,
+            id: newest.id,
+            newest: newest.seq,
+        }),
+    }
+}
+
+/// The restores stated by version 3 checkpoints whose signature holds with `keys` (one that
+/// does not is left out here, and is a finding of [`verify_with_checkpoints`]).
+pub fn signed_restores(
+    checkpoints: &[AuditCheckpoint],
+    keys: &CheckpointKeys,
+) -> HashSet<SignedRestore> {
+    checkpoints
+        .iter()
+        .filter(|c| c.version == 3 && keys.check(c).is_ok())
+        .filter_map(|c| {
+            Some(SignedRestore {
+                checkpoint: checkpoint_hash(c).ok()?,
+                replaces: c.replaces_checkpoint.clone()?,
+            })
+        })
+        .collect()
+}
+
 /// An anchor and where it was read (`the HSM`, a file name), for [`verify_with_checkpoints`].
 #[derive(Debug, Clone)]
 pub struct AnchorSeen {
@@ -132,8 +187,9 @@ pub async fn verify_chain(store: &Store) -> Result<ChainReport, VerifyError> {
 
 /// Checks every checkpoint's signature with `keys` (read from the HSM) and the links between
 /// chained checkpoints, walks the chain comparing each checkpointed entry's hash with the
-/// signed one, and checks that log and checkpoints reach each of `anchors`. Detects an
-/// edited row, a rewritten chain, a cut-off tail, a deleted checkpoint and a rollback.
+/// signed one, and checks that log and checkpoints reach each of `anchors` and that none is
+/// older than the newest checkpoint. Detects an edited row, a rewritten chain, a cut-off
+/// tail, a deleted checkpoint, a rollback and an anchor put back.
 pub async fn verify_with_checkpoints(
     store: &Store,
     keys: &CheckpointKeys,
@@ -153,6 +209,7 @@ pub async fn verify_with_checkpoints(
         // The walk started at record 1 without gaps: the count is the last record's number.
         check_anchor(store, &checkpoints, &hashes, report.entries, seen).await?;
     }
+    anchors_current(&checkpoints, anchors)?;
     report.anchors = anchors.len();
     Ok(report)
 }
@@ -356,6 +413,7 @@ mod tests {
             signature: vec![],
             version,
             prev_checkpoint: (version >= 2).then(|| GENESIS_HASH.into()),
+            replaces_checkpoint: None,
         }
     }
 

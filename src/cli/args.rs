@@ -387,7 +387,9 @@ pub enum AuditCmd {
         #[arg(long)]
         key_label: Option<String>,
         /// Anchor the database as it is although it is behind the anchor (after a restore
-        /// from backup, once the loss was investigated).
+        /// from backup, once the loss was investigated). The checkpoint also signs which
+        /// anchor it replaces, so that `[audit] anchor_file`, which keeps the old lines, is
+        /// followed to the restored state.
         #[arg(long)]
         after_restore: bool,
     },

@@ -4,7 +4,7 @@
 //! never with keys stored in the database. This file must not decide what a valid chain is
 //! (see [`crate::audit`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
@@ -14,7 +14,7 @@ use crate::audit::{self, Actor, AnchorPlace, AnchorSeen, CheckpointKeys, VerifyE
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::keys::{KeyRef, KeyStore, KeyStoreError};
-use crate::store::Store;
+use crate::store::{AuditCheckpoint, Store};
 
 use super::args::{AuditCmd, Format};
 use super::context;
@@ -47,11 +47,14 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
             };
             let keys = context::open_key_store(cfg).await?;
             // A checkpoint moves the anchors: never over a rollback unless told so.
-            let anchors = read_anchors(cfg, &keys).await?;
-            match audit::anchors_reached(&store, &anchors).await {
-                Ok(()) => {}
+            let anchors = read_anchors(cfg, &keys, &store.checkpoints().await?).await?;
+            let replaces = match audit::anchors_reached(&store, &anchors).await {
+                Ok(()) => None,
                 Err(e) if after_restore => {
                     tracing::warn!(error = %e, "anchoring a database behind the audit anchor (--after-restore)");
+                    // Signed into the checkpoint, so that the anchor file (which keeps the
+                    // abandoned anchor) can be followed to the restored state.
+                    restored_from(cfg, &anchors)
                 }
                 Err(e) => {
                     return Err(anyhow::Error::new(e).context(
@@ -60,7 +63,7 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
                          `audit checkpoint --after-restore`)",
                     ));
                 }
-            }
+            };
             let key = context::open_key(&keys, &label).await?;
             // A CA's key: its checkpoint signatures are counted with its other signatures.
             let ca_id = store
@@ -76,6 +79,7 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
                 ca_id,
                 &Actor::host()?,
                 SystemClock.now(),
+                replaces.as_deref(),
             )
             .await?;
             // One JSON line: easy to ship off the host (SIEM, ticket, paper log).
@@ -115,7 +119,7 @@ async fn verify(cfg: &Config, store: &Store, format: Format) -> anyhow::Result<(
     ));
     let public_keys = checkpoint_keys(&keys, labels).await?;
     progress.step("reading the audit anchors");
-    let anchors = read_anchors(cfg, &keys).await?;
+    let anchors = read_anchors(cfg, &keys, &checkpoints).await?;
     let places = anchor_places(cfg, &anchors);
     progress.step("walking the hash chain and the checkpoints");
     let checked = match audit::anchors_present(&checkpoints, &places) {
@@ -200,8 +204,14 @@ async fn write_anchors(
     Ok(())
 }
 
-/// The anchors to check: the HSM's and the file's, each when there is one.
-async fn read_anchors(cfg: &Config, keys: &Arc<dyn KeyStore>) -> anyhow::Result<Vec<AnchorSeen>> {
+/// The anchors to check: the HSM's and the file's, each when there is one. The file stands
+/// for its newest line, or for a restore that a signed checkpoint among `checkpoints`
+/// states ([`anchor::effective`]).
+async fn read_anchors(
+    cfg: &Config,
+    keys: &Arc<dyn KeyStore>,
+    checkpoints: &[AuditCheckpoint],
+) -> anyhow::Result<Vec<AnchorSeen>> {
     let mut seen = Vec::new();
     let in_hsm = context::with_keys(keys, |k| anchor::read_hsm(k.anchors()))
         .await?
@@ -214,7 +224,18 @@ async fn read_anchors(cfg: &Config, keys: &Arc<dyn KeyStore>) -> anyhow::Result<
     }
     if let Some(path) = &cfg.audit.anchor_file {
         let path = cfg.resolve(path);
-        if let Some(a) = anchor::read_file(&path)? {
+        let lines = anchor::read_file(&path)?;
+        let restores = if lines.iter().any(|l| l.replaces.is_some()) {
+            let labels = checkpoints
+                .iter()
+                .filter(|c| c.version == 3)
+                .map(|c| c.key_label.clone())
+                .collect();
+            audit::signed_restores(checkpoints, &checkpoint_keys(keys, labels).await?)
+        } else {
+            HashSet::new()
+        };
+        if let Some(a) = anchor::effective(&lines, &restores) {
             seen.push(AnchorSeen {
                 source_name: path.display().to_string(),
                 anchor: a,
@@ -222,6 +243,21 @@ async fn read_anchors(cfg: &Config, keys: &Arc<dyn KeyStore>) -> anyhow::Result<
         }
     }
     Ok(seen)
+}
+
+/// The anchor a restore from backup leaves behind, named by the checkpoint made after it:
+/// the file's (the HSM's anchor object is simply replaced), or the HSM's without a file.
+fn restored_from(cfg: &Config, anchors: &[AnchorSeen]) -> Option<String> {
+    let file = cfg
+        .audit
+        .anchor_file
+        .as_ref()
+        .map(|p| cfg.resolve(p).display().to_string());
+    anchors
+        .iter()
+        .find(|a| Some(&a.source_name) == file.as_ref())
+        .or_else(|| anchors.iter().find(|a| a.source_name == HSM_SOURCE))
+        .map(|a| a.anchor.checkpoint.clone())
 }
 
 /// Where anchors are expected (the HSM always; the file when configured), and whether one

@@ -197,6 +197,11 @@ const SQLITE_MIGRATIONS: &[Source] = &[
         description: "certificates by key",
         sql: include_str!("migrations/sqlite/0012_certificates_by_key.sql"),
     },
+    Source {
+        version: 13,
+        description: "restore checkpoints",
+        sql: include_str!("migrations/sqlite/0013_restore_checkpoints.sql"),
+    },
 ];
 
 const POSTGRES_MIGRATIONS: &[Source] = &[
@@ -254,6 +259,11 @@ const POSTGRES_MIGRATIONS: &[Source] = &[
         version: 12,
         description: "certificates by key",
         sql: include_str!("migrations/postgres/0012_certificates_by_key.sql"),
+    },
+    Source {
+        version: 13,
+        description: "restore checkpoints",
+        sql: include_str!("migrations/postgres/0013_restore_checkpoints.sql"),
     },
 ];
 

@@ -32,6 +32,9 @@ pub struct AuditCheckpoint {
     pub version: i64,
     /// Version 2: the hash of the checkpoint before this one (all zeros for the first).
     pub prev_checkpoint: Option<String>,
+    /// Version 3 (made after a restore from backup): the hash of the checkpoint the
+    /// abandoned anchor named.
+    pub replaces_checkpoint: Option<String>,
 }
 
 mod hex_bytes {
@@ -66,8 +69,8 @@ impl Store {
             }
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO audit_checkpoints (seq, hash, at, key_label, algorithm, \
-                 public_key, signature, version, prev_checkpoint) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                 public_key, signature, version, prev_checkpoint, replaces_checkpoint) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
             )
             .bind(c.seq)
             .bind(c.hash.as_str())
@@ -78,6 +81,7 @@ impl Store {
             .bind(c.signature.as_slice())
             .bind(c.version)
             .bind(c.prev_checkpoint.as_deref())
+            .bind(c.replaces_checkpoint.as_deref())
             .fetch_one(&mut *tx)
             .await?;
             let prepared = PreparedAudit::new(&entry(id))?;
@@ -92,7 +96,7 @@ impl Store {
         on_backend!(self, |pool, _PG| {
             Ok(sqlx::query_as::<_, AuditCheckpoint>(
                 "SELECT id, seq, hash, at, key_label, algorithm, public_key, signature, \
-                 version, prev_checkpoint FROM audit_checkpoints ORDER BY id DESC LIMIT 1",
+                 version, prev_checkpoint, replaces_checkpoint FROM audit_checkpoints ORDER BY id DESC LIMIT 1",
             )
             .fetch_optional(pool)
             .await?)
@@ -104,7 +108,7 @@ impl Store {
         on_backend!(self, |pool, _PG| {
             Ok(sqlx::query_as::<_, AuditCheckpoint>(
                 "SELECT id, seq, hash, at, key_label, algorithm, public_key, signature, \
-                 version, prev_checkpoint FROM audit_checkpoints ORDER BY seq, id",
+                 version, prev_checkpoint, replaces_checkpoint FROM audit_checkpoints ORDER BY seq, id",
             )
             .fetch_all(pool)
             .await?)
