@@ -1408,6 +1408,43 @@ fn four_eyes_requests_are_checked_and_canonical_before_they_are_stored() {
         Some(serial.as_str()),
         "{b}"
     );
+    // The same revocation asked again, spelled the other way: refused, naming the request
+    // that waits, and audited as refused; nothing more is stored.
+    let id = stored["request"].as_i64().expect("request id");
+    let (s, b) = c(
+        "POST",
+        &format!("certificates/{serial}/revoke"),
+        Some(r#"{"reason":"unspecified"}"#),
+    );
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (409, Some("request_pending")),
+        "{b}"
+    );
+    assert!(
+        b["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("request {id} "))),
+        "{b}"
+    );
+    let (_, b) = c("GET", "requests?state=pending", None);
+    assert_eq!(b["requests"].as_array().map(Vec::len), Some(1), "{b}");
+    let audit = fx.ok(&["audit", "export"]);
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"action\":\"cert.revoke\"")
+                && l.contains("\"outcome\":\"refused\"")
+                && l.contains("request_pending")),
+        "{audit}"
+    );
+    // Another reason is another request.
+    let (s, b) = c(
+        "POST",
+        &format!("certificates/{serial}/revoke"),
+        Some(r#"{"reason":"keyCompromise"}"#),
+    );
+    assert_eq!(s, 202, "{b}");
 }
 
 /// The cross-site check comes before the role check: a cross-site post in a staff member's

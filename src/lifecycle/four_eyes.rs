@@ -17,7 +17,8 @@ use crate::ca::RevocationReason;
 use crate::clock::UnixTime;
 pub use crate::config::{APPROVAL_KINDS, DEFAULT_APPROVAL_KINDS};
 use crate::store::{
-    Audience, NewStaffRequest, RequestState, RequestTransition, Role, StaffRequest, StaffRole, User,
+    Audience, NewStaffRequest, RequestState, RequestTransition, Role, StaffRequest, StaffRole,
+    Submitted, User,
 };
 
 use super::error::LifecycleError;
@@ -247,7 +248,15 @@ impl Lifecycle {
                     .refuse(&actor, action.name(), action.subject(), e)
                     .await;
             }
-            let (id, expires_at) = self.submit_request(maker, action, policy).await?;
+            let (id, expires_at) = match self.submit_request(maker, action, policy).await {
+                Ok(stored) => stored,
+                Err(e @ LifecycleError::Refused(_)) => {
+                    return self
+                        .refuse(&actor, action.name(), action.subject(), e)
+                        .await;
+                }
+                Err(e) => return Err(e),
+            };
             return Ok(Asked::Pending {
                 id,
                 expires_at,
@@ -346,12 +355,14 @@ impl Lifecycle {
         action: &StaffAction,
         policy: &ApprovalPolicy,
     ) -> Result<(i64, UnixTime), LifecycleError> {
+        // Asking twice for the same thing is refused, naming the request that waits: a
+        // supervisor sees each change once.
         let params = serde_json::to_value(action)
             .map_err(|_| LifecycleError::Internal("a request cannot be serialized".into()))?;
         let now = self.now();
         let expires_at = now + policy.request_ttl_secs;
         let actor = Actor::Staff(maker.into());
-        let id = self
+        let submitted = self
             .store()
             .insert_staff_request_audited(
                 &NewStaffRequest {
@@ -373,7 +384,14 @@ impl Lifecycle {
                 },
             )
             .await?;
-        Ok((id, expires_at))
+        match submitted {
+            Submitted::Stored(id) => Ok((id, expires_at)),
+            Submitted::AlreadyPending(id) => Err(Refusal::new(
+                "request_pending",
+                format!("request {id} already asks for this and waits for a supervisor's decision"),
+            )
+            .into()),
+        }
     }
 
     /// Staff member `checker` approves request `id`: the action runs, audited with both

@@ -56,7 +56,9 @@ pub use signatures::{
     DISCARDED_REASON, IntentFilter, IntentState, SignatureCount, SignatureIntent,
 };
 pub use staff::{Audience, STAFF_CONTRACT, StaffMember, StaffRole, staff_login, staff_name};
-pub use staff_requests::{NewStaffRequest, RequestState, RequestTransition, StaffRequest};
+pub use staff_requests::{
+    NewStaffRequest, RequestState, RequestTransition, StaffRequest, Submitted,
+};
 
 use std::sync::Arc;
 

@@ -116,22 +116,46 @@ pub struct RequestTransition<'a> {
     pub result: Option<&'a serde_json::Value>,
 }
 
+/// What asking to store a request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// Stored as pending, with this id.
+    Stored(i64),
+    /// Nothing stored: request `id` asks for the same action with the same parameters and
+    /// is still pending (a second one would only wait beside it).
+    AlreadyPending(i64),
+}
+
 const COLUMNS: &str = "id, action, subject, params, maker, checker, state, created_at, \
                        expires_at, decided_at, result";
 
 impl Store {
-    /// Stores a pending request and the audit entry `audit(id)` in one transaction; returns
-    /// the request's id.
+    /// Stores a pending request and the audit entry `audit(id)` in one transaction, unless
+    /// a request for the same action, subject and parameters is pending and not expired at
+    /// `req.created_at` (checked under the audit lock, which every writer of requests takes).
     pub async fn insert_staff_request_audited(
         &self,
         req: &NewStaffRequest<'_>,
         audit: impl FnOnce(i64) -> NewAudit,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<Submitted, StoreError> {
         let params = serde_json::to_string(req.params)
             .map_err(|_| StoreError::Corrupt("request parameters cannot be serialized".into()))?;
         on_backend!(self, |pool, PG| {
             let mut tx = pool.begin_write().await?;
             let mut head = lock_chain_head!(PG, tx);
+            let pending: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM staff_requests WHERE state = 'pending' AND expires_at > $1 \
+                 AND action = $2 AND subject = $3 AND params = $4 ORDER BY id LIMIT 1",
+            )
+            .bind(req.created_at)
+            .bind(req.action)
+            .bind(req.subject)
+            .bind(params.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(id) = pending {
+                return Ok(Submitted::AlreadyPending(id));
+            }
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO staff_requests (action, subject, params, maker, state, created_at, \
                  expires_at) VALUES ($1, $2, $3, $4, 'pending', $5, $6) RETURNING id",
@@ -147,7 +171,7 @@ impl Store {
             let entry = PreparedAudit::new(&audit(id))?;
             append_chained!(tx, &mut head, &entry);
             tx.commit().await?;
-            Ok(id)
+            Ok(Submitted::Stored(id))
         })
     }
 

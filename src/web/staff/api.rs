@@ -583,9 +583,8 @@ fn error(e: &LifecycleError) -> WebResponse {
             "bad_identifier" | "bad_email" | "bad_name" | "bad_csr" => StatusCode::BAD_REQUEST,
             "renewal_not_open" | "renewal_closed" | "same_key" => StatusCode::CONFLICT,
             "contract_exists" | "login_exists" | "staff_exists" | "request_finished"
-            | "has_certificate" | "conflict" | "approval_required" | "maker_inactive" => {
-                StatusCode::CONFLICT
-            }
+            | "has_certificate" | "conflict" | "approval_required" | "maker_inactive"
+            | "request_pending" => StatusCode::CONFLICT,
             _ => StatusCode::FORBIDDEN,
         },
         other => status_of(other),
