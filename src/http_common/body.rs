@@ -85,6 +85,12 @@ const DRAIN_LIMIT: usize = 1024 * 1024;
 /// Reads a whole body of at most `limit` bytes. `Ok(None)` when it is longer; the rest of
 /// such a body is drained (up to [`DRAIN_LIMIT`] more bytes, never kept) before returning.
 pub async fn collect_limited(mut b: ProxyBody, limit: usize) -> Result<Option<Bytes>, BoxError> {
+    // A declared length past what draining could absorb is answered before any of the body
+    // is read: a client waiting on `Expect: 100-continue` then sends none and reads the 413,
+    // where reading a part and closing would reset the connection under it.
+    if b.size_hint().lower() > limit.saturating_add(DRAIN_LIMIT) as u64 {
+        return Ok(None);
+    }
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = b.frame().await {
         if let Ok(data) = frame?.into_data() {
