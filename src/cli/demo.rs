@@ -245,7 +245,22 @@ async fn terminated() {
     }
 }
 
+/// Asks a child to stop (SIGTERM: `serve` drains and writes its `config.stop` audit entry)
+/// and kills it if it has not ended within 15 s.
 async fn stop(child: &mut Child) {
+    let asked = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?))
+        .is_some_and(|pid| {
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
+        });
+    if asked
+        && tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
+            .await
+            .is_ok()
+    {
+        return;
+    }
     let _ = child.start_kill();
     let _ = child.wait().await;
 }
