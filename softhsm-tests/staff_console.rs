@@ -936,11 +936,31 @@ fn one_address_cannot_hold_every_console_connection() {
         .0
     };
     assert_eq!(me(&[]), 200);
-    let idle: Vec<std::net::TcpStream> = (0..2)
-        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect"))
-        .collect();
-    // The accept loop takes connections in order: the two idle ones hold the slots first.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Two idle connections hold the address's slots. The call above may still hold one
+    // until the listener has seen it close, and then refuses an idle one: that one is
+    // opened again until both are held.
+    let open = |s: &std::net::TcpStream| {
+        s.set_nonblocking(true).expect("nonblocking");
+        let held =
+            matches!(s.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        s.set_nonblocking(false).expect("blocking");
+        held
+    };
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut idle: Vec<std::net::TcpStream> = (0..2).map(|_| connect()).collect();
+    let mut held_twice = 0;
+    eventually(10, "two idle connections hold the slots", || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        for s in &mut idle {
+            if !open(s) {
+                *s = connect();
+                held_twice = 0;
+                return false;
+            }
+        }
+        held_twice += 1;
+        held_twice == 2
+    });
     let mut third = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     // Closed at once (the handshake timeout is 10 s): EOF or a reset, well within 8 s even
     // on a machine busy with the rest of the suite.
