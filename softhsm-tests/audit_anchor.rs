@@ -8,6 +8,13 @@ use std::process::Command;
 use crate::fixture::{Db, Fixture, sh};
 use crate::ops::{attacker_sql, drop_triggers};
 
+/// A fresh installation with `[audit] anchor_file = "audit-anchor.jsonl"`.
+fn with_anchor_file(db: Db) -> Option<Fixture> {
+    Fixture::with_config(db, |text| {
+        text.push_str("\n[audit]\nanchor_file = \"audit-anchor.jsonl\"\n");
+    })
+}
+
 /// Makes a checkpoint; returns the audit record it covers.
 fn checkpoint(fx: &Fixture) -> i64 {
     let out = fx.ok(&["audit", "checkpoint"]);
@@ -321,9 +328,7 @@ fn changed_row_is_named_postgres() {
 /// HSM's anchor object gone (as if the token were replaced), the file alone still names the
 /// rollback.
 fn anchor_file_names_the_rollback(db: Db) {
-    let Some(fx) = Fixture::with_config(db, |text| {
-        text.push_str("\n[audit]\nanchor_file = \"audit-anchor.jsonl\"\n");
-    }) else {
+    let Some(fx) = with_anchor_file(db) else {
         return;
     };
     let [first, _, third] = anchored(&fx);
@@ -405,9 +410,7 @@ fn anchor_file_names_the_rollback_postgres() {
 /// A missing anchor is a finding (exit 3), not "no anchor yet": the configured file
 /// deleted, then the token's anchor object deleted, once chained checkpoints wrote them.
 fn missing_anchor_is_a_finding(db: Db) {
-    let Some(fx) = Fixture::with_config(db, |text| {
-        text.push_str("\n[audit]\nanchor_file = \"audit-anchor.jsonl\"\n");
-    }) else {
+    let Some(fx) = with_anchor_file(db) else {
         return;
     };
     anchored(&fx);
@@ -543,9 +546,7 @@ fn count(fx: &Fixture, sql: &str) -> i64 {
 /// follows the file to the restored state, and later checkpoints go on from there. A
 /// restore line appended by someone without the HSM key moves nothing.
 fn restore_with_an_anchor_file(db: Db) {
-    let Some(fx) = Fixture::with_config(db, |text| {
-        text.push_str("\n[audit]\nanchor_file = \"audit-anchor.jsonl\"\n");
-    }) else {
+    let Some(fx) = with_anchor_file(db) else {
         return;
     };
     let [_, second, third] = anchored(&fx);
@@ -642,9 +643,7 @@ fn restore_with_an_anchor_file_postgres() {
 /// The newest line removed from the anchor file while the database is untouched: the file
 /// is behind the newest checkpoint, a finding naming both. Put back, it verifies.
 fn anchor_put_back_is_a_finding(db: Db) {
-    let Some(fx) = Fixture::with_config(db, |text| {
-        text.push_str("\n[audit]\nanchor_file = \"audit-anchor.jsonl\"\n");
-    }) else {
+    let Some(fx) = with_anchor_file(db) else {
         return;
     };
     let [_, second, third] = anchored(&fx);
