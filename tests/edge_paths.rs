@@ -185,7 +185,25 @@ addr = "127.0.0.1:0"
             cert.then_some(&self.alice),
             &[b"http/1.1"],
         );
-        let mut s = client::tls(self.addr, cfg).await.unwrap();
+        let s = client::tls(self.addr, cfg).await.unwrap();
+        Self::exchange(s, request).await
+    }
+
+    /// [`Edge::send_raw`] on a connection without SNI.
+    async fn send_raw_without_sni(&self, cert: bool, request: &str) -> (u16, String) {
+        let cfg = client::config(
+            &self.server_ca.der,
+            cert.then_some(&self.alice),
+            &[b"http/1.1"],
+        );
+        let s = client::tls_without_sni(self.addr, cfg).await.unwrap();
+        Self::exchange(s, request).await
+    }
+
+    async fn exchange(
+        mut s: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+        request: &str,
+    ) -> (u16, String) {
         s.write_all(request.as_bytes()).await.unwrap();
         let mut out = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut out)).await;
@@ -690,6 +708,44 @@ async fn the_same_spellings_over_http2_are_refused_alike() {
     let hits = edge.app.hits();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].target, "/ib/top");
+    edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_the_certificate_is_not_for_never_reaches_the_app() {
+    let edge = Edge::start().await;
+    for cert in [false, true] {
+        for (host, want, code) in [
+            ("evil.example", 421, Some("misdirected_request")),
+            ("127.0.0.2", 421, Some("misdirected_request")),
+            ("[::1]", 421, Some("misdirected_request")),
+            ("localhost.evil.example", 421, Some("misdirected_request")),
+            ("localhost:0", 400, Some("host_refused")),
+            ("localhost:99999", 400, Some("host_refused")),
+            ("localhost", 200, None),
+            ("LOCALHOST.:8443", 200, None),
+            ("127.0.0.1:8443", 200, None),
+        ] {
+            let before = edge.app.hits().len();
+            let (status, text) = edge
+                .send_raw_without_sni(
+                    cert,
+                    &format!("GET /public/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+                )
+                .await;
+            assert_eq!(status, want, "{host:?}: {text}");
+            match code {
+                Some(code) => {
+                    assert!(
+                        text.contains(&format!("\"error\":\"{code}\"")),
+                        "{host:?}: {text}"
+                    );
+                    assert_eq!(edge.app.hits().len(), before, "{host:?} reached the app");
+                }
+                None => assert_eq!(edge.app.hits().len(), before + 1, "{host:?}"),
+            }
+        }
+    }
     edge.shutdown().await;
 }
 

@@ -150,7 +150,7 @@ fn single_host(h: &HeaderMap) -> Result<Option<&str>, HeadRefusal> {
 }
 
 /// `host[:port]`, where host is a name of letters, digits, `-`, `_` and `.`, an IPv4
-/// address, or an IPv6 literal in brackets, and port is 1 to 5 digits.
+/// address, or an IPv6 literal in brackets, and port is 1 to 5 digits from 1 to 65535.
 fn check_authority(a: &str) -> Result<(), HeadRefusal> {
     let (host, port) = split_authority(a).ok_or(HeadRefusal::InvalidHost)?;
     let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -161,8 +161,12 @@ fn check_authority(a: &str) -> Result<(), HeadRefusal> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     };
-    let port_ok =
-        port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    // A port a TCP connection can have (1 to 65535): `:0` or `:99999` is no server's.
+    let port_ok = port.is_none_or(|p| {
+        (1..=5).contains(&p.len())
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok_and(|n| n != 0)
+    });
     if host_ok && port_ok {
         Ok(())
     } else {
@@ -337,6 +341,10 @@ mod tests {
             "ib.example:",
             "ib.example:443:1",
             "ib.example:123456",
+            "ib.example:99999",
+            "ib.example:65536",
+            "ib.example:0",
+            "ib.example:00000",
             "ib.example:https",
             "ib%2eexample",
             "ib.example;x",

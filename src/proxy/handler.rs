@@ -39,6 +39,8 @@ pub(crate) struct ConnInfo {
     pub client_auth: ClientAuth,
     /// Lower-cased SNI, when the client sent one.
     pub sni: Option<String>,
+    /// The names the listener's certificate is for.
+    pub names: Arc<crate::tls::ServerNames>,
     pub presented: Option<Arc<PresentedCert>>,
     /// The identity header values of the status view last seen on this connection.
     pub identity_headers: Mutex<CachedIdentityHeaders>,
@@ -221,6 +223,13 @@ async fn pipeline(
     if let (ClientAuth::Optional | ClientAuth::Required, Some(sni), Some(host)) =
         (conn.client_auth, &conn.sni, &host)
         && sni != host
+    {
+        return Err(Problem::Misdirected);
+    }
+    // A host the certificate is not for (reachable only by skipping its verification):
+    // never passed on as the app's X-Forwarded-Host.
+    if let Some(host) = &host
+        && !conn.names.covers(host)
     {
         return Err(Problem::Misdirected);
     }

@@ -179,6 +179,7 @@ pub(crate) async fn accept_loop(
                     forwarded_for: super::forward::forwarded_for(remote),
                     client_auth: tls.client_auth,
                     sni,
+                    names: Arc::clone(&tls.names),
                     presented,
                     identity_headers: std::sync::Mutex::default(),
                     permit,

@@ -9,12 +9,14 @@
 mod files;
 mod peer;
 mod server_config;
+mod server_names;
 mod upstream;
 mod verifier;
 
 pub use files::{ServerKeyPair, load_server_key_pair};
 pub use peer::PresentedCert;
 pub use server_config::{ListenerTls, build_listener_tls};
+pub use server_names::ServerNames;
 pub use upstream::{UpstreamTls, upstream_tls};
 pub(crate) use verifier::classify;
 pub use verifier::{RefusedLeaf, StatusAwareVerifier, noting_refused_leaf};

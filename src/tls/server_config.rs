@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use rustls_pki_types::CertificateDer;
 
-use super::{ServerKeyPair, StatusAwareVerifier, TlsError};
+use super::{ServerKeyPair, ServerNames, StatusAwareVerifier, TlsError};
 use crate::config::ClientAuth;
 use crate::status::StatusCache;
 
@@ -17,6 +17,8 @@ pub struct ListenerTls {
     pub server_config: Arc<ServerConfig>,
     pub verifier: Arc<StatusAwareVerifier>,
     pub client_auth: ClientAuth,
+    /// The names the certificate is for: a request's `Host` must be one of them.
+    pub names: Arc<ServerNames>,
 }
 
 /// Builds the TLS side of a listener. `expiry_grace_secs`: see [`StatusAwareVerifier::new`].
@@ -43,9 +45,15 @@ pub fn build_listener_tls(
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // Resumption keeps the client chain; the live status is re-checked on every request, so
     // a resumed session cannot outlive a revocation or the certificate's expiry.
+    let names = keys
+        .chain
+        .first()
+        .map(|leaf| ServerNames::of_leaf(leaf.as_ref()))
+        .unwrap_or_default();
     Ok(ListenerTls {
         server_config: Arc::new(config),
         verifier,
         client_auth,
+        names: Arc::new(names),
     })
 }

@@ -48,6 +48,19 @@ pub async fn tls(
         .await
 }
 
+/// A TLS stream to the gateway without SNI (the server name is the address 127.0.0.1, which
+/// a client does not send), as `curl -k https://127.0.0.1/` connects.
+pub async fn tls_without_sni(
+    addr: SocketAddr,
+    cfg: Arc<ClientConfig>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    TlsConnector::from(cfg)
+        .connect(ServerName::IpAddress(ip.into()), tcp)
+        .await
+}
+
 pub enum Conn {
     H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
     H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
