@@ -15,7 +15,7 @@ use super::format::OwnedName;
 /// connection, the client's address and the URL (`X-Original-URL` is read by IIS URL Rewrite and some Java
 /// frameworks as the path to serve), and the client-certificate headers of nginx, Apache,
 /// AWS and others. Apps moving from those proxies may still trust them.
-const FORWARDING: [OwnedName; 65] = [
+const FORWARDING: [OwnedName; 71] = [
     OwnedName::Prefix("x-forwarded-"),
     OwnedName::Exact(Cow::Borrowed("x-forwarded")),
     OwnedName::Exact(Cow::Borrowed("forwarded")),
@@ -27,7 +27,10 @@ const FORWARDING: [OwnedName; 65] = [
     OwnedName::Exact(Cow::Borrowed("true-client-ip")),
     OwnedName::Exact(Cow::Borrowed("cf-connecting-ip")),
     OwnedName::Exact(Cow::Borrowed("x-cluster-client-ip")),
-    OwnedName::Exact(Cow::Borrowed("x-original-forwarded-for")),
+    OwnedName::Exact(Cow::Borrowed("cluster-client-ip")),
+    OwnedName::Exact(Cow::Borrowed("x-true-ip")),
+    // A misspelling some helpers read all the same.
+    OwnedName::Prefix("x-forward-"),
     OwnedName::Exact(Cow::Borrowed("client-ip")),
     OwnedName::Exact(Cow::Borrowed("x-originating-ip")),
     OwnedName::Exact(Cow::Borrowed("x-remote-ip")),
@@ -42,17 +45,20 @@ const FORWARDING: [OwnedName; 65] = [
     OwnedName::Prefix("x-envoy-"),
     // Host overrides, read by some frameworks to build absolute URLs.
     OwnedName::Exact(Cow::Borrowed("x-host")),
-    OwnedName::Exact(Cow::Borrowed("x-original-host")),
-    OwnedName::Exact(Cow::Borrowed("x-original-url")),
-    OwnedName::Exact(Cow::Borrowed("x-original-uri")),
+    // The original request as a proxy in front says it: URL, URI, host, method, path,
+    // scheme, forwarded-for.
+    OwnedName::Prefix("x-original-"),
     OwnedName::Exact(Cow::Borrowed("x-rewrite-url")),
-    OwnedName::Exact(Cow::Borrowed("x-client-cert")),
+    // The client certificate and its fields as proxies pass them on (`X-Client-Cert`,
+    // `-Certificate`, `-Cert-Dn`; nginx's and HAProxy's `X-SSL-*`, `X-TLS-*`; Apache's
+    // `SSL_CLIENT_*` and `SSL_*` variables as headers; `X-Cert-Subject`).
+    OwnedName::Prefix("x-client-cert"),
     OwnedName::Exact(Cow::Borrowed("x-client-verify")),
-    OwnedName::Exact(Cow::Borrowed("x-client-dn")),
-    OwnedName::Exact(Cow::Borrowed("x-ssl-cert")),
-    OwnedName::Prefix("x-ssl-client-"),
-    // Apache's `SSL_CLIENT_*` variables passed on as headers.
-    OwnedName::Prefix("ssl-client-"),
+    OwnedName::Prefix("x-client-dn"),
+    OwnedName::Prefix("x-ssl-"),
+    OwnedName::Prefix("ssl-"),
+    OwnedName::Prefix("x-tls-"),
+    OwnedName::Prefix("x-cert-"),
     // AWS ALB mutual TLS (`X-Amzn-Mtls-Clientcert`, `-Clientcert-Subject`, ...).
     OwnedName::Prefix("x-amzn-mtls-"),
     OwnedName::Exact(Cow::Borrowed("x-arr-clientcert")),
@@ -61,8 +67,12 @@ const FORWARDING: [OwnedName; 65] = [
     // Service): an app moved from behind one of them may still trust these.
     // Kubernetes' authenticating proxy (`X-Remote-User`, `-Group`, `-Extra-*`), Google IAP,
     // Cloudflare Access, Pomerium, Kong, mod_auth_openidc, Azure App Service's tokens.
-    OwnedName::Exact(Cow::Borrowed("remote-user")),
+    // `Remote-User`, and Authelia's and Authentik's `Remote-Groups`, `-Email`, `-Name`.
+    OwnedName::Prefix("remote-"),
     OwnedName::Prefix("x-remote-"),
+    OwnedName::Exact(Cow::Borrowed("auth-user")),
+    OwnedName::Exact(Cow::Borrowed("x-proxy-user")),
+    OwnedName::Prefix("x-jwt-"),
     OwnedName::Exact(Cow::Borrowed("x-user")),
     OwnedName::Exact(Cow::Borrowed("x-auth-user")),
     OwnedName::Exact(Cow::Borrowed("x-auth-username")),
@@ -70,7 +80,6 @@ const FORWARDING: [OwnedName; 65] = [
     OwnedName::Exact(Cow::Borrowed("x-authenticated-userid")),
     OwnedName::Prefix("x-webauth-"),
     OwnedName::Prefix("x-auth-request-"),
-    OwnedName::Exact(Cow::Borrowed("x-ssl-user")),
     OwnedName::Exact(Cow::Borrowed("sm-user")),
     OwnedName::Exact(Cow::Borrowed("sm-userdn")),
     OwnedName::Exact(Cow::Borrowed("sm-universalid")),
@@ -92,6 +101,11 @@ const FORWARDING: [OwnedName; 65] = [
     OwnedName::Exact(Cow::Borrowed("x-https")),
     OwnedName::Exact(Cow::Borrowed("https")),
     OwnedName::Exact(Cow::Borrowed("x-arr-ssl")),
+    // Method overrides: an app honouring one would run another method than the gateway
+    // judged (a TRACE the gateway refuses, a DELETE behind a GET).
+    OwnedName::Exact(Cow::Borrowed("x-http-method-override")),
+    OwnedName::Exact(Cow::Borrowed("x-http-method")),
+    OwnedName::Exact(Cow::Borrowed("x-method-override")),
     // `Proxy` becomes HTTP_PROXY to a CGI app, which its HTTP client reads as the proxy to
     // send outgoing requests through ("httpoxy").
     OwnedName::Exact(Cow::Borrowed("proxy")),
@@ -352,6 +366,30 @@ mod tests {
             "X-Https",
             "HTTPS",
             "X-ARR-SSL",
+            "Remote-Groups",
+            "Remote-Email",
+            "Remote-Name",
+            "Auth-User",
+            "X-Proxy-User",
+            "X-Jwt-Assertion",
+            "X-Ssl-Subject",
+            "Ssl-Subject",
+            "X-Ssl-Issuer",
+            "X-Tls-Client-Cert",
+            "X-Client-Certificate",
+            "X-Client-Cert-Dn",
+            "X-Client-Cert-Serial",
+            "X-Cert-Subject",
+            "X-Original-Method",
+            "X-Original-Path",
+            "X-Original-Proto",
+            "X-Original-URI",
+            "X-True-IP",
+            "X-Forward-For",
+            "Cluster-Client-IP",
+            "X-HTTP-Method-Override",
+            "X-HTTP-Method",
+            "X-Method-Override",
         ] {
             assert!(r.is_reserved(n), "{n}");
         }
