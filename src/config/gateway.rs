@@ -744,6 +744,17 @@ fn check_upstream_urls(r: &RouteConfig) -> Result<(), ConfigError> {
                 "upstream {u:?} must not have a query or a fragment"
             ));
         }
+        // The base path is joined to canonical request paths: it must be canonical too, or
+        // the app would read `/a/../b` or `/a%2Fb` its own way.
+        let base = uri.path();
+        if base != "/"
+            && !crate::http_common::canonical::canonicalize(base).is_ok_and(|c| c.is_unchanged())
+        {
+            return invalid(format!(
+                "upstream {u:?}: its base path {base:?} is not a canonical path (no escapes, \
+                 dot segments, //, ; or trailing dots)"
+            ));
+        }
         if let Some(authority) = uri.authority() {
             if authority.as_str().contains('@') {
                 return invalid(format!(

@@ -1002,6 +1002,11 @@ mod tests {
             ),
             (r#"["http://a", "http://a:80"]"#, "twice"),
             (r#"["http://a:023111"]"#, "leading zeros"),
+            (r#"["http://a:1/a/../b"]"#, "not a canonical path"),
+            (r#"["http://a:1/a%2Fb"]"#, "not a canonical path"),
+            (r#"["http://a:1//b"]"#, "not a canonical path"),
+            (r#"["http://a:1/b;x=1"]"#, "not a canonical path"),
+            (r#"["http://a:1/b/."]"#, "not a canonical path"),
         ];
         let more = [
             (

@@ -1,11 +1,14 @@
 //! What every HTTP surface of certgate shares (the gateway, certgate's own pages, the admin
 //! listener, the demo app): the one body type, HTML escaping, the stop signal that ends
-//! accept loops, and the request-head rules every TLS listener applies (`request_head`).
+//! accept loops, the request-head rules every TLS listener applies (`request_head`), and the
+//! one canonical form of a request path (`canonical`), which the configuration's paths are
+//! held to as well.
 //!
 //! A leaf: it imports nothing else of the crate. It must not route, authenticate or decide.
 
 pub mod address_slots;
 pub mod body;
+pub mod canonical;
 pub mod header_case;
 pub mod request_head;
 
