@@ -158,8 +158,20 @@ fn spoofable(name: &str) -> bool {
     n.starts_with("x-certgate-")
         || n.starts_with("x-forwarded-")
         || n.starts_with("x-envoy-")
-        || n.starts_with("x-ssl-client-")
-        || n.starts_with("ssl-client-")
+        || n.starts_with("x-ssl-")
+        || n.starts_with("ssl-")
+        || n.starts_with("x-tls-")
+        || n.starts_with("x-cert-")
+        || n.starts_with("x-client-cert")
+        || n.starts_with("client-cert-")
+        || n.starts_with("x-client-dn")
+        || n.starts_with("x-client-ip")
+        || n.starts_with("x-original-")
+        || n.starts_with("x-forward-")
+        || n.starts_with("x-forwarder-")
+        || n.starts_with("x-real-")
+        || n.starts_with("remote-")
+        || n.starts_with("x-jwt-")
         || n.starts_with("x-amzn-mtls-")
         || n.starts_with("x-auth-request-")
         || n.starts_with("x-amzn-oidc-")
@@ -220,6 +232,16 @@ fn spoofable(name: &str) -> bool {
             "sm-user",
             "sm-userdn",
             "sm-universalid",
+            "auth-user",
+            "x-proxy-user",
+            "x-client-port",
+            "http-client-ip",
+            "origin-ip",
+            "cluster-client-ip",
+            "x-true-ip",
+            "x-http-method-override",
+            "x-http-method",
+            "x-method-override",
             "front-end-https",
             "x-url-scheme",
             "x-scheme",

@@ -15,15 +15,20 @@ use super::format::OwnedName;
 /// connection, the client's address and the URL (`X-Original-URL` is read by IIS URL Rewrite and some Java
 /// frameworks as the path to serve), and the client-certificate headers of nginx, Apache,
 /// AWS and others. Apps moving from those proxies may still trust them.
-const FORWARDING: [OwnedName; 71] = [
+const FORWARDING: [OwnedName; 76] = [
     OwnedName::Prefix("x-forwarded-"),
     OwnedName::Exact(Cow::Borrowed("x-forwarded")),
     OwnedName::Exact(Cow::Borrowed("forwarded")),
     OwnedName::Exact(Cow::Borrowed("forwarded-for")),
-    OwnedName::Exact(Cow::Borrowed("x-real-ip")),
+    // `X-Real-IP`, and `-Port` beside it.
+    OwnedName::Prefix("x-real-"),
     // What other proxies and CDNs name the client by, read by the "real IP" helpers of
     // web frameworks.
-    OwnedName::Exact(Cow::Borrowed("x-client-ip")),
+    // `X-Client-IP`, `-IP-Address`, and `X-Client-Port`.
+    OwnedName::Prefix("x-client-ip"),
+    OwnedName::Exact(Cow::Borrowed("x-client-port")),
+    OwnedName::Exact(Cow::Borrowed("http-client-ip")),
+    OwnedName::Exact(Cow::Borrowed("origin-ip")),
     OwnedName::Exact(Cow::Borrowed("true-client-ip")),
     OwnedName::Exact(Cow::Borrowed("cf-connecting-ip")),
     OwnedName::Exact(Cow::Borrowed("x-cluster-client-ip")),
@@ -31,6 +36,7 @@ const FORWARDING: [OwnedName; 71] = [
     OwnedName::Exact(Cow::Borrowed("x-true-ip")),
     // A misspelling some helpers read all the same.
     OwnedName::Prefix("x-forward-"),
+    OwnedName::Prefix("x-forwarder-"),
     OwnedName::Exact(Cow::Borrowed("client-ip")),
     OwnedName::Exact(Cow::Borrowed("x-originating-ip")),
     OwnedName::Exact(Cow::Borrowed("x-remote-ip")),
@@ -53,6 +59,8 @@ const FORWARDING: [OwnedName; 71] = [
     // `-Certificate`, `-Cert-Dn`; nginx's and HAProxy's `X-SSL-*`, `X-TLS-*`; Apache's
     // `SSL_CLIENT_*` and `SSL_*` variables as headers; `X-Cert-Subject`).
     OwnedName::Prefix("x-client-cert"),
+    // RFC 9440's names are a format's own; fields beside them (`Client-Cert-Serial`) are not.
+    OwnedName::Prefix("client-cert-"),
     OwnedName::Exact(Cow::Borrowed("x-client-verify")),
     OwnedName::Prefix("x-client-dn"),
     OwnedName::Prefix("x-ssl-"),
@@ -390,6 +398,15 @@ mod tests {
             "X-HTTP-Method-Override",
             "X-HTTP-Method",
             "X-Method-Override",
+            "Client-Cert-Serial",
+            "X-Forwarder-For",
+            "X-Client-Ip-Address",
+            "Http-Client-Ip",
+            "Origin-Ip",
+            "X-Real-Port",
+            "X-Client-Port",
+            "Remote-Addr",
+            "X-Original-Remote-Addr",
         ] {
             assert!(r.is_reserved(n), "{n}");
         }
