@@ -180,24 +180,25 @@ addr = "127.0.0.1:0"
     /// Sends `request` exactly as given on a fresh TLS connection and reads until the
     /// gateway closes it; the status of the answer's first line (0 when there is none).
     async fn send_raw(&self, cert: bool, request: &str) -> (u16, String) {
-        let cfg = client::config(
-            &self.server_ca.der,
-            cert.then_some(&self.alice),
-            &[b"http/1.1"],
-        );
-        let s = client::tls(self.addr, cfg).await.unwrap();
+        let s = client::tls(self.addr, self.raw_config(cert)).await.unwrap();
         Self::exchange(s, request).await
     }
 
     /// [`Edge::send_raw`] on a connection without SNI.
     async fn send_raw_without_sni(&self, cert: bool, request: &str) -> (u16, String) {
-        let cfg = client::config(
+        let s = client::tls_without_sni(self.addr, self.raw_config(cert))
+            .await
+            .unwrap();
+        Self::exchange(s, request).await
+    }
+
+    /// HTTP/1.1 only, with alice's certificate when `cert`.
+    fn raw_config(&self, cert: bool) -> Arc<rustls::ClientConfig> {
+        client::config(
             &self.server_ca.der,
             cert.then_some(&self.alice),
             &[b"http/1.1"],
-        );
-        let s = client::tls_without_sni(self.addr, cfg).await.unwrap();
-        Self::exchange(s, request).await
+        )
     }
 
     async fn exchange(
